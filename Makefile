@@ -1,0 +1,45 @@
+# Two commands on a fresh clone: `make run` and `make test`. Both create .venv when needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+BUF_VERSION := 1.75.0
+BUF := $(VENV)/node/node_modules/.bin/buf
+PYTEST_ARGS ?=
+
+.PHONY: run test lint proto proto-check install clean bench
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(BUF):
+	npm install --silent --no-save --no-package-lock --prefix $(VENV)/node @bufbuild/buf@$(BUF_VERSION)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/podgate serve
+
+proto: $(STAMP)
+	$(BIN)/python scripts/genproto.py
+
+lint: $(STAMP) $(BUF)
+	$(BIN)/python -m pip check
+	$(BIN)/ruff check gateway tests scripts bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+	cd protos && ../$(BUF) lint
+	$(BIN)/python scripts/genproto.py --check
+
+test: lint
+	PODGATE_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .podgate .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Airflow provider for Podgate: a KubernetesPodOperator-compatible operator that runs pods through the gateway."""

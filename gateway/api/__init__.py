@@ -1,0 +1,1 @@
+"""gRPC edge: servicers, interceptors and protobuf <-> domain conversion."""

@@ -1,0 +1,107 @@
+"""The `podgate` command. Sub-commands delegate to the client or to server entry points; no logic of their own."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from gateway.client.channel import DEFAULT_ADDRESS
+
+EXIT_UNAVAILABLE = 2
+
+
+class NotYetImplemented(SystemExit):
+    def __init__(self, command: str, missing: str) -> None:
+        super().__init__(f"podgate {command}: not implemented yet: {missing}")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.app import serve_forever
+
+    return asyncio.run(serve_forever(address=args.listen, cluster_files=args.clusters))
+
+
+def _not_yet(command: str, missing: str) -> Callable[[argparse.Namespace], int]:
+    def handler(_: argparse.Namespace) -> int:
+        raise NotYetImplemented(command, missing)
+
+    return handler
+
+
+def _add_constraint_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gateway", default=DEFAULT_ADDRESS, help="gateway address (default %(default)s)")
+    p.add_argument("--select", default="", help="cluster label selector, e.g. 'tier=prod,gpu in (a100)'")
+    p.add_argument("--region", action="append", default=[], help="allowed region (repeatable)")
+    p.add_argument("--cluster", action="append", default=[], help="allowed cluster (repeatable)")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu count")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="podgate", description="Multi-cluster Kubernetes pod dispatch gateway.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--listen", default=DEFAULT_ADDRESS, help="gRPC listen address (default %(default)s)")
+    serve.add_argument("--clusters", action="append", default=[], help="cluster file or directory (repeatable)")
+    serve.set_defaults(func=_serve)
+
+    sim = sub.add_parser("sim", help="run the local Kubernetes simulator in the foreground")
+    sim.add_argument("--config", default="clusters/local.yaml")
+    sim.add_argument("--kubeconfig-dir", default=".podgate/kubeconfigs")
+    sim.set_defaults(func=_not_yet("sim", "the local simulator"))
+
+    run = sub.add_parser("run", help="run a pod through the gateway and stream its logs")
+    _add_constraint_flags(run)
+    run.add_argument("--image", required=True)
+    run.add_argument("--env", action="append", default=[], metavar="K=V")
+    run.add_argument("--xcom-out", metavar="FILE")
+    run.add_argument("command_", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    run.set_defaults(func=_not_yet("run", "the dispatch core"))
+
+    explain = sub.add_parser("explain", help="show where a pod would be placed, and why")
+    _add_constraint_flags(explain)
+    explain.set_defaults(func=_not_yet("explain", "the dispatch core"))
+
+    clusters = sub.add_parser("clusters", help="manage registered clusters")
+    csub = clusters.add_subparsers(dest="clusters_command", required=True, metavar="ACTION")
+    for name, helptext in (
+        ("list", "list clusters with health, labels and free capacity"),
+        ("register", "register clusters from a YAML file"),
+        ("deregister", "remove a cluster"),
+        ("cordon", "stop new placements on a cluster"),
+        ("uncordon", "allow placements on a cluster again"),
+    ):
+        p = csub.add_parser(name, help=helptext)
+        p.add_argument("--gateway", default=DEFAULT_ADDRESS)
+        if name == "register":
+            p.add_argument("file")
+        elif name != "list":
+            p.add_argument("name")
+        p.set_defaults(func=_not_yet(f"clusters {name}", "the cluster registry"))
+
+    kubeconfig = sub.add_parser("kubeconfig", help="issue a short-lived, namespace-scoped kubeconfig")
+    kubeconfig.add_argument("--gateway", default=DEFAULT_ADDRESS)
+    kubeconfig.add_argument("--cluster", required=True)
+    kubeconfig.add_argument("--namespace", required=True)
+    kubeconfig.add_argument("--ttl", default="15m")
+    kubeconfig.add_argument("--access", choices=("view", "edit"), default="view")
+    kubeconfig.set_defaults(func=_not_yet("kubeconfig", "short-lived kubeconfig issuing"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

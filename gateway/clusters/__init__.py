@@ -1,0 +1,1 @@
+"""Cluster registry, cluster file loading, health and live capacity."""

@@ -1,0 +1,1 @@
+"""Per-cluster credential providers and short-lived kubeconfig issuing."""

@@ -1,0 +1,346 @@
+"""Domain types shared by every layer of the gateway.
+
+Plain frozen dataclasses: no I/O, no protobuf, no Kubernetes client objects. The API
+layer converts protobuf messages to these at the edge; everything below works on them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+
+PROVIDERS = frozenset({"in-cluster", "kubeconfig", "eks", "gke", "aks", "sim"})
+
+
+# --- selectors, taints, tolerations -------------------------------------------------------
+
+
+class Operator(enum.StrEnum):
+    IN = "In"
+    NOT_IN = "NotIn"
+    EXISTS = "Exists"
+    DOES_NOT_EXIST = "DoesNotExist"
+    GT = "Gt"
+    LT = "Lt"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Requirement:
+    """One selector requirement; `a=b` is `In (b)`, `a!=b` is `NotIn (b)`."""
+
+    key: str
+    operator: Operator
+    values: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Selector:
+    """A label selector: every requirement must hold. Empty matches everything."""
+
+    requirements: tuple[Requirement, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.requirements)
+
+
+class TaintEffect(enum.StrEnum):
+    NO_SELECT = "NoSelect"
+    PREFER_NO_SELECT = "PreferNoSelect"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Taint:
+    key: str
+    value: str = ""
+    effect: TaintEffect = TaintEffect.NO_SELECT
+
+    def __str__(self) -> str:
+        value = f"={self.value}" if self.value else ""
+        return f"{self.key}{value}:{self.effect}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Toleration:
+    key: str = ""
+    operator: str = "Equal"  # Equal or Exists
+    value: str = ""
+    effect: str = ""  # empty tolerates every effect
+
+
+UNREACHABLE_TAINT = Taint(key="podgate.io/unreachable", effect=TaintEffect.NO_SELECT)
+CORDONED_TAINT = Taint(key="podgate.io/cordoned", effect=TaintEffect.NO_SELECT)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preference:
+    weight: int
+    selector: Selector
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlacementSpec:
+    """The caller's constraints. Regions are data residency: never relaxed."""
+
+    selector: Selector = Selector()
+    regions: frozenset[str] = frozenset()
+    clusters: frozenset[str] = frozenset()
+    tolerations: tuple[Toleration, ...] = ()
+    preferences: tuple[Preference, ...] = ()
+    timeout_seconds: float = 0.0
+
+
+# --- clusters -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CredentialsRef:
+    """Where a cluster's credentials come from: references only, never a secret value."""
+
+    source: str  # one of PROVIDERS
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSpec:
+    name: str
+    provider: str
+    credentials: CredentialsRef
+    region: str
+    zone: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[Taint, ...] = ()
+    allowed_namespaces: frozenset[str] = frozenset({"default"})
+    max_concurrent_pods: int = 0  # 0: unlimited
+    weight: int = 100
+    source: str = "api"  # a file path or "api"
+
+
+class Health(enum.StrEnum):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNREACHABLE = "unreachable"
+    UNAUTHORIZED = "unauthorized"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeTaint:
+    """A Kubernetes node taint (NoSchedule, PreferNoSchedule, NoExecute)."""
+
+    key: str
+    value: str = ""
+    effect: str = "NoSchedule"
+
+
+@dataclass(frozen=True, kw_only=True)
+class NodeState:
+    """One node as placement sees it: what it offers and what is already asked of it."""
+
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    taints: tuple[NodeTaint, ...] = ()
+    schedulable: bool = True
+    ready: bool = True
+    cpu_millis: int = 0  # allocatable
+    memory_bytes: int = 0
+    gpus: int = 0
+    cpu_millis_used: int = 0  # sum of requests of non-terminated pods bound here
+    memory_bytes_used: int = 0
+    gpus_used: int = 0
+
+    @property
+    def gpu_type(self) -> str:
+        return self.labels.get(GPU_PRODUCT_LABEL, "")
+
+    @property
+    def cpu_millis_free(self) -> int:
+        return max(0, self.cpu_millis - self.cpu_millis_used)
+
+    @property
+    def memory_bytes_free(self) -> int:
+        return max(0, self.memory_bytes - self.memory_bytes_used)
+
+    @property
+    def gpus_free(self) -> int:
+        return max(0, self.gpus - self.gpus_used)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSnapshot:
+    """A cluster at one instant, as placement reads it."""
+
+    spec: ClusterSpec
+    health: Health = Health.UNKNOWN
+    cordoned: bool = False
+    cordon_reason: str = ""
+    nodes: tuple[NodeState, ...] = ()
+    running_pods: int = 0  # gateway pods not yet finished on this cluster
+
+    @property
+    def effective_taints(self) -> tuple[Taint, ...]:
+        extra: list[Taint] = []
+        if self.health is Health.UNREACHABLE:
+            extra.append(UNREACHABLE_TAINT)
+        if self.cordoned:
+            extra.append(CORDONED_TAINT)
+        return (*self.spec.taints, *extra)
+
+
+# --- placement decisions ------------------------------------------------------------------
+
+
+class Verdict(enum.StrEnum):
+    ELIGIBLE = "eligible"
+    NO_CAPACITY = "no-capacity"  # hard constraints hold; may fit later
+    REJECTED = "rejected"  # violates a hard constraint; never chosen
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterVerdict:
+    cluster: str
+    region: str
+    verdict: Verdict
+    reason: str
+    score: float = 0.0
+    chosen: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlacementDecision:
+    """Every cluster's verdict, best first; `cluster` is empty when none was chosen."""
+
+    verdicts: tuple[ClusterVerdict, ...]
+    cluster: str = ""
+    region: str = ""
+    reason: str = ""
+
+    @property
+    def candidates(self) -> tuple[ClusterVerdict, ...]:
+        """Eligible clusters in order of preference: the failover sequence."""
+        return tuple(v for v in self.verdicts if v.verdict is Verdict.ELIGIBLE)
+
+    @property
+    def may_fit_later(self) -> bool:
+        return any(v.verdict is Verdict.NO_CAPACITY for v in self.verdicts)
+
+
+# --- pods ---------------------------------------------------------------------------------
+
+
+class XcomMode(enum.StrEnum):
+    DISABLED = "disabled"
+    AUTO = "auto"
+    SIDECAR = "sidecar"
+
+
+class LogSelection(enum.StrEnum):
+    MAIN = "main"
+    ALL = "all"
+    NAMED = "named"
+    NONE = "none"
+
+
+class OnFinishAction(enum.StrEnum):
+    DELETE_POD = "delete_pod"
+    KEEP_POD = "keep_pod"
+    DELETE_SUCCEEDED_POD = "delete_succeeded_pod"
+
+
+class DisconnectPolicy(enum.StrEnum):
+    KEEP_RUNNING = "keep_running"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, kw_only=True)
+class AirflowContext:
+    dag_id: str
+    task_id: str
+    run_id: str
+    map_index: int = -1
+    try_number: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodRequest:
+    request_id: str
+    pod: Mapping[str, Any]  # a Kubernetes Pod manifest
+    placement: PlacementSpec = PlacementSpec()
+    xcom_mode: XcomMode = XcomMode.DISABLED
+    xcom_sidecar_image: str = ""
+    log_selection: LogSelection = LogSelection.MAIN
+    log_containers: tuple[str, ...] = ()
+    on_finish: OnFinishAction = OnFinishAction.DELETE_POD
+    startup_timeout_seconds: float = 120.0
+    on_disconnect: DisconnectPolicy = DisconnectPolicy.KEEP_RUNNING
+    reattach_grace_seconds: float = 300.0
+    airflow: AirflowContext | None = None
+    tenant: str = ""
+
+
+class PodPhase(enum.StrEnum):
+    QUEUED = "Queued"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (PodPhase.SUCCEEDED, PodPhase.FAILED, PodPhase.CANCELLED)
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubeEvent:
+    time: datetime
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+    count: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogLine:
+    container: str
+    time: datetime
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContainerResult:
+    name: str
+    exit_code: int
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodResult:
+    phase: PodPhase
+    exit_code: int = -1
+    reason: str = ""
+    message: str = ""
+    containers: tuple[ContainerResult, ...] = ()
+    xcom_json: str | None = None
+    warning_events: tuple[KubeEvent, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodRecord:
+    """The gateway's durable record of one request and the pod it became."""
+
+    request: PodRequest
+    phase: PodPhase
+    cluster: str = ""
+    region: str = ""
+    namespace: str = ""
+    name: str = ""
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    decision: PlacementDecision | None = None
+    result: PodResult | None = None

@@ -1,0 +1,1 @@
+"""Pod building, lifecycle, logs and XCom."""

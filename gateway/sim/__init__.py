@@ -1,0 +1,1 @@
+"""A local Kubernetes simulator: a separate world the gateway talks to over HTTPS."""

@@ -1,0 +1,1 @@
+"""Persistence of clusters, pod records, placements and results."""
