@@ -3,8 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BUF_VERSION := 1.75.0
-BUF := $(VENV)/node/node_modules/.bin/buf
 PYTEST_ARGS ?=
 
 .PHONY: run test lint proto proto-check install clean bench
@@ -16,9 +14,6 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
-$(BUF):
-	npm install --silent --no-save --no-package-lock --prefix $(VENV)/node @bufbuild/buf@$(BUF_VERSION)
-
 install: $(STAMP)
 
 run: $(STAMP)
@@ -27,16 +22,16 @@ run: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python scripts/genproto.py
 
-lint: $(STAMP) $(BUF)
+lint: $(STAMP)
 	$(BIN)/python -m pip check
 	$(BIN)/ruff check gateway tests scripts bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
-	cd protos && ../$(BUF) lint
+	cd protos && $(abspath $(BIN))/buf lint
 	$(BIN)/python scripts/genproto.py --check
 
 test: lint
-	PODGATE_BUF=$(abspath $(BUF)) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
