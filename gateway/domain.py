@@ -344,3 +344,27 @@ class PodRecord:
     finished_at: datetime | None = None
     decision: PlacementDecision | None = None
     result: PodResult | None = None
+
+
+# --- the event journal --------------------------------------------------------------------
+
+
+class JournalKind(enum.StrEnum):
+    PLACED = "placed"
+    PHASE = "phase"
+    K8S_EVENT = "k8s_event"
+    LOG = "log"
+    RESULT = "result"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JournalEvent:
+    """One durable entry of a request's event stream; RunPod/WatchPod replay these from a cursor.
+
+    The payload is plain JSON data (the API layer converts to and from domain types), so the journal
+    never needs a migration when an event grows a field.
+    """
+
+    kind: JournalKind
+    time: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
