@@ -368,3 +368,25 @@ class JournalEvent:
     kind: JournalKind
     time: datetime
     payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --- the event stream of one pod (RunPod / WatchPod) --------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PhaseChange:
+    phase: PodPhase
+    reason: str = ""
+    message: str = ""
+
+
+StreamItem = PlacementDecision | PhaseChange | KubeEvent | LogLine | PodResult
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamEvent:
+    """One journalled item of a pod's stream; `seq` increases by one per request and is the resume cursor."""
+
+    seq: int
+    time: datetime
+    item: StreamItem
