@@ -1,0 +1,133 @@
+"""Reads a Kubernetes Pod object and says what it means for the gateway. Pure: no I/O, no clock.
+
+The tracker feeds every watch event of a gateway pod through `interpret`; what comes out decides
+phase changes, early failure (image pull, unschedulable past its deadline) and the final result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import domain
+
+# Waiting reasons that will not resolve by themselves: the pod is failed at once.
+FATAL_WAITING_REASONS = frozenset(
+    {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"}
+)
+CRASH_LOOP = "CrashLoopBackOff"
+
+Pod = Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PodView:
+    """What the gateway needs to know of one observation of a pod."""
+
+    phase: domain.PodPhase
+    reason: str = ""
+    message: str = ""
+    node: str = ""
+    finished: bool = False  # the pod will not run any further (Succeeded, Failed, or a fatal wait)
+    main_terminated: bool = False  # the main container has ended (sidecar XCom is read then)
+    unschedulable: str = ""  # the scheduler's message while the pod cannot be placed on a node
+    containers: tuple[domain.ContainerResult, ...] = ()
+    termination_message: str | None = None  # the main container's, for XCom mode auto
+
+
+def _statuses(pod: Pod, key: str) -> list[Mapping[str, Any]]:
+    return list(pod.get("status", {}).get(key) or [])
+
+
+def _main_name(pod: Pod) -> str:
+    containers = pod.get("spec", {}).get("containers") or [{}]
+    return str(containers[0].get("name", ""))
+
+
+def _container_result(cs: Mapping[str, Any]) -> domain.ContainerResult | None:
+    terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+    if not terminated:
+        return None
+    return domain.ContainerResult(
+        name=str(cs.get("name", "")),
+        exit_code=int(terminated.get("exitCode", -1)),
+        reason=str(terminated.get("reason", "")),
+        message=str(terminated.get("message", ""))[:4096],
+    )
+
+
+def _fatal_wait(pod: Pod) -> tuple[str, str] | None:
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in _statuses(pod, key):
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason", "")
+            if reason in FATAL_WAITING_REASONS:
+                return reason, f"container {cs.get('name')}: {waiting.get('message') or reason}"
+    return None
+
+
+def _unschedulable(pod: Pod) -> str:
+    for cond in pod.get("status", {}).get("conditions") or []:
+        if (
+            cond.get("type") == "PodScheduled"
+            and cond.get("status") == "False"
+            and cond.get("reason") == "Unschedulable"
+        ):
+            return str(cond.get("message") or "Unschedulable")
+    return ""
+
+
+def _failure_reason(pod: Pod, main: domain.ContainerResult | None, results: list[domain.ContainerResult]) -> str:
+    status_reason = str(pod.get("status", {}).get("reason", ""))
+    if status_reason:  # Evicted, NodeLost, DeadlineExceeded, ...
+        return status_reason
+    for r in results:
+        if r.reason in ("OOMKilled", "DeadlineExceeded"):
+            return r.reason
+    if main is not None and main.reason:
+        return main.reason
+    return next((r.reason for r in results if r.exit_code != 0 and r.reason), "Error")
+
+
+def interpret(pod: Pod) -> PodView:
+    status = pod.get("status", {})
+    k8s_phase = status.get("phase", "Pending")
+    node = str(pod.get("spec", {}).get("nodeName", ""))
+    main_name = _main_name(pod)
+    results = [
+        r
+        for cs in _statuses(pod, "initContainerStatuses") + _statuses(pod, "containerStatuses")
+        if (r := _container_result(cs)) is not None
+    ]
+    main = next((r for r in results if r.name == main_name), None)
+    main_status = next((cs for cs in _statuses(pod, "containerStatuses") if cs.get("name") == main_name), {})
+    termination_message = ((main_status.get("state") or {}).get("terminated") or {}).get("message")
+    common = {
+        "node": node,
+        "containers": tuple(results),
+        "main_terminated": main is not None,
+        "termination_message": termination_message,
+    }
+
+    if k8s_phase == "Succeeded":
+        return PodView(phase=domain.PodPhase.SUCCEEDED, reason="Completed", finished=True, **common)
+    if k8s_phase == "Failed":
+        reason = _failure_reason(pod, main, results)
+        message = str(status.get("message", "")) or (main.message if main else "")
+        return PodView(phase=domain.PodPhase.FAILED, reason=reason, message=message, finished=True, **common)
+    fatal = _fatal_wait(pod)
+    if fatal is not None:
+        return PodView(phase=domain.PodPhase.FAILED, reason=fatal[0], message=fatal[1], finished=True, **common)
+    if k8s_phase == "Running":
+        return PodView(phase=domain.PodPhase.RUNNING, **common)
+    unschedulable = _unschedulable(pod)
+    reason = "Unschedulable" if unschedulable else ""
+    return PodView(
+        phase=domain.PodPhase.PENDING, reason=reason, message=unschedulable, unschedulable=unschedulable, **common
+    )
+
+
+def exit_code(view: PodView, main_container: str) -> int:
+    """The main container's exit code, or -1 when it never ran."""
+    return next((c.exit_code for c in view.containers if c.name == main_container), -1)
