@@ -7,7 +7,7 @@ phase changes, early failure (image pull, unschedulable past its deadline) and t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway import domain
@@ -103,29 +103,28 @@ def interpret(pod: Pod) -> PodView:
     main = next((r for r in results if r.name == main_name), None)
     main_status = next((cs for cs in _statuses(pod, "containerStatuses") if cs.get("name") == main_name), {})
     termination_message = ((main_status.get("state") or {}).get("terminated") or {}).get("message")
-    common = {
-        "node": node,
-        "containers": tuple(results),
-        "main_terminated": main is not None,
-        "termination_message": termination_message,
-    }
-
+    base = PodView(
+        phase=domain.PodPhase.PENDING,
+        node=node,
+        containers=tuple(results),
+        main_terminated=main is not None,
+        termination_message=termination_message,
+    )
     if k8s_phase == "Succeeded":
-        return PodView(phase=domain.PodPhase.SUCCEEDED, reason="Completed", finished=True, **common)
+        return replace(base, phase=domain.PodPhase.SUCCEEDED, reason="Completed", finished=True)
     if k8s_phase == "Failed":
         reason = _failure_reason(pod, main, results)
         message = str(status.get("message", "")) or (main.message if main else "")
-        return PodView(phase=domain.PodPhase.FAILED, reason=reason, message=message, finished=True, **common)
+        return replace(base, phase=domain.PodPhase.FAILED, reason=reason, message=message, finished=True)
     fatal = _fatal_wait(pod)
     if fatal is not None:
-        return PodView(phase=domain.PodPhase.FAILED, reason=fatal[0], message=fatal[1], finished=True, **common)
+        return replace(base, phase=domain.PodPhase.FAILED, reason=fatal[0], message=fatal[1], finished=True)
     if k8s_phase == "Running":
-        return PodView(phase=domain.PodPhase.RUNNING, **common)
+        return replace(base, phase=domain.PodPhase.RUNNING)
     unschedulable = _unschedulable(pod)
-    reason = "Unschedulable" if unschedulable else ""
-    return PodView(
-        phase=domain.PodPhase.PENDING, reason=reason, message=unschedulable, unschedulable=unschedulable, **common
-    )
+    if unschedulable:
+        return replace(base, reason="Unschedulable", message=unschedulable, unschedulable=unschedulable)
+    return base
 
 
 def exit_code(view: PodView, main_container: str) -> int:
