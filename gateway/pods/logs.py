@@ -1,0 +1,137 @@
+"""Follows one container's log across cut streams, losing and repeating no line.
+
+Kubernetes resumes a log only by `sinceTime` (second precision), so after a cut the stream is reopened
+from the second of the last line seen, and lines up to that line are skipped by (timestamp, count).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gateway import domain
+
+log = logging.getLogger(__name__)
+
+RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class LogSource(Protocol):
+    def stream_logs(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        follow: bool,
+        timestamps: bool,
+        since_time: datetime | None,
+    ) -> AsyncIterator[str]: ...
+
+
+def parse_timestamp(text: str) -> datetime:
+    """RFC 3339 with up to nanoseconds (the kubelet's format); sub-microsecond digits are dropped."""
+    head, _, frac = text.rstrip("Z").partition(".")
+    base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    micros = int((frac + "000000")[:6]) if frac else 0
+    return base.replace(microsecond=micros)
+
+
+def parse_line(raw: str, container: str) -> domain.LogLine:
+    """Splits "TIMESTAMP text" as the API server sends it with timestamps=true."""
+    stamp, _, text = raw.rstrip("\n").partition(" ")
+    try:
+        when = parse_timestamp(stamp)
+    except ValueError:
+        return domain.LogLine(container=container, time=datetime.now(UTC), text=raw.rstrip("\n"))
+    return domain.LogLine(container=container, time=when, text=text)
+
+
+@dataclass
+class LogPosition:
+    """Where a follower is: the last line's time and how many lines carried exactly that time."""
+
+    last_time: datetime | None = None
+    seen_at_last: int = 0
+
+    def since(self) -> datetime | None:
+        return None if self.last_time is None else self.last_time.replace(microsecond=0)
+
+    def advance(self, line: domain.LogLine) -> None:
+        if line.time == self.last_time:
+            self.seen_at_last += 1
+        else:
+            self.last_time, self.seen_at_last = line.time, 1
+
+
+@dataclass
+class ResumedStream:
+    """Filters one reopened stream: drops what precedes the position, then passes everything."""
+
+    position: LogPosition
+    caught_up: bool = False
+    skipped_at_last: int = 0
+
+    def accept(self, line: domain.LogLine) -> bool:
+        last = self.position.last_time
+        if not self.caught_up and last is not None:
+            if line.time < last:
+                return False
+            if line.time == last and self.skipped_at_last < self.position.seen_at_last:
+                self.skipped_at_last += 1
+                return False
+        self.caught_up = True
+        self.position.advance(line)
+        return True
+
+
+@dataclass
+class LogFollower:
+    """One container's log as an async iterator of new lines; ends once the container has ended and all is read."""
+
+    source: LogSource
+    namespace: str
+    pod: str
+    container: str
+    container_done: Callable[[], bool]
+    wait_change: Callable[[float], Awaitable[None]]
+    position: LogPosition = field(default_factory=LogPosition)
+
+    async def lines(self) -> AsyncIterator[domain.LogLine]:
+        attempt = 0
+        while True:
+            done_before = self.container_done()
+            try:
+                async for line in self._one_stream():
+                    attempt = 0
+                    yield line
+            except Exception as e:
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                log.info(
+                    "log stream %s/%s[%s] cut (%s); resuming in %.1fs",
+                    self.namespace,
+                    self.pod,
+                    self.container,
+                    type(e).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            if done_before:
+                return
+            await self.wait_change(1.0)
+
+    async def _one_stream(self) -> AsyncIterator[domain.LogLine]:
+        resumed = ResumedStream(self.position)
+        stream = self.source.stream_logs(
+            self.namespace, self.pod, self.container, follow=True, timestamps=True, since_time=self.position.since()
+        )
+        async for raw in stream:
+            line = parse_line(raw, self.container)
+            if resumed.accept(line):
+                yield line
