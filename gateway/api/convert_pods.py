@@ -1,0 +1,330 @@
+"""Dispatch protobuf messages <-> domain types. Validation of shape happens here; meaning is checked below."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from gateway import domain, errors
+from gateway._proto.podgate.v1 import common_pb2, dispatch_pb2
+from gateway.placement import selectors
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,253}$")
+MAX_POD_JSON_BYTES = 1 << 20
+MAX_PLACEMENT_TIMEOUT_SECONDS = 24 * 3600
+
+_XCOM = {
+    dispatch_pb2.XCOM_MODE_DISABLED: domain.XcomMode.DISABLED,
+    dispatch_pb2.XCOM_MODE_AUTO: domain.XcomMode.AUTO,
+    dispatch_pb2.XCOM_MODE_SIDECAR: domain.XcomMode.SIDECAR,
+}
+_LOGS = {
+    dispatch_pb2.LOG_SELECTION_UNSPECIFIED: domain.LogSelection.MAIN,
+    dispatch_pb2.LOG_SELECTION_MAIN: domain.LogSelection.MAIN,
+    dispatch_pb2.LOG_SELECTION_ALL: domain.LogSelection.ALL,
+    dispatch_pb2.LOG_SELECTION_NAMED: domain.LogSelection.NAMED,
+    dispatch_pb2.LOG_SELECTION_NONE: domain.LogSelection.NONE,
+}
+_ON_FINISH = {
+    dispatch_pb2.ON_FINISH_ACTION_UNSPECIFIED: domain.OnFinishAction.DELETE_POD,
+    dispatch_pb2.ON_FINISH_ACTION_DELETE_POD: domain.OnFinishAction.DELETE_POD,
+    dispatch_pb2.ON_FINISH_ACTION_KEEP_POD: domain.OnFinishAction.KEEP_POD,
+    dispatch_pb2.ON_FINISH_ACTION_DELETE_SUCCEEDED_POD: domain.OnFinishAction.DELETE_SUCCEEDED_POD,
+}
+_DISCONNECT = {
+    dispatch_pb2.DISCONNECT_POLICY_UNSPECIFIED: domain.DisconnectPolicy.KEEP_RUNNING,
+    dispatch_pb2.DISCONNECT_POLICY_KEEP_RUNNING: domain.DisconnectPolicy.KEEP_RUNNING,
+    dispatch_pb2.DISCONNECT_POLICY_CANCEL: domain.DisconnectPolicy.CANCEL,
+}
+_PHASES = {
+    domain.PodPhase.QUEUED: dispatch_pb2.POD_PHASE_QUEUED,
+    domain.PodPhase.PENDING: dispatch_pb2.POD_PHASE_PENDING,
+    domain.PodPhase.RUNNING: dispatch_pb2.POD_PHASE_RUNNING,
+    domain.PodPhase.SUCCEEDED: dispatch_pb2.POD_PHASE_SUCCEEDED,
+    domain.PodPhase.FAILED: dispatch_pb2.POD_PHASE_FAILED,
+    domain.PodPhase.CANCELLED: dispatch_pb2.POD_PHASE_CANCELLED,
+}
+PHASES_FROM_PROTO = {v: k for k, v in _PHASES.items()}
+_VERDICTS = {
+    domain.Verdict.ELIGIBLE: dispatch_pb2.VERDICT_ELIGIBLE,
+    domain.Verdict.NO_CAPACITY: dispatch_pb2.VERDICT_NO_CAPACITY,
+    domain.Verdict.REJECTED: dispatch_pb2.VERDICT_REJECTED,
+}
+
+
+class _Violations:
+    """Collects every field problem so the caller sees them all at once."""
+
+    def __init__(self) -> None:
+        self.items: list[errors.FieldViolation] = []
+
+    def add(self, field: str, description: str) -> None:
+        self.items.append(errors.FieldViolation(field=field, description=description))
+
+    def raise_if_any(self, what: str) -> None:
+        if self.items:
+            summary = "; ".join(f"{v.field}: {v.description}" for v in self.items[:5])
+            raise errors.InvalidArgument(f"invalid {what}: {summary}", self.items)
+
+
+def seconds(d: duration_pb2.Duration) -> float:
+    return d.seconds + d.nanos / 1e9
+
+
+def duration(value: float) -> duration_pb2.Duration:
+    out = duration_pb2.Duration()
+    out.FromNanoseconds(int(value * 1e9))
+    return out
+
+
+def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value.astimezone(UTC))
+    return out
+
+
+def check_request_id(request_id: str, field: str = "request_id") -> str:
+    if not REQUEST_ID_RE.match(request_id):
+        raise errors.InvalidArgument(
+            f"{field} must be 1..253 characters of letters, digits and ._:/@+=-",
+            [errors.FieldViolation(field=field, description="1..253 characters of [A-Za-z0-9._:/@+=-]")],
+        )
+    return request_id
+
+
+def _pod_manifest(raw: str, v: _Violations) -> dict[str, Any]:
+    if not raw:
+        v.add("pod.pod_json", "required: a Kubernetes Pod manifest as JSON")
+        return {}
+    if len(raw.encode()) > MAX_POD_JSON_BYTES:
+        v.add("pod.pod_json", f"manifest is larger than {MAX_POD_JSON_BYTES} bytes")
+        return {}
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as e:
+        v.add("pod.pod_json", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
+        return {}
+    if not isinstance(manifest, dict):
+        v.add("pod.pod_json", "must be a JSON object (a Pod manifest)")
+        return {}
+    return manifest
+
+
+def _tolerations(items: list[common_pb2.Toleration], v: _Violations) -> tuple[domain.Toleration, ...]:
+    out = []
+    for i, t in enumerate(items):
+        operator = t.operator or "Equal"
+        if operator not in ("Equal", "Exists"):
+            v.add(f"pod.placement.cluster_tolerations[{i}].operator", "must be Equal or Exists")
+        if operator == "Exists" and t.value:
+            v.add(f"pod.placement.cluster_tolerations[{i}].value", "must be empty with operator Exists")
+        if t.effect and t.effect not in tuple(domain.TaintEffect):
+            v.add(f"pod.placement.cluster_tolerations[{i}].effect", "must be NoSelect, PreferNoSelect or empty")
+        out.append(domain.Toleration(key=t.key, operator=operator, value=t.value, effect=t.effect))
+    return tuple(out)
+
+
+def selector_from_proto(s: common_pb2.LabelSelector, field: str) -> domain.Selector:
+    return selectors.from_parts(
+        match_labels=dict(s.match_labels),
+        match_expressions=[(r.key, r.operator, list(r.values)) for r in s.match_expressions],
+        expression=s.expression,
+        field=field,
+    )
+
+
+def _placement(p: common_pb2.Placement, v: _Violations) -> domain.PlacementSpec:
+    prefix = "pod.placement"
+    try:
+        selector = selector_from_proto(p.cluster_selector, f"{prefix}.cluster_selector")
+    except errors.InvalidArgument as e:
+        v.items.extend(e.violations)
+        selector = domain.Selector()
+    preferences = []
+    for i, pref in enumerate(p.preferences):
+        if not 1 <= pref.weight <= 100:
+            v.add(f"{prefix}.preferences[{i}].weight", "must be between 1 and 100")
+        try:
+            preferences.append(
+                domain.Preference(
+                    weight=pref.weight,
+                    selector=selector_from_proto(pref.selector, f"{prefix}.preferences[{i}].selector"),
+                )
+            )
+        except errors.InvalidArgument as e:
+            v.items.extend(e.violations)
+    for name, values in (("regions", p.regions), ("clusters", p.clusters)):
+        for i, value in enumerate(values):
+            if not value.strip():
+                v.add(f"{prefix}.{name}[{i}]", "must not be empty")
+    timeout = seconds(p.timeout)
+    if not 0 <= timeout <= MAX_PLACEMENT_TIMEOUT_SECONDS:
+        v.add(f"{prefix}.timeout", f"must be between 0 and {MAX_PLACEMENT_TIMEOUT_SECONDS} seconds")
+    return domain.PlacementSpec(
+        selector=selector,
+        regions=frozenset(p.regions),
+        clusters=frozenset(p.clusters),
+        tolerations=_tolerations(list(p.cluster_tolerations), v),
+        preferences=tuple(preferences),
+        timeout_seconds=timeout,
+    )
+
+
+def _airflow(a: dispatch_pb2.AirflowContext) -> domain.AirflowContext | None:
+    if not (a.dag_id or a.task_id or a.run_id):
+        return None
+    return domain.AirflowContext(
+        dag_id=a.dag_id, task_id=a.task_id, run_id=a.run_id, map_index=a.map_index, try_number=a.try_number
+    )
+
+
+def pod_request_from_proto(p: dispatch_pb2.PodRequest, *, tenant: str = "") -> domain.PodRequest:
+    """Checks shape (JSON, enums, ranges, selector syntax) and returns the domain request."""
+    v = _Violations()
+    if not REQUEST_ID_RE.match(p.request_id):
+        v.add("pod.request_id", "required: 1..253 characters of [A-Za-z0-9._:/@+=-]")
+    manifest = _pod_manifest(p.pod_json, v)
+    placement = _placement(p.placement, v)
+    xcom = domain.XcomMode.DISABLED
+    if p.HasField("xcom"):
+        xcom = _XCOM.get(p.xcom.mode, domain.XcomMode.AUTO)
+    if p.logs.selection not in _LOGS:
+        v.add("pod.logs.selection", "unknown log selection")
+    if p.logs.selection == dispatch_pb2.LOG_SELECTION_NAMED and not p.logs.containers:
+        v.add("pod.logs.containers", "required with LOG_SELECTION_NAMED")
+    if p.lifecycle.on_finish not in _ON_FINISH:
+        v.add("pod.lifecycle.on_finish", "unknown on-finish action")
+    if p.lifecycle.on_disconnect not in _DISCONNECT:
+        v.add("pod.lifecycle.on_disconnect", "unknown disconnect policy")
+    startup = seconds(p.lifecycle.startup_timeout) if p.lifecycle.HasField("startup_timeout") else 120.0
+    grace = seconds(p.lifecycle.reattach_grace) if p.lifecycle.HasField("reattach_grace") else 300.0
+    if startup <= 0 or grace < 0:
+        v.add("pod.lifecycle", "startup_timeout must be positive and reattach_grace not negative")
+    v.raise_if_any("pod request")
+    return domain.PodRequest(
+        request_id=p.request_id,
+        pod=manifest,
+        placement=placement,
+        xcom_mode=xcom,
+        xcom_sidecar_image=p.xcom.sidecar_image,
+        log_selection=_LOGS[p.logs.selection],
+        log_containers=tuple(p.logs.containers),
+        on_finish=_ON_FINISH[p.lifecycle.on_finish],
+        startup_timeout_seconds=startup,
+        on_disconnect=_DISCONNECT[p.lifecycle.on_disconnect],
+        reattach_grace_seconds=grace,
+        airflow=_airflow(p.airflow),
+        tenant=tenant,
+    )
+
+
+def decision_to_proto(d: domain.PlacementDecision) -> dispatch_pb2.PlacementDecision:
+    return dispatch_pb2.PlacementDecision(
+        cluster=d.cluster,
+        region=d.region,
+        reason=d.reason,
+        verdicts=[
+            dispatch_pb2.ClusterVerdict(
+                cluster=cv.cluster,
+                region=cv.region,
+                verdict=_VERDICTS[cv.verdict],
+                reason=cv.reason,
+                score=cv.score,
+                chosen=cv.chosen,
+            )
+            for cv in d.verdicts
+        ],
+    )
+
+
+def kube_event_to_proto(e: domain.KubeEvent) -> dispatch_pb2.KubernetesEvent:
+    return dispatch_pb2.KubernetesEvent(
+        time=timestamp(e.time), type=e.type, reason=e.reason, message=e.message, count=e.count
+    )
+
+
+def result_to_proto(r: domain.PodResult) -> dispatch_pb2.PodResult:
+    out = dispatch_pb2.PodResult(
+        phase=_PHASES[r.phase],
+        exit_code=r.exit_code,
+        reason=r.reason,
+        message=r.message,
+        containers=[
+            dispatch_pb2.ContainerResult(name=c.name, exit_code=c.exit_code, reason=c.reason, message=c.message)
+            for c in r.containers
+        ],
+        warning_events=[kube_event_to_proto(e) for e in r.warning_events],
+    )
+    if r.xcom_json is not None:
+        out.xcom_json = r.xcom_json
+    return out
+
+
+def phase_to_proto(phase: domain.PodPhase) -> int:
+    return _PHASES[phase]
+
+
+def record_to_proto(r: domain.PodRecord) -> dispatch_pb2.Pod:
+    a = r.request.airflow
+    out = dispatch_pb2.Pod(
+        request_id=r.request.request_id,
+        phase=_PHASES[r.phase],
+        cluster=r.cluster,
+        region=r.region,
+        namespace=r.namespace,
+        name=r.name,
+        create_time=timestamp(r.created_at),
+        finish_time=timestamp(r.finished_at),
+        tenant=r.request.tenant,
+    )
+    if r.decision is not None:
+        out.placement.CopyFrom(decision_to_proto(r.decision))
+    if r.result is not None:
+        out.result.CopyFrom(result_to_proto(r.result))
+    if a is not None:
+        out.airflow.CopyFrom(
+            dispatch_pb2.AirflowContext(
+                dag_id=a.dag_id, task_id=a.task_id, run_id=a.run_id, map_index=a.map_index, try_number=a.try_number
+            )
+        )
+    return out
+
+
+def cursor_of(seq: int) -> str:
+    return f"c{seq}"
+
+
+def parse_cursor(cursor: str) -> int:
+    """The sequence number after which to resume; an empty cursor replays from the start."""
+    if not cursor:
+        return 0
+    if cursor.startswith("c") and cursor[1:].isdigit():
+        return int(cursor[1:])
+    raise errors.InvalidArgument(
+        "cursor is not one this gateway issued; pass the cursor of the last event you received, or none",
+        [errors.FieldViolation(field="cursor", description="not a cursor issued by this gateway")],
+    )
+
+
+def stream_event_to_proto(e: domain.StreamEvent) -> dispatch_pb2.PodEvent:
+    out = dispatch_pb2.PodEvent(cursor=cursor_of(e.seq), time=timestamp(e.time))
+    item = e.item
+    if isinstance(item, domain.PlacementDecision):
+        out.placed.CopyFrom(decision_to_proto(item))
+    elif isinstance(item, domain.PhaseChange):
+        out.phase.CopyFrom(
+            dispatch_pb2.PhaseChange(phase=_PHASES[item.phase], reason=item.reason, message=item.message)
+        )
+    elif isinstance(item, domain.KubeEvent):
+        out.kubernetes_event.CopyFrom(kube_event_to_proto(item))
+    elif isinstance(item, domain.LogLine):
+        out.log.CopyFrom(dispatch_pb2.LogLine(container=item.container, time=timestamp(item.time), text=item.text))
+    else:
+        out.result.CopyFrom(result_to_proto(item))
+    return out
