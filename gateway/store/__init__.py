@@ -1,1 +1,9 @@
-"""Persistence of clusters, pod records, placements and results."""
+"""Persistence of clusters, pod records, placements, results, the event journal and the audit log.
+
+Call sites depend on the `Store` protocol; `SqlStore.open()` gives the SQLite (or any SQLAlchemy) one.
+"""
+
+from gateway.store.base import AuditEntry, Store
+from gateway.store.sql import SqlStore
+
+__all__ = ["AuditEntry", "SqlStore", "Store"]

@@ -1,0 +1,318 @@
+"""`SqlStore`: the Store over SQLAlchemy's async engine (SQLite by default, any SQLAlchemy backend later).
+
+Only portable SQL: unique constraints (not dialect upserts) make creates idempotent, and
+`UPDATE ... RETURNING` hands out journal sequence numbers atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+from sqlalchemy import ColumnElement, RowMapping, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhase, PodRecord, PodResult
+from gateway.errors import AlreadyExists, NotFound
+from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditEntry
+from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result, to_data
+from gateway.store.engine import DEFAULT_PATH, Engines, create_engines, migrate, sqlite_url
+from gateway.store.rows import (
+    clamp_limit,
+    decode_page_token,
+    encode_page_token,
+    event_from_row,
+    event_values,
+    record_from_row,
+    record_values,
+)
+from gateway.store.schema import audit_log, clusters, journal_events, pod_records
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SqlStore:
+    """Open with `await SqlStore.open(url)` (runs migrations); close with `await store.close()`."""
+
+    def __init__(self, engines: Engines, *, clock: Clock = _utcnow) -> None:
+        self._engines = engines
+        self._clock = clock
+
+    @classmethod
+    async def open(cls, url: str | None = None, *, path: Path | str = DEFAULT_PATH, clock: Clock = _utcnow) -> Self:
+        """`url` is a SQLAlchemy async URL; without one, the SQLite file at `path`."""
+        engines = create_engines(url or sqlite_url(path))
+        try:
+            await migrate(engines.write)
+        except BaseException:
+            await engines.dispose()
+            raise
+        return cls(engines, clock=clock)
+
+    async def close(self) -> None:
+        await self._engines.dispose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # --- clusters -------------------------------------------------------------------------
+
+    async def put_cluster(self, spec: ClusterSpec) -> None:
+        values = {"spec": encode_cluster(spec), "updated_at": self._clock()}
+        async with self._engines.write.begin() as conn:
+            done = await conn.execute(update(clusters).where(clusters.c.name == spec.name).values(values))
+            if done.rowcount == 0:
+                await conn.execute(insert(clusters).values(name=spec.name, cordoned=False, cordon_reason="", **values))
+
+    async def get_cluster(self, name: str) -> ClusterSpec | None:
+        async with self._engines.read.connect() as conn:
+            data = await conn.scalar(select(clusters.c.spec).where(clusters.c.name == name))
+        return None if data is None else decode_cluster(data)
+
+    async def list_clusters(self) -> list[ClusterSpec]:
+        async with self._engines.read.connect() as conn:
+            rows = await conn.scalars(select(clusters.c.spec).order_by(clusters.c.name))
+            return [decode_cluster(data) for data in rows]
+
+    async def delete_cluster(self, name: str) -> bool:
+        async with self._engines.write.begin() as conn:
+            done = await conn.execute(delete(clusters).where(clusters.c.name == name))
+        return bool(done.rowcount)
+
+    async def set_cordon(self, name: str, cordoned: bool, reason: str = "") -> None:
+        values = {"cordoned": cordoned, "cordon_reason": reason if cordoned else "", "updated_at": self._clock()}
+        async with self._engines.write.begin() as conn:
+            done = await conn.execute(update(clusters).where(clusters.c.name == name).values(values))
+        if done.rowcount == 0:
+            raise NotFound(f"cluster {name!r} is not registered")
+
+    async def get_cordons(self) -> dict[str, str]:
+        query = select(clusters.c.name, clusters.c.cordon_reason).where(clusters.c.cordoned.is_(True))
+        async with self._engines.read.connect() as conn:
+            return {name: reason for name, reason in await conn.execute(query)}
+
+    # --- pod records ----------------------------------------------------------------------
+
+    async def create_pod_record(self, record: PodRecord) -> tuple[PodRecord, bool]:
+        request_id = record.request.request_id
+        if not request_id:
+            raise ValueError("a pod record needs a request_id")
+        try:
+            async with self._engines.write.begin() as conn:
+                row = (
+                    await conn.execute(
+                        insert(pod_records).values(record_values(record, self._clock())).returning(pod_records)
+                    )
+                ).one()
+            return record_from_row(row._mapping), True
+        except IntegrityError as e:
+            existing = await self.get_pod_record(request_id)
+            if existing is None:  # the clash was on (cluster, namespace, name)
+                raise AlreadyExists(f"another request already owns pod {record.namespace}/{record.name}") from e
+            return existing, False
+
+    async def get_pod_record(self, request_id: str) -> PodRecord | None:
+        async with self._engines.read.connect() as conn:
+            row = (await conn.execute(select(pod_records).where(pod_records.c.request_id == request_id))).first()
+        return None if row is None else record_from_row(row._mapping)
+
+    async def record_placement(
+        self,
+        request_id: str,
+        *,
+        cluster: str,
+        region: str,
+        namespace: str,
+        name: str,
+        decision: PlacementDecision | None,
+        phase: PodPhase | None = None,
+    ) -> PodRecord:
+        values: dict[str, Any] = {
+            "cluster": cluster or None,
+            "region": region or None,
+            "namespace": namespace or None,
+            "name": name or None,
+            "decision": encode_decision(decision),
+        }
+        if phase is not None:
+            values["phase"] = phase.value
+        try:
+            return await self._update(request_id, values)
+        except IntegrityError as e:
+            raise AlreadyExists(f"pod {namespace}/{name} on cluster {cluster!r} belongs to another request") from e
+
+    async def record_phase(self, request_id: str, phase: PodPhase) -> PodRecord:
+        return await self._update(request_id, {"phase": phase.value})
+
+    async def record_result(self, request_id: str, result: PodResult) -> PodRecord:
+        return await self._update(request_id, {"result": encode_result(result), "phase": result.phase.value})
+
+    async def record_finished(self, request_id: str, finished_at: datetime | None = None) -> PodRecord:
+        return await self._update(request_id, {"finished_at": finished_at or self._clock()})
+
+    async def _update(self, request_id: str, values: dict[str, Any]) -> PodRecord:
+        statement = (
+            update(pod_records)
+            .where(pod_records.c.request_id == request_id)
+            .values(updated_at=self._clock(), **values)
+            .returning(pod_records)
+        )
+        async with self._engines.write.begin() as conn:
+            row = (await conn.execute(statement)).first()
+        if row is None:
+            raise NotFound(f"no pod record for request {request_id!r}")
+        return record_from_row(row._mapping)
+
+    async def list_pod_records(
+        self,
+        *,
+        cluster: str | None = None,
+        phases: Iterable[PodPhase] | None = None,
+        dag_id: str | None = None,
+        tenant: str | None = None,
+        limit: int = DEFAULT_PAGE,
+        page_token: str = "",
+    ) -> tuple[list[PodRecord], str]:
+        c = pod_records.c
+        filters: list[ColumnElement[bool]] = []
+        if cluster is not None:
+            filters.append(c.cluster == cluster)
+        if phases is not None:
+            filters.append(c.phase.in_([PodPhase(p).value for p in phases]))
+        if dag_id is not None:
+            filters.append(c.dag_id == dag_id)
+        if tenant is not None:
+            filters.append(c.tenant == tenant)
+        rows, token = await self._page(pod_records, c.id, filters, limit, page_token)
+        return [record_from_row(r) for r in rows], token
+
+    async def list_unfinished(self) -> list[PodRecord]:
+        query = select(pod_records).where(pod_records.c.finished_at.is_(None)).order_by(pod_records.c.id)
+        async with self._engines.read.connect() as conn:
+            return [record_from_row(row._mapping) for row in await conn.execute(query)]
+
+    async def _page(
+        self, table: Any, key: Any, filters: list[ColumnElement[bool]], limit: int, page_token: str
+    ) -> tuple[list[RowMapping], str]:
+        """One page, newest (highest key) first; the token is the last key handed out."""
+        size = clamp_limit(limit, MAX_PAGE)
+        below = decode_page_token(page_token)
+        if below is not None:
+            filters = [*filters, key < below]
+        query = select(table).where(*filters).order_by(key.desc()).limit(size + 1)
+        async with self._engines.read.connect() as conn:
+            rows = [row._mapping for row in await conn.execute(query)]
+        if len(rows) <= size:
+            return rows, ""
+        rows = rows[:size]
+        return rows, encode_page_token(rows[-1][key.name])
+
+    # --- the event journal ----------------------------------------------------------------
+
+    async def append_events(self, request_id: str, events: list[JournalEvent]) -> list[int]:
+        if not events:
+            return []
+        claim = (
+            update(pod_records)
+            .where(pod_records.c.request_id == request_id)
+            .values(last_seq=pod_records.c.last_seq + len(events))
+            .returning(pod_records.c.id, pod_records.c.last_seq)
+        )
+        async with self._engines.write.begin() as conn:
+            claimed = (await conn.execute(claim)).first()
+            if claimed is None:
+                raise NotFound(f"no pod record for request {request_id!r}")
+            record_id, last = claimed
+            seqs = list(range(last - len(events) + 1, last + 1))
+            rows = [event_values(record_id, seq, ev) for seq, ev in zip(seqs, events, strict=True)]
+            await conn.execute(insert(journal_events), rows)
+        return seqs
+
+    async def read_events(
+        self, request_id: str, after_seq: int = 0, limit: int = MAX_PAGE
+    ) -> list[tuple[int, JournalEvent]]:
+        """Events after the cursor in sequence order; empty for an unknown request."""
+        j = journal_events.c
+        query = (
+            select(journal_events)
+            .where(j.record_id == self._record_id(request_id), j.seq > after_seq)
+            .order_by(j.seq)
+            .limit(clamp_limit(limit, 10 * MAX_PAGE))
+        )
+        async with self._engines.read.connect() as conn:
+            return [(row.seq, event_from_row(row._mapping)) for row in await conn.execute(query)]
+
+    async def prune_events(self, request_id: str) -> int:
+        statement = delete(journal_events).where(journal_events.c.record_id == self._record_id(request_id))
+        async with self._engines.write.begin() as conn:
+            return (await conn.execute(statement)).rowcount
+
+    async def apply_retention(
+        self, *, journal_before: datetime, records_before: datetime | None = None
+    ) -> tuple[int, int]:
+        finished = pod_records.c.finished_at
+        old_journals = select(pod_records.c.id).where(finished.is_not(None), finished < journal_before)
+        async with self._engines.write.begin() as conn:
+            events = await conn.execute(delete(journal_events).where(journal_events.c.record_id.in_(old_journals)))
+            records = 0
+            if records_before is not None:
+                old = select(pod_records.c.id).where(finished.is_not(None), finished < records_before)
+                await conn.execute(delete(journal_events).where(journal_events.c.record_id.in_(old)))
+                records = (await conn.execute(delete(pod_records).where(pod_records.c.id.in_(old)))).rowcount
+        return events.rowcount, records
+
+    @staticmethod
+    def _record_id(request_id: str) -> Any:
+        return select(pod_records.c.id).where(pod_records.c.request_id == request_id).scalar_subquery()
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def append_audit(self, record: Mapping[str, Any]) -> int:
+        values = {
+            "time": self._clock(),
+            "action": str(record.get("action", "")),
+            "actor": str(record.get("actor", "")),
+            "record": to_data(record),
+        }
+        async with self._engines.write.begin() as conn:
+            new_id = (await conn.execute(insert(audit_log).values(values).returning(audit_log.c.id))).scalar_one()
+        return int(new_id)
+
+    async def list_audit(
+        self,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        limit: int = DEFAULT_PAGE,
+        page_token: str = "",
+    ) -> tuple[list[AuditEntry], str]:
+        c = audit_log.c
+        filters: list[ColumnElement[bool]] = []
+        if action is not None:
+            filters.append(c.action == action)
+        if actor is not None:
+            filters.append(c.actor == actor)
+        if since is not None:
+            filters.append(c.time >= since)
+        rows, token = await self._page(audit_log, c.id, filters, limit, page_token)
+        entries = [
+            AuditEntry(id=r["id"], time=r["time"], action=r["action"], actor=r["actor"], record=r["record"])
+            for r in rows
+        ]
+        return entries, token
+
+    async def count_events(self, request_id: str) -> int:
+        """Journal rows held for a request (after pruning, fewer than its last sequence number)."""
+        query = select(func.count()).where(journal_events.c.record_id == self._record_id(request_id))
+        async with self._engines.read.connect() as conn:
+            return int(await conn.scalar(query) or 0)

@@ -1,0 +1,297 @@
+"""The SQLite store end to end: real files, real migrations, reopened engines, concurrent writers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import create_engine, inspect, text
+
+from gateway.domain import (
+    AirflowContext,
+    ClusterSpec,
+    CredentialsRef,
+    JournalEvent,
+    JournalKind,
+    PlacementDecision,
+    PodPhase,
+    PodRecord,
+    PodRequest,
+    PodResult,
+)
+from gateway.errors import AlreadyExists, InvalidArgument, NotFound
+from gateway.store import SqlStore
+from gateway.store.schema import metadata
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def record(request_id: str, *, dag: str = "", tenant: str = "", phase: PodPhase = PodPhase.QUEUED) -> PodRecord:
+    airflow = AirflowContext(dag_id=dag, task_id="t", run_id="r") if dag else None
+    pod = {"kind": "Pod", "spec": {"containers": [{"name": "main", "image": "python:3.12"}]}}
+    return PodRecord(request=PodRequest(request_id=request_id, pod=pod, airflow=airflow, tenant=tenant), phase=phase)
+
+
+def log(i: int) -> JournalEvent:
+    return JournalEvent(
+        kind=JournalKind.LOG, time=T0 + timedelta(seconds=i), payload={"container": "main", "text": f"line {i}"}
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "podgate.db"
+
+
+@pytest.fixture
+async def store(db: Path) -> AsyncIterator[SqlStore]:
+    async with await SqlStore.open(path=db) as s:
+        yield s
+
+
+async def test_migrations_from_empty_create_exactly_the_declared_schema(db: Path) -> None:
+    await (await SqlStore.open(path=db)).close()
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert set(inspect(conn).get_table_names()) == {
+            "alembic_version",
+            "clusters",
+            "pod_records",
+            "journal_events",
+            "audit_log",
+        }
+    engine.dispose()
+
+
+async def test_opening_twice_does_not_migrate_again_and_keeps_data(db: Path) -> None:
+    async with await SqlStore.open(path=db) as first:
+        await first.create_pod_record(record("keep"))
+    async with await SqlStore.open(path=db) as second:
+        assert (await second.get_pod_record("keep")) is not None
+
+
+async def test_in_memory_sqlite_is_refused_with_a_reason() -> None:
+    with pytest.raises(ValueError, match="needs a file"):
+        await SqlStore.open("sqlite+aiosqlite:///:memory:")
+
+
+# --- clusters ---------------------------------------------------------------------------------
+
+
+def cluster(name: str, region: str = "eu-west-1", **labels: str) -> ClusterSpec:
+    return ClusterSpec(
+        name=name, provider="sim", credentials=CredentialsRef(source="sim"), region=region, labels=labels
+    )
+
+
+async def test_clusters_put_get_list_replace_delete(store: SqlStore) -> None:
+    await store.put_cluster(cluster("b"))
+    await store.put_cluster(cluster("a", tier="prod"))
+    assert [c.name for c in await store.list_clusters()] == ["a", "b"]
+    await store.put_cluster(cluster("a", region="us-east-1"))
+    assert await store.get_cluster("a") == cluster("a", region="us-east-1")
+    assert await store.delete_cluster("a") is True
+    assert await store.delete_cluster("a") is False
+    assert await store.get_cluster("a") is None
+
+
+async def test_cordon_survives_re_registration_and_uncordon_clears_reason(store: SqlStore) -> None:
+    await store.put_cluster(cluster("a"))
+    await store.put_cluster(cluster("b"))
+    await store.set_cordon("a", True, "maintenance window")
+    await store.put_cluster(cluster("a", tier="x"))
+    assert await store.get_cordons() == {"a": "maintenance window"}
+    await store.set_cordon("a", False, "ignored")
+    assert await store.get_cordons() == {}
+
+
+async def test_cordon_of_unknown_cluster_is_not_found(store: SqlStore) -> None:
+    with pytest.raises(NotFound, match="'nope'"):
+        await store.set_cordon("nope", True, "x")
+
+
+# --- pod records ------------------------------------------------------------------------------
+
+
+async def test_create_is_idempotent_on_request_id_under_100_concurrent_creates(store: SqlStore) -> None:
+    results = await asyncio.gather(*(store.create_pod_record(record("same")) for _ in range(100)))
+    assert sum(created for _, created in results) == 1
+    assert len({r.created_at for r, _ in results}) == 1
+    page, _ = await store.list_pod_records(limit=1000)
+    assert [r.request.request_id for r in page] == ["same"]
+
+
+async def test_create_returns_the_existing_record_not_the_new_one(store: SqlStore) -> None:
+    first, _ = await store.create_pod_record(record("r", tenant="a"))
+    again, created = await store.create_pod_record(record("r", tenant="b"))
+    assert (created, again) == (False, first)
+    assert again.request.tenant == "a"
+
+
+async def test_lifecycle_transitions_round_trip(store: SqlStore) -> None:
+    await store.create_pod_record(record("r", dag="etl"))
+    decision = PlacementDecision(verdicts=(), cluster="c1", region="eu-west-1", reason="only one")
+    placed = await store.record_placement(
+        "r",
+        cluster="c1",
+        region="eu-west-1",
+        namespace="default",
+        name="pod-1",
+        decision=decision,
+        phase=PodPhase.PENDING,
+    )
+    assert (placed.cluster, placed.name, placed.phase, placed.decision) == ("c1", "pod-1", PodPhase.PENDING, decision)
+    await store.record_phase("r", PodPhase.RUNNING)
+    result = PodResult(phase=PodPhase.SUCCEEDED, exit_code=0, xcom_json='{"v": 42}')
+    stored = await store.record_result("r", result)
+    assert (stored.phase, stored.result, stored.finished_at) == (PodPhase.SUCCEEDED, result, None)
+    assert [r.request.request_id for r in await store.list_unfinished()] == ["r"]
+    done = await store.record_finished("r", T0)
+    assert done.finished_at == T0
+    assert await store.list_unfinished() == []
+    assert await store.get_pod_record("r") == done
+
+
+async def test_transition_of_unknown_request_is_not_found(store: SqlStore) -> None:
+    with pytest.raises(NotFound, match="'ghost'"):
+        await store.record_phase("ghost", PodPhase.RUNNING)
+
+
+async def test_one_pod_name_cannot_belong_to_two_requests(store: SqlStore) -> None:
+    for rid in ("a", "b"):
+        await store.create_pod_record(record(rid))
+    await store.record_placement("a", cluster="c", region="r", namespace="ns", name="p", decision=None)
+    with pytest.raises(AlreadyExists, match="ns/p"):
+        await store.record_placement("b", cluster="c", region="r", namespace="ns", name="p", decision=None)
+    other = await store.record_placement("b", cluster="c2", region="r", namespace="ns", name="p", decision=None)
+    assert other.cluster == "c2"
+
+
+async def test_pagination_newest_first_with_filters(store: SqlStore) -> None:
+    for i in range(25):
+        await store.create_pod_record(record(f"r{i:02}", dag="etl" if i % 2 else "ml", tenant="t1" if i < 10 else "t2"))
+    seen: list[str] = []
+    token = ""
+    while True:
+        page, token = await store.list_pod_records(dag_id="etl", limit=5, page_token=token)
+        seen += [r.request.request_id for r in page]
+        if not token:
+            break
+    assert seen == [f"r{i:02}" for i in range(23, 0, -2)]
+    t1, end = await store.list_pod_records(tenant="t1", limit=100)
+    assert (len(t1), end) == (10, "")
+
+
+async def test_list_filters_by_cluster_and_phase(store: SqlStore) -> None:
+    for rid, phase in [("a", PodPhase.RUNNING), ("b", PodPhase.SUCCEEDED), ("c", PodPhase.RUNNING)]:
+        await store.create_pod_record(record(rid, phase=phase))
+    await store.record_placement("c", cluster="x", region="r", namespace="ns", name="c", decision=None)
+    running, _ = await store.list_pod_records(phases=[PodPhase.RUNNING])
+    assert [r.request.request_id for r in running] == ["c", "a"]
+    on_x, _ = await store.list_pod_records(cluster="x", phases=[PodPhase.RUNNING, PodPhase.PENDING])
+    assert [r.request.request_id for r in on_x] == ["c"]
+
+
+@pytest.mark.parametrize(("limit", "token"), [(0, ""), (10, "not-ours")])
+async def test_bad_page_arguments_are_invalid_argument(store: SqlStore, limit: int, token: str) -> None:
+    with pytest.raises(InvalidArgument):
+        await store.list_pod_records(limit=limit, page_token=token)
+
+
+# --- the journal ------------------------------------------------------------------------------
+
+
+async def test_journal_sequence_is_contiguous_per_request_and_reads_resume_from_a_cursor(store: SqlStore) -> None:
+    for rid in ("a", "b"):
+        await store.create_pod_record(record(rid))
+    assert await store.append_events("a", [log(i) for i in range(3)]) == [1, 2, 3]
+    assert await store.append_events("b", [log(0)]) == [1]
+    assert await store.append_events("a", [log(3), log(4)]) == [4, 5]
+    assert await store.append_events("a", []) == []
+    after_two = await store.read_events("a", after_seq=2)
+    assert [(seq, ev.payload["text"]) for seq, ev in after_two] == [(3, "line 2"), (4, "line 3"), (5, "line 4")]
+    assert [seq for seq, _ in await store.read_events("a", after_seq=1, limit=2)] == [2, 3]
+    assert await store.read_events("unknown") == []
+
+
+async def test_concurrent_appends_never_share_a_sequence_number(store: SqlStore) -> None:
+    await store.create_pod_record(record("a"))
+    batches = await asyncio.gather(*(store.append_events("a", [log(i), log(i)]) for i in range(20)))
+    assert sorted(seq for b in batches for seq in b) == list(range(1, 41))
+    assert all(b[1] == b[0] + 1 for b in batches)
+
+
+async def test_append_to_unknown_request_is_not_found(store: SqlStore) -> None:
+    with pytest.raises(NotFound):
+        await store.append_events("ghost", [log(0)])
+
+
+async def test_everything_is_there_after_closing_and_reopening_the_file(db: Path) -> None:
+    async with await SqlStore.open(path=db) as first:
+        await first.put_cluster(cluster("c1"))
+        await first.set_cordon("c1", True, "drain")
+        await first.create_pod_record(record("r", dag="etl"))
+        await first.record_placement("r", cluster="c1", region="eu-west-1", namespace="ns", name="p", decision=None)
+        await first.append_events("r", [log(i) for i in range(1000)])
+        await first.append_audit({"action": "cordon", "actor": "alice", "cluster": "c1"})
+        before = await first.get_pod_record("r")
+    async with await SqlStore.open(path=db) as second:
+        assert await second.get_pod_record("r") == before
+        assert [r.request.request_id for r in await second.list_unfinished()] == ["r"]
+        assert await second.get_cordons() == {"c1": "drain"}
+        events = await second.read_events("r", after_seq=998)
+        assert [(s, e.payload["text"], e.time) for s, e in events] == [
+            (999, "line 998", log(998).time),
+            (1000, "line 999", log(999).time),
+        ]
+        assert await second.append_events("r", [log(1000)]) == [1001]
+        audit, _ = await second.list_audit()
+        assert [a.record for a in audit] == [{"action": "cordon", "actor": "alice", "cluster": "c1"}]
+
+
+async def test_pruning_keeps_the_sequence_counting_up(store: SqlStore) -> None:
+    await store.create_pod_record(record("a"))
+    await store.append_events("a", [log(i) for i in range(5)])
+    assert await store.prune_events("a") == 5
+    assert await store.read_events("a") == []
+    assert await store.append_events("a", [log(5)]) == [6]
+
+
+async def test_retention_drops_old_finished_journals_and_records_only(db: Path) -> None:
+    now = [T0]
+    async with await SqlStore.open(path=db, clock=lambda: now[0]) as store:
+        for rid in ("old", "recent", "running"):
+            await store.create_pod_record(record(rid))
+            await store.append_events(rid, [log(0), log(1)])
+        await store.record_finished("old", T0 - timedelta(days=10))
+        await store.record_finished("recent", T0 - timedelta(hours=1))
+        assert await store.apply_retention(journal_before=T0 - timedelta(days=1)) == (2, 0)
+        assert await store.count_events("old") == 0
+        assert await store.count_events("recent") == 2
+        assert await store.apply_retention(journal_before=T0, records_before=T0 - timedelta(days=1)) == (2, 1)
+        assert await store.get_pod_record("old") is None
+        assert await store.count_events("running") == 2
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+
+async def test_audit_is_listed_newest_first_with_filters_and_pages(store: SqlStore) -> None:
+    for i in range(7):
+        await store.append_audit({"action": "issue" if i % 2 else "revoke", "actor": f"u{i % 3}", "n": i})
+    issued, _ = await store.list_audit(action="issue")
+    assert [a.record["n"] for a in issued] == [5, 3, 1]
+    first, token = await store.list_audit(limit=4)
+    rest, end = await store.list_audit(limit=4, page_token=token)
+    assert [a.record["n"] for a in first + rest] == [6, 5, 4, 3, 2, 1, 0]
+    assert end == ""
+    by_u0, _ = await store.list_audit(actor="u0", since=T0 - timedelta(days=1))
+    assert [a.record["n"] for a in by_u0] == [6, 3, 0]
