@@ -1,0 +1,80 @@
+"""Capacity bookkeeping from node and pod watch events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.clusters.capacity import CapacityBook, node_state, pod_usage
+
+
+def node(
+    name: str, cpu: str = "4", memory: str = "8Gi", gpus: str = "0", *, ready: bool = True, **labels: str
+) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": cpu, "memory": memory, "nvidia.com/gpu": gpus},
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def pod(
+    uid: str, node_name: str | None, cpu: str = "500m", memory: str = "1Gi", gpus: int = 0, phase: str = "Running"
+) -> dict[str, Any]:
+    requests: dict[str, Any] = {"cpu": cpu, "memory": memory}
+    limits = {"nvidia.com/gpu": str(gpus)} if gpus else {}
+    spec: dict[str, Any] = {"containers": [{"name": "c", "resources": {"requests": requests, "limits": limits}}]}
+    if node_name:
+        spec["nodeName"] = node_name
+    return {"metadata": {"uid": uid}, "spec": spec, "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize(
+    ("obj", "expected"),
+    [
+        (pod("a", None), None),
+        (pod("a", "n1", phase="Succeeded"), None),
+        (pod("a", "n1", phase="Failed"), None),
+        (pod("a", "n1", cpu="250m", memory="512Mi"), ("n1", 250, 512 * 2**20, 0)),
+        (pod("a", "n1", gpus=2), ("n1", 500, 2**30, 2)),
+    ],
+)
+def test_pod_usage(obj: dict[str, Any], expected: tuple[str, int, int, int] | None) -> None:
+    usage = pod_usage(obj)
+    assert (None if usage is None else (usage.node, usage.cpu_millis, usage.memory_bytes, usage.gpus)) == expected
+
+
+def test_node_state_reads_allocatable_labels_and_readiness() -> None:
+    state = node_state(node("g1", cpu="8", memory="32Gi", gpus="2", ready=False, **{"nvidia.com/gpu.product": "A100"}))
+    assert (state.cpu_millis, state.memory_bytes, state.gpus, state.gpu_type, state.ready) == (
+        8000,
+        32 * 2**30,
+        2,
+        "A100",
+        False,
+    )
+
+
+def test_usage_follows_pod_lifecycle() -> None:
+    book = CapacityBook()
+    book.reset(nodes=[node("n1", gpus="2")], pods=[])
+    book.set_pod(pod("a", "n1", gpus=1))
+    book.set_pod(pod("b", "n1", gpus=1))
+    assert book.nodes()[0].gpus_free == 0
+    book.set_pod(pod("a", "n1", gpus=1, phase="Succeeded"))  # finished pods free their requests
+    assert book.nodes()[0].gpus_free == 1
+    book.set_pod(pod("b", "n1", gpus=1))  # a repeated MODIFIED does not double count
+    assert book.nodes()[0].gpus_used == 1
+    book.remove_pod(pod("b", "n1"))
+    assert (book.nodes()[0].gpus_used, book.nodes()[0].cpu_millis_used) == (0, 0)
+
+
+def test_relist_replaces_everything() -> None:
+    book = CapacityBook()
+    book.reset(nodes=[node("n1"), node("n2")], pods=[pod("a", "n1")])
+    book.reset(nodes=[node("n2")], pods=[pod("b", "n2", cpu="1")])
+    assert [(n.name, n.cpu_millis_used) for n in book.nodes()] == [("n2", 1000)]
