@@ -1,0 +1,118 @@
+"""A request's event stream, durable in the store and followed live.
+
+Everything a RunPod/WatchPod client sees is first written here, then read back from the store page
+by page: a reconnecting client resumes from its cursor with no gap and no repeat, across gateway
+restarts, and a slow client costs one page of memory, not a growing queue. Log lines are batched
+(many lines, one insert); any other item flushes the batch first so order is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+
+from gateway import domain
+from gateway.store.base import Store
+from gateway.store.codec import from_data, to_data
+
+log = logging.getLogger(__name__)
+
+PAGE = 500
+LOG_FLUSH_SECONDS = 0.05
+LOG_FLUSH_LINES = 500
+
+_KINDS: dict[type, domain.JournalKind] = {
+    domain.PlacementDecision: domain.JournalKind.PLACED,
+    domain.PhaseChange: domain.JournalKind.PHASE,
+    domain.KubeEvent: domain.JournalKind.K8S_EVENT,
+    domain.LogLine: domain.JournalKind.LOG,
+    domain.PodResult: domain.JournalKind.RESULT,
+}
+_TYPES = {kind: tp for tp, kind in _KINDS.items()}
+
+
+def encode(item: domain.StreamItem, now: datetime) -> domain.JournalEvent:
+    data = to_data(item)
+    assert isinstance(data, dict)
+    return domain.JournalEvent(kind=_KINDS[type(item)], time=now, payload=data)
+
+
+def decode(seq: int, event: domain.JournalEvent) -> domain.StreamEvent:
+    return domain.StreamEvent(seq=seq, time=event.time, item=from_data(_TYPES[event.kind], dict(event.payload)))
+
+
+class Journal:
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._changed: dict[str, asyncio.Event] = {}
+        self._pending_logs: dict[str, list[domain.JournalEvent]] = {}
+        self._flushers: dict[str, asyncio.Task[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def append(self, request_id: str, *items: domain.StreamItem) -> None:
+        """Writes items after any buffered log lines, then wakes followers."""
+        now = datetime.now(UTC)
+        async with self._lock(request_id):
+            batch = self._pending_logs.pop(request_id, [])
+            batch.extend(encode(item, now) for item in items)
+            await self._write(request_id, batch)
+
+    def append_log(self, request_id: str, line: domain.LogLine) -> None:
+        """Buffers a log line; it is written within LOG_FLUSH_SECONDS or when the batch is full."""
+        pending = self._pending_logs.setdefault(request_id, [])
+        pending.append(encode(line, datetime.now(UTC)))
+        if request_id not in self._flushers:
+            self._flushers[request_id] = asyncio.create_task(self._flush_later(request_id))
+
+    async def flush(self, request_id: str) -> None:
+        async with self._lock(request_id):
+            await self._write(request_id, self._pending_logs.pop(request_id, []))
+
+    async def follow(self, request_id: str, after_seq: int = 0) -> AsyncIterator[domain.StreamEvent]:
+        """Every event after after_seq, live; ends after the result."""
+        while True:
+            changed = self._changed.setdefault(request_id, asyncio.Event())
+            page = await self._store.read_events(request_id, after_seq, PAGE)
+            for seq, event in page:
+                streamed = decode(seq, event)
+                yield streamed
+                after_seq = seq
+                if isinstance(streamed.item, domain.PodResult):
+                    return
+            if not page:
+                await changed.wait()
+
+    async def close(self) -> None:
+        for request_id in list(self._pending_logs):
+            await self.flush(request_id)
+        tasks = list(self._flushers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _lock(self, request_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(request_id, asyncio.Lock())
+
+    async def _write(self, request_id: str, batch: Sequence[domain.JournalEvent]) -> None:
+        if not batch:
+            return
+        await self._store.append_events(request_id, list(batch))
+        event = self._changed.pop(request_id, None)
+        if event is not None:
+            event.set()
+
+    async def _flush_later(self, request_id: str) -> None:
+        try:
+            for _ in range(int(LOG_FLUSH_SECONDS / 0.01)):
+                if len(self._pending_logs.get(request_id, ())) >= LOG_FLUSH_LINES:
+                    break
+                await asyncio.sleep(0.01)
+            await self.flush(request_id)
+        finally:
+            self._flushers.pop(request_id, None)
+
+    def forget(self, request_id: str) -> None:
+        """Drops in-memory state of a finished request (its journal stays in the store)."""
+        self._locks.pop(request_id, None)

@@ -1,0 +1,72 @@
+"""The pod event journal over the real SQLite store: order, batching, live follow, resume after reopen."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway import domain
+from gateway.pods.journal import Journal
+from gateway.store.sql import SqlStore
+
+T = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
+
+
+def line(i: int) -> domain.LogLine:
+    return domain.LogLine(container="base", time=T, text=f"line {i}")
+
+
+RESULT = domain.PodResult(phase=domain.PodPhase.SUCCEEDED, exit_code=0, reason="Completed", xcom_json='{"v": 42}')
+
+
+async def opened(path: Path) -> tuple[SqlStore, Journal]:
+    store = await SqlStore.open(path=path)
+    await store.create_pod_record(
+        domain.PodRecord(request=domain.PodRequest(request_id="r1", pod={}), phase=domain.PodPhase.QUEUED)
+    )
+    return store, Journal(store)
+
+
+async def collect(journal: Journal, request_id: str, after: int = 0) -> list[domain.StreamEvent]:
+    return [e async for e in journal.follow(request_id, after)]
+
+
+async def test_items_come_back_in_order_with_log_batches_flushed_first(tmp_path: Path) -> None:
+    store, journal = await opened(tmp_path / "db.sqlite")
+    async with store:
+        await journal.append("r1", domain.PhaseChange(phase=domain.PodPhase.PENDING))
+        for i in range(3):
+            journal.append_log("r1", line(i))
+        await journal.append("r1", RESULT)  # flushes the three buffered lines before itself
+        events = await collect(journal, "r1")
+        await journal.close()
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
+    assert [getattr(e.item, "text", None) for e in events[1:4]] == ["line 0", "line 1", "line 2"]
+    assert events[-1].item == RESULT
+
+
+async def test_live_follower_sees_lines_as_they_come_and_resumes_from_a_cursor(tmp_path: Path) -> None:
+    store, journal = await opened(tmp_path / "db.sqlite")
+    async with store:
+        follower = asyncio.create_task(collect(journal, "r1"))
+        for i in range(1200):  # more than one page and more than one batch
+            journal.append_log("r1", line(i))
+            if i % 100 == 0:
+                await asyncio.sleep(0.01)
+        await journal.append("r1", RESULT)
+        live = await asyncio.wait_for(follower, 10)
+        resumed = await collect(journal, "r1", after=live[599].seq)
+        await journal.close()
+    assert [e.item.text for e in live[:-1]] == [f"line {i}" for i in range(1200)]  # type: ignore[union-attr]
+    assert resumed == live[600:]
+
+
+async def test_journal_survives_reopening_the_store(tmp_path: Path) -> None:
+    store, journal = await opened(tmp_path / "db.sqlite")
+    async with store:
+        await journal.append("r1", domain.PhaseChange(phase=domain.PodPhase.RUNNING), RESULT)
+        await journal.close()
+    async with await SqlStore.open(path=tmp_path / "db.sqlite") as store:
+        events = await collect(Journal(store), "r1")
+    assert [type(e.item) for e in events] == [domain.PhaseChange, domain.PodResult]
