@@ -1,0 +1,108 @@
+"""Placement time against 1,000 registered clusters of 10 nodes each (pure logic, no I/O).
+
+Run: .venv/bin/python bench/placement.py [--clusters N] [--nodes N] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from gateway.domain import (
+    GPU_PRODUCT_LABEL,
+    ClusterSnapshot,
+    ClusterSpec,
+    CredentialsRef,
+    Health,
+    NodeState,
+    PlacementSpec,
+    PodRequest,
+    Preference,
+)
+from gateway.placement import place
+from gateway.placement.selectors import parse_selector
+
+REGIONS = ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-south-1")
+GPUS = ("NVIDIA-A100-SXM4-40GB", "NVIDIA-H100-80GB-HBM3", "Tesla-T4")
+
+
+def synthetic_clusters(count: int, nodes_per_cluster: int) -> list[ClusterSnapshot]:
+    clusters = []
+    for i in range(count):
+        nodes = tuple(
+            NodeState(
+                name=f"c{i}-n{j}",
+                labels={GPU_PRODUCT_LABEL: GPUS[(i + j) % 3]} if j % 2 else {},
+                cpu_millis=32000,
+                memory_bytes=128 * 2**30,
+                gpus=8 if j % 2 else 0,
+                cpu_millis_used=(i * 7 + j * 13) % 32000,
+                memory_bytes_used=((i + j) % 100) * 2**30,
+                gpus_used=(i + j) % 9 if j % 2 else 0,
+            )
+            for j in range(nodes_per_cluster)
+        )
+        spec = ClusterSpec(
+            name=f"cluster-{i:04}",
+            provider="sim",
+            credentials=CredentialsRef(source="sim"),
+            region=REGIONS[i % len(REGIONS)],
+            labels={"tier": "prod" if i % 2 else "dev", "accelerator": "nvidia", "team": f"t{i % 10}"},
+            allowed_namespaces=frozenset({"default", "airflow"}),
+            max_concurrent_pods=100,
+        )
+        clusters.append(ClusterSnapshot(spec=spec, health=Health.HEALTHY, nodes=nodes, running_pods=i % 50))
+    return clusters
+
+
+def gpu_request(**placement: object) -> PodRequest:
+    container = {
+        "name": "main",
+        "image": "python:3.12",
+        "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": 1}},
+    }
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "spec": {"containers": [container], "nodeSelector": {GPU_PRODUCT_LABEL: GPUS[1]}},
+    }
+    return PodRequest(request_id="bench", pod=pod, placement=PlacementSpec(**placement))  # type: ignore[arg-type]
+
+
+def timed(request: PodRequest, clusters: list[ClusterSnapshot], runs: int) -> tuple[float, float, str]:
+    samples = []
+    decision = place(request, clusters)
+    for _ in range(runs):
+        start = time.perf_counter()
+        decision = place(request, clusters)
+        samples.append(time.perf_counter() - start)
+    samples.sort()
+    p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+    return statistics.median(samples) * 1000, p95 * 1000, decision.cluster
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clusters", type=int, default=1000)
+    parser.add_argument("--nodes", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=50)
+    args = parser.parse_args()
+    clusters = synthetic_clusters(args.clusters, args.nodes)
+    cases = {
+        "GPU pod, no cluster constraint (every node examined)": gpu_request(
+            preferences=(Preference(weight=50, selector=parse_selector("tier=prod", field="bench")),)
+        ),
+        "GPU pod, one region (data residency)": gpu_request(regions=frozenset({"eu-west-1"})),
+        "GPU pod, selector tier=prod,team in (t1,t3)": gpu_request(
+            selector=parse_selector("tier=prod,team in (t1,t3)", field="bench")
+        ),
+    }
+    print(f"placement against {args.clusters} clusters x {args.nodes} nodes, {args.runs} runs each")
+    for label, request in cases.items():
+        median, p95, chosen = timed(request, clusters, args.runs)
+        print(f"  {label}: median {median:.1f} ms, p95 {p95:.1f} ms (chose {chosen or 'none'})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""Placement: filter every cluster, score the eligible ones, choose the best, and say why for each."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gateway.domain import ClusterSnapshot, ClusterVerdict, PlacementDecision, PodRequest, Verdict
+from gateway.errors import PreconditionViolation
+from gateway.placement.filters import Prepared, evaluate
+from gateway.placement.node_fit import pod_needs
+from gateway.placement.scoring import PlacementPolicy, score_cluster
+
+DEFAULT_POLICY = PlacementPolicy()
+_LIST_ALL_UP_TO = 5
+_ORDER = {Verdict.ELIGIBLE: 0, Verdict.NO_CAPACITY: 1, Verdict.REJECTED: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    verdict: ClusterVerdict
+    constraint: str  # "" when eligible
+
+
+def prepare(request: PodRequest) -> Prepared:
+    """Read the pod once; InvalidArgument for bad resources or node affinity."""
+    metadata = request.pod.get("metadata") or {}
+    return Prepared(
+        spec=request.placement,
+        namespace=metadata.get("namespace") or "default",
+        needs=pod_needs(request.pod),
+    )
+
+
+def _judge(s: ClusterSnapshot, p: Prepared, policy: PlacementPolicy, previous: str) -> _Outcome:
+    rejection, fit = evaluate(s, p, policy)
+    name, region = s.spec.name, s.spec.region
+    if rejection is not None:
+        return _Outcome(
+            ClusterVerdict(cluster=name, region=region, verdict=rejection.verdict, reason=rejection.reason),
+            rejection.constraint,
+        )
+    score = score_cluster(
+        s, p.needs, preferences=p.spec.preferences, tolerations=p.spec.tolerations, policy=policy, previous=previous
+    )
+    reason = f"{fit.reason}; {score.describe()}" if fit else score.describe()
+    return _Outcome(
+        ClusterVerdict(cluster=name, region=region, verdict=Verdict.ELIGIBLE, reason=reason, score=score.total), ""
+    )
+
+
+def _sort_key(o: _Outcome) -> tuple[int, float, str]:
+    v = o.verdict
+    return (_ORDER[v.verdict], -v.score, v.cluster)
+
+
+def _summary(outcomes: Sequence[_Outcome]) -> str:
+    if len(outcomes) <= _LIST_ALL_UP_TO:
+        return "; ".join(f"{o.verdict.cluster}: {o.verdict.reason}" for o in outcomes)
+    groups = []
+    for verdict, label in ((Verdict.NO_CAPACITY, "without room now"), (Verdict.REJECTED, "rejected")):
+        counts = Counter(o.constraint for o in outcomes if o.verdict.verdict is verdict)
+        if counts:
+            detail = ", ".join(f"{c} {n}" for c, n in counts.most_common())
+            groups.append(f"{sum(counts.values())} {label} ({detail})")
+    first = outcomes[0].verdict
+    return f"{'; '.join(groups)}; first: {first.cluster}: {first.reason}"
+
+
+def _missing_clusters(p: Prepared, clusters: Sequence[ClusterSnapshot]) -> str:
+    missing = p.spec.clusters - {s.spec.name for s in clusters}
+    return f"; requested cluster(s) not registered: {', '.join(sorted(missing))}" if missing else ""
+
+
+def place(
+    request: PodRequest,
+    clusters: Sequence[ClusterSnapshot],
+    policy: PlacementPolicy = DEFAULT_POLICY,
+    previous: str = "",
+) -> PlacementDecision:
+    """Every cluster's verdict, best first; the best eligible cluster is chosen.
+
+    `previous` is the cluster the request ran on before (a retry or reattach): it scores a stability
+    bonus but is never exempt from a hard constraint.
+    """
+    p = prepare(request)
+    outcomes = sorted((_judge(s, p, policy, previous) for s in clusters), key=_sort_key)
+    eligible = [o for o in outcomes if o.verdict.verdict is Verdict.ELIGIBLE]
+    missing = _missing_clusters(p, clusters)
+    if not outcomes:
+        return PlacementDecision(verdicts=(), reason=f"no cluster is registered{missing}")
+    if not eligible:
+        verdicts = tuple(o.verdict for o in outcomes)
+        head = (
+            "no cluster has room now"
+            if outcomes[0].verdict.verdict is Verdict.NO_CAPACITY
+            else "no cluster satisfies the constraints"
+        )
+        return PlacementDecision(verdicts=verdicts, reason=f"{head}: {_summary(outcomes)}{missing}")
+    best = eligible[0].verdict
+    chosen = ClusterVerdict(
+        cluster=best.cluster,
+        region=best.region,
+        verdict=best.verdict,
+        reason=best.reason,
+        score=best.score,
+        chosen=True,
+    )
+    verdicts = (chosen, *(o.verdict for o in outcomes[1:]))
+    reason = (
+        f"placed on {best.cluster} ({best.region}): {len(eligible)} of {len(outcomes)} clusters eligible; {best.reason}"
+    )
+    return PlacementDecision(verdicts=verdicts, cluster=best.cluster, region=best.region, reason=reason)
+
+
+def unsatisfiable_violations(decision: PlacementDecision) -> list[PreconditionViolation]:
+    """One PLACEMENT violation per cluster that was not eligible, for a FAILED_PRECONDITION status."""
+    return [
+        PreconditionViolation(type="PLACEMENT", subject=v.cluster, description=v.reason)
+        for v in decision.verdicts
+        if v.verdict is not Verdict.ELIGIBLE
+    ]
