@@ -1,0 +1,1 @@
+"""Container runtimes of the simulated kubelet: `process` runs real processes, `virtual` runs none."""

@@ -1,0 +1,38 @@
+"""Checks that simulator tests leave no process and no mount behind (used as module-scoped fixtures)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def child_processes() -> list[str]:
+    """Live (non-zombie) descendants of this test process, as "pid command" strings."""
+    parents: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name_end = stat.rindex(")")
+        fields = stat[name_end + 2 :].split()
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+            names[int(entry.name)] = stat[stat.index("(") + 1 : name_end]
+    mine = {os.getpid()}
+    changed = True
+    while changed:
+        changed = False
+        for pid, parent in parents.items():
+            if parent in mine and pid not in mine:
+                mine.add(pid)
+                changed = True
+    mine.discard(os.getpid())
+    return sorted(f"{pid} {names[pid]}" for pid in mine)
+
+
+def sim_mounts() -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if "podgate-sim" in line]
