@@ -1,0 +1,400 @@
+"""`ClusterClient`: one cluster's Kubernetes API over aiohttp. Async only.
+
+Every call goes through `_call`, the one place that does outbound I/O: it adds the bearer token,
+refreshes it once after a 401, maps failures to the error tree and retries by the pure policy in
+`retry.py`. Requests are built by `request.py` and answers decoded by `decode.py`; this module only
+moves bytes. One aiohttp session per cluster, trusting exactly the endpoint's CA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Self, TypeVar
+
+import aiohttp
+
+from gateway.clusters.kubeapi import request as rq
+from gateway.clusters.kubeapi.channels import ExecCollector, ExecResult
+from gateway.clusters.kubeapi.decode import (
+    LineSplitter,
+    ObjectList,
+    WatchEvent,
+    decode_list,
+    decode_log_line,
+    decode_object,
+    decode_token,
+    decode_watch_line,
+)
+from gateway.clusters.kubeapi.errors import (
+    AlreadyExists,
+    KubeError,
+    StreamSilent,
+    Unauthorized,
+    error_for,
+    parse_retry_after,
+    unreachable,
+)
+from gateway.clusters.kubeapi.request import KubeObject, Request, Resource
+from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, RetryPolicy, decide
+from gateway.credentials.base import CredentialProvider
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+USER_AGENT = "podgate/0.1"
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    connect: float = 5.0
+    request: float = 30.0  # whole ordinary request, answer included
+    watch_seconds: int = 290  # asked of the server: it ends the watch cleanly after this
+    watch_inactivity: float = 330.0  # no byte (not even a bookmark) for this long: the watch is dead
+    log_inactivity: float | None = None  # logs may be legitimately silent: no limit by default
+    exec_total: float = 120.0
+
+
+class ClusterClient:
+    """The API of one cluster. Close it (or use `async with`) to release its connections."""
+
+    def __init__(
+        self,
+        provider: CredentialProvider,
+        *,
+        name: str = "",
+        timeouts: Timeouts = Timeouts(),
+        retry_policy: RetryPolicy = DEFAULT_RETRY,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.name = name or provider.cluster
+        self.timeouts = timeouts
+        self._provider = provider
+        self._policy = retry_policy
+        self._sleep = sleep
+        self._session: aiohttp.ClientSession | None = None
+        self._base = ""
+        self._server_hostname: str | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- the one outbound path ------------------------------------------------------------
+
+    async def _open_session(self) -> aiohttp.ClientSession:
+        async with self._lock:
+            if self._closed:
+                raise RuntimeError(f"client of cluster {self.name!r} is closed")
+            if self._session is None:
+                endpoint = await self._provider.endpoint()
+                connector = aiohttp.TCPConnector(ssl=endpoint.ssl_context(), limit=64)
+                self._base = endpoint.server.rstrip("/")
+                self._server_hostname = endpoint.tls_server_name or None
+                self._session = aiohttp.ClientSession(
+                    connector=connector, headers={"User-Agent": USER_AGENT}, trust_env=False
+                )
+            return self._session
+
+    async def _headers(self, request: Request, *, force_refresh: bool) -> dict[str, str]:
+        headers = dict(request.headers)
+        token = await self._provider.token(force_refresh=force_refresh)
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.value}"
+        return headers
+
+    async def _call(self, request: Request, send: Callable[[aiohttp.ClientSession, dict[str, str]], Awaitable[T]]) -> T:
+        """Run `send` with fresh credentials under the retry policy; `send` raises KubeError for answers."""
+        attempt, refreshed, force = 0, False, False
+        while True:
+            attempt += 1
+            session = await self._open_session()
+            headers = await self._headers(request, force_refresh=force)
+            force = False
+            try:
+                return await send(session, headers)
+            except Unauthorized:
+                if refreshed:
+                    raise
+                log.debug("cluster %s: %s: 401, refreshing the token and retrying once", self.name, request.call)
+                refreshed = force = True
+                attempt -= 1  # the retry with a fresh token is not one of the policy's attempts
+            except KubeError as e:
+                decision = decide(self._policy, e, attempt)
+                if not decision.retry:
+                    raise
+                log.debug(
+                    "cluster %s: %s: attempt %d/%d failed (%s: %s); retrying in %.2fs",
+                    self.name, request.call, attempt, self._policy.attempts, decision.why, e, decision.delay,
+                )  # fmt: skip
+                await self._sleep(decision.delay)
+
+    async def _check(self, request: Request, response: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
+        if response.status < 400:
+            return response
+        try:
+            body = await response.read()
+        except aiohttp.ClientError:
+            body = b""
+        finally:
+            response.release()
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise error_for(response.status, body, cluster=self.name, call=request.call, retry_after=retry_after)
+
+    async def _request(
+        self, session: aiohttp.ClientSession, request: Request, headers: dict[str, str], limits: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        try:
+            response = await session.request(
+                request.method,
+                self._base + request.path,
+                params=request.params,
+                data=request.data(),
+                headers=headers,
+                timeout=limits,
+                server_hostname=self._server_hostname,
+            )
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise unreachable(self.name, request.call, e) from e
+        return await self._check(request, response)
+
+    async def _open(self, request: Request, limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+        """A response with a 2xx status and its body unread, for streams; the caller releases it."""
+        return await self._call(request, lambda session, headers: self._request(session, request, headers, limits))
+
+    async def _read(self, request: Request) -> bytes:
+        """The whole body of a 2xx answer; reading it is part of the retried attempt."""
+        timeout = aiohttp.ClientTimeout(total=self.timeouts.request, connect=self.timeouts.connect)
+
+        async def send(session: aiohttp.ClientSession, headers: dict[str, str]) -> bytes:
+            async with await self._request(session, request, headers, timeout) as response:
+                try:
+                    return await response.read()
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    raise unreachable(self.name, request.call, e) from e
+
+        return await self._call(request, send)
+
+    async def _open_ws(self, request: Request) -> aiohttp.ClientWebSocketResponse:
+        async def send(session: aiohttp.ClientSession, headers: dict[str, str]) -> aiohttp.ClientWebSocketResponse:
+            try:
+                return await session.ws_connect(
+                    self._base + request.path,
+                    params=request.params,
+                    headers=headers,
+                    protocols=request.websocket_protocols,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self.timeouts.connect),
+                    server_hostname=self._server_hostname,
+                    autoping=True,
+                )
+            except aiohttp.WSServerHandshakeError as e:
+                raise error_for(e.status, e.message, cluster=self.name, call=request.call) from e
+            except (aiohttp.ClientError, TimeoutError) as e:
+                raise unreachable(self.name, request.call, e) from e
+
+        return await self._call(request, send)
+
+    async def send(self, request: Request) -> KubeObject:
+        """Send any prepared request and decode its JSON object answer."""
+        return decode_object(await self._read(request), cluster=self.name, call=request.call)
+
+    # --- generic verbs --------------------------------------------------------------------
+
+    async def get_object(self, resource: Resource, namespace: str | None, name: str) -> KubeObject:
+        return await self.send(rq.prepare_get(resource, namespace, name))
+
+    async def list_objects(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = 0,
+        continue_token: str = "",
+        resource_version: str = "",
+    ) -> ObjectList:
+        request = rq.prepare_list(
+            resource,
+            namespace,
+            label_selector=label_selector,
+            field_selector=field_selector,
+            limit=limit,
+            continue_token=continue_token,
+            resource_version=resource_version,
+        )
+        return decode_list(await self._read(request), cluster=self.name, call=request.call)
+
+    async def list_all(
+        self, resource: Resource, namespace: str | None = None, *, label_selector: str = "", field_selector: str = "",
+        page_size: int = 500,
+    ) -> ObjectList:  # fmt: skip
+        """Every page of a list; the resourceVersion is the first page's (a consistent snapshot)."""
+        items: list[KubeObject] = []
+        first: ObjectList | None = None
+        token = ""
+        while True:
+            page = await self.list_objects(
+                resource, namespace, label_selector=label_selector, field_selector=field_selector,
+                limit=page_size, continue_token=token,
+            )  # fmt: skip
+            first = first or page
+            items += page.items
+            token = page.continue_token
+            if not token:
+                return ObjectList(items=tuple(items), resource_version=first.resource_version)
+
+    async def create_object(self, resource: Resource, namespace: str | None, body: Mapping[str, Any]) -> KubeObject:
+        return await self.send(rq.prepare_create(resource, namespace, body))
+
+    async def replace_object(
+        self, resource: Resource, namespace: str | None, name: str, body: Mapping[str, Any]
+    ) -> KubeObject:
+        return await self.send(rq.prepare_replace(resource, namespace, name, body))
+
+    async def delete_object(
+        self, resource: Resource, namespace: str | None, name: str, *, grace_seconds: int | None = None
+    ) -> KubeObject:
+        return await self.send(rq.prepare_delete(resource, namespace, name, grace_seconds=grace_seconds))
+
+    async def ensure_object(self, resource: Resource, namespace: str | None, body: Mapping[str, Any]) -> KubeObject:
+        """Create, or replace the existing object of that name with `body` (declarative, like apply)."""
+        try:
+            return await self.create_object(resource, namespace, body)
+        except AlreadyExists:
+            name = str(body["metadata"]["name"])
+            current = await self.get_object(resource, namespace, name)
+            version = current.get("metadata", {}).get("resourceVersion", "")
+            merged = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+            return await self.replace_object(resource, namespace, name, merged)
+
+    # --- what the dispatch core and credentials call --------------------------------------
+
+    async def get_version(self) -> KubeObject:
+        """The health probe: cheap, and any authenticated identity may read it."""
+        return await self.send(rq.prepare_version())
+
+    async def create_pod(self, namespace: str, body: Mapping[str, Any]) -> KubeObject:
+        """Create a pod. A retried create whose first try landed answers AlreadyExists: names are unique."""
+        return await self.create_object(rq.PODS, namespace, body)
+
+    async def get_pod(self, namespace: str, name: str) -> KubeObject:
+        return await self.get_object(rq.PODS, namespace, name)
+
+    async def list_pods(
+        self, namespace: str | None = None, *, label_selector: str = "", field_selector: str = "", limit: int = 0,
+        continue_token: str = "",
+    ) -> ObjectList:  # fmt: skip
+        return await self.list_objects(
+            rq.PODS, namespace, label_selector=label_selector, field_selector=field_selector, limit=limit,
+            continue_token=continue_token,
+        )  # fmt: skip
+
+    async def delete_pod(self, namespace: str, name: str, *, grace_seconds: int | None = None) -> KubeObject:
+        return await self.delete_object(rq.PODS, namespace, name, grace_seconds=grace_seconds)
+
+    async def list_nodes(self, *, label_selector: str = "") -> ObjectList:
+        return await self.list_all(rq.NODES, label_selector=label_selector)
+
+    async def list_events(self, namespace: str, *, field_selector: str = "") -> ObjectList:
+        return await self.list_all(rq.EVENTS, namespace, field_selector=field_selector)
+
+    async def create_token(
+        self, namespace: str, service_account: str, *, expiration_seconds: int, bound_secret: str = "",
+        bound_secret_uid: str = "", audiences: Sequence[str] = (),
+    ) -> tuple[str, str]:  # fmt: skip
+        """A TokenRequest: (token, expirationTimestamp). The token is a secret: never log it."""
+        request = rq.prepare_token_request(
+            namespace, service_account, expiration_seconds=expiration_seconds, bound_secret=bound_secret,
+            bound_secret_uid=bound_secret_uid, audiences=audiences,
+        )  # fmt: skip
+        return decode_token(await self._read(request), cluster=self.name, call=request.call)
+
+    # --- streams --------------------------------------------------------------------------
+
+    async def stream_logs(
+        self,
+        namespace: str,
+        pod: str,
+        container: str = "",
+        *,
+        follow: bool = False,
+        timestamps: bool = False,
+        since_time: datetime | None = None,
+        tail_lines: int | None = None,
+    ) -> AsyncIterator[str]:
+        """A container's log, line by line (no trailing newline). A cut stream raises ApiUnreachable:
+        resume with `since_time` and `timestamps=True` to drop the lines already seen."""
+        request = rq.prepare_logs(
+            namespace, pod, container, follow=follow, timestamps=timestamps, since_time=since_time,
+            tail_lines=tail_lines,
+        )  # fmt: skip
+        timeout = aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.log_inactivity)
+        async for line in self._lines(request, timeout):
+            yield decode_log_line(line)
+
+    async def watch_stream(
+        self, resource: Resource, namespace: str | None = None, *, resource_version: str = "",
+        label_selector: str = "", field_selector: str = "",
+    ) -> AsyncIterator[WatchEvent]:  # fmt: skip
+        """One watch connection. Ends quietly when the server closes it or it goes silent for
+        `watch_inactivity`; an expired resourceVersion raises Gone."""
+        request = rq.prepare_watch(
+            resource, namespace, resource_version=resource_version, label_selector=label_selector,
+            field_selector=field_selector, timeout_seconds=self.timeouts.watch_seconds,
+        )  # fmt: skip
+        timeout = aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.watch_inactivity)
+        try:
+            async for line in self._lines(request, timeout):
+                if line.strip():
+                    yield decode_watch_line(line, cluster=self.name, call=request.call)
+        except StreamSilent:
+            log.debug("cluster %s: %s: silent for %ss, reconnecting", self.name, request.call, timeout.sock_read)
+
+    async def _lines(self, request: Request, limits: aiohttp.ClientTimeout) -> AsyncIterator[bytes]:
+        response = await self._open(request, limits)
+        splitter = LineSplitter()
+        try:
+            async for chunk in response.content.iter_any():
+                for line in splitter.feed(chunk):
+                    yield line
+            if (tail := splitter.rest()) is not None:
+                yield tail
+        except TimeoutError as e:
+            raise StreamSilent(f"cluster {self.name!r}: {request.call}: no data for {limits.sock_read}s") from e
+        except aiohttp.ClientError as e:
+            raise unreachable(self.name, request.call, e) from e
+        finally:
+            response.release()
+
+    async def exec(self, namespace: str, pod: str, container: str, command: Sequence[str]) -> ExecResult:
+        """Run `command` in a container (no stdin, no tty): (exit_code, stdout, stderr)."""
+        request = rq.prepare_exec(namespace, pod, container, command)
+        collector = ExecCollector()
+        ws = await self._open_ws(request)
+        try:
+            async with asyncio.timeout(self.timeouts.exec_total):
+                async for message in ws:
+                    if message.type is aiohttp.WSMsgType.BINARY:
+                        collector.feed(message.data)
+                    elif message.type is aiohttp.WSMsgType.ERROR:
+                        raise unreachable(self.name, request.call, ws.exception() or ConnectionError("ws error"))
+        except TimeoutError as e:
+            raise unreachable(self.name, request.call, e) from e
+        finally:
+            await ws.close()
+        return collector.result()

@@ -1,0 +1,134 @@
+"""Decoding API server answers (pure): objects, lists, watch lines, log lines."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.clusters.kubeapi.errors import KubeError, error_for
+from gateway.clusters.kubeapi.request import KubeObject
+
+
+class DecodeError(KubeError):
+    """The API server answered 2xx with something that is not what the call returns."""
+
+
+def decode_object(body: bytes, *, cluster: str, call: str) -> KubeObject:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DecodeError(f"cluster {cluster!r}: {call}: answer is not JSON", cluster=cluster) from e
+    if not isinstance(data, dict):
+        raise DecodeError(f"cluster {cluster!r}: {call}: answer is not a JSON object", cluster=cluster)
+    return data
+
+
+@dataclass(frozen=True, kw_only=True)
+class ObjectList:
+    """One page of a list: its items, the resourceVersion to watch from, the token for the next page."""
+
+    items: tuple[KubeObject, ...]
+    resource_version: str = ""
+    continue_token: str = ""
+
+
+def decode_list(body: bytes, *, cluster: str, call: str) -> ObjectList:
+    data = decode_object(body, cluster=cluster, call=call)
+    items = data.get("items") or []
+    if not isinstance(items, list):
+        raise DecodeError(f"cluster {cluster!r}: {call}: 'items' is not a list", cluster=cluster)
+    meta = data.get("metadata") or {}
+    return ObjectList(
+        items=tuple(items),
+        resource_version=str(meta.get("resourceVersion", "")),
+        continue_token=str(meta.get("continue", "")),
+    )
+
+
+class EventType(enum.StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+    BOOKMARK = "BOOKMARK"
+    # Synthetic: a (re)list happened; `objects` is the full current state, `object` is empty.
+    # Consumers reconcile: anything they hold that is not in `objects` was deleted while unwatched.
+    RELISTED = "RELISTED"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchEvent:
+    type: EventType
+    object: KubeObject = field(default_factory=dict)
+    objects: tuple[KubeObject, ...] = ()
+    resource_version: str = ""
+
+
+def resource_version_of(obj: KubeObject) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+def decode_watch_line(line: bytes, *, cluster: str, call: str) -> WatchEvent:
+    """One line of a watch stream; an ERROR line raises the error it carries (410 → Gone)."""
+    data = decode_object(line, cluster=cluster, call=call)
+    kind, obj = data.get("type"), data.get("object")
+    if not isinstance(obj, dict):
+        raise DecodeError(f"cluster {cluster!r}: {call}: watch event without an object", cluster=cluster)
+    if kind == "ERROR":
+        raise error_for(int(obj.get("code") or 500), obj, cluster=cluster, call=call)
+    try:
+        event_type = EventType(str(kind))
+    except ValueError as e:
+        raise DecodeError(f"cluster {cluster!r}: {call}: unknown watch event type {kind!r}", cluster=cluster) from e
+    if event_type is EventType.RELISTED:
+        raise DecodeError(f"cluster {cluster!r}: {call}: unknown watch event type {kind!r}", cluster=cluster)
+    return WatchEvent(type=event_type, object=obj, resource_version=resource_version_of(obj))
+
+
+class LineSplitter:
+    """Splits a byte stream into lines, bounding memory: a line longer than `max_line` is cut into pieces."""
+
+    def __init__(self, max_line: int = 1 << 20) -> None:
+        self._buffer = bytearray()
+        self._max = max_line
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        self._buffer += chunk
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
+            yield from self._pieces(line)
+        while len(self._buffer) >= self._max:
+            piece = bytes(self._buffer[: self._max])
+            del self._buffer[: self._max]
+            yield piece
+
+    def _pieces(self, line: bytes) -> Iterator[bytes]:
+        for start in range(0, max(len(line), 1), self._max):
+            yield line[start : start + self._max]
+
+    def rest(self) -> bytes | None:
+        """The unterminated tail at end of stream (a log's last line may lack its newline)."""
+        if not self._buffer:
+            return None
+        tail = bytes(self._buffer)
+        self._buffer.clear()
+        return tail
+
+
+def decode_log_line(line: bytes) -> str:
+    return line.rstrip(b"\r").decode("utf-8", "replace")
+
+
+def decode_token(body: bytes, *, cluster: str, call: str) -> tuple[str, str]:
+    """(token, expirationTimestamp) of a TokenRequest answer. The token must never be logged."""
+    status: Any = decode_object(body, cluster=cluster, call=call).get("status") or {}
+    token = status.get("token") if isinstance(status, dict) else None
+    if not isinstance(token, str) or not token:
+        raise DecodeError(f"cluster {cluster!r}: {call}: TokenRequest answer has no token", cluster=cluster)
+    return token, str(status.get("expirationTimestamp", ""))

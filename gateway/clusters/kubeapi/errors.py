@@ -1,0 +1,159 @@
+"""The Kubernetes API client's error tree, built from the HTTP status and the `Status` body.
+
+KubeError ─┬─ ClientError (4xx) ─ BadRequest 400, Unauthorized 401, Forbidden 403, NotFound 404,
+           │                      Conflict 409 ─ AlreadyExists, Gone 410, Invalid 422, TooManyRequests 429
+           ├─ ServerError (5xx)
+           └─ ApiUnreachable (connection refused, TLS failure, timeout)
+
+Messages name the cluster, the call and the server's own message (truncated); never a token or a body
+we sent.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MESSAGE_LIMIT = 300
+
+
+class KubeError(Exception):
+    """Any failure talking to one cluster's API server."""
+
+    def __init__(
+        self, message: str, *, cluster: str = "", status: int = 0, reason: str = "", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.cluster = cluster
+        self.status = status
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class ApiUnreachable(KubeError):
+    """No HTTP answer: connection refused or reset, TLS failure, DNS, timeout."""
+
+
+class StreamSilent(ApiUnreachable):
+    """A stream (watch, log) produced nothing for longer than its inactivity timeout."""
+
+
+class ServerError(KubeError):
+    """A 5xx answer."""
+
+
+class ClientError(KubeError):
+    """A 4xx answer: retrying the same request will not help (except 429)."""
+
+
+class BadRequest(ClientError):
+    pass
+
+
+class Unauthorized(ClientError):
+    pass
+
+
+class Forbidden(ClientError):
+    pass
+
+
+class NotFound(ClientError):
+    pass
+
+
+class Conflict(ClientError):
+    pass
+
+
+class AlreadyExists(Conflict):
+    pass
+
+
+class Gone(ClientError):
+    """The resourceVersion asked for is too old: list again."""
+
+
+class Invalid(ClientError):
+    pass
+
+
+class TooManyRequests(ClientError):
+    pass
+
+
+_BY_STATUS: dict[int, type[ClientError]] = {
+    400: BadRequest,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    422: Invalid,
+    429: TooManyRequests,
+}
+
+
+def truncate(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def parse_status(body: bytes | str | dict[str, Any] | None) -> dict[str, Any]:
+    """The `Status` object of an error body, or {} when the body is not one (HTML from a proxy, empty)."""
+    if isinstance(body, dict):
+        return body if body.get("kind") == "Status" else {}
+    try:
+        data = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) and data.get("kind") == "Status" else {}
+
+
+def error_class(status: int, reason: str) -> type[KubeError]:
+    if status == 409 and reason == "AlreadyExists":
+        return AlreadyExists
+    if status in _BY_STATUS:
+        return _BY_STATUS[status]
+    return ServerError if status >= 500 else ClientError
+
+
+def error_for(
+    status: int,
+    body: bytes | str | dict[str, Any] | None,
+    *,
+    cluster: str,
+    call: str,
+    retry_after: float | None = None,
+) -> KubeError:
+    """The error for an HTTP answer `status` to `call` (e.g. "GET /api/v1/pods")."""
+    parsed = parse_status(body)
+    reason = str(parsed.get("reason", ""))
+    detail = str(parsed.get("message", "")) or (body.decode("utf-8", "replace") if isinstance(body, bytes) else "")
+    if retry_after is None:
+        retry_after = _details_retry_after(parsed)
+    message = f"cluster {cluster!r}: {call}: HTTP {status}"
+    message += f" {reason}" if reason else ""
+    message += f": {truncate(detail)}" if detail.strip() else ""
+    return error_class(status, reason)(message, cluster=cluster, status=status, reason=reason, retry_after=retry_after)
+
+
+def _details_retry_after(parsed: dict[str, Any]) -> float | None:
+    details = parsed.get("details")
+    value = details.get("retryAfterSeconds") if isinstance(details, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def parse_retry_after(header: str | None) -> float | None:
+    """Seconds from a Retry-After header (Kubernetes sends whole seconds; HTTP dates are ignored)."""
+    if not header:
+        return None
+    try:
+        return max(0.0, float(header.strip()))
+    except ValueError:
+        return None
+
+
+def unreachable(cluster: str, call: str, exc: BaseException) -> ApiUnreachable:
+    detail = truncate(str(exc)) or type(exc).__name__
+    return ApiUnreachable(f"cluster {cluster!r}: {call}: API server unreachable: {detail}", cluster=cluster)

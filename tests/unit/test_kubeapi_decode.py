@@ -1,0 +1,161 @@
+"""Decoding answers: watch lines, lists, log lines, the exec channel framing and exit status."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.clusters.kubeapi import channels as ch
+from gateway.clusters.kubeapi import errors as ke
+from gateway.clusters.kubeapi.decode import (
+    DecodeError,
+    EventType,
+    LineSplitter,
+    decode_list,
+    decode_log_line,
+    decode_token,
+    decode_watch_line,
+)
+
+POD = {"kind": "Pod", "metadata": {"name": "p", "resourceVersion": "17"}}
+
+
+def line(obj: object) -> bytes:
+    return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize("kind", ["ADDED", "MODIFIED", "DELETED", "BOOKMARK"])
+def test_watch_line_carries_type_object_and_version(kind: str) -> None:
+    event = decode_watch_line(line({"type": kind, "object": POD}), cluster="c", call="w")
+    assert (event.type, event.object, event.resource_version) == (EventType(kind), POD, "17")
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"), [(410, ke.Gone), (500, ke.ServerError), (403, ke.Forbidden)], ids=["gone", "internal", "forbidden"]
+)
+def test_watch_error_line_raises_its_status(code: int, cls: type[ke.KubeError]) -> None:
+    status = {"kind": "Status", "status": "Failure", "code": code, "reason": "x", "message": "too old resource version"}
+    with pytest.raises(cls, match="too old resource version"):
+        decode_watch_line(line({"type": "ERROR", "object": status}), cluster="c", call="w")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"not json", b"[1]", line({"type": "ADDED"}), line({"type": "WEIRD", "object": {}}),
+     line({"type": "RELISTED", "object": {}})],
+    ids=["not-json", "not-object", "no-object", "unknown-type", "synthetic-type-from-server"],
+)  # fmt: skip
+def test_malformed_watch_lines_are_decode_errors(raw: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_watch_line(raw, cluster="c", call="w")
+
+
+def test_list_page_carries_version_and_continue_token() -> None:
+    page = decode_list(
+        line({"kind": "PodList", "metadata": {"resourceVersion": "9", "continue": "next"}, "items": [POD]}),
+        cluster="c",
+        call="l",
+    )
+    assert (page.items, page.resource_version, page.continue_token) == ((POD,), "9", "next")
+    empty = decode_list(line({"kind": "PodList", "metadata": {}, "items": None}), cluster="c", call="l")
+    assert empty.items == ()
+
+
+@pytest.mark.parametrize(
+    ("chunks", "lines", "rest"),
+    [
+        ([b"a\nb\n"], [b"a", b"b"], None),
+        ([b"a", b"b\nc"], [b"ab"], b"c"),
+        ([b"\n\n"], [b"", b""], None),
+        ([b"0123456789\n"], [b"0123", b"4567", b"89"], None),
+        ([b"01234", b"56789"], [b"0123", b"4567"], b"89"),
+    ],
+    ids=["whole-lines", "split-across-chunks", "empty-lines-kept", "long-line-cut", "long-unterminated"],
+)
+def test_line_splitter(chunks: list[bytes], lines: list[bytes], rest: bytes | None) -> None:
+    splitter = LineSplitter(max_line=4)
+    assert [piece for chunk in chunks for piece in splitter.feed(chunk)] == lines
+    assert splitter.rest() == rest
+
+
+def test_log_line_decoding_tolerates_crlf_and_bad_utf8() -> None:
+    assert decode_log_line(b"caf\xc3\xa9\r") == "café"
+    assert decode_log_line(b"\xff") == "\ufffd"
+
+
+def test_token_answer() -> None:
+    body = line({"status": {"token": "abc", "expirationTimestamp": "2026-01-01T00:00:00Z"}})
+    assert decode_token(body, cluster="c", call="t") == ("abc", "2026-01-01T00:00:00Z")
+    with pytest.raises(DecodeError, match="no token"):
+        decode_token(line({"status": {}}), cluster="c", call="t")
+
+
+# --- exec channels ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("channel", "data", "frame"),
+    [
+        (ch.Channel.STDIN, b"hi\n", b"\x00hi\n"),
+        (ch.Channel.STDOUT, b"", b"\x01"),
+        (ch.Channel.RESIZE, b"{}", b"\x04{}"),
+    ],
+)
+def test_frames_round_trip(channel: ch.Channel, data: bytes, frame: bytes) -> None:
+    assert ch.encode_frame(channel, data) == frame
+    assert ch.decode_frame(frame) == (channel, data)
+
+
+def test_v5_close_signal() -> None:
+    assert ch.encode_close(ch.Channel.STDIN) == b"\xff\x00"
+
+
+@pytest.mark.parametrize("frame", [b"", b"\x09data"], ids=["empty", "unknown-channel"])
+def test_bad_frames(frame: bytes) -> None:
+    with pytest.raises(ch.ExecProtocolError):
+        ch.decode_frame(frame)
+
+
+def non_zero(code: str) -> bytes:
+    return line({"status": "Failure", "reason": "NonZeroExitCode", "message": f"exit {code}",
+                 "details": {"causes": [{"reason": "ExitCode", "message": code}]}})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("status", "code"), [(line({"status": "Success"}), 0), (non_zero("3"), 3), (non_zero("137"), 137)]
+)
+def test_exit_code_from_status(status: bytes, code: int) -> None:
+    assert ch.exit_code_from_status(status) == code
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (b"oops", "no JSON status"),
+        (non_zero("x"), "not a number"),
+        (
+            line({"status": "Failure", "reason": "InternalError", "message": "container not found"}),
+            "container not found",
+        ),
+    ],
+)
+def test_unusable_exit_status(status: bytes, message: str) -> None:
+    with pytest.raises(ch.ExecProtocolError, match=message):
+        ch.exit_code_from_status(status)
+
+
+def test_collector_demultiplexes_and_bounds_output() -> None:
+    collector = ch.ExecCollector(limit=12)
+    for frame in (b"\x01", b"\x02", b'\x01{"v":', b"\x02warn", b"\x01 1}", b"\x03" + line({"status": "Success"})):
+        collector.feed(frame)
+    assert collector.result() == (0, b'{"v": 1}', b"warn")
+    with pytest.raises(ch.ExecProtocolError, match="exceeds 12 bytes"):
+        collector.feed(b"\x01more")
+
+
+def test_collector_without_status_is_an_error() -> None:
+    collector = ch.ExecCollector()
+    collector.feed(b"\x01out")
+    with pytest.raises(ch.ExecProtocolError, match="without an exit status"):
+        collector.result()
