@@ -99,6 +99,10 @@ class Store(Protocol):
         """Records without finished_at, oldest first: what to resume tracking after a restart."""
         ...
 
+    async def running_counts(self) -> dict[str, int]:
+        """Unfinished placed records per cluster (clusters with none are absent)."""
+        ...
+
     # --- the event journal ----------------------------------------------------------------
     async def append_events(self, request_id: str, events: list[JournalEvent]) -> list[int]:
         """Append in order; returns each event's sequence number (per request, from 1, contiguous)."""

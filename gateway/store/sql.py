@@ -200,6 +200,15 @@ class SqlStore:
         async with self._engines.read.connect() as conn:
             return [record_from_row(row._mapping) for row in await conn.execute(query)]
 
+    async def running_counts(self) -> dict[str, int]:
+        """Unfinished placed records per cluster: the gateway's own load on each (for concurrency limits)."""
+        c = pod_records.c
+        query = (
+            select(c.cluster, func.count()).where(c.finished_at.is_(None), c.cluster.is_not(None)).group_by(c.cluster)
+        )
+        async with self._engines.read.connect() as conn:
+            return {cluster: int(n) for cluster, n in await conn.execute(query)}
+
     async def _page(
         self, table: Any, key: Any, filters: list[ColumnElement[bool]], limit: int, page_token: str
     ) -> tuple[list[RowMapping], str]:

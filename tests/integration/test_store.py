@@ -200,6 +200,15 @@ async def test_list_filters_by_cluster_and_phase(store: SqlStore) -> None:
     assert [r.request.request_id for r in on_x] == ["c"]
 
 
+async def test_running_counts_per_cluster_ignore_unplaced_and_finished(store: SqlStore) -> None:
+    for rid, cluster_name in [("a", "x"), ("b", "x"), ("c", "y"), ("d", "")]:
+        await store.create_pod_record(record(rid))
+        if cluster_name:
+            await store.record_placement(rid, cluster=cluster_name, region="r", namespace="ns", name=rid, decision=None)
+    await store.record_finished("c")
+    assert await store.running_counts() == {"x": 2}
+
+
 @pytest.mark.parametrize(("limit", "token"), [(0, ""), (10, "not-ours")])
 async def test_bad_page_arguments_are_invalid_argument(store: SqlStore, limit: int, token: str) -> None:
     with pytest.raises(InvalidArgument):
