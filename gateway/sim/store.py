@@ -351,7 +351,7 @@ class ObjectStore:
 
     def _replace(self, resource: str, current: Obj, new: Obj, *, marking: bool = False) -> Obj:
         old_meta, meta = current["metadata"], new.setdefault("metadata", {})
-        kept_fields = ("uid", "creationTimestamp", "name")
+        kept_fields: tuple[str, ...] = ("uid", "creationTimestamp", "name")
         if not marking:
             kept_fields += ("deletionTimestamp", "deletionGracePeriodSeconds")
         for kept in kept_fields:

@@ -1,0 +1,106 @@
+"""Faults of one simulated cluster, switchable at run time, and the log of the requests it served.
+
+`Faults` is plain state the API server consults on every request (latency, error rate) plus the
+request log and counters per (verb, resource) that benchmarks read to count API calls. Outages,
+dropped watches and node failures act on the running server and store: see `SimCluster`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gateway.sim.errors import InternalError, SimError, TooManyRequests
+
+REQUEST_LOG_SIZE = 10_000
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    verb: str
+    resource: str
+    namespace: str
+    name: str
+    user: str
+    code: int
+    path: str
+
+
+@dataclass
+class Faults:
+    """Mutable by design: tests and the control endpoint flip these while the cluster runs."""
+
+    latency: float = 0.0  # seconds added before every API request
+    error_rate: float = 0.0  # fraction of API requests answered with `error_code`
+    error_code: int = 429  # 429 (with Retry-After) or 500
+    retry_after: int = 1
+    outage: bool = False  # the listener is closed: connection refused
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+    counters: Counter[tuple[str, str]] = field(default_factory=Counter)
+    log: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
+
+    def injected_error(self) -> SimError | None:
+        """The error to answer this request with, if the error rate picks it."""
+        if self.error_rate <= 0 or self.rng.random() >= self.error_rate:
+            return None
+        if self.error_code == 429:
+            return TooManyRequests(
+                "the server has received too many requests and has asked us to try again later",
+                retry_after=self.retry_after,
+            )
+        return InternalError('an error on the server ("injected fault") has prevented the request from succeeding')
+
+    def record(self, record: RequestRecord) -> None:
+        self.counters[(record.verb, record.resource)] += 1
+        self.log.append(record)
+
+    def count(self, verb: str | None = None, resource: str | None = None) -> int:
+        return sum(n for (v, r), n in self.counters.items() if verb in (None, v) and resource in (None, r))
+
+    def reset_counters(self) -> None:
+        self.counters.clear()
+        self.log.clear()
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "latency": self.latency,
+            "errorRate": self.error_rate,
+            "errorCode": self.error_code,
+            "retryAfter": self.retry_after,
+            "outage": self.outage,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters and the recent request log as JSON-friendly data (for the control endpoint)."""
+        return {
+            "counters": [{"verb": v, "resource": r, "count": n} for (v, r), n in sorted(self.counters.items())],
+            "log": [asdict(r) for r in list(self.log)[-200:]],
+        }
+
+    def configure(self, **settings: Any) -> None:
+        """Sets latency / error_rate / error_code / retry_after, checking values (ValueError when wrong)."""
+        for key, value in settings.items():
+            if key == "latency":
+                self.latency = _non_negative(key, value)
+            elif key == "error_rate":
+                rate = float(value)
+                if not 0 <= rate <= 1:
+                    raise ValueError(f"error_rate must be within [0, 1], got {value!r}")
+                self.error_rate = rate
+            elif key == "error_code":
+                if int(value) not in (429, 500):
+                    raise ValueError(f"error_code must be 429 or 500, got {value!r}")
+                self.error_code = int(value)
+            elif key == "retry_after":
+                self.retry_after = int(_non_negative(key, value))
+            else:
+                raise ValueError(f"unknown fault setting {key!r}: latency, error_rate, error_code, retry_after")
+
+
+def _non_negative(key: str, value: Any) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"{key} must be >= 0, got {value!r}")
+    return number

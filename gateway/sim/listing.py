@@ -1,0 +1,155 @@
+"""List and watch over HTTP, with kube-apiserver's semantics.
+
+Lists: `limit`/`continue` pagination (the continue token carries the list's resourceVersion and the
+last key served), `resourceVersion` + `resourceVersionMatch` (the simulator keeps only the latest state:
+an `Exact` match on an older version is 410 Expired), label and field selectors, and Table output.
+Watches: a chunked stream of JSON lines, from a version or from "now" (with the current objects first),
+`timeoutSeconds`, bookmarks when `allowWatchBookmarks` is set, and a too-old version answered the way
+the apiserver's watch cache does: HTTP 200 with one ERROR event carrying a 410 Status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from gateway.sim.discovery import BY_NAME, group_version
+from gateway.sim.errors import BadRequest, Gone
+from gateway.sim.store import ObjectStore, Watch
+from gateway.sim.tables import to_table
+
+Obj = dict[str, Any]
+_DEFAULT_WATCH_SECONDS = (1800, 3600)
+
+
+def _encode_continue(rv: str, namespace: str, name: str) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": int(rv), "start": f"{namespace}/{name}\x00"}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_continue(token: str) -> tuple[str, tuple[str, str]]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, _, name = data["start"].rstrip("\x00").partition("/")
+        return str(data["rv"]), (namespace, name)
+    except (binascii.Error, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BadRequest(f"invalid continue token: {token!r}") from e
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes")
+
+
+def kind_of(group: str, resource: str) -> tuple[str, str]:
+    return BY_NAME[(group, resource)].kind, group_version(group)
+
+
+def list_response(
+    store: ObjectStore, group: str, resource: str, namespace: str | None, query: Mapping[str, str], as_table: bool
+) -> Obj:
+    match = query.get("resourceVersionMatch", "")
+    requested = query.get("resourceVersion", "")
+    if match == "Exact" and requested and requested != store.resource_version:
+        raise Gone(f"too old resource version: {requested} ({store.resource_version})")
+    if match and match not in ("Exact", "NotOlderThan"):
+        raise BadRequest(f'resourceVersionMatch: Unsupported value: "{match}"')
+    items, rv = store.list(resource, namespace, query.get("labelSelector", ""), query.get("fieldSelector", ""))
+    token = query.get("continue", "")
+    if token:
+        rv, after = _decode_continue(token)
+        items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > after]
+    meta: Obj = {"resourceVersion": rv}
+    limit = int(query.get("limit", "0") or 0)
+    if limit > 0 and len(items) > limit:
+        last = items[limit - 1]["metadata"]
+        meta["continue"] = _encode_continue(rv, last.get("namespace", ""), last["name"])
+        meta["remainingItemCount"] = len(items) - limit
+        items = items[:limit]
+    if as_table:
+        return to_table(resource, items, meta, query.get("includeObject", "Metadata"))
+    kind, api_version = kind_of(group, resource)
+    return {"kind": f"{kind}List", "apiVersion": api_version, "metadata": meta, "items": items}
+
+
+def _line(event_type: str, obj: Obj) -> bytes:
+    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+
+
+async def serve_watch(
+    request: web.Request,
+    store: ObjectStore,
+    group: str,
+    resource: str,
+    namespace: str | None,
+    bookmark_seconds: float,
+) -> web.StreamResponse:
+    query = request.query
+    timeout = float(query.get("timeoutSeconds") or random.randint(*_DEFAULT_WATCH_SECONDS))
+    bookmarks = _truthy(query.get("allowWatchBookmarks"))
+    response = web.StreamResponse(headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"})
+    response.enable_chunked_encoding()
+    try:
+        watch = store.watch(
+            resource,
+            namespace,
+            query.get("resourceVersion", ""),
+            query.get("labelSelector", ""),
+            query.get("fieldSelector", ""),
+        )
+    except Gone as e:
+        await response.prepare(request)
+        await response.write(_line("ERROR", e.status()))
+        await response.write_eof()
+        return response
+    await response.prepare(request)
+    try:
+        await _pump(response, watch, store, kind_of(group, resource), timeout, bookmark_seconds if bookmarks else None)
+    except (ConnectionResetError, asyncio.CancelledError):
+        watch.close()
+        raise
+    finally:
+        watch.close()
+    await response.write_eof()
+    return response
+
+
+async def _pump(
+    response: web.StreamResponse,
+    watch: Watch,
+    store: ObjectStore,
+    kind: tuple[str, str],
+    seconds: float,
+    bookmark_every: float | None,
+) -> None:
+    """Writes events as they come, batching what is already queued into one write."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    next_bookmark = loop.time() + bookmark_every if bookmark_every else None
+    while (remaining := deadline - loop.time()) > 0:
+        wait = remaining if next_bookmark is None else max(0.0, min(remaining, next_bookmark - loop.time()))
+        try:
+            event = await watch.next_within(wait)
+        except StopAsyncIteration:
+            return
+        if event is None:
+            if next_bookmark is not None and loop.time() >= next_bookmark:
+                await response.write(_bookmark(store, kind, watch))
+                next_bookmark = loop.time() + (bookmark_every or 0)
+            continue
+        chunk = [_line(*event)]
+        while watch.pending and len(chunk) < 500:
+            chunk.append(_line(*await watch.__anext__()))
+        await response.write(b"".join(chunk))
+
+
+def _bookmark(store: ObjectStore, kind: tuple[str, str], watch: Watch) -> bytes:
+    """A BOOKMARK carries the version up to which this watcher has seen everything (its queue is empty)."""
+    rv = store.resource_version if not watch.pending else str(watch.last_rv)
+    return _line("BOOKMARK", {"kind": kind[0], "apiVersion": kind[1], "metadata": {"resourceVersion": rv}})

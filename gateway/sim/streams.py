@@ -1,0 +1,230 @@
+"""`pods/log` and `pods/exec`: the API server's side, delegating to the kubelet.
+
+The kubelet (sim-node's `gateway.sim.kubelet.Kubelet`) provides the process side through the
+`KubeletStreams` protocol below; it raises `gateway.sim.errors` errors (BadRequest for a container that
+is not running, NotFound...) which reach the client as Kubernetes Status bodies.
+
+Exec speaks the WebSocket channel protocols `v5.channel.k8s.io` and `v4.channel.k8s.io` (and the older
+unversioned ones): binary frames whose first byte is the channel — 0 stdin, 1 stdout, 2 stderr,
+3 error, 4 resize, and in v5 255 = "close this channel" — and the exit status as a Status JSON on the
+error channel (Success, or Failure/NonZeroExitCode with an ExitCode cause).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+from gateway.sim.errors import BadRequest, SimError
+from gateway.sim.store import ObjectStore
+
+STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
+EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
+_FIRST_CHUNK_WAIT = 0.3
+
+
+class ExecProcess(Protocol):
+    stdout: AsyncIterator[bytes]
+    stderr: AsyncIterator[bytes]
+
+    async def write_stdin(self, data: bytes) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+
+class KubeletStreams(Protocol):
+    def logs(
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        follow: bool,
+        timestamps: bool,
+        since_time: datetime | None,
+        since_seconds: int | None,
+        tail_lines: int | None,
+        limit_bytes: int | None,
+        previous: bool,
+    ) -> AsyncIterator[bytes]: ...
+
+    async def exec(
+        self, namespace: str, pod: str, container: str, command: list[str], stdin: bool, tty: bool
+    ) -> ExecProcess: ...
+
+
+def _truthy(value: str | None) -> bool:
+    return value is not None and value.lower() in ("1", "true", "yes")
+
+
+def _optional_int(query: Mapping[str, str], key: str) -> int | None:
+    value = query.get(key)
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"{key}: invalid integer {value!r}") from None
+
+
+def _since_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"sinceTime: {value!r} is not an RFC 3339 time") from None
+
+
+def choose_container(pod: Mapping[str, Any], requested: str | None, *, running: bool = False) -> str:
+    """The container a log/exec request is about, with kube-apiserver's errors when it is ambiguous or wrong."""
+    name = pod["metadata"]["name"]
+    spec = pod.get("spec") or {}
+    names = [c["name"] for c in spec.get("containers") or []]
+    init = [c["name"] for c in spec.get("initContainers") or []]
+    if requested:
+        if requested not in names + init:
+            raise BadRequest(f"container {requested} is not valid for pod {name}")
+        return str(requested)
+    default = (pod["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/default-container")
+    if default in names:
+        return str(default)
+    if len(names) == 1:
+        return str(names[0])
+    raise BadRequest(f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]")
+
+
+def _no_kubelet(pod: Mapping[str, Any], container: str) -> SimError:
+    return BadRequest(
+        f'container "{container}" in pod "{pod["metadata"]["name"]}" is waiting to start: ContainerCreating'
+    )
+
+
+async def serve_logs(
+    request: web.Request, store: ObjectStore, kubelet: KubeletStreams | None, namespace: str, name: str
+) -> web.StreamResponse:
+    pod = store.get("pods", namespace, name)
+    query = request.query
+    container = choose_container(pod, query.get("container"))
+    if kubelet is None:
+        raise _no_kubelet(pod, container)
+    chunks = kubelet.logs(
+        namespace,
+        name,
+        container,
+        follow=_truthy(query.get("follow")),
+        timestamps=_truthy(query.get("timestamps")),
+        since_time=_since_time(query.get("sinceTime")),
+        since_seconds=_optional_int(query, "sinceSeconds"),
+        tail_lines=_optional_int(query, "tailLines"),
+        limit_bytes=_optional_int(query, "limitBytes"),
+        previous=_truthy(query.get("previous")),
+    )
+    first = asyncio.ensure_future(anext(chunks, b""))
+    try:
+        # Errors (container not started, no previous instance) surface on the first chunk: wait a moment for
+        # it so they can still be sent as a Status; then send headers anyway so a quiet pod does not block.
+        await asyncio.wait({first}, timeout=_FIRST_CHUNK_WAIT)
+        if first.done():
+            first.result()
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = await first
+        if chunk:
+            await response.write(chunk)
+            async for chunk in chunks:
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        if not first.done():
+            first.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await first
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def exit_status(code: int, command: list[str]) -> dict[str, Any]:
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": f"command terminated with non-zero exit code: error executing command {command}, exit code {code}",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }
+
+
+async def serve_exec(
+    request: web.Request, store: ObjectStore, kubelet: KubeletStreams | None, namespace: str, name: str
+) -> web.StreamResponse:
+    pod = store.get("pods", namespace, name)
+    query = request.query
+    command = query.getall("command", [])
+    if not command:
+        raise BadRequest("you must specify at least 1 command")
+    container = choose_container(pod, query.get("container"))
+    if kubelet is None:
+        raise _no_kubelet(pod, container)
+    stdin, tty = _truthy(query.get("stdin")), _truthy(query.get("tty"))
+    ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, autoping=True)
+    if not ws.can_prepare(request).ok:
+        raise BadRequest("exec needs a WebSocket upgrade with one of the protocols: " + ", ".join(EXEC_PROTOCOLS))
+    process = await kubelet.exec(namespace, name, container, list(command), stdin, tty)
+    await ws.prepare(request)
+    reader = asyncio.ensure_future(_read_client(ws, process, stdin))
+    try:
+        await asyncio.gather(_pump(ws, STDOUT, process.stdout), _pump(ws, STDERR, process.stderr))
+        code = await process.wait()
+        versioned = (ws.ws_protocol or "").startswith(("v4.", "v5."))
+        if versioned:
+            await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code, list(command))).encode())
+        elif code != 0:
+            await ws.send_bytes(bytes([ERROR]) + f"command terminated with exit code {code}".encode())
+    except ConnectionResetError:
+        pass
+    finally:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+        await ws.close()
+    return ws
+
+
+async def _pump(ws: web.WebSocketResponse, channel: int, chunks: AsyncIterator[bytes]) -> None:
+    async for chunk in chunks:
+        if chunk and not ws.closed:
+            await ws.send_bytes(bytes([channel]) + chunk)
+
+
+async def _read_client(ws: web.WebSocketResponse, process: ExecProcess, stdin: bool) -> None:
+    """Frames from the client: stdin data, v5 close-stdin, resize (ignored); a closed socket ends stdin."""
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.BINARY:
+                data = bytes(message.data)
+            elif message.type == WSMsgType.TEXT:
+                data = str(message.data).encode()
+            else:
+                break
+            if not data or not stdin:
+                continue
+            if data[0] == STDIN and len(data) > 1:
+                await process.write_stdin(data[1:])
+            elif data[0] == CLOSE and data[1:2] == bytes([STDIN]):
+                process.close_stdin()
+    finally:
+        if stdin:
+            process.close_stdin()
