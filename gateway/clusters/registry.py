@@ -1,0 +1,156 @@
+"""The registered clusters: specs (from files and the API, persisted), and one running ClusterRuntime each.
+
+Registration validates with the cluster-file rules and builds the credential provider first, so a
+cluster whose credentials reference cannot be resolved is refused with a reason and never half-added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+from gateway import domain, errors
+from gateway.clusters import files
+from gateway.clusters.kubeapi.client import ClusterClient
+from gateway.clusters.runtime import ClusterRuntime
+from gateway.clusters.tracking import PodTrack
+from gateway.credentials.base import CredentialError, CredentialProvider
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ClusterRuntime", "PodTrack", "Registry"]
+
+ClientFactory = Callable[[domain.ClusterSpec, CredentialProvider], ClusterClient]
+ProviderFactory = Callable[[domain.ClusterSpec], CredentialProvider]
+
+
+class Registry:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        gateway_id: str,
+        provider_factory: ProviderFactory,
+        client_factory: ClientFactory,
+        probe_interval: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._gateway_id = gateway_id
+        self._provider_factory = provider_factory
+        self._client_factory = client_factory
+        self._probe_interval = probe_interval
+        self._runtimes: dict[str, ClusterRuntime] = {}
+        self._changed = asyncio.Event()
+
+    # --- reading --------------------------------------------------------------------------
+
+    def get(self, name: str) -> ClusterRuntime:
+        runtime = self._runtimes.get(name)
+        if runtime is None:
+            raise errors.NotFound(f"no cluster named {name!r} is registered")
+        return runtime
+
+    def names(self) -> list[str]:
+        return sorted(self._runtimes)
+
+    def regions(self) -> set[str]:
+        return {r.spec.region for r in self._runtimes.values()}
+
+    def snapshots(self) -> list[domain.ClusterSnapshot]:
+        return [self._runtimes[n].snapshot() for n in sorted(self._runtimes)]
+
+    async def wait_changed(self, within: float) -> None:
+        """Returns when capacity, health or registrations change, or after `within` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), within)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self, file_specs: list[domain.ClusterSpec]) -> list[str]:
+        """Starts stored clusters plus those from files (files win); returns one problem per refused cluster."""
+        problems: list[str] = []
+        specs = {s.name: s for s in await self._store.list_clusters()}
+        specs.update({s.name: s for s in file_specs})
+        cordons = await self._store.get_cordons()
+        for spec in specs.values():
+            try:
+                await self._add(spec, persist=spec.source != "api")
+            except errors.GatewayError as e:
+                problems.append(str(e))
+                log.error("cluster %s not loaded: %s", spec.name, e)
+                continue
+            if spec.name in cordons:
+                self._runtimes[spec.name].cordoned, self._runtimes[spec.name].cordon_reason = True, cordons[spec.name]
+        return problems
+
+    async def close(self) -> None:
+        await asyncio.gather(*(r.stop() for r in self._runtimes.values()), return_exceptions=True)
+        self._runtimes.clear()
+
+    async def _add(self, spec: domain.ClusterSpec, *, persist: bool) -> ClusterRuntime:
+        files.check_spec(spec)
+        try:
+            provider = self._provider_factory(spec)
+        except CredentialError as e:
+            raise errors.FailedPrecondition(
+                str(e), [errors.PreconditionViolation(type="CREDENTIALS", subject=spec.name, description=str(e))]
+            ) from None
+        runtime = ClusterRuntime(
+            spec,
+            self._client_factory(spec, provider),
+            gateway_id=self._gateway_id,
+            on_change=self._notify,
+            probe_interval=self._probe_interval,
+        )
+        if persist:
+            await self._store.put_cluster(spec)
+        old = self._runtimes.pop(spec.name, None)
+        if old is not None:
+            runtime.cordoned, runtime.cordon_reason = old.cordoned, old.cordon_reason
+            await old.stop()
+        self._runtimes[spec.name] = runtime
+        await runtime.start()
+        self._notify()
+        return runtime
+
+    # --- changes (the Clusters RPCs) ------------------------------------------------------
+
+    async def register(self, spec: domain.ClusterSpec) -> ClusterRuntime:
+        if spec.name in self._runtimes:
+            raise errors.AlreadyExists(f"cluster {spec.name!r} is already registered; use UpdateCluster to change it")
+        return await self._add(spec, persist=True)
+
+    async def update(self, spec: domain.ClusterSpec) -> ClusterRuntime:
+        self.get(spec.name)
+        return await self._add(spec, persist=True)
+
+    async def deregister(self, name: str, *, force: bool) -> None:
+        runtime = self.get(name)
+        running = runtime.snapshot().running_pods
+        if running and not force:
+            raise errors.FailedPrecondition(
+                f"cluster {name!r} runs {running} gateway pod(s); cordon it and wait, or deregister with force",
+                [
+                    errors.PreconditionViolation(
+                        type="RUNNING_PODS", subject=name, description=f"{running} pods running"
+                    )
+                ],
+            )
+        del self._runtimes[name]
+        await runtime.stop()
+        await self._store.delete_cluster(name)
+        self._notify()
+
+    async def set_cordon(self, name: str, cordoned: bool, reason: str = "") -> ClusterRuntime:
+        runtime = self.get(name)
+        await self._store.set_cordon(name, cordoned, reason)
+        runtime.cordoned, runtime.cordon_reason = cordoned, reason if cordoned else ""
+        self._notify()
+        return runtime

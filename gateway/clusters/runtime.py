@@ -1,0 +1,220 @@
+"""One registered cluster at run time: its API client, health, and the watches that feed everything.
+
+Three watches per cluster (nodes, pods, events), whatever the number of pods: capacity comes from
+the nodes and pods watches, pod tracking from the same pods watch, warning events from the events
+watch. Nothing here polls a pod. Health is probed with /version and changes state only after
+consecutive results (hysteresis), so one slow answer does not taint a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from gateway import domain
+from gateway.clusters.capacity import TERMINAL_PHASES, CapacityBook
+from gateway.clusters.kubeapi import errors as kube
+from gateway.clusters.kubeapi.decode import EventType, WatchEvent
+from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
+from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
+from gateway.clusters.tracking import PodTrack
+
+log = logging.getLogger(__name__)
+
+MANAGED_BY = "podgate.io/managed-by"
+PodKey = tuple[str, str]
+
+
+def _key(obj: Mapping[str, Any]) -> PodKey:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
+def _kube_event(obj: Mapping[str, Any]) -> domain.KubeEvent:
+    stamp = obj.get("lastTimestamp") or obj.get("eventTime") or obj.get("firstTimestamp")
+    try:
+        when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else datetime.now(UTC)
+    except ValueError:
+        when = datetime.now(UTC)
+    return domain.KubeEvent(
+        time=when,
+        type=str(obj.get("type", "Normal")),
+        reason=str(obj.get("reason", "")),
+        message=str(obj.get("message", "")),
+        count=int(obj.get("count") or 1),
+    )
+
+
+class Health:
+    """Consecutive-result hysteresis: flips to unreachable after `down` failures, back after `up` successes."""
+
+    def __init__(self, *, down: int = 2, up: int = 2) -> None:
+        self.state = domain.Health.UNKNOWN
+        self.message = "not probed yet"
+        self._down, self._up = down, up
+        self._failures = self._successes = 0
+
+    def observe(self, error: kube.KubeError | None) -> bool:
+        """Records one probe; True when the state changed."""
+        before = self.state
+        if error is None:
+            self._failures, self._successes = 0, self._successes + 1
+            if self.state is not domain.Health.HEALTHY and (
+                self._successes >= self._up or self.state is domain.Health.UNKNOWN
+            ):
+                self.state, self.message = domain.Health.HEALTHY, ""
+        else:
+            self._successes, self._failures = 0, self._failures + 1
+            bad = (
+                domain.Health.UNAUTHORIZED
+                if isinstance(error, kube.Unauthorized | kube.Forbidden)
+                else domain.Health.UNREACHABLE
+            )
+            if self._failures >= self._down or self.state is domain.Health.UNKNOWN:
+                self.state = bad
+            self.message = str(error)
+        return self.state is not before
+
+
+class ClusterRuntime:
+    def __init__(
+        self,
+        spec: domain.ClusterSpec,
+        client: Any,
+        *,
+        gateway_id: str,
+        on_change: Callable[[], None],
+        probe_interval: float = 5.0,
+    ) -> None:
+        self.spec = spec
+        self.client = client
+        self.gateway_id = gateway_id
+        self.health = Health()
+        self.cordoned = False
+        self.cordon_reason = ""
+        self._on_change = on_change
+        self._probe_interval = probe_interval
+        self._book = CapacityBook()
+        self._ours: dict[PodKey, dict[str, Any]] = {}
+        self._tracks: dict[PodKey, PodTrack] = {}
+        self._pods_synced = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._probe_forever(), name=f"probe:{self.name}"),
+            asyncio.create_task(self._watch(NODES, self._on_node), name=f"nodes:{self.name}"),
+            asyncio.create_task(self._watch(PODS, self._on_pod), name=f"pods:{self.name}"),
+            asyncio.create_task(self._watch(EVENTS, self._on_event), name=f"events:{self.name}"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.client.close()
+
+    def snapshot(self) -> domain.ClusterSnapshot:
+        running = sum(1 for p in self._ours.values() if (p.get("status") or {}).get("phase") not in TERMINAL_PHASES)
+        return domain.ClusterSnapshot(
+            spec=self.spec,
+            health=self.health.state,
+            cordoned=self.cordoned,
+            cordon_reason=self.cordon_reason,
+            nodes=self._book.nodes(),
+            running_pods=running,
+        )
+
+    def owned_pods(self) -> list[dict[str, Any]]:
+        """Gateway pods as last seen by the watch (for the garbage collector)."""
+        return list(self._ours.values())
+
+    def track(self, namespace: str, name: str) -> PodTrack:
+        track = self._tracks.get((namespace, name))
+        if track is None:
+            track = self._tracks[(namespace, name)] = PodTrack(self._pods_synced)
+            track.update(self._ours.get((namespace, name)))
+        return track
+
+    def untrack(self, namespace: str, name: str) -> None:
+        self._tracks.pop((namespace, name), None)
+
+    # --- watches --------------------------------------------------------------------------
+
+    async def _watch(self, resource: Resource, handle: Callable[[WatchEvent], None]) -> None:
+        async for event in watch_forever(self.client, WatchTarget(resource=resource)):
+            handle(event)
+
+    def _on_node(self, event: WatchEvent) -> None:
+        if event.type is EventType.RELISTED:
+            self._book.reset(nodes=event.objects)
+        elif event.type is EventType.DELETED:
+            self._book.remove_node((event.object.get("metadata") or {}).get("name", ""))
+        elif event.type in (EventType.ADDED, EventType.MODIFIED):
+            self._book.set_node(event.object)
+        self._on_change()
+
+    def _on_pod(self, event: WatchEvent) -> None:
+        if event.type is EventType.RELISTED:
+            self._book.reset(pods=event.objects)
+            self._ours = {_key(p): dict(p) for p in event.objects if self._owned(p)}
+            for key, track in self._tracks.items():
+                track.update(self._ours.get(key))
+            self._pods_synced.set()
+        elif event.type in (EventType.ADDED, EventType.MODIFIED, EventType.DELETED):
+            obj, key = event.object, _key(event.object)
+            if event.type is EventType.DELETED:
+                self._book.remove_pod(obj)
+                self._ours.pop(key, None)
+            else:
+                self._book.set_pod(obj)
+                if self._owned(obj):
+                    self._ours[key] = dict(obj)
+            if key in self._tracks:
+                self._tracks[key].update(self._ours.get(key))
+        self._on_change()
+
+    def _on_event(self, event: WatchEvent) -> None:
+        objects = event.objects if event.type is EventType.RELISTED else (event.object,)
+        if event.type not in (EventType.RELISTED, EventType.ADDED, EventType.MODIFIED):
+            return
+        for obj in objects:
+            involved = obj.get("involvedObject") or {}
+            track = self._tracks.get((involved.get("namespace", ""), involved.get("name", "")))
+            if involved.get("kind") == "Pod" and track is not None:
+                meta = obj.get("metadata") or {}
+                track.add_event((meta.get("uid", ""), int(obj.get("count") or 1)), _kube_event(obj))
+
+    def _owned(self, pod: Mapping[str, Any]) -> bool:
+        return ((pod.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == self.gateway_id
+
+    # --- health ---------------------------------------------------------------------------
+
+    async def _probe_forever(self) -> None:
+        while True:
+            error: kube.KubeError | None = None
+            try:
+                await asyncio.wait_for(self.client.get_version(), timeout=max(self._probe_interval, 2.0))
+            except kube.KubeError as e:
+                error = e
+            except TimeoutError:
+                error = kube.ApiUnreachable(
+                    f"cluster {self.name!r}: /version did not answer in time", cluster=self.name
+                )
+            if self.health.observe(error):
+                log.warning(
+                    "cluster %s is now %s%s",
+                    self.name,
+                    self.health.state,
+                    f": {self.health.message}" if self.health.message else "",
+                )
+                self._on_change()
+            await asyncio.sleep(self._probe_interval)

@@ -1,0 +1,68 @@
+"""The gateway's view of one pod it follows: the latest object from the cluster's watch and new events.
+
+Holds the latest state, not a queue of states, so a slow consumer costs nothing: it wakes up, reads
+what the pod is now, and acts on that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from gateway import domain
+
+MAX_PENDING_EVENTS = 100
+
+
+class PodTrack:
+    def __init__(self, synced: asyncio.Event) -> None:
+        self.pod: Mapping[str, Any] | None = None
+        self.seen = False  # the pod has existed at some point while tracked
+        self._synced = synced
+        self._changed = asyncio.Event()
+        self._events: list[domain.KubeEvent] = []
+        self._event_keys: set[tuple[str, int]] = set()
+
+    def update(self, pod: Mapping[str, Any] | None) -> None:
+        self.pod = pod
+        self.seen = self.seen or pod is not None
+        self._changed.set()
+
+    def add_event(self, key: tuple[str, int], event: domain.KubeEvent) -> None:
+        """Adds an event once (by uid and count: a repeated event comes back with a higher count)."""
+        if key in self._event_keys:
+            return
+        self._event_keys.add(key)
+        self._events.append(event)
+        del self._events[:-MAX_PENDING_EVENTS]
+        self._changed.set()
+
+    def drain_events(self) -> list[domain.KubeEvent]:
+        events, self._events = self._events, []
+        return events
+
+    async def synced(self) -> None:
+        """Waits until the cluster's pod watch has listed once, so a missing pod really is missing."""
+        await self._synced.wait()
+
+    async def wait(self, within: float) -> None:
+        """Returns when the pod or its events change, or after `within` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), within)
+        self._changed.clear()
+
+    def _state(self, container: str) -> Mapping[str, Any]:
+        status = (self.pod or {}).get("status") or {}
+        for cs in (*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())):
+            if cs.get("name") == container:
+                return cs.get("state") or {}
+        return {}
+
+    def container_started(self, container: str) -> bool:
+        state = self._state(container)
+        return "running" in state or "terminated" in state
+
+    def container_done(self, container: str) -> bool:
+        return "terminated" in self._state(container) or self.pod is None
