@@ -1,0 +1,225 @@
+"""The dispatch core's entry points: submit, watch, cancel, list, explain; resume after a restart.
+
+One PodRunner task per unfinished request; everything a client sees goes through the journal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from gateway import domain, errors
+from gateway.clusters.kubeapi import errors as kube
+from gateway.clusters.registry import Registry
+from gateway.placement import engine
+from gateway.pods import builder, validation
+from gateway.pods.journal import Journal
+from gateway.pods.runner import PodRunner, RunnerConfig, should_delete
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DispatcherConfig:
+    runner: RunnerConfig
+    gc_interval_seconds: float = 60.0
+    orphan_ttl_seconds: float = 600.0
+
+
+class Dispatcher:
+    def __init__(self, store: Store, registry: Registry, journal: Journal, config: DispatcherConfig) -> None:
+        self._store = store
+        self._registry = registry
+        self._journal = journal
+        self._config = config
+        self._runners: dict[str, tuple[PodRunner, asyncio.Task[None]]] = {}
+        self._attached: dict[str, int] = {}
+        self._grace_timers: dict[str, asyncio.Task[None]] = {}
+        self._gc: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> int:
+        """Resumes every unfinished request (after a restart); returns how many."""
+        unfinished = await self._store.list_unfinished()
+        for record in unfinished:
+            self._start(record)
+        self._gc = asyncio.create_task(self._collect_garbage_forever(), name="gc")
+        return len(unfinished)
+
+    async def close(self) -> None:
+        """Stops following pods (they keep running; a restarted gateway resumes them)."""
+        tasks = [t for _, t in self._runners.values()] + list(self._grace_timers.values())
+        if self._gc is not None:
+            tasks.append(self._gc)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._runners.clear()
+        self._grace_timers.clear()
+
+    def _start(self, record: domain.PodRecord) -> None:
+        runner = PodRunner(
+            record=record, registry=self._registry, store=self._store, journal=self._journal, config=self._config.runner
+        )
+        task = asyncio.create_task(runner.run(), name=f"pod:{record.request.request_id}")
+        self._runners[record.request.request_id] = (runner, task)
+        task.add_done_callback(lambda _: self._runners.pop(record.request.request_id, None))
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _check_known(self, request: domain.PodRequest) -> None:
+        violations = [
+            errors.FieldViolation(
+                field="pod.placement.clusters", description=f"no cluster named {name!r} is registered"
+            )
+            for name in sorted(request.placement.clusters - set(self._registry.names()))
+        ] + [
+            errors.FieldViolation(
+                field="pod.placement.regions", description=f"no registered cluster is in region {region!r}"
+            )
+            for region in sorted(request.placement.regions - self._registry.regions())
+        ]
+        if violations:
+            raise errors.InvalidArgument("; ".join(v.description for v in violations), violations)
+
+    def explain(self, request: domain.PodRequest) -> domain.PlacementDecision:
+        validation.validate_request(request)
+        return engine.place(request, self._registry.snapshots())
+
+    async def submit(self, request: domain.PodRequest) -> tuple[domain.PodRecord, bool]:
+        """Idempotent on request_id: an existing request is returned as it is, never created twice."""
+        existing = await self._store.get_pod_record(request.request_id)
+        if existing is not None:
+            return existing, False
+        validation.validate_request(request)
+        self._check_known(request)
+        decision = engine.place(request, self._registry.snapshots())
+        if not decision.candidates and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
+            raise errors.FailedPrecondition(decision.reason, engine.unsatisfiable_violations(decision))
+        record = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=datetime.now(UTC))
+        record, created = await self._store.create_pod_record(record)
+        if created:
+            await self._journal.append(
+                request.request_id,
+                domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=decision.reason),
+            )
+            self._start(record)
+        return record, created
+
+    async def get(self, request_id: str) -> domain.PodRecord:
+        record = await self._store.get_pod_record(request_id)
+        if record is None:
+            raise errors.NotFound(f"no pod request with request_id {request_id!r}")
+        return record
+
+    async def watch(self, request_id: str, after_seq: int = 0) -> AsyncIterator[domain.StreamEvent]:
+        await self.get(request_id)
+        async for event in self._journal.follow(request_id, after_seq):
+            yield event
+
+    async def cancel(self, request_id: str, reason: str) -> domain.PodRecord:
+        record = await self.get(request_id)
+        entry = self._runners.get(request_id)
+        if entry is None or record.phase.finished:
+            return record
+        runner, task = entry
+        runner.cancel(reason)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+        return await self.get(request_id)
+
+    async def list(
+        self,
+        *,
+        cluster: str = "",
+        phases: list[domain.PodPhase] | None = None,
+        dag_id: str = "",
+        tenant: str | None = None,
+        limit: int = 100,
+        page_token: str = "",
+    ) -> tuple[list[domain.PodRecord], str]:
+        return await self._store.list_pod_records(
+            cluster=cluster or None,
+            phases=phases or None,
+            dag_id=dag_id or None,
+            tenant=tenant,
+            limit=limit,
+            page_token=page_token,
+        )
+
+    # --- clients coming and going ---------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def attached(self, request: domain.PodRequest) -> AsyncIterator[None]:
+        """While a client follows a request; when the last one leaves early, apply its disconnect policy."""
+        request_id = request.request_id
+        self._attached[request_id] = self._attached.get(request_id, 0) + 1
+        timer = self._grace_timers.pop(request_id, None)
+        if timer is not None:
+            timer.cancel()
+        try:
+            yield
+        finally:
+            self._attached[request_id] -= 1
+            if not self._attached[request_id]:
+                del self._attached[request_id]
+                if request_id in self._runners:
+                    self._on_last_client_left(request)
+
+    def _on_last_client_left(self, request: domain.PodRequest) -> None:
+        cancel_now = request.on_disconnect is domain.DisconnectPolicy.CANCEL
+        grace = 0.0 if cancel_now else request.reattach_grace_seconds
+        self._grace_timers[request.request_id] = asyncio.create_task(self._cancel_unless_reattached(request, grace))
+
+    async def _cancel_unless_reattached(self, request: domain.PodRequest, grace: float) -> None:
+        await asyncio.sleep(grace)
+        self._grace_timers.pop(request.request_id, None)
+        if request.request_id not in self._attached:
+            why = "the client disconnected" if not grace else f"no client reattached within {grace:.0f}s"
+            log.info("cancelling %s: %s", request.request_id, why)
+            await self.cancel(request.request_id, why)
+
+    # --- garbage ---------------------------------------------------------------------------
+
+    async def _collect_garbage_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.gc_interval_seconds)
+            try:
+                await self.collect_garbage()
+            except Exception:
+                log.exception("garbage collection failed; retrying next round")
+
+    async def collect_garbage(self) -> int:
+        """Deletes gateway pods (seen through the watches) that no live request owns, once past their TTL."""
+        deleted = 0
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._config.orphan_ttl_seconds)
+        for name in self._registry.names():
+            runtime = self._registry.get(name)
+            for pod in runtime.owned_pods():
+                if await self._is_orphan(name, pod, cutoff):
+                    meta = pod["metadata"]
+                    with contextlib.suppress(kube.NotFound):
+                        await runtime.client.delete_pod(meta["namespace"], meta["name"], grace_seconds=30)
+                    log.info("deleted orphan pod %s/%s on %s", meta["namespace"], meta["name"], name)
+                    deleted += 1
+        return deleted
+
+    async def _is_orphan(self, cluster: str, pod: dict[str, object], cutoff: datetime) -> bool:
+        meta = pod.get("metadata") or {}
+        assert isinstance(meta, dict)
+        created = datetime.fromisoformat(
+            str(meta.get("creationTimestamp", "")).replace("Z", "+00:00") or cutoff.isoformat()
+        )
+        request_id = (meta.get("annotations") or {}).get(builder.REQUEST_ID_ANNOTATION, "")
+        if created > cutoff or request_id in self._runners:
+            return False
+        record = await self._store.get_pod_record(request_id) if request_id else None
+        if record is None or record.cluster != cluster or record.name != meta.get("name"):
+            return True
+        return record.result is not None and should_delete(record.request.on_finish, record.result.phase)

@@ -1,0 +1,441 @@
+"""One request's life: place, persist, create (with failover), follow, collect, finish.
+
+Order of effects is what makes it safe to crash anywhere: the placement (cluster and pod name) is
+stored before the pod is created, so a restarted gateway re-creates the same name and meets
+AlreadyExists rather than making a second pod; the result is stored before the pod is deleted.
+A pod is followed through its cluster's shared watch (`PodTrack`), never by polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import functools
+import logging
+import secrets
+import string
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+
+from gateway import domain
+from gateway.clusters.kubeapi import errors as kube
+from gateway.clusters.registry import ClusterRuntime, PodTrack, Registry
+from gateway.placement import engine
+from gateway.pods import builder, status, xcom
+from gateway.pods.journal import Journal
+from gateway.pods.logs import LogFollower
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+
+SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+LOG_DRAIN_SECONDS = 30.0
+CREATE_RETRY_SECONDS = 2.0
+DELETE_GRACE_SECONDS = 30
+
+
+def new_suffix() -> str:
+    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(8))
+
+
+class PlacementFailed(Exception):
+    """No cluster satisfied the request within its placement timeout."""
+
+
+class Cancelled(Exception):
+    """The request was cancelled before its pod existed."""
+
+
+class Created(enum.Enum):
+    YES = "yes"
+    NO = "no"  # certainly not created: failing over is safe
+    UNKNOWN = "unknown"  # the request may have been applied: stay on this cluster and name
+
+
+async def _create(runtime: ClusterRuntime, namespace: str, body: dict[str, Any]) -> Created:
+    """Creates body unless it exists. Transient failures are resolved by reading the pod back."""
+    name = body["metadata"]["name"]
+    try:
+        await runtime.client.create_pod(namespace, body)
+        return Created.YES
+    except kube.AlreadyExists:
+        return Created.YES
+    except (kube.ApiUnreachable, kube.ServerError, kube.TooManyRequests) as e:
+        log.warning("creating pod %s/%s on %s failed: %s", namespace, name, runtime.name, e)
+        if isinstance(e, kube.TooManyRequests) or isinstance(e.__cause__, aiohttp.ClientConnectorError):
+            return Created.NO  # refused before it reached the API server
+    try:
+        await runtime.client.get_pod(namespace, name)
+        return Created.YES
+    except kube.NotFound:
+        return Created.NO
+    except kube.KubeError:
+        return Created.UNKNOWN
+
+
+@dataclass
+class RunnerConfig:
+    gateway_id: str = "podgate"
+    sidecar_image: str = "alpine:3.20"
+
+
+@dataclass
+class PodRunner:
+    """Drives one request to its result. Cancel with `cancel()`; `task` ends when the request is finished."""
+
+    record: domain.PodRecord
+    registry: Registry
+    store: Store
+    journal: Journal
+    config: RunnerConfig
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_reason: str = ""
+    _warnings: list[domain.KubeEvent] = field(default_factory=list)
+
+    @property
+    def request(self) -> domain.PodRequest:
+        return self.record.request
+
+    @property
+    def request_id(self) -> str:
+        return self.record.request.request_id
+
+    def cancel(self, reason: str) -> None:
+        self.cancel_reason = reason or "cancelled by the caller"
+        self.cancelled.set()
+
+    async def run(self) -> None:
+        try:
+            if not self.record.cluster or self.record.phase is domain.PodPhase.QUEUED:
+                await self._place_and_create()
+            await self._follow()
+        except PlacementFailed as e:
+            await self._finish(domain.PodResult(phase=domain.PodPhase.FAILED, reason="PlacementFailed", message=str(e)))
+        except Cancelled:
+            await self._finish(
+                domain.PodResult(phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=self.cancel_reason)
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("request %s failed in the gateway", self.request_id)
+            await self._finish(
+                domain.PodResult(
+                    phase=domain.PodPhase.FAILED,
+                    reason="GatewayError",
+                    message=f"{type(e).__name__}: the gateway log has details",
+                )
+            )
+
+    # --- placement and creation -----------------------------------------------------------
+
+    async def _place_and_create(self) -> None:
+        """Tries eligible clusters best first; waits for capacity or recovery up to the placement timeout.
+
+        A create whose outcome is unknown (the request may have reached the API server) pins the
+        request to that cluster and pod name until a read answers whether the pod exists: failing
+        over then could leave two pods.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.request.placement.timeout_seconds
+        tried: set[str] = set()
+        pinned = ""
+        while True:
+            decision = engine.place(self.request, self.registry.snapshots(), previous=self.record.cluster)
+            candidates = [pinned] if pinned else [c.cluster for c in decision.candidates if c.cluster not in tried]
+            for cluster in candidates:
+                outcome = await self._create_on(cluster, decision)
+                if outcome is Created.YES:
+                    return
+                pinned = cluster if outcome is Created.UNKNOWN else ""
+                if pinned:
+                    break
+                tried.add(cluster)
+            remaining = deadline - loop.time()
+            if not pinned and (remaining <= 0 or not (decision.candidates or decision.may_fit_later or tried)):
+                failed = f" (creation failed on {', '.join(sorted(tried))})" if tried else ""
+                raise PlacementFailed(decision.reason + failed)
+            if tried >= {c.cluster for c in decision.candidates}:
+                tried.clear()  # every candidate failed transiently: retry them after the pause
+            await self._wait_or_cancel(self.registry.wait_changed(min(max(remaining, 1.0), 5.0)))
+
+    async def _wait_or_cancel(self, waiting: Any) -> None:
+        cancel = asyncio.ensure_future(self.cancelled.wait())
+        other = asyncio.ensure_future(waiting)
+        await asyncio.wait({cancel, other}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (cancel, other):
+            task.cancel()
+        await asyncio.gather(cancel, other, return_exceptions=True)
+        if self.cancelled.is_set():
+            raise Cancelled
+
+    async def _create_on(self, cluster: str, decision: domain.PlacementDecision) -> Created:
+        runtime = self.registry.get(cluster)
+        namespace = self.request.pod.get("metadata", {}).get("namespace") or "default"
+        same = self.record.cluster == cluster and bool(self.record.name)
+        suffix = self.record.name.rsplit("-", 1)[-1] if same else new_suffix()
+        body = builder.build_pod(self.request, cluster=cluster, gateway_id=self.config.gateway_id, name_suffix=suffix)
+        name = body["metadata"]["name"]
+        if not same:
+            self.record = await self.store.record_placement(
+                self.request_id, cluster=cluster, region=runtime.spec.region, namespace=namespace, name=name,
+                decision=_chosen(decision, cluster), phase=domain.PodPhase.QUEUED,
+            )  # fmt: skip
+            await self.journal.append(self.request_id, self.record.decision or decision)
+        outcome = await _create(runtime, namespace, body)
+        if outcome is Created.YES:
+            self.record = await self.store.record_phase(self.request_id, domain.PodPhase.PENDING)
+        else:
+            what = (
+                "outcome unknown, checking before any failover"
+                if outcome is Created.UNKNOWN
+                else "trying the next candidate"
+            )
+            await self.journal.append(
+                self.request_id,
+                domain.PhaseChange(
+                    phase=domain.PodPhase.QUEUED,
+                    reason="CreateFailed",
+                    message=f"creating the pod on {cluster} failed; {what}",
+                ),
+            )
+        return outcome
+
+    async def _recreate_if_missing(self, runtime: ClusterRuntime) -> None:
+        """After a restart: a stored placement whose pod never got created is created now, same name."""
+        suffix = self.record.name.rsplit("-", 1)[-1]
+        body = builder.build_pod(
+            self.request, cluster=runtime.spec.name, gateway_id=self.config.gateway_id, name_suffix=suffix
+        )
+        while await _create(runtime, self.record.namespace, body) is not Created.YES:
+            await self._wait_or_cancel(asyncio.sleep(CREATE_RETRY_SECONDS))
+        self.record = await self.store.record_phase(self.request_id, domain.PodPhase.PENDING)
+
+    # --- following ------------------------------------------------------------------------
+
+    async def _follow(self) -> None:
+        runtime = self.registry.get(self.record.cluster)
+        track = runtime.track(self.record.namespace, self.record.name)
+        try:
+            await self._follow_track(runtime, track)
+        finally:
+            runtime.untrack(self.record.namespace, self.record.name)
+
+    async def _follow_track(self, runtime: ClusterRuntime, track: PodTrack) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        phase = self.record.phase
+        logs: dict[str, asyncio.Task[None]] = {}
+        await track.synced()
+        if track.pod is None and phase in (domain.PodPhase.PENDING, domain.PodPhase.QUEUED):
+            await self._recreate_if_missing(runtime)
+        try:
+            while True:
+                for event in track.drain_events():
+                    await self._note_event(event)
+                if self.cancelled.is_set():
+                    await self._cancel_pod(runtime)
+                    return
+                if track.pod is None:
+                    if track.seen:
+                        await self._finish(
+                            domain.PodResult(
+                                phase=domain.PodPhase.FAILED,
+                                reason="PodDeleted",
+                                message="the pod was deleted outside the gateway",
+                            )
+                        )
+                        return
+                    await track.wait(1.0)
+                    continue
+                view = status.interpret(track.pod)
+                if view.phase is not phase and not view.finished:  # the end is reported by the result
+                    phase = view.phase
+                    await self.store.record_phase(self.request_id, phase)
+                    await self.journal.append(
+                        self.request_id, domain.PhaseChange(phase=phase, reason=view.reason, message=view.message)
+                    )
+                self._start_logs(runtime, track, view, logs)
+                if view.finished or (self.request.xcom_mode is domain.XcomMode.SIDECAR and view.main_terminated):
+                    await self._complete(runtime, track, view, logs)
+                    return
+                if phase is domain.PodPhase.PENDING and loop.time() - started > self.request.startup_timeout_seconds:
+                    await self._startup_timeout(runtime, view)
+                    return
+                await track.wait(1.0)
+        finally:
+            for task in logs.values():
+                task.cancel()
+            await asyncio.gather(*logs.values(), return_exceptions=True)
+
+    def _log_containers(self) -> list[str]:
+        spec = self.request.pod.get("spec", {})
+        main = [c["name"] for c in spec.get("containers", [])[:1]]
+        selection = self.request.log_selection
+        if selection is domain.LogSelection.NONE:
+            return []
+        if selection is domain.LogSelection.NAMED:
+            return list(self.request.log_containers)
+        if selection is domain.LogSelection.ALL:
+            return [c["name"] for c in (*spec.get("initContainers", []), *spec.get("containers", []))]
+        return main
+
+    def _start_logs(
+        self, runtime: ClusterRuntime, track: PodTrack, view: status.PodView, logs: dict[str, asyncio.Task[None]]
+    ) -> None:
+        for container in self._log_containers():
+            if container in logs or not track.container_started(container):
+                continue
+            follower = LogFollower(
+                source=runtime.client,
+                namespace=self.record.namespace,
+                pod=self.record.name,
+                container=container,
+                container_done=functools.partial(track.container_done, container),
+                wait_change=track.wait,
+            )
+            logs[container] = asyncio.create_task(self._pump_logs(follower))
+
+    async def _pump_logs(self, follower: LogFollower) -> None:
+        async for line in follower.lines():
+            self.journal.append_log(self.request_id, line)
+
+    async def _note_event(self, event: domain.KubeEvent) -> None:
+        if event.type == "Warning":
+            self._warnings.append(event)
+            del self._warnings[:-50]
+        await self.journal.append(self.request_id, event)
+
+    # --- ending ---------------------------------------------------------------------------
+
+    async def _complete(
+        self, runtime: ClusterRuntime, track: PodTrack, view: status.PodView, logs: dict[str, asyncio.Task[None]]
+    ) -> None:
+        main = self._log_containers()[:1]
+        await _drain(logs, main or list(logs))
+        xcom_json, xcom_error = await self._read_xcom(runtime, view)
+        if self.request.xcom_mode is domain.XcomMode.SIDECAR and not view.finished:
+            await _stop_sidecar(runtime, self.record.namespace, self.record.name)
+        await _drain(logs, list(logs))
+        main_name = (self.request.pod.get("spec", {}).get("containers") or [{}])[0].get("name", "")
+        code = status.exit_code(view, main_name)
+        phase = (
+            domain.PodPhase.SUCCEEDED
+            if code == 0 and view.phase is not domain.PodPhase.FAILED
+            else domain.PodPhase.FAILED
+        )
+        reason, message = (view.reason, view.message) if phase is domain.PodPhase.FAILED else ("Completed", "")
+        if xcom_error:
+            phase, reason, message = domain.PodPhase.FAILED, "XComError", xcom_error
+        for event in track.drain_events():
+            await self._note_event(event)
+        await self._finish(
+            domain.PodResult(
+                phase=phase,
+                exit_code=code,
+                reason=reason or "Error",
+                message=message,
+                containers=view.containers,
+                xcom_json=xcom_json,
+                warning_events=tuple(self._warnings),
+            ),
+            runtime=runtime,
+        )
+
+    async def _read_xcom(self, runtime: ClusterRuntime, view: status.PodView) -> tuple[str | None, str]:
+        mode = self.request.xcom_mode
+        try:
+            if mode is domain.XcomMode.AUTO:
+                return xcom.from_termination_message(view.termination_message), ""
+            if mode is domain.XcomMode.SIDECAR and not view.finished:
+                done = await runtime.client.exec(
+                    self.record.namespace,
+                    self.record.name,
+                    builder.XCOM_SIDECAR_NAME,
+                    ["sh", "-c", f"test -e {xcom.XCOM_PATH} && cat {xcom.XCOM_PATH} || true"],
+                )
+                return xcom.from_sidecar_output(done.stdout), ""
+        except xcom.XcomError as e:
+            return None, str(e)
+        except kube.KubeError as e:
+            return None, f"could not read the XCom file through the sidecar: {e}"
+        return None, ""
+
+    async def _startup_timeout(self, runtime: ClusterRuntime, view: status.PodView) -> None:
+        why = view.message or "the pod did not start"
+        await self._delete_pod(runtime)
+        await self._finish(
+            domain.PodResult(
+                phase=domain.PodPhase.FAILED,
+                reason="StartupTimeout" if not view.unschedulable else "Unschedulable",
+                message=f"pod did not start within {self.request.startup_timeout_seconds:.0f}s: {why}",
+                containers=view.containers,
+                warning_events=tuple(self._warnings),
+            )
+        )
+
+    async def _cancel_pod(self, runtime: ClusterRuntime) -> None:
+        await self._delete_pod(runtime)
+        await self._finish(
+            domain.PodResult(phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=self.cancel_reason)
+        )
+
+    async def _delete_pod(self, runtime: ClusterRuntime) -> None:
+        with contextlib.suppress(kube.NotFound):
+            await runtime.client.delete_pod(self.record.namespace, self.record.name, grace_seconds=DELETE_GRACE_SECONDS)
+
+    async def _finish(self, result: domain.PodResult, runtime: ClusterRuntime | None = None) -> None:
+        """Result first (stored, then streamed), then the finish action, then the record is closed."""
+        await self.journal.flush(self.request_id)
+        self.record = await self.store.record_result(self.request_id, result)
+        await self.journal.append(self.request_id, result)
+        if runtime is not None and should_delete(self.request.on_finish, result.phase):
+            try:
+                await self._delete_pod(runtime)
+            except kube.KubeError as e:
+                log.warning(
+                    "could not delete pod %s/%s on %s: %s (the garbage collector retries)",
+                    self.record.namespace,
+                    self.record.name,
+                    self.record.cluster,
+                    e,
+                )
+                return
+        self.record = await self.store.record_finished(self.request_id, datetime.now(UTC))
+
+
+def should_delete(action: domain.OnFinishAction, phase: domain.PodPhase) -> bool:
+    if action is domain.OnFinishAction.KEEP_POD:
+        return False
+    if action is domain.OnFinishAction.DELETE_SUCCEEDED_POD:
+        return phase is domain.PodPhase.SUCCEEDED
+    return True
+
+
+def _chosen(decision: domain.PlacementDecision, cluster: str) -> domain.PlacementDecision:
+    verdicts = tuple(replace(v, chosen=v.cluster == cluster) for v in decision.verdicts)
+    region = next((v.region for v in verdicts if v.chosen), "")
+    others = len(decision.candidates) - 1
+    reason = (
+        decision.reason
+        if decision.cluster == cluster
+        else f"placed on {cluster} after failover ({others} other candidates)"
+    )
+    return replace(decision, verdicts=verdicts, cluster=cluster, region=region, reason=reason)
+
+
+async def _drain(logs: dict[str, asyncio.Task[None]], containers: list[str]) -> None:
+    tasks = [logs[c] for c in containers if c in logs]
+    if tasks:
+        await asyncio.wait(tasks, timeout=LOG_DRAIN_SECONDS)
+
+
+async def _stop_sidecar(runtime: ClusterRuntime, namespace: str, name: str) -> None:
+    try:
+        await runtime.client.exec(namespace, name, builder.XCOM_SIDECAR_NAME, ["sh", "-c", "kill -s INT 1"])
+    except kube.KubeError as e:
+        log.info("stopping the XCom sidecar of %s/%s: %s", namespace, name, e)
