@@ -1,28 +1,150 @@
-"""Composition root: wires store, registry, dispatcher and servicers, then serves until stopped."""
+"""Composition root: wires store, registry, dispatcher and servicers, then serves until stopped.
+
+The only module of the server that may start the simulator: with no cluster files, `podgate serve`
+runs the embedded local clusters of clusters/local.yaml in-process and registers them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
+from gateway import domain
 from gateway.api import server
+from gateway.api.cluster_service import ClusterService
+from gateway.api.dispatch_service import DispatchService
+from gateway.api.servicers import CredentialsServicer
+from gateway.clusters import files
+from gateway.clusters.kubeapi.client import ClusterClient
+from gateway.clusters.registry import Registry
+from gateway.credentials.base import CredentialProvider
+from gateway.credentials.factory import build_provider
+from gateway.pods.dispatcher import Dispatcher, DispatcherConfig
+from gateway.pods.journal import Journal
+from gateway.pods.runner import RunnerConfig
+from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
+LOCAL_CLUSTERS = Path("clusters/local.yaml")
+
+
+@dataclass
+class GatewayConfig:
+    listen: str = "127.0.0.1:50051"
+    state_dir: Path = Path(".podgate")
+    cluster_files: list[Path] = field(default_factory=list)
+    gateway_id: str = "podgate"
+    probe_interval: float = 5.0
+    gc_interval: float = 60.0
+
+    @property
+    def kubeconfig_dir(self) -> Path:
+        return self.state_dir / "kubeconfigs"
+
+
+@dataclass
+class Gateway:
+    """A running gateway; `stop()` leaves pods running, to be resumed by the next start."""
+
+    config: GatewayConfig
+    store: SqlStore
+    registry: Registry
+    journal: Journal
+    dispatcher: Dispatcher
+    running: server.RunningServer
+    problems: list[str]
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+    async def stop(self) -> None:
+        await self.running.stop()
+        await self.dispatcher.close()
+        await self.journal.close()
+        await self.registry.close()
+        await self.store.close()
+
+
+async def start_gateway(config: GatewayConfig) -> Gateway:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    store = await SqlStore.open(path=config.state_dir / "podgate.db")
+
+    def provider_for(spec: domain.ClusterSpec) -> CredentialProvider:
+        return build_provider(spec.name, spec.credentials, kubeconfig_dir=config.kubeconfig_dir)
+
+    def client_for(spec: domain.ClusterSpec, provider: CredentialProvider) -> ClusterClient:
+        return ClusterClient(provider, name=spec.name)
+
+    registry = Registry(
+        store,
+        gateway_id=config.gateway_id,
+        provider_factory=provider_for,
+        client_factory=client_for,
+        probe_interval=config.probe_interval,
+    )
+    loaded = files.load_files(config.cluster_files)
+    problems = [str(e) for e in loaded.errors]
+    problems += await registry.start(list(loaded.clusters))
+    journal = Journal(store)
+    dispatcher = Dispatcher(
+        store,
+        registry,
+        journal,
+        DispatcherConfig(runner=RunnerConfig(gateway_id=config.gateway_id), gc_interval_seconds=config.gc_interval),
+    )
+    resumed = await dispatcher.start()
+    if resumed:
+        log.info("resumed %d unfinished request(s)", resumed)
+    servicers = server.Servicers(
+        dispatch=DispatchService(dispatcher), clusters=ClusterService(registry), credentials=CredentialsServicer()
+    )
+    running = await server.start(config.listen, servicers)
+    return Gateway(
+        config=config,
+        store=store,
+        registry=registry,
+        journal=journal,
+        dispatcher=dispatcher,
+        running=running,
+        problems=problems,
+    )
+
+
+async def _embedded_sim(config: GatewayConfig) -> Any:
+    from gateway.sim.cluster import SimWorld
+
+    world = SimWorld.from_file(LOCAL_CLUSTERS, kubeconfig_dir=config.kubeconfig_dir)
+    await world.start()
+    return world
+
 
 async def serve_forever(*, address: str, cluster_files: list[str]) -> int:
-    running = await server.start(address, server.placeholder_servicers())
+    config = GatewayConfig(listen=address, cluster_files=[Path(p) for p in cluster_files])
+    world = None
+    if not config.cluster_files:
+        world = await _embedded_sim(config)
+        config.cluster_files = [LOCAL_CLUSTERS]
+        print(f"podgate: embedded local clusters: {', '.join(world.clusters)} (kubeconfigs in {config.kubeconfig_dir})")
+    gateway = await start_gateway(config)
+    for problem in gateway.problems:
+        print(f"podgate: cluster not loaded: {problem}")
     host = address.rsplit(":", 1)[0]
-    print(f"podgate: serving on {host}:{running.port} (health: SERVING)", flush=True)
-    print(
-        "  try: podgate clusters list    |    podgate run --region eu-west-1 --image python:3.12 -- python -c 'print(42)'"
-    )
+    print(f"podgate: serving on {host}:{gateway.port} (health: SERVING)", flush=True)
+    print("  try: podgate clusters list")
+    print("       podgate run --region eu-west-1 --gpus 1 --image python:3.12 -- python -c 'print(42)'", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("shutting down")
-    await running.stop()
+    await gateway.stop()
+    if world is not None:
+        await world.stop()
     return 0
