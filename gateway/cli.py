@@ -31,6 +31,18 @@ def _not_yet(command: str, missing: str) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
+def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """Imports the command's module only when it runs, so `podgate --help` stays fast."""
+
+    def handler(args: argparse.Namespace) -> int:
+        import importlib
+
+        result: int = getattr(importlib.import_module(f"gateway.commands.{module}"), function)(args)
+        return result
+
+    return handler
+
+
 def _add_constraint_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gateway", default=DEFAULT_ADDRESS, help="gateway address (default %(default)s)")
     p.add_argument("--select", default="", help="cluster label selector, e.g. 'tier=prod,gpu in (a100)'")
@@ -61,11 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--env", action="append", default=[], metavar="K=V")
     run.add_argument("--xcom-out", metavar="FILE")
     run.add_argument("command_", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
-    run.set_defaults(func=_not_yet("run", "the dispatch core"))
+    run.set_defaults(func=_command("run", "run"))
 
     explain = sub.add_parser("explain", help="show where a pod would be placed, and why")
     _add_constraint_flags(explain)
-    explain.set_defaults(func=_not_yet("explain", "the dispatch core"))
+    explain.set_defaults(func=_command("explain", "explain"))
 
     clusters = sub.add_parser("clusters", help="manage registered clusters")
     csub = clusters.add_subparsers(dest="clusters_command", required=True, metavar="ACTION")
@@ -82,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("file")
         elif name != "list":
             p.add_argument("name")
-        p.set_defaults(func=_not_yet(f"clusters {name}", "the cluster registry"))
+        p.set_defaults(func=_command("clusters", "clusters"))
 
     kubeconfig = sub.add_parser("kubeconfig", help="issue a short-lived, namespace-scoped kubeconfig")
     kubeconfig.add_argument("--gateway", default=DEFAULT_ADDRESS)
