@@ -1,0 +1,164 @@
+"""The dispatch core end to end: real gRPC into the gateway, real HTTPS into simulated clusters running real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
+from gateway.app import Gateway
+from gateway.sim.cluster import SimWorld
+from tests.e2e.conftest import logs, pod_request, result, run_to_end
+
+XCOM_42 = 'print(42); open("/airflow/xcom/return.json", "w").write(json.dumps({"v": 42}))'
+
+
+async def test_gpu_pod_in_eu_lands_on_eu_gpu_cluster_with_logs_and_xcom(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    events = await run_to_end(stub, pod_request(f"import json; {XCOM_42}", regions=("eu-west-1",), gpus=1))
+    kinds = [e.WhichOneof("event") for e in events]
+    placed = next(e.placed for e in events if e.WhichOneof("event") == "placed")
+    assert placed.cluster == "local-eu-gpu" and placed.region == "eu-west-1"
+    assert "42" in logs(events)
+    final = result(events)
+    assert final.phase == dispatch_pb2.POD_PHASE_SUCCEEDED and final.exit_code == 0
+    assert json.loads(final.xcom_json) == {"v": 42}
+    assert kinds.index("placed") < kinds.index("log") < kinds.index("result")
+    cursors = [int(e.cursor[1:]) for e in events]
+    assert cursors == sorted(set(cursors)), "cursors strictly increase"
+
+
+async def test_failing_pod_reports_exit_code_and_no_xcom(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:
+    events = await run_to_end(stub, pod_request("import sys; print('bye'); sys.exit(3)"))
+    final = result(events)
+    assert (final.phase, final.exit_code, final.reason) == (dispatch_pb2.POD_PHASE_FAILED, 3, "Error")
+    assert not final.HasField("xcom_json")
+    assert "bye" in logs(events)
+
+
+async def test_same_request_id_never_makes_a_second_pod(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    request = pod_request("import time; time.sleep(1); print('once')", request_id="idem-1")
+    first, second = await asyncio.gather(
+        stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request)),
+        stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request)),
+    )
+    assert {first.created, second.created} == {True, False}
+    assert first.pod.name == second.pod.name or not (first.pod.name and second.pod.name)
+    events = [r.event async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="idem-1"), timeout=60)]
+    assert logs(events) == ["once"]
+    created = sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values())
+    assert created == 1
+
+
+async def test_watch_resumes_from_a_cursor_without_gap_or_repeat(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:
+    code = "import time\nfor i in range(30):\n    print(f'line {i}', flush=True)\n    time.sleep(0.01)"
+    request = pod_request(code, request_id="resume-1")
+    full = await run_to_end(stub, request)
+    assert logs(full) == [f"line {i}" for i in range(30)]
+    cut = next(i for i, e in enumerate(full) if e.WhichOneof("event") == "log" and e.log.text == "line 11")
+    resumed = [
+        r.event
+        async for r in stub.WatchPod(
+            dispatch_pb2.WatchPodRequest(request_id="resume-1", cursor=full[cut].cursor), timeout=30
+        )
+    ]
+    assert resumed == full[cut + 1 :]
+
+
+async def test_unsatisfiable_placement_is_failed_precondition_naming_each_cluster(
+    stub: dispatch_pb2_grpc.DispatchServiceStub,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitPod(
+            dispatch_pb2.SubmitPodRequest(pod=pod_request("print(1)", regions=("eu-central-1",), gpus=1))
+        )
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    status = rpc_status.from_call(caught.value)
+    assert status is not None
+    failure = error_details_pb2.PreconditionFailure()
+    assert status.details[0].Unpack(failure)
+    assert {v.subject for v in failure.violations} == {"local-eu-gpu", "local-eu-cpu", "local-us-gpu"}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda r: setattr(r, "pod_json", "{not json"), "pod.pod_json"),
+        (
+            lambda r: setattr(
+                r,
+                "pod_json",
+                json.dumps(
+                    {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "base", "image": ""}]}}
+                ),
+            ),
+            "pod.pod_json.spec.containers[0].image",
+        ),
+        (lambda r: r.placement.regions.append("mars-north-1"), "pod.placement.regions"),
+        (lambda r: r.placement.clusters.append("no-such-cluster"), "pod.placement.clusters"),
+        (
+            lambda r: setattr(r.placement.cluster_selector, "expression", "tier in ("),
+            "pod.placement.cluster_selector.expression",
+        ),
+    ],
+    ids=["invalid-json", "empty-image", "unknown-region", "unknown-cluster", "bad-selector"],
+)
+async def test_bad_input_is_invalid_argument_with_field_violations(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, mutate: object, field: str
+) -> None:
+    request = pod_request("print(1)")
+    mutate(request)  # type: ignore[operator]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    status = rpc_status.from_call(caught.value)
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    assert any(v.field.startswith(field) for v in bad.field_violations), bad
+    assert sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values()) == 0
+
+
+async def test_gateway_restart_mid_run_loses_nothing(world: SimWorld, tmp_path: object) -> None:
+    from pathlib import Path
+
+    from gateway.app import start_gateway
+    from tests.e2e.conftest import gateway_config
+
+    config = gateway_config(Path(str(tmp_path)))
+    code = "import time\nfor i in range(20):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)"
+    gw: Gateway = await start_gateway(config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=pod_request(code, request_id="restart-1")))
+            seen = []
+            async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="restart-1"), timeout=30):
+                seen.append(r.event)
+                if r.event.WhichOneof("event") == "log" and r.event.log.text == "tick 3":
+                    break
+    finally:
+        await gw.stop()
+    gw = await start_gateway(config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            rest = [
+                r.event
+                async for r in stub.WatchPod(
+                    dispatch_pb2.WatchPodRequest(request_id="restart-1", cursor=seen[-1].cursor), timeout=60
+                )
+            ]
+    finally:
+        await gw.stop()
+    assert logs(seen + rest) == [f"tick {i}" for i in range(20)]
+    assert result(rest).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values()) == 1
