@@ -124,8 +124,8 @@ async def _embedded_sim(config: GatewayConfig) -> Any:
     return world
 
 
-async def serve_forever(*, address: str, cluster_files: list[str]) -> int:
-    config = GatewayConfig(listen=address, cluster_files=[Path(p) for p in cluster_files])
+async def serve_forever(*, address: str, cluster_files: list[str], state_dir: str = ".podgate") -> int:
+    config = GatewayConfig(listen=address, cluster_files=[Path(p) for p in cluster_files], state_dir=Path(state_dir))
     world = None
     if not config.cluster_files:
         world = await _embedded_sim(config)

@@ -21,7 +21,7 @@ class NotYetImplemented(SystemExit):
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import serve_forever
 
-    return asyncio.run(serve_forever(address=args.listen, cluster_files=args.clusters))
+    return asyncio.run(serve_forever(address=args.listen, cluster_files=args.clusters, state_dir=args.state_dir))
 
 
 def _not_yet(command: str, missing: str) -> Callable[[argparse.Namespace], int]:
@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--listen", default=DEFAULT_ADDRESS, help="gRPC listen address (default %(default)s)")
-    serve.add_argument("--clusters", action="append", default=[], help="cluster file or directory (repeatable)")
+    serve.add_argument(
+        "--clusters", action="append", default=[],
+        help="cluster file or directory (repeatable); none: run the embedded local clusters of clusters/local.yaml",
+    )  # fmt: skip
+    serve.add_argument("--state-dir", default=".podgate", help="database and kubeconfigs (default %(default)s)")
     serve.set_defaults(func=_serve)
 
     sim = sub.add_parser("sim", help="run the local Kubernetes simulator in the foreground")
