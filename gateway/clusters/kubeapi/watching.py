@@ -13,20 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.decode import EventType, WatchEvent
-from gateway.clusters.kubeapi.errors import ApiUnreachable, Gone, KubeError, ServerError, TooManyRequests
+from gateway.clusters.kubeapi.errors import Gone, KubeError
 from gateway.clusters.kubeapi.request import Resource
 from gateway.credentials.base import CredentialError
 
 log = logging.getLogger(__name__)
 
 Sleep = Callable[[float], Awaitable[None]]
+QUICK_CLOSE_SECONDS = 1.0
 # Failures worth waiting out: the cluster may come back, or its credentials may be fixed.
-TRANSIENT: tuple[type[Exception], ...] = (ApiUnreachable, ServerError, TooManyRequests, KubeError, CredentialError)
+TRANSIENT: tuple[type[Exception], ...] = (KubeError, CredentialError)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,13 +39,14 @@ class WatchTarget:
 
 
 async def list_then_watch(
-    client: ClusterClient, target: WatchTarget, *, resource_version: str = ""
-) -> AsyncIterator[WatchEvent]:
+    client: ClusterClient, target: WatchTarget, *, resource_version: str = "", sleep: Sleep = asyncio.sleep
+) -> AsyncGenerator[WatchEvent, None]:
     """Watch from `resource_version` when given (no relist), else list first; relist on 410 Gone.
 
     Returns only by raising: a clean end of one stream just opens the next from the last version.
     """
     version = resource_version
+    loop = asyncio.get_running_loop()
     while True:
         if not version:
             listing = await client.list_all(
@@ -53,16 +55,20 @@ async def list_then_watch(
             )  # fmt: skip
             version = listing.resource_version
             yield WatchEvent(type=EventType.RELISTED, objects=listing.items, resource_version=version)
+        opened, delivered = loop.time(), False
         try:
             async for event in client.watch_stream(
                 target.resource, target.namespace, resource_version=version, label_selector=target.label_selector,
                 field_selector=target.field_selector,
             ):  # fmt: skip
-                version = event.resource_version or version
+                version, delivered = event.resource_version or version, True
                 yield event
         except Gone:
             log.info("cluster %s: %s watch version %s expired, relisting", client.name, target.resource.plural, version)
             version = ""
+            continue
+        if not delivered and loop.time() - opened < QUICK_CLOSE_SECONDS:
+            await sleep(QUICK_CLOSE_SECONDS)  # a server closing watches at once must not make us spin
 
 
 async def watch_forever(
@@ -71,13 +77,13 @@ async def watch_forever(
     *,
     backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
     sleep: Sleep = asyncio.sleep,
-) -> AsyncIterator[WatchEvent]:
+) -> AsyncGenerator[WatchEvent, None]:
     """Never ends by itself (cancel or close it). After a failure it waits (backoff, reset by the next
     event) and resumes from the last version seen, so a short outage costs no relist."""
     version, failures = "", 0
     while True:
         try:
-            async for event in list_then_watch(client, target, resource_version=version):
+            async for event in list_then_watch(client, target, resource_version=version, sleep=sleep):
                 version, failures = event.resource_version or version, 0
                 yield event
         except TRANSIENT as e:
