@@ -125,7 +125,8 @@ def _check_xcom(spec: Mapping[str, Any], names: list[str], mode: XcomMode, v: _V
         return
     if XCOM_SIDECAR_NAME in names:
         v.add(f"{ROOT}.spec.containers", f"container name {XCOM_SIDECAR_NAME!r} is reserved for the XCom sidecar")
-    volumes = spec.get("volumes") if isinstance(spec.get("volumes"), list) else []
+    raw = spec.get("volumes")
+    volumes = raw if isinstance(raw, list) else []
     if any(isinstance(vol, Mapping) and vol.get("name") == XCOM_VOLUME for vol in volumes):
         v.add(f"{ROOT}.spec.volumes", f"volume name {XCOM_VOLUME!r} is reserved for the XCom sidecar")
 
@@ -149,7 +150,7 @@ def pod_violations(pod: Mapping[str, Any], *, xcom_mode: XcomMode = XcomMode.DIS
     if not isinstance(pod.get("spec"), Mapping):
         v.add(f"{ROOT}.spec", "required: an object with at least one container")
         return v
-    spec = pod["spec"]
+    spec: Mapping[str, Any] = pod["spec"]
     if spec.get("restartPolicy") not in (None, "Never"):
         v.add(f"{ROOT}.spec.restartPolicy", "must be Never or unset: the gateway runs each pod once, to completion")
     names = _check_containers(spec, v)
