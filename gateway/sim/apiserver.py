@@ -210,7 +210,12 @@ class ApiServer:
             return json_response(
                 listing.list_response(store, info.group, info.resource, info.namespace or None, request.query, as_table)
             )
-        body = await handlers.read_body(request) if request.method in ("POST", "PUT", "PATCH") else None
+        review = info.resource in ("selfsubjectaccessreviews", "selfsubjectreviews")
+        body = (
+            await handlers.read_body(request, protobuf_review=review)
+            if request.method in ("POST", "PUT", "PATCH")
+            else None
+        )
         if info.resource == "selfsubjectaccessreviews":
             return json_response(reviews.self_subject_access_review(ctx.authz, identity, body or {}), 201)
         if info.resource == "selfsubjectreviews":

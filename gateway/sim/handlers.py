@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.sim import defaults, patch
+from gateway.sim import defaults, patch, protowire
 from gateway.sim.errors import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMediaType
 from gateway.sim.store import CLUSTER_SCOPED, ObjectStore, copy_obj
 from gateway.sim.validation import KINDS, check_body, validate_create, validate_update
@@ -30,10 +30,12 @@ _WITH_STATUS = frozenset({"pods", "nodes", "namespaces"})
 _NAMESPACED_RESOURCES = ("pods", "events", "serviceaccounts", "secrets", "roles", "rolebindings")
 
 
-async def read_body(request: web.Request) -> Any:
-    """The JSON (or YAML) body; 415 for a media type the verb does not take."""
+async def read_body(request: web.Request, *, protobuf_review: bool = False) -> Any:
+    """The JSON (or YAML) body; 415 for a media type the verb does not take. Reviews may come as protobuf."""
     media = request.content_type.lower()
     raw = await request.read()
+    if protobuf_review and media == protowire.PROTOBUF:
+        return protowire.decode_review(raw)
     if request.method == "PATCH":
         if media not in patch.SUPPORTED:
             raise UnsupportedMediaType(
