@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import json
 from datetime import UTC
 from typing import Any
 
 import google.auth
 import google.auth.transport.requests
 import requests
-from google.auth import impersonated_credentials
+from google.auth import identity_pool, impersonated_credentials
+from google.oauth2 import credentials as user_credentials
+from google.oauth2 import service_account
 
 from gateway.credentials.base import BearerToken, CredentialError, Endpoint
 from gateway.credentials.params import Params
@@ -38,6 +41,22 @@ KEYS = frozenset(
     }
 )
 HTTP_TIMEOUT = 30.0
+
+
+def _from_key_file(path: str) -> Any:
+    """Credentials of the key file's declared type, only among the types we expect to be given."""
+    with open(path) as f:
+        info = json.load(f)
+    kind = info.get("type") if isinstance(info, dict) else None
+    if kind == "service_account":
+        return service_account.Credentials.from_service_account_info(info, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
+    if kind == "external_account":  # workload identity federation
+        return identity_pool.Credentials.from_info(info, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
+    if kind == "authorized_user":
+        return user_credentials.Credentials.from_authorized_user_info(info, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
+    raise CredentialError(
+        f"key file {path!r} has type {kind!r}; expected service_account, external_account or authorized_user"
+    )
 
 
 class GkeProvider(CachingProvider):
@@ -71,7 +90,7 @@ class GkeProvider(CachingProvider):
     def _google_credentials(self) -> Any:
         if self._credentials is None:
             if self._key_file:
-                creds, _ = google.auth.load_credentials_from_file(self._key_file, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
+                creds = _from_key_file(self._key_file)
             else:
                 creds, _ = google.auth.default(scopes=list(SCOPES))
             if self._impersonate:

@@ -1,0 +1,162 @@
+"""AKS end to end: an Entra ID stand-in over TLS with its own CA (and ARM), the simulator playing the AKS cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.credentials.base import CredentialError
+from gateway.credentials.factory import build_provider
+from gateway.domain import CredentialsRef
+from gateway.sim.auth import Identity
+from gateway.sim.cloud.aks import AksTokenVerifier
+from gateway.sim.cluster import SimCluster
+from tests.standins.entra import TENANT, EntraStandin, entra_standin
+from tests.standins.probe import list_pods, sim_cluster
+
+CLIENT_ID = "5f1c8a52-podgate-dispatcher"
+CLIENT_SECRET = "CANARY-entra-client-secret-0b7e"
+WORKLOAD_CLIENT_ID = "7a2d0c33-podgate-workload"
+FEDERATED_TOKEN = "eyJhbGciOiJSUzI1NiJ9.CANARY-federated-assertion.sig"
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+
+
+@pytest.fixture
+async def entra(tmp_path: Path) -> AsyncIterator[EntraStandin]:
+    async with entra_standin(tmp_path) as standin:
+        yield standin
+
+
+@pytest.fixture
+async def aks_cluster(entra: EntraStandin, tmp_path: Path) -> AsyncIterator[SimCluster]:
+    async with sim_cluster("aks-weu", tmp_path) as cluster:
+        users = {
+            entra.add_secret_app(CLIENT_ID, CLIENT_SECRET): Identity(CLIENT_ID, ("system:masters",)),
+            entra.add_federated_app(WORKLOAD_CLIENT_ID, FEDERATED_TOKEN): Identity(
+                WORKLOAD_CLIENT_ID, ("system:masters",)
+            ),
+        }
+        cluster.add_token_verifier(AksTokenVerifier(entra.public_key_pem, entra.issuer, users))
+        entra.add_cluster(SUBSCRIPTION, "rg-weu", "aks-weu", server=cluster.url, ca_pem=cluster.ca_pem)
+        (tmp_path / "aks-ca.pem").write_bytes(cluster.ca_pem)
+        yield cluster
+
+
+@pytest.fixture
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PODGATE_AKS_CLIENT_SECRET", CLIENT_SECRET)
+
+
+def aks_ref(entra: EntraStandin, tmp_path: Path, cluster: SimCluster | None, **extra: str) -> CredentialsRef:
+    params = {
+        "tenantId": TENANT,
+        "authorityHost": entra.url,
+        "authorityCaFile": str(entra.ca_file),
+        **({"server": cluster.url, "caFile": str(tmp_path / "aks-ca.pem")} if cluster else {}),
+        **extra,
+    }
+    return CredentialsRef(source="aks", params=params)
+
+
+@pytest.mark.usefixtures("secret_env")
+async def test_client_secret_with_configured_server(
+    entra: EntraStandin, aks_cluster: SimCluster, tmp_path: Path
+) -> None:
+    ref = aks_ref(entra, tmp_path, aks_cluster, clientId=CLIENT_ID, clientSecretEnv="PODGATE_AKS_CLIENT_SECRET")
+    provider = build_provider("aks-weu", ref)
+    try:
+        assert await list_pods(provider) == 200
+        token = await provider.token()
+        assert token is not None and token.expires_at is not None
+    finally:
+        await provider.close()
+
+
+@pytest.mark.usefixtures("secret_env")
+async def test_endpoint_from_arm_list_cluster_user_credential(
+    entra: EntraStandin, aks_cluster: SimCluster, tmp_path: Path
+) -> None:
+    ref = aks_ref(
+        entra,
+        tmp_path,
+        None,
+        clientId=CLIENT_ID,
+        clientSecretEnv="PODGATE_AKS_CLIENT_SECRET",
+        subscriptionId=SUBSCRIPTION,
+        resourceGroup="rg-weu",
+        clusterName="aks-weu",
+        armEndpointUrl=entra.url,
+    )
+    provider = build_provider("aks-weu", ref)
+    try:
+        endpoint = await provider.endpoint()
+        assert endpoint.server == aks_cluster.url and endpoint.ca_data == aks_cluster.ca_pem
+        assert entra.arm_requests == 1
+        assert await list_pods(provider) == 200
+    finally:
+        await provider.close()
+
+
+async def test_workload_identity(entra: EntraStandin, aks_cluster: SimCluster, tmp_path: Path) -> None:
+    token_file = tmp_path / "azure-identity-token"
+    token_file.write_text(FEDERATED_TOKEN)
+    ref = aks_ref(
+        entra,
+        tmp_path,
+        aks_cluster,
+        credential="workloadIdentity",
+        clientId=WORKLOAD_CLIENT_ID,
+        tokenFile=str(token_file),
+    )
+    provider = build_provider("aks-weu", ref)
+    try:
+        assert await list_pods(provider) == 200
+    finally:
+        await provider.close()
+
+
+async def test_hundred_concurrent_callers_cause_one_token_request(
+    entra: EntraStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PODGATE_AKS_CLIENT_SECRET", CLIENT_SECRET)
+    entra.add_secret_app(CLIENT_ID, CLIENT_SECRET)
+    ref = aks_ref(
+        entra,
+        tmp_path,
+        None,
+        clientId=CLIENT_ID,
+        clientSecretEnv="PODGATE_AKS_CLIENT_SECRET",
+        server="https://127.0.0.1:1",
+    )
+    provider = build_provider("aks-weu", ref)
+    try:
+        tokens = await asyncio.gather(*(provider.token() for _ in range(100)))
+        assert len({t.value for t in tokens if t is not None}) == 1
+        assert entra.token_requests == 1
+    finally:
+        await provider.close()
+
+
+async def test_wrong_secret_is_refused_without_quoting_it(
+    entra: EntraStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entra.add_secret_app(CLIENT_ID, CLIENT_SECRET)
+    monkeypatch.setenv("PODGATE_AKS_CLIENT_SECRET", "CANARY-wrong-secret-55aa")
+    ref = aks_ref(
+        entra,
+        tmp_path,
+        None,
+        clientId=CLIENT_ID,
+        clientSecretEnv="PODGATE_AKS_CLIENT_SECRET",
+        server="https://127.0.0.1:1",
+    )
+    provider = build_provider("aks-weu", ref)
+    try:
+        with pytest.raises(CredentialError, match="cluster 'aks-weu': token refresh failed") as caught:
+            await provider.token()
+        assert "CANARY" not in str(caught.value)
+    finally:
+        await provider.close()
