@@ -108,3 +108,8 @@ def test_no_retry_policy_makes_one_attempt() -> None:
 def test_negative_backoff_is_refused() -> None:
     with pytest.raises(ValueError, match="backoff"):
         RetryPolicy(backoff=(1.0, -1.0))
+
+
+def test_websocket_handshake_message_is_quoted() -> None:
+    error = ke.error_for(403, "Forbidden: exec not allowed", cluster="c", call="GET /api/v1/namespaces/n/pods/p/exec")
+    assert type(error) is ke.Forbidden and str(error).endswith("HTTP 403: Forbidden: exec not allowed")

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
@@ -103,7 +103,9 @@ class ClusterClient:
                 raise RuntimeError(f"client of cluster {self.name!r} is closed")
             if self._session is None:
                 endpoint = await self._provider.endpoint()
-                connector = aiohttp.TCPConnector(ssl=endpoint.ssl_context(), limit=64)
+                # No pool limit: watches and followed logs each hold a connection for their lifetime, and
+                # a full pool would stall every other call. Callers bound how many streams they open.
+                connector = aiohttp.TCPConnector(ssl=endpoint.ssl_context(), limit=0)
                 self._base = endpoint.server.rstrip("/")
                 self._server_hostname = endpoint.tls_server_name or None
                 self._session = aiohttp.ClientSession(
@@ -412,9 +414,13 @@ class ClusterClient:
         finally:
             response.release()
 
-    async def exec(self, namespace: str, pod: str, container: str, command: Sequence[str]) -> ExecResult:
-        """Run `command` in a container (no stdin, no tty): (exit_code, stdout, stderr)."""
-        request = rq.prepare_exec(namespace, pod, container, command)
+    async def exec(
+        self, namespace: str, pod: str, container: str, command: Sequence[str], *,
+        protocols: tuple[str, ...] = rq.EXEC_PROTOCOLS,
+    ) -> ExecResult:  # fmt: skip
+        """Run `command` in a container (no stdin, no tty): (exit_code, stdout, stderr).
+        The server picks the first of `protocols` it speaks (v5, else v4)."""
+        request = replace(rq.prepare_exec(namespace, pod, container, command), websocket_protocols=protocols)
         collector = ExecCollector()
         ws = await self._open_ws(request)
         try:

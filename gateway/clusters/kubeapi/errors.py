@@ -129,13 +129,19 @@ def error_for(
     """The error for an HTTP answer `status` to `call` (e.g. "GET /api/v1/pods")."""
     parsed = parse_status(body)
     reason = str(parsed.get("reason", ""))
-    detail = str(parsed.get("message", "")) or (body.decode("utf-8", "replace") if isinstance(body, bytes) else "")
+    detail = str(parsed.get("message", "")) or _text(body)
     if retry_after is None:
         retry_after = _details_retry_after(parsed)
     message = f"cluster {cluster!r}: {call}: HTTP {status}"
     message += f" {reason}" if reason else ""
     message += f": {truncate(detail)}" if detail.strip() else ""
     return error_class(status, reason)(message, cluster=cluster, status=status, reason=reason, retry_after=retry_after)
+
+
+def _text(body: bytes | str | dict[str, Any] | None) -> str:
+    if isinstance(body, bytes):
+        return body.decode("utf-8", "replace")
+    return body if isinstance(body, str) else ""
 
 
 def _details_retry_after(parsed: dict[str, Any]) -> float | None:
