@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
@@ -26,6 +27,7 @@ from gateway.domain import (
 )
 from gateway.errors import AlreadyExists, InvalidArgument, NotFound
 from gateway.store import SqlStore
+from gateway.store.engine import alembic_config
 from gateway.store.schema import metadata
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -69,6 +71,19 @@ async def test_migrations_from_empty_create_exactly_the_declared_schema(db: Path
             "audit_log",
         }
     engine.dispose()
+
+
+async def test_migrations_go_down_to_empty_and_up_again(db: Path) -> None:
+    await (await SqlStore.open(path=db)).close()
+    cfg = alembic_config()
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+        assert set(inspect(conn).get_table_names()) == {"alembic_version"}
+    engine.dispose()
+    async with await SqlStore.open(path=db) as store:
+        assert (await store.create_pod_record(record("again")))[1] is True
 
 
 async def test_opening_twice_does_not_migrate_again_and_keeps_data(db: Path) -> None:
