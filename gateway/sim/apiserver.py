@@ -76,7 +76,9 @@ def _verb(method: str, name: str, subresource: str, watch: bool) -> str:
             return "get"
         return "watch" if watch else "list"
     verbs = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete" if name else "deletecollection"}
-    if method not in verbs:
+    needs_name = method in ("PUT", "PATCH")
+    posts_to_item = method == "POST" and name and not subresource
+    if method not in verbs or (needs_name and not name) or posts_to_item:
         raise MethodNotAllowed(f"the server does not allow this method on the requested resource: {method}")
     return verbs[method]
 

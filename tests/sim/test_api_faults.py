@@ -1,0 +1,161 @@
+"""Faults of a simulated cluster (Python API and control endpoint) and raw HTTP edge cases, over HTTPS."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from gateway.sim.cluster import SimCluster, SimWorld
+from gateway.sim.config import ClusterSpec, NodeSpec, SimConfig
+
+SPEC = ClusterSpec(name="faulty", nodes=(NodeSpec("n1", allocatable={"cpu": "2"}), NodeSpec("n2")))
+POD = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[SimWorld]:
+    async with SimWorld(SimConfig((SPEC,)), kubeconfig_dir=tmp_path, node_side=False) as running:
+        yield running
+
+
+@pytest.fixture
+async def http(world: SimWorld) -> AsyncIterator[aiohttp.ClientSession]:
+    cluster = world.clusters["faulty"]
+    connector = aiohttp.TCPConnector(ssl=cluster.ssl_context())
+    headers = {"Authorization": f"Bearer {cluster.admin_token}"}
+    async with aiohttp.ClientSession(cluster.url, connector=connector, headers=headers) as session:
+        yield session
+
+
+async def test_outage_refuses_connections_then_restores_on_the_same_port(
+    world: SimWorld, http: aiohttp.ClientSession
+) -> None:
+    cluster = world.clusters["faulty"]
+    port = cluster.port
+    assert (await http.get("/api/v1/nodes")).status == 200
+    await cluster.outage()
+    with pytest.raises(aiohttp.ClientConnectorError):
+        await http.get("/api/v1/nodes")
+    await cluster.restore()
+    assert cluster.port == port
+    assert (await http.get("/api/v1/nodes")).status == 200
+
+
+@pytest.mark.parametrize(("code", "retry_after"), [(429, "3"), (500, None)])
+async def test_error_rate_answers_with_the_chosen_status(
+    world: SimWorld, http: aiohttp.ClientSession, code: int, retry_after: str | None
+) -> None:
+    world.clusters["faulty"].set_faults(error_rate=1.0, error_code=code, retry_after=3)
+    response = await http.get("/api/v1/namespaces/default/pods")
+    assert response.status == code
+    assert response.headers.get("Retry-After") == retry_after
+    assert (await response.json())["kind"] == "Status"
+    world.clusters["faulty"].set_faults(error_rate=0)
+    assert (await http.get("/api/v1/namespaces/default/pods")).status == 200
+
+
+async def test_latency_delays_each_request(world: SimWorld, http: aiohttp.ClientSession) -> None:
+    world.clusters["faulty"].set_faults(latency=0.3)
+    started = time.monotonic()
+    assert (await http.get("/version")).status == 200
+    assert time.monotonic() - started >= 0.3
+
+
+async def test_node_failure_fails_its_pods_with_node_lost(world: SimWorld, http: aiohttp.ClientSession) -> None:
+    cluster = world.clusters["faulty"]
+    assert (await http.post("/api/v1/namespaces/default/pods", json=POD)).status == 201
+    cluster.store.mutate(
+        "pods", "default", "p", lambda p: (p["spec"].update(nodeName="n1"), p["status"].update(phase="Running"))
+    )
+    await cluster.fail_node("n1")
+    pod = await (await http.get("/api/v1/namespaces/default/pods/p")).json()
+    assert pod["status"]["phase"] == "Failed" and pod["status"]["reason"] == "NodeLost"
+    node = await (await http.get("/api/v1/nodes/n1")).json()
+    ready = next(c for c in node["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "Unknown"
+    assert {t["key"] for t in node["spec"]["taints"]} == {"node.kubernetes.io/unreachable"}
+    await cluster.recover_node("n1")
+    node = await (await http.get("/api/v1/nodes/n1")).json()
+    assert next(c for c in node["status"]["conditions"] if c["type"] == "Ready")["status"] == "True"
+    assert not node["spec"]["taints"]
+
+
+async def test_request_counters_per_verb_and_resource(world: SimWorld, http: aiohttp.ClientSession) -> None:
+    cluster = world.clusters["faulty"]
+    cluster.faults.reset_counters()
+    await http.post("/api/v1/namespaces/default/pods", json=POD)
+    await http.get("/api/v1/namespaces/default/pods/p")
+    await http.get("/api/v1/namespaces/default/pods/p")
+    await http.get("/api/v1/namespaces/default/pods")
+    assert cluster.request_counts() == {("create", "pods"): 1, ("get", "pods"): 2, ("list", "pods"): 1}
+
+
+async def test_control_endpoint_switches_faults_and_reports_counters(
+    world: SimWorld, http: aiohttp.ClientSession
+) -> None:
+    control = world.control
+    async with aiohttp.ClientSession(control.url) as ctl:
+        assert (await ctl.get("/clusters")).status == 401
+        auth = {"Authorization": f"Bearer {control.token}"}
+        bad = await ctl.patch("/clusters/faulty/faults", json={"errorRate": 2}, headers=auth)
+        assert bad.status == 400 and "error_rate" in (await bad.json())["error"]
+        down = await ctl.patch("/clusters/faulty/faults", json={"outage": True}, headers=auth)
+        assert (await down.json())["outage"] is True
+        with pytest.raises(aiohttp.ClientConnectorError):
+            await http.get("/version")
+        await ctl.patch("/clusters/faulty/faults", json={"outage": False}, headers=auth)
+        assert (await http.get("/api/v1/nodes")).status == 200
+        counters = await (await ctl.get("/clusters/faulty/requests", headers=auth)).json()
+        assert {"verb": "list", "resource": "nodes", "count": 1} in counters["counters"]
+        failed = await ctl.post("/clusters/faulty/nodes/n2/fail", headers=auth)
+        assert failed.status == 200
+        missing = await ctl.post("/clusters/faulty/nodes/nope/fail", headers=auth)
+        assert missing.status == 404
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "body", "code"),
+    [
+        ("POST", "/api/v1/namespaces/default/pods", {"Content-Type": "text/plain"}, b"{}", 415),
+        ("PATCH", "/api/v1/namespaces/default/pods/p", {"Content-Type": "application/xml"}, b"{}", 415),
+        ("PUT", "/api/v1/namespaces/default/pods", {"Content-Type": "application/json"}, b"{}", 405),
+        ("GET", "/api/v1/widgets", {}, b"", 404),
+        ("POST", "/api/v1/namespaces/default/pods", {"Content-Type": "application/json"}, b"{not json", 400),
+        (
+            "POST",
+            "/api/v1/namespaces/default/pods",
+            {"Content-Type": "application/json"},
+            b'{"metadata":{"name":"t"},"spec":{"containers":[{"name":"c","image":5}]}}',
+            422,
+        ),
+        (
+            "POST",
+            "/api/v1/namespaces/other/pods",
+            {"Content-Type": "application/json"},
+            b'{"metadata":{"name":"t","namespace":"default"},"spec":{"containers":[{"name":"c","image":"x"}]}}',
+            400,
+        ),
+    ],
+)
+async def test_http_errors_are_kubernetes_statuses(
+    http: aiohttp.ClientSession, method: str, path: str, headers: dict, body: bytes, code: int
+) -> None:
+    await http.post("/api/v1/namespaces/default/pods", json=POD)
+    response = await http.request(method, path, headers=headers, data=body)
+    assert response.status == code
+    status = await response.json()
+    assert status["kind"] == "Status" and status["code"] == code
+
+
+async def test_a_cluster_starts_and_stops_alone(tmp_path: Path) -> None:
+    cluster = SimCluster(SPEC, kubeconfig_dir=tmp_path, node_side=False)
+    await cluster.start()
+    assert cluster.kubeconfig_path.exists() and cluster.port > 0
+    await cluster.stop()
+    with pytest.raises(aiohttp.ClientConnectorError):
+        async with aiohttp.ClientSession() as s:
+            await s.get(f"{cluster.url}/version", ssl=cluster.ssl_context())
