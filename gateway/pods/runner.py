@@ -143,7 +143,9 @@ class PodRunner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.request.placement.timeout_seconds
         tried: set[str] = set()
-        pinned = ""
+        # Resumed after a crash between storing the placement and confirming the create: that cluster and
+        # name first, as the pod may already exist there.
+        pinned = self.record.cluster if self.record.name else ""
         while True:
             decision = engine.place(self.request, self.registry.snapshots(), previous=self.record.cluster)
             candidates = [pinned] if pinned else [c.cluster for c in decision.candidates if c.cluster not in tried]

@@ -1,0 +1,192 @@
+"""Faults while dispatching: nothing lost, no duplicate pod, regions never violated."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+
+from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
+from gateway.app import Gateway, start_gateway
+from gateway.sim.cluster import SimWorld
+from tests.e2e.conftest import gateway_config, logs, pod_request, result, run_to_end
+
+TICKS = "import time\nfor i in range({n}):\n    print(f'tick {{i}}', flush=True)\n    time.sleep({pause})"
+
+
+def ticks(n: int, pause: float = 0.1) -> str:
+    return TICKS.format(n=n, pause=pause)
+
+
+def creates(world: SimWorld, cluster: str | None = None) -> int:
+    clusters = [world.clusters[cluster]] if cluster else list(world.clusters.values())
+    return sum(c.request_counts().get(("create", "pods"), 0) for c in clusters)
+
+
+@pytest.fixture
+async def slow_probe_gateway(world: SimWorld, tmp_path: Path) -> AsyncIterator[Gateway]:
+    """Health probes far apart: a create meets a dead API server before the health check notices."""
+    gw = await start_gateway(replace(gateway_config(tmp_path), probe_interval=60))
+    yield gw
+    await gw.stop()
+
+
+async def stub_for(gw: Gateway) -> tuple[grpc.aio.Channel, dispatch_pb2_grpc.DispatchServiceStub]:
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}")
+    return channel, dispatch_pb2_grpc.DispatchServiceStub(channel)
+
+
+async def test_cluster_down_at_submit_fails_over_inside_the_allowed_regions(
+    slow_probe_gateway: Gateway, world: SimWorld
+) -> None:
+    channel, stub = await stub_for(slow_probe_gateway)
+    async with channel:
+        request = pod_request("print('hi')", regions=("eu-west-1", "eu-central-1"))
+        explained = await stub.ExplainPlacement(dispatch_pb2.ExplainPlacementRequest(pod=request))
+        first = explained.decision.cluster
+        await world.clusters[first].outage()
+        events = await run_to_end(stub, request)
+    placed = [e.placed.cluster for e in events if e.WhichOneof("event") == "placed"]
+    assert placed[-1] in {"local-eu-gpu", "local-eu-cpu"} - {first}
+    assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert creates(world, "local-us-gpu") == 0
+    assert creates(world) == 1
+
+
+async def test_region_is_never_violated_when_its_only_cluster_is_down(
+    slow_probe_gateway: Gateway, world: SimWorld
+) -> None:
+    channel, stub = await stub_for(slow_probe_gateway)
+    async with channel:
+        await world.clusters["local-eu-gpu"].outage()
+        request = pod_request("print('hi')", regions=("eu-west-1",))
+        request.placement.timeout.CopyFrom(duration_pb2.Duration(seconds=2))
+        events = await run_to_end(stub, request)
+    final = result(events)
+    assert final.phase == dispatch_pb2.POD_PHASE_FAILED and final.reason == "PlacementFailed"
+    assert creates(world) == 0
+    assert not [e for e in events if e.WhichOneof("event") == "placed" and e.placed.region != "eu-west-1"]
+
+
+async def test_api_outage_mid_run_loses_no_log_line(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    request = pod_request(ticks(25), regions=("eu-central-1",))
+    seen: list[dispatch_pb2.PodEvent] = []
+    async for r in stub.RunPod(dispatch_pb2.RunPodRequest(pod=request), timeout=60):
+        seen.append(r.event)
+        if r.event.WhichOneof("event") == "log" and r.event.log.text == "tick 3":
+            await world.clusters["local-eu-cpu"].outage()
+            await asyncio.sleep(1.0)
+            await world.clusters["local-eu-cpu"].restore()
+    assert logs(seen) == [f"tick {i}" for i in range(25)]
+    assert result(seen).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert creates(world) == 1
+
+
+async def test_dropped_watches_lose_nothing(stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld) -> None:
+    async def keep_dropping() -> None:
+        while True:
+            await asyncio.sleep(0.2)
+            world.clusters["local-eu-cpu"].drop_watches()
+
+    dropper = asyncio.create_task(keep_dropping())
+    try:
+        events = await run_to_end(stub, pod_request(ticks(15), regions=("eu-central-1",)))
+    finally:
+        dropper.cancel()
+        await asyncio.gather(dropper, return_exceptions=True)
+    assert logs(events) == [f"tick {i}" for i in range(15)]
+    assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+
+
+async def test_client_disconnect_then_reattach_resumes_exactly(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:
+    request = pod_request(ticks(20), request_id="reattach-1")
+    call = stub.RunPod(dispatch_pb2.RunPodRequest(pod=request), timeout=60)
+    seen = []
+    async for r in call:
+        seen.append(r.event)
+        if r.event.WhichOneof("event") == "log" and r.event.log.text == "tick 5":
+            break
+    call.cancel()  # the client goes away without cancelling the pod
+    await asyncio.sleep(0.5)
+    rest = [
+        r.event
+        async for r in stub.WatchPod(
+            dispatch_pb2.WatchPodRequest(request_id="reattach-1", cursor=seen[-1].cursor), timeout=60
+        )
+    ]
+    assert logs(seen + rest) == [f"tick {i}" for i in range(20)]
+    assert result(rest).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+
+
+async def test_disconnect_policy_cancel_stops_the_pod(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    request = pod_request(
+        ticks(100),
+        request_id="disc-cancel",
+        lifecycle=dispatch_pb2.LifecycleOptions(on_disconnect=dispatch_pb2.DISCONNECT_POLICY_CANCEL),
+    )
+    call = stub.RunPod(dispatch_pb2.RunPodRequest(pod=request), timeout=60)
+    async for r in call:
+        if r.event.WhichOneof("event") == "log":
+            break
+    call.cancel()
+    events = [r.event async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="disc-cancel"), timeout=60)]
+    assert result(events).phase == dispatch_pb2.POD_PHASE_CANCELLED
+    pod = await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="disc-cancel"))
+    remaining = world.clusters[pod.pod.cluster].store.list("pods", None)[0]
+    assert all(p["metadata"]["name"] != pod.pod.name or p["metadata"].get("deletionTimestamp") for p in remaining)
+
+
+async def test_cancel_pod_mid_run(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:
+    request = pod_request(ticks(100), request_id="cancel-1")
+    await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+    async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="cancel-1"), timeout=60):
+        if r.event.WhichOneof("event") == "log":
+            break
+    cancelled = await stub.CancelPod(dispatch_pb2.CancelPodRequest(request_id="cancel-1", reason="test says stop"))
+    assert cancelled.pod.phase == dispatch_pb2.POD_PHASE_CANCELLED
+    assert cancelled.pod.result.message == "test says stop"
+
+
+async def test_keep_pod_leaves_the_pod_and_delete_pod_removes_it(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    kept = pod_request(
+        "print(1)",
+        regions=("eu-central-1",),
+        lifecycle=dispatch_pb2.LifecycleOptions(on_finish=dispatch_pb2.ON_FINISH_ACTION_KEEP_POD),
+    )
+    deleted = pod_request("print(2)", regions=("eu-central-1",))
+    await run_to_end(stub, kept)
+    await run_to_end(stub, deleted)
+    names = {
+        p["metadata"]["name"]
+        for p in world.clusters["local-eu-cpu"].store.list("pods", None)[0]
+        if not p["metadata"].get("deletionTimestamp")
+    }
+    kept_name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=kept.request_id))).pod.name
+    deleted_name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=deleted.request_id))).pod.name
+    assert kept_name in names and deleted_name not in names
+
+
+async def test_no_capacity_now_waits_then_places(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:
+    """local-eu-gpu has 2 GPUs: a third one-GPU pod waits for a free GPU rather than failing or leaving eu-west-1."""
+    hold = [pod_request("import time; time.sleep(2)", regions=("eu-west-1",), gpus=1) for _ in range(2)]
+    for r in hold:
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=r))
+    await asyncio.sleep(1.0)
+    third = pod_request("print('third')", regions=("eu-west-1",), gpus=1)
+    third.placement.timeout.CopyFrom(duration_pb2.Duration(seconds=30))
+    explained = await stub.ExplainPlacement(dispatch_pb2.ExplainPlacementRequest(pod=third))
+    assert explained.decision.verdicts[0].verdict == dispatch_pb2.VERDICT_NO_CAPACITY
+    events = await run_to_end(stub, third)
+    assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert "third" in logs(events)
