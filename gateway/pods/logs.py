@@ -18,6 +18,7 @@ from gateway import domain
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+GIVE_UP_AFTER_DONE = 3  # failed reopenings once the container has ended (e.g. the pod is gone)
 
 
 class LogSource(Protocol):
@@ -110,6 +111,15 @@ class LogFollower:
                     attempt = 0
                     yield line
             except Exception as e:
+                if self.container_done() and attempt >= GIVE_UP_AFTER_DONE:
+                    log.warning(
+                        "log of %s/%s[%s] unreadable after the container ended (%s); stopping",
+                        self.namespace,
+                        self.pod,
+                        self.container,
+                        e,
+                    )
+                    return
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
                 log.info(
