@@ -201,8 +201,9 @@ async def test_outage_is_api_unreachable_and_recovery_works(sim: SimCluster, cap
     async with client_for(sim, retry_policy=RetryPolicy(backoff=(0.0, 0.0)), sleep=sleeps) as client:
         await client.get_version()
         await sim.outage()
-        with caplog.at_level(logging.DEBUG, logger="gateway.clusters.kubeapi"), pytest.raises(k.ApiUnreachable):
-            await client.list_pods("default")
+        with caplog.at_level(logging.DEBUG, logger="gateway.clusters.kubeapi"), pytest.raises(k.ApiUnreachable) as e:
+            await client.create_pod("default", pod("during-outage"))
+        assert e.value.maybe_sent is False  # refused: the create cannot have landed
         assert len(sleeps.delays) == 2
         assert "attempt 1/3 failed" in caplog.text and "attempt 2/3 failed" in caplog.text
         assert sim.admin_token not in caplog.text
@@ -233,8 +234,9 @@ async def test_a_slow_server_times_out_as_unreachable(sim: SimCluster) -> None:
     sim.set_faults(latency=0.5)
     timeouts = Timeouts(request=0.2)
     async with client_for(sim, timeouts=timeouts, retry_policy=k.NO_RETRY) as client:
-        with pytest.raises(k.ApiUnreachable, match="unreachable"):
+        with pytest.raises(k.ApiUnreachable, match="unreachable") as e:
             await client.get_version()
+        assert e.value.maybe_sent is True  # sent, then no answer in time: it may have acted
 
 
 async def test_closed_client_refuses_calls(sim: SimCluster) -> None:

@@ -172,7 +172,7 @@ class ClusterClient:
                 server_hostname=self._server_hostname,
             )
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise unreachable(self.name, request.call, e) from e
+            raise unreachable(self.name, request.call, e, maybe_sent=not _never_connected(e)) from e
         return await self._check(request, response)
 
     async def _open(self, request: Request, limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
@@ -207,7 +207,7 @@ class ClusterClient:
             except aiohttp.WSServerHandshakeError as e:
                 raise error_for(e.status, e.message, cluster=self.name, call=request.call) from e
             except (aiohttp.ClientError, TimeoutError) as e:
-                raise unreachable(self.name, request.call, e) from e
+                raise unreachable(self.name, request.call, e, maybe_sent=not _never_connected(e)) from e
 
         return await self._call(request, send)
 
@@ -435,3 +435,8 @@ class ClusterClient:
         finally:
             await ws.close()
         return collector.result()
+
+
+def _never_connected(exc: BaseException) -> bool:
+    """Whether the request certainly never reached the server (refused, TLS failure, connect timeout)."""
+    return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)

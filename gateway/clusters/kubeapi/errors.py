@@ -31,7 +31,13 @@ class KubeError(Exception):
 
 
 class ApiUnreachable(KubeError):
-    """No HTTP answer: connection refused or reset, TLS failure, DNS, timeout."""
+    """No HTTP answer: connection refused or reset, TLS failure, DNS, timeout.
+
+    `maybe_sent` is False only when no connection was made, so the server cannot have acted on the
+    request (a create that failed so is safe to send elsewhere; otherwise look before retrying).
+    """
+
+    maybe_sent: bool = True
 
 
 class StreamSilent(ApiUnreachable):
@@ -160,6 +166,8 @@ def parse_retry_after(header: str | None) -> float | None:
         return None
 
 
-def unreachable(cluster: str, call: str, exc: BaseException) -> ApiUnreachable:
+def unreachable(cluster: str, call: str, exc: BaseException, *, maybe_sent: bool = True) -> ApiUnreachable:
     detail = truncate(str(exc)) or type(exc).__name__
-    return ApiUnreachable(f"cluster {cluster!r}: {call}: API server unreachable: {detail}", cluster=cluster)
+    error = ApiUnreachable(f"cluster {cluster!r}: {call}: API server unreachable: {detail}", cluster=cluster)
+    error.maybe_sent = maybe_sent
+    return error
