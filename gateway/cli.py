@@ -24,6 +24,12 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(serve_forever(address=args.listen, cluster_files=args.clusters, state_dir=args.state_dir))
 
 
+def _sim(args: argparse.Namespace) -> int:
+    from gateway.sim.main import main as sim_main
+
+    return sim_main(args.config, args.kubeconfig_dir)
+
+
 def _not_yet(command: str, missing: str) -> Callable[[argparse.Namespace], int]:
     def handler(_: argparse.Namespace) -> int:
         raise NotYetImplemented(command, missing)
@@ -69,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("sim", help="run the local Kubernetes simulator in the foreground")
     sim.add_argument("--config", default="clusters/local.yaml")
     sim.add_argument("--kubeconfig-dir", default=".podgate/kubeconfigs")
-    sim.set_defaults(func=_not_yet("sim", "the local simulator"))
+    sim.set_defaults(func=_sim)
 
     run = sub.add_parser("run", help="run a pod through the gateway and stream its logs")
     _add_constraint_flags(run)

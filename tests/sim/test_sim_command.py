@@ -1,0 +1,62 @@
+"""`podgate sim` in the foreground: prints each cluster's URL and kubeconfig, serves kubectl, stops on SIGTERM."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT, clean_env
+
+
+def test_podgate_sim_serves_every_cluster_until_terminated(tmp_path: Path) -> None:
+    kubeconfigs = tmp_path / "kc"
+    process = subprocess.Popen(
+        ["podgate", "sim", "--config", str(ROOT / "clusters" / "local.yaml"), "--kubeconfig-dir", str(kubeconfigs)],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(4)]
+        assert lines[0].split() == ["CLUSTER", "URL", "KUBECONFIG"]
+        names = [line.split()[0] for line in lines[1:]]
+        assert names == ["local-eu-gpu", "local-eu-cpu", "local-us-gpu"]
+        merged = yaml.safe_load((kubeconfigs / "kubeconfig").read_text())
+        assert [c["name"] for c in merged["contexts"]] == names
+        result = subprocess.run(
+            [
+                "kubectl",
+                "--kubeconfig",
+                str(kubeconfigs / "kubeconfig"),
+                "--context",
+                "local-us-gpu",
+                "get",
+                "nodes",
+                "-o",
+                "name",
+            ],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.stdout.split() == ["node/us-cpu-1", "node/us-gpu-h100-1"], result.stderr
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+
+
+def test_podgate_sim_rejects_a_bad_config_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("clusters:\n  - name: x\n    sim:\n      nodes: [{labels: {}}]\n")
+    result = subprocess.run(
+        ["podgate", "sim", "--config", str(bad)], env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "clusters[0] x.sim.nodes[0]: a node needs a name" in result.stderr
