@@ -37,7 +37,11 @@ def _checked_json(text: str, *, mode: str) -> str | None:
 
 
 def from_termination_message(message: str | None) -> str | None:
-    """Mode auto: the main container's `state.terminated.message`."""
+    """Mode auto: the main container's `state.terminated.message`.
+
+    Only for a container that exited 0: when a container fails to start or crashes, the runtime's error
+    text takes the place of the termination message, and the failure (not an XCom error) is the result.
+    """
     if message is None:
         return None
     size = len(message.encode())
@@ -50,10 +54,12 @@ def from_termination_message(message: str | None) -> str | None:
 
 
 def from_pod_status(pod_status: Mapping[str, Any], container: str) -> str | None:
-    """Mode auto, from a raw Pod `status`: the named container's termination message."""
+    """Mode auto, from a raw Pod `status`: the named container's result, None unless it exited 0."""
     for status in pod_status.get("containerStatuses") or ():
         if status.get("name") == container:
             terminated = (status.get("state") or {}).get("terminated") or {}
+            if terminated.get("exitCode") != 0:
+                return None
             message = terminated.get("message")
             return from_termination_message(message if isinstance(message, str) else None)
     return None

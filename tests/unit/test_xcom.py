@@ -62,8 +62,8 @@ def status(*containers: dict[str, Any]) -> dict[str, Any]:
     return {"phase": "Succeeded", "containerStatuses": list(containers)}
 
 
-def terminated(name: str, message: Any = None) -> dict[str, Any]:
-    term: dict[str, Any] = {"exitCode": 0, "reason": "Completed"}
+def terminated(name: str, message: Any = None, exit_code: int = 0) -> dict[str, Any]:
+    term: dict[str, Any] = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}
     if message is not None:
         term["message"] = message
     return {"name": name, "state": {"terminated": term}}
@@ -79,6 +79,9 @@ def terminated(name: str, message: Any = None) -> dict[str, Any]:
         (status({"name": "main", "state": {"running": {}}}), None),
         ({}, None),
         (status(terminated("main", 42)), None),
+        # a failed container's message is the runtime's error text, never an XCom result
+        (status(terminated("main", 'exec: "python": executable file not found in $PATH', exit_code=128)), None),
+        (status(terminated("main", '{"partial": 1}', exit_code=1)), None),
     ],
 )
 def test_auto_mode_from_pod_status(pod_status: dict[str, Any], expected: str | None) -> None:
