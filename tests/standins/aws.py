@@ -50,12 +50,13 @@ class AwsStandin:
         )
 
     def create_eks_cluster(self, name: str, region: str, *, server: str, ca_pem: bytes) -> None:
-        eks = self.client("eks", region)
-        eks.create_cluster(  # type: ignore[attr-defined]
-            name=name,
-            roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks-service",
-            resourcesVpcConfig={"subnetIds": ["subnet-1"]},
-        )
+        """Creates the cluster through the EKS API (once per name), then points it at `server`."""
+        if name not in eks_backends[ACCOUNT][region].clusters:
+            self.client("eks", region).create_cluster(  # type: ignore[attr-defined]
+                name=name,
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks-service",
+                resourcesVpcConfig={"subnetIds": ["subnet-1"]},
+            )
         record = eks_backends[ACCOUNT][region].clusters[name]
         record.endpoint = server
         record.certificate_authority = {"data": base64.b64encode(ca_pem).decode()}
