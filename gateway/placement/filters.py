@@ -95,7 +95,7 @@ PERMANENT: tuple[tuple[str, Check], ...] = (
     ("taint", _taints),
     ("namespace", _namespace),
 )
-UNAVAILABLE: tuple[tuple[str, Check], ...] = (("health", _health), ("cordoned", _cordoned))
+UNAVAILABLE: tuple[tuple[str, Check], ...] = (("cordoned", _cordoned), ("health", _health))
 
 
 def evaluate(s: ClusterSnapshot, p: Prepared, policy: PlacementPolicy) -> tuple[Rejection | None, NodeFit | None]:

@@ -240,6 +240,11 @@ def test_a_permanent_mismatch_outranks_a_transient_one(snapshot: ClusterSnapshot
     assert not decision.may_fit_later
 
 
+def test_cordon_is_reported_before_health() -> None:
+    decision = place(request(), (cluster("a", cordoned=True, health=Health.UNREACHABLE),))
+    assert decision.verdicts[0].reason == "cluster is cordoned"
+
+
 def test_region_is_never_violated_even_when_it_alone_has_capacity() -> None:
     clusters = (
         cluster("eu-full", "eu-west-1", nodes=(node(gpus=2, used=1.0),)),
