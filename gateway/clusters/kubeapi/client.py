@@ -205,7 +205,8 @@ class ClusterClient:
                     autoping=True,
                 )
             except aiohttp.WSServerHandshakeError as e:
-                raise error_for(e.status, e.message, cluster=self.name, call=request.call) from e
+                message = f"WebSocket upgrade refused ({e.message})"
+                raise error_for(e.status, message, cluster=self.name, call=request.call) from e
             except (aiohttp.ClientError, TimeoutError) as e:
                 raise unreachable(self.name, request.call, e, maybe_sent=not _never_connected(e)) from e
 
