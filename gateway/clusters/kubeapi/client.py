@@ -114,7 +114,7 @@ class ClusterClient:
             return self._session
 
     async def _headers(self, request: Request, *, force_refresh: bool) -> dict[str, str]:
-        headers = dict(request.headers)
+        headers = _SecretHeaders(request.headers)
         token = await self._provider.token(force_refresh=force_refresh)
         if token is not None:
             headers["Authorization"] = f"Bearer {token.value}"
@@ -436,6 +436,13 @@ class ClusterClient:
         finally:
             await ws.close()
         return collector.result()
+
+
+class _SecretHeaders(dict[str, str]):
+    """Request headers whose repr (tracebacks, debuggers) never shows the Authorization value."""
+
+    def __repr__(self) -> str:
+        return repr({k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.items()})
 
 
 def _never_connected(exc: BaseException) -> bool:
