@@ -14,6 +14,8 @@ from gateway.placement.scoring import PlacementPolicy, score_cluster
 
 DEFAULT_POLICY = PlacementPolicy()
 _LIST_ALL_UP_TO = 5
+MAX_VIOLATIONS = 10
+MAX_VIOLATION_CHARS = 300
 _ORDER = {Verdict.ELIGIBLE: 0, Verdict.NO_CAPACITY: 1, Verdict.REJECTED: 2}
 
 
@@ -114,10 +116,31 @@ def place(
     return PlacementDecision(verdicts=verdicts, cluster=best.cluster, region=best.region, reason=reason)
 
 
-def unsatisfiable_violations(decision: PlacementDecision) -> list[PreconditionViolation]:
-    """One PLACEMENT violation per cluster that was not eligible, for a FAILED_PRECONDITION status."""
-    return [
-        PreconditionViolation(type="PLACEMENT", subject=v.cluster, description=v.reason)
-        for v in decision.verdicts
-        if v.verdict is not Verdict.ELIGIBLE
+def unsatisfiable_violations(
+    decision: PlacementDecision, *, limit: int = MAX_VIOLATIONS, max_chars: int = MAX_VIOLATION_CHARS
+) -> list[PreconditionViolation]:
+    """One PLACEMENT violation per cluster that was not eligible, for a FAILED_PRECONDITION status.
+
+    Bounded: status details travel in gRPC trailers, which clients refuse beyond 8 KiB by default. Past
+    `limit` clusters one last violation counts the rest; ExplainPlacement shows the full table.
+    """
+    failed = [v for v in decision.verdicts if v.verdict is not Verdict.ELIGIBLE]
+    out = [
+        PreconditionViolation(type="PLACEMENT", subject=v.cluster, description=_clip(v.reason, max_chars))
+        for v in failed[:limit]
     ]
+    if len(failed) > limit:
+        rest = Counter(v.verdict.value for v in failed[limit:])
+        counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(rest.items()))
+        out.append(
+            PreconditionViolation(
+                type="PLACEMENT",
+                subject=f"{len(failed) - limit} more clusters",
+                description=f"{counts}; ExplainPlacement lists every cluster with its reason",
+            )
+        )
+    return out
+
+
+def _clip(text: str, max_chars: int) -> str:
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."

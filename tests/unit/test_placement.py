@@ -274,6 +274,27 @@ def test_no_fit_ever_lists_each_cluster_as_a_precondition_violation() -> None:
     assert [v.subject for v in unsatisfiable_violations(decision)] == ["local-eu-cpu", "local-eu-gpu", "local-us-gpu"]
 
 
+def test_violations_stay_small_enough_for_grpc_trailers() -> None:
+    clusters = tuple(cluster(f"us-{i:04}", "us-east-1") for i in range(1000)) + tuple(
+        cluster(f"eu-{i}", running_pods=1, max_concurrent_pods=1) for i in range(2)
+    )
+    decision = place(request(regions=frozenset({"eu-west-1"})), clusters)
+    violations = unsatisfiable_violations(decision)
+    assert [v.subject for v in violations] == ["eu-0", "eu-1", *(f"us-{i:04}" for i in range(8)), "992 more clusters"]
+    assert violations[-1].description == "992 rejected; ExplainPlacement lists every cluster with its reason"
+    assert sum(len(v.subject) + len(v.description) for v in violations) < 4096
+    assert len(decision.reason) < 400
+
+
+def test_long_reasons_are_clipped_in_violations() -> None:
+    nodes = tuple(node(f"node-with-a-rather-long-name-{i}") for i in range(5))
+    decision = place(request(gpus=1), (cluster("a", nodes=nodes),))
+    [violation] = unsatisfiable_violations(decision, max_chars=120)
+    assert len(violation.description) == 120
+    assert violation.description.endswith("...")
+    assert decision.verdicts[0].reason.startswith(violation.description[:-3])
+
+
 def test_violations_leave_out_eligible_clusters() -> None:
     decision = place(request(regions=frozenset({"eu-west-1"})), LOCAL)
     assert [v.subject for v in unsatisfiable_violations(decision)] == ["local-eu-cpu", "local-us-gpu"]
