@@ -98,6 +98,8 @@ class ClusterClient:
     # --- the one outbound path ------------------------------------------------------------
 
     async def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is not None:
+            return self._session
         async with self._lock:
             if self._closed:
                 raise RuntimeError(f"client of cluster {self.name!r} is closed")
