@@ -74,6 +74,16 @@ class PodNeeds:
 # --- reading the manifest -----------------------------------------------------------------
 
 
+def _parse(raw: Any, field: str) -> Fraction:
+    try:
+        value = parse_quantity(raw)
+    except ValueError as e:
+        raise _invalid(field, str(e)) from None
+    if value < 0:
+        raise _invalid(field, f"must not be negative, got {raw!r}")
+    return value
+
+
 def _container_requests(container: Mapping[str, Any], path: str) -> dict[str, Fraction]:
     """Requests per resource; a resource with only a limit requests its limit (API server defaulting)."""
     resources = container.get("resources") or {}
@@ -82,15 +92,8 @@ def _container_requests(container: Mapping[str, Any], path: str) -> dict[str, Fr
     out: dict[str, Fraction] = {}
     for name in RESOURCES:
         where, raw = ("requests", requests[name]) if name in requests else ("limits", limits.get(name))
-        if raw is None:
-            continue
-        try:
-            value = parse_quantity(raw)
-        except ValueError as e:
-            raise _invalid(f"{path}.resources.{where}[{name}]", str(e)) from None
-        if value < 0:
-            raise _invalid(f"{path}.resources.{where}[{name}]", f"must not be negative, got {raw!r}")
-        out[name] = value
+        if raw is not None:
+            out[name] = _parse(raw, f"{path}.resources.{where}[{name}]")
     return out
 
 
@@ -125,7 +128,8 @@ def effective_requests(spec: Mapping[str, Any], field: str = "pod.pod_json") -> 
         else:
             peak = _max(peak, _add(sidecars, requests))
     total = _max(_add(app, sidecars), peak)
-    overhead = {k: parse_quantity(v) for k, v in (spec.get("overhead") or {}).items() if k in RESOURCES}
+    overhead = spec.get("overhead") or {}
+    overhead = {k: _parse(overhead[k], f"{field}.spec.overhead[{k}]") for k in RESOURCES if k in overhead}
     return _add(total, overhead)
 
 

@@ -154,6 +154,11 @@ def test_effective_requests(manifest: dict[str, Any], cpu: int, memory: int, gpu
         ),
         (pod(container(), nodeSelector={"a": 1}), "pod.pod_json.spec.nodeSelector", "values must be strings"),
         (
+            pod(container(), overhead={"cpu": "x"}),
+            "pod.pod_json.spec.overhead[cpu]",
+            "'x' is not a quantity",
+        ),
+        (
             pod(
                 container(),
                 affinity={
