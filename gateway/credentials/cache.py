@@ -44,7 +44,7 @@ class TokenCache:
         fetch: Fetch,
         *,
         refresh_margin: float = 300.0,
-        min_force_interval: float = 2.0,
+        min_force_interval: float = 1.0,
         failure_backoff: float = 1.0,
         clock: Clock = time.time,
     ) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.credentials.base import CredentialError
 from gateway.credentials.factory import build_provider
 from gateway.domain import CredentialsRef
@@ -134,5 +135,24 @@ async def test_key_for_unknown_account_is_refused_by_the_token_endpoint(google: 
     try:
         with pytest.raises(CredentialError, match="invalid_grant"):
             await provider.token()
+    finally:
+        await provider.close()
+
+
+async def test_revoked_token_is_refreshed_once_by_the_api_client(
+    google: GoogleStandin, gke_cluster: SimCluster, tmp_path: Path
+) -> None:
+    """Through the gateway's Kubernetes client: a 401 makes it force one refresh and retry."""
+    key = google.new_service_account(DISPATCHER, tmp_path / "sa.json")
+    provider = build_provider("gke-eu", gke_ref(google, keyFile=str(key)))
+    try:
+        async with ClusterClient(provider) as client:
+            assert (await client.get_version())["gitVersion"]
+            await asyncio.sleep(1.1)  # past the force-refresh debounce
+            google.revoke_all()
+            before = google.token_requests
+            pods = await asyncio.gather(*(client.list_pods("default") for _ in range(20)))
+            assert all(len(p.items) == 0 for p in pods)
+            assert google.token_requests == before + 1
     finally:
         await provider.close()

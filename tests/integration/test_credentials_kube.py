@@ -87,7 +87,7 @@ async def test_rotated_static_token_is_picked_up_after_a_401(cluster: SimCluster
         assert await list_pods(provider) == 200
         path.write_text(yaml.safe_dump(cluster.kubeconfig(token="new-token")))
         cluster.add_static_token("new-token", "bob", MASTERS)
-        await asyncio.sleep(2.1)  # past the force-refresh debounce
+        await asyncio.sleep(1.1)  # past the force-refresh debounce
         assert await list_pods(provider, force_refresh=True) == 200
         assert (await provider.token()).value == "new-token"
     finally:

@@ -85,6 +85,10 @@ class GoogleStandin:
             "masterAuth": {"clusterCaCertificate": base64.b64encode(ca_pem).decode()},
         }
 
+    def revoke_all(self) -> None:
+        """Every access token issued so far stops working (as when a key is disabled and re-enabled)."""
+        self._tokens.clear()
+
     def token_owner(self, token: str) -> str | None:
         """The service account an unexpired access token was issued to."""
         issued = self._tokens.get(token)
