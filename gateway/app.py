@@ -64,6 +64,7 @@ class Gateway:
         return self.running.port
 
     async def stop(self) -> None:
+        self.dispatcher.drain()
         await self.running.stop()
         await self.dispatcher.close()
         await self.journal.close()

@@ -41,6 +41,7 @@ class Dispatcher:
         self._attached: dict[str, int] = {}
         self._grace_timers: dict[str, asyncio.Task[None]] = {}
         self._gc: asyncio.Task[None] | None = None
+        self._closing = False
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -52,8 +53,13 @@ class Dispatcher:
         self._gc = asyncio.create_task(self._collect_garbage_forever(), name="gc")
         return len(unfinished)
 
+    def drain(self) -> None:
+        """From now on, clients leaving do not start reattach timers: the gateway is going down."""
+        self._closing = True
+
     async def close(self) -> None:
         """Stops following pods (they keep running; a restarted gateway resumes them)."""
+        self._closing = True
         tasks = [t for _, t in self._runners.values()] + list(self._grace_timers.values())
         if self._gc is not None:
             tasks.append(self._gc)
@@ -169,7 +175,7 @@ class Dispatcher:
             self._attached[request_id] -= 1
             if not self._attached[request_id]:
                 del self._attached[request_id]
-                if request_id in self._runners:
+                if request_id in self._runners and not self._closing:
                     self._on_last_client_left(request)
 
     def _on_last_client_left(self, request: domain.PodRequest) -> None:

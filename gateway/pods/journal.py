@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from gateway import domain
+from gateway.pods.logs import LogPosition
 from gateway.store.base import Store
 from gateway.store.codec import from_data, to_data
 
@@ -112,6 +113,19 @@ class Journal:
             await self.flush(request_id)
         finally:
             self._flushers.pop(request_id, None)
+
+    async def log_positions(self, request_id: str) -> dict[str, LogPosition]:
+        """Where each container's log stands in the journal: a resumed follower continues right after it."""
+        positions: dict[str, LogPosition] = {}
+        after = 0
+        while page := await self._store.read_events(request_id, after, PAGE):
+            for seq, event in page:
+                after = seq
+                if event.kind is domain.JournalKind.LOG:
+                    line = decode(seq, event).item
+                    assert isinstance(line, domain.LogLine)
+                    positions.setdefault(line.container, LogPosition()).advance(line)
+        return positions
 
     def forget(self, request_id: str) -> None:
         """Drops in-memory state of a finished request (its journal stays in the store)."""

@@ -27,7 +27,7 @@ from gateway.clusters.registry import ClusterRuntime, PodTrack, Registry
 from gateway.placement import engine
 from gateway.pods import builder, status, xcom
 from gateway.pods.journal import Journal
-from gateway.pods.logs import LogFollower
+from gateway.pods.logs import LogFollower, LogPosition
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -232,6 +232,7 @@ class PodRunner:
         started = loop.time()
         phase = self.record.phase
         logs: dict[str, asyncio.Task[None]] = {}
+        positions = await self.journal.log_positions(self.request_id)
         await track.synced()
         if track.pod is None and phase in (domain.PodPhase.PENDING, domain.PodPhase.QUEUED):
             await self._recreate_if_missing(runtime)
@@ -261,7 +262,7 @@ class PodRunner:
                     await self.journal.append(
                         self.request_id, domain.PhaseChange(phase=phase, reason=view.reason, message=view.message)
                     )
-                self._start_logs(runtime, track, view, logs)
+                self._start_logs(runtime, track, logs, positions)
                 if view.finished or (self.request.xcom_mode is domain.XcomMode.SIDECAR and view.main_terminated):
                     await self._complete(runtime, track, view, logs)
                     return
@@ -287,7 +288,11 @@ class PodRunner:
         return main
 
     def _start_logs(
-        self, runtime: ClusterRuntime, track: PodTrack, view: status.PodView, logs: dict[str, asyncio.Task[None]]
+        self,
+        runtime: ClusterRuntime,
+        track: PodTrack,
+        logs: dict[str, asyncio.Task[None]],
+        positions: dict[str, LogPosition],
     ) -> None:
         for container in self._log_containers():
             if container in logs or not track.container_started(container):
@@ -299,6 +304,7 @@ class PodRunner:
                 container=container,
                 container_done=functools.partial(track.container_done, container),
                 wait_change=track.wait,
+                position=positions.get(container, LogPosition()),
             )
             logs[container] = asyncio.create_task(self._pump_logs(follower))
 
