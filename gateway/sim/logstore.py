@@ -72,6 +72,10 @@ class ContainerLog:
         if rest:
             self._partial[stream] = rest
 
+    def tail(self, count: int) -> list[bytes]:
+        """The last `count` complete lines (without timestamps)."""
+        return [line for _, line in list(self._lines)[-count:]]
+
     def line(self, text: str, ns: int | None = None) -> None:
         self.write(text.encode() + b"\n", ns=ns)
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 
 def child_processes() -> list[str]:
@@ -36,3 +39,11 @@ def child_processes() -> list[str]:
 
 def sim_mounts() -> list[str]:
     return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if "podgate-sim" in line]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_leaks() -> Iterator[None]:
+    """After the module: no process of ours is left and no simulator mount is visible."""
+    yield
+    assert child_processes() == []
+    assert sim_mounts() == []

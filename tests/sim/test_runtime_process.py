@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +12,9 @@ import pytest
 from gateway.sim.logstore import ContainerLog, LogOptions
 from gateway.sim.runtime.base import ContainerSpec, ExitStatus, Mount
 from gateway.sim.runtime.process import ProcessContainer, ProcessRuntime, ProcessSandbox
-from tests.sim.leaks import child_processes, sim_mounts
+from tests.sim.leaks import no_leaks as no_leaks
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _no_leaks() -> Iterator[None]:
-    yield
-    assert child_processes() == []
-    assert sim_mounts() == []
 
 
 @pytest.fixture

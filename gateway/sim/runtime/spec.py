@@ -1,0 +1,165 @@
+"""From a pod's container to what the runtime runs: command, environment, mounts (pure; lookups injected).
+
+Follows the kubelet: command/args with `$(VAR)` expansion, env values and `valueFrom` (fieldRef,
+secretKeyRef, configMapKeyRef), `envFrom`, and configMap/secret volumes as files. A reference that
+cannot be resolved is a `ContainerConfigError`, which the kubelet shows as CreateContainerConfigError.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gateway.sim.quantity import QuantityError, to_int
+from gateway.sim.runtime.base import Mount
+from gateway.sim.runtime.config import RuntimeConfig
+
+Obj = Mapping[str, Any]
+Lookup = Callable[[str, str, str], Obj | None]  # (resource, namespace, name) -> object or None
+_VARIABLE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+class ContainerConfigError(Exception):
+    """The container cannot be configured (missing secret, key, volume); the kubelet retries it."""
+
+
+def expand(text: str, env: Mapping[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion: known variables are replaced, unknown ones kept, $$ escapes."""
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return env.get(match.group(1), match.group(0))
+
+    return _VARIABLE.sub(replace, text)
+
+
+def argv(container: Obj, env: Mapping[str, str], config: RuntimeConfig) -> tuple[str, ...]:
+    command = [expand(c, env) for c in container.get("command") or []]
+    args = [expand(a, env) for a in container.get("args") or []]
+    if not command:
+        command = list(config.default_command(str(container.get("image", ""))))
+    return (*command, *args)
+
+
+def _field(pod: Obj, path: str, pod_ip: str, host_ip: str) -> str:
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    simple = {
+        "metadata.name": meta.get("name", ""),
+        "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""),
+        "spec.nodeName": spec.get("nodeName", ""),
+        "spec.serviceAccountName": spec.get("serviceAccountName", ""),
+        "status.podIP": pod_ip,
+        "status.podIPs": pod_ip,
+        "status.hostIP": host_ip,
+        "status.hostIPs": host_ip,
+    }
+    if path in simple:
+        return str(simple[path])
+    match = re.fullmatch(r"metadata\.(labels|annotations)\['([^']*)'\]", path)
+    if match:
+        return str((meta.get(match.group(1)) or {}).get(match.group(2), ""))
+    raise ContainerConfigError(f"unsupported fieldRef {path!r}")
+
+
+def _data(obj: Obj, kind: str) -> dict[str, str]:
+    values = {k: str(v) for k, v in (obj.get("stringData") or {}).items()}
+    for key, value in (obj.get("data") or {}).items():
+        values.setdefault(key, base64.b64decode(value).decode() if kind == "Secret" else str(value))
+    return values
+
+
+def _source(lookup: Lookup, kind: str, namespace: str, name: str, optional: bool) -> dict[str, str] | None:
+    obj = lookup("secrets" if kind == "Secret" else "configmaps", namespace, name)
+    if obj is None:
+        if optional:
+            return None
+        raise ContainerConfigError(f'{kind.lower()} "{name}" not found')
+    return _data(obj, kind)
+
+
+def _key_ref(ref: Obj, kind: str, namespace: str, lookup: Lookup) -> str | None:
+    values = _source(lookup, kind, namespace, ref.get("name", ""), bool(ref.get("optional")))
+    if values is None:
+        return None
+    key = ref.get("key", "")
+    if key not in values:
+        if ref.get("optional"):
+            return None
+        raise ContainerConfigError(f"couldn't find key {key} in {kind} {namespace}/{ref.get('name', '')}")
+    return values[key]
+
+
+def environment(
+    pod: Obj, container: Obj, lookup: Lookup, pod_ip: str, host_ip: str, config: RuntimeConfig
+) -> dict[str, str]:
+    """The container's environment, as the kubelet builds it (PATH and HOSTNAME first, as an image would)."""
+    namespace = (pod.get("metadata") or {}).get("namespace", "")
+    env = {"PATH": config.path, "HOSTNAME": (pod.get("metadata") or {}).get("name", "")}
+    for source in container.get("envFrom") or []:
+        for kind, ref in (("ConfigMap", source.get("configMapRef")), ("Secret", source.get("secretRef"))):
+            if ref:
+                values = _source(lookup, kind, namespace, ref.get("name", ""), bool(ref.get("optional")))
+                env.update({source.get("prefix", "") + k: v for k, v in (values or {}).items()})
+    for item in container.get("env") or []:
+        value: str | None
+        source = item.get("valueFrom")
+        if not source:
+            value = expand(str(item.get("value", "")), env)
+        elif "fieldRef" in source:
+            value = _field(pod, source["fieldRef"].get("fieldPath", ""), pod_ip, host_ip)
+        elif "secretKeyRef" in source:
+            value = _key_ref(source["secretKeyRef"], "Secret", namespace, lookup)
+        elif "configMapKeyRef" in source:
+            value = _key_ref(source["configMapKeyRef"], "ConfigMap", namespace, lookup)
+        else:
+            raise ContainerConfigError(f"env {item.get('name')}: unsupported valueFrom {sorted(source)}")
+        if value is not None:
+            env[item["name"]] = value
+    return env
+
+
+def memory_limit(container: Obj) -> int | None:
+    limit = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    try:
+        return to_int(limit) if limit is not None else None
+    except QuantityError as e:
+        raise ContainerConfigError(str(e)) from e
+
+
+def volume_files(pod: Obj, lookup: Lookup) -> dict[str, dict[str, str]]:
+    """Files of the configMap and secret volumes, per volume name (items/paths honoured)."""
+    namespace = (pod.get("metadata") or {}).get("namespace", "")
+    files: dict[str, dict[str, str]] = {}
+    for volume in (pod.get("spec") or {}).get("volumes") or []:
+        for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
+            ref = volume.get(key)
+            if ref is None:
+                continue
+            name = ref.get("name" if kind == "ConfigMap" else "secretName", "")
+            values = _source(lookup, kind, namespace, name, bool(ref.get("optional"))) or {}
+            items = ref.get("items")
+            files[volume["name"]] = (
+                {i["path"]: values[i["key"]] for i in items if i.get("key") in values} if items else values
+            )
+    return files
+
+
+def mounts(pod: Obj, container: Obj, volume_dirs: Mapping[str, str], termination_file: str) -> tuple[Mount, ...]:
+    """The container's volumeMounts on the pod's volume directories, plus its termination-message file."""
+    volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+    result = []
+    for mount in container.get("volumeMounts") or []:
+        name = mount.get("name", "")
+        volume = volumes.get(name)
+        if volume is None:
+            raise ContainerConfigError(f"volume {name!r} is mounted but not defined in the pod")
+        source = volume["hostPath"]["path"] if "hostPath" in volume else volume_dirs[name]
+        if mount.get("subPath"):
+            source = f"{source.rstrip('/')}/{mount['subPath']}"
+        result.append(Mount(source, mount["mountPath"], bool(mount.get("readOnly"))))
+    result.append(Mount(termination_file, container.get("terminationMessagePath") or "/dev/termination-log"))
+    return tuple(result)

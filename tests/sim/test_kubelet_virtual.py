@@ -1,0 +1,87 @@
+"""The virtual runtime: pods driven by annotations, no process, thousands at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.sim.kubelet import Kubelet
+from gateway.sim.store import ObjectStore
+from tests.sim.kubelet_fixtures import events, node, phase, pod, read_logs, start, wait_gone, wait_pod, waiting_reason
+from tests.sim.leaks import no_leaks as no_leaks
+
+
+@pytest.fixture
+async def store() -> ObjectStore:
+    return ObjectStore()
+
+
+@pytest.fixture
+async def kubelet(store: ObjectStore) -> AsyncIterator[Kubelet]:
+    async for _, k in start(store, [node("v-1", "virtual"), node("v-2", "virtual")]):
+        yield k
+
+
+def virtual(name: str, restart: str = "Never", **annotations: str) -> dict:
+    keyed = {f"sim.podgate.io/{k.replace('_', '-')}": v for k, v in annotations.items()}
+    return pod(name, {"name": "main", "image": "python:3.12"}, restartPolicy=restart, annotations=keyed)
+
+
+async def test_annotations_drive_logs_exit_code_and_termination_message(store: ObjectStore, kubelet: Kubelet) -> None:
+    store.create("pods", virtual("ok", log_lines="one\ntwo", termination_message='{"x": 1}', duration="0.05"))
+    store.create("pods", virtual("bad", exit_code="3"))
+    ok = await wait_pod(store, "ok", phase("Succeeded"))
+    terminated = ok["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"], terminated["message"]) == (0, "Completed", '{"x": 1}')
+    assert await read_logs(kubelet, "ok", "main") == "one\ntwo\n"
+    bad = await wait_pod(store, "bad", phase("Failed"))
+    assert bad["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Error"
+    assert [r for _, r, _ in events(store, "ok")] == ["Scheduled", "Pulled", "Created", "Started"]
+
+
+async def test_exec_emulates_cat_of_xcom_while_running(store: ObjectStore, kubelet: Kubelet) -> None:
+    store.create("pods", virtual("xcom", duration="30", xcom='{"rows": 1}'))
+    await wait_pod(store, "xcom", phase("Running"))
+    process = await kubelet.exec("default", "xcom", "main", ["sh", "-c", "cat /airflow/xcom/return.json"], False, False)
+    assert json.loads(b"".join([c async for c in process.stdout])) == {"rows": 1} and await process.wait() == 0
+    other = await kubelet.exec("default", "xcom", "main", ["ls", "/"], False, False)
+    assert await other.wait() == 126 and b"runs no process" in b"".join([c async for c in other.stderr])
+    store.delete("pods", "default", "xcom")
+    await wait_gone(store, "xcom")
+
+
+async def test_restart_policy_deadline_and_missing_image(store: ObjectStore, kubelet: Kubelet) -> None:
+    store.create("pods", virtual("loop", restart="OnFailure", exit_code="1"))
+    looping = await wait_pod(
+        store, "loop", lambda p: p["status"].get("containerStatuses", [{}])[0].get("restartCount", 0) >= 2
+    )
+    assert looping["status"]["phase"] == "Running"
+    deadline = virtual("late", duration="30")
+    deadline["spec"]["activeDeadlineSeconds"] = 1
+    store.create("pods", deadline)
+    assert (await wait_pod(store, "late", phase("Failed")))["status"]["reason"] == "DeadlineExceeded"
+    missing = pod("nopull", {"name": "main", "image": "ghcr.io/acme/missing:2"})
+    store.create("pods", missing)
+    await wait_pod(store, "nopull", lambda p: waiting_reason(p) == "ImagePullBackOff")
+
+
+async def test_thousand_pods_complete_and_every_transition_is_watched(store: ObjectStore, kubelet: Kubelet) -> None:
+    watch = store.watch("pods", "default")
+    for i in range(1000):
+        store.create("pods", virtual(f"p{i}", duration="0.01"))
+    phases: dict[str, list[str]] = {}
+    async with asyncio.timeout(30):
+        async for _, obj in watch:
+            seen = phases.setdefault(obj["metadata"]["name"], [])
+            current = obj.get("status", {}).get("phase")
+            if not seen or seen[-1] != current:
+                seen.append(current)
+            if sum(1 for p in phases.values() if p[-1] == "Succeeded") == 1000:
+                break
+    watch.close()
+    assert {tuple(p) for p in phases.values()} == {("Pending", "Running", "Succeeded")}
+    nodes = {store.get("pods", "default", f"p{i}")["spec"]["nodeName"] for i in range(1000)}
+    assert nodes == {"v-1", "v-2"}
