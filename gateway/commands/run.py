@@ -42,7 +42,9 @@ def _exit_code(result: t.PodResult) -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    command = [c for c in args.command_ if c != "--"] if args.command_ else []
+    command = list(args.command_ or [])
+    if command[:1] == ["--"]:
+        command = command[1:]
     request = spec_request(args, command)
     progress = Progress()
     async with GatewayClient(channel(args)) as client:

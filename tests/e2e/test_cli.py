@@ -1,0 +1,161 @@
+"""The CLI against `podgate serve` (what `make run` starts), all as real processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, ROOT, clean_env
+
+XCOM = 'print(42); open("/airflow/xcom/return.json","w").write("{\\"v\\": 42}")'
+
+
+@pytest.fixture(scope="module")
+def gateway_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    state = tmp_path_factory.mktemp("state")
+    proc = subprocess.Popen(
+        [str(BIN / "podgate"), "serve", "--listen", "127.0.0.1:0", "--state-dir", str(state)],
+        cwd=ROOT,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        match = None
+        while match is None:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read() if proc.stderr else "gateway exited"
+            match = re.search(r"serving on (127\.0\.0\.1:\d+)", line)
+        yield match.group(1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def podgate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "podgate"), *args], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=120
+    )
+
+
+def test_run_lands_on_the_eu_gpu_cluster_prints_logs_and_writes_xcom(gateway_address: str, tmp_path: Path) -> None:
+    out = tmp_path / "xcom.json"
+    done = podgate(
+        "run",
+        "--gateway",
+        gateway_address,
+        "--region",
+        "eu-west-1",
+        "--gpus",
+        "1",
+        "--xcom-out",
+        str(out),
+        "--image",
+        "python:3.12",
+        "--",
+        "python",
+        "-c",
+        XCOM,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["42"]
+    assert "placed on local-eu-gpu (eu-west-1)" in done.stderr
+    assert json.loads(out.read_text()) == {"v": 42}
+
+
+def test_run_exits_with_the_pod_exit_code(gateway_address: str) -> None:
+    done = podgate(
+        "run",
+        "--gateway",
+        gateway_address,
+        "--image",
+        "python:3.12",
+        "--",
+        "python",
+        "-c",
+        "import sys; print('failing'); sys.exit(7)",
+    )
+    assert done.returncode == 7
+    assert done.stdout.splitlines() == ["failing"]
+    assert "Failed" in done.stderr
+
+
+def test_run_with_an_impossible_placement_explains_and_fails(gateway_address: str) -> None:
+    done = podgate(
+        "run",
+        "--gateway",
+        gateway_address,
+        "--region",
+        "eu-central-1",
+        "--gpus",
+        "1",
+        "--image",
+        "python:3.12",
+        "--",
+        "python",
+        "-c",
+        "print(1)",
+    )
+    assert done.returncode == 2
+    assert "local-eu-cpu" in done.stderr and "region" in done.stderr
+
+
+def test_run_passes_env(gateway_address: str) -> None:
+    done = podgate(
+        "run",
+        "--gateway",
+        gateway_address,
+        "--env",
+        "GREETING=hej",
+        "--image",
+        "python:3.12",
+        "--",
+        "python",
+        "-c",
+        "import os; print(os.environ['GREETING'])",
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "hej")
+
+
+def test_explain_shows_every_cluster_with_verdict_and_reason(gateway_address: str) -> None:
+    done = podgate("explain", "--gateway", gateway_address, "--region", "eu-west-1", "--gpus", "1")
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[1] if line.startswith("*") else line.split()[0]: line for line in done.stdout.splitlines()[2:]}
+    assert set(rows) == {"local-eu-gpu", "local-eu-cpu", "local-us-gpu"}
+    assert rows["local-eu-gpu"].startswith("* ") and "eligible" in rows["local-eu-gpu"].lower()
+    assert "rejected" in rows["local-us-gpu"].lower() and "eu-west-1" in rows["local-us-gpu"]
+
+
+def test_clusters_list_shows_health_and_free_gpus(gateway_address: str) -> None:
+    done = podgate("clusters", "list", "--gateway", gateway_address)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line for line in done.stdout.splitlines()[1:]}
+    assert set(lines) == {"local-eu-gpu", "local-eu-cpu", "local-us-gpu"}
+    assert "Healthy" in lines["local-eu-gpu"] and "NVIDIA-A100-SXM4-40GB:2" in lines["local-eu-gpu"]
+
+
+def test_cordon_and_uncordon_from_the_cli(gateway_address: str) -> None:
+    assert podgate("clusters", "cordon", "--gateway", gateway_address, "local-us-gpu").returncode == 0
+    listed = podgate("clusters", "list", "--gateway", gateway_address).stdout
+    assert "(cordoned)" in next(line for line in listed.splitlines() if line.startswith("local-us-gpu"))
+    assert podgate("clusters", "uncordon", "--gateway", gateway_address, "local-us-gpu").returncode == 0
+    listed = podgate("clusters", "list", "--gateway", gateway_address).stdout
+    assert "(cordoned)" not in next(line for line in listed.splitlines() if line.startswith("local-us-gpu"))
+
+
+def test_unreachable_gateway_is_a_clear_error() -> None:
+    done = podgate("clusters", "list", "--gateway", "127.0.0.1:1")
+    assert done.returncode == 2
+    assert "podgate clusters list:" in done.stderr
