@@ -4,14 +4,27 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Airflow runs in its own venv: the worker-side install (podgate[airflow]) is tested apart from the server's.
+AF_VENV ?= .venv-airflow
+AF_BIN := $(AF_VENV)/bin
+AF_STAMP := $(AF_VENV)/.installed
+AIRFLOW_VERSION := 3.3.2
+AIRFLOW_PYTEST_ARGS ?=
 
-.PHONY: run test lint proto proto-check install clean bench
+.PHONY: run test lint proto proto-check install clean bench test-airflow
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+$(AF_STAMP): pyproject.toml constraints.txt constraints-airflow.txt
+	test -x $(AF_BIN)/python || $(PYTHON) -m venv $(AF_VENV)
+	$(AF_BIN)/python -m pip install --quiet --upgrade pip
+	$(AF_BIN)/python -m pip install --quiet -c constraints.txt -c constraints-airflow.txt -e '.[airflow]' \
+		'apache-airflow==$(AIRFLOW_VERSION)' pytest pytest-asyncio pytest-timeout types-protobuf
 	touch $@
 
 install: $(STAMP)
@@ -32,9 +45,16 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(MAKE) --no-print-directory test-airflow
+
+# tests/airflow in real Airflow; the gateway and simulator they start run from the main .venv.
+test-airflow: $(STAMP) $(AF_STAMP)
+	$(AF_BIN)/python -m pip check
+	$(BIN)/mypy --python-executable $(AF_BIN)/python -p gateway.airflow
+	PODGATE_MAIN_VENV=$(abspath $(VENV)) PODGATE_REQUIRE_AIRFLOW=1 $(AF_BIN)/python -m pytest --confcutdir=tests/airflow tests/airflow $(AIRFLOW_PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .podgate .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AF_VENV) .podgate .pytest_cache .mypy_cache .ruff_cache

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-import secrets
-import string
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +18,6 @@ from gateway.airflow.pod_merge import Obj, compact, reconcile_pods
 
 POD_NAME_MAX_LENGTH = 63
 MAX_LABEL_LEN = 63
-_ALNUM = string.ascii_lowercase + string.digits
 _KEY_RE = re.compile(r"^[\w.-]+$")
 LEGACY_RESOURCES = {
     "request_memory": ("requests", "memory"),
@@ -50,7 +47,6 @@ class PodArgs:
     task_id: str
     image: str | None = None
     name: str | None = None
-    random_name_suffix: bool = True
     namespace: str | None = None
     cmds: Sequence[str] = ()
     arguments: Sequence[str] = ()
@@ -95,15 +91,6 @@ class PodArgs:
 # --- names and labels ---------------------------------------------------------------------------
 
 
-def random_suffix(length: int = 8) -> str:
-    return "".join(secrets.choice(_ALNUM) for _ in range(length))
-
-
-def add_unique_suffix(name: str, suffix: str, max_len: int = POD_NAME_MAX_LENGTH) -> str:
-    tail = "-" + suffix
-    return name[: max_len - len(tail)].strip("-.") + tail
-
-
 def slugify(text: str) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
@@ -118,11 +105,10 @@ def normalize_name(name: str | None) -> str | None:
     return re.sub(r"[^a-z0-9-]+", "-", name.lower())
 
 
-def pod_name(given: str | None, task_id: str, random_name_suffix: bool, suffix: Callable[[], str]) -> str:
-    if not given:
-        base = slugify(task_id)[:POD_NAME_MAX_LENGTH].strip(".-")
-        return add_unique_suffix(base, suffix()) if random_name_suffix else base
-    return add_unique_suffix(given, suffix()) if random_name_suffix else given
+def pod_name(given: str | None, task_id: str) -> str:
+    """The name's base: the given name, else the task id made DNS-safe. The gateway appends the random
+    suffix that makes it unique (as random_name_suffix=True does in KPO), and truncates to 63 characters."""
+    return given or slugify(task_id)[:POD_NAME_MAX_LENGTH].strip(".-") or "pod"
 
 
 def safe_label_value(value: str) -> str:
@@ -307,7 +293,6 @@ def build_pod(
     *,
     include_try_number: bool = True,
     default_namespace: str = "default",
-    suffix: Callable[[], str] = random_suffix,
 ) -> Obj:
     """The Pod manifest KubernetesPodOperator would create (less the XCom sidecar: the gateway adds it)."""
     pod = reconcile_pods(base_pod(a), operator_pod(a))
@@ -317,7 +302,7 @@ def build_pod(
         raise ValueError("the pod has no container: give an image, or a full_pod_spec / pod template with one")
     if not spec["containers"][0].get("image"):
         raise ValueError("the base container has no image: set image= (or the template's first container image)")
-    metadata["name"] = pod_name(metadata.get("name"), a.task_id, a.random_name_suffix, suffix)
+    metadata["name"] = pod_name(metadata.get("name"), a.task_id)
     metadata["namespace"] = metadata.get("namespace") or default_namespace
     pod = attach_secrets(pod, a.secrets)
     labels = metadata.get("labels") or {}

@@ -25,7 +25,7 @@ IDENTITY = TaskIdentity(dag_id="etl", task_id="load", run_id="manual__2026-01-01
 
 def build(**kw: Any) -> dict[str, Any]:
     args: dict[str, Any] = {"task_id": "load", "image": "python:3.12", **kw}
-    return build_pod(PodArgs(**args), IDENTITY, suffix=lambda: "abcd1234")
+    return build_pod(PodArgs(**args), IDENTITY)
 
 
 def base(pod: dict[str, Any]) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def test_unserialisable_values_name_where_they_are() -> None:
 def test_hello_world_pod() -> None:
     pod = build(cmds=["python", "-c"], arguments=["print(1)"])
     assert pod["apiVersion"] == "v1" and pod["kind"] == "Pod"
-    assert pod["metadata"]["name"] == "load-abcd1234"
+    assert pod["metadata"]["name"] == "load"
     assert pod["metadata"]["namespace"] == "default"
     assert pod["spec"]["restartPolicy"] == "Never"
     assert base(pod) == {
@@ -181,24 +181,16 @@ def test_task_labels_for_a_mapped_task_without_try_number() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "random_suffix", "expected"),
-    [
-        (None, True, "load-abcd1234"),
-        (None, False, "load"),
-        ("My_Pod.Name", True, "my-pod-name-abcd1234"),
-        ("hello", False, "hello"),
-        ("a" * 70, True, "a" * 54 + "-abcd1234"),
-    ],
+    ("name", "expected"),
+    [(None, "load"), ("My_Pod.Name", "my-pod-name"), ("hello", "hello")],
 )
-def test_pod_names(name: str | None, random_suffix: bool, expected: str) -> None:
-    pod = build(name=name, random_name_suffix=random_suffix)
-    assert pod["metadata"]["name"] == expected
-    assert len(pod["metadata"]["name"]) <= 63
+def test_pod_names_leave_the_unique_suffix_to_the_gateway(name: str | None, expected: str) -> None:
+    assert build(name=name)["metadata"]["name"] == expected
 
 
 def test_task_id_is_slugified_for_the_generated_name() -> None:
-    pod = build_pod(PodArgs(task_id="Group.My_Task", image="i"), None, suffix=lambda: "s" * 8)
-    assert pod["metadata"]["name"] == "group-my-task-ssssssss"
+    pod = build_pod(PodArgs(task_id="Group.My_Task", image="i"), None)
+    assert pod["metadata"]["name"] == "group-my-task"
 
 
 def test_invalid_name_is_rejected() -> None:
@@ -244,7 +236,7 @@ def test_full_pod_spec_merges_like_kpo() -> None:
     assert pod["spec"]["nodeSelector"] == {"pool": "b"}  # a set map replaces the template's whole
     assert pod["metadata"]["labels"]["a"] == "1" and pod["metadata"]["labels"]["team"] == "ops"
     assert pod["metadata"]["annotations"] == {"x": "1"}
-    assert pod["metadata"]["name"] == "from-spec-abcd1234"
+    assert pod["metadata"]["name"] == "from-spec"
 
 
 def test_template_dict_then_full_pod_spec_then_operator() -> None:
@@ -278,7 +270,7 @@ def test_template_dict_then_full_pod_spec_then_operator() -> None:
 def test_namespace_defaults_and_explicit() -> None:
     assert build()["metadata"]["namespace"] == "default"
     assert build(namespace="airflow")["metadata"]["namespace"] == "airflow"
-    pod = build_pod(PodArgs(task_id="t", image="i"), None, default_namespace="team-a", suffix=lambda: "x")
+    pod = build_pod(PodArgs(task_id="t", image="i"), None, default_namespace="team-a")
     assert pod["metadata"]["namespace"] == "team-a"
 
 
