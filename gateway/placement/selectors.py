@@ -113,16 +113,20 @@ class _Parser:
             return _requirement_at(key, Operator.EXISTS, (), key_token.pos)
         if op.kind in (_Kind.EQUALS, _Kind.NOT_EQUALS):
             self.i += 1
-            value = self.take(_Kind.WORD, _Kind.COMMA, _Kind.END, what="a label value")
-            if value.kind is not _Kind.WORD:
-                self.i -= 1  # `key=` means the empty value, as in kubectl
             operator = Operator.IN if op.kind is _Kind.EQUALS else Operator.NOT_IN
-            return _requirement_at(key, operator, (value.text if value.kind is _Kind.WORD else "",), op.pos)
+            return _requirement_at(key, operator, (self.exact_value(),), op.pos)
         if op.kind is _Kind.WORD and op.text in ("in", "notin"):
             self.i += 1
             operator = Operator.IN if op.text == "in" else Operator.NOT_IN
             return _requirement_at(key, operator, self.value_set(), op.pos)
         raise _SyntaxError(op.pos, f"expected '=', '!=', 'in' or 'notin' after label key {key!r}, found {op.text!r}")
+
+    def exact_value(self) -> str:
+        """The value after `=`/`!=`; `key=` means the empty value, as in kubectl."""
+        token = self.peek()
+        if token.kind in (_Kind.COMMA, _Kind.END):
+            return ""
+        return self.take(_Kind.WORD, what="a label value").text
 
     def key(self) -> str:
         return self.take(_Kind.WORD, what="a label key").text

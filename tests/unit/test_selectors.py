@@ -32,6 +32,8 @@ def req(key: str, op: Operator, *values: str) -> Requirement:
         ("tier==prod", (req("tier", Operator.IN, "prod"),)),
         ("region!=us", (req("region", Operator.NOT_IN, "us"),)),
         ("tier=", (req("tier", Operator.IN, ""),)),
+        ("tier=,x", (req("tier", Operator.IN, ""), req("x", Operator.EXISTS))),
+        ("tier!=", (req("tier", Operator.NOT_IN, ""),)),
         ("x", (req("x", Operator.EXISTS),)),
         ("!legacy", (req("legacy", Operator.DOES_NOT_EXIST),)),
         ("! legacy", (req("legacy", Operator.DOES_NOT_EXIST),)),
@@ -82,6 +84,7 @@ def test_parse_valid(text: str, expected: tuple[Requirement, ...]) -> None:
         ("k" * 64 + "=v", "name must be at most 63 characters (got 64)"),
         ("tier in (ok,bad$)", "label value 'bad$'"),
         ("(", "expected a label key, found '('"),
+        ("tier!=(a)", "expected a label value, found '('"),
     ],
 )
 def test_parse_errors_name_position_and_field(text: str, fragment: str) -> None:
