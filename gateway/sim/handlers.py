@@ -95,7 +95,7 @@ def create(store: ObjectStore, info: RequestInfo, body: Any, request: web.Reques
         _admit_pod(store, obj)
     if _dry_run(request):
         return 201, obj
-    created = store.create(info.resource, obj)
+    created = store.create(info.resource, obj, adopt=True)
     if info.resource == "namespaces":
         ensure_default_account(store, created["metadata"]["name"])
     return 201, created
@@ -131,7 +131,7 @@ def _store_update(store: ObjectStore, info: RequestInfo, current: Obj, new: Obj,
     validate_update(info.resource, current, new)
     if _dry_run(request):
         return new
-    return store.update(info.resource, new)
+    return store.update(info.resource, new, adopt=True)
 
 
 def update(store: ObjectStore, info: RequestInfo, body: Any, request: web.Request) -> tuple[int, Obj]:

@@ -217,10 +217,11 @@ class ObjectStore:
 
     # --- writing -----------------------------------------------------------------------------------
 
-    def create(self, resource: str, obj: Obj) -> Obj:
+    def create(self, resource: str, obj: Obj, *, adopt: bool = False) -> Obj:
         """Stores a new object: fills uid, creationTimestamp, resourceVersion, generation (and a name
-        from metadata.generateName). Raises AlreadyExists."""
-        new: Obj = copy_obj(obj)
+        from metadata.generateName). Raises AlreadyExists. With `adopt`, `obj` itself is stored and
+        returned (the caller hands it over and must not change it again: the API server's fast path)."""
+        new: Obj = obj if adopt else copy_obj(obj)
         meta = new.setdefault("metadata", {})
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
@@ -237,11 +238,11 @@ class ObjectStore:
         meta["resourceVersion"] = self._next_rv()
         bucket[key] = new
         self._emit(resource, "ADDED", new, None)
-        return copy_obj(new)  # type: ignore[no-any-return]
+        return new if adopt else copy_obj(new)
 
-    def update(self, resource: str, obj: Obj) -> Obj:
+    def update(self, resource: str, obj: Obj, *, adopt: bool = False) -> Obj:
         """Replaces an object (optimistic concurrency on metadata.resourceVersion when given: Conflict).
-        uid, creationTimestamp and deletionTimestamp are kept from the stored object."""
+        uid, creationTimestamp and deletionTimestamp are kept from the stored object. `adopt` as in create."""
         meta = obj.get("metadata", {})
         namespace = "" if resource in CLUSTER_SCOPED else meta.get("namespace", "")
         name = meta.get("name", "")
@@ -249,7 +250,7 @@ class ObjectStore:
         given = meta.get("resourceVersion")
         if given and given != current["metadata"]["resourceVersion"]:
             raise Conflict(resource, name)
-        return self._replace(resource, current, copy_obj(obj))
+        return self._replace(resource, current, obj if adopt else copy_obj(obj), adopt=adopt)
 
     def mutate(self, resource: str, namespace: str, name: str, fn: Callable[[Obj], None]) -> Obj:
         """Read-modify-write: `fn` changes a copy in place; the copy is stored with a new version."""
@@ -349,7 +350,7 @@ class ObjectStore:
         self._rv += 1
         return str(self._rv)
 
-    def _replace(self, resource: str, current: Obj, new: Obj, *, marking: bool = False) -> Obj:
+    def _replace(self, resource: str, current: Obj, new: Obj, *, marking: bool = False, adopt: bool = False) -> Obj:
         old_meta, meta = current["metadata"], new.setdefault("metadata", {})
         kept_fields: tuple[str, ...] = ("uid", "creationTimestamp", "name")
         if not marking:
@@ -368,7 +369,7 @@ class ObjectStore:
         self._emit(resource, "MODIFIED", new, current)
         if meta.get("deletionTimestamp") and not meta.get("finalizers") and not self._awaits_kubelet(resource, new):
             self._remove(resource, new)
-        return copy_obj(new)  # type: ignore[no-any-return]
+        return new if adopt else copy_obj(new)
 
     def _remove(self, resource: str, obj: Obj) -> None:
         meta = obj["metadata"]

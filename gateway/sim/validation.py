@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources as importlib_resources
 from typing import Any
 
@@ -69,6 +69,22 @@ def field_path(parts: Iterable[str | int]) -> str:
 
 
 def _schema_causes(resource: str, obj: Mapping[str, Any]) -> list[Cause]:
+    """Schema errors, memoised on the body without its name: pods made from one template (the common case,
+    and the 10,000-pod benchmark's) are checked once, not once each (a check costs ~0.8 ms)."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k not in ("name", "generateName")}
+    try:
+        key = json.dumps({**obj, "metadata": meta}, sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError):
+        return _schema_causes_of(resource, obj)
+    return list(_cached_causes(resource, key))
+
+
+@lru_cache(maxsize=2048)
+def _cached_causes(resource: str, key: str) -> tuple[Cause, ...]:
+    return tuple(_schema_causes_of(resource, json.loads(key)))
+
+
+def _schema_causes_of(resource: str, obj: Mapping[str, Any]) -> list[Cause]:
     causes: list[Cause] = []
     for error in _validator(KINDS[resource][2]).iter_errors(obj):
         path = list(error.absolute_path)
