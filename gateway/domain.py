@@ -14,6 +14,8 @@ from typing import Any
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# Marks the pods a gateway created (value: the gateway id): its watches track them, its collector owns them.
+MANAGED_BY_LABEL = "podgate.io/managed-by"
 
 PROVIDERS = frozenset({"in-cluster", "kubeconfig", "eks", "gke", "aks", "sim"})
 

@@ -24,7 +24,6 @@ from gateway.clusters.tracking import PodTrack
 
 log = logging.getLogger(__name__)
 
-MANAGED_BY = "podgate.io/managed-by"
 PodKey = tuple[str, str]
 
 
@@ -194,7 +193,7 @@ class ClusterRuntime:
                 track.add_event((meta.get("uid", ""), int(obj.get("count") or 1)), _kube_event(obj))
 
     def _owned(self, pod: Mapping[str, Any]) -> bool:
-        return ((pod.get("metadata") or {}).get("labels") or {}).get(MANAGED_BY) == self.gateway_id
+        return ((pod.get("metadata") or {}).get("labels") or {}).get(domain.MANAGED_BY_LABEL) == self.gateway_id
 
     # --- health ---------------------------------------------------------------------------
 

@@ -12,12 +12,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from gateway.domain import AirflowContext, PodRequest, XcomMode
+from gateway.domain import MANAGED_BY_LABEL, AirflowContext, PodRequest, XcomMode
 from gateway.placement.labels import DNS1123_LABEL_MAX, LABEL_VALUE_MAX, dns1123_label_error
 from gateway.pods.xcom import XCOM_DIR, XCOM_PATH
 
 GATEWAY_PREFIX = "podgate.io/"
-MANAGED_BY_LABEL = "podgate.io/managed-by"
 REQUEST_ID_LABEL = "podgate.io/request-id"
 REQUEST_ID_ANNOTATION = "podgate.io/request-id"
 CLUSTER_ANNOTATION = "podgate.io/cluster"
