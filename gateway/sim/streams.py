@@ -30,8 +30,11 @@ _FIRST_CHUNK_WAIT = 0.3
 
 
 class ExecProcess(Protocol):
-    stdout: AsyncIterator[bytes]
-    stderr: AsyncIterator[bytes]
+    @property
+    def stdout(self) -> AsyncIterator[bytes]: ...
+
+    @property
+    def stderr(self) -> AsyncIterator[bytes]: ...
 
     async def write_stdin(self, data: bytes) -> None: ...
 

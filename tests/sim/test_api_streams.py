@@ -1,0 +1,134 @@
+"""pods/log and pods/exec through the API server into the kubelet's real processes: the official client
+(follow, kubernetes.stream exec with exit codes) and kubectl (logs -f, exec, exec -i)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from kubernetes.stream import stream
+
+from tests.conftest import clean_env
+from tests.fixtures_sim import SimThread, kube_client
+from tests.sim.leaks import no_leaks  # noqa: F401 - module-scoped check: no process or mount left
+
+CLUSTER = "local-eu-cpu"
+SCRIPT = "echo one; sleep 0.4; echo two; echo '{\"rows\": 3}' > /airflow/xcom/return.json; sleep {rest}"
+
+
+def xcom_pod(name: str, rest: float) -> dict:
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "xcom", "emptyDir": {}}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "busybox",
+                    "command": ["sh", "-c", SCRIPT.replace("{rest}", str(rest))],
+                    "volumeMounts": [{"name": "xcom", "mountPath": "/airflow/xcom"}],
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture
+def core(sim_thread: SimThread) -> Iterator[client.CoreV1Api]:
+    with kube_client(sim_thread.clusters[CLUSTER]) as api:
+        yield client.CoreV1Api(api)
+
+
+def wait_phase(core: client.CoreV1Api, name: str, phases: tuple[str, ...]) -> client.V1Pod:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pod = core.read_namespaced_pod(name, "default")
+        if pod.status.phase in phases:
+            return pod
+        time.sleep(0.05)
+    pytest.fail(f"pod {name} never reached {phases}: {pod.status}")
+
+
+def kubectl(sim_thread: SimThread, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    kubeconfig = str(sim_thread.clusters[CLUSTER].kubeconfig_path)
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, *args],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+    )
+
+
+def test_follow_logs_and_exec_with_the_official_client(core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod("default", xcom_pod("streams", rest=30))
+    wait_phase(core, "streams", ("Running",))
+    response = core.read_namespaced_pod_log("streams", "default", follow=True, _preload_content=False)
+    lines = []
+    for chunk in response.stream(16):
+        lines += chunk.decode().splitlines()
+        if "two" in lines:
+            break
+    response.release_conn()
+    assert lines == ["one", "two"]
+    time.sleep(0.2)
+    out = stream(
+        core.connect_get_namespaced_pod_exec,
+        "streams",
+        "default",
+        command=["cat", "/airflow/xcom/return.json"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+    )
+    assert out == '{"rows": 3}\n'
+    failing = stream(
+        core.connect_get_namespaced_pod_exec,
+        "streams",
+        "default",
+        command=["sh", "-c", "echo oops >&2; exit 3"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    failing.run_forever(timeout=10)
+    assert failing.returncode == 3 and failing.read_stderr() == "oops\n"
+    timestamps = core.read_namespaced_pod_log("streams", "default", timestamps=True, tail_lines=1)
+    assert timestamps.rstrip().endswith(" two") and timestamps[:4].isdigit()
+    core.delete_namespaced_pod("streams", "default")
+
+
+def test_logs_of_a_pending_pod_and_unknown_container_are_400(core: client.CoreV1Api) -> None:
+    pending = xcom_pod("stuck", rest=0)
+    pending["spec"]["nodeSelector"] = {"nowhere": "true"}
+    core.create_namespaced_pod("default", pending)
+    with pytest.raises(client.ApiException) as waiting:
+        core.read_namespaced_pod_log("stuck", "default")
+    assert waiting.value.status == 400 and "is waiting to start" in waiting.value.body
+    with pytest.raises(client.ApiException) as unknown:
+        core.read_namespaced_pod_log("stuck", "default", container="nope")
+    assert unknown.value.status == 400 and "container nope is not valid for pod stuck" in unknown.value.body
+
+
+def test_kubectl_logs_follow_and_exec(sim_thread: SimThread, core: client.CoreV1Api) -> None:
+    core.create_namespaced_pod("default", xcom_pod("kubectl-streams", rest=1.5))
+    wait_phase(core, "kubectl-streams", ("Running",))
+    time.sleep(0.6)
+    cat = kubectl(sim_thread, "exec", "kubectl-streams", "--", "cat", "/airflow/xcom/return.json")
+    assert cat.returncode == 0 and cat.stdout == '{"rows": 3}\n', cat.stderr
+    piped = kubectl(sim_thread, "exec", "-i", "kubectl-streams", "--", "cat", stdin="through stdin\n")
+    assert piped.stdout == "through stdin\n", piped.stderr
+    failed = kubectl(sim_thread, "exec", "kubectl-streams", "--", "sh", "-c", "exit 4")
+    assert failed.returncode == 4 and "command terminated with exit code 4" in failed.stderr
+    followed = kubectl(sim_thread, "logs", "-f", "kubectl-streams")
+    assert followed.returncode == 0 and followed.stdout == "one\ntwo\n", followed.stderr
+    assert wait_phase(core, "kubectl-streams", ("Succeeded", "Failed")).status.phase == "Succeeded"
