@@ -16,10 +16,11 @@ from aiohttp import web
 
 from gateway.sim import discovery, handlers, listing, reviews, streams
 from gateway.sim.auth import Authenticator, Identity
-from gateway.sim.errors import MethodNotAllowed, PathNotFound, SimError, Unauthorized
+from gateway.sim.errors import Forbidden, MethodNotAllowed, PathNotFound, SimError, Unauthorized
 from gateway.sim.faults import Faults, RequestRecord
 from gateway.sim.rbac import Attributes, Authorizer, forbidden_message
 from gateway.sim.store import ObjectStore
+from gateway.sim.tables import to_table
 from gateway.sim.tls import peer_identity
 
 _NON_RESOURCE_OPEN = frozenset({"version", "healthz", "livez", "readyz"})
@@ -183,8 +184,6 @@ class ApiServer:
             return
         attrs = info.attributes()
         if not self.ctx.authz.allowed(identity, attrs):
-            from gateway.sim.errors import Forbidden
-
             details = {"name": info.name, "kind": info.resource, "group": info.group}
             raise Forbidden(forbidden_message(identity, attrs), details=details)
 
@@ -229,8 +228,6 @@ class ApiServer:
             return json_response(result, 201)
         status, obj = handlers.HANDLERS[info.verb](store, info, body, request)
         if "as=Table" in request.headers.get("Accept", "") and info.verb == "get":
-            from gateway.sim.tables import to_table
-
             obj = to_table(
                 info.resource,
                 [obj],

@@ -111,9 +111,6 @@ async def serve_watch(
     await response.prepare(request)
     try:
         await _pump(response, watch, store, kind_of(group, resource), timeout, bookmark_seconds if bookmarks else None)
-    except (ConnectionResetError, asyncio.CancelledError):
-        watch.close()
-        raise
     finally:
         watch.close()
     await response.write_eof()

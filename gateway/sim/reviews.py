@@ -8,7 +8,7 @@ from typing import Any
 
 from gateway.sim.auth import Authenticator, Identity
 from gateway.sim.discovery import AUTHN_GROUP, AUTHZ_GROUP
-from gateway.sim.errors import BadRequest, Invalid, NotFound
+from gateway.sim.errors import BadRequest, Invalid
 from gateway.sim.rbac import Attributes, Authorizer
 from gateway.sim.store import ObjectStore
 
@@ -139,8 +139,3 @@ def self_subject_review(identity: Identity) -> Obj:
         "metadata": {},
         "status": {"userInfo": user},
     }
-
-
-def require_account(store: ObjectStore, namespace: str, name: str) -> None:
-    if not store.exists("serviceaccounts", namespace, name):
-        raise NotFound("serviceaccounts", name)
