@@ -214,7 +214,7 @@ class ApiServer:
         review = info.resource in ("selfsubjectaccessreviews", "selfsubjectreviews")
         body = (
             await handlers.read_body(request, protobuf_review=review)
-            if request.method in ("POST", "PUT", "PATCH")
+            if request.method in ("POST", "PUT", "PATCH", "DELETE")
             else None
         )
         if info.resource == "selfsubjectaccessreviews":
