@@ -83,6 +83,7 @@ class EksProvider(CachingProvider):
         self._sts_url = sts_endpoint_url
         self._session: boto3.session.Session | None = None
         self._role_creds: dict[str, Any] | None = None
+        self._known_secrets: set[str] = set()
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -96,13 +97,11 @@ class EksProvider(CachingProvider):
         return self._session
 
     def _secrets(self) -> tuple[str, ...]:
-        found: list[str] = []
-        if self._role_creds:
-            found += [str(self._role_creds.get("SecretAccessKey", "")), str(self._role_creds.get("SessionToken", ""))]
-        creds = self._session.get_credentials() if self._session else None
-        if creds is not None:
-            found += [creds.secret_key or "", creds.token or ""]
-        return tuple(found)
+        return tuple(self._known_secrets)
+
+    def _remember(self, *values: str | None) -> None:
+        """Secrets seen in a worker thread, so error scrubbing on the loop never resolves credentials itself."""
+        self._known_secrets.update(v for v in values if v)
 
     async def _fetch_endpoint(self) -> Endpoint:
         return await asyncio.to_thread(self._describe_sync)
@@ -132,9 +131,12 @@ class EksProvider(CachingProvider):
 
     def _presign_client(self) -> Any:
         session = self._boto_session()
+        base = session.get_credentials()
+        if base is None:
+            raise CredentialError(f"cluster {self.cluster!r}: no AWS credentials found in the default chain")
+        frozen = base.get_frozen_credentials()
+        self._remember(frozen.secret_key, frozen.token)
         if not self._role_arn:
-            if session.get_credentials() is None:
-                raise CredentialError(f"cluster {self.cluster!r}: no AWS credentials found in the default chain")
             sts = session.client("sts", region_name=self._region, config=_PRESIGN_CONFIG)
         else:
             creds = self._assumed_role()
@@ -156,6 +158,7 @@ class EksProvider(CachingProvider):
             sts = self._boto_session().client("sts", region_name=self._region, endpoint_url=self._sts_url or None)
             session_name = f"podgate-{self.cluster}"[:64]
             creds = sts.assume_role(RoleArn=self._role_arn, RoleSessionName=session_name)["Credentials"]
+            self._remember(creds["SecretAccessKey"], creds["SessionToken"])
             self._role_creds = creds
         return creds
 

@@ -118,6 +118,39 @@ async def test_workload_identity(entra: EntraStandin, aks_cluster: SimCluster, t
         await provider.close()
 
 
+async def test_managed_identity_through_the_identity_endpoint(
+    entra: EntraStandin, aks_cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oid = entra.add_managed_identity("podgate-mi")
+    aks_cluster.add_token_verifier(
+        AksTokenVerifier(entra.public_key_pem, entra.issuer, {oid: Identity("podgate-mi", ("system:masters",))})
+    )
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"{entra.url}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", entra.identity_header)
+    ref = aks_ref(entra, tmp_path, aks_cluster, credential="managedIdentity", clientId="podgate-mi")
+    provider = build_provider("aks-weu", ref)
+    try:
+        assert await list_pods(provider) == 200
+    finally:
+        await provider.close()
+
+
+async def test_default_azure_credential_from_the_environment(
+    entra: EntraStandin, aks_cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "AZURE_TENANT_ID": TENANT,
+        "AZURE_CLIENT_ID": CLIENT_ID,
+        "AZURE_CLIENT_SECRET": CLIENT_SECRET,
+    }.items():
+        monkeypatch.setenv(name, value)
+    provider = build_provider("aks-weu", aks_ref(entra, tmp_path, aks_cluster, credential="default"))
+    try:
+        assert await list_pods(provider) == 200
+    finally:
+        await provider.close()
+
+
 async def test_hundred_concurrent_callers_cause_one_token_request(
     entra: EntraStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

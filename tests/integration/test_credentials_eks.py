@@ -129,3 +129,26 @@ async def test_unknown_eks_cluster_is_a_clear_error(aws: AwsStandin) -> None:
         assert SECRET_KEY not in str(caught.value)
     finally:
         await provider.close()
+
+
+async def test_web_identity_irsa_from_the_default_chain(
+    aws: AwsStandin, eks_cluster: SimCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """IRSA: no keys at all, a projected web-identity token and a role; botocore's chain calls STS (moto)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    token_file = tmp_path / "web-identity-token"
+    token_file.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6cG9kZ2F0ZTpnYXRld2F5In0.c2ln")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_ROLE_ARN", ROLE_ARN)
+    monkeypatch.setenv("AWS_WEB_IDENTITY_TOKEN_FILE", str(token_file))
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", aws.url)  # where the chain's AssumeRoleWithWebIdentity goes
+    provider = build_provider("prod-eu", eks_ref(aws, eks_cluster.name))
+    try:
+        assert await list_pods(provider) == 200
+        token = await provider.token()
+        assert token is not None
+        assert EksTokenVerifier(eks_cluster.name, aws.principal, {ROLE_ARN: DEPLOYER})(token.value) == DEPLOYER
+    finally:
+        await provider.close()

@@ -50,6 +50,8 @@ class EntraStandin:
     _kid: str = field(default_factory=lambda: secrets.token_hex(8))
     _apps: dict[str, _App] = field(default_factory=dict)
     _clusters: dict[str, bytes] = field(default_factory=dict)
+    _identities: dict[str, _App] = field(default_factory=dict)
+    identity_header: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
 
     @property
     def issuer(self) -> str:
@@ -95,6 +97,12 @@ class EntraStandin:
         path = f"/subscriptions/{subscription}/resourceGroups/{group}/providers/Microsoft.ContainerService/managedClusters/{name}"
         self._clusters[path] = yaml.safe_dump(kubeconfig).encode()
 
+    def add_managed_identity(self, client_id: str) -> str:
+        """A user-assigned managed identity, reachable through the App Service identity endpoint."""
+        app = _App(object_id=str(uuid.uuid4()))
+        self._identities[client_id] = app
+        return app.object_id
+
     def _authenticate(self, client_id: str, form: dict[str, str]) -> _App | None:
         app = self._apps.get(client_id)
         if app is None:
@@ -117,9 +125,20 @@ class EntraStandin:
         scope = form.get("scope", "")
         if not scope.endswith("/.default"):
             return web.json_response({"error": "invalid_scope"}, status=400)
+        token = self._access_token(scope.removesuffix("/.default"), client_id, app)
+        return web.json_response(
+            {
+                "token_type": "Bearer",
+                "expires_in": self.lifetime_seconds,
+                "ext_expires_in": self.lifetime_seconds,
+                "access_token": token,
+            }
+        )
+
+    def _access_token(self, audience: str, client_id: str, app: _App) -> str:
         now = int(time.time())
         claims = {
-            "aud": scope.removesuffix("/.default"),
+            "aud": audience,
             "iss": self.issuer,
             "iat": now,
             "nbf": now,
@@ -129,14 +148,22 @@ class EntraStandin:
             "sub": app.object_id,
             "tid": TENANT,
         }
-        token = jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self._kid})
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self._kid})
+
+    async def _managed_identity_token(self, request: web.Request) -> web.Response:
+        """The App Service identity endpoint (api-version 2019-08-01), as IDENTITY_ENDPOINT points to it."""
+        self.token_requests += 1
+        if not secrets.compare_digest(request.headers.get("X-IDENTITY-HEADER", ""), self.identity_header):
+            return web.json_response({"error": "unauthorized"}, status=401)
+        client_id = request.query.get("client_id", "")
+        app = self._identities.get(client_id)
+        if app is None or request.query.get("api-version") != "2019-08-01":
+            return web.json_response({"error": "invalid_request"}, status=400)
+        resource = request.query.get("resource", "")
+        token = self._access_token(resource, client_id, app)
+        expires_on = int(time.time()) + self.lifetime_seconds
         return web.json_response(
-            {
-                "token_type": "Bearer",
-                "expires_in": self.lifetime_seconds,
-                "ext_expires_in": self.lifetime_seconds,
-                "access_token": token,
-            }
+            {"access_token": token, "expires_on": str(expires_on), "resource": resource, "token_type": "Bearer"}
         )
 
     async def _openid_configuration(self, request: web.Request) -> web.Response:
@@ -170,6 +197,7 @@ class EntraStandin:
         app = web.Application()
         app.router.add_get("/{tenant}/v2.0/.well-known/openid-configuration", self._openid_configuration)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
+        app.router.add_get("/msi/token", self._managed_identity_token)
         app.router.add_post("/subscriptions/{tail:.+}/listClusterUserCredential", self._list_cluster_user_credential)
         return app
 
