@@ -4,10 +4,10 @@ gateway: the worker holds no cluster credentials and never polls the Kubernetes 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow import __version__ as AIRFLOW_VERSION
 from airflow.sdk import BaseOperator
@@ -25,7 +25,6 @@ from gateway.client import (
     GatewayClient,
     GatewayError,
     InvalidRequest,
-    NotFound,
     PermissionDenied,
     PlacementFailed,
     PodEvent,
@@ -50,6 +49,7 @@ NESTED_TEMPLATE_FIELDS = {
     "V1ConfigMapEnvSource": ("name",),
 }
 FATAL = (InvalidRequest, PlacementFailed, PermissionDenied, Unauthenticated)
+T = TypeVar("T")
 
 
 class PodgateFatalError(AirflowFailException):
@@ -407,7 +407,7 @@ class GatewayPodOperator(BaseOperator):
         self.log.info("Running pod %s through the gateway at %s", plan.request.request_id, plan.channel.address)
         if self.deferrable:
             return self._defer(context, plan)
-        result = run_blocking(lambda: self._run(plan))
+        result = _fatal_or_not(lambda: run_blocking(lambda: self._run(plan)))
         return self._finish(context, plan.channel, plan.link_template, result)
 
     async def _run(self, plan: Plan) -> PodResult:
@@ -454,7 +454,7 @@ class GatewayPodOperator(BaseOperator):
                         return item.result
             raise AirflowException("the gateway's stream ended without the pod's result")
 
-        result = run_blocking(rest)
+        result = _fatal_or_not(lambda: run_blocking(rest))
         return self._finish(context, channel, hook.link_template(), result)
 
     def _finish(self, context: Any, channel: ChannelSpec, link_template: str, result: PodResult) -> Any:
@@ -494,14 +494,19 @@ class GatewayPodOperator(BaseOperator):
             self.log.exception("Unable to cancel pod %s", request_id)
 
 
-def _call(channel: ChannelSpec, use: Callable[[GatewayClient], Any]) -> Any:
-    """One blocking gateway call; refusals that no retry can fix fail the task for good."""
+def _fatal_or_not(work: Callable[[], T]) -> T:
+    """Refusals that no retry can fix fail the task for good; other gateway errors leave retries to Airflow."""
     try:
-        return with_client(channel, use)
+        return work()
     except FATAL as e:
         raise PodgateFatalError(str(e)) from e
-    except NotFound as e:
+    except GatewayError as e:
         raise AirflowException(str(e)) from e
+
+
+def _call(channel: ChannelSpec, use: Callable[[GatewayClient], Coroutine[Any, Any, T]]) -> T:
+    """One blocking gateway call."""
+    return _fatal_or_not(lambda: with_client(channel, use))
 
 
 def _identity(context: Any) -> TaskIdentity:

@@ -18,7 +18,10 @@ def run_blocking(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     signal handler such as Airflow's on_kill fires inside one), the coroutine runs on a helper thread."""
     try:
         asyncio.get_running_loop()
+        in_loop = True
     except RuntimeError:
+        in_loop = False
+    if not in_loop:
         return asyncio.run(make())
     box: dict[str, Any] = {}
 

@@ -71,3 +71,45 @@ def test_podgate_decorator_runs_the_function_in_a_pod(basics: DagRun) -> None:
     assert basics.xcoms["multiply"]["return_value"] == {"product": 46}
     assert basics.lines_of("[base] multiplying in the pod on CPython")
     assert basics.xcoms["multiply"]["pod_name"].startswith("podgate-multiply-")
+
+
+@pytest.fixture(scope="module")
+def failures(airflow_home: Path, gateway: LiveGateway) -> DagRun:
+    install_dag(airflow_home, "podgate_failures.py")
+    return run_dag(airflow_home, gateway, "podgate_failures")
+
+
+def test_a_failing_pod_fails_the_task_with_exit_code_and_reason(failures: DagRun) -> None:
+    assert failures.returncode == 1  # `airflow dags test` exits 1 when the run failed
+    assert failures.states["fails"] == "failed"
+    assert failures.lines_of("[base] about to fail")
+    message = failures.lines_of("returned a failure")
+    assert message and "exit code 3" in message[0] and "reason Error" in message[0]
+    assert failures.xcoms["fails"]["pod_name"].startswith("fails-")
+
+
+def test_skip_on_exit_code_skips(failures: DagRun) -> None:
+    assert failures.states["skips"] == "skipped"
+    assert failures.lines_of("returned exit code 42. Skipping.")
+
+
+def test_an_unplaceable_pod_fails_at_once_without_retries(failures: DagRun) -> None:
+    # A GPU pod restricted to a region without GPUs: PlacementFailed is fatal (AirflowFailException).
+    assert failures.states["unplaceable"] == "failed"
+    refusal = failures.lines_of("PodgateFatalError: RunPod: no cluster satisfies the constraints")
+    assert refusal and "local-eu-cpu: no node can ever run the pod" in refusal[0], failures.output[-4000:]
+    assert "local-us-gpu: region us-east-1 is outside the allowed regions" in failures.output
+
+
+def test_deferrable_task_follows_the_pod_in_the_trigger_and_loses_no_line(
+    airflow_home: Path, gateway: LiveGateway
+) -> None:
+    install_dag(airflow_home, "podgate_deferrable.py")
+    run = run_dag(airflow_home, gateway, "podgate_deferrable")
+    assert run.returncode == 0, run.output[-6000:]
+    assert run.states == {"deferred": "success"}
+    assert run.xcoms["deferred"]["return_value"] == {"ticks": 6}
+    assert run.xcoms["deferred"]["cluster"] == "local-eu-cpu"
+    assert run.lines_of("[DAG TEST] running trigger in line")
+    for i in range(1, 7):
+        assert len(run.lines_of(f"[base] tick {i}")) == 1, (i, run.output[-6000:])
