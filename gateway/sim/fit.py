@@ -161,7 +161,13 @@ def insufficient(requests: Mapping[str, int], allocatable: Mapping[str, int], us
     return reasons
 
 
-def node_failure(spec: Obj, requests: Mapping[str, int], node: Obj, used: Mapping[str, int]) -> NodeFailure | None:
+def node_failure(
+    spec: Obj,
+    requests: Mapping[str, int],
+    node: Obj,
+    used: Mapping[str, int],
+    allocatable: Mapping[str, int] | None = None,
+) -> NodeFailure | None:
     """The first failing filter's reasons for this node, or None when the pod fits."""
     tolerations = spec.get("tolerations") or []
     if (node.get("spec") or {}).get("unschedulable") and not any(
@@ -175,7 +181,7 @@ def node_failure(spec: Obj, requests: Mapping[str, int], node: Obj, used: Mappin
         return NodeFailure((reason,), resolvable=False)
     if not matches_node_selector(spec, node):
         return NodeFailure(("node(s) didn't match Pod's node affinity/selector",), resolvable=False)
-    reasons = insufficient(requests, node_allocatable(node), used)
+    reasons = insufficient(requests, node_allocatable(node) if allocatable is None else allocatable, used)
     return NodeFailure(tuple(reasons), resolvable=True) if reasons else None
 
 
@@ -202,10 +208,11 @@ def fit_error_message(total: int, failures: Iterable[NodeFailure]) -> str:
     return f"{head} preemption: 0/{total} nodes are available: {_histogram(preemption)}.."
 
 
-def _rank(spec: Obj, requests: Mapping[str, int], node: Obj, used: Mapping[str, int]) -> tuple[int, float, str]:
+def _rank(
+    spec: Obj, requests: Mapping[str, int], node: Obj, used: Mapping[str, int], allocatable: Mapping[str, int]
+) -> tuple[int, float, str]:
     """Lower is better: fewer untolerated PreferNoSchedule taints, then the least allocated node, then name."""
     soft = len(untolerated_taints(node, spec.get("tolerations") or [], frozenset({"PreferNoSchedule"})))
-    allocatable = node_allocatable(node)
     free = 0.0
     for name in ("cpu", "memory"):
         capacity = allocatable.get(name, 0)
@@ -214,8 +221,14 @@ def _rank(spec: Obj, requests: Mapping[str, int], node: Obj, used: Mapping[str, 
     return (soft, -free, (node.get("metadata") or {}).get("name", ""))
 
 
-def choose_node(pod: Obj, nodes: Iterable[Obj], usage: Mapping[str, Mapping[str, int]]) -> Decision:
-    """Filter then score, like one kube-scheduler cycle; bad quantities make the pod unschedulable, not a crash."""
+def choose_node(
+    pod: Obj,
+    nodes: Iterable[Obj],
+    usage: Mapping[str, Mapping[str, int]],
+    allocatable: Mapping[str, Mapping[str, int]] | None = None,
+) -> Decision:
+    """Filter then score, like one kube-scheduler cycle; bad quantities make the pod unschedulable, not a crash.
+    `allocatable` (per node name) saves parsing each node's quantities again; missing nodes are parsed."""
     spec = pod.get("spec") or {}
     nodes = list(nodes)
     try:
@@ -224,14 +237,20 @@ def choose_node(pod: Obj, nodes: Iterable[Obj], usage: Mapping[str, Mapping[str,
         return Decision(None, f"0/{len(nodes)} nodes are available: invalid resource request: {e}.")
     fitting: list[Obj] = []
     failures: list[NodeFailure] = []
+    parsed = dict(allocatable or {})
     for node in nodes:
-        used = usage.get((node.get("metadata") or {}).get("name", ""), {})
-        failure = node_failure(spec, requests, node, used)
+        name = (node.get("metadata") or {}).get("name", "")
+        if name not in parsed:
+            parsed[name] = node_allocatable(node)
+        failure = node_failure(spec, requests, node, usage.get(name, {}), parsed[name])
         if failure is None:
             fitting.append(node)
         else:
             failures.append(failure)
     if not fitting:
         return Decision(None, fit_error_message(len(nodes), failures))
-    best = min(fitting, key=lambda n: _rank(spec, requests, n, usage.get(n["metadata"]["name"], {})))
+    best = min(
+        fitting,
+        key=lambda n: _rank(spec, requests, n, usage.get(n["metadata"]["name"], {}), parsed[n["metadata"]["name"]]),
+    )
     return Decision(best["metadata"]["name"])

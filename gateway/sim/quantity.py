@@ -6,6 +6,7 @@ three times must equal "300m".
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from fractions import Fraction
@@ -32,8 +33,10 @@ class QuantityError(ValueError):
     """A string that is not a Kubernetes quantity; the message says what the format is."""
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_quantity(value: str | int | float) -> Fraction:
-    """The exact value of a quantity: "500m" -> 1/2, "2Gi" -> 2147483648."""
+    """The exact value of a quantity: "500m" -> 1/2, "2Gi" -> 2147483648 (memoised: the same few strings
+    come back for every pod and node)."""
     if isinstance(value, bool):
         raise QuantityError(f"quantity {value!r} is a boolean; use a number or a string such as '500m' or '2Gi'")
     if isinstance(value, int | float):

@@ -19,7 +19,7 @@ from typing import Any
 
 from gateway.sim.errors import NotFound
 from gateway.sim.events import EventRecorder
-from gateway.sim.fit import TERMINAL_PHASES, Resources, add_usage, choose_node, pod_requests
+from gateway.sim.fit import TERMINAL_PHASES, Resources, add_usage, choose_node, node_allocatable, pod_requests
 from gateway.sim.podstatus import now
 from gateway.sim.quantity import QuantityError
 from gateway.sim.store import ObjectStore
@@ -53,6 +53,8 @@ class Scheduler:
         self.name = name
         self._events = EventRecorder(store, name, clock)
         self._nodes: dict[str, Obj] = {}
+        self._allocatable: dict[str, Resources] = {}
+        self._latest: dict[Key, Obj] = {}  # the stored (read-only) version of each pod waiting to be scheduled
         self._usage: dict[str, Resources] = {}
         self._bound: dict[Key, tuple[str, Resources]] = {}
         self._active: OrderedDict[Key, None] = OrderedDict()
@@ -64,7 +66,7 @@ class Scheduler:
     async def start(self) -> None:
         nodes, _ = self._store.list("nodes", None)
         for node in nodes:
-            self._nodes[node["metadata"]["name"]] = node
+            self._set_node(node)
         pods, _ = self._store.list("pods", None)
         for pod in pods:
             self._track(pod)
@@ -96,13 +98,24 @@ class Scheduler:
         name = node["metadata"]["name"]
         if kind == "DELETED":
             self._nodes.pop(name, None)
+            self._allocatable.pop(name, None)
             return
-        self._nodes[name] = node
+        self._set_node(node)
         if old is None or _schedulable_shape(old) != _schedulable_shape(node):
             self._retry_unschedulable()
 
+    def _set_node(self, node: Obj) -> None:
+        name = node["metadata"]["name"]
+        self._nodes[name] = node
+        try:
+            self._allocatable[name] = node_allocatable(node)
+        except QuantityError:
+            log.warning("node %s has an invalid allocatable quantity; nothing fits it", name)
+            self._allocatable[name] = {}
+
     def _track(self, pod: Obj) -> None:
         key = _key(pod)
+        self._latest.pop(key, None)
         node = (pod.get("spec") or {}).get("nodeName")
         if node:
             self._unschedulable.discard(key)
@@ -114,14 +127,17 @@ class Scheduler:
                     return
                 self._bound[key] = (node, requests)
                 add_usage(self._usage.setdefault(node, {}), requests)
-        elif _wants_scheduling(pod, self.name) and key not in self._unschedulable:
-            self._active[key] = None
-            self._wakeup.set()
-        elif not _wants_scheduling(pod, self.name):
+        elif _wants_scheduling(pod, self.name):
+            self._latest[key] = pod
+            if key not in self._unschedulable:
+                self._active[key] = None
+                self._wakeup.set()
+        else:
             self._unschedulable.discard(key)
             self._active.pop(key, None)
 
     def _untrack(self, key: Key) -> bool:
+        self._latest.pop(key, None)
         self._unschedulable.discard(key)
         self._active.pop(key, None)
         bound = self._bound.pop(key, None)
@@ -155,18 +171,16 @@ class Scheduler:
                     await asyncio.sleep(0)  # let the API server breathe under a burst of creates
 
     def _schedule(self, key: Key) -> None:
-        try:
-            pod = self._store.get("pods", *key)
-        except NotFound:
+        pod = self._latest.get(key)
+        if pod is None or not _wants_scheduling(pod, self.name):
             return
-        if not _wants_scheduling(pod, self.name):
-            return
-        decision = choose_node(pod, self._nodes.values(), self._usage)
-        if decision.node is None:
-            self._unschedulable.add(key)
-            self._mark_unschedulable(pod, decision.message)
-            return
-        self._bind(pod, decision.node)
+        decision = choose_node(pod, self._nodes.values(), self._usage, self._allocatable)
+        with contextlib.suppress(NotFound):  # deleted meanwhile
+            if decision.node is None:
+                self._unschedulable.add(key)
+                self._mark_unschedulable(pod, decision.message)
+            else:
+                self._bind(pod, decision.node)
 
     def _bind(self, pod: Obj, node: str) -> None:
         at = now(self._clock)

@@ -34,6 +34,8 @@ class ProcessExec(ExecProcess):
             self._tty_output = asyncio.Queue()
             os.set_blocking(master, False)
             asyncio.get_running_loop().add_reader(master, self._on_tty_readable)
+        self._stdout = self._drain_tty() if master is not None else _read(proc.stdout)
+        self._stderr = empty() if master is not None else _read(proc.stderr)
 
     @classmethod
     async def start(
@@ -92,16 +94,12 @@ class ProcessExec(ExecProcess):
 
     @property
     def stdout(self) -> AsyncIterator[bytes]:
-        if self._tty_output is not None:
-            return self._drain_tty()
-        assert self._proc.stdout is not None
-        return _read(self._proc.stdout)
+        """One stream for the exec's life (every access returns the same iterator)."""
+        return self._stdout
 
     @property
     def stderr(self) -> AsyncIterator[bytes]:
-        if self._tty_output is not None or self._proc.stderr is None:
-            return empty()
-        return _read(self._proc.stderr)
+        return self._stderr
 
     async def _drain_tty(self) -> AsyncIterator[bytes]:
         assert self._tty_output is not None
@@ -133,6 +131,6 @@ class ProcessExec(ExecProcess):
             fcntl.ioctl(self._master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
 
 
-async def _read(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
-    while chunk := await stream.read(CHUNK):
+async def _read(stream: asyncio.StreamReader | None) -> AsyncIterator[bytes]:
+    while stream is not None and (chunk := await stream.read(CHUNK)):
         yield chunk

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from gateway.sim.podstatus import DEADLINE_MESSAGE, ContainerState, PodState
-from gateway.sim.runtime.base import ExecError, ExecProcess, empty
+from gateway.sim.runtime.base import ExecError, ExecProcess
 from gateway.sim.runtime.services import PodServices, field_path
 
 Obj = Mapping[str, Any]
@@ -222,7 +222,9 @@ class VirtualExec(ExecProcess):
     """An exec whose output is known in advance."""
 
     def __init__(self, out: bytes, err: bytes, code: int) -> None:
-        self._out, self._err, self._code = out, err, code
+        self._code = code
+        self._stdout = _once(out)
+        self._stderr = _once(err)
 
     async def write_stdin(self, data: bytes) -> None:
         return None
@@ -232,11 +234,11 @@ class VirtualExec(ExecProcess):
 
     @property
     def stdout(self) -> AsyncIterator[bytes]:
-        return _once(self._out)
+        return self._stdout
 
     @property
     def stderr(self) -> AsyncIterator[bytes]:
-        return _once(self._err) if self._err else empty()
+        return self._stderr
 
     async def wait(self) -> int:
         return self._code
