@@ -148,3 +148,18 @@ async def test_exec_returns_exit_code_stdout_and_stderr(api: ClusterClient, prot
 async def test_exec_in_a_missing_pod_is_not_found(api: ClusterClient) -> None:
     with pytest.raises(k.NotFound):
         await api.exec(NS, "ghost", "main", ["true"])
+
+
+async def test_a_silent_followed_log_raises_stream_silent_after_its_inactivity_limit(sim: SimCluster) -> None:
+    endpoint = Endpoint(server=sim.url, ca_data=sim.ca_pem)
+    provider = StaticProvider(sim.name, endpoint, sim.admin_token)
+    async with ClusterClient(provider, timeouts=k.Timeouts(log_inactivity=0.5)) as api:
+        await api.create_pod(NS, python_pod("quiet", "import time\nprint('hello')\ntime.sleep(30)"))
+        await wait_for(api, "quiet", {"Running"})
+        seen: list[str] = []
+        with pytest.raises(k.StreamSilent, match=r"no data for 0\.5s"):
+            async with asyncio.timeout(10):
+                async for line in api.stream_logs(NS, "quiet", follow=True):
+                    seen.append(line)
+        assert seen == ["hello"]
+        await api.delete_pod(NS, "quiet", grace_seconds=0)
