@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.session
 from botocore.config import Config
 
 from gateway.credentials.base import BearerToken, CredentialError, Endpoint
@@ -91,9 +92,11 @@ class EksProvider(CachingProvider):
 
     def _boto_session(self) -> boto3.session.Session:
         if self._session is None:
-            session = boto3.session.Session(profile_name=self._profile or None, region_name=self._region)
-            session._session.set_config_variable("sts_regional_endpoints", "regional")
-            self._session = session
+            core = botocore.session.get_session()
+            core.set_config_variable("sts_regional_endpoints", "regional")  # as aws-iam-authenticator: never global STS
+            self._session = boto3.session.Session(
+                botocore_session=core, profile_name=self._profile or None, region_name=self._region
+            )
         return self._session
 
     def _secrets(self) -> tuple[str, ...]:

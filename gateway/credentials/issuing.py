@@ -15,9 +15,9 @@ import base64
 import enum
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import yaml
@@ -31,6 +31,7 @@ audit = logging.getLogger("podgate.audit")
 MIN_TTL_SECONDS = 600  # Kubernetes refuses shorter TokenRequests
 MANAGED_BY = {"app.kubernetes.io/managed-by": "podgate"}
 CREDENTIAL_LABEL = "podgate.io/kubeconfig"
+EXPIRES_ANNOTATION = "podgate.io/expires-at"
 _READ = ["get", "list", "watch"]
 
 
@@ -131,9 +132,12 @@ def _meta(name: str, namespace: str, **labels: str) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": {**MANAGED_BY, **labels}}
 
 
-def plan_issue(namespace: str, access: Access, ttl_seconds: int, policy: IssuePolicy, *, suffix: str = "") -> IssuePlan:
+def plan_issue(
+    namespace: str, access: Access, ttl_seconds: int, policy: IssuePolicy, *, now: datetime, suffix: str = ""
+) -> IssuePlan:
     """ServiceAccount, Role, RoleBinding (shared per namespace and access level) and this issuance's Secret."""
     check_ttl(ttl_seconds, policy)
+    expires_at = (now + timedelta(seconds=ttl_seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
     name = f"podgate-{access}"
     secret_name = f"podgate-kc-{suffix or secrets.token_hex(6)}"
     role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
@@ -165,7 +169,10 @@ def plan_issue(namespace: str, access: Access, ttl_seconds: int, policy: IssuePo
                 "apiVersion": "v1",
                 "kind": "Secret",
                 "type": "Opaque",
-                "metadata": _meta(secret_name, namespace, **{CREDENTIAL_LABEL: access.value}),
+                "metadata": {
+                    **_meta(secret_name, namespace, **{CREDENTIAL_LABEL: access.value}),
+                    "annotations": {EXPIRES_ANNOTATION: expires_at},
+                },
             },
         ),
     )
@@ -177,6 +184,23 @@ def plan_issue(namespace: str, access: Access, ttl_seconds: int, policy: IssuePo
         secret_name=secret_name,
         objects=objects,
     )
+
+
+def expired_secrets(items: Iterable[Mapping[str, Any]], now: datetime) -> list[str]:
+    """Names of issuance Secrets whose token has expired: safe to delete (a garbage collector's list)."""
+    expired = []
+    for item in items:
+        meta = item.get("metadata") or {}
+        stamp = (meta.get("annotations") or {}).get(EXPIRES_ANNOTATION, "")
+        if CREDENTIAL_LABEL not in (meta.get("labels") or {}) or not stamp:
+            continue
+        try:
+            at = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if at <= now:
+            expired.append(str(meta.get("name", "")))
+    return expired
 
 
 def build_kubeconfig(*, cluster: str, endpoint: Endpoint, namespace: str, user: str, token: str) -> str:
@@ -208,7 +232,7 @@ async def issue_kubeconfig(
     access: Access,
     policy: IssuePolicy = IssuePolicy(),
 ) -> IssuedKubeconfig:
-    plan = plan_issue(namespace, access, ttl_seconds, policy)
+    plan = plan_issue(namespace, access, ttl_seconds, policy, now=datetime.now(UTC))
     stored: Mapping[str, Any] = {}
     for kind, body in plan.objects:
         stored = await api.apply(kind, namespace, body)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from gateway.credentials.issuing import (
     IssuePolicy,
     build_kubeconfig,
     check_ttl,
+    expired_secrets,
     parse_credential_id,
     plan_issue,
 )
@@ -20,10 +22,11 @@ from gateway.credentials.kubeconfig_file import resolve_context
 from gateway.errors import InvalidArgument
 
 POLICY = IssuePolicy(max_ttl_seconds=3600)
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def granted(access: Access) -> set[tuple[str, str]]:
-    plan = plan_issue("team-a", access, 900, POLICY, suffix="abc")
+    plan = plan_issue("team-a", access, 900, POLICY, now=NOW, suffix="abc")
     role = dict(plan.objects)["Role"]
     return {(resource, verb) for rule in role["rules"] for resource in rule["resources"] for verb in rule["verbs"]}
 
@@ -48,7 +51,7 @@ def test_roles_are_least_privilege(access: Access, resource: str, verb: str, all
 
 
 def test_plan_ties_objects_together() -> None:
-    plan = plan_issue("team-a", Access.EDIT, 900, POLICY, suffix="abc")
+    plan = plan_issue("team-a", Access.EDIT, 900, POLICY, now=NOW, suffix="abc")
     objects = dict(plan.objects)
     assert [kind for kind, _ in plan.objects] == ["ServiceAccount", "Role", "RoleBinding", "Secret"]
     binding = objects["RoleBinding"]
@@ -99,3 +102,12 @@ def test_kubeconfig_document_resolves_back() -> None:
         "tok",
         "kubernetes",
     )
+
+
+def test_expired_issuance_secrets_are_listed_for_collection() -> None:
+    plan = plan_issue("team-a", Access.VIEW, 900, POLICY, now=NOW, suffix="old")
+    secret = dict(plan.objects)["Secret"]
+    assert secret["metadata"]["annotations"] == {"podgate.io/expires-at": "2030-01-01T12:15:00Z"}
+    unrelated = {"metadata": {"name": "db-password", "annotations": {"podgate.io/expires-at": "2000-01-01T00:00:00Z"}}}
+    assert expired_secrets([secret, unrelated], NOW + timedelta(minutes=14)) == []
+    assert expired_secrets([secret, unrelated], NOW + timedelta(minutes=15)) == ["podgate-kc-old"]
