@@ -85,10 +85,6 @@ class TokenCache:
             return token
         return await self._refresh()
 
-    def invalidate(self) -> None:
-        """Forget the current token (its source changed); the next `get` fetches a new one."""
-        self._token = None
-
     async def close(self) -> None:
         self._closed = True
         task, self._inflight = self._inflight, None
