@@ -100,16 +100,18 @@ async def test_impersonation_not_granted_is_a_clear_error(google: GoogleStandin,
 async def test_short_lived_tokens_are_refreshed_before_expiry_without_a_failed_request(
     google: GoogleStandin, gke_cluster: SimCluster, tmp_path: Path
 ) -> None:
-    google.lifetime_seconds = 3  # margin min(300, 3/4): refreshed in the token's last 0.75 s
+    google.lifetime_seconds = 5  # margin min(300, 5/4): the successor is fetched in the token's last 1.25 s
     key = google.new_service_account(DISPATCHER, tmp_path / "sa.json")
     provider = build_provider("gke-eu", gke_ref(google, keyFile=str(key)))
     try:
-        statuses = []
-        for _ in range(28):  # ~6 s: two lifetimes
+        statuses, tokens = [], set()
+        for _ in range(26):  # ~6.5 s: past the first token's expiry
             statuses.append(await list_pods(provider))
-            await asyncio.sleep(0.2)
+            tokens.add((await provider.token()).value)
+            await asyncio.sleep(0.25)
         assert set(statuses) == {200}
-        assert 3 <= google.token_requests <= 5
+        assert len(tokens) == 2
+        assert google.token_requests == 2
     finally:
         await provider.close()
 
