@@ -41,9 +41,21 @@ def sim_mounts() -> list[str]:
     return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if "podgate-sim" in line]
 
 
+def sim_cgroups() -> list[str]:
+    """Memory cgroups the process runtime made for this test process and did not remove."""
+    found = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        base = Path("/sys/fs/cgroup", "memory" if "memory" in controllers.split(",") else "", path.lstrip("/"))
+        if controllers in ("memory", "") and base.is_dir():
+            found += [str(p) for p in base.glob(f"podgate-sim-{os.getpid()}-*")]
+    return found
+
+
 @pytest.fixture(autouse=True, scope="module")
 def no_leaks() -> Iterator[None]:
     """After the module: no process of ours is left and no simulator mount is visible."""
     yield
     assert child_processes() == []
     assert sim_mounts() == []
+    assert sim_cgroups() == []

@@ -150,6 +150,10 @@ def test_kubectl_logs_follow_exec_and_delete(sim_thread: SimThread, core: client
     )
     wait_phase(core, "kx", "Running")
     wait_logged(core, "kx", "written")
+    row = kubectl(kubeconfig, "get", "pod", "kx", "-o", "wide").splitlines()[1].split()
+    assert row[:3] == ["kx", "1/1", "Running"] and row[5].startswith("10.244.") and row[6] == "eu-central-cpu-1"
+    described = kubectl(kubeconfig, "describe", "pod", "kx")
+    assert "Started container base" in described and "Successfully assigned default/kx to eu-central-cpu-1" in described
     assert json.loads(kubectl(kubeconfig, "exec", "kx", "--", "cat", "/airflow/xcom/return.json")) == {"rows": 42}
     assert kubectl(kubeconfig, "logs", "-f", "kx") == "starting\nwritten\n"  # returns when the container ends
     assert "deleted" in kubectl(kubeconfig, "delete", "pod", "kx", "--wait=true")
