@@ -1,0 +1,330 @@
+"""The four measurements of bench/dispatch.py; each starts its own simulator and gateway and prints figures."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import pstats
+import statistics
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bench._pods import (
+    FINISHED,
+    NAMESPACE,
+    Observer,
+    channels,
+    cluster_client,
+    count_phases,
+    manifest,
+    new_id,
+    pod_request,
+    run_pod,
+)
+from bench._stack import Counts, GatewayProcess, Stack, Stopwatch, percentile, running_stack
+from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
+
+POD_CLUSTER, POD_REGION = "local-eu-cpu", "eu-central-1"
+IDLE_CLUSTERS = ("local-eu-gpu", "local-us-gpu")
+ALL_CLUSTERS = (POD_CLUSTER, *IDLE_CLUSTERS)
+SETTLE_SECONDS = 3.0
+
+
+def command(args: argparse.Namespace, part: str, *extra: str) -> str:
+    quick = " --quick" if args.quick else ""
+    return f".venv/bin/python bench/dispatch.py {part}{quick} --pods {args.part_pods} {' '.join(extra)}".rstrip()
+
+
+def summary(part: str, text: str, cmd: str) -> None:
+    print(f"SUMMARY {part}: {text}\n  reproduce: {cmd}", flush=True)
+
+
+@contextlib.asynccontextmanager
+async def stack_for(tmp: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    async with running_stack(tmp, profile=args.profile) as stack:
+        await asyncio.sleep(SETTLE_SECONDS)  # watches listed, first health probes answered
+        yield stack
+    if args.profile:
+        report_profile(args.profile)
+
+
+def report_profile(path: Path) -> None:
+    stats = pstats.Stats(str(path))
+    print(f"\ngateway profile ({path}), top 20 by own time:")
+    stats.sort_stats("tottime").print_stats(20)
+
+
+async def pool(count: int, concurrency: int, job: Callable[[int], Awaitable[None]]) -> float:
+    """Runs job(0..count-1) with at most `concurrency` at once; returns the wall time."""
+    numbers = iter(range(count))
+
+    async def worker() -> None:
+        for i in numbers:
+            await job(i)
+
+    clock = Stopwatch()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, count))))
+    return clock.elapsed
+
+
+async def poll(check: Callable[[], Awaitable[bool]], *, every: float, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(every)
+    return True
+
+
+# --- 1. API requests per pod ---------------------------------------------------------------------------
+
+
+def _mean(counts: list[Counts]) -> dict[tuple[str, str], float]:
+    keys = set().union(*counts)
+    return {key: sum(c[key] for c in counts) / len(counts) for key in keys}
+
+
+async def _requests_for(stack: Stack, stub: dispatch_pb2_grpc.DispatchServiceStub, n: int, duration: float) -> dict:
+    await stack.sim.reset(*ALL_CLUSTERS)
+    clock = Stopwatch()
+    outcomes = await asyncio.gather(
+        *(run_pod(stub, pod_request(new_id("req"), duration=duration, regions=(POD_REGION,))) for _ in range(n))
+    )
+
+    async def deleted() -> bool:
+        return (await stack.sim.counts(POD_CLUSTER))[("delete", "pods")] >= n
+
+    await poll(deleted, every=0.2, within=30)
+    wall = clock.elapsed
+    busy = await stack.sim.counts(POD_CLUSTER)
+    background = _mean([await stack.sim.counts(c) for c in IDLE_CLUSTERS])
+    per_pod = {key: (busy[key] - background.get(key, 0.0)) / n for key in set(busy) | set(background)}
+    return {
+        "wall": wall,
+        "ok": sum(o.ok for o in outcomes),
+        "per_pod": per_pod,
+        "background": background,
+    }
+
+
+def _name(key: tuple[str, str]) -> str:
+    return f"{key[0]} {key[1] or '(non-resource URL: /version)'}"
+
+
+async def api_requests(tmp: Path, args: argparse.Namespace) -> None:
+    n = args.part_pods
+    async with stack_for(tmp, args) as stack, channels(stack.gateway.address, 1) as (stub,):
+        runs = {d: await _requests_for(stack, stub, n, d) for d in args.durations}
+    labels = [f"{d:g} s pods" for d in runs]
+    keys = sorted({k for r in runs.values() for k, v in r["per_pod"].items() if abs(v) >= 0.005})
+    print(
+        f"API requests per pod: {n} pods at once on {POD_CLUSTER}, minus the mean of the idle clusters over the same time"
+    )
+    print(f"  {'verb resource':<24}" + "".join(f"{label:>14}" for label in labels))
+    for key in keys:
+        print(f"  {_name(key):<24}" + "".join(f"{r['per_pod'].get(key, 0.0):>14.2f}" for r in runs.values()))
+    totals = [sum(r["per_pod"].values()) for r in runs.values()]
+    print(f"  {'total':<24}" + "".join(f"{t:>14.2f}" for t in totals))
+    print(f"  {'pods succeeded (XCom ok)':<24}" + "".join(f"{r['ok']:>10}/{n:<3}" for r in runs.values()))
+    print("Gateway background per cluster with no pods (mean of the idle clusters, same wall time):")
+    for label, r in zip(labels, runs.values(), strict=True):
+        total = sum(r["background"].values())
+        parts = ", ".join(f"{_name(k)}: {v:g}" for k, v in sorted(r["background"].items()))
+        print(
+            f"  during the {label} run ({r['wall']:.1f} s): {total:g} requests ({60 * total / r['wall']:.1f}/min): {parts}"
+        )
+    pairs = ", ".join(f"{t:.2f} per {label[:-1]}" for t, label in zip(totals, labels, strict=True))
+    rate = statistics.mean(60 * sum(r["background"].values()) / r["wall"] for r in runs.values())
+    summary(
+        "requests",
+        f"API requests per dispatched pod: {pairs}; background {rate:.1f} requests/min per cluster apart",
+        command(args, "requests", "--durations", *(f"{d:g}" for d in args.durations)),
+    )
+
+
+# --- 2. Dispatch overhead against a direct create --------------------------------------------------------
+
+OVERHEAD_POD_SECONDS = 1.0
+WARM_UP = 3
+
+
+async def overhead(tmp: Path, args: argparse.Namespace) -> None:
+    n, concurrency = args.part_pods, args.concurrency
+    gateway: dict[str, list[float]] = {"exists": [], "first log": []}
+    direct: dict[str, list[float]] = {"create acknowledged": [], "exists": [], "first log": []}
+    async with (
+        stack_for(tmp, args) as stack,
+        channels(stack.gateway.address, 1) as (stub,),
+        cluster_client(POD_CLUSTER, stack.kubeconfig_dir) as client,
+        Observer(client) as observer,
+    ):
+
+        async def via_gateway(i: int) -> None:
+            bench_id = new_id("gw")
+            request = pod_request(bench_id, duration=OVERHEAD_POD_SECONDS, regions=(POD_REGION,))
+            started = time.perf_counter()
+            outcome = await run_pod(stub, request)
+            added = observer.sighting(bench_id).added
+            if i >= WARM_UP and outcome.first_log_at is not None and added is not None:
+                gateway["exists"].append(added - started)
+                gateway["first log"].append(outcome.first_log_at - started)
+
+        async def via_client(i: int) -> None:
+            bench_id = new_id("direct")
+            body = manifest(bench_id, duration=OVERHEAD_POD_SECONDS, name=bench_id)
+            body["spec"]["restartPolicy"] = "Never"
+            sighting = observer.sighting(bench_id)
+            started = time.perf_counter()
+            await client.create_pod(NAMESPACE, body)
+            acknowledged = time.perf_counter()
+            await sighting.started.wait()
+            lines = client.stream_logs(NAMESPACE, bench_id, "main", follow=True, timestamps=False, since_time=None)
+            async with contextlib.aclosing(lines):
+                await anext(lines)
+            first_log = time.perf_counter()
+            await client.delete_pod(NAMESPACE, bench_id, grace_seconds=0)
+            if i >= WARM_UP and sighting.added is not None:
+                direct["create acknowledged"].append(acknowledged - started)
+                direct["exists"].append(sighting.added - started)
+                direct["first log"].append(first_log - started)
+
+        gateway_wall = await pool(n + WARM_UP, concurrency, via_gateway)
+        direct_wall = await pool(n + WARM_UP, concurrency, via_client)
+    print(
+        f"{n} pods of {OVERHEAD_POD_SECONDS:g} s each way, {concurrency} at a time, all on {POD_CLUSTER}; ms from the call"
+    )
+    print(f"  {'path':<44}{'median':>10}{'p95':>10}")
+    for path, figures in (("gateway RunPod", gateway), ("direct ClusterClient", direct)):
+        for what, values in figures.items():
+            print(
+                f"  {path + ': ' + what:<44}{1000 * statistics.median(values):>10.1f}{1000 * percentile(values, 95):>10.1f}"
+            )
+    print(
+        f"  wall time: gateway {gateway_wall:.1f} s, direct {direct_wall:.1f} s (gateway runs include the result and delete)"
+    )
+    extra = {w: 1000 * (statistics.median(gateway[w]) - statistics.median(direct[w])) for w in gateway}
+    summary(
+        "overhead",
+        f"the gateway adds {extra['exists']:.1f} ms (median) until the pod exists and {extra['first log']:.1f} ms "
+        f"until the first log line, against a direct create with the same client",
+        command(args, "overhead", "--concurrency", str(concurrency)),
+    )
+
+
+# --- 3. Dispatches per second ----------------------------------------------------------------------------
+
+THROUGHPUT_POD_SECONDS = 1.0
+
+
+async def submit_all(
+    stubs: list[dispatch_pb2_grpc.DispatchServiceStub], requests: list[dispatch_pb2.PodRequest], callers: int
+) -> tuple[float, list[float]]:
+    latencies: list[float] = []
+
+    async def submit(i: int) -> None:
+        started = time.perf_counter()
+        await stubs[i % len(stubs)].SubmitPod(dispatch_pb2.SubmitPodRequest(pod=requests[i]), timeout=600)
+        latencies.append(time.perf_counter() - started)
+
+    return await pool(len(requests), callers, submit), latencies
+
+
+async def throughput(tmp: Path, args: argparse.Namespace) -> None:
+    n = args.part_pods
+    requests = [pod_request(new_id("tp"), duration=THROUGHPUT_POD_SECONDS) for _ in range(n)]
+    async with stack_for(tmp, args) as stack, channels(stack.gateway.address, args.channels) as stubs:
+        await stack.sim.reset(*ALL_CLUSTERS)
+        clock = Stopwatch()
+        submit_wall, latencies = await submit_all(stubs, requests, args.callers)
+
+        async def all_finished() -> bool:
+            return await count_phases(stubs[0], FINISHED) >= n
+
+        done = await poll(all_finished, every=0.5, within=900)
+        results_wall = clock.elapsed
+        succeeded = await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_SUCCEEDED,))
+        api = sum([await stack.sim.counts(c) for c in ALL_CLUSTERS], Counter())
+    print(
+        f"{n} pods of {THROUGHPUT_POD_SECONDS:g} s, SubmitPod from {args.callers} concurrent callers on {args.channels} gRPC connections"
+    )
+    print(
+        f"  submitted in {submit_wall:.1f} s: {n / submit_wall:.0f} SubmitPod/s; call latency median "
+        f"{1000 * statistics.median(latencies):.0f} ms, p95 {1000 * percentile(latencies, 95):.0f} ms"
+    )
+    state = "all results in" if done else "NOT all results in (timed out)"
+    print(
+        f"  {state} {results_wall:.1f} s after the first submit ({n / results_wall:.0f} pods/s end to end); "
+        f"succeeded {succeeded}/{n}"
+    )
+    print(
+        f"  API requests, 3 clusters, background included: {sum(api.values()) / n:.2f} per pod "
+        f"({', '.join(f'{_name(k)}: {v / n:.2f}' for k, v in sorted(api.items()))})"
+    )
+    summary(
+        "throughput",
+        f"{n / submit_wall:.0f} SubmitPod/s accepted; all {n} results in after {results_wall:.1f} s "
+        f"({n / results_wall:.0f} pods/s end to end)",
+        command(args, "throughput", "--callers", str(args.callers), "--channels", str(args.channels)),
+    )
+
+
+# --- 4. Memory with many pods in flight ------------------------------------------------------------------
+
+LONG_POD_SECONDS = 3600.0
+CPU_WINDOW = 10.0
+
+
+async def cpu_percent(gateway: GatewayProcess, window: float = CPU_WINDOW) -> float:
+    before = gateway.cpu_seconds()
+    await asyncio.sleep(window)
+    return 100 * (gateway.cpu_seconds() - before) / window
+
+
+def peak_rss(gateway: GatewayProcess) -> int:
+    for line in Path(f"/proc/{gateway.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+async def memory(tmp: Path, args: argparse.Namespace) -> None:
+    n = args.part_pods
+    mib = 2**20
+    requests = [pod_request(new_id("mem"), duration=LONG_POD_SECONDS) for _ in range(n)]
+    async with stack_for(tmp, args) as stack, channels(stack.gateway.address, args.channels) as stubs:
+        gw = stack.gateway
+        idle_cpu = await cpu_percent(gw)
+        before = gw.rss_bytes()
+        submit_wall, _ = await submit_all(stubs, requests, args.callers)
+
+        async def all_running() -> bool:
+            return await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_RUNNING,)) >= n
+
+        clock = Stopwatch()
+        running = await poll(all_running, every=2.0, within=900)
+        running_wall = clock.elapsed + submit_wall
+        await asyncio.sleep(SETTLE_SECONDS)
+        busy_cpu = await cpu_percent(gw)
+        after, peak, fds = gw.rss_bytes(), peak_rss(gw), gw.open_fds()
+    per_pod = (after - before) / n
+    print(
+        f"{n} pods of {LONG_POD_SECONDS:g} s across {len(ALL_CLUSTERS)} clusters, submitted in {submit_wall:.1f} s; "
+        f"{'all running' if running else 'NOT all running'} after {running_wall:.1f} s"
+    )
+    print(
+        f"  gateway RSS: {before / mib:.1f} MiB before, {after / mib:.1f} MiB with {n} pods in flight "
+        f"(peak {peak / mib:.1f} MiB): {per_pod / 1024:.1f} KiB per pod"
+    )
+    print(
+        f"  gateway CPU while idle: {idle_cpu:.1f}% of a core with no pods, {busy_cpu:.1f}% with {n} running pods "
+        f"(nothing changing); open file descriptors: {fds}"
+    )
+    summary(
+        "memory",
+        f"gateway RSS {before / mib:.0f} MiB -> {after / mib:.0f} MiB with {n} pods in flight: "
+        f"{per_pod / 1024:.1f} KiB per pod; {busy_cpu:.0f}% CPU to follow them",
+        command(args, "memory", "--callers", str(args.callers), "--channels", str(args.channels)),
+    )

@@ -1,0 +1,177 @@
+"""The simulator and the gateway as two child processes, as an operator runs them, for bench/dispatch.py.
+
+Separate processes so that each has a core of its own (the machine has two) and so that the gateway's
+memory can be read alone from /proc. The simulator's request counters are read over its control
+endpoint: they are the counters `SimCluster.request_counts()` returns in-process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTERS = ROOT / "bench" / "clusters_virtual.yaml"
+PODGATE = Path(sys.executable).parent / "podgate"
+# Set machine-wide here; the children trust their own CAs only (as tests.conftest.clean_env does).
+CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE", "SSL_CERT_DIR")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+Counts = Counter[tuple[str, str]]
+
+
+def child_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in CA_VARIABLES}
+
+
+def _wait_for_line(stream: IO[str], pattern: str, process: subprocess.Popen[str], what: str) -> re.Match[str]:
+    """Reads a child's stdout until a line matches; a child that exits first is reported with its log."""
+    for line in stream:
+        match = re.search(pattern, line)
+        if match:
+            return match
+    process.wait(timeout=10)
+    raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready")
+
+
+class _Child:
+    def __init__(self, args: list[str], log_path: Path, what: str) -> None:
+        self.what = what
+        self.log_path = log_path
+        self._log = log_path.open("w")
+        self.process = subprocess.Popen(
+            args, env=child_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True
+        )
+        assert self.process.stdout is not None
+        self.stdout = self.process.stdout
+
+    def ready(self, pattern: str) -> re.Match[str]:
+        """The first stdout line matching `pattern`; the rest of stdout is drained in the background."""
+        match = _wait_for_line(self.stdout, pattern, self.process, self.what)
+        threading.Thread(target=self._discard_stdout, daemon=True).start()
+        return match
+
+    def _discard_stdout(self) -> None:
+        for _ in self.stdout:
+            pass
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class Simulator(_Child):
+    """`podgate sim` on a cluster file; its kubeconfigs go where the gateway's sim provider looks."""
+
+    def __init__(self, config: Path, kubeconfig_dir: Path, log_path: Path) -> None:
+        args = [str(PODGATE), "sim", "--config", str(config), "--kubeconfig-dir", str(kubeconfig_dir)]
+        super().__init__(args, log_path, "podgate sim")
+        found = self.ready(r"control endpoint: (\S+) \(Authorization: Bearer (\S+)\)")
+        self.control_url, token = found.group(1), found.group(2)
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    async def _call(self, method: str, path: str) -> object:
+        async with (
+            aiohttp.ClientSession(headers=self._headers) as session,
+            session.request(method, f"{self.control_url}{path}") as response,
+        ):
+            response.raise_for_status()
+            return await response.json()
+
+    async def counts(self, cluster: str) -> Counts:
+        """API requests served by `cluster` since the last reset, per (verb, resource)."""
+        body = await self._call("GET", f"/clusters/{cluster}/requests")
+        assert isinstance(body, dict)
+        return Counter({(c["verb"], c["resource"]): c["count"] for c in body["counters"]})
+
+    async def reset(self, *clusters: str) -> None:
+        for cluster in clusters:
+            await self._call("DELETE", f"/clusters/{cluster}/requests")
+
+
+class GatewayProcess(_Child):
+    """`podgate serve` on port 0; `address` is where it listens."""
+
+    def __init__(self, config: Path, state_dir: Path, log_path: Path, *, profile: Path | None = None) -> None:
+        serve = ["serve", "--clusters", str(config), "--state-dir", str(state_dir), "--listen", "127.0.0.1:0"]
+        head = [sys.executable, "-m", "cProfile", "-o", str(profile), str(PODGATE)] if profile else [str(PODGATE)]
+        super().__init__([*head, *serve], log_path, "podgate serve")
+        self.address = self.ready(r"serving on (\S+) ").group(1)
+
+    def rss_bytes(self) -> int:
+        """Resident memory now (pages from /proc/PID/statm)."""
+        return int(Path(f"/proc/{self.pid}/statm").read_text().split()[1]) * PAGE_SIZE
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time consumed so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
+
+@dataclass
+class Stack:
+    sim: Simulator
+    gateway: GatewayProcess
+    state_dir: Path
+
+    @property
+    def kubeconfig_dir(self) -> Path:
+        return self.state_dir / "kubeconfigs"
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    state_dir: Path, *, config: Path = CLUSTERS, profile: Path | None = None
+) -> AsyncIterator[Stack]:
+    """Simulator first (it writes the kubeconfigs), then the gateway; both stopped on exit."""
+    sim = Simulator(config, state_dir / "kubeconfigs", state_dir / "sim.log")
+    try:
+        gateway = GatewayProcess(config, state_dir, state_dir / "gateway.log", profile=profile)
+        try:
+            yield Stack(sim=sim, gateway=gateway, state_dir=state_dir)
+        finally:
+            gateway.stop()
+    finally:
+        sim.stop()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+class Stopwatch:
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
