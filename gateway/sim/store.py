@@ -8,7 +8,8 @@ Mutations are synchronous (the simulator runs on one event loop, so each is atom
 
 - `create`, `get`, `list`, `update`, `mutate`, `delete`, `finalize_delete`: see each method. `get` and
   `list` return deep copies the caller may change; pass them back through `update` or change objects
-  through `mutate(resource, ns, name, fn)`, which applies `fn` to a copy and stores it atomically.
+  through `mutate(resource, ns, name, fn)`, which applies `fn` to a copy and stores it atomically (and
+  returns the stored version, read-only). `peek` returns the stored version without copying (read-only).
 - Deletion follows Kubernetes: an object with finalizers gets `deletionTimestamp` and stays until its
   finalizers are emptied (by `update`/`mutate`). A pod that is bound to a node and not terminal, deleted
   with a grace period > 0, gets `deletionTimestamp` + `deletionGracePeriodSeconds` (MODIFIED); the
@@ -58,11 +59,17 @@ def now_rfc3339(clock: Callable[[], datetime] | None = None) -> str:
 
 
 def copy_obj(value: Any) -> Any:
-    """Deep copy of JSON-like data; several times faster than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {k: copy_obj(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_obj(v) for v in value]
+    """Deep copy of JSON-like data, several times faster than copy.deepcopy (leaves are not recursed into:
+    this runs about ten times per pod in a 10,000-pod benchmark)."""
+    kind = type(value)
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            kv = type(v)
+            out[k] = copy_obj(v) if kv is dict or kv is list else v
+        return out
+    if kind is list:
+        return [copy_obj(v) if type(v) is dict or type(v) is list else v for v in value]
     return value
 
 
@@ -253,11 +260,16 @@ class ObjectStore:
         return self._replace(resource, current, obj if adopt else copy_obj(obj), adopt=adopt)
 
     def mutate(self, resource: str, namespace: str, name: str, fn: Callable[[Obj], None]) -> Obj:
-        """Read-modify-write: `fn` changes a copy in place; the copy is stored with a new version."""
+        """Read-modify-write: `fn` changes a copy in place; the copy is stored with a new version.
+        Returns the stored version: read-only (copy it to change it)."""
         current = self._current(resource, namespace, name)
         new: Obj = copy_obj(current)
         fn(new)
-        return self._replace(resource, current, new)
+        return self._replace(resource, current, new, adopt=True)
+
+    def peek(self, resource: str, namespace: str, name: str) -> Obj | None:
+        """The stored version itself, or None: read-only, for controllers that only look (no copy made)."""
+        return self._objects.get(resource, {}).get((namespace, name))
 
     def delete(self, resource: str, namespace: str, name: str, grace_seconds: int | None = None) -> Obj:
         """Deletes, or starts a graceful deletion (see the module docstring). Returns the object as it
