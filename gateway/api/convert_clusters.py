@@ -37,14 +37,22 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
+# API field names whose cluster-file key differs from their camelCase form.
+_RENAMED = {("sim", "kubeconfigPath"): "path"}
+_RENAMED_BACK = {(source, new): old for (source, old), new in _RENAMED.items()}
+
+
 def credentials_from_proto(c: clusters_pb2.ClusterCredentials, provider: str) -> domain.CredentialsRef:
     which = c.WhichOneof("source")
     if which is None:
         # The provider's own default chain (e.g. in-cluster, ADC, DefaultAzureCredential).
         return domain.CredentialsRef(source=provider, params={})
-    message = getattr(c, which)
-    params = {_camel(f.name): str(value) for f, value in message.ListFields()}
-    return domain.CredentialsRef(source=_SOURCES[which], params=params)
+    message, source = getattr(c, which), _SOURCES[which]
+    params = {}
+    for f, value in message.ListFields():
+        key = _camel(f.name)
+        params[_RENAMED.get((source, key), key)] = str(value)
+    return domain.CredentialsRef(source=source, params=params)
 
 
 def credentials_to_proto(ref: domain.CredentialsRef) -> clusters_pb2.ClusterCredentials:
@@ -55,7 +63,7 @@ def credentials_to_proto(ref: domain.CredentialsRef) -> clusters_pb2.ClusterCred
     message = getattr(out, field)
     message.SetInParent()
     for key, value in ref.params.items():
-        name = _snake(key)
+        name = _snake(_RENAMED_BACK.get((ref.source, key), key))
         if name in message.DESCRIPTOR.fields_by_name:
             setattr(message, name, value)
     return out

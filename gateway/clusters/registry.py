@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 __all__ = ["ClusterRuntime", "PodTrack", "Registry"]
 
+SYNC_WAIT_SECONDS = 10.0
 ClientFactory = Callable[[domain.ClusterSpec, CredentialProvider], ClusterClient]
 ProviderFactory = Callable[[domain.ClusterSpec], CredentialProvider]
 
@@ -88,7 +89,17 @@ class Registry:
                 continue
             if spec.name in cordons:
                 self._runtimes[spec.name].cordoned, self._runtimes[spec.name].cordon_reason = True, cordons[spec.name]
+        await self._wait_synced(list(self._runtimes.values()))
         return problems
+
+    async def _wait_synced(self, runtimes: list[ClusterRuntime]) -> None:
+        """Gives fresh clusters a moment to list nodes and pods, so the first placements see real capacity."""
+        waits = [asyncio.ensure_future(r.wait_synced()) for r in runtimes]
+        if waits:
+            _, late = await asyncio.wait(waits, timeout=SYNC_WAIT_SECONDS)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
 
     async def close(self) -> None:
         await asyncio.gather(*(r.stop() for r in self._runtimes.values()), return_exceptions=True)
@@ -120,16 +131,21 @@ class Registry:
         self._notify()
         return runtime
 
+    async def _add_and_sync(self, spec: domain.ClusterSpec) -> ClusterRuntime:
+        runtime = await self._add(spec, persist=True)
+        await self._wait_synced([runtime])
+        return runtime
+
     # --- changes (the Clusters RPCs) ------------------------------------------------------
 
     async def register(self, spec: domain.ClusterSpec) -> ClusterRuntime:
         if spec.name in self._runtimes:
             raise errors.AlreadyExists(f"cluster {spec.name!r} is already registered; use UpdateCluster to change it")
-        return await self._add(spec, persist=True)
+        return await self._add_and_sync(spec)
 
     async def update(self, spec: domain.ClusterSpec) -> ClusterRuntime:
         self.get(spec.name)
-        return await self._add(spec, persist=True)
+        return await self._add_and_sync(spec)
 
     async def deregister(self, name: str, *, force: bool) -> None:
         runtime = self.get(name)

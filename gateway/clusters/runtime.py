@@ -100,6 +100,7 @@ class ClusterRuntime:
         self._ours: dict[PodKey, dict[str, Any]] = {}
         self._tracks: dict[PodKey, PodTrack] = {}
         self._pods_synced = asyncio.Event()
+        self._nodes_synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -120,6 +121,11 @@ class ClusterRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self.client.close()
+
+    async def wait_synced(self) -> None:
+        """Until nodes and pods have been listed once: before that, capacity reads as empty."""
+        await self._nodes_synced.wait()
+        await self._pods_synced.wait()
 
     def snapshot(self) -> domain.ClusterSnapshot:
         running = sum(1 for p in self._ours.values() if (p.get("status") or {}).get("phase") not in TERMINAL_PHASES)
@@ -155,6 +161,7 @@ class ClusterRuntime:
     def _on_node(self, event: WatchEvent) -> None:
         if event.type is EventType.RELISTED:
             self._book.reset(nodes=event.objects)
+            self._nodes_synced.set()
         elif event.type is EventType.DELETED:
             self._book.remove_node((event.object.get("metadata") or {}).get("name", ""))
         elif event.type in (EventType.ADDED, EventType.MODIFIED):

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
 from gateway import domain
 from gateway.clusters.kubeapi import errors as kube
 from gateway.clusters.registry import ClusterRuntime, PodTrack, Registry
@@ -36,6 +34,9 @@ SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 LOG_DRAIN_SECONDS = 30.0
 CREATE_RETRY_SECONDS = 2.0
 DELETE_GRACE_SECONDS = 30
+# A failed pod's warning events may trail its status (they come on another watch): wait for them this long.
+EVENT_SETTLE_QUIET_SECONDS = 0.3
+EVENT_SETTLE_MAX_SECONDS = 2.0
 
 
 def new_suffix() -> str:
@@ -66,7 +67,7 @@ async def _create(runtime: ClusterRuntime, namespace: str, body: dict[str, Any])
         return Created.YES
     except (kube.ApiUnreachable, kube.ServerError, kube.TooManyRequests) as e:
         log.warning("creating pod %s/%s on %s failed: %s", namespace, name, runtime.name, e)
-        if isinstance(e, kube.TooManyRequests) or isinstance(e.__cause__, aiohttp.ClientConnectorError):
+        if isinstance(e, kube.TooManyRequests) or (isinstance(e, kube.ApiUnreachable) and not e.maybe_sent):
             return Created.NO  # refused before it reached the API server
     try:
         await runtime.client.get_pod(namespace, name)
@@ -130,6 +131,13 @@ class PodRunner:
                     message=f"{type(e).__name__}: the gateway log has details",
                 )
             )
+        finally:
+            self._untrack()
+
+    def _untrack(self) -> None:
+        """Stops following the pod (tracked from before its create, so even a create that never settled)."""
+        if self.record.name and self.record.cluster in self.registry.names():
+            self.registry.get(self.record.cluster).untrack(self.record.namespace, self.record.name)
 
     # --- placement and creation -----------------------------------------------------------
 
@@ -188,10 +196,13 @@ class PodRunner:
                 decision=_chosen(decision, cluster), phase=domain.PodPhase.QUEUED,
             )  # fmt: skip
             await self.journal.append(self.request_id, self.record.decision or decision)
+        runtime.track(namespace, name)  # before creating: the scheduler's first events come at once
         outcome = await _create(runtime, namespace, body)
         if outcome is Created.YES:
             self.record = await self.store.record_phase(self.request_id, domain.PodPhase.PENDING)
         else:
+            if outcome is Created.NO:
+                runtime.untrack(namespace, name)
             what = (
                 "outcome unknown, checking before any failover"
                 if outcome is Created.UNKNOWN
@@ -325,12 +336,14 @@ class PodRunner:
     ) -> None:
         main = self._log_containers()[:1]
         await _drain(logs, main or list(logs))
-        xcom_json, xcom_error = await self._read_xcom(runtime, view)
+        main_name = (self.request.pod.get("spec", {}).get("containers") or [{}])[0].get("name", "")
+        code = status.exit_code(view, main_name)
+        # Only a main container that exited 0 has an XCom result (as in KubernetesPodOperator); otherwise its
+        # termination message is the runtime's error text, not a payload.
+        xcom_json, xcom_error = await self._read_xcom(runtime, view) if code == 0 else (None, "")
         if self.request.xcom_mode is domain.XcomMode.SIDECAR and not view.finished:
             await _stop_sidecar(runtime, self.record.namespace, self.record.name)
         await _drain(logs, list(logs))
-        main_name = (self.request.pod.get("spec", {}).get("containers") or [{}])[0].get("name", "")
-        code = status.exit_code(view, main_name)
         phase = (
             domain.PodPhase.SUCCEEDED
             if code == 0 and view.phase is not domain.PodPhase.FAILED
@@ -339,6 +352,8 @@ class PodRunner:
         reason, message = (view.reason, view.message) if phase is domain.PodPhase.FAILED else ("Completed", "")
         if xcom_error:
             phase, reason, message = domain.PodPhase.FAILED, "XComError", xcom_error
+        if phase is domain.PodPhase.FAILED:
+            await track.settle_events(quiet=EVENT_SETTLE_QUIET_SECONDS, within=EVENT_SETTLE_MAX_SECONDS)
         for event in track.drain_events():
             await self._note_event(event)
         await self._finish(

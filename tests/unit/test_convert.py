@@ -152,3 +152,10 @@ def test_eks_params_use_the_cluster_file_key_names() -> None:
     )
     ref = convert_clusters.credentials_from_proto(creds, "eks")
     assert ref == domain.CredentialsRef(source="eks", params={"clusterName": "prod", "stsEndpointUrl": "http://x"})
+
+
+def test_sim_kubeconfig_path_uses_the_cluster_file_key() -> None:
+    creds = clusters_pb2.ClusterCredentials(sim=clusters_pb2.SimSource(kubeconfig_path="/tmp/k"))
+    ref = convert_clusters.credentials_from_proto(creds, "sim")
+    assert ref.params == {"path": "/tmp/k"}
+    assert convert_clusters.credentials_to_proto(ref) == creds
