@@ -9,6 +9,7 @@ import pytest
 
 from gateway.credentials.base import BearerToken, CredentialError
 from gateway.credentials.cache import TokenCache
+from gateway.credentials.eks import TOKEN_VALIDITY, EksProvider
 
 
 class Issuer:
@@ -161,3 +162,15 @@ async def test_close_cancels_an_inflight_refresh_and_refuses_more() -> None:
         await waiter
     with pytest.raises(CredentialError, match="closed"):
         await cache.get()
+
+
+@pytest.mark.parametrize(("minutes", "refetched"), [(13.9, False), (14.1, True)])
+async def test_eks_tokens_are_refreshed_at_14_of_their_15_minutes(minutes: float, refetched: bool) -> None:
+    issuer = Issuer(lifetime=TOKEN_VALIDITY.total_seconds())
+    cache = issuer.cache(margin=EksProvider.refresh_margin)
+    await cache.get()
+    issuer.now += minutes * 60
+    assert (await cache.get()).value == "t1"  # still valid: served while the successor is fetched
+    await asyncio.sleep(0.01)
+    assert (issuer.fetches == 2) is refetched
+    await cache.close()
