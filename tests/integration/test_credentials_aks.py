@@ -193,3 +193,18 @@ async def test_wrong_secret_is_refused_without_quoting_it(
         assert "CANARY" not in str(caught.value)
     finally:
         await provider.close()
+
+
+async def test_cloud_identity_is_judged_by_the_clusters_rbac(
+    entra: EntraStandin, aks_cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A valid token of a principal the cluster maps without permissions: authenticated, then forbidden."""
+    oid = entra.add_secret_app("reader-app", "reader-secret")
+    aks_cluster.add_token_verifier(AksTokenVerifier(entra.public_key_pem, entra.issuer, {oid: Identity("reader")}))
+    monkeypatch.setenv("PODGATE_READER_SECRET", "reader-secret")
+    ref = aks_ref(entra, tmp_path, aks_cluster, clientId="reader-app", clientSecretEnv="PODGATE_READER_SECRET")
+    provider = build_provider("aks-weu", ref)
+    try:
+        assert await list_pods(provider) == 403
+    finally:
+        await provider.close()
