@@ -141,7 +141,7 @@ class TokenCache:
         return token
 
     def _record_failure(self, error: CredentialError) -> None:
-        log.warning("cluster %s: token refresh failed: %s", self._cluster, error)
+        log.warning("token refresh failed: %s", error)
         self._failure = error
         self._failed_until = self._clock() + self._backoff
         self._backoff = min(self._backoff * 2, 30.0)
