@@ -127,7 +127,7 @@ class TokenCache:
             self._record_failure(exc)
             raise
         except Exception as exc:  # an SDK error we did not translate: never let its text through
-            error = CredentialError(f"cluster {self._cluster!r}: token refresh failed ({type(exc).__name__})")
+            error = CredentialError(f"cluster {self._cluster!r}: the token fetch raised {type(exc).__name__}")
             self._record_failure(error)
             raise error from None
         finally:
