@@ -72,6 +72,10 @@ class ContainerLog:
         if rest:
             self._partial[stream] = rest
 
+    def entries(self) -> list[tuple[int, bytes]]:
+        """Every kept (timestamp ns, line) pair."""
+        return list(self._lines)
+
     def tail(self, count: int) -> list[bytes]:
         """The last `count` complete lines (without timestamps)."""
         return [line for _, line in list(self._lines)[-count:]]

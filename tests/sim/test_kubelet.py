@@ -214,3 +214,13 @@ async def test_failed_node_kills_its_containers(store: ObjectStore, kubelet: Kub
     await wait_pod(store, "later", lambda p: bool(p["spec"].get("nodeName")))
     assert store.get("pods", "default", "later")["status"].get("startTime") is None, "a failed node runs nothing"
     assert ("Normal", "Started") not in {(t, r) for t, r, _ in events(store, "later")}
+
+
+async def test_without_isolation_every_pod_says_so() -> None:
+    store = ObjectStore()
+    async for _, unisolated in start(store, [node("plain-1")], {"isolation": False}):
+        store.create("pods", pod("plain", sh("main", "echo $HOSTNAME")))
+        await wait_pod(store, "plain", phase("Succeeded"))
+        assert await read_logs(unisolated, "plain", "main") == "plain\n"
+        warning = ("Warning", "IsolationUnavailable", "isolation disabled in the runtime configuration")
+        assert warning in events(store, "plain")

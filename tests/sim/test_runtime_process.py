@@ -233,3 +233,15 @@ async def test_without_isolation_containers_still_run_and_say_so(tmp_path: Path)
     finally:
         await rt.close()
     assert exists(tmp_path) and not exists(tmp_path / "podgate-sim")
+
+
+async def test_a_failing_probe_container_degrades_with_the_reason(tmp_path: Path) -> None:
+    rt = ProcessRuntime(tmp_path / "podgate-sim", python="/bin/false")  # the launcher cannot run at all
+    await rt.start()
+    try:
+        assert not rt.isolated
+        assert rt.degraded_reason == (
+            "a probe container failed: the container process ended before its command started"
+        )
+    finally:
+        await rt.close()

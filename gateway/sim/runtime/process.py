@@ -137,10 +137,26 @@ class ProcessRuntime:
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.isolated:
-            self.degraded_reason = await _probe_namespaces()
+            self.degraded_reason = await _probe_namespaces() or await self._probe_container()
             self.isolated = self.degraded_reason is None
         if self.degraded_reason:
             log.warning("process runtime degraded: %s; containers run as plain host processes", self.degraded_reason)
+
+    async def _probe_container(self) -> str | None:
+        """Runs `true` as a container, the whole way (namespaces, overlay root, mounts): why it fails, if it does."""
+        sandbox = await self.create_sandbox(f"probe-{uuid.uuid4().hex[:8]}", [], share_pid=False)
+        try:
+            spec = ContainerSpec(
+                namespace="", pod="probe", pod_uid=sandbox.uid, name="probe", argv=("true",), env={"PATH": os.defpath}
+            )
+            output = ContainerLog()
+            status = await (await self.run(sandbox, spec, output)).wait()
+        finally:
+            await self.remove_sandbox(sandbox)
+        if status.start_error or status.exit_code != 0:
+            lines = b"".join(chunk for _, chunk in output.entries()).decode(errors="replace").strip()
+            return f"a probe container failed: {status.start_error or lines or f'exit code {status.exit_code}'}"
+        return None
 
     async def close(self) -> None:
         self.cgroups.close()
