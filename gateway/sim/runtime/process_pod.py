@@ -199,6 +199,8 @@ class ProcessPod:
             self._services.event(self.state, "Normal", "Created", f"Created container: {cs.name}", path)
             self._services.event(self.state, "Normal", "Started", f"Started container {cs.name}", path)
             self._running[cs.name] = running
+            if self._stop.is_set():  # deleted while it was starting: it gets its SIGTERM too
+                running.signal(signal.SIGTERM)
             self.state.settle_phase("Always")
             self._publish()
         status = await running.wait()
