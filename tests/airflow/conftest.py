@@ -112,10 +112,16 @@ def install_dag(airflow_home: Path, name: str) -> None:
     (airflow_home / "dags" / name).write_text(source)
 
 
-def run_dag(airflow_home: Path, gateway: LiveGateway, dag_id: str, *, timeout: float = 240, **env: str) -> DagRun:
-    """`airflow dags test DAG_ID`, then the run's task states and XComs read from Airflow's database."""
+def dags_test(dag_id: str, *args: str) -> list[str]:
+    return [str(AIRFLOW_BIN / "airflow"), "dags", "test", dag_id, *args]
+
+
+def run_dag(
+    airflow_home: Path, gateway: LiveGateway, dag_id: str, *args: str, timeout: float = 240, **env: str
+) -> DagRun:
+    """`airflow dags test DAG_ID [LOGICAL_DATE]`, then the run's task states and XComs from Airflow's database."""
     done = subprocess.run(
-        [str(AIRFLOW_BIN / "airflow"), "dags", "test", dag_id],
+        dags_test(dag_id, *args),
         env=airflow_env(AIRFLOW_CONN_PODGATE_DEFAULT=gateway.connection, **env),
         capture_output=True,
         text=True,
@@ -123,6 +129,16 @@ def run_dag(airflow_home: Path, gateway: LiveGateway, dag_id: str, *, timeout: f
     )
     states, xcoms = run_record(dag_id)
     return DagRun(done.returncode, done.stdout + done.stderr, states, xcoms)
+
+
+def latest_run_id(dag_id: str) -> str:
+    from airflow.models import DagRun as DagRunModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRunModel).filter_by(dag_id=dag_id).order_by(DagRunModel.id.desc()).first()
+        assert run is not None, f"no run of {dag_id}"
+        return str(run.run_id)
 
 
 def run_record(dag_id: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:

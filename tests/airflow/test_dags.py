@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.airflow.conftest import DagRun, LiveGateway, install_dag, run_dag
+from tests.airflow.conftest import DAGS, DagRun, LiveGateway, install_dag, run_dag
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +113,29 @@ def test_deferrable_task_follows_the_pod_in_the_trigger_and_loses_no_line(
     assert run.lines_of("[DAG TEST] running trigger in line")
     for i in range(1, 7):
         assert len(run.lines_of(f"[base] tick {i}")) == 1, (i, run.output[-6000:])
+
+
+KPO_IMPORT = "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator"
+PODGATE_IMPORT = "from gateway.airflow.operators import GatewayPodOperator as KubernetesPodOperator"
+
+
+def test_a_kubernetes_pod_operator_dag_runs_with_only_its_import_changed(
+    airflow_home: Path, gateway: LiveGateway
+) -> None:
+    original = (DAGS / "kpo_original.py").read_text()
+    assert original.count(KPO_IMPORT) == 1
+    (airflow_home / "dags" / "kpo_migrated.py").write_text(original.replace(KPO_IMPORT, PODGATE_IMPORT))
+    install_dag(airflow_home, "kpo_template.yaml")
+    run = run_dag(airflow_home, gateway, "kpo_migrated")
+    assert run.returncode == 0, run.output[-6000:]
+    assert run.states == {"report": "success"}
+    assert run.xcoms["report"]["return_value"] == {"rows": 42}
+    assert run.xcoms["report"]["cluster"] == "local-eu-cpu"  # cluster_context names the registered cluster
+    assert run.xcoms["report"]["pod_namespace"] == "airflow"
+    assert run.xcoms["report"]["pod_name"].startswith("nightly-report-")
+    assert run.lines_of("[base] REPORT_DATE=20")
+    assert run.lines_of("[base] FROM_TEMPLATE=template-value")  # pod_template_file merged as KPO merges it
+    notes = "\n".join(run.lines_of("Deprecated:"))
+    assert "cluster_context='local-eu-cpu'" in notes and "clusters=['local-eu-cpu']" in notes
+    assert "config_file is ignored" in notes and "in_cluster" not in notes  # in_cluster=False asks for nothing
+    assert "is_delete_operator_pod is deprecated" in notes
