@@ -80,7 +80,8 @@ class ContainerState:
             "name": self.name,
             "image": self.image,
             "imageID": image_id(self.image) if self.container_id else "",
-            "ready": self.running and not self.init,
+            "ready": (self.running and not self.init)
+            or bool(self.init and self.terminated and not self.terminated["exitCode"]),
             "started": self.running,
             "restartCount": self.restart_count,
             "state": self.state,

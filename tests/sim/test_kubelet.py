@@ -62,7 +62,7 @@ async def test_pod_runs_init_then_main_and_reports_like_a_kubelet(store: ObjectS
     assert done["spec"]["nodeName"] == "node-1"
     assert status["hostIP"] == "127.0.0.1" and status["podIP"].startswith("10.244.0.") and status["startTime"]
     [init_status] = status["initContainerStatuses"]
-    assert init_status["state"]["terminated"]["reason"] == "Completed"
+    assert init_status["state"]["terminated"]["reason"] == "Completed" and init_status["ready"] is True
     [main_status] = status["containerStatuses"]
     terminated = main_status["state"]["terminated"]
     assert (terminated["exitCode"], terminated["reason"], terminated["message"]) == (0, "Completed", "done")
