@@ -224,3 +224,25 @@ async def test_without_isolation_every_pod_says_so() -> None:
         assert await read_logs(unisolated, "plain", "main") == "plain\n"
         warning = ("Warning", "IsolationUnavailable", "isolation disabled in the runtime configuration")
         assert warning in events(store, "plain")
+
+
+async def test_airflow_sidecar_pattern_exec_cat_then_sigint_to_pid_1(store: ObjectStore, kubelet: Kubelet) -> None:
+    """KubernetesPodOperator's XCom sidecar: read the file through exec, then `kill -s SIGINT 1` in the sidecar."""
+    base = sh("base", "echo '[1, 2]' > /airflow/xcom/return.json", volumeMounts=[XCOM])
+    sidecar = sh(
+        "airflow-xcom-sidecar", 'trap "exit 0" INT; echo ready; while true; do sleep 0.1; done;', volumeMounts=[XCOM]
+    )
+    store.create("pods", pod("kpo", base, sidecar, volumes=[{"name": "xcom", "emptyDir": {}}]))
+    await wait_pod(
+        store, "kpo", lambda p: "terminated" in (p["status"].get("containerStatuses") or [{"state": {}}])[0]["state"]
+    )
+    assert await first_line(kubelet, "kpo", "airflow-xcom-sidecar") == b"ready\n"
+    cat = await kubelet.exec(
+        "default", "kpo", "airflow-xcom-sidecar", ["cat", "/airflow/xcom/return.json"], False, False
+    )
+    assert b"".join([c async for c in cat.stdout]) == b"[1, 2]\n" and await cat.wait() == 0
+    stop = await kubelet.exec("default", "kpo", "airflow-xcom-sidecar", ["kill", "-s", "SIGINT", "1"], False, False)
+    assert await stop.wait() == 0
+    done = await wait_pod(store, "kpo", phase("Succeeded", "Failed"))
+    assert [s["state"]["terminated"]["exitCode"] for s in done["status"]["containerStatuses"]] == [0, 0]
+    assert done["status"]["phase"] == "Succeeded"
