@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.sim.kubelet import Kubelet
+from gateway.sim.logstore import parse_timestamp
 from gateway.sim.store import ObjectStore
 from tests.sim.kubelet_fixtures import events, node, phase, pod, read_logs, start, wait_gone, wait_pod, waiting_reason
 from tests.sim.leaks import no_leaks as no_leaks
@@ -85,3 +86,14 @@ async def test_thousand_pods_complete_and_every_transition_is_watched(store: Obj
     assert {tuple(p) for p in phases.values()} == {("Pending", "Running", "Succeeded")}
     nodes = {store.get("pods", "default", f"p{i}")["spec"]["nodeName"] for i in range(1000)}
     assert nodes == {"v-1", "v-2"}
+
+
+async def test_log_lines_are_spread_over_the_duration_and_follow_ends_with_the_container(
+    store: ObjectStore, kubelet: Kubelet
+) -> None:
+    store.create("pods", virtual("chatty", log_lines="a\nb\nc", duration="0.3"))
+    await wait_pod(store, "chatty", phase("Running"))
+    followed = [line async for line in kubelet.logs("default", "chatty", "main", follow=True, timestamps=True)]
+    assert [line.split(b" ", 1)[1] for line in followed] == [b"a\n", b"b\n", b"c\n"]
+    first, last = (parse_timestamp(line.split(b" ", 1)[0].decode()) for line in (followed[0], followed[-1]))
+    assert last - first >= 150_000_000  # c comes 0.2 s after a

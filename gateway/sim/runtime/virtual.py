@@ -5,7 +5,7 @@ with the container name appended, e.g. `sim.podgate.io/exit-code.main`):
 
     sim.podgate.io/duration              seconds the container runs (float, default 0)
     sim.podgate.io/exit-code             its exit code (default 0)
-    sim.podgate.io/log-lines             its log, one line per line, written when it starts
+    sim.podgate.io/log-lines             its log, one line per line, spread evenly over its duration
     sim.podgate.io/termination-message   what it leaves in its terminationMessagePath
     sim.podgate.io/xcom                  what `cat /airflow/xcom/return.json` shows through exec
 
@@ -106,9 +106,15 @@ class VirtualPod:
         self._event("Normal", "Started", f"Started container {cs.name}", cs.name)
         cs.start(self._services.now())
         output = self._services.log_store.open(self.state.namespace, self.state.name, cs.name)
-        text = self._annotation("log-lines", cs.name)
-        if text:
-            output.write(text.encode() if text.endswith("\n") else text.encode() + b"\n")
+        lines = self._annotation("log-lines", cs.name).splitlines()
+        duration = float(self._annotation("duration", cs.name, "0"))
+        for index, line in enumerate(lines):
+            data = line.encode() + b"\n"
+            if index == 0 or duration <= 0:
+                output.write(data)
+            else:
+                handle = self._loop.call_later(duration * index / len(lines), output.write, data)
+                self._timers[f"{cs.name}/log/{index}"] = handle
 
     def _run(self, cs: ContainerState) -> None:
         self._start(cs)
