@@ -22,6 +22,7 @@ class PodTrack:
         self.seen = False  # the pod has existed at some point while tracked
         self._synced = synced
         self._changed = asyncio.Event()
+        self._event_added = asyncio.Event()
         self._events: list[domain.KubeEvent] = []
         self._event_keys: set[tuple[str, int]] = set()
 
@@ -38,6 +39,7 @@ class PodTrack:
         self._events.append(event)
         del self._events[:-MAX_PENDING_EVENTS]
         self._changed.set()
+        self._event_added.set()
 
     def drain_events(self) -> list[domain.KubeEvent]:
         events, self._events = self._events, []
@@ -52,6 +54,21 @@ class PodTrack:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), within)
         self._changed.clear()
+
+    async def settle_events(self, *, quiet: float, within: float) -> None:
+        """Waits until no new event came for `quiet` seconds (at most `within`).
+
+        Events travel on their own watch and may trail the pod status that reported a failure; a result
+        read at once would miss the warnings that explain it.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        while (left := end - loop.time()) > 0:
+            self._event_added.clear()
+            try:
+                await asyncio.wait_for(self._event_added.wait(), min(quiet, left))
+            except TimeoutError:
+                return
 
     def _state(self, container: str) -> Mapping[str, Any]:
         status = (self.pod or {}).get("status") or {}

@@ -90,6 +90,17 @@ def _failure_reason(pod: Pod, main: domain.ContainerResult | None, results: list
     return next((r.reason for r in results if r.exit_code != 0 and r.reason), "Error")
 
 
+def _first_failure(pod: Pod, results: list[domain.ContainerResult]) -> str:
+    """Names the container that failed when the main one never ran (an init container, most often)."""
+    failed = next((r for r in results if r.exit_code != 0), None)
+    if failed is None:
+        return ""
+    init = {cs.get("name") for cs in _statuses(pod, "initContainerStatuses")}
+    kind = "init container" if failed.name in init else "container"
+    why = f" ({failed.reason})" if failed.reason else ""
+    return f"{kind} {failed.name} exited with code {failed.exit_code}{why}; the main container never ran"
+
+
 def interpret(pod: Pod) -> PodView:
     status = pod.get("status", {})
     k8s_phase = status.get("phase", "Pending")
@@ -114,7 +125,7 @@ def interpret(pod: Pod) -> PodView:
         return replace(base, phase=domain.PodPhase.SUCCEEDED, reason="Completed", finished=True)
     if k8s_phase == "Failed":
         reason = _failure_reason(pod, main, results)
-        message = str(status.get("message", "")) or (main.message if main else "")
+        message = str(status.get("message", "")) or (main.message if main else _first_failure(pod, results))
         return replace(base, phase=domain.PodPhase.FAILED, reason=reason, message=message, finished=True)
     fatal = _fatal_wait(pod)
     if fatal is not None:
