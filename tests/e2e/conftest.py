@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+import yaml
 
 from gateway._proto.podgate.v1 import common_pb2, dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, GatewayConfig, start_gateway
@@ -88,3 +90,71 @@ def logs(events: list[dispatch_pb2.PodEvent]) -> list[str]:
 def result(events: list[dispatch_pb2.PodEvent]) -> dispatch_pb2.PodResult:
     assert events and events[-1].WhichOneof("event") == "result", [e.WhichOneof("event") for e in events]
     return events[-1].result
+
+
+# --- shared by the pod-failure, XCom, logs, cluster, health and GC tests ---------------------------
+
+
+def container(name: str, code: str, **extra: Any) -> dict[str, Any]:
+    """A python:3.12 container running `code`."""
+    return {"name": name, "image": "python:3.12", "command": ["python", "-c", code], **extra}
+
+
+def pod_json(
+    containers: list[dict[str, Any]], *, init: list[dict[str, Any]] | None = None, name: str = "e2e", **spec: Any
+) -> str:
+    body: dict[str, Any] = {"containers": containers, **spec}
+    if init:
+        body["initContainers"] = init
+    return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": body})
+
+
+def request_for(manifest: str, *, regions: tuple[str, ...] = (), **extra: Any) -> dispatch_pb2.PodRequest:
+    """A PodRequest for a whole manifest (see pod_json); extra PodRequest fields as keywords."""
+    return dispatch_pb2.PodRequest(
+        request_id=f"e2e-{uuid.uuid4().hex[:12]}",
+        pod_json=manifest,
+        placement=common_pb2.Placement(regions=list(regions)),
+        **extra,
+    )
+
+
+def write_cluster_file(
+    path: Path, *, runtime: dict[str, Any] | None = None, extra: list[dict[str, Any]] | None = None
+) -> Path:
+    """clusters/local.yaml with a `sim.runtime` block on every cluster and extra cluster entries."""
+    document = yaml.safe_load(LOCAL.read_text())
+    for entry in document["clusters"]:
+        entry["sim"]["runtime"] = dict(runtime or {})
+    document["clusters"] += extra or []
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def kinds(events: list[dispatch_pb2.PodEvent]) -> list[str]:
+    return [str(e.WhichOneof("event")) for e in events]
+
+
+def warnings(final: dispatch_pb2.PodResult) -> set[str]:
+    """The reasons of the warning events carried by a result."""
+    return {e.reason for e in final.warning_events}
+
+
+def sim_pod(world: SimWorld, cluster: str, name: str) -> dict[str, Any] | None:
+    """The pod as the simulated cluster stores it (None once gone)."""
+    pods = world.clusters[cluster].store.list("pods", None)[0]
+    return next((p for p in pods if p["metadata"]["name"] == name), None)
+
+
+async def eventually(check: Any, *, within: float = 20.0, every: float = 0.1) -> Any:
+    """Polls an async or plain check until it returns a truthy value; fails with the last value after `within`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        assert loop.time() < deadline, f"condition not met within {within}s (last value {value!r})"
+        await asyncio.sleep(every)
