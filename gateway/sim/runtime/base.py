@@ -45,7 +45,11 @@ class ExitStatus:
 
 
 class ExecProcess(abc.ABC):
-    """A command run inside a running container (`kubectl exec`); the API server pumps its streams."""
+    """A command run inside a running container (`kubectl exec`); the API server pumps its streams.
+    Subclasses set `_stdout` and `_stderr` once: each is one iterator for the exec's whole life."""
+
+    _stdout: AsyncIterator[bytes]
+    _stderr: AsyncIterator[bytes]
 
     @abc.abstractmethod
     async def write_stdin(self, data: bytes) -> None: ...
@@ -54,12 +58,12 @@ class ExecProcess(abc.ABC):
     def close_stdin(self) -> None: ...
 
     @property
-    @abc.abstractmethod
-    def stdout(self) -> AsyncIterator[bytes]: ...
+    def stdout(self) -> AsyncIterator[bytes]:
+        return self._stdout
 
     @property
-    @abc.abstractmethod
-    def stderr(self) -> AsyncIterator[bytes]: ...
+    def stderr(self) -> AsyncIterator[bytes]:
+        return self._stderr
 
     @abc.abstractmethod
     async def wait(self) -> int:

@@ -92,15 +92,6 @@ class ProcessExec(ExecProcess):
         elif self._proc.stdin is not None:
             self._proc.stdin.close()
 
-    @property
-    def stdout(self) -> AsyncIterator[bytes]:
-        """One stream for the exec's life (every access returns the same iterator)."""
-        return self._stdout
-
-    @property
-    def stderr(self) -> AsyncIterator[bytes]:
-        return self._stderr
-
     async def _drain_tty(self) -> AsyncIterator[bytes]:
         assert self._tty_output is not None
         while data := await self._tty_output.get():

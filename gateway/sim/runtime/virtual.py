@@ -238,14 +238,6 @@ class VirtualExec(ExecProcess):
     def close_stdin(self) -> None:
         return None
 
-    @property
-    def stdout(self) -> AsyncIterator[bytes]:
-        return self._stdout
-
-    @property
-    def stderr(self) -> AsyncIterator[bytes]:
-        return self._stderr
-
     async def wait(self) -> int:
         return self._code
 
