@@ -34,6 +34,7 @@ Obj = dict[str, Any]
 Key = tuple[str, str]
 RUNTIME_ANNOTATION = "sim.podgate.io/runtime"
 _PULLING = ("ErrImagePull", "ImagePullBackOff")
+EVICTION_MESSAGE = "The node was low on resource: memory. "
 
 
 class _Runner(Protocol):
@@ -42,6 +43,8 @@ class _Runner(Protocol):
     def terminate(self, grace: float) -> None: ...
 
     def kill(self) -> None: ...
+
+    def fail(self, reason: str, message: str, grace: float) -> None: ...
 
     async def exec(self, container: str, command: list[str], *, stdin: bool, tty: bool) -> ExecProcess: ...
 
@@ -119,6 +122,14 @@ class Kubelet:
 
     def recover_node(self, name: str) -> None:
         self._failed.discard(name)
+
+    def evict(self, namespace: str, name: str, message: str = EVICTION_MESSAGE, grace: float = 0) -> None:
+        """Evicts a pod as the kubelet does under node pressure: Failed, reason Evicted, an Evicted event,
+        its containers stopped (SIGTERM, SIGKILL after `grace`). NotFound when this kubelet does not run it."""
+        runner = self._pods.get((namespace, name))
+        if runner is None:
+            raise NotFound("pods", name)
+        runner.fail("Evicted", message, grace)
 
     # --- following pods --------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.sim.errors import BadRequest
+from gateway.sim.errors import BadRequest, NotFound
 from gateway.sim.kubelet import Kubelet
 from gateway.sim.store import ObjectStore
 from tests.sim.kubelet_fixtures import (
@@ -246,3 +246,15 @@ async def test_airflow_sidecar_pattern_exec_cat_then_sigint_to_pid_1(store: Obje
     done = await wait_pod(store, "kpo", phase("Succeeded", "Failed"))
     assert [s["state"]["terminated"]["exitCode"] for s in done["status"]["containerStatuses"]] == [0, 0]
     assert done["status"]["phase"] == "Succeeded"
+
+
+async def test_eviction_fails_the_pod_with_reason_evicted(store: ObjectStore, kubelet: Kubelet) -> None:
+    store.create("pods", pod("evictee", sh("main", "sleep 30")))
+    await wait_pod(store, "evictee", phase("Running"))
+    kubelet.evict("default", "evictee")
+    done = await wait_pod(store, "evictee", lambda p: "terminated" in p["status"]["containerStatuses"][0]["state"])
+    assert (done["status"]["phase"], done["status"]["reason"]) == ("Failed", "Evicted")
+    assert done["status"]["message"] == "The node was low on resource: memory. "
+    assert ("Warning", "Evicted", "The node was low on resource: memory. ") in events(store, "evictee")
+    with pytest.raises(NotFound):
+        kubelet.evict("default", "nobody")

@@ -97,3 +97,14 @@ async def test_log_lines_are_spread_over_the_duration_and_follow_ends_with_the_c
     assert [line.split(b" ", 1)[1] for line in followed] == [b"a\n", b"b\n", b"c\n"]
     first, last = (parse_timestamp(line.split(b" ", 1)[0].decode()) for line in (followed[0], followed[-1]))
     assert last - first >= 150_000_000  # c comes 0.2 s after a
+
+
+async def test_virtual_eviction(store: ObjectStore, kubelet: Kubelet) -> None:
+    store.create("pods", virtual("evictee", duration="30"))
+    await wait_pod(store, "evictee", phase("Running"))
+    kubelet.evict("default", "evictee", "The node was low on resource: ephemeral-storage. ")
+    done = await wait_pod(store, "evictee", phase("Failed"))
+    assert (done["status"]["reason"], done["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"]) == (
+        "Evicted",
+        143,
+    )

@@ -138,11 +138,19 @@ class ProcessPod:
             self._deadline = asyncio.get_running_loop().call_later(float(seconds), self._deadline_exceeded)
 
     def _deadline_exceeded(self) -> None:
+        self.fail(
+            "DeadlineExceeded",
+            DEADLINE_MESSAGE,
+            float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)),
+        )
+
+    def fail(self, reason: str, message: str, grace: float) -> None:
+        """The kubelet ends the pod (deadline, eviction): Failed with this reason, containers stopped."""
         if self.state.finished or self._stop.is_set():
             return
-        self.state.phase, self.state.reason, self.state.message = "Failed", "DeadlineExceeded", DEADLINE_MESSAGE
-        self._services.event(self.state, "Warning", "DeadlineExceeded", DEADLINE_MESSAGE)
-        self.terminate(float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
+        self.state.phase, self.state.reason, self.state.message = "Failed", reason, message
+        self._services.event(self.state, "Warning", reason, message)
+        self.terminate(grace)
         self._publish()
 
     async def _pause(self, seconds: float) -> None:

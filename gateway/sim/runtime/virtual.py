@@ -150,10 +150,14 @@ class VirtualPod:
         self._publish()
 
     def _deadline_exceeded(self) -> None:
+        self.fail("DeadlineExceeded", DEADLINE_MESSAGE, 0)
+
+    def fail(self, reason: str, message: str, grace: float) -> None:
+        """The kubelet ends the pod (deadline, eviction): Failed with this reason, containers stopped."""
         if self.state.finished:
             return
-        self.state.phase, self.state.reason, self.state.message = "Failed", "DeadlineExceeded", DEADLINE_MESSAGE
-        self._event("Warning", "DeadlineExceeded", DEADLINE_MESSAGE)
+        self.state.phase, self.state.reason, self.state.message = "Failed", reason, message
+        self._event("Warning", reason, message)
         self._stop_containers()
         self._publish()
         self._complete()
