@@ -258,3 +258,17 @@ async def test_eviction_fails_the_pod_with_reason_evicted(store: ObjectStore, ku
     assert ("Warning", "Evicted", "The node was low on resource: memory. ") in events(store, "evictee")
     with pytest.raises(NotFound):
         kubelet.evict("default", "nobody")
+
+
+async def test_run_as_user_writes_the_xcom_and_termination_message(store: ObjectStore, kubelet: Kubelet) -> None:
+    main = sh(
+        "main",
+        "id -u; id -g; echo '{}' > /airflow/xcom/return.json; printf ok > /dev/termination-log",
+        volumeMounts=[XCOM],
+        securityContext={"runAsGroup": 2000},
+    )
+    spec = {"securityContext": {"runAsUser": 1000}, "volumes": [{"name": "xcom", "emptyDir": {}}]}
+    store.create("pods", pod("nonroot", main, **spec))
+    done = await wait_pod(store, "nonroot", phase("Succeeded", "Failed"))
+    assert done["status"]["containerStatuses"][0]["state"]["terminated"]["message"] == "ok"
+    assert await read_logs(kubelet, "nonroot", "main") == "1000\n2000\n"

@@ -10,7 +10,7 @@ import pytest
 from gateway.sim.logstore import ContainerLog, LogOptions, format_timestamp, parse_timestamp
 from gateway.sim.runtime.base import Mount
 from gateway.sim.runtime.config import RuntimeConfig, RuntimeConfigError, image_name
-from gateway.sim.runtime.spec import ContainerConfigError, argv, environment, expand, mounts, volume_files
+from gateway.sim.runtime.spec import ContainerConfigError, argv, environment, expand, mounts, security, volume_files
 
 CONFIG = RuntimeConfig.from_mapping(
     {"missingImages": ["ghcr.io/acme/*", "private"], "imageCommands": {"node*": "node"}}
@@ -189,3 +189,12 @@ async def test_log_is_bounded_dropping_the_oldest_lines() -> None:
     for i in range(10):
         log.write(f"line {i}\n".encode())
     assert [c async for c in log.read(LogOptions())] == [b"line 8\n", b"line 9\n"]
+
+
+@pytest.mark.parametrize(
+    ("pod_context", "container_context", "expected"),
+    [({}, {}, None), ({"runAsUser": 5}, {}, 5), ({"runAsUser": 5}, {"runAsUser": 7}, 7), ({}, {"runAsUser": 0}, 0)],
+)
+def test_security_context_container_wins(pod_context: dict, container_context: dict, expected: int | None) -> None:
+    pod = {"spec": {"securityContext": pod_context}}
+    assert security(pod, {"securityContext": container_context}, "runAsUser") == expected

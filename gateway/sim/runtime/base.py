@@ -32,6 +32,8 @@ class ContainerSpec:
     mounts: tuple[Mount, ...] = ()
     memory_limit: int | None = None
     hostname: str = ""
+    run_as_user: int | None = None
+    run_as_group: int | None = None
 
 
 @dataclass(frozen=True)

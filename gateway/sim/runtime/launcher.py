@@ -144,6 +144,7 @@ def _start(spec: dict[str, Any], status: int) -> None:
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)
     _limit_memory(spec.get("rlimit_as"))
+    _become(spec.get("run_as_user"), spec.get("run_as_group"))
     executable = _which(spec["argv"][0], spec["env"].get("PATH", os.defpath))
     os.write(status, b"exec\n")
     os.execve(executable, spec["argv"], spec["env"])  # noqa: S606 - the container's command, by design
@@ -158,6 +159,16 @@ def _run_container(spec: dict[str, Any], status: int) -> None:
         message = f'exec: "{name}": {reason}'.replace("\n", " ")
         os.write(status, f"error {message}\n".encode())
         os._exit(START_ERROR_EXIT)
+
+
+def _become(user: int | None, group: int | None) -> None:
+    """securityContext.runAsUser/runAsGroup (the group defaults to the user's id, as with a numeric image user)."""
+    if user is None and group is None:
+        return
+    os.setgroups([])
+    os.setgid(group if group is not None else (user or 0))
+    if user is not None:
+        os.setuid(user)
 
 
 def _which(name: str, path: str) -> str:

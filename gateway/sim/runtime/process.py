@@ -169,6 +169,7 @@ class ProcessRuntime:
         for name in volumes:
             path = directory / "volumes" / name
             path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o777)  # emptyDir is world-writable, so a container with runAsUser can use it
             paths[name] = str(path)
         directory.mkdir(parents=True, exist_ok=True)
         sandbox = ProcessSandbox(uid, directory, paths)
@@ -262,6 +263,8 @@ class ProcessRuntime:
             "env": dict(spec.env),
             "working_dir": spec.working_dir if self.isolated else str(cdir),
             "hostname": spec.hostname,
+            "run_as_user": spec.run_as_user,
+            "run_as_group": spec.run_as_group,
             "mounts": [{"source": m.source, "target": m.target, "read_only": m.read_only} for m in spec.mounts],
             "layer_dir": str(cdir / "layer"),
             "rootfs": str(cdir / "rootfs"),

@@ -250,6 +250,7 @@ class ProcessPod:
         termination = self._sandbox.termination_file(container["name"])
         termination.parent.mkdir(parents=True, exist_ok=True)
         termination.write_bytes(b"")
+        termination.chmod(0o666)
         mounts = specs.mounts(self.pod, container, self._sandbox.volumes, str(termination))
         for mount in mounts:
             if mount.source.startswith(str(self._sandbox.dir)) and not Path(mount.source).exists():
@@ -265,6 +266,8 @@ class ProcessPod:
             mounts=mounts,
             memory_limit=specs.memory_limit(container),
             hostname=self.state.name,
+            run_as_user=specs.security(self.pod, container, "runAsUser"),
+            run_as_group=specs.security(self.pod, container, "runAsGroup"),
         )
 
     def _finish(self, container: Obj, cs: ContainerState, status: ExitStatus, termination: Path) -> None:

@@ -130,6 +130,14 @@ def memory_limit(container: Obj) -> int | None:
         raise ContainerConfigError(str(e)) from e
 
 
+def security(pod: Obj, container: Obj, key: str) -> int | None:
+    """A securityContext id (runAsUser, runAsGroup): the container's, else the pod's."""
+    for context in (container.get("securityContext"), (pod.get("spec") or {}).get("securityContext")):
+        if context and context.get(key) is not None:
+            return int(context[key])
+    return None
+
+
 def volume_files(pod: Obj, lookup: Lookup) -> dict[str, dict[str, str]]:
     """Files of the configMap and secret volumes, per volume name (items/paths honoured)."""
     namespace = (pod.get("metadata") or {}).get("namespace", "")
