@@ -41,6 +41,8 @@ def test_pod_logs_reach_the_task_log_line_by_line_with_the_container_prefix(basi
     assert basics.xcoms["hello"]["pod_name"].startswith("hello-")
     assert basics.xcoms["hello"]["pod_namespace"] == "default"
     assert "return_value" not in basics.xcoms["hello"]  # do_xcom_push defaults to False, as in KPO
+    hello = basics.xcoms["hello"]
+    assert hello["_link_PodgatePodLink"] == f"podgate://{hello['cluster']}/default/{hello['pod_name']}"
 
 
 def test_templated_fields_and_env_vars(basics: DagRun) -> None:
