@@ -42,6 +42,7 @@ class ContainerState:
     last_state: Obj = field(default_factory=dict)
     restart_count: int = 0
     container_id: str = ""
+    pull_policy: str = "IfNotPresent"
 
     @property
     def running(self) -> bool:
@@ -92,6 +93,29 @@ class ContainerState:
         return status
 
 
+def _container_state(container: Mapping[str, Any], *, init: bool) -> ContainerState:
+    image = str(container.get("image", ""))
+    return ContainerState(
+        container["name"], image, init=init, pull_policy=container.get("imagePullPolicy") or default_pull_policy(image)
+    )
+
+
+def default_pull_policy(image: str) -> str:
+    """The API server's default: Always for :latest or no tag, else IfNotPresent."""
+    last = image.rsplit("/", 1)[-1]
+    if "@" in last:
+        return "IfNotPresent"
+    return "Always" if ":" not in last or last.endswith(":latest") else "IfNotPresent"
+
+
+def pulled_events(image: str, policy: str) -> list[tuple[str, str]]:
+    """(reason, message) of the kubelet's events for an image that is there (never really pulled here)."""
+    if policy == "Always":
+        took = "in 0s (0s including waiting). Image size: 0 bytes."
+        return [("Pulling", f'Pulling image "{image}"'), ("Pulled", f'Successfully pulled image "{image}" {took}')]
+    return [("Pulled", f'Container image "{image}" already present on machine')]
+
+
 def exit_reason(code: int, oom_killed: bool, start_error: str | None) -> str:
     if start_error:
         return "StartError"
@@ -123,8 +147,8 @@ class PodState:
     def from_pod(cls, pod: Mapping[str, Any], host_ip: str, pod_ip: str) -> PodState:
         spec = pod.get("spec") or {}
         meta = pod["metadata"]
-        init = [ContainerState(c["name"], c.get("image", ""), init=True) for c in spec.get("initContainers") or []]
-        main = [ContainerState(c["name"], c.get("image", "")) for c in spec.get("containers") or []]
+        init = [_container_state(c, init=True) for c in spec.get("initContainers") or []]
+        main = [_container_state(c, init=False) for c in spec.get("containers") or []]
         if init:
             for c in [*init, *main]:
                 c.wait("PodInitializing")

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from gateway.sim.events import EventRecorder
-from gateway.sim.podstatus import ContainerState, PodState, exit_reason, image_id
+from gateway.sim.podstatus import ContainerState, PodState, default_pull_policy, exit_reason, image_id, pulled_events
 from gateway.sim.store import ObjectStore
 
 AT = "2026-11-24T13:00:00Z"
@@ -118,3 +118,24 @@ async def test_repeated_events_aggregate_into_one_with_a_count() -> None:
         "resourceVersion": "",
     }
     assert failed["firstTimestamp"] <= failed["lastTimestamp"] and failed["type"] == "Warning"
+
+
+@pytest.mark.parametrize(
+    ("image", "policy"),
+    [
+        ("busybox", "Always"),
+        ("busybox:latest", "Always"),
+        ("busybox:1.36", "IfNotPresent"),
+        ("registry:5000/app", "Always"),
+        ("app@sha256:abc", "IfNotPresent"),
+    ],
+)
+def test_default_pull_policy(image: str, policy: str) -> None:
+    assert default_pull_policy(image) == policy
+
+
+def test_pull_events_follow_the_policy() -> None:
+    assert [r for r, _ in pulled_events("busybox", "Always")] == ["Pulling", "Pulled"]
+    assert pulled_events("busybox:1", "IfNotPresent") == [
+        ("Pulled", 'Container image "busybox:1" already present on machine')
+    ]

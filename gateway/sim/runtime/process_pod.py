@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.sim.podstatus import DEADLINE_MESSAGE, MAX_TERMINATION_MESSAGE, ContainerState, PodState, exit_reason
+from gateway.sim.podstatus import (
+    DEADLINE_MESSAGE,
+    MAX_TERMINATION_MESSAGE,
+    ContainerState,
+    PodState,
+    exit_reason,
+    pulled_events,
+)
 from gateway.sim.runtime import spec as specs
 from gateway.sim.runtime.base import ContainerSpec, ExecError, ExitStatus
 from gateway.sim.runtime.exec import ProcessExec
@@ -222,9 +229,8 @@ class ProcessPod:
         """Images are never pulled; a missing one fails like a registry would (ErrImagePull, then back-off)."""
         image = cs.image
         if not self._services.config.image_missing(image):
-            self._services.event(
-                self.state, "Normal", "Pulled", f'Container image "{image}" already present on machine', path
-            )
+            for reason, message in pulled_events(image, cs.pull_policy):
+                self._services.event(self.state, "Normal", reason, message, path)
             return True
         self._services.event(self.state, "Normal", "Pulling", f'Pulling image "{image}"', path)
         why = f'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": not found'
@@ -265,7 +271,7 @@ class ProcessPod:
             working_dir=container.get("workingDir") or "",
             mounts=mounts,
             memory_limit=specs.memory_limit(container),
-            hostname=self.state.name,
+            hostname=(self.pod.get("spec") or {}).get("hostname") or self.state.name,
             run_as_user=specs.security(self.pod, container, "runAsUser"),
             run_as_group=specs.security(self.pod, container, "runAsGroup"),
         )

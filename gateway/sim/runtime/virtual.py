@@ -21,7 +21,7 @@ import shlex
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from gateway.sim.podstatus import DEADLINE_MESSAGE, ContainerState, PodState
+from gateway.sim.podstatus import DEADLINE_MESSAGE, ContainerState, PodState, pulled_events
 from gateway.sim.runtime.base import ExecError, ExecProcess
 from gateway.sim.runtime.services import PodServices, field_path
 
@@ -101,7 +101,8 @@ class VirtualPod:
         return int(self._annotation("exit-code", cs.name, "0"))
 
     def _start(self, cs: ContainerState) -> None:
-        self._event("Normal", "Pulled", f'Container image "{cs.image}" already present on machine', cs.name)
+        for reason, message in pulled_events(cs.image, cs.pull_policy):
+            self._event("Normal", reason, message, cs.name)
         self._event("Normal", "Created", f"Created container: {cs.name}", cs.name)
         self._event("Normal", "Started", f"Started container {cs.name}", cs.name)
         cs.start(self._services.now())
