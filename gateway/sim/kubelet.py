@@ -23,7 +23,7 @@ from gateway.sim.events import EventRecorder
 from gateway.sim.logstore import ContainerLog, LogOptions, LogStore
 from gateway.sim.podstatus import PodState, now
 from gateway.sim.runtime.base import ExecError, ExecProcess
-from gateway.sim.runtime.config import RuntimeConfig
+from gateway.sim.runtime.config import RuntimeConfig, RuntimeConfigError
 from gateway.sim.runtime.process import ProcessRuntime
 from gateway.sim.runtime.process_pod import ProcessPod
 from gateway.sim.runtime.virtual import VirtualPod
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 Key = tuple[str, str]
 RUNTIME_ANNOTATION = "sim.podgate.io/runtime"
+RUNTIMES = ("process", "virtual")
 _PULLING = ("ErrImagePull", "ImagePullBackOff")
 EVICTION_MESSAGE = "The node was low on resource: memory. "
 
@@ -85,7 +86,9 @@ class Kubelet:
         for index, name in enumerate(self._node_names):
             node = self._node(name)
             annotations = (node or {}).get("metadata", {}).get("annotations") or {}
-            self._node_runtimes.setdefault(name, annotations.get(RUNTIME_ANNOTATION, "process"))
+            runtime = self._node_runtimes.setdefault(name, annotations.get(RUNTIME_ANNOTATION, "process"))
+            if runtime not in RUNTIMES:
+                raise RuntimeConfigError(f"node {name}: runtime {runtime!r} is not one of {', '.join(RUNTIMES)}")
             self._host_ips[name] = _internal_ip(node)
             self._pod_ips[name] = _addresses(f"10.244.{index}.")
         if "process" in (self._node_runtimes[n] for n in self._node_names):

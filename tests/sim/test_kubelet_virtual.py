@@ -10,6 +10,7 @@ import pytest
 
 from gateway.sim.kubelet import Kubelet
 from gateway.sim.logstore import parse_timestamp
+from gateway.sim.runtime.config import RuntimeConfigError
 from gateway.sim.store import ObjectStore
 from tests.sim.kubelet_fixtures import events, node, phase, pod, read_logs, start, wait_gone, wait_pod, waiting_reason
 from tests.sim.leaks import no_leaks as no_leaks
@@ -108,3 +109,9 @@ async def test_virtual_eviction(store: ObjectStore, kubelet: Kubelet) -> None:
         "Evicted",
         143,
     )
+
+
+async def test_unknown_node_runtime_is_refused(store: ObjectStore) -> None:
+    store.create("nodes", node("odd", "docker"))
+    with pytest.raises(RuntimeConfigError, match="node odd: runtime 'docker' is not one of process, virtual"):
+        await Kubelet(store, ["odd"]).start()
