@@ -274,7 +274,7 @@ class PodRunner:
                         self.request_id, domain.PhaseChange(phase=phase, reason=view.reason, message=view.message)
                     )
                 self._start_logs(runtime, track, logs, positions)
-                if view.finished or (self.request.xcom_mode is domain.XcomMode.SIDECAR and view.main_terminated):
+                if view.finished or self._sidecar_ready_to_read(track, view):
                     await self._complete(runtime, track, view, logs)
                     return
                 if phase is domain.PodPhase.PENDING and loop.time() - started > self.request.startup_timeout_seconds:
@@ -285,6 +285,15 @@ class PodRunner:
             for task in logs.values():
                 task.cancel()
             await asyncio.gather(*logs.values(), return_exceptions=True)
+
+    def _sidecar_ready_to_read(self, track: PodTrack, view: status.PodView) -> bool:
+        """Sidecar mode: the main container has ended and the sidecar has started (a fast main container
+        can end before its sidecar runs, and exec into a container not yet running is refused)."""
+        return (
+            self.request.xcom_mode is domain.XcomMode.SIDECAR
+            and view.main_terminated
+            and track.container_started(builder.XCOM_SIDECAR_NAME)
+        )
 
     def _log_containers(self) -> list[str]:
         spec = self.request.pod.get("spec", {})
