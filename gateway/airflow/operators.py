@@ -26,9 +26,11 @@ from gateway.client import (
     GatewayError,
     InvalidRequest,
     PermissionDenied,
+    Phase,
     PlacementFailed,
     PodEvent,
     PodInfo,
+    PodPhase,
     PodResult,
     PodSpecRequest,
     Result,
@@ -407,15 +409,20 @@ class GatewayPodOperator(BaseOperator):
         self.log.info("Running pod %s through the gateway at %s", plan.request.request_id, plan.channel.address)
         if self.deferrable:
             return self._defer(context, plan)
-        result = _fatal_or_not(lambda: run_blocking(lambda: self._run(plan)))
+        result = _fatal_or_not(lambda: run_blocking(lambda: self._run(context, plan)))
         return self._finish(context, plan.channel, plan.link_template, result)
 
-    async def _run(self, plan: Plan) -> PodResult:
+    async def _run(self, context: Any, plan: Plan) -> PodResult:
+        created = False
         async with GatewayClient(plan.channel) as client, aclosing(client.run_pod(plan.request)) as events:
             async for event in events:
                 self._log_event(event)
                 if isinstance(event, Result):
                     return event.result
+                if not created and isinstance(event, Phase) and event.phase in (PodPhase.PENDING, PodPhase.RUNNING):
+                    # As KPO does: the pod's name is in XCom while it runs, even if the task dies.
+                    created = True
+                    self._push_pod(context, await client.get_pod(plan.request.request_id), plan.link_template)
         raise AirflowException("the gateway's stream ended without the pod's result")
 
     def _log_event(self, event: PodEvent) -> None:

@@ -160,3 +160,12 @@ def run_record(dag_id: str) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
             key = x.task_id if x.map_index < 0 else f"{x.task_id}[{x.map_index}]"
             xcoms.setdefault(key, {})[x.key] = XComModel.deserialize_value(x)
     return states, xcoms
+
+
+async def pods_of(address: str, dag_id: str) -> dict[str, str]:
+    """The gateway's pods of a DAG: name -> phase."""
+    from gateway.client import ChannelSpec, GatewayClient
+
+    async with GatewayClient(ChannelSpec(address=address)) as client:
+        page = await client.list_pods(dag_id=dag_id)
+    return {p.name: str(p.phase) for p in page.pods}

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from tests.airflow.conftest import DAGS, DagRun, LiveGateway, install_dag, run_dag
+from tests.airflow.conftest import DAGS, DagRun, LiveGateway, install_dag, pods_of, run_dag
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +142,12 @@ def test_a_kubernetes_pod_operator_dag_runs_with_only_its_import_changed(
     assert "cluster_context='local-eu-cpu'" in notes and "clusters=['local-eu-cpu']" in notes
     assert "config_file is ignored" in notes and "in_cluster" not in notes  # in_cluster=False asks for nothing
     assert "is_delete_operator_pod is deprecated" in notes
+
+
+def test_a_killed_task_cancels_its_pod(failures: DagRun, gateway: LiveGateway) -> None:
+    # execution_timeout makes Airflow kill the task and call on_kill, which cancels the pod.
+    assert failures.states["timed_out"] == "failed"
+    assert failures.lines_of("[base] working")
+    assert failures.lines_of("Cancelled pod airflow/podgate_failures/timed_out/")
+    pods = asyncio.run(pods_of(gateway.address, "podgate_failures"))
+    assert pods[failures.xcoms["timed_out"]["pod_name"]] == "Cancelled"

@@ -33,3 +33,10 @@ with DAG("podgate_failures", start_date=datetime(2026, 1, 1), schedule=None, cat
         retries=3,
         retry_delay=timedelta(seconds=1),
     )
+    GatewayPodOperator(
+        task_id="timed_out",
+        image=PY,
+        cmds=["python", "-c", "import time; print('working', flush=True); time.sleep(60)"],
+        execution_timeout=timedelta(seconds=4),
+        retries=0,
+    )
