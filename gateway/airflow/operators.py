@@ -390,7 +390,7 @@ class GatewayPodOperator(BaseOperator):
                 ),
                 on_finish=finish.action,
                 startup_timeout=startup,
-                airflow=ro.airflow_context(identity),
+                airflow=identity,
             )
         except (ValueError, TypeError) as e:
             raise PodgateFatalError(f"{self.task_id}: {e}") from e

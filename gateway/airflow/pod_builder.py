@@ -15,6 +15,10 @@ from typing import Any
 
 from gateway.airflow.k8s_models import JSON, to_json, to_json_list
 from gateway.airflow.pod_merge import Obj, compact, reconcile_pods
+from gateway.client.types import AirflowContext
+
+# The task instance a pod belongs to (dag, task, run, map index, try): the client's AirflowContext.
+TaskIdentity = AirflowContext
 
 POD_NAME_MAX_LENGTH = 63
 MAX_LABEL_LEN = 63
@@ -28,15 +32,6 @@ LEGACY_RESOURCES = {
     "limit_gpu": ("limits", "nvidia.com/gpu"),
     "limit_ephemeral_storage": ("limits", "ephemeral-storage"),
 }
-
-
-@dataclass(frozen=True, kw_only=True)
-class TaskIdentity:
-    dag_id: str
-    task_id: str
-    run_id: str
-    map_index: int = -1
-    try_number: int = 1
 
 
 @dataclass(frozen=True, kw_only=True)

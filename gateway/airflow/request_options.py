@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from gateway.airflow.pod_builder import TaskIdentity
 from gateway.client.request import REQUEST_ID_RE, LogSelection, OnFinish, XcomMode
-from gateway.client.types import AirflowContext
 
 DEFAULT_KUBERNETES_CONN_ID = "kubernetes_default"
 
@@ -25,16 +24,6 @@ def request_id(identity: TaskIdentity, *, include_try_number: bool) -> str:
         return readable
     digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:40]
     return f"airflow/{digest}"
-
-
-def airflow_context(identity: TaskIdentity) -> AirflowContext:
-    return AirflowContext(
-        dag_id=identity.dag_id,
-        task_id=identity.task_id,
-        run_id=identity.run_id,
-        map_index=identity.map_index,
-        try_number=identity.try_number,
-    )
 
 
 def log_selection(
