@@ -273,3 +273,14 @@ async def test_run_as_user_writes_the_xcom_and_termination_message(store: Object
     done = await wait_pod(store, "nonroot", phase("Succeeded", "Failed"))
     assert done["status"]["containerStatuses"][0]["state"]["terminated"]["message"] == "ok"
     assert await read_logs(kubelet, "nonroot", "main") == "1000\n2000\n"
+
+
+async def test_termination_message_path_on_the_xcom_file(store: ObjectStore, kubelet: Kubelet) -> None:
+    """The gateway's XCom mode auto: terminationMessagePath is the XCom file inside the xcom emptyDir."""
+    script = "echo '{\"answer\": 42}' > /airflow/xcom/return.json; ls /airflow/xcom"
+    main = sh("base", script, volumeMounts=[XCOM], terminationMessagePath="/airflow/xcom/return.json")
+    store.create("pods", pod("auto", main, volumes=[{"name": "xcom", "emptyDir": {}}]))
+    done = await wait_pod(store, "auto", phase("Succeeded", "Failed"))
+    terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert json.loads(terminated["message"]) == {"answer": 42}
+    assert await read_logs(kubelet, "auto", "base") == "return.json\n"

@@ -115,3 +115,13 @@ async def test_unknown_node_runtime_is_refused(store: ObjectStore) -> None:
     store.create("nodes", node("odd", "docker"))
     with pytest.raises(RuntimeConfigError, match="node odd: runtime 'docker' is not one of process, virtual"):
         await Kubelet(store, ["odd"]).start()
+
+
+async def test_exec_cat_of_a_termination_message_path_on_the_xcom_file(store: ObjectStore, kubelet: Kubelet) -> None:
+    auto = virtual("auto", duration="30", termination_message='{"k": 1}')
+    auto["spec"]["containers"][0]["terminationMessagePath"] = "/airflow/xcom/return.json"
+    store.create("pods", auto)
+    await wait_pod(store, "auto", phase("Running"))
+    process = await kubelet.exec("default", "auto", "main", ["cat", "/airflow/xcom/return.json"], False, False)
+    assert b"".join([c async for c in process.stdout]) == b'{"k": 1}' and await process.wait() == 0
+    kubelet.evict("default", "auto")

@@ -41,6 +41,7 @@ class ProcessPod:
         self._runtime = runtime
         self._sandbox: ProcessSandbox | None = None
         self._running: dict[str, ProcessContainer] = {}
+        self._starting: dict[str, asyncio.Future[None]] = {}  # containers whose process is being started
         self._stop = asyncio.Event()
         self._silent = False
         self._killer: asyncio.TimerHandle | None = None
@@ -72,6 +73,10 @@ class ProcessPod:
             container.kill_all()
 
     async def exec(self, container: str, command: list[str], *, stdin: bool, tty: bool) -> ProcessExec:
+        """Runs a command in a running container (one that is being started is waited for)."""
+        starting = self._starting.get(container)
+        if starting is not None:
+            await starting
         running = self._running.get(container)
         if running is None:
             raise ExecError(f"container {container} is not running")
@@ -204,7 +209,13 @@ class ProcessPod:
         assert self._sandbox is not None
         termination = self._sandbox.termination_file(cs.name)
         output = self._services.log_store.open(self.state.namespace, self.state.name, cs.name)
-        running = await self._runtime.run(self._sandbox, spec, output)
+        starting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._starting[cs.name] = starting
+        try:
+            running = await self._runtime.run(self._sandbox, spec, output)
+        finally:
+            del self._starting[cs.name]
+            starting.set_result(None)
         if running.start_error:
             self._services.event(
                 self.state, "Warning", "Failed", f"Error: failed to start container: {running.start_error}", path

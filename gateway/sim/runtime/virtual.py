@@ -201,12 +201,10 @@ class VirtualPod:
         if cs is None or not cs.running:
             raise ExecError(f"container {container} is not running")
         spec = next(c for c in (self.pod.get("spec") or {}).get("containers") or [] if c["name"] == container)
-        files = {
-            spec.get("terminationMessagePath") or "/dev/termination-log": self._annotation(
-                "termination-message", container
-            ),
-            XCOM_PATH: self._annotation("xcom", container),
-        }
+        files = {XCOM_PATH: self._annotation("xcom", container)}
+        message = self._annotation("termination-message", container)
+        if message:  # the same file as the XCom when terminationMessagePath points at it
+            files[spec.get("terminationMessagePath") or "/dev/termination-log"] = message
         return _emulate(command, {k: v for k, v in files.items() if v})
 
 
