@@ -8,7 +8,7 @@ reports its exact status, which a signal-killed PID 1 could not otherwise give.
 
 The root is an overlay of the host's `/` with a tmpfs upper layer (the container's writable layer: it
 never writes to the host), plus a fresh /proc of the container's PID namespace, a minimal /dev, the
-host's other filesystems, and the pod's volumes and termination-message file bind-mounted where the pod
+host's other filesystems (read-only), and the pod's volumes and termination-message file bind-mounted where the pod
 asks. Everything lives in the private mount namespace and disappears with its last process.
 
 Lines on the status fd: "pid <host pid>", then "exec" (the command starts) or "error <text>" (it
@@ -109,7 +109,7 @@ def _make_root(spec: dict[str, Any]) -> str:
     _mount("overlay", root, "overlay", 0, options)
     for point in _host_mounts(spec["sim_root"]):
         if os.path.isdir(point):
-            _bind(point, root + point)
+            _bind(point, root + point, read_only=True)  # the host's other filesystems: seen, never written
     _mount("proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount("/sys", os.path.join(root, "sys"), None, MS_BIND | MS_REC)
     _make_dev(root)
