@@ -69,13 +69,15 @@ def manifest(bench_id: str, *, duration: float, log_lines: int = 1, name: str = 
 
 
 def pod_request(
-    bench_id: str, *, duration: float, regions: tuple[str, ...] = (), log_lines: int = 1
+    bench_id: str, *, duration: float, regions: tuple[str, ...] = (), log_lines: int = 1, follow_logs: bool = True
 ) -> dispatch_pb2.PodRequest:
+    selection = dispatch_pb2.LOG_SELECTION_MAIN if follow_logs else dispatch_pb2.LOG_SELECTION_NONE
     return dispatch_pb2.PodRequest(
         request_id=bench_id,
         pod_json=json.dumps(manifest(bench_id, duration=duration, log_lines=log_lines)),
         placement=common_pb2.Placement(regions=list(regions)),
         xcom=dispatch_pb2.XcomOptions(mode=dispatch_pb2.XCOM_MODE_AUTO),
+        logs=dispatch_pb2.LogOptions(selection=selection),
         lifecycle=dispatch_pb2.LifecycleOptions(startup_timeout=duration_pb2.Duration(seconds=600)),
     )
 

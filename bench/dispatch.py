@@ -62,6 +62,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=4, help="overhead: pods in flight at once")
     parser.add_argument("--callers", type=int, default=200, help="throughput/memory: concurrent SubmitPod callers")
     parser.add_argument("--channels", type=int, default=20, help="throughput/memory: gRPC connections")
+    parser.add_argument("--no-logs", action="store_true", help="memory: pods whose logs are not followed")
     parser.add_argument("--profile", type=Path, help="run the gateway under cProfile, writing stats here")
     parser.add_argument("--keep", action="store_true", help="keep the state directories (logs, database)")
     args = parser.parse_args(argv)

@@ -1,0 +1,48 @@
+"""`make bench`: every script under bench/ in a quick mode, one after the other, output as it comes.
+
+Scripts with a `--quick` flag get it; the others get smaller sizes here. A script that fails is
+reported and the others still run; the exit code is non-zero if any failed.
+
+    .venv/bin/python bench/run_all.py [NAME ...]     # e.g. dispatch placement
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+QUICK_ARGS: dict[str, list[str]] = {
+    "dispatch": ["--quick"],
+    "kubeapi": ["--requests", "500", "--events", "300"],
+    "placement": ["--runs", "10"],
+    "sim_pods": ["--pods", "1000"],
+    "store": ["--lines", "10000"],
+}
+
+
+def scripts() -> list[str]:
+    return sorted(p.stem for p in BENCH.glob("*.py") if not p.stem.startswith("_") and p.stem != "run_all")
+
+
+def main(names: list[str]) -> int:
+    failed = []
+    for name in names or scripts():
+        command = [sys.executable, str(BENCH / f"{name}.py"), *QUICK_ARGS.get(name, [])]
+        print(f"\n######## {name}: {' '.join(command[1:])}", flush=True)
+        started = time.perf_counter()
+        code = subprocess.call(command, cwd=BENCH.parent)
+        print(
+            f"######## {name}: {'ok' if code == 0 else f'FAILED (exit code {code})'} in {time.perf_counter() - started:.0f} s"
+        )
+        if code:
+            failed.append(name)
+    if failed:
+        print(f"\nfailed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
