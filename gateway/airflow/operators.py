@@ -275,6 +275,7 @@ class GatewayPodOperator(BaseOperator):
         self._request_id = ""
         self._channel: ChannelSpec | None = None
         self._killed = False
+        self._pod_manifest: dict[str, Any] = {}
 
     # --- templating ---------------------------------------------------------------------------
 
@@ -397,6 +398,9 @@ class GatewayPodOperator(BaseOperator):
         notes = direct.notes + ((finish.note,) if finish.note else ())
         if not self.random_name_suffix:
             notes += ("random_name_suffix=False has no effect: the gateway always makes pod names unique",)
+        for arg in ("callbacks", "progress_callback", "logging_interval"):
+            if getattr(self, arg):
+                notes += (f"{arg} is ignored: the gateway, not the worker, talks to the cluster",)
         return Plan(request, hook.channel_spec(), notes, hook.link_template())
 
     # --- running ------------------------------------------------------------------------------
@@ -406,6 +410,7 @@ class GatewayPodOperator(BaseOperator):
         for note in plan.notes:
             self.log.warning("Deprecated: %s", note)
         self._request_id, self._channel = plan.request.request_id, plan.channel
+        self._pod_manifest = dict(plan.request.pod)
         self.log.info("Running pod %s through the gateway at %s", plan.request.request_id, plan.channel.address)
         if self.deferrable:
             return self._defer(context, plan)
@@ -478,6 +483,8 @@ class GatewayPodOperator(BaseOperator):
             if self.log_events_on_failure:
                 for e in result.warning_events:
                     self.log.warning("Pod Event: %s - %s", e.reason, e.message)
+            if self.log_pod_spec_on_failure and self._pod_manifest:
+                self.log.info("Pod manifest sent to the gateway: %s", json.dumps(self._pod_manifest, sort_keys=True))
             raise PodFailed(outcome.message)
         return value
 

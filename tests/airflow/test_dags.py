@@ -89,6 +89,8 @@ def test_a_failing_pod_fails_the_task_with_exit_code_and_reason(failures: DagRun
     message = failures.lines_of("returned a failure")
     assert message and "exit code 3" in message[0] and "reason Error" in message[0]
     assert failures.xcoms["fails"]["pod_name"].startswith("fails-")
+    (manifest,) = failures.lines_of("Pod manifest sent to the gateway:")  # log_pod_spec_on_failure, as KPO
+    assert '"command": ["python", "-c", "import sys; print(\'about to fail\'); sys.exit(3)"]' in manifest
 
 
 def test_skip_on_exit_code_skips(failures: DagRun) -> None:

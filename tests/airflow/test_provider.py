@@ -148,3 +148,29 @@ def test_bad_arguments_fail_when_the_dag_is_parsed() -> None:
 
     with pytest.raises(ValueError, match="delete_pods"):
         GatewayPodOperator(task_id="t", image="i", on_finish_action="delete_pods")
+
+
+class V1EnvVar:
+    """Shaped like kubernetes.client.V1EnvVar (not installed on workers): rendered by class name, as KPO does."""
+
+    openapi_types = {"name": "str", "value": "str"}
+    attribute_map = {"name": "name", "value": "value"}
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name, self.value = name, value
+
+
+def test_templates_render_inside_kubernetes_model_objects() -> None:
+    from gateway.airflow.operators import GatewayPodOperator
+
+    op = GatewayPodOperator(
+        task_id="t",
+        image="repo/{{ params.tag }}",
+        env_vars=[V1EnvVar("DAY", "{{ ds }}")],
+        cluster_selector="tier={{ params.tier }}",
+        regions=["{{ params.region }}"],
+    )
+    op.render_template_fields({"ds": "2026-01-02", "params": {"tag": "v1", "tier": "prod", "region": "eu-west-1"}})
+    assert op.image == "repo/v1"
+    assert op.env_vars[0].value == "2026-01-02"
+    assert (op.cluster_selector, op.regions) == ("tier=prod", ["eu-west-1"])
