@@ -92,7 +92,9 @@ class Kubelet:
             self._host_ips[name] = _internal_ip(node)
             self._pod_ips[name] = _addresses(f"10.244.{index}.")
         if "process" in (self._node_runtimes[n] for n in self._node_names):
-            self._process = ProcessRuntime(self.config.root_dir, isolate=self.config.isolation)
+            self._process = ProcessRuntime(
+                self.config.root_dir, isolate=self.config.isolation, aliases=self.config.aliases
+            )
             await self._process.start()
         self._running = True
         self._unsubscribe = self._store.subscribe("pods", self._on_pod)

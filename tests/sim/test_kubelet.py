@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 from collections.abc import AsyncIterator
 
@@ -284,3 +285,16 @@ async def test_termination_message_path_on_the_xcom_file(store: ObjectStore, kub
     terminated = done["status"]["containerStatuses"][0]["state"]["terminated"]
     assert json.loads(terminated["message"]) == {"answer": 42}
     assert await read_logs(kubelet, "auto", "base") == "return.json\n"
+
+
+async def test_python_command_works_as_in_a_python_image(store: ObjectStore, kubelet: Kubelet) -> None:
+    """`python` (what DAGs write) exists in a python image; here it is linked to python3 in the container's layer."""
+    main = {
+        "name": "main",
+        "image": "python:3.12",
+        "command": ["python", "-c", "import sys; print(sys.version_info[0])"],
+    }
+    store.create("pods", pod("py", main))
+    await wait_pod(store, "py", phase("Succeeded"))
+    assert await read_logs(kubelet, "py", "main") == "3\n"
+    assert not await asyncio.to_thread(os.path.exists, "/usr/local/bin/python")

@@ -198,3 +198,8 @@ async def test_log_is_bounded_dropping_the_oldest_lines() -> None:
 def test_security_context_container_wins(pod_context: dict, container_context: dict, expected: int | None) -> None:
     pod = {"spec": {"securityContext": pod_context}}
     assert security(pod, {"securityContext": container_context}, "runAsUser") == expected
+
+
+def test_aliases_default_to_python_and_can_be_replaced() -> None:
+    assert RuntimeConfig.from_mapping({}).aliases == {"python": "python3"}
+    assert RuntimeConfig.from_mapping({"aliases": {"pip": "pip3"}}).aliases == {"pip": "pip3"}

@@ -9,6 +9,7 @@ runtime:
   imagePullBackoffSeconds: 1 # ErrImagePull -> ImagePullBackOff
   events: true               # false: the virtual runtime records no per-pod events (benchmarks)
   path: /usr/local/sbin:...  # PATH of containers that set none
+  aliases: {python: python3} # commands a container lacks, linked in its own layer to one it has
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 # The simulator's own interpreter directory comes first: it plays the `python` that python images ship.
 DEFAULT_PATH = f"{Path(sys.executable).parent}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_COMMANDS = (("python*", ("python3",)), ("*", ("sh",)))
+DEFAULT_ALIASES = {"python": "python3"}  # as python images and Debian's python-is-python3 have it
 MAX_BACKOFF = 300.0
 
 
@@ -41,6 +43,7 @@ class RuntimeConfig:
     events: bool = True
     path: str = DEFAULT_PATH
     node_runtimes: Mapping[str, str] = field(default_factory=dict)
+    aliases: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> RuntimeConfig:
@@ -57,6 +60,7 @@ class RuntimeConfig:
                 events=bool(raw.pop("events", True)),
                 path=str(raw.pop("path", DEFAULT_PATH)),
                 node_runtimes={str(k): str(v) for k, v in (raw.pop("nodeRuntimes", None) or {}).items()},
+                aliases={str(k): str(v) for k, v in (raw.pop("aliases", None) or DEFAULT_ALIASES).items()},
             )
         except (TypeError, ValueError) as e:
             raise RuntimeConfigError(f"sim.runtime: {e}") from e

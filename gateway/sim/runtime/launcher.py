@@ -144,6 +144,8 @@ def _start(spec: dict[str, Any], status: int) -> None:
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)
     _limit_memory(spec.get("rlimit_as"))
+    if spec.get("isolated", True):
+        _add_aliases(spec.get("aliases") or {}, spec["env"].get("PATH", os.defpath))
     _become(spec.get("run_as_user"), spec.get("run_as_group"))
     executable = _which(spec["argv"][0], spec["env"].get("PATH", os.defpath))
     os.write(status, b"exec\n")
@@ -159,6 +161,22 @@ def _run_container(spec: dict[str, Any], status: int) -> None:
         message = f'exec: "{name}": {reason}'.replace("\n", " ")
         os.write(status, f"error {message}\n".encode())
         os._exit(START_ERROR_EXIT)
+
+
+def _add_aliases(aliases: dict[str, str], path: str) -> None:
+    """Commands an image would have (`python` in a python image) as links in the container's own layer."""
+    for name, target in aliases.items():
+        try:
+            _which(name, path)
+            continue
+        except OSError:
+            pass
+        try:
+            resolved = _which(target, path)
+        except OSError:
+            continue
+        os.makedirs("/usr/local/bin", exist_ok=True)
+        os.symlink(resolved, os.path.join("/usr/local/bin", name))
 
 
 def _become(user: int | None, group: int | None) -> None:

@@ -126,9 +126,17 @@ class ProcessContainer:
 class ProcessRuntime:
     """Runs containers as processes. `await start()` once before use, `await close()` at the end."""
 
-    def __init__(self, root_dir: Path | None = None, *, isolate: bool = True, python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        root_dir: Path | None = None,
+        *,
+        isolate: bool = True,
+        python: str = sys.executable,
+        aliases: Mapping[str, str] | None = None,
+    ) -> None:
         self.root = root_dir or Path(tempfile.gettempdir()) / "podgate-sim" / f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.python = python
+        self.aliases = dict(aliases or {})  # command -> target, made in a container that lacks the command
         self.isolated = isolate
         self.degraded_reason: str | None = None if isolate else "isolation disabled in the runtime configuration"
         self.cgroups = MemoryCgroups(f"podgate-sim-{os.getpid()}-{uuid.uuid4().hex[:6]}")
@@ -263,6 +271,7 @@ class ProcessRuntime:
             "env": dict(spec.env),
             "working_dir": spec.working_dir if self.isolated else str(cdir),
             "hostname": spec.hostname,
+            "aliases": dict(self.aliases),
             "run_as_user": spec.run_as_user,
             "run_as_group": spec.run_as_group,
             "mounts": [{"source": m.source, "target": m.target, "read_only": m.read_only} for m in spec.mounts],
