@@ -86,11 +86,12 @@ def test_a_failing_pod_fails_the_task_with_exit_code_and_reason(failures: DagRun
     assert failures.returncode == 1  # `airflow dags test` exits 1 when the run failed
     assert failures.states["fails"] == "failed"
     assert failures.lines_of("[base] about to fail")
-    message = failures.lines_of("returned a failure")
-    assert message and "exit code 3" in message[0] and "reason Error" in message[0]
+    (message,) = [line for line in failures.lines_of("returned a failure") if "default/fails-" in line]
+    assert "exit code 3" in message and "reason Error" in message
     assert failures.xcoms["fails"]["pod_name"].startswith("fails-")
-    (manifest,) = failures.lines_of("Pod manifest sent to the gateway:")  # log_pod_spec_on_failure, as KPO
-    assert '"command": ["python", "-c", "import sys; print(\'about to fail\'); sys.exit(3)"]' in manifest
+    manifests = failures.lines_of("Pod manifest sent to the gateway:")  # log_pod_spec_on_failure, as KPO
+    command = '"command": ["python", "-c", "import sys; print(\'about to fail\'); sys.exit(3)"]'
+    assert len([m for m in manifests if command in m]) == 1
 
 
 def test_skip_on_exit_code_skips(failures: DagRun) -> None:
@@ -153,3 +154,11 @@ def test_a_killed_task_cancels_its_pod(failures: DagRun, gateway: LiveGateway) -
     assert failures.lines_of("Cancelled pod airflow/podgate_failures/timed_out/")
     pods = asyncio.run(pods_of(gateway.address, "podgate_failures"))
     assert pods[failures.xcoms["timed_out"]["pod_name"]] == "Cancelled"
+
+
+def test_a_pod_that_cannot_start_fails_with_its_warning_events(failures: DagRun) -> None:
+    assert failures.states["cannot_start"] == "failed"
+    (message,) = [line for line in failures.lines_of("returned a failure") if "cannot-start" in line]
+    assert "exit code 128, reason StartError" in message
+    events = failures.output[failures.output.index(message) :]
+    assert "event: Warning Failed: Error: failed to start container" in events  # log_events_on_failure

@@ -40,3 +40,10 @@ with DAG("podgate_failures", start_date=datetime(2026, 1, 1), schedule=None, cat
         execution_timeout=timedelta(seconds=4),
         retries=0,
     )
+    GatewayPodOperator(
+        task_id="cannot_start",
+        image=PY,
+        cmds=["/opt/no-such-binary"],
+        log_events_on_failure=True,
+        retries=0,
+    )
