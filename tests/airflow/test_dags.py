@@ -21,6 +21,9 @@ def test_every_basic_task_succeeds(basics: DagRun) -> None:
     assert basics.states == {
         name: "success"
         for name in (
+            "mapped[0]",
+            "mapped[1]",
+            "mapped[2]",
             "hello",
             "templated",
             "gpu_eu",
@@ -162,3 +165,9 @@ def test_a_pod_that_cannot_start_fails_with_its_warning_events(failures: DagRun)
     assert "exit code 128, reason StartError" in message
     events = failures.output[failures.output.index(message) :]
     assert "event: Warning Failed: Error: failed to start container" in events  # log_events_on_failure
+
+
+def test_mapped_tasks_each_run_their_own_pod(basics: DagRun) -> None:
+    values = [basics.xcoms[f"mapped[{i}]"]["return_value"] for i in range(3)]
+    assert values == [10, 20, 30]
+    assert len({basics.xcoms[f"mapped[{i}]"]["pod_name"] for i in range(3)}) == 3

@@ -88,6 +88,11 @@ with DAG("podgate_basics", start_date=datetime(2026, 1, 1), schedule=None, catch
         print("multiplying in the pod on", platform.python_implementation())
         return {"product": x * factor}
 
+    # Each map index is its own task instance, so its own idempotency key and its own pod.
+    GatewayPodOperator.partial(task_id="mapped", image=PY, cmds=["python", "-c"], do_xcom_push=True).expand(
+        arguments=[[WRITE_XCOM.format(value=n * 10)] for n in (1, 2, 3)]
+    )
+
     first = extract()
     first >> transform
     load(transform.output)
