@@ -141,10 +141,12 @@ class Registry:
     async def register(self, spec: domain.ClusterSpec) -> ClusterRuntime:
         if spec.name in self._runtimes:
             raise errors.AlreadyExists(f"cluster {spec.name!r} is already registered; use UpdateCluster to change it")
+        _check_api_spec(spec)
         return await self._add_and_sync(spec)
 
     async def update(self, spec: domain.ClusterSpec) -> ClusterRuntime:
         self.get(spec.name)
+        _check_api_spec(spec)
         return await self._add_and_sync(spec)
 
     async def deregister(self, name: str, *, force: bool) -> None:
@@ -170,3 +172,17 @@ class Registry:
         runtime.cordoned, runtime.cordon_reason = cordoned, reason if cordoned else ""
         self._notify()
         return runtime
+
+
+def _check_api_spec(spec: domain.ClusterSpec) -> None:
+    """As cluster files are checked: fields first, then whether the credentials references resolve."""
+    files.check_spec(spec)
+    problems = files.check_credentials(spec)
+    if problems:
+        raise errors.FailedPrecondition(
+            f"cluster {spec.name!r}: " + "; ".join(f"{field}: {message}" for field, message in problems),
+            [
+                errors.PreconditionViolation(type="CREDENTIALS", subject=spec.name, description=f"{field}: {message}")
+                for field, message in problems
+            ],
+        )
