@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway import domain
+from gateway import domain, errors
 from gateway.clusters.kubeapi import errors as kube
 from gateway.clusters.registry import ClusterRuntime, PodTrack, Registry
 from gateway.placement import engine
@@ -231,29 +231,56 @@ class PodRunner:
     # --- following ------------------------------------------------------------------------
 
     async def _follow(self) -> None:
-        runtime = self.registry.get(self.record.cluster)
-        track = runtime.track(self.record.namespace, self.record.name)
-        try:
-            await self._follow_track(runtime, track)
-        finally:
-            runtime.untrack(self.record.namespace, self.record.name)
+        """Follows the pod through its cluster's runtime: again through the new runtime when the cluster's
+        registration is updated (the old one stops watching), to a result when the cluster is deregistered."""
+        positions = await self.journal.log_positions(self.request_id)
+        started = asyncio.get_running_loop().time()
+        while True:
+            try:
+                runtime = self.registry.get(self.record.cluster)
+            except errors.NotFound:
+                await self._finish(
+                    domain.PodResult(
+                        phase=domain.PodPhase.FAILED,
+                        reason="ClusterDeregistered",
+                        message=f"cluster {self.record.cluster!r} was deregistered while the pod ran; the gateway "
+                        f"no longer follows pod {self.record.namespace}/{self.record.name}, which may still run there",
+                        warning_events=tuple(self._warnings),
+                    )
+                )
+                return
+            track = runtime.track(self.record.namespace, self.record.name)
+            try:
+                if await self._follow_track(runtime, track, positions, started):
+                    return
+            finally:
+                runtime.untrack(self.record.namespace, self.record.name)
 
-    async def _follow_track(self, runtime: ClusterRuntime, track: PodTrack) -> None:
+    def _is_current(self, runtime: ClusterRuntime) -> bool:
+        try:
+            return self.registry.get(runtime.name) is runtime
+        except errors.NotFound:
+            return False
+
+    async def _follow_track(
+        self, runtime: ClusterRuntime, track: PodTrack, positions: dict[str, LogPosition], started: float
+    ) -> bool:
+        """True once the request is finished; False when `runtime` no longer serves the cluster."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
         phase = self.record.phase
         logs: dict[str, asyncio.Task[None]] = {}
-        positions = await self.journal.log_positions(self.request_id)
         await track.synced()
         if track.pod is None and phase in (domain.PodPhase.PENDING, domain.PodPhase.QUEUED):
             await self._recreate_if_missing(runtime)
         try:
             while True:
+                if not self._is_current(runtime):
+                    return False
                 for event in track.drain_events():
                     await self._note_event(event)
                 if self.cancelled.is_set():
                     await self._cancel_pod(runtime)
-                    return
+                    return True
                 if track.pod is None:
                     if track.seen:
                         await self._finish(
@@ -263,23 +290,23 @@ class PodRunner:
                                 message="the pod was deleted outside the gateway",
                             )
                         )
-                        return
+                        return True
                     await track.wait(1.0)
                     continue
                 view = status.interpret(track.pod)
                 if view.phase is not phase and not view.finished:  # the end is reported by the result
                     phase = view.phase
-                    await self.store.record_phase(self.request_id, phase)
+                    self.record = await self.store.record_phase(self.request_id, phase)
                     await self.journal.append(
                         self.request_id, domain.PhaseChange(phase=phase, reason=view.reason, message=view.message)
                     )
                 self._start_logs(runtime, track, logs, positions)
                 if view.finished or self._sidecar_ready_to_read(track, view):
                     await self._complete(runtime, track, view, logs)
-                    return
+                    return True
                 if phase is domain.PodPhase.PENDING and loop.time() - started > self.request.startup_timeout_seconds:
                     await self._startup_timeout(runtime, view)
-                    return
+                    return True
                 await track.wait(1.0)
         finally:
             for task in logs.values():
@@ -324,7 +351,7 @@ class PodRunner:
                 container=container,
                 container_done=functools.partial(track.container_done, container),
                 wait_change=track.wait,
-                position=positions.get(container, LogPosition()),
+                position=positions.setdefault(container, LogPosition()),
             )
             logs[container] = asyncio.create_task(self._pump_logs(follower))
 
