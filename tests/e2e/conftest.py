@@ -12,8 +12,10 @@ from typing import Any
 import grpc
 import pytest
 import yaml
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
-from gateway._proto.podgate.v1 import common_pb2, dispatch_pb2, dispatch_pb2_grpc
+from gateway._proto.podgate.v1 import clusters_pb2_grpc, common_pb2, dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, GatewayConfig, start_gateway
 from gateway.sim.cluster import SimWorld
 from tests.conftest import ROOT
@@ -45,6 +47,12 @@ async def gateway(world: SimWorld, tmp_path: Path) -> AsyncIterator[Gateway]:
 async def stub(gateway: Gateway) -> AsyncIterator[dispatch_pb2_grpc.DispatchServiceStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         yield dispatch_pb2_grpc.DispatchServiceStub(channel)
+
+
+@pytest.fixture
+async def cluster_stub(gateway: Gateway) -> AsyncIterator[clusters_pb2_grpc.ClusterServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        yield clusters_pb2_grpc.ClusterServiceStub(channel)
 
 
 def python_pod(code: str, *, gpus: int = 0, name: str = "e2e", **container: Any) -> str:
@@ -158,3 +166,14 @@ async def eventually(check: Any, *, within: float = 20.0, every: float = 0.1) ->
             return value
         assert loop.time() < deadline, f"condition not met within {within}s (last value {value!r})"
         await asyncio.sleep(every)
+
+
+def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The BadRequest field violations (field -> description) or PreconditionFailure ones (subject -> type)."""
+    status = rpc_status.from_call(error)
+    assert status is not None and status.details, f"{error.code()}: {error.details()} carries no details"
+    bad, failure = error_details_pb2.BadRequest(), error_details_pb2.PreconditionFailure()
+    if status.details[0].Unpack(bad):
+        return {v.field: v.description for v in bad.field_violations}
+    assert status.details[0].Unpack(failure)
+    return {v.subject: v.type for v in failure.violations}
