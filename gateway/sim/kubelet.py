@@ -26,6 +26,7 @@ from gateway.sim.runtime.base import ExecError, ExecProcess
 from gateway.sim.runtime.config import RuntimeConfig, RuntimeConfigError
 from gateway.sim.runtime.process import ProcessRuntime
 from gateway.sim.runtime.process_pod import ProcessPod
+from gateway.sim.runtime.spec import ApiAccess, wants_api_access
 from gateway.sim.runtime.virtual import VirtualPod
 from gateway.sim.store import ObjectStore
 
@@ -34,6 +35,7 @@ Obj = dict[str, Any]
 Key = tuple[str, str]
 RUNTIME_ANNOTATION = "sim.podgate.io/runtime"
 RUNTIMES = ("process", "virtual")
+TokenMinter = Callable[[str, str], str]  # (namespace, serviceaccount) -> bearer token
 _PULLING = ("ErrImagePull", "ImagePullBackOff")
 EVICTION_MESSAGE = "The node was low on resource: memory. "
 
@@ -79,6 +81,7 @@ class Kubelet:
         self._process: ProcessRuntime | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._running = False
+        self._api: tuple[str, int, bytes, TokenMinter] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -117,6 +120,12 @@ class Kubelet:
         if self._process is not None:
             await self._process.close()
             self._process = None
+
+    def configure_api_access(self, host: str, port: int, ca_pem: bytes, mint_token: TokenMinter) -> None:
+        """Gives pods started from now on an in-cluster view of their API server: KUBERNETES_SERVICE_* env
+        vars and /var/run/secrets/kubernetes.io/serviceaccount (token from `mint_token(namespace,
+        serviceaccount)`, ca.crt, namespace), unless a pod sets automountServiceAccountToken: false."""
+        self._api = (host, port, ca_pem, mint_token)
 
     def fail_node(self, name: str) -> None:
         """The node stops: its containers are killed and it reports nothing more (the faults mark the
@@ -215,6 +224,18 @@ class Kubelet:
 
     def now(self) -> str:
         return now(self._clock)
+
+    def api_access(self, state: PodState, pod: Mapping[str, Any]) -> ApiAccess | None:
+        if self._api is None:
+            return None
+        host, port, ca_pem, mint = self._api
+        account = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        try:
+            token = mint(state.namespace, account) if wants_api_access(pod) else None
+        except Exception as e:  # e.g. the ServiceAccount does not exist: the pod runs without a token
+            self.event(state, "Warning", "FailedMount", f"MountVolume.SetUp failed for volume kube-api-access: {e}")
+            return None
+        return ApiAccess(host, port, ca_pem, token, state.namespace)
 
     def finished(self, state: PodState) -> None:
         """A runner stopped everything: a terminating pod can now go (the store may have removed it already)."""

@@ -157,3 +157,48 @@ def test_kubectl_logs_follow_exec_and_delete(sim_thread: SimThread, core: client
     assert json.loads(kubectl(kubeconfig, "exec", "kx", "--", "cat", "/airflow/xcom/return.json")) == {"rows": 42}
     assert kubectl(kubeconfig, "logs", "-f", "kx") == "starting\nwritten\n"  # returns when the container ends
     assert "deleted" in kubectl(kubeconfig, "delete", "pod", "kx", "--wait=true")
+
+
+WHOAMI = """
+import json, os, ssl, urllib.request
+d = "/var/run/secrets/kubernetes.io/serviceaccount"
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+request = urllib.request.Request(
+    f"https://{host}:{port}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+    data=json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}).encode(),
+    headers={"Authorization": "Bearer " + open(d + "/token").read(), "Content-Type": "application/json"},
+)
+context = ssl.create_default_context(cafile=d + "/ca.crt")
+review = json.load(urllib.request.urlopen(request, context=context))
+print(review["status"]["userInfo"]["username"], open(d + "/namespace").read())
+"""
+
+
+def test_pods_reach_their_api_server_in_cluster_style(sim_thread: SimThread, core: client.CoreV1Api) -> None:
+    cluster = sim_thread.clusters[CLUSTER]
+    sim_thread.call(
+        cluster.kubelet.configure_api_access,
+        "127.0.0.1",
+        cluster.port,
+        cluster.ca_pem,
+        lambda namespace, account: cluster.mint_service_account_token(namespace, account),
+    )
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "whoami"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "python:3.12", "args": ["-c", WHOAMI]}],
+        },
+    }
+    core.create_namespaced_pod("default", body)
+    done = wait_phase(core, "whoami", "Succeeded", "Failed")
+    assert core.read_namespaced_pod_log("whoami", "default") == "system:serviceaccount:default:default default\n", (
+        done.status
+    )
+    body["metadata"]["name"] = "tokenless"
+    body["spec"]["automountServiceAccountToken"] = False
+    core.create_namespaced_pod("default", body)
+    assert wait_phase(core, "tokenless", "Succeeded", "Failed").status.phase == "Failed"
+    assert "No such file or directory" in core.read_namespaced_pod_log("tokenless", "default")

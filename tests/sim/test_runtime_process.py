@@ -105,6 +105,19 @@ async def test_empty_dir_is_shared_between_containers_and_termination_file_reach
     assert not exists("/airflow")
 
 
+async def test_a_mount_under_a_symlinked_directory_stays_in_the_container(
+    runtime: ProcessRuntime, sandbox: ProcessSandbox
+) -> None:
+    """/var/run -> /run (absolute) must resolve inside the container's root, never create host paths."""
+    volume = Mount(sandbox.volumes["shared"], "/var/run/podgate-test/volume")
+    status, log = await run(
+        runtime, sandbox, spec("main", "echo in > /var/run/podgate-test/volume/f; ls /run/podgate-test", volume)
+    )
+    assert status.exit_code == 0 and await text(log) == "volume\n"
+    assert read(Path(sandbox.volumes["shared"], "f")) == "in\n"
+    assert not exists("/run/podgate-test") and not exists("/var/run/podgate-test")
+
+
 async def test_pid_namespace_shows_and_reaches_only_the_container(
     runtime: ProcessRuntime, sandbox: ProcessSandbox
 ) -> None:

@@ -113,9 +113,20 @@ def _make_root(spec: dict[str, Any]) -> str:
     _mount("proc", os.path.join(root, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _mount("/sys", os.path.join(root, "sys"), None, MS_BIND | MS_REC)
     _make_dev(root)
-    for mount in spec["mounts"]:
-        _bind(mount["source"], root + mount["target"], mount.get("read_only", False))
     return str(root)
+
+
+def _open_sources(mounts: list[dict[str, Any]]) -> list[tuple[int, str, bool]]:
+    """O_PATH descriptors of the volume sources, opened on the host side before chroot."""
+    return [(os.open(m["source"], os.O_PATH), m["target"], bool(m.get("read_only"))) for m in mounts]
+
+
+def _mount_volumes(sources: list[tuple[int, str, bool]]) -> None:
+    """Binds the volumes once inside the root, so a target's symlinks (/var/run -> /run) resolve in the
+    container, never on the host; the source is reached through its descriptor."""
+    for fd, target, read_only in sources:
+        _bind(f"/proc/self/fd/{fd}", target, read_only)
+        os.close(fd)
 
 
 def _join_cgroup(path: str | None) -> None:
@@ -139,7 +150,10 @@ def _start(spec: dict[str, Any], status: int) -> None:
         hostname = spec.get("hostname")
         if hostname:
             _libc.sethostname(hostname.encode(), len(hostname.encode()))
+        sources = _open_sources(spec["mounts"])
         os.chroot(root)
+        os.chdir("/")
+        _mount_volumes(sources)
     workdir = spec.get("working_dir") or "/"
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)

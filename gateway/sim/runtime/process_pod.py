@@ -21,7 +21,7 @@ from gateway.sim.podstatus import (
     pulled_events,
 )
 from gateway.sim.runtime import spec as specs
-from gateway.sim.runtime.base import ContainerSpec, ExecError, ExitStatus
+from gateway.sim.runtime.base import ContainerSpec, ExecError, ExitStatus, Mount
 from gateway.sim.runtime.exec import ProcessExec
 from gateway.sim.runtime.process import ProcessContainer, ProcessRuntime, ProcessSandbox
 from gateway.sim.runtime.services import PodServices, field_path
@@ -42,6 +42,8 @@ class ProcessPod:
         self._sandbox: ProcessSandbox | None = None
         self._running: dict[str, ProcessContainer] = {}
         self._starting: dict[str, asyncio.Future[None]] = {}  # containers whose process is being started
+        self._api_env: dict[str, str] = {}
+        self._api_mount: Mount | None = None
         self._stop = asyncio.Event()
         self._silent = False
         self._killer: asyncio.TimerHandle | None = None
@@ -117,6 +119,7 @@ class ProcessPod:
             self.state.uid, volumes, share_pid=bool(spec.get("shareProcessNamespace"))
         )
         self._write_volume_files()
+        self._write_api_access()
         policy = spec.get("restartPolicy", "Always")
         for container, cs in zip(spec.get("initContainers") or [], self.state.init_containers, strict=True):
             code = await self._keep_running(container, cs, "OnFailure" if policy == "Always" else policy)
@@ -261,14 +264,19 @@ class ProcessPod:
     def _container_spec(self, container: Obj) -> ContainerSpec:
         assert self._sandbox is not None
         config = self._services.config
-        env = specs.environment(
-            self.pod, container, self._services.lookup, self.state.pod_ip, self.state.host_ip, config
-        )
+        env = {
+            **self._api_env,
+            **specs.environment(
+                self.pod, container, self._services.lookup, self.state.pod_ip, self.state.host_ip, config
+            ),
+        }
         termination = self._sandbox.termination_file(container["name"])
         termination.parent.mkdir(parents=True, exist_ok=True)
         termination.write_bytes(b"")
         termination.chmod(0o666)
         mounts = specs.mounts(self.pod, container, self._sandbox.volumes, str(termination))
+        if self._api_mount is not None and all(m.target != self._api_mount.target for m in mounts):
+            mounts = (*mounts, self._api_mount)
         for mount in mounts:
             if mount.source.startswith(str(self._sandbox.dir)) and not Path(mount.source).exists():
                 Path(mount.source).mkdir(parents=True)  # a subPath the container has not made yet
@@ -304,6 +312,18 @@ class ProcessPod:
         lines = output.tail(FALLBACK_LOG_LINES)
         return b"".join(lines).decode(errors="replace")[-2048:]
 
+    def _write_api_access(self) -> None:
+        assert self._sandbox is not None
+        access = self._services.api_access(self.state, self.pod)
+        if access is None:
+            return
+        self._api_env = access.env()
+        files = access.files()
+        if files:
+            directory = self._sandbox.dir / "kube-api-access"
+            _write_projected(directory, files)
+            self._api_mount = Mount(str(directory), specs.SERVICE_ACCOUNT_DIR, read_only=True)
+
     def _write_volume_files(self) -> None:
         assert self._sandbox is not None
         try:
@@ -316,6 +336,18 @@ class ProcessPod:
                 target = Path(self._sandbox.volumes[volume]) / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(content)
+
+
+def _write_projected(directory: Path, files: Mapping[str, str]) -> None:
+    """Files laid out as the kubelet's projected volumes are: a timestamped dir, `..data` -> it, and
+    each name -> `..data/name` (so readers that follow the kubelet's atomic swaps work unchanged)."""
+    stamp = "..data-1"
+    (directory / stamp).mkdir(parents=True)
+    for name, content in files.items():
+        (directory / stamp / name).write_text(content)
+        (directory / stamp / name).chmod(0o644)
+        (directory / name).symlink_to(Path("..data") / name)
+    (directory / "..data").symlink_to(stamp)
 
 
 def _read_message(path: Path) -> str:

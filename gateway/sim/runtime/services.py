@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from gateway.sim.logstore import LogStore
 from gateway.sim.podstatus import PodState
 from gateway.sim.runtime.config import RuntimeConfig
+from gateway.sim.runtime.spec import ApiAccess
 
 
 class PodServices(Protocol):
@@ -25,6 +26,9 @@ class PodServices(Protocol):
 
     def now(self) -> str:
         """The current time as RFC 3339 (the kubelet's clock)."""
+
+    def api_access(self, state: PodState, pod: Mapping[str, Any]) -> ApiAccess | None:
+        """The pod's way to its API server (token minted for its ServiceAccount), or None."""
 
     def finished(self, state: PodState) -> None:
         """The runner has stopped everything of this pod (deletion may complete)."""

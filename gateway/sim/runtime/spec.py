@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.sim.quantity import QuantityError, to_int
@@ -19,6 +20,45 @@ from gateway.sim.runtime.config import RuntimeConfig
 Obj = Mapping[str, Any]
 Lookup = Callable[[str, str, str], Obj | None]  # (resource, namespace, name) -> object or None
 _VARIABLE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
+
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+@dataclass(frozen=True)
+class ApiAccess:
+    """How a pod reaches its cluster's API server, as in-cluster clients expect: the kubernetes service's
+    address in env vars and a ServiceAccount token, the CA and the namespace as files."""
+
+    host: str
+    port: int
+    ca_pem: bytes = field(repr=False)
+    token: str | None = field(repr=False)  # None: automountServiceAccountToken is false (env vars only)
+    namespace: str
+
+    def env(self) -> dict[str, str]:
+        """The `kubernetes` service's variables, as every container gets them."""
+        port, prefix = str(self.port), f"KUBERNETES_PORT_{self.port}_TCP"
+        return {
+            "KUBERNETES_SERVICE_HOST": self.host,
+            "KUBERNETES_SERVICE_PORT": port,
+            "KUBERNETES_SERVICE_PORT_HTTPS": port,
+            "KUBERNETES_PORT": f"tcp://{self.host}:{port}",
+            prefix: f"tcp://{self.host}:{port}",
+            f"{prefix}_PROTO": "tcp",
+            f"{prefix}_PORT": port,
+            f"{prefix}_ADDR": self.host,
+        }
+
+    def files(self) -> dict[str, str]:
+        if self.token is None:
+            return {}
+        return {"token": self.token, "ca.crt": self.ca_pem.decode(), "namespace": self.namespace}
+
+
+def wants_api_access(pod: Obj) -> bool:
+    """automountServiceAccountToken is true unless the pod says false."""
+    return (pod.get("spec") or {}).get("automountServiceAccountToken") is not False
 
 
 class ContainerConfigError(Exception):
