@@ -242,6 +242,14 @@ async def test_without_isolation_containers_still_run_and_say_so(tmp_path: Path)
         box = await rt.create_sandbox("uid-3", [], share_pid=False)
         status, log = await run(rt, box, spec("main", "echo $X; exit 2", X="plain"))
         assert status.exit_code == 2 and await text(log) == "plain\n"
+        container = await rt.run(box, spec("sleeper", "sleep 30", X="env"), ContainerLog())
+        assert await exec_output(container, "sh", "-c", "echo $X; pwd") == (
+            0,
+            f"env\n{box.dir}/containers/sleeper\n",
+            "",
+        )
+        container.signal(signal.SIGKILL)
+        await container.wait()
         await rt.remove_sandbox(box)
     finally:
         await rt.close()

@@ -67,6 +67,7 @@ class ProcessContainer:
         self._runtime = runtime
         self._proc = proc
         self._status = status
+        self.host_dir: str | None = None
         self._pumps = pumps
         self._cgroup = cgroup
         self._exit: ExitStatus | None = None
@@ -119,7 +120,7 @@ class ProcessContainer:
             argv = ["nsenter", "--target", str(self.pid), "--mount", "--uts", "--pid", "--root", "--wd", "--", *command]
             cwd = None
         else:
-            argv, cwd = list(command), self.spec.working_dir or None
+            argv, cwd = list(command), self.host_dir  # unisolated: where the container itself runs
         return await ProcessExec.start(argv, dict(self.spec.env), stdin=stdin, tty=tty, cwd=cwd)
 
 
@@ -239,6 +240,7 @@ class ProcessRuntime:
         ]
         status = _StatusPipe(read)
         container = ProcessContainer(self, spec, proc, status, pumps, cgroup)
+        container.host_dir = str(cdir)
         try:
             await asyncio.wait_for(status.wait_for(lambda: status.execed or status.error is not None), START_TIMEOUT)
         except TimeoutError:
