@@ -19,7 +19,7 @@ from gateway.airflow.hooks import PodgateHook
 from gateway.airflow.links import PodgatePodLink, pod_link
 from gateway.airflow.outcome import Verdict, describe, judge, pod_label
 from gateway.airflow.pod_builder import PodArgs, TaskIdentity, build_pod
-from gateway.airflow.triggers import PodgateTrigger
+from gateway.airflow.triggers import WORKER_RETRY, PodgateTrigger
 from gateway.client import (
     ChannelSpec,
     GatewayClient,
@@ -419,7 +419,10 @@ class GatewayPodOperator(BaseOperator):
 
     async def _run(self, context: Any, plan: Plan) -> PodResult:
         created = False
-        async with GatewayClient(plan.channel) as client, aclosing(client.run_pod(plan.request)) as events:
+        async with (
+            GatewayClient(plan.channel, retry=WORKER_RETRY) as client,
+            aclosing(client.run_pod(plan.request)) as events,
+        ):
             async for event in events:
                 self._log_event(event)
                 if isinstance(event, Result):
@@ -457,7 +460,7 @@ class GatewayPodOperator(BaseOperator):
 
         async def rest() -> PodResult:
             async with (
-                GatewayClient(channel) as client,
+                GatewayClient(channel, retry=WORKER_RETRY) as client,
                 aclosing(client.watch_pod(event["request_id"], event.get("cursor", ""))) as events,
             ):
                 async for item in events:
@@ -502,7 +505,7 @@ class GatewayPodOperator(BaseOperator):
             return
         request_id, channel = self._request_id, self._channel
         try:
-            _call(channel, lambda c: c.cancel_pod(request_id, reason="the Airflow task was killed"))
+            with_client(channel, lambda c: c.cancel_pod(request_id, reason="the Airflow task was killed"))
             self.log.info("Cancelled pod %s", request_id)
         except GatewayError:
             self.log.exception("Unable to cancel pod %s", request_id)
@@ -520,7 +523,7 @@ def _fatal_or_not(work: Callable[[], T]) -> T:
 
 def _call(channel: ChannelSpec, use: Callable[[GatewayClient], Coroutine[Any, Any, T]]) -> T:
     """One blocking gateway call."""
-    return _fatal_or_not(lambda: with_client(channel, use))
+    return _fatal_or_not(lambda: with_client(channel, use, retry=WORKER_RETRY))
 
 
 def _identity(context: Any) -> TaskIdentity:

@@ -14,7 +14,10 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from gateway.airflow.outcome import describe
-from gateway.client import ChannelSpec, GatewayClient, GatewayError, Result
+from gateway.client import ChannelSpec, GatewayClient, GatewayError, Result, RetryPolicy
+
+# Workers and triggers ride out a gateway restart: about a minute of reconnects before giving up.
+WORKER_RETRY = RetryPolicy(attempts=12, max_delay=10.0)
 
 
 class PodgateTrigger(BaseTrigger):
@@ -40,7 +43,7 @@ class PodgateTrigger(BaseTrigger):
         cursor = self.cursor
         try:
             async with (
-                GatewayClient(ChannelSpec.deserialize(self.channel)) as client,
+                GatewayClient(ChannelSpec.deserialize(self.channel), retry=WORKER_RETRY) as client,
                 aclosing(client.watch_pod(self.request_id, cursor)) as events,
             ):
                 async for event in events:
