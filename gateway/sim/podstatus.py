@@ -43,10 +43,16 @@ class ContainerState:
     restart_count: int = 0
     container_id: str = ""
     pull_policy: str = "IfNotPresent"
+    ready: bool | None = None  # the readiness probe's verdict; None: no probe, running means ready
 
     @property
     def running(self) -> bool:
         return "running" in self.state
+
+    @property
+    def serving(self) -> bool:
+        """Running and, with a readiness probe, passing it."""
+        return self.running and not self.init and self.ready is not False
 
     @property
     def terminated(self) -> Obj | None:
@@ -81,8 +87,7 @@ class ContainerState:
             "name": self.name,
             "image": self.image,
             "imageID": image_id(self.image) if self.container_id else "",
-            "ready": (self.running and not self.init)
-            or bool(self.init and self.terminated and not self.terminated["exitCode"]),
+            "ready": self.serving or bool(self.init and self.terminated and not self.terminated["exitCode"]),
             "started": self.running,
             "restartCount": self.restart_count,
             "state": self.state,
@@ -172,9 +177,9 @@ class PodState:
         return next((c for c in [*self.init_containers, *self.containers] if c.name == name), None)
 
     def _conditions(self, at: str) -> list[Obj]:
-        ready = not self.finished and all(c.running for c in self.containers)
+        ready = not self.finished and all(c.serving for c in self.containers)
         not_ready = "PodCompleted" if self.finished else "ContainersNotReady"
-        waiting = [c.name for c in self.containers if not c.running]
+        waiting = [c.name for c in self.containers if not c.serving]
         pending_init = [c.name for c in self.init_containers if not (c.terminated and c.terminated["exitCode"] == 0)]
         values = [
             ("PodReadyToStartContainers", bool(self.start_time) and not self.finished, "", ""),

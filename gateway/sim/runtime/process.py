@@ -82,7 +82,10 @@ class ProcessContainer:
         return self._status.error
 
     def signal(self, sig: int) -> None:
-        """Signals the container's main process (its whole group when running unisolated)."""
+        """Signals the container's main process (its whole group when running unisolated); once it has
+        been reaped, nothing (its PID may belong to another process by then)."""
+        if self._exit is not None or self._proc.returncode is not None:
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             if self._runtime.isolated:
                 os.kill(self.pid or self._proc.pid, sig)

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,9 @@ from gateway.sim.podstatus import (
     exit_reason,
     pulled_events,
 )
+from gateway.sim.runtime import probes
 from gateway.sim.runtime import spec as specs
-from gateway.sim.runtime.base import ContainerSpec, ExecError, ExitStatus, Mount
+from gateway.sim.runtime.base import ContainerSpec, ExecError, ExecProcess, ExitStatus, Mount
 from gateway.sim.runtime.exec import ProcessExec
 from gateway.sim.runtime.process import ProcessContainer, ProcessRuntime, ProcessSandbox
 from gateway.sim.runtime.services import PodServices, field_path
@@ -228,16 +229,64 @@ class ProcessPod:
             self._services.event(self.state, "Normal", "Created", f"Created container: {cs.name}", path)
             self._services.event(self.state, "Normal", "Started", f"Started container {cs.name}", path)
             self._running[cs.name] = running
+            cs.ready = False if container.get("readinessProbe") else None  # not ready before its first pass
             if self._stop.is_set():  # deleted while it was starting: it gets its SIGTERM too
                 running.signal(signal.SIGTERM)
             self.state.settle_phase("Always")
             self._publish()
+        watchers = [] if running.start_error else self._start_probes(container, cs, running)
         status = await running.wait()
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        cs.ready = None
         self._running.pop(cs.name, None)
         output.close()
         self._finish(container, cs, status, termination)
         self._publish()
         return status.exit_code
+
+    def _start_probes(self, container: Obj, cs: ContainerState, running: ProcessContainer) -> list[asyncio.Task[None]]:
+        """Readiness gates the container's `ready`; a failing liveness probe restarts it (see probes.py)."""
+        path = field_path(self.state, cs.name)
+
+        async def run(command: list[str]) -> ExecProcess:
+            return await running.exec(command, stdin=False, tty=False)
+
+        def unhealthy(kind: str) -> Callable[[str], None]:
+            return lambda output: self._services.event(
+                self.state, "Warning", "Unhealthy", f"{kind} probe failed: {output}".rstrip(), path
+            )
+
+        def readiness(passed: bool) -> None:
+            cs.ready = passed
+            self._publish()
+
+        def liveness(passed: bool) -> None:
+            if not passed and cs.running:
+                message = f"Container {cs.name} failed liveness probe, will be restarted"
+                self._services.event(self.state, "Normal", "Killing", message, path)
+                running.signal(signal.SIGTERM)
+                grace = float((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+                asyncio.get_running_loop().call_later(grace, running.kill_all)
+
+        watchers = []
+        for key, kind, initial, changed in (
+            ("readinessProbe", "Readiness", False, readiness),
+            ("livenessProbe", "Liveness", True, liveness),
+        ):
+            if not container.get(key):
+                continue
+            try:
+                probe = probes.parse(container[key], container)
+            except specs.ContainerConfigError as e:
+                self._services.event(self.state, "Warning", "Unhealthy", f"{kind} probe is invalid: {e}", path)
+                if key == "readinessProbe":
+                    cs.ready = None  # an unusable probe does not hold the container back
+                continue
+            watch = probes.watch(probe, run, initial=initial, changed=changed, failed=unhealthy(kind))
+            watchers.append(asyncio.create_task(watch, name=f"{kind} probe {self.state.name}/{cs.name}"))
+        return watchers
 
     async def _pull(self, cs: ContainerState, path: str) -> bool:
         """Images are never pulled; a missing one fails like a registry would (ErrImagePull, then back-off)."""
