@@ -203,3 +203,42 @@ def test_security_context_container_wins(pod_context: dict, container_context: d
 def test_aliases_default_to_python_and_can_be_replaced() -> None:
     assert RuntimeConfig.from_mapping({}).aliases == {"python": "python3"}
     assert RuntimeConfig.from_mapping({"aliases": {"pip": "pip3"}}).aliases == {"pip": "pip3"}
+
+
+def test_projected_and_downward_api_volumes() -> None:
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns", "labels": {"b": "2", "a": "1"}},
+        "spec": {
+            "nodeName": "n1",
+            "volumes": [
+                {
+                    "name": "info",
+                    "downwardAPI": {
+                        "items": [
+                            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+                            {"path": "node", "fieldRef": {"fieldPath": "spec.nodeName"}},
+                        ]
+                    },
+                },
+                {
+                    "name": "api",
+                    "projected": {
+                        "sources": [
+                            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                            {"configMap": {"name": "c", "items": [{"key": "k", "path": "ca.crt"}]}},
+                            {
+                                "downwardAPI": {
+                                    "items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]
+                                }
+                            },
+                        ]
+                    },
+                },
+                {"name": "scratch", "emptyDir": {}},
+            ],
+        },
+    }
+    assert volume_files(pod, lookup, token="t0k") == {
+        "info": {"labels": 'a="1"\nb="2"', "node": "n1"},
+        "api": {"token": "t0k", "ca.crt": "plain", "namespace": "ns"},
+    }

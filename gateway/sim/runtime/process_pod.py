@@ -119,8 +119,8 @@ class ProcessPod:
         self._sandbox = await self._runtime.create_sandbox(
             self.state.uid, volumes, share_pid=bool(spec.get("shareProcessNamespace"))
         )
-        self._write_volume_files()
-        self._write_api_access()
+        token = self._write_api_access()
+        self._write_volume_files(token)
         policy = spec.get("restartPolicy", "Always")
         for container, cs in zip(spec.get("initContainers") or [], self.state.init_containers, strict=True):
             code = await self._keep_running(container, cs, "OnFailure" if policy == "Always" else policy)
@@ -361,22 +361,24 @@ class ProcessPod:
         lines = output.tail(FALLBACK_LOG_LINES)
         return b"".join(lines).decode(errors="replace")[-2048:]
 
-    def _write_api_access(self) -> None:
+    def _write_api_access(self) -> str | None:
+        """The in-cluster env vars and token files (see Kubelet.configure_api_access); returns the token."""
         assert self._sandbox is not None
         access = self._services.api_access(self.state, self.pod)
         if access is None:
-            return
+            return None
         self._api_env = access.env()
         files = access.files()
         if files:
             directory = self._sandbox.dir / "kube-api-access"
             _write_projected(directory, files)
             self._api_mount = Mount(str(directory), specs.SERVICE_ACCOUNT_DIR, read_only=True)
+        return access.token
 
-    def _write_volume_files(self) -> None:
+    def _write_volume_files(self, token: str | None) -> None:
         assert self._sandbox is not None
         try:
-            files = specs.volume_files(self.pod, self._services.lookup)
+            files = specs.volume_files(self.pod, self._services.lookup, token)
         except specs.ContainerConfigError as e:
             self._services.event(self.state, "Warning", "FailedMount", f"MountVolume.SetUp failed: {e}")
             return

@@ -178,21 +178,55 @@ def security(pod: Obj, container: Obj, key: str) -> int | None:
     return None
 
 
-def volume_files(pod: Obj, lookup: Lookup) -> dict[str, dict[str, str]]:
-    """Files of the configMap and secret volumes, per volume name (items/paths honoured)."""
+def _selected(values: Mapping[str, str], items: list[Obj] | None) -> dict[str, str]:
+    """`items` (key -> path) of a configMap/secret source, or every key as a file."""
+    if not items:
+        return dict(values)
+    return {i["path"]: values[i["key"]] for i in items if i.get("key") in values}
+
+
+def _downward(pod: Obj, items: list[Obj], pod_ip: str, host_ip: str) -> dict[str, str]:
+    files = {}
+    for item in items:
+        path = (item.get("fieldRef") or {}).get("fieldPath", "")
+        if path in ("metadata.labels", "metadata.annotations"):
+            values = ((pod.get("metadata") or {}).get(path.split(".")[1]) or {}).items()
+            files[item["path"]] = "\n".join(f'{k}="{v}"' for k, v in sorted(values))
+        elif path:
+            files[item["path"]] = _field(pod, path, pod_ip, host_ip)
+    return files
+
+
+def _volume_source(pod: Obj, source: Obj, lookup: Lookup, token: str | None) -> dict[str, str] | None:
+    """Files of one configMap, secret, downwardAPI or serviceAccountToken source; None if it is none of them."""
     namespace = (pod.get("metadata") or {}).get("namespace", "")
+    for kind, key, name_key in (("ConfigMap", "configMap", "name"), ("Secret", "secret", "secretName")):
+        ref = source.get(key)
+        if ref is not None:
+            name = ref.get(name_key) or ref.get("name", "")
+            values = _source(lookup, kind, namespace, name, bool(ref.get("optional"))) or {}
+            return _selected(values, ref.get("items"))
+    if "downwardAPI" in source:
+        return _downward(pod, source["downwardAPI"].get("items") or [], "", "")
+    if "serviceAccountToken" in source:
+        return {source["serviceAccountToken"].get("path", "token"): token or ""}
+    return None
+
+
+def volume_files(pod: Obj, lookup: Lookup, token: str | None = None) -> dict[str, dict[str, str]]:
+    """Files of the configMap, secret, downwardAPI and projected volumes, per volume name (items honoured);
+    a projected serviceAccountToken gets `token` (empty without API access)."""
     files: dict[str, dict[str, str]] = {}
     for volume in (pod.get("spec") or {}).get("volumes") or []:
-        for kind, key in (("ConfigMap", "configMap"), ("Secret", "secret")):
-            ref = volume.get(key)
-            if ref is None:
-                continue
-            name = ref.get("name" if kind == "ConfigMap" else "secretName", "")
-            values = _source(lookup, kind, namespace, name, bool(ref.get("optional"))) or {}
-            items = ref.get("items")
-            files[volume["name"]] = (
-                {i["path"]: values[i["key"]] for i in items if i.get("key") in values} if items else values
-            )
+        if "projected" in volume:
+            merged: dict[str, str] = {}
+            for source in volume["projected"].get("sources") or []:
+                merged.update(_volume_source(pod, source, lookup, token) or {})
+            files[volume["name"]] = merged
+        else:
+            found = _volume_source(pod, volume, lookup, token)
+            if found is not None:
+                files[volume["name"]] = found
     return files
 
 
