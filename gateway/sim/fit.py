@@ -208,17 +208,26 @@ def fit_error_message(total: int, failures: Iterable[NodeFailure]) -> str:
     return f"{head} preemption: 0/{total} nodes are available: {_histogram(preemption)}.."
 
 
+def preferred_weight(spec: Obj, node: Obj) -> int:
+    """Sum of the weights of the preferredDuringScheduling node-affinity terms this node matches."""
+    preferred = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    )
+    return sum(int(p.get("weight", 0)) for p in preferred or [] if _term_matches(p.get("preference") or {}, node))
+
+
 def _rank(
     spec: Obj, requests: Mapping[str, int], node: Obj, used: Mapping[str, int], allocatable: Mapping[str, int]
-) -> tuple[int, float, str]:
-    """Lower is better: fewer untolerated PreferNoSchedule taints, then the least allocated node, then name."""
+) -> tuple[int, int, float, str]:
+    """Lower is better: fewer untolerated PreferNoSchedule taints, then more preferred-affinity weight, then
+    the least allocated node, then the name (a simplification of the default score plugins' weighted sum)."""
     soft = len(untolerated_taints(node, spec.get("tolerations") or [], frozenset({"PreferNoSchedule"})))
     free = 0.0
     for name in ("cpu", "memory"):
         capacity = allocatable.get(name, 0)
         if capacity:
             free += (capacity - used.get(name, 0) - requests.get(name, 0)) / capacity
-    return (soft, -free, (node.get("metadata") or {}).get("name", ""))
+    return (soft, -preferred_weight(spec, node), -free, (node.get("metadata") or {}).get("name", ""))
 
 
 def choose_node(

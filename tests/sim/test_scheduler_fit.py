@@ -227,3 +227,16 @@ def test_no_nodes_and_usage_ignores_terminated_pods() -> None:
     done = {"spec": {"nodeName": "n", "containers": [container({"cpu": "1"})]}, "status": {"phase": "Succeeded"}}
     unbound = {"spec": {"containers": [container({"cpu": "1"})]}, "status": {"phase": "Pending"}}
     assert usage_by_node([running, done, unbound]) == {"n": {"cpu": 1000, "pods": 1}}
+
+
+def test_preferred_node_affinity_outweighs_allocation() -> None:
+    prefer_gpu = {
+        "nodeAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 10, "preference": expr("nvidia.com/gpu.product", "In", "A100")},
+                {"weight": 1, "preference": expr("nvidia.com/gpu.product", "DoesNotExist")},
+            ]
+        }
+    }
+    assert choose_node(pod(affinity=prefer_gpu), CLUSTER, {"gpu-1": {"cpu": 3000}}).node == "gpu-1"
+    assert choose_node(pod(), CLUSTER, {"gpu-1": {"cpu": 3000}}).node == "cpu-1"
