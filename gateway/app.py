@@ -16,8 +16,8 @@ from typing import Any
 from gateway import domain
 from gateway.api import server
 from gateway.api.cluster_service import ClusterService
+from gateway.api.credentials_service import CredentialsService
 from gateway.api.dispatch_service import DispatchService
-from gateway.api.servicers import CredentialsServicer
 from gateway.clusters import files
 from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.registry import Registry
@@ -103,7 +103,9 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     if resumed:
         log.info("resumed %d unfinished request(s)", resumed)
     servicers = server.Servicers(
-        dispatch=DispatchService(dispatcher), clusters=ClusterService(registry), credentials=CredentialsServicer()
+        dispatch=DispatchService(dispatcher),
+        clusters=ClusterService(registry),
+        credentials=CredentialsService(registry, store),
     )
     running = await server.start(config.listen, servicers)
     return Gateway(

@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     kubeconfig.add_argument("--namespace", required=True)
     kubeconfig.add_argument("--ttl", default="15m")
     kubeconfig.add_argument("--access", choices=("view", "edit"), default="view")
-    kubeconfig.set_defaults(func=_not_yet("kubeconfig", "short-lived kubeconfig issuing"))
+    kubeconfig.add_argument("-o", "--output", help="write to this file (mode 0600) instead of stdout")
+    kubeconfig.set_defaults(func=_command("kubeconfig", "kubeconfig"))
     return parser
 
 

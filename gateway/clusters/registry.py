@@ -116,6 +116,7 @@ class Registry:
         runtime = ClusterRuntime(
             spec,
             self._client_factory(spec, provider),
+            provider=provider,
             gateway_id=self._gateway_id,
             on_change=self._notify,
             probe_interval=self._probe_interval,

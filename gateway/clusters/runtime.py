@@ -17,10 +17,12 @@ from typing import Any
 from gateway import domain
 from gateway.clusters.capacity import TERMINAL_PHASES, CapacityBook
 from gateway.clusters.kubeapi import errors as kube
+from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.decode import EventType, WatchEvent
 from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
 from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
 from gateway.clusters.tracking import PodTrack
+from gateway.credentials.base import CredentialProvider
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +84,16 @@ class ClusterRuntime:
     def __init__(
         self,
         spec: domain.ClusterSpec,
-        client: Any,
+        client: ClusterClient,
         *,
+        provider: CredentialProvider,
         gateway_id: str,
         on_change: Callable[[], None],
         probe_interval: float = 5.0,
     ) -> None:
         self.spec = spec
         self.client = client
+        self.provider = provider  # for the endpoint of issued kubeconfigs; the client owns token use
         self.gateway_id = gateway_id
         self.health = Health()
         self.cordoned = False
@@ -121,6 +125,7 @@ class ClusterRuntime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         await self.client.close()
+        await self.provider.close()  # e.g. azure-identity's HTTP session
 
     async def wait_synced(self) -> None:
         """Until nodes and pods have been listed once: before that, capacity reads as empty."""

@@ -1,0 +1,110 @@
+"""IssueKubeconfig / RevokeKubeconfig through the gateway, proven with kubectl against the simulator."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2
+
+from gateway._proto.podgate.v1 import credentials_pb2, credentials_pb2_grpc
+from gateway.app import Gateway
+from tests.conftest import BIN, clean_env
+
+
+@pytest.fixture
+async def creds(gateway: Gateway) -> AsyncIterator[credentials_pb2_grpc.CredentialsServiceStub]:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
+        yield credentials_pb2_grpc.CredentialsServiceStub(channel)
+
+
+async def kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs kubectl without blocking the event loop: the simulator it talks to runs in this loop."""
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "kubectl"),
+        "--kubeconfig",
+        str(kubeconfig),
+        *args,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return subprocess.CompletedProcess(args, proc.returncode or 0, out.decode(), err.decode())
+
+
+async def issue(
+    stub: credentials_pb2_grpc.CredentialsServiceStub, tmp_path: Path, access: int, namespace: str = "airflow"
+) -> tuple[Path, str]:
+    reply = await stub.IssueKubeconfig(
+        credentials_pb2.IssueKubeconfigRequest(
+            cluster="local-eu-cpu", namespace=namespace, ttl=duration_pb2.Duration(seconds=900), access=access
+        )
+    )
+    path = tmp_path / f"issued-{access}.kubeconfig"
+    path.write_text(reply.kubeconfig)
+    assert reply.expire_time.seconds > 0 and reply.credential_id.startswith("local-eu-cpu/airflow/")
+    return path, reply.credential_id
+
+
+async def test_view_kubeconfig_reads_its_namespace_only_and_dies_on_revoke(
+    creds: credentials_pb2_grpc.CredentialsServiceStub, gateway: Gateway, tmp_path: Path
+) -> None:
+    path, credential_id = await issue(creds, tmp_path, credentials_pb2.KUBECONFIG_ACCESS_VIEW)
+    assert (await kubectl(path, "get", "pods")).returncode == 0
+    other = await kubectl(path, "get", "pods", "-n", "default")
+    assert other.returncode != 0 and "forbidden" in other.stderr.lower()
+    assert (await kubectl(path, "auth", "can-i", "delete", "pods")).stdout.strip() == "no"
+    await creds.RevokeKubeconfig(credentials_pb2.RevokeKubeconfigRequest(credential_id=credential_id))
+    revoked = await kubectl(path, "get", "pods")
+    assert revoked.returncode != 0 and "unauthorized" in revoked.stderr.lower()
+    audit, _ = await gateway.store.list_audit()
+    assert [a.action for a in audit][:2] == ["kubeconfig.revoke", "kubeconfig.issue"]
+    assert all("token" not in str(a.record).lower() for a in audit)
+
+
+async def test_edit_kubeconfig_may_delete_pods(
+    creds: credentials_pb2_grpc.CredentialsServiceStub, tmp_path: Path
+) -> None:
+    path, _ = await issue(creds, tmp_path, credentials_pb2.KUBECONFIG_ACCESS_EDIT)
+    assert (await kubectl(path, "auth", "can-i", "delete", "pods")).stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize(
+    ("request_", "code"),
+    [
+        (
+            credentials_pb2.IssueKubeconfigRequest(
+                cluster="local-eu-cpu", namespace="kube-system", ttl=duration_pb2.Duration(seconds=900)
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (credentials_pb2.IssueKubeconfigRequest(cluster="nope", namespace="airflow"), grpc.StatusCode.NOT_FOUND),
+        (
+            credentials_pb2.IssueKubeconfigRequest(
+                cluster="local-eu-cpu", namespace="airflow", ttl=duration_pb2.Duration(seconds=60)
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+        (credentials_pb2.IssueKubeconfigRequest(namespace="airflow"), grpc.StatusCode.INVALID_ARGUMENT),
+    ],
+    ids=["namespace-not-allowed", "unknown-cluster", "ttl-below-kubernetes-minimum", "no-cluster"],
+)
+async def test_bad_issue_requests(
+    creds: credentials_pb2_grpc.CredentialsServiceStub,
+    request_: credentials_pb2.IssueKubeconfigRequest,
+    code: grpc.StatusCode,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await creds.IssueKubeconfig(request_)
+    assert caught.value.code() == code
+
+
+async def test_foreign_credential_id_is_invalid(creds: credentials_pb2_grpc.CredentialsServiceStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await creds.RevokeKubeconfig(credentials_pb2.RevokeKubeconfigRequest(credential_id="x"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
