@@ -159,3 +159,38 @@ def test_unreachable_gateway_is_a_clear_error() -> None:
     done = podgate("clusters", "list", "--gateway", "127.0.0.1:1")
     assert done.returncode == 2
     assert "podgate clusters list:" in done.stderr
+
+
+def test_kubeconfig_is_written_private_and_works_with_kubectl(gateway_address: str, tmp_path: Path) -> None:
+    path = tmp_path / "issued.kubeconfig"
+    done = podgate(
+        "kubeconfig",
+        "--gateway",
+        gateway_address,
+        "--cluster",
+        "local-eu-cpu",
+        "--namespace",
+        "airflow",
+        "--ttl",
+        "15m",
+        "-o",
+        str(path),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "local-eu-cpu/airflow/" in done.stderr and done.stdout == ""
+    assert path.stat().st_mode & 0o777 == 0o600
+    listed = subprocess.run(
+        [str(BIN / "kubectl"), "--kubeconfig", str(path), "get", "pods"],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+
+
+def test_kubeconfig_ttl_below_the_minimum_is_refused(gateway_address: str) -> None:
+    done = podgate(
+        "kubeconfig", "--gateway", gateway_address, "--cluster", "local-eu-cpu", "--namespace", "airflow", "--ttl", "1m"
+    )
+    assert done.returncode == 2 and "ttl" in done.stderr
