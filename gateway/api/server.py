@@ -20,7 +20,6 @@ from gateway._proto.podgate.v1 import (
     dispatch_pb2_grpc,
 )
 from gateway.api.interceptors import ErrorInterceptor
-from gateway.api.servicers import ClusterServicer, CredentialsServicer, DispatchServicer
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +35,6 @@ class Servicers:
     dispatch: dispatch_pb2_grpc.DispatchServiceServicer
     clusters: clusters_pb2_grpc.ClusterServiceServicer
     credentials: credentials_pb2_grpc.CredentialsServiceServicer
-
-
-def placeholder_servicers() -> Servicers:
-    return Servicers(dispatch=DispatchServicer(), clusters=ClusterServicer(), credentials=CredentialsServicer())
 
 
 def is_loopback(address: str) -> bool:

@@ -12,12 +12,11 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
 from gateway import errors
-from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
+from gateway._proto.podgate.v1 import clusters_pb2_grpc, credentials_pb2_grpc, dispatch_pb2, dispatch_pb2_grpc
 from gateway.api import server
-from gateway.api.servicers import DispatchServicer
 
 
-class _FailingDispatch(DispatchServicer):
+class _FailingDispatch(dispatch_pb2_grpc.DispatchServiceServicer):
     async def GetPod(self, request: dispatch_pb2.GetPodRequest, context: object) -> dispatch_pb2.GetPodResponse:
         if request.request_id == "crash":
             raise RuntimeError("secret-ish internal detail")
@@ -26,12 +25,17 @@ class _FailingDispatch(DispatchServicer):
         )
 
 
+def _servicers() -> server.Servicers:
+    return server.Servicers(
+        dispatch=_FailingDispatch(),
+        clusters=clusters_pb2_grpc.ClusterServiceServicer(),
+        credentials=credentials_pb2_grpc.CredentialsServiceServicer(),
+    )
+
+
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
-    servicers = server.placeholder_servicers()
-    servicers = server.Servicers(
-        dispatch=_FailingDispatch(), clusters=servicers.clusters, credentials=servicers.credentials
-    )
+    servicers = _servicers()
     running = await server.start("127.0.0.1:0", servicers)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
         yield ch
@@ -81,7 +85,7 @@ async def test_unexpected_error_is_internal_without_its_message(channel: grpc.ai
 @pytest.mark.parametrize("address", ["0.0.0.0:0", "192.0.2.1:0", "example.com:0"])
 async def test_plain_text_listener_refused_off_loopback(address: str) -> None:
     with pytest.raises(errors.FailedPrecondition, match="only allowed on loopback"):
-        await server.start(address, server.placeholder_servicers())
+        await server.start(address, _servicers())
 
 
 @pytest.mark.parametrize(
