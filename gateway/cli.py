@@ -10,13 +10,6 @@ from collections.abc import Callable, Sequence
 
 from gateway.client.channel import DEFAULT_ADDRESS
 
-EXIT_UNAVAILABLE = 2
-
-
-class NotYetImplemented(SystemExit):
-    def __init__(self, command: str, missing: str) -> None:
-        super().__init__(f"podgate {command}: not implemented yet: {missing}")
-
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import serve_forever
@@ -28,13 +21,6 @@ def _sim(args: argparse.Namespace) -> int:
     from gateway.sim.main import main as sim_main
 
     return sim_main(args.config, args.kubeconfig_dir)
-
-
-def _not_yet(command: str, missing: str) -> Callable[[argparse.Namespace], int]:
-    def handler(_: argparse.Namespace) -> int:
-        raise NotYetImplemented(command, missing)
-
-    return handler
 
 
 def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
