@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
+import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,3 +49,37 @@ async def _no_pending_tasks() -> AsyncIterator[None]:
             t.cancel()
         await asyncio.gather(*leftover, return_exceptions=True)
         pytest.fail(f"test left {len(leftover)} asyncio task(s) pending: {[t.get_coro() for t in leftover]}")
+
+
+@dataclass
+class Served:
+    """A `podgate serve` process (what `make run` starts) and what it printed before serving."""
+
+    process: subprocess.Popen[str]
+    address: str
+    printed: list[str]
+
+
+@contextlib.contextmanager
+def podgate_serve(state_dir: Path) -> Iterator[Served]:
+    """Starts `podgate serve` on a free loopback port with the embedded clusters; stops it with SIGTERM."""
+    proc = subprocess.Popen(
+        [str(BIN / "podgate"), "serve", "--listen", "127.0.0.1:0", "--state-dir", str(state_dir)],
+        cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        printed: list[str] = []
+        while not (match := re.search(r"serving on (127\.0\.0\.1:\d+)", printed[-1] if printed else "")):
+            line = proc.stdout.readline()
+            assert line, "".join(printed) + (proc.stderr.read() if proc.stderr else "")
+            printed.append(line)
+        yield Served(process=proc, address=match.group(1), printed=printed)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

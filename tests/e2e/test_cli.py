@@ -3,45 +3,21 @@
 from __future__ import annotations
 
 import json
-import re
-import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, ROOT, clean_env
+from tests.conftest import BIN, ROOT, clean_env, podgate_serve
 
 XCOM = 'print(42); open("/airflow/xcom/return.json","w").write("{\\"v\\": 42}")'
 
 
 @pytest.fixture(scope="module")
 def gateway_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    state = tmp_path_factory.mktemp("state")
-    proc = subprocess.Popen(
-        [str(BIN / "podgate"), "serve", "--listen", "127.0.0.1:0", "--state-dir", str(state)],
-        cwd=ROOT,
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        match = None
-        while match is None:
-            line = proc.stdout.readline()
-            assert line, proc.stderr.read() if proc.stderr else "gateway exited"
-            match = re.search(r"serving on (127\.0\.0\.1:\d+)", line)
-        yield match.group(1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with podgate_serve(tmp_path_factory.mktemp("state")) as served:
+        yield served.address
 
 
 def podgate(*args: str) -> subprocess.CompletedProcess[str]:

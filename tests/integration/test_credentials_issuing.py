@@ -4,17 +4,15 @@ hold (403), revocation cuts the token off (401)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from gateway.clusters.kubeapi import request as rq
 from gateway.clusters.kubeapi.client import ClusterClient
-from gateway.clusters.kubeapi.errors import NotFound
+from gateway.clusters.objects import ClusterObjects
 from gateway.credentials.factory import build_provider
 from gateway.credentials.issuing import (
     Access,
@@ -27,36 +25,6 @@ from gateway.domain import CredentialsRef
 from gateway.sim.cluster import SimCluster
 from gateway.sim.config import ClusterSpec
 from tests.conftest import clean_env
-
-KINDS = {"ServiceAccount": rq.SERVICE_ACCOUNTS, "Role": rq.ROLES, "RoleBinding": rq.ROLE_BINDINGS, "Secret": rq.SECRETS}
-
-
-class ClientObjects:
-    """The ObjectApi issuing needs, over the gateway's Kubernetes client."""
-
-    def __init__(self, client: ClusterClient) -> None:
-        self._client = client
-
-    async def apply(self, kind: str, namespace: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        return await self._client.ensure_object(KINDS[kind], namespace, body)
-
-    async def delete(self, kind: str, namespace: str, name: str) -> bool:
-        try:
-            await self._client.delete_object(KINDS[kind], namespace, name)
-        except NotFound:
-            return False
-        return True
-
-    async def token_request(
-        self, namespace: str, service_account: str, *, expiration_seconds: int, bound_secret: str, bound_secret_uid: str
-    ) -> tuple[str, str]:
-        return await self._client.create_token(
-            namespace,
-            service_account,
-            expiration_seconds=expiration_seconds,
-            bound_secret=bound_secret,
-            bound_secret_uid=bound_secret_uid,
-        )
 
 
 @pytest.fixture
@@ -72,11 +40,11 @@ async def cluster(tmp_path: Path) -> AsyncIterator[SimCluster]:
 
 
 @pytest.fixture
-async def objects(cluster: SimCluster, tmp_path: Path) -> AsyncIterator[ClientObjects]:
+async def objects(cluster: SimCluster, tmp_path: Path) -> AsyncIterator[ClusterObjects]:
     provider = build_provider("issuer", CredentialsRef(source="sim"), kubeconfig_dir=tmp_path)
     try:
         async with ClusterClient(provider) as client:
-            yield ClientObjects(client)
+            yield ClusterObjects(client)
     finally:
         await provider.close()
 
@@ -96,7 +64,7 @@ async def kubectl(kubeconfig: Path, *args: str) -> tuple[int, str]:
 
 
 async def issue(
-    objects: ClientObjects, cluster: SimCluster, tmp_path: Path, access: Access
+    objects: ClusterObjects, cluster: SimCluster, tmp_path: Path, access: Access
 ) -> tuple[IssuedKubeconfig, Path]:
     provider = build_provider("issuer", CredentialsRef(source="sim"), kubeconfig_dir=tmp_path)
     endpoint = await provider.endpoint()
@@ -110,7 +78,7 @@ async def issue(
 
 
 async def test_view_kubeconfig_reads_its_namespace_only(
-    objects: ClientObjects, cluster: SimCluster, tmp_path: Path
+    objects: ClusterObjects, cluster: SimCluster, tmp_path: Path
 ) -> None:
     issued, path = await issue(objects, cluster, tmp_path, Access.VIEW)
     assert 880 <= (issued.expires_at - datetime.now(UTC)).total_seconds() <= 901
@@ -128,7 +96,7 @@ async def test_view_kubeconfig_reads_its_namespace_only(
 
 
 async def test_edit_kubeconfig_may_create_delete_and_exec(
-    objects: ClientObjects, cluster: SimCluster, tmp_path: Path
+    objects: ClusterObjects, cluster: SimCluster, tmp_path: Path
 ) -> None:
     _, path = await issue(objects, cluster, tmp_path, Access.EDIT)
     for verb in ("create pods", "delete pods", "create pods/exec", "list events"):
@@ -137,7 +105,7 @@ async def test_edit_kubeconfig_may_create_delete_and_exec(
     assert (await kubectl(path, "auth", "can-i", "create", "pods", "-n", "team-b"))[1].strip() == "no"
 
 
-async def test_revoked_kubeconfig_is_refused(objects: ClientObjects, cluster: SimCluster, tmp_path: Path) -> None:
+async def test_revoked_kubeconfig_is_refused(objects: ClusterObjects, cluster: SimCluster, tmp_path: Path) -> None:
     issued, path = await issue(objects, cluster, tmp_path, Access.VIEW)
     _, other_path = await issue(objects, cluster, tmp_path, Access.EDIT)
     credential = parse_credential_id(issued.credential_id)
