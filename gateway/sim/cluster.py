@@ -23,7 +23,7 @@ from aiohttp import web
 
 from gateway.sim import handlers, kubeconfig, nodes
 from gateway.sim.apiserver import ApiContext, ApiServer
-from gateway.sim.auth import Authenticator, Identity, service_account_identity
+from gateway.sim.auth import Authenticator, Identity, SimClock, service_account_identity
 from gateway.sim.config import ClusterSpec, SimConfig, load
 from gateway.sim.faults import Faults
 from gateway.sim.rbac import MASTERS, Authorizer
@@ -58,7 +58,8 @@ class SimCluster:
         self.admin_token = secrets.token_urlsafe(24)
         static = {u.token: Identity(u.name, (*u.groups, "system:authenticated")) for u in spec.users}
         static[self.admin_token] = Identity(ADMIN_USER, (MASTERS, "system:authenticated"))
-        self.authn = Authenticator(self.store, static)
+        self.clock = SimClock()
+        self.authn = Authenticator(self.store, static, self.clock)
         self.authz = Authorizer(self.store, spec.users)
         self.ca = CertificateAuthority(f"podgate-sim-{spec.name}-ca")
         self._server_pair = self.ca.issue_server((host, "localhost"))
@@ -220,6 +221,10 @@ class SimCluster:
         if hook is not None:
             await _maybe_await(hook(name))
         nodes.mark_node_ready(self.store, name)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Moves this cluster's clock forward (token expiry), as if that much time had passed."""
+        self.clock.advance(seconds)
 
     def request_counts(self) -> dict[tuple[str, str], int]:
         """API requests served so far, per (verb, resource) — e.g. ("create", "pods"), ("get", "pods/log")."""

@@ -13,6 +13,7 @@ from google.protobuf import duration_pb2
 
 from gateway._proto.podgate.v1 import credentials_pb2, credentials_pb2_grpc
 from gateway.app import Gateway
+from gateway.sim.cluster import SimWorld
 from tests.conftest import BIN, clean_env
 
 
@@ -65,6 +66,17 @@ async def test_view_kubeconfig_reads_its_namespace_only_and_dies_on_revoke(
     audit, _ = await gateway.store.list_audit()
     assert [a.action for a in audit][:2] == ["kubeconfig.revoke", "kubeconfig.issue"]
     assert all("token" not in str(a.record).lower() for a in audit)
+
+
+async def test_issued_kubeconfig_is_refused_after_its_ttl(
+    creds: credentials_pb2_grpc.CredentialsServiceStub, world: SimWorld, tmp_path: Path
+) -> None:
+    path, _ = await issue(creds, tmp_path, credentials_pb2.KUBECONFIG_ACCESS_VIEW)
+    world.clusters["local-eu-cpu"].advance_clock(899)
+    assert (await kubectl(path, "get", "pods")).returncode == 0
+    world.clusters["local-eu-cpu"].advance_clock(2)
+    expired = await kubectl(path, "get", "pods")
+    assert expired.returncode != 0 and "unauthorized" in expired.stderr.lower()
 
 
 async def test_edit_kubeconfig_may_delete_pods(
