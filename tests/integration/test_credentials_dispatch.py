@@ -1,6 +1,7 @@
-"""Dispatch end to end through each cloud's credentials: a pod sent over gRPC to the gateway runs on a
+"""Dispatch end to end through each provider's credentials: a pod sent over gRPC to the gateway runs on a
 simulated EKS, GKE and AKS cluster whose endpoints the gateway discovered through the cloud stand-ins
-(DescribeCluster, the container API, ARM) and whose API accepted the cloud tokens it minted."""
+(DescribeCluster, the container API, ARM) and whose API accepted the cloud tokens it minted, and on
+clusters reached through a kubeconfig file and through in-cluster ServiceAccount credentials."""
 
 from __future__ import annotations
 
@@ -20,13 +21,11 @@ from gateway.sim.auth import Identity
 from gateway.sim.cloud.aks import AksTokenVerifier
 from gateway.sim.cloud.eks import EksTokenVerifier
 from gateway.sim.cloud.gke import GkeTokenVerifier
-from gateway.sim.cluster import SimWorld, node_side_available
+from gateway.sim.cluster import SimWorld
 from gateway.sim.config import parse
 from tests.standins.aws import ACCOUNT, AwsStandin, moto_server
 from tests.standins.entra import TENANT, EntraStandin, entra_standin
 from tests.standins.google import GoogleStandin, google_standin
-
-pytestmark = pytest.mark.skipif(not node_side_available(), reason="the simulator's scheduler/kubelet are not present")
 
 ROOT = Identity("podgate", ("system:masters",))
 USER_ARN = f"arn:aws:iam::{ACCOUNT}:user/podgate-gateway"
@@ -43,6 +42,20 @@ def cluster_file(aws: AwsStandin, google: GoogleStandin, entra: EntraStandin, tm
         "apiVersion": "podgate.io/v1",
         "kind": "ClusterList",
         "clusters": [
+            {
+                "name": "kubeconfig-sim",
+                "provider": "kubeconfig",
+                "region": "eu-north-1",
+                "credentials": {"kubeconfig": {"path": str(tmp / "kubeconfigs" / "kubeconfig-sim.kubeconfig")}},
+                **common,
+            },
+            {
+                "name": "incluster-sim",
+                "provider": "in-cluster",
+                "region": "eu-south-1",
+                "credentials": {"inCluster": {"tokenDir": str(tmp / "serviceaccount")}},
+                **common,
+            },
             {
                 "name": "eks-sim",
                 "provider": "eks",
@@ -95,6 +108,17 @@ def aws() -> Iterator[AwsStandin]:
         yield standin
 
 
+def mount_service_account(world: SimWorld, directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the kubelet mounts into the gateway's own pod, and the service env vars it sets."""
+    cluster = world.clusters["incluster-sim"]
+    directory.mkdir()
+    (directory / "token").write_text(cluster.admin_token)
+    (directory / "ca.crt").write_bytes(cluster.ca_pem)
+    (directory / "namespace").write_text("default")
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(cluster.port))
+
+
 @pytest.fixture
 async def gateway(aws: AwsStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Gateway]:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
@@ -116,6 +140,7 @@ async def gateway(aws: AwsStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPat
             gke.add_token_verifier(GkeTokenVerifier(google.token_owner, {SA: ROOT}))
             entra.add_cluster("sub-1", "rg-1", "aks-sim", server=aks.url, ca_pem=aks.ca_pem)
             aks.add_token_verifier(AksTokenVerifier(entra.public_key_pem, entra.issuer, {oid: ROOT}))
+            mount_service_account(world, tmp_path / "serviceaccount", monkeypatch)
             config = GatewayConfig(
                 listen="127.0.0.1:0",
                 state_dir=tmp_path / "state",
@@ -143,7 +168,7 @@ def request(cluster: str) -> dispatch_pb2.PodRequest:
     )
 
 
-@pytest.mark.parametrize("cluster", ["eks-sim", "gke-sim", "aks-sim"])
+@pytest.mark.parametrize("cluster", ["kubeconfig-sim", "incluster-sim", "eks-sim", "gke-sim", "aks-sim"])
 async def test_pod_runs_on_a_cloud_cluster_with_cloud_credentials(gateway: Gateway, cluster: str) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
