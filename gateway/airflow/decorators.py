@@ -52,12 +52,15 @@ class _PodgateDecoratedOperator(DecoratedOperator, GatewayPodOperator):
     )
     shallow_copy_attrs: Sequence[str] = ("python_callable",)
 
-    def __init__(self, namespace: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, namespace: str | None = None, use_dill: bool = False, **kwargs: Any) -> None:
         name = kwargs.pop("name", f"podgate-{kwargs['python_callable'].__name__}")
         kwargs.setdefault("do_xcom_push", True)
         super().__init__(namespace=namespace, name=name, cmds=["python"], **kwargs)
+        self.use_dill = use_dill
 
     def execute(self, context: Any) -> Any:
+        if self.use_dill:
+            self.log.warning("use_dill is ignored: @task.podgate passes arguments as JSON (the image needs no dill)")
         call_env = encode_call(self.get_python_source(), list(self.op_args), dict(self.op_kwargs))
         self.env_vars = env_list(self.env_vars) + call_env
         self.cmds = ["python", "-c", BOOTSTRAP]

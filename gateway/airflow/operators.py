@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 from airflow import __version__ as AIRFLOW_VERSION
@@ -305,47 +305,12 @@ class GatewayPodOperator(BaseOperator):
         return self.pod_template_dict
 
     def _pod_args(self) -> PodArgs:
+        """The pod-shaping arguments: PodArgs' fields carry the operator's attribute names."""
+        given = {
+            f.name: getattr(self, f.name) for f in fields(PodArgs) if f.name not in ("pod_template", "extra_labels")
+        }
         return PodArgs(
-            task_id=self.task_id,
-            image=self.image,
-            name=self.name,
-            namespace=self.namespace,
-            cmds=self.cmds,
-            arguments=self.arguments,
-            env_vars=self.env_vars,
-            env_from=self.env_from,
-            secrets=self.secrets,
-            configmaps=self.configmaps,
-            pod_runtime_info_envs=self.pod_runtime_info_envs,
-            labels=self.labels,
-            annotations=self.annotations,
-            ports=self.ports,
-            volumes=self.volumes,
-            volume_mounts=self.volume_mounts,
-            container_resources=self.container_resources,
-            node_selector=self.node_selector,
-            affinity=self.affinity,
-            tolerations=self.tolerations,
-            security_context=self.security_context,
-            container_security_context=self.container_security_context,
-            service_account_name=self.service_account_name,
-            automount_service_account_token=self.automount_service_account_token,
-            image_pull_policy=self.image_pull_policy,
-            image_pull_secrets=self.image_pull_secrets,
-            init_containers=self.init_containers,
-            priority_class_name=self.priority_class_name,
-            termination_grace_period=self.termination_grace_period,
-            active_deadline_seconds=self.active_deadline_seconds,
-            hostnetwork=self.hostnetwork,
-            host_aliases=self.host_aliases,
-            dnspolicy=self.dnspolicy,
-            dns_config=self.dns_config,
-            hostname=self.hostname,
-            subdomain=self.subdomain,
-            schedulername=self.schedulername,
-            termination_message_policy=self.termination_message_policy,
-            base_container_name=self.base_container_name,
-            full_pod_spec=self.full_pod_spec,
+            **given,
             pod_template=self._pod_template(),
             extra_labels={"airflow_version": AIRFLOW_VERSION.replace("+", "-")},
         )
@@ -455,8 +420,10 @@ class GatewayPodOperator(BaseOperator):
         hook = PodgateHook(self.podgate_conn_id)
         channel = hook.channel_spec()
         self._request_id, self._channel = event["request_id"], channel
-        if event.get("status") == "error" and event.get("error") in {c.__name__ for c in FATAL}:
-            raise PodgateFatalError(event.get("message", "the gateway refused the request"))
+        if event.get("status") == "error":
+            if event.get("error") in {c.__name__ for c in FATAL}:
+                raise PodgateFatalError(event.get("message", "the gateway refused the request"))
+            self.log.warning("The trigger stopped early (%s); following the pod from here", event.get("message"))
 
         async def rest() -> PodResult:
             async with (

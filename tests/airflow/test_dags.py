@@ -76,6 +76,7 @@ def test_taskflow_pipeline_multiplies_by_23(basics: DagRun) -> None:
 def test_podgate_decorator_runs_the_function_in_a_pod(basics: DagRun) -> None:
     assert basics.xcoms["multiply"]["return_value"] == {"product": 46}
     assert basics.lines_of("[base] multiplying in the pod on CPython")
+    assert basics.lines_of("use_dill is ignored")
     assert basics.xcoms["multiply"]["pod_name"].startswith("podgate-multiply-")
 
 

@@ -81,7 +81,7 @@ with DAG("podgate_basics", start_date=datetime(2026, 1, 1), schedule=None, catch
         assert value == 46, value
         return {"loaded": value}
 
-    @task.podgate(image=PY)
+    @task.podgate(image=PY, use_dill=True)  # @task.kubernetes arguments are accepted
     def multiply(x: int, factor: int = 23) -> dict[str, int]:
         import platform
 
