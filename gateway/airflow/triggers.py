@@ -61,3 +61,10 @@ class PodgateTrigger(BaseTrigger):
         yield TriggerEvent(
             {"status": "error", "request_id": self.request_id, "cursor": cursor, "message": "stream ended early"}
         )
+
+    async def on_kill(self) -> None:
+        """A user killed the deferred task (mark failed, clear): cancel its pod, as the worker's on_kill does.
+        Not called on a triggerer restart, so a moved trigger never cancels a pod."""
+        async with GatewayClient(ChannelSpec.deserialize(self.channel)) as client:
+            await client.cancel_pod(self.request_id, reason="the deferred Airflow task was killed")
+        self.log.info("Cancelled pod %s", self.request_id)

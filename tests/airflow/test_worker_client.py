@@ -143,3 +143,13 @@ async def test_trigger_reports_an_unknown_request(gateway: LiveGateway) -> None:
     classpath, kwargs = trigger.serialize()
     assert classpath == "gateway.airflow.triggers.PodgateTrigger"
     assert PodgateTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+async def test_killing_a_deferred_task_cancels_its_pod(gateway: LiveGateway) -> None:
+    channel = ChannelSpec(address=gateway.address)
+    request = PodSpecRequest.build(request_id="deferred-kill", pod=pod("import time; time.sleep(60)"))
+    async with GatewayClient(channel) as client:
+        await client.submit_pod(request)
+        await PodgateTrigger(request_id=request.request_id, channel=channel.serialize()).on_kill()
+        results = [e.result async for e in client.watch_pod(request.request_id) if isinstance(e, Result)]
+    assert [r.phase for r in results] == [PodPhase.CANCELLED]
