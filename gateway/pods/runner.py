@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 LOG_DRAIN_SECONDS = 30.0
-CREATE_RETRY_SECONDS = 2.0
+GONE_CHECK_SECONDS = 5.0
 DELETE_GRACE_SECONDS = 30
 # A failed pod's warning events may trail its status (they come on another watch): wait for them this long.
 EVENT_SETTLE_QUIET_SECONDS = 0.3
@@ -96,6 +96,7 @@ class PodRunner:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: str = ""
     _warnings: list[domain.KubeEvent] = field(default_factory=list)
+    _gone_check_after: float = 0.0
 
     @property
     def request(self) -> domain.PodRequest:
@@ -218,15 +219,23 @@ class PodRunner:
             )
         return outcome
 
-    async def _recreate_if_missing(self, runtime: ClusterRuntime) -> None:
-        """After a restart: a stored placement whose pod never got created is created now, same name."""
-        suffix = self.record.name.rsplit("-", 1)[-1]
-        body = builder.build_pod(
-            self.request, cluster=runtime.spec.name, gateway_id=self.config.gateway_id, name_suffix=suffix
-        )
-        while await _create(runtime, self.record.namespace, body) is not Created.YES:
-            await self._wait_or_cancel(asyncio.sleep(CREATE_RETRY_SECONDS))
-        self.record = await self.store.record_phase(self.request_id, domain.PodPhase.PENDING)
+    async def _confirmed_gone(self, runtime: ClusterRuntime) -> bool:
+        """The watch does not show the pod: asks the API server, at most every GONE_CHECK_SECONDS.
+
+        The pod was created (the record is past Queued), so a pod missing from the synced watch was either
+        just created (the watch lags) or deleted, e.g. while the gateway was down. Never re-created.
+        """
+        now = asyncio.get_running_loop().time()
+        if now < self._gone_check_after:
+            return False
+        self._gone_check_after = now + GONE_CHECK_SECONDS
+        try:
+            await runtime.client.get_pod(self.record.namespace, self.record.name)
+        except kube.NotFound:
+            return True
+        except kube.KubeError as e:
+            log.info("cannot tell whether pod %s/%s exists yet: %s", self.record.namespace, self.record.name, e)
+        return False
 
     # --- following ------------------------------------------------------------------------
 
@@ -270,8 +279,6 @@ class PodRunner:
         phase = self.record.phase
         logs: dict[str, asyncio.Task[None]] = {}
         await track.synced()
-        if track.pod is None and phase in (domain.PodPhase.PENDING, domain.PodPhase.QUEUED):
-            await self._recreate_if_missing(runtime)
         try:
             while True:
                 if not self._is_current(runtime):
@@ -282,7 +289,7 @@ class PodRunner:
                     await self._cancel_pod(runtime)
                     return True
                 if track.pod is None:
-                    if track.seen:
+                    if track.seen or await self._confirmed_gone(runtime):
                         await self._finish(
                             domain.PodResult(
                                 phase=domain.PodPhase.FAILED,
