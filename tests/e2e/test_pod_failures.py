@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
 from google.protobuf import duration_pb2
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
+from gateway.app import start_gateway
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import (
     container,
     eventually,
+    gateway_config,
     logs,
     pod_json,
     request_for,
@@ -161,3 +165,45 @@ async def test_init_container_failure_fails_the_pod_naming_the_init_container(
     assert [(e.log.container, e.log.text) for e in events if e.WhichOneof("event") == "log"] == [
         ("prepare", "cannot prepare")
     ]
+
+
+@pytest.mark.parametrize("while_", ["running", "pending"])
+async def test_pod_deleted_while_the_gateway_is_down_ends_as_deleted_and_is_not_recreated(
+    world: SimWorld, tmp_path: Path, while_: str
+) -> None:
+    ticks = "import time\nfor i in range(600):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.05)"
+    init = [container("slow-init", "import time; time.sleep(60)")] if while_ == "pending" else None
+    manifest = pod_json([container("base", ticks)], init=init, terminationGracePeriodSeconds=0)
+    request = request_for(manifest, regions=("eu-central-1",), lifecycle=startup(60))
+    cluster = world.clusters["local-eu-cpu"]
+    config = gateway_config(tmp_path)
+    gw = await start_gateway(config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+            get = dispatch_pb2.GetPodRequest(request_id=request.request_id)
+            pod = await eventually(lambda: _placed(stub.GetPod(get)))
+            wanted = "Running" if while_ == "running" else "Pending"
+            await eventually(
+                lambda: ((sim_pod(world, "local-eu-cpu", pod.name) or {}).get("status") or {}).get("phase") == wanted
+            )
+    finally:
+        await gw.stop()
+    cluster.store.delete("pods", "default", pod.name, grace_seconds=0)
+    gw = await start_gateway(config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            watch = stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id), timeout=20)
+            final = result([r.event async for r in watch])
+    finally:
+        await gw.stop()
+    assert (final.phase, final.reason) == (FAILED, "PodDeleted")
+    assert cluster.request_counts().get(("create", "pods")) == 1, "the deleted pod is not created again"
+    assert sim_pod(world, "local-eu-cpu", pod.name) is None
+
+
+async def _placed(call: Any) -> dispatch_pb2.Pod | None:
+    pod = (await call).pod
+    return pod if pod.name and pod.phase != dispatch_pb2.POD_PHASE_QUEUED else None
