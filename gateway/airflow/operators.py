@@ -316,15 +316,16 @@ class GatewayPodOperator(BaseOperator):
         )
 
     def build_pod_request_obj(self, context: Any = None) -> dict[str, Any]:
-        """The Pod manifest (a dict) this task sends, as KubernetesPodOperator's method of the same name."""
+        """The Pod manifest (a dict) this task sends, as KubernetesPodOperator's method of the same name;
+        without a context, no task labels and the "default" namespace (no connection is read)."""
+        if context is None:
+            return build_pod(self._pod_args(), None)
         hook = PodgateHook(self.podgate_conn_id)
-        identity = _identity(context) if context else None
-        return build_pod(
-            self._pod_args(),
-            identity,
-            include_try_number=True,
-            default_namespace=hook.default_namespace() if context else "default",
-        )
+        return build_pod(self._pod_args(), _identity(context), default_namespace=hook.default_namespace())
+
+    def dry_run(self) -> None:
+        """Prints the Pod manifest this task would send, as KubernetesPodOperator.dry_run does."""
+        print(json.dumps(self.build_pod_request_obj(), indent=2, sort_keys=True))
 
     def _plan(self, context: Any) -> Plan:
         hook = PodgateHook(self.podgate_conn_id)

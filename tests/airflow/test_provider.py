@@ -174,3 +174,15 @@ def test_templates_render_inside_kubernetes_model_objects() -> None:
     assert op.image == "repo/v1"
     assert op.env_vars[0].value == "2026-01-02"
     assert (op.cluster_selector, op.regions) == ("tier=prod", ["eu-west-1"])
+
+
+def test_dry_run_prints_the_pod_without_a_connection(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.airflow.operators import GatewayPodOperator
+
+    op = GatewayPodOperator(
+        task_id="report", image="python:3.12", cmds=["python"], env_vars={"A": "1"}, podgate_conn_id="absent"
+    )
+    op.dry_run()
+    pod = json.loads(capsys.readouterr().out)
+    assert pod["metadata"] == {"name": "report", "namespace": "default", "labels": {"airflow_version": "3.3.2"}}
+    assert pod["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}]
