@@ -184,5 +184,6 @@ def test_dry_run_prints_the_pod_without_a_connection(capsys: pytest.CaptureFixtu
     )
     op.dry_run()
     pod = json.loads(capsys.readouterr().out)
-    assert pod["metadata"] == {"name": "report", "namespace": "default", "labels": {"airflow_version": "3.3.2"}}
+    version = importlib.metadata.version("apache-airflow").replace("+", "-")
+    assert pod["metadata"] == {"name": "report", "namespace": "default", "labels": {"airflow_version": version}}
     assert pod["spec"]["containers"][0]["env"] == [{"name": "A", "value": "1"}]
