@@ -6,7 +6,6 @@ images, labels, quantities) and what the gateway owns (its `podgate.io/` labels,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,11 +14,13 @@ from gateway.errors import FieldViolation, InvalidArgument
 from gateway.placement.labels import dns1123_label_error, label_key_error, label_value_error
 from gateway.placement.node_fit import pod_needs
 from gateway.pods.builder import GATEWAY_PREFIX, XCOM_SIDECAR_NAME, XCOM_VOLUME
+from gateway.policy.limits import DEFAULT_LIMITS, InputLimits, manifest_size_violation, pod_limit_violations
 
 ROOT = "pod.pod_json"
-MAX_MANIFEST_BYTES = 1 * 2**20  # well under etcd's 1.5 MiB object limit, leaving room for what we add
-MAX_ANNOTATIONS_BYTES = 256 * 2**10  # the API server's limit on all annotations together
-MAX_CONTAINERS = 64
+# Sizes and counts are policy/limits.py's (configurable); these are its defaults.
+MAX_MANIFEST_BYTES = DEFAULT_LIMITS.manifest_bytes
+MAX_ANNOTATIONS_BYTES = DEFAULT_LIMITS.annotations_bytes
+MAX_CONTAINERS = DEFAULT_LIMITS.containers
 
 
 class _Violations(list[FieldViolation]):
@@ -77,9 +78,6 @@ def _check_metadata(metadata: Mapping[str, Any], v: _Violations) -> None:
     _check_labels(_mapping(metadata.get("labels"), f"{field}.labels", v), f"{field}.labels", v, values=True)
     annotations = _mapping(metadata.get("annotations"), f"{field}.annotations", v)
     _check_labels(annotations, f"{field}.annotations", v, values=False)
-    size = sum(len(str(k)) + len(str(a)) for k, a in annotations.items())
-    if size > MAX_ANNOTATIONS_BYTES:
-        v.add(f"{field}.annotations", f"{size} bytes in total, more than the limit of {MAX_ANNOTATIONS_BYTES}")
 
 
 def _check_container(c: Any, field: str, v: _Violations) -> str:
@@ -102,8 +100,6 @@ def _check_containers(spec: Mapping[str, Any], v: _Violations) -> list[str]:
     containers = _list(raw, f"{field}.containers", v)
     if not raw:
         v.add(f"{field}.containers", "at least one container is required")
-    if len(containers) > MAX_CONTAINERS:
-        v.add(f"{field}.containers", f"at most {MAX_CONTAINERS} containers, got {len(containers)}")
     names: list[str] = []
     seen: set[str] = set()
     groups = (
@@ -138,13 +134,16 @@ def _check_resources(pod: Mapping[str, Any], v: _Violations) -> None:
         v.extend(e.violations)
 
 
-def pod_violations(pod: Mapping[str, Any], *, xcom_mode: XcomMode = XcomMode.DISABLED) -> list[FieldViolation]:
+def pod_violations(
+    pod: Mapping[str, Any], *, xcom_mode: XcomMode = XcomMode.DISABLED, limits: InputLimits = DEFAULT_LIMITS
+) -> list[FieldViolation]:
     """Every problem in a Pod manifest, each with its field path under `pod.pod_json`."""
     v = _Violations()
-    size = len(json.dumps(pod, separators=(",", ":"), default=str))
-    if size > MAX_MANIFEST_BYTES:
-        v.add(ROOT, f"manifest is {size} bytes, more than the limit of {MAX_MANIFEST_BYTES}")
+    too_big = manifest_size_violation(pod, limits)
+    if too_big is not None:
+        v.append(too_big)
         return v
+    v.extend(pod_limit_violations(pod, limits))
     _check_header(pod, v)
     _check_metadata(_mapping(pod.get("metadata"), f"{ROOT}.metadata", v), v)
     if not isinstance(pod.get("spec"), Mapping):
@@ -160,9 +159,9 @@ def pod_violations(pod: Mapping[str, Any], *, xcom_mode: XcomMode = XcomMode.DIS
     return v
 
 
-def validate_request(request: PodRequest) -> None:
+def validate_request(request: PodRequest, *, limits: InputLimits = DEFAULT_LIMITS) -> None:
     """Raises InvalidArgument listing every violation of the request's manifest."""
-    violations = pod_violations(request.pod, xcom_mode=request.xcom_mode)
+    violations = pod_violations(request.pod, xcom_mode=request.xcom_mode, limits=limits)
     if violations:
         first = violations[0]
         raise InvalidArgument(f"invalid pod manifest: {first.field}: {first.description}", violations)
