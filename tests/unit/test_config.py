@@ -1,0 +1,200 @@
+"""The gateway config: the example loads, every bad key is named, environment overrides, tenants files, reloads."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.config import ENV_OVERRIDES, Settings, load_config, missing_files, parse_config
+from gateway.credentials.issuing import Access
+from gateway.placement.selectors import format_selector
+from gateway.policy.identity import Credentials, new_token
+from gateway.policy.pod_security import Level
+from gateway.policy.reading import ConfigError
+from gateway.policy.tenants import ANY
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "podgate.yaml"
+GiB = 2**30
+
+
+def example_raw() -> dict[str, Any]:
+    raw: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    return raw
+
+
+def test_the_example_loads_with_every_section() -> None:
+    settings = load_config(EXAMPLE, env={})
+    assert settings.listen == "0.0.0.0:50051" and settings.gateway_id == "podgate-eu"
+    assert settings.cluster_files == (EXAMPLE.parent / "../clusters/local.yaml",)
+    assert settings.tls.enabled and settings.tls.client_ca_file == Path("/etc/podgate/tls/clients-ca.crt")
+    assert (settings.log_format, settings.metrics_listen, settings.placement_strategy) == (
+        "json",
+        "0.0.0.0:9090",
+        "least-loaded",
+    )
+    assert settings.limits.log_line_bytes == 65536
+    assert settings.oidc is not None and settings.oidc.groups_claim == "groups"
+    assert [t.id for t in settings.static_tokens] == ["ci-bot", "ops-cli"]
+    ml = settings.tenants.tenants["ml"]
+    assert ml.clusters == {"local-eu-cpu"} and format_selector(ml.cluster_selector) == "accelerator in (nvidia)"
+    assert ml.pod_caps.cpu_millis == 16000 and ml.pod_caps.memory_bytes == 64 * GiB and ml.total_caps.gpus == 8
+    assert ml.kubeconfig.allowed and ml.kubeconfig.max_access is Access.VIEW
+    assert ml.rate_limit.per_second == 5 and ml.rate_limit.burst == 20
+    assert ml.cert_names == {"airflow-ml.workers.internal"} and ml.oidc_groups == {"ml-engineers"}
+    analytics = settings.tenants.tenants["analytics"]
+    assert analytics.pod_security.level is Level.RESTRICTED
+    assert analytics.pod_security.exceptions == {"running-as-non-root"}
+    assert settings.tenants.tenants["ops"].admin and settings.tenants.tenants["ops"].regions == {ANY}
+    assert settings.auth_enabled
+    principal = settings.authenticator().authenticate(Credentials(cert_names=("ops.podgate.internal",)))
+    assert principal.tenant == "ops"
+    assert "scrypt$" not in repr(settings)
+
+
+def test_missing_files_name_their_keys() -> None:
+    settings = load_config(EXAMPLE, env={})
+    assert missing_files(settings) == [
+        "tls.cert_file: /etc/podgate/tls/tls.crt does not exist",
+        "tls.key_file: /etc/podgate/tls/tls.key does not exist",
+        "tls.client_ca_file: /etc/podgate/tls/clients-ca.crt does not exist",
+    ]
+
+
+def test_an_empty_config_is_the_open_loopback_default() -> None:
+    settings = parse_config(None)
+    assert settings == Settings() and not settings.auth_enabled and not settings.tls.enabled
+
+
+def edit(path: str, value: Any) -> dict[str, Any]:
+    """The example with one key set (or removed when value is ...); path like "tenants.0.regions"."""
+    raw = copy.deepcopy(example_raw())
+    *parents, last = path.split(".")
+    node: Any = raw
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+    key: Any = int(last) if isinstance(node, list) else last
+    if value is ...:
+        del node[key]
+    else:
+        node[key] = value
+    return raw
+
+
+BAD = [
+    ("listen", "nowhere", "listen: must be host:port"),
+    ("probe_interval", "soon", "probe_interval: must be a non-negative number"),
+    ("placement.strategy", "random", "placement.strategy: must be one of least-loaded, bin-packing"),
+    ("logging.format", "xml", "logging.format: must be one of text, json"),
+    ("kubeconfig.max_ttl_seconds", 60, "kubeconfig.max_ttl_seconds: at least 600"),
+    ("tls.key_file", ..., "tls: cert_file and key_file go together"),
+    ("tls.require_client_cert", "maybe", "tls.require_client_cert: must be true or false"),
+    ("limits.containers", 0, "limits: containers must be a positive integer"),
+    ("limits.env_vars", 3, "limits.env_vars: unknown key"),
+    ("colour", "blue", "colour: unknown key"),
+    ("tenants.0.regions.1", 7, "tenants[0].regions[1]: must be a non-empty string"),
+    ("tenants.0.namespaces", ["ML"], "tenants[0].namespaces[0]: namespace name 'ML' is not a DNS-1123 label"),
+    ("tenants.0.namespace", ["ml"], "tenants[0].namespace: unknown key"),
+    ("tenants.1.name", "ml", "tenants[1].name: duplicate tenant 'ml'"),
+    ("tenants.1.name", ..., "tenants[1].name: required"),
+    ("tenants.0.cluster_selector", "gpu in ()", "tenants[0].cluster_selector: 'gpu in ()'"),
+    ("tenants.0.pod_caps.memory", "lots", "tenants[0].pod_caps.memory: 'lots' is not a quantity"),
+    ("tenants.0.kubeconfig.max_access", "admin", "tenants[0].kubeconfig.max_access: must be one of view, edit"),
+    ("tenants.0.pod_security.level", "privileged", "tenants[0].pod_security.level: must be one of baseline, restricted"),
+    ("tenants.0.pod_security.exceptions", ["privileged", "nope"], "tenants[0].pod_security.exceptions[1]: unknown control 'nope'"),
+    ("tenants.0.rate_limit.per_second", -1, "tenants[0].rate_limit.per_second: must be a non-negative number"),
+    ("tenants.0.max_concurrent_pods", "many", "tenants[0].max_concurrent_pods: must be a non-negative integer"),
+    ("tenants", {"ml": {}}, "tenants: must be a list of tenants"),
+    ("authentication.static_tokens.0.tenant", "nobody", "authentication.static_tokens[0].tenant: no tenant named 'nobody'"),
+    ("authentication.static_tokens.1.id", "ci-bot", "authentication.static_tokens[1].id: duplicate token id 'ci-bot'"),
+    ("authentication.static_tokens.0.hash", "plaintext-secret", "authentication.static_tokens[0].hash: expected scrypt$"),
+    ("authentication.oidc.jwks_url", "http://idp/jwks", "authentication.oidc.jwks_url: must be an https:// URL"),
+    ("authentication.oidc.audience", ..., "authentication.oidc.audience: required when oidc is configured"),
+    ("authentication.oidc", ..., "tenants[0].identities.oidc_groups: set, but authentication.oidc is not configured"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("path", "value", "problem"), BAD, ids=[f"{p}={v!r}" for p, v, _ in BAD])
+def test_each_problem_names_its_key(path: str, value: Any, problem: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse_config(edit(path, value))
+    assert any(p.startswith(problem) for p in e.value.problems), e.value.problems
+    assert "plaintext-secret" not in str(e.value)
+
+
+def test_every_problem_at_once() -> None:
+    raw = edit("listen", "nowhere")
+    raw["tenants"][0]["regions"] = [1]
+    raw["logging"]["format"] = "xml"
+    with pytest.raises(ConfigError, match="3 configuration problem") as e:
+        parse_config(raw)
+    assert len(e.value.problems) == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "check"),
+    [
+        ({"PODGATE_LISTEN": "127.0.0.1:6000"}, lambda s: s.listen == "127.0.0.1:6000"),
+        ({"PODGATE_TLS_REQUIRE_CLIENT_CERT": "true"}, lambda s: s.tls.require_client_cert),
+        ({"PODGATE_LIMITS_REQUEST_BYTES": "8388608"}, lambda s: s.limits.request_bytes == 8 * 2**20),
+        ({"PODGATE_PROBE_INTERVAL": "2.5"}, lambda s: s.probe_interval == 2.5),
+        ({"PODGATE_CLUSTER_FILES": "a.yaml, b.yaml"}, lambda s: [p.name for p in s.cluster_files] == ["a.yaml", "b.yaml"]),
+        ({"PODGATE_AUTHENTICATION_OIDC_ISSUER": "https://other"}, lambda s: s.oidc.issuer == "https://other"),
+        ({"PODGATE_METRICS_LISTEN": "127.0.0.1:9100"}, lambda s: s.metrics_listen == "127.0.0.1:9100"),
+        ({"PODGATE_SOMETHING_ELSE": "x"}, lambda s: s.listen == "0.0.0.0:50051"),  # not ours: ignored
+    ],
+)  # fmt: skip
+def test_environment_overrides(env: dict[str, str], check: Any) -> None:
+    assert check(parse_config(example_raw(), env=env))
+
+
+def test_a_bad_environment_override_is_named_by_its_key() -> None:
+    with pytest.raises(ConfigError, match=r"limits\.request_bytes: must be a non-negative integer, got 'big'"):
+        parse_config(example_raw(), env={"PODGATE_LIMITS_REQUEST_BYTES": "big"})
+
+
+def test_every_override_name_is_documented_shape() -> None:
+    assert ENV_OVERRIDES["PODGATE_TLS_CERT_FILE"] == "tls.cert_file"
+    assert ENV_OVERRIDES["PODGATE_AUTHENTICATION_OIDC_JWKS_URL"] == "authentication.oidc.jwks_url"
+    assert all(name.startswith("PODGATE_") and name.isupper() for name in ENV_OVERRIDES)
+
+
+def write(path: Path, data: Any) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_tenants_from_a_file_and_reload(tmp_path: Path) -> None:
+    token, hashed = new_token("bot")
+    config = {"listen": "127.0.0.1:0", "tenants": "tenants.yaml",
+              "authentication": {"static_tokens": [{"id": "bot", "tenant": "a", "hash": hashed}]}}  # fmt: skip
+    write(tmp_path / "tenants.yaml", {"tenants": [{"name": "a", "namespaces": ["x"]}]})
+    first = load_config(write(tmp_path / "podgate.yaml", config), env={})
+    assert first.tenants_file == tmp_path / "tenants.yaml"
+    assert first.authenticator().authenticate(Credentials(bearer=token)).tenant == "a"
+    write(tmp_path / "tenants.yaml", [{"name": "a", "namespaces": ["x", "y"]}, {"name": "b", "namespaces": ["z"]}])
+    second = load_config(tmp_path / "podgate.yaml", env={})
+    assert second.tenants.tenants["a"].namespaces == {"x", "y"} and "b" in second.tenants.tenants
+    assert first.reloadable_changes(second) == ["tenants"] and first.restart_changes(second) == []
+    third = load_config(tmp_path / "podgate.yaml", env={"PODGATE_LISTEN": "127.0.0.1:1"})
+    assert second.restart_changes(third) == ["listen"]
+
+
+@pytest.mark.parametrize(
+    ("files", "problem"),
+    [
+        ({"podgate.yaml": "listen: [unclosed"}, "is not valid YAML"),
+        ({"podgate.yaml": "tenants: missing.yaml\n"}, "cannot read"),
+        ({"podgate.yaml": "tenants: t.yaml\n", "t.yaml": "- name: BAD\n"}, "tenants (t.yaml)[0].name: tenant name 'BAD'"),
+        ({"podgate.yaml": "- a list\n"}, "the configuration must be a mapping"),
+    ],
+)  # fmt: skip
+def test_load_errors_name_the_file_and_key(tmp_path: Path, files: dict[str, str], problem: str) -> None:
+    for name, content in files.items():
+        (tmp_path / name).write_text(content)
+    with pytest.raises(ConfigError, match="configuration problem") as e:
+        load_config(tmp_path / "podgate.yaml", env={})
+    assert any(problem in p for p in e.value.problems), e.value.problems
