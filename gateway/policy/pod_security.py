@@ -5,6 +5,9 @@ restricted fields and allowed values, over containers, initContainers and epheme
 here, not only by the cluster's own admission, means a tenant's privileged pod never reaches any
 cluster, whatever namespace labels each cluster has, and every problem comes back at once.
 
+Pods in a user namespace (`hostUsers: false`) get the upstream relaxations: any /proc mount type at
+baseline, and no running-as-non-root or non-zero uid requirement at restricted.
+
 Where the restricted profile tightens a baseline control (volume types over hostPath, seccomp,
 capabilities), the restricted control replaces the baseline one so a field is reported once; when a
 tenant is exempt from the restricted control, the baseline one still applies.
@@ -100,6 +103,11 @@ class _Pod:
     @property
     def security(self) -> Mapping[str, Any]:
         return _obj(self.spec.get("securityContext"))
+
+    @property
+    def user_namespace(self) -> bool:
+        """`hostUsers: false`: root in the container is not root on the node (KEP-127 relaxations)."""
+        return self.spec.get("hostUsers") is False
 
     @property
     def windows(self) -> bool:
@@ -213,7 +221,7 @@ def _selinux(pod: _Pod) -> Found:
 
 
 def _proc_mount(pod: _Pod, *, relax_for_user_namespace: bool) -> Found:
-    if relax_for_user_namespace and pod.spec.get("hostUsers") is False:
+    if relax_for_user_namespace and pod.user_namespace:
         return
     for path, c in pod.containers():
         mount = _csc(c).get("procMount")
@@ -261,6 +269,8 @@ def _privilege_escalation(pod: _Pod) -> Found:
 
 
 def _run_as_non_root(pod: _Pod) -> Found:
+    if pod.user_namespace:
+        return
     pod_value = pod.security.get("runAsNonRoot")
     if pod_value is False:
         yield f"{_POD_SC}.runAsNonRoot", "must be true or unset"
@@ -274,6 +284,8 @@ def _run_as_non_root(pod: _Pod) -> Found:
 
 
 def _run_as_user(pod: _Pod) -> Found:
+    if pod.user_namespace:
+        return
     contexts = [(_POD_SC, pod.security)] + [(f"{p}.securityContext", _csc(c)) for p, c in pod.containers()]
     for path, sc in contexts:
         if sc.get("runAsUser") == 0:

@@ -161,6 +161,10 @@ RESTRICTED_CASES = [
      [f"pod.pod_json.spec.ephemeralContainers[0].securityContext.{f}"
       for f in ("allowPrivilegeEscalation", "runAsNonRoot", "seccompProfile.type", "capabilities.drop")]),
     ("windows-linux-only-controls", pod(PLAIN, spec={"os": {"name": "windows"}, "securityContext": {"runAsNonRoot": True}}), []),
+    ("user-namespace-may-run-as-root", pod(HARDENED, spec={"hostUsers": False}, sc={"runAsNonRoot": False, "runAsUser": 0}), []),
+    ("user-namespace-still-hardened", pod(PLAIN, spec={"hostUsers": False}),
+     [f"{C0}.securityContext.allowPrivilegeEscalation", f"{C0}.securityContext.seccompProfile.type",
+      f"{C0}.securityContext.capabilities.drop"]),
     ("proc-mount-user-namespace", pod(HARDENED, spec={"hostUsers": False}, sc={"procMount": "Unmasked"}),
      [f"{C0}.securityContext.procMount"]),
 ]  # fmt: skip
