@@ -41,6 +41,8 @@ def judge(result: t.PodResult, skip_codes: Collection[int], label: str, with_eve
     ]
     if result.message:
         lines.append(f"message: {result.message}")
+    if result.reason == "XComError" and "sidecar" in result.message:
+        lines.append("hint: GatewayPodOperator(..., xcom_mode='sidecar') returns results of any size")
     lines.extend(
         f"container {c.name}: exit code {c.exit_code}, reason {c.reason or '-'}"
         + (f": {c.message}" if c.message else "")

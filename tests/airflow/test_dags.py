@@ -172,3 +172,10 @@ def test_mapped_tasks_each_run_their_own_pod(basics: DagRun) -> None:
     values = [basics.xcoms[f"mapped[{i}]"]["return_value"] for i in range(3)]
     assert values == [10, 20, 30]
     assert len({basics.xcoms[f"mapped[{i}]"]["pod_name"] for i in range(3)}) == 3
+
+
+def test_an_xcom_too_big_for_auto_mode_is_a_clear_error(failures: DagRun) -> None:
+    assert failures.states["big_auto"] == "failed"
+    (message,) = [line for line in failures.lines_of("returned a failure") if "big-auto" in line]
+    assert "reason XComError" in message
+    assert failures.lines_of("hint: GatewayPodOperator(..., xcom_mode='sidecar')")

@@ -81,3 +81,12 @@ def test_describe_log_prefix_and_formatter() -> None:
     assert describe(line, prefix=False).message == "x"  # type: ignore[union-attr]
     assert describe(line, formatter=lambda c, m: f"{c}>{m}").message == "side>x"  # type: ignore[union-attr]
     assert describe(t.Result(cursor="c", time=None, result=result(t.PodPhase.SUCCEEDED, 0))) is None
+
+
+def test_an_xcom_too_big_for_the_termination_message_hints_at_sidecar_mode() -> None:
+    res = t.PodResult(
+        phase=t.PodPhase.FAILED, exit_code=0, reason="XComError", message="too big; use xcom mode sidecar"
+    )
+    assert "xcom_mode='sidecar'" in judge(res, (), LABEL, False).message
+    other = t.PodResult(phase=t.PodPhase.FAILED, exit_code=0, reason="XComError", message="not valid JSON")
+    assert "xcom_mode" not in judge(other, (), LABEL, False).message

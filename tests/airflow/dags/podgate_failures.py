@@ -47,3 +47,10 @@ with DAG("podgate_failures", start_date=datetime(2026, 1, 1), schedule=None, cat
         log_events_on_failure=True,
         retries=0,
     )
+    GatewayPodOperator(
+        task_id="big_auto",
+        image=PY,
+        cmds=["python", "-c", "import json; json.dump({'blob': 'x' * 6000}, open('/airflow/xcom/return.json', 'w'))"],
+        do_xcom_push=True,
+        retries=0,
+    )
