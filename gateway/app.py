@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway import domain
+from gateway import domain, errors
 from gateway.api import server
 from gateway.api.cluster_service import ClusterService
 from gateway.api.credentials_service import CredentialsService
@@ -23,6 +26,7 @@ from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.registry import Registry
 from gateway.credentials.base import CredentialProvider
 from gateway.credentials.factory import build_provider
+from gateway.observability import metrics
 from gateway.pods.dispatcher import Dispatcher, DispatcherConfig
 from gateway.pods.journal import Journal
 from gateway.pods.runner import RunnerConfig
@@ -58,6 +62,7 @@ class Gateway:
     dispatcher: Dispatcher
     running: server.RunningServer
     problems: list[str]
+    stop_live_metrics: Callable[[], None] = lambda: None
 
     @property
     def port(self) -> int:
@@ -70,6 +75,7 @@ class Gateway:
         await self.journal.close()
         await self.registry.close()
         await self.store.close()
+        self.stop_live_metrics()
 
 
 async def start_gateway(config: GatewayConfig) -> Gateway:
@@ -108,6 +114,10 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         credentials=CredentialsService(registry, store),
     )
     running = await server.start(config.listen, servicers)
+    live = metrics.LiveSources(
+        clusters=lambda: [cluster_sample(s) for s in registry.snapshots()],
+        pods=lambda: [metrics.PodSample(cluster=r.cluster, phase=r.phase) for r in dispatcher.live_records()],
+    )
     return Gateway(
         config=config,
         store=store,
@@ -116,7 +126,49 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         dispatcher=dispatcher,
         running=running,
         problems=problems,
+        stop_live_metrics=metrics.track_live(asyncio.get_running_loop(), live),
     )
+
+
+def cluster_sample(snapshot: domain.ClusterSnapshot) -> metrics.ClusterSample:
+    """What a scrape shows of a cluster: capacity summed over the nodes that take pods."""
+    nodes = [n for n in snapshot.nodes if n.schedulable and n.ready]
+    gpus: Counter[str] = Counter()
+    for n in nodes:
+        if n.gpus:
+            gpus[n.gpu_type or "unknown"] += n.gpus_free
+    return metrics.ClusterSample(
+        name=snapshot.spec.name,
+        health=snapshot.health.value,
+        cordoned=snapshot.cordoned,
+        gateway_pods=snapshot.running_pods,
+        allocatable={
+            "cpu": sum(n.cpu_millis for n in nodes) / 1000,
+            "memory": sum(n.memory_bytes for n in nodes),
+            "gpu": sum(n.gpus for n in nodes),
+        },
+        free={
+            "cpu": sum(n.cpu_millis_free for n in nodes) / 1000,
+            "memory": sum(n.memory_bytes_free for n in nodes),
+            "gpu": sum(n.gpus_free for n in nodes),
+        },
+        gpus_free_by_type=dict(gpus),
+    )
+
+
+def serve_metrics(address: str | None) -> metrics.MetricsServer | None:
+    """The /metrics endpoint: `off` serves none; a taken default port is a warning, a taken chosen one an error."""
+    if address == "off":
+        return None
+    try:
+        return metrics.serve(address or metrics.DEFAULT_LISTEN)
+    except OSError as e:
+        if address:
+            raise errors.FailedPrecondition(f"cannot serve metrics on {address}: {e.strerror or e}") from None
+        log.warning(
+            "metrics not served: %s is taken (%s); choose another with --metrics-listen", metrics.DEFAULT_LISTEN, e
+        )
+        return None
 
 
 async def _embedded_sim(config: GatewayConfig) -> Any:
@@ -127,7 +179,14 @@ async def _embedded_sim(config: GatewayConfig) -> Any:
     return world
 
 
-async def serve_forever(*, address: str, cluster_files: list[str], state_dir: str = ".podgate") -> int:
+async def serve_forever(
+    *, address: str, cluster_files: list[str], state_dir: str = ".podgate", metrics_listen: str | None = None
+) -> int:
+    try:
+        metrics_server = serve_metrics(metrics_listen)
+    except (ValueError, errors.GatewayError) as e:
+        print(f"podgate: {e}", file=sys.stderr)
+        return 2
     config = GatewayConfig(listen=address, cluster_files=[Path(p) for p in cluster_files], state_dir=Path(state_dir))
     world = None
     if not config.cluster_files:
@@ -139,6 +198,8 @@ async def serve_forever(*, address: str, cluster_files: list[str], state_dir: st
         print(f"podgate: cluster not loaded: {problem}")
     host = address.rsplit(":", 1)[0]
     print(f"podgate: serving on {host}:{gateway.port} (health: SERVING)", flush=True)
+    if metrics_server is not None:
+        print(f"podgate: metrics on http://{metrics_server.host}:{metrics_server.port}/metrics", flush=True)
     print("  try: podgate clusters list")
     print("       podgate run --region eu-west-1 --gpus 1 --image python:3.12 -- python -c 'print(42)'", flush=True)
     stop = asyncio.Event()
@@ -150,4 +211,6 @@ async def serve_forever(*, address: str, cluster_files: list[str], state_dir: st
     await gateway.stop()
     if world is not None:
         await world.stop()
+    if metrics_server is not None:
+        await asyncio.to_thread(metrics_server.close)
     return 0

@@ -13,8 +13,17 @@ from gateway.client.channel import DEFAULT_ADDRESS
 
 def _serve(args: argparse.Namespace) -> int:
     from gateway.app import serve_forever
+    from gateway.observability import logging as logs
 
-    return asyncio.run(serve_forever(address=args.listen, cluster_files=args.clusters, state_dir=args.state_dir))
+    logs.configure(args.log_format, level=logging.DEBUG if args.verbose else logging.INFO)
+    return asyncio.run(
+        serve_forever(
+            address=args.listen,
+            cluster_files=args.clusters,
+            state_dir=args.state_dir,
+            metrics_listen=args.metrics_listen,
+        )
+    )
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -56,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="cluster file or directory (repeatable); none: run the embedded local clusters of clusters/local.yaml",
     )  # fmt: skip
     serve.add_argument("--state-dir", default=".podgate", help="database and kubeconfigs (default %(default)s)")
+    serve.add_argument(
+        "--metrics-listen", metavar="HOST:PORT",
+        help="Prometheus /metrics address (default 127.0.0.1:9464, skipped with a warning when taken); 'off' for none",
+    )  # fmt: skip
+    serve.add_argument(
+        "--log-format", choices=("text", "json"), default="text",
+        help="text for a terminal, json for one object per line with request_id, tenant, cluster, pod",
+    )  # fmt: skip
     serve.set_defaults(func=_serve)
 
     sim = sub.add_parser("sim", help="run the local Kubernetes simulator in the foreground")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +12,8 @@ import grpc
 
 from gateway import errors
 from gateway.api.status import to_status
+from gateway.observability import logging as logcontext
+from gateway.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -68,4 +71,82 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary))
         if handler.unary_stream is not None:
             return handler._replace(unary_stream=_wrap_stream(method, handler.unary_stream))
+        return handler
+
+
+def _request_id(metadata: Any) -> str:
+    """The caller's x-request-id when it is a sane token, else a fresh one: it ties the RPC's log lines together."""
+    for key, value in metadata or ():
+        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
+            return value.replace(" ", "")
+    return uuid.uuid4().hex[:16]
+
+
+def _code(context: grpc.aio.ServicerContext) -> str:
+    code = context.code()
+    if code is None:
+        return "OK"
+    return str(code.name) if isinstance(code, grpc.StatusCode) else str(code)
+
+
+def _observe_unary(method: str, request_id: str, behaviour: Handler) -> Handler:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        logcontext.bind(request_id=request_id)
+        code = "UNKNOWN"
+        try:
+            result = await behaviour(request, context)
+            code = _code(context)
+            return result
+        except asyncio.CancelledError:
+            code = "CANCELLED"
+            raise
+        except BaseException:
+            code = _code(context)
+            raise
+        finally:
+            metrics.REQUESTS.labels(rpc=method, code=code).inc()
+
+    return wrapper
+
+
+def _observe_stream(method: str, request_id: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Handler:
+    async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        logcontext.bind(request_id=request_id)
+        code = "UNKNOWN"
+        try:
+            async for item in behaviour(request, context):
+                yield item
+            code = _code(context)
+        except (asyncio.CancelledError, GeneratorExit):
+            code = "CANCELLED"
+            raise
+        except BaseException:
+            code = _code(context)
+            raise
+        finally:
+            metrics.REQUESTS.labels(rpc=method, code=code).inc()
+
+    return wrapper
+
+
+class MetricsInterceptor(grpc.aio.ServerInterceptor):
+    """Outermost: binds a request id for the RPC's log lines and counts each RPC by method and final status code.
+
+    Only methods the server serves are counted, so label values stay bounded whatever callers send.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method.lstrip("/")
+        request_id = _request_id(handler_call_details.invocation_metadata)
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=_observe_unary(method, request_id, handler.unary_unary))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=_observe_stream(method, request_id, handler.unary_stream))
         return handler

@@ -19,7 +19,7 @@ from gateway._proto.podgate.v1 import (
     dispatch_pb2,
     dispatch_pb2_grpc,
 )
-from gateway.api.interceptors import ErrorInterceptor
+from gateway.api.interceptors import ErrorInterceptor, MetricsInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ async def start(address: str, servicers: Servicers) -> RunningServer:
         raise errors.FailedPrecondition(
             f"refusing a plain-text listener on {address}: plain text is only allowed on loopback addresses"
         )
-    server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+    server = grpc.aio.server(interceptors=[MetricsInterceptor(), ErrorInterceptor()])
     dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(servicers.dispatch, server)
     clusters_pb2_grpc.add_ClusterServiceServicer_to_server(servicers.clusters, server)
     credentials_pb2_grpc.add_CredentialsServiceServicer_to_server(servicers.credentials, server)

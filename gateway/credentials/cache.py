@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from gateway.credentials.base import BearerToken, CredentialError
+from gateway.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ class TokenCache:
         finally:
             self._inflight = None
             self.refreshes += 1
+        metrics.CREDENTIAL_REFRESHES.labels(cluster=self._cluster, outcome="ok").inc()
         self._token = token
         self._fetched_at = self._clock()
         self._failure = None
@@ -142,6 +144,7 @@ class TokenCache:
 
     def _record_failure(self, error: CredentialError) -> None:
         log.warning("token refresh failed: %s", error)
+        metrics.CREDENTIAL_REFRESHES.labels(cluster=self._cluster, outcome="failure").inc()
         self._failure = error
         self._failed_until = self._clock() + self._backoff
         self._backoff = min(self._backoff * 2, 30.0)

@@ -69,6 +69,10 @@ class Dispatcher:
         self._runners.clear()
         self._grace_timers.clear()
 
+    def live_records(self) -> list[domain.PodRecord]:
+        """The unfinished requests this gateway is driving, as their runners last recorded them (for metrics)."""
+        return [runner.record for runner, _ in self._runners.values()]
+
     def _start(self, record: domain.PodRecord) -> None:
         runner = PodRunner(
             record=record, registry=self._registry, store=self._store, journal=self._journal, config=self._config.runner

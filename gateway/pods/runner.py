@@ -22,6 +22,8 @@ from typing import Any
 from gateway import domain, errors
 from gateway.clusters.kubeapi import errors as kube
 from gateway.clusters.registry import ClusterRuntime, PodTrack, Registry
+from gateway.observability import logging as logcontext
+from gateway.observability import metrics
 from gateway.placement import engine
 from gateway.pods import builder, status, xcom
 from gateway.pods.journal import Journal
@@ -111,11 +113,15 @@ class PodRunner:
         self.cancelled.set()
 
     async def run(self) -> None:
+        logcontext.bind(
+            request_id=self.request_id, tenant=self.request.tenant, cluster=self.record.cluster, pod=self.record.name
+        )
         try:
             if not self.record.cluster or self.record.phase is domain.PodPhase.QUEUED:
                 await self._place_and_create()
             await self._follow()
         except PlacementFailed as e:
+            metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
             await self._finish(domain.PodResult(phase=domain.PodPhase.FAILED, reason="PlacementFailed", message=str(e)))
         except Cancelled:
             await self._finish(
@@ -197,8 +203,10 @@ class PodRunner:
                 decision=_chosen(decision, cluster), phase=domain.PodPhase.QUEUED,
             )  # fmt: skip
             await self.journal.append(self.request_id, self.record.decision or decision)
+        logcontext.bind(cluster=cluster, pod=name)
         runtime.track(namespace, name)  # before creating: the scheduler's first events come at once
         outcome = await _create(runtime, namespace, body)
+        metrics.record_placement(cluster, outcome.value, first_choice=cluster == decision.cluster)
         if outcome is Created.YES:
             self.record = await self.store.record_phase(self.request_id, domain.PodPhase.PENDING)
         else:
@@ -304,6 +312,7 @@ class PodRunner:
                 if view.phase is not phase and not view.finished:  # the end is reported by the result
                     phase = view.phase
                     self.record = await self.store.record_phase(self.request_id, phase)
+                    metrics.record_phase(self.record.cluster, phase, self.record.created_at)
                     await self.journal.append(
                         self.request_id, domain.PhaseChange(phase=phase, reason=view.reason, message=view.message)
                     )
@@ -365,6 +374,7 @@ class PodRunner:
     async def _pump_logs(self, follower: LogFollower) -> None:
         async for line in follower.lines():
             self.journal.append_log(self.request_id, line)
+            metrics.record_log_line(self.record.cluster, line.text)
 
     async def _note_event(self, event: domain.KubeEvent) -> None:
         if event.type == "Warning":
@@ -458,6 +468,7 @@ class PodRunner:
         """Result first (stored, then streamed), then the finish action, then the record is closed."""
         await self.journal.flush(self.request_id)
         self.record = await self.store.record_result(self.request_id, result)
+        metrics.PODS_FINISHED.labels(cluster=self.record.cluster, phase=result.phase).inc()
         await self.journal.append(self.request_id, result)
         if runtime is not None and should_delete(self.request.on_finish, result.phase):
             try:
