@@ -114,18 +114,22 @@ class Journal:
         finally:
             self._flushers.pop(request_id, None)
 
-    async def log_positions(self, request_id: str) -> dict[str, LogPosition]:
-        """Where each container's log stands in the journal: a resumed follower continues right after it."""
+    async def resume_point(self, request_id: str) -> tuple[dict[str, LogPosition], list[domain.KubeEvent]]:
+        """Where each container's log stands, and the Kubernetes events already journalled: a resumed
+        runner continues right after the last line and neither repeats nor forgets an event."""
         positions: dict[str, LogPosition] = {}
+        events: list[domain.KubeEvent] = []
         after = 0
         while page := await self._store.read_events(request_id, after, PAGE):
             for seq, event in page:
                 after = seq
-                if event.kind is domain.JournalKind.LOG:
-                    line = decode(seq, event).item
-                    assert isinstance(line, domain.LogLine)
-                    positions.setdefault(line.container, LogPosition()).advance(line)
-        return positions
+                if event.kind in (domain.JournalKind.LOG, domain.JournalKind.K8S_EVENT):
+                    item = decode(seq, event).item
+                    if isinstance(item, domain.LogLine):
+                        positions.setdefault(item.container, LogPosition()).advance(item)
+                    elif isinstance(item, domain.KubeEvent):
+                        events.append(item)
+        return positions, events
 
     def forget(self, request_id: str) -> None:
         """Drops in-memory state of a finished request (its journal stays in the store)."""

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 LOG_DRAIN_SECONDS = 30.0
 GONE_CHECK_SECONDS = 5.0
+MAX_WARNINGS = 50  # warning events kept for a result
 DELETE_GRACE_SECONDS = 30
 # A failed pod's warning events may trail its status (they come on another watch): wait for them this long.
 EVENT_SETTLE_QUIET_SECONDS = 0.3
@@ -99,6 +100,7 @@ class PodRunner:
     cancel_reason: str = ""
     _warnings: list[domain.KubeEvent] = field(default_factory=list)
     _gone_check_after: float = 0.0
+    _journalled: set[domain.KubeEvent] = field(default_factory=set)
 
     @property
     def request(self) -> domain.PodRequest:
@@ -250,7 +252,9 @@ class PodRunner:
     async def _follow(self) -> None:
         """Follows the pod through its cluster's runtime: again through the new runtime when the cluster's
         registration is updated (the old one stops watching), to a result when the cluster is deregistered."""
-        positions = await self.journal.log_positions(self.request_id)
+        positions, journalled = await self.journal.resume_point(self.request_id)
+        self._journalled = set(journalled)
+        self._warnings = [e for e in journalled if e.type == "Warning"][-MAX_WARNINGS:]
         started = asyncio.get_running_loop().time()
         while True:
             try:
@@ -377,9 +381,11 @@ class PodRunner:
             metrics.record_log_line(self.record.cluster, line.text)
 
     async def _note_event(self, event: domain.KubeEvent) -> None:
+        if event in self._journalled:  # seen again after a restart (the events watch lists them anew)
+            return
         if event.type == "Warning":
             self._warnings.append(event)
-            del self._warnings[:-50]
+            del self._warnings[:-MAX_WARNINGS]
         await self.journal.append(self.request_id, event)
 
     # --- ending ---------------------------------------------------------------------------
