@@ -207,3 +207,36 @@ async def test_pod_deleted_while_the_gateway_is_down_ends_as_deleted_and_is_not_
 async def _placed(call: Any) -> dispatch_pb2.Pod | None:
     pod = (await call).pod
     return pod if pod.name and pod.phase != dispatch_pb2.POD_PHASE_QUEUED else None
+
+
+async def test_warnings_seen_before_a_gateway_restart_are_in_the_result_once(world: SimWorld, tmp_path: Path) -> None:
+    wants_fpga = container("base", "print('never')", resources={"limits": {"example.com/fpga": "1"}})
+    request = request_for(pod_json([wants_fpga]), regions=("eu-central-1",), lifecycle=startup(2.5))
+    config = gateway_config(tmp_path)
+    gw = await start_gateway(config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+            async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id), timeout=20):
+                if r.event.WhichOneof("event") == "kubernetes_event":
+                    break
+    finally:
+        await gw.stop()
+    gw = await start_gateway(config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            watch = stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id), timeout=20)
+            events = [r.event async for r in watch]
+    finally:
+        await gw.stop()
+    final = result(events)
+    assert (final.phase, final.reason) == (FAILED, "Unschedulable")
+    assert [e.reason for e in final.warning_events] == ["FailedScheduling"]
+    streamed = [
+        (e.kubernetes_event.reason, e.kubernetes_event.count)
+        for e in events
+        if e.WhichOneof("event") == "kubernetes_event"
+    ]
+    assert len(streamed) == len(set(streamed)), f"no event is streamed twice: {streamed}"
