@@ -277,3 +277,30 @@ def missing_files(settings: Settings) -> list[str]:
         *((f"cluster_files[{i}]", p) for i, p in enumerate(settings.cluster_files)),
     ]
     return [f"{key}: {path} does not exist" for key, path in named if path is not None and not path.exists()]
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "[::1]", "localhost"})
+
+
+def listener_problems(settings: Settings) -> list[str]:
+    """Refusals for an exposed gateway: plain text or no tenants are allowed on loopback only."""
+    host = settings.listen.rpartition(":")[0]
+    if host in LOOPBACK_HOSTS or host.startswith("127."):
+        return []
+    problems = []
+    if not settings.tls.enabled:
+        problems.append(
+            f"listen: {settings.listen} is not loopback; a plain-text listener needs tls.cert_file/key_file"
+        )
+    if not settings.auth_enabled:
+        problems.append(f"listen: {settings.listen} is not loopback; configure tenants so callers must authenticate")
+    return problems
+
+
+def describe_listener(settings: Settings) -> str:
+    """The line `podgate serve` prints at start, saying how callers are authenticated."""
+    transport = "TLS" if settings.tls.enabled else "PLAIN TEXT (loopback only)"
+    if settings.tls.client_ca_file is not None:
+        transport += ", client certificates " + ("required" if settings.tls.require_client_cert else "accepted")
+    auth = f"{len(settings.tenants.tenants)} tenant(s)" if settings.auth_enabled else "no authentication (no tenants)"
+    return f"{settings.listen}: {transport}; {auth}"

@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import ENV_OVERRIDES, Settings, load_config, missing_files, parse_config
+from gateway.config import (
+    ENV_OVERRIDES,
+    Settings,
+    describe_listener,
+    listener_problems,
+    load_config,
+    missing_files,
+    parse_config,
+)
 from gateway.credentials.issuing import Access
 from gateway.placement.selectors import format_selector
 from gateway.policy.identity import Credentials, new_token
@@ -198,3 +206,38 @@ def test_load_errors_name_the_file_and_key(tmp_path: Path, files: dict[str, str]
     with pytest.raises(ConfigError, match="configuration problem") as e:
         load_config(tmp_path / "podgate.yaml", env={})
     assert any(problem in p for p in e.value.problems), e.value.problems
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:50051", "127.0.0.1:50051", "[::1]:50051"])
+def test_the_example_may_listen_anywhere(listen: str) -> None:
+    assert listener_problems(parse_config(example_raw(), env={"PODGATE_LISTEN": listen})) == []
+
+
+def test_an_empty_override_is_a_key_error() -> None:
+    with pytest.raises(ConfigError, match=r"tls\.cert_file: must be a non-empty string"):
+        parse_config(example_raw(), env={"PODGATE_TLS_CERT_FILE": ""})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"listen": "127.0.0.1:1"}, []),
+        ({"listen": "localhost:1"}, []),
+        ({"listen": "0.0.0.0:1"}, ["needs tls.cert_file/key_file", "configure tenants"]),
+        ({"listen": "10.0.0.5:1", "tls": {"cert_file": "c", "key_file": "k"}}, ["configure tenants"]),
+    ],
+)
+def test_exposed_listeners_need_tls_and_tenants(raw: dict[str, Any], expected: list[str]) -> None:
+    problems = listener_problems(parse_config(raw))
+    assert len(problems) == len(expected)
+    assert all(fragment in problem for fragment, problem in zip(expected, problems, strict=True))
+
+
+def test_describe_listener() -> None:
+    assert (
+        describe_listener(parse_config(None))
+        == "127.0.0.1:50051: PLAIN TEXT (loopback only); no authentication (no tenants)"
+    )
+    assert describe_listener(load_config(EXAMPLE, env={})) == (
+        "0.0.0.0:50051: TLS, client certificates accepted; 3 tenant(s)"
+    )
