@@ -3,6 +3,7 @@ triggerer makes, from an environment without the server's dependencies."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 
 from gateway.airflow.triggers import PodgateTrigger
 from gateway.client import (
+    AlreadyExists,
     ChannelSpec,
+    Cluster,
     GatewayClient,
     InvalidRequest,
     Log,
@@ -20,6 +23,7 @@ from gateway.client import (
     PodSpecRequest,
     Result,
 )
+from gateway.client.types import Taint
 from tests.airflow.conftest import LiveGateway
 
 CODE = "import time\nfor i in range(1, 6):\n    print(f'line {i}', flush=True)\n    time.sleep(0.1)\n"
@@ -153,3 +157,36 @@ async def test_killing_a_deferred_task_cancels_its_pod(gateway: LiveGateway) -> 
         await PodgateTrigger(request_id=request.request_id, channel=channel.serialize()).on_kill()
         results = [e.result async for e in client.watch_pod(request.request_id) if isinstance(e, Result)]
     assert [r.phase for r in results] == [PodPhase.CANCELLED]
+
+
+async def test_cluster_registration_round_trip(gateway: LiveGateway) -> None:
+    async with GatewayClient(ChannelSpec(address=gateway.address)) as client:
+        source = (await client.get_cluster("local-eu-cpu")).cluster
+        copy = Cluster(
+            name="extra-eu",
+            provider=source.provider,
+            region="eu-central-1",
+            credentials=source.credentials,
+            labels={"tier": "batch"},
+            taints=(Taint(key="spot", value="true", effect="PreferNoSelect"),),
+            allowed_namespaces=("default",),
+            max_concurrent_pods=3,
+            weight=20,
+        )
+        registered = await client.register_cluster(copy)
+        assert registered.cluster == copy and registered.source == "api"
+        updated = await client.update_cluster(dataclasses.replace(copy, labels={"tier": "gold"}), fields=["labels"])
+        assert updated.cluster.labels == {"tier": "gold"} and updated.cluster.weight == 20
+        with pytest.raises(AlreadyExists):
+            await client.register_cluster(copy)
+        await client.deregister_cluster("extra-eu")
+        with pytest.raises(NotFound):
+            await client.get_cluster("extra-eu")
+
+
+async def test_issue_and_revoke_a_kubeconfig(gateway: LiveGateway) -> None:
+    async with GatewayClient(ChannelSpec(address=gateway.address)) as client:
+        issued = await client.issue_kubeconfig("local-eu-cpu", "default", ttl=900, access="view")
+        assert "server: https://127.0.0.1:" in issued.kubeconfig and issued.credential_id
+        assert issued.expire_time is not None and "kubeconfig=" not in repr(issued)
+        await client.revoke_kubeconfig(issued.credential_id)
