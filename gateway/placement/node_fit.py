@@ -87,8 +87,13 @@ def _parse(raw: Any, field: str) -> Fraction:
 def _container_requests(container: Mapping[str, Any], path: str) -> dict[str, Fraction]:
     """Requests per resource; a resource with only a limit requests its limit (API server defaulting)."""
     resources = container.get("resources") or {}
+    if not isinstance(resources, Mapping):
+        raise _invalid(f"{path}.resources", "must be an object with requests and limits")
     requests = resources.get("requests") or {}
     limits = resources.get("limits") or {}
+    for key, value in (("requests", requests), ("limits", limits)):
+        if not isinstance(value, Mapping):
+            raise _invalid(f"{path}.resources.{key}", "must be an object of quantities, e.g. {cpu: 500m}")
     out: dict[str, Fraction] = {}
     for name in RESOURCES:
         where, raw = ("requests", requests[name]) if name in requests else ("limits", limits.get(name))

@@ -120,6 +120,11 @@ class _Pod:
                 yield f"{ROOT}.spec.{kind}[{i}]", _obj(c)
 
 
+def _among(value: Any, allowed: frozenset[str]) -> bool:
+    """Membership that a malformed value (a list, a mapping) cannot crash."""
+    return isinstance(value, str) and value in allowed
+
+
 def _csc(c: Mapping[str, Any]) -> Mapping[str, Any]:
     return _obj(c.get("securityContext"))
 
@@ -198,7 +203,7 @@ def _apparmor(pod: _Pod) -> Found:
     contexts = [(_POD_SC, pod.security)] + [(f"{p}.securityContext", _csc(c)) for p, c in pod.containers()]
     for path, sc in contexts:
         kind = _obj(sc.get("appArmorProfile")).get("type")
-        if kind is not None and kind not in APPARMOR_TYPES:
+        if kind is not None and not _among(kind, APPARMOR_TYPES):
             yield f"{path}.appArmorProfile.type", f"{kind!r} is not allowed; allowed: {allowed} or unset"
     for key, value in _obj(pod.metadata.get("annotations")).items():
         if str(key).startswith(APPARMOR_ANNOTATION) and not (
@@ -212,7 +217,7 @@ def _selinux(pod: _Pod) -> Found:
     for path, sc in contexts:
         options = _obj(sc.get("seLinuxOptions"))
         kind = options.get("type")
-        if kind is not None and kind not in SELINUX_TYPES:
+        if kind is not None and not _among(kind, SELINUX_TYPES):
             allowed = ", ".join(sorted(SELINUX_TYPES - {""}))
             yield f"{path}.seLinuxOptions.type", f"{kind!r} is not allowed; allowed: {allowed} or unset"
         for key in ("user", "role"):
@@ -243,7 +248,7 @@ def _seccomp(pod: _Pod) -> Found:
 def _sysctls(pod: _Pod) -> Found:
     for i, s in enumerate(_items(pod.security.get("sysctls"))):
         name = _obj(s).get("name")
-        if name not in SAFE_SYSCTLS:
+        if not _among(name, SAFE_SYSCTLS):
             yield (
                 f"{_POD_SC}.sysctls[{i}].name",
                 f"sysctl {name!r} is not in the safe set: {', '.join(sorted(SAFE_SYSCTLS))}",
@@ -296,7 +301,7 @@ def _seccomp_restricted(pod: _Pod) -> Found:
     yield from _seccomp(pod)
     if pod.windows:
         return
-    pod_set = _seccomp_type(pod.security) in SECCOMP_TYPES
+    pod_set = _among(_seccomp_type(pod.security), SECCOMP_TYPES)
     for path, c in pod.containers():
         if _seccomp_type(_csc(c)) is None and not pod_set:
             yield (
