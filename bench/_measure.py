@@ -10,7 +10,10 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import grpc
 
 from bench._pods import (
     BENCH_LABEL,
@@ -219,17 +222,44 @@ async def overhead(tmp: Path, args: argparse.Namespace) -> None:
 THROUGHPUT_POD_SECONDS = 1.0
 
 
+@dataclass
+class Submitted:
+    wall: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def accepted(self) -> int:
+        return len(self.latencies)
+
+
 async def submit_all(
-    stubs: list[dispatch_pb2_grpc.DispatchServiceStub], requests: list[dispatch_pb2.PodRequest], callers: int
-) -> tuple[float, list[float]]:
-    latencies: list[float] = []
+    stubs: list[dispatch_pb2_grpc.DispatchServiceStub],
+    requests: list[dispatch_pb2.PodRequest],
+    callers: int,
+    progress: Callable[[int], None] = lambda done: None,
+) -> Submitted:
+    """SubmitPod for every request from `callers` concurrent callers; a failed call is counted, not raised."""
+    out = Submitted()
 
     async def submit(i: int) -> None:
         started = time.perf_counter()
-        await stubs[i % len(stubs)].SubmitPod(dispatch_pb2.SubmitPodRequest(pod=requests[i]), timeout=600)
-        latencies.append(time.perf_counter() - started)
+        try:
+            await stubs[i % len(stubs)].SubmitPod(dispatch_pb2.SubmitPodRequest(pod=requests[i]), timeout=600)
+        except grpc.aio.AioRpcError as e:
+            out.errors[e.code().name] += 1
+        else:
+            out.latencies.append(time.perf_counter() - started)
+        progress(out.accepted + sum(out.errors.values()))
 
-    return await pool(len(requests), callers, submit), latencies
+    out.wall = await pool(len(requests), callers, submit)
+    return out
+
+
+def errors_text(submitted: Submitted) -> str:
+    if not submitted.errors:
+        return ""
+    return " FAILED SubmitPod calls: " + ", ".join(f"{code} x{n}" for code, n in submitted.errors.items()) + ";"
 
 
 async def throughput(tmp: Path, args: argparse.Namespace) -> None:
@@ -238,10 +268,11 @@ async def throughput(tmp: Path, args: argparse.Namespace) -> None:
     async with stack_for(tmp, args) as stack, channels(stack.gateway.address, args.channels) as stubs:
         await stack.sim.reset(*ALL_CLUSTERS)
         clock = Stopwatch()
-        submit_wall, latencies = await submit_all(stubs, requests, args.callers)
+        submitted = await submit_all(stubs, requests, args.callers)
+        submit_wall, latencies = submitted.wall, submitted.latencies
 
         async def all_finished() -> bool:  # asked of the simulator: polling ListPods would load the gateway
-            return await deleted_pods(stack) >= n
+            return await deleted_pods(stack) >= submitted.accepted
 
         done = await poll(all_finished, every=0.5, within=900)
         results_wall = clock.elapsed
@@ -251,10 +282,11 @@ async def throughput(tmp: Path, args: argparse.Namespace) -> None:
         f"{n} pods of {THROUGHPUT_POD_SECONDS:g} s, SubmitPod from {args.callers} concurrent callers on {args.channels} gRPC connections"
     )
     print(
-        f"  submitted in {submit_wall:.1f} s: {n / submit_wall:.0f} SubmitPod/s; call latency median "
+        f"  submitted in {submit_wall:.1f} s: {n / submit_wall:.0f} SubmitPod/s;{errors_text(submitted)} call latency median "
         f"{1000 * statistics.median(latencies):.0f} ms, p95 {1000 * percentile(latencies, 95):.0f} ms"
     )
     state = "all results in" if done else "NOT all results in (timed out)"
+    state += " (the gateway deletes a pod once its result is stored)"
     print(
         f"  {state} {results_wall:.1f} s after the first submit ({n / results_wall:.0f} pods/s end to end); "
         f"succeeded {succeeded}/{n}"
@@ -295,14 +327,53 @@ async def deleted_pods(stack: Stack) -> int:
     return sum([(await stack.sim.counts(c))[("delete", "pods")] for c in ALL_CLUSTERS])
 
 
-async def all_running(stack: Stack, n: int) -> bool:
-    """Whether n bench pods run, by a list on each simulated cluster (not ListPods: that would load the gateway)."""
+async def running_pods(stack: Stack) -> int:
+    """Bench pods running, by a list on each simulated cluster (not ListPods: that would load the gateway)."""
     running = 0
     for cluster in ALL_CLUSTERS:
         async with cluster_client(cluster, stack.kubeconfig_dir) as client:
             pods = await client.list_pods(NAMESPACE, label_selector=BENCH_LABEL)
             running += sum(1 for p in pods.items if (p.get("status") or {}).get("phase") == "Running")
-    return running >= n
+    return running
+
+
+async def wait_running(stack: Stack, target: int) -> int:
+    """Polls until `target` pods run or their number stops growing for half a minute; returns it."""
+    counts: list[int] = []
+
+    async def settled() -> bool:
+        counts.append(await running_pods(stack))
+        return counts[-1] >= target or (len(counts) > 6 and counts[-1] <= counts[-7])
+
+    await poll(settled, every=5.0, within=900)
+    return counts[-1]
+
+
+class Progress:
+    """Prints the submit rate, the gateway's RSS and both processes' CPU at each tenth of the submissions."""
+
+    def __init__(self, stack: Stack, total: int) -> None:
+        self._stack, self._total, self._step = stack, total, max(total // 10, 1)
+        self._clock = Stopwatch()
+        self._last = (0.0, 0, stack.gateway.cpu_seconds(), stack.sim.cpu_seconds())
+
+    def __call__(self, done: int) -> None:
+        if done % self._step and done != self._total:
+            return
+        now, gateway_cpu, sim_cpu = (
+            self._clock.elapsed,
+            self._stack.gateway.cpu_seconds(),
+            self._stack.sim.cpu_seconds(),
+        )
+        then, before, gateway_then, sim_then = self._last
+        self._last = (now, done, gateway_cpu, sim_cpu)
+        span = max(now - then, 1e-6)
+        print(
+            f"  {done:>6} submitted at {now:6.1f} s: {(done - before) / span:5.0f}/s lately, "
+            f"gateway RSS {self._stack.gateway.rss_bytes() / 2**20:6.0f} MiB, CPU: gateway "
+            f"{100 * (gateway_cpu - gateway_then) / span:3.0f}%, simulator {100 * (sim_cpu - sim_then) / span:3.0f}%",
+            flush=True,
+        )
 
 
 async def memory(tmp: Path, args: argparse.Namespace) -> None:
@@ -313,32 +384,33 @@ async def memory(tmp: Path, args: argparse.Namespace) -> None:
         gw = stack.gateway
         idle_cpu = await cpu_percent(gw)
         before = gw.rss_bytes()
-        submit_wall, _ = await submit_all(stubs, requests, args.callers)
-
+        submitted = await submit_all(stubs, requests, args.callers, Progress(stack, n))
         clock = Stopwatch()
-        running = await poll(lambda: all_running(stack, n), every=5.0, within=900)
-        running_wall = clock.elapsed + submit_wall
+        running = await wait_running(stack, submitted.accepted)
+        running_wall = clock.elapsed + submitted.wall
         await asyncio.sleep(MEMORY_SETTLE_SECONDS)  # the gateway records the last phase changes
         busy_cpu = await cpu_percent(gw)
         after, peak, fds = gw.rss_bytes(), peak_rss(gw), gw.open_fds()
         followed = await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_RUNNING,))
-    per_pod = (after - before) / n
+        failed = await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_FAILED,))
+    per_pod = (after - before) / max(running, 1)
     print(
-        f"{n} pods of {LONG_POD_SECONDS:g} s across {len(ALL_CLUSTERS)} clusters, submitted in {submit_wall:.1f} s; "
-        f"{'all running' if running else 'NOT all running'} (in the simulator) after {running_wall:.1f} s"
+        f"{n} pods of {LONG_POD_SECONDS:g} s across {len(ALL_CLUSTERS)} clusters, submitted in {submitted.wall:.1f} s "
+        f"({n / submitted.wall:.0f}/s);{errors_text(submitted)} {running} running in the simulator after {running_wall:.1f} s"
     )
     print(
-        f"  gateway RSS: {before / mib:.1f} MiB before, {after / mib:.1f} MiB with {n} pods in flight "
+        f"  gateway RSS: {before / mib:.1f} MiB before, {after / mib:.1f} MiB with {running} pods in flight "
         f"(peak {peak / mib:.1f} MiB): {per_pod / 1024:.1f} KiB per pod"
     )
     print(
-        f"  gateway CPU while idle: {idle_cpu:.1f}% of a core with no pods, {busy_cpu:.1f}% with {n} running pods "
+        f"  gateway CPU: {idle_cpu:.1f}% of a core with no pods, {busy_cpu:.1f}% with {running} running pods "
         f"(nothing changing); open file descriptors: {fds}"
     )
-    print(f"  recorded as running by the gateway (ListPods): {followed}/{n}")
+    print(f"  the gateway records {followed} as running, {failed} as failed (ListPods)")
     summary(
         "memory",
-        f"gateway RSS {before / mib:.0f} MiB -> {after / mib:.0f} MiB with {n} pods in flight: "
-        f"{per_pod / 1024:.1f} KiB per pod; {busy_cpu:.0f}% CPU to follow them",
+        f"gateway RSS {before / mib:.0f} MiB -> {after / mib:.0f} MiB with {running} pods in flight: "
+        f"{per_pod / 1024:.1f} KiB per pod; {busy_cpu:.0f}% CPU to follow them"
+        + (f"; {failed} pods failed in the gateway" if failed else ""),
         command(args, "memory", "--callers", str(args.callers), "--channels", str(args.channels)),
     )

@@ -83,6 +83,18 @@ class _Child:
                 self.process.wait()
         self._log.close()
 
+    def rss_bytes(self) -> int:
+        """Resident memory now (pages from /proc/PID/statm)."""
+        return int(Path(f"/proc/{self.pid}/statm").read_text().split()[1]) * PAGE_SIZE
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time consumed so far."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICKS
+
+    def open_fds(self) -> int:
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
+
 
 class Simulator(_Child):
     """`podgate sim` on a cluster file; its kubeconfigs go where the gateway's sim provider looks."""
@@ -121,18 +133,6 @@ class GatewayProcess(_Child):
         head = [sys.executable, "-m", "cProfile", "-o", str(profile), str(PODGATE)] if profile else [str(PODGATE)]
         super().__init__([*head, *serve], log_path, "podgate serve")
         self.address = self.ready(r"serving on (\S+) ").group(1)
-
-    def rss_bytes(self) -> int:
-        """Resident memory now (pages from /proc/PID/statm)."""
-        return int(Path(f"/proc/{self.pid}/statm").read_text().split()[1]) * PAGE_SIZE
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time consumed so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
-
-    def open_fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
 
 @dataclass
