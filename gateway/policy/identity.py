@@ -196,6 +196,35 @@ class Credentials:
     requested_tenant: str = ""  # e.g. an x-podgate-tenant header, needed when an identity maps to several
 
 
+TENANT_HEADER = "x-podgate-tenant"
+_CERT_KEYS = ("x509_common_name", "x509_subject_alternative_name")
+
+
+def credentials_from_call(
+    auth_context: Mapping[str, Iterable[bytes]], metadata: Iterable[tuple[str, str | bytes]]
+) -> Credentials:
+    """Credentials from a gRPC call's `auth_context()` and `invocation_metadata()` (plain values, no grpc).
+
+    gRPC puts a client certificate's names in the auth context only after verifying it against the
+    server's client CA, so their presence is the proof. A malformed authorization header is refused
+    rather than ignored, so a typo never falls back to the certificate's identity.
+    """
+    names: list[str] = []
+    for key in _CERT_KEYS:
+        names += [v.decode(errors="replace") for v in auth_context.get(key, ())]
+    bearer, tenant = "", ""
+    for key, value in metadata:
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        if key.lower() == "authorization":
+            scheme, _, token = text.strip().partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("the authorization header must be 'Bearer <token>'")
+            bearer = token.strip()
+        elif key.lower() == TENANT_HEADER:
+            tenant = text.strip()
+    return Credentials(cert_names=tuple(dict.fromkeys(names)), bearer=bearer, requested_tenant=tenant)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Principal:
     tenant: str

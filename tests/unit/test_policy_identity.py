@@ -19,6 +19,7 @@ from gateway.policy.identity import (
     TokenVerifier,
     check_hash_format,
     claim_groups,
+    credentials_from_call,
     hash_secret,
     new_token,
     verify_jwt,
@@ -198,3 +199,32 @@ def test_jwt_without_oidc_configured_is_unauthenticated() -> None:
 def test_credentials_repr_hides_the_bearer_token() -> None:
     assert BOT_TOKEN not in repr(Credentials(bearer=BOT_TOKEN))
     assert BOT_HASH not in repr(AUTH)
+
+
+@pytest.mark.parametrize(
+    ("auth_context", "metadata", "expected"),
+    [
+        ({}, [], Credentials()),
+        ({"x509_common_name": [b"etl"], "x509_subject_alternative_name": [b"etl", b"spiffe://d/etl"]}, [],
+         Credentials(cert_names=("etl", "spiffe://d/etl"))),
+        ({}, [("authorization", "Bearer abc.def"), ("x-podgate-tenant", "ml")],
+         Credentials(bearer="abc.def", requested_tenant="ml")),
+        ({}, [("Authorization", b"bearer  tok ")], Credentials(bearer="tok")),
+        ({"transport_security_type": [b"ssl"]}, [("user-agent", "grpc")], Credentials()),
+    ],
+)  # fmt: skip
+def test_credentials_from_call(
+    auth_context: dict[str, list[bytes]], metadata: list[tuple[str, Any]], expected: Credentials
+) -> None:
+    got = credentials_from_call(auth_context, metadata)
+    assert (got.cert_names, got.bearer, got.requested_tenant) == (
+        expected.cert_names,
+        expected.bearer,
+        expected.requested_tenant,
+    )
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "token-without-scheme"])
+def test_a_malformed_authorization_header_is_refused(header: str) -> None:
+    with pytest.raises(Unauthenticated, match="Bearer <token>"):
+        credentials_from_call({"x509_common_name": [b"etl"]}, [("authorization", header)])
