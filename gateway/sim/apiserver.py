@@ -14,8 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.sim import discovery, handlers, listing, reviews, streams
-from gateway.sim.auth import Authenticator, Identity
+from gateway.sim import discovery, handlers, listing, openapi, reviews, streams
+from gateway.sim.auth import Authenticator, Identity, service_account_identity
 from gateway.sim.errors import Forbidden, MethodNotAllowed, PathNotFound, SimError, Unauthorized
 from gateway.sim.faults import Faults, RequestRecord
 from gateway.sim.rbac import Attributes, Authorizer, forbidden_message
@@ -131,6 +131,20 @@ def _discovery(parts: list[str]) -> Any:
     return None
 
 
+def _non_resource(parts: list[str]) -> web.Response:
+    if parts[:2] == ["openapi", "v3"]:
+        if len(parts) == 2:
+            return json_response(openapi.index())
+        document = openapi.group_version_document("/".join(parts[2:]))
+        if document is None:
+            raise PathNotFound()
+        return web.Response(body=document, content_type="application/json")
+    found = _discovery(parts)
+    if found is None:
+        raise PathNotFound()
+    return json_response(found)
+
+
 class ApiServer:
     """The request pipeline of one cluster (see the module docstring)."""
 
@@ -162,10 +176,7 @@ class ApiServer:
             if injected is not None:
                 raise injected
             if info is None:
-                found = _discovery(parts)
-                if found is None:
-                    raise PathNotFound()
-                response: web.StreamResponse = json_response(found)
+                response: web.StreamResponse = _non_resource(parts)
             else:
                 self._authorize(identity, info)
                 response = await self._dispatch(request, info, identity)
@@ -177,7 +188,16 @@ class ApiServer:
     def _authenticate(self, request: web.Request) -> Identity:
         transport = request.transport
         cert = peer_identity(transport.get_extra_info("peercert")) if transport is not None else None
-        return self.ctx.authn.authenticate(request.headers.get("Authorization"), cert)
+        identity = self.ctx.authn.authenticate(request.headers.get("Authorization"), cert)
+        user = request.headers.get("Impersonate-User")
+        if not user:
+            return identity
+        attrs = Attributes("impersonate", "users", name=user)
+        if not self.ctx.authz.allowed(identity, attrs):
+            raise Forbidden(forbidden_message(identity, attrs))
+        groups = tuple(request.headers.getall("Impersonate-Group", ()))
+        account = service_account_identity(*user.split(":")[2:4]) if user.startswith("system:serviceaccount:") else None
+        return account if account is not None and not groups else Identity(user, (*groups, "system:authenticated"))
 
     def _authorize(self, identity: Identity, info: RequestInfo) -> None:
         if info.resource in ("selfsubjectaccessreviews", "selfsubjectreviews"):
@@ -211,12 +231,7 @@ class ApiServer:
             return json_response(
                 listing.list_response(store, info.group, info.resource, info.namespace or None, request.query, as_table)
             )
-        review = info.resource in ("selfsubjectaccessreviews", "selfsubjectreviews")
-        body = (
-            await handlers.read_body(request, protobuf_review=review)
-            if request.method in ("POST", "PUT", "PATCH", "DELETE")
-            else None
-        )
+        body = await handlers.read_body(request) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
         if info.resource == "selfsubjectaccessreviews":
             return json_response(reviews.self_subject_access_review(ctx.authz, identity, body or {}), 201)
         if info.resource == "selfsubjectreviews":
@@ -234,4 +249,8 @@ class ApiServer:
                 {"resourceVersion": obj["metadata"]["resourceVersion"]},
                 request.query.get("includeObject", "Metadata"),
             )
-        return json_response(obj, status)
+        response = json_response(obj, status)
+        for warning in request.get(handlers.WARNINGS, ()):
+            escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
+            response.headers.add("Warning", f'299 - "{escaped}"')
+        return response

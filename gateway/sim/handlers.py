@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.sim import defaults, patch, protowire
 from gateway.sim.errors import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMediaType
 from gateway.sim.store import CLUSTER_SCOPED, ObjectStore, copy_obj
-from gateway.sim.validation import KINDS, check_body, validate_create, validate_update
+from gateway.sim.validation import KINDS, check_body, field_validation, validate_create, validate_update
 
 if TYPE_CHECKING:
     from gateway.sim.apiserver import RequestInfo
@@ -30,12 +30,13 @@ _WITH_STATUS = frozenset({"pods", "nodes", "namespaces"})
 _NAMESPACED_RESOURCES = ("pods", "events", "serviceaccounts", "secrets", "roles", "rolebindings")
 
 
-async def read_body(request: web.Request, *, protobuf_review: bool = False) -> Any:
-    """The JSON (or YAML) body; 415 for a media type the verb does not take. Reviews may come as protobuf."""
+async def read_body(request: web.Request) -> Any:
+    """The JSON (or YAML) body; 415 for a media type the verb does not take. The kinds kubectl creates as
+    protobuf are decoded too (see protowire)."""
     media = request.content_type.lower()
     raw = await request.read()
-    if protobuf_review and media == protowire.PROTOBUF:
-        return protowire.decode_review(raw)
+    if media == protowire.PROTOBUF and request.method == "POST":
+        return protowire.decode(raw)
     if request.method == "PATCH":
         if media not in patch.SUPPORTED:
             raise UnsupportedMediaType(
@@ -54,6 +55,16 @@ async def read_body(request: web.Request, *, protobuf_review: bool = False) -> A
         return json.loads(raw)
     except ValueError as e:
         raise BadRequest(f"the request body is not valid JSON: {e}") from e
+
+
+WARNINGS = "sim_warnings"
+
+
+def _field_validation(resource: str, obj: Obj, request: web.Request) -> None:
+    """Unknown fields: 400 under fieldValidation=Strict, else `Warning` headers (set by the API server)."""
+    warnings = field_validation(resource, obj, request.query.get("fieldValidation", ""))
+    if warnings:
+        request[WARNINGS] = warnings
 
 
 def _key_namespace(info: RequestInfo) -> str:
@@ -90,6 +101,7 @@ def create(store: ObjectStore, info: RequestInfo, body: Any, request: web.Reques
     apply_defaults = defaults.APPLY.get(info.resource)
     if apply_defaults is not None:
         apply_defaults(obj)
+    _field_validation(info.resource, obj, request)
     validate_create(info.resource, obj)
     if info.resource == "pods":
         _admit_pod(store, obj)
@@ -128,6 +140,7 @@ def _with_subresource_rules(info: RequestInfo, current: Obj, new: Obj) -> Obj:
 
 def _store_update(store: ObjectStore, info: RequestInfo, current: Obj, new: Obj, request: web.Request) -> Obj:
     new = _with_subresource_rules(info, current, new)
+    _field_validation(info.resource, new, request)
     validate_update(info.resource, current, new)
     if _dry_run(request):
         return new

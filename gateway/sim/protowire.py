@@ -1,17 +1,18 @@
-"""Just enough Kubernetes protobuf to read the review bodies kubectl sends as protobuf (pure).
+"""Just enough Kubernetes protobuf to read the bodies kubectl sends as protobuf (pure).
 
-`kubectl auth can-i` and `kubectl auth whoami` POST `application/vnd.kubernetes.protobuf` and do not
-fall back to JSON. A body is the 4-byte magic "k8s\\0" and a runtime.Unknown message {typeMeta: 1
-{apiVersion: 1, kind: 2}, raw: 2}; `raw` is the object. We decode the wire format generically and map
-the few review fields we need to the JSON shape the rest of the simulator handles; answers go back as
+`kubectl auth can-i`, `auth whoami`, `create token`, `create role` and `create rolebinding` POST
+`application/vnd.kubernetes.protobuf` and do not fall back to JSON. A body is the 4-byte magic "k8s\\0"
+and a runtime.Unknown message {typeMeta: 1 {apiVersion: 1, kind: 2}, raw: 2}; `raw` is the object. We decode the wire format generically and map
+the fields of those few kinds to the JSON shape the rest of the simulator handles; answers go back as
 JSON, which kubectl accepts.
 """
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
-from gateway.sim.errors import BadRequest
+from gateway.sim.errors import BadRequest, UnsupportedMediaType
 
 MAGIC = b"k8s\x00"
 PROTOBUF = "application/vnd.kubernetes.protobuf"
@@ -53,32 +54,103 @@ def fields(data: bytes) -> Fields:
     return out
 
 
-def _text(msg: Fields, number: int) -> str:
-    values = msg.get(number)
-    return bytes(values[0]).decode() if values else ""
+# A message's layout: field number -> (JSON name, kind); kind is "str", "int", "strs" (repeated string),
+# "map" (string map), "bytesmap" (bytes map, base64 in JSON), a nested layout, or a one-element list holding a nested layout (repeated message).
+Layout = dict[int, tuple[str, Any]]
+OBJECT_META: Layout = {
+    1: ("name", "str"),
+    2: ("generateName", "str"),
+    3: ("namespace", "str"),
+    11: ("labels", "map"),
+    12: ("annotations", "map"),
+    14: ("finalizers", "strs"),
+}
+_RESOURCE_ATTRIBUTES: Layout = {
+    1: ("namespace", "str"),
+    2: ("verb", "str"),
+    3: ("group", "str"),
+    4: ("version", "str"),
+    5: ("resource", "str"),
+    6: ("subresource", "str"),
+    7: ("name", "str"),
+}
+_RULE: Layout = {
+    1: ("verbs", "strs"),
+    2: ("apiGroups", "strs"),
+    3: ("resources", "strs"),
+    4: ("resourceNames", "strs"),
+    5: ("nonResourceURLs", "strs"),
+}
+_SUBJECT: Layout = {1: ("kind", "str"), 2: ("apiGroup", "str"), 3: ("name", "str"), 4: ("namespace", "str")}
+_ROLE_REF: Layout = {1: ("apiGroup", "str"), 2: ("kind", "str"), 3: ("name", "str")}
+_BOUND_REF: Layout = {1: ("kind", "str"), 2: ("apiVersion", "str"), 3: ("name", "str"), 4: ("uid", "str")}
+LAYOUTS: dict[str, Layout] = {
+    "SelfSubjectAccessReview": {
+        1: ("metadata", OBJECT_META),
+        2: (
+            "spec",
+            {
+                1: ("resourceAttributes", _RESOURCE_ATTRIBUTES),
+                2: ("nonResourceAttributes", {1: ("path", "str"), 2: ("verb", "str")}),
+            },
+        ),
+    },
+    "SelfSubjectReview": {1: ("metadata", OBJECT_META)},
+    "ServiceAccount": {1: ("metadata", OBJECT_META)},
+    "Namespace": {1: ("metadata", OBJECT_META)},
+    "Secret": {1: ("metadata", OBJECT_META), 2: ("data", "bytesmap"), 3: ("type", "str"), 4: ("stringData", "map")},
+    "Role": {1: ("metadata", OBJECT_META), 2: ("rules", [_RULE])},
+    "RoleBinding": {1: ("metadata", OBJECT_META), 2: ("subjects", [_SUBJECT]), 3: ("roleRef", _ROLE_REF)},
+    "TokenRequest": {
+        1: ("metadata", OBJECT_META),
+        2: (
+            "spec",
+            {
+                1: ("audiences", "strs"),
+                4: ("expirationSeconds", "int"),
+                3: ("boundObjectRef", _BOUND_REF),
+            },
+        ),
+    },
+}
 
 
-def _sub(msg: Fields, number: int) -> Fields | None:
-    values = msg.get(number)
-    return fields(bytes(values[0])) if values else None
+def _decode(msg: Fields, layout: Layout) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for number, values in msg.items():
+        if number not in layout:
+            continue
+        name, kind = layout[number]
+        if kind == "str" and not values[-1]:  # gogo-protobuf writes unset strings as empty: JSON omits them
+            continue
+        if kind == "str":
+            out[name] = bytes(values[-1]).decode()
+        elif kind == "int":
+            out[name] = int(values[-1])
+        elif kind == "strs":
+            out[name] = [bytes(v).decode() for v in values]
+        elif kind in ("map", "bytesmap"):
+            entries = [fields(bytes(v)) for v in values]
+            raw = {bytes(e[1][0]).decode(): bytes(e.get(2, [b""])[0]) for e in entries if 1 in e}
+            encode = (lambda b: base64.b64encode(b).decode()) if kind == "bytesmap" else (lambda b: b.decode())
+            out[name] = {k: encode(v) for k, v in raw.items()}
+        elif isinstance(kind, list):
+            out[name] = [_decode(fields(bytes(v)), kind[0]) for v in values]
+        else:
+            out[name] = _decode(fields(bytes(values[-1])), kind)
+    return out
 
 
-def decode_review(body: bytes) -> dict[str, Any]:
-    """A SelfSubjectAccessReview or SelfSubjectReview sent as protobuf, as the equivalent JSON object."""
+def decode(body: bytes) -> dict[str, Any]:
+    """An object kubectl sent as protobuf, as the equivalent JSON object (for the kinds in LAYOUTS)."""
     if not body.startswith(MAGIC):
         raise BadRequest("protobuf body without the k8s\\0 prefix")
     unknown = fields(body[len(MAGIC) :])
-    type_meta = _sub(unknown, 1) or {}
-    raw = _sub(unknown, 2) or {}
-    obj: dict[str, Any] = {"apiVersion": _text(type_meta, 1), "kind": _text(type_meta, 2), "spec": {}}
-    spec = _sub(raw, 2)
-    if spec is None:
-        return obj
-    resource = _sub(spec, 1)
-    if resource is not None:
-        names = ("namespace", "verb", "group", "version", "resource", "subresource", "name")
-        obj["spec"]["resourceAttributes"] = {n: _text(resource, i) for i, n in enumerate(names, 1)}
-    non_resource = _sub(spec, 2)
-    if non_resource is not None:
-        obj["spec"]["nonResourceAttributes"] = {"path": _text(non_resource, 1), "verb": _text(non_resource, 2)}
-    return obj
+    type_meta = _decode(fields(bytes(unknown.get(1, [b""])[0])), {1: ("apiVersion", "str"), 2: ("kind", "str")})
+    kind = type_meta.get("kind", "")
+    if kind not in LAYOUTS:
+        raise UnsupportedMediaType(
+            f"{PROTOBUF} bodies are accepted for {', '.join(LAYOUTS)}, not for {kind!r}: send JSON"
+        )
+    raw = fields(bytes(unknown.get(2, [b""])[0]))
+    return {**type_meta, **_decode(raw, LAYOUTS[kind])}

@@ -14,9 +14,14 @@ from tests.fixtures_sim import SimThread
 CLUSTER = "local-eu-gpu"
 
 
-def kubectl(kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def kubectl(kubeconfig: Path, *args: str, check: bool = True, stdin: str = "") -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        ["kubectl", "--kubeconfig", str(kubeconfig), *args], env=clean_env(), capture_output=True, text=True, timeout=60
+        ["kubectl", "--kubeconfig", str(kubeconfig), *args],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
     )
     if check and result.returncode != 0:
         pytest.fail(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
@@ -84,3 +89,43 @@ def test_get_nodes_and_auth_can_i(sim_thread_api_only: SimThread, kubeconfig: Pa
         'pods is forbidden: User "viewer" cannot list resource "pods" in API group "" in the namespace "default"'
         in forbidden.stderr
     )
+
+
+POD_YAML = """apiVersion: v1
+kind: Pod
+metadata: {name: applied, labels: {stage: LABEL}}
+spec:
+  containers: [{name: c, image: busybox:1.36, command: [sleep, "30"]}]
+"""
+
+
+def test_apply_with_server_side_field_validation_and_explain(kubeconfig: Path) -> None:
+    created = kubectl(kubeconfig, "apply", "-f", "-", stdin=POD_YAML.replace("LABEL", "one"))
+    assert created.stdout.strip() == "pod/applied created"
+    changed = kubectl(kubeconfig, "apply", "-f", "-", stdin=POD_YAML.replace("LABEL", "two"))
+    assert changed.stdout.strip() == "pod/applied configured"
+    assert "stage=two" in kubectl(kubeconfig, "get", "pod", "applied", "--show-labels").stdout
+    typo = POD_YAML.replace("LABEL", "two").replace("image:", "imagee: x, image:").replace("applied", "typo")
+    rejected = kubectl(kubeconfig, "apply", "-f", "-", stdin=typo, check=False)
+    assert rejected.returncode == 1 and 'unknown field "spec.containers[0].imagee"' in rejected.stderr
+    explained = kubectl(kubeconfig, "explain", "pod.spec.restartPolicy").stdout
+    assert "FIELD: restartPolicy <string>" in explained
+
+
+def test_create_token_role_rolebinding_and_impersonation(kubeconfig: Path, tmp_path: Path) -> None:
+    kubectl(kubeconfig, "create", "serviceaccount", "runner")
+    token = kubectl(kubeconfig, "create", "token", "runner", "--duration=1h").stdout.strip()
+    as_runner = tmp_path / "runner.kubeconfig"
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": token}
+    as_runner.write_text(yaml.safe_dump(config))
+    assert kubectl(as_runner, "auth", "whoami").stdout.count("system:serviceaccount:default:runner") == 1
+    assert kubectl(as_runner, "auth", "can-i", "list", "pods", check=False).stdout.strip() == "no"
+    kubectl(kubeconfig, "create", "role", "pod-reader", "--verb=get,list", "--resource=pods")
+    kubectl(kubeconfig, "create", "rolebinding", "runner-reads", "--role=pod-reader", "--serviceaccount=default:runner")
+    assert kubectl(as_runner, "auth", "can-i", "list", "pods").stdout.strip() == "yes"
+    sa = "--as=system:serviceaccount:default:runner"
+    assert kubectl(kubeconfig, "auth", "can-i", "get", "pods", sa).stdout.strip() == "yes"
+    assert kubectl(kubeconfig, "auth", "can-i", "delete", "pods", sa, check=False).stdout.strip() == "no"
+    denied = kubectl(as_runner, "get", "pods", "--as=someone-else", check=False)
+    assert denied.returncode == 1 and 'cannot impersonate resource "users"' in denied.stderr

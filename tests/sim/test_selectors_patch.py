@@ -136,14 +136,23 @@ def test_protobuf_access_review_is_decoded() -> None:
     raw = _field(2, _field(1, attrs))
     type_meta = _field(1, b"authorization.k8s.io/v1") + _field(2, b"SelfSubjectAccessReview")
     body = protowire.MAGIC + _field(1, type_meta) + _field(2, raw)
-    review = protowire.decode_review(body)
+    review = protowire.decode(body)
     assert review["kind"] == "SelfSubjectAccessReview"
-    assert review["spec"]["resourceAttributes"] | {} == {
-        "namespace": "team",
-        "verb": "create",
-        "group": "",
-        "version": "",
-        "resource": "pods",
-        "subresource": "",
-        "name": "",
+    assert review["spec"]["resourceAttributes"] == {"namespace": "team", "verb": "create", "resource": "pods"}
+
+
+def test_protobuf_role_binding_is_decoded_and_unknown_kinds_are_415() -> None:
+    meta = _field(1, b"rb") + _field(11, _field(1, b"team") + _field(2, b"x"))
+    subject = _field(1, b"ServiceAccount") + _field(3, b"runner") + _field(4, b"ns")
+    raw = _field(1, meta) + _field(2, subject) + _field(3, _field(2, b"Role") + _field(3, b"pods"))
+    type_meta = _field(1, b"rbac.authorization.k8s.io/v1") + _field(2, b"RoleBinding")
+    binding = protowire.decode(protowire.MAGIC + _field(1, type_meta) + _field(2, raw))
+    assert binding == {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "rb", "labels": {"team": "x"}},
+        "subjects": [{"kind": "ServiceAccount", "name": "runner", "namespace": "ns"}],
+        "roleRef": {"kind": "Role", "name": "pods"},
     }
+    with pytest.raises(UnsupportedMediaType):
+        protowire.decode(protowire.MAGIC + _field(1, _field(1, b"v1") + _field(2, b"Pod")) + _field(2, b""))
