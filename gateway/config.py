@@ -228,6 +228,13 @@ def parse_config(
         problems.add("kubeconfig.max_ttl_seconds", f"at least {MIN_TTL_SECONDS} (Kubernetes' minimum)")
     if settings.probe_interval <= 0:
         problems.add("probe_interval", "must be more than 0")
+    for i, tenant in enumerate(settings.tenants.tenants.values()):
+        if tenant.kubeconfig.max_ttl_seconds > settings.kubeconfig_max_ttl_seconds:
+            problems.add(
+                f"tenants[{i}].kubeconfig.max_ttl_seconds",
+                f"{tenant.kubeconfig.max_ttl_seconds} exceeds the gateway's kubeconfig.max_ttl_seconds "
+                f"({settings.kubeconfig_max_ttl_seconds})",
+            )
     problems.raise_if_any()
     return settings
 

@@ -73,13 +73,10 @@ class Tenant:
     oidc_groups: frozenset[str] = frozenset()  # values of the configured groups claim
 
     def allows_cluster(self, cluster: ClusterSpec) -> bool:
-        if ANY in self.clusters or cluster.name in self.clusters:
-            return self.allows_region(cluster.region)
-        return (
-            bool(self.cluster_selector)
-            and matches(self.cluster_selector, cluster.labels)
-            and self.allows_region(cluster.region)
-        )
+        """Listed by name (or "*") or selected by a non-empty selector, and in an allowed region."""
+        named = ANY in self.clusters or cluster.name in self.clusters
+        selected = bool(self.cluster_selector) and matches(self.cluster_selector, cluster.labels)
+        return (named or selected) and self.allows_region(cluster.region)
 
     def allows_region(self, region: str) -> bool:
         return ANY in self.regions or region in self.regions

@@ -122,6 +122,7 @@ BAD = [
     ("authentication.oidc.jwks_url", "http://idp/jwks", "authentication.oidc.jwks_url: must be an https:// URL"),
     ("authentication.oidc.audience", ..., "authentication.oidc.audience: required when oidc is configured"),
     ("authentication.oidc", ..., "tenants[0].identities.oidc_groups: set, but authentication.oidc is not configured"),
+    ("kubeconfig.max_ttl_seconds", 1800, "tenants[0].kubeconfig.max_ttl_seconds: 3600 exceeds the gateway's"),
 ]  # fmt: skip
 
 
