@@ -15,7 +15,7 @@ import base64
 import binascii
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -82,6 +82,23 @@ def _line(event_type: str, obj: Obj) -> bytes:
     return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
 
 
+class _TableLines:
+    """Watch events as `kubectl get -w` asks for them: each object a one-row Table, the columns sent once."""
+
+    def __init__(self, resource: str, include_object: str) -> None:
+        self.resource = resource
+        self.include_object = include_object
+        self.first = True
+
+    def __call__(self, event_type: str, obj: Obj) -> bytes:
+        meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        table = to_table(self.resource, [obj], meta, self.include_object)
+        if not self.first:
+            table["columnDefinitions"] = []
+        self.first = False
+        return _line(event_type, table)
+
+
 async def serve_watch(
     request: web.Request,
     store: ObjectStore,
@@ -109,8 +126,12 @@ async def serve_watch(
         await response.write_eof()
         return response
     await response.prepare(request)
+    as_table = "as=Table" in request.headers.get("Accept", "")
+    encode = _TableLines(resource, query.get("includeObject", "Metadata")) if as_table else _line
     try:
-        await _pump(response, watch, store, kind_of(group, resource), timeout, bookmark_seconds if bookmarks else None)
+        await _pump(
+            response, watch, store, kind_of(group, resource), timeout, bookmark_seconds if bookmarks else None, encode
+        )
     finally:
         watch.close()
     await response.write_eof()
@@ -124,6 +145,7 @@ async def _pump(
     kind: tuple[str, str],
     seconds: float,
     bookmark_every: float | None,
+    encode: Callable[[str, Obj], bytes] = _line,
 ) -> None:
     """Writes events as they come, batching what is already queued into one write."""
     loop = asyncio.get_running_loop()
@@ -140,9 +162,9 @@ async def _pump(
                 await response.write(_bookmark(store, kind, watch))
                 next_bookmark = loop.time() + (bookmark_every or 0)
             continue
-        chunk = [_line(*event)]
+        chunk = [encode(*event)]
         while watch.pending and len(chunk) < 500:
-            chunk.append(_line(*await watch.__anext__()))
+            chunk.append(encode(*await watch.__anext__()))
         await response.write(b"".join(chunk))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -159,3 +160,30 @@ async def test_a_cluster_starts_and_stops_alone(tmp_path: Path) -> None:
     with pytest.raises(aiohttp.ClientConnectorError):
         async with aiohttp.ClientSession() as s:
             await s.get(f"{cluster.url}/version", ssl=cluster.ssl_context())
+
+
+async def test_table_output_for_lists_and_watches(http: aiohttp.ClientSession) -> None:
+    """What `kubectl get -o wide` and `kubectl get -w` ask for: server-side printed Tables."""
+    await http.post("/api/v1/namespaces/default/pods", json=POD)
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    table = await (await http.get("/api/v1/namespaces/default/pods", headers=accept)).json()
+    assert table["kind"] == "Table" and [c["name"] for c in table["columnDefinitions"]][:3] == [
+        "Name",
+        "Ready",
+        "Status",
+    ]
+    assert table["rows"][0]["cells"][:3] == ["p", "0/1", "Pending"]
+    assert table["rows"][0]["object"]["kind"] == "PartialObjectMetadata"
+    params = {"watch": "1", "resourceVersion": "0", "timeoutSeconds": "1"}
+    async with http.get("/api/v1/namespaces/default/pods", params=params, headers=accept) as response:
+        first = json.loads(await response.content.readline())
+        await http.patch(
+            "/api/v1/namespaces/default/pods/p",
+            json={"metadata": {"labels": {"x": "y"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        second = json.loads(await response.content.readline())
+    assert (first["type"], second["type"]) == ("ADDED", "MODIFIED")
+    assert first["object"]["kind"] == second["object"]["kind"] == "Table"
+    assert first["object"]["columnDefinitions"] and second["object"]["columnDefinitions"] == []
+    assert second["object"]["rows"][0]["object"]["metadata"]["labels"] == {"x": "y"}
