@@ -12,10 +12,11 @@ from gateway.client.channel import DEFAULT_ADDRESS
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway.app import serve_forever
     from gateway.observability import logging as logs
 
-    logs.configure(args.log_format, level=logging.DEBUG if args.verbose else logging.INFO)
+    logs.configure(args.log_format, level=logging.DEBUG if args.verbose else logging.INFO)  # before imports log
+    from gateway.app import serve_forever
+
     return asyncio.run(
         serve_forever(
             address=args.listen,

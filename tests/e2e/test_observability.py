@@ -7,6 +7,9 @@ import asyncio
 import io
 import json
 import logging
+import re
+import signal
+import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -21,6 +24,7 @@ from gateway.app import Gateway, serve_metrics, start_gateway
 from gateway.observability import logging as obs
 from gateway.observability import metrics
 from gateway.sim.cluster import SimWorld
+from tests.conftest import BIN, ROOT, clean_env
 from tests.e2e.conftest import eventually, gateway_config, pod_request, result, run_to_end
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -141,3 +145,29 @@ def placements(cluster: str, reason: str) -> float:
         "podgate_placement_decisions_total", {"cluster": cluster, "reason": reason}
     )
     return value or 0.0
+
+
+def test_podgate_serve_serves_metrics_and_logs_json_lines(tmp_path: Path) -> None:
+    """What a Deployment runs: every stderr line is one JSON object, /metrics answers, SIGTERM stops both."""
+    proc = subprocess.Popen(
+        [str(BIN / "podgate"), "serve", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path),
+         "--metrics-listen", "127.0.0.1:0", "--log-format", "json"],
+        cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        printed: list[str] = []
+        while not (found := re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", printed[-1] if printed else "")):
+            line = proc.stdout.readline()
+            assert line, "".join(printed)
+            printed.append(line)
+        with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/metrics", timeout=10) as answer:
+            families = {f.name for f in text_string_to_metric_families(answer.read().decode())}
+        assert {"podgate_requests", "podgate_cluster_healthy", "podgate_pods"} <= families
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    entries = [json.loads(line) for line in err.splitlines()]  # fails on any line that is not JSON
+    assert any(e["logger"] == "gateway.api.server" for e in entries)
+    assert all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
