@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.domain import PodRequest, XcomMode
+from gateway.domain import LogSelection, PodRequest, XcomMode
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.placement.labels import dns1123_label_error, label_key_error, label_value_error
 from gateway.placement.node_fit import pod_needs
@@ -159,9 +159,32 @@ def pod_violations(
     return v
 
 
+def _container_names(pod: Mapping[str, Any]) -> list[str]:
+    spec = pod.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    groups = [spec.get(key) for key in ("initContainers", "containers")]
+    return [str(c.get("name")) for g in groups if isinstance(g, list) for c in g if isinstance(c, Mapping)]
+
+
+def log_container_violations(request: PodRequest) -> list[FieldViolation]:
+    """Containers named for their logs must be in the pod: a typo would otherwise stream nothing, silently."""
+    if request.log_selection is not LogSelection.NAMED:
+        return []
+    known = _container_names(request.pod)
+    if request.xcom_mode is XcomMode.SIDECAR:
+        known.append(XCOM_SIDECAR_NAME)
+    return [
+        FieldViolation("pod.logs.containers", f"no container named {name!r} in the pod; it has {', '.join(known)}")
+        for name in request.log_containers
+        if name not in known
+    ]
+
+
 def validate_request(request: PodRequest, *, limits: InputLimits = DEFAULT_LIMITS) -> None:
-    """Raises InvalidArgument listing every violation of the request's manifest."""
+    """Raises InvalidArgument listing every violation of the request's manifest and of its log selection."""
     violations = pod_violations(request.pod, xcom_mode=request.xcom_mode, limits=limits)
+    violations += log_container_violations(request)
     if violations:
         first = violations[0]
         raise InvalidArgument(f"invalid pod manifest: {first.field}: {first.description}", violations)
