@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
 import pytest
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import container, logs, pod_json, pod_request, request_for, result, run_to_end, sim_pod
+from tests.e2e.conftest import (
+    container,
+    logs,
+    pod_json,
+    pod_request,
+    request_for,
+    result,
+    run_to_end,
+    sim_pod,
+    violations,
+)
 
 
 def printing(prefix: str, n: int) -> str:
@@ -109,3 +120,19 @@ async def test_watch_from_the_start_after_the_pod_finished_replays_everything(
     ]
     assert replay == live
     assert logs(replay) == [f"tick {i}" for i in range(5)]
+
+
+async def test_naming_a_container_the_pod_lacks_is_invalid_argument(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    request = request_for(
+        three_container_pod(),
+        logs=dispatch_pb2.LogOptions(selection=dispatch_pb2.LOG_SELECTION_NAMED, containers=["side", "sidecar"]),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    described = violations(caught.value)
+    assert list(described) == ["pod.logs.containers"]
+    assert "'sidecar'" in described["pod.logs.containers"] and "side" in described["pod.logs.containers"]
+    assert sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values()) == 0
