@@ -188,22 +188,49 @@ async def serve_exec(
     process = await kubelet.exec(namespace, name, container, list(command), stdin, tty)
     await ws.prepare(request)
     reader = asyncio.ensure_future(_read_client(ws, process, stdin))
+    session = asyncio.ensure_future(_run(ws, process, list(command)))
     try:
-        await asyncio.gather(_pump(ws, STDOUT, process.stdout), _pump(ws, STDERR, process.stderr))
-        code = await process.wait()
-        versioned = (ws.ws_protocol or "").startswith(("v4.", "v5."))
-        if versioned:
-            await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code, list(command))).encode())
-        elif code != 0:
-            await ws.send_bytes(bytes([ERROR]) + f"command terminated with exit code {code}".encode())
+        await asyncio.wait({reader, session}, return_when=asyncio.FIRST_COMPLETED)
+        if not session.done() and ws.closed:
+            _kill(process)  # the client went away: nobody will read what the command prints
+        await session
     except ConnectionResetError:
-        pass
+        _kill(process)
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
+        for task in (reader, session):
+            task.cancel()
+        await asyncio.gather(reader, session, return_exceptions=True)
         await ws.close()
     return ws
+
+
+async def _run(ws: web.WebSocketResponse, process: ExecProcess, command: list[str]) -> None:
+    """Output to the client, then the exit status on the error channel."""
+    await asyncio.gather(_pump(ws, STDOUT, process.stdout), _pump(ws, STDERR, process.stderr))
+    code = await process.wait()
+    if ws.closed:
+        return
+    if (ws.ws_protocol or "").startswith(("v4.", "v5.")):
+        await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code, command)).encode())
+    elif code != 0:
+        await ws.send_bytes(bytes([ERROR]) + f"command terminated with exit code {code}".encode())
+
+
+def _resize(process: ExecProcess, payload: bytes) -> None:
+    """A resize frame is JSON {"Width": w, "Height": h}; runtimes without a tty ignore it."""
+    resize = getattr(process, "resize", None)
+    try:
+        size = json.loads(payload)
+        if resize is not None:
+            resize(int(size["Width"]), int(size["Height"]))
+    except (ValueError, KeyError, TypeError):
+        return
+
+
+def _kill(process: ExecProcess) -> None:
+    kill = getattr(process, "kill", None)
+    if kill is not None:
+        kill()
 
 
 async def _pump(ws: web.WebSocketResponse, channel: int, chunks: AsyncIterator[bytes]) -> None:
@@ -213,7 +240,8 @@ async def _pump(ws: web.WebSocketResponse, channel: int, chunks: AsyncIterator[b
 
 
 async def _read_client(ws: web.WebSocketResponse, process: ExecProcess, stdin: bool) -> None:
-    """Frames from the client: stdin data, v5 close-stdin, resize (ignored); a closed socket ends stdin."""
+    """Frames from the client: stdin data, v5 close-stdin, terminal resize; a closed socket ends stdin.
+    Returns when the client closes the socket (or sends no more frames)."""
     try:
         async for message in ws:
             if message.type == WSMsgType.BINARY:
@@ -222,9 +250,13 @@ async def _read_client(ws: web.WebSocketResponse, process: ExecProcess, stdin: b
                 data = str(message.data).encode()
             else:
                 break
-            if not data or not stdin:
+            if not data:
                 continue
-            if data[0] == STDIN and len(data) > 1:
+            if data[0] == RESIZE:
+                _resize(process, data[1:])
+            elif not stdin:
+                continue
+            elif data[0] == STDIN and len(data) > 1:
                 await process.write_stdin(data[1:])
             elif data[0] == CLOSE and data[1:2] == bytes([STDIN]):
                 process.close_stdin()

@@ -54,6 +54,23 @@ def wait_phase(core: client.CoreV1Api, name: str, phases: tuple[str, ...]) -> cl
     pytest.fail(f"pod {name} never reached {phases}: {pod.status}")
 
 
+def running(core: client.CoreV1Api, pattern: str) -> bool:
+    """Whether a process matching `pattern` runs in the pod's container (pgrep, through exec)."""
+    found = stream(
+        core.connect_get_namespaced_pod_exec,
+        "streams",
+        "default",
+        command=["pgrep", "-f", pattern],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    found.run_forever(timeout=10)
+    return found.returncode == 0
+
+
 def kubectl(sim_thread: SimThread, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     kubeconfig = str(sim_thread.clusters[CLUSTER].kubeconfig_path)
     return subprocess.run(
@@ -102,6 +119,23 @@ def test_follow_logs_and_exec_with_the_official_client(core: client.CoreV1Api) -
     )
     failing.run_forever(timeout=10)
     assert failing.returncode == 3 and failing.read_stderr() == "oops\n"
+    sleeper = stream(
+        core.connect_get_namespaced_pod_exec,
+        "streams",
+        "default",
+        command=["sleep", "300"],
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+    )
+    assert running(core, "sleep 300")
+    sleeper.close()  # the client goes away: the command must not outlive its session
+    deadline = time.monotonic() + 10
+    while running(core, "sleep 300"):
+        assert time.monotonic() < deadline, "the exec'd command outlived the closed session"
+        time.sleep(0.1)
     timestamps = core.read_namespaced_pod_log("streams", "default", timestamps=True, tail_lines=1)
     assert timestamps.rstrip().endswith(" two") and timestamps[:4].isdigit()
     core.delete_namespaced_pod("streams", "default")
