@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -38,6 +39,7 @@ def sh(name: str, script: str, **fields: Any) -> Obj:
     return {"name": name, "image": "busybox:1.36", "command": ["sh", "-c", script], **fields}
 
 
+@contextlib.asynccontextmanager
 async def start(
     store: ObjectStore, nodes: list[Obj], config: Obj | None = None
 ) -> AsyncIterator[tuple[Scheduler, Kubelet]]:

@@ -27,6 +27,7 @@ from tests.sim.kubelet_fixtures import (
     wait_pod,
     waiting_reason,
 )
+from tests.sim.leaks import child_processes
 from tests.sim.leaks import no_leaks as no_leaks
 
 
@@ -37,7 +38,7 @@ async def store() -> ObjectStore:
 
 @pytest.fixture
 async def kubelet(store: ObjectStore) -> AsyncIterator[Kubelet]:
-    async for _, k in start(store, [node("node-1")]):
+    async with start(store, [node("node-1")]) as (_, k):
         yield k
 
 
@@ -220,7 +221,7 @@ async def test_failed_node_kills_its_containers(store: ObjectStore, kubelet: Kub
 
 async def test_without_isolation_every_pod_says_so() -> None:
     store = ObjectStore()
-    async for _, unisolated in start(store, [node("plain-1")], {"isolation": False}):
+    async with start(store, [node("plain-1")], {"isolation": False}) as (_, unisolated):
         store.create("pods", pod("plain", sh("main", "echo $HOSTNAME")))
         await wait_pod(store, "plain", phase("Succeeded"))
         assert await read_logs(unisolated, "plain", "main") == "plain\n"
@@ -298,3 +299,13 @@ async def test_python_command_works_as_in_a_python_image(store: ObjectStore, kub
     await wait_pod(store, "py", phase("Succeeded"))
     assert await read_logs(kubelet, "py", "main") == "3\n"
     assert not await asyncio.to_thread(os.path.exists, "/usr/local/bin/python")
+
+
+async def test_a_container_killed_while_it_starts_does_not_outlive_the_kubelet() -> None:
+    store = ObjectStore()
+    async with asyncio.timeout(15):
+        async with start(store, [node("quick-1")]) as (_, k):
+            store.create("pods", pod("racer", sh("main", "trap '' TERM; sleep 30")))
+            await wait_pod(store, "racer", lambda p: bool(p["status"].get("startTime")))  # its start is under way
+            k.fail_node("quick-1")
+    assert child_processes() == []

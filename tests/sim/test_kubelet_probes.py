@@ -25,7 +25,7 @@ async def store() -> ObjectStore:
 
 @pytest.fixture
 async def kubelet(store: ObjectStore) -> AsyncIterator[Kubelet]:
-    async for _, k in start(store, [node("node-1")]):
+    async with start(store, [node("node-1")]) as (_, k):
         yield k
 
 
@@ -86,7 +86,7 @@ async def test_http_and_tcp_probes_against_a_real_server(store: ObjectStore, kub
         f"exec python3 -m http.server {port} --bind 127.0.0.1",
         ports=[{"name": "http", "containerPort": port}],
         readinessProbe={"httpGet": {"port": "http", "path": "/"}, **FAST},
-        livenessProbe={"tcpSocket": {"port": port}, **FAST},
+        livenessProbe={"tcpSocket": {"port": port}, **FAST, "failureThreshold": 200},
     )
     store.create("pods", pod("web", server, terminationGracePeriodSeconds=0))
     served = await wait_pod(store, "web", lambda p: ready(p) is True)

@@ -23,7 +23,7 @@ async def store() -> ObjectStore:
 
 @pytest.fixture
 async def kubelet(store: ObjectStore) -> AsyncIterator[Kubelet]:
-    async for _, k in start(store, [node("v-1", "virtual"), node("v-2", "virtual")]):
+    async with start(store, [node("v-1", "virtual"), node("v-2", "virtual")]) as (_, k):
         yield k
 
 

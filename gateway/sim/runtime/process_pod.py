@@ -46,6 +46,7 @@ class ProcessPod:
         self._api_env: dict[str, str] = {}
         self._api_mount: Mount | None = None
         self._stop = asyncio.Event()
+        self._grace_over = False  # set once containers are to be SIGKILLed (kill, or the grace period ended)
         self._silent = False
         self._killer: asyncio.TimerHandle | None = None
         self._deadline: asyncio.TimerHandle | None = None
@@ -72,6 +73,8 @@ class ProcessPod:
         self._kill_running()
 
     def _kill_running(self) -> None:
+        """SIGKILL for every running container, and for any that starts from now on."""
+        self._grace_over = True
         for container in self._running.values():
             container.kill_all()
 
@@ -230,7 +233,9 @@ class ProcessPod:
             self._services.event(self.state, "Normal", "Started", f"Started container {cs.name}", path)
             self._running[cs.name] = running
             cs.ready = False if container.get("readinessProbe") else None  # not ready before its first pass
-            if self._stop.is_set():  # deleted while it was starting: it gets its SIGTERM too
+            if self._grace_over:  # killed while it was starting
+                running.kill_all()
+            elif self._stop.is_set():  # deleted while it was starting: it gets its SIGTERM too
                 running.signal(signal.SIGTERM)
             self.state.settle_phase("Always")
             self._publish()
