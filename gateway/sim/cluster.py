@@ -94,16 +94,19 @@ class SimCluster:
         log.info("simulated cluster %s at %s (kubeconfig %s)", self.name, self.url, self.kubeconfig_path)
 
     async def stop(self) -> None:
-        for part in (self.kubelet, self.scheduler):
-            if part is not None:
-                await part.stop()
-        self.kubelet = self.scheduler = self.context.kubelet = None
-        self.store.close_watches()
-        if self._runner is not None:
-            self._drop_connections()
-            await self._runner.cleanup()
-            self._runner = None
-            self._site = None
+        """Stops the node side (its processes), ends watches and closes the listener, even if a part fails."""
+        try:
+            for part in (self.kubelet, self.scheduler):
+                if part is not None:
+                    await part.stop()
+        finally:
+            self.kubelet = self.scheduler = self.context.kubelet = None
+            self.store.close_watches()
+            if self._runner is not None:
+                self._drop_connections()
+                await self._runner.cleanup()
+                self._runner = None
+                self._site = None
 
     async def _listen(self) -> None:
         assert self._runner is not None
