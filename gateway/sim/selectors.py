@@ -17,8 +17,8 @@ from typing import Any
 from gateway.sim.errors import BadRequest
 
 _TOKEN = re.compile(r"\s*(\(|\)|,|!=|==|=|!|<|>|[^\s(),=!<>]+)")
-_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,13 @@ def _tokens(text: str) -> list[str]:
 
 
 def _check_key(key: str, text: str) -> str:
-    if not _KEY.match(key) or len(key.rsplit("/", 1)[-1]) > 63:
+    if not LABEL_KEY.match(key) or len(key.rsplit("/", 1)[-1]) > 63:
         raise BadRequest(f"unable to parse requirement: invalid label key {key!r} in selector {text!r}")
     return key
 
 
 def _check_value(value: str, text: str) -> str:
-    if not _VALUE.match(value) or len(value) > 63:
+    if not LABEL_VALUE.match(value) or len(value) > 63:
         raise BadRequest(f"unable to parse requirement: invalid label value {value!r} in selector {text!r}")
     return value
 

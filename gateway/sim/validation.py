@@ -19,6 +19,7 @@ import jsonschema  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 
 from gateway.sim.errors import BadRequest, Invalid
+from gateway.sim.selectors import LABEL_KEY, LABEL_VALUE
 
 SCHEMA_VERSION = "v1.37.0-local"
 KINDS: dict[str, tuple[str, str, str]] = {  # resource -> (kind, apiVersion, schema file stem)
@@ -157,6 +158,37 @@ def _name_causes(resource: str, meta: Mapping[str, Any]) -> list[Cause]:
     return []
 
 
+def _label_causes(meta: Mapping[str, Any]) -> list[Cause]:
+    """Label keys are qualified names (optional DNS prefix, name <= 63); values <= 63 of [-A-Za-z0-9_.]."""
+    labels = meta.get("labels")
+    if not isinstance(labels, dict):
+        return []
+    causes: list[Cause] = []
+    for key, value in labels.items():
+        name = str(key).rsplit("/", 1)[-1]
+        if not LABEL_KEY.match(str(key)) or len(name) > 63 or len(str(key)) - len(name) > 254:
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "metadata.labels",
+                    f'Invalid value: "{key}": name part must consist '
+                    "of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric "
+                    "character (at most 63 characters)",
+                )
+            )
+        if isinstance(value, str) and (len(value) > 63 or not LABEL_VALUE.match(value)):
+            causes.append(
+                (
+                    "FieldValueInvalid",
+                    "metadata.labels",
+                    f'Invalid value: "{value}": a valid label must be '
+                    "an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and "
+                    "end with an alphanumeric character (at most 63 characters)",
+                )
+            )
+    return causes
+
+
 def _pod_causes(pod: Mapping[str, Any]) -> list[Cause]:
     spec = pod.get("spec") or {}
     causes: list[Cause] = []
@@ -195,7 +227,7 @@ def validate_create(resource: str, obj: Mapping[str, Any]) -> None:
     """Raises Invalid (422) with every cause found; the object must carry kind/apiVersion already."""
     kind = KINDS[resource][0]
     meta = obj.get("metadata") or {}
-    causes = _name_causes(resource, meta) + _schema_causes(resource, obj)
+    causes = _name_causes(resource, meta) + _label_causes(meta) + _schema_causes(resource, obj)
     if resource == "pods":
         causes += _pod_causes(obj)
     if causes:

@@ -49,6 +49,20 @@ def test_pod_crud_with_server_filled_metadata(core: client.CoreV1Api) -> None:
         ({"metadata": {"name": "UPPER"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}, "metadata.name"),
         ({"metadata": {"name": "noimage"}, "spec": {"containers": [{"name": "c"}]}}, "spec.containers[0].image"),
         ({"metadata": {"name": "nocontainers"}, "spec": {"containers": []}}, "spec.containers"),
+        (
+            {
+                "metadata": {"name": "badlabel", "labels": {"bad key": "v"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+            "metadata.labels",
+        ),
+        (
+            {
+                "metadata": {"name": "badvalue", "labels": {"k": "-x"}},
+                "spec": {"containers": [{"name": "c", "image": "x"}]},
+            },
+            "metadata.labels",
+        ),
     ],
 )
 def test_invalid_pods_are_422_with_causes(core: client.CoreV1Api, body: dict, field: str) -> None:
