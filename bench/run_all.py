@@ -17,7 +17,9 @@ BENCH = Path(__file__).resolve().parent
 QUICK_ARGS: dict[str, list[str]] = {
     "dispatch": ["--quick"],
     "kubeapi": ["--requests", "500", "--events", "300"],
+    "observability": ["--lines", "2000", "--clusters", "20"],
     "placement": ["--runs", "10"],
+    "sim_node": ["--pods", "1000"],
     "sim_pods": ["--pods", "1000"],
     "store": ["--lines", "10000"],
 }

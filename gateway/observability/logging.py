@@ -34,30 +34,42 @@ CONTEXT: Mapping[str, contextvars.ContextVar[str]] = {
     "pod": POD,
 }
 
-# Known secret shapes. The first group, when there is one, is kept: it names what was redacted.
-SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", re.DOTALL),
-    re.compile(r"(?i)\b(bearer\s+|basic\s+)[A-Za-z0-9._~+/=-]{6,}"),
-    re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),  # JWT: SA, OIDC, Entra tokens
-    re.compile(r"\b(k8s-aws-v1\.)[A-Za-z0-9_=-]+"),  # EKS presigned STS token
-    re.compile(r"\b(ya29\.)[A-Za-z0-9._-]+"),  # Google OAuth access token
-    re.compile(r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),  # AWS access key id
-    re.compile(r"\b[A-Za-z0-9_.-]{3}\dQ~[A-Za-z0-9_.~-]{31,34}"),  # Entra ID client secret
-    re.compile(r"(?i)\b(X-Amz-(?:Signature|Credential|Security-Token)=)[^&\s\"']+"),
-    re.compile(
-        r"(?i)\b((?:password|passwd|secret|client[_-]?secret|token|access[_-]?token|refresh[_-]?token|api[_-]?key)"
-        r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+"
+# Known secret shapes, as (prefix kept to say what was redacted, secret) pairs; one combined pattern scans
+# each string once.
+SECRET_SHAPES: tuple[tuple[str, str], ...] = (
+    ("", r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
+    (r"(?i:\b(?:bearer|basic)\s+)", r"[A-Za-z0-9._~+/=-]{6,}"),
+    ("", r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"),  # JWT: SA, OIDC, Entra tokens
+    (r"\bk8s-aws-v1\.", r"[A-Za-z0-9_=-]+"),  # EKS presigned STS token
+    (r"\bya29\.", r"[A-Za-z0-9._-]+"),  # Google OAuth access token
+    ("", r"\b(?:AKIA|ASIA)[A-Z0-9]{16}\b"),  # AWS access key id
+    ("", r"\b[A-Za-z0-9_.-]{3}\dQ~[A-Za-z0-9_.~-]{31,34}"),  # Entra ID client secret
+    (r"(?i:\bX-Amz-(?:Signature|Credential|Security-Token)=)", r"[^&\s\"']+"),
+    (
+        r"(?i:\b(?:password|passwd|secret|client[_-]?secret|token|access[_-]?token|refresh[_-]?token|api[_-]?key)"
+        r"[\"']?\s*[:=]\s*[\"']?)",
+        r"[^\s\"',;&}]+",
     ),
 )
+SECRETS = re.compile("|".join(f"(?P<keep{i}>{keep}){secret}" for i, (keep, secret) in enumerate(SECRET_SHAPES)))
+# Every shape above contains one of these (lower-cased): most text has none and skips the scan.
+_HINTS = ("private key", "bearer", "basic", "eyj", "k8s-aws-v1.", "ya29.", "akia", "asia", "q~", "x-amz-",
+          "passw", "secret", "token", "api")  # fmt: skip
 
 # Attributes every LogRecord has; anything else on a record came from `extra=` and is logged as a field.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
+def _replace(match: re.Match[str]) -> str:
+    keep = next(v for k, v in match.groupdict().items() if v is not None)
+    return keep + REDACTED
+
+
 def redact(text: str) -> str:
-    for pattern in SECRET_PATTERNS:
-        text = pattern.sub(lambda m: (m.group(1) or "") + REDACTED if m.re.groups else REDACTED, text)
-    return text
+    lowered = text.lower()
+    if not any(hint in lowered for hint in _HINTS):
+        return text
+    return SECRETS.sub(_replace, text)
 
 
 def _scrub(value: Any) -> Any:
@@ -67,7 +79,7 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, bool | int | float) or value is None:
         return value
     if isinstance(value, Mapping):
-        return {redact(str(k)): _scrub(v) for k, v in value.items()}
+        return {str(k): _scrub(v) for k, v in value.items()}  # keys are field names from code
     if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(v) for v in value]
     return redact(str(value))

@@ -77,7 +77,18 @@ async def test_a_pod_run_moves_the_metrics(stub: dispatch_pb2_grpc.DispatchServi
 
     events = [r.event async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id))]
     assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
-    after = await scrape()
+    watch = "podgate.v1.DispatchService/WatchPod"
+
+    async def settled() -> Samples | None:  # the server counts an RPC just after the caller has its status
+        now = await scrape()
+        return (
+            now
+            if value(now, "podgate_requests_total", rpc=watch, code="OK")
+            > value(before, "podgate_requests_total", rpc=watch, code="OK")
+            else None
+        )
+
+    after = await eventually(settled)
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
@@ -99,8 +110,9 @@ async def test_no_fit_and_invalid_requests_are_counted(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await run_to_end(stub, pod_request("print(1)", regions=("mars-north-1",)))
     assert raised.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    after = metrics.REGISTRY.get_sample_value("podgate_requests_total", {"rpc": rpc, "code": "INVALID_ARGUMENT"})
-    assert after == (invalid or 0) + 1
+    expected = (invalid or 0) + 1
+    labels = {"rpc": rpc, "code": "INVALID_ARGUMENT"}
+    assert await eventually(lambda: metrics.REGISTRY.get_sample_value("podgate_requests_total", labels) == expected)
 
 
 async def test_failover_is_counted_and_logged_with_request_cluster_and_pod(world: SimWorld, tmp_path: Path) -> None:

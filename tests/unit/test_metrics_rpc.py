@@ -59,6 +59,15 @@ def count(rpc: str, code: str) -> float:
     return metrics.REGISTRY.get_sample_value("podgate_requests_total", {"rpc": rpc, "code": code}) or 0.0
 
 
+async def counted(rpc: str, code: str, expected: float) -> float:
+    """The count once it reaches expected (within 5 s): the server records after the caller has its status."""
+    for _ in range(100):
+        if count(rpc, code) >= expected:
+            break
+        await asyncio.sleep(0.05)
+    return count(rpc, code)
+
+
 @pytest.mark.parametrize(
     ("request_id", "code"),
     [("ok", "OK"), ("missing", "NOT_FOUND"), ("crash", "INTERNAL")],
@@ -70,7 +79,7 @@ async def test_unary_requests_by_code(channel: grpc.aio.Channel, request_id: str
         await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request_id))
     except grpc.aio.AioRpcError as e:
         assert e.code().name == code
-    assert count(GET, code) == before + 1
+    assert await counted(GET, code, before + 1) == before + 1
 
 
 @pytest.mark.parametrize(("request_id", "code"), [("done", "OK"), ("missing", "NOT_FOUND")])
@@ -80,7 +89,7 @@ async def test_stream_requests_by_code(channel: grpc.aio.Channel, request_id: st
     with pytest.raises(grpc.aio.AioRpcError) if code != "OK" else contextlib.nullcontext():
         async for _ in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request_id)):
             pass
-    assert count(WATCH, code) == before + 1
+    assert await counted(WATCH, code, before + 1) == before + 1
 
 
 async def test_a_stream_the_caller_leaves_counts_as_cancelled(channel: grpc.aio.Channel) -> None:
@@ -88,11 +97,7 @@ async def test_a_stream_the_caller_leaves_counts_as_cancelled(channel: grpc.aio.
     call = dispatch_pb2_grpc.DispatchServiceStub(channel).WatchPod(dispatch_pb2.WatchPodRequest(request_id="forever"))
     await call.read()
     call.cancel()
-    for _ in range(100):
-        if count(WATCH, "CANCELLED") == before + 1:
-            break
-        await asyncio.sleep(0.05)
-    assert count(WATCH, "CANCELLED") == before + 1
+    assert await counted(WATCH, "CANCELLED", before + 1) == before + 1
 
 
 async def test_each_rpc_logs_under_its_request_id(channel: grpc.aio.Channel) -> None:
