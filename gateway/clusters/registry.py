@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 __all__ = ["ClusterRuntime", "PodTrack", "Registry"]
 
 SYNC_WAIT_SECONDS = 10.0
+RPC_SYNC_WAIT_SECONDS = 2.0
 ClientFactory = Callable[[domain.ClusterSpec, CredentialProvider], ClusterClient]
 ProviderFactory = Callable[[domain.ClusterSpec], CredentialProvider]
 
@@ -92,11 +93,11 @@ class Registry:
         await self._wait_synced(list(self._runtimes.values()))
         return problems
 
-    async def _wait_synced(self, runtimes: list[ClusterRuntime]) -> None:
+    async def _wait_synced(self, runtimes: list[ClusterRuntime], within: float = SYNC_WAIT_SECONDS) -> None:
         """Gives fresh clusters a moment to list nodes and pods, so the first placements see real capacity."""
         waits = [asyncio.ensure_future(r.wait_synced()) for r in runtimes]
         if waits:
-            _, late = await asyncio.wait(waits, timeout=SYNC_WAIT_SECONDS)
+            _, late = await asyncio.wait(waits, timeout=within)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
@@ -134,7 +135,7 @@ class Registry:
 
     async def _add_and_sync(self, spec: domain.ClusterSpec) -> ClusterRuntime:
         runtime = await self._add(spec, persist=True)
-        await self._wait_synced([runtime])
+        await self._wait_synced([runtime], within=RPC_SYNC_WAIT_SECONDS)  # an RPC must not hang on a dead cluster
         return runtime
 
     # --- changes (the Clusters RPCs) ------------------------------------------------------
