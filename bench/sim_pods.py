@@ -88,7 +88,7 @@ def pod(i: int, api_only: bool) -> dict[str, Any]:
 
 
 class Simulator:
-    """`podgate sim` as a child process; reads the URLs and control token it prints."""
+    """`podgate sim` as a child process; reads the kubeconfig and control endpoint file it writes."""
 
     def __init__(self, config: Path, kubeconfig_dir: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in CA_VARIABLES}
@@ -100,10 +100,10 @@ class Simulator:
             text=True,
         )
         assert self.process.stdout is not None
-        lines = [self.process.stdout.readline() for _ in range(4)]
-        control = lines[3].split()
-        self.control_url = control[3]
-        self.control_token = control[-1].rstrip(")")
+        for _ in range(4):  # header, the cluster, the merged kubeconfig, the control endpoint
+            self.process.stdout.readline()
+        control = yaml.safe_load((kubeconfig_dir / "control.yaml").read_text())
+        self.control_url, self.control_token = control["url"], control["token"]
         kubeconfig = yaml.safe_load((kubeconfig_dir / f"{CLUSTER}.kubeconfig").read_text())
         self.url = kubeconfig["clusters"][0]["cluster"]["server"]
         ca = base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"]).decode()

@@ -258,6 +258,7 @@ class SimWorld:
         self.config = config
         self.kubeconfig_dir = Path(kubeconfig_dir)
         self.kubeconfig_path = self.kubeconfig_dir / "kubeconfig"
+        self.control_path = self.kubeconfig_dir / "control.yaml"  # the control endpoint's URL and token (0600)
         self.clusters: dict[str, SimCluster] = {
             spec.name: SimCluster(spec, kubeconfig_dir=kubeconfig_dir, node_side=node_side) for spec in config.clusters
         }
@@ -284,6 +285,8 @@ class SimWorld:
                 await cluster.stop()
             raise
         kubeconfig.write(self.kubeconfig_path, kubeconfig.document([c._entry() for c in self.clusters.values()]))
+        if self.control is not None:
+            kubeconfig.write(self.control_path, {"url": self.control.url, "token": self.control.token})
 
     async def stop(self) -> None:
         if self.control is not None:

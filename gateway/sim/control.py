@@ -1,7 +1,8 @@
 """The control endpoint of a SimWorld: faults switched at run time over loopback HTTP.
 
 A separate port from the clusters' API servers, so that it still answers during an API outage.
-Every request needs `Authorization: Bearer <control token>` (printed by `podgate sim`).
+Every request needs `Authorization: Bearer <control token>` (`podgate sim` writes the URL and token to
+DIR/control.yaml, mode 0600; in Python: `world.control.url`, `world.control.token`).
 
     GET    /clusters                          names and URLs
     GET    /clusters/{c}/faults               current settings

@@ -19,7 +19,7 @@ def describe(world: SimWorld) -> str:
         lines.append(f"{cluster.name:<20} {cluster.url:<28} {cluster.kubeconfig_path}")
     lines.append(f"merged kubeconfig (a context per cluster): {world.kubeconfig_path}")
     if world.control is not None:
-        lines.append(f"fault control endpoint: {world.control.url} (Authorization: Bearer {world.control.token})")
+        lines.append(f"fault control endpoint: {world.control.url} (URL and bearer token in {world.control_path})")
     return "\n".join(lines)
 
 

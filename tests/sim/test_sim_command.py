@@ -26,6 +26,11 @@ def test_podgate_sim_serves_every_cluster_until_terminated(tmp_path: Path) -> No
         assert lines[0].split() == ["CLUSTER", "URL", "KUBECONFIG"]
         names = [line.split()[0] for line in lines[1:]]
         assert names == ["local-eu-gpu", "local-eu-cpu", "local-us-gpu"]
+        assert "URL and bearer token in" in process.stdout.readline() + process.stdout.readline()
+        control = kubeconfigs / "control.yaml"
+        assert control.stat().st_mode & 0o777 == 0o600
+        assert (kubeconfigs / "local-eu-gpu.kubeconfig").stat().st_mode & 0o777 == 0o600
+        assert yaml.safe_load(control.read_text())["url"].startswith("http://127.0.0.1:")
         merged = yaml.safe_load((kubeconfigs / "kubeconfig").read_text())
         assert [c["name"] for c in merged["contexts"]] == names
         result = subprocess.run(
