@@ -105,13 +105,7 @@ def server_context(ca: CertificateAuthority, server: KeyPair) -> ssl.SSLContext:
     """TLS for the API server: our certificate, and client certificates verified against our CA when sent."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    with tempfile.TemporaryDirectory(prefix="podgate-sim-tls-") as tmp:
-        cert_file, key_file = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
-        with open(cert_file, "wb") as f:
-            f.write(server.cert_pem)
-        with open(os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
-            f.write(server.key_pem)
-        ctx.load_cert_chain(cert_file, key_file)
+    _load_chain(ctx, server)
     ctx.load_verify_locations(cadata=ca.cert_pem.decode())
     ctx.verify_mode = ssl.CERT_OPTIONAL
     return ctx
@@ -121,14 +115,19 @@ def client_context(ca_pem: bytes, client: KeyPair | None = None) -> ssl.SSLConte
     """TLS for a client of the simulator (tests, benchmarks): trusts only this cluster's CA."""
     ctx = ssl.create_default_context(cadata=ca_pem.decode())
     if client is not None:
-        with tempfile.TemporaryDirectory(prefix="podgate-sim-tls-") as tmp:
-            cert_file, key_file = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
-            with open(cert_file, "wb") as f:
-                f.write(client.cert_pem)
-            with open(os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
-                f.write(client.key_pem)
-            ctx.load_cert_chain(cert_file, key_file)
+        _load_chain(ctx, client)
     return ctx
+
+
+def _load_chain(ctx: ssl.SSLContext, pair: KeyPair) -> None:
+    """`ssl` loads certificates only from files: a private temporary directory, gone once loaded."""
+    with tempfile.TemporaryDirectory(prefix="podgate-sim-tls-") as tmp:
+        cert_file, key_file = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+        with open(cert_file, "wb") as f:
+            f.write(pair.cert_pem)
+        with open(os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600), "wb") as f:
+            f.write(pair.key_pem)
+        ctx.load_cert_chain(cert_file, key_file)
 
 
 def peer_identity(peercert: dict[str, object] | None) -> tuple[str, tuple[str, ...]] | None:
