@@ -200,7 +200,7 @@ class ApiServer:
         return account if account is not None and not groups else Identity(user, (*groups, "system:authenticated"))
 
     def _authorize(self, identity: Identity, info: RequestInfo) -> None:
-        if info.resource in ("selfsubjectaccessreviews", "selfsubjectreviews"):
+        if info.resource in ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"):
             return
         attrs = info.attributes()
         if not self.ctx.authz.allowed(identity, attrs):
@@ -234,6 +234,8 @@ class ApiServer:
         body = await handlers.read_body(request) if request.method in ("POST", "PUT", "PATCH", "DELETE") else None
         if info.resource == "selfsubjectaccessreviews":
             return json_response(reviews.self_subject_access_review(ctx.authz, identity, body or {}), 201)
+        if info.resource == "selfsubjectrulesreviews":
+            return json_response(reviews.self_subject_rules_review(ctx.authz, identity, body or {}), 201)
         if info.resource == "selfsubjectreviews":
             return json_response(reviews.self_subject_review(identity), 201)
         if info.subresource == "token":

@@ -92,6 +92,16 @@ RESOURCES: tuple[ApiResource, ...] = (
         "selfsubjectaccessreview",
     ),
     ApiResource(
+        AUTHZ_GROUP,
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        False,
+        ("create",),
+        (),
+        (),
+        "selfsubjectrulesreview",
+    ),
+    ApiResource(
         AUTHN_GROUP, "selfsubjectreviews", "SelfSubjectReview", False, ("create",), (), (), "selfsubjectreview"
     ),
 )

@@ -96,6 +96,7 @@ LAYOUTS: dict[str, Layout] = {
         ),
     },
     "SelfSubjectReview": {1: ("metadata", OBJECT_META)},
+    "SelfSubjectRulesReview": {1: ("metadata", OBJECT_META), 2: ("spec", {1: ("namespace", "str")})},
     "ServiceAccount": {1: ("metadata", OBJECT_META)},
     "Namespace": {1: ("metadata", OBJECT_META)},
     "Secret": {1: ("metadata", OBJECT_META), 2: ("data", "bytesmap"), 3: ("type", "str"), 4: ("stringData", "map")},

@@ -95,6 +95,21 @@ class Authorizer:
             return True
         return bool(attrs.namespace) and self._bindings_allow(identity, attrs)
 
+    def rules_for(self, identity: Identity, namespace: str) -> list[dict[str, Any]]:
+        """The resource rules that apply to `identity` in `namespace` (for SelfSubjectRulesReview)."""
+        if MASTERS in identity.groups:
+            return [dict(r) for r in BUILTIN_CLUSTER_ROLES["cluster-admin"]]
+        rules: list[dict[str, Any]] = []
+        user = self._users.get(identity.user)
+        if user is not None and (_covers(user.namespaces, namespace) if namespace else "*" in user.namespaces):
+            rules.append({"verbs": list(user.verbs), "apiGroups": ["*"], "resources": list(user.resources)})
+        if namespace:
+            bindings, _ = self._store.list("rolebindings", namespace)
+            for binding in bindings:
+                if any(_subject_matches(s, identity, namespace) for s in binding.get("subjects") or []):
+                    rules += self._rules(binding.get("roleRef") or {}, namespace)
+        return rules
+
     @staticmethod
     def _static_allows(user: UserSpec, attrs: Attributes) -> bool:
         namespace_ok = _covers(user.namespaces, attrs.namespace) if attrs.namespace else "*" in user.namespaces

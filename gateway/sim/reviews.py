@@ -128,6 +128,25 @@ def self_subject_access_review(authz: Authorizer, identity: Identity, body: Obj)
     }
 
 
+def self_subject_rules_review(authz: Authorizer, identity: Identity, body: Obj) -> Obj:
+    """What `kubectl auth can-i --list` shows: the rules that apply to the caller in a namespace."""
+    spec = body.get("spec") or {}
+    namespace = spec.get("namespace") or ""
+    return {
+        "kind": "SelfSubjectRulesReview",
+        "apiVersion": f"{AUTHZ_GROUP}/v1",
+        "metadata": {},
+        "spec": spec,
+        "status": {
+            "resourceRules": authz.rules_for(identity, namespace),
+            "nonResourceRules": [
+                {"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/version"]}
+            ],
+            "incomplete": False,
+        },
+    }
+
+
 def self_subject_review(identity: Identity) -> Obj:
     """What `kubectl auth whoami` shows."""
     user: Obj = {"username": identity.user, "groups": list(identity.groups)}

@@ -124,6 +124,8 @@ def test_create_token_role_rolebinding_and_impersonation(kubeconfig: Path, tmp_p
     kubectl(kubeconfig, "create", "role", "pod-reader", "--verb=get,list", "--resource=pods")
     kubectl(kubeconfig, "create", "rolebinding", "runner-reads", "--role=pod-reader", "--serviceaccount=default:runner")
     assert kubectl(as_runner, "auth", "can-i", "list", "pods").stdout.strip() == "yes"
+    listed = kubectl(as_runner, "auth", "can-i", "--list").stdout.splitlines()
+    assert any(line.split()[0] == "pods" and line.split()[-2:] == ["[get", "list]"] for line in listed), listed
     sa = "--as=system:serviceaccount:default:runner"
     assert kubectl(kubeconfig, "auth", "can-i", "get", "pods", sa).stdout.strip() == "yes"
     assert kubectl(kubeconfig, "auth", "can-i", "delete", "pods", sa, check=False).stdout.strip() == "no"
