@@ -1,7 +1,8 @@
 """Faults of one simulated cluster, switchable at run time, and the log of the requests it served.
 
 `Faults` is plain state the API server consults on every request (latency, error rate) plus the
-request log and counters per (verb, resource) that benchmarks read to count API calls. Outages,
+request log and counters per (verb, resource) that benchmarks read to count API calls. A request is
+recorded when it ends: an open watch, log stream or exec session is counted once it closes. Outages,
 dropped watches and node failures act on the running server and store: see `SimCluster`.
 """
 
