@@ -96,7 +96,8 @@ def parse_path(method: str, parts: list[str], watch_param: bool) -> RequestInfo 
     if rest[0] == "watch":
         watch, rest = True, rest[1:]
     namespace = ""
-    if len(rest) >= 3 and rest[0] == "namespaces":
+    namespace_status = group == "" and len(rest) == 3 and rest[2] == "status"  # /namespaces/{name}/status
+    if len(rest) >= 3 and rest[0] == "namespaces" and not namespace_status:
         namespace, rest = rest[1], rest[2:]
     if not rest or len(rest) > 3:
         raise PathNotFound()
