@@ -230,6 +230,8 @@ async def test_share_process_namespace_puts_containers_in_one_pid_namespace(runt
         assert [r[1] for r in rows if r[1] == "sleep"] == ["sleep"]
         first.signal(signal.SIGKILL)
         assert (await first.wait()).exit_code == 137
+        status, log = await run(runtime, box, spec("leaver", "sleep 30 & echo left"))  # must not hang on its child
+        assert status.exit_code == 0 and await text(log) == "left\n"
     finally:
         await runtime.remove_sandbox(box)
 
@@ -240,8 +242,8 @@ async def test_without_isolation_containers_still_run_and_say_so(tmp_path: Path)
     try:
         assert not rt.isolated and rt.degraded_reason == "isolation disabled in the runtime configuration"
         box = await rt.create_sandbox("uid-3", [], share_pid=False)
-        status, log = await run(rt, box, spec("main", "echo $X; exit 2", X="plain"))
-        assert status.exit_code == 2 and await text(log) == "plain\n"
+        status, log = await run(rt, box, spec("main", "sleep 30 & echo $X; exit 2", X="plain"))
+        assert status.exit_code == 2 and await text(log) == "plain\n"  # and its background child is gone
         container = await rt.run(box, spec("sleeper", "sleep 30", X="env"), ContainerLog())
         assert await exec_output(container, "sh", "-c", "echo $X; pwd") == (
             0,

@@ -11,7 +11,7 @@ never writes to the host), plus a fresh /proc of the container's PID namespace, 
 host's other filesystems (read-only), and the pod's volumes and termination-message file bind-mounted where the pod
 asks. Everything lives in the private mount namespace and disappears with its last process.
 
-Lines on the status fd: "pid <host pid>", then "exec" (the command starts) or "error <text>" (it
+Lines on the status fd: "pid <host pid>", "mntns <mount namespace>", then "exec" (the command starts) or "error <text>" (it
 could not: exit code 128, like a runtime StartError), then "status <code>" (negative: killed by that
 signal). With `--pause` the child only holds a shared PID namespace open and reaps orphans, as
 Kubernetes' pause container does. Without isolation (`isolated: false`) the command is exec'd in place.
@@ -143,7 +143,7 @@ def _limit_memory(limit: int | None) -> None:
 
 
 def _start(spec: dict[str, Any], status: int) -> None:
-    os.write(status, f"pid {os.readlink('/proc/self')}\n".encode())
+    os.write(status, f"pid {os.readlink('/proc/self')}\nmntns {os.readlink('/proc/self/ns/mnt')}\n".encode())
     _join_cgroup(spec.get("cgroup"))
     if spec.get("isolated", True):
         root = _make_root(spec)

@@ -68,6 +68,7 @@ class ProcessContainer:
         self._proc = proc
         self._status = status
         self.host_dir: str | None = None
+        self.mount_ns = ""  # set when the pod shares a PID namespace (see wait())
         self._pumps = pumps
         self._cgroup = cgroup
         self._exit: ExitStatus | None = None
@@ -100,10 +101,15 @@ class ProcessContainer:
 
     async def wait(self) -> ExitStatus:
         if self._exit is None:
-            code = await self._proc.wait()
+            # Process.wait() also waits for stdout/stderr to close, which a leftover child would hold open:
+            # wait for the exit itself, end what the container left behind, then collect.
+            await _exited(self._proc.pid)
+            if self.mount_ns:  # a shared PID namespace outlives the container
+                _kill_namespace_members(self.mount_ns)
             if not self._runtime.isolated:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(self._proc.pid, signal.SIGKILL)
+            code = await self._proc.wait()
             await asyncio.gather(*self._pumps, self._status.finished())
             if self._status.code is not None:
                 code = self._status.code
@@ -249,6 +255,8 @@ class ProcessRuntime:
         except TimeoutError:
             status.error = f"container did not start within {START_TIMEOUT:.0f}s"
             container.kill_all()
+        if sandbox.pause_pid:
+            container.mount_ns = status.mount_ns
         return container
 
     def _argv(self, sandbox: ProcessSandbox, spec_file: str) -> list[str]:
@@ -303,6 +311,7 @@ class _StatusPipe:
         self.pid = 0
         self.error: str | None = None
         self.code: int | None = None
+        self.mount_ns = ""
         self.execed = False
         self._progress = asyncio.Event()
         self._task = asyncio.create_task(self._read(fd))
@@ -316,6 +325,8 @@ class _StatusPipe:
                 word, _, rest = line.partition(" ")
                 if word == "pid":
                     self.pid = int(rest)
+                elif word == "mntns":
+                    self.mount_ns = rest
                 elif word == "exec":
                     self.execed = True
                 elif word == "error":
@@ -336,6 +347,42 @@ class _StatusPipe:
 
     async def finished(self) -> None:
         await self._task
+
+
+async def _exited(pid: int) -> None:
+    """Until process `pid` (our child) has exited, through a pidfd (no polling)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # already reaped
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await done
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def _mount_namespace(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return ""
+
+
+def _kill_namespace_members(namespace: str) -> None:
+    """SIGKILL for every process in that mount namespace (a container's, in a shared PID namespace)."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and _mount_namespace(int(entry)) == namespace:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry), signal.SIGKILL)
 
 
 async def _probe_namespaces() -> str | None:
