@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 LAUNCHER = str(Path(__file__).with_name("launcher.py"))
 START_TIMEOUT = 30.0
 START_ERROR_EXIT = 128
+_PROBED: dict[str, str | None] = {}  # launcher python -> why isolation is unavailable (None: it works)
 TERMINATION_LOG = "termination-log"
 
 
@@ -155,10 +156,14 @@ class ProcessRuntime:
     async def start(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         if self.isolated:
-            self.degraded_reason = await _probe_namespaces() or await self._probe_container()
+            if self.python not in _PROBED:  # what the machine allows does not change while we run
+                _PROBED[self.python] = await _probe_namespaces() or await self._probe_container()
+                if _PROBED[self.python]:
+                    log.warning(
+                        "process runtime degraded: %s; containers run as plain host processes", _PROBED[self.python]
+                    )
+            self.degraded_reason = _PROBED[self.python]
             self.isolated = self.degraded_reason is None
-        if self.degraded_reason:
-            log.warning("process runtime degraded: %s; containers run as plain host processes", self.degraded_reason)
 
     async def _probe_container(self) -> str | None:
         """Runs `true` as a container, the whole way (namespaces, overlay root, mounts): why it fails, if it does."""
