@@ -37,6 +37,15 @@ def subprocess_env() -> Iterator[dict[str, str]]:
     yield clean_env()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _nothing_left_behind() -> Iterator[None]:
+    """After the whole suite: no process of ours, no simulator mount, no simulator cgroup is left."""
+    from tests.sim.leaks import child_processes, sim_cgroups, sim_mounts
+
+    yield
+    assert (child_processes(), sim_mounts(), sim_cgroups()) == ([], [], [])
+
+
 @pytest.fixture(autouse=True)
 async def _no_pending_tasks() -> AsyncIterator[None]:
     """Fails a test that leaves asyncio tasks behind (kopf does the same)."""

@@ -128,6 +128,10 @@ class SimCluster:
 
         self.scheduler = Scheduler(self.store, None)
         self.kubelet = Kubelet(self.store, [n.name for n in self.spec.nodes], dict(self.spec.runtime), None)
+        # Pods get an in-cluster view of this API server (service env vars, a mounted ServiceAccount token).
+        self.kubelet.configure_api_access(
+            self.host, self.port, self.ca_pem, lambda ns, sa: self.mint_service_account_token(ns, sa)
+        )
         await self.scheduler.start()
         await self.kubelet.start()
         self.context.kubelet = self.kubelet
