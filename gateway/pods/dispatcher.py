@@ -18,7 +18,7 @@ from gateway.clusters.registry import Registry
 from gateway.placement import engine
 from gateway.pods import builder, validation
 from gateway.pods.journal import Journal
-from gateway.pods.runner import PodRunner, RunnerConfig, should_delete
+from gateway.pods.runner import PodRunner, RunnerConfig, must_delete
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -232,4 +232,4 @@ class Dispatcher:
         record = await self._store.get_pod_record(request_id) if request_id else None
         if record is None or record.cluster != cluster or record.name != meta.get("name"):
             return True
-        return record.result is not None and should_delete(record.request.on_finish, record.result.phase)
+        return record.result is not None and must_delete(record.request, record.result)

@@ -36,6 +36,7 @@ SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 LOG_DRAIN_SECONDS = 30.0
 GONE_CHECK_SECONDS = 5.0
 MAX_WARNINGS = 50  # warning events kept for a result
+STOPPED_REASONS = frozenset({"Cancelled", "StartupTimeout", "Unschedulable"})
 DELETE_GRACE_SECONDS = 30
 # A failed pod's warning events may trail its status (they come on another watch): wait for them this long.
 EVENT_SETTLE_QUIET_SECONDS = 0.3
@@ -118,6 +119,9 @@ class PodRunner:
         logcontext.bind(
             request_id=self.request_id, tenant=self.request.tenant, cluster=self.record.cluster, pod=self.record.name
         )
+        if self.record.result is not None:  # resumed after a restart with only the finish action left
+            await self._close(self.record.result, self._runtime_if_registered())
+            return
         try:
             if not self.record.cluster or self.record.phase is domain.PodPhase.QUEUED:
                 await self._place_and_create()
@@ -142,6 +146,12 @@ class PodRunner:
             )
         finally:
             self._untrack()
+
+    def _runtime_if_registered(self) -> ClusterRuntime | None:
+        try:
+            return self.registry.get(self.record.cluster)
+        except errors.NotFound:
+            return None
 
     def _untrack(self) -> None:
         """Stops following the pod (tracked from before its create, so even a create that never settled)."""
@@ -449,7 +459,6 @@ class PodRunner:
 
     async def _startup_timeout(self, runtime: ClusterRuntime, view: status.PodView) -> None:
         why = view.message or "the pod did not start"
-        await self._delete_pod(runtime)
         await self._finish(
             domain.PodResult(
                 phase=domain.PodPhase.FAILED,
@@ -457,13 +466,14 @@ class PodRunner:
                 message=f"pod did not start within {self.request.startup_timeout_seconds:.0f}s: {why}",
                 containers=view.containers,
                 warning_events=tuple(self._warnings),
-            )
+            ),
+            runtime,
         )
 
     async def _cancel_pod(self, runtime: ClusterRuntime) -> None:
-        await self._delete_pod(runtime)
         await self._finish(
-            domain.PodResult(phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=self.cancel_reason)
+            domain.PodResult(phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=self.cancel_reason),
+            runtime,
         )
 
     async def _delete_pod(self, runtime: ClusterRuntime) -> None:
@@ -476,7 +486,12 @@ class PodRunner:
         self.record = await self.store.record_result(self.request_id, result)
         metrics.PODS_FINISHED.labels(cluster=self.record.cluster, phase=result.phase).inc()
         await self.journal.append(self.request_id, result)
-        if runtime is not None and should_delete(self.request.on_finish, result.phase):
+        await self._close(result, runtime)
+
+    async def _close(self, result: domain.PodResult, runtime: ClusterRuntime | None) -> None:
+        """The finish action, then the record is closed; a refused delete leaves it open (retried by the
+        garbage collector, and on the next start, which never follows a pod with a result again)."""
+        if runtime is not None and must_delete(self.request, result):
             try:
                 await self._delete_pod(runtime)
             except kube.KubeError as e:
@@ -489,6 +504,11 @@ class PodRunner:
                 )
                 return
         self.record = await self.store.record_finished(self.request_id, datetime.now(UTC))
+
+
+def must_delete(request: domain.PodRequest, result: domain.PodResult) -> bool:
+    """A pod the gateway stopped (cancelled, never started) goes whatever on_finish says."""
+    return result.reason in STOPPED_REASONS or should_delete(request.on_finish, result.phase)
 
 
 def should_delete(action: domain.OnFinishAction, phase: domain.PodPhase) -> bool:
