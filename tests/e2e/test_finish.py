@@ -1,0 +1,119 @@
+"""Finishing a request when deleting its pod is refused: the result is stored first and never rewritten."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
+from gateway.app import Gateway, GatewayConfig, start_gateway
+from gateway.sim.cluster import SimWorld
+from tests.e2e.conftest import (
+    LOCAL,
+    eventually,
+    gateway_config,
+    pod_request,
+    result,
+    run_to_end,
+    sim_pod,
+    write_cluster_file,
+)
+
+CLUSTER = "local-nodelete"
+TOKEN = "e2e-no-delete-token"  # a test identity of the simulator, not a secret
+NO_DELETE = {
+    "name": CLUSTER,
+    "provider": "kubeconfig",
+    "region": "eu-north-1",
+    "credentials": {"kubeconfig": {"path": "PLACEHOLDER"}},
+    "sim": {
+        "nodes": [{"name": "north-1", "allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110"}}],
+        "users": [{"name": "gateway", "token": TOKEN, "verbs": ["get", "list", "watch", "create"]}],
+    },
+}
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[SimWorld]:
+    """The local clusters plus one whose API lets the gateway do everything with pods but delete them."""
+    path = write_cluster_file(tmp_path / "sim.yaml", extra=[NO_DELETE])
+    async with SimWorld.from_file(path, kubeconfig_dir=tmp_path / "kubeconfigs", control_port=None) as w:
+        yield w
+
+
+def config_for(world: SimWorld, tmp_path: Path) -> GatewayConfig:
+    kubeconfig = tmp_path / "no-delete.kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(world.clusters[CLUSTER].kubeconfig(token=TOKEN)))
+    entry = {k: v for k, v in NO_DELETE.items() if k != "sim"}
+    entry["credentials"] = {"kubeconfig": {"path": str(kubeconfig)}}
+    registration = tmp_path / "no-delete.yaml"
+    registration.write_text(yaml.safe_dump({"apiVersion": "podgate.io/v1", "kind": "ClusterList", "clusters": [entry]}))
+    return replace(gateway_config(tmp_path), cluster_files=[LOCAL, registration])
+
+
+@pytest.fixture
+async def gateway(world: SimWorld, tmp_path: Path) -> AsyncIterator[Gateway]:
+    gw = await start_gateway(config_for(world, tmp_path))
+    assert gw.problems == []
+    yield gw
+    await gw.stop()
+
+
+async def test_cancel_stores_the_cancellation_even_when_the_delete_is_refused(
+    stub: dispatch_pb2_grpc.DispatchServiceStub,
+) -> None:
+    code = "import time\nfor i in range(600):\n    print(i, flush=True)\n    time.sleep(0.05)"
+    request = pod_request(code, request_id="cancel-forbidden", regions=("eu-north-1",))
+    await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+    async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="cancel-forbidden"), timeout=30):
+        if r.event.WhichOneof("event") == "log":
+            break
+    cancelled = (await stub.CancelPod(dispatch_pb2.CancelPodRequest(request_id="cancel-forbidden", reason="stop"))).pod
+    assert (cancelled.phase, cancelled.result.reason, cancelled.result.message) == (
+        dispatch_pb2.POD_PHASE_CANCELLED,
+        "Cancelled",
+        "stop",
+    )
+
+
+async def test_a_result_is_not_rewritten_when_the_gateway_restarts_before_the_pod_is_deleted(
+    world: SimWorld, tmp_path: Path
+) -> None:
+    config = config_for(world, tmp_path)
+    request = pod_request("print('done')", request_id="finish-1", regions=("eu-north-1",))
+    gw = await start_gateway(config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            first = await run_to_end(stub, request)
+            name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="finish-1"))).pod.name
+    finally:
+        await gw.stop()
+    assert result(first).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert sim_pod(world, CLUSTER, name) is not None, "the gateway may not delete pods on this cluster"
+    assert deletes(world) == 1
+    world.clusters[CLUSTER].store.delete("pods", "default", name, grace_seconds=0)  # an admin cleans up
+    gw = await start_gateway(config)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            # The resumed request only retries its finish action: the delete, refused again.
+            await eventually(lambda: deletes(world) == 2, within=10)
+            pod = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="finish-1"))).pod
+            replay = [
+                r.event async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="finish-1"), timeout=10)
+            ]
+    finally:
+        await gw.stop()
+    assert pod.phase == dispatch_pb2.POD_PHASE_SUCCEEDED and pod.result == result(first)
+    assert replay == first
+    assert sum(e.WhichOneof("event") == "result" for e in replay) == 1
+
+
+def deletes(world: SimWorld) -> int:
+    return world.clusters[CLUSTER].request_counts().get(("delete", "pods"), 0)
