@@ -463,7 +463,7 @@ class PodRunner:
             domain.PodResult(
                 phase=domain.PodPhase.FAILED,
                 reason="StartupTimeout" if not view.unschedulable else "Unschedulable",
-                message=f"pod did not start within {self.request.startup_timeout_seconds:.0f}s: {why}",
+                message=f"pod did not start within {self.request.startup_timeout_seconds:g}s: {why}",
                 containers=view.containers,
                 warning_events=tuple(self._warnings),
             ),

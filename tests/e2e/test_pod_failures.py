@@ -95,7 +95,7 @@ async def test_pod_the_scheduler_cannot_place_is_unschedulable_at_the_startup_ti
     events = await run_to_end(stub, request)
     final = result(events)
     assert (final.phase, final.reason, final.exit_code) == (FAILED, "Unschedulable", -1)
-    assert "did not start within" in final.message and "example.com/fpga" in final.message
+    assert "did not start within 1.5s" in final.message and "example.com/fpga" in final.message
     assert "FailedScheduling" in warnings(final)
     assert logs(events) == []
     name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name
@@ -114,7 +114,7 @@ async def test_pod_stuck_pending_ends_with_startup_timeout(
     request = request_for(manifest, regions=("eu-central-1",), lifecycle=startup(1.5))
     final = result(await run_to_end(stub, request))
     assert (final.phase, final.reason, final.exit_code) == (FAILED, "StartupTimeout", -1)
-    assert "did not start within" in final.message
+    assert "did not start within 1.5s" in final.message
     name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name
     pod = sim_pod(world, "local-eu-cpu", name)
     assert pod is None or pod["metadata"].get("deletionTimestamp"), "the timed-out pod is being deleted"
