@@ -84,3 +84,23 @@ async def test_invalid_json_is_a_clear_error(stub: dispatch_pb2_grpc.DispatchSer
     assert (final.phase, final.reason) == (dispatch_pb2.POD_PHASE_FAILED, "XComError")
     assert "not valid JSON" in final.message and "/airflow/xcom/return.json" in final.message
     assert not final.HasField("xcom_json")
+
+
+async def test_sidecar_mode_with_a_failing_main_container_reports_its_exit_and_stops_the_sidecar(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    request = pod_request(
+        writes("'{\"partial\": true}'") + "; import sys; sys.exit(3)",
+        xcom=SIDECAR,
+        regions=("eu-central-1",),
+        lifecycle=dispatch_pb2.LifecycleOptions(on_finish=dispatch_pb2.ON_FINISH_ACTION_KEEP_POD),
+    )
+    final = result(await run_to_end(stub, request))
+    assert (final.phase, final.exit_code, final.reason) == (dispatch_pb2.POD_PHASE_FAILED, 3, "Error")
+    assert not final.HasField("xcom_json"), "a failed main container has no XCom result"
+    name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name
+
+    def phase() -> str:
+        return str(((sim_pod(world, "local-eu-cpu", name) or {}).get("status") or {}).get("phase"))
+
+    assert await eventually(lambda: phase() == "Failed"), "the sidecar was stopped, so the pod ended"
