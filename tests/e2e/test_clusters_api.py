@@ -298,3 +298,28 @@ async def test_registrations_and_cordons_survive_a_gateway_restart(world: SimWor
             assert await health(stub, "local-extra") == HEALTHY
     finally:
         await gw.stop()
+
+
+async def test_a_request_waits_for_an_uncordon_within_its_placement_timeout_and_can_be_cancelled_meanwhile(
+    cluster_stub: clusters_pb2_grpc.ClusterServiceStub, stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    await cluster_stub.CordonCluster(clusters_pb2.CordonClusterRequest(name="local-eu-gpu", reason="drain"))
+    waiting = [pod_request("print('after uncordon')", regions=("eu-west-1",)) for _ in range(2)]
+    for r in waiting:
+        r.placement.timeout.FromSeconds(30)
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=r))
+    cancelled = await stub.CancelPod(
+        dispatch_pb2.CancelPodRequest(request_id=waiting[0].request_id, reason="changed my mind")
+    )
+    assert (cancelled.pod.phase, cancelled.pod.result.reason) == (dispatch_pb2.POD_PHASE_CANCELLED, "Cancelled")
+    assert world.clusters["local-eu-gpu"].request_counts().get(("create", "pods"), 0) == 0
+    queued = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=waiting[1].request_id))).pod
+    assert queued.phase == dispatch_pb2.POD_PHASE_QUEUED
+
+    await cluster_stub.UncordonCluster(clusters_pb2.UncordonClusterRequest(name="local-eu-gpu"))
+    watch = stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=waiting[1].request_id), timeout=30)
+    events = [r.event async for r in watch]
+    assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert [e.placed.cluster for e in events if e.WhichOneof("event") == "placed"] == ["local-eu-gpu"]
+    assert logs(events) == ["after uncordon"]
+    assert world.clusters["local-eu-gpu"].request_counts().get(("create", "pods")) == 1
