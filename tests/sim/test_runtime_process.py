@@ -206,7 +206,9 @@ async def test_exec_joins_the_container(runtime: ProcessRuntime, sandbox: Proces
 async def test_exec_with_a_tty_and_kill(runtime: ProcessRuntime, sandbox: ProcessSandbox) -> None:
     container = await runtime.run(sandbox, spec("main", "sleep 30"), ContainerLog())
     try:
-        process = await container.exec(["sh", "-c", "tty; stty size"], stdin=True, tty=True)
+        # The resize is asynchronous to the command: wait (bounded) until the terminal has a size.
+        script = 'tty; for i in $(seq 100); do [ "$(stty size)" != "0 0" ] && break; sleep 0.05; done; stty size'
+        process = await container.exec(["sh", "-c", script], stdin=True, tty=True)
         process.resize(100, 40)
         out = b"".join([c async for c in process.stdout]).decode()
         assert await process.wait() == 0
