@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -177,3 +178,15 @@ def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
         return {v.field: v.description for v in bad.field_violations}
     assert status.details[0].Unpack(failure)
     return {v.subject: v.type for v in failure.violations}
+
+
+@contextlib.asynccontextmanager
+async def serving(config: GatewayConfig) -> AsyncIterator[grpc.aio.Channel]:
+    """A gateway on `config` with every cluster loaded, and a channel to it; stopped on exit (pods keep running)."""
+    gw = await start_gateway(config)
+    try:
+        assert gw.problems == []
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            yield channel
+    finally:
+        await gw.stop()

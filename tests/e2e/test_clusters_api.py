@@ -11,7 +11,6 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from gateway._proto.podgate.v1 import clusters_pb2, clusters_pb2_grpc, common_pb2, dispatch_pb2, dispatch_pb2_grpc
-from gateway.app import start_gateway
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import (
     eventually,
@@ -20,6 +19,7 @@ from tests.e2e.conftest import (
     pod_request,
     result,
     run_to_end,
+    serving,
     violations,
     write_cluster_file,
 )
@@ -56,7 +56,7 @@ def extra_cluster(world: SimWorld, **fields: object) -> clusters_pb2.Cluster:
 
 
 async def health(stub: clusters_pb2_grpc.ClusterServiceStub, name: str) -> int:
-    return (await stub.GetCluster(clusters_pb2.GetClusterRequest(name=name))).cluster.status.health
+    return int((await stub.GetCluster(clusters_pb2.GetClusterRequest(name=name))).cluster.status.health)
 
 
 @pytest.mark.parametrize("source", ["kubeconfig", "sim"])
@@ -273,31 +273,22 @@ async def test_update_while_a_pod_runs_keeps_following_it(
 
 async def test_registrations_and_cordons_survive_a_gateway_restart(world: SimWorld, tmp_path: Path) -> None:
     config = gateway_config(tmp_path)
-    gw = await start_gateway(config)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
-            stub = clusters_pb2_grpc.ClusterServiceStub(channel)
-            await stub.RegisterCluster(clusters_pb2.RegisterClusterRequest(cluster=extra_cluster(world)))
-            await stub.CordonCluster(clusters_pb2.CordonClusterRequest(name="local-us-gpu", reason="quota review"))
-    finally:
-        await gw.stop()
-    gw = await start_gateway(config)
-    try:
-        assert gw.problems == []
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
-            stub = clusters_pb2_grpc.ClusterServiceStub(channel)
-            listed = {c.cluster.name: c for c in (await stub.ListClusters(clusters_pb2.ListClustersRequest())).clusters}
-            assert set(listed) == {"local-eu-gpu", "local-eu-cpu", "local-us-gpu", "local-extra"}
-            assert listed["local-extra"].source == "api" and dict(listed["local-extra"].cluster.labels) == {
-                "env": "local",
-                "tier": "batch",
-            }
-            assert listed["local-us-gpu"].status.cordoned
-            assert listed["local-us-gpu"].status.cordon_reason == "quota review"
-            await eventually(lambda: health(stub, "local-extra"), within=10)
-            assert await health(stub, "local-extra") == HEALTHY
-    finally:
-        await gw.stop()
+    async with serving(config) as channel:
+        stub = clusters_pb2_grpc.ClusterServiceStub(channel)
+        await stub.RegisterCluster(clusters_pb2.RegisterClusterRequest(cluster=extra_cluster(world)))
+        await stub.CordonCluster(clusters_pb2.CordonClusterRequest(name="local-us-gpu", reason="quota review"))
+    async with serving(config) as channel:
+        stub = clusters_pb2_grpc.ClusterServiceStub(channel)
+        listed = {c.cluster.name: c for c in (await stub.ListClusters(clusters_pb2.ListClustersRequest())).clusters}
+        assert set(listed) == {"local-eu-gpu", "local-eu-cpu", "local-us-gpu", "local-extra"}
+        assert listed["local-extra"].source == "api" and dict(listed["local-extra"].cluster.labels) == {
+            "env": "local",
+            "tier": "batch",
+        }
+        assert listed["local-us-gpu"].status.cordoned
+        assert listed["local-us-gpu"].status.cordon_reason == "quota review"
+        await eventually(lambda: health(stub, "local-extra"), within=10)
+        assert await health(stub, "local-extra") == HEALTHY
 
 
 async def test_a_request_waits_for_an_uncordon_within_its_placement_timeout_and_can_be_cancelled_meanwhile(

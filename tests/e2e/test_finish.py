@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import grpc
 import pytest
 import yaml
 
@@ -20,6 +19,7 @@ from tests.e2e.conftest import (
     pod_request,
     result,
     run_to_end,
+    serving,
     sim_pod,
     write_cluster_file,
 )
@@ -86,30 +86,20 @@ async def test_a_result_is_not_rewritten_when_the_gateway_restarts_before_the_po
 ) -> None:
     config = config_for(world, tmp_path)
     request = pod_request("print('done')", request_id="finish-1", regions=("eu-north-1",))
-    gw = await start_gateway(config)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
-            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
-            first = await run_to_end(stub, request)
-            name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="finish-1"))).pod.name
-    finally:
-        await gw.stop()
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        first = await run_to_end(stub, request)
+        name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="finish-1"))).pod.name
     assert result(first).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
     assert sim_pod(world, CLUSTER, name) is not None, "the gateway may not delete pods on this cluster"
     assert deletes(world) == 1
     world.clusters[CLUSTER].store.delete("pods", "default", name, grace_seconds=0)  # an admin cleans up
-    gw = await start_gateway(config)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
-            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
-            # The resumed request only retries its finish action: the delete, refused again.
-            await eventually(lambda: deletes(world) == 2, within=10)
-            pod = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="finish-1"))).pod
-            replay = [
-                r.event async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="finish-1"), timeout=10)
-            ]
-    finally:
-        await gw.stop()
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        # The resumed request only retries its finish action: the delete, refused again.
+        await eventually(lambda: deletes(world) == 2, within=10)
+        pod = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="finish-1"))).pod
+        replay = [r.event async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="finish-1"), timeout=10)]
     assert pod.phase == dispatch_pb2.POD_PHASE_SUCCEEDED and pod.result == result(first)
     assert replay == first
     assert sum(e.WhichOneof("event") == "result" for e in replay) == 1

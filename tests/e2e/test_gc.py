@@ -82,7 +82,7 @@ async def test_orphans_past_their_ttl_are_deleted_and_nothing_else(
     store.create("pods", sim_pod_body("ghost-young", request_id="another-request-that-never-was"))
     everyone = ("ghost-old", "stray-old", "foreign-old", "ghost-young")
     for name in everyone:
-        await eventually(lambda n=name: running(world, n))  # type: ignore[misc]
+        await eventually(lambda n=name: running(world, n))
     await eventually(lambda: len(gateway.registry.get(CLUSTER).owned_pods()) == 5)
 
     assert await collector.collect_garbage() == 2

@@ -6,12 +6,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 from google.protobuf import duration_pb2
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
-from gateway.app import start_gateway
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import (
     container,
@@ -22,6 +20,7 @@ from tests.e2e.conftest import (
     request_for,
     result,
     run_to_end,
+    serving,
     sim_pod,
     warnings,
     write_cluster_file,
@@ -177,28 +176,20 @@ async def test_pod_deleted_while_the_gateway_is_down_ends_as_deleted_and_is_not_
     request = request_for(manifest, regions=("eu-central-1",), lifecycle=startup(60))
     cluster = world.clusters["local-eu-cpu"]
     config = gateway_config(tmp_path)
-    gw = await start_gateway(config)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
-            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
-            await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
-            get = dispatch_pb2.GetPodRequest(request_id=request.request_id)
-            pod = await eventually(lambda: _placed(stub.GetPod(get)))
-            wanted = "Running" if while_ == "running" else "Pending"
-            await eventually(
-                lambda: ((sim_pod(world, "local-eu-cpu", pod.name) or {}).get("status") or {}).get("phase") == wanted
-            )
-    finally:
-        await gw.stop()
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+        get = dispatch_pb2.GetPodRequest(request_id=request.request_id)
+        pod = await eventually(lambda: _placed(stub.GetPod(get)))
+        wanted = "Running" if while_ == "running" else "Pending"
+        await eventually(
+            lambda: ((sim_pod(world, "local-eu-cpu", pod.name) or {}).get("status") or {}).get("phase") == wanted
+        )
     cluster.store.delete("pods", "default", pod.name, grace_seconds=0)
-    gw = await start_gateway(config)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
-            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
-            watch = stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id), timeout=20)
-            final = result([r.event async for r in watch])
-    finally:
-        await gw.stop()
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        watch = stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id), timeout=20)
+        final = result([r.event async for r in watch])
     assert (final.phase, final.reason) == (FAILED, "PodDeleted")
     assert cluster.request_counts().get(("create", "pods")) == 1, "the deleted pod is not created again"
     assert sim_pod(world, "local-eu-cpu", pod.name) is None
@@ -213,24 +204,16 @@ async def test_warnings_seen_before_a_gateway_restart_are_in_the_result_once(wor
     wants_fpga = container("base", "print('never')", resources={"limits": {"example.com/fpga": "1"}})
     request = request_for(pod_json([wants_fpga]), regions=("eu-central-1",), lifecycle=startup(2.5))
     config = gateway_config(tmp_path)
-    gw = await start_gateway(config)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
-            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
-            await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
-            async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id), timeout=20):
-                if r.event.WhichOneof("event") == "kubernetes_event":
-                    break
-    finally:
-        await gw.stop()
-    gw = await start_gateway(config)
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
-            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
-            watch = stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id), timeout=20)
-            events = [r.event async for r in watch]
-    finally:
-        await gw.stop()
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+        async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id), timeout=20):
+            if r.event.WhichOneof("event") == "kubernetes_event":
+                break
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        watch = stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id=request.request_id), timeout=20)
+        events = [r.event async for r in watch]
     final = result(events)
     assert (final.phase, final.reason) == (FAILED, "Unschedulable")
     assert [e.reason for e in final.warning_events] == ["FailedScheduling"]

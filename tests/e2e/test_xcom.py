@@ -68,7 +68,7 @@ async def test_sidecar_mode_returns_a_50_kib_payload_intact_and_stops_the_sideca
 
     stopped = await eventually(lambda: (s := states()) and all("terminated" in v for v in s.values()) and s)
     assert set(stopped) == {"base", "airflow-xcom-sidecar"}
-    assert stopped["airflow-xcom-sidecar"]["terminated"]["exitCode"] == 0  # type: ignore[index]
+    assert stopped["airflow-xcom-sidecar"]["terminated"]["exitCode"] == 0
 
 
 @MODES
