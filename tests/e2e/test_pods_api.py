@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import grpc
 import pytest
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
-from tests.e2e.conftest import pod_request, result, violations
+from gateway.sim.cluster import SimWorld
+from tests.e2e.conftest import logs, pod_request, python_pod, result, run_to_end, violations
 
 SUCCEEDED, FAILED = dispatch_pb2.POD_PHASE_SUCCEEDED, dispatch_pb2.POD_PHASE_FAILED
 
@@ -124,3 +126,29 @@ async def test_unknown_ids_and_foreign_cursors(
     before = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="a1"))).pod
     after = (await stub.CancelPod(dispatch_pb2.CancelPodRequest(request_id="a1", reason="too late"))).pod
     assert after.phase == before.phase == SUCCEEDED and after.result == before.result
+
+
+async def test_a_pod_runs_in_an_allowed_namespace_and_a_forbidden_one_is_refused_with_the_reason(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    manifest = json.loads(python_pod("print('in airflow')"))
+    manifest["metadata"]["namespace"] = "airflow"
+    request = pod_request("", regions=("eu-central-1",))
+    request.pod_json = json.dumps(manifest)
+    events = await run_to_end(stub, request)
+    assert result(events).phase == SUCCEEDED and logs(events) == ["in airflow"]
+    pod = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod
+    assert pod.namespace == "airflow"
+    assert not [
+        p
+        for p in world.clusters["local-eu-cpu"].store.list("pods", None)[0]
+        if p["metadata"]["name"] == pod.name and not p["metadata"].get("deletionTimestamp")
+    ]
+
+    manifest["metadata"]["namespace"] = "kube-system"
+    refused = pod_request("", regions=("eu-central-1",))
+    refused.pod_json = json.dumps(manifest)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=refused))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "namespace kube-system is not allowed" in (caught.value.details() or "")
