@@ -223,3 +223,20 @@ async def test_warnings_seen_before_a_gateway_restart_are_in_the_result_once(wor
         if e.WhichOneof("event") == "kubernetes_event"
     ]
     assert len(streamed) == len(set(streamed)), f"no event is streamed twice: {streamed}"
+
+
+async def test_eviction_under_node_pressure_is_reported_with_its_warning(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    code = "import time\nfor i in range(300):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.05)"
+    request = request_for(pod_json([container("base", code)]), regions=("eu-central-1",))
+    seen = []
+    async for r in stub.RunPod(dispatch_pb2.RunPodRequest(pod=request), timeout=60):
+        seen.append(r.event)
+        if r.event.WhichOneof("event") == "log" and r.event.log.text == "tick 2":
+            name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name
+            world.clusters["local-eu-cpu"].kubelet.evict("default", name, "The node was low on resource: memory.")
+    final = result(seen)
+    assert (final.phase, final.reason) == (FAILED, "Evicted")
+    assert "low on resource: memory" in final.message
+    assert "Evicted" in warnings(final)
