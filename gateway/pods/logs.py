@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,8 @@ from gateway import domain
 log = logging.getLogger(__name__)
 
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
+CRI_PARTIAL_BYTES = 16 * 1024  # container runtimes split longer lines into partial records of this size
+_STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d) ")
 GIVE_UP_AFTER_DONE = 3  # failed reopenings once the container has ended (e.g. the pod is gone)
 
 
@@ -42,6 +45,28 @@ def parse_timestamp(text: str) -> datetime:
     return base.replace(microsecond=micros)
 
 
+def _utf8_index(text: str, size: int) -> int:
+    """The index in `text` where its UTF-8 encoding reaches `size` bytes, or -1 (past the end or inside a character)."""
+    total = 0
+    for index, char in enumerate(text):
+        if total == size:
+            return index
+        total += len(char.encode())
+    return -1
+
+
+def join_partials(text: str) -> str:
+    """One logical line from the CRI's pieces: the runtime writes a line longer than 16 KiB as partial records,
+    and the kubelet prefixes each with its own timestamp when asked for timestamps, inside the line."""
+    if len(text) <= CRI_PARTIAL_BYTES // 4:  # too short to hold 16 KiB of UTF-8
+        return text
+    pieces = []
+    while (cut := _utf8_index(text, CRI_PARTIAL_BYTES)) >= 0 and (stamp := _STAMP.match(text, cut)) is not None:
+        pieces.append(text[:cut])
+        text = text[stamp.end() :]
+    return "".join(pieces) + text
+
+
 def parse_line(raw: str, container: str) -> domain.LogLine:
     """Splits "TIMESTAMP text" as the API server sends it with timestamps=true."""
     stamp, _, text = raw.rstrip("\n").partition(" ")
@@ -49,7 +74,7 @@ def parse_line(raw: str, container: str) -> domain.LogLine:
         when = parse_timestamp(stamp)
     except ValueError:
         return domain.LogLine(container=container, time=datetime.now(UTC), text=raw.rstrip("\n"))
-    return domain.LogLine(container=container, time=when, text=text)
+    return domain.LogLine(container=container, time=when, text=join_partials(text))
 
 
 @dataclass
