@@ -136,3 +136,12 @@ async def test_naming_a_container_the_pod_lacks_is_invalid_argument(
     assert list(described) == ["pod.logs.containers"]
     assert "'sidecar'" in described["pod.logs.containers"] and "side" in described["pod.logs.containers"]
     assert sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values()) == 0
+
+
+async def test_a_line_longer_than_the_runtimes_16_kib_records_comes_back_whole(
+    stub: dispatch_pb2_grpc.DispatchServiceStub,
+) -> None:
+    """The runtime stores it as partial records, and the kubelet stamps each one inside the line."""
+    code = "print('before'); print(''.join(chr(97 + i % 26) for i in range(40000))); print('é' * 9000); print('after')"
+    events = await run_to_end(stub, pod_request(code))
+    assert logs(events) == ["before", "".join(chr(97 + i % 26) for i in range(40000)), "é" * 9000, "after"]
