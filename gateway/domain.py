@@ -282,6 +282,7 @@ class PodRequest:
     reattach_grace_seconds: float = 300.0
     airflow: AirflowContext | None = None
     tenant: str = ""
+    keep_name: bool = False  # metadata.name as is, no unique suffix
 
 
 class PodPhase(enum.StrEnum):

@@ -358,12 +358,11 @@ class GatewayPodOperator(BaseOperator):
                 on_finish=finish.action,
                 startup_timeout=startup,
                 airflow=identity,
+                keep_name=not self.random_name_suffix,
             )
         except (ValueError, TypeError) as e:
             raise PodgateFatalError(f"{self.task_id}: {e}") from e
         notes = direct.notes + ((finish.note,) if finish.note else ())
-        if not self.random_name_suffix:
-            notes += ("random_name_suffix=False has no effect: the gateway always makes pod names unique",)
         for arg in ("callbacks", "progress_callback", "logging_interval"):
             if getattr(self, arg):
                 notes += (f"{arg} is ignored: the gateway, not the worker, talks to the cluster",)

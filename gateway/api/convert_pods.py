@@ -221,6 +221,7 @@ def pod_request_from_proto(p: dispatch_pb2.PodRequest, *, tenant: str = "") -> d
         reattach_grace_seconds=grace,
         airflow=_airflow(p.airflow),
         tenant=tenant,
+        keep_name=p.keep_name,
     )
 
 

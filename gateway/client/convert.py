@@ -133,6 +133,7 @@ def pod_request_to_proto(r: PodSpecRequest) -> dispatch_pb2.PodRequest:
         placement=placement_to_proto(r),
         logs=_logs(r.logs),
         lifecycle=_lifecycle(r),
+        keep_name=r.keep_name,
     )
     if r.xcom != XcomMode.DISABLED:
         out.xcom.CopyFrom(dispatch_pb2.XcomOptions(mode=_XCOM[r.xcom], sidecar_image=r.xcom_sidecar_image))

@@ -173,6 +173,7 @@ class PodSpecRequest:
     on_disconnect: OnDisconnect | None = None
     reattach_grace: float | None = None
     airflow: AirflowContext | None = None
+    keep_name: bool = False  # the manifest's metadata.name exactly, no unique suffix
 
     def __post_init__(self) -> None:
         if not REQUEST_ID_RE.match(self.request_id):
@@ -206,6 +207,7 @@ class PodSpecRequest:
         on_disconnect: OnDisconnect | str | None = None,
         reattach_grace: float | timedelta | None = None,
         airflow: AirflowContext | None = None,
+        keep_name: bool = False,
     ) -> PodSpecRequest:
         """Accepts the loose spellings callers write (strings, dicts, timedeltas) and normalises them."""
         if isinstance(regions, str) or isinstance(clusters, str):
@@ -227,6 +229,7 @@ class PodSpecRequest:
             on_disconnect=None if on_disconnect is None else _enum(OnDisconnect, on_disconnect, "on_disconnect"),
             reattach_grace=seconds_of(reattach_grace, "reattach_grace"),
             airflow=airflow,
+            keep_name=keep_name,
         )
 
 

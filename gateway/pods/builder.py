@@ -103,7 +103,7 @@ def build_pod(request: PodRequest, *, cluster: str, gateway_id: str, name_suffix
     pod = copy.deepcopy(dict(request.pod))
     pod["apiVersion"], pod["kind"] = "v1", "Pod"
     metadata = pod.setdefault("metadata", {})
-    metadata["name"] = pod_name(metadata, name_suffix)
+    metadata["name"] = metadata["name"] if request.keep_name else pod_name(metadata, name_suffix)
     metadata.pop("generateName", None)
     metadata["namespace"] = metadata.get("namespace") or DEFAULT_NAMESPACE
     labels = metadata.setdefault("labels", {})

@@ -55,6 +55,10 @@ class Cancelled(Exception):
     """The request was cancelled before its pod existed."""
 
 
+class NameTaken(Exception):
+    """The pod name (kept as the caller gave it) belongs to a pod this request did not create."""
+
+
 class Created(enum.Enum):
     YES = "yes"
     NO = "no"  # certainly not created: failing over is safe
@@ -68,18 +72,24 @@ async def _create(runtime: ClusterRuntime, namespace: str, body: dict[str, Any])
         await runtime.client.create_pod(namespace, body)
         return Created.YES
     except kube.AlreadyExists:
-        return Created.YES
+        pass  # ours from an earlier attempt, or another's pod of the same name: read it to tell
     except (kube.ApiUnreachable, kube.ServerError, kube.TooManyRequests) as e:
         log.warning("creating pod %s/%s on %s failed: %s", namespace, name, runtime.name, e)
         if isinstance(e, kube.TooManyRequests) or (isinstance(e, kube.ApiUnreachable) and not e.maybe_sent):
             return Created.NO  # refused before it reached the API server
     try:
-        await runtime.client.get_pod(namespace, name)
-        return Created.YES
+        existing = await runtime.client.get_pod(namespace, name)
     except kube.NotFound:
         return Created.NO
     except kube.KubeError:
         return Created.UNKNOWN
+    owner = ((existing.get("metadata") or {}).get("annotations") or {}).get(builder.REQUEST_ID_ANNOTATION)
+    mine = (body["metadata"].get("annotations") or {}).get(builder.REQUEST_ID_ANNOTATION)
+    if owner != mine:
+        raise NameTaken(
+            f"a pod named {name!r} already exists in {namespace} on {runtime.name} and is not this request's"
+        )
+    return Created.YES
 
 
 @dataclass
@@ -129,6 +139,8 @@ class PodRunner:
         except PlacementFailed as e:
             metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
             await self._finish(domain.PodResult(phase=domain.PodPhase.FAILED, reason="PlacementFailed", message=str(e)))
+        except NameTaken as e:
+            await self._finish(domain.PodResult(phase=domain.PodPhase.FAILED, reason="AlreadyExists", message=str(e)))
         except Cancelled:
             await self._finish(
                 domain.PodResult(phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=self.cancel_reason)
@@ -210,10 +222,15 @@ class PodRunner:
         body = builder.build_pod(self.request, cluster=cluster, gateway_id=self.config.gateway_id, name_suffix=suffix)
         name = body["metadata"]["name"]
         if not same:
-            self.record = await self.store.record_placement(
-                self.request_id, cluster=cluster, region=runtime.spec.region, namespace=namespace, name=name,
-                decision=_chosen(decision, cluster), phase=domain.PodPhase.QUEUED,
-            )  # fmt: skip
+            try:
+                self.record = await self.store.record_placement(
+                    self.request_id, cluster=cluster, region=runtime.spec.region, namespace=namespace, name=name,
+                    decision=_chosen(decision, cluster), phase=domain.PodPhase.QUEUED,
+                )  # fmt: skip
+            except errors.AlreadyExists:  # another request of the gateway holds that kept name
+                raise NameTaken(
+                    f"another request already has a pod named {name!r} in {namespace} on {cluster}"
+                ) from None
             await self.journal.append(self.request_id, self.record.decision or decision)
         logcontext.bind(cluster=cluster, pod=name)
         runtime.track(namespace, name)  # before creating: the scheduler's first events come at once

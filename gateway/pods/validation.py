@@ -181,10 +181,23 @@ def log_container_violations(request: PodRequest) -> list[FieldViolation]:
     ]
 
 
+def kept_name_violations(request: PodRequest) -> list[FieldViolation]:
+    """With keep_name the manifest's metadata.name becomes the pod's name, so it must be a valid one."""
+    if not request.keep_name:
+        return []
+    name = (request.pod.get("metadata") or {}).get("name") if isinstance(request.pod.get("metadata"), Mapping) else None
+    if not isinstance(name, str) or not name:
+        return [FieldViolation(f"{ROOT}.metadata.name", "required with keep_name: the pod gets exactly this name")]
+    if error := dns1123_label_error(name):
+        return [FieldViolation(f"{ROOT}.metadata.name", f"with keep_name the pod name must be valid: {error}")]
+    return []
+
+
 def validate_request(request: PodRequest, *, limits: InputLimits = DEFAULT_LIMITS) -> None:
     """Raises InvalidArgument listing every violation of the request's manifest and of its log selection."""
     violations = pod_violations(request.pod, xcom_mode=request.xcom_mode, limits=limits)
     violations += log_container_violations(request)
+    violations += kept_name_violations(request)
     if violations:
         first = violations[0]
         raise InvalidArgument(f"invalid pod manifest: {first.field}: {first.description}", violations)

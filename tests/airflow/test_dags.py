@@ -25,6 +25,7 @@ def test_every_basic_task_succeeds(basics: DagRun) -> None:
             "mapped[1]",
             "mapped[2]",
             "hello",
+            "kept_name",
             "templated",
             "gpu_eu",
             "gpu_us",
@@ -47,6 +48,11 @@ def test_pod_logs_reach_the_task_log_line_by_line_with_the_container_prefix(basi
     assert "return_value" not in basics.xcoms["hello"]  # do_xcom_push defaults to False, as in KPO
     hello = basics.xcoms["hello"]
     assert hello["_link_PodgatePodLink"] == f"podgate://{hello['cluster']}/default/{hello['pod_name']}"
+
+
+def test_random_name_suffix_false_keeps_the_name(basics: DagRun) -> None:
+    assert basics.xcoms["kept_name"]["pod_name"] == "kept-name-pod"
+    assert basics.xcoms["hello"]["pod_name"] != "hello"  # the default still adds a unique suffix
 
 
 def test_templated_fields_and_env_vars(basics: DagRun) -> None:

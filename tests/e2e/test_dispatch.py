@@ -15,6 +15,11 @@ from gateway.app import Gateway
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import logs, pod_request, result, run_to_end
 
+
+def creates(world: SimWorld) -> int:
+    return sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values())
+
+
 XCOM_42 = 'print(42); open("/airflow/xcom/return.json", "w").write(json.dumps({"v": 42}))'
 
 
@@ -56,6 +61,40 @@ async def test_same_request_id_never_makes_a_second_pod(
     assert logs(events) == ["once"]
     created = sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values())
     assert created == 1
+
+
+async def test_keep_name_uses_the_name_and_refuses_another_requests_pod(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    first = pod_request("import time; time.sleep(3)", regions=("eu-central-1",), keep_name=True)
+    await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=first))
+    second = pod_request("print('never')", regions=("eu-central-1",), keep_name=True)
+    events = await run_to_end(stub, second)
+    assert (result(events).phase, result(events).reason) == (dispatch_pb2.POD_PHASE_FAILED, "AlreadyExists")
+    kept = await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=first.request_id))
+    assert kept.pod.name == "e2e"
+    assert creates(world) == 1  # refused before any create: the gateway knows the name is held
+    pods = world.clusters["local-eu-cpu"].store.list("pods", None)[0]
+    assert [p["metadata"]["annotations"]["podgate.io/request-id"] for p in pods if p["metadata"]["name"] == "e2e"] == [
+        first.request_id
+    ]
+
+
+async def test_keep_name_never_adopts_a_foreign_pod_of_that_name(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "e2e", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "python:3.12", "command": ["sleep", "30"]}]},
+    }
+    world.clusters["local-eu-gpu"].store.create("pods", foreign)
+    events = await run_to_end(stub, pod_request("print('never')", regions=("eu-west-1",), keep_name=True))
+    assert (result(events).phase, result(events).reason) == (dispatch_pb2.POD_PHASE_FAILED, "AlreadyExists")
+    still = world.clusters["local-eu-gpu"].store.get("pods", "default", "e2e")
+    assert "podgate.io/request-id" not in (still["metadata"].get("annotations") or {})
+    assert not still["metadata"].get("deletionTimestamp")
 
 
 async def test_watch_resumes_from_a_cursor_without_gap_or_repeat(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:

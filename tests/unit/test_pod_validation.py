@@ -173,3 +173,16 @@ def test_every_violation_is_reported_at_once() -> None:
         f"{P}.spec.containers[1].name",
     ]
     assert str(caught.value).startswith("invalid pod manifest: pod.pod_json.kind: must be 'Pod'")
+
+
+@pytest.mark.parametrize(
+    ("metadata", "problem"),
+    [({"name": "exact"}, ""), ({}, "required with keep_name"), ({"name": "Not_Valid"}, "must be valid")],
+)
+def test_keep_name_needs_a_valid_name(metadata: dict[str, Any], problem: str) -> None:
+    from gateway.domain import PodRequest
+    from gateway.pods.validation import kept_name_violations
+
+    request = PodRequest(request_id="r", pod={"metadata": metadata}, keep_name=True)
+    found = kept_name_violations(request)
+    assert (found[0].description if found else "").find(problem) >= 0 if problem else found == []

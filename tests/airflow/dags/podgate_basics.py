@@ -33,6 +33,14 @@ with DAG("podgate_basics", start_date=datetime(2026, 1, 1), schedule=None, catch
         container_resources={"request_cpu": "100m", "request_memory": "64Mi", "limit_memory": "256Mi"},
     )
 
+    kept_name = GatewayPodOperator(
+        task_id="kept_name",
+        image=PY,
+        name="kept-name-pod",
+        random_name_suffix=False,
+        cmds=["python", "-c", "print('named exactly')"],
+    )
+
     gpu_eu = GatewayPodOperator(
         task_id="gpu_eu",
         image=PY,

@@ -85,7 +85,7 @@ VERDICT_NO_CAPACITY: Verdict
 VERDICT_REJECTED: Verdict
 
 class PodRequest(_message.Message):
-    __slots__ = ("request_id", "pod_json", "placement", "xcom", "logs", "lifecycle", "airflow")
+    __slots__ = ("request_id", "pod_json", "placement", "xcom", "logs", "lifecycle", "airflow", "keep_name")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     POD_JSON_FIELD_NUMBER: _ClassVar[int]
     PLACEMENT_FIELD_NUMBER: _ClassVar[int]
@@ -93,6 +93,7 @@ class PodRequest(_message.Message):
     LOGS_FIELD_NUMBER: _ClassVar[int]
     LIFECYCLE_FIELD_NUMBER: _ClassVar[int]
     AIRFLOW_FIELD_NUMBER: _ClassVar[int]
+    KEEP_NAME_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     pod_json: str
     placement: _common_pb2.Placement
@@ -100,7 +101,8 @@ class PodRequest(_message.Message):
     logs: LogOptions
     lifecycle: LifecycleOptions
     airflow: AirflowContext
-    def __init__(self, request_id: _Optional[str] = ..., pod_json: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., xcom: _Optional[_Union[XcomOptions, _Mapping]] = ..., logs: _Optional[_Union[LogOptions, _Mapping]] = ..., lifecycle: _Optional[_Union[LifecycleOptions, _Mapping]] = ..., airflow: _Optional[_Union[AirflowContext, _Mapping]] = ...) -> None: ...
+    keep_name: bool
+    def __init__(self, request_id: _Optional[str] = ..., pod_json: _Optional[str] = ..., placement: _Optional[_Union[_common_pb2.Placement, _Mapping]] = ..., xcom: _Optional[_Union[XcomOptions, _Mapping]] = ..., logs: _Optional[_Union[LogOptions, _Mapping]] = ..., lifecycle: _Optional[_Union[LifecycleOptions, _Mapping]] = ..., airflow: _Optional[_Union[AirflowContext, _Mapping]] = ..., keep_name: _Optional[bool] = ...) -> None: ...
 
 class AirflowContext(_message.Message):
     __slots__ = ("dag_id", "task_id", "run_id", "map_index", "try_number")
