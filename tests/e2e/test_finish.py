@@ -107,3 +107,21 @@ async def test_a_result_is_not_rewritten_when_the_gateway_restarts_before_the_po
 
 def deletes(world: SimWorld) -> int:
     return world.clusters[CLUSTER].request_counts().get(("delete", "pods"), 0)
+
+
+async def test_delete_succeeded_pod_keeps_only_the_failed_pod(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    lifecycle = dispatch_pb2.LifecycleOptions(on_finish=dispatch_pb2.ON_FINISH_ACTION_DELETE_SUCCEEDED_POD)
+    ok = pod_request("print('ok')", regions=("eu-central-1",), lifecycle=lifecycle)
+    bad = pod_request("import sys; sys.exit(5)", regions=("eu-central-1",), lifecycle=lifecycle)
+    assert result(await run_to_end(stub, ok)).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert result(await run_to_end(stub, bad)).exit_code == 5
+    names = {
+        r.request_id: (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=r.request_id))).pod.name
+        for r in (ok, bad)
+    }
+    kept = sim_pod(world, "local-eu-cpu", names[bad.request_id])
+    assert kept is not None and kept["status"]["phase"] == "Failed" and not kept["metadata"].get("deletionTimestamp")
+    gone = sim_pod(world, "local-eu-cpu", names[ok.request_id])
+    assert gone is None or gone["metadata"].get("deletionTimestamp")
