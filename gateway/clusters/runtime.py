@@ -124,6 +124,8 @@ class ClusterRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        for track in self._tracks.values():
+            track.poke()  # followers notice at once that this runtime no longer serves the cluster
         await self.client.close()
         await self.provider.close()  # e.g. azure-identity's HTTP session
 

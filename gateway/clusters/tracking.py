@@ -41,6 +41,10 @@ class PodTrack:
         self._changed.set()
         self._event_added.set()
 
+    def poke(self) -> None:
+        """Wakes the follower without a change of the pod (cancellation, its cluster going away)."""
+        self._changed.set()
+
     def drain_events(self) -> list[domain.KubeEvent]:
         events, self._events = self._events, []
         return events

@@ -38,6 +38,7 @@ GONE_CHECK_SECONDS = 5.0
 MAX_WARNINGS = 50  # warning events kept for a result
 STOPPED_REASONS = frozenset({"Cancelled", "StartupTimeout", "Unschedulable"})
 DELETE_GRACE_SECONDS = 30
+IDLE_WAIT_SECONDS = 30.0
 # A failed pod's warning events may trail its status (they come on another watch): wait for them this long.
 EVENT_SETTLE_QUIET_SECONDS = 0.3
 EVENT_SETTLE_MAX_SECONDS = 2.0
@@ -110,6 +111,7 @@ class PodRunner:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: str = ""
     _warnings: list[domain.KubeEvent] = field(default_factory=list)
+    _track: PodTrack | None = None
     _gone_check_after: float = 0.0
     _journalled: set[domain.KubeEvent] = field(default_factory=set)
 
@@ -124,6 +126,8 @@ class PodRunner:
     def cancel(self, reason: str) -> None:
         self.cancel_reason = reason or "cancelled by the caller"
         self.cancelled.set()
+        if self._track is not None:
+            self._track.poke()
 
     async def run(self) -> None:
         logcontext.bind(
@@ -313,10 +317,15 @@ class PodRunner:
     async def _follow_track(
         self, runtime: ClusterRuntime, track: PodTrack, positions: dict[str, LogPosition], started: float
     ) -> bool:
-        """True once the request is finished; False when `runtime` no longer serves the cluster."""
+        """True once the request is finished; False when `runtime` no longer serves the cluster.
+
+        Wakes only when the pod or its events change, when poked (cancel, cluster replaced), or at the
+        startup deadline; IDLE_WAIT_SECONDS is a safety net, not a poll of the cluster.
+        """
         loop = asyncio.get_running_loop()
         phase = self.record.phase
         logs: dict[str, asyncio.Task[None]] = {}
+        self._track = track
         await track.synced()
         try:
             while True:
@@ -351,10 +360,11 @@ class PodRunner:
                 if view.finished or self._sidecar_ready_to_read(track, view):
                     await self._complete(runtime, track, view, logs)
                     return True
-                if phase is domain.PodPhase.PENDING and loop.time() - started > self.request.startup_timeout_seconds:
+                left = self.request.startup_timeout_seconds - (loop.time() - started)
+                if phase is domain.PodPhase.PENDING and left < 0:
                     await self._startup_timeout(runtime, view)
                     return True
-                await track.wait(1.0)
+                await track.wait(max(left, 0.05) if phase is domain.PodPhase.PENDING else IDLE_WAIT_SECONDS)
         finally:
             for task in logs.values():
                 task.cancel()
