@@ -9,9 +9,10 @@ import pstats
 import statistics
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import grpc
 
@@ -46,7 +47,7 @@ def summary(part: str, text: str, cmd: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def stack_for(tmp: Path, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+async def stack_for(tmp: Path, args: argparse.Namespace) -> AsyncIterator[Stack]:
     async with running_stack(tmp, profile=args.profile) as stack:
         await asyncio.sleep(SETTLE_SECONDS)  # watches listed, first health probes answered
         yield stack
@@ -90,7 +91,17 @@ def _mean(counts: list[Counts]) -> dict[tuple[str, str], float]:
     return {key: sum(c[key] for c in counts) / len(counts) for key in keys}
 
 
-async def _requests_for(stack: Stack, stub: dispatch_pb2_grpc.DispatchServiceStub, n: int, duration: float) -> dict:
+@dataclass(frozen=True)
+class RequestsRun:
+    wall: float
+    ok: int
+    per_pod: dict[tuple[str, str], float]
+    background: dict[tuple[str, str], float]
+
+
+async def _requests_for(
+    stack: Stack, stub: dispatch_pb2_grpc.DispatchServiceStub, n: int, duration: float
+) -> RequestsRun:
     await stack.sim.reset(*ALL_CLUSTERS)
     clock = Stopwatch()
     outcomes = await asyncio.gather(
@@ -105,12 +116,7 @@ async def _requests_for(stack: Stack, stub: dispatch_pb2_grpc.DispatchServiceStu
     busy = await stack.sim.counts(POD_CLUSTER)
     background = _mean([await stack.sim.counts(c) for c in IDLE_CLUSTERS])
     per_pod = {key: (busy[key] - background.get(key, 0.0)) / n for key in set(busy) | set(background)}
-    return {
-        "wall": wall,
-        "ok": sum(o.ok for o in outcomes),
-        "per_pod": per_pod,
-        "background": background,
-    }
+    return RequestsRun(wall=wall, ok=sum(o.ok for o in outcomes), per_pod=per_pod, background=background)
 
 
 def _name(key: tuple[str, str]) -> str:
@@ -122,25 +128,23 @@ async def api_requests(tmp: Path, args: argparse.Namespace) -> None:
     async with stack_for(tmp, args) as stack, channels(stack.gateway.address, 1) as (stub,):
         runs = {d: await _requests_for(stack, stub, n, d) for d in args.durations}
     labels = [f"{d:g} s pods" for d in runs]
-    keys = sorted({k for r in runs.values() for k, v in r["per_pod"].items() if abs(v) >= 0.005})
+    keys = sorted({k for r in runs.values() for k, v in r.per_pod.items() if abs(v) >= 0.005})
     print(
         f"API requests per pod: {n} pods at once on {POD_CLUSTER}, minus the mean of the idle clusters over the same time"
     )
     print(f"  {'verb resource':<24}" + "".join(f"{label:>14}" for label in labels))
     for key in keys:
-        print(f"  {_name(key):<24}" + "".join(f"{r['per_pod'].get(key, 0.0):>14.2f}" for r in runs.values()))
-    totals = [sum(r["per_pod"].values()) for r in runs.values()]
+        print(f"  {_name(key):<24}" + "".join(f"{r.per_pod.get(key, 0.0):>14.2f}" for r in runs.values()))
+    totals = [sum(r.per_pod.values()) for r in runs.values()]
     print(f"  {'total':<24}" + "".join(f"{t:>14.2f}" for t in totals))
-    print(f"  {'pods succeeded (XCom ok)':<24}" + "".join(f"{r['ok']:>10}/{n:<3}" for r in runs.values()))
+    print(f"  {'pods succeeded (XCom ok)':<24}" + "".join(f"{r.ok:>10}/{n:<3}" for r in runs.values()))
     print("Gateway background per cluster with no pods (mean of the idle clusters, same wall time):")
     for label, r in zip(labels, runs.values(), strict=True):
-        total = sum(r["background"].values())
-        parts = ", ".join(f"{_name(k)}: {v:g}" for k, v in sorted(r["background"].items()))
-        print(
-            f"  during the {label} run ({r['wall']:.1f} s): {total:g} requests ({60 * total / r['wall']:.1f}/min): {parts}"
-        )
+        total = sum(r.background.values())
+        parts = ", ".join(f"{_name(k)}: {v:g}" for k, v in sorted(r.background.items()))
+        print(f"  during the {label} run ({r.wall:.1f} s): {total:g} requests ({60 * total / r.wall:.1f}/min): {parts}")
     pairs = ", ".join(f"{t:.2f} per {label[:-1]}" for t, label in zip(totals, labels, strict=True))
-    rate = statistics.mean(60 * sum(r["background"].values()) / r["wall"] for r in runs.values())
+    rate = statistics.mean(60 * sum(r.background.values()) / r.wall for r in runs.values())
     summary(
         "requests",
         f"API requests per dispatched pod: {pairs}; background {rate:.1f} requests/min per cluster apart",
@@ -185,7 +189,7 @@ async def overhead(tmp: Path, args: argparse.Namespace) -> None:
             acknowledged = time.perf_counter()
             await sighting.started.wait()
             lines = client.stream_logs(NAMESPACE, bench_id, "main", follow=True, timestamps=False, since_time=None)
-            async with contextlib.aclosing(lines):
+            async with contextlib.aclosing(cast(AsyncGenerator[str, None], lines)):
                 await anext(lines)
             first_log = time.perf_counter()
             await client.delete_pod(NAMESPACE, bench_id, grace_seconds=0)
@@ -276,7 +280,7 @@ async def throughput(tmp: Path, args: argparse.Namespace) -> None:
 
         done = await poll(all_finished, every=0.5, within=900)
         results_wall = clock.elapsed
-        api = sum([await stack.sim.counts(c) for c in ALL_CLUSTERS], Counter())
+        api: Counts = sum([await stack.sim.counts(c) for c in ALL_CLUSTERS], Counter())
         succeeded = await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_SUCCEEDED,))
     print(
         f"{n} pods of {THROUGHPUT_POD_SECONDS:g} s, SubmitPod from {args.callers} concurrent callers on {args.channels} gRPC connections"

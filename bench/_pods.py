@@ -123,7 +123,7 @@ async def channels(address: str, count: int) -> AsyncIterator[list[dispatch_pb2_
         await asyncio.gather(*(c.close() for c in opened))
 
 
-async def count_phases(stub: dispatch_pb2_grpc.DispatchServiceStub, phases: tuple[int, ...]) -> int:
+async def count_phases(stub: dispatch_pb2_grpc.DispatchServiceStub, phases: tuple[dispatch_pb2.PodPhase, ...]) -> int:
     """How many pod records are in `phases`, by ListPods pages."""
     total, token = 0, ""
     while True:

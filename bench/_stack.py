@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import aiohttp
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTERS = ROOT / "bench" / "clusters_virtual.yaml"
@@ -38,16 +38,6 @@ def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in CA_VARIABLES}
 
 
-def _wait_for_line(stream: IO[str], pattern: str, process: subprocess.Popen[str], what: str) -> re.Match[str]:
-    """Reads a child's stdout until a line matches; a child that exits first is reported with its log."""
-    for line in stream:
-        match = re.search(pattern, line)
-        if match:
-            return match
-    process.wait(timeout=10)
-    raise RuntimeError(f"{what} exited with code {process.returncode} before it was ready")
-
-
 class _Child:
     def __init__(self, args: list[str], log_path: Path, what: str) -> None:
         self.what = what
@@ -59,15 +49,23 @@ class _Child:
         assert self.process.stdout is not None
         self.stdout = self.process.stdout
 
-    def ready(self, pattern: str) -> re.Match[str]:
-        """The first stdout line matching `pattern`; the rest of stdout is drained in the background."""
-        match = _wait_for_line(self.stdout, pattern, self.process, self.what)
-        threading.Thread(target=self._discard_stdout, daemon=True).start()
-        return match
+    def ready(self, pattern: str, within: float = 120.0) -> re.Match[str]:
+        """The first stdout line matching `pattern`; a thread reads it, then drains the rest of stdout."""
+        found: list[re.Match[str]] = []
+        seen = threading.Event()
 
-    def _discard_stdout(self) -> None:
-        for _ in self.stdout:
-            pass
+        def read() -> None:
+            for line in self.stdout:
+                if not seen.is_set() and (match := re.search(pattern, line)):
+                    found.append(match)
+                    seen.set()
+            seen.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not seen.wait(within) or not found:
+            self.process.kill()
+            raise RuntimeError(f"{self.what} did not get ready within {within:.0f} s: see {self.log_path}")
+        return found[0]
 
     @property
     def pid(self) -> int:
@@ -102,9 +100,10 @@ class Simulator(_Child):
     def __init__(self, config: Path, kubeconfig_dir: Path, log_path: Path) -> None:
         args = [str(PODGATE), "sim", "--config", str(config), "--kubeconfig-dir", str(kubeconfig_dir)]
         super().__init__(args, log_path, "podgate sim")
-        found = self.ready(r"control endpoint: (\S+) \(Authorization: Bearer (\S+)\)")
-        self.control_url, token = found.group(1), found.group(2)
-        self._headers = {"Authorization": f"Bearer {token}"}
+        self.ready(r"control endpoint: ")
+        control = yaml.safe_load((kubeconfig_dir / "control.yaml").read_text())  # URL and token, mode 0600
+        self.control_url = control["url"]
+        self._headers = {"Authorization": f"Bearer {control['token']}"}
 
     async def _call(self, method: str, path: str) -> object:
         async with (
