@@ -8,6 +8,7 @@ reported and the others still run; the exit code is non-zero if any failed.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -35,9 +36,10 @@ def main(names: list[str]) -> int:
         command = [sys.executable, str(BENCH / f"{name}.py"), *QUICK_ARGS.get(name, [])]
         print(f"\n######## {name}: {' '.join(command[1:])}", flush=True)
         started = time.perf_counter()
-        code = subprocess.call(command, cwd=BENCH.parent)
+        code = subprocess.call(command, cwd=BENCH.parent, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         print(
-            f"######## {name}: {'ok' if code == 0 else f'FAILED (exit code {code})'} in {time.perf_counter() - started:.0f} s"
+            f"######## {name}: {'ok' if code == 0 else f'FAILED (exit code {code})'} in {time.perf_counter() - started:.0f} s",
+            flush=True,
         )
         if code:
             failed.append(name)
