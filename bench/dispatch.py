@@ -92,6 +92,7 @@ async def main(args: argparse.Namespace) -> None:
                 print(f"(state, sim.log and gateway.log kept in {tmp})")
             else:
                 shutil.rmtree(tmp, ignore_errors=True)
+    print("\n(placement time with 1,000 registered clusters: .venv/bin/python bench/placement.py)")
 
 
 if __name__ == "__main__":
