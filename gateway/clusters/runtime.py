@@ -102,6 +102,7 @@ class ClusterRuntime:
         self._probe_interval = probe_interval
         self._book = CapacityBook()
         self._ours: dict[PodKey, dict[str, Any]] = {}
+        self._running: set[PodKey] = set()  # keys of _ours not yet Succeeded/Failed, kept per event
         self._tracks: dict[PodKey, PodTrack] = {}
         self._pods_synced = asyncio.Event()
         self._nodes_synced = asyncio.Event()
@@ -135,7 +136,7 @@ class ClusterRuntime:
         await self._pods_synced.wait()
 
     def snapshot(self) -> domain.ClusterSnapshot:
-        running = sum(1 for p in self._ours.values() if (p.get("status") or {}).get("phase") not in TERMINAL_PHASES)
+        running = len(self._running)
         return domain.ClusterSnapshot(
             spec=self.spec,
             health=self.health.state,
@@ -178,7 +179,10 @@ class ClusterRuntime:
     def _on_pod(self, event: WatchEvent) -> None:
         if event.type is EventType.RELISTED:
             self._book.reset(pods=event.objects)
-            self._ours = {_key(p): dict(p) for p in event.objects if self._owned(p)}
+            self._ours, self._running = {}, set()
+            for p in event.objects:
+                if self._owned(p):
+                    self._keep(_key(p), p)
             for key, track in self._tracks.items():
                 track.update(self._ours.get(key))
             self._pods_synced.set()
@@ -186,14 +190,26 @@ class ClusterRuntime:
             obj, key = event.object, _key(event.object)
             if event.type is EventType.DELETED:
                 self._book.remove_pod(obj)
-                self._ours.pop(key, None)
+                self._keep(key, None)
             else:
                 self._book.set_pod(obj)
                 if self._owned(obj):
-                    self._ours[key] = dict(obj)
+                    self._keep(key, obj)
             if key in self._tracks:
                 self._tracks[key].update(self._ours.get(key))
         self._on_change()
+
+    def _keep(self, key: PodKey, pod: Mapping[str, Any] | None) -> None:
+        """Records a gateway pod's latest state (None: gone), keeping the running count without a recount."""
+        if pod is None:
+            self._ours.pop(key, None)
+            self._running.discard(key)
+            return
+        self._ours[key] = dict(pod)
+        if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+            self._running.discard(key)
+        else:
+            self._running.add(key)
 
     def _on_event(self, event: WatchEvent) -> None:
         objects = event.objects if event.type is EventType.RELISTED else (event.object,)
