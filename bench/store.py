@@ -1,26 +1,41 @@
-"""Journal throughput of the SQLite store: how many log lines per second it can make durable.
+"""Throughput of the SQLite store: the journal's log lines, and the writes of many pods in flight at once.
 
-Usage: .venv/bin/python bench/store.py [--lines N] [--batch B] [--streams S]
-S concurrent pods each append N/S lines in batches of B (as the log followers do), then every line
-is read back from cursor 0 in pages. Prints lines/s for both; nothing is asserted.
+Usage: .venv/bin/python bench/store.py [--lines N] [--batch B] [--streams S] [--pods P] [PART ...]
+
+journal: S concurrent pods each append N/S lines in batches of B (as the log followers do), then every
+line is read back from cursor 0 in pages. Prints lines/s for both.
+pods: P pods at once each make the writes the gateway makes for one dispatched pod (record, placement,
+phases, journal events, a log batch, result, finished: 11 writes), as concurrent callers. Prints pods/s,
+writes/s, the database transactions committed (a SQLAlchemy `commit` event count) and the writes that
+failed, by error. Nothing is asserted.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from gateway.domain import JournalEvent, JournalKind, PodPhase, PodRecord, PodRequest
+from sqlalchemy import Engine, event
+
+from gateway.domain import JournalEvent, JournalKind, PodPhase, PodRecord, PodRequest, PodResult
 from gateway.store import SqlStore
+
+PARTS = ("journal", "pods")
 
 
 def line(i: int) -> JournalEvent:
     text = f"2026-01-01T00:00:00Z step {i}: processed batch of records without incident"
     return JournalEvent(kind=JournalKind.LOG, time=datetime.now(UTC), payload={"container": "main", "text": text})
+
+
+def item(kind: JournalKind, **payload: Any) -> JournalEvent:
+    return JournalEvent(kind=kind, time=datetime.now(UTC), payload=payload)
 
 
 async def writer(store: SqlStore, request_id: str, lines: int, batch: int) -> None:
@@ -36,30 +51,85 @@ async def reader(store: SqlStore, request_id: str) -> int:
     return seen
 
 
-async def main(lines: int, batch: int, streams: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        async with await SqlStore.open(path=Path(tmp) / "bench.db") as store:
-            ids = [f"bench-{i}" for i in range(streams)]
-            for rid in ids:
-                await store.create_pod_record(
-                    PodRecord(request=PodRequest(request_id=rid, pod={}), phase=PodPhase.RUNNING)
-                )
-            per_stream = lines // streams
-            t0 = time.perf_counter()
-            await asyncio.gather(*(writer(store, rid, per_stream, batch) for rid in ids))
-            wrote = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            read = sum(await asyncio.gather(*(reader(store, rid) for rid in ids)))
-            took = time.perf_counter() - t0
+async def journal(db: Path, lines: int, batch: int, streams: int) -> None:
+    async with await SqlStore.open(path=db) as store:
+        ids = [f"bench-{i}" for i in range(streams)]
+        for rid in ids:
+            await store.create_pod_record(PodRecord(request=PodRequest(request_id=rid, pod={}), phase=PodPhase.RUNNING))
+        per_stream = lines // streams
+        t0 = time.perf_counter()
+        await asyncio.gather(*(writer(store, rid, per_stream, batch) for rid in ids))
+        wrote = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        read = sum(await asyncio.gather(*(reader(store, rid) for rid in ids)))
+        took = time.perf_counter() - t0
     total = per_stream * streams
     print(f"journal append: {total} lines, batch {batch}, {streams} streams: {total / wrote:,.0f} lines/s")
     print(f"journal replay: {read} lines in pages of 1000: {read / took:,.0f} lines/s")
 
 
+async def one_pod(store: SqlStore, i: int) -> None:
+    """The writes of one dispatched pod, in the gateway's order (dispatcher, then runner and journal)."""
+    rid = f"pod-{i}"
+    await store.create_pod_record(PodRecord(request=PodRequest(request_id=rid, pod={}), phase=PodPhase.QUEUED))
+    await store.append_events(rid, [item(JournalKind.PHASE, phase="Queued")])
+    placed = await store.record_placement(
+        rid, cluster="c1", region="eu-west-1", namespace="default", name=rid, decision=None, phase=PodPhase.QUEUED
+    )
+    await store.append_events(rid, [item(JournalKind.PLACED, cluster=placed.cluster)])
+    await store.record_phase(rid, PodPhase.PENDING)
+    await store.record_phase(rid, PodPhase.RUNNING)
+    await store.append_events(rid, [item(JournalKind.PHASE, phase="Running")])
+    await store.append_events(rid, [line(n) for n in range(10)])
+    await store.record_result(rid, PodResult(phase=PodPhase.SUCCEEDED, exit_code=0, xcom_json='{"v": 42}'))
+    await store.append_events(rid, [item(JournalKind.RESULT, phase="Succeeded")])
+    await store.record_finished(rid)
+
+
+WRITES_PER_POD = 11
+
+
+async def pods(db: Path, count: int) -> None:
+    commits = [0]
+
+    def _count(_conn: Any) -> None:
+        commits[0] += 1
+
+    event.listen(Engine, "commit", _count)
+    try:
+        async with await SqlStore.open(path=db) as store:
+            before = commits[0]
+            t0 = time.perf_counter()
+            outcomes = await asyncio.gather(*(one_pod(store, i) for i in range(count)), return_exceptions=True)
+            took = time.perf_counter() - t0
+            transactions = commits[0] - before
+    finally:
+        event.remove(Engine, "commit", _count)
+    failed = collections.Counter(f"{type(o).__name__}: {str(o)[:80]}" for o in outcomes if isinstance(o, BaseException))
+    done = count - sum(failed.values())
+    writes = count * WRITES_PER_POD
+    print(
+        f"pods: {count} at once, {WRITES_PER_POD} writes each: {took:.1f} s, {done / took:,.0f} pods/s, "
+        f"{writes / took:,.0f} writes/s, {transactions:,} transactions ({writes / max(transactions, 1):.1f} writes each)"
+    )
+    print(f"pods failed: {sum(failed.values())}" + "".join(f"\n  {n} x {what}" for what, n in failed.most_common()))
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        if "journal" in args.parts:
+            await journal(Path(tmp) / "journal.db", args.lines, args.batch, args.streams)
+        if "pods" in args.parts:
+            await pods(Path(tmp) / "pods.db", args.pods)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("parts", nargs="*", metavar="PART", choices=[*PARTS, []], help="journal, pods (default: both)")
     parser.add_argument("--lines", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--streams", type=int, default=10)
+    parser.add_argument("--pods", type=int, default=1000)
     args = parser.parse_args()
-    asyncio.run(main(args.lines, args.batch, args.streams))
+    args.parts = args.parts or list(PARTS)
+    asyncio.run(main(args))

@@ -1,9 +1,11 @@
 """Database engines and migrations: the only place that knows about SQLite's quirks.
 
 SQLite allows one writer at a time. Rather than let concurrent writers collide on the file lock
-(`database is locked`), writes go through an engine with exactly one connection whose transactions
-start with `BEGIN IMMEDIATE`; reads use a separate pool and, thanks to WAL, never wait for a writer.
-Any other database (Postgres) uses one ordinary engine for both.
+(`database is locked`), every write goes through one `GroupCommitWriter` (gateway.store.writer), which
+owns the only write connection (synchronous pysqlite, in the writer's own thread) and commits queued
+writes together in `BEGIN IMMEDIATE` transactions; reads use a separate async pool and, thanks to WAL,
+never wait for a writer. Any other database (Postgres) uses one ordinary async engine for both, with one
+transaction per write (`DirectWriter`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway.store.writer import DirectWriter, GroupCommitWriter, Writer
 
 DEFAULT_PATH = Path(".podgate") / "podgate.db"
 MIGRATIONS = "gateway.store:migrations"
+BUSY_TIMEOUT_MS = 10_000  # how long SQLite itself waits for another process's lock before `database is locked`
 
 
 def sqlite_url(path: Path | str = DEFAULT_PATH) -> str:
@@ -28,47 +33,75 @@ def sqlite_url(path: Path | str = DEFAULT_PATH) -> str:
 
 @dataclass(frozen=True)
 class Engines:
-    """The engine for writes and the one for reads (the same object except on SQLite)."""
+    """Where writes go and the engine for reads."""
 
-    write: AsyncEngine
+    writer: Writer
     read: AsyncEngine
 
     async def dispose(self) -> None:
-        await self.write.dispose()
-        if self.read is not self.write:
-            await self.read.dispose()
+        await self.writer.close()
+        await self.read.dispose()
 
 
-def create_engines(url: str) -> Engines:
+async def open_engines(url: str, *, group_commit: bool = True) -> Engines:
+    """Engines for `url`, the schema migrated. On SQLite, `group_commit=False` gives one transaction per
+    write on a single pooled connection (the behaviour before group commit, kept for comparison)."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         engine = create_async_engine(url, pool_pre_ping=True)
-        return Engines(write=engine, read=engine)
+        try:
+            await migrate(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return Engines(writer=DirectWriter(engine), read=engine)
     database = parsed.database or ""
     if database in ("", ":memory:"):
         raise ValueError("the SQLite store needs a file (WAL and a separate read pool do not work in memory)")
     Path(database).parent.mkdir(parents=True, exist_ok=True)
-    write = create_async_engine(url, pool_size=1, max_overflow=0)
-    read = create_async_engine(url, pool_size=4, max_overflow=4)
-    _configure_sqlite(write, immediate=True)
+    writer = await (_group_writer(parsed) if group_commit else _direct_writer(url))
+    read = create_async_engine(url, pool_size=4, max_overflow=4, pool_timeout=None)
     _configure_sqlite(read, immediate=False)
-    return Engines(write=write, read=read)
+    return Engines(writer=writer, read=read)
 
 
-def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
+def sqlite_write_engine(url: URL | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
+    """The synchronous (pysqlite) engine of the group-commit writer, for the same file as `url`."""
+    engine = create_engine(make_url(url).set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0)
+    _configure_sqlite(engine, immediate=True, busy_timeout_ms=busy_timeout_ms)
+    return engine
+
+
+async def _group_writer(url: URL) -> Writer:
+    return await GroupCommitWriter.start(sqlite_write_engine(url), prepare=upgrade)
+
+
+async def _direct_writer(url: str) -> Writer:
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=None)
+    _configure_sqlite(engine, immediate=True)
+    try:
+        await migrate(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return DirectWriter(engine)
+
+
+def _configure_sqlite(engine: AsyncEngine | Engine, *, immediate: bool, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
     """WAL, a busy timeout for other processes, foreign keys; explicit BEGIN (pysqlite's is lazy)."""
+    sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
 
-    @event.listens_for(engine.sync_engine, "connect")
+    @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; safe with WAL
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
@@ -79,13 +112,13 @@ def alembic_config() -> Config:
     return cfg
 
 
-async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
+def upgrade(connection: Connection, revision: str = "head") -> None:
     """Bring the schema to `revision` (idempotent; a fresh database gets every table)."""
+    cfg = alembic_config()
+    cfg.attributes["connection"] = connection
+    command.upgrade(cfg, revision)
 
-    def _upgrade(connection: Connection) -> None:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
 
+async def migrate(engine: AsyncEngine) -> None:
     async with engine.begin() as conn:
-        await conn.run_sync(_upgrade)
+        await conn.run_sync(upgrade)

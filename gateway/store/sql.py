@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
-from sqlalchemy import ColumnElement, RowMapping, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, RowMapping, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhase, PodRecord, PodResult
 from gateway.errors import AlreadyExists, NotFound
 from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditEntry
 from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result, to_data
-from gateway.store.engine import DEFAULT_PATH, Engines, create_engines, migrate, sqlite_url
+from gateway.store.engine import DEFAULT_PATH, Engines, open_engines, sqlite_url
 from gateway.store.rows import (
     clamp_limit,
     decode_page_token,
@@ -29,7 +29,9 @@ from gateway.store.rows import (
     record_values,
 )
 from gateway.store.schema import audit_log, clusters, journal_events, pod_records
+from gateway.store.writer import Operation
 
+T = TypeVar("T")
 Clock = Callable[[], datetime]
 
 
@@ -45,18 +47,24 @@ class SqlStore:
         self._clock = clock
 
     @classmethod
-    async def open(cls, url: str | None = None, *, path: Path | str = DEFAULT_PATH, clock: Clock = _utcnow) -> Self:
-        """`url` is a SQLAlchemy async URL; without one, the SQLite file at `path`."""
-        engines = create_engines(url or sqlite_url(path))
-        try:
-            await migrate(engines.write)
-        except BaseException:
-            await engines.dispose()
-            raise
-        return cls(engines, clock=clock)
+    async def open(
+        cls,
+        url: str | None = None,
+        *,
+        path: Path | str = DEFAULT_PATH,
+        clock: Clock = _utcnow,
+        group_commit: bool = True,
+    ) -> Self:
+        """`url` is a SQLAlchemy async URL; without one, the SQLite file at `path`. Writes on SQLite are
+        committed in groups (gateway.store.writer) unless `group_commit=False`."""
+        return cls(await open_engines(url or sqlite_url(path), group_commit=group_commit), clock=clock)
 
     async def close(self) -> None:
+        """Writes already submitted are committed first; later ones raise `StoreClosed`."""
         await self._engines.dispose()
+
+    async def _write(self, operation: Operation[T]) -> T:
+        return await self._engines.writer.run(operation)
 
     async def __aenter__(self) -> Self:
         return self
@@ -68,10 +76,13 @@ class SqlStore:
 
     async def put_cluster(self, spec: ClusterSpec) -> None:
         values = {"spec": encode_cluster(spec), "updated_at": self._clock()}
-        async with self._engines.write.begin() as conn:
-            done = await conn.execute(update(clusters).where(clusters.c.name == spec.name).values(values))
+
+        def put(conn: Connection) -> None:
+            done = conn.execute(update(clusters).where(clusters.c.name == spec.name).values(values))
             if done.rowcount == 0:
-                await conn.execute(insert(clusters).values(name=spec.name, cordoned=False, cordon_reason="", **values))
+                conn.execute(insert(clusters).values(name=spec.name, cordoned=False, cordon_reason="", **values))
+
+        await self._write(put)
 
     async def get_cluster(self, name: str) -> ClusterSpec | None:
         async with self._engines.read.connect() as conn:
@@ -84,15 +95,13 @@ class SqlStore:
             return [decode_cluster(data) for data in rows]
 
     async def delete_cluster(self, name: str) -> bool:
-        async with self._engines.write.begin() as conn:
-            done = await conn.execute(delete(clusters).where(clusters.c.name == name))
-        return bool(done.rowcount)
+        statement = delete(clusters).where(clusters.c.name == name)
+        return bool(await self._write(lambda conn: conn.execute(statement).rowcount))
 
     async def set_cordon(self, name: str, cordoned: bool, reason: str = "") -> None:
         values = {"cordoned": cordoned, "cordon_reason": reason if cordoned else "", "updated_at": self._clock()}
-        async with self._engines.write.begin() as conn:
-            done = await conn.execute(update(clusters).where(clusters.c.name == name).values(values))
-        if done.rowcount == 0:
+        statement = update(clusters).where(clusters.c.name == name).values(values)
+        if await self._write(lambda conn: conn.execute(statement).rowcount) == 0:
             raise NotFound(f"cluster {name!r} is not registered")
 
     async def get_cordons(self) -> dict[str, str]:
@@ -106,15 +115,19 @@ class SqlStore:
         request_id = record.request.request_id
         if not request_id:
             raise ValueError("a pod record needs a request_id")
-        try:
-            async with self._engines.write.begin() as conn:
-                row = (
-                    await conn.execute(
-                        insert(pod_records).values(record_values(record, self._clock())).returning(pod_records)
-                    )
-                ).one()
+        values = record_values(record, self._clock())
+
+        def create(conn: Connection) -> tuple[PodRecord, bool]:
+            same = select(pod_records).where(pod_records.c.request_id == request_id)
+            existing = conn.execute(same).first()
+            if existing is not None:
+                return record_from_row(existing._mapping), False
+            row = conn.execute(insert(pod_records).values(values).returning(pod_records)).one()
             return record_from_row(row._mapping), True
-        except IntegrityError as e:
+
+        try:
+            return await self._write(create)
+        except IntegrityError as e:  # another writer inserted it meanwhile (Postgres), or the name clashed
             existing = await self.get_pod_record(request_id)
             if existing is None:  # the clash was on (cluster, namespace, name)
                 raise AlreadyExists(f"another request already owns pod {record.namespace}/{record.name}") from e
@@ -166,8 +179,7 @@ class SqlStore:
             .values(updated_at=self._clock(), **values)
             .returning(pod_records)
         )
-        async with self._engines.write.begin() as conn:
-            row = (await conn.execute(statement)).first()
+        row = await self._write(lambda conn: conn.execute(statement).first())
         if row is None:
             raise NotFound(f"no pod record for request {request_id!r}")
         return record_from_row(row._mapping)
@@ -236,15 +248,19 @@ class SqlStore:
             .values(last_seq=pod_records.c.last_seq + len(events))
             .returning(pod_records.c.id, pod_records.c.last_seq)
         )
-        async with self._engines.write.begin() as conn:
-            claimed = (await conn.execute(claim)).first()
+
+        def append(conn: Connection) -> list[int]:
+            claimed = conn.execute(claim).first()
             if claimed is None:
                 raise NotFound(f"no pod record for request {request_id!r}")
             record_id, last = claimed
             seqs = list(range(last - len(events) + 1, last + 1))
-            rows = [event_values(record_id, seq, ev) for seq, ev in zip(seqs, events, strict=True)]
-            await conn.execute(insert(journal_events), rows)
-        return seqs
+            conn.execute(
+                insert(journal_events), [event_values(record_id, s, e) for s, e in zip(seqs, events, strict=True)]
+            )
+            return seqs
+
+        return await self._write(append)
 
     async def read_events(
         self, request_id: str, after_seq: int = 0, limit: int = MAX_PAGE
@@ -262,22 +278,24 @@ class SqlStore:
 
     async def prune_events(self, request_id: str) -> int:
         statement = delete(journal_events).where(journal_events.c.record_id == self._record_id(request_id))
-        async with self._engines.write.begin() as conn:
-            return (await conn.execute(statement)).rowcount
+        return int(await self._write(lambda conn: conn.execute(statement).rowcount))
 
     async def apply_retention(
         self, *, journal_before: datetime, records_before: datetime | None = None
     ) -> tuple[int, int]:
         finished = pod_records.c.finished_at
         old_journals = select(pod_records.c.id).where(finished.is_not(None), finished < journal_before)
-        async with self._engines.write.begin() as conn:
-            events = await conn.execute(delete(journal_events).where(journal_events.c.record_id.in_(old_journals)))
+
+        def retain(conn: Connection) -> tuple[int, int]:
+            events = conn.execute(delete(journal_events).where(journal_events.c.record_id.in_(old_journals)))
             records = 0
             if records_before is not None:
                 old = select(pod_records.c.id).where(finished.is_not(None), finished < records_before)
-                await conn.execute(delete(journal_events).where(journal_events.c.record_id.in_(old)))
-                records = (await conn.execute(delete(pod_records).where(pod_records.c.id.in_(old)))).rowcount
-        return events.rowcount, records
+                conn.execute(delete(journal_events).where(journal_events.c.record_id.in_(old)))
+                records = conn.execute(delete(pod_records).where(pod_records.c.id.in_(old))).rowcount
+            return events.rowcount, records
+
+        return await self._write(retain)
 
     @staticmethod
     def _record_id(request_id: str) -> Any:
@@ -292,9 +310,8 @@ class SqlStore:
             "actor": str(record.get("actor", "")),
             "record": to_data(record),
         }
-        async with self._engines.write.begin() as conn:
-            new_id = (await conn.execute(insert(audit_log).values(values).returning(audit_log.c.id))).scalar_one()
-        return int(new_id)
+        statement = insert(audit_log).values(values).returning(audit_log.c.id)
+        return int(await self._write(lambda conn: conn.execute(statement).scalar_one()))
 
     async def list_audit(
         self,
