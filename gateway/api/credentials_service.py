@@ -1,22 +1,24 @@
 """CredentialsService: short-lived, namespace-scoped kubeconfigs, each issuance and revocation audited.
 
-Until tenants land (security issue) the rule is the cluster's own: a kubeconfig is issued only for a
-namespace the cluster allows gateway pods in.
+Two rules must both allow an issuance: the caller's tenant (kubeconfig grant: access level, TTL,
+clusters, namespaces) and the cluster's own (only namespaces it allows gateway pods in). The issued
+kubeconfig never reaches the audit or a log.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from gateway import errors
 from gateway._proto.podgate.v1 import credentials_pb2, credentials_pb2_grpc
+from gateway.api.access import Access, current_caller
+from gateway.api.audit import AuditEntry
 from gateway.api.convert_pods import seconds, timestamp
 from gateway.clusters.objects import ClusterObjects
 from gateway.clusters.registry import Registry
 from gateway.credentials import issuing
 from gateway.credentials.base import CredentialError
-from gateway.store.base import Store
+from gateway.policy import tenants as tp
 
 _ACCESS = {
     credentials_pb2.KUBECONFIG_ACCESS_UNSPECIFIED: issuing.Access.VIEW,
@@ -24,14 +26,16 @@ _ACCESS = {
     credentials_pb2.KUBECONFIG_ACCESS_EDIT: issuing.Access.EDIT,
 }
 DEFAULT_TTL_SECONDS = 15 * 60
-DEFAULT_POLICY = issuing.IssuePolicy()
 
 
 class CredentialsService(credentials_pb2_grpc.CredentialsServiceServicer):
-    def __init__(self, registry: Registry, store: Store, policy: issuing.IssuePolicy = DEFAULT_POLICY) -> None:
+    def __init__(self, registry: Registry, access: Access) -> None:
         self._registry = registry
-        self._store = store
-        self._policy = policy
+        self._access = access
+
+    @property
+    def _policy(self) -> issuing.IssuePolicy:
+        return issuing.IssuePolicy(max_ttl_seconds=self._access.settings.kubeconfig_max_ttl_seconds)
 
     async def IssueKubeconfig(
         self, request: credentials_pb2.IssueKubeconfigRequest, context: Any
@@ -43,17 +47,18 @@ class CredentialsService(credentials_pb2_grpc.CredentialsServiceServicer):
             raise errors.InvalidArgument(
                 f"{' and '.join(missing)} required", [errors.FieldViolation(f, "required") for f in missing]
             )
+        caller = current_caller()
         runtime = self._registry.get(request.cluster)
-        allowed = runtime.spec.allowed_namespaces
-        if request.namespace not in allowed and "*" not in allowed:
-            await self._audit("kubeconfig.issue", request.cluster, request.namespace, outcome="denied")
-            raise errors.PermissionDenied(
-                f"cluster {request.cluster!r} allows namespaces {sorted(allowed)}; {request.namespace!r} is not one of them"
-            )
         ttl = issuing.check_ttl(
             int(seconds(request.ttl)) if request.HasField("ttl") else DEFAULT_TTL_SECONDS, self._policy
         )
         access = _ACCESS[request.access]
+        allowed = runtime.spec.allowed_namespaces
+        if request.namespace not in allowed and "*" not in allowed:
+            raise errors.PermissionDenied(
+                f"cluster {request.cluster!r} allows namespaces {sorted(allowed)}; {request.namespace!r} is not one of them"
+            )
+        tp.require(tp.authorize_kubeconfig(caller.tenant, runtime.spec, request.namespace, access, ttl))
         try:
             endpoint = await runtime.provider.endpoint()
         except CredentialError as e:
@@ -87,6 +92,7 @@ class CredentialsService(credentials_pb2_grpc.CredentialsServiceServicer):
     ) -> credentials_pb2.RevokeKubeconfigResponse:
         credential = issuing.parse_credential_id(request.credential_id)
         runtime = self._registry.get(credential.cluster)
+        tp.require(tp.authorize_revoke(current_caller().tenant, runtime.spec, credential.namespace))
         deleted = await issuing.revoke_kubeconfig(ClusterObjects(runtime.client), credential)
         await self._audit(
             "kubeconfig.revoke",
@@ -97,8 +103,9 @@ class CredentialsService(credentials_pb2_grpc.CredentialsServiceServicer):
         )
         return credentials_pb2.RevokeKubeconfigResponse()
 
-    async def _audit(self, action: str, cluster: str, namespace: str, **details: Any) -> None:
-        await self._store.append_audit({
-            "action": action, "actor": "anonymous", "time": datetime.now(UTC).isoformat(),
-            "cluster": cluster, "namespace": namespace, **details,
-        })  # fmt: skip
+    async def _audit(self, action: str, cluster: str, namespace: str, outcome: str, **details: Any) -> None:
+        entry = AuditEntry(
+            action=action, outcome=outcome, cluster=cluster, namespace=namespace,
+            details=tuple((k, str(v)) for k, v in details.items()),
+        )  # fmt: skip
+        await self._access.audit(current_caller(), entry)

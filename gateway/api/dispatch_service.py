@@ -1,4 +1,4 @@
-"""DispatchService: converts at the edge and delegates to the Dispatcher. No business logic here."""
+"""DispatchService: converts at the edge, applies the caller's tenant (access.py), delegates to the Dispatcher."""
 
 from __future__ import annotations
 
@@ -8,31 +8,66 @@ from typing import Any
 from gateway import domain, errors
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.api import convert_pods as cv
+from gateway.api.access import Access, Caller, current_caller
+from gateway.api.audit import AuditEntry
+from gateway.api.status import code_for
+from gateway.clusters.registry import Registry
 from gateway.pods.dispatcher import Dispatcher
+from gateway.policy import tenants as tp
 
 MAX_PAGE = 1000
 
 
 class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, registry: Registry, access: Access) -> None:
         self._dispatcher = dispatcher
+        self._registry = registry
+        self._access = access
 
     async def SubmitPod(self, request: dispatch_pb2.SubmitPodRequest, context: Any) -> dispatch_pb2.SubmitPodResponse:
-        record, created = await self._dispatcher.submit(cv.pod_request_from_proto(request.pod))
+        record, created = await self._submit(request.pod)
         return dispatch_pb2.SubmitPodResponse(pod=cv.record_to_proto(record), created=created)
 
     async def RunPod(
         self, request: dispatch_pb2.RunPodRequest, context: Any
     ) -> AsyncIterator[dispatch_pb2.RunPodResponse]:
-        record, _ = await self._dispatcher.submit(cv.pod_request_from_proto(request.pod))
+        record, _ = await self._submit(request.pod)
         async for event in self._follow(record.request, 0):
             yield dispatch_pb2.RunPodResponse(event=event)
+
+    async def _submit(self, pod: Any) -> tuple[domain.PodRecord, bool]:
+        caller = current_caller()
+        request = cv.pod_request_from_proto(pod)
+
+        def admit(request: domain.PodRequest) -> domain.PodRequest:
+            clusters = [self._registry.get(n).spec for n in self._registry.names()]
+            return self._access.admit(caller, request, clusters=clusters, live=self._dispatcher.live_records())
+
+        try:
+            async with self._access.admission(caller.tenant):
+                record, created = await self._dispatcher.submit(request, admit=admit, limits=self._access.limits)
+        except errors.GatewayError as e:
+            await self._audit_submit(caller, request, "refused", code=code_for(e).name, message=str(e))
+            raise
+        _require_access(caller, record, "resubmit")
+        if created:
+            await self._audit_submit(caller, record.request, "accepted")
+        return record, created
+
+    async def _audit_submit(
+        self, caller: Caller, request: domain.PodRequest, outcome: str, *, code: str = "", message: str = ""
+    ) -> None:
+        entry = AuditEntry(
+            action="pod.submit", outcome=outcome, request_id=request.request_id,
+            namespace=tp.request_namespace(request), code=code, message=message,
+        )  # fmt: skip
+        await self._access.audit(caller, entry)
 
     async def WatchPod(
         self, request: dispatch_pb2.WatchPodRequest, context: Any
     ) -> AsyncIterator[dispatch_pb2.WatchPodResponse]:
         after = cv.parse_cursor(request.cursor)
-        record = await self._dispatcher.get(cv.check_request_id(request.request_id))
+        record = await self._owned(cv.check_request_id(request.request_id), "watch")
         async for event in self._follow(record.request, after):
             yield dispatch_pb2.WatchPodResponse(event=event)
 
@@ -41,12 +76,26 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             async for event in self._dispatcher.watch(request.request_id, after):
                 yield cv.stream_event_to_proto(event)
 
+    async def _owned(self, request_id: str, action: str) -> domain.PodRecord:
+        record = await self._dispatcher.get(request_id)
+        _require_access(current_caller(), record, action)
+        return record
+
     async def GetPod(self, request: dispatch_pb2.GetPodRequest, context: Any) -> dispatch_pb2.GetPodResponse:
-        record = await self._dispatcher.get(cv.check_request_id(request.request_id))
+        record = await self._owned(cv.check_request_id(request.request_id), "get")
         return dispatch_pb2.GetPodResponse(pod=cv.record_to_proto(record))
 
     async def CancelPod(self, request: dispatch_pb2.CancelPodRequest, context: Any) -> dispatch_pb2.CancelPodResponse:
-        record = await self._dispatcher.cancel(cv.check_request_id(request.request_id), request.reason)
+        caller = current_caller()
+        record = await self._owned(cv.check_request_id(request.request_id), "cancel")
+        record = await self._dispatcher.cancel(record.request.request_id, request.reason)
+        await self._access.audit(
+            caller,
+            AuditEntry(
+                action="pod.cancel", outcome=record.phase.value, request_id=record.request.request_id,
+                cluster=record.cluster, pod=record.name, message=request.reason,
+            ),
+        )  # fmt: skip
         return dispatch_pb2.CancelPodResponse(pod=cv.record_to_proto(record))
 
     async def ListPods(self, request: dispatch_pb2.ListPodsRequest, context: Any) -> dispatch_pb2.ListPodsResponse:
@@ -60,6 +109,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             cluster=request.cluster,
             phases=phases,
             dag_id=request.dag_id,
+            tenant=tp.list_scope(current_caller().tenant),
             limit=request.page_size or 100,
             page_token=request.page_token,
         )
@@ -68,5 +118,17 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
     async def ExplainPlacement(
         self, request: dispatch_pb2.ExplainPlacementRequest, context: Any
     ) -> dispatch_pb2.ExplainPlacementResponse:
-        decision = self._dispatcher.explain(cv.pod_request_from_proto(request.pod))
+        caller = current_caller()
+        specs = [self._registry.get(n).spec for n in self._registry.names()]
+        visible = {c.name for c in tp.visible_clusters(caller.tenant, specs)}
+        decision = self._dispatcher.explain(
+            cv.pod_request_from_proto(request.pod),
+            admit=lambda r: self._access.explainable(caller, r, specs),
+            visible=visible,
+            limits=self._access.limits,
+        )
         return dispatch_pb2.ExplainPlacementResponse(decision=cv.decision_to_proto(decision))
+
+
+def _require_access(caller: Caller, record: domain.PodRecord, action: str) -> None:
+    tp.require(tp.authorize_pod_access(caller.tenant, record.request.tenant, action))

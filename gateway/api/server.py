@@ -19,9 +19,13 @@ from gateway._proto.podgate.v1 import (
     dispatch_pb2,
     dispatch_pb2_grpc,
 )
+from gateway.api.access import Access, AuthInterceptor
 from gateway.api.interceptors import ErrorInterceptor, MetricsInterceptor
+from gateway.config import TlsSettings
 
 log = logging.getLogger(__name__)
+
+PLAIN_TEXT = TlsSettings()
 
 SERVICE_NAMES = (
     dispatch_pb2.DESCRIPTOR.services_by_name["DispatchService"].full_name,
@@ -52,19 +56,51 @@ class RunningServer:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
+    health_server: grpc.aio.Server | None = None
+    health_port: int = 0
 
     async def stop(self, grace: float | None = 5.0) -> None:
+        """NOT_SERVING first (probes and load balancers move away), then let calls finish within `grace`."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.health_server is not None:
+            await self.health_server.stop(0)
 
 
-async def start(address: str, servicers: Servicers) -> RunningServer:
-    """Starts serving on address (port 0 picks a free port). Plain text is refused off loopback."""
-    if not is_loopback(address):
+def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
+    """The server's certificate; with a client CA, client certificates are verified (required or optional)."""
+    assert tls.cert_file is not None and tls.key_file is not None
+    client_ca = tls.client_ca_file.read_bytes() if tls.client_ca_file is not None else None
+    return grpc.ssl_server_credentials(
+        [(tls.key_file.read_bytes(), tls.cert_file.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=tls.require_client_cert,
+    )
+
+
+async def start(
+    address: str,
+    servicers: Servicers,
+    *,
+    access: Access | None,
+    tls: TlsSettings = PLAIN_TEXT,
+    max_message_bytes: int = 4 * 1024 * 1024,
+    health_address: str = "",
+) -> RunningServer:
+    """Starts serving on address (port 0 picks a free port). Plain text is refused off loopback.
+
+    `health_address`, when set, is a second, plain-text listener serving only grpc.health.v1, for
+    kubelet probes (which cannot speak TLS); it shares the health status of the main listener.
+    """
+    if not tls.enabled and not is_loopback(address):
         raise errors.FailedPrecondition(
             f"refusing a plain-text listener on {address}: plain text is only allowed on loopback addresses"
         )
-    server = grpc.aio.server(interceptors=[MetricsInterceptor(), ErrorInterceptor()])
+    options = [("grpc.max_receive_message_length", max_message_bytes)]
+    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(), ErrorInterceptor()]
+    if access is not None:  # None only in tests of the frame: our servicers then refuse every call
+        interceptors.append(AuthInterceptor(access))
+    server = grpc.aio.server(interceptors=interceptors, options=options)
     dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(servicers.dispatch, server)
     clusters_pb2_grpc.add_ClusterServiceServicer_to_server(servicers.clusters, server)
     credentials_pb2_grpc.add_CredentialsServiceServicer_to_server(servicers.credentials, server)
@@ -73,9 +109,25 @@ async def start(address: str, servicers: Servicers) -> RunningServer:
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(address)
+    if tls.enabled:
+        port = server.add_secure_port(address, server_credentials(tls))
+    else:
+        port = server.add_insecure_port(address)
+    health_server, health_port = None, 0
+    if health_address:
+        health_server = grpc.aio.server()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        health_port = health_server.add_insecure_port(health_address)
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.warning("serving plain-text gRPC on %s (loopback only)", address.rsplit(":", 1)[0] + f":{port}")
-    return RunningServer(server=server, port=port, health=health_servicer)
+    shown = address.rsplit(":", 1)[0] + f":{port}"
+    if tls.enabled:
+        log.info("serving gRPC over TLS on %s", shown)
+    else:
+        log.warning("serving plain-text gRPC on %s (loopback only)", shown)
+    return RunningServer(
+        server=server, port=port, health=health_servicer, health_server=health_server, health_port=health_port
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -19,9 +19,12 @@ from gateway.placement import engine
 from gateway.pods import builder, validation
 from gateway.pods.journal import Journal
 from gateway.pods.runner import PodRunner, RunnerConfig, must_delete
+from gateway.policy.limits import DEFAULT_LIMITS, InputLimits
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
+
+Admission = Callable[[domain.PodRequest], domain.PodRequest]
 
 
 @dataclass
@@ -98,17 +101,38 @@ class Dispatcher:
         if violations:
             raise errors.InvalidArgument("; ".join(v.description for v in violations), violations)
 
-    def explain(self, request: domain.PodRequest) -> domain.PlacementDecision:
-        validation.validate_request(request)
-        return engine.place(request, self._registry.snapshots())
+    def explain(
+        self,
+        request: domain.PodRequest,
+        *,
+        admit: Admission | None = None,
+        visible: Collection[str] | None = None,
+        limits: InputLimits = DEFAULT_LIMITS,
+    ) -> domain.PlacementDecision:
+        """The placement table a submission would get now; `visible` hides clusters the caller may not see."""
+        validation.validate_request(request, limits=limits)
+        if admit is not None:
+            request = admit(request)
+        snapshots = self._registry.snapshots()
+        if visible is not None:
+            snapshots = [s for s in snapshots if s.spec.name in visible]
+        return engine.place(request, snapshots)
 
-    async def submit(self, request: domain.PodRequest) -> tuple[domain.PodRecord, bool]:
-        """Idempotent on request_id: an existing request is returned as it is, never created twice."""
+    async def submit(
+        self, request: domain.PodRequest, *, admit: Admission | None = None, limits: InputLimits = DEFAULT_LIMITS
+    ) -> tuple[domain.PodRecord, bool]:
+        """Idempotent on request_id: an existing request is returned as it is, never created twice.
+
+        `admit` applies the caller's policy (after validation, before placement) and returns the request
+        to store, e.g. with its placement narrowed to the tenant's clusters; it raises to refuse.
+        """
         existing = await self._store.get_pod_record(request.request_id)
         if existing is not None:
             return existing, False
-        validation.validate_request(request)
+        validation.validate_request(request, limits=limits)
         self._check_known(request)
+        if admit is not None:
+            request = admit(request)
         decision = engine.place(request, self._registry.snapshots())
         if not decision.candidates and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
             raise errors.FailedPrecondition(decision.reason, engine.unsatisfiable_violations(decision))

@@ -36,7 +36,7 @@ def _servicers() -> server.Servicers:
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
     servicers = _servicers()
-    running = await server.start("127.0.0.1:0", servicers)
+    running = await server.start("127.0.0.1:0", servicers, access=None)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
         yield ch
     await running.stop(0)
@@ -85,7 +85,7 @@ async def test_unexpected_error_is_internal_without_its_message(channel: grpc.ai
 @pytest.mark.parametrize("address", ["0.0.0.0:0", "192.0.2.1:0", "example.com:0"])
 async def test_plain_text_listener_refused_off_loopback(address: str) -> None:
     with pytest.raises(errors.FailedPrecondition, match="only allowed on loopback"):
-        await server.start(address, _servicers())
+        await server.start(address, _servicers(), access=None)
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ async def channel() -> AsyncIterator[grpc.aio.Channel]:
         clusters=clusters_pb2_grpc.ClusterServiceServicer(),
         credentials=credentials_pb2_grpc.CredentialsServiceServicer(),
     )
-    running = await server.start("127.0.0.1:0", servicers)
+    running = await server.start("127.0.0.1:0", servicers, access=None)
     async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
         yield ch
     await running.stop(0)

@@ -1,0 +1,241 @@
+"""Who is calling and what their tenant may do: authentication per call, the tenants in force, admission.
+
+The servicers ask `current_caller()` for the authenticated caller; `AuthInterceptor` sets it for every
+RPC except health checks and reflection. With no tenants configured the gateway runs open (allowed on
+loopback only; `config.listener_problems` refuses anything else): every caller is the anonymous admin,
+and the Pod Security Standards still apply, at the baseline level.
+
+`Access.reload()` swaps tenants, tokens, OIDC settings and limits in one assignment, so an RPC sees
+either the old configuration or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import grpc
+import jwt
+
+from gateway import domain, errors
+from gateway.api.audit import AuditEntry, Auditor
+from gateway.api.jwks import JwksCache
+from gateway.api.status import code_for
+from gateway.config import Settings
+from gateway.credentials.issuing import Access as KubeAccess
+from gateway.observability import logging as logcontext
+from gateway.policy import tenants as tp
+from gateway.policy.admission import admit_submission, explainable, usage_of
+from gateway.policy.identity import Authenticator, Principal, credentials_from_call
+from gateway.policy.limits import InputLimits
+from gateway.policy.ratelimit import RateLimiter
+
+ANONYMOUS = "anonymous"
+UNAUTHENTICATED_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Caller:
+    tenant: tp.Tenant
+    identity: str
+
+    @property
+    def name(self) -> str:
+        return self.tenant.name or ANONYMOUS
+
+
+def open_tenant(settings: Settings) -> tp.Tenant:
+    """The anonymous caller of a gateway without tenants: an admin of everything, baseline Pod Security."""
+    return tp.Tenant(
+        name="",
+        clusters=frozenset({tp.ANY}),
+        namespaces=frozenset({tp.ANY}),
+        admin=True,
+        kubeconfig=tp.KubeconfigGrant(
+            allowed=True, max_access=KubeAccess.EDIT, max_ttl_seconds=settings.kubeconfig_max_ttl_seconds
+        ),
+    )
+
+
+_caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("podgate_caller", default=None)
+
+
+def current_caller() -> Caller:
+    caller = _caller.get()
+    if caller is None:  # a servicer called outside AuthInterceptor: a wiring bug, never an open door
+        raise errors.Unauthenticated("the call was not authenticated")
+    return caller
+
+
+@dataclass(frozen=True)
+class _Config:
+    settings: Settings
+    authenticator: Authenticator
+    open: tp.Tenant | None  # the anonymous tenant when no tenants are configured
+
+
+class Access:
+    """The tenants in force and everything that reads them: authentication, admission, audit."""
+
+    def __init__(self, settings: Settings, auditor: Auditor, *, jwks_ca_file: str | None = None) -> None:
+        self.auditor = auditor
+        self._jwks_ca_file = jwks_ca_file
+        self._jwks: JwksCache | None = None
+        self._limiter = RateLimiter(time.monotonic)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._config = self._build(settings)
+
+    def _build(self, settings: Settings) -> _Config:
+        oidc = settings.oidc
+        if oidc is None:
+            self._jwks = None
+        elif self._jwks is None or self._jwks.url != oidc.jwks_url:
+            self._jwks = JwksCache(oidc.jwks_url, ca_file=self._jwks_ca_file)
+        return _Config(
+            settings=settings,
+            authenticator=settings.authenticator(),
+            open=None if settings.auth_enabled else open_tenant(settings),
+        )
+
+    def reload(self, settings: Settings) -> None:
+        self._config = self._build(settings)
+        self._limiter.forget(set(settings.tenants.tenants))
+
+    @property
+    def settings(self) -> Settings:
+        return self._config.settings
+
+    @property
+    def limits(self) -> InputLimits:
+        return self._config.settings.limits
+
+    # --- authentication ---------------------------------------------------------------------
+
+    async def authenticate(self, auth_context: Any, metadata: Iterable[tuple[str, str | bytes]]) -> Caller:
+        config = self._config
+        creds = credentials_from_call(auth_context or {}, metadata)
+        if config.open is not None:
+            return Caller(tenant=config.open, identity=ANONYMOUS)
+        keys = await self._keys_for(creds.bearer, config)
+        principal: Principal = await asyncio.to_thread(
+            config.authenticator.authenticate, creds, jwks=keys, now=time.time()
+        )  # scrypt for static tokens: off the event loop
+        tenant = config.settings.tenants.get(principal.tenant)
+        if tenant is None:  # reloaded away between the two lines above
+            raise errors.PermissionDenied(f"tenant {principal.tenant!r} is no longer configured")
+        return Caller(tenant=tenant, identity=principal.identity)
+
+    async def _keys_for(self, bearer: str, config: _Config) -> jwt.PyJWKSet | None:
+        if not bearer or self._jwks is None or config.authenticator.tokens.knows(bearer):
+            return None
+        try:
+            kid = jwt.get_unverified_header(bearer).get("kid")
+        except jwt.PyJWTError:
+            return None  # the authenticator says why it is refused
+        return await self._jwks.keys(wanted_kid=str(kid) if kid is not None else None)
+
+    # --- admission --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def admission(self, tenant: tp.Tenant) -> AsyncIterator[None]:
+        """Serialises a tenant's submissions when it has quotas, so two at once cannot both take the last slot."""
+        if not (tenant.max_concurrent_pods or tenant.total_caps != tp.ResourceCaps()):
+            yield
+            return
+        lock = self._locks.setdefault(tenant.name, asyncio.Lock())
+        async with lock:
+            yield
+
+    def admit(
+        self,
+        caller: Caller,
+        request: domain.PodRequest,
+        *,
+        clusters: Sequence[domain.ClusterSpec],
+        live: Iterable[domain.PodRecord],
+    ) -> domain.PodRequest:
+        tenant = caller.tenant
+        if not tenant.name:  # open gateway: Pod Security only
+            return admit_submission(tenant, request, clusters=clusters, usage=tp.TenantUsage())
+        return admit_submission(
+            tenant, request, clusters=clusters, usage=usage_of(live, tenant.name), limiter=self._limiter
+        )
+
+    @staticmethod
+    def explainable(caller: Caller, request: domain.PodRequest, clusters: Sequence[domain.ClusterSpec]) -> Any:
+        return explainable(caller.tenant, request, clusters)
+
+    async def audit(self, caller: Caller | None, entry: AuditEntry) -> None:
+        if caller is not None:
+            entry = replace(entry, tenant=caller.tenant.name, identity=caller.identity)
+        await self.auditor.record(entry)
+
+
+# --- the interceptor -------------------------------------------------------------------------
+
+Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
+DENIALS = (errors.Unauthenticated, errors.PermissionDenied, errors.ResourceExhausted)
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    """Authenticates each call and records every refusal (unauthenticated, denied, over quota) in the audit."""
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(UNAUTHENTICATED_METHODS):
+            return handler
+        if handler.unary_unary is not None:
+            return handler._replace(unary_unary=self._unary(method, handler.unary_unary))
+        if handler.unary_stream is not None:
+            return handler._replace(unary_stream=self._stream(method, handler.unary_stream))
+        return handler
+
+    async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
+        try:
+            caller = await self._access.authenticate(context.auth_context(), context.invocation_metadata() or ())
+        except DENIALS as e:
+            await self._denied(None, method, e)
+            raise
+        _caller.set(caller)
+        logcontext.bind(tenant=caller.name)
+        return caller
+
+    async def _denied(self, caller: Caller | None, method: str, e: errors.GatewayError) -> None:
+        entry = AuditEntry(action="rpc.denied", outcome="denied", code=code_for(e).name, message=str(e))
+        await self._access.audit(caller, replace(entry, details=(("rpc", method.lstrip("/")),)))
+
+    def _unary(self, method: str, behaviour: Handler) -> Handler:
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            caller = await self._enter(method, context)
+            try:
+                return await behaviour(request, context)
+            except DENIALS as e:
+                await self._denied(caller, method, e)
+                raise
+
+        return wrapper
+
+    def _stream(self, method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Handler:
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            caller = await self._enter(method, context)
+            try:
+                async for item in behaviour(request, context):
+                    yield item
+            except DENIALS as e:
+                await self._denied(caller, method, e)
+                raise
+
+        return wrapper
