@@ -12,24 +12,29 @@ import signal
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from gateway import domain, errors
 from gateway.api import server
+from gateway.api.access import Access
+from gateway.api.audit import Auditor
 from gateway.api.cluster_service import ClusterService
 from gateway.api.credentials_service import CredentialsService
 from gateway.api.dispatch_service import DispatchService
 from gateway.clusters import files
 from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.registry import Registry
+from gateway.config import Settings, describe_listener, listener_problems, load_config, missing_files
 from gateway.credentials.base import CredentialProvider
 from gateway.credentials.factory import build_provider
+from gateway.observability import logging as logs
 from gateway.observability import metrics
 from gateway.pods.dispatcher import Dispatcher, DispatcherConfig
 from gateway.pods.journal import Journal
 from gateway.pods.runner import RunnerConfig
+from gateway.policy.reading import ConfigError
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -45,6 +50,21 @@ class GatewayConfig:
     gateway_id: str = "podgate"
     probe_interval: float = 5.0
     gc_interval: float = 60.0
+    health_listen: str = ""  # a plain-text listener serving only grpc.health.v1 (kubelet probes)
+    settings: Settings = field(default_factory=Settings)  # tenants, authentication, TLS, limits, audit
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, health_listen: str = "") -> GatewayConfig:
+        return cls(
+            listen=settings.listen,
+            state_dir=settings.state_dir,
+            cluster_files=list(settings.cluster_files),
+            gateway_id=settings.gateway_id,
+            probe_interval=settings.probe_interval,
+            gc_interval=settings.gc_interval,
+            health_listen=health_listen,
+            settings=settings,
+        )
 
     @property
     def kubeconfig_dir(self) -> Path:
@@ -61,6 +81,7 @@ class Gateway:
     journal: Journal
     dispatcher: Dispatcher
     running: server.RunningServer
+    access: Access
     problems: list[str]
     stop_live_metrics: Callable[[], None] = lambda: None
 
@@ -69,13 +90,24 @@ class Gateway:
         return self.running.port
 
     async def stop(self) -> None:
+        """Graceful: health goes NOT_SERVING, followers are handed over (UNAVAILABLE: reattach), unary calls
+        finish within the grace period; pods keep running and every record is in the store."""
         self.dispatcher.drain()
+        self.journal.hand_over()
         await self.running.stop()
         await self.dispatcher.close()
         await self.journal.close()
         await self.registry.close()
         await self.store.close()
+        self.access.auditor.close()
         self.stop_live_metrics()
+
+    def reload(self, settings: Settings) -> list[str]:
+        """Applies what can change without a restart (tenants, authentication, limits); returns the keys
+        that changed but need a restart, for the caller to warn about."""
+        current = self.access.settings
+        self.access.reload(settings)
+        return current.restart_changes(settings)
 
 
 async def start_gateway(config: GatewayConfig) -> Gateway:
@@ -108,12 +140,20 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     resumed = await dispatcher.start()
     if resumed:
         log.info("resumed %d unfinished request(s)", resumed)
+    access = Access(config.settings, Auditor(store, config.settings.audit_sink))
     servicers = server.Servicers(
-        dispatch=DispatchService(dispatcher),
-        clusters=ClusterService(registry),
-        credentials=CredentialsService(registry, store),
+        dispatch=DispatchService(dispatcher, registry, access),
+        clusters=ClusterService(registry, access),
+        credentials=CredentialsService(registry, access),
     )
-    running = await server.start(config.listen, servicers)
+    running = await server.start(
+        config.listen,
+        servicers,
+        access=access,
+        tls=config.settings.tls,
+        max_message_bytes=config.settings.limits.request_bytes,
+        health_address=config.health_listen,
+    )
     live = metrics.LiveSources(
         clusters=lambda: [cluster_sample(s) for s in registry.snapshots()],
         pods=lambda: [metrics.PodSample(cluster=r.cluster, phase=r.phase) for r in dispatcher.live_records()],
@@ -125,6 +165,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         journal=journal,
         dispatcher=dispatcher,
         running=running,
+        access=access,
         problems=problems,
         stop_live_metrics=metrics.track_live(asyncio.get_running_loop(), live),
     )
@@ -179,15 +220,69 @@ async def _embedded_sim(config: GatewayConfig) -> Any:
     return world
 
 
-async def serve_forever(
-    *, address: str, cluster_files: list[str], state_dir: str = ".podgate", metrics_listen: str | None = None
-) -> int:
+@dataclass(frozen=True, kw_only=True)
+class ServeOptions:
+    """`podgate serve`'s flags; each one given overrides the configuration file."""
+
+    config_file: str = ""
+    listen: str = ""
+    cluster_files: tuple[str, ...] = ()
+    state_dir: str = ""
+    metrics_listen: str | None = None
+    health_listen: str = ""
+    log_format: str = ""
+
+
+def load_settings(options: ServeOptions) -> Settings:
+    """The configuration file (or the defaults) with the flags applied; ConfigError naming each bad key."""
+    settings = load_config(options.config_file) if options.config_file else Settings()
+    overrides: dict[str, Any] = {}
+    if options.listen:
+        overrides["listen"] = options.listen
+    if options.cluster_files:
+        overrides["cluster_files"] = tuple(Path(p) for p in options.cluster_files)
+    if options.state_dir:
+        overrides["state_dir"] = Path(options.state_dir)
+    if options.metrics_listen is not None:
+        overrides["metrics_listen"] = options.metrics_listen
+    return replace(settings, **overrides)
+
+
+def _reload(gateway: Gateway, config_file: str) -> None:
+    """SIGHUP: re-read the file; a bad file is logged and the running configuration kept."""
     try:
-        metrics_server = serve_metrics(metrics_listen)
+        settings = load_config(config_file)
+    except ConfigError as e:
+        log.error("configuration not reloaded, keeping the running one: %s", e)
+        return
+    settings = replace(
+        settings, listen=gateway.access.settings.listen, cluster_files=gateway.access.settings.cluster_files
+    )
+    needs_restart = gateway.reload(settings)
+    log.info("configuration reloaded from %s (tenants: %d)", config_file, len(settings.tenants.tenants))
+    if needs_restart:
+        log.warning("changed keys that take effect only after a restart: %s", ", ".join(needs_restart))
+
+
+async def serve_forever(options: ServeOptions) -> int:
+    try:
+        settings = load_settings(options)
+    except ConfigError as e:
+        print(f"podgate: {e}", file=sys.stderr)
+        return 2
+    refusals = missing_files(settings) + listener_problems(settings)
+    if refusals:
+        for problem in refusals:
+            print(f"podgate: {problem}", file=sys.stderr)
+        return 2
+    if options.config_file and not options.log_format:
+        logs.configure(settings.log_format, level=getattr(logging, settings.log_level.upper()))  # type: ignore[arg-type]
+    try:
+        metrics_server = serve_metrics(settings.metrics_listen or None)
     except (ValueError, errors.GatewayError) as e:
         print(f"podgate: {e}", file=sys.stderr)
         return 2
-    config = GatewayConfig(listen=address, cluster_files=[Path(p) for p in cluster_files], state_dir=Path(state_dir))
+    config = GatewayConfig.from_settings(settings, health_listen=options.health_listen)
     world = None
     if not config.cluster_files:
         world = await _embedded_sim(config)
@@ -196,8 +291,11 @@ async def serve_forever(
     gateway = await start_gateway(config)
     for problem in gateway.problems:
         print(f"podgate: cluster not loaded: {problem}")
-    host = address.rsplit(":", 1)[0]
+    host = settings.listen.rsplit(":", 1)[0]
     print(f"podgate: serving on {host}:{gateway.port} (health: SERVING)", flush=True)
+    print(f"podgate: {describe_listener(replace(settings, listen=f'{host}:{gateway.port}'))}", flush=True)
+    if gateway.running.health_server is not None:
+        print(f"podgate: health checks (plain text) on port {gateway.running.health_port}", flush=True)
     if metrics_server is not None:
         print(f"podgate: metrics on http://{metrics_server.host}:{metrics_server.port}/metrics", flush=True)
     print("  try: podgate clusters list")
@@ -206,6 +304,8 @@ async def serve_forever(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if options.config_file:
+        loop.add_signal_handler(signal.SIGHUP, _reload, gateway, options.config_file)
     await stop.wait()
     log.info("shutting down")
     await gateway.stop()

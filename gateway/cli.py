@@ -14,17 +14,21 @@ from gateway.client.channel import DEFAULT_ADDRESS
 def _serve(args: argparse.Namespace) -> int:
     from gateway.observability import logging as logs
 
-    logs.configure(args.log_format, level=logging.DEBUG if args.verbose else logging.INFO)  # before imports log
-    from gateway.app import serve_forever
+    logs.configure(
+        args.log_format or "text", level=logging.DEBUG if args.verbose else logging.INFO
+    )  # before imports log
+    from gateway.app import ServeOptions, serve_forever
 
-    return asyncio.run(
-        serve_forever(
-            address=args.listen,
-            cluster_files=args.clusters,
-            state_dir=args.state_dir,
-            metrics_listen=args.metrics_listen,
-        )
+    options = ServeOptions(
+        config_file=args.config or "",
+        listen=args.listen or "",
+        cluster_files=tuple(args.clusters),
+        state_dir=args.state_dir or "",
+        metrics_listen=args.metrics_listen,
+        health_listen=args.health_listen or "",
+        log_format=args.log_format or "",
     )
+    return asyncio.run(serve_forever(options))
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -45,8 +49,17 @@ def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
     return handler
 
 
-def _add_constraint_flags(p: argparse.ArgumentParser) -> None:
+def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gateway", default=DEFAULT_ADDRESS, help="gateway address (default %(default)s)")
+    p.add_argument("--tls", action="store_true", help="TLS with the system's trusted roots")
+    p.add_argument("--ca-file", help="CA bundle that signed the gateway's certificate (implies TLS)")
+    p.add_argument("--cert-file", help="client certificate, for mTLS (implies TLS)")
+    p.add_argument("--key-file", help="the client certificate's key")
+    p.add_argument("--token-file", help="file holding a bearer token (else $PODGATE_TOKEN)")
+
+
+def _add_constraint_flags(p: argparse.ArgumentParser) -> None:
+    _add_gateway_flags(p)
     p.add_argument("--select", default="", help="cluster label selector, e.g. 'tier=prod,gpu in (a100)'")
     p.add_argument("--region", action="append", default=[], help="allowed region (repeatable)")
     p.add_argument("--cluster", action="append", default=[], help="allowed cluster (repeatable)")
@@ -60,18 +73,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gateway")
-    serve.add_argument("--listen", default=DEFAULT_ADDRESS, help="gRPC listen address (default %(default)s)")
+    serve.add_argument(
+        "--config", metavar="FILE",
+        help="the gateway's YAML configuration (listen, TLS, tenants, authentication, limits, audit); flags override it",
+    )  # fmt: skip
+    serve.add_argument("--listen", help=f"gRPC listen address (default {DEFAULT_ADDRESS})")
     serve.add_argument(
         "--clusters", action="append", default=[],
         help="cluster file or directory (repeatable); none: run the embedded local clusters of clusters/local.yaml",
     )  # fmt: skip
-    serve.add_argument("--state-dir", default=".podgate", help="database and kubeconfigs (default %(default)s)")
+    serve.add_argument("--state-dir", help="database and kubeconfigs (default .podgate)")
     serve.add_argument(
         "--metrics-listen", metavar="HOST:PORT",
         help="Prometheus /metrics address (default 127.0.0.1:9464, skipped with a warning when taken); 'off' for none",
     )  # fmt: skip
     serve.add_argument(
-        "--log-format", choices=("text", "json"), default="text",
+        "--health-listen", metavar="HOST:PORT",
+        help="a plain-text listener serving only grpc.health.v1, for kubelet probes (they cannot speak TLS)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--log-format", choices=("text", "json"),
         help="text for a terminal, json for one object per line with request_id, tenant, cluster, pod",
     )  # fmt: skip
     serve.set_defaults(func=_serve)
@@ -103,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("uncordon", "allow placements on a cluster again"),
     ):
         p = csub.add_parser(name, help=helptext)
-        p.add_argument("--gateway", default=DEFAULT_ADDRESS)
+        _add_gateway_flags(p)
         if name == "register":
             p.add_argument("file")
         elif name != "list":
@@ -111,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_command("clusters", "clusters"))
 
     kubeconfig = sub.add_parser("kubeconfig", help="issue a short-lived, namespace-scoped kubeconfig")
-    kubeconfig.add_argument("--gateway", default=DEFAULT_ADDRESS)
+    _add_gateway_flags(kubeconfig)
     kubeconfig.add_argument("--cluster", required=True)
     kubeconfig.add_argument("--namespace", required=True)
     kubeconfig.add_argument("--ttl", default="15m")

@@ -39,7 +39,9 @@ class TlsSettings:
     cert_file: Path | None = None
     key_file: Path | None = None
     client_ca_file: Path | None = None  # verifies client certificates (mTLS)
-    require_client_cert: bool = False  # False: a client may authenticate with a token instead
+    # gRPC's Python server either requires and verifies client certificates or never asks for one, so
+    # a client CA needs require_client_cert: true (a bearer token may still name the tenant on top).
+    require_client_cert: bool = False
 
     @property
     def enabled(self) -> bool:
@@ -161,6 +163,12 @@ def _tls(s: rd.Section, base_dir: Path) -> TlsSettings:
         )
     if tls.require_client_cert and tls.client_ca_file is None:
         s.problems.add(rd.join(s.path, "require_client_cert"), "needs client_ca_file to verify client certificates")
+    if tls.client_ca_file is not None and not tls.require_client_cert:
+        s.problems.add(
+            rd.join(s.path, "require_client_cert"),
+            "must be true with client_ca_file: gRPC's Python server cannot verify optional client certificates "
+            "(it requires them or never asks); for token-only callers remove client_ca_file",
+        )
     s.done()
     return tls
 
@@ -308,6 +316,6 @@ def describe_listener(settings: Settings) -> str:
     """The line `podgate serve` prints at start, saying how callers are authenticated."""
     transport = "TLS" if settings.tls.enabled else "PLAIN TEXT (loopback only)"
     if settings.tls.client_ca_file is not None:
-        transport += ", client certificates " + ("required" if settings.tls.require_client_cert else "accepted")
+        transport += ", client certificates required"
     auth = f"{len(settings.tenants.tenants)} tenant(s)" if settings.auth_enabled else "no authentication (no tenants)"
     return f"{settings.listen}: {transport}; {auth}"

@@ -70,10 +70,10 @@ class Served:
 
 
 @contextlib.contextmanager
-def podgate_serve(state_dir: Path) -> Iterator[Served]:
+def podgate_serve(state_dir: Path, *extra: str) -> Iterator[Served]:
     """Starts `podgate serve` on a free loopback port with the embedded clusters; stops it with SIGTERM."""
     proc = subprocess.Popen(
-        [str(BIN / "podgate"), "serve", "--listen", "127.0.0.1:0", "--state-dir", str(state_dir)],
+        [str(BIN / "podgate"), "serve", "--listen", "127.0.0.1:0", "--state-dir", str(state_dir), *extra],
         cwd=ROOT, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:

@@ -21,10 +21,11 @@ class ChannelSpec:
     cert_file: str = ""
     key_file: str = ""
     token: str = field(default="", repr=False)
+    tls: bool = False  # TLS with the system's trusted roots (implied by ca_file or cert_file)
 
     @property
     def secure(self) -> bool:
-        return bool(self.ca_file or self.cert_file)
+        return bool(self.tls or self.ca_file or self.cert_file)
 
     def serialize(self) -> dict[str, Any]:
         return {"version": self.VERSION, **asdict(self)}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from gateway.client.channel import ChannelSpec
@@ -14,8 +16,27 @@ from gateway.client.request import PodSpecRequest, XcomMode
 EXIT_GATEWAY_ERROR = 2
 
 
+TOKEN_ENV = "PODGATE_TOKEN"  # noqa: S105 (the variable's name, not a token)
+
+
 def channel(args: argparse.Namespace) -> ChannelSpec:
-    return ChannelSpec(address=args.gateway)
+    """The gateway flags; the bearer token comes from --token-file or $PODGATE_TOKEN, never from argv
+    (where `ps` would show it)."""
+    token = os.environ.get(TOKEN_ENV, "")
+    token_file = getattr(args, "token_file", None)
+    if token_file:
+        try:
+            token = Path(token_file).read_text().strip()
+        except OSError as e:
+            raise SystemExit(f"podgate: cannot read --token-file {token_file}: {e.strerror or e}") from None
+    return ChannelSpec(
+        address=args.gateway,
+        tls=bool(getattr(args, "tls", False)),
+        ca_file=getattr(args, "ca_file", None) or "",
+        cert_file=getattr(args, "cert_file", None) or "",
+        key_file=getattr(args, "key_file", None) or "",
+        token=token,
+    )
 
 
 def pod_manifest(args: argparse.Namespace, command: Sequence[str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
-from gateway import domain
+from gateway import domain, errors
 from gateway.pods.logs import LogPosition
 from gateway.store.base import Store
 from gateway.store.codec import from_data, to_data
@@ -44,6 +44,9 @@ def decode(seq: int, event: domain.JournalEvent) -> domain.StreamEvent:
     return domain.StreamEvent(seq=seq, time=event.time, item=from_data(_TYPES[event.kind], dict(event.payload)))
 
 
+HAND_OVER = "the gateway is shutting down; reattach with WatchPod from your last cursor"
+
+
 class Journal:
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -51,6 +54,7 @@ class Journal:
         self._pending_logs: dict[str, list[domain.JournalEvent]] = {}
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._handing_over = False
 
     async def append(self, request_id: str, *items: domain.StreamItem) -> None:
         """Writes items after any buffered log lines, then wakes followers."""
@@ -83,7 +87,16 @@ class Journal:
                 if isinstance(streamed.item, domain.PodResult):
                     return
             if not page:
+                if self._handing_over:
+                    raise errors.Unavailable(HAND_OVER)
                 await changed.wait()
+
+    def hand_over(self) -> None:
+        """The gateway is stopping: followers get everything stored, then UNAVAILABLE, so clients reattach
+        (to the restarted gateway) from their cursor at once instead of waiting out the grace period."""
+        self._handing_over = True
+        for changed in self._changed.values():
+            changed.set()
 
     async def close(self) -> None:
         for request_id in list(self._pending_logs):

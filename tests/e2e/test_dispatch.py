@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import grpc
 import pytest
@@ -11,9 +12,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
-from gateway.app import Gateway
+from gateway.app import Gateway, start_gateway
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import logs, pod_request, result, run_to_end
+from tests.e2e.conftest import eventually, gateway_config, logs, pod_request, result, run_to_end, serving
 
 
 def creates(world: SimWorld) -> int:
@@ -200,4 +201,34 @@ async def test_gateway_restart_mid_run_loses_nothing(world: SimWorld, tmp_path: 
         await gw.stop()
     assert logs(seen + rest) == [f"tick {i}" for i in range(20)]
     assert result(rest).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values()) == 1
+
+
+async def test_stopping_the_gateway_hands_open_streams_over(world: SimWorld, tmp_path: Path) -> None:
+    """A follower is told UNAVAILABLE (reattach) as the gateway stops; from its cursor, the restarted gateway
+    delivers the rest: every line once, one pod."""
+    config = gateway_config(tmp_path)
+    code = "import time\nfor i in range(30):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)"
+    seen: list[dispatch_pb2.PodEvent] = []
+    gw = await start_gateway(config)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+
+        async def follow() -> None:
+            request = dispatch_pb2.RunPodRequest(pod=pod_request(code, request_id="handover-1"))
+            async for r in stub.RunPod(request, timeout=60):
+                seen.append(r.event)
+
+        reader = asyncio.create_task(follow())
+        await eventually(lambda: "tick 3" in logs(seen))
+        await gw.stop()
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await reader
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "reattach" in (caught.value.details() or "")
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        watch = dispatch_pb2.WatchPodRequest(request_id="handover-1", cursor=seen[-1].cursor)
+        rest = [r.event async for r in stub.WatchPod(watch, timeout=60)]
+    assert logs(seen + rest) == [f"tick {i}" for i in range(30)]
     assert sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values()) == 1

@@ -26,10 +26,6 @@ from tests.conftest import BIN, ROOT, clean_env
 DEPLOY = ROOT / "deploy"
 TARGETS = ["base", "overlays/eks", "overlays/gke", "overlays/aks"]
 GATEWAY_UID = 10001
-# Flags the Deployment passes that `podgate serve` does not have yet: the config file (gateway/config.py
-# reads it) and the plain-text port serving only grpc.health.v1 for kubelet's gRPC probes, which cannot speak
-# TLS. Remove each one here when it lands: the test then checks it like the others.
-PENDING_FLAGS = {"--config", "--health-listen"}
 
 Doc = dict[str, Any]
 
@@ -146,9 +142,8 @@ def test_deployment_flags_are_podgate_serve_flags() -> None:
     assert args[0] == "serve"
     known = {opt for action in _serve_parser()._actions for opt in action.option_strings}
     used = {arg.split("=", 1)[0] for arg in args[1:]}
-    assert used - known <= PENDING_FLAGS, f"not flags of podgate serve: {sorted(used - known - PENDING_FLAGS)}"
-    landed = [arg for arg in args[1:] if arg.split("=", 1)[0] in known]
-    _serve_parser().parse_args(landed)  # the values parse too (choices such as --log-format)
+    assert used <= known, f"not flags of podgate serve: {sorted(used - known)}"
+    _serve_parser().parse_args(args[1:])  # the values parse too (choices such as --log-format)
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -234,7 +229,8 @@ def test_the_config_loads_and_names_what_is_mounted(tmp_path: Path) -> None:
         return next(v for m, v in mounted.items() if path.is_relative_to(m))
 
     assert settings.tls.enabled and not settings.listen.startswith("127.")
-    for tls_file in (settings.tls.cert_file, settings.tls.key_file, settings.tls.client_ca_file):
+    assert settings.tls.client_ca_file is None, "OIDC callers carry no client certificate"
+    for tls_file in (settings.tls.cert_file, settings.tls.key_file):
         assert volume_of(tls_file)["secret"]["secretName"] == "podgate-tls"
     (clusters,) = settings.cluster_files
     assert volume_of(clusters)["configMap"]["name"] == one(docs, "ConfigMap", "podgate-clusters")["metadata"]["name"]

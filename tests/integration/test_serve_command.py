@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
+import subprocess
 from pathlib import Path
 
 import grpc
+import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.conftest import podgate_serve
+from gateway._proto.podgate.v1 import clusters_pb2, clusters_pb2_grpc
+from gateway.policy.identity import new_token
+from tests.conftest import BIN, ROOT, clean_env, podgate_serve
 
 
 async def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -19,3 +25,98 @@ async def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         served.process.send_signal(signal.SIGTERM)
         assert served.process.wait(timeout=20) == 0
+
+
+def write_config(path: Path, tenants: dict[str, str]) -> dict[str, str]:
+    """A config with one static token per tenant (tenant -> token), every tenant allowed everything."""
+    tokens, entries = {}, []
+    for name, token_id in tenants.items():
+        token, hashed = new_token(token_id)
+        tokens[name] = token
+        entries.append({"id": token_id, "tenant": name, "hash": hashed})
+    document = {
+        "tenants": [{"name": n, "clusters": ["*"], "namespaces": ["*"]} for n in tenants],
+        "authentication": {"static_tokens": entries},
+        "logging": {"format": "json"},
+    }
+    path.write_text(yaml.safe_dump(document))
+    return tokens
+
+
+async def cluster_names(address: str, token: str = "") -> set[str]:
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
+    async with grpc.aio.insecure_channel(address) as channel:
+        reply = await clusters_pb2_grpc.ClusterServiceStub(channel).ListClusters(
+            clusters_pb2.ListClustersRequest(), metadata=metadata, timeout=10
+        )
+    return {c.cluster.name for c in reply.clusters}
+
+
+async def test_serve_with_a_config_file_authenticates_reloads_on_sighup_and_serves_health_apart(tmp_path: Path) -> None:
+    config = tmp_path / "podgate.yaml"
+    first = write_config(config, {"team-a": "team-a-token"})
+    with podgate_serve(tmp_path / "state", "--config", str(config), "--health-listen", "127.0.0.1:0") as served:
+        assert served.process.stdout is not None
+        described = served.process.stdout.readline()
+        assert "PLAIN TEXT (loopback only); 1 tenant(s)" in described, described
+        health_line = served.process.stdout.readline()
+        health_port = int(health_line.rsplit(" ", 1)[1])
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{health_port}") as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as caught:  # the health port serves nothing else
+                await clusters_pb2_grpc.ClusterServiceStub(channel).ListClusters(clusters_pb2.ListClustersRequest())
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await cluster_names(served.address)
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert len(await cluster_names(served.address, first["team-a"])) == 3
+
+        config.write_text("tenants: [{name: broken, clusters: 7}]\n")  # a bad file: the running config stays
+        served.process.send_signal(signal.SIGHUP)
+        second = write_config(tmp_path / "next.yaml", {"team-a": "team-a-token", "team-b": "team-b-token"})
+        await asyncio.sleep(0.5)
+        assert len(await cluster_names(served.address, first["team-a"])) == 3
+        config.write_text((tmp_path / "next.yaml").read_text())
+        served.process.send_signal(signal.SIGHUP)
+        for _ in range(100):
+            try:
+                assert len(await cluster_names(served.address, second["team-b"])) == 3
+                break
+            except grpc.aio.AioRpcError as e:
+                assert e.code() == grpc.StatusCode.UNAUTHENTICATED
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the reloaded tenant was never accepted")
+        with pytest.raises(grpc.aio.AioRpcError) as caught:  # team-a's old token was replaced
+            await cluster_names(served.address, first["team-a"])
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=20) == 0
+        assert served.process.stderr is not None
+        logged = served.process.stderr.read()
+        assert "configuration not reloaded" in logged and "tenants[0].clusters" in logged
+        for token in (*first.values(), *second.values()):
+            assert token.split(".")[1] not in logged
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        ("listen: 0.0.0.0:50051\n", (), "plain-text listener needs tls.cert_file"),
+        ("limits: {containers: 0}\n", (), "limits: containers must be a positive integer"),
+        ("tls: {cert_file: /nonexistent.crt, key_file: /nonexistent.key}\n", (), "tls.cert_file: /nonexistent.crt does not exist"),
+    ],
+)  # fmt: skip
+def test_serve_refuses_a_bad_configuration_naming_the_key(
+    tmp_path: Path, content: str, args: tuple[str, ...], message: str
+) -> None:
+    config = tmp_path / "podgate.yaml"
+    config.write_text(content)
+    listen = () if "listen" in content else ("--listen", "127.0.0.1:0")
+    done = subprocess.run(
+        [str(BIN / "podgate"), "serve", "--config", str(config), *listen, "--state-dir", str(tmp_path), *args],
+        cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr

@@ -240,5 +240,5 @@ def test_describe_listener() -> None:
         == "127.0.0.1:50051: PLAIN TEXT (loopback only); no authentication (no tenants)"
     )
     assert describe_listener(load_config(EXAMPLE, env={})) == (
-        "0.0.0.0:50051: TLS, client certificates accepted; 3 tenant(s)"
+        "0.0.0.0:50051: TLS, client certificates required; 3 tenant(s)"
     )
