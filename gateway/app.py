@@ -135,7 +135,10 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         store,
         registry,
         journal,
-        DispatcherConfig(runner=RunnerConfig(gateway_id=config.gateway_id), gc_interval_seconds=config.gc_interval),
+        DispatcherConfig(
+            runner=RunnerConfig(gateway_id=config.gateway_id, limits=config.settings.limits),
+            gc_interval_seconds=config.gc_interval,
+        ),
     )
     resumed = await dispatcher.start()
     if resumed:

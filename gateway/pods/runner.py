@@ -28,6 +28,7 @@ from gateway.placement import engine
 from gateway.pods import builder, status, xcom
 from gateway.pods.journal import Journal
 from gateway.pods.logs import LogFollower, LogPosition
+from gateway.policy.limits import DEFAULT_LIMITS, InputLimits, clip_log_line
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ async def _create(runtime: ClusterRuntime, namespace: str, body: dict[str, Any])
 class RunnerConfig:
     gateway_id: str = "podgate"
     sidecar_image: str = "alpine:3.20"
+    limits: InputLimits = DEFAULT_LIMITS  # log_line_bytes: longer lines are clipped, with a marker
 
 
 @dataclass
@@ -414,6 +416,8 @@ class PodRunner:
 
     async def _pump_logs(self, follower: LogFollower) -> None:
         async for line in follower.lines():
+            if len(line.text) * 4 > self.config.limits.log_line_bytes:  # cheap pre-check before encoding
+                line = replace(line, text=clip_log_line(line.text, self.config.limits))
             self.journal.append_log(self.request_id, line)
             metrics.record_log_line(self.record.cluster, line.text)
 

@@ -425,3 +425,22 @@ async def test_reload_swaps_tenants_without_a_restart(tenants: Tenants, tmp_path
         grpc.StatusCode.PERMISSION_DENIED,
     )
     assert "'regions'" in (error.details() or "")
+
+
+async def test_long_log_lines_are_clipped_to_the_limit(world: SimWorld, tmp_path: Path) -> None:
+    settings = parse_config({"limits": {"log_line_bytes": 1024}}, env={})
+    gw = await start_gateway(replace(gateway_config(tmp_path), settings=settings))
+    pod = json.loads(manifest())
+    pod["metadata"]["annotations"]["sim.podgate.io/log-lines"] = "é" * 3000 + "\nshort line\n"
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            events = [
+                r.event async for r in stub.RunPod(dispatch_pb2.RunPodRequest(pod=request(json.dumps(pod))), timeout=60)
+            ]
+    finally:
+        await gw.stop()
+    lines = [e.log.text for e in events if e.WhichOneof("event") == "log"]
+    assert lines[1] == "short line"
+    assert lines[0].endswith("[... clipped by the gateway]") and lines[0].startswith("é" * 400)
+    assert len(lines[0].encode()) <= 1024
