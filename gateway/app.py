@@ -267,6 +267,31 @@ def _reload(gateway: Gateway, config_file: str) -> None:
         log.warning("changed keys that take effect only after a restart: %s", ", ".join(needs_restart))
 
 
+RELOAD_CHECK_SECONDS = 10.0
+
+
+def _stamps(settings: Settings, config_file: str) -> tuple[float, ...]:
+    """Modification times of the configuration and tenants files (a Kubernetes ConfigMap update swaps them)."""
+    stamps = []
+    for path in (Path(config_file), settings.tenants_file):
+        try:
+            stamps.append(path.stat().st_mtime if path is not None else 0.0)
+        except OSError:
+            stamps.append(-1.0)
+    return tuple(stamps)
+
+
+async def _reload_on_change(gateway: Gateway, config_file: str) -> None:
+    """Reloads when a file changes, so an edited ConfigMap takes effect without a signal or a restart."""
+    seen = _stamps(gateway.access.settings, config_file)
+    while True:
+        await asyncio.sleep(RELOAD_CHECK_SECONDS)
+        now = _stamps(gateway.access.settings, config_file)
+        if now != seen:
+            seen = now
+            _reload(gateway, config_file)
+
+
 async def serve_forever(options: ServeOptions) -> int:
     try:
         settings = load_settings(options)
@@ -307,10 +332,14 @@ async def serve_forever(options: ServeOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    watcher = None
     if options.config_file:
         loop.add_signal_handler(signal.SIGHUP, _reload, gateway, options.config_file)
+        watcher = asyncio.create_task(_reload_on_change(gateway, options.config_file), name="config-watch")
     await stop.wait()
     log.info("shutting down")
+    if watcher is not None:
+        watcher.cancel()
     await gateway.stop()
     if world is not None:
         await world.stop()
