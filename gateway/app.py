@@ -51,6 +51,8 @@ class GatewayConfig:
     probe_interval: float = 5.0
     gc_interval: float = 60.0
     health_listen: str = ""  # a plain-text listener serving only grpc.health.v1 (kubelet probes)
+    orphan_ttl: float = 600.0  # a gateway pod no live request owns is deleted after this long
+    journal_retention: float = 7 * 86400  # logs and events of a finished request are kept this long
     settings: Settings = field(default_factory=Settings)  # tenants, authentication, TLS, limits, audit
 
     @classmethod
@@ -138,6 +140,8 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         DispatcherConfig(
             runner=RunnerConfig(gateway_id=config.gateway_id, limits=config.settings.limits),
             gc_interval_seconds=config.gc_interval,
+            orphan_ttl_seconds=config.orphan_ttl,
+            journal_retention_seconds=config.journal_retention,
         ),
     )
     resumed = await dispatcher.start()

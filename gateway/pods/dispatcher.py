@@ -32,6 +32,7 @@ class DispatcherConfig:
     runner: RunnerConfig
     gc_interval_seconds: float = 60.0
     orphan_ttl_seconds: float = 600.0
+    journal_retention_seconds: float = 7 * 86400  # a finished request's events (logs) kept this long
 
 
 class Dispatcher:
@@ -153,7 +154,13 @@ class Dispatcher:
         return record
 
     async def watch(self, request_id: str, after_seq: int = 0) -> AsyncIterator[domain.StreamEvent]:
-        await self.get(request_id)
+        record = await self.get(request_id)
+        if record.result is not None and not await self._store.read_events(request_id, 0, 1):
+            # finished long ago and its journal dropped by retention: the stored result is the answer
+            yield domain.StreamEvent(
+                seq=after_seq + 1, time=record.finished_at or datetime.now(UTC), item=record.result
+            )
+            return
         async for event in self._journal.follow(request_id, after_seq):
             yield event
 
@@ -226,8 +233,18 @@ class Dispatcher:
             await asyncio.sleep(self._config.gc_interval_seconds)
             try:
                 await self.collect_garbage()
+                await self.apply_retention()
             except Exception:
                 log.exception("garbage collection failed; retrying next round")
+
+    async def apply_retention(self) -> int:
+        """Drops the journal (logs, events) of requests finished longer ago than the retention; the record
+        and its result stay, so a late retry is still answered from the store."""
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._config.journal_retention_seconds)
+        events, _ = await self._store.apply_retention(journal_before=cutoff)
+        if events:
+            log.info("dropped %d journal event(s) of requests finished before %s", events, cutoff.isoformat())
+        return events
 
     async def collect_garbage(self) -> int:
         """Deletes gateway pods (seen through the watches) that no live request owns, once past their TTL."""

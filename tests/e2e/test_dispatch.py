@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -232,3 +233,25 @@ async def test_stopping_the_gateway_hands_open_streams_over(world: SimWorld, tmp
         rest = [r.event async for r in stub.WatchPod(watch, timeout=60)]
     assert logs(seen + rest) == [f"tick {i}" for i in range(30)]
     assert sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values()) == 1
+
+
+async def test_after_journal_retention_the_stored_result_still_answers(world: SimWorld, tmp_path: Path) -> None:
+    config = replace(gateway_config(tmp_path), journal_retention=0.0)
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        request = pod_request("print('kept')", request_id="retained-1")
+        assert logs(await run_to_end(stub, request)) == ["kept"]
+    gw = await start_gateway(config)
+    try:
+        assert await gw.dispatcher.apply_retention() > 0
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            events = [
+                r.event async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="retained-1"), timeout=10)
+            ]
+            again = await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+    finally:
+        await gw.stop()
+    assert [e.WhichOneof("event") for e in events] == ["result"]
+    assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED and result(events).exit_code == 0
+    assert not again.created, "the record outlives its journal: a late retry is not a second pod"
