@@ -182,6 +182,18 @@ async def test_5xx_is_retried_by_the_policy_then_raised(sim: SimCluster) -> None
     assert sleeps.delays == [0.1, 0.2, 0.3]
 
 
+async def test_the_health_probe_is_never_retried(sim: SimCluster) -> None:
+    """Health has its own hysteresis; retrying inside the probe only delays noticing an outage."""
+    sleeps = Sleeps()
+    async with client_for(sim, retry_policy=RetryPolicy(backoff=(0.1, 0.2, 0.3)), sleep=sleeps) as client:
+        sim.set_faults(error_rate=1.0, error_code=500)
+        before = sim.faults.count()
+        with pytest.raises(k.ServerError):
+            await client.get_version()
+    assert sim.faults.count() - before == 1
+    assert sleeps.delays == []
+
+
 async def test_429_waits_at_least_retry_after_and_then_succeeds(sim: SimCluster) -> None:
     sleeps = Sleeps()
     async with client_for(sim, retry_policy=RetryPolicy(backoff=(0.1,) * 50), sleep=sleeps) as client:

@@ -40,7 +40,7 @@ from gateway.clusters.kubeapi.errors import (
     unreachable,
 )
 from gateway.clusters.kubeapi.request import KubeObject, Request, Resource
-from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, RetryPolicy, decide
+from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy, decide
 from gateway.credentials.base import CredentialProvider
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class ClusterClient:
                 refreshed = force = True
                 attempt -= 1  # the retry with a fresh token is not one of the policy's attempts
             except KubeError as e:
-                decision = decide(self._policy, e, attempt)
+                decision = decide(self._policy if request.retry else NO_RETRY, e, attempt)
                 if not decision.retry:
                     raise
                 log.debug(

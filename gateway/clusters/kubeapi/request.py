@@ -61,6 +61,7 @@ class Request:
     body: Mapping[str, Any] | None = field(default=None, repr=False)  # may be a Secret: not in repr
     headers: Mapping[str, str] = field(default_factory=dict)
     websocket_protocols: tuple[str, ...] = ()  # non-empty: upgrade to a WebSocket
+    retry: bool = True  # False: one attempt (the health probe, whose hysteresis is its retry)
 
     @property
     def call(self) -> str:
@@ -160,7 +161,7 @@ def prepare_watch(
 
 
 def prepare_version() -> Request:
-    return Request(method="GET", path="/version", headers={"Accept": "application/json"})
+    return Request(method="GET", path="/version", headers={"Accept": "application/json"}, retry=False)
 
 
 def rfc3339(moment: datetime) -> str:
