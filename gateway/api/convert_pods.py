@@ -12,10 +12,16 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from gateway import domain, errors
 from gateway._proto.podgate.v1 import common_pb2, dispatch_pb2
 from gateway.placement import selectors
+from gateway.placement.labels import label_value_error
+from gateway.pods.builder import safe_label_value
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,253}$")
 MAX_POD_JSON_BYTES = 1 << 20
 MAX_PLACEMENT_TIMEOUT_SECONDS = 24 * 3600
+# Pod manifests nest about ten levels deep (affinity terms are the deepest); anything far deeper is an
+# attack on the parser or on whatever walks the manifest recursively after it.
+MAX_POD_JSON_DEPTH = 64
+MAX_CURSOR_DIGITS = 19  # a signed 64-bit sequence number
 
 _XCOM = {
     dispatch_pb2.XCOM_MODE_DISABLED: domain.XcomMode.DISABLED,
@@ -105,15 +111,35 @@ def _pod_manifest(raw: str, v: _Violations) -> dict[str, Any]:
     if len(raw.encode()) > MAX_POD_JSON_BYTES:
         v.add("pod.pod_json", f"manifest is larger than {MAX_POD_JSON_BYTES} bytes")
         return {}
+    too_deep = f"nested more than {MAX_POD_JSON_DEPTH} levels deep; a Pod manifest needs far fewer"
     try:
         manifest = json.loads(raw)
     except json.JSONDecodeError as e:
         v.add("pod.pod_json", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
         return {}
+    except RecursionError:
+        v.add("pod.pod_json", too_deep)
+        return {}
+    if _depth(manifest) > MAX_POD_JSON_DEPTH:
+        v.add("pod.pod_json", too_deep)
+        return {}
     if not isinstance(manifest, dict):
         v.add("pod.pod_json", "must be a JSON object (a Pod manifest)")
         return {}
     return manifest
+
+
+def _depth(value: Any) -> int:
+    """How deeply a parsed JSON value nests, without recursion (the value may be deeper than the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        deepest = max(deepest, level)
+        if deepest > MAX_POD_JSON_DEPTH:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _tolerations(items: list[common_pb2.Toleration], v: _Violations) -> tuple[domain.Toleration, ...]:
@@ -176,9 +202,16 @@ def _placement(p: common_pb2.Placement, v: _Violations) -> domain.PlacementSpec:
     )
 
 
-def _airflow(a: dispatch_pb2.AirflowContext) -> domain.AirflowContext | None:
+def _airflow(a: dispatch_pb2.AirflowContext, v: _Violations) -> domain.AirflowContext | None:
+    """The context becomes pod labels, so each part must make a label value Kubernetes accepts."""
     if not (a.dag_id or a.task_id or a.run_id):
         return None
+    for name in ("dag_id", "task_id", "run_id"):
+        value = getattr(a, name)
+        if value and label_value_error(safe_label_value(value)):
+            v.add(f"pod.airflow.{name}", "needs a letter or digit: it becomes a pod label value")
+    if a.try_number < 0:
+        v.add("pod.airflow.try_number", "must not be negative")
     return domain.AirflowContext(
         dag_id=a.dag_id, task_id=a.task_id, run_id=a.run_id, map_index=a.map_index, try_number=a.try_number
     )
@@ -206,6 +239,7 @@ def pod_request_from_proto(p: dispatch_pb2.PodRequest, *, tenant: str = "") -> d
     grace = seconds(p.lifecycle.reattach_grace) if p.lifecycle.HasField("reattach_grace") else 300.0
     if startup <= 0 or grace < 0:
         v.add("pod.lifecycle", "startup_timeout must be positive and reattach_grace not negative")
+    airflow = _airflow(p.airflow, v)
     v.raise_if_any("pod request")
     return domain.PodRequest(
         request_id=p.request_id,
@@ -219,7 +253,7 @@ def pod_request_from_proto(p: dispatch_pb2.PodRequest, *, tenant: str = "") -> d
         startup_timeout_seconds=startup,
         on_disconnect=_DISCONNECT[p.lifecycle.on_disconnect],
         reattach_grace_seconds=grace,
-        airflow=_airflow(p.airflow),
+        airflow=airflow,
         tenant=tenant,
         keep_name=p.keep_name,
     )
@@ -305,8 +339,9 @@ def parse_cursor(cursor: str) -> int:
     """The sequence number after which to resume; an empty cursor replays from the start."""
     if not cursor:
         return 0
-    if cursor.startswith("c") and cursor[1:].isdigit():
-        return int(cursor[1:])
+    digits = cursor[1:]
+    if cursor.startswith("c") and digits.isascii() and digits.isdigit() and len(digits) <= MAX_CURSOR_DIGITS:
+        return int(digits)
     raise errors.InvalidArgument(
         "cursor is not one this gateway issued; pass the cursor of the last event you received, or none",
         [errors.FieldViolation(field="cursor", description="not a cursor issued by this gateway")],

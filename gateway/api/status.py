@@ -24,6 +24,9 @@ _CODES: dict[type[errors.GatewayError], grpc.StatusCode] = {
 }
 
 
+MAX_MESSAGE = 1024  # characters: enough to act on; a message quoting a caller's megabyte is clipped
+
+
 def code_for(error: errors.GatewayError) -> grpc.StatusCode:
     for cls in type(error).__mro__:
         if cls in _CODES:
@@ -63,6 +66,8 @@ def _details(error: errors.GatewayError) -> list[any_pb2.Any]:
 def to_status(error: errors.GatewayError) -> grpc.Status:
     code = code_for(error)
     message = str(error)
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... ({len(message)} characters, clipped)"
     proto = status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=_details(error))
     return rpc_status.to_status(proto)
 

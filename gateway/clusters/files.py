@@ -132,7 +132,7 @@ def credentials_violations(ref: CredentialsRef) -> list[tuple[str, str]]:
                 )
             )
     for key in _REQUIRED.get(ref.source, ()):
-        if not ref.params.get(key):
+        if not str(ref.params.get(key) or "").strip():
             out.append((key, f"required for {ref.source} credentials"))
     if ref.source == "kubeconfig" and bool(ref.params.get("path")) == bool(ref.params.get("envVar")):
         out.append(("", "kubeconfig credentials need exactly one of path or envVar"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import enum
 import logging
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -22,8 +23,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from gateway.credentials.base import Endpoint
-from gateway.errors import FieldViolation, InvalidArgument
+from gateway.credentials.base import CredentialError, Endpoint
+from gateway.errors import FieldViolation, InvalidArgument, Unavailable
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("podgate.audit")
@@ -33,6 +34,9 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "podgate"}
 CREDENTIAL_LABEL = "podgate.io/kubeconfig"
 EXPIRES_ANNOTATION = "podgate.io/expires-at"
 _READ = ["get", "list", "watch"]
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+# cluster/namespace/secret: each part a name the API server accepts, so a forged id never reaches it
+_CREDENTIAL_ID = re.compile(rf"({_DNS_LABEL})/({_DNS_LABEL})/(podgate-kc-[a-z0-9]{{1,52}})")
 
 
 class Access(enum.StrEnum):
@@ -110,13 +114,15 @@ class IssuedCredential:
 
 
 def parse_credential_id(value: str) -> IssuedCredential:
-    parts = value.split("/")
-    if len(parts) != 3 or not all(parts) or not parts[2].startswith("podgate-kc-"):
+    match = _CREDENTIAL_ID.fullmatch(value)
+    if match is None:
+        shown = value if len(value) <= 100 else f"{value[:100]}..."
         raise InvalidArgument(
-            f"credential id {value!r} is not one this gateway issued",
+            f"credential id {shown!r} is not one this gateway issued",
             [FieldViolation("credential_id", "expected <cluster>/<namespace>/podgate-kc-<id>")],
         )
-    return IssuedCredential(cluster=parts[0], namespace=parts[1], secret_name=parts[2])
+    cluster, namespace, secret_name = match.groups()
+    return IssuedCredential(cluster=cluster, namespace=namespace, secret_name=secret_name)
 
 
 def check_ttl(ttl_seconds: int, policy: IssuePolicy) -> int:
@@ -263,6 +269,9 @@ async def issue_kubeconfig(
 
 async def revoke_kubeconfig(api: ObjectApi, credential: IssuedCredential) -> bool:
     """Deletes the Secret the token is bound to (pick `api` by `credential.cluster`); False when already gone."""
-    deleted = await api.delete("Secret", credential.namespace, credential.secret_name)
+    try:
+        deleted = await api.delete("Secret", credential.namespace, credential.secret_name)
+    except CredentialError as e:
+        raise Unavailable(f"cluster {credential.cluster!r}: {e}") from None
     audit.info("revoked kubeconfig %s (%s)", credential.id, "deleted" if deleted else "already gone")
     return deleted

@@ -225,6 +225,11 @@ def expected_label(fields: dict[str, Any]) -> str:
         ({"credentials": {"eks": {"clusterName": "c"}}}, "credentials.eks.region", "required for eks credentials"),
         ({"credentials": {"gke": {"project": "p"}}}, "credentials.gke.location", "required for gke credentials"),
         (
+            {"credentials": {"eks": {"clusterName": "c", "region": "\t "}}},
+            "credentials.eks.region",
+            "required for eks credentials",
+        ),
+        (
             {"credentials": {"aks": {"clientSecretEnv": "s3cr3t-value-with-dashes"}}},
             "credentials.aks.clientSecretEnv",
             "must name an environment variable",

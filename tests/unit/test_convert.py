@@ -28,6 +28,18 @@ BAD = [
     ("manifest not json", request(pod_json="{nope"), "pod.pod_json"),
     ("manifest not an object", request(pod_json="[1]"), "pod.pod_json"),
     ("oversized manifest", request(pod_json=" " * (convert_pods.MAX_POD_JSON_BYTES + 1)), "pod.pod_json"),
+    ("manifest deeper than the parser's stack", request(pod_json="[" * 100_000 + "]" * 100_000), "pod.pod_json"),
+    (
+        "airflow dag id with no label character",
+        request(airflow=dispatch_pb2.AirflowContext(dag_id="\u00e9\u00e9")),
+        "pod.airflow.dag_id",
+    ),
+    (
+        "negative try number",
+        request(airflow=dispatch_pb2.AirflowContext(dag_id="d", try_number=-1)),
+        "pod.airflow.try_number",
+    ),
+    ("manifest nested past the depth limit", request(pod_json='{"a":' * 65 + "1" + "}" * 65), "pod.pod_json"),
     (
         "bad selector",
         request(placement=common_pb2.Placement(cluster_selector=common_pb2.LabelSelector(expression="tier in ("))),
@@ -115,7 +127,7 @@ def test_cursor_round_trip(cursor: str, seq: int) -> None:
     assert convert_pods.parse_cursor(cursor) == seq
 
 
-@pytest.mark.parametrize("cursor", ["41", "c", "cx", "c-1"])
+@pytest.mark.parametrize("cursor", ["41", "c", "cx", "c-1", "c\u0661\u0662", "c" + "9" * 5000, "c 1"])
 def test_foreign_cursor_is_invalid(cursor: str) -> None:
     with pytest.raises(errors.InvalidArgument):
         convert_pods.parse_cursor(cursor)

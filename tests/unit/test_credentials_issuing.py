@@ -80,6 +80,9 @@ def test_ttl_bounds(ttl: int, ok: bool) -> None:
         ("c1/team-a/some-secret", None),
         ("c1//podgate-kc-abc", None),
         ("c1/team-a/podgate-kc-abc/x", None),
+        ("c1/Team_A/podgate-kc-abc", None),
+        ("c1/team-a/podgate-kc-" + "-" * 300, None),
+        ("c1\x00/team-a/podgate-kc-abc", None),
     ],
 )
 def test_credential_ids(value: str, parsed: tuple[str, str, str] | None) -> None:
