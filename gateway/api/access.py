@@ -144,7 +144,7 @@ class Access:
     @contextlib.asynccontextmanager
     async def admission(self, tenant: tp.Tenant) -> AsyncIterator[None]:
         """Serialises a tenant's submissions when it has quotas, so two at once cannot both take the last slot."""
-        if not (tenant.max_concurrent_pods or tenant.total_caps != tp.ResourceCaps()):
+        if not _has_quota(tenant):
             yield
             return
         lock = self._locks.setdefault(tenant.name, asyncio.Lock())
@@ -162,9 +162,8 @@ class Access:
         tenant = caller.tenant
         if not tenant.name:  # open gateway: Pod Security only
             return admit_submission(tenant, request, clusters=clusters, usage=tp.TenantUsage())
-        return admit_submission(
-            tenant, request, clusters=clusters, usage=usage_of(live, tenant.name), limiter=self._limiter
-        )
+        usage = usage_of(live, tenant.name) if _has_quota(tenant) else tp.TenantUsage()
+        return admit_submission(tenant, request, clusters=clusters, usage=usage, limiter=self._limiter)
 
     @staticmethod
     def explainable(caller: Caller, request: domain.PodRequest, clusters: Sequence[domain.ClusterSpec]) -> Any:
@@ -174,6 +173,11 @@ class Access:
         if caller is not None:
             entry = replace(entry, tenant=caller.tenant.name, identity=caller.identity)
         await self.auditor.record(entry)
+
+
+def _has_quota(tenant: tp.Tenant) -> bool:
+    """Whether admission needs the tenant's current usage (counting it walks its unfinished requests)."""
+    return bool(tenant.max_concurrent_pods) or tenant.total_caps != tp.ResourceCaps()
 
 
 # --- the interceptor -------------------------------------------------------------------------
