@@ -30,6 +30,17 @@ async def world(tmp_path: Path) -> AsyncIterator[SimWorld]:
         yield w
 
 
+def virtual_cluster_file(tmp_path: Path) -> Path:
+    """clusters/local.yaml with every node virtual: an accepted pod costs a timer, not a process."""
+    document = yaml.safe_load(LOCAL.read_text())
+    for entry in document["clusters"]:
+        for node in entry["sim"]["nodes"]:
+            node["runtime"] = "virtual"
+    path = tmp_path / "virtual-clusters.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def gateway_config(state_dir: Path) -> GatewayConfig:
     return GatewayConfig(
         listen="127.0.0.1:0", state_dir=state_dir, cluster_files=[LOCAL], probe_interval=0.3, gc_interval=3600
