@@ -5,5 +5,6 @@ Call sites depend on the `Store` protocol; `SqlStore.open()` gives the SQLite (o
 
 from gateway.store.base import AuditEntry, Store
 from gateway.store.sql import SqlStore
+from gateway.store.writer import StoreClosed
 
-__all__ = ["AuditEntry", "SqlStore", "Store"]
+__all__ = ["AuditEntry", "SqlStore", "Store", "StoreClosed"]

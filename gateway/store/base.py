@@ -30,7 +30,10 @@ class AuditEntry:
 
 
 class Store(Protocol):
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Writes already submitted are made first; a write submitted later raises `StoreClosed` (an
+        `Unavailable`). A write never fails because other writes are queued before it."""
+        ...
 
     # --- clusters -------------------------------------------------------------------------
     async def put_cluster(self, spec: ClusterSpec) -> None:
