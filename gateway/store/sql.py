@@ -20,6 +20,7 @@ from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditEntry
 from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result, to_data
 from gateway.store.engine import DEFAULT_PATH, Engines, open_engines, sqlite_url
 from gateway.store.rows import (
+    DecodeCache,
     clamp_limit,
     decode_page_token,
     encode_page_token,
@@ -45,6 +46,7 @@ class SqlStore:
     def __init__(self, engines: Engines, *, clock: Clock = _utcnow) -> None:
         self._engines = engines
         self._clock = clock
+        self._decoded = DecodeCache()
 
     @classmethod
     async def open(
@@ -65,6 +67,10 @@ class SqlStore:
 
     async def _write(self, operation: Operation[T]) -> T:
         return await self._engines.writer.run(operation)
+
+    def _record(self, row: RowMapping) -> PodRecord:
+        """Decoded in the event loop's thread, where the decode cache lives."""
+        return record_from_row(row, self._decoded)
 
     async def __aenter__(self) -> Self:
         return self
@@ -117,16 +123,16 @@ class SqlStore:
             raise ValueError("a pod record needs a request_id")
         values = record_values(record, self._clock())
 
-        def create(conn: Connection) -> tuple[PodRecord, bool]:
+        def create(conn: Connection) -> tuple[RowMapping, bool]:
             same = select(pod_records).where(pod_records.c.request_id == request_id)
             existing = conn.execute(same).first()
             if existing is not None:
-                return record_from_row(existing._mapping), False
-            row = conn.execute(insert(pod_records).values(values).returning(pod_records)).one()
-            return record_from_row(row._mapping), True
+                return existing._mapping, False
+            return conn.execute(insert(pod_records).values(values).returning(pod_records)).one()._mapping, True
 
         try:
-            return await self._write(create)
+            row, created = await self._write(create)
+            return self._record(row), created
         except IntegrityError as e:  # another writer inserted it meanwhile (Postgres), or the name clashed
             existing = await self.get_pod_record(request_id)
             if existing is None:  # the clash was on (cluster, namespace, name)
@@ -136,7 +142,7 @@ class SqlStore:
     async def get_pod_record(self, request_id: str) -> PodRecord | None:
         async with self._engines.read.connect() as conn:
             row = (await conn.execute(select(pod_records).where(pod_records.c.request_id == request_id))).first()
-        return None if row is None else record_from_row(row._mapping)
+        return None if row is None else self._record(row._mapping)
 
     async def record_placement(
         self,
@@ -182,7 +188,7 @@ class SqlStore:
         row = await self._write(lambda conn: conn.execute(statement).first())
         if row is None:
             raise NotFound(f"no pod record for request {request_id!r}")
-        return record_from_row(row._mapping)
+        return self._record(row._mapping)
 
     async def list_pod_records(
         self,
@@ -205,12 +211,12 @@ class SqlStore:
         if tenant is not None:
             filters.append(c.tenant == tenant)
         rows, token = await self._page(pod_records, c.id, filters, limit, page_token)
-        return [record_from_row(r) for r in rows], token
+        return [self._record(r) for r in rows], token
 
     async def list_unfinished(self) -> list[PodRecord]:
         query = select(pod_records).where(pod_records.c.finished_at.is_(None)).order_by(pod_records.c.id)
         async with self._engines.read.connect() as conn:
-            return [record_from_row(row._mapping) for row in await conn.execute(query)]
+            return [self._record(row._mapping) for row in await conn.execute(query)]
 
     async def running_counts(self) -> dict[str, int]:
         """Unfinished placed records per cluster: the gateway's own load on each (for concurrency limits)."""

@@ -118,6 +118,8 @@ class GroupCommitWriter:
     async def run(self, operation: Operation[T]) -> T:
         if self._closing:
             raise StoreClosed("the store is closing; the write was not made")
+        if self._task is None or self._task.done():
+            raise StoreClosed("the store's writer is not running; the write was not made")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(operation, future))
         self._ready.set()

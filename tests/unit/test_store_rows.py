@@ -1,0 +1,52 @@
+"""The decode cache of record columns: reused while the stored JSON is unchanged, bounded, least recently used out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway.store.rows import DecodeCache
+
+
+class Decoder:
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def __call__(self, raw: Any) -> tuple[Any, ...]:
+        self.calls.append(raw)
+        return ("decoded", repr(raw))
+
+
+@pytest.mark.parametrize(
+    ("lookups", "decodes"),
+    [
+        ([("request", "r1", {"a": 1}), ("request", "r1", {"a": 1})], 1),  # an equal copy reuses the value
+        ([("request", "r1", {"a": 1}), ("request", "r1", {"a": 2})], 2),  # changed JSON is decoded again
+        ([("request", "r1", {"a": 1}), ("request", "r2", {"a": 1})], 2),  # per request
+        ([("request", "r1", {"a": 1}), ("decision", "r1", {"a": 1})], 2),  # per column
+        ([("result", "r1", {"a": 1}), ("result", "r1", {"a": 2}), ("result", "r1", {"a": 1})], 3),  # latest only
+    ],
+)
+def test_decoded_again_only_when_the_stored_value_changed(lookups: list[tuple[str, str, Any]], decodes: int) -> None:
+    cache, decoder = DecodeCache(), Decoder()
+    values = [cache.get(column, key, raw, decoder) for column, key, raw in lookups]
+    assert len(decoder.calls) == decodes
+    assert values == [("decoded", repr(raw)) for _, _, raw in lookups]
+
+
+def test_an_equal_value_is_the_same_object() -> None:
+    cache, decoder = DecodeCache(), Decoder()
+    assert cache.get("request", "r1", {"a": [1]}, decoder) is cache.get("request", "r1", {"a": [1]}, decoder)
+
+
+def test_bounded_the_least_recently_used_goes_first() -> None:
+    cache, decoder = DecodeCache(size=2), Decoder()
+    cache.get("request", "old", 1, decoder)
+    cache.get("request", "kept", 2, decoder)
+    cache.get("request", "old", 1, decoder)  # used again: now the most recent
+    cache.get("request", "new", 3, decoder)  # evicts "kept"
+    assert len(cache) == 2
+    cache.get("request", "old", 1, decoder)
+    cache.get("request", "kept", 2, decoder)
+    assert decoder.calls == [1, 2, 3, 2]
