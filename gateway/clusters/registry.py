@@ -46,6 +46,7 @@ class Registry:
         self._probe_interval = probe_interval
         self._runtimes: dict[str, ClusterRuntime] = {}
         self._changed = asyncio.Event()
+        self._mutating = asyncio.Lock()  # register, update, deregister: one at a time
 
     # --- reading --------------------------------------------------------------------------
 
@@ -141,17 +142,25 @@ class Registry:
     # --- changes (the Clusters RPCs) ------------------------------------------------------
 
     async def register(self, spec: domain.ClusterSpec) -> ClusterRuntime:
-        if spec.name in self._runtimes:
-            raise errors.AlreadyExists(f"cluster {spec.name!r} is already registered; use UpdateCluster to change it")
         _check_api_spec(spec)
-        return await self._add_and_sync(spec)
+        async with self._mutating:
+            if spec.name in self._runtimes:
+                raise errors.AlreadyExists(
+                    f"cluster {spec.name!r} is already registered; use UpdateCluster to change it"
+                )
+            return await self._add_and_sync(spec)
 
     async def update(self, spec: domain.ClusterSpec) -> ClusterRuntime:
-        self.get(spec.name)
         _check_api_spec(spec)
-        return await self._add_and_sync(spec)
+        async with self._mutating:  # an update racing a deregistration must not bring the cluster back
+            self.get(spec.name)
+            return await self._add_and_sync(spec)
 
     async def deregister(self, name: str, *, force: bool) -> None:
+        async with self._mutating:
+            await self._deregister(name, force=force)
+
+    async def _deregister(self, name: str, *, force: bool) -> None:
         runtime = self.get(name)
         running = runtime.snapshot().running_pods
         if running and not force:

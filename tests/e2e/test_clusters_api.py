@@ -11,6 +11,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from gateway._proto.podgate.v1 import clusters_pb2, clusters_pb2_grpc, common_pb2, dispatch_pb2, dispatch_pb2_grpc
+from gateway.app import Gateway
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import (
     eventually,
@@ -314,3 +315,23 @@ async def test_a_request_waits_for_an_uncordon_within_its_placement_timeout_and_
     assert [e.placed.cluster for e in events if e.WhichOneof("event") == "placed"] == ["local-eu-gpu"]
     assert logs(events) == ["after uncordon"]
     assert world.clusters["local-eu-gpu"].request_counts().get(("create", "pods")) == 1
+
+
+async def test_an_update_racing_a_deregistration_never_brings_the_cluster_back(
+    cluster_stub: clusters_pb2_grpc.ClusterServiceStub, gateway: Gateway
+) -> None:
+    update = clusters_pb2.UpdateClusterRequest(
+        cluster=clusters_pb2.Cluster(name="local-eu-cpu", weight=9),
+        update_mask=field_mask_pb2.FieldMask(paths=["weight"]),
+    )
+    answers = await asyncio.gather(
+        cluster_stub.UpdateCluster(update),
+        cluster_stub.DeregisterCluster(clusters_pb2.DeregisterClusterRequest(name="local-eu-cpu", force=True)),
+        return_exceptions=True,
+    )
+    assert not isinstance(answers[1], BaseException), answers[1]
+    assert not isinstance(answers[0], BaseException) or answers[0].code() == grpc.StatusCode.NOT_FOUND  # type: ignore[attr-defined]
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await cluster_stub.GetCluster(clusters_pb2.GetClusterRequest(name="local-eu-cpu"))
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "local-eu-cpu" not in {c.name for c in await gateway.store.list_clusters()}
