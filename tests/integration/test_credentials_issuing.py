@@ -115,3 +115,19 @@ async def test_revoked_kubeconfig_is_refused(objects: ClusterObjects, cluster: S
     assert code != 0 and ("unauthorized" in out.lower() or "must be logged in" in out.lower())
     assert (await kubectl(other_path, "get", "pods"))[0] == 0  # another issuance is untouched
     assert await revoke_kubeconfig(objects, credential) is False
+
+
+async def test_concurrent_first_issuances_in_a_namespace_all_succeed(
+    objects: ClusterObjects, cluster: SimCluster, tmp_path: Path
+) -> None:
+    """They apply the same ServiceAccount and Role at once: a replace losing the race reads again and retries."""
+    provider = build_provider("issuer", CredentialsRef(source="sim"), kubeconfig_dir=tmp_path)
+    endpoint = await provider.endpoint()
+    await provider.close()
+    issued = await asyncio.gather(
+        *(
+            issue_kubeconfig(objects, endpoint, cluster="issuer", namespace="team-a", ttl_seconds=900, access=access)
+            for access in (Access.VIEW, Access.EDIT) * 6
+        )
+    )
+    assert len({i.credential_id for i in issued}) == 12

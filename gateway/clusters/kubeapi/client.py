@@ -32,7 +32,9 @@ from gateway.clusters.kubeapi.decode import (
 )
 from gateway.clusters.kubeapi.errors import (
     AlreadyExists,
+    Conflict,
     KubeError,
+    NotFound,
     StreamSilent,
     Unauthorized,
     error_for,
@@ -46,6 +48,7 @@ from gateway.credentials.base import CredentialProvider
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ENSURE_ATTEMPTS = 5
 USER_AGENT = "podgate/0.1"
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -278,15 +281,26 @@ class ClusterClient:
         return await self.send(rq.prepare_delete(resource, namespace, name, grace_seconds=grace_seconds))
 
     async def ensure_object(self, resource: Resource, namespace: str | None, body: Mapping[str, Any]) -> KubeObject:
-        """Create, or replace the existing object of that name with `body` (declarative, like apply)."""
-        try:
-            return await self.create_object(resource, namespace, body)
-        except AlreadyExists:
-            name = str(body["metadata"]["name"])
-            current = await self.get_object(resource, namespace, name)
-            version = current.get("metadata", {}).get("resourceVersion", "")
-            merged = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
-            return await self.replace_object(resource, namespace, name, merged)
+        """Create, or replace the existing object of that name with `body` (declarative, like apply).
+
+        Optimistic concurrency: when another writer changes or deletes the object between our read and
+        our replace (409 Conflict, 404), read again, a few times, as controllers do.
+        """
+        name = str(body["metadata"]["name"])
+        for attempt in range(1, ENSURE_ATTEMPTS + 1):
+            try:
+                return await self.create_object(resource, namespace, body)
+            except AlreadyExists:
+                pass
+            try:
+                current = await self.get_object(resource, namespace, name)
+                version = current.get("metadata", {}).get("resourceVersion", "")
+                merged = {**body, "metadata": {**body["metadata"], "resourceVersion": version}}
+                return await self.replace_object(resource, namespace, name, merged)
+            except (Conflict, NotFound):
+                if attempt == ENSURE_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     # --- what the dispatch core and credentials call --------------------------------------
 
