@@ -17,7 +17,7 @@ from google.protobuf import message_factory, text_format
 from google.protobuf.message import DecodeError, Message
 
 from gateway._proto.podgate.v1 import clusters_pb2, credentials_pb2, dispatch_pb2
-from tests.e2e.fuzz_inputs import Junk, mutate, raw_bytes
+from tests.e2e.fuzz_inputs import Junk, Metadata, metadata, mutate, raw_bytes
 
 MODULES: tuple[ModuleType, ...] = (dispatch_pb2, clusters_pb2, credentials_pb2)
 KINDS = ("raw", "random", "mutated")
@@ -56,6 +56,7 @@ class Case:
     rpc: Rpc
     kind: str
     data: bytes
+    metadata: Metadata = ()
 
     def decoded(self) -> Message | None:
         """The request as the server decodes it; None when it does not decode."""
@@ -69,7 +70,8 @@ class Case:
         shown = text_format.MessageToString(message, as_one_line=True) if message is not None else repr(self.data)
         if len(shown) > limit:
             shown = f"{shown[:limit]}... ({len(shown)} characters)"
-        return f"case {self.index} {self.rpc.method} ({self.kind}, {len(self.data)} bytes): {shown}"
+        headers = f" with metadata {[(k, v[:40]) for k, v in self.metadata]}" if self.metadata else ""
+        return f"case {self.index} {self.rpc.method} ({self.kind}, {len(self.data)} bytes){headers}: {shown}"
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,14 @@ class CaseMaker:
     def cases(self, per_rpc: int) -> list[Case]:
         plan = [(rpc, KINDS[i % len(KINDS)]) for rpc in all_rpcs() for i in range(per_rpc)]
         self.rng.shuffle(plan)
-        return [Case(index=i, rpc=rpc, kind=kind, data=self.data(rpc, kind)) for i, (rpc, kind) in enumerate(plan)]
+        return [
+            Case(index=i, rpc=rpc, kind=kind, data=self.data(rpc, kind), metadata=self.headers())
+            for i, (rpc, kind) in enumerate(plan)
+        ]
+
+    def headers(self) -> Metadata:
+        """Metadata for one case in four; the others send none, as most clients do."""
+        return metadata(self.junk) if self.rng.random() < 0.25 else ()
 
     def data(self, rpc: Rpc, kind: str) -> bytes:
         while True:
@@ -120,14 +129,22 @@ class CaseMaker:
 
 
 async def send(channel: grpc.aio.Channel, case: Case, deadline: float) -> Outcome:
+    """One call, answered within its deadline or reported as DEADLINE_EXCEEDED (a hang is a finding too)."""
+    try:
+        return await asyncio.wait_for(_send(channel, case, deadline), deadline + 5)
+    except TimeoutError:
+        return Outcome(case, grpc.StatusCode.DEADLINE_EXCEEDED, "no answer, not even gRPC's deadline, in time")
+
+
+async def _send(channel: grpc.aio.Channel, case: Case, deadline: float) -> Outcome:
     """One call. A stream is read up to its first message, or until it has stayed open and quiet for
     STREAM_WAIT (a watch past the last event waits, rightly): either way it was accepted, and is cancelled.
     """
     try:
         if not case.rpc.streaming:
-            response = await channel.unary_unary(case.rpc.path)(case.data, timeout=deadline)
+            response = await channel.unary_unary(case.rpc.path)(case.data, timeout=deadline, metadata=case.metadata)
             return Outcome(case, grpc.StatusCode.OK, "", response)
-        call = channel.unary_stream(case.rpc.path)(case.data, timeout=deadline)
+        call = channel.unary_stream(case.rpc.path)(case.data, timeout=deadline, metadata=case.metadata)
         try:
             first = await asyncio.wait_for(call.read(), STREAM_WAIT)
         except TimeoutError:

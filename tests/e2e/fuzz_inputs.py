@@ -223,6 +223,28 @@ class Junk:
         return self.integer(INT_BOUNDS.get(field.type, 31))
 
 
+Metadata = tuple[tuple[str, str | bytes], ...]
+AUTH_VALUES = ("Bearer", "Bearer ", "bearer  x", "Basic dXNlcjpwdw==", "Bearer eyJhbGciOiJub25lIn0.e30.", "Token x")
+
+
+def metadata(junk: Junk) -> Metadata:
+    """Call metadata a client may send: malformed credentials, odd tenant and request-id headers, binary junk.
+
+    At most about 5 KiB in all: past gRPC's 8 KiB soft limit a server refuses headers at random.
+    """
+    rng, out = junk.rng, []
+    printable = string.ascii_letters + string.digits + string.punctuation + " "
+    for _ in range(rng.randint(0, 3)):
+        value = "".join(rng.choices(printable, k=rng.choice((0, 1, 20, 300, 1500))))
+        key = junk.pick(("authorization", "x-podgate-tenant", "x-request-id", "x-podgate-junk"))
+        if key == "authorization" and rng.random() < 0.5:
+            value = junk.pick(AUTH_VALUES) + value[:40]
+        out.append((key, value))
+    if rng.random() < 0.2:
+        out.append(("x-podgate-junk-bin", rng.randbytes(rng.randint(0, 64))))
+    return tuple(out)
+
+
 def mutate(junk: Junk, valid: Message) -> Message:
     """A copy of a valid message with one to three fields (at any depth) given random values or cleared."""
     out = type(valid)()
