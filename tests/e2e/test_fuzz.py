@@ -1,7 +1,8 @@
 """Fuzz: thousands of random and malformed requests to every RPC, over real gRPC, against simulated clusters.
 
 Each answer must be a proper status with a short message, the server must stay up, and nothing may be
-created that the gateway did not answer OK for. Inputs come from a seeded `random.Random` (no
+created that the gateway did not answer OK for. One case in four also carries malformed metadata (bad
+authorization schemes, odd tenant and request-id headers). Inputs come from a seeded `random.Random` (no
 Hypothesis: shrinking over a live gateway would be slow and stateful); the seed is in every failure
 message and PODGATE_FUZZ_SEED replays one.
 
