@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +25,7 @@ import jwt
 
 from gateway import domain, errors
 from gateway.api.audit import AuditEntry, Auditor
+from gateway.api.interceptors import Handler, rewrap
 from gateway.api.jwks import JwksCache
 from gateway.api.status import code_for
 from gateway.config import Settings
@@ -182,7 +184,6 @@ def _has_quota(tenant: tp.Tenant) -> bool:
 
 # --- the interceptor -------------------------------------------------------------------------
 
-Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
 DENIALS = (errors.Unauthenticated, errors.PermissionDenied, errors.ResourceExhausted)
 
 
@@ -201,11 +202,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(UNAUTHENTICATED_METHODS):
             return handler
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=self._unary(method, handler.unary_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=self._stream(method, handler.unary_stream))
-        return handler
+        return rewrap(handler, functools.partial(self._unary, method), functools.partial(self._stream, method))
 
     async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
         try:

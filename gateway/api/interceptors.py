@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,17 @@ from gateway.observability import metrics
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
+Wrap = Callable[[Handler], Handler]
+
+
+def rewrap(handler: grpc.RpcMethodHandler, unary: Wrap, stream: Wrap) -> grpc.RpcMethodHandler:
+    """The handler with its behaviour wrapped: `unary` for unary-unary, `stream` for unary-stream methods
+    (the only kinds our services have; others pass unchanged)."""
+    if handler.unary_unary is not None:
+        return handler._replace(unary_unary=unary(handler.unary_unary))
+    if handler.unary_stream is not None:
+        return handler._replace(unary_stream=stream(handler.unary_stream))
+    return handler
 
 
 def _internal(method: str, exc: BaseException) -> errors.GatewayError:
@@ -67,11 +79,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(method, handler.unary_stream))
-        return handler
+        return rewrap(handler, functools.partial(_wrap_unary, method), functools.partial(_wrap_stream, method))
 
 
 def _request_id(metadata: Any) -> str:
@@ -145,8 +153,8 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = handler_call_details.method.lstrip("/")
         request_id = _request_id(handler_call_details.invocation_metadata)
-        if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_observe_unary(method, request_id, handler.unary_unary))
-        if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_observe_stream(method, request_id, handler.unary_stream))
-        return handler
+        return rewrap(
+            handler,
+            functools.partial(_observe_unary, method, request_id),
+            functools.partial(_observe_stream, method, request_id),
+        )

@@ -78,34 +78,27 @@ async def test_client_certificates_name_the_tenant_and_are_required(
 ) -> None:
     gateway, ca = tls_gateway
     target = f"localhost:{gateway.port}"
-    client = ca.issue_client("data-eng-client")
-    with_cert = grpc.ssl_channel_credentials(ca.cert_pem, client.key_pem, client.cert_pem)
-    async with grpc.aio.secure_channel(target, with_cert) as channel:
+
+    def creds(client: KeyPair | None) -> grpc.ChannelCredentials:
+        return grpc.ssl_channel_credentials(ca.cert_pem, *((client.key_pem, client.cert_pem) if client else ()))
+
+    async def refusal(channel_creds: grpc.ChannelCredentials | None) -> grpc.aio.AioRpcError:
+        channel = grpc.aio.secure_channel(target, channel_creds) if channel_creds else grpc.aio.insecure_channel(target)
+        async with channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await visible_clusters(channel)
+        return caught.value
+
+    async with grpc.aio.secure_channel(target, creds(ca.issue_client("data-eng-client"))) as channel:
         assert await visible_clusters(channel) == {"local-eu-cpu"}
-    async with grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(ca.cert_pem)) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:  # required: the handshake itself is refused
-            await visible_clusters(channel)
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    unknown = ca.issue_client("somebody-else")
-    async with grpc.aio.secure_channel(
-        target, grpc.ssl_channel_credentials(ca.cert_pem, unknown.key_pem, unknown.cert_pem)
-    ) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await visible_clusters(channel)
-        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-        assert "maps to no tenant" in (caught.value.details() or "")
-    stranger_ca = CertificateAuthority("not-our-ca")
-    forged = stranger_ca.issue_client("data-eng-client")
-    async with grpc.aio.secure_channel(
-        target, grpc.ssl_channel_credentials(ca.cert_pem, forged.key_pem, forged.cert_pem)
-    ) as channel:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await visible_clusters(channel)
-        assert caught.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
-    async with grpc.aio.insecure_channel(target) as channel:  # plain text to a TLS port: no answer at all
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await visible_clusters(channel)
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    # no certificate: required, so the handshake itself is refused
+    assert (await refusal(creds(None))).code() == grpc.StatusCode.UNAVAILABLE
+    unknown = await refusal(creds(ca.issue_client("somebody-else")))
+    assert unknown.code() == grpc.StatusCode.PERMISSION_DENIED and "maps to no tenant" in (unknown.details() or "")
+    forged = await refusal(creds(CertificateAuthority("not-our-ca").issue_client("data-eng-client")))
+    assert forged.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNAUTHENTICATED)
+    # plain text to a TLS port: no answer at all
+    assert (await refusal(None)).code() == grpc.StatusCode.UNAVAILABLE
 
 
 # --- OIDC ----------------------------------------------------------------------------------------
