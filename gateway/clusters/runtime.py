@@ -22,7 +22,7 @@ from gateway.clusters.kubeapi.decode import EventType, WatchEvent
 from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
 from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
 from gateway.clusters.tracking import PodTrack
-from gateway.credentials.base import CredentialProvider
+from gateway.credentials.base import CredentialError, CredentialProvider
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,8 @@ class ClusterRuntime:
                 error = kube.ApiUnreachable(
                     f"cluster {self.name!r}: /version did not answer in time", cluster=self.name
                 )
+            except CredentialError as e:  # e.g. a kubeconfig file gone: unhealthy, and the probe goes on
+                error = kube.ApiUnreachable(f"cluster {self.name!r}: credentials: {e}", cluster=self.name)
             if self.health.observe(error):
                 log.warning(
                     "cluster %s is now %s%s",

@@ -61,6 +61,13 @@ class NameTaken(Exception):
     """The pod name (kept as the caller gave it) belongs to a pod this request did not create."""
 
 
+class Rejected(Exception):
+    """The API server refused the pod itself (422 Invalid, 400): no retry, and no other cluster, will change that."""
+
+
+REJECTION_MESSAGE_MAX = 1024
+
+
 class Created(enum.Enum):
     YES = "yes"
     NO = "no"  # certainly not created: failing over is safe
@@ -79,6 +86,12 @@ async def _create(runtime: ClusterRuntime, namespace: str, body: dict[str, Any])
         log.warning("creating pod %s/%s on %s failed: %s", namespace, name, runtime.name, e)
         if isinstance(e, kube.TooManyRequests) or (isinstance(e, kube.ApiUnreachable) and not e.maybe_sent):
             return Created.NO  # refused before it reached the API server
+    except (kube.Unauthorized, kube.Forbidden, kube.NotFound) as e:
+        log.warning("creating pod %s/%s on %s was refused: %s", namespace, name, runtime.name, e)
+        return Created.NO  # this cluster's credentials, RBAC or namespace: another cluster may take it
+    except kube.ClientError as e:
+        message = f"{runtime.name} refused the pod: {e}"
+        raise Rejected(message[:REJECTION_MESSAGE_MAX]) from None
     try:
         existing = await runtime.client.get_pod(namespace, name)
     except kube.NotFound:
@@ -147,6 +160,8 @@ class PodRunner:
             await self._finish(domain.PodResult(phase=domain.PodPhase.FAILED, reason="PlacementFailed", message=str(e)))
         except NameTaken as e:
             await self._finish(domain.PodResult(phase=domain.PodPhase.FAILED, reason="AlreadyExists", message=str(e)))
+        except Rejected as e:
+            await self._finish(domain.PodResult(phase=domain.PodPhase.FAILED, reason="Rejected", message=str(e)))
         except Cancelled:
             await self._finish(
                 domain.PodResult(phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=self.cancel_reason)
@@ -240,7 +255,11 @@ class PodRunner:
             await self.journal.append(self.request_id, self.record.decision or decision)
         logcontext.bind(cluster=cluster, pod=name)
         runtime.track(namespace, name)  # before creating: the scheduler's first events come at once
-        outcome = await _create(runtime, namespace, body)
+        try:
+            outcome = await _create(runtime, namespace, body)
+        except Rejected:
+            runtime.untrack(namespace, name)
+            raise
         metrics.record_placement(cluster, outcome.value, first_choice=cluster == decision.cluster)
         if outcome is Created.YES:
             self.record = await self.store.record_phase(self.request_id, domain.PodPhase.PENDING)

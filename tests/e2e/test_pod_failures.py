@@ -240,3 +240,12 @@ async def test_eviction_under_node_pressure_is_reported_with_its_warning(
     assert (final.phase, final.reason) == (FAILED, "Evicted")
     assert "low on resource: memory" in final.message
     assert "Evicted" in warnings(final)
+
+
+async def test_a_pod_the_api_server_refuses_fails_with_its_message(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:
+    """A 422 at create is the pod's own fault: reported with Kubernetes' words, not retried elsewhere."""
+    manifest = pod_json([{"name": "base", "image": "busybox", "command": {"not": "a list"}}])
+    events = await run_to_end(stub, request_for(manifest))
+    final = result(events)
+    assert final.phase == dispatch_pb2.POD_PHASE_FAILED and final.reason == "Rejected", final
+    assert "refused the pod" in final.message and "422" in final.message
