@@ -38,10 +38,24 @@ def _internal(method: str, exc: BaseException) -> errors.GatewayError:
     return errors.GatewayError(f"internal error; the gateway log has the details under incident {incident}")
 
 
-def _wrap_unary(method: str, behaviour: Handler) -> Handler:
+Decode = Callable[[bytes], Any]
+
+
+def _decoded(method: str, decode: Decode | None, request: Any) -> Any:
+    """The request message; bytes that do not decode are the caller's error, not a traceback in our log."""
+    if decode is None or not isinstance(request, bytes):
+        return request
+    try:
+        return decode(request)
+    except Exception:
+        name = method.rsplit("/", 1)[-1]
+        raise errors.InvalidArgument(f"the request is not a valid {name} request message (protobuf)") from None
+
+
+def _wrap_unary(method: str, behaviour: Handler, decode: Decode | None = None) -> Handler:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
-            return await behaviour(request, context)
+            return await behaviour(_decoded(method, decode, request), context)
         except errors.GatewayError as e:
             await context.abort_with_status(to_status(e))
         except (grpc.aio.AbortError, grpc.aio.UsageError):
@@ -52,10 +66,10 @@ def _wrap_unary(method: str, behaviour: Handler) -> Handler:
     return wrapper
 
 
-def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Handler:
+def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]], decode: Decode | None = None) -> Handler:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
-            async for item in behaviour(request, context):
+            async for item in behaviour(_decoded(method, decode, request), context):
                 yield item
         except errors.GatewayError as e:
             await context.abort_with_status(to_status(e))
@@ -79,7 +93,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
-        return rewrap(handler, functools.partial(_wrap_unary, method), functools.partial(_wrap_stream, method))
+        decode = None
+        if handler.unary_unary is not None or handler.unary_stream is not None:
+            decode = handler.request_deserializer  # decoded here: a malformed message is INVALID_ARGUMENT
+            handler = handler._replace(request_deserializer=None)
+        return rewrap(
+            handler,
+            lambda behaviour: _wrap_unary(method, behaviour, decode),
+            lambda behaviour: _wrap_stream(method, behaviour, decode),
+        )
 
 
 def _request_id(metadata: Any) -> str:

@@ -9,9 +9,9 @@ message and PODGATE_FUZZ_SEED replays one.
 Expected codes: a request that decodes must get OK or one of the caller-error codes in ALLOWED, never
 INTERNAL or UNKNOWN (which would be an unhandled exception); the credential RPCs, which call the target
 cluster while the caller waits, may also answer UNAVAILABLE (a registered cluster that cannot be reached).
-Bytes that are not a valid message never reach our code: grpc.aio answers them UNKNOWN ("Unexpected
-[DecodeError]"), or INVALID_ARGUMENT should the server decode requests itself; a message over gRPC's
-4 MiB receive limit gets RESOURCE_EXHAUSTED.
+Bytes that are not a valid message get INVALID_ARGUMENT: the ErrorInterceptor decodes requests itself
+(grpc.aio's own decoding answers UNKNOWN and logs a traceback per call); a message over gRPC's 4 MiB
+receive limit gets RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -182,7 +182,7 @@ def problem(outcome: Outcome) -> str | None:
     if len(case.data) > GRPC_MAX_RECEIVE:
         return None if code == S.RESOURCE_EXHAUSTED else f"oversized request answered {code.name}"
     if case.decoded() is None:
-        return None if code in (S.UNKNOWN, S.INVALID_ARGUMENT) else f"undecodable request answered {code.name}"
+        return None if code == S.INVALID_ARGUMENT else f"undecodable request answered {code.name}"
     allowed = ALLOWED | {S.UNAVAILABLE} if case.rpc.method in REACHES_A_CLUSTER else ALLOWED
     if code not in allowed:
         return f"answered {code.name}: {message[:300]!r}"

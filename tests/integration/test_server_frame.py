@@ -93,3 +93,11 @@ async def test_plain_text_listener_refused_off_loopback(address: str) -> None:
 )
 def test_is_loopback(address: str, loopback: bool) -> None:
     assert server.is_loopback(address) is loopback
+
+
+async def test_bytes_that_are_not_a_message_are_invalid_argument(channel: grpc.aio.Channel) -> None:
+    call = channel.unary_unary("/podgate.v1.DispatchService/GetPod")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(b"\xff\xff\xff\xff\x0f", timeout=10)  # a field tag with a truncated varint
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "not a valid GetPod request message" in (caught.value.details() or "")
