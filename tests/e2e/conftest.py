@@ -41,6 +41,13 @@ def virtual_cluster_file(tmp_path: Path) -> Path:
     return path
 
 
+def virtual_world(tmp_path: Path) -> SimWorld:
+    """The local clusters with every node virtual (enter it with `async with`)."""
+    return SimWorld.from_file(
+        virtual_cluster_file(tmp_path), kubeconfig_dir=tmp_path / "kubeconfigs", control_port=None
+    )
+
+
 def gateway_config(state_dir: Path) -> GatewayConfig:
     return GatewayConfig(
         listen="127.0.0.1:0", state_dir=state_dir, cluster_files=[LOCAL], probe_interval=0.3, gc_interval=3600

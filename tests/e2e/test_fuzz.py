@@ -37,7 +37,7 @@ from gateway._proto.podgate.v1 import clusters_pb2, common_pb2, credentials_pb2,
 from gateway.app import Gateway
 from gateway.pods.builder import REQUEST_ID_ANNOTATION
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import LOCAL, eventually, pod_request, result, run_to_end, virtual_cluster_file
+from tests.e2e.conftest import LOCAL, eventually, pod_request, result, run_to_end, virtual_world
 from tests.e2e.fuzz_calls import GRPC_MAX_RECEIVE, Case, CaseMaker, Outcome, Rpc, all_rpcs, send, send_all
 from tests.e2e.fuzz_inputs import VALID_MANIFEST, Junk
 
@@ -73,8 +73,7 @@ ALIAS = "fuzz-alias"
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[SimWorld]:
     """The e2e clusters with virtual nodes, so that the pods of accepted requests are cheap."""
-    path = virtual_cluster_file(tmp_path)
-    async with SimWorld.from_file(path, kubeconfig_dir=tmp_path / "kubeconfigs", control_port=None) as w:
+    async with virtual_world(tmp_path) as w:
         yield w
 
 

@@ -33,7 +33,7 @@ from gateway.app import Gateway, start_gateway
 from gateway.config import Settings, parse_config
 from gateway.policy.identity import new_token
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import LOCAL, gateway_config
+from tests.e2e.conftest import gateway_config, virtual_world
 
 WATCHED = ("pods", "serviceaccounts", "secrets", "roles", "rolebindings")
 
@@ -82,13 +82,7 @@ class Created:
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[SimWorld]:
     """The local clusters with virtual nodes: accepted pods cost a timer, not a process."""
-    document = yaml.safe_load(LOCAL.read_text())
-    for entry in document["clusters"]:
-        for node in entry["sim"]["nodes"]:
-            node["runtime"] = "virtual"
-    path = tmp_path / "virtual.yaml"
-    path.write_text(yaml.safe_dump(document))
-    async with SimWorld.from_file(path, kubeconfig_dir=tmp_path / "kubeconfigs", control_port=None) as w:
+    async with virtual_world(tmp_path) as w:
         yield w
 
 
