@@ -57,7 +57,7 @@ async def read_body(request: web.Request) -> Any:
         raise BadRequest(f"the request body is not valid JSON: {e}") from e
 
 
-WARNINGS = "sim_warnings"
+WARNINGS = web.RequestKey("sim_warnings", list[str])
 
 
 def _field_validation(resource: str, obj: Obj, request: web.Request) -> None:
