@@ -32,7 +32,7 @@ from gateway.config import Settings
 from gateway.credentials.issuing import Access as KubeAccess
 from gateway.observability import logging as logcontext
 from gateway.policy import tenants as tp
-from gateway.policy.admission import admit_submission, explainable, usage_of
+from gateway.policy.admission import admit_submission, usage_of
 from gateway.policy.identity import Authenticator, Principal, credentials_from_call
 from gateway.policy.limits import InputLimits
 from gateway.policy.ratelimit import RateLimiter
@@ -65,6 +65,7 @@ def open_tenant(settings: Settings) -> tp.Tenant:
 
 
 _caller: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("podgate_caller", default=None)
+_refusal_audited: contextvars.ContextVar[bool] = contextvars.ContextVar("podgate_refusal_audited", default=False)
 
 
 def current_caller() -> Caller:
@@ -167,13 +168,11 @@ class Access:
         usage = usage_of(live, tenant.name) if _has_quota(tenant) else tp.TenantUsage()
         return admit_submission(tenant, request, clusters=clusters, usage=usage, limiter=self._limiter)
 
-    @staticmethod
-    def explainable(caller: Caller, request: domain.PodRequest, clusters: Sequence[domain.ClusterSpec]) -> Any:
-        return explainable(caller.tenant, request, clusters)
-
     async def audit(self, caller: Caller | None, entry: AuditEntry) -> None:
         if caller is not None:
             entry = replace(entry, tenant=caller.tenant.name, identity=caller.identity)
+        if entry.code:  # a refusal a servicer recorded itself, with more context than the interceptor has
+            _refusal_audited.set(True)
         await self.auditor.record(entry)
 
 
@@ -205,6 +204,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return rewrap(handler, functools.partial(self._unary, method), functools.partial(self._stream, method))
 
     async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
+        _refusal_audited.set(False)
         try:
             caller = await self._access.authenticate(context.auth_context(), context.invocation_metadata() or ())
         except DENIALS as e:
@@ -215,6 +215,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return caller
 
     async def _denied(self, caller: Caller | None, method: str, e: errors.GatewayError) -> None:
+        if _refusal_audited.get():
+            return
         entry = AuditEntry(action="rpc.denied", outcome="denied", code=code_for(e).name, message=str(e))
         await self._access.audit(caller, replace(entry, details=(("rpc", method.lstrip("/")),)))
 

@@ -14,6 +14,7 @@ from gateway.api.status import code_for
 from gateway.clusters.registry import Registry
 from gateway.pods.dispatcher import Dispatcher
 from gateway.policy import tenants as tp
+from gateway.policy.admission import explainable
 
 MAX_PAGE = 1000
 
@@ -123,7 +124,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         visible = {c.name for c in tp.visible_clusters(caller.tenant, specs)}
         decision = self._dispatcher.explain(
             cv.pod_request_from_proto(request.pod),
-            admit=lambda r: self._access.explainable(caller, r, specs),
+            admit=lambda r: explainable(caller.tenant, r, specs),
             visible=visible,
             limits=self._access.limits,
         )

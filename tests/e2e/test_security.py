@@ -73,7 +73,12 @@ class Created:
                         self.added.append((name, resource, new))
 
                 stops.append(cluster.store.subscribe(resource, record))
-        return lambda: [stop() for stop in stops] and None
+
+        def stop_all() -> None:
+            for stop in stops:
+                stop()
+
+        return stop_all
 
     def pods(self) -> list[tuple[str, str]]:
         return [(cluster, obj["metadata"]["name"]) for cluster, r, obj in self.added if r == "pods"]
@@ -248,6 +253,12 @@ async def test_forbidden_region_and_cluster_are_denied_and_unnamed_ones_narrowed
     )
     assert "'namespaces'" in (error.details() or "")
     assert tenants.created.added == []
+    entries, _ = await tenants.gateway.store.list_audit(limit=100)
+    refusals = [e.record for e in entries]
+    assert [(r["action"], r["code"]) for r in refusals] == [("pod.submit", "PERMISSION_DENIED")] * 3, (
+        "each refused submission is audited once, with its request id and namespace"
+    )
+    assert {r["namespace"] for r in refusals} == {"default", "kube-system"} and all(r["request_id"] for r in refusals)
     explained = await tenants.dispatch.ExplainPlacement(
         dispatch_pb2.ExplainPlacementRequest(pod=request()), metadata=md
     )
