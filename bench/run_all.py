@@ -16,6 +16,7 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 QUICK_ARGS: dict[str, list[str]] = {
+    "decode": ["--pods", "500"],
     "dispatch": ["--quick"],
     "kubeapi": ["--requests", "500", "--events", "300"],
     "observability": ["--lines", "2000", "--clusters", "20"],
