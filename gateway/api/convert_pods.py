@@ -54,7 +54,7 @@ _PHASES = {
     domain.PodPhase.FAILED: dispatch_pb2.POD_PHASE_FAILED,
     domain.PodPhase.CANCELLED: dispatch_pb2.POD_PHASE_CANCELLED,
 }
-PHASES_FROM_PROTO = {v: k for k, v in _PHASES.items()}
+PHASES_FROM_PROTO: dict[int, domain.PodPhase] = {int(v): k for k, v in _PHASES.items()}
 _VERDICTS = {
     domain.Verdict.ELIGIBLE: dispatch_pb2.VERDICT_ELIGIBLE,
     domain.Verdict.NO_CAPACITY: dispatch_pb2.VERDICT_NO_CAPACITY,
@@ -75,6 +75,17 @@ class _Violations:
         if self.items:
             summary = "; ".join(f"{v.field}: {v.description}" for v in self.items[:5])
             raise errors.InvalidArgument(f"invalid {what}: {summary}", self.items)
+
+
+def phases_from_proto(values: list[int], field: str = "phases") -> list[domain.PodPhase]:
+    """A phase filter; an unknown or UNSPECIFIED phase is refused (dropping it would widen the filter)."""
+    v = _Violations()
+    known = ", ".join(dispatch_pb2.PodPhase.Name(p) for p in PHASES_FROM_PROTO)
+    for i, value in enumerate(values):
+        if value not in PHASES_FROM_PROTO:
+            v.add(f"{field}[{i}]", f"unknown or unspecified pod phase {value}; one of {known}")
+    v.raise_if_any("phase filter")
+    return [PHASES_FROM_PROTO[value] for value in values]
 
 
 def seconds(d: duration_pb2.Duration) -> float:
@@ -225,8 +236,11 @@ def pod_request_from_proto(p: dispatch_pb2.PodRequest, *, tenant: str = "") -> d
     manifest = _pod_manifest(p.pod_json, v)
     placement = _placement(p.placement, v)
     xcom = domain.XcomMode.DISABLED
-    if p.HasField("xcom"):
-        xcom = _XCOM.get(p.xcom.mode, domain.XcomMode.AUTO)
+    if p.HasField("xcom"):  # documented: UNSPECIFIED means DISABLED when absent, AUTO when present
+        mode = p.xcom.mode or dispatch_pb2.XCOM_MODE_AUTO
+        if mode not in _XCOM:
+            v.add("pod.xcom.mode", f"unknown XCom mode {mode}; XCOM_MODE_DISABLED, _AUTO or _SIDECAR")
+        xcom = _XCOM.get(mode, xcom)
     if p.logs.selection not in _LOGS:
         v.add("pod.logs.selection", "unknown log selection")
     if p.logs.selection == dispatch_pb2.LOG_SELECTION_NAMED and not p.logs.containers:

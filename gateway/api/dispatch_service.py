@@ -105,7 +105,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
                 f"page_size must be between 1 and {MAX_PAGE}",
                 [errors.FieldViolation(field="page_size", description=f"between 1 and {MAX_PAGE}")],
             )
-        phases = [cv.PHASES_FROM_PROTO[p] for p in request.phases if p in cv.PHASES_FROM_PROTO]
+        phases = cv.phases_from_proto(list(request.phases))
         records, token = await self._dispatcher.list(
             cluster=request.cluster,
             phases=phases,
