@@ -120,7 +120,7 @@ async def test_failover_is_counted_and_logged_with_request_cluster_and_pod(world
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(obs.formatter("json"))
-    runner_log = logging.getLogger("gateway.pods.runner")
+    runner_log = logging.getLogger("gateway.pods")  # the pod path: creation, following, finishing
     runner_log.addHandler(handler)
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gateway.port}") as channel:

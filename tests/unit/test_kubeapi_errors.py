@@ -113,3 +113,38 @@ def test_negative_backoff_is_refused() -> None:
 def test_websocket_handshake_message_is_quoted() -> None:
     error = ke.error_for(403, "Forbidden: exec not allowed", cluster="c", call="GET /api/v1/namespaces/n/pods/p/exec")
     assert type(error) is ke.Forbidden and str(error).endswith("HTTP 403: Forbidden: exec not allowed")
+
+
+def unreachable(*, maybe_sent: bool) -> ke.KubeError:
+    return ke.unreachable("c1", "POST /api/v1/namespaces/ns/pods", ConnectionResetError("reset"), maybe_sent=maybe_sent)
+
+
+def answered(status: int, reason: str) -> ke.KubeError:
+    call = "POST /api/v1/namespaces/ns/pods"
+    return ke.error_for(status, status_body(status, reason, "why"), cluster="c1", call=call)
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        (answered(409, "AlreadyExists"), ke.CreateOutcome.EXISTS),
+        (answered(401, "Unauthorized"), ke.CreateOutcome.NOT_CREATED),
+        (answered(403, "Forbidden"), ke.CreateOutcome.NOT_CREATED),
+        (answered(404, "NotFound"), ke.CreateOutcome.NOT_CREATED),  # the namespace is missing on this cluster
+        (answered(429, "TooManyRequests"), ke.CreateOutcome.NOT_CREATED),
+        (unreachable(maybe_sent=False), ke.CreateOutcome.NOT_CREATED),  # no connection was ever made
+        (answered(400, "BadRequest"), ke.CreateOutcome.REFUSED),
+        (answered(422, "Invalid"), ke.CreateOutcome.REFUSED),
+        (answered(409, "Conflict"), ke.CreateOutcome.REFUSED),
+        (answered(418, ""), ke.CreateOutcome.REFUSED),
+        (unreachable(maybe_sent=True), ke.CreateOutcome.UNKNOWN),  # sent, answer lost: may have been applied
+        (ke.StreamSilent("silent", cluster="c1"), ke.CreateOutcome.UNKNOWN),
+        (answered(500, "InternalError"), ke.CreateOutcome.UNKNOWN),
+        (answered(503, "ServiceUnavailable"), ke.CreateOutcome.UNKNOWN),
+        (answered(504, "Timeout"), ke.CreateOutcome.UNKNOWN),
+        (ke.KubeError("answer is not JSON", cluster="c1"), ke.CreateOutcome.UNKNOWN),  # a 2xx we could not decode
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, ke.KubeError) else v.name,
+)
+def test_create_outcome_of_each_error(error: ke.KubeError, outcome: ke.CreateOutcome) -> None:
+    assert ke.create_outcome(error) is outcome

@@ -6,11 +6,13 @@ KubeError ─┬─ ClientError (4xx) ─ BadRequest 400, Unauthorized 401, Forb
            └─ ApiUnreachable (connection refused, TLS failure, timeout)
 
 Messages name the cluster, the call and the server's own message (truncated); never a token or a body
-we sent.
+we sent. `create_outcome` says what a failed create means for the object: whether sending it elsewhere
+is safe.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
@@ -171,3 +173,31 @@ def unreachable(cluster: str, call: str, exc: BaseException, *, maybe_sent: bool
     error = ApiUnreachable(f"cluster {cluster!r}: {call}: API server unreachable: {detail}", cluster=cluster)
     error.maybe_sent = maybe_sent
     return error
+
+
+class CreateOutcome(enum.Enum):
+    """What a create that raised says about the object; `created` / `not created` / `unknown`, with
+    "not created" split by whose fault it is, as only one of the two makes another cluster worth trying."""
+
+    EXISTS = "exists"  # an object of that name is there: ours from an earlier try, or another's (read it to tell)
+    NOT_CREATED = "not-created"  # certainly not applied, for this cluster's reasons: another cluster may take it
+    REFUSED = "refused"  # certainly not applied, for the object's own reasons (400, 422): no cluster will take it
+    UNKNOWN = "unknown"  # the server may have applied it (no answer, 5xx): read it back before anything else
+
+
+def create_outcome(error: KubeError) -> CreateOutcome:
+    """The outcome of a create that raised `error` (the retries of the client already spent).
+
+    401/403/404 are this cluster's credentials, RBAC or namespace; 429 and a connection never made were
+    refused before the server acted. Anything that is not a known refusal, including an answer that could
+    not be decoded, may have been applied.
+    """
+    if isinstance(error, AlreadyExists):
+        return CreateOutcome.EXISTS
+    if isinstance(error, TooManyRequests | Unauthorized | Forbidden | NotFound):
+        return CreateOutcome.NOT_CREATED
+    if isinstance(error, ApiUnreachable):
+        return CreateOutcome.UNKNOWN if error.maybe_sent else CreateOutcome.NOT_CREATED
+    if isinstance(error, ClientError):
+        return CreateOutcome.REFUSED
+    return CreateOutcome.UNKNOWN

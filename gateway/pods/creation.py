@@ -1,0 +1,226 @@
+"""Placing a request and creating its pod exactly once, failing over while that is safe.
+
+The placement (cluster and pod name) is stored before the pod is created, so a restarted gateway
+re-creates the same name and meets AlreadyExists rather than making a second pod. A create whose
+outcome is unknown (the API server may have applied it) pins the request to that cluster and pod
+name until a read answers whether the pod exists: failing over then could leave two pods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+import string
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from gateway import domain, errors
+from gateway.clusters.kubeapi import errors as kube
+from gateway.clusters.kubeapi.errors import CreateOutcome, create_outcome
+from gateway.observability import logging as logcontext
+from gateway.observability import metrics
+from gateway.placement import engine
+from gateway.pods import builder
+from gateway.pods.cluster import Clusters, PodCluster, get
+from gateway.pods.journal import Journal
+from gateway.pods.runstate import RunState
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+
+SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+REJECTION_MESSAGE_MAX = 1024
+MAX_WAIT_SECONDS = 5.0  # between rounds of candidates: a change of capacity or health wakes it sooner
+
+
+def new_suffix() -> str:
+    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(8))
+
+
+class NotCreated(Exception):
+    """Creation ended without a pod of this request; `result()` is the request's result."""
+
+    phase = domain.PodPhase.FAILED
+    reason = ""
+
+    def result(self) -> domain.PodResult:
+        return domain.PodResult(phase=self.phase, reason=self.reason, message=str(self))
+
+
+class PlacementFailed(NotCreated):
+    """No cluster satisfied the request within its placement timeout."""
+
+    reason = "PlacementFailed"
+
+
+class Cancelled(NotCreated):
+    """The request was cancelled before its pod existed."""
+
+    phase = domain.PodPhase.CANCELLED
+    reason = "Cancelled"
+
+
+class NameTaken(NotCreated):
+    """The pod name (kept as the caller gave it) belongs to a pod this request did not create."""
+
+    reason = "AlreadyExists"
+
+
+class Rejected(NotCreated):
+    """The API server refused the pod itself (422 Invalid, 400): no retry, and no other cluster, will change that."""
+
+    reason = "Rejected"
+
+
+class Created(enum.Enum):
+    YES = "yes"
+    NO = "no"  # certainly not created: failing over is safe
+    UNKNOWN = "unknown"  # the request may have been applied: stay on this cluster and name
+
+
+async def create(cluster: PodCluster, namespace: str, body: Mapping[str, Any]) -> Created:
+    """Creates body unless it exists. A create that may have been applied is resolved by reading the pod back."""
+    name = body["metadata"]["name"]
+    try:
+        await cluster.create_pod(namespace, body)
+        return Created.YES
+    except kube.KubeError as e:
+        outcome = create_outcome(e)
+        if outcome is CreateOutcome.REFUSED:
+            raise Rejected(f"{cluster.name} refused the pod: {e}"[:REJECTION_MESSAGE_MAX]) from None
+        if outcome is not CreateOutcome.EXISTS:  # exists: ours from an earlier attempt, or another's; read to tell
+            log.warning("creating pod %s/%s on %s failed (%s): %s", namespace, name, cluster.name, outcome.value, e)
+        if outcome is CreateOutcome.NOT_CREATED:
+            return Created.NO
+    try:
+        existing = await cluster.get_pod(namespace, name)
+    except kube.NotFound:
+        return Created.NO
+    except kube.KubeError:
+        return Created.UNKNOWN
+    owner = ((existing.get("metadata") or {}).get("annotations") or {}).get(builder.REQUEST_ID_ANNOTATION)
+    mine = (body["metadata"].get("annotations") or {}).get(builder.REQUEST_ID_ANNOTATION)
+    if owner != mine:
+        raise NameTaken(
+            f"a pod named {name!r} already exists in {namespace} on {cluster.name} and is not this request's"
+        )
+    return Created.YES
+
+
+@dataclass(frozen=True)
+class Creator:
+    """Places `state`'s request and creates its pod; on return the record names a created pod (phase Pending).
+    Raises a `NotCreated` when that cannot be done."""
+
+    clusters: Clusters
+    store: Store
+    journal: Journal
+    gateway_id: str
+
+    async def place_and_create(self, state: RunState) -> None:
+        """Tries eligible clusters best first; waits for capacity or recovery up to the placement timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + state.request.placement.timeout_seconds
+        tried: set[str] = set()
+        # Resumed after a crash between storing the placement and confirming the create: that cluster and
+        # name first, as the pod may already exist there.
+        pinned = state.record.cluster if state.record.name else ""
+        while True:
+            decision = engine.place(state.request, self.clusters.snapshots(), previous=state.record.cluster)
+            candidates = [pinned] if pinned else [c.cluster for c in decision.candidates if c.cluster not in tried]
+            for name in candidates:
+                outcome = await self._create_on(state, name, decision)
+                if outcome is Created.YES:
+                    return
+                pinned = name if outcome is Created.UNKNOWN else ""
+                if pinned:
+                    break
+                tried.add(name)
+            remaining = deadline - loop.time()
+            if not pinned and (remaining <= 0 or not (decision.candidates or decision.may_fit_later or tried)):
+                failed = f" (creation failed on {', '.join(sorted(tried))})" if tried else ""
+                metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
+                raise PlacementFailed(decision.reason + failed)
+            if tried >= {c.cluster for c in decision.candidates}:
+                tried.clear()  # every candidate failed transiently: retry them after the pause
+            await wait_or_cancel(state, self.clusters.wait_changed(min(max(remaining, 1.0), MAX_WAIT_SECONDS)))
+
+    async def _create_on(self, state: RunState, name: str, decision: domain.PlacementDecision) -> Created:
+        cluster = get(self.clusters, name)
+        namespace = state.request.pod.get("metadata", {}).get("namespace") or "default"
+        same = state.record.cluster == name and bool(state.record.name)
+        suffix = state.record.name.rsplit("-", 1)[-1] if same else new_suffix()
+        body = builder.build_pod(state.request, cluster=name, gateway_id=self.gateway_id, name_suffix=suffix)
+        pod = body["metadata"]["name"]
+        if not same:
+            await self._record_placement(state, cluster, namespace, pod, decision)
+        logcontext.bind(cluster=name, pod=pod)
+        cluster.track(namespace, pod)  # before creating: the scheduler's first events come at once
+        try:
+            outcome = await create(cluster, namespace, body)
+        except Rejected:
+            cluster.untrack(namespace, pod)
+            raise
+        metrics.record_placement(name, outcome.value, first_choice=name == decision.cluster)
+        if outcome is Created.YES:
+            state.record = await self.store.record_phase(state.request_id, domain.PodPhase.PENDING)
+            return outcome
+        if outcome is Created.NO:
+            cluster.untrack(namespace, pod)
+        what = (
+            "outcome unknown, checking before any failover"
+            if outcome is Created.UNKNOWN
+            else "trying the next candidate"
+        )
+        await self.journal.append(
+            state.request_id,
+            domain.PhaseChange(
+                phase=domain.PodPhase.QUEUED,
+                reason="CreateFailed",
+                message=f"creating the pod on {name} failed; {what}",
+            ),
+        )
+        return outcome
+
+    async def _record_placement(
+        self, state: RunState, cluster: PodCluster, namespace: str, pod: str, decision: domain.PlacementDecision
+    ) -> None:
+        """Stored before the create (see the module docstring), then streamed."""
+        try:
+            state.record = await self.store.record_placement(
+                state.request_id, cluster=cluster.name, region=cluster.region, namespace=namespace, name=pod,
+                decision=chosen(decision, cluster.name), phase=domain.PodPhase.QUEUED,
+            )  # fmt: skip
+        except errors.AlreadyExists:  # another request of the gateway holds that kept name
+            raise NameTaken(
+                f"another request already has a pod named {pod!r} in {namespace} on {cluster.name}"
+            ) from None
+        await self.journal.append(state.request_id, state.record.decision or decision)
+
+
+async def wait_or_cancel(state: RunState, waiting: Awaitable[None]) -> None:
+    """Waits for `waiting` unless the request is cancelled first (then raises Cancelled)."""
+    cancel = asyncio.ensure_future(state.cancelled.wait())
+    other = asyncio.ensure_future(waiting)
+    await asyncio.wait({cancel, other}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (cancel, other):
+        task.cancel()
+    await asyncio.gather(cancel, other, return_exceptions=True)
+    if state.cancelled.is_set():
+        raise Cancelled(state.cancel_reason)
+
+
+def chosen(decision: domain.PlacementDecision, cluster: str) -> domain.PlacementDecision:
+    """The decision as it was carried out: `cluster` chosen, after failover when it was not the first choice."""
+    verdicts = tuple(replace(v, chosen=v.cluster == cluster) for v in decision.verdicts)
+    region = next((v.region for v in verdicts if v.chosen), "")
+    others = len(decision.candidates) - 1
+    reason = (
+        decision.reason
+        if decision.cluster == cluster
+        else f"placed on {cluster} after failover ({others} other candidates)"
+    )
+    return replace(decision, verdicts=verdicts, cluster=cluster, region=region, reason=reason)

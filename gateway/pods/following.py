@@ -1,0 +1,194 @@
+"""Following a created pod to its end through its cluster's shared watch (`PodTrack`), never by polling.
+
+The follower records phase changes, journals Kubernetes events and log lines, and returns how the run
+ends (`Ending`): the pod's result, a cancel, a startup timeout, or the pod or its cluster gone. Storing
+that result and the finish action are the coordinator's (see finishing.py). A pod is never re-created
+here: creation is over once the record is past Queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
+
+from gateway import domain
+from gateway.clusters.kubeapi import errors as kube
+from gateway.clusters.tracking import PodTrack
+from gateway.observability import metrics
+from gateway.pods import collecting, status
+from gateway.pods.cluster import Clusters, PodCluster
+from gateway.pods.journal import Journal
+from gateway.pods.logs import LogPosition
+from gateway.pods.logtasks import LogTasks, log_containers
+from gateway.pods.runstate import Ending, RunState
+from gateway.policy.limits import InputLimits
+from gateway.store.base import Store
+
+log = logging.getLogger(__name__)
+
+GONE_CHECK_SECONDS = 5.0
+MAX_WARNINGS = 50  # warning events kept for a result
+IDLE_WAIT_SECONDS = 30.0
+# A failed pod's warning events may trail its status (they come on another watch): wait for them this long.
+EVENT_SETTLE_QUIET_SECONDS = 0.3
+EVENT_SETTLE_MAX_SECONDS = 2.0
+
+
+@dataclass
+class Followed:
+    """What following has gathered so far; kept when the pod is followed again through a new runtime."""
+
+    started: float  # loop time following began: the startup timeout counts from here
+    positions: dict[str, LogPosition] = field(default_factory=dict)
+    journalled: set[domain.KubeEvent] = field(default_factory=set)  # seen again after a restart: not re-sent
+    warnings: list[domain.KubeEvent] = field(default_factory=list)
+    gone_check_after: float = 0.0
+
+
+@dataclass(frozen=True)
+class Follower:
+    clusters: Clusters
+    store: Store
+    journal: Journal
+    limits: InputLimits
+
+    async def follow(self, state: RunState) -> Ending:
+        """Follows the pod through its cluster: again through the new runtime when the cluster's registration
+        is updated (the old one stops watching), to a result when the cluster is deregistered."""
+        positions, journalled = await self.journal.resume_point(state.request_id)
+        followed = Followed(
+            started=asyncio.get_running_loop().time(),
+            positions=positions,
+            journalled=set(journalled),
+            warnings=[e for e in journalled if e.type == "Warning"][-MAX_WARNINGS:],
+        )
+        record = state.record
+        while True:
+            cluster = self.clusters.find(record.cluster)
+            if cluster is None:
+                return Ending(deregistered(record, tuple(followed.warnings)))
+            track = cluster.track(record.namespace, record.name)
+            state.track = track
+            try:
+                ending = await self._follow_track(state, followed, cluster, track)
+            finally:
+                state.track = None
+                cluster.untrack(record.namespace, record.name)
+            if ending is not None:
+                return ending
+
+    async def _follow_track(
+        self, state: RunState, followed: Followed, cluster: PodCluster, track: PodTrack
+    ) -> Ending | None:
+        """The run's ending; None when `cluster` no longer serves its name.
+
+        Wakes only when the pod or its events change, when poked (cancel, cluster replaced), or at the
+        startup deadline; IDLE_WAIT_SECONDS is a safety net, not a poll of the cluster.
+        """
+        loop = asyncio.get_running_loop()
+        logs = LogTasks(state.record, cluster, track, self.journal, self.limits, followed.positions)
+        await track.synced()
+        try:
+            while True:
+                if not self.clusters.serves(cluster):
+                    return None
+                await self._note_events(state, followed, track)
+                if state.cancelled.is_set():
+                    cancelled = domain.PodResult(
+                        phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=state.cancel_reason
+                    )
+                    return Ending(cancelled, cluster)
+                if track.pod is None:
+                    if track.seen or await self._confirmed_gone(state.record, followed, cluster):
+                        return Ending(deleted())
+                    await track.wait(1.0)
+                    continue
+                view = status.interpret(track.pod)
+                await self._record_phase(state, view)
+                logs.start()
+                if view.finished or collecting.sidecar_ready_to_read(state.request, track, view):
+                    return Ending(await self._collect(state, followed, cluster, track, view, logs), cluster)
+                pending = state.record.phase is domain.PodPhase.PENDING
+                left = state.request.startup_timeout_seconds - (loop.time() - followed.started)
+                if pending and left < 0:
+                    warnings = tuple(followed.warnings)
+                    return Ending(collecting.startup_timeout_result(state.request, view, warnings), cluster)
+                await track.wait(max(left, 0.05) if pending else IDLE_WAIT_SECONDS)
+        finally:
+            await logs.stop()
+
+    async def _record_phase(self, state: RunState, view: status.PodView) -> None:
+        """Stores and streams a new phase; the end is reported by the result instead."""
+        if view.phase is state.record.phase or view.finished:
+            return
+        state.record = await self.store.record_phase(state.request_id, view.phase)
+        metrics.record_phase(state.record.cluster, view.phase, state.record.created_at)
+        await self.journal.append(
+            state.request_id, domain.PhaseChange(phase=view.phase, reason=view.reason, message=view.message)
+        )
+
+    async def _collect(
+        self,
+        state: RunState,
+        followed: Followed,
+        cluster: PodCluster,
+        track: PodTrack,
+        view: status.PodView,
+        logs: LogTasks,
+    ) -> domain.PodResult:
+        """The result of a pod whose main container has ended: its logs read to the end, its XCom, its warnings."""
+        await logs.drain(log_containers(state.request)[:1] or None)
+        code = status.exit_code(view, collecting.main_container(state.request))
+        xcom_json, xcom_error = await collecting.read_xcom(cluster, state.record, view) if code == 0 else (None, "")
+        if collecting.needs_sidecar_stop(state.request, view):
+            await collecting.stop_sidecar(cluster, state.record)
+        await logs.drain()
+        result = collecting.ended_result(view, code, xcom_json, xcom_error)
+        if result.phase is domain.PodPhase.FAILED:
+            await track.settle_events(quiet=EVENT_SETTLE_QUIET_SECONDS, within=EVENT_SETTLE_MAX_SECONDS)
+        await self._note_events(state, followed, track)
+        return replace(result, warning_events=tuple(followed.warnings))
+
+    async def _note_events(self, state: RunState, followed: Followed, track: PodTrack) -> None:
+        for event in track.drain_events():
+            if event in followed.journalled:  # seen again after a restart (the events watch lists them anew)
+                continue
+            if event.type == "Warning":
+                followed.warnings.append(event)
+                del followed.warnings[:-MAX_WARNINGS]
+            await self.journal.append(state.request_id, event)
+
+    async def _confirmed_gone(self, record: domain.PodRecord, followed: Followed, cluster: PodCluster) -> bool:
+        """The watch does not show the pod: asks the API server, at most every GONE_CHECK_SECONDS.
+
+        The pod was created (the record is past Queued), so a pod missing from the synced watch was either
+        just created (the watch lags) or deleted, e.g. while the gateway was down. Never re-created.
+        """
+        now = asyncio.get_running_loop().time()
+        if now < followed.gone_check_after:
+            return False
+        followed.gone_check_after = now + GONE_CHECK_SECONDS
+        try:
+            await cluster.get_pod(record.namespace, record.name)
+        except kube.NotFound:
+            return True
+        except kube.KubeError as e:
+            log.info("cannot tell whether pod %s/%s exists yet: %s", record.namespace, record.name, e)
+        return False
+
+
+def deleted() -> domain.PodResult:
+    return domain.PodResult(
+        phase=domain.PodPhase.FAILED, reason="PodDeleted", message="the pod was deleted outside the gateway"
+    )
+
+
+def deregistered(record: domain.PodRecord, warnings: tuple[domain.KubeEvent, ...]) -> domain.PodResult:
+    return domain.PodResult(
+        phase=domain.PodPhase.FAILED,
+        reason="ClusterDeregistered",
+        message=f"cluster {record.cluster!r} was deregistered while the pod ran; the gateway "
+        f"no longer follows pod {record.namespace}/{record.name}, which may still run there",
+        warning_events=warnings,
+    )

@@ -1,0 +1,84 @@
+"""The log followers of one followed pod: a task per container, started once the container has started,
+drained at the end. Lines go to the journal, clipped to the input limits.
+
+Positions outlive the tasks: following again through a replaced cluster runtime resumes each log where
+it stood, losing and repeating no line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass, field, replace
+
+from gateway import domain
+from gateway.clusters.tracking import PodTrack
+from gateway.observability import metrics
+from gateway.pods.cluster import PodCluster
+from gateway.pods.journal import Journal
+from gateway.pods.logs import LogFollower, LogPosition
+from gateway.policy.limits import InputLimits, clip_log_line
+
+LOG_DRAIN_SECONDS = 30.0
+
+
+def log_containers(request: domain.PodRequest) -> list[str]:
+    """The containers whose logs the request asked for; the main (first) container first."""
+    spec = request.pod.get("spec", {})
+    main = [c["name"] for c in spec.get("containers", [])[:1]]
+    selection = request.log_selection
+    if selection is domain.LogSelection.NONE:
+        return []
+    if selection is domain.LogSelection.NAMED:
+        return list(request.log_containers)
+    if selection is domain.LogSelection.ALL:
+        return [c["name"] for c in (*spec.get("initContainers", []), *spec.get("containers", []))]
+    return main
+
+
+@dataclass
+class LogTasks:
+    """One pod's log tasks on one cluster. `stop()` when following ends, whatever the way."""
+
+    record: domain.PodRecord
+    cluster: PodCluster
+    track: PodTrack
+    journal: Journal
+    limits: InputLimits
+    positions: dict[str, LogPosition]
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Starts a follower for each wanted container that has started and has none yet."""
+        for container in log_containers(self.record.request):
+            if container in self.tasks or not self.track.container_started(container):
+                continue
+            follower = LogFollower(
+                source=self.cluster,
+                namespace=self.record.namespace,
+                pod=self.record.name,
+                container=container,
+                container_done=functools.partial(self.track.container_done, container),
+                wait_change=self.track.wait,
+                position=self.positions.setdefault(container, LogPosition()),
+            )
+            self.tasks[container] = asyncio.create_task(self._pump(follower))
+
+    async def drain(self, containers: list[str] | None = None) -> None:
+        """Waits (at most LOG_DRAIN_SECONDS) for the logs of `containers` (default: all) to be read to their end."""
+        tasks = [task for name, task in self.tasks.items() if containers is None or name in containers]
+        if tasks:
+            await asyncio.wait(tasks, timeout=LOG_DRAIN_SECONDS)
+
+    async def stop(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+
+    async def _pump(self, follower: LogFollower) -> None:
+        request_id = self.record.request.request_id
+        async for line in follower.lines():
+            if len(line.text) * 4 > self.limits.log_line_bytes:  # cheap pre-check before encoding
+                line = replace(line, text=clip_log_line(line.text, self.limits))
+            self.journal.append_log(request_id, line)
+            metrics.record_log_line(self.record.cluster, line.text)

@@ -1,0 +1,45 @@
+"""The state of one request's run, handed from phase to phase (create, follow, finish).
+
+Everything a later phase needs from an earlier one is here, in the open: the record as last stored
+(creation fills in its cluster and pod name), the cancellation, and the track being followed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from gateway import domain
+from gateway.clusters.tracking import PodTrack
+from gateway.pods.cluster import PodCluster
+
+
+@dataclass
+class RunState:
+    record: domain.PodRecord  # replaced by each store write: the store's answer is the truth
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_reason: str = ""
+    track: PodTrack | None = None  # set while the pod is followed, so a cancel wakes the follower
+
+    @property
+    def request(self) -> domain.PodRequest:
+        return self.record.request
+
+    @property
+    def request_id(self) -> str:
+        return self.record.request.request_id
+
+    def cancel(self, reason: str) -> None:
+        self.cancel_reason = reason or "cancelled by the caller"
+        self.cancelled.set()
+        if self.track is not None:
+            self.track.poke()
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a run ends: its result, and the cluster holding the pod when the finish action may delete it
+    (None when there is no pod to act on, or no cluster left to act through)."""
+
+    result: domain.PodResult
+    cluster: PodCluster | None = None
