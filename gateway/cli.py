@@ -6,9 +6,28 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from gateway.client.channel import DEFAULT_ADDRESS
+from gateway.commands.args import Parser, add_client_commands
+
+EXIT_CODES = """exit codes:
+  0        the pod succeeded (or the command did what it was asked)
+  1-124    the pod's main container exited with this code (so do 128 and above)
+  125      podgate's own error: bad flags, gateway unreachable, request refused
+  126      no registered cluster can take the pod
+  127      the pod failed without its command's exit code (never started, XCom unreadable, ...)
+  130      the pod was cancelled (Ctrl-C on run cancels it)
+"""
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("podgate")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -37,39 +56,11 @@ def _sim(args: argparse.Namespace) -> int:
     return sim_main(args.config, args.kubeconfig_dir)
 
 
-def _command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
-    """Imports the command's module only when it runs, so `podgate --help` stays fast."""
-
-    def handler(args: argparse.Namespace) -> int:
-        import importlib
-
-        result: int = getattr(importlib.import_module(f"gateway.commands.{module}"), function)(args)
-        return result
-
-    return handler
-
-
-def _add_gateway_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gateway", default=DEFAULT_ADDRESS, help="gateway address (default %(default)s)")
-    p.add_argument("--tls", action="store_true", help="TLS with the system's trusted roots")
-    p.add_argument("--ca-file", help="CA bundle that signed the gateway's certificate (implies TLS)")
-    p.add_argument("--cert-file", help="client certificate, for mTLS (implies TLS)")
-    p.add_argument("--key-file", help="the client certificate's key")
-    p.add_argument("--token-file", help="file holding a bearer token (else $PODGATE_TOKEN)")
-
-
-def _add_constraint_flags(p: argparse.ArgumentParser) -> None:
-    _add_gateway_flags(p)
-    p.add_argument("--select", default="", help="cluster label selector, e.g. 'tier=prod,gpu in (a100)'")
-    p.add_argument("--region", action="append", default=[], help="allowed region (repeatable)")
-    p.add_argument("--cluster", action="append", default=[], help="allowed cluster (repeatable)")
-    p.add_argument("--namespace", default="default")
-    p.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu count")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="podgate", description="Multi-cluster Kubernetes pod dispatch gateway.")
+    parser = Parser(prog="podgate", description="Multi-cluster Kubernetes pod dispatch gateway.", epilog=EXIT_CODES)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"podgate {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the gateway")
@@ -102,50 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--kubeconfig-dir", default=".podgate/kubeconfigs")
     sim.set_defaults(func=_sim)
 
-    run = sub.add_parser("run", help="run a pod through the gateway and stream its logs")
-    _add_constraint_flags(run)
-    run.add_argument("--image", required=True)
-    run.add_argument("--env", action="append", default=[], metavar="K=V")
-    run.add_argument("--xcom-out", metavar="FILE")
-    run.add_argument("command_", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
-    run.set_defaults(func=_command("run", "run"))
-
-    explain = sub.add_parser("explain", help="show where a pod would be placed, and why")
-    _add_constraint_flags(explain)
-    explain.set_defaults(func=_command("explain", "explain"))
-
-    clusters = sub.add_parser("clusters", help="manage registered clusters")
-    csub = clusters.add_subparsers(dest="clusters_command", required=True, metavar="ACTION")
-    for name, helptext in (
-        ("list", "list clusters with health, labels and free capacity"),
-        ("register", "register clusters from a YAML file"),
-        ("deregister", "remove a cluster"),
-        ("cordon", "stop new placements on a cluster"),
-        ("uncordon", "allow placements on a cluster again"),
-    ):
-        p = csub.add_parser(name, help=helptext)
-        _add_gateway_flags(p)
-        if name == "register":
-            p.add_argument("file")
-        elif name != "list":
-            p.add_argument("name")
-        p.set_defaults(func=_command("clusters", "clusters"))
-
-    kubeconfig = sub.add_parser("kubeconfig", help="issue a short-lived, namespace-scoped kubeconfig")
-    _add_gateway_flags(kubeconfig)
-    kubeconfig.add_argument("--cluster", required=True)
-    kubeconfig.add_argument("--namespace", required=True)
-    kubeconfig.add_argument("--ttl", default="15m")
-    kubeconfig.add_argument("--access", choices=("view", "edit"), default="view")
-    kubeconfig.add_argument("-o", "--output", help="write to this file (mode 0600) instead of stdout")
-    kubeconfig.set_defaults(func=_command("kubeconfig", "kubeconfig"))
+    add_client_commands(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
     result: int = args.func(args)
     return result

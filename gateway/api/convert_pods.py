@@ -331,6 +331,7 @@ def record_to_proto(r: domain.PodRecord) -> dispatch_pb2.Pod:
         create_time=timestamp(r.created_at),
         finish_time=timestamp(r.finished_at),
         tenant=r.request.tenant,
+        labels={str(k): str(v) for k, v in ((r.request.pod.get("metadata") or {}).get("labels") or {}).items()},
     )
     if r.decision is not None:
         out.placement.CopyFrom(decision_to_proto(r.decision))

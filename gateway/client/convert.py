@@ -209,6 +209,7 @@ def pod_of(p: dispatch_pb2.Pod) -> t.PodInfo:
         result=result_of(p.result) if p.HasField("result") else None,
         airflow=airflow_of(p.airflow),
         tenant=p.tenant,
+        labels=dict(p.labels),
     )
 
 

@@ -116,6 +116,8 @@ class PodInfo:
     result: PodResult | None = None
     airflow: AirflowContext | None = None
     tenant: str = ""
+    # metadata.labels of the requested manifest
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,76 +1,155 @@
-"""What the run and explain commands share: turning flags into a PodSpecRequest, and printing tables."""
+"""What every client-side command shares: the channel from flags and environment, exit codes, one way to
+report an error, tables and -o output."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
+import difflib
+import enum
+import json
+import logging
 import os
 import sys
-import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.client.channel import ChannelSpec
-from gateway.client.request import PodSpecRequest, XcomMode
+from gateway.client.client import DEFAULT_RETRY, GatewayClient, RetryPolicy
+from gateway.client.errors import GatewayError, NotFound, PlacementFailed, Unavailable
 
-EXIT_GATEWAY_ERROR = 2
+
+class Exit(enum.IntEnum):
+    """podgate's own exit codes, above the range a pod's command normally uses (as `docker run` does):
+    any other non-zero code is the pod's main container's exit code."""
+
+    OK = 0
+    GATEWAY = 125  # the gateway refused the request, could not be reached, or the command line is wrong
+    PLACEMENT = 126  # no registered cluster can take the pod
+    POD_NOT_RUN = 127  # the pod failed without its command's exit code (never started, XCom unreadable, ...)
+    CANCELLED = 130  # the pod was cancelled (Ctrl-C, `podgate cancel`, or the gateway)
 
 
 TOKEN_ENV = "PODGATE_TOKEN"  # noqa: S105 (the variable's name, not a token)
+# flag -> environment variable holding its default
+ENV_DEFAULTS: Mapping[str, str] = {
+    "gateway": "PODGATE_GATEWAY",
+    "ca_file": "PODGATE_CA_FILE",
+    "cert_file": "PODGATE_CERT_FILE",
+    "key_file": "PODGATE_KEY_FILE",
+    "token_file": "PODGATE_TOKEN_FILE",
+}
+TLS_ENV = "PODGATE_TLS"
+
+
+class CommandError(Exception):
+    """A problem the CLI finds before or after a call; printed once as `podgate <command>: <message>`."""
+
+    def __init__(self, message: str, code: Exit = Exit.GATEWAY) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _setting(args: argparse.Namespace, name: str) -> str:
+    return str(getattr(args, name, None) or os.environ.get(ENV_DEFAULTS[name], ""))
 
 
 def channel(args: argparse.Namespace) -> ChannelSpec:
-    """The gateway flags; the bearer token comes from --token-file or $PODGATE_TOKEN, never from argv
-    (where `ps` would show it)."""
+    """The gateway flags, each defaulting to its PODGATE_* variable; the bearer token comes from a file or
+    $PODGATE_TOKEN, never from argv (where `ps` would show it)."""
+    from gateway.client.channel import DEFAULT_ADDRESS
+
     token = os.environ.get(TOKEN_ENV, "")
-    token_file = getattr(args, "token_file", None)
+    token_file = _setting(args, "token_file")
     if token_file:
         try:
             token = Path(token_file).read_text().strip()
         except OSError as e:
-            raise SystemExit(f"podgate: cannot read --token-file {token_file}: {e.strerror or e}") from None
+            raise CommandError(f"cannot read the token file {token_file}: {e.strerror or e}") from None
+    tls = bool(getattr(args, "tls", False)) or os.environ.get(TLS_ENV, "").lower() in ("1", "true", "yes")
     return ChannelSpec(
-        address=args.gateway,
-        tls=bool(getattr(args, "tls", False)),
-        ca_file=getattr(args, "ca_file", None) or "",
-        cert_file=getattr(args, "cert_file", None) or "",
-        key_file=getattr(args, "key_file", None) or "",
+        address=_setting(args, "gateway") or DEFAULT_ADDRESS,
+        tls=tls,
+        ca_file=_setting(args, "ca_file"),
+        cert_file=_setting(args, "cert_file"),
+        key_file=_setting(args, "key_file"),
         token=token,
     )
 
 
-def pod_manifest(args: argparse.Namespace, command: Sequence[str]) -> dict[str, Any]:
-    env = []
-    for item in getattr(args, "env", []):
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--env wants KEY=VALUE, got {item!r}")
-        env.append({"name": key, "value": value})
-    container: dict[str, Any] = {"name": "base", "image": getattr(args, "image", "") or "busybox"}
-    if command:
-        container["command"] = list(command)
-    if env:
-        container["env"] = env
-    if args.gpus:
-        container["resources"] = {"limits": {"nvidia.com/gpu": str(args.gpus)}}
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "podgate-run", "namespace": args.namespace},
-        "spec": {"containers": [container]},
-    }
+def message_of(error: GatewayError) -> str:
+    """The gateway's message once, without the RPC name, with each violation on its own line."""
+    message = error.message
+    listed = [str(v) for v in error.violations]
+    head, sep, tail = message.partition(": ")
+    if listed and sep and all(v in tail for v in listed):
+        message = head + ":"  # the gateway's message joins the violations listed below
+    lines = [message, *(f"  - {v}" for v in listed)]
+    return "\n".join(lines)
 
 
-def spec_request(args: argparse.Namespace, command: Sequence[str] = ()) -> PodSpecRequest:
-    return PodSpecRequest.build(
-        request_id=f"cli-{uuid.uuid4().hex}",
-        pod=pod_manifest(args, command),
-        cluster_selector=args.select or None,
-        regions=args.region,
-        clusters=args.cluster,
-        xcom=XcomMode.AUTO,
-        placement_timeout=getattr(args, "placement_timeout", None),
-    )
+def exit_code_of(error: GatewayError) -> Exit:
+    return Exit.PLACEMENT if isinstance(error, PlacementFailed) else Exit.GATEWAY
+
+
+def report(command: str, message: str, code: Exit = Exit.GATEWAY) -> int:
+    print(f"podgate {command}: {message}", file=sys.stderr)
+    return int(code)
+
+
+# A one-shot command gives up quickly on an unreachable gateway; streams (run, attach) ride out a restart.
+QUICK_RETRY = RetryPolicy(attempts=2)
+STREAM_RETRY = DEFAULT_RETRY
+
+
+def run_command(
+    command: str,
+    args: argparse.Namespace,
+    action: Callable[[GatewayClient, argparse.Namespace], Awaitable[int]],
+    *,
+    retry: RetryPolicy = QUICK_RETRY,
+) -> int:
+    """Opens a client, runs the action, and turns any failure into one message on stderr and an exit code."""
+    if not getattr(args, "verbose", False):
+        logging.getLogger("gateway.client").setLevel(logging.ERROR)  # the error itself is reported once, below
+
+    async def go() -> int:
+        async with GatewayClient(channel(args), retry=retry) as client:
+            return await action(client, args)
+
+    try:
+        return asyncio.run(go())
+    except KeyboardInterrupt:
+        return int(Exit.CANCELLED)
+    except CommandError as e:
+        return report(command, str(e), e.code)
+    except Unavailable as e:
+        where = channel(args).address
+        return report(command, f"cannot reach the gateway at {where} ({e.message}); is it running? "
+                      "(--gateway or $PODGATE_GATEWAY)")  # fmt: skip
+    except GatewayError as e:
+        return report(command, message_of(e), exit_code_of(e))
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """' Did you mean "x"?' for the closest known word, or ''."""
+    close = difflib.get_close_matches(word, sorted(set(known)), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown(kind: str, word: str, known: Iterable[str]) -> str:
+    names = sorted(set(known))
+    return f"unknown {kind} {word!r}." + did_you_mean(word, names) + f" Known: {', '.join(names) or 'none'}."
+
+
+async def require_pod(client: GatewayClient, request_id: str) -> Any:
+    try:
+        return await client.get_pod(request_id)
+    except NotFound:
+        raise CommandError(f"no pod with request id {request_id!r} (see `podgate pods list`)") from None
 
 
 def table(rows: Sequence[Sequence[str]], out: Any = None) -> None:
@@ -80,6 +159,38 @@ def table(rows: Sequence[Sequence[str]], out: Any = None) -> None:
         print("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out)
 
 
-def fail(command: str, error: Exception) -> int:
-    print(f"podgate {command}: {error}", file=sys.stderr)
-    return EXIT_GATEWAY_ERROR
+def plain(value: Any) -> Any:
+    """A client dataclass as JSON-able data (enums by value, times as RFC 3339, secrets never included)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value) if f.repr and f.name != "kubeconfig"
+        }
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def dump(data: Any, output: str) -> None:
+    """-o json or -o yaml."""
+    if output == "json":
+        print(json.dumps(data, indent=2))
+        return
+    import yaml
+
+    print(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+def age(when: datetime | None, now: datetime | None = None) -> str:
+    if when is None:
+        return "-"
+    seconds = int(((now or datetime.now(when.tzinfo)) - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"

@@ -84,8 +84,9 @@ def test_run_with_an_impossible_placement_explains_and_fails(gateway_address: st
         "-c",
         "print(1)",
     )
-    assert done.returncode == 2
+    assert done.returncode == 126  # placement, not a pod's exit code
     assert "local-eu-cpu" in done.stderr and "region" in done.stderr
+    assert done.stderr.count("local-eu-cpu:") == 1  # each cluster's reason once, not again in the headline
 
 
 def test_run_passes_env(gateway_address: str) -> None:
@@ -126,6 +127,8 @@ def test_cordon_and_uncordon_from_the_cli(gateway_address: str) -> None:
     assert podgate("clusters", "cordon", "--gateway", gateway_address, "local-us-gpu").returncode == 0
     listed = podgate("clusters", "list", "--gateway", gateway_address).stdout
     assert "(cordoned)" in next(line for line in listed.splitlines() if line.startswith("local-us-gpu"))
+    described = podgate("clusters", "describe", "--gateway", gateway_address, "local-us-gpu").stdout
+    assert "Cordoned:     yes: cordoned with podgate clusters cordon" in described
     assert podgate("clusters", "uncordon", "--gateway", gateway_address, "local-us-gpu").returncode == 0
     listed = podgate("clusters", "list", "--gateway", gateway_address).stdout
     assert "(cordoned)" not in next(line for line in listed.splitlines() if line.startswith("local-us-gpu"))
@@ -133,8 +136,9 @@ def test_cordon_and_uncordon_from_the_cli(gateway_address: str) -> None:
 
 def test_unreachable_gateway_is_a_clear_error() -> None:
     done = podgate("clusters", "list", "--gateway", "127.0.0.1:1")
-    assert done.returncode == 2
-    assert "podgate clusters list:" in done.stderr
+    assert done.returncode == 125
+    assert done.stderr.startswith("podgate clusters list: cannot reach the gateway at 127.0.0.1:1")
+    assert len(done.stderr.splitlines()) == 1
 
 
 def test_kubeconfig_is_written_private_and_works_with_kubectl(gateway_address: str, tmp_path: Path) -> None:
@@ -169,4 +173,4 @@ def test_kubeconfig_ttl_below_the_minimum_is_refused(gateway_address: str) -> No
     done = podgate(
         "kubeconfig", "--gateway", gateway_address, "--cluster", "local-eu-cpu", "--namespace", "airflow", "--ttl", "1m"
     )
-    assert done.returncode == 2 and "ttl" in done.stderr
+    assert done.returncode == 125 and "ttl" in done.stderr

@@ -17,7 +17,15 @@ COMMANDS = [
     ["clusters", "deregister"],
     ["clusters", "cordon"],
     ["clusters", "uncordon"],
+    ["clusters", "describe"],
     ["kubeconfig"],
+    ["kubeconfig", "revoke"],
+    ["pods"],
+    ["pods", "list"],
+    ["pods", "get"],
+    ["logs"],
+    ["attach"],
+    ["cancel"],
 ]
 
 
@@ -29,8 +37,30 @@ def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert "usage: podgate" in capsys.readouterr().out
 
 
-def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_command_is_a_usage_error_with_podgates_own_code(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as done:
         cli.main(["frobnicate"])
-    assert done.value.code == 2
+    assert done.value.code == 125  # never 2, which a pod may exit with
     assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--image", "busybox", "--names", "x"],  # --namespace abbreviated
+        ["pods", "list", "--sel", "a=b"],
+        ["serve", "--conf", "x.yaml"],
+        ["kubeconfig", "--cluster", "x", "--names", "y"],
+    ],
+)
+def test_abbreviations_are_refused_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        cli.build_parser().parse_args(argv)
+    assert done.value.code == 125
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err or "invalid choice: 'y'" in err  # kubeconfig: 'y' is no action
+
+
+def test_name_is_not_namespace() -> None:
+    args = cli.build_parser().parse_args(["run", "--image", "busybox", "--name", "myjob"])
+    assert (args.name, args.namespace) == ("myjob", None)

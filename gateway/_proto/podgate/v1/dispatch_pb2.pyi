@@ -239,7 +239,14 @@ class PodResult(_message.Message):
     def __init__(self, phase: _Optional[_Union[PodPhase, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., containers: _Optional[_Iterable[_Union[ContainerResult, _Mapping]]] = ..., xcom_json: _Optional[str] = ..., warning_events: _Optional[_Iterable[_Union[KubernetesEvent, _Mapping]]] = ...) -> None: ...
 
 class Pod(_message.Message):
-    __slots__ = ("request_id", "phase", "cluster", "region", "namespace", "name", "create_time", "finish_time", "placement", "result", "airflow", "tenant")
+    __slots__ = ("request_id", "phase", "cluster", "region", "namespace", "name", "create_time", "finish_time", "placement", "result", "airflow", "tenant", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PHASE_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_FIELD_NUMBER: _ClassVar[int]
@@ -252,6 +259,7 @@ class Pod(_message.Message):
     RESULT_FIELD_NUMBER: _ClassVar[int]
     AIRFLOW_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     phase: PodPhase
     cluster: str
@@ -264,7 +272,8 @@ class Pod(_message.Message):
     result: PodResult
     airflow: AirflowContext
     tenant: str
-    def __init__(self, request_id: _Optional[str] = ..., phase: _Optional[_Union[PodPhase, str]] = ..., cluster: _Optional[str] = ..., region: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., placement: _Optional[_Union[PlacementDecision, _Mapping]] = ..., result: _Optional[_Union[PodResult, _Mapping]] = ..., airflow: _Optional[_Union[AirflowContext, _Mapping]] = ..., tenant: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., phase: _Optional[_Union[PodPhase, str]] = ..., cluster: _Optional[str] = ..., region: _Optional[str] = ..., namespace: _Optional[str] = ..., name: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., placement: _Optional[_Union[PlacementDecision, _Mapping]] = ..., result: _Optional[_Union[PodResult, _Mapping]] = ..., airflow: _Optional[_Union[AirflowContext, _Mapping]] = ..., tenant: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class PodEvent(_message.Message):
     __slots__ = ("cursor", "time", "placed", "phase", "kubernetes_event", "log", "result")
