@@ -1,0 +1,108 @@
+"""`podgate clusters ...` against `podgate serve` over real gRPC: describe, list -o and --watch, register
+(--replace), deregister (--force), cordon --reason. Its own gateway: these tests change the registry."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import BIN, ROOT, Served, clean_env, podgate_serve
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    with podgate_serve(tmp_path_factory.mktemp("state")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def gw(served: Served) -> str:
+    return served.address
+
+
+def podgate(gw: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "podgate"), *args], cwd=ROOT, env=clean_env(PODGATE_GATEWAY=gw),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_describe_shows_health_capacity_per_node_taints_and_pods(gw: str) -> None:
+    done = podgate(gw, "clusters", "describe", "local-us-gpu")
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert "Health:       Healthy" in text and "Region:       us-east-1 (us-east-1b)" in text
+    assert "Free:         cpu 20, memory 80.0Gi, GPUs NVIDIA-H100-80GB-HBM3: 4" in text
+    node = next(line for line in text.splitlines() if "us-gpu-h100-1" in line)
+    assert node.split()[1:] == ["yes", "16", "64.0Gi", "4", "NVIDIA-H100-80GB-HBM3"]
+    assert "Pods:         0 in flight (at most 50)" in text
+    as_json = json.loads(podgate(gw, "clusters", "describe", "local-us-gpu", "-o", "json").stdout)
+    assert as_json["cluster"]["name"] == "local-us-gpu" and len(as_json["status"]["nodes"]) == 2
+
+
+def test_list_outputs(gw: str) -> None:
+    wide = podgate(gw, "clusters", "list", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-6:] == ["PROVIDER", "ZONE", "NODES", "TAINTS", "HEALTH", "MESSAGE"]
+    assert len(wide) == 4
+    listed = json.loads(podgate(gw, "clusters", "list", "-o", "json").stdout)
+    assert sorted(c["cluster"]["name"] for c in listed) == ["local-eu-cpu", "local-eu-gpu", "local-us-gpu"]
+    assert yaml.safe_load(podgate(gw, "clusters", "list", "-o", "yaml").stdout) == listed
+
+
+def test_watch_prints_a_cluster_when_it_is_cordoned(gw: str) -> None:
+    watcher = subprocess.Popen(
+        [str(BIN / "podgate"), "clusters", "list", "--watch"], cwd=ROOT, env=clean_env(PODGATE_GATEWAY=gw),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert watcher.stdout is not None
+    first = [watcher.stdout.readline() for _ in range(4)]
+    assert first[0].startswith("NAME")
+    cordoned = podgate(gw, "clusters", "cordon", "local-eu-cpu", "--reason", "node upgrade")
+    assert cordoned.stdout == "local-eu-cpu cordoned: node upgrade\n"
+    changed = watcher.stdout.readline()
+    assert changed.startswith("local-eu-cpu") and "(cordoned)" in changed
+    watcher.send_signal(signal.SIGINT)
+    assert watcher.wait(timeout=30) == 130
+    assert "Cordoned:     yes: node upgrade" in podgate(gw, "clusters", "describe", "local-eu-cpu").stdout
+    assert podgate(gw, "clusters", "uncordon", "local-eu-cpu").returncode == 0
+
+
+def test_register_refuses_an_existing_name_unless_replace_and_deregister_needs_force(
+    gw: str, served: Served, tmp_path: Path
+) -> None:
+    kubeconfig = next(Path(p) for p in _state_kubeconfigs(served) if p.endswith("local-eu-cpu.kubeconfig"))
+    entry = {
+        "apiVersion": "podgate.io/v1", "kind": "Cluster", "name": "extra", "provider": "kubeconfig",
+        "region": "eu-central-1", "labels": {"env": "extra"},
+        "credentials": {"kubeconfig": {"path": str(kubeconfig)}},
+    }  # fmt: skip
+    path = tmp_path / "extra.yaml"
+    path.write_text(yaml.safe_dump(entry))
+    assert podgate(gw, "clusters", "register", str(path)).stdout == "registered extra\n"
+    again = podgate(gw, "clusters", "register", str(path))
+    assert again.returncode == 125 and "--replace" in again.stderr
+    path.write_text(yaml.safe_dump({**entry, "labels": {"env": "changed"}}))
+    assert podgate(gw, "clusters", "register", "--replace", str(path)).stdout == "updated extra\n"
+    assert "env=changed" in podgate(gw, "clusters", "describe", "extra").stdout
+
+    code = "import time\nprint('up', flush=True)\ntime.sleep(120)"
+    run = podgate(gw, "run", "-d", "--request-id", "on-extra", "--cluster", "extra",
+                  "--image", "python:3.12", "--", "python", "-c", code)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    refused = podgate(gw, "clusters", "deregister", "extra")
+    assert refused.returncode == 125 and "force" in refused.stderr
+    assert podgate(gw, "clusters", "deregister", "--force", "extra").stdout == "deregistered extra\n"
+    assert "extra" not in podgate(gw, "clusters", "list", "-o", "json").stdout
+    podgate(gw, "cancel", "on-extra")
+
+
+def _state_kubeconfigs(served: Served) -> list[str]:
+    """The kubeconfigs the embedded simulator wrote for `podgate serve` (its state directory)."""
+    state = Path(served.process.args[served.process.args.index("--state-dir") + 1])  # type: ignore[union-attr]
+    return [str(p) for p in (state / "kubeconfigs").glob("*.kubeconfig")]
