@@ -2,12 +2,18 @@
 
 Kubernetes resumes a log only by `sinceTime` (second precision), so after a cut the stream is reopened
 from the second of the last line seen, and lines up to that line are skipped by (timestamp, count).
+
+A stream silent past the client's log read deadline (`Timeouts.log_inactivity`, raising StreamSilent) is
+reopened at once: the connection may have been dropped without FIN or RST, and a silent container costs
+one cheap request per deadline. Other failures wait a jittered backoff, so followers cut together by an
+API-server blip come back spread out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from gateway import domain
+from gateway.clusters.kubeapi.errors import StreamSilent
+from gateway.clusters.kubeapi.retry import Draw, backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +134,8 @@ class LogFollower:
     container_done: Callable[[], bool]
     wait_change: Callable[[float], Awaitable[None]]
     position: LogPosition = field(default_factory=LogPosition)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    draw: Draw = random.random
 
     async def lines(self) -> AsyncIterator[domain.LogLine]:
         attempt = 0
@@ -135,6 +145,9 @@ class LogFollower:
                 async for line in self._one_stream():
                     attempt = 0
                     yield line
+            except StreamSilent:
+                log.debug("log stream %s/%s[%s] silent; reopening", self.namespace, self.pod, self.container)
+                continue
             except Exception as e:
                 if self.container_done() and attempt >= GIVE_UP_AFTER_DONE:
                     log.warning(
@@ -145,8 +158,8 @@ class LogFollower:
                         e,
                     )
                     return
-                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 attempt += 1
+                delay = backoff_delay(RECONNECT_DELAYS, attempt, self.draw())
                 log.info(
                     "log stream %s/%s[%s] cut (%s); resuming in %.1fs",
                     self.namespace,
@@ -155,7 +168,7 @@ class LogFollower:
                     type(e).__name__,
                     delay,
                 )
-                await asyncio.sleep(delay)
+                await self.sleep(delay)
                 continue
             if done_before:
                 return

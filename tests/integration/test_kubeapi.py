@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import traceback
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -173,13 +174,29 @@ async def test_401_after_a_refresh_is_unauthorized(sim: SimCluster) -> None:
 async def test_5xx_is_retried_by_the_policy_then_raised(sim: SimCluster) -> None:
     sleeps = Sleeps()
     policy = RetryPolicy(backoff=(0.1, 0.2, 0.3))
-    async with client_for(sim, retry_policy=policy, sleep=sleeps) as client:
+    async with client_for(sim, retry_policy=policy, sleep=sleeps, draw=lambda: 1.0) as client:
         sim.set_faults(error_rate=1.0, error_code=500)
         before = sim.faults.count()
         with pytest.raises(k.ServerError, match="injected fault"):
             await client.list_pods("default")
     assert sim.faults.count() - before == 4
-    assert sleeps.delays == [0.1, 0.2, 0.3]
+    assert sleeps.delays == [0.1, 0.2, 0.3]  # draw=1: the ceilings
+
+
+async def test_retries_of_clients_failing_together_are_spread_by_full_jitter(sim: SimCluster) -> None:
+    """Two clients failing the same calls at the same time do not retry at the same instants."""
+    policy = RetryPolicy(backoff=(1.0, 1.0, 1.0))
+    waits = []
+    sim.set_faults(error_rate=1.0, error_code=500)
+    for seed in (1, 2):
+        sleeps = Sleeps()
+        async with client_for(sim, retry_policy=policy, sleep=sleeps, draw=random.Random(seed).random) as client:
+            with pytest.raises(k.ServerError):
+                await client.list_pods("default")
+        assert len(sleeps.delays) == 3 and all(0.0 <= d <= 1.0 for d in sleeps.delays)
+        waits.append(sleeps.delays)
+    assert waits[0] != waits[1]
+    assert len({round(d, 6) for d in waits[0] + waits[1]}) == 6
 
 
 async def test_the_health_probe_is_never_retried(sim: SimCluster) -> None:
@@ -196,12 +213,12 @@ async def test_the_health_probe_is_never_retried(sim: SimCluster) -> None:
 
 async def test_429_waits_at_least_retry_after_and_then_succeeds(sim: SimCluster) -> None:
     sleeps = Sleeps()
-    async with client_for(sim, retry_policy=RetryPolicy(backoff=(0.1,) * 50), sleep=sleeps) as client:
+    async with client_for(sim, retry_policy=RetryPolicy(backoff=(0.1,) * 50), sleep=sleeps, draw=lambda: 0.0) as client:
         sim.faults.rng.seed(7)
         sim.set_faults(error_rate=0.5, error_code=429, retry_after=2)
         for _ in range(5):
             await client.list_pods("default")
-    assert sleeps.delays and all(delay == 2.0 for delay in sleeps.delays)
+    assert sleeps.delays and all(delay == 2.0 for delay in sleeps.delays)  # draw=0: Retry-After, no more
 
 
 async def test_4xx_is_not_retried(api: ClusterClient, sim: SimCluster) -> None:

@@ -4,6 +4,7 @@ inactivity, dropped watches and outages — nothing missed, no needless relist."
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
@@ -201,7 +202,7 @@ async def test_watch_forever_rides_out_an_outage_and_misses_nothing(sim: SimClus
 
     async with client_for(sim, retry_policy=k.NO_RETRY) as api:
         await api.create_pod("team-a", pod("doomed"))
-        async with Pump(k.watch_forever(api, PODS_IN_A, backoff=(0.0, 0.1), sleep=sleep)) as pump:
+        async with Pump(k.watch_forever(api, PODS_IN_A, backoff=(0.0, 0.1), sleep=sleep, draw=lambda: 1.0)) as pump:
             assert names(await pump.next()) == ["doomed"]
             await asyncio.sleep(0.1)  # the watch is open
             await sim.outage()
@@ -211,5 +212,25 @@ async def test_watch_forever_rides_out_an_outage_and_misses_nothing(sim: SimClus
             assert summary([await pump.next()]) == [("DELETED", "doomed")]
             await api.create_pod("team-a", pod("after"))
             assert summary([await pump.next()]) == [("ADDED", "after")]
-        assert len(sleeps) >= 2 and sleeps[:2] == [0.0, 0.1]
+        assert len(sleeps) >= 2 and sleeps[:2] == [0.0, 0.1]  # draw=1: the ceilings
         assert sim.faults.count("list", "pods") == 1  # resumed from its version: no relist
+
+
+async def test_an_event_over_a_mebibyte_arrives_whole_and_the_watch_goes_on(sim: SimCluster) -> None:
+    """One pod of ~1.5 MiB (etcd's limit) anywhere in the cluster must not freeze the cluster-wide watch
+    (it was cut at 1 MiB, failed to decode, and the watch reconnected from the same version forever)."""
+    big = pod("big")
+    big["metadata"]["annotations"] = {"example.com/blob": "x" * (3 << 19)}
+    async with client_for(sim) as api, Pump(k.watch_forever(api, WatchTarget(resource=k.PODS))) as pump:
+        assert (await pump.next()).type is EventType.RELISTED
+        await api.create_pod("team-a", big)
+        await api.create_pod("team-a", pod("small"))
+        added = [await pump.next(), await pump.next()]
+        assert summary(added) == [("ADDED", "big"), ("ADDED", "small")]
+        assert added[0].object["metadata"]["annotations"] == big["metadata"]["annotations"]
+        assert sim.faults.count("watch", "pods") == 0  # the first watch is still open: no reconnect
+    async with client_for(sim) as api:  # and a relist carries it whole too
+        listed = await api.list_all(k.PODS)
+        assert {o["metadata"]["name"]: len(json.dumps(o)) > (3 << 19) for o in listed.items} == {
+            "big": True, "small": False,
+        }  # fmt: skip

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.clusters.kubeapi import channels as ch
 from gateway.clusters.kubeapi import errors as ke
@@ -77,6 +79,30 @@ def test_line_splitter(chunks: list[bytes], lines: list[bytes], rest: bytes | No
     splitter = LineSplitter(max_line=4)
     assert [piece for chunk in chunks for piece in splitter.feed(chunk)] == lines
     assert splitter.rest() == rest
+
+
+@given(data=st.lists(st.binary(max_size=40), max_size=12), max_line=st.one_of(st.none(), st.integers(1, 9)))
+def test_line_splitter_gives_the_same_lines_however_the_stream_is_chunked(
+    data: list[bytes], max_line: int | None
+) -> None:
+    """Property: the lines do not depend on the chunking; unbounded, they are exactly the newline-split stream."""
+    stream = b"".join(data)
+    splitter = LineSplitter(max_line=max_line)
+    pieces = [piece for chunk in data for piece in splitter.feed(chunk)]
+    tail = splitter.rest()
+    *whole, last = stream.split(b"\n")
+    if max_line is None:
+        assert pieces == whole and tail == (last or None)
+    else:
+        assert all(len(piece) <= max_line for piece in pieces)
+        assert b"".join(pieces) + (tail or b"") == stream.replace(b"\n", b"")
+
+
+def test_unbounded_splitter_keeps_a_line_over_a_mebibyte_whole() -> None:
+    event = b"x" * (3 << 20)
+    splitter = LineSplitter(max_line=None)
+    pieces = [p for i in range(0, len(event), 65536) for p in splitter.feed(event[i : i + 65536])]
+    assert pieces == [] and list(splitter.feed(b"\nnext\n")) == [event, b"next"]
 
 
 def test_log_line_decoding_tolerates_crlf_and_bad_utf8() -> None:

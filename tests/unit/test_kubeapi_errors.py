@@ -83,7 +83,7 @@ def http(cls: type[ke.KubeError], status: int, retry_after: float | None = None)
         (http(ke.ServerError, 500), 1, True, 0.1),
         (http(ke.ServerError, 503), 2, True, 0.2),
         (http(ke.ServerError, 501), 1, False, 0.0),
-        (http(ke.TooManyRequests, 429, retry_after=2.0), 1, True, 2.0),  # Retry-After beats a shorter backoff
+        (http(ke.TooManyRequests, 429, retry_after=2.0), 1, True, 2.1),  # Retry-After, then the jittered backoff
         (http(ke.TooManyRequests, 429), 2, True, 0.2),
         (http(ke.TooManyRequests, 429, retry_after=60.0), 1, False, 0.0),  # over max_retry_after
         (http(ke.NotFound, 404), 1, False, 0.0),
@@ -95,14 +95,14 @@ def http(cls: type[ke.KubeError], status: int, retry_after: float | None = None)
     ],
 )
 def test_retry_decisions(error: ke.KubeError, attempt: int, retry: bool, delay: float) -> None:
-    decision = decide(POLICY, error, attempt)
-    assert (decision.retry, decision.delay) == (retry, delay)
+    decision = decide(POLICY, error, attempt, draw=1.0)  # the top of the jitter range: the backoff ceiling
+    assert (decision.retry, decision.delay) == pytest.approx((retry, delay))
     assert decision.why
 
 
 def test_no_retry_policy_makes_one_attempt() -> None:
     assert NO_RETRY.attempts == 1
-    assert decide(NO_RETRY, DOWN, 1).retry is False
+    assert decide(NO_RETRY, DOWN, 1, draw=0.5).retry is False
 
 
 def test_negative_backoff_is_refused() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -42,7 +43,7 @@ from gateway.clusters.kubeapi.errors import (
     unreachable,
 )
 from gateway.clusters.kubeapi.request import KubeObject, Request, Resource
-from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, RetryPolicy, decide
+from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, Draw, RetryPolicy, decide
 from gateway.credentials.base import CredentialProvider
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 ENSURE_ATTEMPTS = 5
 USER_AGENT = "podgate/0.1"
+LOG_LINE_BYTES = 1 << 20  # a longer log line comes in pieces (memory bound); watch events are never cut
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -74,12 +76,14 @@ class ClusterClient:
         timeouts: Timeouts = Timeouts(),
         retry_policy: RetryPolicy = DEFAULT_RETRY,
         sleep: Sleep = asyncio.sleep,
+        draw: Draw = random.random,
     ) -> None:
         self.name = name or provider.cluster
         self.timeouts = timeouts
         self._provider = provider
         self._policy = retry_policy
         self._sleep = sleep
+        self._draw = draw
         self._session: aiohttp.ClientSession | None = None
         self._base = ""
         self._server_hostname: str | None = None
@@ -142,7 +146,7 @@ class ClusterClient:
                 refreshed = force = True
                 attempt -= 1  # the retry with a fresh token is not one of the policy's attempts
             except KubeError as e:
-                decision = decide(self._policy if request.retry else NO_RETRY, e, attempt)
+                decision = decide(self._policy if request.retry else NO_RETRY, e, attempt, draw=self._draw())
                 if not decision.retry:
                     raise
                 log.debug(
@@ -401,23 +405,27 @@ class ClusterClient:
         )  # fmt: skip
         timeout = aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.watch_inactivity)
         try:
-            async for line in self._lines(request, timeout):
+            async for line in self._lines(request, timeout, max_line=None):
                 if line.strip():
                     yield decode_watch_line(line, cluster=self.name, call=request.call)
         except StreamSilent:
             log.debug("cluster %s: %s: silent for %ss, reconnecting", self.name, request.call, timeout.sock_read)
 
-    async def _lines(self, request: Request, limits: aiohttp.ClientTimeout) -> AsyncIterator[bytes]:
-        batches = self._line_batches(request, limits)
+    async def _lines(
+        self, request: Request, limits: aiohttp.ClientTimeout, *, max_line: int | None
+    ) -> AsyncIterator[bytes]:
+        batches = self._line_batches(request, limits, max_line=max_line)
         async with aclosing(batches):
             async for batch in batches:
                 for line in batch:
                     yield line
 
-    async def _line_batches(self, request: Request, limits: aiohttp.ClientTimeout) -> AsyncGenerator[list[bytes], None]:
-        """The complete lines of each chunk read; memory bounded by the splitter's longest line."""
+    async def _line_batches(
+        self, request: Request, limits: aiohttp.ClientTimeout, *, max_line: int | None = LOG_LINE_BYTES
+    ) -> AsyncGenerator[list[bytes], None]:
+        """The complete lines of each chunk read; longer than `max_line`, a line comes in pieces (None: whole)."""
         response = await self._open(request, limits)
-        splitter = LineSplitter()
+        splitter = LineSplitter(max_line)
         try:
             async for chunk in response.content.iter_any():
                 if lines := list(splitter.feed(chunk)):

@@ -88,29 +88,41 @@ def decode_watch_line(line: bytes, *, cluster: str, call: str) -> WatchEvent:
 
 
 class LineSplitter:
-    """Splits a byte stream into lines, bounding memory: a line longer than `max_line` is cut into pieces."""
+    """Splits a byte stream into lines. With `max_line`, memory is bounded and a longer line is cut into
+    pieces (right for logs, whose lines are clipped anyway); with None, a line of any length is kept whole
+    (watches: an event cut in pieces cannot be decoded, and objects reach ~1.5 MiB, more than 1 MiB).
 
-    def __init__(self, max_line: int = 1 << 20) -> None:
+    Each byte is scanned for a newline once, however the stream is chunked (no quadratic rescans).
+    """
+
+    def __init__(self, max_line: int | None = 1 << 20) -> None:
+        if max_line is not None and max_line < 1:
+            raise ValueError(f"max_line must be >= 1 or None, got {max_line}")
         self._buffer = bytearray()
+        self._scanned = 0  # the buffer's first bytes, known to hold no newline
         self._max = max_line
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
-        self._buffer += chunk
-        while True:
-            end = self._buffer.find(b"\n")
-            if end < 0:
-                break
-            line = bytes(self._buffer[:end])
-            del self._buffer[: end + 1]
-            yield from self._pieces(line)
-        while len(self._buffer) >= self._max:
-            piece = bytes(self._buffer[: self._max])
-            del self._buffer[: self._max]
-            yield piece
+        buffer = self._buffer
+        buffer += chunk
+        lines: list[bytes] = []
+        start = 0
+        while (end := buffer.find(b"\n", max(start, self._scanned))) >= 0:
+            lines += self._pieces(bytes(buffer[start:end]))
+            start = end + 1
+        del buffer[:start]
+        self._scanned = len(buffer)
+        if self._max is not None and len(buffer) >= self._max:
+            whole = len(buffer) - len(buffer) % self._max
+            lines += self._pieces(bytes(buffer[:whole]))
+            del buffer[:whole]
+            self._scanned = len(buffer)
+        return iter(lines)
 
-    def _pieces(self, line: bytes) -> Iterator[bytes]:
-        for start in range(0, max(len(line), 1), self._max):
-            yield line[start : start + self._max]
+    def _pieces(self, line: bytes) -> list[bytes]:
+        if self._max is None or len(line) <= self._max:
+            return [line]
+        return [line[start : start + self._max] for start in range(0, len(line), self._max)]
 
     def rest(self) -> bytes | None:
         """The unterminated tail at end of stream (a log's last line may lack its newline)."""

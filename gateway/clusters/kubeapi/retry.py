@@ -1,12 +1,35 @@
-"""When to try a failed call again, and after how long: a pure function of the error and the attempt."""
+"""When to try a failed call again, and after how long: pure functions of the error, the attempt and a
+random draw the caller makes (so the same inputs always give the same answer, and tests pin the draw).
+
+Every wait is "full jitter" (uniform over [0, backoff ceiling]): after an API-server blip, thousands of
+watches, log followers and calls that failed in the same second must not come back in the same second.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from gateway.clusters.kubeapi.errors import ApiUnreachable, KubeError, ServerError, TooManyRequests
 
 NOT_RETRIED_5XX = frozenset({501})  # Not Implemented will not become implemented
+
+Draw = Callable[[], float]  # a uniform draw from [0, 1]: random.random in service, a constant in tests
+
+
+def full_jitter(ceiling: float, draw: float) -> float:
+    """A wait spread uniformly over [0, ceiling] by `draw` in [0, 1] (AWS "Exponential Backoff and
+    Jitter", 2015: full jitter spreads a herd best for the least total wait)."""
+    if not 0.0 <= draw <= 1.0:
+        raise ValueError(f"draw must be within [0, 1], got {draw}")
+    return ceiling * draw
+
+
+def backoff_delay(backoff: Sequence[float], failures: int, draw: float) -> float:
+    """The jittered wait after `failures` consecutive failures (from 1); past its end the last ceiling repeats."""
+    if failures < 1 or not backoff:
+        raise ValueError(f"need failures >= 1 and a backoff, got {failures} and {tuple(backoff)}")
+    return full_jitter(backoff[min(failures, len(backoff)) - 1], draw)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,21 +59,23 @@ class RetryDecision:
     why: str = ""
 
 
-def decide(policy: RetryPolicy, error: KubeError, attempt: int) -> RetryDecision:
+def decide(policy: RetryPolicy, error: KubeError, attempt: int, *, draw: float) -> RetryDecision:
     """After failed attempt number `attempt` (from 1): retry, and after how many seconds?
 
-    Retried: unreachable, 5xx (but 501), 429 (waiting at least its Retry-After). Never: other 4xx.
+    Retried: unreachable, 5xx (but 501), 429. Never: other 4xx. The wait is the attempt's backoff
+    jittered by `draw`; a 429 waits its Retry-After plus that (at least what the server asks, and not
+    all clients at the same instant: APF answers every throttled client with the same Retry-After).
     """
     if attempt >= policy.attempts:
         return RetryDecision(retry=False, why=f"gave up after {attempt} attempts")
-    delay = policy.backoff[attempt - 1]
+    delay = backoff_delay(policy.backoff, attempt, draw)
     if isinstance(error, TooManyRequests):
-        wait = max(delay, error.retry_after or 0.0)
-        if wait > policy.max_retry_after:
+        asked = error.retry_after or 0.0
+        if asked > policy.max_retry_after:
             return RetryDecision(
-                retry=False, why=f"server asks to wait {wait:.0f}s, over {policy.max_retry_after:.0f}s"
+                retry=False, why=f"server asks to wait {asked:.0f}s, over {policy.max_retry_after:.0f}s"
             )
-        return RetryDecision(retry=True, delay=wait, why="throttled (429)")
+        return RetryDecision(retry=True, delay=asked + delay, why="throttled (429)")
     if isinstance(error, ServerError) and error.status not in NOT_RETRIED_5XX:
         return RetryDecision(retry=True, delay=delay, why=f"server error {error.status}")
     if isinstance(error, ApiUnreachable):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.decode import EventType, WatchEvent
 from gateway.clusters.kubeapi.errors import Gone, KubeError
 from gateway.clusters.kubeapi.request import Resource
+from gateway.clusters.kubeapi.retry import Draw, backoff_delay, full_jitter
 from gateway.credentials.base import CredentialError
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,12 @@ class WatchTarget:
 
 
 async def list_then_watch(
-    client: ClusterClient, target: WatchTarget, *, resource_version: str = "", sleep: Sleep = asyncio.sleep
+    client: ClusterClient,
+    target: WatchTarget,
+    *,
+    resource_version: str = "",
+    sleep: Sleep = asyncio.sleep,
+    draw: Draw = random.random,
 ) -> AsyncGenerator[WatchEvent, None]:
     """Watch from `resource_version` when given (no relist), else list first; relist on 410 Gone.
 
@@ -68,7 +75,8 @@ async def list_then_watch(
             version = ""
             continue
         if not delivered and loop.time() - opened < QUICK_CLOSE_SECONDS:
-            await sleep(QUICK_CLOSE_SECONDS)  # a server closing watches at once must not make us spin
+            # A server closing watches at once must not make us spin, nor every cluster's watch reopen together.
+            await sleep(full_jitter(QUICK_CLOSE_SECONDS, draw()))
 
 
 async def watch_forever(
@@ -77,18 +85,19 @@ async def watch_forever(
     *,
     backoff: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
     sleep: Sleep = asyncio.sleep,
+    draw: Draw = random.random,
 ) -> AsyncGenerator[WatchEvent, None]:
-    """Never ends by itself (cancel or close it). After a failure it waits (backoff, reset by the next
-    event) and resumes from the last version seen, so a short outage costs no relist."""
+    """Never ends by itself (cancel or close it). After a failure it waits (backoff with full jitter,
+    reset by the next event) and resumes from the last version seen, so a short outage costs no relist."""
     version, failures = "", 0
     while True:
         try:
-            async for event in list_then_watch(client, target, resource_version=version, sleep=sleep):
+            async for event in list_then_watch(client, target, resource_version=version, sleep=sleep, draw=draw):
                 version, failures = event.resource_version or version, 0
                 yield event
         except TRANSIENT as e:
-            delay = backoff[min(failures, len(backoff) - 1)]
             failures += 1
+            delay = backoff_delay(backoff, failures, draw())
             log.warning(
                 "cluster %s: %s watch failed (%s); reconnecting in %.1fs (failure %d)",
                 client.name, target.resource.plural, e, delay, failures,
