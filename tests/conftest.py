@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import PostgresServer, database_name, running_server
+
 pytest_plugins = ["tests.fixtures_sim"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +60,32 @@ async def _no_pending_tasks() -> AsyncIterator[None]:
             t.cancel()
         await asyncio.gather(*leftover, return_exceptions=True)
         pytest.fail(f"test left {len(leftover)} asyncio task(s) pending: {[t.get_coro() for t in leftover]}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the whole run, started by the first test that needs it."""
+    with running_server() as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class Database:
+    """An empty database for one test: `backend` is "sqlite" or "postgres"; `url` a SQLAlchemy URL."""
+
+    backend: str
+    url: str
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    """Runs the test once on a SQLite file and once on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield Database("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'state' / 'podgate.db'}")
+        return
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    async with server.database(database_name()) as url:
+        yield Database("postgres", url.render_as_string(hide_password=False))
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """Persistence of clusters, pod records, placements, results, the event journal and the audit log.
 
-Call sites depend on the `Store` protocol; `SqlStore.open()` gives the SQLite (or any SQLAlchemy) one.
+Call sites depend on the `Store` protocol; `open_store(url)` gives the SQLite or PostgreSQL one.
 """
 
 from gateway.store.base import AuditEntry, Store
-from gateway.store.sql import SqlStore
+from gateway.store.sql import SqlStore, open_store
 from gateway.store.writer import StoreClosed
 
-__all__ = ["AuditEntry", "SqlStore", "Store", "StoreClosed"]
+__all__ = ["AuditEntry", "SqlStore", "Store", "StoreClosed", "open_store"]

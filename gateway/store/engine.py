@@ -4,27 +4,33 @@ SQLite allows one writer at a time. Rather than let concurrent writers collide o
 (`database is locked`), every write goes through one `GroupCommitWriter` (gateway.store.writer), which
 owns the only write connection (synchronous pysqlite, in the writer's own thread) and commits queued
 writes together in `BEGIN IMMEDIATE` transactions; reads use a separate async pool and, thanks to WAL,
-never wait for a writer. Any other database (Postgres) uses one ordinary async engine for both, with one
-transaction per write (`DirectWriter`).
+never wait for a writer. PostgreSQL takes concurrent writers: one async engine (asyncpg) serves reads and
+writes, one transaction per write (`DirectWriter`), and replicas starting at once migrate one at a time
+(an advisory lock).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from gateway.store.url import database_url, describe
 from gateway.store.writer import DirectWriter, GroupCommitWriter, Writer
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PATH = Path(".podgate") / "podgate.db"
 MIGRATIONS = "gateway.store:migrations"
 BUSY_TIMEOUT_MS = 10_000  # how long SQLite itself waits for another process's lock before `database is locked`
+MIGRATION_LOCK = 0x706F6467  # "podg": the PostgreSQL advisory lock held while one replica migrates
 
 
 def sqlite_url(path: Path | str = DEFAULT_PATH) -> str:
@@ -43,26 +49,33 @@ class Engines:
         await self.read.dispose()
 
 
-async def open_engines(url: str, *, group_commit: bool = True) -> Engines:
-    """Engines for `url`, the schema migrated. On SQLite, `group_commit=False` gives one transaction per
-    write on a single pooled connection (the behaviour before group commit, kept for comparison)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        engine = create_async_engine(url, pool_pre_ping=True)
-        try:
-            await migrate(engine)
-        except BaseException:
-            await engine.dispose()
-            raise
-        return Engines(writer=DirectWriter(engine), read=engine)
+async def open_engines(url: str, *, password_file: Path | None = None, group_commit: bool = True) -> Engines:
+    """Engines for `url` (see gateway.store.url), the schema migrated. On SQLite, `group_commit=False` gives
+    one transaction per write on a single pooled connection (the behaviour before group commit, kept for
+    comparison)."""
+    parsed = database_url(url, password_file=password_file)
+    if parsed.get_backend_name() == "postgresql":
+        return await _postgres_engines(parsed)
     database = parsed.database or ""
     if database in ("", ":memory:"):
         raise ValueError("the SQLite store needs a file (WAL and a separate read pool do not work in memory)")
     Path(database).parent.mkdir(parents=True, exist_ok=True)
-    writer = await (_group_writer(parsed) if group_commit else _direct_writer(url))
-    read = create_async_engine(url, pool_size=4, max_overflow=4, pool_timeout=None)
+    writer = await (_group_writer(parsed) if group_commit else _direct_writer(parsed))
+    read = create_async_engine(parsed, pool_size=4, max_overflow=4, pool_timeout=None)
     _configure_sqlite(read, immediate=False)
     return Engines(writer=writer, read=read)
+
+
+async def _postgres_engines(url: URL) -> Engines:
+    """No pool timeout: a write waits for a connection rather than fail because others are queued."""
+    engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None)
+    log.info("store: PostgreSQL at %s", describe(url))
+    try:
+        await migrate(engine)
+    except BaseException:
+        await engine.dispose()
+        raise
+    return Engines(writer=DirectWriter(engine), read=engine)
 
 
 def sqlite_write_engine(url: URL | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
@@ -76,7 +89,7 @@ async def _group_writer(url: URL) -> Writer:
     return await GroupCommitWriter.start(sqlite_write_engine(url), prepare=upgrade)
 
 
-async def _direct_writer(url: str) -> Writer:
+async def _direct_writer(url: URL) -> Writer:
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=None)
     _configure_sqlite(engine, immediate=True)
     try:
@@ -120,5 +133,9 @@ def upgrade(connection: Connection, revision: str = "head") -> None:
 
 
 async def migrate(engine: AsyncEngine) -> None:
+    """In one transaction; on PostgreSQL (transactional DDL) under an advisory lock, so that replicas
+    starting together do not race to create the same tables: the second finds the schema at head."""
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         await conn.run_sync(upgrade)

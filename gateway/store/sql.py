@@ -1,4 +1,4 @@
-"""`SqlStore`: the Store over SQLAlchemy's async engine (SQLite by default, any SQLAlchemy backend later).
+"""`SqlStore`: the Store over SQLAlchemy's async engine, on SQLite (the default) or PostgreSQL.
 
 Only portable SQL: unique constraints (not dialect upserts) make creates idempotent, and
 `UPDATE ... RETURNING` hands out journal sequence numbers atomically.
@@ -40,6 +40,14 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+async def open_store(
+    url: str | None = None, *, path: Path | str = DEFAULT_PATH, password_file: Path | None = None
+) -> SqlStore:
+    """The gateway's store: the database at `url` (password there or in `password_file`), else the SQLite
+    file at `path`; migrated to the current schema."""
+    return await SqlStore.open(url, path=path, password_file=password_file)
+
+
 class SqlStore:
     """Open with `await SqlStore.open(url)` (runs migrations); close with `await store.close()`."""
 
@@ -54,12 +62,15 @@ class SqlStore:
         url: str | None = None,
         *,
         path: Path | str = DEFAULT_PATH,
+        password_file: Path | None = None,
         clock: Clock = _utcnow,
         group_commit: bool = True,
     ) -> Self:
-        """`url` is a SQLAlchemy async URL; without one, the SQLite file at `path`. Writes on SQLite are
-        committed in groups (gateway.store.writer) unless `group_commit=False`."""
-        return cls(await open_engines(url or sqlite_url(path), group_commit=group_commit), clock=clock)
+        """`url` is a SQLAlchemy URL (`postgresql+asyncpg://...`, `sqlite:///file`; see gateway.store.url),
+        its password in the URL or in `password_file`; without one, the SQLite file at `path`. Writes on
+        SQLite are committed in groups (gateway.store.writer) unless `group_commit=False`."""
+        engines = await open_engines(url or sqlite_url(path), password_file=password_file, group_commit=group_commit)
+        return cls(engines, clock=clock)
 
     async def close(self) -> None:
         """Writes already submitted are committed first; later ones raise `StoreClosed`."""

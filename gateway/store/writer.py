@@ -241,14 +241,33 @@ class GroupCommitWriter:
 
 
 class DirectWriter:
-    """One transaction per operation on an async engine: for databases that take concurrent writers."""
+    """One transaction per operation on an async engine: for databases that take concurrent writers.
+
+    Same contract as the group writer: close() lets the writes already submitted finish, then refuses
+    new ones with StoreClosed (disposing the engine alone would let a later write open a new connection).
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
 
     async def run(self, operation: Operation[T]) -> T:
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(operation)
+        if self._closing:
+            raise StoreClosed("the store is closing; the write was not made")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            async with self.engine.begin() as conn:
+                return await conn.run_sync(operation)
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
 
     async def close(self) -> None:
+        self._closing = True
+        await self._idle.wait()
         await self.engine.dispose()

@@ -1,14 +1,15 @@
-"""The pod event journal over the real SQLite store: order, batching, live follow, resume after reopen."""
+"""The pod event journal over the real store (SQLite and PostgreSQL): order, batching, live follow, resume
+after reopen."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 
 from gateway import domain
 from gateway.pods.journal import Journal
 from gateway.store.sql import SqlStore
+from tests.conftest import Database
 
 T = datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
 
@@ -20,8 +21,8 @@ def line(i: int) -> domain.LogLine:
 RESULT = domain.PodResult(phase=domain.PodPhase.SUCCEEDED, exit_code=0, reason="Completed", xcom_json='{"v": 42}')
 
 
-async def opened(path: Path) -> tuple[SqlStore, Journal]:
-    store = await SqlStore.open(path=path)
+async def opened(database: Database) -> tuple[SqlStore, Journal]:
+    store = await SqlStore.open(database.url)
     await store.create_pod_record(
         domain.PodRecord(request=domain.PodRequest(request_id="r1", pod={}), phase=domain.PodPhase.QUEUED)
     )
@@ -32,8 +33,8 @@ async def collect(journal: Journal, request_id: str, after: int = 0) -> list[dom
     return [e async for e in journal.follow(request_id, after)]
 
 
-async def test_items_come_back_in_order_with_log_batches_flushed_first(tmp_path: Path) -> None:
-    store, journal = await opened(tmp_path / "db.sqlite")
+async def test_items_come_back_in_order_with_log_batches_flushed_first(database: Database) -> None:
+    store, journal = await opened(database)
     async with store:
         await journal.append("r1", domain.PhaseChange(phase=domain.PodPhase.PENDING))
         for i in range(3):
@@ -46,8 +47,8 @@ async def test_items_come_back_in_order_with_log_batches_flushed_first(tmp_path:
     assert events[-1].item == RESULT
 
 
-async def test_live_follower_sees_lines_as_they_come_and_resumes_from_a_cursor(tmp_path: Path) -> None:
-    store, journal = await opened(tmp_path / "db.sqlite")
+async def test_live_follower_sees_lines_as_they_come_and_resumes_from_a_cursor(database: Database) -> None:
+    store, journal = await opened(database)
     async with store:
         follower = asyncio.create_task(collect(journal, "r1"))
         for i in range(1200):  # more than one page and more than one batch
@@ -62,11 +63,11 @@ async def test_live_follower_sees_lines_as_they_come_and_resumes_from_a_cursor(t
     assert resumed == live[600:]
 
 
-async def test_journal_survives_reopening_the_store(tmp_path: Path) -> None:
-    store, journal = await opened(tmp_path / "db.sqlite")
+async def test_journal_survives_reopening_the_store(database: Database) -> None:
+    store, journal = await opened(database)
     async with store:
         await journal.append("r1", domain.PhaseChange(phase=domain.PodPhase.RUNNING), RESULT)
         await journal.close()
-    async with await SqlStore.open(path=tmp_path / "db.sqlite") as store:
+    async with await SqlStore.open(database.url) as store:
         events = await collect(Journal(store), "r1")
     assert [type(e.item) for e in events] == [domain.PhaseChange, domain.PodResult]

@@ -1,17 +1,22 @@
-"""The SQLite store end to end: real files, real migrations, reopened engines, concurrent writers."""
+"""The store end to end on SQLite and on a real PostgreSQL: real migrations, reopened engines, concurrent
+writers. Every test taking `database` or `store` runs once per backend (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import Connection, inspect, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.domain import (
     AirflowContext,
@@ -26,9 +31,11 @@ from gateway.domain import (
     PodResult,
 )
 from gateway.errors import AlreadyExists, InvalidArgument, NotFound
-from gateway.store import SqlStore
+from gateway.store import SqlStore, StoreClosed
 from gateway.store.engine import alembic_config
 from gateway.store.schema import metadata
+from tests.conftest import Database
+from tests.postgres import PostgresServer, database_name
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -46,51 +53,64 @@ def log(i: int) -> JournalEvent:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "state" / "podgate.db"
-
-
-@pytest.fixture
-async def store(db: Path) -> AsyncIterator[SqlStore]:
-    async with await SqlStore.open(path=db) as s:
+async def store(database: Database) -> AsyncIterator[SqlStore]:
+    async with await SqlStore.open(database.url) as s:
         yield s
 
 
-async def test_migrations_from_empty_create_exactly_the_declared_schema(db: Path) -> None:
-    await (await SqlStore.open(path=db)).close()
-    engine = create_engine(f"sqlite:///{db}")
-    with engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
-        assert set(inspect(conn).get_table_names()) == {
-            "alembic_version",
-            "clusters",
-            "pod_records",
-            "journal_events",
-            "audit_log",
-        }
-    engine.dispose()
+def schema_of(conn: Connection) -> tuple[str | None, list[Any], set[str]]:
+    """The migrated revision, differences from the declared tables, and the table names."""
+    version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    return version, compare_metadata(MigrationContext.configure(conn), metadata), set(inspect(conn).get_table_names())
 
 
-async def test_migrations_go_down_to_empty_and_up_again(db: Path) -> None:
-    await (await SqlStore.open(path=db)).close()
+def downgrade_to_base(conn: Connection) -> set[str]:
     cfg = alembic_config()
-    engine = create_engine(f"sqlite:///{db}")
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "base")
-        assert set(inspect(conn).get_table_names()) == {"alembic_version"}
-    engine.dispose()
-    async with await SqlStore.open(path=db) as store:
+    cfg.attributes["connection"] = conn
+    command.downgrade(cfg, "base")
+    return set(inspect(conn).get_table_names())
+
+
+async def test_migrations_from_empty_create_exactly_the_declared_schema(database: Database) -> None:
+    await (await SqlStore.open(database.url)).close()
+    engine = create_async_engine(database.url)
+    async with engine.connect() as conn:
+        if database.backend == "sqlite":
+            assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
+        assert await conn.run_sync(schema_of) == (
+            "0001",
+            [],
+            {"alembic_version", "clusters", "pod_records", "journal_events", "audit_log"},
+        )
+    await engine.dispose()
+
+
+async def test_migrations_go_down_to_empty_and_up_again(database: Database) -> None:
+    await (await SqlStore.open(database.url)).close()
+    engine = create_async_engine(database.url)
+    async with engine.begin() as conn:
+        assert await conn.run_sync(downgrade_to_base) == {"alembic_version"}
+    await engine.dispose()
+    async with await SqlStore.open(database.url) as store:
         assert (await store.create_pod_record(record("again")))[1] is True
 
 
-async def test_opening_twice_does_not_migrate_again_and_keeps_data(db: Path) -> None:
-    async with await SqlStore.open(path=db) as first:
+async def test_opening_twice_does_not_migrate_again_and_keeps_data(database: Database) -> None:
+    async with await SqlStore.open(database.url) as first:
         await first.create_pod_record(record("keep"))
-    async with await SqlStore.open(path=db) as second:
+    async with await SqlStore.open(database.url) as second:
         assert (await second.get_pod_record("keep")) is not None
+
+
+async def test_stores_opening_a_fresh_database_at_once_migrate_it_once(database: Database) -> None:
+    """Replicas starting together: one migrates, the others find the schema at head (no table clash)."""
+    stores = await asyncio.gather(*(SqlStore.open(database.url) for _ in range(3)))
+    try:
+        created = [(await s.create_pod_record(record(f"r{i}")))[1] for i, s in enumerate(stores)]
+        assert created == [True, True, True]
+    finally:
+        for s in stores:
+            await s.close()
 
 
 async def test_in_memory_sqlite_is_refused_with_a_reason() -> None:
@@ -142,6 +162,46 @@ async def test_create_is_idempotent_on_request_id_under_100_concurrent_creates(s
     assert len({r.created_at for r, _ in results}) == 1
     page, _ = await store.list_pod_records(limit=1000)
     assert [r.request.request_id for r in page] == ["same"]
+
+
+async def test_the_same_request_id_through_two_stores_at_once_gives_one_record(database: Database) -> None:
+    """Two replicas on one database (two engines, two connection pools) racing on each of 50 request ids."""
+    async with await SqlStore.open(database.url) as one, await SqlStore.open(database.url) as two:
+        stores = [("one", one), ("two", two)]
+        results = await asyncio.gather(
+            *(store.create_pod_record(record(f"r{i}", tenant=name)) for i in range(50) for name, store in stores)
+        )
+        page, _ = await one.list_pod_records(limit=1000)
+    assert sum(created for _, created in results) == 50
+    by_id: dict[str, set[str]] = {}
+    for stored, _ in results:
+        by_id.setdefault(stored.request.request_id, set()).add(stored.request.tenant)
+    assert all(len(tenants) == 1 for tenants in by_id.values()), by_id  # both callers got the one stored record
+    assert sorted(r.request.request_id for r in page) == sorted(f"r{i}" for i in range(50))
+
+
+async def test_many_pods_writing_at_once_are_all_stored_in_order(store: SqlStore) -> None:
+    async def one_pod(rid: str) -> tuple[bool, list[int], PodPhase]:
+        _, created = await store.create_pod_record(record(rid))
+        seqs = await store.append_events(rid, [log(0)]) + await store.append_events(rid, [log(1), log(2)])
+        return created, seqs, (await store.record_phase(rid, PodPhase.RUNNING)).phase
+
+    results = await asyncio.gather(*(one_pod(f"r{i}") for i in range(300)))
+    assert results == [(True, [1, 2, 3], PodPhase.RUNNING)] * 300
+    assert len(await store.list_unfinished()) == 300
+
+
+async def test_close_finishes_the_writes_already_submitted_then_refuses_new_ones(database: Database) -> None:
+    store = await SqlStore.open(database.url)
+    await store.create_pod_record(record("r"))
+    submitted = [asyncio.create_task(store.append_events("r", [log(i)])) for i in range(20)]
+    await asyncio.sleep(0)  # every append has started
+    await store.close()
+    assert sorted(seq for task in submitted for seq in task.result()) == list(range(1, 21))
+    with pytest.raises(StoreClosed):
+        await store.append_events("r", [log(20)])
+    async with await SqlStore.open(database.url) as reopened:
+        assert [seq for seq, _ in await reopened.read_events("r")] == list(range(1, 21))
 
 
 async def test_create_returns_the_existing_record_not_the_new_one(store: SqlStore) -> None:
@@ -258,8 +318,8 @@ async def test_append_to_unknown_request_is_not_found(store: SqlStore) -> None:
         await store.append_events("ghost", [log(0)])
 
 
-async def test_everything_is_there_after_closing_and_reopening_the_file(db: Path) -> None:
-    async with await SqlStore.open(path=db) as first:
+async def test_everything_is_there_after_closing_and_reopening_the_store(database: Database) -> None:
+    async with await SqlStore.open(database.url) as first:
         await first.put_cluster(cluster("c1"))
         await first.set_cordon("c1", True, "drain")
         await first.create_pod_record(record("r", dag="etl"))
@@ -267,7 +327,7 @@ async def test_everything_is_there_after_closing_and_reopening_the_file(db: Path
         await first.append_events("r", [log(i) for i in range(1000)])
         await first.append_audit({"action": "cordon", "actor": "alice", "cluster": "c1"})
         before = await first.get_pod_record("r")
-    async with await SqlStore.open(path=db) as second:
+    async with await SqlStore.open(database.url) as second:
         assert await second.get_pod_record("r") == before
         assert [r.request.request_id for r in await second.list_unfinished()] == ["r"]
         assert await second.get_cordons() == {"c1": "drain"}
@@ -289,9 +349,9 @@ async def test_pruning_keeps_the_sequence_counting_up(store: SqlStore) -> None:
     assert await store.append_events("a", [log(5)]) == [6]
 
 
-async def test_retention_drops_old_finished_journals_and_records_only(db: Path) -> None:
+async def test_retention_drops_old_finished_journals_and_records_only(database: Database) -> None:
     now = [T0]
-    async with await SqlStore.open(path=db, clock=lambda: now[0]) as store:
+    async with await SqlStore.open(database.url, clock=lambda: now[0]) as store:
         for rid in ("old", "recent", "running"):
             await store.create_pod_record(record(rid))
             await store.append_events(rid, [log(0), log(1)])
@@ -319,3 +379,35 @@ async def test_audit_is_listed_newest_first_with_filters_and_pages(store: SqlSto
     assert end == ""
     by_u0, _ = await store.list_audit(actor="u0", since=T0 - timedelta(days=1))
     assert [a.record["n"] for a in by_u0] == [6, 3, 0]
+
+
+# --- PostgreSQL credentials -------------------------------------------------------------------
+
+
+async def test_postgres_password_comes_from_the_url_or_a_file_and_is_never_logged(
+    postgres_server: PostgresServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    await postgres_server.password_role("podgate_pw", "s3cret-pw")
+    (tmp_path / "password").write_text("s3cret-pw\n")  # as a Kubernetes Secret mounts it
+    (tmp_path / "wrong").write_text("not-the-pw\n")
+    async with postgres_server.database(database_name()) as admin:
+        assert admin.database is not None
+        bare = postgres_server.url(admin.database, user="podgate_pw")
+        with caplog.at_level(logging.DEBUG):
+            async with await SqlStore.open(bare.render_as_string(), password_file=tmp_path / "password") as store:
+                await store.create_pod_record(record("from-file"))
+            in_url = bare.set(password="s3cret-pw").render_as_string(hide_password=False)
+            async with await SqlStore.open(in_url) as store:
+                assert await store.get_pod_record("from-file") is not None
+            with pytest.raises(DBAPIError, match="password authentication failed") as refused:
+                await SqlStore.open(bare.render_as_string(), password_file=tmp_path / "wrong")
+    assert "podgate_pw:***@" in caplog.text  # the store says where it connects, with the password masked
+    assert "s3cret-pw" not in caplog.text
+    assert "not-the-pw" not in str(refused.value)
+
+
+async def test_a_password_in_both_the_url_and_a_file_is_refused_without_showing_it(tmp_path: Path) -> None:
+    (tmp_path / "password").write_text("from-file\n")
+    with pytest.raises(ValueError, match="given twice") as refused:
+        await SqlStore.open("postgresql://u:in-url@db/podgate", password_file=tmp_path / "password")
+    assert "in-url" not in str(refused.value) and "from-file" not in str(refused.value)
