@@ -12,10 +12,12 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.postgres import PostgresServer, database_name, running_server
+if TYPE_CHECKING:  # imported in the fixtures: tests/airflow's venv loads this file without asyncpg
+    from tests.postgres import PostgresServer
 
 pytest_plugins = ["tests.fixtures_sim"]
 
@@ -65,6 +67,8 @@ async def _no_pending_tasks() -> AsyncIterator[None]:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the whole run, started by the first test that needs it."""
+    from tests.postgres import running_server
+
     with running_server() as server:
         yield server
 
@@ -83,6 +87,8 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     if request.param == "sqlite":
         yield Database("sqlite", f"sqlite+aiosqlite:///{tmp_path / 'state' / 'podgate.db'}")
         return
+    from tests.postgres import database_name
+
     server: PostgresServer = request.getfixturevalue("postgres_server")
     async with server.database(database_name()) as url:
         yield Database("postgres", url.render_as_string(hide_password=False))
