@@ -8,6 +8,7 @@ its expirationTimestamp feeds our own TokenCache.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 from collections.abc import Mapping
@@ -33,13 +34,24 @@ class ExecResult:
     expires_at: datetime | None = None
 
 
-def exec_info(config: ExecConfig) -> str:
-    """The KUBERNETES_EXEC_INFO value handed to the plugin."""
+# The kubeconfig cluster keys an ExecCredential's spec.cluster carries (client.authentication.k8s.io Cluster).
+_CLUSTER_KEYS = ("server", "tls-server-name", "insecure-skip-tls-verify", "proxy-url", "disable-compression")
+EXEC_EXTENSION = "client.authentication.k8s.io/exec"
+
+
+def exec_info(config: ExecConfig, ca_data: bytes = b"") -> str:
+    """The KUBERNETES_EXEC_INFO value handed to the plugin.
+
+    `ca_data` is the cluster's CA (PEM) however the kubeconfig gave it: the plugin always gets
+    `certificate-authority-data`, never a path it may not be able to resolve.
+    """
     spec: dict[str, Any] = {"interactive": False}
     if config.provide_cluster_info:
-        cluster = {k: v for k, v in config.cluster_info.items() if k != "extensions"}
+        cluster = {k: config.cluster_info[k] for k in _CLUSTER_KEYS if k in config.cluster_info}
+        if ca_data:
+            cluster["certificate-authority-data"] = base64.b64encode(ca_data).decode()
         for ext in config.cluster_info.get("extensions") or ():
-            if isinstance(ext, Mapping) and ext.get("name") == "client.authentication.k8s.io/exec":
+            if isinstance(ext, Mapping) and ext.get("name") == EXEC_EXTENSION:
                 cluster["config"] = ext.get("extension")
         spec["cluster"] = cluster
     return json.dumps({"apiVersion": config.api_version, "kind": "ExecCredential", "spec": spec})
@@ -73,8 +85,8 @@ def parse_exec_output(config: ExecConfig, stdout: bytes) -> ExecResult:
     return ExecResult(token=token, client_cert_data=cert, client_key_data=key, expires_at=expires_at)
 
 
-async def run_exec_plugin(config: ExecConfig, *, cwd: str | None = None) -> ExecResult:
-    env = {**os.environ, **config.env, "KUBERNETES_EXEC_INFO": exec_info(config)}
+async def run_exec_plugin(config: ExecConfig, *, cwd: str | None = None, ca_data: bytes = b"") -> ExecResult:
+    env = {**os.environ, **config.env, "KUBERNETES_EXEC_INFO": exec_info(config, ca_data)}
     try:
         proc = await asyncio.create_subprocess_exec(
             config.command,

@@ -2,6 +2,8 @@
 
 File references (`certificate-authority`, `client-key`, `tokenFile`, ...) are resolved against the
 kubeconfig's directory but not opened here: the provider reads them, so this module stays testable.
+Supported users: token, tokenFile, client certificates, exec plugins, `auth-provider: oidc`, each
+optionally impersonating another identity (`as`, `as-uid`, `as-groups`, `as-user-extra`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from gateway.credentials.base import PROXY_SCHEMES, Impersonation
 
 EXEC_API_VERSIONS = frozenset({"client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"})
 
@@ -31,6 +36,19 @@ class ExecConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OidcConfig:
+    """`auth-provider: {name: oidc}`: an id-token, refreshed with the refresh token at the issuer."""
+
+    issuer: str
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    id_token: str = field(default="", repr=False)
+    refresh_token: str = field(default="", repr=False)
+    ca_data: bytes = b""  # idp-certificate-authority-data; empty and no ca_file: the system trust store
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class KubeconfigContext:
     """One context, resolved: cluster connection data and the user's way of authenticating."""
 
@@ -47,6 +65,14 @@ class KubeconfigContext:
     token: str = field(default="", repr=False)
     token_file: Path | None = None
     exec: ExecConfig | None = None
+    oidc: OidcConfig | None = None
+    proxy_url: str = ""
+    impersonation: Impersonation | None = None
+
+    @property
+    def bearer(self) -> bool:
+        """Whether requests carry a bearer token (otherwise the client certificate authenticates)."""
+        return bool(self.token or self.token_file or self.exec or self.oidc)
 
 
 def _named(doc: Mapping[str, Any], kind: str, name: str) -> Mapping[str, Any]:
@@ -91,9 +117,65 @@ def _exec_config(user: Mapping[str, Any], cluster: Mapping[str, Any]) -> ExecCon
     )
 
 
+_REMOVED_PROVIDERS = {
+    "gcp": "gke-gcloud-auth-plugin (exec)",
+    "azure": "kubelogin (exec)",
+}
+
+
+def _oidc_config(user: Mapping[str, Any], base_dir: Path) -> OidcConfig | None:
+    provider = user.get("auth-provider")
+    if not provider:
+        return None
+    name = str(provider.get("name", "")) if isinstance(provider, Mapping) else ""
+    if name in _REMOVED_PROVIDERS:
+        raise KubeconfigError(f"user.auth-provider {name!r} was removed from client-go; use {_REMOVED_PROVIDERS[name]}")
+    if name != "oidc":
+        raise KubeconfigError(f"user.auth-provider {name!r} is not supported; only 'oidc' is")
+    cfg = provider.get("config") or {}
+    if not isinstance(cfg, Mapping) or not cfg.get("idp-issuer-url") or not cfg.get("client-id"):
+        raise KubeconfigError("auth-provider oidc needs config.idp-issuer-url and config.client-id")
+    if not (cfg.get("id-token") or cfg.get("refresh-token")):
+        raise KubeconfigError("auth-provider oidc needs config.id-token or config.refresh-token")
+    issuer = str(cfg["idp-issuer-url"])
+    if urlsplit(issuer).scheme != "https":
+        raise KubeconfigError(f"auth-provider oidc idp-issuer-url must be https://, got {issuer!r}")
+    ca_data = cfg.get("idp-certificate-authority-data")
+    return OidcConfig(
+        issuer=issuer,
+        client_id=str(cfg["client-id"]),
+        client_secret=str(cfg.get("client-secret") or ""),
+        id_token=str(cfg.get("id-token") or ""),
+        refresh_token=str(cfg.get("refresh-token") or ""),
+        ca_data=_b64(ca_data, "idp-certificate-authority-data") if ca_data else b"",
+        ca_file=_path(cfg.get("idp-certificate-authority"), base_dir),
+    )
+
+
+def _impersonation(user: Mapping[str, Any]) -> Impersonation | None:
+    groups = tuple(str(g) for g in user.get("as-groups") or ())
+    raw_extra = user.get("as-user-extra") or {}
+    if not isinstance(raw_extra, Mapping):
+        raise KubeconfigError("user.as-user-extra must map keys to lists of values")
+    extra = tuple((str(k), tuple(str(v) for v in (vs if isinstance(vs, list) else [vs]))) for k, vs in raw_extra.items())
+    as_user, uid = str(user.get("as") or ""), str(user.get("as-uid") or "")
+    if not (as_user or uid or groups or extra):
+        return None
+    try:
+        return Impersonation(user=as_user, uid=uid, groups=groups, extra=extra)
+    except ValueError as exc:
+        raise KubeconfigError(f"user: {exc}") from None
+
+
+def _proxy_url(cluster: Mapping[str, Any]) -> str:
+    url = str(cluster.get("proxy-url") or "")
+    parts = urlsplit(url)
+    if url and (parts.scheme not in PROXY_SCHEMES or not parts.hostname):
+        raise KubeconfigError(f"cluster proxy-url must be one of {list(PROXY_SCHEMES)}://host:port")
+    return url
+
+
 def _check_user(user: Mapping[str, Any]) -> None:
-    if user.get("auth-provider"):
-        raise KubeconfigError("user.auth-provider is removed from Kubernetes; use an exec plugin instead")
     if user.get("username") or user.get("password"):
         raise KubeconfigError("basic auth (username/password) is not supported; use a token, certificate or exec")
 
@@ -132,4 +214,7 @@ def resolve_context(doc: Mapping[str, Any], context: str, base_dir: Path) -> Kub
         token=str(user.get("token") or ""),
         token_file=_path(user.get("tokenFile"), base_dir),
         exec=_exec_config(user, cluster),
+        oidc=_oidc_config(user, base_dir),
+        proxy_url=_proxy_url(cluster),
+        impersonation=_impersonation(user),
     )

@@ -15,9 +15,10 @@ from typing import Any
 from aiohttp import web
 
 from gateway.sim import discovery, handlers, listing, openapi, reviews, streams
-from gateway.sim.auth import Authenticator, Identity, service_account_identity
+from gateway.sim.auth import Authenticator, Identity
 from gateway.sim.errors import Forbidden, MethodNotAllowed, PathNotFound, SimError, Unauthorized
 from gateway.sim.faults import Faults, RequestRecord
+from gateway.sim.impersonation import impersonate
 from gateway.sim.rbac import Attributes, Authorizer, forbidden_message
 from gateway.sim.store import ObjectStore
 from gateway.sim.tables import to_table
@@ -190,15 +191,7 @@ class ApiServer:
         transport = request.transport
         cert = peer_identity(transport.get_extra_info("peercert")) if transport is not None else None
         identity = self.ctx.authn.authenticate(request.headers.get("Authorization"), cert)
-        user = request.headers.get("Impersonate-User")
-        if not user:
-            return identity
-        attrs = Attributes("impersonate", "users", name=user)
-        if not self.ctx.authz.allowed(identity, attrs):
-            raise Forbidden(forbidden_message(identity, attrs))
-        groups = tuple(request.headers.getall("Impersonate-Group", ()))
-        account = service_account_identity(*user.split(":")[2:4]) if user.startswith("system:serviceaccount:") else None
-        return account if account is not None and not groups else Identity(user, (*groups, "system:authenticated"))
+        return impersonate(identity, request.headers, self.ctx.authz)
 
     def _authorize(self, identity: Identity, info: RequestInfo) -> None:
         if info.resource in ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews"):

@@ -28,7 +28,8 @@ ANONYMOUS = "system:anonymous"
 class Identity:
     user: str
     groups: tuple[str, ...] = ()
-    extra: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    uid: str = ""
 
     @property
     def service_account(self) -> tuple[str, str] | None:

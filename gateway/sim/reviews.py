@@ -150,8 +150,10 @@ def self_subject_rules_review(authz: Authorizer, identity: Identity, body: Obj) 
 def self_subject_review(identity: Identity) -> Obj:
     """What `kubectl auth whoami` shows."""
     user: Obj = {"username": identity.user, "groups": list(identity.groups)}
-    if identity.service_account:
-        user["extra"] = {}
+    if identity.uid:
+        user["uid"] = identity.uid
+    if identity.extra or identity.service_account:
+        user["extra"] = {k: list(v) for k, v in identity.extra.items()}
     return {
         "kind": "SelfSubjectReview",
         "apiVersion": f"{AUTHN_GROUP}/v1",

@@ -80,7 +80,20 @@ def test_users_resolve(user: dict[str, Any], check: Any) -> None:
             "",
             "not valid base64",
         ),
-        (kubeconfig({"auth-provider": {"name": "gcp"}}), "", "auth-provider is removed"),
+        (kubeconfig({"auth-provider": {"name": "gcp"}}), "", "'gcp' was removed from client-go; use gke-gcloud-auth"),
+        (kubeconfig({"auth-provider": {"name": "keystone"}}), "", "'keystone' is not supported; only 'oidc'"),
+        (kubeconfig({"auth-provider": {"name": "oidc", "config": {"client-id": "k"}}}), "", "idp-issuer-url"),
+        (
+            kubeconfig({"auth-provider": {"name": "oidc", "config": {"client-id": "k", "idp-issuer-url": "https://i"}}}),
+            "",
+            "id-token or config.refresh-token",
+        ),
+        (kubeconfig({"token": "x", "as-groups": ["g"]}), "", r"needs a user \(`as`\)"),
+        (
+            kubeconfig({"token": "x"}, {"server": "https://a", "proxy-url": "ftp://SECRETPW@p:1"}),
+            "",
+            "proxy-url must be one of",
+        ),
         (kubeconfig({"username": "a", "password": "SECRETPW"}), "", "basic auth"),
         (kubeconfig({"exec": {"apiVersion": "v0", "command": "x"}}), "", "apiVersion 'v0'"),
         (kubeconfig({"exec": {"apiVersion": V1}}), "", "needs a command"),
@@ -148,6 +161,17 @@ def test_exec_info_carries_cluster_only_when_asked() -> None:
         exec_info(ExecConfig(command="p", api_version=V1, provide_cluster_info=True, cluster_info=cluster))
     )
     assert full["spec"]["cluster"] == {"server": "https://a", "config": {"k": 1}}
+
+
+def test_exec_info_carries_the_ca_as_data_even_when_the_kubeconfig_names_a_file() -> None:
+    cluster = {"server": "https://a", "certificate-authority": "/etc/ca.pem", "tls-server-name": "api.internal"}
+    config = ExecConfig(command="p", api_version=V1, provide_cluster_info=True, cluster_info=cluster)
+    sent = json.loads(exec_info(config, b"PEM BYTES"))["spec"]["cluster"]
+    assert sent == {
+        "server": "https://a",
+        "tls-server-name": "api.internal",
+        "certificate-authority-data": base64.b64encode(b"PEM BYTES").decode(),
+    }
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
@@ -18,6 +19,7 @@ from datetime import datetime
 from typing import Any, Self, TypeVar
 
 import aiohttp
+from multidict import CIMultiDict
 
 from gateway.clusters.kubeapi import request as rq
 from gateway.clusters.kubeapi.channels import ExecCollector, ExecResult
@@ -44,7 +46,8 @@ from gateway.clusters.kubeapi.errors import (
 )
 from gateway.clusters.kubeapi.request import KubeObject, Request, Resource
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, Draw, RetryPolicy, decide
-from gateway.credentials.base import CredentialProvider
+from gateway.credentials import proxy as proxies
+from gateway.credentials.base import CredentialProvider, Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,7 @@ class ClusterClient:
         self._sleep = sleep
         self._draw = draw
         self._session: aiohttp.ClientSession | None = None
+        self._endpoint: Endpoint | None = None
         self._base = ""
         self._server_hostname: str | None = None
         self._lock = asyncio.Lock()
@@ -105,31 +109,43 @@ class ClusterClient:
     # --- the one outbound path ------------------------------------------------------------
 
     async def _open_session(self) -> aiohttp.ClientSession:
-        if self._session is not None:
+        """The session for the provider's current endpoint. When the endpoint changes (an exec plugin's
+        client certificate expired and was renewed), the old session and its connections are closed,
+        as client-go closes every connection when its client certificate rotates."""
+        endpoint = await self._provider.endpoint()
+        if self._session is not None and endpoint is self._endpoint:
             return self._session
         async with self._lock:
             if self._closed:
                 raise RuntimeError(f"client of cluster {self.name!r} is closed")
-            if self._session is None:
-                endpoint = await self._provider.endpoint()
-                # No pool limit: watches and followed logs each hold a connection for their lifetime, and
-                # a full pool would stall every other call. Callers bound how many streams they open.
-                connector = aiohttp.TCPConnector(ssl=endpoint.ssl_context(), limit=0)
-                self._base = endpoint.server.rstrip("/")
-                self._server_hostname = endpoint.tls_server_name or None
-                self._session = aiohttp.ClientSession(
-                    connector=connector, headers={"User-Agent": USER_AGENT}, trust_env=False
-                )
+            if self._session is None or endpoint != self._endpoint:
+                old, self._session = self._session, self._new_session(endpoint)
+                if old is not None:
+                    await old.close()
+            self._endpoint = endpoint
             return self._session
 
-    async def _headers(self, request: Request, *, force_refresh: bool) -> dict[str, str]:
-        headers = _SecretHeaders(request.headers)
+    def _new_session(self, endpoint: Endpoint) -> aiohttp.ClientSession:
+        # No pool limit: watches and followed logs each hold a connection for their lifetime, and
+        # a full pool would stall every other call. Callers bound how many streams they open.
+        proxy = proxies.proxy_for(endpoint.server, endpoint.proxy_url, os.environ)
+        connector = proxies.connector(endpoint.ssl_context(), proxy, proxy_ca=endpoint.ca_data)
+        self._base = endpoint.server.rstrip("/")
+        self._server_hostname = endpoint.tls_server_name or None
+        # trust_env=False: the proxy is chosen above, from the kubeconfig and HTTPS_PROXY/NO_PROXY, once.
+        return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT}, trust_env=False)
+
+    async def _headers(self, request: Request, *, force_refresh: bool) -> Headers:
+        headers = Headers(request.headers)
         token = await self._provider.token(force_refresh=force_refresh)
         if token is not None:
             headers["Authorization"] = f"Bearer {token.value}"
+        if self._endpoint is not None and self._endpoint.impersonation is not None:
+            for name, value in self._endpoint.impersonation.headers():
+                headers.add(name, value)
         return headers
 
-    async def _call(self, request: Request, send: Callable[[aiohttp.ClientSession, dict[str, str]], Awaitable[T]]) -> T:
+    async def _call(self, request: Request, send: Callable[[aiohttp.ClientSession, Headers], Awaitable[T]]) -> T:
         """Run `send` with fresh credentials under the retry policy; `send` raises KubeError for answers."""
         attempt, refreshed, force = 0, False, False
         while True:
@@ -168,7 +184,7 @@ class ClusterClient:
         raise error_for(response.status, body, cluster=self.name, call=request.call, retry_after=retry_after)
 
     async def _request(
-        self, session: aiohttp.ClientSession, request: Request, headers: dict[str, str], limits: aiohttp.ClientTimeout
+        self, session: aiohttp.ClientSession, request: Request, headers: Headers, limits: aiohttp.ClientTimeout
     ) -> aiohttp.ClientResponse:
         try:
             response = await session.request(
@@ -192,7 +208,7 @@ class ClusterClient:
         """The whole body of a 2xx answer; reading it is part of the retried attempt."""
         timeout = aiohttp.ClientTimeout(total=self.timeouts.request, connect=self.timeouts.connect)
 
-        async def send(session: aiohttp.ClientSession, headers: dict[str, str]) -> bytes:
+        async def send(session: aiohttp.ClientSession, headers: Headers) -> bytes:
             async with await self._request(session, request, headers, timeout) as response:
                 try:
                     return await response.read()
@@ -202,7 +218,7 @@ class ClusterClient:
         return await self._call(request, send)
 
     async def _open_ws(self, request: Request) -> aiohttp.ClientWebSocketResponse:
-        async def send(session: aiohttp.ClientSession, headers: dict[str, str]) -> aiohttp.ClientWebSocketResponse:
+        async def send(session: aiohttp.ClientSession, headers: Headers) -> aiohttp.ClientWebSocketResponse:
             try:
                 return await session.ws_connect(
                     self._base + request.path,
@@ -462,11 +478,12 @@ class ClusterClient:
         return collector.result()
 
 
-class _SecretHeaders(dict[str, str]):
-    """Request headers whose repr (tracebacks, debuggers) never shows the Authorization value."""
+class Headers(CIMultiDict[str]):
+    """Request headers (a name may repeat, as Impersonate-Group does) whose repr (tracebacks,
+    debuggers) never shows the Authorization value."""
 
     def __repr__(self) -> str:
-        return repr({k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in self.items()})
+        return repr([(k, "<redacted>" if k.lower() == "authorization" else v) for k, v in self.items()])
 
 
 def _never_connected(exc: BaseException) -> bool:
