@@ -5,11 +5,15 @@ proxies are real ones on loopback that record each tunnel, so "went through the 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.clusters import kubeapi as k
 from gateway.clusters.kubeapi import ClusterClient, EventType, WatchTarget
@@ -150,3 +154,55 @@ async def test_the_oidc_issuer_is_reached_through_https_proxy(
             await provider.close()
         port = int(issuer.url.rsplit(":", 1)[1])
         assert proxy.saw("127.0.0.1", port) and issuer.refreshes == 1
+
+
+PLUGIN = """
+import json, os, sys
+open(sys.argv[1], "w").write(os.environ["KUBERNETES_EXEC_INFO"])
+print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",
+                  "status": {"token": os.environ["TOKEN"]}}))
+"""
+
+
+async def test_a_kubeconfig_path_list_is_merged_first_file_wins(
+    sim: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KUBECONFIG=missing:a:b, as people export it: `a` holds the cluster (with a CA file relative to `a`)
+    and the context, `b` the user and another copy of the cluster; the first definition of each wins."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = write_kubeconfig(sim, tmp_path / "a" / "config", {"token": sim.admin_token}, ca_file=tmp_path / "a" / "ca.pem")
+    doc_a = yaml.safe_load(a.read_text())
+    doc_b = yaml.safe_load(a.read_text())
+    doc_a["users"] = []  # `a` names a user it does not define: `b` does
+    doc_b["current-context"] = "elsewhere"
+    doc_b["clusters"][0]["cluster"] = {"server": "https://127.0.0.1:1", "certificate-authority": "missing.pem"}
+    a.write_text(yaml.safe_dump(doc_a))
+    (tmp_path / "b" / "config").write_text(yaml.safe_dump(doc_b))
+    monkeypatch.setenv("PODGATE_TEST_KUBECONFIG", f"{tmp_path / 'missing'}:{a}:{tmp_path / 'b' / 'config'}")
+    provider = build_provider("kube-p", CredentialsRef(source="kubeconfig", params={"envVar": "PODGATE_TEST_KUBECONFIG"}))
+    async with ClusterClient(provider) as client:
+        await client.list_pods("default")
+        assert (await provider.endpoint()).server == sim.url
+
+
+async def test_provide_cluster_info_passes_a_file_ca_as_data(sim: SimCluster, tmp_path: Path) -> None:
+    script = tmp_path / "plugin.py"
+    script.write_text(PLUGIN)
+    sim.add_static_token("plugin-token", "carol", ("system:masters",))
+    user = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1",
+            "command": sys.executable,
+            "args": [str(script), str(tmp_path / "info.json")],
+            "env": [{"name": "TOKEN", "value": "plugin-token"}],
+            "provideClusterInfo": True,
+        }
+    }
+    path = write_kubeconfig(sim, tmp_path / "exec.kubeconfig", user, ca_file=tmp_path / "ca.pem", **{"tls-server-name": "localhost"})
+    async with client_for(path, sim.name) as client:
+        await client.list_pods("default")
+    cluster = json.loads((tmp_path / "info.json").read_text())["spec"]["cluster"]
+    assert base64.b64decode(cluster["certificate-authority-data"]) == sim.ca_pem
+    assert "certificate-authority" not in cluster
+    assert cluster["tls-server-name"] == "localhost" and cluster["server"] == sim.url
