@@ -54,9 +54,13 @@ class PodTrack:
         await self._synced.wait()
 
     async def wait(self, within: float) -> None:
-        """Returns when the pod or its events change, or after `within` seconds."""
+        """Returns when the pod or its events change, or after `within` seconds.
+
+        `asyncio.timeout`, not `wait_for`: on Python 3.11, wait_for swallows a cancel that comes just after a
+        change, and a log follower cancelled then would keep following."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), within)
+            async with asyncio.timeout(within):
+                await self._changed.wait()
         self._changed.clear()
 
     async def settle_events(self, *, quiet: float, within: float) -> None:

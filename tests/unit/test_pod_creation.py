@@ -1,0 +1,211 @@
+"""Creation with fakes of our cluster protocol: exactly one pod, failover only when that is certainly safe.
+
+The riskiest branch is a create the API server applied whose answer was lost: the request must stay
+pinned to that cluster and pod name until a read tells, never create a second pod, never fail over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gateway import domain
+from gateway.clusters.kubeapi import errors as ke
+from gateway.placement import engine
+from gateway.pods import builder, creation
+from gateway.pods.creation import Created, Creator
+from gateway.pods.journal import Journal
+from gateway.pods.runstate import RunState
+from gateway.store.sql import SqlStore
+from tests.unit.pod_fakes import (
+    CreateFault,
+    FakeCluster,
+    FakeClusters,
+    answered,
+    journalled,
+    lost_answer,
+    no_answer,
+    opened_store,
+    pod_request,
+    submitted,
+)
+
+
+@dataclass
+class World:
+    store: SqlStore
+    journal: Journal
+    clusters: FakeClusters
+    first: FakeCluster  # the placement's first choice
+    second: FakeCluster
+
+    def creator(self) -> Creator:
+        return Creator(self.clusters, self.store, self.journal, gateway_id="podgate")
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    store, journal = await opened_store(tmp_path)
+    clusters = FakeClusters({"a": FakeCluster("a"), "b": FakeCluster("b")})
+    first = engine.place(pod_request(), clusters.snapshots()).cluster
+    second = ({"a", "b"} - {first}).pop()
+    yield World(store, journal, clusters, clusters.clusters[first], clusters.clusters[second])
+    await journal.close()
+    await store.close()
+
+
+def create_failures(items: list[domain.StreamItem]) -> list[str]:
+    return [i.message for i in items if isinstance(i, domain.PhaseChange) and i.reason == "CreateFailed"]
+
+
+async def test_a_create_that_succeeds_is_stored_as_pending_on_the_first_choice(world: World) -> None:
+    state = await submitted(world.store, pod_request())
+    await world.creator().place_and_create(state)
+    assert world.clusters.all_pods() == [(world.first.name, state.record.name)]
+    assert (state.record.cluster, state.record.phase) == (world.first.name, domain.PodPhase.PENDING)
+    stored = await world.store.get_pod_record("r1")
+    assert stored is not None and (stored.cluster, stored.name) == (world.first.name, state.record.name)
+    placed = [i for i in await journalled(world.store, world.journal, "r1") if isinstance(i, domain.PlacementDecision)]
+    assert [p.cluster for p in placed] == [world.first.name]
+    assert list(world.first.tracks) == [("default", state.record.name)]  # tracked from before the create
+
+
+async def test_lost_answer_read_back_finds_our_pod_and_never_creates_again(world: World) -> None:
+    world.first.create_faults = [lost_answer()]
+    state = await submitted(world.store, pod_request())
+    await world.creator().place_and_create(state)
+    assert world.clusters.all_pods() == [(world.first.name, state.record.name)]
+    assert world.first.creates == [state.record.name] and world.second.creates == []
+    assert state.record.phase is domain.PodPhase.PENDING
+
+
+async def test_lost_answer_with_unanswered_reads_stays_pinned_to_the_cluster_and_name(world: World) -> None:
+    """Answers lost for the create and for the reads that follow, past the placement timeout: the request
+    keeps to that cluster and pod name until a read tells, and ends with the one pod the server holds."""
+    world.first.create_faults = [lost_answer(), CreateFault(no_answer())]
+    world.first.get_faults = [no_answer(), answered(503, "ServiceUnavailable"), no_answer()]
+    state = await submitted(world.store, pod_request())  # placement timeout 0: already past
+    await world.creator().place_and_create(state)
+    name = state.record.name
+    assert world.clusters.all_pods() == [(world.first.name, name)]
+    assert world.second.creates == []  # never a failover
+    assert world.first.creates == [name] * 4  # the same name each time: AlreadyExists, never a second pod
+    assert (state.record.cluster, state.record.phase) == (world.first.name, domain.PodPhase.PENDING)
+    items = await journalled(world.store, world.journal, "r1")
+    assert [p.cluster for p in items if isinstance(p, domain.PlacementDecision)] == [world.first.name]
+    assert create_failures(items) == [f"creating the pod on {world.first.name} failed; outcome unknown, "
+                                      "checking before any failover"] * 3  # fmt: skip
+
+
+async def test_a_restart_after_storing_the_placement_resumes_on_that_cluster_and_name(world: World) -> None:
+    """The gateway stored the placement and sent the create, then died: the resumed run creates the same
+    name on the same cluster (meeting its own pod), even though that cluster is now cordoned."""
+    request = pod_request()
+    await submitted(world.store, request)
+    body = builder.build_pod(request, cluster=world.first.name, gateway_id="podgate", name_suffix="k3x9q2ab")
+    name = body["metadata"]["name"]
+    decision = engine.place(request, world.clusters.snapshots())
+    await world.store.record_placement(
+        "r1", cluster=world.first.name, region="eu-west-1", namespace="default", name=name, decision=decision,
+        phase=domain.PodPhase.QUEUED,
+    )  # fmt: skip
+    world.first.pods[("default", name)] = body  # the create landed; its answer died with the gateway
+    world.first.cordoned = True
+    stored = await world.store.get_pod_record("r1")
+    assert stored is not None
+    resumed = RunState(stored)
+    await world.creator().place_and_create(resumed)
+    assert (resumed.record.cluster, resumed.record.name, resumed.record.phase) == (
+        world.first.name, name, domain.PodPhase.PENDING,
+    )  # fmt: skip
+    assert world.first.creates == [name] and world.second.creates == []
+    assert world.clusters.all_pods() == [(world.first.name, name)]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        CreateFault(no_answer(maybe_sent=False)),  # connection refused: never sent
+        CreateFault(answered(429, "TooManyRequests")),
+        CreateFault(answered(403, "Forbidden")),
+        CreateFault(answered(404, "NotFound")),  # the namespace is missing there
+    ],
+    ids=["refused-connection", "429", "403", "404"],
+)
+async def test_a_create_certainly_not_applied_fails_over(world: World, fault: CreateFault) -> None:
+    world.first.create_faults = [fault]
+    state = await submitted(world.store, pod_request())
+    await world.creator().place_and_create(state)
+    assert world.clusters.all_pods() == [(world.second.name, state.record.name)]
+    assert state.record.cluster == world.second.name
+    assert state.record.decision is not None and "after failover" in state.record.decision.reason
+    assert world.first.tracks == {}  # the failed attempt's track is released
+    assert create_failures(await journalled(world.store, world.journal, "r1")) == [
+        f"creating the pod on {world.first.name} failed; trying the next candidate"
+    ]
+
+
+async def test_an_unknown_outcome_read_back_as_not_found_fails_over(world: World) -> None:
+    world.first.create_faults = [CreateFault(answered(500, "InternalError"))]  # not applied, as the read shows
+    state = await submitted(world.store, pod_request())
+    await world.creator().place_and_create(state)
+    assert world.clusters.all_pods() == [(world.second.name, state.record.name)]
+
+
+@pytest.mark.parametrize("status", [(422, "Invalid"), (400, "BadRequest")])
+async def test_a_refused_pod_is_rejected_without_failover(world: World, status: tuple[int, str]) -> None:
+    world.first.create_faults = [CreateFault(answered(*status, message="spec.containers[0].image: Required value"))]
+    state = await submitted(world.store, pod_request())
+    with pytest.raises(creation.Rejected) as raised:
+        await world.creator().place_and_create(state)
+    assert raised.value.result().reason == "Rejected"
+    assert "spec.containers[0].image: Required value" in raised.value.result().message
+    assert world.second.creates == [] and world.clusters.all_pods() == []
+    assert world.first.tracks == {}
+
+
+async def test_a_pod_of_that_name_that_is_not_ours_is_name_taken(world: World) -> None:
+    request = pod_request(keep_name=True)
+    world.first.pods[("default", "job")] = {"metadata": {"name": "job", "annotations": {}}}
+    state = await submitted(world.store, request)
+    with pytest.raises(creation.NameTaken):
+        await world.creator().place_and_create(state)
+    assert world.second.creates == []
+    assert world.first.pods[("default", "job")] == {"metadata": {"name": "job", "annotations": {}}}
+
+
+async def test_cancel_while_waiting_for_a_cluster_ends_creation(world: World) -> None:
+    world.first.create_faults = [CreateFault(no_answer(maybe_sent=False))] * 100
+    world.second.create_faults = [CreateFault(no_answer(maybe_sent=False))] * 100
+    request = pod_request(placement=domain.PlacementSpec(timeout_seconds=60))
+    state = await submitted(world.store, request)
+    state.cancel("stop")
+    with pytest.raises(creation.Cancelled) as raised:
+        await world.creator().place_and_create(state)
+    assert raised.value.result() == domain.PodResult(
+        phase=domain.PodPhase.CANCELLED, reason="Cancelled", message="stop"
+    )
+    assert world.clusters.all_pods() == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "read", "expected"),
+    [
+        (None, None, Created.YES),
+        (lost_answer(), None, Created.YES),  # read back: ours
+        (lost_answer(), no_answer(), Created.UNKNOWN),  # read unanswered: stay
+        (CreateFault(answered(503, "ServiceUnavailable")), None, Created.NO),  # read back: not there
+        (CreateFault(answered(503, "ServiceUnavailable")), answered(500, "InternalError"), Created.UNKNOWN),
+        (CreateFault(no_answer(maybe_sent=False)), None, Created.NO),
+        (CreateFault(answered(401, "Unauthorized")), None, Created.NO),
+    ],
+)
+async def test_create_resolves_each_outcome(
+    fault: CreateFault | None, read: ke.KubeError | None, expected: Created
+) -> None:
+    cluster = FakeCluster("a", create_faults=[fault] if fault else [], get_faults=[read] if read else [])
+    body = {"metadata": {"name": "job-x", "annotations": {builder.REQUEST_ID_ANNOTATION: "r1"}}}
+    assert await creation.create(cluster, "default", body) is expected

@@ -1,0 +1,46 @@
+"""PodTrack.wait under cancellation: a cancel that comes with a change is never lost.
+
+A log follower loops on `wait`; had the cancel that stops it been swallowed (as `asyncio.wait_for`
+does on Python 3.11 when the awaited event is set at the same moment), it would follow on forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.clusters.tracking import PodTrack
+
+
+@pytest.mark.parametrize("ticks", [0, 1, 2, 3])
+async def test_a_cancel_right_after_a_change_cancels_the_wait(ticks: int) -> None:
+    synced = asyncio.Event()
+    synced.set()
+    track = PodTrack(synced)
+    waiting = asyncio.create_task(track.wait(30))
+    await asyncio.sleep(0)
+    track.poke()
+    for _ in range(ticks):
+        await asyncio.sleep(0)
+    ended_before = waiting.done()
+    waiting.cancel()
+    try:
+        await waiting
+    except asyncio.CancelledError:
+        return
+    assert ended_before, "the wait returned normally after it was cancelled: the cancel was lost"
+
+
+async def test_wait_returns_on_a_change_and_after_its_time() -> None:
+    synced = asyncio.Event()
+    track = PodTrack(synced)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await track.wait(0.05)  # nothing changed: returns after its time
+    assert loop.time() - start >= 0.04
+    waiting = asyncio.create_task(track.wait(30))
+    await asyncio.sleep(0)
+    track.update({"metadata": {"name": "p"}})
+    await asyncio.wait_for(waiting, 5)
+    assert track.seen
