@@ -24,7 +24,7 @@ from gateway.api.cluster_service import ClusterService
 from gateway.api.credentials_service import CredentialsService
 from gateway.api.dispatch_service import DispatchService
 from gateway.clusters import files
-from gateway.clusters.kubeapi.client import ClusterClient
+from gateway.clusters.kubeapi.client import ClusterClient, Timeouts
 from gateway.clusters.registry import Registry
 from gateway.config import Settings, describe_listener, listener_problems, load_config, missing_files
 from gateway.credentials.base import CredentialProvider
@@ -120,7 +120,8 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         return build_provider(spec.name, spec.credentials, kubeconfig_dir=config.kubeconfig_dir)
 
     def client_for(spec: domain.ClusterSpec, provider: CredentialProvider) -> ClusterClient:
-        return ClusterClient(provider, name=spec.name)
+        timeouts = Timeouts(log_inactivity=config.settings.log_inactivity_seconds)
+        return ClusterClient(provider, name=spec.name, timeouts=timeouts)
 
     registry = Registry(
         store,

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from gateway.clusters.kubeapi.client import LOG_INACTIVITY_SECONDS
 from gateway.credentials.issuing import MIN_TTL_SECONDS
 from gateway.placement.scoring import STRATEGIES
 from gateway.policy import reading as rd
@@ -61,6 +62,7 @@ class Settings:
     audit_sink: str = ""  # a JSON-lines file; "-" for standard output; "" for the store only
     log_format: str = "text"
     log_level: str = "info"
+    log_inactivity_seconds: float = LOG_INACTIVITY_SECONDS  # a log stream silent this long is reopened
     metrics_listen: str = ""  # e.g. 0.0.0.0:9090; "" serves no metrics endpoint
     tls: TlsSettings = field(default_factory=TlsSettings)
     limits: InputLimits = field(default_factory=InputLimits)
@@ -95,7 +97,8 @@ RELOADABLE = frozenset({"tenants", "tenants_file", "static_tokens", "oidc", "lim
 _SCALARS: tuple[str, ...] = (
     "listen", "gateway_id", "state_dir", "cluster_files", "probe_interval", "gc_interval", "tenants",
     "placement.strategy", "kubeconfig.max_ttl_seconds", "audit.sink", "logging.format", "logging.level",
-    "metrics.listen", "tls.cert_file", "tls.key_file", "tls.client_ca_file", "tls.require_client_cert",
+    "streams.log_inactivity_seconds", "metrics.listen", "tls.cert_file", "tls.key_file", "tls.client_ca_file",
+    "tls.require_client_cert",
     *(f"limits.{f.name}" for f in fields(InputLimits)),
     "authentication.oidc.issuer", "authentication.oidc.audience", "authentication.oidc.jwks_url",
     "authentication.oidc.groups_claim",
@@ -221,6 +224,7 @@ def parse_config(
         placement_strategy=_one(top.section("placement"), "strategy", rd.one_of(*STRATEGIES), "least-loaded"),
         kubeconfig_max_ttl_seconds=_one(top.section("kubeconfig"), "max_ttl_seconds", rd.integer, 8 * 3600),
         audit_sink=_one(top.section("audit"), "sink", rd.text, ""),
+        log_inactivity_seconds=_one(top.section("streams"), "log_inactivity_seconds", rd.number, LOG_INACTIVITY_SECONDS),
         metrics_listen=_one(top.section("metrics"), "listen", _address, ""),
         tls=_tls(top.section("tls"), base_dir),
         limits=_limits(top.section("limits")),
@@ -236,6 +240,8 @@ def parse_config(
         problems.add("kubeconfig.max_ttl_seconds", f"at least {MIN_TTL_SECONDS} (Kubernetes' minimum)")
     if settings.probe_interval <= 0:
         problems.add("probe_interval", "must be more than 0")
+    if settings.log_inactivity_seconds <= 0:
+        problems.add("streams.log_inactivity_seconds", "must be more than 0")
     for i, tenant in enumerate(settings.tenants.tenants.values()):
         if tenant.kubeconfig.max_ttl_seconds > settings.kubeconfig_max_ttl_seconds:
             problems.add(

@@ -17,7 +17,7 @@ from aiohttp import web
 from gateway.sim import discovery, handlers, listing, openapi, reviews, streams
 from gateway.sim.auth import Authenticator, Identity
 from gateway.sim.errors import Forbidden, MethodNotAllowed, PathNotFound, SimError, Unauthorized
-from gateway.sim.faults import Faults, RequestRecord
+from gateway.sim.faults import Faults, LogSilence, RequestRecord, hang
 from gateway.sim.impersonation import impersonate
 from gateway.sim.rbac import Attributes, Authorizer, forbidden_message
 from gateway.sim.store import ObjectStore
@@ -163,6 +163,8 @@ class ApiServer:
         faults = self.ctx.faults
         if faults.latency:
             await asyncio.sleep(faults.latency)
+        if faults.blackhole:
+            await hang()
         parts = [p for p in request.path.split("/") if p]
         info: RequestInfo | None = None
         user = ""
@@ -213,7 +215,8 @@ class ApiServer:
     async def _dispatch(self, request: web.Request, info: RequestInfo, identity: Identity) -> web.StreamResponse:
         ctx, store = self.ctx, self.ctx.store
         if info.subresource == "log":
-            return await streams.serve_logs(request, store, ctx.kubelet, info.namespace, info.name)
+            silence = LogSilence(ctx.faults)
+            return await streams.serve_logs(request, store, ctx.kubelet, info.namespace, info.name, silence)
         if info.subresource == "exec":
             return await streams.serve_exec(request, store, ctx.kubelet, info.namespace, info.name)
         if info.verb == "watch":

@@ -210,6 +210,16 @@ class SimCluster:
         self.faults.outage = False
         await self._listen()
 
+    def blackhole(self, on: bool = True) -> None:
+        """New requests are accepted, then never answered (no FIN, no RST), until `blackhole(False)`;
+        requests caught by it stay silent for good."""
+        self.faults.blackhole = on
+
+    def silence_log_streams(self) -> None:
+        """Every log stream open now goes silent for good, as if its connection were dropped on the way;
+        streams opened later are served normally."""
+        self.faults.log_silences += 1
+
     def drop_watches(self) -> int:
         """Ends every open watch stream now (clients see the stream close and must re-watch)."""
         return self.store.close_watches()

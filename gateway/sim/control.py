@@ -7,8 +7,9 @@ DIR/control.yaml, mode 0600; in Python: `world.control.url`, `world.control.toke
     GET    /clusters                          names and URLs
     GET    /clusters/{c}/faults               current settings
     PATCH  /clusters/{c}/faults               {"latency": 0.2, "errorRate": 0.1, "errorCode": 429,
-                                               "retryAfter": 1, "outage": true}
+                                               "retryAfter": 1, "outage": true, "blackhole": true}
     POST   /clusters/{c}/drop-watches         ends every open watch; {"dropped": n}
+    POST   /clusters/{c}/silence-logs         every open log stream goes silent for good (no FIN, no RST)
     POST   /clusters/{c}/nodes/{node}/fail    node failure (pods go Failed/NodeLost)
     POST   /clusters/{c}/nodes/{node}/recover
     GET    /clusters/{c}/requests             counters per (verb, resource) and the recent request log
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from gateway.sim.cluster import SimCluster, SimWorld
 
 _SETTINGS = {"latency": "latency", "errorRate": "error_rate", "errorCode": "error_code", "retryAfter": "retry_after"}
+_SWITCHES = ("outage", "blackhole")
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -54,6 +56,7 @@ class ControlServer:
         app.router.add_get("/clusters/{c}/faults", self._cluster(self._get_faults))
         app.router.add_patch("/clusters/{c}/faults", self._cluster(self._set_faults))
         app.router.add_post("/clusters/{c}/drop-watches", self._cluster(self._drop))
+        app.router.add_post("/clusters/{c}/silence-logs", self._cluster(self._silence_logs))
         app.router.add_post("/clusters/{c}/nodes/{node}/{action:fail|recover}", self._cluster(self._node))
         app.router.add_get("/clusters/{c}/requests", self._cluster(self._requests))
         app.router.add_delete("/clusters/{c}/requests", self._cluster(self._reset))
@@ -110,17 +113,27 @@ class ControlServer:
         body = await request.json()
         if not isinstance(body, dict):
             raise ValueError("expected a JSON object of fault settings")
-        unknown = set(body) - set(_SETTINGS) - {"outage"}
+        unknown = set(body) - set(_SETTINGS) - set(_SWITCHES)
         if unknown:
-            raise ValueError(f"unknown fault settings {sorted(unknown)}: use {sorted([*_SETTINGS, 'outage'])}")
+            raise ValueError(f"unknown fault settings {sorted(unknown)}: use {sorted([*_SETTINGS, *_SWITCHES])}")
+        for switch in _SWITCHES:
+            if switch in body and not isinstance(body[switch], bool):
+                raise ValueError(f"{switch} must be true or false, got {body[switch]!r}")
         cluster.set_faults(**{_SETTINGS[k]: v for k, v in body.items() if k in _SETTINGS})
         if "outage" in body:
             await (cluster.outage() if body["outage"] else cluster.restore())
+        if "blackhole" in body:
+            cluster.blackhole(body["blackhole"])
         return cluster.faults.settings()
 
     @staticmethod
     async def _drop(cluster: SimCluster, request: web.Request) -> Any:
         return {"dropped": cluster.drop_watches()}
+
+    @staticmethod
+    async def _silence_logs(cluster: SimCluster, request: web.Request) -> Any:
+        cluster.silence_log_streams()
+        return {"silenced": cluster.faults.log_silences}
 
     @staticmethod
     async def _node(cluster: SimCluster, request: web.Request) -> Any:

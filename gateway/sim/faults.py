@@ -4,10 +4,16 @@
 request log and counters per (verb, resource) that benchmarks read to count API calls. A request is
 recorded when it ends: an open watch, log stream or exec session is counted once it closes. Outages,
 dropped watches and node failures act on the running server and store: see `SimCluster`.
+
+Two faults model a network that drops packets without FIN or RST (a NAT or load balancer forgetting a
+flow, a node's link going away): `blackhole` (a new request is accepted, then never answered) and
+silenced log streams (every log stream open at that moment sends nothing more, ever). Only a client's
+read deadline or TCP keepalive gets it out; the kernel still ACKs, so keepalive alone cannot.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -38,6 +44,8 @@ class Faults:
     error_code: int = 429  # 429 (with Retry-After) or 500
     retry_after: int = 1
     outage: bool = False  # the listener is closed: connection refused
+    blackhole: bool = False  # new requests are accepted, then never answered
+    log_silences: int = 0  # how many times open log streams were silenced (see `LogSilence`)
     rng: random.Random = field(default_factory=random.Random, repr=False)
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)
     log: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
@@ -71,6 +79,7 @@ class Faults:
             "errorCode": self.error_code,
             "retryAfter": self.retry_after,
             "outage": self.outage,
+            "blackhole": self.blackhole,
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -98,6 +107,26 @@ class Faults:
                 self.retry_after = int(_non_negative(key, value))
             else:
                 raise ValueError(f"unknown fault setting {key!r}: latency, error_rate, error_code, retry_after")
+
+
+async def hang() -> None:
+    """Never returns: the request's connection stays open and silent until the client gives up
+    (the server cancels the handler when the client closes the connection)."""
+    await asyncio.Event().wait()
+
+
+class LogSilence:
+    """One log stream's view of `Faults.log_silences`: once the counter moves past the value it had
+    when the stream opened, the stream goes silent for good, like a connection dropped on the way."""
+
+    def __init__(self, faults: Faults) -> None:
+        self._faults = faults
+        self._opened_at = faults.log_silences
+
+    async def check(self) -> None:
+        """Returns at once, or never."""
+        if self._faults.log_silences != self._opened_at:
+            await hang()
 
 
 def _non_negative(key: str, value: Any) -> float:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from gateway.sim.errors import BadRequest, SimError
+from gateway.sim.faults import LogSilence
 from gateway.sim.store import ObjectStore
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
@@ -112,7 +113,12 @@ def _no_kubelet(pod: Mapping[str, Any], container: str) -> SimError:
 
 
 async def serve_logs(
-    request: web.Request, store: ObjectStore, kubelet: KubeletStreams | None, namespace: str, name: str
+    request: web.Request,
+    store: ObjectStore,
+    kubelet: KubeletStreams | None,
+    namespace: str,
+    name: str,
+    silence: LogSilence | None = None,
 ) -> web.StreamResponse:
     pod = store.get("pods", namespace, name)
     query = request.query
@@ -143,9 +149,11 @@ async def serve_logs(
         await response.prepare(request)
         chunk = await first
         if chunk:
-            await response.write(chunk)
+            await _write(response, chunk, silence)
             async for chunk in chunks:
-                await response.write(chunk)
+                await _write(response, chunk, silence)
+        if silence is not None:
+            await silence.check()
         await response.write_eof()
         return response
     finally:
@@ -156,6 +164,12 @@ async def serve_logs(
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def _write(response: web.StreamResponse, chunk: bytes, silence: LogSilence | None) -> None:
+    if silence is not None:
+        await silence.check()
+    await response.write(chunk)
 
 
 def exit_status(code: int, command: list[str]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from google.protobuf import duration_pb2
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, start_gateway
+from gateway.config import Settings
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import gateway_config, logs, pod_request, result, run_to_end
 
@@ -190,3 +191,31 @@ async def test_no_capacity_now_waits_then_places(stub: dispatch_pb2_grpc.Dispatc
     events = await run_to_end(stub, third)
     assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
     assert "third" in logs(events)
+
+
+async def test_a_log_connection_dropped_silently_is_reopened_and_loses_and_repeats_no_line(
+    world: SimWorld, tmp_path: Path
+) -> None:
+    """The log connection goes silent (no FIN, no RST) mid-run: after `streams.log_inactivity_seconds`
+    the gateway reopens it from its last line's time and fetches the lines written since; a container
+    silent for longer than that is reopened cheaply too, repeating nothing."""
+    code = "import time\nfor i in range(30):\n    print(f'tick {i}', flush=True)\n    time.sleep(2.5 if i == 20 else 0.1)"
+    config = replace(gateway_config(tmp_path), settings=Settings(log_inactivity_seconds=1.0))
+    gw = await start_gateway(config)
+    channel, stub = await stub_for(gw)
+    cluster = world.clusters["local-eu-cpu"]
+    seen: list[dispatch_pb2.PodEvent] = []
+    try:
+        async for r in stub.RunPod(dispatch_pb2.RunPodRequest(pod=pod_request(code, regions=("eu-central-1",))),
+                                   timeout=60):  # fmt: skip
+            seen.append(r.event)
+            if r.event.WhichOneof("event") == "log" and r.event.log.text == "tick 3":
+                cluster.silence_log_streams()
+    finally:
+        await channel.close()
+        await gw.stop()
+    assert logs(seen) == [f"tick {i}" for i in range(30)]
+    assert result(seen).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    # Reopened after the silencing and during the quiet 2.5 s (a silenced stream is never counted: the
+    # simulator records a request when its handler returns, and this one is cancelled when the gateway leaves).
+    assert cluster.request_counts()[("get", "pods/log")] >= 2

@@ -118,6 +118,24 @@ async def test_control_endpoint_switches_faults_and_reports_counters(
         assert missing.status == 404
 
 
+async def test_blackhole_accepts_then_never_answers_until_switched_off(
+    world: SimWorld, http: aiohttp.ClientSession
+) -> None:
+    control = world.control
+    auth = {"Authorization": f"Bearer {control.token}"}
+    async with aiohttp.ClientSession(control.url, headers=auth) as ctl:
+        bad = await ctl.patch("/clusters/faulty/faults", json={"blackhole": "yes"})
+        assert bad.status == 400 and "blackhole" in (await bad.json())["error"]
+        dark = await ctl.patch("/clusters/faulty/faults", json={"blackhole": True})
+        assert (await dark.json())["blackhole"] is True
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):  # connected (no ClientConnectorError), then nothing at all
+            await http.get("/version", timeout=aiohttp.ClientTimeout(total=0.5))
+        assert time.monotonic() - started >= 0.5
+        await ctl.patch("/clusters/faulty/faults", json={"blackhole": False})
+        assert (await http.get("/version")).status == 200
+
+
 @pytest.mark.parametrize(
     ("method", "path", "headers", "body", "code"),
     [

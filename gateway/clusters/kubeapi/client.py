@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 ENSURE_ATTEMPTS = 5
 USER_AGENT = "podgate/0.1"
+LOG_INACTIVITY_SECONDS = 120.0
 LOG_LINE_BYTES = 1 << 20  # a longer log line comes in pieces (memory bound); watch events are never cut
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -64,7 +65,10 @@ class Timeouts:
     request: float = 30.0  # whole ordinary request, answer included
     watch_seconds: int = 290  # asked of the server: it ends the watch cleanly after this
     watch_inactivity: float = 330.0  # no byte (not even a bookmark) for this long: the watch is dead
-    log_inactivity: float | None = None  # logs may be legitimately silent: no limit by default
+    # No byte of a log for this long: the stream raises StreamSilent and a follower reopens it from its last
+    # line's time. A silent container sends nothing either, so this is the price of noticing a connection
+    # dropped without FIN or RST (keepalive sees a dead peer, not a middlebox that forgot the flow).
+    log_inactivity: float | None = LOG_INACTIVITY_SECONDS
     exec_total: float = 120.0
 
 
