@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import json
 import re
 from datetime import UTC, datetime
@@ -124,7 +125,7 @@ def _pod_manifest(raw: str, v: _Violations) -> dict[str, Any]:
         return {}
     too_deep = f"nested more than {MAX_POD_JSON_DEPTH} levels deep; a Pod manifest needs far fewer"
     try:
-        manifest = json.loads(raw)
+        manifest = json.loads(raw, parse_float=decimal.Decimal)  # quantities keep their decimal text
     except json.JSONDecodeError as e:
         v.add("pod.pod_json", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
         return {}

@@ -15,6 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from gateway.domain import ClusterSpec, PlacementDecision, PodRequest, PodResult
@@ -34,6 +35,8 @@ def to_data(value: object) -> JsonData:
         return value.value
     if value is None or isinstance(value, bool | int | float | str):
         return value
+    if isinstance(value, Decimal):  # a manifest's non-integer number: its exact text (a quantity reads it alike)
+        return str(value)
     if isinstance(value, datetime):
         return _as_utc(value).isoformat()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

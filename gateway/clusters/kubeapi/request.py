@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -69,7 +70,15 @@ class Request:
         return f"{self.method} {self.path}"
 
     def data(self) -> bytes | None:
-        return None if self.body is None else json.dumps(self.body, separators=(",", ":")).encode()
+        return None if self.body is None else json.dumps(self.body, separators=(",", ":"), default=_exact).encode()
+
+
+def _exact(value: object) -> str:
+    """A manifest's non-integer JSON number arrives as Decimal (its exact text); Kubernetes reads the only
+    such fields, quantities, from strings alike, so it goes out as its text and never through a float."""
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _segment(value: str) -> str:
