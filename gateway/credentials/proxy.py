@@ -22,6 +22,8 @@ from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined
 import aiohttp
 from aiohttp_socks import ProxyConnectionError, ProxyConnector, ProxyError, ProxyTimeoutError, ProxyType
 
+from gateway.credentials import keepalive
+
 _TYPES = {"http": ProxyType.HTTP, "https": ProxyType.HTTP, "socks5": ProxyType.SOCKS5}
 _DEFAULT_PORTS = {"http": 80, "https": 443, "socks5": 1080}
 
@@ -79,18 +81,22 @@ class _ProxyConnector(ProxyConnector):
 
     async def _wrap_create_connection(self, *args: Any, req: Any, **kwargs: Any) -> Any:
         try:
-            return await super()._wrap_create_connection(*args, req=req, **kwargs)
+            transport, protocol = await super()._wrap_create_connection(*args, req=req, **kwargs)
         except (ProxyError, ProxyConnectionError, ProxyTimeoutError) as exc:
             raise aiohttp.ClientProxyConnectionError(req.connection_key, OSError(str(exc))) from exc
+        sock = transport.get_extra_info("socket")  # python-socks made it, not our socket_factory
+        if sock is not None:
+            keepalive.enable(sock)
+        return transport, protocol
 
 
 def connector(ssl_context: ssl.SSLContext, proxy: str, *, proxy_ca: bytes = b"") -> aiohttp.TCPConnector:
-    """A connector with no pool limit, direct or through `proxy`.
+    """A connector with no pool limit and TCP keepalive (to the server or the proxy), direct or through `proxy`.
 
     An https proxy's own certificate is verified against `proxy_ca` and the system trust store.
     """
     if not proxy:
-        return aiohttp.TCPConnector(ssl=ssl_context, limit=0)
+        return aiohttp.TCPConnector(ssl=ssl_context, limit=0, socket_factory=keepalive.keepalive_socket)
     parts = urlsplit(proxy)
     if parts.scheme not in _TYPES or not parts.hostname:
         raise ValueError(f"unsupported proxy {describe(proxy)}; use one of {sorted(_TYPES)}")
