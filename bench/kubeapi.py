@@ -18,7 +18,7 @@ from gateway.clusters import kubeapi as k
 from gateway.credentials.base import Endpoint
 from gateway.credentials.static import StaticProvider
 from gateway.sim.cluster import SimCluster
-from gateway.sim.config import ClusterSpec
+from gateway.sim.config import SimClusterSpec
 
 
 def pod(i: int) -> dict[str, object]:
@@ -54,7 +54,7 @@ async def creates_and_watch(client: k.ClusterClient, total: int) -> tuple[float,
 
 async def main(requests: int, concurrency: int, events: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        cluster = SimCluster(ClusterSpec(name="bench"), kubeconfig_dir=tmp, node_side=False)
+        cluster = SimCluster(SimClusterSpec(name="bench"), kubeconfig_dir=tmp, node_side=False)
         await cluster.start()
         try:
             provider = StaticProvider(

@@ -11,10 +11,10 @@ import time
 
 from gateway.domain import (
     GPU_PRODUCT_LABEL,
+    ClusterHealth,
     ClusterSnapshot,
     ClusterSpec,
     CredentialsRef,
-    Health,
     NodeState,
     PlacementSpec,
     PodRequest,
@@ -52,7 +52,7 @@ def synthetic_clusters(count: int, nodes_per_cluster: int) -> list[ClusterSnapsh
             allowed_namespaces=frozenset({"default", "airflow"}),
             max_concurrent_pods=100,
         )
-        clusters.append(ClusterSnapshot(spec=spec, health=Health.HEALTHY, nodes=nodes, running_pods=i % 50))
+        clusters.append(ClusterSnapshot(spec=spec, health=ClusterHealth.HEALTHY, nodes=nodes, running_pods=i % 50))
     return clusters
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway import domain, errors
 from gateway.api import server
-from gateway.api.access import Access
+from gateway.api.access import AccessControl
 from gateway.api.audit import Auditor
 from gateway.api.cluster_service import ClusterService
 from gateway.api.credentials_service import CredentialsService
@@ -83,7 +83,7 @@ class Gateway:
     journal: Journal
     dispatcher: Dispatcher
     running: server.RunningServer
-    access: Access
+    access: AccessControl
     problems: list[str]
     stop_live_metrics: Callable[[], None] = lambda: None
 
@@ -148,7 +148,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     resumed = await dispatcher.start()
     if resumed:
         log.info("resumed %d unfinished request(s)", resumed)
-    access = Access(config.settings, Auditor(store, config.settings.audit_sink))
+    access = AccessControl(config.settings, Auditor(store, config.settings.audit_sink))
     servicers = server.Servicers(
         dispatch=DispatchService(dispatcher, registry, access),
         clusters=ClusterService(registry, access),
@@ -188,7 +188,7 @@ def cluster_sample(snapshot: domain.ClusterSnapshot) -> metrics.ClusterSample:
             gpus[n.gpu_type or "unknown"] += n.gpus_free
     return metrics.ClusterSample(
         name=snapshot.spec.name,
-        health=snapshot.health.value,
+        health=snapshot.health.value.lower(),  # metric label values are lower case
         cordoned=snapshot.cordoned,
         gateway_pods=snapshot.running_pods,
         allocatable={

@@ -123,11 +123,13 @@ class ClusterSpec:
     source: str = "api"  # a file path or "api"
 
 
-class Health(enum.StrEnum):
-    UNKNOWN = "unknown"
-    HEALTHY = "healthy"
-    UNREACHABLE = "unreachable"
-    UNAUTHORIZED = "unauthorized"
+class ClusterHealth(enum.StrEnum):
+    """Spelled as the client spells it (tests/unit/test_enum_parity.py); UNKNOWN: not probed yet."""
+
+    UNKNOWN = "Unknown"
+    HEALTHY = "Healthy"
+    UNREACHABLE = "Unreachable"
+    UNAUTHORIZED = "Unauthorized"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +179,7 @@ class ClusterSnapshot:
     """A cluster at one instant, as placement reads it."""
 
     spec: ClusterSpec
-    health: Health = Health.UNKNOWN
+    health: ClusterHealth = ClusterHealth.UNKNOWN
     cordoned: bool = False
     cordon_reason: str = ""
     nodes: tuple[NodeState, ...] = ()
@@ -186,7 +188,7 @@ class ClusterSnapshot:
     @property
     def effective_taints(self) -> tuple[Taint, ...]:
         extra: list[Taint] = []
-        if self.health is Health.UNREACHABLE:
+        if self.health is ClusterHealth.UNREACHABLE:
             extra.append(UNREACHABLE_TAINT)
         if self.cordoned:
             extra.append(CORDONED_TAINT)
@@ -197,9 +199,15 @@ class ClusterSnapshot:
 
 
 class Verdict(enum.StrEnum):
-    ELIGIBLE = "eligible"
-    NO_CAPACITY = "no-capacity"  # hard constraints hold; may fit later
-    REJECTED = "rejected"  # violates a hard constraint; never chosen
+    ELIGIBLE = "Eligible"
+    NO_CAPACITY = "NoCapacity"  # hard constraints hold; may fit later
+    REJECTED = "Rejected"  # violates a hard constraint; never chosen
+
+    @classmethod
+    def _missing_(cls, value: object) -> Verdict | None:
+        """Records stored before the spellings were aligned say "eligible", "no-capacity", "rejected"."""
+        legacy = {"eligible": cls.ELIGIBLE, "no-capacity": cls.NO_CAPACITY, "rejected": cls.REJECTED}
+        return legacy.get(value) if isinstance(value, str) else None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,7 +307,7 @@ class PodPhase(enum.StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
-class KubeEvent:
+class KubernetesEvent:
     time: datetime
     type: str  # Normal or Warning
     reason: str
@@ -330,7 +338,7 @@ class PodResult:
     message: str = ""
     containers: tuple[ContainerResult, ...] = ()
     xcom_json: str | None = None
-    warning_events: tuple[KubeEvent, ...] = ()
+    warning_events: tuple[KubernetesEvent, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -383,7 +391,7 @@ class PhaseChange:
     message: str = ""
 
 
-StreamItem = PlacementDecision | PhaseChange | KubeEvent | LogLine | PodResult
+StreamItem = PlacementDecision | PhaseChange | KubernetesEvent | LogLine | PodResult
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -72,7 +72,7 @@ def describe(event: t.PodEvent, *, prefix: bool = True, formatter: LogFormatter 
     if isinstance(event, t.Phase):
         detail = ": ".join(x for x in (event.reason, event.message) if x)
         return LogRecord(logging.INFO, f"Pod phase {event.phase}" + (f" ({detail})" if detail else ""))
-    if isinstance(event, t.KubeEvent):
+    if isinstance(event, t.Notice):
         e = event.event
         level = logging.WARNING if e.type == "Warning" else logging.INFO
         return LogRecord(level, f"Pod Event: {e.reason} - {e.message}")

@@ -8,7 +8,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from gateway.airflow.pod_builder import TaskIdentity
-from gateway.client.request import REQUEST_ID_RE, LogSelection, OnFinish, XcomMode
+from gateway.client.request import REQUEST_ID_RE, LogSelection, OnFinishAction, XcomMode
 
 DEFAULT_KUBERNETES_CONN_ID = "kubernetes_default"
 
@@ -63,15 +63,15 @@ def xcom_mode(do_xcom_push: bool, mode: str) -> XcomMode:
 
 @dataclass(frozen=True)
 class OnFinishChoice:
-    action: OnFinish
+    action: OnFinishAction
     note: str = ""
 
 
 def on_finish(on_finish_action: str, is_delete_operator_pod: bool | None) -> OnFinishChoice:
     """is_delete_operator_pod, from older DAGs, still wins when given, as it did in KPO."""
     if is_delete_operator_pod is None:
-        return OnFinishChoice(OnFinish(on_finish_action))
-    action = OnFinish.DELETE_POD if is_delete_operator_pod else OnFinish.KEEP_POD
+        return OnFinishChoice(OnFinishAction(on_finish_action))
+    action = OnFinishAction.DELETE_POD if is_delete_operator_pod else OnFinishAction.KEEP_POD
     note = f"is_delete_operator_pod is deprecated: use on_finish_action={str(action)!r}"
     return OnFinishChoice(action, note)
 

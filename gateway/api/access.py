@@ -5,7 +5,7 @@ RPC except health checks and reflection. With no tenants configured the gateway 
 loopback only; `config.listener_problems` refuses anything else): every caller is the anonymous admin,
 and the Pod Security Standards still apply, at the baseline level.
 
-`Access.reload()` swaps tenants, tokens, OIDC settings and limits in one assignment, so an RPC sees
+`AccessControl.reload()` swaps tenants, tokens, OIDC settings and limits in one assignment, so an RPC sees
 either the old configuration or the new one, never a mix.
 """
 
@@ -24,12 +24,12 @@ import grpc
 import jwt
 
 from gateway import domain, errors
-from gateway.api.audit import AuditEntry, Auditor
+from gateway.api.audit import AuditEvent, Auditor
 from gateway.api.interceptors import Handler, rewrap
 from gateway.api.jwks import JwksCache
 from gateway.api.status import code_for
 from gateway.config import Settings
-from gateway.credentials.issuing import Access as KubeAccess
+from gateway.credentials.issuing import KubeconfigAccess
 from gateway.observability import logging as logcontext
 from gateway.policy import tenants as tp
 from gateway.policy.admission import admit_submission, usage_of
@@ -59,7 +59,7 @@ def open_tenant(settings: Settings) -> tp.Tenant:
         namespaces=frozenset({tp.ANY}),
         admin=True,
         kubeconfig=tp.KubeconfigGrant(
-            allowed=True, max_access=KubeAccess.EDIT, max_ttl_seconds=settings.kubeconfig_max_ttl_seconds
+            allowed=True, max_access=KubeconfigAccess.EDIT, max_ttl_seconds=settings.kubeconfig_max_ttl_seconds
         ),
     )
 
@@ -82,7 +82,7 @@ class _Config:
     open: tp.Tenant | None  # the anonymous tenant when no tenants are configured
 
 
-class Access:
+class AccessControl:
     """The tenants in force and everything that reads them: authentication, admission, audit."""
 
     def __init__(self, settings: Settings, auditor: Auditor, *, jwks_ca_file: str | None = None) -> None:
@@ -168,7 +168,7 @@ class Access:
         usage = usage_of(live, tenant.name) if _has_quota(tenant) else tp.TenantUsage()
         return admit_submission(tenant, request, clusters=clusters, usage=usage, limiter=self._limiter)
 
-    async def audit(self, caller: Caller | None, entry: AuditEntry) -> None:
+    async def audit(self, caller: Caller | None, entry: AuditEvent) -> None:
         if caller is not None:
             entry = replace(entry, tenant=caller.tenant.name, identity=caller.identity)
         if entry.code:  # a refusal a servicer recorded itself, with more context than the interceptor has
@@ -189,7 +189,7 @@ DENIALS = (errors.Unauthenticated, errors.PermissionDenied, errors.ResourceExhau
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates each call and records every refusal (unauthenticated, denied, over quota) in the audit."""
 
-    def __init__(self, access: Access) -> None:
+    def __init__(self, access: AccessControl) -> None:
         self._access = access
 
     async def intercept_service(
@@ -217,7 +217,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _denied(self, caller: Caller | None, method: str, e: errors.GatewayError) -> None:
         if _refusal_audited.get():
             return
-        entry = AuditEntry(action="rpc.denied", outcome="denied", code=code_for(e).name, message=str(e))
+        entry = AuditEvent(action="rpc.denied", outcome="denied", code=code_for(e).name, message=str(e))
         await self._access.audit(caller, replace(entry, details=(("rpc", method.lstrip("/")),)))
 
     def _unary(self, method: str, behaviour: Handler) -> Handler:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class AuditEntry:
+class AuditEvent:
     action: str  # e.g. pod.submit, pod.cancel, kubeconfig.issue, cluster.cordon, rpc.denied
     outcome: str  # accepted, denied, issued, revoked, ...
     tenant: str = ""
@@ -60,7 +60,7 @@ class Auditor:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._sink = path.open("a", encoding="utf-8")
 
-    async def record(self, entry: AuditEntry) -> None:
+    async def record(self, entry: AuditEvent) -> None:
         record = entry.as_record(datetime.now(UTC))
         await self._store.append_audit(record)
         if self._sink is not None:

@@ -13,8 +13,8 @@ from google.protobuf import field_mask_pb2
 from gateway import errors
 from gateway._proto.podgate.v1 import clusters_pb2, clusters_pb2_grpc
 from gateway.api import convert_clusters as cv
-from gateway.api.access import Access, current_caller
-from gateway.api.audit import AuditEntry
+from gateway.api.access import AccessControl, current_caller
+from gateway.api.audit import AuditEvent
 from gateway.api.convert_pods import selector_from_proto
 from gateway.clusters.registry import ClusterRuntime, Registry
 from gateway.placement import selectors
@@ -36,7 +36,7 @@ def _required_name(name: str, field: str = "name") -> str:
 
 
 class ClusterService(clusters_pb2_grpc.ClusterServiceServicer):
-    def __init__(self, registry: Registry, access: Access) -> None:
+    def __init__(self, registry: Registry, access: AccessControl) -> None:
         self._registry = registry
         self._access = access
 
@@ -45,7 +45,7 @@ class ClusterService(clusters_pb2_grpc.ClusterServiceServicer):
 
     async def _audit(self, action: str, cluster: str, message: str = "") -> None:
         await self._access.audit(
-            current_caller(), AuditEntry(action=action, outcome="done", cluster=cluster, message=message)
+            current_caller(), AuditEvent(action=action, outcome="done", cluster=cluster, message=message)
         )
 
     def _visible(self, name: str) -> ClusterRuntime:

@@ -21,10 +21,10 @@ _SOURCES = {
 }
 _ONEOF_OF_SOURCE = {v: k for k, v in _SOURCES.items()}
 _HEALTH = {
-    domain.Health.UNKNOWN: clusters_pb2.CLUSTER_HEALTH_UNSPECIFIED,
-    domain.Health.HEALTHY: clusters_pb2.CLUSTER_HEALTH_HEALTHY,
-    domain.Health.UNREACHABLE: clusters_pb2.CLUSTER_HEALTH_UNREACHABLE,
-    domain.Health.UNAUTHORIZED: clusters_pb2.CLUSTER_HEALTH_UNAUTHORIZED,
+    domain.ClusterHealth.UNKNOWN: clusters_pb2.CLUSTER_HEALTH_UNSPECIFIED,
+    domain.ClusterHealth.HEALTHY: clusters_pb2.CLUSTER_HEALTH_HEALTHY,
+    domain.ClusterHealth.UNREACHABLE: clusters_pb2.CLUSTER_HEALTH_UNREACHABLE,
+    domain.ClusterHealth.UNAUTHORIZED: clusters_pb2.CLUSTER_HEALTH_UNAUTHORIZED,
 }
 
 

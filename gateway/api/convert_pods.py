@@ -293,7 +293,7 @@ def decision_to_proto(d: domain.PlacementDecision) -> dispatch_pb2.PlacementDeci
     )
 
 
-def kube_event_to_proto(e: domain.KubeEvent) -> dispatch_pb2.KubernetesEvent:
+def kube_event_to_proto(e: domain.KubernetesEvent) -> dispatch_pb2.KubernetesEvent:
     return dispatch_pb2.KubernetesEvent(
         time=timestamp(e.time), type=e.type, reason=e.reason, message=e.message, count=e.count
     )
@@ -373,7 +373,7 @@ def stream_event_to_proto(e: domain.StreamEvent) -> dispatch_pb2.PodEvent:
         out.phase.CopyFrom(
             dispatch_pb2.PhaseChange(phase=_PHASES[item.phase], reason=item.reason, message=item.message)
         )
-    elif isinstance(item, domain.KubeEvent):
+    elif isinstance(item, domain.KubernetesEvent):
         out.kubernetes_event.CopyFrom(kube_event_to_proto(item))
     elif isinstance(item, domain.LogLine):
         out.log.CopyFrom(dispatch_pb2.LogLine(container=item.container, time=timestamp(item.time), text=item.text))

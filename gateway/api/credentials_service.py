@@ -11,8 +11,8 @@ from typing import Any
 
 from gateway import errors
 from gateway._proto.podgate.v1 import credentials_pb2, credentials_pb2_grpc
-from gateway.api.access import Access, current_caller
-from gateway.api.audit import AuditEntry
+from gateway.api.access import AccessControl, current_caller
+from gateway.api.audit import AuditEvent
 from gateway.api.convert_pods import seconds, timestamp
 from gateway.clusters.objects import ClusterObjects
 from gateway.clusters.registry import Registry
@@ -21,15 +21,15 @@ from gateway.credentials.base import CredentialError
 from gateway.policy import tenants as tp
 
 _ACCESS = {
-    credentials_pb2.KUBECONFIG_ACCESS_UNSPECIFIED: issuing.Access.VIEW,
-    credentials_pb2.KUBECONFIG_ACCESS_VIEW: issuing.Access.VIEW,
-    credentials_pb2.KUBECONFIG_ACCESS_EDIT: issuing.Access.EDIT,
+    credentials_pb2.KUBECONFIG_ACCESS_UNSPECIFIED: issuing.KubeconfigAccess.VIEW,
+    credentials_pb2.KUBECONFIG_ACCESS_VIEW: issuing.KubeconfigAccess.VIEW,
+    credentials_pb2.KUBECONFIG_ACCESS_EDIT: issuing.KubeconfigAccess.EDIT,
 }
 DEFAULT_TTL_SECONDS = 15 * 60
 
 
 class CredentialsService(credentials_pb2_grpc.CredentialsServiceServicer):
-    def __init__(self, registry: Registry, access: Access) -> None:
+    def __init__(self, registry: Registry, access: AccessControl) -> None:
         self._registry = registry
         self._access = access
 
@@ -104,7 +104,7 @@ class CredentialsService(credentials_pb2_grpc.CredentialsServiceServicer):
         return credentials_pb2.RevokeKubeconfigResponse()
 
     async def _audit(self, action: str, cluster: str, namespace: str, outcome: str, **details: Any) -> None:
-        entry = AuditEntry(
+        entry = AuditEvent(
             action=action, outcome=outcome, cluster=cluster, namespace=namespace,
             details=tuple((k, str(v)) for k, v in details.items()),
         )  # fmt: skip

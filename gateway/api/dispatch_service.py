@@ -8,8 +8,8 @@ from typing import Any
 from gateway import domain, errors
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.api import convert_pods as cv
-from gateway.api.access import Access, Caller, current_caller
-from gateway.api.audit import AuditEntry
+from gateway.api.access import AccessControl, Caller, current_caller
+from gateway.api.audit import AuditEvent
 from gateway.api.status import code_for
 from gateway.clusters.registry import Registry
 from gateway.pods.dispatcher import Dispatcher
@@ -20,7 +20,7 @@ MAX_PAGE = 1000
 
 
 class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
-    def __init__(self, dispatcher: Dispatcher, registry: Registry, access: Access) -> None:
+    def __init__(self, dispatcher: Dispatcher, registry: Registry, access: AccessControl) -> None:
         self._dispatcher = dispatcher
         self._registry = registry
         self._access = access
@@ -58,7 +58,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
     async def _audit_submit(
         self, caller: Caller, request: domain.PodRequest, outcome: str, *, code: str = "", message: str = ""
     ) -> None:
-        entry = AuditEntry(
+        entry = AuditEvent(
             action="pod.submit", outcome=outcome, request_id=request.request_id,
             namespace=tp.request_namespace(request), code=code, message=message,
         )  # fmt: skip
@@ -92,7 +92,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         record = await self._dispatcher.cancel(record.request.request_id, request.reason)
         await self._access.audit(
             caller,
-            AuditEntry(
+            AuditEvent(
                 action="pod.cancel", outcome=record.phase.value, request_id=record.request.request_id,
                 cluster=record.cluster, pod=record.name, message=request.reason,
             ),

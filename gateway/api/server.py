@@ -19,7 +19,7 @@ from gateway._proto.podgate.v1 import (
     dispatch_pb2,
     dispatch_pb2_grpc,
 )
-from gateway.api.access import Access, AuthInterceptor
+from gateway.api.access import AccessControl, AuthInterceptor
 from gateway.api.interceptors import ErrorInterceptor, MetricsInterceptor
 from gateway.config import TlsSettings
 
@@ -82,7 +82,7 @@ async def start(
     address: str,
     servicers: Servicers,
     *,
-    access: Access | None,
+    access: AccessControl | None,
     tls: TlsSettings = PLAIN_TEXT,
     max_message_bytes: int = 4 * 1024 * 1024,
     health_address: str = "",

@@ -143,7 +143,7 @@ class GatewayClient:
         return t.Submitted(pod=convert.pod_of(response.pod), created=response.created)
 
     def run_pod(self, request: PodSpecRequest) -> AsyncGenerator[t.PodEvent, None]:
-        """Submits (idempotently) and follows the pod: Placed, Phase, KubeEvent, Log ... and a final Result."""
+        """Submits (idempotently) and follows the pod: Placed, Phase, Notice, Log ... and a final Result."""
         proto = dispatch_pb2.RunPodRequest(pod=convert.pod_request_to_proto(request))
 
         def open_run() -> Any:

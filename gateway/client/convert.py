@@ -10,9 +10,9 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from gateway._proto.podgate.v1 import common_pb2, dispatch_pb2
 from gateway.client import types as t
 from gateway.client.request import (
+    DisconnectPolicy,
     LogSelection,
-    OnDisconnect,
-    OnFinish,
+    OnFinishAction,
     PodSpecRequest,
     SelectorSpec,
     XcomMode,
@@ -45,13 +45,13 @@ _LOGS = {
     LogSelection.NONE: dispatch_pb2.LOG_SELECTION_NONE,
 }
 _ON_FINISH = {
-    OnFinish.DELETE_POD: dispatch_pb2.ON_FINISH_ACTION_DELETE_POD,
-    OnFinish.KEEP_POD: dispatch_pb2.ON_FINISH_ACTION_KEEP_POD,
-    OnFinish.DELETE_SUCCEEDED_POD: dispatch_pb2.ON_FINISH_ACTION_DELETE_SUCCEEDED_POD,
+    OnFinishAction.DELETE_POD: dispatch_pb2.ON_FINISH_ACTION_DELETE_POD,
+    OnFinishAction.KEEP_POD: dispatch_pb2.ON_FINISH_ACTION_KEEP_POD,
+    OnFinishAction.DELETE_SUCCEEDED_POD: dispatch_pb2.ON_FINISH_ACTION_DELETE_SUCCEEDED_POD,
 }
 _ON_DISCONNECT = {
-    OnDisconnect.KEEP_RUNNING: dispatch_pb2.DISCONNECT_POLICY_KEEP_RUNNING,
-    OnDisconnect.CANCEL: dispatch_pb2.DISCONNECT_POLICY_CANCEL,
+    DisconnectPolicy.KEEP_RUNNING: dispatch_pb2.DISCONNECT_POLICY_KEEP_RUNNING,
+    DisconnectPolicy.CANCEL: dispatch_pb2.DISCONNECT_POLICY_CANCEL,
 }
 
 
@@ -224,7 +224,7 @@ def event_of(e: dispatch_pb2.PodEvent) -> t.PodEvent | None:
             cursor=e.cursor, time=when, phase=phase_of(e.phase.phase), reason=e.phase.reason, message=e.phase.message
         )
     if kind == "kubernetes_event":
-        return t.KubeEvent(cursor=e.cursor, time=when, event=kube_event_of(e.kubernetes_event))
+        return t.Notice(cursor=e.cursor, time=when, event=kube_event_of(e.kubernetes_event))
     if kind == "log":
         return t.Log(
             cursor=e.cursor, time=when, container=e.log.container, text=e.log.text, log_time=time_of(e.log.time)

@@ -11,7 +11,7 @@ from gateway.client import types as t
 from gateway.client.convert import time_of
 
 _HEALTH = {
-    clusters_pb2.CLUSTER_HEALTH_UNSPECIFIED: t.ClusterHealth.UNSPECIFIED,
+    clusters_pb2.CLUSTER_HEALTH_UNSPECIFIED: t.ClusterHealth.UNKNOWN,
     clusters_pb2.CLUSTER_HEALTH_HEALTHY: t.ClusterHealth.HEALTHY,
     clusters_pb2.CLUSTER_HEALTH_UNREACHABLE: t.ClusterHealth.UNREACHABLE,
     clusters_pb2.CLUSTER_HEALTH_UNAUTHORIZED: t.ClusterHealth.UNAUTHORIZED,
@@ -73,7 +73,7 @@ def _node_of(n: clusters_pb2.NodeCapacity) -> t.NodeCapacity:
 
 def status_of(s: clusters_pb2.ClusterStatus) -> t.ClusterStatus:
     return t.ClusterStatus(
-        health=_HEALTH.get(s.health, t.ClusterHealth.UNSPECIFIED),
+        health=_HEALTH.get(s.health, t.ClusterHealth.UNKNOWN),
         health_message=s.health_message,
         last_seen=time_of(s.last_seen),
         cordoned=s.cordoned,

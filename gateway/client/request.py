@@ -34,13 +34,13 @@ class LogSelection(enum.StrEnum):
     NONE = "none"
 
 
-class OnFinish(enum.StrEnum):
+class OnFinishAction(enum.StrEnum):
     DELETE_POD = "delete_pod"
     KEEP_POD = "keep_pod"
     DELETE_SUCCEEDED_POD = "delete_succeeded_pod"
 
 
-class OnDisconnect(enum.StrEnum):
+class DisconnectPolicy(enum.StrEnum):
     KEEP_RUNNING = "keep_running"
     CANCEL = "cancel"
 
@@ -168,9 +168,9 @@ class PodSpecRequest:
     xcom: XcomMode = XcomMode.DISABLED
     xcom_sidecar_image: str = ""
     logs: LogSelection | tuple[str, ...] = LogSelection.MAIN
-    on_finish: OnFinish = OnFinish.DELETE_POD
+    on_finish: OnFinishAction = OnFinishAction.DELETE_POD
     startup_timeout: float | None = None
-    on_disconnect: OnDisconnect | None = None
+    on_disconnect: DisconnectPolicy | None = None
     reattach_grace: float | None = None
     airflow: AirflowContext | None = None
     keep_name: bool = False  # the manifest's metadata.name exactly, no unique suffix
@@ -202,9 +202,9 @@ class PodSpecRequest:
         xcom: XcomMode | str | bool = XcomMode.DISABLED,
         xcom_sidecar_image: str = "",
         logs: LogSelection | str | Sequence[str] | bool = LogSelection.MAIN,
-        on_finish: OnFinish | str = OnFinish.DELETE_POD,
+        on_finish: OnFinishAction | str = OnFinishAction.DELETE_POD,
         startup_timeout: float | timedelta | None = None,
-        on_disconnect: OnDisconnect | str | None = None,
+        on_disconnect: DisconnectPolicy | str | None = None,
         reattach_grace: float | timedelta | None = None,
         airflow: AirflowContext | None = None,
         keep_name: bool = False,
@@ -224,9 +224,9 @@ class PodSpecRequest:
             xcom=_xcom_mode(xcom),
             xcom_sidecar_image=xcom_sidecar_image,
             logs=_log_selection(logs),
-            on_finish=_enum(OnFinish, on_finish, "on_finish"),
+            on_finish=_enum(OnFinishAction, on_finish, "on_finish"),
             startup_timeout=seconds_of(startup_timeout, "startup_timeout"),
-            on_disconnect=None if on_disconnect is None else _enum(OnDisconnect, on_disconnect, "on_disconnect"),
+            on_disconnect=None if on_disconnect is None else _enum(DisconnectPolicy, on_disconnect, "on_disconnect"),
             reattach_grace=seconds_of(reattach_grace, "reattach_grace"),
             airflow=airflow,
             keep_name=keep_name,

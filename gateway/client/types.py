@@ -153,7 +153,7 @@ class Phase:
 
 
 @dataclass(frozen=True, kw_only=True)
-class KubeEvent:
+class Notice:
     cursor: str
     time: datetime | None
     event: KubernetesEvent
@@ -178,7 +178,7 @@ class Result:
     result: PodResult
 
 
-PodEvent = Placed | Phase | KubeEvent | Log | Result
+PodEvent = Placed | Phase | Notice | Log | Result
 
 
 # --- clusters and kubeconfigs ---------------------------------------------------------------------
@@ -213,7 +213,7 @@ class Cluster:
 
 
 class ClusterHealth(enum.StrEnum):
-    UNSPECIFIED = "Unspecified"
+    UNKNOWN = "Unknown"  # not probed yet (CLUSTER_HEALTH_UNSPECIFIED)
     HEALTHY = "Healthy"
     UNREACHABLE = "Unreachable"
     UNAUTHORIZED = "Unauthorized"
@@ -232,7 +232,7 @@ class NodeCapacity:
 
 @dataclass(frozen=True, kw_only=True)
 class ClusterStatus:
-    health: ClusterHealth = ClusterHealth.UNSPECIFIED
+    health: ClusterHealth = ClusterHealth.UNKNOWN
     health_message: str = ""
     last_seen: datetime | None = None
     cordoned: bool = False

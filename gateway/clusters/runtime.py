@@ -34,13 +34,13 @@ def _key(obj: Mapping[str, Any]) -> PodKey:
     return meta.get("namespace", ""), meta.get("name", "")
 
 
-def _kube_event(obj: Mapping[str, Any]) -> domain.KubeEvent:
+def _kube_event(obj: Mapping[str, Any]) -> domain.KubernetesEvent:
     stamp = obj.get("lastTimestamp") or obj.get("eventTime") or obj.get("firstTimestamp")
     try:
         when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else datetime.now(UTC)
     except ValueError:
         when = datetime.now(UTC)
-    return domain.KubeEvent(
+    return domain.KubernetesEvent(
         time=when,
         type=str(obj.get("type", "Normal")),
         reason=str(obj.get("reason", "")),
@@ -49,11 +49,11 @@ def _kube_event(obj: Mapping[str, Any]) -> domain.KubeEvent:
     )
 
 
-class Health:
+class HealthTracker:
     """Consecutive-result hysteresis: flips to unreachable after `down` failures, back after `up` successes."""
 
     def __init__(self, *, down: int = 2, up: int = 2) -> None:
-        self.state = domain.Health.UNKNOWN
+        self.state = domain.ClusterHealth.UNKNOWN
         self.message = "not probed yet"
         self._down, self._up = down, up
         self._failures = self._successes = 0
@@ -63,18 +63,18 @@ class Health:
         before = self.state
         if error is None:
             self._failures, self._successes = 0, self._successes + 1
-            if self.state is not domain.Health.HEALTHY and (
-                self._successes >= self._up or self.state is domain.Health.UNKNOWN
+            if self.state is not domain.ClusterHealth.HEALTHY and (
+                self._successes >= self._up or self.state is domain.ClusterHealth.UNKNOWN
             ):
-                self.state, self.message = domain.Health.HEALTHY, ""
+                self.state, self.message = domain.ClusterHealth.HEALTHY, ""
         else:
             self._successes, self._failures = 0, self._failures + 1
             bad = (
-                domain.Health.UNAUTHORIZED
+                domain.ClusterHealth.UNAUTHORIZED
                 if isinstance(error, kube.Unauthorized | kube.Forbidden)
-                else domain.Health.UNREACHABLE
+                else domain.ClusterHealth.UNREACHABLE
             )
-            if self._failures >= self._down or self.state is domain.Health.UNKNOWN:
+            if self._failures >= self._down or self.state is domain.ClusterHealth.UNKNOWN:
                 self.state = bad
             self.message = str(error)
         return self.state is not before
@@ -95,7 +95,7 @@ class ClusterRuntime:
         self.client = client
         self.provider = provider  # for the endpoint of issued kubeconfigs; the client owns token use
         self.gateway_id = gateway_id
-        self.health = Health()
+        self.health = HealthTracker()
         self.cordoned = False
         self.cordon_reason = ""
         self._on_change = on_change

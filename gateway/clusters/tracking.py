@@ -23,7 +23,7 @@ class PodTrack:
         self._synced = synced
         self._changed = asyncio.Event()
         self._event_added = asyncio.Event()
-        self._events: list[domain.KubeEvent] = []
+        self._events: list[domain.KubernetesEvent] = []
         self._event_keys: set[tuple[str, int]] = set()
 
     def update(self, pod: Mapping[str, Any] | None) -> None:
@@ -31,7 +31,7 @@ class PodTrack:
         self.seen = self.seen or pod is not None
         self._changed.set()
 
-    def add_event(self, key: tuple[str, int], event: domain.KubeEvent) -> None:
+    def add_event(self, key: tuple[str, int], event: domain.KubernetesEvent) -> None:
         """Adds an event once (by uid and count: a repeated event comes back with a higher count)."""
         if key in self._event_keys:
             return
@@ -45,7 +45,7 @@ class PodTrack:
         """Wakes the follower without a change of the pod (cancellation, its cluster going away)."""
         self._changed.set()
 
-    def drain_events(self) -> list[domain.KubeEvent]:
+    def drain_events(self) -> list[domain.KubernetesEvent]:
         events, self._events = self._events, []
         return events
 

@@ -144,7 +144,7 @@ def _result_line(r: t.PodResult) -> str:
 
 async def get_pod(client: GatewayClient, args: argparse.Namespace) -> int:
     pod = await common.require_pod(client, args.request_id)
-    events = [e.event for e in await history(client, pod, (t.KubeEvent,)) if isinstance(e, t.KubeEvent)]
+    events = [e.event for e in await history(client, pod, (t.Notice,)) if isinstance(e, t.Notice)]
     if args.output in ("json", "yaml"):
         common.dump({**common.plain(pod), "events": common.plain(events)}, args.output)
         return 0

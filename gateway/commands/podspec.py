@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.client.request import REQUEST_ID_RE, OnFinish, PodSpecRequest, PreferenceSpec, SelectorSpec
+from gateway.client.request import REQUEST_ID_RE, OnFinishAction, PodSpecRequest, PreferenceSpec, SelectorSpec
 from gateway.commands.common import CommandError
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -199,7 +199,7 @@ def spec_request(args: argparse.Namespace, command: Sequence[str] = ()) -> PodSp
             xcom=getattr(args, "xcom_mode", None) or "auto",
             xcom_sidecar_image=getattr(args, "xcom_sidecar_image", None) or "",
             logs=logs if logs in ("main", "all", "none") else [c.strip() for c in logs.split(",")],
-            on_finish=OnFinish.KEEP_POD if getattr(args, "keep_pod", False) else OnFinish.DELETE_POD,
+            on_finish=OnFinishAction.KEEP_POD if getattr(args, "keep_pod", False) else OnFinishAction.DELETE_POD,
             placement_timeout=duration(getattr(args, "placement_timeout", None), "--placement-timeout"),
             startup_timeout=duration(getattr(args, "startup_timeout", None), "--startup-timeout"),
             reattach_grace=DETACHED_REATTACH_GRACE if detach and grace is None else grace,

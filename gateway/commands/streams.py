@@ -78,7 +78,7 @@ def describe(progress: Progress, event: t.PodEvent) -> None:
         # A Queued phase's message repeats the placement reason printed with the Placed event.
         message = "" if event.message.startswith("placed on ") else event.message
         progress.say(f"{event.phase}" + (f" ({event.reason})" if event.reason else "") + (f": {message}" if message else ""))
-    elif isinstance(event, t.KubeEvent) and event.event.type == "Warning":
+    elif isinstance(event, t.Notice) and event.event.type == "Warning":
         progress.say(f"warning: {event.event.reason}: {event.event.message}")
     elif isinstance(event, t.Log):
         progress.log(event.text)

@@ -27,7 +27,7 @@ class ExecPluginError(Exception):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExecResult:
+class ExecCredential:
     token: str = field(default="", repr=False)
     client_cert_data: bytes = field(default=b"", repr=False)
     client_key_data: bytes = field(default=b"", repr=False)
@@ -57,7 +57,7 @@ def exec_info(config: ExecConfig, ca_data: bytes = b"") -> str:
     return json.dumps({"apiVersion": config.api_version, "kind": "ExecCredential", "spec": spec})
 
 
-def parse_exec_output(config: ExecConfig, stdout: bytes) -> ExecResult:
+def parse_exec_output(config: ExecConfig, stdout: bytes) -> ExecCredential:
     """Validate the plugin's ExecCredential answer (pure)."""
     try:
         doc = json.loads(stdout)
@@ -82,10 +82,10 @@ def parse_exec_output(config: ExecConfig, stdout: bytes) -> ExecResult:
         expires_at = datetime.fromisoformat(str(expiry).replace("Z", "+00:00")) if expiry else None
     except ValueError:
         raise ExecPluginError(f"exec plugin {config.command!r} returned a bad expirationTimestamp") from None
-    return ExecResult(token=token, client_cert_data=cert, client_key_data=key, expires_at=expires_at)
+    return ExecCredential(token=token, client_cert_data=cert, client_key_data=key, expires_at=expires_at)
 
 
-async def run_exec_plugin(config: ExecConfig, *, cwd: str | None = None, ca_data: bytes = b"") -> ExecResult:
+async def run_exec_plugin(config: ExecConfig, *, cwd: str | None = None, ca_data: bytes = b"") -> ExecCredential:
     env = {**os.environ, **config.env, "KUBERNETES_EXEC_INFO": exec_info(config, ca_data)}
     try:
         proc = await asyncio.create_subprocess_exec(

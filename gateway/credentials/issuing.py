@@ -39,14 +39,14 @@ _DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _CREDENTIAL_ID = re.compile(rf"({_DNS_LABEL})/({_DNS_LABEL})/(podgate-kc-[a-z0-9]{{1,52}})")
 
 
-class Access(enum.StrEnum):
+class KubeconfigAccess(enum.StrEnum):
     VIEW = "view"
     EDIT = "edit"
 
 
-ROLE_RULES: Mapping[Access, tuple[Mapping[str, Any], ...]] = {
-    Access.VIEW: ({"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": _READ},),
-    Access.EDIT: (
+ROLE_RULES: Mapping[KubeconfigAccess, tuple[Mapping[str, Any], ...]] = {
+    KubeconfigAccess.VIEW: ({"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": _READ},),
+    KubeconfigAccess.EDIT: (
         {"apiGroups": [""], "resources": ["pods", "pods/log", "events"], "verbs": _READ},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "delete"]},
         {"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]},
@@ -82,7 +82,7 @@ class IssuePlan:
     """The objects one issuance needs, and the names that tie them together (pure)."""
 
     namespace: str
-    access: Access
+    access: KubeconfigAccess
     ttl_seconds: int
     service_account: str
     secret_name: str
@@ -139,7 +139,7 @@ def _meta(name: str, namespace: str, **labels: str) -> dict[str, Any]:
 
 
 def plan_issue(
-    namespace: str, access: Access, ttl_seconds: int, policy: IssuePolicy, *, now: datetime, suffix: str = ""
+    namespace: str, access: KubeconfigAccess, ttl_seconds: int, policy: IssuePolicy, *, now: datetime, suffix: str = ""
 ) -> IssuePlan:
     """ServiceAccount, Role, RoleBinding (shared per namespace and access level) and this issuance's Secret."""
     check_ttl(ttl_seconds, policy)
@@ -235,7 +235,7 @@ async def issue_kubeconfig(
     cluster: str,
     namespace: str,
     ttl_seconds: int,
-    access: Access,
+    access: KubeconfigAccess,
     policy: IssuePolicy = IssuePolicy(),
 ) -> IssuedKubeconfig:
     plan = plan_issue(namespace, access, ttl_seconds, policy, now=datetime.now(UTC))

@@ -23,7 +23,7 @@ import yaml
 
 from gateway.credentials import oidc
 from gateway.credentials.base import BearerToken, CredentialError, Endpoint
-from gateway.credentials.exec_plugin import ExecPluginError, ExecResult, run_exec_plugin
+from gateway.credentials.exec_plugin import ExecCredential, ExecPluginError, run_exec_plugin
 from gateway.credentials.kubeconfig_file import KubeconfigContext, KubeconfigError, resolve_context
 from gateway.credentials.kubeconfig_merge import absolutize, merge, split_path_list
 from gateway.credentials.params import Params
@@ -47,8 +47,8 @@ class KubeconfigProvider(CachingProvider):
         self._inline = inline
         self._context_name = context
         self._resolved: KubeconfigContext | None = None
-        self._exec_result: ExecResult | None = None
-        self._cert_endpoint: tuple[ExecResult, Endpoint] | None = None
+        self._exec_credential: ExecCredential | None = None
+        self._cert_endpoint: tuple[ExecCredential, Endpoint] | None = None
         self._oidc_seen: tuple[str, str] = ("", "")  # (id-token, refresh-token) as last read from the file
         self._oidc_id_token = ""  # the file's id-token, until it has been served once
         self._oidc_refresh = ""  # the refresh token to use next (the issuer may have rotated it)
@@ -69,7 +69,7 @@ class KubeconfigProvider(CachingProvider):
         if ctx.exec is None:
             return base
         await self._tokens.get()  # runs the plugin when its last answer expired (single flight)
-        result = self._exec_result
+        result = self._exec_credential
         if result is None or not result.client_cert_data:
             return base
         if self._cert_endpoint is None or self._cert_endpoint[0] is not result:
@@ -168,7 +168,7 @@ class KubeconfigProvider(CachingProvider):
             result = await run_exec_plugin(ctx.exec, cwd=cwd, ca_data=ca_data if ctx.exec.provide_cluster_info else b"")
         except ExecPluginError as exc:
             raise CredentialError(f"cluster {self.cluster!r}: {exc}") from None
-        self._exec_result = result
+        self._exec_credential = result
         return BearerToken(value=result.token, expires_at=result.expires_at)
 
     async def _oidc_token(self, ctx: KubeconfigContext) -> BearerToken:

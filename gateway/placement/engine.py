@@ -52,6 +52,9 @@ def _judge(s: ClusterSnapshot, p: Prepared, policy: PlacementPolicy, previous: s
     )
 
 
+_WORDS = {Verdict.ELIGIBLE: "eligible", Verdict.NO_CAPACITY: "without room now", Verdict.REJECTED: "rejected"}
+
+
 def _sort_key(o: _Outcome) -> tuple[int, float, str]:
     v = o.verdict
     return (_ORDER[v.verdict], -v.score, v.cluster)
@@ -61,7 +64,8 @@ def _summary(outcomes: Sequence[_Outcome]) -> str:
     if len(outcomes) <= _LIST_ALL_UP_TO:
         return "; ".join(f"{o.verdict.cluster}: {o.verdict.reason}" for o in outcomes)
     groups = []
-    for verdict, label in ((Verdict.NO_CAPACITY, "without room now"), (Verdict.REJECTED, "rejected")):
+    for verdict in (Verdict.NO_CAPACITY, Verdict.REJECTED):
+        label = _WORDS[verdict]
         counts = Counter(o.constraint for o in outcomes if o.verdict.verdict is verdict)
         if counts:
             detail = ", ".join(f"{c} {n}" for c, n in counts.most_common())
@@ -130,7 +134,7 @@ def unsatisfiable_violations(
         for v in failed[:limit]
     ]
     if len(failed) > limit:
-        rest = Counter(v.verdict.value for v in failed[limit:])
+        rest = Counter(_WORDS[v.verdict] for v in failed[limit:])
         counts = ", ".join(f"{n} {verdict}" for verdict, n in sorted(rest.items()))
         out.append(
             PreconditionViolation(

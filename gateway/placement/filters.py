@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from gateway.domain import ClusterSnapshot, Health, PlacementSpec, TaintEffect, Verdict
+from gateway.domain import ClusterHealth, ClusterSnapshot, PlacementSpec, TaintEffect, Verdict
 from gateway.placement.node_fit import Fit, NodeFit, PodNeeds, fit_nodes
 from gateway.placement.scoring import PlacementPolicy
 from gateway.placement.selectors import explain_mismatch
@@ -67,9 +67,9 @@ def _namespace(s: ClusterSnapshot, p: Prepared) -> str:
 
 
 def _health(s: ClusterSnapshot, p: Prepared) -> str:
-    if s.health is Health.UNREACHABLE:
+    if s.health is ClusterHealth.UNREACHABLE:
         return "cluster is unreachable"
-    if s.health is Health.UNAUTHORIZED:
+    if s.health is ClusterHealth.UNAUTHORIZED:
         return "cluster refuses the gateway's credentials (unauthorized)"
     return ""
 

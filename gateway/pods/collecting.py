@@ -88,7 +88,7 @@ def ended_result(
 
 
 def startup_timeout_result(
-    request: domain.PodRequest, view: status.PodView, warnings: tuple[domain.KubeEvent, ...]
+    request: domain.PodRequest, view: status.PodView, warnings: tuple[domain.KubernetesEvent, ...]
 ) -> domain.PodResult:
     why = view.message or "the pod did not start"
     return domain.PodResult(

@@ -41,8 +41,8 @@ class Followed:
 
     started: float  # loop time following began: the startup timeout counts from here
     positions: dict[str, LogPosition] = field(default_factory=dict)
-    journalled: set[domain.KubeEvent] = field(default_factory=set)  # seen again after a restart: not re-sent
-    warnings: list[domain.KubeEvent] = field(default_factory=list)
+    journalled: set[domain.KubernetesEvent] = field(default_factory=set)  # seen again after a restart: not re-sent
+    warnings: list[domain.KubernetesEvent] = field(default_factory=list)
     gone_check_after: float = 0.0
 
 
@@ -184,7 +184,7 @@ def deleted() -> domain.PodResult:
     )
 
 
-def deregistered(record: domain.PodRecord, warnings: tuple[domain.KubeEvent, ...]) -> domain.PodResult:
+def deregistered(record: domain.PodRecord, warnings: tuple[domain.KubernetesEvent, ...]) -> domain.PodResult:
     return domain.PodResult(
         phase=domain.PodPhase.FAILED,
         reason="ClusterDeregistered",

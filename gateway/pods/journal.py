@@ -27,7 +27,7 @@ LOG_FLUSH_LINES = 500
 _KINDS: dict[type, domain.JournalKind] = {
     domain.PlacementDecision: domain.JournalKind.PLACED,
     domain.PhaseChange: domain.JournalKind.PHASE,
-    domain.KubeEvent: domain.JournalKind.K8S_EVENT,
+    domain.KubernetesEvent: domain.JournalKind.K8S_EVENT,
     domain.LogLine: domain.JournalKind.LOG,
     domain.PodResult: domain.JournalKind.RESULT,
 }
@@ -127,11 +127,11 @@ class Journal:
         finally:
             self._flushers.pop(request_id, None)
 
-    async def resume_point(self, request_id: str) -> tuple[dict[str, LogPosition], list[domain.KubeEvent]]:
+    async def resume_point(self, request_id: str) -> tuple[dict[str, LogPosition], list[domain.KubernetesEvent]]:
         """Where each container's log stands, and the Kubernetes events already journalled: a resumed
         runner continues right after the last line and neither repeats nor forgets an event."""
         positions: dict[str, LogPosition] = {}
-        events: list[domain.KubeEvent] = []
+        events: list[domain.KubernetesEvent] = []
         after = 0
         while page := await self._store.read_events(request_id, after, PAGE):
             for seq, event in page:
@@ -140,7 +140,7 @@ class Journal:
                     item = decode(seq, event).item
                     if isinstance(item, domain.LogLine):
                         positions.setdefault(item.container, LogPosition()).advance(item)
-                    elif isinstance(item, domain.KubeEvent):
+                    elif isinstance(item, domain.KubernetesEvent):
                         events.append(item)
         return positions, events
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from gateway.credentials.issuing import MIN_TTL_SECONDS, Access
+from gateway.credentials.issuing import MIN_TTL_SECONDS, KubeconfigAccess
 from gateway.domain import Selector
 from gateway.errors import InvalidArgument
 from gateway.placement.labels import dns1123_label_error
@@ -84,7 +84,7 @@ def _caps(section: rd.Section) -> ResourceCaps:
 def _kubeconfig(section: rd.Section) -> KubeconfigGrant:
     grant = KubeconfigGrant(
         allowed=section.get("allowed", rd.boolean, False),
-        max_access=Access(section.get("max_access", rd.one_of(*[a.value for a in Access]), Access.VIEW.value)),
+        max_access=KubeconfigAccess(section.get("max_access", rd.one_of(*[a.value for a in KubeconfigAccess]), KubeconfigAccess.VIEW.value)),
         max_ttl_seconds=section.get("max_ttl_seconds", rd.integer, 3600),
     )
     if grant.max_ttl_seconds < MIN_TTL_SECONDS:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from gateway.credentials.issuing import Access
+from gateway.credentials.issuing import KubeconfigAccess
 from gateway.domain import ClusterSpec, PlacementSpec, PodRequest, Selector
 from gateway.errors import GatewayError, PermissionDenied, ResourceExhausted
 from gateway.placement.node_fit import PodNeeds, pod_needs
@@ -27,7 +27,7 @@ from gateway.policy.pod_security import PodSecurityPolicy
 ANY = "*"
 _NO_SELECTOR = Selector()  # an empty selector; it allows nothing by itself (see allows_cluster)
 _BASELINE = PodSecurityPolicy()
-_ACCESS_ORDER = {Access.VIEW: 0, Access.EDIT: 1}
+_ACCESS_ORDER = {KubeconfigAccess.VIEW: 0, KubeconfigAccess.EDIT: 1}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +50,7 @@ class RateLimit:
 @dataclass(frozen=True, kw_only=True)
 class KubeconfigGrant:
     allowed: bool = False
-    max_access: Access = Access.VIEW
+    max_access: KubeconfigAccess = KubeconfigAccess.VIEW
     max_ttl_seconds: int = 3600
 
 
@@ -266,7 +266,7 @@ def visible_clusters(tenant: Tenant, clusters: Iterable[ClusterSpec]) -> list[Cl
 
 
 def authorize_kubeconfig(
-    tenant: Tenant, cluster: ClusterSpec, namespace: str, access: Access, ttl_seconds: int
+    tenant: Tenant, cluster: ClusterSpec, namespace: str, access: KubeconfigAccess, ttl_seconds: int
 ) -> Decision:
     grant = tenant.kubeconfig
     if not grant.allowed:

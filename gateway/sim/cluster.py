@@ -24,7 +24,7 @@ from aiohttp import web
 from gateway.sim import handlers, kubeconfig, nodes
 from gateway.sim.apiserver import ApiContext, ApiServer
 from gateway.sim.auth import Authenticator, Identity, SimClock, service_account_identity
-from gateway.sim.config import ClusterSpec, SimConfig, load
+from gateway.sim.config import SimClusterSpec, SimConfig, load
 from gateway.sim.faults import Faults
 from gateway.sim.rbac import MASTERS, Authorizer
 from gateway.sim.reviews import token_request
@@ -46,7 +46,7 @@ class SimCluster:
     """A running simulated cluster. `node_side=False` runs the API server alone (pods stay Pending)."""
 
     def __init__(
-        self, spec: ClusterSpec, *, kubeconfig_dir: str | Path, node_side: bool = True, host: str = "127.0.0.1"
+        self, spec: SimClusterSpec, *, kubeconfig_dir: str | Path, node_side: bool = True, host: str = "127.0.0.1"
     ) -> None:
         self.spec = spec
         self.name = spec.name

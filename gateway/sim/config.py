@@ -26,7 +26,7 @@ import yaml
 _RUNTIMES = ("process", "virtual")
 
 
-class ConfigError(ValueError):
+class SimConfigError(ValueError):
     """A cluster file the simulator cannot use; the message names the file, cluster and field."""
 
 
@@ -52,7 +52,7 @@ class UserSpec:
 
 
 @dataclass(frozen=True)
-class ClusterSpec:
+class SimClusterSpec:
     name: str
     region: str = ""
     zone: str = ""
@@ -66,7 +66,7 @@ class ClusterSpec:
 
 @dataclass(frozen=True)
 class SimConfig:
-    clusters: tuple[ClusterSpec, ...]
+    clusters: tuple[SimClusterSpec, ...]
 
 
 def _strings(value: Any, where: str) -> tuple[str, ...]:
@@ -75,7 +75,7 @@ def _strings(value: Any, where: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        raise SimConfigError(f"{where}: expected a list of strings, got {value!r}")
     return tuple(value)
 
 
@@ -83,7 +83,7 @@ def _mapping(value: Any, where: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        raise SimConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
     return value
 
 
@@ -91,13 +91,13 @@ def _node(raw: Any, where: str) -> NodeSpec:
     raw = _mapping(raw, where)
     name = raw.get("name")
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: a node needs a name")
+        raise SimConfigError(f"{where}: a node needs a name")
     runtime = raw.get("runtime", "process")
     if runtime not in _RUNTIMES:
-        raise ConfigError(f"{where}.runtime: {runtime!r} is not one of {', '.join(_RUNTIMES)}")
+        raise SimConfigError(f"{where}.runtime: {runtime!r} is not one of {', '.join(_RUNTIMES)}")
     taints = raw.get("taints") or []
     if not isinstance(taints, list) or not all(isinstance(t, dict) and "key" in t for t in taints):
-        raise ConfigError(f"{where}.taints: expected a list of {{key, value, effect}}")
+        raise SimConfigError(f"{where}.taints: expected a list of {{key, value, effect}}")
     return NodeSpec(
         name=name,
         labels={str(k): str(v) for k, v in _mapping(raw.get("labels"), f"{where}.labels").items()},
@@ -111,7 +111,7 @@ def _user(raw: Any, where: str) -> UserSpec:
     raw = _mapping(raw, where)
     name, token = raw.get("name"), raw.get("token")
     if not isinstance(name, str) or not name or not isinstance(token, str) or not token:
-        raise ConfigError(f"{where}: a user needs a name and a token")
+        raise SimConfigError(f"{where}: a user needs a name and a token")
     return UserSpec(
         name=name,
         token=token,
@@ -122,18 +122,18 @@ def _user(raw: Any, where: str) -> UserSpec:
     )
 
 
-def cluster_from_dict(raw: Mapping[str, Any], where: str = "cluster") -> ClusterSpec:
+def cluster_from_dict(raw: Mapping[str, Any], where: str = "cluster") -> SimClusterSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{where}: a cluster needs a name")
+        raise SimConfigError(f"{where}: a cluster needs a name")
     where = f"{where} {name}"
     sim = _mapping(raw.get("sim"), f"{where}.sim")
     nodes = sim.get("nodes") or []
     users = sim.get("users") or []
     if not isinstance(nodes, list) or not isinstance(users, list):
-        raise ConfigError(f"{where}.sim: nodes and users must be lists")
+        raise SimConfigError(f"{where}.sim: nodes and users must be lists")
     namespaces = ("default", *(n for n in _strings(raw.get("allowedNamespaces"), where) if n != "default"))
-    return ClusterSpec(
+    return SimClusterSpec(
         name=name,
         region=str(raw.get("region", "")),
         zone=str(raw.get("zone", "")),
@@ -150,7 +150,7 @@ def parse(document: Mapping[str, Any], source: str = "<config>") -> SimConfig:
     """The clusters of a cluster file that have a `sim:` block (real clusters have none)."""
     clusters = document.get("clusters")
     if not isinstance(clusters, list):
-        raise ConfigError(f"{source}: expected a top-level 'clusters' list")
+        raise SimConfigError(f"{source}: expected a top-level 'clusters' list")
     specs = tuple(
         cluster_from_dict(c, f"{source}: clusters[{i}]")
         for i, c in enumerate(clusters)
@@ -159,7 +159,7 @@ def parse(document: Mapping[str, Any], source: str = "<config>") -> SimConfig:
     names = [c.name for c in specs]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ConfigError(f"{source}: duplicate cluster names: {', '.join(duplicates)}")
+        raise SimConfigError(f"{source}: duplicate cluster names: {', '.join(duplicates)}")
     return SimConfig(specs)
 
 
@@ -167,9 +167,9 @@ def load(path: str | Path) -> SimConfig:
     try:
         document = yaml.safe_load(Path(path).read_text())
     except OSError as e:
-        raise ConfigError(f"cannot read simulator config {path}: {e.strerror}") from e
+        raise SimConfigError(f"cannot read simulator config {path}: {e.strerror}") from e
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise SimConfigError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(document, dict):
-        raise ConfigError(f"{path}: expected a mapping with a 'clusters' list")
+        raise SimConfigError(f"{path}: expected a mapping with a 'clusters' list")
     return parse(document, str(path))

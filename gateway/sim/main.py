@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TextIO
 
 from gateway.sim.cluster import SimWorld
-from gateway.sim.config import ConfigError
+from gateway.sim.config import SimConfigError
 
 
 def describe(world: SimWorld) -> str:
@@ -44,7 +44,7 @@ def main(config: str, kubeconfig_dir: str, *, control_port: int = 0) -> int:
     """Every cluster with a `sim:` block in `config`; exit code 2 with a clear message for a bad config."""
     try:
         world = SimWorld.from_file(config, kubeconfig_dir=Path(kubeconfig_dir).resolve(), control_port=control_port)
-    except ConfigError as e:
+    except SimConfigError as e:
         print(f"podgate sim: {e}", file=sys.stderr)
         return 2
     if not world.clusters:

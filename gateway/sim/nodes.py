@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from gateway.sim.config import ClusterSpec, NodeSpec
+from gateway.sim.config import NodeSpec, SimClusterSpec
 from gateway.sim.store import ObjectStore, now_rfc3339
 
 Obj = dict[str, Any]
@@ -36,7 +36,7 @@ def _ready_condition(status: str, reason: str, message: str) -> Obj:
     }
 
 
-def node_object(node: NodeSpec, cluster: ClusterSpec) -> Obj:
+def node_object(node: NodeSpec, cluster: SimClusterSpec) -> Obj:
     labels = {
         "kubernetes.io/hostname": node.name,
         "kubernetes.io/os": "linux",

@@ -3,8 +3,8 @@
 Call sites depend on the `Store` protocol; `open_store(url)` gives the SQLite or PostgreSQL one.
 """
 
-from gateway.store.base import AuditEntry, Store
+from gateway.store.base import AuditRecord, Store
 from gateway.store.sql import SqlStore, open_store
 from gateway.store.writer import StoreClosed
 
-__all__ = ["AuditEntry", "SqlStore", "Store", "StoreClosed", "open_store"]
+__all__ = ["AuditRecord", "SqlStore", "Store", "StoreClosed", "open_store"]

@@ -19,7 +19,7 @@ MAX_PAGE = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
-class AuditEntry:
+class AuditRecord:
     """One append-only audit record as stored: its sequence number, when, and what was recorded."""
 
     id: int
@@ -139,4 +139,4 @@ class Store(Protocol):
         since: datetime | None = None,
         limit: int = DEFAULT_PAGE,
         page_token: str = "",
-    ) -> tuple[list[AuditEntry], str]: ...
+    ) -> tuple[list[AuditRecord], str]: ...

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhase, PodRecord, PodResult
 from gateway.errors import AlreadyExists, NotFound
-from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditEntry
+from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord
 from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result, to_data
 from gateway.store.engine import DEFAULT_PATH, Engines, open_engines, sqlite_url
 from gateway.store.rows import (
@@ -338,7 +338,7 @@ class SqlStore:
         since: datetime | None = None,
         limit: int = DEFAULT_PAGE,
         page_token: str = "",
-    ) -> tuple[list[AuditEntry], str]:
+    ) -> tuple[list[AuditRecord], str]:
         c = audit_log.c
         filters: list[ColumnElement[bool]] = []
         if action is not None:
@@ -349,7 +349,7 @@ class SqlStore:
             filters.append(c.time >= since)
         rows, token = await self._page(audit_log, c.id, filters, limit, page_token)
         entries = [
-            AuditEntry(id=r["id"], time=r["time"], action=r["action"], actor=r["actor"], record=r["record"])
+            AuditRecord(id=r["id"], time=r["time"], action=r["action"], actor=r["actor"], record=r["record"])
             for r in rows
         ]
         return entries, token

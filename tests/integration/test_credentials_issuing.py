@@ -15,22 +15,22 @@ from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.objects import ClusterObjects
 from gateway.credentials.factory import build_provider
 from gateway.credentials.issuing import (
-    Access,
     IssuedKubeconfig,
+    KubeconfigAccess,
     issue_kubeconfig,
     parse_credential_id,
     revoke_kubeconfig,
 )
 from gateway.domain import CredentialsRef
 from gateway.sim.cluster import SimCluster
-from gateway.sim.config import ClusterSpec
+from gateway.sim.config import SimClusterSpec
 from tests.conftest import clean_env
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[SimCluster]:
     c = SimCluster(
-        ClusterSpec(name="issuer", namespaces=("default", "team-a", "team-b")), kubeconfig_dir=tmp_path, node_side=False
+        SimClusterSpec(name="issuer", namespaces=("default", "team-a", "team-b")), kubeconfig_dir=tmp_path, node_side=False
     )
     await c.start()
     try:
@@ -64,7 +64,7 @@ async def kubectl(kubeconfig: Path, *args: str) -> tuple[int, str]:
 
 
 async def issue(
-    objects: ClusterObjects, cluster: SimCluster, tmp_path: Path, access: Access
+    objects: ClusterObjects, cluster: SimCluster, tmp_path: Path, access: KubeconfigAccess
 ) -> tuple[IssuedKubeconfig, Path]:
     provider = build_provider("issuer", CredentialsRef(source="sim"), kubeconfig_dir=tmp_path)
     endpoint = await provider.endpoint()
@@ -80,7 +80,7 @@ async def issue(
 async def test_view_kubeconfig_reads_its_namespace_only(
     objects: ClusterObjects, cluster: SimCluster, tmp_path: Path
 ) -> None:
-    issued, path = await issue(objects, cluster, tmp_path, Access.VIEW)
+    issued, path = await issue(objects, cluster, tmp_path, KubeconfigAccess.VIEW)
     assert 880 <= (issued.expires_at - datetime.now(UTC)).total_seconds() <= 901
     assert issued.service_account == "system:serviceaccount:team-a:podgate-view"
     assert "token" not in repr(issued)
@@ -98,7 +98,7 @@ async def test_view_kubeconfig_reads_its_namespace_only(
 async def test_edit_kubeconfig_may_create_delete_and_exec(
     objects: ClusterObjects, cluster: SimCluster, tmp_path: Path
 ) -> None:
-    _, path = await issue(objects, cluster, tmp_path, Access.EDIT)
+    _, path = await issue(objects, cluster, tmp_path, KubeconfigAccess.EDIT)
     for verb in ("create pods", "delete pods", "create pods/exec", "list events"):
         assert (await kubectl(path, "auth", "can-i", *verb.split()))[1].strip() == "yes", verb
     assert (await kubectl(path, "auth", "can-i", "create", "secrets"))[1].strip() == "no"
@@ -106,8 +106,8 @@ async def test_edit_kubeconfig_may_create_delete_and_exec(
 
 
 async def test_revoked_kubeconfig_is_refused(objects: ClusterObjects, cluster: SimCluster, tmp_path: Path) -> None:
-    issued, path = await issue(objects, cluster, tmp_path, Access.VIEW)
-    _, other_path = await issue(objects, cluster, tmp_path, Access.EDIT)
+    issued, path = await issue(objects, cluster, tmp_path, KubeconfigAccess.VIEW)
+    _, other_path = await issue(objects, cluster, tmp_path, KubeconfigAccess.EDIT)
     credential = parse_credential_id(issued.credential_id)
     assert credential.cluster == "issuer"
     assert await revoke_kubeconfig(objects, credential) is True
@@ -127,7 +127,7 @@ async def test_concurrent_first_issuances_in_a_namespace_all_succeed(
     issued = await asyncio.gather(
         *(
             issue_kubeconfig(objects, endpoint, cluster="issuer", namespace="team-a", ttl_seconds=900, access=access)
-            for access in (Access.VIEW, Access.EDIT) * 6
+            for access in (KubeconfigAccess.VIEW, KubeconfigAccess.EDIT) * 6
         )
     )
     assert len({i.credential_id for i in issued}) == 12

@@ -18,7 +18,7 @@ from gateway.clusters.kubeapi import ClusterClient, RetryPolicy, Timeouts
 from gateway.credentials.base import BearerToken, Endpoint
 from gateway.credentials.static import StaticProvider
 from gateway.sim.cluster import SimCluster
-from gateway.sim.config import ClusterSpec, UserSpec
+from gateway.sim.config import SimClusterSpec, UserSpec
 
 READER_TOKEN = "reader-token-0123456789"
 
@@ -46,11 +46,11 @@ class RotatedProvider(StaticProvider):
         return self._fresh if self.refreshes else stale
 
 
-def spec(name: str = "kube-a", **extra: Any) -> ClusterSpec:
+def spec(name: str = "kube-a", **extra: Any) -> SimClusterSpec:
     reader = UserSpec(
         name="reader", token=READER_TOKEN, namespaces=("team-a",), resources=("pods",), verbs=("get", "list")
     )
-    return ClusterSpec(name=name, namespaces=("default", "team-a", "team-b"), users=(reader,), **extra)
+    return SimClusterSpec(name=name, namespaces=("default", "team-a", "team-b"), users=(reader,), **extra)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from gateway.clusters.kubeapi import ClusterClient, EventType, WatchTarget
 from gateway.credentials.base import Endpoint
 from gateway.credentials.static import StaticProvider
 from gateway.sim.cluster import SimCluster, node_side_available
-from gateway.sim.config import ClusterSpec, NodeSpec
+from gateway.sim.config import NodeSpec, SimClusterSpec
 
 NS = "default"
 NODE = NodeSpec(name="n1", allocatable={"cpu": "8", "memory": "16Gi", "pods": "110"})
@@ -26,7 +26,7 @@ NODE = NodeSpec(name="n1", allocatable={"cpu": "8", "memory": "16Gi", "pods": "1
 async def sim(tmp_path: Path) -> AsyncIterator[SimCluster]:
     assert node_side_available(), "the simulator's kubelet is needed for logs and exec"
     cluster = SimCluster(
-        ClusterSpec(name="kube-s", nodes=(NODE,), runtime={"isolation": False}), kubeconfig_dir=tmp_path
+        SimClusterSpec(name="kube-s", nodes=(NODE,), runtime={"isolation": False}), kubeconfig_dir=tmp_path
     )
     await cluster.start()
     try:

@@ -17,14 +17,14 @@ from gateway.clusters.kubeapi import ClusterClient, EventType, Timeouts, WatchEv
 from gateway.credentials.base import Endpoint
 from gateway.credentials.static import StaticProvider
 from gateway.sim.cluster import SimCluster
-from gateway.sim.config import ClusterSpec
+from gateway.sim.config import SimClusterSpec
 from gateway.sim.store import DEFAULT_HISTORY
 
 PODS_IN_A = WatchTarget(resource=k.PODS, namespace="team-a")
 
 
 async def start(tmp_path: Path, **extra: Any) -> SimCluster:
-    cluster = SimCluster(ClusterSpec(name="kube-w", namespaces=("team-a",), **extra), kubeconfig_dir=tmp_path,
+    cluster = SimCluster(SimClusterSpec(name="kube-w", namespaces=("team-a",), **extra), kubeconfig_dir=tmp_path,
                          node_side=False)  # fmt: skip
     await cluster.start()
     return cluster

@@ -16,7 +16,7 @@ from gateway.credentials.base import CredentialError, Endpoint
 from gateway.credentials.static import StaticProvider
 from gateway.sim.cloud.oidc import OidcTokenVerifier
 from gateway.sim.cluster import SimCluster
-from gateway.sim.config import ClusterSpec, UserSpec
+from gateway.sim.config import SimClusterSpec, UserSpec
 from tests.integration.kubeconfig_helpers import client_for, whoami, write_kubeconfig
 from tests.standins.oidc import OidcIssuer, oidc_issuer
 
@@ -41,7 +41,7 @@ print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[SimCluster]:
-    c = SimCluster(ClusterSpec(name="kube-a", users=USERS), kubeconfig_dir=tmp_path, node_side=False)
+    c = SimCluster(SimClusterSpec(name="kube-a", users=USERS), kubeconfig_dir=tmp_path, node_side=False)
     await c.start()
     try:
         yield c

@@ -21,7 +21,7 @@ from gateway.clusters.kubeapi.errors import ApiUnreachable
 from gateway.credentials.factory import build_provider
 from gateway.domain import CredentialsRef
 from gateway.sim.cluster import SimCluster, node_side_available
-from gateway.sim.config import ClusterSpec, NodeSpec
+from gateway.sim.config import NodeSpec, SimClusterSpec
 from gateway.sim.tls import server_context
 from tests.integration.kubeconfig_helpers import client_for, write_kubeconfig
 from tests.standins.oidc import oidc_issuer
@@ -41,7 +41,7 @@ SCRIPT = (
 async def sim(tmp_path: Path) -> AsyncIterator[SimCluster]:
     assert node_side_available(), "the simulator's kubelet is needed for logs and exec"
     cluster = SimCluster(
-        ClusterSpec(name="kube-p", nodes=(NODE,), runtime={"isolation": False}), kubeconfig_dir=tmp_path
+        SimClusterSpec(name="kube-p", nodes=(NODE,), runtime={"isolation": False}), kubeconfig_dir=tmp_path
     )
     await cluster.start()
     try:

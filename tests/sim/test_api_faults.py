@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 
 from gateway.sim.cluster import SimCluster, SimWorld
-from gateway.sim.config import ClusterSpec, NodeSpec, SimConfig
+from gateway.sim.config import NodeSpec, SimClusterSpec, SimConfig
 
-SPEC = ClusterSpec(name="faulty", nodes=(NodeSpec("n1", allocatable={"cpu": "2"}), NodeSpec("n2")))
+SPEC = SimClusterSpec(name="faulty", nodes=(NodeSpec("n1", allocatable={"cpu": "2"}), NodeSpec("n2")))
 POD = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
 
 

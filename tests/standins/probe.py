@@ -10,7 +10,7 @@ import aiohttp
 
 from gateway.credentials.base import CredentialProvider
 from gateway.sim.cluster import SimCluster
-from gateway.sim.config import ClusterSpec
+from gateway.sim.config import SimClusterSpec
 
 
 async def list_pods(provider: CredentialProvider, *, force_refresh: bool = False) -> int:
@@ -30,7 +30,7 @@ async def list_pods(provider: CredentialProvider, *, force_refresh: bool = False
 @asynccontextmanager
 async def sim_cluster(name: str, directory: Path) -> AsyncIterator[SimCluster]:
     """One simulated cluster (API server only: credentials tests run no pods)."""
-    cluster = SimCluster(ClusterSpec(name=name), kubeconfig_dir=directory, node_side=False)
+    cluster = SimCluster(SimClusterSpec(name=name), kubeconfig_dir=directory, node_side=False)
     await cluster.start()
     try:
         yield cluster

@@ -155,7 +155,7 @@ def snapshot(cluster: FakeCluster) -> domain.ClusterSnapshot:
         name=cluster.name, provider="sim", credentials=domain.CredentialsRef(source="sim"), region=cluster.region
     )
     node = domain.NodeState(name="n1", cpu_millis=8000, memory_bytes=32 * 2**30)
-    return domain.ClusterSnapshot(spec=spec, health=domain.Health.HEALTHY, cordoned=cluster.cordoned, nodes=(node,))
+    return domain.ClusterSnapshot(spec=spec, health=domain.ClusterHealth.HEALTHY, cordoned=cluster.cordoned, nodes=(node,))
 
 
 def pod_request(request_id: str = "r1", **extra: Any) -> domain.PodRequest:

@@ -81,7 +81,7 @@ DECISION = dispatch_pb2.PlacementDecision(
                     time=ts(T0), type="Warning", reason="BackOff", message="pulling", count=3
                 ),
             ),
-            t.KubeEvent(
+            t.Notice(
                 cursor="c3",
                 time=T0,
                 event=t.KubernetesEvent(time=T0, type="Warning", reason="BackOff", message="pulling", count=3),

@@ -18,7 +18,7 @@ from gateway.config import (
     missing_files,
     parse_config,
 )
-from gateway.credentials.issuing import Access
+from gateway.credentials.issuing import KubeconfigAccess
 from gateway.placement.selectors import format_selector
 from gateway.policy.identity import Credentials, new_token
 from gateway.policy.pod_security import Level
@@ -50,7 +50,7 @@ def test_the_example_loads_with_every_section() -> None:
     ml = settings.tenants.tenants["ml"]
     assert ml.clusters == {"local-eu-cpu"} and format_selector(ml.cluster_selector) == "accelerator in (nvidia)"
     assert ml.pod_caps.cpu_millis == 16000 and ml.pod_caps.memory_bytes == 64 * GiB and ml.total_caps.gpus == 8
-    assert ml.kubeconfig.allowed and ml.kubeconfig.max_access is Access.VIEW
+    assert ml.kubeconfig.allowed and ml.kubeconfig.max_access is KubeconfigAccess.VIEW
     assert ml.rate_limit.per_second == 5 and ml.rate_limit.burst == 20
     assert ml.cert_names == {"airflow-ml.workers.internal"} and ml.oidc_groups == {"ml-engineers"}
     analytics = settings.tenants.tenants["analytics"]

@@ -10,8 +10,8 @@ import yaml
 
 from gateway.credentials.base import Endpoint
 from gateway.credentials.issuing import (
-    Access,
     IssuePolicy,
+    KubeconfigAccess,
     build_kubeconfig,
     check_ttl,
     expired_secrets,
@@ -25,7 +25,7 @@ POLICY = IssuePolicy(max_ttl_seconds=3600)
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
-def granted(access: Access) -> set[tuple[str, str]]:
+def granted(access: KubeconfigAccess) -> set[tuple[str, str]]:
     plan = plan_issue("team-a", access, 900, POLICY, now=NOW, suffix="abc")
     role = dict(plan.objects)["Role"]
     return {(resource, verb) for rule in role["rules"] for resource in rule["resources"] for verb in rule["verbs"]}
@@ -34,24 +34,24 @@ def granted(access: Access) -> set[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("access", "resource", "verb", "allowed"),
     [
-        (Access.VIEW, "pods", "list", True),
-        (Access.VIEW, "pods/log", "get", True),
-        (Access.VIEW, "events", "watch", True),
-        (Access.VIEW, "pods", "create", False),
-        (Access.VIEW, "pods/exec", "create", False),
-        (Access.EDIT, "pods", "create", True),
-        (Access.EDIT, "pods", "delete", True),
-        (Access.EDIT, "pods/exec", "create", True),
-        (Access.EDIT, "secrets", "get", False),
-        (Access.EDIT, "pods", "patch", False),
+        (KubeconfigAccess.VIEW, "pods", "list", True),
+        (KubeconfigAccess.VIEW, "pods/log", "get", True),
+        (KubeconfigAccess.VIEW, "events", "watch", True),
+        (KubeconfigAccess.VIEW, "pods", "create", False),
+        (KubeconfigAccess.VIEW, "pods/exec", "create", False),
+        (KubeconfigAccess.EDIT, "pods", "create", True),
+        (KubeconfigAccess.EDIT, "pods", "delete", True),
+        (KubeconfigAccess.EDIT, "pods/exec", "create", True),
+        (KubeconfigAccess.EDIT, "secrets", "get", False),
+        (KubeconfigAccess.EDIT, "pods", "patch", False),
     ],
 )
-def test_roles_are_least_privilege(access: Access, resource: str, verb: str, allowed: bool) -> None:
+def test_roles_are_least_privilege(access: KubeconfigAccess, resource: str, verb: str, allowed: bool) -> None:
     assert ((resource, verb) in granted(access)) is allowed
 
 
 def test_plan_ties_objects_together() -> None:
-    plan = plan_issue("team-a", Access.EDIT, 900, POLICY, now=NOW, suffix="abc")
+    plan = plan_issue("team-a", KubeconfigAccess.EDIT, 900, POLICY, now=NOW, suffix="abc")
     objects = dict(plan.objects)
     assert [kind for kind, _ in plan.objects] == ["ServiceAccount", "Role", "RoleBinding", "Secret"]
     binding = objects["RoleBinding"]
@@ -108,7 +108,7 @@ def test_kubeconfig_document_resolves_back() -> None:
 
 
 def test_expired_issuance_secrets_are_listed_for_collection() -> None:
-    plan = plan_issue("team-a", Access.VIEW, 900, POLICY, now=NOW, suffix="old")
+    plan = plan_issue("team-a", KubeconfigAccess.VIEW, 900, POLICY, now=NOW, suffix="old")
     secret = dict(plan.objects)["Secret"]
     assert secret["metadata"]["annotations"] == {"podgate.io/expires-at": "2030-01-01T12:15:00Z"}
     unrelated = {"metadata": {"name": "db-password", "annotations": {"podgate.io/expires-at": "2000-01-01T00:00:00Z"}}}

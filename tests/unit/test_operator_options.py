@@ -8,7 +8,7 @@ import pytest
 
 from gateway.airflow import request_options as ro
 from gateway.airflow.pod_builder import TaskIdentity
-from gateway.client import LogSelection, OnFinish, PodSpecRequest, XcomMode
+from gateway.client import LogSelection, OnFinishAction, PodSpecRequest, XcomMode
 
 TI = TaskIdentity(dag_id="etl", task_id="load", run_id="manual__2026-01-01T00:00:00+00:00", map_index=-1, try_number=3)
 
@@ -72,14 +72,14 @@ def test_xcom_mode_contradiction_and_typo() -> None:
 @pytest.mark.parametrize(
     ("action", "legacy", "expected", "noted"),
     [
-        ("delete_pod", None, OnFinish.DELETE_POD, False),
-        ("keep_pod", None, OnFinish.KEEP_POD, False),
-        ("delete_succeeded_pod", None, OnFinish.DELETE_SUCCEEDED_POD, False),
-        ("delete_pod", False, OnFinish.KEEP_POD, True),
-        ("keep_pod", True, OnFinish.DELETE_POD, True),
+        ("delete_pod", None, OnFinishAction.DELETE_POD, False),
+        ("keep_pod", None, OnFinishAction.KEEP_POD, False),
+        ("delete_succeeded_pod", None, OnFinishAction.DELETE_SUCCEEDED_POD, False),
+        ("delete_pod", False, OnFinishAction.KEEP_POD, True),
+        ("keep_pod", True, OnFinishAction.DELETE_POD, True),
     ],
 )
-def test_on_finish(action: str, legacy: bool | None, expected: OnFinish, noted: bool) -> None:
+def test_on_finish(action: str, legacy: bool | None, expected: OnFinishAction, noted: bool) -> None:
     choice = ro.on_finish(action, legacy)
     assert choice.action == expected
     assert bool(choice.note) == noted

@@ -55,7 +55,7 @@ def test_judge(
     [
         (t.Log(cursor="c", time=None, container="base", text="hi"), logging.INFO, "[base] hi"),
         (
-            t.KubeEvent(cursor="c", time=None, event=WARN),
+            t.Notice(cursor="c", time=None, event=WARN),
             logging.WARNING,
             "Pod Event: BackOff - pulling image",
         ),

@@ -9,10 +9,10 @@ import pytest
 
 from gateway.domain import (
     GPU_PRODUCT_LABEL,
+    ClusterHealth,
     ClusterSnapshot,
     ClusterSpec,
     CredentialsRef,
-    Health,
     NodeState,
     PlacementSpec,
     PodRequest,
@@ -52,7 +52,7 @@ def cluster(
     *,
     labels: dict[str, str] | None = None,
     nodes: tuple[NodeState, ...] = (),
-    health: Health = Health.HEALTHY,
+    health: ClusterHealth = ClusterHealth.HEALTHY,
     **spec: Any,
 ) -> ClusterSnapshot:
     extra = {k: spec.pop(k) for k in ("cordoned", "cordon_reason", "running_pods") if k in spec}
@@ -196,8 +196,8 @@ def test_hard_constraints_reject_with_a_reason(
         (cluster("a", running_pods=9, max_concurrent_pods=5), "at its concurrency limit (9 of 5 gateway pods running)"),
         (cluster("a", nodes=(node(used=1.0),)), "no node has room now: n1: needs 1 cpu, 0 of 8 free now"),
         (cluster("a", nodes=(node(ready=False),)), "no node has room now: n1: node is not ready"),
-        (cluster("a", health=Health.UNREACHABLE), "cluster is unreachable"),
-        (cluster("a", health=Health.UNAUTHORIZED), "cluster refuses the gateway's credentials (unauthorized)"),
+        (cluster("a", health=ClusterHealth.UNREACHABLE), "cluster is unreachable"),
+        (cluster("a", health=ClusterHealth.UNAUTHORIZED), "cluster refuses the gateway's credentials (unauthorized)"),
         (cluster("a", cordoned=True, cordon_reason="maintenance"), "cluster is cordoned: maintenance"),
         (cluster("a", cordoned=True), "cluster is cordoned"),
         (replace(cluster("a"), nodes=()), "no node capacity known yet (no nodes reported)"),
@@ -214,7 +214,7 @@ def test_transient_conditions_are_no_capacity(snapshot: ClusterSnapshot, reason:
 @pytest.mark.parametrize(
     ("snapshot", "verdict"),
     [
-        (cluster("a", health=Health.UNREACHABLE), Verdict.REJECTED),
+        (cluster("a", health=ClusterHealth.UNREACHABLE), Verdict.REJECTED),
         (cluster("a", cordoned=True), Verdict.REJECTED),
         (cluster("a", running_pods=5, max_concurrent_pods=5), Verdict.NO_CAPACITY),
     ],
@@ -227,7 +227,7 @@ def test_policy_can_reject_unavailable_clusters_instead_of_waiting(snapshot: Clu
 @pytest.mark.parametrize(
     "snapshot",
     [
-        cluster("a", "us-east-1", health=Health.UNREACHABLE),
+        cluster("a", "us-east-1", health=ClusterHealth.UNREACHABLE),
         cluster("a", "us-east-1", cordoned=True),
         cluster("a", "us-east-1", running_pods=1, max_concurrent_pods=1),
         cluster("a", "us-east-1", nodes=(node(used=1.0),)),
@@ -241,7 +241,7 @@ def test_a_permanent_mismatch_outranks_a_transient_one(snapshot: ClusterSnapshot
 
 
 def test_cordon_is_reported_before_health() -> None:
-    decision = place(request(), (cluster("a", cordoned=True, health=Health.UNREACHABLE),))
+    decision = place(request(), (cluster("a", cordoned=True, health=ClusterHealth.UNREACHABLE),))
     assert decision.verdicts[0].reason == "cluster is cordoned"
 
 

@@ -105,8 +105,8 @@ async def test_a_pod_followed_to_success_streams_phase_and_logs_and_returns_its_
 async def test_a_failed_pod_carries_its_warning_events_and_no_xcom(world: World) -> None:
     state = await world.created(xcom_mode=domain.XcomMode.AUTO)
     task = await followed(world, state)
-    backoff = domain.KubeEvent(time=datetime.now(UTC), type="Warning", reason="BackOff", message="back-off")
-    normal = domain.KubeEvent(time=datetime.now(UTC), type="Normal", reason="Pulled", message="pulled")
+    backoff = domain.KubernetesEvent(time=datetime.now(UTC), type="Warning", reason="BackOff", message="back-off")
+    normal = domain.KubernetesEvent(time=datetime.now(UTC), type="Normal", reason="Pulled", message="pulled")
     world.cluster.tracks[("default", state.record.name)].add_event(("u1", 1), normal)
     world.cluster.tracks[("default", state.record.name)].add_event(("u2", 1), backoff)
     world.change(state, "Failed", containerStatuses=[ended(code=3, message="boom", reason="Error")])
@@ -115,7 +115,7 @@ async def test_a_failed_pod_carries_its_warning_events_and_no_xcom(world: World)
     assert ending.result.xcom_json is None  # a failed main container's message is not an XCom payload
     assert ending.result.warning_events == (backoff,)
     items = await journalled(world.store, world.journal, "r1")
-    assert [i for i in items if isinstance(i, domain.KubeEvent)] == [normal, backoff]
+    assert [i for i in items if isinstance(i, domain.KubernetesEvent)] == [normal, backoff]
 
 
 async def test_sidecar_xcom_is_read_then_the_sidecar_is_stopped(world: World) -> None:

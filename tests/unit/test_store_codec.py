@@ -17,7 +17,7 @@ from gateway.domain import (
     DisconnectPolicy,
     JournalEvent,
     JournalKind,
-    KubeEvent,
+    KubernetesEvent,
     LogSelection,
     OnFinishAction,
     Operator,
@@ -95,7 +95,7 @@ RESULT = PodResult(
     message="out of memory",
     containers=(ContainerResult(name="main", exit_code=137, reason="OOMKilled"),),
     xcom_json='{"v": 42}',
-    warning_events=(KubeEvent(time=T0, type="Warning", reason="BackOff", message="m", count=3),),
+    warning_events=(KubernetesEvent(time=T0, type="Warning", reason="BackOff", message="m", count=3),),
 )
 CLUSTER = ClusterSpec(
     name="c1",

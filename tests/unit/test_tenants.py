@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway.credentials.issuing import Access
+from gateway.credentials.issuing import KubeconfigAccess
 from gateway.domain import ClusterSpec, CredentialsRef, PlacementSpec, PodRequest
 from gateway.errors import PermissionDenied, ResourceExhausted
 from gateway.placement.selectors import parse_selector
@@ -159,23 +159,23 @@ ISSUER = Tenant(
     name="ml",
     clusters=frozenset({"eu-cpu"}),
     namespaces=frozenset({"ml"}),
-    kubeconfig=KubeconfigGrant(allowed=True, max_access=Access.VIEW, max_ttl_seconds=3600),
+    kubeconfig=KubeconfigGrant(allowed=True, max_access=KubeconfigAccess.VIEW, max_ttl_seconds=3600),
 )
 
 
 @pytest.mark.parametrize(
     ("tenant", "cluster_name", "namespace", "access", "ttl", "rule"),
     [
-        (ISSUER, "eu-cpu", "ml", Access.VIEW, 3600, ""),
-        (ISSUER, "eu-cpu", "ml", Access.EDIT, 600, "kubeconfig.max_access"),
-        (ISSUER, "eu-cpu", "ml", Access.VIEW, 3601, "kubeconfig.max_ttl"),
-        (ISSUER, "eu-gpu", "ml", Access.VIEW, 600, "clusters"),
-        (ISSUER, "eu-cpu", "default", Access.VIEW, 600, "namespaces"),
-        (ML, "eu-cpu", "ml", Access.VIEW, 600, "kubeconfig.allowed"),
+        (ISSUER, "eu-cpu", "ml", KubeconfigAccess.VIEW, 3600, ""),
+        (ISSUER, "eu-cpu", "ml", KubeconfigAccess.EDIT, 600, "kubeconfig.max_access"),
+        (ISSUER, "eu-cpu", "ml", KubeconfigAccess.VIEW, 3601, "kubeconfig.max_ttl"),
+        (ISSUER, "eu-gpu", "ml", KubeconfigAccess.VIEW, 600, "clusters"),
+        (ISSUER, "eu-cpu", "default", KubeconfigAccess.VIEW, 600, "namespaces"),
+        (ML, "eu-cpu", "ml", KubeconfigAccess.VIEW, 600, "kubeconfig.allowed"),
     ],
 )
 def test_kubeconfig_issuance(
-    tenant: Tenant, cluster_name: str, namespace: str, access: Access, ttl: int, rule: str
+    tenant: Tenant, cluster_name: str, namespace: str, access: KubeconfigAccess, ttl: int, rule: str
 ) -> None:
     spec = next(c for c in CLUSTERS if c.name == cluster_name)
     decision = authorize_kubeconfig(tenant, spec, namespace, access, ttl)
