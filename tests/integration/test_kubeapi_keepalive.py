@@ -13,7 +13,7 @@ import pytest
 
 from gateway.credentials import keepalive
 from gateway.sim.cluster import SimCluster
-from gateway.sim.config import ClusterSpec
+from gateway.sim.config import SimClusterSpec
 from tests.integration.kubeconfig_helpers import client_for, write_kubeconfig
 from tests.standins.proxies import forward_proxy
 
@@ -23,7 +23,7 @@ KEEPALIVE_TIMER = 2
 
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[SimCluster]:
-    cluster = SimCluster(ClusterSpec(name="kube-k"), kubeconfig_dir=tmp_path, node_side=False)
+    cluster = SimCluster(SimClusterSpec(name="kube-k"), kubeconfig_dir=tmp_path, node_side=False)
     await cluster.start()
     try:
         yield cluster
