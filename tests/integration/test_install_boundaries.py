@@ -25,8 +25,8 @@ print("ok")
 """
 
 
-def _import_blocked(module: str) -> subprocess.CompletedProcess[str]:
-    code = BLOCKER.format(blocked=SERVER_ONLY, module=module)
+def _import_blocked(module: str, blocked: list[str] = SERVER_ONLY) -> subprocess.CompletedProcess[str]:
+    code = BLOCKER.format(blocked=blocked, module=module)
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=clean_env(), capture_output=True, text=True, timeout=60
     )
@@ -52,3 +52,18 @@ def test_the_blocker_really_blocks() -> None:
     done = _import_blocked("kubernetes")
     assert done.returncode != 0
     assert "server-only dependency imported" in done.stderr
+
+
+SERVER_MODULES = sorted(
+    "gateway." + ".".join(p.relative_to(ROOT / "gateway").with_suffix("").parts).removesuffix(".__init__")
+    for p in (ROOT / "gateway").rglob("*.py")
+    if not {"airflow", "_proto", "migrations"} & set(p.relative_to(ROOT / "gateway").parts)  # alembic scripts
+)
+
+
+def test_the_server_and_simulator_import_without_the_kubernetes_package() -> None:
+    """`kubernetes` is a [dev] dependency (test oracle, benchmarks): no server or simulator module may
+    import it, or `pip install podgate[server]` would break at run time."""
+    assert "gateway.credentials.kubeconfig" in SERVER_MODULES and "gateway.sim.apiserver" in SERVER_MODULES
+    done = _import_blocked(f"importlib\nfor m in {SERVER_MODULES!r}: importlib.import_module(m)", ["kubernetes"])
+    assert done.returncode == 0, done.stderr
