@@ -1,8 +1,9 @@
 """Provider for Google GKE: endpoint and CA from the container API, OAuth access tokens from google-auth.
 
-Credentials are Application Default Credentials, a key file (service account or any type google-auth
-loads; its token_uri decides where tokens come from), optionally impersonating a target service
-account, always with the cloud-platform scope. google-auth is blocking (requests), so its calls run
+Credentials are Application Default Credentials or a key file of any type Google issues (service
+account, authorized user, workload identity federation from AWS, a file, a URL or an executable,
+impersonated service account), optionally impersonating a target service account, always with the
+cloud-platform scope. google-auth is blocking (requests), so its calls run
 in a worker thread; our TokenCache decides when to refresh, google-auth only how.
 """
 
@@ -12,13 +13,15 @@ import asyncio
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
 import google.auth
+import google.auth.exceptions
 import google.auth.transport.requests
 import requests
-from google.auth import identity_pool, impersonated_credentials
+from google.auth import aws, external_account_authorized_user, identity_pool, impersonated_credentials, pluggable
 from google.oauth2 import credentials as user_credentials
 from google.oauth2 import service_account
 
@@ -43,20 +46,65 @@ KEYS = frozenset(
 HTTP_TIMEOUT = 30.0
 
 
-def _from_key_file(path: str) -> Any:
-    """Credentials of the key file's declared type, only among the types we expect to be given."""
-    with open(path) as f:
-        info = json.load(f)
-    kind = info.get("type") if isinstance(info, dict) else None
-    if kind == "service_account":
-        return service_account.Credentials.from_service_account_info(info, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
-    if kind == "external_account":  # workload identity federation
-        return identity_pool.Credentials.from_info(info, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
-    if kind == "authorized_user":
-        return user_credentials.Credentials.from_authorized_user_info(info, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
-    raise CredentialError(
-        f"key file {path!r} has type {kind!r}; expected service_account, external_account or authorized_user"
+def _external_account(info: dict[str, Any]) -> Any:
+    """Workload identity federation, by where the subject token comes from (google-auth's own rule)."""
+    source = info.get("credential_source") or {}
+    if str(source.get("environment_id", "")).startswith("aws"):
+        return aws.Credentials.from_info(info, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
+    if "executable" in source:  # runs only with GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1, google-auth's rule
+        return pluggable.Credentials.from_info(info, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
+    return identity_pool.Credentials.from_info(info, scopes=list(SCOPES))  # type: ignore[no-untyped-call]
+
+
+LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "service_account": lambda i: service_account.Credentials.from_service_account_info(i, scopes=list(SCOPES)),  # type: ignore[no-untyped-call]
+    "authorized_user": lambda i: user_credentials.Credentials.from_authorized_user_info(i, scopes=list(SCOPES)),  # type: ignore[no-untyped-call]
+    "external_account": _external_account,
+    "external_account_authorized_user": lambda i: external_account_authorized_user.Credentials.from_info(i),  # type: ignore[no-untyped-call]
+}
+IMPERSONATION_SOURCES = ("service_account", "authorized_user", "external_account_authorized_user")
+
+
+def _impersonated(info: dict[str, Any]) -> Any:
+    """`gcloud auth application-default login --impersonate-service-account`'s file. Built like google-auth's
+    loader, except that the file's own generateAccessToken URL is used (google-auth keeps only the target)."""
+    url = str(info.get("service_account_impersonation_url") or "")
+    target = url.rpartition("/")[2].partition(":generateAccessToken")[0]
+    source = info.get("source_credentials")
+    if not target or not isinstance(source, dict) or source.get("type") not in IMPERSONATION_SOURCES:
+        raise ValueError(f"needs service_account_impersonation_url and source_credentials of {IMPERSONATION_SOURCES}")
+    return impersonated_credentials.Credentials(  # type: ignore[no-untyped-call]
+        source_credentials=LOADERS[source["type"]](source),
+        target_principal=target,
+        target_scopes=list(SCOPES),
+        delegates=info.get("delegates") or None,
+        iam_endpoint_override=url,
     )
+
+
+LOADERS["impersonated_service_account"] = _impersonated
+
+
+def _from_key_file(path: str) -> Any:
+    """Credentials of every file type `gcloud` and the console write, each by google-auth's loader for that type.
+
+    Not `google.auth.load_credentials_from_file`: google-auth deprecates it (DeprecationWarning) for the
+    type-specific loaders, so that a file of an unexpected type is refused rather than loaded; see
+    docs/decisions/0011-gke-credential-files.md.
+    """
+    try:
+        with open(path) as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        raise CredentialError(f"cannot read key file {path!r}: {type(e).__name__}") from None
+    kind = info.get("type") if isinstance(info, dict) else None
+    loader = LOADERS.get(str(kind))
+    if loader is None:
+        raise CredentialError(f"key file {path!r} has type {kind!r}; expected one of {', '.join(LOADERS)}")
+    try:
+        return loader(info)
+    except (ValueError, TypeError, KeyError, google.auth.exceptions.GoogleAuthError) as e:
+        raise CredentialError(f"key file {path!r} ({kind}) is malformed: {str(e)[:300]}") from None
 
 
 class GkeProvider(CachingProvider):

@@ -1,26 +1,38 @@
-"""GKE end to end: a local OAuth token endpoint and container API, the simulator playing the GKE cluster."""
+"""GKE end to end: a local OAuth token endpoint, STS, IAM Credentials and container API, the simulator
+playing the GKE cluster; every credential file type Google issues."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+import stat
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from google.oauth2 import credentials as user_credentials
 
 from gateway.clusters.kubeapi.client import ClusterClient
+from gateway.credentials import gke as gke_credentials
 from gateway.credentials.base import CredentialError
 from gateway.credentials.factory import build_provider
 from gateway.domain import CredentialsRef
 from gateway.sim.auth import Identity
 from gateway.sim.cloud.gke import GkeTokenVerifier
 from gateway.sim.cluster import SimCluster
-from tests.standins.google import GoogleStandin, google_standin
+from tests.standins.google import AWS_SUBJECT, GoogleStandin, google_standin
 from tests.standins.probe import list_pods, sim_cluster
 
 DISPATCHER = "dispatcher@podgate-test.iam.gserviceaccount.com"
 DEPLOYER = "deployer@podgate-test.iam.gserviceaccount.com"
-USERS = {DISPATCHER: Identity(DISPATCHER, ("system:masters",)), DEPLOYER: Identity(DEPLOYER, ("system:masters",))}
+ENGINEER = "engineer@example.com"
+POOL = "//iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/podgate/providers/ci"
+CI_PRINCIPAL = "principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/podgate/subject/ci"
+AWS_PRINCIPAL = "principalSet://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/podgate/aws-role"
+EXEC_PRINCIPAL = "principal://iam.googleapis.com/projects/123/locations/global/workloadIdentityPools/podgate/subject/exec"
+USERS = {u: Identity(u, ("system:masters",)) for u in (DISPATCHER, DEPLOYER, ENGINEER, CI_PRINCIPAL, AWS_PRINCIPAL)}
 
 
 @pytest.fixture
@@ -156,5 +168,155 @@ async def test_revoked_token_is_refreshed_once_by_the_api_client(
             pods = await asyncio.gather(*(client.list_pods("default") for _ in range(20)))
             assert all(len(p.items) == 0 for p in pods)
             assert google.token_requests == before + 1
+    finally:
+        await provider.close()
+
+# --- every credential file type (decision 0011) ------------------------------------------------
+# service account, workload identity federation from a file, from AWS (a SigV4-signed GetCallerIdentity,
+# checked by the stand-in's STS) and from an executable (then impersonating), impersonated_service_account.
+# An `authorized_user` file cannot be sent to a stand-in: google-auth always refreshes it at
+# oauth2.googleapis.com, whatever its token_uri says (a deliberate pin), so only its loading is checked.
+
+def federation(google: GoogleStandin, subject_type: str, source: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "external_account", "audience": POOL, "subject_token_type": subject_type,
+            "token_url": google.sts_url, "credential_source": source, **extra}  # fmt: skip
+
+
+def service_account(google: GoogleStandin, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    path = google.new_service_account(DISPATCHER, tmp_path / "sa-source.json")
+    return json.loads(path.read_text()), DISPATCHER
+
+
+def from_a_file(google: GoogleStandin, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    subject = tmp_path / "oidc-token"
+    subject.write_text("eyJ.ci-subject-token.sig")
+    google.trust_subject_token("eyJ.ci-subject-token.sig", CI_PRINCIPAL)
+    return federation(google, "urn:ietf:params:oauth:token-type:jwt", {"file": str(subject)}), CI_PRINCIPAL
+
+
+def from_aws(google: GoogleStandin, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    """What `gcloud iam workload-identity-pools create-cred-config --aws` writes; the AWS key comes from the
+    environment (set by the test), as on Lambda or with an IRSA-less EC2 role exported by the runtime."""
+    google.trust_aws_key("AKIASTANDIN000000001", "standin-secret-key", AWS_PRINCIPAL)
+    source = {
+        "environment_id": "aws1",
+        "region_url": "http://169.254.169.254/latest/meta-data/placement/availability-zone",
+        "url": "http://169.254.169.254/latest/meta-data/iam/security-credentials",
+        "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
+    }
+    return federation(google, AWS_SUBJECT, source), AWS_PRINCIPAL
+
+
+def from_an_executable(google: GoogleStandin, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    """An executable-sourced federation that then impersonates a service account (the usual shape)."""
+    google.trust_subject_token("exec-subject-token", EXEC_PRINCIPAL)
+    google.allow_impersonation(EXEC_PRINCIPAL, DEPLOYER)
+    answer = {"version": 1, "success": True, "token_type": "urn:ietf:params:oauth:token-type:id_token",
+              "id_token": "exec-subject-token", "expiration_time": int(time.time()) + 3600}  # fmt: skip
+    script = tmp_path / "subject-token.sh"
+    script.write_text(f"#!/bin/sh\nprintf '%s' '{json.dumps(answer)}'\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    source = {"executable": {"command": str(script), "timeout_millis": 5000}}
+    impersonate = {"service_account_impersonation_url": google.impersonation_url(DEPLOYER)}
+    return federation(google, "urn:ietf:params:oauth:token-type:id_token", source, **impersonate), DEPLOYER
+
+
+def impersonated(google: GoogleStandin, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    """`gcloud auth application-default login --impersonate-service-account`'s file."""
+    source, caller = service_account(google, tmp_path)
+    google.allow_impersonation(caller, DEPLOYER)
+    return {"type": "impersonated_service_account", "service_account_impersonation_url":
+            google.impersonation_url(DEPLOYER), "source_credentials": source, "delegates": []}, DEPLOYER  # fmt: skip
+
+
+KINDS: dict[str, Callable[[GoogleStandin, Path], tuple[dict[str, Any], str]]] = {
+    "service_account": service_account,
+    "external_account-file": from_a_file,
+    "external_account-aws": from_aws,
+    "external_account-executable": from_an_executable,
+    "impersonated_service_account": impersonated,
+}
+
+
+def test_an_authorized_user_file_loads_as_user_credentials_with_its_refresh_token(tmp_path: Path) -> None:
+    document = GoogleStandin(url="http://127.0.0.1:9").new_authorized_user(ENGINEER)
+    path = tmp_path / "adc.json"
+    path.write_text(json.dumps(document))
+    loaded = gke_credentials._from_key_file(str(path))
+    assert isinstance(loaded, user_credentials.Credentials)
+    assert loaded.refresh_token == document["refresh_token"] and loaded.client_id == document["client_id"]
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_each_credential_file_type_reaches_the_cluster_as_its_identity(
+    kind: str, google: GoogleStandin, gke_cluster: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASTANDIN000000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "standin-secret-key")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1")
+    document, identity = KINDS[kind](google, tmp_path)
+    key_file = tmp_path / "credentials.json"
+    key_file.write_text(json.dumps(document))
+    params = {"project": "podgate-test", "location": "europe-west4", "clusterName": "gke-eu",
+              "containerEndpointUrl": google.url, "keyFile": str(key_file)}  # fmt: skip
+    provider = build_provider("gke-eu", CredentialsRef(source="gke", params=params))
+    try:
+        async with ClusterClient(provider) as client:
+            assert (await client.list_pods("default")).items == ()
+        assert gke_cluster.faults.log[-1].user == identity
+        if kind.startswith("external_account"):
+            assert google.sts_requests == 1
+    finally:
+        await provider.close()
+
+
+async def test_an_aws_request_signed_with_the_wrong_secret_is_refused_by_sts(
+    google: GoogleStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in really checks the SigV4 signature (else the AWS case above would prove little)."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIASTANDIN000000001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    document, _ = from_aws(google, tmp_path)
+    key_file = tmp_path / "aws.json"
+    key_file.write_text(json.dumps(document))
+    params = {"project": "p", "location": "l", "containerEndpointUrl": google.url, "keyFile": str(key_file)}
+    provider = build_provider("gke-eu", CredentialsRef(source="gke", params=params))
+    try:
+        with pytest.raises(CredentialError, match="invalid_grant"):
+            await provider.token()
+    finally:
+        await provider.close()
+
+
+BAD_IMPERSONATION = {
+    "type": "impersonated_service_account",
+    "source_credentials": {"type": "external_account"},
+    "service_account_impersonation_url": "https://x/v1/projects/-/serviceAccounts/a:generateAccessToken",
+}
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ({"type": "gdch_service_account"}, "has type 'gdch_service_account'; expected one of service_account"),
+        (BAD_IMPERSONATION, "is malformed"),
+        ({"type": "external_account", "audience": POOL}, "is malformed"),
+    ],
+)
+async def test_a_file_of_an_unknown_type_or_malformed_is_a_credential_error(
+    document: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "bad.json"
+    key_file.write_text(json.dumps(document))
+    params = {"project": "p", "location": "l", "keyFile": str(key_file)}
+    provider = build_provider("gke-eu", CredentialsRef(source="gke", params=params))
+    try:
+        with pytest.raises(CredentialError, match=message):
+            await provider.token()
     finally:
         await provider.close()

@@ -1,7 +1,11 @@
-"""Google stand-in: an OAuth token endpoint, IAM Credentials generateAccessToken, and the container API.
+"""Google stand-in: an OAuth token endpoint, Security Token Service, IAM Credentials generateAccessToken,
+and the container API.
 
 The token endpoint checks the JWT-bearer assertion as Google does: signed (RS256) by the key of a
-service account it knows, addressed to this token URI, not expired. It issues opaque access tokens
+service account it knows, addressed to this token URI, not expired; and refresh tokens of authorized
+users it knows. STS (`/v1/token`) exchanges the subject tokens of workload identity federation: tokens
+the test declared trusted (file, URL and executable sources) and AWS-signed GetCallerIdentity requests
+(SigV4 checked with the secret of an access key the test declared). It issues opaque access tokens
 with a configurable lifetime and keeps a registry (`token_owner`) that the simulated GKE cluster
 consults, the way GKE asks Google who a token belongs to.
 """
@@ -9,6 +13,7 @@ consults, the way GKE asks Google who a token belongs to.
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import secrets
 import time
@@ -17,15 +22,21 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import jwt
 from aiohttp import web
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.standins.http import bearer, serve
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+AWS_SUBJECT = "urn:ietf:params:aws:token-type:aws4_request"
 GOOGLE_TOKEN_AUDIENCE = "https://oauth2.googleapis.com/token"  # what google-auth puts in `aud`, whatever token_uri is
 
 
@@ -46,6 +57,32 @@ class GoogleStandin:
     _may_impersonate: dict[str, set[str]] = field(default_factory=dict)
     _tokens: dict[str, _Issued] = field(default_factory=dict)
     _clusters: dict[str, dict[str, object]] = field(default_factory=dict)
+    _subject_tokens: dict[str, str] = field(default_factory=dict)  # federated subject token -> principal
+    _aws_keys: dict[str, tuple[str, str]] = field(default_factory=dict)  # access key id -> (secret, principal)
+    _refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> user
+    sts_requests: int = 0
+
+    @property
+    def sts_url(self) -> str:
+        return f"{self.url}/v1/token"
+
+    def impersonation_url(self, target: str) -> str:
+        return f"{self.url}/v1/projects/-/serviceAccounts/{target}:generateAccessToken"
+
+    def trust_subject_token(self, token: str, principal: str) -> None:
+        """STS exchanges `token` (an OIDC id-token or SAML assertion of a trusted provider) for `principal`."""
+        self._subject_tokens[token] = principal
+
+    def trust_aws_key(self, access_key_id: str, secret: str, principal: str) -> None:
+        """STS accepts GetCallerIdentity requests signed with this AWS key, as `principal`."""
+        self._aws_keys[access_key_id] = (secret, principal)
+
+    def new_authorized_user(self, user: str) -> dict[str, str]:
+        """The `authorized_user` document `gcloud auth application-default login` writes, for `user`."""
+        refresh = "1//standin-" + secrets.token_urlsafe(16)
+        self._refresh_tokens[refresh] = user
+        return {"type": "authorized_user", "client_id": "standin.apps.googleusercontent.com",
+                "client_secret": "standin-secret", "refresh_token": refresh, "token_uri": self.token_uri}  # fmt: skip
 
     @property
     def token_uri(self) -> str:
@@ -103,6 +140,13 @@ class GoogleStandin:
     async def _token(self, request: web.Request) -> web.Response:
         self.token_requests += 1
         form = await request.post()
+        if form.get("grant_type") == "refresh_token":
+            user = self._refresh_tokens.get(str(form.get("refresh_token", "")))
+            if user is None:
+                return web.json_response({"error": "invalid_grant"}, status=400)
+            token, _ = self._issue(user)
+            return web.json_response({"access_token": token, "expires_in": self.lifetime_seconds,
+                                      "token_type": "Bearer", "scope": str(form.get("scope", ""))})  # fmt: skip
         if form.get("grant_type") != JWT_BEARER:
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
         assertion = str(form.get("assertion", ""))
@@ -122,6 +166,43 @@ class GoogleStandin:
             return web.json_response({"error": "invalid_grant", "error_description": str(exc)}, status=400)
         token, _ = self._issue(email)
         return web.json_response({"access_token": token, "expires_in": self.lifetime_seconds, "token_type": "Bearer"})
+
+    async def _sts_token(self, request: web.Request) -> web.Response:
+        self.sts_requests += 1
+        form = await request.post()
+        if form.get("grant_type") != TOKEN_EXCHANGE or not form.get("audience"):
+            return web.json_response({"error": "invalid_request"}, status=400)
+        subject = str(form.get("subject_token", ""))
+        if form.get("subject_token_type") == AWS_SUBJECT:
+            principal = self._aws_principal(subject, str(form["audience"]))
+        else:
+            principal = self._subject_tokens.get(subject)
+        if principal is None:
+            return web.json_response({"error": "invalid_grant", "error_description": "subject token rejected"}, status=400)
+        token, _ = self._issue(principal)
+        return web.json_response({"access_token": token, "issued_token_type":
+                                  "urn:ietf:params:oauth:token-type:access_token", "token_type": "Bearer",
+                                  "expires_in": self.lifetime_seconds})  # fmt: skip
+
+    def _aws_principal(self, subject: str, audience: str) -> str | None:
+        """The principal of a serialized, SigV4-signed GetCallerIdentity request, if its signature holds."""
+        try:
+            signed = json.loads(unquote(subject))
+            headers = {h["key"].lower(): h["value"] for h in signed["headers"]}
+            fields = dict(part.strip().split("=", 1) for part in headers["authorization"].split(" ", 1)[1].split(","))
+            key_id, _, scope = fields["Credential"].partition("/")
+            region = scope.split("/")[1]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return None
+        known = self._aws_keys.get(key_id)
+        if known is None or headers.get("x-goog-cloud-target-resource") != audience:
+            return None
+        names = fields["SignedHeaders"].split(";")
+        aws = AWSRequest(method=signed["method"], url=signed["url"], headers={n: headers[n] for n in names}, data="")
+        aws.context["timestamp"] = headers["x-amz-date"]
+        signer = SigV4Auth(Credentials(key_id, known[0], headers.get("x-amz-security-token")), "sts", region)
+        expected = signer.signature(signer.string_to_sign(aws, signer.canonical_request(aws)), aws)
+        return known[1] if hmac.compare_digest(expected, fields["Signature"]) else None
 
     async def _generate_access_token(self, request: web.Request) -> web.Response:
         self.impersonation_requests += 1
@@ -147,6 +228,7 @@ class GoogleStandin:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/token", self._token)
+        app.router.add_post("/v1/token", self._sts_token)
         app.router.add_post("/v1/projects/-/serviceAccounts/{account}:generateAccessToken", self._generate_access_token)
         app.router.add_get("/v1/{resource:projects/[^/]+/locations/[^/]+/clusters/[^/]+}", self._get_cluster)
         return app
