@@ -19,7 +19,7 @@ from typing import Any
 from gateway import domain, errors
 from gateway.api import server
 from gateway.api.access import AccessControl
-from gateway.api.audit import Auditor
+from gateway.api.audit import Auditor, gateway_cancel_entry
 from gateway.api.cluster_service import ClusterService
 from gateway.api.credentials_service import CredentialsService
 from gateway.api.dispatch_service import DispatchService
@@ -149,6 +149,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
     if resumed:
         log.info("resumed %d unfinished request(s)", resumed)
     access = AccessControl(config.settings, Auditor(store, config.settings.audit_sink))
+    dispatcher.on_gateway_cancel = lambda record, why: access.audit(None, gateway_cancel_entry(record, why))
     servicers = server.Servicers(
         dispatch=DispatchService(dispatcher, registry, access),
         clusters=ClusterService(registry, access),

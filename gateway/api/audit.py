@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from gateway.domain import PodRecord
 from gateway.observability.logging import redact
 from gateway.store.base import Store
 
@@ -40,6 +41,18 @@ class AuditEvent:
         if "message" in fields:
             fields["message"] = redact(str(fields["message"]))
         return {"time": when.isoformat(), "actor": self.identity or "anonymous", **fields}
+
+
+GATEWAY_ACTOR = "podgate"
+
+
+def gateway_cancel_entry(record: PodRecord, why: str) -> AuditEntry:
+    """A cancel the gateway made on its own (its client left and none came back within the grace)."""
+    return AuditEntry(
+        action="pod.cancel", outcome=record.phase.value, identity=GATEWAY_ACTOR, tenant=record.request.tenant,
+        request_id=record.request.request_id, cluster=record.cluster, namespace=record.namespace, pod=record.name,
+        message=why,
+    )  # fmt: skip
 
 
 class Auditor:

@@ -24,7 +24,8 @@ UPDATABLE = frozenset(clusters_pb2.Cluster.DESCRIPTOR.fields_by_name) - {"name"}
 
 
 def _info(runtime: ClusterRuntime) -> clusters_pb2.ClusterInfo:
-    return cv.snapshot_to_proto(runtime.snapshot(), health_message=runtime.health.message)
+    health = runtime.health
+    return cv.snapshot_to_proto(runtime.snapshot(), health_message=health.message, last_probe=health.last_probe)
 
 
 def _required_name(name: str, field: str = "name") -> str:

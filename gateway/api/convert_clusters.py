@@ -7,6 +7,7 @@ domain, with params keyed by the same camelCase names the cluster YAML files use
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from gateway import domain, errors
 from gateway._proto.podgate.v1 import clusters_pb2, common_pb2
@@ -116,16 +117,18 @@ def spec_to_proto(s: domain.ClusterSpec) -> clusters_pb2.Cluster:
     )
 
 
-def _gpus_by_type(nodes: tuple[domain.NodeState, ...]) -> dict[str, int]:
+def _gpus_by_type(nodes: tuple[domain.NodeState, ...], *, free: bool = True) -> dict[str, int]:
     out: dict[str, int] = {}
     for n in nodes:
         if n.gpus and n.schedulable and n.ready:
             key = n.gpu_type or "unknown"
-            out[key] = out.get(key, 0) + n.gpus_free
+            out[key] = out.get(key, 0) + (n.gpus_free if free else n.gpus)
     return out
 
 
-def snapshot_to_proto(snap: domain.ClusterSnapshot, *, health_message: str = "") -> clusters_pb2.ClusterInfo:
+def snapshot_to_proto(
+    snap: domain.ClusterSnapshot, *, health_message: str = "", last_probe: datetime | None = None
+) -> clusters_pb2.ClusterInfo:
     usable = [n for n in snap.nodes if n.schedulable and n.ready]
     status = clusters_pb2.ClusterStatus(
         health=_HEALTH[snap.health],
@@ -136,6 +139,7 @@ def snapshot_to_proto(snap: domain.ClusterSnapshot, *, health_message: str = "")
         cpu_millis_free=sum(n.cpu_millis_free for n in usable),
         memory_bytes_free=sum(n.memory_bytes_free for n in usable),
         gpus_free=_gpus_by_type(snap.nodes),
+        gpus_total=_gpus_by_type(snap.nodes, free=False),
         nodes=[
             clusters_pb2.NodeCapacity(
                 name=n.name,
@@ -145,9 +149,14 @@ def snapshot_to_proto(snap: domain.ClusterSnapshot, *, health_message: str = "")
                 gpus_free=n.gpus_free,
                 gpu_type=n.gpu_type,
                 schedulable=n.schedulable and n.ready,
+                cpu_millis_allocatable=n.cpu_millis,
+                memory_bytes_allocatable=n.memory_bytes,
+                gpus_allocatable=n.gpus,
             )
             for n in snap.nodes
         ],
         effective_taints=[taint_to_proto(t) for t in snap.effective_taints],
     )
+    if last_probe is not None:
+        status.last_seen.FromDatetime(last_probe)
     return clusters_pb2.ClusterInfo(cluster=spec_to_proto(snap.spec), status=status, source=snap.spec.source)

@@ -68,6 +68,9 @@ def _node_of(n: clusters_pb2.NodeCapacity) -> t.NodeCapacity:
         gpus_free=n.gpus_free,
         gpu_type=n.gpu_type,
         schedulable=n.schedulable,
+        cpu_millis_allocatable=n.cpu_millis_allocatable,
+        memory_bytes_allocatable=n.memory_bytes_allocatable,
+        gpus_allocatable=n.gpus_allocatable,
     )
 
 
@@ -82,6 +85,7 @@ def status_of(s: clusters_pb2.ClusterStatus) -> t.ClusterStatus:
         cpu_millis_free=s.cpu_millis_free,
         memory_bytes_free=s.memory_bytes_free,
         gpus_free=dict(s.gpus_free),
+        gpus_total=dict(s.gpus_total),
         nodes=tuple(_node_of(n) for n in s.nodes),
         effective_taints=tuple(_taint_of(x) for x in s.effective_taints),
     )

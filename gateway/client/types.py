@@ -228,6 +228,9 @@ class NodeCapacity:
     gpus_free: int = 0
     gpu_type: str = ""
     schedulable: bool = True
+    cpu_millis_allocatable: int = 0
+    memory_bytes_allocatable: int = 0
+    gpus_allocatable: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,6 +244,7 @@ class ClusterStatus:
     cpu_millis_free: int = 0
     memory_bytes_free: int = 0
     gpus_free: Mapping[str, int] = field(default_factory=dict)
+    gpus_total: Mapping[str, int] = field(default_factory=dict)
     nodes: tuple[NodeCapacity, ...] = ()
     effective_taints: tuple[Taint, ...] = ()
 

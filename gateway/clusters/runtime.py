@@ -23,6 +23,7 @@ from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
 from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
 from gateway.clusters.tracking import PodTrack
 from gateway.credentials.base import CredentialError, CredentialProvider
+from gateway.observability import logging as logcontext
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,14 @@ class HealthTracker:
     def __init__(self, *, down: int = 2, up: int = 2) -> None:
         self.state = domain.ClusterHealth.UNKNOWN
         self.message = "not probed yet"
+        self.last_probe: datetime | None = None
         self._down, self._up = down, up
         self._failures = self._successes = 0
 
     def observe(self, error: kube.KubeError | None) -> bool:
         """Records one probe; True when the state changed."""
         before = self.state
+        self.last_probe = datetime.now(UTC)
         if error is None:
             self._failures, self._successes = 0, self._successes + 1
             if self.state is not domain.ClusterHealth.HEALTHY and (
@@ -114,10 +117,10 @@ class ClusterRuntime:
 
     async def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._probe_forever(), name=f"probe:{self.name}"),
-            asyncio.create_task(self._watch(NODES, self._on_node), name=f"nodes:{self.name}"),
-            asyncio.create_task(self._watch(PODS, self._on_pod), name=f"pods:{self.name}"),
-            asyncio.create_task(self._watch(EVENTS, self._on_event), name=f"events:{self.name}"),
+            logcontext.background(self._probe_forever(), name=f"probe:{self.name}", cluster=self.name),
+            logcontext.background(self._watch(NODES, self._on_node), name=f"nodes:{self.name}", cluster=self.name),
+            logcontext.background(self._watch(PODS, self._on_pod), name=f"pods:{self.name}", cluster=self.name),
+            logcontext.background(self._watch(EVENTS, self._on_event), name=f"events:{self.name}", cluster=self.name),
         ]
 
     async def stop(self) -> None:
@@ -239,9 +242,11 @@ class ClusterRuntime:
                     f"cluster {self.name!r}: /version did not answer in time", cluster=self.name
                 )
             except CredentialError as e:  # e.g. a kubeconfig file gone: unhealthy, and the probe goes on
-                error = kube.ApiUnreachable(f"cluster {self.name!r}: credentials: {e}", cluster=self.name)
+                said = str(e).removeprefix(f"cluster {self.name!r}: ")  # say the cluster's name once
+                error = kube.ApiUnreachable(f"cluster {self.name!r}: credentials: {said}", cluster=self.name)
             if self.health.observe(error):
-                log.warning(
+                log.log(
+                    logging.INFO if self.health.state is domain.Health.HEALTHY else logging.WARNING,
                     "cluster %s is now %s%s",
                     self.name,
                     self.health.state,

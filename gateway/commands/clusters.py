@@ -102,6 +102,11 @@ async def _describe(client: GatewayClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _gpus(s: t.ClusterStatus) -> str:
+    by_type = [f"{kind}: {s.gpus_free.get(kind, 0)} of {n} free" for kind, n in sorted(s.gpus_total.items())]
+    return ", ".join(by_type) or "none"
+
+
 def describe_text(info: t.ClusterInfo) -> str:
     s, c = info.status, info.cluster
     health = str(s.health) + (f": {s.health_message}" if s.health_message else "")
@@ -111,22 +116,24 @@ def describe_text(info: t.ClusterInfo) -> str:
         f"Region:       {c.region}" + (f" ({c.zone})" if c.zone else ""),
         f"Source:       {info.source or '-'}",
         f"Health:       {health}",
-        f"Last probe:   {s.last_seen.isoformat() if s.last_seen else 'never'}",
+        f"Last probe:   {s.last_seen.isoformat() if s.last_seen else 'not yet'}",
         "Cordoned:     " + (f"yes: {s.cordon_reason}" if s.cordoned else "no"),
         f"Pods:         {s.running_pods} in flight" + (f" (at most {c.max_concurrent_pods})" if c.max_concurrent_pods else ""),
         f"Weight:       {c.weight}",
         f"Namespaces:   {', '.join(c.allowed_namespaces) or 'any'}",
         "Labels:       " + (", ".join(f"{k}={v}" for k, v in sorted(c.labels.items())) or "-"),
         "Taints:       " + (", ".join(str(x) for x in s.effective_taints) or "-"),
-        f"Free:         cpu {s.cpu_millis_free / 1000:g}, memory {_gib(s.memory_bytes_free)}, GPUs "
-        + (", ".join(f"{kind}: {n}" for kind, n in sorted(s.gpus_free.items())) or "none"),
+        f"Free:         cpu {s.cpu_millis_free / 1000:g}, memory {_gib(s.memory_bytes_free)}",
+        "GPUs:         " + _gpus(s),
         "",
         "Nodes:",
     ]
-    rows = [("  NAME", "SCHEDULABLE", "CPU FREE", "MEM FREE", "GPUS FREE", "GPU TYPE")]
+    rows = [("  NAME", "SCHEDULABLE", "CPU", "MEMORY", "GPUS", "GPU TYPE")]
     rows += [
-        (f"  {n.name}", "yes" if n.schedulable else "no", f"{n.cpu_millis_free / 1000:g}", _gib(n.memory_bytes_free),
-         str(n.gpus_free), n.gpu_type or "-")
+        (f"  {n.name}", "yes" if n.schedulable else "no",
+         f"{n.cpu_millis_free / 1000:g}/{n.cpu_millis_allocatable / 1000:g}",
+         f"{_gib(n.memory_bytes_free)}/{_gib(n.memory_bytes_allocatable)}",
+         f"{n.gpus_free}/{n.gpus_allocatable}", n.gpu_type or "-")
         for n in s.nodes
     ]  # fmt: skip
     out = io.StringIO()

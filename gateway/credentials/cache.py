@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from gateway.credentials.base import BearerToken, CredentialError
+from gateway.observability import logging as logcontext
 from gateway.observability import metrics
 
 log = logging.getLogger(__name__)
@@ -117,7 +118,7 @@ class TokenCache:
         return await asyncio.shield(self._inflight)
 
     def _start_refresh(self) -> None:
-        task = asyncio.create_task(self._run_fetch(), name=f"token-refresh:{self._cluster}")
+        task = logcontext.background(self._run_fetch(), name=f"token-refresh:{self._cluster}", cluster=self._cluster)
         task.add_done_callback(_consume_exception)
         self._inflight = task
 

@@ -9,16 +9,18 @@ still never log a secret, and the credentials tests check that it does not.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Any, Literal, TextIO, TypeVar
 
+T = TypeVar("T")
 LogFormat = Literal["json", "text"]
 FORMATS: tuple[LogFormat, ...] = ("json", "text")
 REDACTED = "[REDACTED]"
@@ -89,6 +91,15 @@ def bind(**fields: str) -> None:
     """Sets context fields for the rest of the current task (each asyncio task has its own copy)."""
     for name, value in fields.items():
         CONTEXT[name].set(value)
+
+
+def background(coro: Coroutine[Any, Any, T], *, name: str, **fields: str) -> asyncio.Task[T]:
+    """Starts background work with a clean logging context plus `fields`. A task copies the context of whatever
+    created it, so work started from an RPC would otherwise log that RPC's request id and tenant forever."""
+    context = contextvars.Context()
+    for field_name, value in fields.items():
+        context.run(CONTEXT[field_name].set, value)
+    return asyncio.get_running_loop().create_task(coro, name=name, context=context)
 
 
 @contextlib.contextmanager

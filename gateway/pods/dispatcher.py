@@ -8,13 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway import domain, errors
 from gateway.clusters.kubeapi import errors as kube
 from gateway.clusters.registry import Registry
+from gateway.observability import logging as logcontext
+from gateway.observability import metrics
 from gateway.placement import engine
 from gateway.pods import builder, validation
 from gateway.pods.journal import Journal
@@ -46,6 +48,8 @@ class Dispatcher:
         self._grace_timers: dict[str, asyncio.Task[None]] = {}
         self._gc: asyncio.Task[None] | None = None
         self._closing = False
+        # Told of each cancel the gateway makes itself (a client gone past its grace), for the audit trail.
+        self.on_gateway_cancel: Callable[[domain.PodRecord, str], Awaitable[None]] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -54,7 +58,7 @@ class Dispatcher:
         unfinished = await self._store.list_unfinished()
         for record in unfinished:
             self._start(record)
-        self._gc = asyncio.create_task(self._collect_garbage_forever(), name="gc")
+        self._gc = logcontext.background(self._collect_garbage_forever(), name="gc")
         return len(unfinished)
 
     def drain(self) -> None:
@@ -81,9 +85,16 @@ class Dispatcher:
         runner = PodRunner(
             record=record, registry=self._registry, store=self._store, journal=self._journal, config=self._config.runner
         )
-        task = asyncio.create_task(runner.run(), name=f"pod:{record.request.request_id}")
-        self._runners[record.request.request_id] = (runner, task)
-        task.add_done_callback(lambda _: self._runners.pop(record.request.request_id, None))
+        request_id = record.request.request_id
+        task = logcontext.background(runner.run(), name=f"pod:{request_id}", request_id=request_id)
+        self._runners[request_id] = (runner, task)
+        task.add_done_callback(lambda _: self._finished(request_id))
+
+    def _finished(self, request_id: str) -> None:
+        self._runners.pop(request_id, None)
+        timer = self._grace_timers.pop(request_id, None)
+        if timer is not None:
+            timer.cancel()  # nothing left to cancel
 
     # --- requests -------------------------------------------------------------------------
 
@@ -136,6 +147,7 @@ class Dispatcher:
             request = admit(request)
         decision = engine.place(request, self._registry.snapshots())
         if not decision.candidates and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
+            metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
             raise errors.FailedPrecondition(decision.reason, engine.unsatisfiable_violations(decision))
         record = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=datetime.now(UTC))
         record, created = await self._store.create_pod_record(record)
@@ -216,15 +228,21 @@ class Dispatcher:
     def _on_last_client_left(self, request: domain.PodRequest) -> None:
         cancel_now = request.on_disconnect is domain.DisconnectPolicy.CANCEL
         grace = 0.0 if cancel_now else request.reattach_grace_seconds
-        self._grace_timers[request.request_id] = asyncio.create_task(self._cancel_unless_reattached(request, grace))
+        self._grace_timers[request.request_id] = logcontext.background(
+            self._cancel_unless_reattached(request, grace), name=f"reattach:{request.request_id}",
+            request_id=request.request_id,
+        )  # fmt: skip
 
     async def _cancel_unless_reattached(self, request: domain.PodRequest, grace: float) -> None:
         await asyncio.sleep(grace)
         self._grace_timers.pop(request.request_id, None)
-        if request.request_id not in self._attached:
-            why = "the client disconnected" if not grace else f"no client reattached within {grace:.0f}s"
-            log.info("cancelling %s: %s", request.request_id, why)
-            await self.cancel(request.request_id, why)
+        if request.request_id in self._attached or request.request_id not in self._runners:
+            return  # someone reattached, or the pod finished meanwhile
+        why = "the client disconnected" if not grace else f"no client reattached within {grace:.0f}s"
+        log.info("cancelling %s: %s", request.request_id, why)
+        record = await self.cancel(request.request_id, why)
+        if self.on_gateway_cancel is not None:
+            await self.on_gateway_cancel(record, why)
 
     # --- garbage ---------------------------------------------------------------------------
 

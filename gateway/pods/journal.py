@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from gateway import domain, errors
+from gateway.observability import logging as logcontext
 from gateway.pods.logs import LogPosition
 from gateway.store.base import Store
 from gateway.store.codec import from_data, to_data
@@ -69,7 +70,9 @@ class Journal:
         pending = self._pending_logs.setdefault(request_id, [])
         pending.append(encode(line, datetime.now(UTC)))
         if request_id not in self._flushers:
-            self._flushers[request_id] = asyncio.create_task(self._flush_later(request_id))
+            self._flushers[request_id] = logcontext.background(
+                self._flush_later(request_id), name=f"journal-flush:{request_id}", request_id=request_id
+            )
 
     async def flush(self, request_id: str) -> None:
         async with self._lock(request_id):

@@ -38,12 +38,37 @@ def test_describe_shows_health_capacity_per_node_taints_and_pods(gw: str) -> Non
     assert done.returncode == 0, done.stderr
     text = done.stdout
     assert "Health:       Healthy" in text and "Region:       us-east-1 (us-east-1b)" in text
-    assert "Free:         cpu 20, memory 80.0Gi, GPUs NVIDIA-H100-80GB-HBM3: 4" in text
+    assert "Free:         cpu 20, memory 80.0Gi" in text
+    assert "GPUs:         NVIDIA-H100-80GB-HBM3: 4 of 4 free" in text
+    assert "Last probe:   20" in text  # a time, not "not yet"
     node = next(line for line in text.splitlines() if "us-gpu-h100-1" in line)
-    assert node.split()[1:] == ["yes", "16", "64.0Gi", "4", "NVIDIA-H100-80GB-HBM3"]
+    assert node.split()[1:] == ["yes", "16/16", "64.0Gi/64.0Gi", "4/4", "NVIDIA-H100-80GB-HBM3"]
     assert "Pods:         0 in flight (at most 50)" in text
     as_json = json.loads(podgate(gw, "clusters", "describe", "local-us-gpu", "-o", "json").stdout)
     assert as_json["cluster"]["name"] == "local-us-gpu" and len(as_json["status"]["nodes"]) == 2
+
+
+def test_describe_shows_why_a_cluster_is_unhealthy(gw: str, served: Served, tmp_path: Path) -> None:
+    source = next(Path(p) for p in _state_kubeconfigs(served) if p.endswith("local-eu-cpu.kubeconfig"))
+    document = yaml.safe_load(source.read_text())
+    for entry in document["clusters"]:
+        entry["cluster"]["server"] = "https://127.0.0.1:1"  # nothing listens there
+    dead = tmp_path / "dead.kubeconfig"
+    dead.write_text(yaml.safe_dump(document))
+    path = tmp_path / "dead.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "podgate.io/v1", "kind": "Cluster", "name": "dead", "provider": "kubeconfig",
+        "region": "eu-central-1", "credentials": {"kubeconfig": {"path": str(dead)}},
+    }))  # fmt: skip
+    assert podgate(gw, "clusters", "register", str(path)).returncode == 0
+    for _ in range(100):
+        health = next(line for line in podgate(gw, "clusters", "describe", "dead").stdout.splitlines()
+                      if line.startswith("Health:"))  # fmt: skip
+        if "Unreachable" in health:
+            break
+    assert health.startswith("Health:       Unreachable: ") and "127.0.0.1:1" in health
+    assert health.count("'dead'") <= 1  # the cluster named once
+    assert podgate(gw, "clusters", "deregister", "dead").returncode == 0
 
 
 def test_list_outputs(gw: str) -> None:

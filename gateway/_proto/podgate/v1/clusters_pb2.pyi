@@ -149,7 +149,7 @@ class Cluster(_message.Message):
     def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., credentials: _Optional[_Union[ClusterCredentials, _Mapping]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., taints: _Optional[_Iterable[_Union[_common_pb2.Taint, _Mapping]]] = ..., allowed_namespaces: _Optional[_Iterable[str]] = ..., max_concurrent_pods: _Optional[int] = ..., weight: _Optional[int] = ...) -> None: ...
 
 class NodeCapacity(_message.Message):
-    __slots__ = ("name", "labels", "cpu_millis_free", "memory_bytes_free", "gpus_free", "gpu_type", "schedulable")
+    __slots__ = ("name", "labels", "cpu_millis_free", "memory_bytes_free", "gpus_free", "gpu_type", "schedulable", "cpu_millis_allocatable", "memory_bytes_allocatable", "gpus_allocatable")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -164,6 +164,9 @@ class NodeCapacity(_message.Message):
     GPUS_FREE_FIELD_NUMBER: _ClassVar[int]
     GPU_TYPE_FIELD_NUMBER: _ClassVar[int]
     SCHEDULABLE_FIELD_NUMBER: _ClassVar[int]
+    CPU_MILLIS_ALLOCATABLE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_ALLOCATABLE_FIELD_NUMBER: _ClassVar[int]
+    GPUS_ALLOCATABLE_FIELD_NUMBER: _ClassVar[int]
     name: str
     labels: _containers.ScalarMap[str, str]
     cpu_millis_free: int
@@ -171,11 +174,21 @@ class NodeCapacity(_message.Message):
     gpus_free: int
     gpu_type: str
     schedulable: bool
-    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cpu_millis_free: _Optional[int] = ..., memory_bytes_free: _Optional[int] = ..., gpus_free: _Optional[int] = ..., gpu_type: _Optional[str] = ..., schedulable: _Optional[bool] = ...) -> None: ...
+    cpu_millis_allocatable: int
+    memory_bytes_allocatable: int
+    gpus_allocatable: int
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., cpu_millis_free: _Optional[int] = ..., memory_bytes_free: _Optional[int] = ..., gpus_free: _Optional[int] = ..., gpu_type: _Optional[str] = ..., schedulable: _Optional[bool] = ..., cpu_millis_allocatable: _Optional[int] = ..., memory_bytes_allocatable: _Optional[int] = ..., gpus_allocatable: _Optional[int] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("health", "health_message", "last_seen", "cordoned", "cordon_reason", "running_pods", "cpu_millis_free", "memory_bytes_free", "gpus_free", "nodes", "effective_taints")
+    __slots__ = ("health", "health_message", "last_seen", "cordoned", "cordon_reason", "running_pods", "cpu_millis_free", "memory_bytes_free", "gpus_free", "nodes", "effective_taints", "gpus_total")
     class GpusFreeEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class GpusTotalEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +206,7 @@ class ClusterStatus(_message.Message):
     GPUS_FREE_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     EFFECTIVE_TAINTS_FIELD_NUMBER: _ClassVar[int]
+    GPUS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     health: ClusterHealth
     health_message: str
     last_seen: _timestamp_pb2.Timestamp
@@ -204,7 +218,8 @@ class ClusterStatus(_message.Message):
     gpus_free: _containers.ScalarMap[str, int]
     nodes: _containers.RepeatedCompositeFieldContainer[NodeCapacity]
     effective_taints: _containers.RepeatedCompositeFieldContainer[_common_pb2.Taint]
-    def __init__(self, health: _Optional[_Union[ClusterHealth, str]] = ..., health_message: _Optional[str] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cordoned: _Optional[bool] = ..., cordon_reason: _Optional[str] = ..., running_pods: _Optional[int] = ..., cpu_millis_free: _Optional[int] = ..., memory_bytes_free: _Optional[int] = ..., gpus_free: _Optional[_Mapping[str, int]] = ..., nodes: _Optional[_Iterable[_Union[NodeCapacity, _Mapping]]] = ..., effective_taints: _Optional[_Iterable[_Union[_common_pb2.Taint, _Mapping]]] = ...) -> None: ...
+    gpus_total: _containers.ScalarMap[str, int]
+    def __init__(self, health: _Optional[_Union[ClusterHealth, str]] = ..., health_message: _Optional[str] = ..., last_seen: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cordoned: _Optional[bool] = ..., cordon_reason: _Optional[str] = ..., running_pods: _Optional[int] = ..., cpu_millis_free: _Optional[int] = ..., memory_bytes_free: _Optional[int] = ..., gpus_free: _Optional[_Mapping[str, int]] = ..., nodes: _Optional[_Iterable[_Union[NodeCapacity, _Mapping]]] = ..., effective_taints: _Optional[_Iterable[_Union[_common_pb2.Taint, _Mapping]]] = ..., gpus_total: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
     __slots__ = ("cluster", "status", "source")
