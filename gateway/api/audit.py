@@ -46,9 +46,9 @@ class AuditEvent:
 GATEWAY_ACTOR = "podgate"
 
 
-def gateway_cancel_entry(record: PodRecord, why: str) -> AuditEntry:
+def gateway_cancel_entry(record: PodRecord, why: str) -> AuditEvent:
     """A cancel the gateway made on its own (its client left and none came back within the grace)."""
-    return AuditEntry(
+    return AuditEvent(
         action="pod.cancel", outcome=record.phase.value, identity=GATEWAY_ACTOR, tenant=record.request.tenant,
         request_id=record.request.request_id, cluster=record.cluster, namespace=record.namespace, pod=record.name,
         message=why,

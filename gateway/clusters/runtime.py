@@ -246,7 +246,7 @@ class ClusterRuntime:
                 error = kube.ApiUnreachable(f"cluster {self.name!r}: credentials: {said}", cluster=self.name)
             if self.health.observe(error):
                 log.log(
-                    logging.INFO if self.health.state is domain.Health.HEALTHY else logging.WARNING,
+                    logging.INFO if self.health.state is domain.ClusterHealth.HEALTHY else logging.WARNING,
                     "cluster %s is now %s%s",
                     self.name,
                     self.health.state,
