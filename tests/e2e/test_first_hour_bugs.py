@@ -109,7 +109,7 @@ async def test_background_work_does_not_log_the_request_id_of_the_rpc_that_start
 
         def healthy() -> dict[str, str] | None:
             found = [json.loads(line) for line in lines.getvalue().splitlines()]
-            return next((e for e in found if e["message"] == "cluster late is now healthy"), None)
+            return next((e for e in found if e["message"].lower() == "cluster late is now healthy"), None)
 
         entry = await eventually(healthy, within=10)
     finally:
