@@ -120,6 +120,7 @@ class ClusterSpec:
     allowed_namespaces: frozenset[str] = frozenset({"default"})
     max_concurrent_pods: int = 0  # 0: unlimited
     weight: int = 100
+    issued_server: str = ""  # the API server URL issued kubeconfigs carry; "" for the one the gateway uses
     source: str = "api"  # a file path or "api"
 
 

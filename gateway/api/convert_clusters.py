@@ -98,6 +98,7 @@ def spec_from_proto(c: clusters_pb2.Cluster) -> domain.ClusterSpec:
         allowed_namespaces=frozenset(c.allowed_namespaces) or frozenset({"default"}),
         max_concurrent_pods=c.max_concurrent_pods,
         weight=c.weight or 100,
+        issued_server=c.issued_server,
         source="api",
     )
 
@@ -114,6 +115,7 @@ def spec_to_proto(s: domain.ClusterSpec) -> clusters_pb2.Cluster:
         allowed_namespaces=sorted(s.allowed_namespaces),
         max_concurrent_pods=s.max_concurrent_pods,
         weight=s.weight,
+        issued_server=s.issued_server,
     )
 
 

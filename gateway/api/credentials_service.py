@@ -71,6 +71,7 @@ class CredentialsService(credentials_pb2_grpc.CredentialsServiceServicer):
             ttl_seconds=ttl,
             access=access,
             policy=self._policy,
+            server=runtime.spec.issued_server,
         )
         await self._audit(
             "kubeconfig.issue",

@@ -40,6 +40,7 @@ def cluster_to_proto(c: t.Cluster) -> clusters_pb2.Cluster:
         allowed_namespaces=list(c.allowed_namespaces),
         max_concurrent_pods=c.max_concurrent_pods,
         weight=c.weight,
+        issued_server=c.issued_server,
     )
 
 
@@ -56,6 +57,7 @@ def cluster_of(c: clusters_pb2.Cluster) -> t.Cluster:
         allowed_namespaces=tuple(c.allowed_namespaces),
         max_concurrent_pods=c.max_concurrent_pods,
         weight=c.weight,
+        issued_server=c.issued_server,
     )
 
 

@@ -210,6 +210,7 @@ class Cluster:
     allowed_namespaces: tuple[str, ...] = ()
     max_concurrent_pods: int = 0
     weight: int = 100
+    issued_server: str = ""  # the API server URL issued kubeconfigs carry ("": the gateway's)
 
 
 class ClusterHealth(enum.StrEnum):

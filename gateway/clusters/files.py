@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -63,9 +64,14 @@ _FIELDS = {
     "allowedNamespaces",
     "maxConcurrentPods",
     "weight",
+    "issuedServer",
     "sim",
 }
-_CAMEL = {"allowed_namespaces": "allowedNamespaces", "max_concurrent_pods": "maxConcurrentPods"}
+_CAMEL = {
+    "allowed_namespaces": "allowedNamespaces",
+    "max_concurrent_pods": "maxConcurrentPods",
+    "issued_server": "issuedServer",
+}
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,20 @@ def credentials_violations(ref: CredentialsRef) -> list[tuple[str, str]]:
     return out
 
 
+def server_url_error(url: str) -> str:
+    """Why `url` cannot be a kubeconfig's `server` (an https URL with a host, no query or fragment), or ""."""
+    if len(url) > 2048:
+        return "must be at most 2048 characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        return f"{url[:100]!r} is not a URL"
+    if parts.scheme != "https" or not parts.hostname or parts.query or parts.fragment or parts.username:
+        return f"must be an https URL of the API server (https://host[:port][/path]), got {url[:100]!r}"
+    return ""
+
+
 def spec_violations(spec: ClusterSpec) -> list[tuple[str, str]]:
     """(field, problem) pairs; field names are snake_case ClusterSpec fields, "" for the whole cluster."""
     out: list[tuple[str, str]] = []
@@ -164,6 +184,8 @@ def spec_violations(spec: ClusterSpec) -> list[tuple[str, str]]:
         out.append(("max_concurrent_pods", "must be 0 (unlimited) or more"))
     if not WEIGHT_RANGE[0] <= spec.weight <= WEIGHT_RANGE[1]:
         out.append(("weight", f"must be between {WEIGHT_RANGE[0]} and {WEIGHT_RANGE[1]}, got {spec.weight}"))
+    if spec.issued_server and (error := server_url_error(spec.issued_server)):
+        out.append(("issued_server", error))
     source = _YAML_KEY.get(spec.credentials.source, spec.credentials.source)
     out.extend(
         (f"credentials.{source}" + (f".{k}" if k else ""), m) for k, m in credentials_violations(spec.credentials)
@@ -302,6 +324,7 @@ def parse_cluster(entry: Any, *, source: str) -> tuple[ClusterSpec | None, list[
         allowed_namespaces=_namespaces(entry.get("allowedNamespaces"), p),
         max_concurrent_pods=_int(entry, "maxConcurrentPods", 0, p),
         weight=_int(entry, "weight", 100, p),
+        issued_server=_string(entry, "issuedServer", p),
         source=source,
     )
     if not p:  # semantic checks only once the shapes are right, so each problem is reported once

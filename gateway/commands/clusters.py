@@ -120,6 +120,7 @@ def describe_text(info: t.ClusterInfo) -> str:
         "Cordoned:     " + (f"yes: {s.cordon_reason}" if s.cordoned else "no"),
         f"Pods:         {s.running_pods} in flight" + (f" (at most {c.max_concurrent_pods})" if c.max_concurrent_pods else ""),
         f"Weight:       {c.weight}",
+        *([f"Kubeconfigs:  {c.issued_server}"] if c.issued_server else []),
         f"Namespaces:   {', '.join(c.allowed_namespaces) or 'any'}",
         "Labels:       " + (", ".join(f"{k}={v}" for k, v in sorted(c.labels.items())) or "-"),
         "Taints:       " + (", ".join(str(x) for x in s.effective_taints) or "-"),
@@ -169,6 +170,7 @@ def clusters_of_file(path: Path) -> list[t.Cluster]:
             allowed_namespaces=tuple(e.get("allowedNamespaces") or ()),
             max_concurrent_pods=int(e.get("maxConcurrentPods") or 0),
             weight=int(e.get("weight") or 100),
+            issued_server=e.get("issuedServer", ""),
         )
         for e in entries
     ]

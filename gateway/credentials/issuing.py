@@ -17,7 +17,7 @@ import logging
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -237,7 +237,13 @@ async def issue_kubeconfig(
     ttl_seconds: int,
     access: KubeconfigAccess,
     policy: IssuePolicy = IssuePolicy(),
+    server: str = "",
 ) -> IssuedKubeconfig:
+    """Applies the plan's objects, requests the bound token and builds the kubeconfig. `server` is the URL
+    the kubeconfig carries instead of the endpoint's (the registration's issuedServer: an in-cluster
+    gateway reaches its cluster at the service address, which its users cannot); CA and TLS name are kept."""
+    if server:
+        endpoint = replace(endpoint, server=server)
     plan = plan_issue(namespace, access, ttl_seconds, policy, now=datetime.now(UTC))
     stored: Mapping[str, Any] = {}
     for kind, body in plan.objects:

@@ -88,12 +88,12 @@ async def test_registered_cluster_becomes_healthy_and_runs_pods(
 async def test_invalid_registration_lists_every_field_violation(
     cluster_stub: clusters_pb2_grpc.ClusterServiceStub, world: SimWorld
 ) -> None:
-    bad = extra_cluster(world, name="Bad_Name", provider="nomad", labels={"bad key!": "x"})
+    bad = extra_cluster(world, name="Bad_Name", provider="nomad", labels={"bad key!": "x"}, issued_server="http://x")
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await cluster_stub.RegisterCluster(clusters_pb2.RegisterClusterRequest(cluster=bad))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     fields = violations(caught.value)
-    assert {"cluster.name", "cluster.provider", "cluster.labels[bad key!]"} <= set(fields), fields
+    assert {"cluster.name", "cluster.provider", "cluster.labels[bad key!]", "cluster.issued_server"} <= set(fields), fields
     assert "nomad" in fields["cluster.provider"]
     listed = await cluster_stub.ListClusters(clusters_pb2.ListClustersRequest())
     assert "Bad_Name" not in {c.cluster.name for c in listed.clusters}

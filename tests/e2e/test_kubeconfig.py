@@ -5,16 +5,19 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 from google.protobuf import duration_pb2
 
 from gateway._proto.podgate.v1 import credentials_pb2, credentials_pb2_grpc
-from gateway.app import Gateway
+from gateway.app import Gateway, start_gateway
 from gateway.sim.cluster import SimWorld
 from tests.conftest import BIN, clean_env
+from tests.e2e.conftest import LOCAL, gateway_config
 
 
 @pytest.fixture
@@ -120,3 +123,29 @@ async def test_foreign_credential_id_is_invalid(creds: credentials_pb2_grpc.Cred
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await creds.RevokeKubeconfig(credentials_pb2.RevokeKubeconfigRequest(credential_id="x"))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_registrations_issued_server_is_the_url_issued_kubeconfigs_carry(
+    world: SimWorld, tmp_path: Path
+) -> None:
+    """The gateway reaches the cluster at one address (here 127.0.0.1, in production the in-cluster service
+    address); `issuedServer` names the one its users reach (here localhost, also in the server's certificate)."""
+    cluster = world.clusters["local-eu-cpu"]
+    outside = f"https://localhost:{cluster.port}"
+    document = yaml.safe_load(LOCAL.read_text())
+    for entry in document["clusters"]:
+        if entry["name"] == "local-eu-cpu":
+            entry["issuedServer"] = outside
+    cluster_file = tmp_path / "clusters.yaml"
+    cluster_file.write_text(yaml.safe_dump(document))
+    gw = await start_gateway(replace(gateway_config(tmp_path), cluster_files=[cluster_file]))
+    try:
+        assert gw.problems == []
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:
+            path, _ = await issue(credentials_pb2_grpc.CredentialsServiceStub(channel), tmp_path,
+                                  credentials_pb2.KUBECONFIG_ACCESS_VIEW)  # fmt: skip
+        (entry,) = yaml.safe_load(path.read_text())["clusters"]
+        assert entry["cluster"]["server"] == outside != cluster.url
+        assert (await kubectl(path, "get", "pods")).returncode == 0
+    finally:
+        await gw.stop()

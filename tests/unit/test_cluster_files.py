@@ -141,6 +141,12 @@ def test_local_yaml_loads() -> None:
             lambda s: s.labels == {"example.com/team": "ml", "gpu": "nvidia-a100"},
         ),
         ({"sim": {"nodes": [{"name": "n1"}]}}, lambda s: s.name == "c1"),
+        ({"issuedServer": "https://k8s.example.com"}, lambda s: s.issued_server == "https://k8s.example.com"),
+        (
+            {"issuedServer": "https://rancher.example.com:8443/k8s/clusters/c-m-42"},  # a path, as Rancher's proxy
+            lambda s: s.issued_server.endswith("/k8s/clusters/c-m-42"),
+        ),
+        ({}, lambda s: s.issued_server == ""),
     ],
 )
 def test_valid_entries(fields: dict[str, Any], check: Any) -> None:
@@ -234,6 +240,13 @@ def expected_label(fields: dict[str, Any]) -> str:
             "credentials.aks.clientSecretEnv",
             "must name an environment variable",
         ),
+        ({"issuedServer": "http://k8s.example.com"}, "issuedServer", "must be an https URL of the API server"),
+        ({"issuedServer": "k8s.example.com:6443"}, "issuedServer", "must be an https URL"),
+        ({"issuedServer": "https://k8s.example.com/?x=1"}, "issuedServer", "must be an https URL"),
+        ({"issuedServer": "https://user@k8s.example.com"}, "issuedServer", "must be an https URL"),
+        ({"issuedServer": "https://k8s.example.com:99999"}, "issuedServer", "is not a URL"),
+        ({"issuedServer": "https://" + "a" * 2048}, "issuedServer", "at most 2048 characters"),
+        ({"issuedServer": 6443}, "issuedServer", "must be a string"),
     ],
 )
 def test_invalid_entries_name_file_cluster_and_field(fields: dict[str, Any], field: str, fragment: str) -> None:
