@@ -12,8 +12,8 @@ It imports nothing of the gateway (import-linter enforces it). Entry points:
 
   Credentials: `add_static_token`, `add_token_verifier(fn)`, `issue_client_certificate`,
   `mint_service_account_token`, `kubeconfig(token=... | client=...)`, `ssl_context()`.
-  Faults: `set_faults(latency=, error_rate=, error_code=, retry_after=)`, `await outage()` /
-  `await restore()`, `drop_watches()`, `await fail_node(name)` / `await recover_node(name)`,
+  Faults: `set_faults(latency=, error_rate=, error_code=, retry_after=)`, `lose_answers(verb, resource,
+  count)`, `await outage()` / `await restore()`, `drop_watches()`, `await fail_node(name)` / `await recover_node(name)`,
   `request_counts()`; the same over `world.control` (see gateway/sim/control.py).
   The objects themselves: `cluster.store` (gateway/sim/store.py).
 

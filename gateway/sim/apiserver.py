@@ -1,7 +1,8 @@
 """The simulated kube-apiserver: one aiohttp application per cluster.
 
 Each request goes: fault injection (latency, error rate) -> authentication (401) -> path parsing into
-request attributes (404/405) -> authorization (403) -> the verb's handler -> a request-log record.
+request attributes (404/405) -> authorization (403) -> the verb's handler -> a request-log record ->
+a lost answer, when one is pending for the request's verb and resource (the connection is dropped).
 Resource handlers live in `handlers.py`; list/watch in `listing.py`; log/exec in `streams.py`.
 """
 
@@ -187,6 +188,8 @@ class ApiServer:
         except SimError as e:
             response = error_response(e)
         self._record(request, info, user, response.status)
+        if info is not None and faults.take_lost_answer(info.verb, _resource_label(info)):
+            _drop_connection(request)  # carried out, answer never sent: aiohttp's write then fails quietly
         return response
 
     def _authenticate(self, request: web.Request) -> Identity:
@@ -205,7 +208,7 @@ class ApiServer:
 
     def _record(self, request: web.Request, info: RequestInfo | None, user: str, code: int) -> None:
         verb = info.verb if info else request.method.lower()
-        resource = (f"{info.resource}/{info.subresource}" if info.subresource else info.resource) if info else ""
+        resource = _resource_label(info) if info else ""
         self.ctx.faults.record(
             RequestRecord(
                 verb, resource, info.namespace if info else "", info.name if info else "", user, code, request.path
@@ -253,3 +256,14 @@ class ApiServer:
             escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
             response.headers.add("Warning", f'299 - "{escaped}"')
         return response
+
+
+def _resource_label(info: RequestInfo) -> str:
+    """The resource as the request log and the fault settings name it: "pods", "pods/log"."""
+    return f"{info.resource}/{info.subresource}" if info.subresource else info.resource
+
+
+def _drop_connection(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()

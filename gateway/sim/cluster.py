@@ -195,6 +195,11 @@ class SimCluster:
         """latency (s), error_rate (0..1), error_code (429|500), retry_after (s)."""
         self.faults.configure(**settings)
 
+    def lose_answers(self, verb: str, resource: str, count: int = 1) -> None:
+        """The next `count` requests `verb resource` (e.g. "create", "pods") are carried out, then their
+        connection is dropped before the answer (see gateway/sim/faults.py)."""
+        self.faults.lose_answers(verb, resource, count)
+
     async def outage(self) -> None:
         """The API server goes away: its port refuses connections and open connections are cut."""
         if self._site is None or self.faults.outage:

@@ -7,7 +7,9 @@ DIR/control.yaml, mode 0600; in Python: `world.control.url`, `world.control.toke
     GET    /clusters                          names and URLs
     GET    /clusters/{c}/faults               current settings
     PATCH  /clusters/{c}/faults               {"latency": 0.2, "errorRate": 0.1, "errorCode": 429,
-                                               "retryAfter": 1, "outage": true, "blackhole": true}
+                                               "retryAfter": 1, "outage": true, "blackhole": true,
+                                               "lostAnswers": [{"verb": "create", "resource": "pods",
+                                                                "count": 1}]}
     POST   /clusters/{c}/drop-watches         ends every open watch; {"dropped": n}
     POST   /clusters/{c}/silence-logs         every open log stream goes silent for good (no FIN, no RST)
     POST   /clusters/{c}/nodes/{node}/fail    node failure (pods go Failed/NodeLost)
@@ -32,6 +34,23 @@ if TYPE_CHECKING:
 
 _SETTINGS = {"latency": "latency", "errorRate": "error_rate", "errorCode": "error_code", "retryAfter": "retry_after"}
 _SWITCHES = ("outage", "blackhole")
+
+
+def _lost_answers(value: Any) -> list[tuple[str, str, int]]:
+    """[{"verb", "resource", "count"}] checked whole before any is applied (ValueError when wrong)."""
+    if not isinstance(value, list):
+        raise ValueError('lostAnswers must be a list of {"verb", "resource", "count"}')
+    lost = []
+    for entry in value:
+        if not isinstance(entry, dict) or set(entry) - {"verb", "resource", "count"}:
+            raise ValueError(f'each lostAnswers entry is {{"verb", "resource", "count"}}, got {entry!r}')
+        verb, resource, count = entry.get("verb"), entry.get("resource"), entry.get("count", 1)
+        if not isinstance(verb, str) or not isinstance(resource, str) or not verb or not resource:
+            raise ValueError(f"lostAnswers: verb and resource must be non-empty strings, got {entry!r}")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ValueError(f"lostAnswers: count must be an integer >= 0, got {count!r}")
+        lost.append((verb, resource, count))
+    return lost
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -113,13 +132,17 @@ class ControlServer:
         body = await request.json()
         if not isinstance(body, dict):
             raise ValueError("expected a JSON object of fault settings")
-        unknown = set(body) - set(_SETTINGS) - set(_SWITCHES)
+        unknown = set(body) - set(_SETTINGS) - set(_SWITCHES) - {"lostAnswers"}
         if unknown:
-            raise ValueError(f"unknown fault settings {sorted(unknown)}: use {sorted([*_SETTINGS, *_SWITCHES])}")
+            known = sorted([*_SETTINGS, *_SWITCHES, "lostAnswers"])
+            raise ValueError(f"unknown fault settings {sorted(unknown)}: use {known}")
         for switch in _SWITCHES:
             if switch in body and not isinstance(body[switch], bool):
                 raise ValueError(f"{switch} must be true or false, got {body[switch]!r}")
+        lost = _lost_answers(body.get("lostAnswers", []))
         cluster.set_faults(**{_SETTINGS[k]: v for k, v in body.items() if k in _SETTINGS})
+        for verb, resource, count in lost:
+            cluster.lose_answers(verb, resource, count)
         if "outage" in body:
             await (cluster.outage() if body["outage"] else cluster.restore())
         if "blackhole" in body:

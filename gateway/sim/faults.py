@@ -1,14 +1,19 @@
 """Faults of one simulated cluster, switchable at run time, and the log of the requests it served.
 
-`Faults` is plain state the API server consults on every request (latency, error rate) plus the
-request log and counters per (verb, resource) that benchmarks read to count API calls. A request is
-recorded when it ends: an open watch, log stream or exec session is counted once it closes. Outages,
-dropped watches and node failures act on the running server and store: see `SimCluster`.
+`Faults` is plain state the API server consults on every request (latency, error rate, lost answers)
+plus the request log and counters per (verb, resource) that benchmarks read to count API calls. A
+request is recorded when it ends: an open watch, log stream or exec session is counted once it closes.
+Outages, dropped watches and node failures act on the running server and store: see `SimCluster`.
 
 Two faults model a network that drops packets without FIN or RST (a NAT or load balancer forgetting a
 flow, a node's link going away): `blackhole` (a new request is accepted, then never answered) and
 silenced log streams (every log stream open at that moment sends nothing more, ever). Only a client's
 read deadline or TCP keepalive gets it out; the kernel still ACKs, so keepalive alone cannot.
+
+A lost answer is the fault a client cannot tell from an outage, and the one that makes creates risky:
+the server carries the request out (a create is stored), then the connection is dropped before a byte
+of the answer is sent. The client sees the connection reset after sending, and must find out itself
+whether its request was applied.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ class Faults:
     blackhole: bool = False  # new requests are accepted, then never answered
     log_silences: int = 0  # how many times open log streams were silenced (see `LogSilence`)
     rng: random.Random = field(default_factory=random.Random, repr=False)
+    lost_answers: Counter[tuple[str, str]] = field(default_factory=Counter)  # (verb, resource) -> answers to lose
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)
     log: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
 
@@ -60,6 +66,26 @@ class Faults:
                 retry_after=self.retry_after,
             )
         return InternalError('an error on the server ("injected fault") has prevented the request from succeeding')
+
+    def lose_answers(self, verb: str, resource: str, count: int = 1) -> None:
+        """The next `count` requests `verb` on `resource` (e.g. "create", "pods") are carried out, then their
+        connection is dropped before the answer. Adds to any already pending; count 0 clears them."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        if not verb or not resource:
+            raise ValueError("a lost answer needs a verb and a resource, e.g. create pods")
+        if count == 0:
+            self.lost_answers.pop((verb, resource), None)
+        else:
+            self.lost_answers[(verb, resource)] += count
+
+    def take_lost_answer(self, verb: str, resource: str) -> bool:
+        """True when this request's answer is to be lost (one fewer left)."""
+        if self.lost_answers[(verb, resource)] <= 0:
+            self.lost_answers.pop((verb, resource), None)
+            return False
+        self.lost_answers[(verb, resource)] -= 1
+        return True
 
     def record(self, record: RequestRecord) -> None:
         self.counters[(record.verb, record.resource)] += 1
@@ -80,6 +106,9 @@ class Faults:
             "retryAfter": self.retry_after,
             "outage": self.outage,
             "blackhole": self.blackhole,
+            "lostAnswers": [
+                {"verb": v, "resource": r, "count": n} for (v, r), n in sorted(self.lost_answers.items()) if n > 0
+            ],
         }
 
     def snapshot(self) -> dict[str, Any]:

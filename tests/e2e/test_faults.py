@@ -13,7 +13,9 @@ from google.protobuf import duration_pb2
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, start_gateway
+from gateway.clusters.kubeapi.retry import DEFAULT_RETRY
 from gateway.config import Settings
+from gateway.pods.builder import REQUEST_ID_ANNOTATION
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import gateway_config, logs, pod_request, result, run_to_end
 
@@ -27,6 +29,16 @@ def ticks(n: int, pause: float = 0.1) -> str:
 def creates(world: SimWorld, cluster: str | None = None) -> int:
     clusters = [world.clusters[cluster]] if cluster else list(world.clusters.values())
     return sum(c.request_counts().get(("create", "pods"), 0) for c in clusters)
+
+
+def pods_of(world: SimWorld, request_id: str) -> list[tuple[str, str]]:
+    """(cluster, pod name) of every pod the request made, on any cluster."""
+    return [
+        (name, pod["metadata"]["name"])
+        for name, cluster in world.clusters.items()
+        for pod in cluster.store.list("pods", None)[0]
+        if (pod["metadata"].get("annotations") or {}).get(REQUEST_ID_ANNOTATION) == request_id
+    ]
 
 
 @pytest.fixture
@@ -219,3 +231,59 @@ async def test_a_log_connection_dropped_silently_is_reopened_and_loses_and_repea
     # Reopened after the silencing and during the quiet 2.5 s (a silenced stream is never counted: the
     # simulator records a request when its handler returns, and this one is cancelled when the gateway leaves).
     assert cluster.request_counts()[("get", "pods/log")] >= 2
+
+
+XCOM_42 = "import json; print('hi', flush=True); open('/airflow/xcom/return.json', 'w').write(json.dumps({'n': 42}))"
+KEEP = dispatch_pb2.LifecycleOptions(on_finish=dispatch_pb2.ON_FINISH_ACTION_KEEP_POD)  # to count the pods after
+
+
+async def lost_answer_run(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, lose: dict[str, int]
+) -> tuple[str, dispatch_pb2.PodRequest, list[dispatch_pb2.PodEvent]]:
+    """Runs a request whose first-choice cluster carries out its calls `verb` but loses `lose[verb]` answers."""
+    request = pod_request(XCOM_42, regions=("eu-west-1", "eu-central-1"), lifecycle=KEEP)
+    explained = await stub.ExplainPlacement(dispatch_pb2.ExplainPlacementRequest(pod=request))
+    first = explained.decision.cluster
+    for verb, count in lose.items():
+        world.clusters[first].lose_answers(verb, "pods", count)
+    return first, request, await run_to_end(stub, request)
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [1, DEFAULT_RETRY.attempts],
+    ids=["client-resend-meets-AlreadyExists", "every-attempt-lost-then-read-back"],
+)
+async def test_a_create_applied_whose_answer_is_lost_makes_one_pod_on_the_first_cluster(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, lost: int
+) -> None:
+    first, request, events = await lost_answer_run(stub, world, {"create": lost})
+    final = result(events)
+    assert final.phase == dispatch_pb2.POD_PHASE_SUCCEEDED and final.xcom_json == '{"n": 42}'
+    assert logs(events) == ["hi"]
+    assert [e.placed.cluster for e in events if e.WhichOneof("event") == "placed"] == [first]
+    assert len(pods_of(world, request.request_id)) == 1 and pods_of(world, request.request_id)[0][0] == first
+    assert creates(world) == creates(world, first) == min(lost + 1, DEFAULT_RETRY.attempts)
+    assert world.clusters[first].faults.lost_answers.total() == 0
+
+
+async def test_lost_answers_to_the_create_and_its_reads_keep_the_request_pinned_until_it_completes(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    """Neither the create nor the reads after it are answered: the outcome is unknown, so the gateway stays on
+    that cluster and pod name (no failover, no second pod) until a read tells, then follows its pod."""
+    attempts = DEFAULT_RETRY.attempts
+    # aiohttp itself resends a GET whose connection dropped: twice the answers cover every read of one round
+    first, request, events = await lost_answer_run(stub, world, {"create": attempts, "get": 2 * attempts})
+    final = result(events)
+    assert final.phase == dispatch_pb2.POD_PHASE_SUCCEEDED and final.xcom_json == '{"n": 42}'
+    unknown = [e.phase.message for e in events if e.WhichOneof("event") == "phase" and e.phase.reason == "CreateFailed"]
+    assert unknown and set(unknown) == {
+        f"creating the pod on {first} failed; outcome unknown, checking before any failover"
+    }
+    assert [e.placed.cluster for e in events if e.WhichOneof("event") == "placed"] == [first]
+    [(cluster, name)] = pods_of(world, request.request_id)
+    assert cluster == first
+    assert (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name == name
+    assert creates(world) == creates(world, first) == attempts + len(unknown)  # each later round met AlreadyExists
+    assert world.clusters[first].faults.lost_answers.total() == 0

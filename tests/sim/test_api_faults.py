@@ -205,3 +205,54 @@ async def test_table_output_for_lists_and_watches(http: aiohttp.ClientSession) -
     assert first["object"]["kind"] == second["object"]["kind"] == "Table"
     assert first["object"]["columnDefinitions"] and second["object"]["columnDefinitions"] == []
     assert second["object"]["rows"][0]["object"]["metadata"]["labels"] == {"x": "y"}
+
+
+async def test_a_lost_answer_carries_the_create_out_then_drops_the_connection(
+    world: SimWorld, http: aiohttp.ClientSession
+) -> None:
+    cluster = world.clusters["faulty"]
+    cluster.lose_answers("create", "pods", 1)
+    with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        await http.post("/api/v1/namespaces/default/pods", json=POD)
+    assert cluster.store.get("pods", "default", "p")["metadata"]["name"] == "p"  # carried out
+    again = await http.post("/api/v1/namespaces/default/pods", json=POD)  # the next answer comes through
+    assert again.status == 409 and (await again.json())["reason"] == "AlreadyExists"
+    assert (await http.get("/api/v1/namespaces/default/pods/p")).status == 200  # other requests are untouched
+    assert cluster.request_counts()[("create", "pods")] == 2
+    assert cluster.faults.settings()["lostAnswers"] == []
+
+
+async def test_lost_answers_count_down_per_verb_and_resource(world: SimWorld, http: aiohttp.ClientSession) -> None:
+    """Counted by the server: aiohttp resends a GET whose connection dropped, so one call may spend two."""
+    cluster = world.clusters["faulty"]
+    assert (await http.post("/api/v1/namespaces/default/pods", json=POD)).status == 201
+    cluster.lose_answers("get", "pods", 2)
+    statuses: list[int | str] = []
+    while 200 not in statuses and len(statuses) < 5:
+        try:
+            statuses.append((await http.get("/api/v1/namespaces/default/pods/p")).status)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+            statuses.append("lost")
+    assert statuses[0] == "lost" and statuses[-1] == 200
+    assert cluster.request_counts()[("get", "pods")] == 3  # two carried out and dropped, then one answered
+    assert cluster.request_counts()[("create", "pods")] == 1  # other verbs untouched
+    cluster.lose_answers("get", "pods", 5)
+    cluster.lose_answers("get", "pods", 0)  # clears
+    assert (await http.get("/api/v1/namespaces/default/pods/p")).status == 200
+    with pytest.raises(ValueError, match="count"):
+        cluster.lose_answers("create", "pods", -1)
+
+
+async def test_control_endpoint_sets_lost_answers_and_refuses_malformed_ones(world: SimWorld) -> None:
+    control = world.control
+    auth = {"Authorization": f"Bearer {control.token}"}
+    async with aiohttp.ClientSession(control.url, headers=auth) as ctl:
+        lost = [{"verb": "create", "resource": "pods", "count": 2}]
+        settings = await (await ctl.patch("/clusters/faulty/faults", json={"lostAnswers": lost})).json()
+        assert settings["lostAnswers"] == lost
+        for bad in ({"lostAnswers": {"create": 1}}, {"lostAnswers": [{"verb": "create", "count": 1}]},
+                    {"lostAnswers": [{"verb": "create", "resource": "pods", "count": -1}]},
+                    {"lostAnswers": [{"verb": "create", "resource": "pods", "count": 1, "extra": 1}]}):  # fmt: skip
+            refused = await ctl.patch("/clusters/faulty/faults", json=bad)
+            assert refused.status == 400 and "lostAnswers" in (await refused.json())["error"]
+        assert (await (await ctl.get("/clusters/faulty/faults")).json())["lostAnswers"] == lost  # unchanged
