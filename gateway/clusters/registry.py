@@ -125,11 +125,13 @@ class Registry:
         )
         if persist:
             await self._store.put_cluster(spec)
-        old = self._runtimes.pop(spec.name, None)
+        old = self._runtimes.get(spec.name)
+        # The new runtime takes the name before the old one stops: a follower woken by the old one's stop
+        # must find the new one, never a moment where the cluster looks deregistered.
+        self._runtimes[spec.name] = runtime
         if old is not None:
             runtime.cordoned, runtime.cordon_reason = old.cordoned, old.cordon_reason
             await old.stop()
-        self._runtimes[spec.name] = runtime
         await runtime.start()
         self._notify()
         return runtime
