@@ -21,6 +21,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "kubeapi": ["--requests", "500", "--events", "300"],
     "observability": ["--lines", "2000", "--clusters", "20"],
     "placement": ["--runs", "10"],
+    "pod_schema": ["--rounds", "1"],
     "sim_node": ["--pods", "1000"],
     "sim_pods": ["--pods", "1000"],
     "store": ["--lines", "10000"],

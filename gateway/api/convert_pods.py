@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import decimal
 import json
 import re
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from gateway import domain, errors
 from gateway._proto.podgate.v1 import common_pb2, dispatch_pb2
 from gateway.placement import selectors
 from gateway.placement.labels import label_value_error
+from gateway.pods import pod_rules, pod_schema
 from gateway.pods.builder import safe_label_value
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,253}$")
@@ -117,6 +117,7 @@ def check_request_id(request_id: str, field: str = "request_id") -> str:
 
 
 def _pod_manifest(raw: str, v: _Violations) -> dict[str, Any]:
+    """The manifest as strict JSON, checked against the Pod schema and the API server's rules."""
     if not raw:
         v.add("pod.pod_json", "required: a Kubernetes Pod manifest as JSON")
         return {}
@@ -125,9 +126,12 @@ def _pod_manifest(raw: str, v: _Violations) -> dict[str, Any]:
         return {}
     too_deep = f"nested more than {MAX_POD_JSON_DEPTH} levels deep; a Pod manifest needs far fewer"
     try:
-        manifest = json.loads(raw, parse_float=decimal.Decimal)  # quantities keep their decimal text
+        manifest = pod_schema.load_strict(raw)
     except json.JSONDecodeError as e:
         v.add("pod.pod_json", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
+        return {}
+    except pod_schema.NotStrictJSON as e:
+        v.add("pod.pod_json", f"not strict JSON: {e}")
         return {}
     except RecursionError:
         v.add("pod.pod_json", too_deep)
@@ -138,7 +142,13 @@ def _pod_manifest(raw: str, v: _Violations) -> dict[str, Any]:
     if not isinstance(manifest, dict):
         v.add("pod.pod_json", "must be a JSON object (a Pod manifest)")
         return {}
+    v.items.extend(pod_violations_of_schema(manifest))
     return manifest
+
+
+def pod_violations_of_schema(manifest: dict[str, Any]) -> list[errors.FieldViolation]:
+    """Types, unknown fields, Go's number ranges and the API server's rules, every one at once."""
+    return pod_schema.schema_violations(manifest, "pod.pod_json", pod_rules.RULES)
 
 
 def _depth(value: Any) -> int:

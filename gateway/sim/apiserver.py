@@ -178,6 +178,8 @@ class ApiServer:
             if identity.anonymous and not (info is None and parts[:1] and parts[0] in _NON_RESOURCE_OPEN):
                 raise Unauthorized()
             injected = faults.injected_error()
+            if injected is None and info is not None:
+                injected = faults.refused_create(info.verb, info.resource, info.subresource)
             if injected is not None:
                 raise injected
             if info is None:

@@ -192,7 +192,7 @@ class SimCluster:
     # --- faults ------------------------------------------------------------------------------------
 
     def set_faults(self, **settings: Any) -> None:
-        """latency (s), error_rate (0..1), error_code (429|500), retry_after (s)."""
+        """latency (s), error_rate (0..1), error_code (429|500), retry_after (s), refuse_pods (a 422 message)."""
         self.faults.configure(**settings)
 
     def lose_answers(self, verb: str, resource: str, count: int = 1) -> None:

@@ -24,7 +24,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from gateway.sim.errors import InternalError, SimError, TooManyRequests
+from gateway.sim.errors import InternalError, Invalid, SimError, TooManyRequests
 
 REQUEST_LOG_SIZE = 10_000
 
@@ -51,6 +51,9 @@ class Faults:
     outage: bool = False  # the listener is closed: connection refused
     blackhole: bool = False  # new requests are accepted, then never answered
     log_silences: int = 0  # how many times open log streams were silenced (see `LogSilence`)
+    # When set, every pod create answers 422 Invalid with this message: an API server rule (or admission
+    # webhook) that the gateway's own validation does not know, e.g. a cluster's policy.
+    refuse_pods: str = ""
     rng: random.Random = field(default_factory=random.Random, repr=False)
     lost_answers: Counter[tuple[str, str]] = field(default_factory=Counter)  # (verb, resource) -> answers to lose
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -87,6 +90,11 @@ class Faults:
         self.lost_answers[(verb, resource)] -= 1
         return True
 
+    def refused_create(self, verb: str, resource: str, subresource: str) -> SimError | None:
+        if not self.refuse_pods or (verb, resource, subresource) != ("create", "pods", ""):
+            return None
+        return Invalid("Pod", "", [("FieldValueForbidden", "spec", f"Forbidden: {self.refuse_pods}")])
+
     def record(self, record: RequestRecord) -> None:
         self.counters[(record.verb, record.resource)] += 1
         self.log.append(record)
@@ -119,7 +127,7 @@ class Faults:
         }
 
     def configure(self, **settings: Any) -> None:
-        """Sets latency / error_rate / error_code / retry_after, checking values (ValueError when wrong)."""
+        """Sets latency / error_rate / error_code / retry_after / refuse_pods, checking values (ValueError when wrong)."""
         for key, value in settings.items():
             if key == "latency":
                 self.latency = _non_negative(key, value)
@@ -134,8 +142,10 @@ class Faults:
                 self.error_code = int(value)
             elif key == "retry_after":
                 self.retry_after = int(_non_negative(key, value))
+            elif key == "refuse_pods":
+                self.refuse_pods = str(value)
             else:
-                raise ValueError(f"unknown fault setting {key!r}: latency, error_rate, error_code, retry_after")
+                raise ValueError(f"unknown fault setting {key!r}: latency, error_rate, error_code, retry_after, refuse_pods")
 
 
 async def hang() -> None:

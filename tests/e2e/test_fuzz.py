@@ -392,6 +392,24 @@ FINDINGS: list[tuple[str, str, Message, grpc.StatusCode]] = [
         S.UNAVAILABLE,
     ),
     (
+        "a nodeSelector that is a string (answered INTERNAL before the whole Pod was validated)",
+        "/podgate.v1.DispatchService/SubmitPod",
+        dispatch_pb2.SubmitPodRequest(
+            pod=dispatch_pb2.PodRequest(
+                request_id="f-3", pod_json=json.dumps({**VALID_MANIFEST, "spec": {**VALID_MANIFEST["spec"], "nodeSelector": "x"}})
+            )
+        ),
+        S.INVALID_ARGUMENT,
+    ),
+    (
+        "an integer of 5,000 digits (Python's int() refuses past 4,300)",
+        "/podgate.v1.DispatchService/ExplainPlacement",
+        dispatch_pb2.ExplainPlacementRequest(
+            pod=dispatch_pb2.PodRequest(request_id="f-4", pod_json='{"spec": {"priority": ' + "9" * 5000 + "}}")
+        ),
+        S.INVALID_ARGUMENT,
+    ),
+    (
         "a cluster name of 70,000 characters",
         "/podgate.v1.ClusterService/GetCluster",
         clusters_pb2.GetClusterRequest(name="a" * 70_000),

@@ -242,10 +242,17 @@ async def test_eviction_under_node_pressure_is_reported_with_its_warning(
     assert "Evicted" in warnings(final)
 
 
-async def test_a_pod_the_api_server_refuses_fails_with_its_message(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:
-    """A 422 at create is the pod's own fault: reported with Kubernetes' words, not retried elsewhere."""
-    manifest = pod_json([{"name": "base", "image": "busybox", "command": {"not": "a list"}}])
-    events = await run_to_end(stub, request_for(manifest))
+async def test_a_pod_the_api_server_refuses_fails_with_its_message(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    """A 422 at create is the pod's own fault: reported with Kubernetes' words, not retried elsewhere.
+
+    The gateway validates every Pod against the schema and the API server's rules before placing it, so
+    the 422 comes from a rule it cannot know (a cluster's policy, switched on in the simulator)."""
+    for cluster in world.clusters.values():
+        cluster.set_faults(refuse_pods="hostPath volumes are not allowed by this cluster's policy")
+    events = await run_to_end(stub, request_for(pod_json([{"name": "base", "image": "busybox"}])))
     final = result(events)
     assert final.phase == dispatch_pb2.POD_PHASE_FAILED and final.reason == "Rejected", final
     assert "refused the pod" in final.message and "422" in final.message
+    assert "not allowed by this cluster's policy" in final.message

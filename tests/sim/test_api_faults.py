@@ -256,3 +256,16 @@ async def test_control_endpoint_sets_lost_answers_and_refuses_malformed_ones(wor
             refused = await ctl.patch("/clusters/faulty/faults", json=bad)
             assert refused.status == 400 and "lostAnswers" in (await refused.json())["error"]
         assert (await (await ctl.get("/clusters/faulty/faults")).json())["lostAnswers"] == lost  # unchanged
+
+
+async def test_refuse_pods_answers_pod_creates_422_and_nothing_else(
+    world: SimWorld, http: aiohttp.ClientSession
+) -> None:
+    world.clusters["faulty"].set_faults(refuse_pods="privileged pods are not allowed here")
+    response = await http.post("/api/v1/namespaces/default/pods", json=POD)
+    body = await response.json()
+    assert (response.status, body["reason"]) == (422, "Invalid")
+    assert "privileged pods are not allowed here" in body["message"]
+    assert (await http.get("/api/v1/namespaces/default/pods")).status == 200
+    world.clusters["faulty"].set_faults(refuse_pods="")
+    assert (await http.post("/api/v1/namespaces/default/pods", json=POD)).status == 201

@@ -7,7 +7,7 @@ import base64
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import errors
@@ -51,7 +51,7 @@ def _trailer_bytes(status: grpc.Status) -> int:
 texts = st.text(max_size=3000) | st.sampled_from(["x" * 1_000_000, "é" * 300_000, "%" * 50_000, "\U0001f600" * 9000])
 
 
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     message=texts,
     items=st.lists(st.tuples(texts, texts), max_size=40) | st.integers(0, 5000).map(lambda n: [("f", "d")] * n),
