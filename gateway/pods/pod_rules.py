@@ -18,7 +18,7 @@ from typing import Any
 
 from gateway.placement.labels import dns1123_label_error, label_key_error, label_value_error
 from gateway.placement.quantity import parse_quantity
-from gateway.pods.pod_schema import Add, Path, Rule, shown
+from gateway.pods.pod_schema import Add, Key, Path, Rule, shown
 
 CORE = "io.k8s.api.core.v1."
 META = "io.k8s.apimachinery.pkg.apis.meta.v1."
@@ -97,7 +97,7 @@ def _pod_spec(obj: Mapping[str, Any], path: Path, add: Add) -> None:
     for key, value in _map(obj.get("nodeSelector")).items():
         for error in (label_key_error(key), label_value_error(value) if isinstance(value, str) else ""):
             if error:
-                add((*path, "nodeSelector", key), error)
+                add((*path, "nodeSelector", Key(key)), error)
     volumes = [_str(_map(v).get("name")) for v in _list(obj.get("volumes"))]
     seen: set[str] = set()
     for i, name in enumerate(volumes):
@@ -148,13 +148,13 @@ def _quantities(obj: Mapping[str, Any], key: str, path: Path, add: Add) -> dict[
     out: dict[str, Fraction] = {}
     for name, raw in _map(obj.get(key)).items():
         if error := _resource_name_error(name):
-            add((*path, key, name), error)
+            add((*path, key, Key(name)), error)
         try:
             value = parse_quantity(raw) if raw is not None else Fraction(0)
         except (ValueError, TypeError):
             continue  # the schema walk reported it
         if value < 0:
-            add((*path, key, name), f"must not be negative, got {shown(raw)}")
+            add((*path, key, Key(name)), f"must not be negative, got {shown(raw)}")
         out[name] = value
     return out
 
@@ -164,7 +164,7 @@ def _resources(obj: Mapping[str, Any], path: Path, add: Add) -> None:
     limits = _quantities(obj, "limits", path, add)
     for name, value in requests.items():
         if name in limits and value > limits[name]:
-            add((*path, "requests", name), f"must be less than or equal to the {name} limit")
+            add((*path, "requests", Key(name)), f"must be less than or equal to the {name} limit")
 
 
 def _toleration(obj: Mapping[str, Any], path: Path, add: Add) -> None:

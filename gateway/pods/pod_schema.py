@@ -35,6 +35,12 @@ INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _SHOWN = 40
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
 
+class Key(str):
+    """A map key in a path (nodeSelector, resources.requests, labels): shown as [key], as Kubernetes does."""
+
+    __slots__ = ()
+
+
 Path = tuple[str | int, ...]
 Add = Callable[[Path, str], None]
 Rule = Callable[[Mapping[str, Any], Path, Add], None]
@@ -126,7 +132,7 @@ def pod_root() -> Node:
 def field_path(root: str, path: Path) -> str:
     out = root
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        out += f"[{part}]" if isinstance(part, int | Key) else f".{part}"
     return out
 
 
@@ -222,7 +228,7 @@ def _check_object(
         elif node.additional is False:
             add((*path, key), "unknown field")
         elif isinstance(node.additional, Node):
-            push(child, node.additional, (*path, key))
+            push(child, node.additional, (*path, Key(key)))
 
 
 def walk(value: Any, root: Node, rules: Mapping[str, Rule] | None = None) -> list[tuple[Path, str]]:
@@ -263,7 +269,7 @@ def walk(value: Any, root: Node, rules: Mapping[str, Rule] | None = None) -> lis
 
 def _type_problem(node: Node, kind: str, value: Any) -> str:
     if node.kind == "quantity":
-        return f"must be a quantity (a string like 500m or 1Gi, or a number), got {kind}"
+        return f"is not a quantity: a string like 500m or 1Gi, or a number, got {kind}"
     if node.kind == "int-or-string":
         return f"must be an integer or a string, got {kind}"
     if kind == "number" and "integer" in node.types:

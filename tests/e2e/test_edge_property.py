@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import start_gateway
 from gateway.pods.builder import REQUEST_ID_ANNOTATION
-from gateway.pods.pod_schema import Node, json_type, pod_root
+from gateway.pods.pod_schema import Key, Node, field_path, json_type, pod_root
 from tests.e2e.conftest import gateway_config, virtual_world
 from tests.e2e.edge_common import MANIFEST, TRAILER_BUDGET, trailer_size
 
@@ -68,7 +68,7 @@ def schema_paths() -> list[tuple[Path_, Node]]:
             if not child.definition or child.definition not in seen:
                 stack.append((child, (*path, key), seen | {child.definition}))
         if isinstance(node.additional, Node):
-            stack.append((node.additional, (*path, "k"), seen))
+            stack.append((node.additional, (*path, Key("k")), seen))
     return sorted(out, key=lambda p: [str(x) for x in p[0]])
 
 
@@ -269,7 +269,7 @@ def _violation_fields(error: grpc.RpcError) -> list[str]:
 
 
 def _related(reported: str, mutated: Path_) -> bool:
-    path = "pod.pod_json" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in mutated)
+    path = field_path("pod.pod_json", mutated)
     return path.startswith(reported) or reported.startswith(path)
 
 
