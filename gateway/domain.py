@@ -122,6 +122,8 @@ class ClusterSpec:
     weight: int = 100
     issued_server: str = ""  # the API server URL issued kubeconfigs carry; "" for the one the gateway uses
     source: str = "api"  # a file path or "api"
+    # Other names requests may use (e.g. an Airflow kubernetes_conn_id), resolved to `name` at submission.
+    aliases: tuple[str, ...] = ()
 
 
 class ClusterHealth(enum.StrEnum):

@@ -100,6 +100,7 @@ def spec_from_proto(c: clusters_pb2.Cluster) -> domain.ClusterSpec:
         weight=c.weight or 100,
         issued_server=c.issued_server,
         source="api",
+        aliases=tuple(c.aliases),
     )
 
 
@@ -116,6 +117,7 @@ def spec_to_proto(s: domain.ClusterSpec) -> clusters_pb2.Cluster:
         max_concurrent_pods=s.max_concurrent_pods,
         weight=s.weight,
         issued_server=s.issued_server,
+        aliases=list(s.aliases),
     )
 
 

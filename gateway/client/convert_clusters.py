@@ -41,6 +41,7 @@ def cluster_to_proto(c: t.Cluster) -> clusters_pb2.Cluster:
         max_concurrent_pods=c.max_concurrent_pods,
         weight=c.weight,
         issued_server=c.issued_server,
+        aliases=list(c.aliases),
     )
 
 
@@ -58,6 +59,7 @@ def cluster_of(c: clusters_pb2.Cluster) -> t.Cluster:
         max_concurrent_pods=c.max_concurrent_pods,
         weight=c.weight,
         issued_server=c.issued_server,
+        aliases=tuple(c.aliases),
     )
 
 

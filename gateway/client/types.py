@@ -211,6 +211,8 @@ class Cluster:
     max_concurrent_pods: int = 0
     weight: int = 100
     issued_server: str = ""  # the API server URL issued kubeconfigs carry ("": the gateway's)
+    # Other names requests may use for the cluster, e.g. an Airflow kubernetes_conn_id.
+    aliases: tuple[str, ...] = ()
 
 
 class ClusterHealth(enum.StrEnum):

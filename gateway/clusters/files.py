@@ -8,6 +8,7 @@ function with injectable environment and file test, so parsing stays pure.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -52,6 +53,8 @@ _SECRET_WORDS = (
     "bearer",
 )
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Looser than a cluster name: Airflow connection ids such as "k8s_conn" must fit.
+ALIAS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 _TAINT = re.compile(r"(?P<key>[^=:]+)(?:=(?P<value>[^:]*))?:(?P<effect>\w+)")
 _FIELDS = {
     "name",
@@ -65,6 +68,7 @@ _FIELDS = {
     "maxConcurrentPods",
     "weight",
     "issuedServer",
+    "aliases",
     "sim",
 }
 _CAMEL = {
@@ -182,6 +186,11 @@ def spec_violations(spec: ClusterSpec) -> list[tuple[str, str]]:
             out.append(("allowed_namespaces", f"namespace {error}"))
     if spec.max_concurrent_pods < 0:
         out.append(("max_concurrent_pods", "must be 0 (unlimited) or more"))
+    for alias in spec.aliases:
+        if not ALIAS.fullmatch(alias):
+            out.append(("aliases", f"alias {alias!r}: use 1..253 characters of letters, digits and ._-"))
+        elif alias == spec.name:
+            out.append(("aliases", f"alias {alias!r} is the cluster's own name"))
     if not WEIGHT_RANGE[0] <= spec.weight <= WEIGHT_RANGE[1]:
         out.append(("weight", f"must be between {WEIGHT_RANGE[0]} and {WEIGHT_RANGE[1]}, got {spec.weight}"))
     if spec.issued_server and (error := server_url_error(spec.issued_server)):
@@ -311,7 +320,7 @@ def parse_cluster(entry: Any, *, source: str) -> tuple[ClusterSpec | None, list[
     if not isinstance(entry, Mapping):
         return None, [("", "must be a mapping of cluster fields")]
     p = _Problems()
-    p.extend((str(k), f"unknown field; known: {', '.join(sorted(_FIELDS))}") for k in entry if k not in _FIELDS)
+    p.extend((str(k), _unknown_field(str(k))) for k in entry if k not in _FIELDS)
     provider = _string(entry, "provider", p, required=True)
     spec = ClusterSpec(
         name=_string(entry, "name", p, required=True),
@@ -326,10 +335,26 @@ def parse_cluster(entry: Any, *, source: str) -> tuple[ClusterSpec | None, list[
         weight=_int(entry, "weight", 100, p),
         issued_server=_string(entry, "issuedServer", p),
         source=source,
+        aliases=_aliases(entry.get("aliases"), p),
     )
     if not p:  # semantic checks only once the shapes are right, so each problem is reported once
         p.extend((_camel(f), m) for f, m in spec_violations(spec))
     return (None if p else spec), list(p)
+
+
+def _unknown_field(key: str) -> str:
+    close = difflib.get_close_matches(key, sorted(_FIELDS), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"unknown field{hint} (known: {', '.join(sorted(_FIELDS))})"
+
+
+def _aliases(raw: Any, p: _Problems) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+        p.add("aliases", "must be a list of names (e.g. Airflow connection ids)")
+        return ()
+    return tuple(raw)
 
 
 def _camel(field: str) -> str:

@@ -59,6 +59,22 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._runtimes)
 
+    def resolve(self, name: str) -> str:
+        """The registered name a request means by `name`: itself, or the cluster that lists it as an alias."""
+        if name in self._runtimes:
+            return name
+        return next((r.spec.name for r in self._runtimes.values() if name in r.spec.aliases), name)
+
+    def _check_aliases(self, spec: domain.ClusterSpec) -> None:
+        taken = {n: n for n in self._runtimes} | {a: r.spec.name for r in self._runtimes.values() for a in r.spec.aliases}
+        clashes = [
+            errors.FieldViolation(field="cluster.aliases", description=f"{word!r} already names cluster {taken[word]!r}")
+            for word in (spec.name, *spec.aliases)
+            if taken.get(word, spec.name) != spec.name
+        ]
+        if clashes:
+            raise errors.InvalidArgument(f"cluster {spec.name!r}: {clashes[0].description}", clashes)
+
     def regions(self) -> set[str]:
         return {r.spec.region for r in self._runtimes.values()}
 
@@ -150,12 +166,14 @@ class Registry:
                 raise errors.AlreadyExists(
                     f"cluster {spec.name!r} is already registered; use UpdateCluster to change it"
                 )
+            self._check_aliases(spec)
             return await self._add_and_sync(spec)
 
     async def update(self, spec: domain.ClusterSpec) -> ClusterRuntime:
         _check_api_spec(spec)
         async with self._mutating:  # an update racing a deregistration must not bring the cluster back
             self.get(spec.name)
+            self._check_aliases(spec)
             return await self._add_and_sync(spec)
 
     async def deregister(self, name: str, *, force: bool) -> None:

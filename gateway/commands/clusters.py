@@ -9,13 +9,13 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from gateway.client import types as t
 from gateway.client.client import GatewayClient
 from gateway.client.errors import AlreadyExists, GatewayError, NotFound
 from gateway.commands import common
 from gateway.commands.common import CommandError, Exit, table
+from gateway.commands.registration import clusters_of_file
 
 WATCH_INTERVAL = 1.0
 
@@ -122,6 +122,7 @@ def describe_text(info: t.ClusterInfo) -> str:
         f"Weight:       {c.weight}",
         *([f"Kubeconfigs:  {c.issued_server}"] if c.issued_server else []),
         f"Namespaces:   {', '.join(c.allowed_namespaces) or 'any'}",
+        "Aliases:      " + (", ".join(c.aliases) or "-"),
         "Labels:       " + (", ".join(f"{k}={v}" for k, v in sorted(c.labels.items())) or "-"),
         "Taints:       " + (", ".join(str(x) for x in s.effective_taints) or "-"),
         f"Free:         cpu {s.cpu_millis_free / 1000:g}, memory {_gib(s.memory_bytes_free)}",
@@ -142,40 +143,6 @@ def describe_text(info: t.ClusterInfo) -> str:
     return "\n".join(lines) + "\n" + out.getvalue().rstrip()
 
 
-def _taint(value: Any) -> t.Taint:
-    if isinstance(value, dict):
-        return t.Taint(key=value["key"], value=value.get("value", ""), effect=value.get("effect", "NoSelect"))
-    keyvalue, _, effect = str(value).partition(":")
-    key, _, val = keyvalue.partition("=")
-    return t.Taint(key=key, value=val, effect=effect or "NoSelect")
-
-
-def clusters_of_file(path: Path) -> list[t.Cluster]:
-    """Registrations from a cluster file (the `sim:` block, read by the simulator, is left out)."""
-    try:
-        import yaml
-    except ImportError:
-        raise SystemExit("podgate clusters register needs PyYAML: pip install pyyaml") from None
-    document = yaml.safe_load(path.read_text()) or {}
-    entries = document.get("clusters", [document] if document.get("kind") == "Cluster" else [])
-    return [
-        t.Cluster(
-            name=e.get("name", ""),
-            provider=e.get("provider", ""),
-            region=e.get("region", ""),
-            credentials=e.get("credentials") or {},
-            zone=e.get("zone", ""),
-            labels=e.get("labels") or {},
-            taints=tuple(_taint(x) for x in e.get("taints") or ()),
-            allowed_namespaces=tuple(e.get("allowedNamespaces") or ()),
-            max_concurrent_pods=int(e.get("maxConcurrentPods") or 0),
-            weight=int(e.get("weight") or 100),
-            issued_server=e.get("issuedServer", ""),
-        )
-        for e in entries
-    ]
-
-
 async def _register(client: GatewayClient, args: argparse.Namespace) -> int:
     failed = 0
     for cluster in clusters_of_file(Path(args.file)):
@@ -192,7 +159,9 @@ async def _register(client: GatewayClient, args: argparse.Namespace) -> int:
                 print(f"updated {cluster.name}")
         except GatewayError as e:
             failed += 1
-            print(f"podgate clusters register: {cluster.name}: {common.message_of(e)}", file=sys.stderr)
+            said = common.message_of(e)
+            where = "" if repr(cluster.name) in said else f"{cluster.name}: "
+            print(f"podgate clusters register: {where}{said}", file=sys.stderr)
     return int(Exit.GATEWAY if failed else Exit.OK)
 
 

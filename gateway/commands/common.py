@@ -85,8 +85,10 @@ def message_of(error: GatewayError) -> str:
     message = error.message
     listed = [str(v) for v in error.violations]
     head, sep, tail = message.partition(": ")
-    if listed and sep and all(v in tail for v in listed):
+    if len(listed) > 1 and sep and all(v in tail for v in listed):
         message = head + ":"  # the gateway's message joins the violations listed below
+    elif all(v.description in message for v in error.violations):
+        listed = []  # the message already says it
     lines = [message, *(f"  - {v}" for v in listed)]
     return "\n".join(lines)
 

@@ -34,7 +34,7 @@ async def check_names(client: GatewayClient, request: PodSpecRequest) -> None:
         return
     known = await client.list_clusters()
     regions = {c.cluster.region for c in known}
-    names = {c.cluster.name for c in known}
+    names = {c.cluster.name for c in known} | {a for c in known for a in c.cluster.aliases}
     for region in request.regions:
         if region not in regions:
             raise CommandError(common.unknown("region", region, regions))

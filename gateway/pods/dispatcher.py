@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -98,10 +99,20 @@ class Dispatcher:
 
     # --- requests -------------------------------------------------------------------------
 
+    def _resolve_aliases(self, request: domain.PodRequest) -> domain.PodRequest:
+        """Names a request gives its clusters (an Airflow kubernetes_conn_id, say) become registered names."""
+        named = request.placement.clusters
+        resolved = frozenset(self._registry.resolve(n) for n in named)
+        if resolved == named:
+            return request
+        return dataclasses.replace(request, placement=dataclasses.replace(request.placement, clusters=resolved))
+
     def _check_known(self, request: domain.PodRequest) -> None:
         violations = [
             errors.FieldViolation(
-                field="pod.placement.clusters", description=f"no cluster named {name!r} is registered"
+                field="pod.placement.clusters",
+                description=f"no cluster named {name!r} is registered, and none has it as an alias "
+                f"(to run requests that name it, add `aliases: [{name}]` to that cluster's registration)",
             )
             for name in sorted(request.placement.clusters - set(self._registry.names()))
         ] + [
@@ -121,8 +132,11 @@ class Dispatcher:
         visible: Collection[str] | None = None,
         limits: InputLimits = DEFAULT_LIMITS,
     ) -> domain.PlacementDecision:
-        """The placement table a submission would get now; `visible` hides clusters the caller may not see."""
+        """The placement table a submission would get now; `visible` hides clusters the caller may not see.
+        Unknown clusters and regions are refused as a submission refuses them."""
         validation.validate_request(request, limits=limits)
+        request = self._resolve_aliases(request)
+        self._check_known(request)
         if admit is not None:
             request = admit(request)
         snapshots = self._registry.snapshots()
@@ -142,6 +156,7 @@ class Dispatcher:
         if existing is not None:
             return existing, False
         validation.validate_request(request, limits=limits)
+        request = self._resolve_aliases(request)
         self._check_known(request)
         if admit is not None:
             request = admit(request)

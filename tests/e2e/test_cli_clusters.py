@@ -131,3 +131,66 @@ def _state_kubeconfigs(served: Served) -> list[str]:
     """The kubeconfigs the embedded simulator wrote for `podgate serve` (its state directory)."""
     state = Path(served.process.args[served.process.args.index("--state-dir") + 1])  # type: ignore[union-attr]
     return [str(p) for p in (state / "kubeconfigs").glob("*.kubeconfig")]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("apiVersion: podgate.io/v1\nkind: Cluster\nname: x\nprovider: sim\nregion: r\nlabel: {a: b}\n",
+         "unknown key 'label'. Did you mean 'labels'?"),
+        ("apiVersion: podgate.io/v1\nname: x\nprovider: sim\nregion: r\n", "kind must be Cluster or ClusterList"),
+        ("apiVersion: podgate.io/v1\nkind: Cluster\nname: [x\n", "is not valid YAML (line "),
+        ("apiVersion: podgate.io/v1\nkind: Cluster\nprovider: sim\nregion: r\n", "name is required"),
+    ],
+)
+def test_a_bad_registration_file_is_one_line(gw: str, tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    done = podgate(gw, "clusters", "register", str(path))
+    assert done.returncode == 125 and message in done.stderr, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr
+    missing = podgate(gw, "clusters", "register", str(tmp_path / "absent.yaml"))
+    assert missing.returncode == 125 and "cannot read" in missing.stderr and len(missing.stderr.splitlines()) == 1
+
+
+def test_the_shipped_sim_example_registers(gw: str, served: Served, tmp_path: Path) -> None:
+    """clusters/examples/sim.yaml names kubeconfigDir; the kubeconfigs of this gateway live in its state dir."""
+    document = yaml.safe_load((ROOT / "clusters" / "examples" / "sim.yaml").read_text())
+    assert document["credentials"]["sim"] == {"kubeconfigDir": ".podgate/kubeconfigs"}
+    state = Path(_state_kubeconfigs(served)[0]).parent
+    document["credentials"]["sim"]["kubeconfigDir"] = str(state)
+    document["name"] = "local-eu-cpu"  # a cluster whose kubeconfig this gateway's simulator wrote
+    path = tmp_path / "sim.yaml"
+    path.write_text(yaml.safe_dump(document))
+    done = podgate(gw, "clusters", "register", "--replace", str(path))
+    assert (done.returncode, done.stdout) == (0, "updated local-eu-cpu\n"), done.stderr
+    # As shipped, kubeconfigDir resolves to the file `make run` writes (relative to the gateway's directory):
+    shipped = podgate(gw, "clusters", "register", str(ROOT / "clusters" / "examples" / "sim.yaml"))
+    assert "file '.podgate/kubeconfigs/local-eu-gpu.kubeconfig' does not exist" in shipped.stderr
+    assert "kubeconfigDir" not in shipped.stderr and len(shipped.stderr.splitlines()) == 1
+
+
+def test_an_airflow_connection_id_runs_once_it_is_an_alias(gw: str, served: Served, tmp_path: Path) -> None:
+    request = ["run", "--cluster", "k8s_conn", "--image", "python:3.12", "--", "python", "-c", "print('hello')"]
+    before = podgate(gw, *request)
+    assert before.returncode == 125 and "unknown cluster 'k8s_conn'" in before.stderr
+    kubeconfig = next(p for p in _state_kubeconfigs(served) if p.endswith("local-eu-gpu.kubeconfig"))
+    path = tmp_path / "gpu.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "podgate.io/v1", "kind": "Cluster", "name": "local-eu-gpu", "provider": "sim",
+        "region": "eu-west-1", "labels": {"env": "local", "tier": "dev", "accelerator": "nvidia"},
+        "allowedNamespaces": ["default", "airflow"], "aliases": ["k8s_conn"],
+        "credentials": {"sim": {"path": kubeconfig}},
+    }))  # fmt: skip
+    assert podgate(gw, "clusters", "register", "--replace", str(path)).returncode == 0
+    assert "Aliases:      k8s_conn" in podgate(gw, "clusters", "describe", "local-eu-gpu").stdout
+    after = podgate(gw, *request)
+    assert (after.returncode, after.stdout) == (0, "hello\n"), after.stderr
+    assert "placed on local-eu-gpu" in after.stderr
+    clash = tmp_path / "clash.yaml"
+    clash.write_text(yaml.safe_dump({
+        "apiVersion": "podgate.io/v1", "kind": "Cluster", "name": "local-us-gpu", "provider": "sim",
+        "region": "us-east-1", "aliases": ["k8s_conn"], "credentials": {"sim": {"path": kubeconfig}},
+    }))  # fmt: skip
+    refused = podgate(gw, "clusters", "register", "--replace", str(clash))
+    assert refused.returncode == 125 and "'k8s_conn' already names cluster 'local-eu-gpu'" in refused.stderr

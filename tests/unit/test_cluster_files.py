@@ -202,7 +202,7 @@ def expected_label(fields: dict[str, Any]) -> str:
         ({"weight": 0}, "weight", "must be between 1 and 1000, got 0"),
         ({"weight": 1001}, "weight", "must be between 1 and 1000"),
         ({"weight": True}, "weight", "must be an integer"),
-        ({"regoin": "eu"}, "regoin", "unknown field; known:"),
+        ({"regoin": "eu"}, "regoin", "unknown field; did you mean 'region'?"),
         ({"provider": "eks", "credentials": ...}, "credentials", "must be a mapping with exactly one source"),
         ({"credentials": {"sim": {}, "kubeconfig": {}}}, "credentials", "exactly one source"),
         ({"credentials": {"vault": {"path": "x"}}}, "credentials", "unknown credentials source 'vault'"),

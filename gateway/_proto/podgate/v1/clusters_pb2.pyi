@@ -118,7 +118,7 @@ class SimSource(_message.Message):
     def __init__(self, kubeconfig_path: _Optional[str] = ...) -> None: ...
 
 class Cluster(_message.Message):
-    __slots__ = ("name", "provider", "credentials", "region", "zone", "labels", "taints", "allowed_namespaces", "max_concurrent_pods", "weight", "issued_server")
+    __slots__ = ("name", "provider", "credentials", "region", "zone", "labels", "taints", "allowed_namespaces", "max_concurrent_pods", "weight", "issued_server", "aliases")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,7 @@ class Cluster(_message.Message):
     MAX_CONCURRENT_PODS_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     ISSUED_SERVER_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
     name: str
     provider: str
     credentials: ClusterCredentials
@@ -148,7 +149,8 @@ class Cluster(_message.Message):
     max_concurrent_pods: int
     weight: int
     issued_server: str
-    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., credentials: _Optional[_Union[ClusterCredentials, _Mapping]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., taints: _Optional[_Iterable[_Union[_common_pb2.Taint, _Mapping]]] = ..., allowed_namespaces: _Optional[_Iterable[str]] = ..., max_concurrent_pods: _Optional[int] = ..., weight: _Optional[int] = ..., issued_server: _Optional[str] = ...) -> None: ...
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., provider: _Optional[str] = ..., credentials: _Optional[_Union[ClusterCredentials, _Mapping]] = ..., region: _Optional[str] = ..., zone: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., taints: _Optional[_Iterable[_Union[_common_pb2.Taint, _Mapping]]] = ..., allowed_namespaces: _Optional[_Iterable[str]] = ..., max_concurrent_pods: _Optional[int] = ..., weight: _Optional[int] = ..., issued_server: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeCapacity(_message.Message):
     __slots__ = ("name", "labels", "cpu_millis_free", "memory_bytes_free", "gpus_free", "gpu_type", "schedulable", "cpu_millis_allocatable", "memory_bytes_allocatable", "gpus_allocatable")
