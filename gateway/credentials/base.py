@@ -132,8 +132,12 @@ class CredentialProvider(Protocol):
     @property
     def cluster(self) -> str: ...
 
-    async def endpoint(self) -> Endpoint:
-        """The API server and its CA (may call a cloud API the first time; cached after)."""
+    async def endpoint(self, *, stale: Endpoint | None = None) -> Endpoint:
+        """The API server and its CA (may call a cloud API the first time; cached after).
+
+        `stale`: the caller failed TLS, connecting or authenticating with that endpoint; look it up
+        again (a GKE credential rotation moves the IP and CA, AKS `rotate-certs` the CA and client
+        certificates), once for all callers that saw the same one, unless that was done moments ago."""
         ...
 
     async def token(self, *, force_refresh: bool = False) -> BearerToken | None:

@@ -54,7 +54,8 @@ class InClusterProvider:
     def cluster(self) -> str:
         return self._cluster
 
-    async def endpoint(self) -> Endpoint:
+    async def endpoint(self, *, stale: Endpoint | None = None) -> Endpoint:
+        """Read afresh on every call: the mounted ca.crt changes when the cluster's CA rotates."""
         server = server_url(self._environ)
         try:
             ca = await asyncio.to_thread((self._dir / "ca.crt").read_bytes)

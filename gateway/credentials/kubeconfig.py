@@ -48,7 +48,7 @@ class KubeconfigProvider(CachingProvider):
         self._context_name = context
         self._resolved: KubeconfigContext | None = None
         self._exec_credential: ExecCredential | None = None
-        self._cert_endpoint: tuple[ExecCredential, Endpoint] | None = None
+        self._cert_endpoint: tuple[ExecCredential, Endpoint, Endpoint] | None = None  # (answer, base, certified)
         self._oidc_seen: tuple[str, str] = ("", "")  # (id-token, refresh-token) as last read from the file
         self._oidc_id_token = ""  # the file's id-token, until it has been served once
         self._oidc_refresh = ""  # the refresh token to use next (the issuer may have rotated it)
@@ -61,10 +61,13 @@ class KubeconfigProvider(CachingProvider):
     def namespace(self) -> str:
         return self._resolved.namespace if self._resolved else "default"
 
-    async def endpoint(self) -> Endpoint:
+    async def endpoint(self, *, stale: Endpoint | None = None) -> Endpoint:
         """The cluster's endpoint; with an exec plugin that returns a client certificate, the one
-        carrying the current certificate (a new Endpoint once the plugin has been re-run)."""
-        base = await super().endpoint()
+        carrying the current certificate (a new Endpoint once the plugin has been re-run). A stale one
+        re-reads the kubeconfig and the files it names (a rotated CA or client certificate)."""
+        if stale is not None and self._cert_endpoint is not None and stale is self._cert_endpoint[2]:
+            stale = self._cert_endpoint[1]  # the certified copy stands for the endpoint it was made from
+        base = await super().endpoint(stale=stale)
         ctx = self._resolved or await self._load()
         if ctx.exec is None:
             return base
@@ -72,13 +75,13 @@ class KubeconfigProvider(CachingProvider):
         result = self._exec_credential
         if result is None or not result.client_cert_data:
             return base
-        if self._cert_endpoint is None or self._cert_endpoint[0] is not result:
+        if self._cert_endpoint is None or self._cert_endpoint[0] is not result or self._cert_endpoint[1] is not base:
             certified = replace(
                 base, client_cert_data=result.client_cert_data, client_key_data=result.client_key_data,
                 expires_at=result.expires_at,
             )  # fmt: skip
-            self._cert_endpoint = (result, certified)
-        return self._cert_endpoint[1]
+            self._cert_endpoint = (result, base, certified)
+        return self._cert_endpoint[2]
 
     async def token(self, *, force_refresh: bool = False) -> BearerToken | None:
         ctx = self._resolved if self._resolved is not None else await self._load()
@@ -120,7 +123,7 @@ class KubeconfigProvider(CachingProvider):
             raise CredentialError(f"cluster {self.cluster!r}: {where}: {exc}") from None
 
     async def _fetch_endpoint(self) -> Endpoint:
-        ctx = self._resolved or await self._load()
+        ctx = await self._load()  # the first lookup, or a stale endpoint: the file may have changed
         return await asyncio.to_thread(self._endpoint_sync, ctx)
 
     def _endpoint_sync(self, ctx: KubeconfigContext) -> Endpoint:

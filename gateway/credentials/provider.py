@@ -1,8 +1,10 @@
-"""The shared skeleton of providers that look an endpoint up once and mint tokens through a TokenCache."""
+"""The shared skeleton of providers that look an endpoint up once (again when a caller reports it stale)
+and mint tokens through a TokenCache."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -18,10 +20,12 @@ class CachingProvider(ABC):
     """Endpoint looked up once (retried after a failure), tokens behind a single-flight cache."""
 
     refresh_margin = 300.0
+    endpoint_refresh_interval = 1.0  # a stale endpoint is looked up again at most this often
 
     def __init__(self, cluster: str) -> None:
         self._cluster = cluster
         self._endpoint: Endpoint | None = None
+        self._endpoint_at = 0.0  # time.monotonic() of the last lookup
         self._endpoint_lock = asyncio.Lock()
         self._tokens = TokenCache(cluster, self._fetch_token_safely, refresh_margin=self.refresh_margin)
 
@@ -33,11 +37,17 @@ class CachingProvider(ABC):
     def token_cache(self) -> TokenCache:
         return self._tokens
 
-    async def endpoint(self) -> Endpoint:
+    async def endpoint(self, *, stale: Endpoint | None = None) -> Endpoint:
+        """Single flight: callers reporting the same `stale` endpoint cause one lookup; those reporting
+        an endpoint already replaced get the current one."""
         async with self._endpoint_lock:
-            if self._endpoint is None:
+            if self._endpoint is None or (stale is not None and self._should_refresh(stale)):
                 self._endpoint = await self._guard("endpoint lookup", self._fetch_endpoint())
+                self._endpoint_at = time.monotonic()
             return self._endpoint
+
+    def _should_refresh(self, stale: Endpoint) -> bool:
+        return stale is self._endpoint and time.monotonic() - self._endpoint_at >= self.endpoint_refresh_interval
 
     async def token(self, *, force_refresh: bool = False) -> BearerToken | None:
         return await self._tokens.get(force_refresh=force_refresh)

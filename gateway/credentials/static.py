@@ -25,7 +25,7 @@ class StaticProvider:
     def cluster(self) -> str:
         return self._cluster
 
-    async def endpoint(self) -> Endpoint:
+    async def endpoint(self, *, stale: Endpoint | None = None) -> Endpoint:
         return self._endpoint
 
     async def token(self, *, force_refresh: bool = False) -> BearerToken | None:

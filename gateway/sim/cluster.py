@@ -225,6 +225,29 @@ class SimCluster:
         streams opened later are served normally."""
         self.faults.log_silences += 1
 
+    async def rotate_certificates(self, *, new_address: bool = False) -> None:
+        """A credential rotation, as GKE's (a new CA, and with `new_address` a new IP: here a new port) or
+        AKS `rotate-certs` (a new CA): the API server restarts with a certificate from a new CA, so
+        connections are cut, clients that trust only the old CA fail TLS, and client certificates the
+        old CA issued are refused. The kubeconfig file is rewritten with the new CA (and address)."""
+        if self._runner is None:
+            raise RuntimeError(f"cluster {self.name!r} is not running")
+        self.ca = CertificateAuthority(f"podgate-sim-{self.name}-ca-{secrets.token_hex(3)}")
+        self._server_pair = self.ca.issue_server((self.host, "localhost"))
+        if self._site is not None and not self.faults.outage:
+            await self._site.stop()
+        self._drop_connections()
+        if new_address:
+            self.port = 0
+        if not self.faults.outage:
+            await self._listen()
+        if self.kubelet is not None:
+            self.kubelet.configure_api_access(
+                self.host, self.port, self.ca_pem, lambda ns, sa: self.mint_service_account_token(ns, sa)
+            )
+        kubeconfig.write(self.kubeconfig_path, kubeconfig.document([self._entry()]))
+        log.info("simulated cluster %s rotated its CA; now at %s", self.name, self.url)
+
     def drop_watches(self) -> int:
         """Ends every open watch stream now (clients see the stream close and must re-watch)."""
         return self.store.close_watches()

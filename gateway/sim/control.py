@@ -12,6 +12,8 @@ DIR/control.yaml, mode 0600; in Python: `world.control.url`, `world.control.toke
                                                                 "count": 1}]}
     POST   /clusters/{c}/drop-watches         ends every open watch; {"dropped": n}
     POST   /clusters/{c}/silence-logs         every open log stream goes silent for good (no FIN, no RST)
+    POST   /clusters/{c}/rotate-certificates  a new CA and server certificate; {"newAddress": true} moves
+                                              the API server to a new port too; {"url": ...}
     POST   /clusters/{c}/nodes/{node}/fail    node failure (pods go Failed/NodeLost)
     POST   /clusters/{c}/nodes/{node}/recover
     GET    /clusters/{c}/requests             counters per (verb, resource) and the recent request log
@@ -76,6 +78,7 @@ class ControlServer:
         app.router.add_patch("/clusters/{c}/faults", self._cluster(self._set_faults))
         app.router.add_post("/clusters/{c}/drop-watches", self._cluster(self._drop))
         app.router.add_post("/clusters/{c}/silence-logs", self._cluster(self._silence_logs))
+        app.router.add_post("/clusters/{c}/rotate-certificates", self._cluster(self._rotate))
         app.router.add_post("/clusters/{c}/nodes/{node}/{action:fail|recover}", self._cluster(self._node))
         app.router.add_get("/clusters/{c}/requests", self._cluster(self._requests))
         app.router.add_delete("/clusters/{c}/requests", self._cluster(self._reset))
@@ -157,6 +160,14 @@ class ControlServer:
     async def _silence_logs(cluster: SimCluster, request: web.Request) -> Any:
         cluster.silence_log_streams()
         return {"silenced": cluster.faults.log_silences}
+
+    @staticmethod
+    async def _rotate(cluster: SimCluster, request: web.Request) -> Any:
+        body = await request.json() if request.can_read_body else {}
+        if not isinstance(body, dict) or set(body) - {"newAddress"} or not isinstance(body.get("newAddress", False), bool):
+            raise ValueError('expected {"newAddress": true|false} or no body')
+        await cluster.rotate_certificates(new_address=body.get("newAddress", False))
+        return {"url": cluster.url, "kubeconfig": str(cluster.kubeconfig_path)}
 
     @staticmethod
     async def _node(cluster: SimCluster, request: web.Request) -> Any:

@@ -287,3 +287,22 @@ async def test_lost_answers_to_the_create_and_its_reads_keep_the_request_pinned_
     assert (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name == name
     assert creates(world) == creates(world, first) == attempts + len(unknown)  # each later round met AlreadyExists
     assert world.clusters[first].faults.lost_answers.total() == 0
+
+
+@pytest.mark.parametrize("new_address", [False, True], ids=["new-ca", "new-ca-and-address"])
+async def test_a_cluster_that_rotated_its_ca_and_address_keeps_taking_pods_without_a_restart(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, new_address: bool
+) -> None:
+    """GKE credential rotation (new CA, new IP) or AKS rotate-certs: the gateway re-resolves the endpoint
+    after the TLS or connect failure (its cached TLS context trusts the old CA only) and dispatches on."""
+    before = await run_to_end(stub, pod_request(ticks(2), regions=("eu-central-1",)))
+    assert result(before).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    await asyncio.sleep(1.1)  # past the provider's endpoint-lookup debounce
+    cluster = world.clusters["local-eu-cpu"]
+    old_url = cluster.url
+    await cluster.rotate_certificates(new_address=new_address)
+    assert (cluster.url != old_url) is new_address
+    after = await run_to_end(stub, pod_request(ticks(3), regions=("eu-central-1",)))
+    assert logs(after) == ["tick 0", "tick 1", "tick 2"]
+    assert result(after).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert creates(world, "local-eu-cpu") == 2

@@ -35,6 +35,7 @@ from gateway.clusters.kubeapi.decode import (
 )
 from gateway.clusters.kubeapi.errors import (
     AlreadyExists,
+    ApiUnreachable,
     Conflict,
     KubeError,
     NotFound,
@@ -47,7 +48,7 @@ from gateway.clusters.kubeapi.errors import (
 from gateway.clusters.kubeapi.request import KubeObject, Request, Resource
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, Draw, RetryPolicy, decide
 from gateway.credentials import proxy as proxies
-from gateway.credentials.base import CredentialProvider, Endpoint
+from gateway.credentials.base import CredentialError, CredentialProvider, Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +151,12 @@ class ClusterClient:
         return headers
 
     async def _call(self, request: Request, send: Callable[[aiohttp.ClientSession, Headers], Awaitable[T]]) -> T:
-        """Run `send` with fresh credentials under the retry policy; `send` raises KubeError for answers."""
-        attempt, refreshed, force = 0, False, False
+        """Run `send` with fresh credentials under the retry policy; `send` raises KubeError for answers.
+
+        A 401 refreshes the token and retries once. A failure to connect (TLS included) or a 401 that a
+        fresh token did not cure asks the provider to resolve the endpoint again (its CA, address or
+        client certificate may have rotated) and, when it changed, retries once at once."""
+        attempt, refreshed, force, relocated = 0, False, False, False
         while True:
             attempt += 1
             session = await self._open_session()
@@ -159,13 +164,16 @@ class ClusterClient:
             force = False
             try:
                 return await send(session, headers)
-            except Unauthorized:
-                if refreshed:
-                    raise
-                log.debug("cluster %s: %s: 401, refreshing the token and retrying once", self.name, request.call)
-                refreshed = force = True
-                attempt -= 1  # the retry with a fresh token is not one of the policy's attempts
             except KubeError as e:
+                if isinstance(e, Unauthorized) and not refreshed:
+                    log.debug("cluster %s: %s: 401, refreshing the token and retrying once", self.name, request.call)
+                    refreshed = force = True
+                    attempt -= 1  # the retry with a fresh token is not one of the policy's attempts
+                    continue
+                if not relocated and _endpoint_suspect(e) and await self._endpoint_moved(request, e):
+                    relocated = True
+                    attempt -= 1  # nor is the retry at the new endpoint
+                    continue
                 decision = decide(self._policy if request.retry else NO_RETRY, e, attempt, draw=self._draw())
                 if not decision.retry:
                     raise
@@ -174,6 +182,24 @@ class ClusterClient:
                     self.name, request.call, attempt, self._policy.attempts, decision.why, e, decision.delay,
                 )  # fmt: skip
                 await self._sleep(decision.delay)
+
+    async def _endpoint_moved(self, request: Request, error: KubeError) -> bool:
+        """Whether the provider, asked again, names another endpoint than the one that failed."""
+        stale = self._endpoint
+        if stale is None:
+            return False
+        try:
+            fresh = await self._provider.endpoint(stale=stale)
+        except CredentialError as e:
+            log.debug("cluster %s: looking the endpoint up again failed: %s", self.name, e)
+            return False  # the request's own error says more
+        if fresh == stale:
+            return False
+        log.info(
+            "cluster %s: %s failed (%s); the endpoint changed (now %s), retrying there",
+            self.name, request.call, type(error).__name__, fresh.server,
+        )  # fmt: skip
+        return True
 
     async def _check(self, request: Request, response: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
         if response.status < 400:
@@ -488,6 +514,12 @@ class Headers(CIMultiDict[str]):
 
     def __repr__(self) -> str:
         return repr([(k, "<redacted>" if k.lower() == "authorization" else v) for k, v in self.items()])
+
+
+def _endpoint_suspect(error: KubeError) -> bool:
+    """Failures a rotated endpoint explains: no connection (refused, TLS refused) or a 401 a fresh token
+    did not cure (a rotated client certificate, or a CA the old token's issuer no longer matches)."""
+    return isinstance(error, Unauthorized) or (isinstance(error, ApiUnreachable) and not error.maybe_sent)
 
 
 def _never_connected(exc: BaseException) -> bool:
