@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.credentials.base import CredentialError
 from gateway.credentials.factory import build_provider
 from gateway.domain import CredentialsRef
@@ -206,5 +207,28 @@ async def test_cloud_identity_is_judged_by_the_clusters_rbac(
     provider = build_provider("aks-weu", ref)
     try:
         assert await list_pods(provider) == 403
+    finally:
+        await provider.close()
+
+
+@pytest.mark.usefixtures("secret_env")
+async def test_after_rotate_certs_the_client_asks_arm_again_and_goes_on(
+    entra: EntraStandin, aks_cluster: SimCluster, tmp_path: Path
+) -> None:
+    """`az aks rotate-certs`: a new CA. The ClusterClient's TLS fails, it asks the provider for the endpoint
+    again, which calls listClusterUserCredential again and gets the new CA: no restart."""
+    ref = aks_ref(
+        entra, tmp_path, None, clientId=CLIENT_ID, clientSecretEnv="PODGATE_AKS_CLIENT_SECRET",
+        subscriptionId=SUBSCRIPTION, resourceGroup="rg-weu", clusterName="aks-weu", armEndpointUrl=entra.url,
+    )  # fmt: skip
+    provider = build_provider("aks-weu", ref)
+    try:
+        async with ClusterClient(provider) as client:
+            await client.list_pods("default")
+            await asyncio.sleep(1.1)  # past the provider's endpoint-lookup debounce
+            await aks_cluster.rotate_certificates()
+            entra.add_cluster(SUBSCRIPTION, "rg-weu", "aks-weu", server=aks_cluster.url, ca_pem=aks_cluster.ca_pem)
+            assert (await client.list_pods("default")).items == ()
+        assert entra.arm_requests == 2
     finally:
         await provider.close()

@@ -320,3 +320,24 @@ async def test_a_file_of_an_unknown_type_or_malformed_is_a_credential_error(
             await provider.token()
     finally:
         await provider.close()
+
+
+async def test_after_a_credential_rotation_the_client_asks_the_container_api_again(
+    google: GoogleStandin, gke_cluster: SimCluster, tmp_path: Path
+) -> None:
+    """GKE credential rotation: a new CA and a new IP (here a new port). The ClusterClient cannot connect,
+    asks the provider again, which reads the cluster from the container API anew: no restart."""
+    key = google.new_service_account(DISPATCHER, tmp_path / "sa.json")
+    provider = build_provider("gke-eu", gke_ref(google, keyFile=str(key)))
+    try:
+        async with ClusterClient(provider) as client:
+            await client.list_pods("default")
+            await asyncio.sleep(1.1)  # past the provider's endpoint-lookup debounce
+            await gke_cluster.rotate_certificates(new_address=True)
+            google.add_cluster(
+                "podgate-test", "europe-west4", "gke-eu", server=gke_cluster.url, ca_pem=gke_cluster.ca_pem
+            )
+            assert (await client.list_pods("default")).items == ()
+        assert google.cluster_requests == 2
+    finally:
+        await provider.close()
