@@ -1,6 +1,6 @@
 """Which database the store opens: the URL's driver checked, a password from a file, the URL as logs show it.
 
-One async driver per backend (aiosqlite, asyncpg: docs/decisions/0001-postgres-driver.md); a URL naming
+One async driver per backend (aiosqlite, asyncpg: docs/decisions/0020-postgres-driver.md); a URL naming
 the backend alone (`postgresql://`, `sqlite://`) gets it. The password may come from a file (a mounted
 Kubernetes Secret) instead of the URL. No message here ever contains the password: a URL is shown only
 through `describe()`, and a URL that does not parse is not echoed at all.
