@@ -7,6 +7,7 @@ runs the embedded local clusters of clusters/local.yaml in-process and registers
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -35,6 +36,7 @@ from gateway.pods.dispatcher import Dispatcher, DispatcherConfig
 from gateway.pods.journal import Journal
 from gateway.pods.runner import RunnerConfig
 from gateway.policy.reading import ConfigError
+from gateway.store.lock import StateLock
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ class Gateway:
     running: server.RunningServer
     access: AccessControl
     problems: list[str]
+    lock: StateLock
     stop_live_metrics: Callable[[], None] = lambda: None
 
     @property
@@ -103,6 +106,7 @@ class Gateway:
         await self.store.close()
         self.access.auditor.close()
         self.stop_live_metrics()
+        self.lock.release()
 
     def reload(self, settings: Settings) -> list[str]:
         """Applies what can change without a restart (tenants, authentication, limits); returns the keys
@@ -112,9 +116,20 @@ class Gateway:
         return current.restart_changes(settings)
 
 
-async def start_gateway(config: GatewayConfig) -> Gateway:
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+async def start_gateway(config: GatewayConfig, *, lock: StateLock | None = None) -> Gateway:
+    """Everything started here is stopped again if a later step fails (a taken port, a bad store)."""
+    async with contextlib.AsyncExitStack() as undo:
+        gateway = await _start(config, lock, undo)
+        undo.pop_all()
+        return gateway
+
+
+async def _start(config: GatewayConfig, lock: StateLock | None, undo: contextlib.AsyncExitStack) -> Gateway:
+    if lock is None:
+        lock = await lock_state_dir(config.state_dir, config.listen)
+    undo.callback(lock.release)
     store = await SqlStore.open(path=config.state_dir / "podgate.db")
+    undo.push_async_callback(store.close)
 
     def provider_for(spec: domain.ClusterSpec) -> CredentialProvider:
         return build_provider(spec.name, spec.credentials, kubeconfig_dir=config.kubeconfig_dir)
@@ -130,6 +145,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         client_factory=client_for,
         probe_interval=config.probe_interval,
     )
+    undo.push_async_callback(registry.close)
     loaded = files.load_files(config.cluster_files)
     problems = [str(e) for e in loaded.errors]
     problems += await registry.start(list(loaded.clusters))
@@ -145,11 +161,14 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
             journal_retention_seconds=config.journal_retention,
         ),
     )
+    undo.push_async_callback(journal.close)
+    undo.push_async_callback(dispatcher.close)
     resumed = await dispatcher.start()
     if resumed:
         log.info("resumed %d unfinished request(s)", resumed)
     access = AccessControl(config.settings, Auditor(store, config.settings.audit_sink))
     dispatcher.on_gateway_cancel = lambda record, why: access.audit(None, gateway_cancel_entry(record, why))
+    undo.callback(access.auditor.close)
     servicers = server.Servicers(
         dispatch=DispatchService(dispatcher, registry, access),
         clusters=ClusterService(registry, access),
@@ -163,6 +182,7 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         max_message_bytes=config.settings.limits.request_bytes,
         health_address=config.health_listen,
     )
+    lock.update(listen=config.listen.rsplit(":", 1)[0] + f":{running.port}")
     live = metrics.LiveSources(
         clusters=lambda: [cluster_sample(s) for s in registry.snapshots()],
         pods=lambda: [metrics.PodSample(cluster=r.cluster, phase=r.phase) for r in dispatcher.live_records()],
@@ -176,8 +196,14 @@ async def start_gateway(config: GatewayConfig) -> Gateway:
         running=running,
         access=access,
         problems=problems,
+        lock=lock,
         stop_live_metrics=metrics.track_live(asyncio.get_running_loop(), live),
     )
+
+
+async def lock_state_dir(state_dir: Path, listen: str) -> StateLock:
+    """The state directory is this gateway's alone (its SQLite file, its kubeconfigs): StateDirInUse otherwise."""
+    return await asyncio.to_thread(StateLock.acquire, state_dir, listen=listen)
 
 
 def cluster_sample(snapshot: domain.ClusterSnapshot) -> metrics.ClusterSample:
@@ -309,6 +335,11 @@ async def serve_forever(options: ServeOptions) -> int:
         for problem in refusals:
             print(f"podgate: {problem}", file=sys.stderr)
         return 2
+    try:
+        lock = await lock_state_dir(settings.state_dir, settings.listen)  # before the embedded clusters use it
+    except errors.FailedPrecondition as e:
+        print(f"podgate: {e}", file=sys.stderr)
+        return 2
     if options.config_file and not options.log_format:
         logs.configure(settings.log_format, level=getattr(logging, settings.log_level.upper()))  # type: ignore[arg-type]
     try:
@@ -322,7 +353,15 @@ async def serve_forever(options: ServeOptions) -> int:
         world = await _embedded_sim(config)
         config.cluster_files = [LOCAL_CLUSTERS]
         print(f"podgate: embedded local clusters: {', '.join(world.clusters)} (kubeconfigs in {config.kubeconfig_dir})")
-    gateway = await start_gateway(config)
+    try:
+        gateway = await start_gateway(config, lock=lock)
+    except errors.FailedPrecondition as e:  # e.g. the port is taken
+        print(f"podgate: {e}", file=sys.stderr)
+        if world is not None:
+            await world.stop()
+        if metrics_server is not None:
+            await asyncio.to_thread(metrics_server.close)
+        return 2
     for problem in gateway.problems:
         print(f"podgate: cluster not loaded: {problem}")
     host = settings.listen.rsplit(":", 1)[0]

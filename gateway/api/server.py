@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 PLAIN_TEXT = TlsSettings()
 
+# gRPC sets SO_REUSEPORT by default: a second gateway on a taken port would join it silently and get half
+# of the connections. Without it, binding a taken port fails.
+EXCLUSIVE_PORT = [("grpc.so_reuseport", 0)]
+
 SERVICE_NAMES = (
     dispatch_pb2.DESCRIPTOR.services_by_name["DispatchService"].full_name,
     clusters_pb2.DESCRIPTOR.services_by_name["ClusterService"].full_name,
@@ -67,6 +71,18 @@ class RunningServer:
             await self.health_server.stop(0)
 
 
+def bind(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None) -> int:
+    """The bound port; FailedPrecondition when the address is taken (gRPC only says it failed to bind)."""
+    try:
+        if credentials is not None:
+            return int(server.add_secure_port(address, credentials))
+        return int(server.add_insecure_port(address))
+    except RuntimeError:
+        raise errors.FailedPrecondition(
+            f"cannot listen on {address}: the address is in use (another gateway?) or not available here"
+        ) from None
+
+
 def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
     """The server's certificate; with a client CA, client certificates are verified (required or optional)."""
     assert tls.cert_file is not None and tls.key_file is not None
@@ -96,7 +112,7 @@ async def start(
         raise errors.FailedPrecondition(
             f"refusing a plain-text listener on {address}: plain text is only allowed on loopback addresses"
         )
-    options = [("grpc.max_receive_message_length", max_message_bytes)]
+    options = [("grpc.max_receive_message_length", max_message_bytes), *EXCLUSIVE_PORT]
     interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(), ErrorInterceptor()]
     if access is not None:  # None only in tests of the frame: our servicers then refuse every call
         interceptors.append(AuthInterceptor(access))
@@ -109,15 +125,16 @@ async def start(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
     )
-    if tls.enabled:
-        port = server.add_secure_port(address, server_credentials(tls))
-    else:
-        port = server.add_insecure_port(address)
+    port = bind(server, address, server_credentials(tls) if tls.enabled else None)
     health_server, health_port = None, 0
     if health_address:
-        health_server = grpc.aio.server()
+        health_server = grpc.aio.server(options=EXCLUSIVE_PORT)
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
-        health_port = health_server.add_insecure_port(health_address)
+        try:
+            health_port = bind(health_server, health_address, None)
+        except errors.FailedPrecondition:
+            await server.stop(None)  # frees the main port, bound but not yet serving
+            raise
     await server.start()
     if health_server is not None:
         await health_server.start()
