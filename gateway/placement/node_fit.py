@@ -17,7 +17,7 @@ from gateway.domain import GPU_PRODUCT_LABEL, GPU_RESOURCE, NodeState, Selector,
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.placement.quantity import format_bytes, format_millis, parse_quantity, to_millis, to_units
 from gateway.placement.selectors import explain_mismatch, from_parts, matches
-from gateway.placement.taints import tolerated
+from gateway.placement.taints import UNSCHEDULABLE_TAINT_KEY, tolerated
 
 RESOURCES = ("cpu", "memory", GPU_RESOURCE)
 HARD_NODE_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
@@ -257,7 +257,9 @@ def fit_node(needs: PodNeeds, node: NodeState) -> NodeFit:
         return NodeFit(Fit.NEVER, never, node.name)
     if not node.ready:
         return NodeFit(Fit.LATER, "node is not ready", node.name)
-    if not node.schedulable:
+    if not node.schedulable and not tolerated(
+        needs.tolerations, key=UNSCHEDULABLE_TAINT_KEY, value="", effect="NoSchedule"
+    ):  # the NodeUnschedulable filter: a pod tolerating the unschedulable taint may still land
         return NodeFit(Fit.LATER, "node is cordoned (unschedulable)", node.name)
     later = _shortfall(needs, node, free=True)
     if later:

@@ -16,7 +16,7 @@ from decimal import ROUND_UP, Context, Decimal
 from fractions import Fraction
 
 QUANTITY_MAX = 2**63 - 1  # apimachinery's maxAllowed: the largest magnitude a quantity represents
-MAX_EXPONENT = 2**31 - 1  # apimachinery keeps exponents in an int32
+MAX_EXPONENT = 2**31 - 1  # apimachinery keeps exponents in an int32 (down to -2^31)
 # What Go's strings.TrimSpace strips (unicode.IsSpace); Quantity.UnmarshalJSON trims it around JSON text.
 GO_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 
@@ -45,10 +45,11 @@ def _refuse(raw: object, why: str) -> QuantityError:
 
 
 def _exponent(text: str, raw: object) -> int:
+    negative = text.startswith("-")
     digits = text.lstrip("+-").lstrip("0")
-    if len(digits) > 10 or int(digits or "0") > MAX_EXPONENT:
-        raise _refuse(raw, f"the exponent must be within ±{MAX_EXPONENT}")
-    return -int(digits or "0") if text.startswith("-") else int(digits or "0")
+    if len(digits) > 10 or int(digits or "0") > MAX_EXPONENT + negative:
+        raise _refuse(raw, "the exponent must fit in 32 bits")
+    return -int(digits or "0") if negative else int(digits or "0")
 
 
 def _saturated(value: Decimal) -> Fraction:

@@ -1,13 +1,16 @@
 """Label selectors: kubectl-style strings and matchLabels/matchExpressions into `domain.Selector`, and matching.
 
-The string syntax is kubectl's: `tier=prod`, `tier==prod`, `region!=us`, `gpu in (a100,h100)`,
-`zone notin (a)`, `x` (exists), `!legacy` (does not exist), comma-separated and ANDed. Gt/Lt exist only
-in match_expressions, as in Kubernetes node affinity.
+The string syntax is Kubernetes' `labels.Parse` (apimachinery pkg/labels/selector.go): `tier=prod`,
+`tier==prod`, `region!=us`, `gpu in (a100,h100)`, `zone notin (a)`, `x` (exists), `!legacy` (does not
+exist), `cores>4`, `cores<4`, comma-separated and ANDed. As there, only space, tab, CR and LF separate
+tokens, `in ()` and empty items (`(a,,b)`, `(a,)`) stand for the empty value, and Gt/Lt compare values
+read as Go's strconv.ParseInt reads them (ASCII digits, optional sign, int64).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +35,8 @@ class _Kind(enum.Enum):
     EQUALS = "'='"
     NOT_EQUALS = "'!='"
     BANG = "'!'"
+    GREATER = "'>'"
+    LESS = "'<'"
     END = "the end"
 
 
@@ -42,8 +47,10 @@ class _Token:
     pos: int
 
 
-_PUNCTUATION = {",": _Kind.COMMA, "(": _Kind.OPEN, ")": _Kind.CLOSE}
-_WORD_STOP = frozenset(" \t\n\r,()=!<>")
+_PUNCTUATION = {",": _Kind.COMMA, "(": _Kind.OPEN, ")": _Kind.CLOSE, ">": _Kind.GREATER, "<": _Kind.LESS}
+_SPACE = frozenset(" \t\n\r")  # the lexer's isWhitespace: no other character separates tokens
+_WORD_STOP = _SPACE | frozenset(",()=!<>")
+_COMPARISONS = {_Kind.GREATER: Operator.GT, _Kind.LESS: Operator.LT}
 
 
 class _SyntaxError(Exception):
@@ -55,7 +62,7 @@ def _lex(text: str) -> Iterator[_Token]:
     i, n = 0, len(text)
     while i < n:
         c = text[i]
-        if c.isspace():
+        if c in _SPACE:
             i += 1
         elif c in _PUNCTUATION:
             yield _Token(_PUNCTUATION[c], c, i)
@@ -68,8 +75,6 @@ def _lex(text: str) -> Iterator[_Token]:
             kind, width = (_Kind.NOT_EQUALS, 2) if text.startswith("!=", i) else (_Kind.BANG, 1)
             yield _Token(kind, text[i : i + width], i)
             i += width
-        elif c in "<>":
-            raise _SyntaxError(i, f"'{c}' is not supported in selector strings (use match_expressions with Gt/Lt)")
         else:
             start = i
             while i < n and text[i] not in _WORD_STOP:
@@ -115,11 +120,19 @@ class _Parser:
             self.i += 1
             operator = Operator.IN if op.kind is _Kind.EQUALS else Operator.NOT_IN
             return _requirement_at(key, operator, (self.exact_value(),), op.pos)
+        if op.kind in _COMPARISONS:
+            self.i += 1
+            value = self.exact_value()
+            return _requirement_at(key, _COMPARISONS[op.kind], (value,), op.pos, strict_values=True)
         if op.kind is _Kind.WORD and op.text in ("in", "notin"):
             self.i += 1
             operator = Operator.IN if op.text == "in" else Operator.NOT_IN
             return _requirement_at(key, operator, self.value_set(), op.pos)
-        raise _SyntaxError(op.pos, f"expected '=', '!=', 'in' or 'notin' after label key {key!r}, found {op.text!r}")
+        raise _SyntaxError(
+            op.pos,
+            f"expected '=', '!=', 'in' or 'notin' after label key {key!r} (or '>'/'<' and an integer), "
+            f"found {op.text!r}",
+        )
 
     def exact_value(self) -> str:
         """The value after `=`/`!=`; `key=` means the empty value, as in kubectl."""
@@ -132,17 +145,26 @@ class _Parser:
         return self.take(_Kind.WORD, what="a label key").text
 
     def value_set(self) -> tuple[str, ...]:
+        """`(a,b)`; an empty item or `()` is the empty value, as labels.Parse reads them."""
         self.take(_Kind.OPEN, what="'(' after in/notin")
-        if self.peek().kind is _Kind.CLOSE:
-            raise _SyntaxError(self.peek().pos, "in/notin need at least one value")
-        values = [self.take(_Kind.WORD, what="a label value").text]
+        values = [self.list_item()]
         while self.take(_Kind.COMMA, _Kind.CLOSE, what="',' or ')'").kind is _Kind.COMMA:
-            values.append(self.take(_Kind.WORD, what="a label value").text)
-        return tuple(values)
+            values.append(self.list_item())
+        return tuple(dict.fromkeys(values))
+
+    def list_item(self) -> str:
+        if self.peek().kind in (_Kind.COMMA, _Kind.CLOSE):
+            return ""
+        return self.take(_Kind.WORD, what="a label value").text
 
 
-def _requirement_at(key: str, operator: Operator, values: tuple[str, ...], pos: int) -> Requirement:
+def _requirement_at(
+    key: str, operator: Operator, values: tuple[str, ...], pos: int, *, strict_values: bool = False
+) -> Requirement:
+    """`strict_values`: Gt/Lt bounds in strings must also be label values (NewRequirement checks every value)."""
     errors = _requirement_errors(key, operator, values)
+    if strict_values:
+        errors += [("values", e) for v in values if (e := label_value_error(v))]
     if errors:
         raise _SyntaxError(pos, errors[0][1])
     return Requirement(key=key, operator=operator, values=values)
@@ -178,12 +200,21 @@ def _requirement_errors(key: str, operator: Operator, values: Sequence[str]) -> 
     return errors
 
 
+_INT64 = re.compile(r"[+-]?[0-9]+")
+_INT64_MAX = 2**63 - 1
+
+
+def go_int64(text: str) -> int | None:
+    """`text` as Go's strconv.ParseInt(text, 10, 64) reads it, None where that fails (Python's int() would
+    also take " 12", "1_0" and "١٢"): Kubernetes compares Gt/Lt values this way."""
+    if len(text) > 20 or not _INT64.fullmatch(text):
+        return None
+    value = int(text)
+    return value if -_INT64_MAX - 1 <= value <= _INT64_MAX else None
+
+
 def _is_integer(text: str) -> bool:
-    try:
-        int(text, 10)
-    except ValueError:
-        return False
-    return True
+    return go_int64(text) is not None
 
 
 def requirement_from_mapping(raw: Mapping[str, Any], *, field: str) -> Requirement:
@@ -267,10 +298,11 @@ def requirement_matches(req: Requirement, labels: Mapping[str, str]) -> bool:
         return value is not None
     if op is Operator.DOES_NOT_EXIST:
         return value is None
-    if value is None or not _is_integer(value):
+    number = None if value is None else go_int64(value)
+    bound = go_int64(req.values[0]) if len(req.values) == 1 else None
+    if number is None or bound is None:
         return False
-    bound = int(req.values[0])
-    return int(value) > bound if op is Operator.GT else int(value) < bound
+    return number > bound if op is Operator.GT else number < bound
 
 
 def matches(selector: Selector, labels: Mapping[str, str]) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.sim.quantity import QuantityError, to_int, to_millis
+from gateway.sim.selectors import compare
 
 Obj = Mapping[str, Any]
 Resources = dict[str, int]
@@ -48,15 +49,32 @@ def container_requests(container: Obj) -> Resources:
     return {name: _quantity(name, value) for name, value in merged.items()}
 
 
+def _plus(a: Mapping[str, int], b: Mapping[str, int]) -> Resources:
+    return {name: a.get(name, 0) + b.get(name, 0) for name in {*a, *b}}
+
+
+def _peak(a: Mapping[str, int], b: Mapping[str, int]) -> Resources:
+    return {name: max(a.get(name, 0), b.get(name, 0)) for name in {*a, *b}}
+
+
 def pod_requests(spec: Obj) -> Resources:
-    """Effective pod request: max(sum of containers, largest init container) + overhead, plus one pod slot."""
+    """Effective pod request as component-helpers' PodRequests: max(containers + sidecars, the peak while
+    init containers run) + overhead, plus one pod slot. A sidecar (an init container with restartPolicy
+    Always) keeps running beside every later init container and the app containers."""
     total: Resources = {}
     for container in spec.get("containers") or []:
-        for name, amount in container_requests(container).items():
-            total[name] = total.get(name, 0) + amount
+        total = _plus(total, container_requests(container))
+    sidecars: Resources = {}
+    init_peak: Resources = {}
     for container in spec.get("initContainers") or []:
-        for name, amount in container_requests(container).items():
-            total[name] = max(total.get(name, 0), amount)
+        requests = container_requests(container)
+        if container.get("restartPolicy") == "Always":
+            total = _plus(total, requests)
+            sidecars = _plus(sidecars, requests)
+            init_peak = _peak(init_peak, sidecars)
+        else:
+            init_peak = _peak(init_peak, _plus(sidecars, requests))
+    total = _peak(total, init_peak)
     for name, value in (spec.get("overhead") or {}).items():
         total[name] = total.get(name, 0) + _quantity(name, value)
     total["pods"] = 1
@@ -116,11 +134,7 @@ def _expression_matches(expression: Obj, value: str | None) -> bool:
     if operator == "DoesNotExist":
         return value is None
     if operator in ("Gt", "Lt") and value is not None and len(values) == 1:
-        try:
-            left, right = int(value), int(values[0])
-        except ValueError:
-            return False
-        return left > right if operator == "Gt" else left < right
+        return compare(value, operator.lower(), str(values[0]))
     return False
 
 

@@ -68,8 +68,8 @@ def _exponent(text: str, suffix: str) -> int:
     if not digits or any(c not in _DIGITS for c in digits):
         raise _error(text, f"has an unknown suffix {suffix[:12]!r}")
     significant = digits.lstrip("0")
-    if len(significant) > 10 or int(significant or "0") > _MAX_EXPONENT:
-        raise _error(text, f"has an exponent beyond ±{_MAX_EXPONENT}")
+    if len(significant) > 10 or int(significant or "0") > (_MAX_EXPONENT + 1 if sign < 0 else _MAX_EXPONENT):
+        raise _error(text, "has an exponent beyond 32 bits")
     return sign * int(significant or "0")
 
 

@@ -1,8 +1,11 @@
 """Label and field selectors as kube-apiserver parses them (pure; no I/O).
 
-Label selectors: `a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`, `a`, `!a`, `a>1`, `a<1`,
-comma-separated (all must hold). Field selectors: `f=v`, `f==v`, `f!=v` over the fields each
-resource supports; an unsupported field is a 400 like Kubernetes' "field label not supported".
+Label selectors follow apimachinery's labels.Parse: `a=b`, `a==b`, `a!=b`, `a in (x,y)`, `a notin (x,y)`,
+`a`, `!a`, `a>1`, `a<1`, comma-separated (all must hold); only space, tab, CR and LF separate tokens;
+`()` and empty list items are the empty value; every value must be a label value and Gt/Lt bounds integers
+as strconv.ParseInt reads them. Written apart from the gateway's placement/selectors.py; the conformance
+table in tests/conformance/ holds both to Kubernetes. Field selectors: `f=v`, `f==v`, `f!=v` over the
+fields each resource supports; an unsupported field is a 400 like Kubernetes' "field label not supported".
 Parsed selectors are cached: the same selector strings come back on every list and watch.
 """
 
@@ -16,9 +19,33 @@ from typing import Any
 
 from gateway.sim.errors import BadRequest
 
-_TOKEN = re.compile(r"\s*(\(|\)|,|!=|==|=|!|<|>|[^\s(),=!<>]+)")
-LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
+_SPACE = " \t\r\n"
+_TOKEN = re.compile(r"[ \t\r\n]*(\(|\)|,|!=|==|=|!|<|>|[^ \t\r\n(),=!<>]+)")
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_PREFIX = re.compile(rf"{_DNS_LABEL}(\.{_DNS_LABEL})*")
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_INT64 = re.compile(r"[+-]?[0-9]{1,19}")
+
+
+def label_key_ok(key: str) -> bool:
+    """IsQualifiedName: an optional DNS-1123 subdomain prefix (<= 253) and '/', then a name (<= 63)."""
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _PREFIX.fullmatch(prefix)):
+        return False
+    return len(name) <= 63 and _NAME.fullmatch(name) is not None
+
+
+def label_value_ok(value: str) -> bool:
+    """IsValidLabelValue: empty, or up to 63 of [A-Za-z0-9._-] starting and ending alphanumeric."""
+    return value == "" or (len(value) <= 63 and _NAME.fullmatch(value) is not None)
+
+
+def parse_int64(text: str) -> int | None:
+    """Go's strconv.ParseInt(text, 10, 64): ASCII digits with an optional sign, within int64; else None."""
+    if not _INT64.fullmatch(text):
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
 
 
 @dataclass(frozen=True)
@@ -38,15 +65,15 @@ class Requirement:
             return present
         if self.op == "!":
             return not present
-        return present and _compare(value or "", self.op, self.values[0])
+        return present and compare(value or "", self.op, self.values[0])
 
 
-def _compare(value: str, op: str, bound: str) -> bool:
-    try:
-        number = int(value)
-    except ValueError:
+def compare(value: str, op: str, bound: str) -> bool:
+    """Gt/Lt as Requirement.Matches: both sides must parse as int64, else no match."""
+    number, limit = parse_int64(value), parse_int64(bound)
+    if number is None or limit is None:
         return False
-    return number > int(bound) if op == "gt" else number < int(bound)
+    return number > limit if op == "gt" else number < limit
 
 
 @dataclass(frozen=True)
@@ -64,26 +91,29 @@ class LabelSelector:
 def _tokens(text: str) -> list[str]:
     out: list[str] = []
     pos = 0
-    text = text.strip()
+    text = text.strip(_SPACE)
     while pos < len(text):
         m = _TOKEN.match(text, pos)
         if m is None:
-            raise BadRequest(f"unable to parse requirement: invalid label selector {text!r}")
+            raise BadRequest(f"unable to parse requirement: invalid label selector {text[:200]!r}")
         out.append(m.group(1))
         pos = m.end()
     return out
 
 
 def _check_key(key: str, text: str) -> str:
-    if not LABEL_KEY.match(key) or len(key.rsplit("/", 1)[-1]) > 63:
-        raise BadRequest(f"unable to parse requirement: invalid label key {key!r} in selector {text!r}")
+    if not label_key_ok(key):
+        raise BadRequest(f"unable to parse requirement: invalid label key {key[:80]!r} in selector {text[:200]!r}")
     return key
 
 
 def _check_value(value: str, text: str) -> str:
-    if not LABEL_VALUE.match(value) or len(value) > 63:
-        raise BadRequest(f"unable to parse requirement: invalid label value {value!r} in selector {text!r}")
+    if not label_value_ok(value):
+        raise BadRequest(f"unable to parse requirement: invalid label value {value[:80]!r} in selector {text[:200]!r}")
     return value
+
+
+_OPERATORS = frozenset({"=", "==", "!=", "in", "notin", "<", ">"})
 
 
 class _Parser:
@@ -98,62 +128,69 @@ class _Parser:
     def take(self) -> str:
         tok = self.peek()
         if tok is None:
-            raise BadRequest(f"unable to parse requirement: unexpected end of label selector {self.text!r}")
+            raise BadRequest(f"unable to parse requirement: unexpected end of label selector {self.text[:200]!r}")
         self.pos += 1
         return tok
 
-    def requirement(self) -> Requirement:
+    def identifier(self) -> str:
         tok = self.take()
-        if tok == "!":
-            return Requirement(_check_key(self.take(), self.text), "!")
-        key = _check_key(tok, self.text)
+        if tok in ("(", ")", ",", "!=", "==", "=", "!", "<", ">"):
+            raise BadRequest(f"unable to parse requirement: found {tok!r}, expected: identifier")
+        return tok
+
+    def requirement(self) -> Requirement:
+        if self.peek() == "!":
+            self.take()
+            key = _check_key(self.identifier(), self.text)
+            return Requirement(key, "!")
+        key = _check_key(self.identifier(), self.text)
         op = self.peek()
         if op is None or op == ",":
             return Requirement(key, "exists")
+        if op not in _OPERATORS:
+            raise BadRequest(f"unable to parse requirement: unknown operator {op!r} in {self.text[:200]!r}")
         self.take()
-        if op in ("=", "==", "!="):
-            return Requirement(key, "!=" if op == "!=" else "=", (_check_value(self.value_token(), self.text),))
         if op in ("in", "notin"):
             return Requirement(key, op, self.value_set())
+        value = _check_value(self.value_token(), self.text)
         if op in ("<", ">"):
-            bound = self.take()
-            if not bound.lstrip("-").isdigit():
-                raise BadRequest(f"unable to parse requirement: {bound!r} is not an integer in {self.text!r}")
-            return Requirement(key, "gt" if op == ">" else "lt", (bound,))
-        raise BadRequest(f"unable to parse requirement: unknown operator {op!r} in label selector {self.text!r}")
+            if parse_int64(value) is None:
+                raise BadRequest(f"unable to parse requirement: {value!r} is not an integer in {self.text[:200]!r}")
+            return Requirement(key, "gt" if op == ">" else "lt", (value,))
+        return Requirement(key, "!=" if op == "!=" else "=", (value,))
 
     def value_token(self) -> str:
         tok = self.peek()
-        if tok is None or tok in (",", ")"):
+        if tok is None or tok == ",":
             return ""
-        return self.take()
+        return self.identifier()
 
     def value_set(self) -> tuple[str, ...]:
+        """`(a,b)`: an empty item (`(a,,b)`, `(a,)`, `()`) is the empty value, as parseIdentifiersList."""
         if self.take() != "(":
-            raise BadRequest(f"unable to parse requirement: expected '(' in label selector {self.text!r}")
-        values: list[str] = []
-        while True:
-            tok = self.take()
-            if tok == ")":
-                break
-            if tok == ",":
-                continue
-            values.append(_check_value(tok, self.text))
-        return tuple(values)
+            raise BadRequest(f"unable to parse requirement: expected '(' in label selector {self.text[:200]!r}")
+        values = [self.list_item()]
+        while (sep := self.take()) == ",":
+            values.append(self.list_item())
+        if sep != ")":
+            raise BadRequest(f"unable to parse requirement: found {sep!r}, expected: ',' or ')'")
+        return tuple(_check_value(v, self.text) for v in dict.fromkeys(values))
+
+    def list_item(self) -> str:
+        return "" if self.peek() in (",", ")") else self.identifier()
 
     def parse(self) -> LabelSelector:
-        requirements: list[Requirement] = []
-        while self.peek() is not None:
+        requirements = [self.requirement()]
+        while (sep := self.peek()) is not None:
+            if self.take() != ",":
+                raise BadRequest(f"unable to parse requirement: found {sep!r}, expected: ',' or 'end of string'")
             requirements.append(self.requirement())
-            sep = self.peek()
-            if sep is not None and self.take() != ",":
-                raise BadRequest(f"unable to parse requirement: expected ',' in label selector {self.text!r}")
         return LabelSelector(tuple(requirements))
 
 
 @lru_cache(maxsize=512)
 def parse_label_selector(text: str) -> LabelSelector:
-    if not text.strip():
+    if not text.strip(_SPACE):
         return LabelSelector()
     return _Parser(text).parse()
 

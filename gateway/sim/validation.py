@@ -19,7 +19,7 @@ import jsonschema  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 
 from gateway.sim.errors import BadRequest, Invalid
-from gateway.sim.selectors import LABEL_KEY, LABEL_VALUE
+from gateway.sim.selectors import label_key_ok, label_value_ok
 
 SCHEMA_VERSION = "v1.37.0-local"
 KINDS: dict[str, tuple[str, str, str]] = {  # resource -> (kind, apiVersion, schema file stem)
@@ -165,8 +165,7 @@ def _label_causes(meta: Mapping[str, Any]) -> list[Cause]:
         return []
     causes: list[Cause] = []
     for key, value in labels.items():
-        name = str(key).rsplit("/", 1)[-1]
-        if not LABEL_KEY.match(str(key)) or len(name) > 63 or len(str(key)) - len(name) > 254:
+        if not label_key_ok(str(key)):
             causes.append(
                 (
                     "FieldValueInvalid",
@@ -176,7 +175,7 @@ def _label_causes(meta: Mapping[str, Any]) -> list[Cause]:
                     "character (at most 63 characters)",
                 )
             )
-        if isinstance(value, str) and (len(value) > 63 or not LABEL_VALUE.match(value)):
+        if isinstance(value, str) and not label_value_ok(value):
             causes.append(
                 (
                     "FieldValueInvalid",

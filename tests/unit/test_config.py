@@ -108,7 +108,7 @@ BAD = [
     ("tenants.0.namespace", ["ml"], "tenants[0].namespace: unknown key"),
     ("tenants.1.name", "ml", "tenants[1].name: duplicate tenant 'ml'"),
     ("tenants.1.name", ..., "tenants[1].name: required"),
-    ("tenants.0.cluster_selector", "gpu in ()", "tenants[0].cluster_selector: 'gpu in ()'"),
+    ("tenants.0.cluster_selector", "gpu in (", "tenants[0].cluster_selector: 'gpu in ('"),
     ("tenants.0.pod_caps.memory", "lots", "tenants[0].pod_caps.memory: 'lots' is not a quantity"),
     ("tenants.0.kubeconfig.max_access", "admin", "tenants[0].kubeconfig.max_access: must be one of view, edit"),
     ("tenants.0.pod_security.level", "privileged", "tenants[0].pod_security.level: must be one of baseline, restricted"),
