@@ -98,7 +98,8 @@ async def run_exec_plugin(config: ExecConfig, *, cwd: str | None = None, ca_data
             cwd=cwd,
         )
     except OSError as exc:
-        raise ExecPluginError(f"exec plugin {config.command!r} could not start: {exc.strerror}") from None
+        hint = f"; {config.install_hint}" if config.install_hint else ""
+        raise ExecPluginError(f"exec plugin {config.command!r} could not start: {exc.strerror}{hint}") from None
     try:
         stdout, stderr = await asyncio.wait_for(proc.communicate(), EXEC_TIMEOUT_SECONDS)
     except TimeoutError:

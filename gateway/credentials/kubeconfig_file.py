@@ -33,6 +33,7 @@ class ExecConfig:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # may carry secrets
     provide_cluster_info: bool = False
     cluster_info: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    install_hint: str = ""  # shown when the command cannot be started, as kubectl shows it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,6 +115,7 @@ def _exec_config(user: Mapping[str, Any], cluster: Mapping[str, Any]) -> ExecCon
         env=env,
         provide_cluster_info=bool(spec.get("provideClusterInfo")),
         cluster_info=dict(cluster),
+        install_hint=" ".join(str(spec.get("installHint") or "").split())[:300],
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.credentials.base import CredentialError
-from gateway.credentials.exec_plugin import ExecPluginError, exec_info, parse_exec_output
+from gateway.credentials.exec_plugin import ExecPluginError, exec_info, parse_exec_output, run_exec_plugin
 from gateway.credentials.factory import build_provider
 from gateway.credentials.kubeconfig_file import ExecConfig, KubeconfigError, resolve_context
 from gateway.domain import CredentialsRef
@@ -196,3 +196,11 @@ def test_exec_info_carries_the_ca_as_data_even_when_the_kubeconfig_names_a_file(
 def test_bad_params_are_explained(source: str, params: dict[str, str], message: str) -> None:
     with pytest.raises(CredentialError, match=message):
         build_provider("c1", CredentialsRef(source=source, params=params), environ={})
+
+
+async def test_a_missing_exec_plugin_names_its_install_hint() -> None:
+    user = {"exec": {"apiVersion": V1, "command": "podgate-no-such-plugin", "installHint": "Install it with\n  apt-get install x"}}
+    config = resolve_context(kubeconfig(user), "", Path("/kc")).exec
+    assert config is not None
+    with pytest.raises(ExecPluginError, match="could not start: No such file or directory; Install it with apt-get install x"):
+        await run_exec_plugin(config)

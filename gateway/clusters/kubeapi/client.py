@@ -145,10 +145,12 @@ class ClusterClient:
         token = await self._provider.token(force_refresh=force_refresh)
         if token is not None:
             headers["Authorization"] = f"Bearer {token.value}"
+        return headers
+
+    def _impersonate(self, headers: Headers) -> None:
         if self._endpoint is not None and self._endpoint.impersonation is not None:
             for name, value in self._endpoint.impersonation.headers():
                 headers.add(name, value)
-        return headers
 
     async def _call(self, request: Request, send: Callable[[aiohttp.ClientSession, Headers], Awaitable[T]]) -> T:
         """Run `send` with fresh credentials under the retry policy; `send` raises KubeError for answers.
@@ -159,8 +161,11 @@ class ClusterClient:
         attempt, refreshed, force, relocated = 0, False, False, False
         while True:
             attempt += 1
-            session = await self._open_session()
+            # Credentials first: after a 401 the forced refresh may renew an exec plugin's client
+            # certificate too, and the session must then be the one presenting the new certificate.
             headers = await self._headers(request, force_refresh=force)
+            session = await self._open_session()
+            self._impersonate(headers)
             force = False
             try:
                 return await send(session, headers)
