@@ -20,7 +20,7 @@ AUTHN_GROUP = "authentication.k8s.io"
 _EXTRA = "impersonate-extra-"
 
 
-def _extra(headers: Any) -> dict[str, tuple[str, ...]]:
+def requested_extra(headers: Any) -> dict[str, tuple[str, ...]]:
     extra: dict[str, list[str]] = {}
     for name, value in headers.items():
         if name.lower().startswith(_EXTRA):
@@ -47,7 +47,7 @@ def impersonate(identity: Identity, headers: Any, authz: Authorizer) -> Identity
     user = headers.get("Impersonate-User", "")
     uid = headers.get("Impersonate-Uid", "")
     groups = tuple(headers.getall("Impersonate-Group", ()))
-    extra = _extra(headers)
+    extra = requested_extra(headers)
     if not user:
         if uid or groups or extra:
             raise BadRequest("requested impersonation of groups, uid or extra without impersonating a user")

@@ -102,6 +102,21 @@ async def test_https_proxy_variable_is_honoured_and_no_proxy_bypasses_it(
             assert proxy.tunnels == [], f"NO_PROXY={exemption} did not bypass the proxy"
 
 
+async def test_impersonation_holds_on_every_path(sim: SimCluster, tmp_path: Path) -> None:
+    """Requests, followed logs and exec over WebSocket (through a proxy) all run as the impersonated identity."""
+    user = {"token": sim.admin_token, "as": "ops-alice", "as-groups": ["system:masters"]}
+    path = write_kubeconfig(sim, tmp_path / "as.kubeconfig", user)
+    async with forward_proxy("socks5") as proxy:
+        doc = yaml.safe_load(path.read_text())
+        doc["clusters"][0]["cluster"]["proxy-url"] = proxy.url
+        path.write_text(yaml.safe_dump(doc))
+        async with client_for(path, sim.name) as client:
+            await every_path(client, "as-alice", tmp_path)
+    seen = {(r.verb, r.resource): r.user for r in sim.faults.log if r.resource.startswith("pods")}
+    assert {("create", "pods"), ("list", "pods"), ("create", "pods/exec"), ("get", "pods/log")} <= set(seen)
+    assert set(seen.values()) == {"ops-alice"}
+
+
 async def test_proxy_url_wins_over_no_proxy(sim: SimCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_PROXY", "*")
     async with forward_proxy("socks5") as proxy, admin(sim, tmp_path, **{"proxy-url": proxy.url}) as client:

@@ -11,12 +11,14 @@ import jwt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from multidict import CIMultiDict
 
 from gateway.credentials.base import Endpoint, Impersonation
 from gateway.credentials.kubeconfig_file import resolve_context
 from gateway.credentials.kubeconfig_merge import absolutize, merge, split_path_list
 from gateway.credentials.oidc import token_expiry
 from gateway.credentials.proxy import bypasses, describe, proxy_for
+from gateway.sim.impersonation import requested_extra
 
 API = "https://api.corp.example:6443"
 
@@ -126,3 +128,23 @@ def test_id_token_expiry_is_read_without_verification() -> None:
     expiry = token_expiry(token)
     assert expiry is not None and int(expiry.timestamp()) == 2_000_000_000
     assert token_expiry("not-a-jwt") is None
+
+
+_TOKEN_CHARS = set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+@given(
+    st.dictionaries(
+        st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Lu", "Lt")), min_size=1, max_size=20),
+        st.lists(st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=10), min_size=1, max_size=3),
+        max_size=4,
+    )
+)
+def test_impersonated_extras_survive_the_header_round_trip(extra: dict[str, list[str]]) -> None:
+    """Whatever a kubeconfig's as-user-extra keys hold, the header names are legal HTTP tokens and the
+    simulator (reading them as kube-apiserver does) recovers the same keys and values."""
+    lowered = {k: v for k, v in extra.items() if k == k.lower()}
+    impersonation = Impersonation(user="u", extra=tuple((k, tuple(v)) for k, v in lowered.items()))
+    headers = CIMultiDict(impersonation.headers())
+    assert all(set(name) <= _TOKEN_CHARS for name in headers)
+    assert {k: list(v) for k, v in requested_extra(headers).items()} == lowered
