@@ -21,16 +21,20 @@ from gateway.sim.auth import Identity
 from gateway.sim.cloud.aks import AksTokenVerifier
 from gateway.sim.cloud.eks import EksTokenVerifier
 from gateway.sim.cloud.gke import GkeTokenVerifier
+from gateway.sim.cloud.oidc import OidcTokenVerifier
 from gateway.sim.cluster import SimCluster
 from tests.standins.aws import ACCOUNT, AwsStandin, moto_server
 from tests.standins.entra import TENANT, EntraStandin, entra_standin
 from tests.standins.google import GoogleStandin, google_standin
+from tests.standins.oidc import OidcIssuer, oidc_issuer
 from tests.standins.probe import list_pods, sim_cluster
 
 AWS_KEY, AWS_SECRET = "AKIAPODGATECANARY001", "CANARY-aws-secret-access-key-e81f"
 AKS_SECRET = "CANARY-aks-client-secret-47d0"
 STATIC_TOKEN = "CANARY-static-kubeconfig-token-9a3c"
 EXEC_SECRET = "CANARY-exec-env-secret-6b21"
+OIDC_SECRET, OIDC_REFRESH = "CANARY-oidc-client-secret-2d7e", "CANARY-oidc-refresh-token-5f10"
+OIDC_WRONG_SECRET = "CANARY-oidc-wrong-secret-88aa"
 SA_EMAIL = "canary@podgate-test.iam.gserviceaccount.com"
 ROOT = Identity("root", ("system:masters",))
 
@@ -38,9 +42,12 @@ ROOT = Identity("root", ("system:masters",))
 class World:
     """Every stand-in and one simulated cluster that trusts all of them."""
 
-    def __init__(self, aws: AwsStandin, google: GoogleStandin, entra: EntraStandin, cluster: SimCluster, tmp: Path):
-        self.aws, self.google, self.entra, self.cluster, self.tmp = aws, google, entra, cluster, tmp
-        self.canaries = [AWS_SECRET, AKS_SECRET, STATIC_TOKEN, EXEC_SECRET]
+    def __init__(
+        self, aws: AwsStandin, google: GoogleStandin, entra: EntraStandin, oidc: OidcIssuer, cluster: SimCluster,
+        tmp: Path,
+    ):  # fmt: skip
+        self.aws, self.google, self.entra, self.oidc, self.cluster, self.tmp = aws, google, entra, oidc, cluster, tmp
+        self.canaries = [AWS_SECRET, AKS_SECRET, STATIC_TOKEN, EXEC_SECRET, OIDC_SECRET, OIDC_REFRESH, OIDC_WRONG_SECRET]
 
     def setup(self) -> None:
         c = self.cluster
@@ -59,6 +66,22 @@ class World:
         (self.tmp / "ca.pem").write_bytes(c.ca_pem)
         c.add_static_token(STATIC_TOKEN, "static", ("system:masters",))
         (self.tmp / "static.kubeconfig").write_text(yaml.safe_dump(c.kubeconfig(token=STATIC_TOKEN)))
+        self.oidc.client_secret = OIDC_SECRET
+        self.oidc.login("root", ("system:masters",), refresh_token=OIDC_REFRESH)
+        c.add_token_verifier(OidcTokenVerifier(self.oidc.public_key_pem, self.oidc.url, self.oidc.client_id))
+        self.write_oidc("oidc.kubeconfig", OIDC_SECRET)
+        self.write_oidc("oidc-wrong.kubeconfig", OIDC_WRONG_SECRET)
+
+    def write_oidc(self, name: str, secret: str) -> None:
+        """An expired id-token, so the first use refreshes it at the issuer with the secret and refresh token."""
+        config = {
+            "idp-issuer-url": self.oidc.url, "client-id": self.oidc.client_id, "client-secret": secret,
+            "refresh-token": OIDC_REFRESH, "id-token": self.oidc.id_token("root", lifetime=-60),
+            "idp-certificate-authority": str(self.tmp / "oidc-ca.pem"),
+        }  # fmt: skip
+        doc = self.cluster.kubeconfig()
+        doc["users"][0]["user"] = {"auth-provider": {"name": "oidc", "config": config}}
+        (self.tmp / name).write_text(yaml.safe_dump(doc))
 
     def refs(self) -> dict[str, CredentialsRef]:
         return {
@@ -78,6 +101,7 @@ class World:
             ),
             "aks": CredentialsRef(source="aks", params=self.aks_params("PODGATE_CANARY_AKS_SECRET")),
             "kubeconfig": CredentialsRef(source="kubeconfig", params={"path": str(self.tmp / "static.kubeconfig")}),
+            "oidc": CredentialsRef(source="kubeconfig", params={"path": str(self.tmp / "oidc.kubeconfig")}),
         }
 
     def aks_params(self, secret_env: str) -> dict[str, str]:
@@ -112,6 +136,9 @@ class World:
             "aks-wrong-secret": CredentialsRef(source="aks", params=self.aks_params("PODGATE_CANARY_WRONG_SECRET")),
             "exec-failing": CredentialsRef(source="kubeconfig", params={"path": str(self.tmp / "exec.kubeconfig")}),
             "kubeconfig-http": CredentialsRef(source="kubeconfig", params={"path": str(self.tmp / "bad.kubeconfig")}),
+            "oidc-wrong-secret": CredentialsRef(
+                source="kubeconfig", params={"path": str(self.tmp / "oidc-wrong.kubeconfig")}
+            ),
         }
 
 
@@ -129,8 +156,13 @@ async def world(aws: AwsStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
     monkeypatch.setenv("PODGATE_CANARY_AKS_SECRET", AKS_SECRET)
     monkeypatch.setenv("PODGATE_CANARY_WRONG_SECRET", "CANARY-wrong-aks-secret-1c9e")
-    async with google_standin() as google, entra_standin(tmp_path) as entra, sim_cluster("canary", tmp_path) as cluster:
-        w = World(aws, google, entra, cluster, tmp_path)
+    async with (
+        google_standin() as google,
+        entra_standin(tmp_path) as entra,
+        oidc_issuer(tmp_path) as oidc,
+        sim_cluster("canary", tmp_path) as cluster,
+    ):
+        w = World(aws, google, entra, oidc, cluster, tmp_path)
         w.canaries.append("CANARY-wrong-aks-secret-1c9e")
         w.setup()
         yield w
@@ -164,7 +196,7 @@ async def test_canaries_never_leak(world: World, caplog: pytest.LogCaptureFixtur
     loggers = {r.name.split(".")[0] for r in caplog.records}
     assert {"botocore", "gateway"} <= loggers, loggers  # SDK debug logs were captured too
     text = "\n".join(map(str, [caplog.text, *[s for v in seen.values() for s in v]]))
-    assert len(world.canaries) == 6
+    assert len(world.canaries) == 9
     for canary in world.canaries:
         assert canary not in text, canary
     for token in issued:

@@ -56,9 +56,11 @@ class OidcIssuer:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def login(self, subject: str, groups: tuple[str, ...] = (), *, lifetime: int | None = None) -> tuple[str, str]:
+    def login(
+        self, subject: str, groups: tuple[str, ...] = (), *, lifetime: int | None = None, refresh_token: str = ""
+    ) -> tuple[str, str]:
         """What `kubectl oidc-login` would leave in a kubeconfig: (id-token, refresh-token)."""
-        refresh = secrets.token_urlsafe(24)
+        refresh = refresh_token or secrets.token_urlsafe(24)
         self._grants[refresh] = _Grant(subject, groups)
         return self.id_token(subject, groups, lifetime=lifetime), refresh
 
