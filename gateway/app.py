@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import shutil
 import signal
 import sys
 from collections import Counter
@@ -324,6 +326,22 @@ async def _reload_on_change(gateway: Gateway, config_file: str) -> None:
             _reload(gateway, config_file)
 
 
+def try_hints(address: str, program: str = "") -> list[str]:
+    """Commands a newcomer can paste as they are: the program as this shell finds it (`.venv/bin/podgate` when
+    the venv is not activated) and --gateway when the address is not the client's default."""
+    program = program or sys.argv[0]
+    on_path = shutil.which("podgate")
+    if not os.path.isfile(program) or (on_path and os.path.samefile(on_path, program)):
+        runnable = "podgate"
+    else:
+        runnable = os.path.relpath(program)
+    flags = "" if address == "127.0.0.1:50051" else f" --gateway {address}"
+    return [
+        f"{runnable} clusters list{flags}",
+        f"{runnable} run{flags} --region eu-west-1 --gpus 1 --image python:3.12 -- python -c 'print(42)'",
+    ]
+
+
 async def serve_forever(options: ServeOptions) -> int:
     try:
         settings = load_settings(options)
@@ -371,8 +389,8 @@ async def serve_forever(options: ServeOptions) -> int:
         print(f"podgate: health checks (plain text) on port {gateway.running.health_port}", flush=True)
     if metrics_server is not None:
         print(f"podgate: metrics on http://{metrics_server.host}:{metrics_server.port}/metrics", flush=True)
-    print("  try: podgate clusters list")
-    print("       podgate run --region eu-west-1 --gpus 1 --image python:3.12 -- python -c 'print(42)'", flush=True)
+    for i, hint in enumerate(try_hints(f"{host}:{gateway.port}")):
+        print(("  try: " if i == 0 else "       ") + hint, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

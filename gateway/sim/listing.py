@@ -5,7 +5,9 @@ last key served), `resourceVersion` + `resourceVersionMatch` (the simulator keep
 an `Exact` match on an older version is 410 Expired), label and field selectors, and Table output.
 Watches: a chunked stream of JSON lines, from a version or from "now" (with the current objects first),
 `timeoutSeconds`, bookmarks when `allowWatchBookmarks` is set, and a too-old version answered the way
-the apiserver's watch cache does: HTTP 200 with one ERROR event carrying a 410 Status.
+the apiserver's watch cache does: HTTP 200 with one ERROR event carrying a 410 Status. A watch-list
+(`sendInitialEvents=true`, what client-go's reflectors and `kubectl wait` send) gets the current objects,
+then a BOOKMARK annotated `k8s.io/initial-events-end`, then changes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from gateway.sim.tables import to_table
 
 Obj = dict[str, Any]
 _DEFAULT_WATCH_SECONDS = (1800, 3600)
+INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
 def _encode_continue(rv: str, namespace: str, name: str) -> str:
@@ -110,13 +113,16 @@ async def serve_watch(
     query = request.query
     timeout = float(query.get("timeoutSeconds") or random.randint(*_DEFAULT_WATCH_SECONDS))
     bookmarks = _truthy(query.get("allowWatchBookmarks"))
+    initial_events = _truthy(query.get("sendInitialEvents"))
+    if initial_events and not bookmarks:
+        raise BadRequest("sendInitialEvents requires allowWatchBookmarks=true")
     response = web.StreamResponse(headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"})
     response.enable_chunked_encoding()
     try:
         watch = store.watch(
             resource,
             namespace,
-            query.get("resourceVersion", ""),
+            "" if initial_events else query.get("resourceVersion", ""),  # the state now: the simulator keeps no older
             query.get("labelSelector", ""),
             query.get("fieldSelector", ""),
         )
@@ -129,6 +135,8 @@ async def serve_watch(
     as_table = "as=Table" in request.headers.get("Accept", "")
     encode = _TableLines(resource, query.get("includeObject", "Metadata")) if as_table else _line
     try:
+        if initial_events:
+            await _initial_events(response, watch, store, kind_of(group, resource), encode)
         await _pump(
             response, watch, store, kind_of(group, resource), timeout, bookmark_seconds if bookmarks else None, encode
         )
@@ -166,6 +174,18 @@ async def _pump(
         while watch.pending and len(chunk) < 500:
             chunk.append(encode(*await watch.__anext__()))
         await response.write(b"".join(chunk))
+
+
+async def _initial_events(
+    response: web.StreamResponse, watch: Watch, store: ObjectStore, kind: tuple[str, str],
+    encode: Callable[[str, Obj], bytes],
+) -> None:  # fmt: skip
+    """The objects queued when the watch opened, then the bookmark that tells the client it has them all."""
+    rv = store.resource_version
+    chunk = [encode(*await watch.__anext__()) for _ in range(watch.pending)]
+    end = {"resourceVersion": rv, "annotations": {INITIAL_EVENTS_END: "true"}}
+    chunk.append(_line("BOOKMARK", {"kind": kind[0], "apiVersion": kind[1], "metadata": end}))
+    await response.write(b"".join(chunk))
 
 
 def _bookmark(store: ObjectStore, kind: tuple[str, str], watch: Watch) -> bytes:

@@ -143,3 +143,37 @@ def test_the_pods_own_codes_pass_through_and_a_pod_that_never_ran_is_127(gw: str
     failed_after = podgate(gw, "run", "--image", "python:3.12", "--", "python", "-c", bad_xcom)
     assert failed_after.returncode == 127, failed_after.stderr
     assert "Failed (XComError): the command exited 0, but the XCom result" in failed_after.stderr
+
+
+def test_gpu_pods_see_their_devices(gw: str) -> None:
+    show = "import os; print(os.environ.get('NVIDIA_VISIBLE_DEVICES', 'none'))"
+    gpu = podgate(gw, "run", "--region", "eu-west-1", "--gpus", "2", "--image", "python:3.12", "--",
+                  "python", "-c", show)  # fmt: skip
+    assert gpu.returncode == 0, gpu.stderr
+    devices = gpu.stdout.strip().split(",")
+    assert len(devices) == 2 and len(set(devices)) == 2 and all(d.startswith("GPU-") for d in devices)
+    cpu = podgate(gw, "run", "--image", "python:3.12", "--", "python", "-c", show)
+    assert cpu.stdout == "none\n"
+
+
+def test_kubectl_run_and_wait_against_the_simulator(gw: str, tmp_path: Path) -> None:
+    """`kubectl run --image=busybox -- sh -c ...` passes args (the image's CMD replaced, as Kubernetes does), and
+    `kubectl wait` (a watch-list: it needs the initial-events-end bookmark) sees the pod Ready and Running."""
+    kubeconfig = tmp_path / "kc"
+    issued = podgate(gw, "kubeconfig", "--cluster", "local-eu-cpu", "--namespace", "airflow", "--access", "edit",
+                     "-o", str(kubeconfig))  # fmt: skip
+    assert issued.returncode == 0, issued.stderr
+
+    def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
+                              env=clean_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
+
+    name = f"wait-{uuid.uuid4().hex[:6]}"
+    created = kubectl("run", name, "--image=busybox", "--restart=Never", "--", "sh", "-c", "echo started; sleep 20")
+    assert created.returncode == 0, created.stderr
+    ready = kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=30s")
+    assert ready.returncode == 0, ready.stderr
+    running = kubectl("wait", "--for=jsonpath={.status.phase}=Running", f"pod/{name}", "--timeout=30s")
+    assert running.returncode == 0, running.stderr
+    assert kubectl("logs", name).stdout == "started\n"
+    kubectl("delete", "pod", name, "--wait=false")

@@ -39,7 +39,8 @@ def xcom_pod(name: str, linger: str) -> dict:
                 {
                     "name": "base",
                     "image": "python:3.12-slim",
-                    "args": ["-c", XCOM_SCRIPT],  # no command: the image's default (python3) runs
+                    "command": ["python3"],
+                    "args": ["-c", XCOM_SCRIPT],
                     "env": [{"name": "LINGER", "value": linger}],
                     "volumeMounts": [{"name": "xcom", "mountPath": "/airflow/xcom"}],
                 }
@@ -189,7 +190,7 @@ def test_pods_reach_their_api_server_in_cluster_style(sim_thread: SimThread, cor
         "metadata": {"name": "whoami"},
         "spec": {
             "restartPolicy": "Never",
-            "containers": [{"name": "main", "image": "python:3.12", "args": ["-c", WHOAMI]}],
+            "containers": [{"name": "main", "image": "python:3.12", "command": ["python3"], "args": ["-c", WHOAMI]}],
         },
     }
     core.create_namespaced_pod("default", body)

@@ -78,13 +78,22 @@ def test_expand(text: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("container", "expected"),
     [
-        ({"image": "python", "args": ["-c", "$(X)"]}, ("python3", "-c", "x")),
+        ({"image": "python", "command": ["python3"], "args": ["-c", "$(X)"]}, ("python3", "-c", "x")),
         ({"image": "busybox", "command": ["echo"], "args": ["$(X)"]}, ("echo", "x")),
         ({"image": "busybox"}, ("sh",)),
+        ({"image": "python:3.12"}, ("python3",)),
+        # args replace the image's CMD: `kubectl run --image=busybox -- sh -c ...` runs `sh -c ...`
+        ({"image": "busybox", "args": ["sh", "-c", "$(X)"]}, ("sh", "-c", "x")),
+        ({"image": "myapp:1", "args": ["--fast"]}, ("/app/run", "--fast")),
+        ({"image": "myapp:1"}, ("/app/run", "serve")),
+        ({"image": "myapp:1", "command": ["sh"]}, ("sh",)),  # command replaces ENTRYPOINT and drops CMD
     ],
 )
-def test_argv_uses_command_args_and_the_image_default(container: dict[str, Any], expected: tuple[str, ...]) -> None:
-    assert argv(container, {"X": "x"}, RuntimeConfig()) == expected
+def test_argv_models_entrypoint_and_cmd_as_kubernetes(container: dict[str, Any], expected: tuple[str, ...]) -> None:
+    config = RuntimeConfig.from_mapping(
+        {"imageEntrypoints": {"myapp*": ["/app/run"]}, "imageCommands": {"myapp*": ["serve"], "python*": ["python3"], "*": ["sh"]}}
+    )
+    assert argv(container, {"X": "x"}, config) == expected
 
 
 POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "u", "labels": {"app": "a"}}, "spec": {"nodeName": "n1"}}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from gateway import cli
+from tests.conftest import ROOT
 
 COMMANDS = [
     ["serve"],
@@ -64,3 +68,12 @@ def test_abbreviations_are_refused_everywhere(argv: list[str], capsys: pytest.Ca
 def test_name_is_not_namespace() -> None:
     args = cli.build_parser().parse_args(["run", "--image", "busybox", "--name", "myjob"])
     assert (args.name, args.namespace) == ("myjob", None)
+
+
+def test_make_run_installs_the_server_not_the_development_toolchain(tmp_path: Path) -> None:
+    planned = subprocess.run(
+        ["make", "-n", "run", f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert planned.returncode == 0, planned.stderr
+    installs = [line for line in planned.stdout.splitlines() if "pip install" in line and " -e " in line]
+    assert installs and all("'.[server]'" in line for line in installs), installs

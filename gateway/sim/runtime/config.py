@@ -1,7 +1,8 @@
 """The kubelet's runtime settings (a cluster file's `sim.runtime` block) and what follows from them (pure).
 
 runtime:
-  imageCommands: {"python*": [python3], "*": [sh]}   # command of an image with none (glob on the name)
+  imageCommands: {"python*": [python3], "*": [sh]}   # an image's CMD (glob on the name)
+  imageEntrypoints: {"myapp*": [/app/run]}          # an image's ENTRYPOINT (none by default, as busybox, python)
   missingImages: ["ghcr.io/acme/private*"]          # images that fail with ErrImagePull
   isolation: true            # false: plain host processes, no namespaces (reported on each pod)
   rootDir: /tmp/podgate-sim  # where pod directories live (default: a fresh temp dir)
@@ -35,6 +36,7 @@ class RuntimeConfigError(ValueError):
 @dataclass(frozen=True)
 class RuntimeConfig:
     image_commands: tuple[tuple[str, tuple[str, ...]], ...] = DEFAULT_COMMANDS
+    image_entrypoints: tuple[tuple[str, tuple[str, ...]], ...] = ()
     missing_images: tuple[str, ...] = ()
     isolation: bool = True
     root_dir: Path | None = None
@@ -49,9 +51,11 @@ class RuntimeConfig:
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> RuntimeConfig:
         raw = dict(raw or {})
         commands = raw.pop("imageCommands", None)
+        entrypoints = raw.pop("imageEntrypoints", None)
         try:
             config = cls(
                 image_commands=_commands(commands) if commands is not None else DEFAULT_COMMANDS,
+                image_entrypoints=_commands(entrypoints, "imageEntrypoints") if entrypoints is not None else (),
                 missing_images=tuple(str(i) for i in raw.pop("missingImages", ()) or ()),
                 isolation=bool(raw.pop("isolation", True)),
                 root_dir=Path(raw.pop("rootDir")) if raw.get("rootDir") else None,
@@ -75,27 +79,35 @@ class RuntimeConfig:
         )
 
     def default_command(self, image: str) -> tuple[str, ...]:
-        """What an image with no command runs (its 'entrypoint'), by the first matching glob."""
-        name = image_name(image)
-        for pattern, command in self.image_commands:
-            if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(image, pattern):
-                return command
-        return ("sh",)
+        """The image's CMD: what runs after its ENTRYPOINT when the container sets neither command nor args."""
+        return _first(self.image_commands, image) or ("sh",)
+
+    def entrypoint(self, image: str) -> tuple[str, ...]:
+        """The image's ENTRYPOINT (usually none): what a container's args are handed to when it sets no command."""
+        return _first(self.image_entrypoints, image) or ()
 
     def backoff(self, restarts: int) -> float:
         """CrashLoopBackOff delay before restart number `restarts` (1-based): base, 2x base, ... up to 5 min."""
         return float(min(self.restart_backoff * 2 ** max(restarts - 1, 0), MAX_BACKOFF))
 
 
-def _commands(raw: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+def _first(table: tuple[tuple[str, tuple[str, ...]], ...], image: str) -> tuple[str, ...] | None:
+    name = image_name(image)
+    for pattern, command in table:
+        if fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(image, pattern):
+            return command
+    return None
+
+
+def _commands(raw: Any, key: str = "imageCommands") -> tuple[tuple[str, tuple[str, ...]], ...]:
     if not isinstance(raw, Mapping):
-        raise RuntimeConfigError("sim.runtime.imageCommands: expected a mapping of image glob to a command list")
+        raise RuntimeConfigError(f"sim.runtime.{key}: expected a mapping of image glob to a command list")
     pairs = []
     for pattern, command in raw.items():
         if isinstance(command, str):
             command = [command]
         if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
-            raise RuntimeConfigError(f"sim.runtime.imageCommands[{pattern!r}]: expected a non-empty list of strings")
+            raise RuntimeConfigError(f"sim.runtime.{key}[{pattern!r}]: expected a non-empty list of strings")
         pairs.append((str(pattern), tuple(command)))
     return tuple(pairs)
 

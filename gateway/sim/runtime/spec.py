@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 from gateway.sim.quantity import QuantityError, to_int
 from gateway.sim.runtime.base import Mount
 from gateway.sim.runtime.config import RuntimeConfig
+
+GPU_RESOURCE = "nvidia.com/gpu"
 
 Obj = Mapping[str, Any]
 Lookup = Callable[[str, str, str], Obj | None]  # (resource, namespace, name) -> object or None
@@ -77,11 +80,13 @@ def expand(text: str, env: Mapping[str, str]) -> str:
 
 
 def argv(container: Obj, env: Mapping[str, str], config: RuntimeConfig) -> tuple[str, ...]:
+    """As Kubernetes: `command` replaces the image's ENTRYPOINT and drops its CMD; `args` replace the CMD."""
     command = [expand(c, env) for c in container.get("command") or []]
     args = [expand(a, env) for a in container.get("args") or []]
-    if not command:
-        command = list(config.default_command(str(container.get("image", ""))))
-    return (*command, *args)
+    if command:
+        return (*command, *args)
+    image = str(container.get("image", ""))
+    return (*config.entrypoint(image), *(args or config.default_command(image)))
 
 
 def _field(pod: Obj, path: str, pod_ip: str, host_ip: str) -> str:
@@ -139,6 +144,7 @@ def environment(
     """The container's environment, as the kubelet builds it (PATH and HOSTNAME first, as an image would)."""
     namespace = (pod.get("metadata") or {}).get("namespace", "")
     env = {"PATH": config.path, "HOSTNAME": (pod.get("metadata") or {}).get("name", "")}
+    env.update(gpu_environment(pod, container))
     for source in container.get("envFrom") or []:
         for kind, ref in (("ConfigMap", source.get("configMapRef")), ("Secret", source.get("secretRef"))):
             if ref:
@@ -160,6 +166,21 @@ def environment(
         if value is not None:
             env[item["name"]] = value
     return env
+
+
+def gpu_environment(pod: Obj, container: Obj) -> dict[str, str]:
+    """What NVIDIA's device plugin gives a container that asks for GPUs: NVIDIA_VISIBLE_DEVICES naming one
+    GPU-<uuid> per device (stable for the pod's container; the simulator has no physical devices to name)."""
+    count = ((container.get("resources") or {}).get("limits") or {}).get(GPU_RESOURCE)
+    try:
+        n = int(str(count)) if count is not None else 0
+    except ValueError:
+        return {}
+    if n <= 0:
+        return {}
+    owner = f"{(pod.get('metadata') or {}).get('uid', '')}/{container.get('name', '')}"
+    ids = [f"GPU-{uuid.uuid5(uuid.NAMESPACE_URL, f'{owner}/{i}')}" for i in range(n)]
+    return {"NVIDIA_VISIBLE_DEVICES": ",".join(ids)}
 
 
 def memory_limit(container: Obj) -> int | None:
