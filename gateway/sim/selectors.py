@@ -228,6 +228,9 @@ SUPPORTED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+_FIELD_TERM = re.compile(r"([^=!]*+)(!=|==|=)")  # possessive: linear however long the term
+
+
 @dataclass(frozen=True)
 class FieldRequirement:
     path: tuple[str, ...]
@@ -271,10 +274,10 @@ def parse_field_selector(text: str, resource: str) -> FieldSelector:
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
-        m = re.fullmatch(r"([^=!]+?)\s*(==|!=|=)\s*(.*)", part)
-        if m is None:
-            raise BadRequest(f"invalid field selector: {part!r}: expected field=value or field!=value")
-        field, op, value = m.group(1), m.group(2), m.group(3).strip()
+        m = _FIELD_TERM.match(part)  # the first '!=', '==' or '=' splits, as fields.splitTerm
+        if m is None or not m.group(1).strip():
+            raise BadRequest(f"invalid field selector: {part[:200]!r}: expected field=value or field!=value")
+        field, op, value = m.group(1).strip(), m.group(2), part[m.end() :].strip()
         supported = SUPPORTED_FIELDS.get(resource, _COMMON_FIELDS)
         if field not in supported:
             raise BadRequest(f"field label not supported: {field} (for {resource}: {', '.join(supported)})")

@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 
+from gateway.sim import pod_resources
 from gateway.sim.errors import BadRequest, Invalid
 from gateway.sim.selectors import label_key_ok, label_value_ok
 
@@ -228,7 +229,7 @@ def validate_create(resource: str, obj: Mapping[str, Any]) -> None:
     meta = obj.get("metadata") or {}
     causes = _name_causes(resource, meta) + _label_causes(meta) + _schema_causes(resource, obj)
     if resource == "pods":
-        causes += _pod_causes(obj)
+        causes += _pod_causes(obj) + pod_resources.causes(obj)
     if causes:
         raise Invalid(kind, meta.get("name") or meta.get("generateName") or "", _unique(causes))
 
@@ -289,6 +290,8 @@ def check_body(resource: str, body: Any, namespace: str, name: str | None) -> di
         raise BadRequest("the name of the object does not match the name on the URL")
     if name is not None:
         meta["name"] = name
+    if resource == "pods" and (undecodable := pod_resources.undecodable(body)):
+        raise BadRequest(undecodable)
     return body
 
 
