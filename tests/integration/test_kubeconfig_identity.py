@@ -80,6 +80,30 @@ async def test_impersonation_needs_the_impersonate_verb(cluster: SimCluster, tmp
             await client.list_pods("default")
 
 
+async def test_a_role_binding_may_grant_impersonating_the_service_accounts_of_one_namespace(
+    cluster: SimCluster, tmp_path: Path
+) -> None:
+    role = {"metadata": {"name": "sa-impersonator"}, "rules": [
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}]}  # fmt: skip
+    binding = {
+        "metadata": {"name": "bystander-impersonates"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sa-impersonator"},
+        "subjects": [{"kind": "User", "name": "bystander", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    async with client_for_admin(cluster) as admin:
+        await admin.ensure_object(k.ROLES, "default", role)
+        await admin.ensure_object(k.ROLE_BINDINGS, "default", binding)
+    runner = {"token": "bystander-token", "as": "system:serviceaccount:default:runner"}
+    async with client_for(write_kubeconfig(cluster, tmp_path / "sa.kubeconfig", runner)) as client:
+        seen = await whoami(client)
+    assert seen["username"] == "system:serviceaccount:default:runner"
+    assert seen["groups"] == ["system:serviceaccounts", "system:serviceaccounts:default", "system:authenticated"]
+    elsewhere = {"token": "bystander-token", "as": "system:serviceaccount:kube-system:runner"}
+    async with client_for(write_kubeconfig(cluster, tmp_path / "sa2.kubeconfig", elsewhere)) as client:
+        with pytest.raises(Forbidden, match='cannot impersonate resource "serviceaccounts" in API group "" in the namespace "kube-system"'):
+            await whoami(client)
+
+
 def cert_plugin_kubeconfig(cluster: SimCluster, tmp_path: Path, users: list[str], seconds: float) -> Path:
     state = tmp_path / "certs"
     for i, name in enumerate(users):
