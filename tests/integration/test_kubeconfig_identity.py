@@ -85,14 +85,9 @@ async def test_a_role_binding_may_grant_impersonating_the_service_accounts_of_on
 ) -> None:
     role = {"metadata": {"name": "sa-impersonator"}, "rules": [
         {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]}]}  # fmt: skip
-    binding = {
-        "metadata": {"name": "bystander-impersonates"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sa-impersonator"},
-        "subjects": [{"kind": "User", "name": "bystander", "apiGroup": "rbac.authorization.k8s.io"}],
-    }
     async with client_for_admin(cluster) as admin:
         await admin.ensure_object(k.ROLES, "default", role)
-        await admin.ensure_object(k.ROLE_BINDINGS, "default", binding)
+        await bind(admin, "bystander-impersonates", ("Role", "sa-impersonator"), ("User", "bystander"))
     runner = {"token": "bystander-token", "as": "system:serviceaccount:default:runner"}
     async with client_for(write_kubeconfig(cluster, tmp_path / "sa.kubeconfig", runner)) as client:
         seen = await whoami(client)
@@ -152,14 +147,20 @@ async def oidc_kubeconfig(
         "idp-certificate-authority": "oidc-ca.pem",  # relative to the kubeconfig, as oc/kubectl write it
     }
     path = write_kubeconfig(cluster, tmp_path / "oidc.kubeconfig", {"auth-provider": {"name": "oidc", "config": config}})
-    binding = {
-        "metadata": {"name": "ops-view"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-        "subjects": [{"kind": "Group", "name": "oidc:ops", "apiGroup": "rbac.authorization.k8s.io"}],
-    }
     async with client_for_admin(cluster) as admin:
-        await admin.ensure_object(k.ROLE_BINDINGS, "default", binding)
+        await bind(admin, "ops-view", ("ClusterRole", "view"), ("Group", "oidc:ops"))
     return path
+
+
+async def bind(admin: k.ClusterClient, name: str, role: tuple[str, str], subject: tuple[str, str]) -> None:
+    """A RoleBinding in `default` of `role` (kind, name) to `subject` (kind, name)."""
+    group = "rbac.authorization.k8s.io"
+    binding = {
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": group, "kind": role[0], "name": role[1]},
+        "subjects": [{"kind": subject[0], "name": subject[1], "apiGroup": group}],
+    }
+    await admin.ensure_object(k.ROLE_BINDINGS, "default", binding)
 
 
 def client_for_admin(cluster: SimCluster) -> k.ClusterClient:
