@@ -23,7 +23,7 @@ from azure.identity import aio as identity
 from gateway.credentials.aks_arm import list_cluster_user_endpoint
 from gateway.credentials.base import BearerToken, CredentialError, Endpoint
 from gateway.credentials.params import Params
-from gateway.credentials.provider import CachingProvider
+from gateway.credentials.provider import CLOUD_ENDPOINT_REFRESH_SECONDS, CachingProvider
 
 AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 AKS_SCOPE = f"{AKS_SERVER_APP_ID}/.default"
@@ -48,6 +48,7 @@ CREDENTIAL_KINDS = ("clientSecret", "workloadIdentity", "managedIdentity", "defa
 
 
 class AksProvider(CachingProvider):
+    endpoint_refresh_interval = CLOUD_ENDPOINT_REFRESH_SECONDS
     refresh_margin = 300.0
 
     def __init__(

@@ -22,7 +22,7 @@ from botocore.config import Config
 
 from gateway.credentials.base import BearerToken, CredentialError, Endpoint
 from gateway.credentials.params import Params
-from gateway.credentials.provider import CachingProvider
+from gateway.credentials.provider import CLOUD_ENDPOINT_REFRESH_SECONDS, CachingProvider
 
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 (a format prefix, not a secret)
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
@@ -62,6 +62,7 @@ def presign_token(sts: Any, cluster_name: str) -> str:
 
 
 class EksProvider(CachingProvider):
+    endpoint_refresh_interval = CLOUD_ENDPOINT_REFRESH_SECONDS
     refresh_margin = 60.0  # 15-minute validity, refreshed at 14 minutes
 
     def __init__(

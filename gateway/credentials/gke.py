@@ -27,7 +27,7 @@ from google.oauth2 import service_account
 
 from gateway.credentials.base import BearerToken, CredentialError, Endpoint
 from gateway.credentials.params import Params
-from gateway.credentials.provider import CachingProvider
+from gateway.credentials.provider import CLOUD_ENDPOINT_REFRESH_SECONDS, CachingProvider
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
 CONTAINER_API = "https://container.googleapis.com"
@@ -108,6 +108,7 @@ def _from_key_file(path: str) -> Any:
 
 
 class GkeProvider(CachingProvider):
+    endpoint_refresh_interval = CLOUD_ENDPOINT_REFRESH_SECONDS
     refresh_margin = 300.0
 
     def __init__(

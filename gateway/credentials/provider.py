@@ -14,13 +14,16 @@ from gateway.credentials.cache import TokenCache
 from gateway.credentials.params import describe
 
 T = TypeVar("T")
+CLOUD_ENDPOINT_REFRESH_SECONDS = 30.0
 
 
 class CachingProvider(ABC):
     """Endpoint looked up once (retried after a failure), tokens behind a single-flight cache."""
 
     refresh_margin = 300.0
-    endpoint_refresh_interval = 1.0  # a stale endpoint is looked up again at most this often
+    # A stale endpoint is looked up again at most this often: a file read for kubeconfigs; providers that
+    # ask a cloud API (quota, and a cluster under rotation stays down for minutes anyway) wait longer.
+    endpoint_refresh_interval = 1.0
 
     def __init__(self, cluster: str) -> None:
         self._cluster = cluster
