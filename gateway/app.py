@@ -27,7 +27,8 @@ from gateway.api.cluster_service import ClusterService
 from gateway.api.credentials_service import CredentialsService
 from gateway.api.dispatch_service import DispatchService
 from gateway.clusters import files
-from gateway.clusters.kubeapi.client import ClusterClient, Timeouts
+from gateway.clusters.kubeapi.client import ClusterClient
+from gateway.clusters.kubeapi.timeouts import Timeouts
 from gateway.clusters.registry import Registry
 from gateway.config import Settings, describe_listener, listener_problems, load_config, missing_files
 from gateway.credentials.base import CredentialProvider

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from gateway.clusters.kubeapi.client import LOG_INACTIVITY_SECONDS
+from gateway.clusters.kubeapi.timeouts import LOG_INACTIVITY_SECONDS
 from gateway.credentials.issuing import MIN_TTL_SECONDS
 from gateway.placement.scoring import STRATEGIES
 from gateway.policy import reading as rd

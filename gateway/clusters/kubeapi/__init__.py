@@ -2,7 +2,7 @@
 that resume. See client.py for the calls, watching.py for watch_forever."""
 
 from gateway.clusters.kubeapi.channels import ExecResult
-from gateway.clusters.kubeapi.client import ClusterClient, Timeouts
+from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.decode import EventType, ObjectList, WatchEvent
 from gateway.clusters.kubeapi.errors import (
     AlreadyExists,
@@ -34,6 +34,7 @@ from gateway.clusters.kubeapi.request import (
     Resource,
 )
 from gateway.clusters.kubeapi.retry import NO_RETRY, RetryDecision, RetryPolicy, decide
+from gateway.clusters.kubeapi.timeouts import Timeouts
 from gateway.clusters.kubeapi.watching import WatchTarget, list_then_watch, watch_forever
 
 __all__ = [

@@ -14,7 +14,7 @@ import os
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Self, TypeVar
 
@@ -47,6 +47,7 @@ from gateway.clusters.kubeapi.errors import (
 )
 from gateway.clusters.kubeapi.request import KubeObject, Request, Resource
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, Draw, RetryPolicy, decide
+from gateway.clusters.kubeapi.timeouts import DEFAULT_TIMEOUTS, Timeouts
 from gateway.credentials import proxy as proxies
 from gateway.credentials.base import CredentialError, CredentialProvider, Endpoint
 
@@ -55,22 +56,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 ENSURE_ATTEMPTS = 5
 USER_AGENT = "podgate/0.1"
-LOG_INACTIVITY_SECONDS = 120.0
 LOG_LINE_BYTES = 1 << 20  # a longer log line comes in pieces (memory bound); watch events are never cut
 Sleep = Callable[[float], Awaitable[None]]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Timeouts:
-    connect: float = 5.0
-    request: float = 30.0  # whole ordinary request, answer included
-    watch_seconds: int = 290  # asked of the server: it ends the watch cleanly after this
-    watch_inactivity: float = 330.0  # no byte (not even a bookmark) for this long: the watch is dead
-    # No byte of a log for this long: the stream raises StreamSilent and a follower reopens it from its last
-    # line's time. A silent container sends nothing either, so this is the price of noticing a connection
-    # dropped without FIN or RST (keepalive sees a dead peer, not a middlebox that forgot the flow).
-    log_inactivity: float | None = LOG_INACTIVITY_SECONDS
-    exec_total: float = 120.0
 
 
 class ClusterClient:
@@ -81,7 +68,7 @@ class ClusterClient:
         provider: CredentialProvider,
         *,
         name: str = "",
-        timeouts: Timeouts = Timeouts(),
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry_policy: RetryPolicy = DEFAULT_RETRY,
         sleep: Sleep = asyncio.sleep,
         draw: Draw = random.random,
