@@ -80,8 +80,14 @@ def _parse(raw: Any, field: str) -> Fraction:
     except ValueError as e:
         raise _invalid(field, str(e)) from None
     if value < 0:
-        raise _invalid(field, f"must not be negative, got {raw!r}")
+        raise _invalid(field, f"must not be negative, got {_shown(raw)}")
     return value
+
+
+def _shown(raw: Any) -> str:
+    """A value echoed in an error, clipped: the input may be a megabyte of digits."""
+    text = str(raw)
+    return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
 def _container_requests(container: Mapping[str, Any], path: str) -> dict[str, Fraction]:
@@ -99,7 +105,23 @@ def _container_requests(container: Mapping[str, Any], path: str) -> dict[str, Fr
         where, raw = ("requests", requests[name]) if name in requests else ("limits", limits.get(name))
         if raw is not None:
             out[name] = _parse(raw, f"{path}.resources.{where}[{name}]")
+    _check_gpus(requests, limits, f"{path}.resources")
     return out
+
+
+def _check_gpus(requests: Mapping[str, Any], limits: Mapping[str, Any], path: str) -> None:
+    """GPUs are an extended resource, which the API server's ValidateResourceRequirements keeps whole and
+    not overcommittable: an integer, and a request only with an equal limit."""
+    parsed = {}
+    for where, values in (("requests", requests), ("limits", limits)):
+        if values.get(GPU_RESOURCE) is not None:
+            parsed[where] = _parse(values[GPU_RESOURCE], f"{path}.{where}[{GPU_RESOURCE}]")
+            if parsed[where].denominator != 1:
+                raise _invalid(f"{path}.{where}[{GPU_RESOURCE}]", f"must be an integer, got {_shown(values[GPU_RESOURCE])}")
+    if "requests" in parsed and "limits" not in parsed:
+        raise _invalid(f"{path}.limits[{GPU_RESOURCE}]", "required with a GPU request: GPUs are not overcommittable")
+    if "requests" in parsed and parsed["requests"] != parsed["limits"]:
+        raise _invalid(f"{path}.requests[{GPU_RESOURCE}]", f"must equal the {GPU_RESOURCE} limit")
 
 
 def _invalid(field: str, description: str) -> InvalidArgument:

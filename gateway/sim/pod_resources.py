@@ -7,6 +7,7 @@ limit (ValidateResourceRequirements), each a 422 cause with its field path.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from fractions import Fraction
@@ -63,24 +64,43 @@ def _value(raw: Any) -> Fraction | None:
         return None
 
 
-def causes(pod: Mapping[str, Any]) -> list[Cause]:
-    """Negative quantities and requests above their limit, as ValidateResourceRequirements reports them."""
-    spec = _mapping(pod.get("spec"))
-    found: list[Cause] = []
-    for field, _, _, raw in _quantities(spec):
+def extended(name: str) -> bool:
+    """IsExtendedResourceName: a domain-qualified name outside kubernetes.io (e.g. nvidia.com/gpu)."""
+    return "/" in name and "kubernetes.io/" not in name and not name.startswith("requests.")
+
+
+def _invalid(field: str, raw: Any, why: str) -> Cause:
+    return ("FieldValueInvalid", field, f'Invalid value: "{raw}": {why}')
+
+
+def _value_causes(spec: Mapping[str, Any]) -> Iterator[Cause]:
+    """ValidateResourceQuantityValue: not negative; extended resources whole numbers."""
+    for field, _, name, raw in _quantities(spec):
         value = _value(raw)
         if value is not None and value < 0:
-            found.append(("FieldValueInvalid", field, f'Invalid value: "{raw}": must be greater than or equal to 0'))
+            yield _invalid(field, raw, "must be greater than or equal to 0")
+        if value is not None and extended(name) and math.ceil(value * 1000) % 1000:
+            yield _invalid(field, raw, "must be an integer")
+
+
+def _limit_causes(spec: Mapping[str, Any]) -> Iterator[Cause]:
+    """ValidateResourceRequirements: requests <= limits; extended resources (not overcommittable) need a
+    limit equal to the request."""
     for where, resources in _containers(spec):
         limits = _mapping(resources.get("limits"))
         for name, raw in _mapping(resources.get("requests")).items():
             request, limit = _value(raw), _value(limits.get(name))
-            if request is not None and limit is not None and request > limit:
-                found.append(
-                    (
-                        "FieldValueInvalid",
-                        f"{where}.requests",
-                        f'Invalid value: "{raw}": must be less than or equal to {name} limit of {limits[name]}',
-                    )
-                )
-    return found
+            if request is None:
+                continue
+            if limit is None and extended(name) and name not in limits:
+                yield ("FieldValueRequired", f"{where}.limits", "Required value: Limit must be set for non overcommitable resources")
+            elif limit is not None and extended(name) and request != limit:
+                yield _invalid(f"{where}.requests", raw, f"must be equal to {name} limit of {limits[name]}")
+            elif limit is not None and request > limit:
+                yield _invalid(f"{where}.requests", raw, f"must be less than or equal to {name} limit of {limits[name]}")
+
+
+def causes(pod: Mapping[str, Any]) -> list[Cause]:
+    """What ValidateResourceRequirements refuses in a pod's quantities, each with its field path."""
+    spec = _mapping(pod.get("spec"))
+    return [*_value_causes(spec), *_limit_causes(spec)]

@@ -95,3 +95,16 @@ async def test_a_json_number_is_read_from_its_decimal_text_not_through_a_float(t
             name = pods[0]["metadata"]["name"]
             node = await eventually(lambda: ((sim_pod(world, "local-eu-cpu", name) or {}).get("spec") or {}).get("nodeName"))
             assert node == "eu-central-cpu-1"  # the simulator's scheduler agrees it fits
+
+
+async def test_a_fractional_gpu_is_invalid_argument_before_any_pod_is_created(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    """The API server keeps extended resources whole; the gateway refuses 0.5 GPUs itself, with the field."""
+    gpu = manifest('"1"').replace('"requests": {"cpu": "1"}', '"limits": {"nvidia.com/gpu": 0.5}')
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request_for(gpu)), timeout=20)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, caught.value.details()
+    field = "pod.pod_json.spec.containers[0].resources.limits[nvidia.com/gpu]"
+    assert "must be an integer" in violations(caught.value).get(field, ""), violations(caught.value)
+    assert creates(world) == 0

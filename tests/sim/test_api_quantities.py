@@ -45,6 +45,24 @@ def test_negative_quantities_and_requests_above_limits_are_422_with_field_paths(
     assert "spec.containers[0].resources.requests" in body and "must be less than or equal to memory limit of 1Gi" in body
 
 
+@pytest.mark.parametrize(
+    ("requests", "limits", "field", "message"),
+    [
+        ({"nvidia.com/gpu": "0.5"}, {"nvidia.com/gpu": "0.5"}, "requests[nvidia.com/gpu]", "must be an integer"),
+        ({"nvidia.com/gpu": "1"}, None, "spec.containers[0].resources.limits", "Limit must be set for non overcommitable"),
+        ({"nvidia.com/gpu": "1"}, {"nvidia.com/gpu": "2"}, "resources.requests", "must be equal to nvidia.com/gpu limit of 2"),
+    ],
+    ids=["fractional-gpu", "gpu-request-without-limit", "gpu-request-below-limit"],
+)
+def test_extended_resources_are_whole_and_requested_at_their_limit(
+    core: client.CoreV1Api, requests: dict[str, str], limits: dict[str, str] | None, field: str, message: str
+) -> None:
+    with pytest.raises(client.ApiException) as refused:
+        core.create_namespaced_pod("default", pod("gpu", requests=requests, limits=limits))
+    assert refused.value.status == 422
+    assert field in refused.value.body and message in refused.value.body
+
+
 def test_exact_decimals_and_huge_exponents_are_accepted_as_kubernetes_accepts_them(core: client.CoreV1Api) -> None:
     core.create_namespaced_pod("default", pod("tenth", requests={"cpu": "0.1"}, limits={"cpu": "100m"}))
     core.create_namespaced_pod("default", pod("huge", requests={"cpu": "1e10000000"}))

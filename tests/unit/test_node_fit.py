@@ -152,6 +152,27 @@ def test_effective_requests(manifest: dict[str, Any], cpu: int, memory: int, gpu
             "pod.pod_json.spec.initContainers[0].resources.requests[cpu]",
             "must not be negative",
         ),
+        (
+            pod(container(requests={"cpu": "-0." + "0" * 100_000 + "1"})),
+            "pod.pod_json.spec.containers[0].resources.requests[cpu]",
+            "must not be negative, got '-0.0000000000000000000000000000000000000...'",  # clipped
+        ),
+        # GPUs are an extended resource: whole, and requested only at an equal limit (ValidateResourceRequirements)
+        (
+            pod(container(limits={"nvidia.com/gpu": "0.5"})),
+            "pod.pod_json.spec.containers[0].resources.limits[nvidia.com/gpu]",
+            "must be an integer, got '0.5'",
+        ),
+        (
+            pod(container(requests={"nvidia.com/gpu": "1"})),
+            "pod.pod_json.spec.containers[0].resources.limits[nvidia.com/gpu]",
+            "required with a GPU request",
+        ),
+        (
+            pod(container(requests={"nvidia.com/gpu": "1"}, limits={"nvidia.com/gpu": "2"})),
+            "pod.pod_json.spec.containers[0].resources.requests[nvidia.com/gpu]",
+            "must equal the nvidia.com/gpu limit",
+        ),
         (pod(container(), nodeSelector={"a": 1}), "pod.pod_json.spec.nodeSelector", "values must be strings"),
         (
             pod(container(), overhead={"cpu": "x"}),
