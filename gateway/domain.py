@@ -358,6 +358,9 @@ class PodRecord:
     finished_at: datetime | None = None
     decision: PlacementDecision | None = None
     result: PodResult | None = None
+    last_seq: int = 0  # the journal's last event (the last cursor a client can hold)
+    # When a client that ran the pod left early: the pod is cancelled at this time unless one reattaches.
+    reattach_deadline: datetime | None = None
 
 
 # --- the event journal --------------------------------------------------------------------

@@ -56,6 +56,10 @@ class ResourceExhausted(GatewayError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class OutOfRange(GatewayError):
+    """A position (a stream cursor) past the end of what exists."""
+
+
 class Unavailable(GatewayError):
     pass
 

@@ -43,7 +43,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         self, request: dispatch_pb2.RunPodRequest, context: Any
     ) -> AsyncIterator[dispatch_pb2.RunPodResponse]:
         record, _ = await self._submit(request.pod)
-        async for event in self._follow(record.request, 0):
+        async for event in self._follow(record.request, 0, holder=True):
             yield dispatch_pb2.RunPodResponse(event=event)
 
     async def _submit(self, pod: Any) -> tuple[domain.PodRecord, bool]:
@@ -79,13 +79,29 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
     ) -> AsyncIterator[dispatch_pb2.WatchPodResponse]:
         after = cv.parse_cursor(request.cursor)
         record = await self._owned(cv.check_request_id(request.request_id), "watch")
-        async for event in self._follow(record.request, after):
+        if after > record.last_seq:
+            last = f"{cv.cursor_of(record.last_seq)!r}" if record.last_seq else "none yet (pass no cursor)"
+            raise errors.OutOfRange(
+                f"cursor {request.cursor!r} is past the end of request {record.request.request_id!r}'s stream; "
+                f"its last cursor is {last}"
+            )
+        async for event in self._follow(record.request, after, holder=request.reattach):
             yield dispatch_pb2.WatchPodResponse(event=event)
 
-    async def _follow(self, request: domain.PodRequest, after: int) -> AsyncIterator[dispatch_pb2.PodEvent]:
-        async with self._dispatcher.attached(request):
-            async for event in self._dispatcher.watch(request.request_id, after):
+    async def _follow(
+        self, request: domain.PodRequest, after: int, *, holder: bool
+    ) -> AsyncIterator[dispatch_pb2.PodEvent]:
+        """`holder`: the client that ran the pod, or one reattached in its place; its leaving before the
+        result applies the disconnect policy. A plain watcher's leaving changes nothing."""
+        events = self._dispatcher.watch(request.request_id, after)
+        if not holder:
+            async for event in events:
                 yield cv.stream_event_to_proto(event)
+            return
+        async with self._dispatcher.attached(request) as attachment:
+            async for event in events:
+                yield cv.stream_event_to_proto(event)
+            attachment.completed()
 
     async def _owned(self, request_id: str, action: str) -> domain.PodRecord:
         record = await self._dispatcher.get(request_id)

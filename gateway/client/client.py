@@ -96,16 +96,17 @@ class GatewayClient:
                 await asyncio.sleep(delay)
 
     async def _follow(
-        self, rpc: str, request_id: str, cursor: str, open_first: Callable[[], Any] | None
+        self, rpc: str, request_id: str, cursor: str, open_first: Callable[[], Any] | None, *, reattach: bool
     ) -> AsyncGenerator[t.PodEvent, None]:
         """Yields events until the Result; on UNAVAILABLE reopens as WatchPod from the last cursor, so nothing is
-        lost or repeated. `open_first` (RunPod) is used while no event has arrived: it is idempotent."""
+        lost or repeated. `open_first` (RunPod) is used while no event has arrived: it is idempotent.
+        `reattach`: the reopened stream holds the pod's disconnect policy (this client ran the pod)."""
         attempt = 0
         while True:
             if open_first is not None and not cursor:
                 call, name = open_first(), rpc
             else:
-                watch = dispatch_pb2.WatchPodRequest(request_id=request_id, cursor=cursor)
+                watch = dispatch_pb2.WatchPodRequest(request_id=request_id, cursor=cursor, reattach=reattach)
                 call, name = self._dispatch.WatchPod(watch, metadata=self._metadata), "WatchPod"
             try:
                 async for response in call:
@@ -149,11 +150,15 @@ class GatewayClient:
         def open_run() -> Any:
             return self._dispatch.RunPod(proto, metadata=self._metadata)
 
-        return self._follow("RunPod", request.request_id, "", open_run)
+        return self._follow("RunPod", request.request_id, "", open_run, reattach=True)
 
-    def watch_pod(self, request_id: str, cursor: str = "") -> AsyncGenerator[t.PodEvent, None]:
-        """Follows an existing pod right after `cursor` (from the start when empty)."""
-        return self._follow("WatchPod", request_id, cursor, None)
+    def watch_pod(
+        self, request_id: str, cursor: str = "", *, reattach: bool = False
+    ) -> AsyncGenerator[t.PodEvent, None]:
+        """Follows an existing pod right after `cursor` (from the start when empty). `reattach`: take the place
+        of the client that ran it (RunPod), so leaving before the result applies its disconnect policy; a
+        plain watcher (the default) never changes the pod's fate."""
+        return self._follow("WatchPod", request_id, cursor, None, reattach=reattach)
 
     async def get_pod(self, request_id: str) -> t.PodInfo:
         response = await self._call("GetPod", self._dispatch.GetPod, dispatch_pb2.GetPodRequest(request_id=request_id))

@@ -20,6 +20,7 @@ from gateway.observability import logging as logcontext
 from gateway.observability import metrics
 from gateway.placement import engine
 from gateway.pods import builder, validation
+from gateway.pods.attachment import Attachment, Attachments
 from gateway.pods.journal import Journal
 from gateway.pods.runner import PodRunner, RunnerConfig, must_delete
 from gateway.policy.limits import DEFAULT_LIMITS, InputLimits
@@ -45,10 +46,8 @@ class Dispatcher:
         self._journal = journal
         self._config = config
         self._runners: dict[str, tuple[PodRunner, asyncio.Task[None]]] = {}
-        self._attached: dict[str, int] = {}
-        self._grace_timers: dict[str, asyncio.Task[None]] = {}
+        self._attachments = Attachments(store, cancel=self._cancel_for_disconnect, running=self._runners.__contains__)
         self._gc: asyncio.Task[None] | None = None
-        self._closing = False
         # Told of each cancel the gateway makes itself (a client gone past its grace), for the audit trail.
         self.on_gateway_cancel: Callable[[domain.PodRecord, str], Awaitable[None]] | None = None
 
@@ -59,24 +58,24 @@ class Dispatcher:
         unfinished = await self._store.list_unfinished()
         for record in unfinished:
             self._start(record)
+            self._attachments.resume(record)
         self._gc = logcontext.background(self._collect_garbage_forever(), name="gc")
         return len(unfinished)
 
     def drain(self) -> None:
         """From now on, clients leaving do not start reattach timers: the gateway is going down."""
-        self._closing = True
+        self._attachments.drain()
 
     async def close(self) -> None:
         """Stops following pods (they keep running; a restarted gateway resumes them)."""
-        self._closing = True
-        tasks = [t for _, t in self._runners.values()] + list(self._grace_timers.values())
+        await self._attachments.close()
+        tasks = [t for _, t in self._runners.values()]
         if self._gc is not None:
             tasks.append(self._gc)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._runners.clear()
-        self._grace_timers.clear()
 
     def live_records(self) -> list[domain.PodRecord]:
         """The unfinished requests this gateway is driving, as their runners last recorded them (for metrics)."""
@@ -93,9 +92,7 @@ class Dispatcher:
 
     def _finished(self, request_id: str) -> None:
         self._runners.pop(request_id, None)
-        timer = self._grace_timers.pop(request_id, None)
-        if timer is not None:
-            timer.cancel()  # nothing left to cancel
+        self._attachments.forget(request_id)
 
     # --- requests -------------------------------------------------------------------------
 
@@ -181,15 +178,20 @@ class Dispatcher:
         return record
 
     async def watch(self, request_id: str, after_seq: int = 0) -> AsyncIterator[domain.StreamEvent]:
+        """Events after `after_seq`, ending with the result (repeated when the cursor is at it). The caller
+        checked the cursor against the record's last one (`OutOfRange` names it at the API edge)."""
         record = await self.get(request_id)
-        if record.result is not None and not await self._store.read_events(request_id, 0, 1):
-            # finished long ago and its journal dropped by retention: the stored result is the answer
-            yield domain.StreamEvent(
-                seq=after_seq + 1, time=record.finished_at or datetime.now(UTC), item=record.result
-            )
-            return
-        async for event in self._journal.follow(request_id, after_seq):
+        live = record.result is None or request_id in self._runners
+        async for event in self._journal.follow(request_id, after_seq, live=live):
             yield event
+            if isinstance(event.item, domain.PodResult):
+                return
+        if record.result is not None:
+            # finished, and its journal dropped by retention (or the result never journalled): the stored
+            # result is the answer, at the cursor the result had
+            yield domain.StreamEvent(
+                seq=max(record.last_seq, after_seq), time=record.finished_at or datetime.now(UTC), item=record.result
+            )
 
     async def cancel(self, request_id: str, reason: str) -> domain.PodRecord:
         record = await self.get(request_id)
@@ -223,39 +225,13 @@ class Dispatcher:
 
     # --- clients coming and going ---------------------------------------------------------
 
-    @contextlib.asynccontextmanager
-    async def attached(self, request: domain.PodRequest) -> AsyncIterator[None]:
-        """While a client follows a request; when the last one leaves early, apply its disconnect policy."""
-        request_id = request.request_id
-        self._attached[request_id] = self._attached.get(request_id, 0) + 1
-        timer = self._grace_timers.pop(request_id, None)
-        if timer is not None:
-            timer.cancel()
-        try:
-            yield
-        finally:
-            self._attached[request_id] -= 1
-            if not self._attached[request_id]:
-                del self._attached[request_id]
-                if request_id in self._runners and not self._closing:
-                    self._on_last_client_left(request)
+    def attached(self, request: domain.PodRequest) -> contextlib.AbstractAsyncContextManager[Attachment]:
+        """While the client that ran the request (or one that reattached in its place) follows it; when the
+        last such client leaves before the result, the disconnect policy applies (attachment.py)."""
+        return self._attachments.held(request)
 
-    def _on_last_client_left(self, request: domain.PodRequest) -> None:
-        cancel_now = request.on_disconnect is domain.DisconnectPolicy.CANCEL
-        grace = 0.0 if cancel_now else request.reattach_grace_seconds
-        self._grace_timers[request.request_id] = logcontext.background(
-            self._cancel_unless_reattached(request, grace), name=f"reattach:{request.request_id}",
-            request_id=request.request_id,
-        )  # fmt: skip
-
-    async def _cancel_unless_reattached(self, request: domain.PodRequest, grace: float) -> None:
-        await asyncio.sleep(grace)
-        self._grace_timers.pop(request.request_id, None)
-        if request.request_id in self._attached or request.request_id not in self._runners:
-            return  # someone reattached, or the pod finished meanwhile
-        why = "the client disconnected" if not grace else f"no client reattached within {grace:.0f}s"
-        log.info("cancelling %s: %s", request.request_id, why)
-        record = await self.cancel(request.request_id, why)
+    async def _cancel_for_disconnect(self, request_id: str, why: str) -> None:
+        record = await self.cancel(request_id, why)
         if self.on_gateway_cancel is not None:
             await self.on_gateway_cancel(record, why)
 

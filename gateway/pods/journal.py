@@ -78,8 +78,15 @@ class Journal:
         async with self._lock(request_id):
             await self._write(request_id, self._pending_logs.pop(request_id, []))
 
-    async def follow(self, request_id: str, after_seq: int = 0) -> AsyncIterator[domain.StreamEvent]:
-        """Every event after after_seq, live; ends after the result."""
+    async def follow(
+        self, request_id: str, after_seq: int = 0, *, live: bool = True
+    ) -> AsyncIterator[domain.StreamEvent]:
+        """Every event after after_seq, waiting for new ones while `live`; ends after the result. A cursor
+        at the result yields the result again: a client that reconnects after it gets its answer at once."""
+        at = await self._event_at(request_id, after_seq)
+        if at is not None and isinstance(at.item, domain.PodResult):
+            yield at
+            return
         while True:
             changed = self._changed.setdefault(request_id, asyncio.Event())
             page = await self._store.read_events(request_id, after_seq, PAGE)
@@ -90,9 +97,17 @@ class Journal:
                 if isinstance(streamed.item, domain.PodResult):
                     return
             if not page:
+                if not live:
+                    return
                 if self._handing_over:
                     raise errors.Unavailable(HAND_OVER)
                 await changed.wait()
+
+    async def _event_at(self, request_id: str, seq: int) -> domain.StreamEvent | None:
+        if seq <= 0:
+            return None
+        page = await self._store.read_events(request_id, seq - 1, 1)
+        return decode(*page[0]) if page and page[0][0] == seq else None
 
     def hand_over(self) -> None:
         """The gateway is stopping: followers get everything stored, then UNAVAILABLE, so clients reattach

@@ -87,6 +87,10 @@ class Store(Protocol):
         """The gateway is done with the request (finish action done): it leaves `list_unfinished`."""
         ...
 
+    async def set_reattach_deadline(self, request_id: str, deadline: datetime | None) -> PodRecord:
+        """When the disconnect policy cancels the pod unless a client reattaches; None: a client is attached."""
+        ...
+
     async def list_pod_records(
         self,
         *,

@@ -43,7 +43,8 @@ def record_values(record: PodRecord, now: datetime) -> dict[str, Any]:
         "request": encode_pod_request(record.request),
         "decision": encode_decision(record.decision),
         "result": encode_result(record.result),
-        "last_seq": 0,
+        "last_seq": record.last_seq,
+        "reattach_deadline": record.reattach_deadline,
     }
 
 
@@ -88,6 +89,8 @@ def record_from_row(row: Mapping[Any, Any], cache: DecodeCache | None = None) ->
         finished_at=row["finished_at"],
         decision=decoded("decision", decode_decision),
         result=decoded("result", decode_result),
+        last_seq=row["last_seq"] or 0,
+        reattach_deadline=row["reattach_deadline"],
     )
 
 

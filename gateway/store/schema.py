@@ -83,6 +83,8 @@ pod_records = Table(
     Column("decision", JSON, nullable=True),
     Column("result", JSON, nullable=True),
     Column("last_seq", BigInteger, nullable=False, default=0),
+    # Set while no client that ran the pod is attached: the disconnect policy cancels it then (survives restarts).
+    Column("reattach_deadline", UtcDateTime, nullable=True),
     UniqueConstraint("request_id"),
     UniqueConstraint("cluster", "namespace", "name"),
     Index(None, "finished_at"),

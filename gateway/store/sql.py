@@ -189,6 +189,9 @@ class SqlStore:
     async def record_finished(self, request_id: str, finished_at: datetime | None = None) -> PodRecord:
         return await self._update(request_id, {"finished_at": finished_at or self._clock()})
 
+    async def set_reattach_deadline(self, request_id: str, deadline: datetime | None) -> PodRecord:
+        return await self._update(request_id, {"reattach_deadline": deadline})
+
     async def _update(self, request_id: str, values: dict[str, Any]) -> PodRecord:
         statement = (
             update(pod_records)

@@ -78,7 +78,7 @@ async def test_migrations_from_empty_create_exactly_the_declared_schema(database
         if database.backend == "sqlite":
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert await conn.run_sync(schema_of) == (
-            "0001",
+            "0002",
             [],
             {"alembic_version", "clusters", "pod_records", "journal_events", "audit_log"},
         )
@@ -233,6 +233,20 @@ async def test_lifecycle_transitions_round_trip(store: SqlStore) -> None:
     assert done.finished_at == T0
     assert await store.list_unfinished() == []
     assert await store.get_pod_record("r") == done
+
+
+async def test_the_reattach_deadline_and_last_cursor_survive_reopening_the_store(database: Database) -> None:
+    """The disconnect policy's deadline is durable (a restart applies it); clearing it means a client is back."""
+    async with await SqlStore.open(database.url) as first:
+        await first.create_pod_record(record("grace"))
+        await first.append_events("grace", [JournalEvent(kind=JournalKind.PHASE, time=T0, payload={})] * 3)
+        assert (await first.set_reattach_deadline("grace", T0)).reattach_deadline == T0
+    async with await SqlStore.open(database.url) as second:
+        [unfinished] = await second.list_unfinished()
+        assert (unfinished.reattach_deadline, unfinished.last_seq) == (T0, 3)
+        assert (await second.set_reattach_deadline("grace", None)).reattach_deadline is None
+        with pytest.raises(NotFound):
+            await second.set_reattach_deadline("ghost", T0)
 
 
 async def test_transition_of_unknown_request_is_not_found(store: SqlStore) -> None:

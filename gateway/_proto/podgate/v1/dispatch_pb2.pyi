@@ -320,12 +320,14 @@ class RunPodResponse(_message.Message):
     def __init__(self, event: _Optional[_Union[PodEvent, _Mapping]] = ...) -> None: ...
 
 class WatchPodRequest(_message.Message):
-    __slots__ = ("request_id", "cursor")
+    __slots__ = ("request_id", "cursor", "reattach")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    REATTACH_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     cursor: str
-    def __init__(self, request_id: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
+    reattach: bool
+    def __init__(self, request_id: _Optional[str] = ..., cursor: _Optional[str] = ..., reattach: _Optional[bool] = ...) -> None: ...
 
 class WatchPodResponse(_message.Message):
     __slots__ = ("event",)
