@@ -27,7 +27,7 @@ from gateway import domain, errors
 from gateway.api.audit import AuditEvent, Auditor
 from gateway.api.interceptors import Handler, rewrap
 from gateway.api.jwks import JwksCache
-from gateway.api.status import code_for
+from gateway.api.status import MAX_MESSAGE, clip, code_for
 from gateway.config import Settings
 from gateway.credentials.issuing import KubeconfigAccess
 from gateway.observability import logging as logcontext
@@ -217,7 +217,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
     async def _denied(self, caller: Caller | None, method: str, e: errors.GatewayError) -> None:
         if _refusal_audited.get():
             return
-        entry = AuditEvent(action="rpc.denied", outcome="denied", code=code_for(e).name, message=str(e))
+        entry = AuditEvent(action="rpc.denied", outcome="denied", code=code_for(e).name, message=clip(str(e), MAX_MESSAGE))
         await self._access.audit(caller, replace(entry, details=(("rpc", method.lstrip("/")),)))
 
     def _unary(self, method: str, behaviour: Handler) -> Handler:

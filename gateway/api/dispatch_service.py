@@ -11,7 +11,7 @@ from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.api import convert_pods as cv
 from gateway.api.access import AccessControl, Caller, current_caller
 from gateway.api.audit import AuditEvent
-from gateway.api.status import code_for
+from gateway.api.status import MAX_MESSAGE, clip, code_for
 from gateway.clusters.registry import Registry
 from gateway.pods.dispatcher import Dispatcher
 from gateway.policy import tenants as tp
@@ -58,7 +58,8 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             async with self._access.admission(caller.tenant):
                 record, created = await self._dispatcher.submit(request, admit=admit, limits=self._access.limits)
         except errors.GatewayError as e:
-            await self._audit_submit(caller, request, "refused", code=code_for(e).name, message=str(e))
+            message = clip(str(e), MAX_MESSAGE)  # the audit keeps what the caller was told, never its megabyte
+            await self._audit_submit(caller, request, "refused", code=code_for(e).name, message=message)
             raise
         _require_access(caller, record, "resubmit")
         if created:

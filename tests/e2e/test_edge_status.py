@@ -148,3 +148,14 @@ def test_every_enum_a_request_can_carry_has_been_audited() -> None:
                 for path in enum_fields(method.input_type, method.input_type.name):
                     found.add(re.sub(r"^(Submit|Run|ExplainPlacement)\w*Request\.pod\.", "PodRequest.", path))
     assert found == AUDITED_ENUMS
+
+
+async def test_a_refused_submission_is_audited_without_the_megabyte_it_quoted(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, gateway: Gateway
+) -> None:
+    pod = request(json.dumps(MANIFEST), placement=common_pb2.Placement(clusters=["c" * (1 << 20)]))
+    await refused(stub.SubmitPod, dispatch_pb2.SubmitPodRequest(pod=pod))
+    entries, _ = await gateway.store.list_audit(action="pod.submit")
+    [entry] = [e for e in entries if e.record.get("request_id") == pod.request_id]
+    assert entry.record["code"] == "INVALID_ARGUMENT"
+    assert 0 < len(entry.record["message"]) <= 1100
