@@ -15,9 +15,10 @@ from gateway.placement import selectors
 from gateway.placement.labels import label_value_error
 from gateway.pods import pod_rules, pod_schema
 from gateway.pods.builder import safe_label_value
+from gateway.policy.limits import DEFAULT_LIMITS, InputLimits
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,253}$")
-MAX_POD_JSON_BYTES = 1 << 20
+MAX_POD_JSON_BYTES = DEFAULT_LIMITS.manifest_bytes  # the default; the servicer passes the configured limits
 MAX_PLACEMENT_TIMEOUT_SECONDS = 24 * 3600
 # Pod manifests nest about ten levels deep (affinity terms are the deepest); anything far deeper is an
 # attack on the parser or on whatever walks the manifest recursively after it.
@@ -116,13 +117,13 @@ def check_request_id(request_id: str, field: str = "request_id") -> str:
     return request_id
 
 
-def _pod_manifest(raw: str, v: _Violations) -> dict[str, Any]:
+def _pod_manifest(raw: str, v: _Violations, limit: int = MAX_POD_JSON_BYTES) -> dict[str, Any]:
     """The manifest as strict JSON, checked against the Pod schema and the API server's rules."""
     if not raw:
         v.add("pod.pod_json", "required: a Kubernetes Pod manifest as JSON")
         return {}
-    if len(raw.encode()) > MAX_POD_JSON_BYTES:
-        v.add("pod.pod_json", f"manifest is larger than {MAX_POD_JSON_BYTES} bytes")
+    if len(raw) > limit or len(raw.encode()) > limit:  # checked before any parsing, as sent (whitespace counts)
+        v.add("pod.pod_json", f"manifest is larger than {limit} bytes")
         return {}
     too_deep = f"nested more than {MAX_POD_JSON_DEPTH} levels deep; a Pod manifest needs far fewer"
     try:
@@ -239,12 +240,14 @@ def _airflow(a: dispatch_pb2.AirflowContext, v: _Violations) -> domain.AirflowCo
     )
 
 
-def pod_request_from_proto(p: dispatch_pb2.PodRequest, *, tenant: str = "") -> domain.PodRequest:
+def pod_request_from_proto(
+    p: dispatch_pb2.PodRequest, *, tenant: str = "", limits: InputLimits = DEFAULT_LIMITS
+) -> domain.PodRequest:
     """Checks shape (JSON, enums, ranges, selector syntax) and returns the domain request."""
     v = _Violations()
     if not REQUEST_ID_RE.match(p.request_id):
         v.add("pod.request_id", "required: 1..253 characters of [A-Za-z0-9._:/@+=-]")
-    manifest = _pod_manifest(p.pod_json, v)
+    manifest = _pod_manifest(p.pod_json, v, limits.manifest_bytes)
     placement = _placement(p.placement, v)
     xcom = domain.XcomMode.DISABLED
     if p.HasField("xcom"):  # documented: UNSPECIFIED means DISABLED when absent, AUTO when present

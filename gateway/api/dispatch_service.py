@@ -16,6 +16,7 @@ from gateway.clusters.registry import Registry
 from gateway.pods.dispatcher import Dispatcher
 from gateway.policy import tenants as tp
 from gateway.policy.admission import explainable
+from gateway.policy.limits import InputLimits
 
 MAX_PAGE = 1000
 # A manifest over this size is decoded and checked in a worker thread: a megabyte of Pod takes up to
@@ -23,10 +24,10 @@ MAX_PAGE = 1000
 OFFLOAD_BYTES = 64 * 1024
 
 
-async def _pod_request(pod: dispatch_pb2.PodRequest) -> domain.PodRequest:
+async def _pod_request(pod: dispatch_pb2.PodRequest, limits: InputLimits) -> domain.PodRequest:
     if len(pod.pod_json) > OFFLOAD_BYTES:
-        return await asyncio.to_thread(cv.pod_request_from_proto, pod)
-    return cv.pod_request_from_proto(pod)
+        return await asyncio.to_thread(cv.pod_request_from_proto, pod, limits=limits)
+    return cv.pod_request_from_proto(pod, limits=limits)
 
 
 class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
@@ -48,7 +49,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
     async def _submit(self, pod: Any) -> tuple[domain.PodRecord, bool]:
         caller = current_caller()
-        request = await _pod_request(pod)
+        request = await _pod_request(pod, self._access.limits)
 
         def admit(request: domain.PodRequest) -> domain.PodRequest:
             clusters = [self._registry.get(n).spec for n in self._registry.names()]
@@ -150,7 +151,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         specs = [self._registry.get(n).spec for n in self._registry.names()]
         visible = {c.name for c in tp.visible_clusters(caller.tenant, specs)}
         decision = self._dispatcher.explain(
-            await _pod_request(request.pod),
+            await _pod_request(request.pod, self._access.limits),
             admit=lambda r: explainable(caller.tenant, r, specs),
             visible=visible,
             limits=self._access.limits,

@@ -92,6 +92,8 @@ def _port_name_error(name: str) -> str:
 
 def _pod_spec(obj: Mapping[str, Any], path: Path, add: Add) -> None:
     _enums("PodSpec")(obj, path, add)
+    if _list(obj.get("ephemeralContainers")):
+        add((*path, "ephemeralContainers"), "cannot be set on create (they are added to a running pod)")
     _in_range(obj, "activeDeadlineSeconds", 1, INT32_MAX, path, add)
     _in_range(obj, "terminationGracePeriodSeconds", 0, 2**63 - 1, path, add)
     for key, value in _map(obj.get("nodeSelector")).items():
@@ -114,6 +116,9 @@ def _pod_spec(obj: Mapping[str, Any], path: Path, add: Add) -> None:
 
 def _container(obj: Mapping[str, Any], path: Path, add: Add) -> None:
     _enums("Container")(obj, path, add)
+    image = _str(obj.get("image"))
+    if image != image.strip():
+        add((*path, "image"), "must not have leading or trailing whitespace")
     for key in ("livenessProbe", "readinessProbe", "startupProbe"):
         if obj.get(key) is not None and obj.get("restartPolicy") != "Always" and path[-2:-1] == ("initContainers",):
             add((*path, key), "may not be set for init containers (only for sidecars, restartPolicy Always)")

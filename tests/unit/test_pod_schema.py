@@ -100,6 +100,9 @@ def test_a_valid_pod_has_no_problem() -> None:
         (with_container(volumeMounts=[{"name": "nope", "mountPath": "/x"}]),
          "pod.spec.containers[0].volumeMounts[0].name", "no volume named 'nope'"),
         (with_container(comand=["typo"]), "pod.spec.containers[0].comand", "unknown field"),
+        (with_container(image=" python:3.12"), "pod.spec.containers[0].image", "whitespace"),
+        (with_spec(ephemeralContainers=[{"name": "debug", "image": "busybox"}]), "pod.spec.ephemeralContainers",
+         "cannot be set on create"),
         (with_container(name=None), "pod.spec.containers[0].name", "required"),
         (with_container(image="x\ud800"), "pod.spec.containers[0].image", "not valid Unicode"),
         (with_spec(affinity={"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
