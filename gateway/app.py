@@ -14,8 +14,8 @@ import shutil
 import signal
 import sys
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,59 +30,33 @@ from gateway.clusters import files
 from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.timeouts import Timeouts
 from gateway.clusters.registry import Registry
-from gateway.config import Settings, describe_listener, listener_problems, load_config, missing_files
 from gateway.credentials.base import CredentialProvider
 from gateway.credentials.factory import build_provider
 from gateway.observability import logging as logs
 from gateway.observability import metrics
-from gateway.pods.dispatcher import Dispatcher, DispatcherConfig
+from gateway.pods.dispatcher import Dispatcher
 from gateway.pods.journal import Journal
-from gateway.pods.runner import RunnerConfig
-from gateway.policy.reading import ConfigError
+from gateway.settings import (
+    ConfigError,
+    LiveSettings,
+    MetricsSettings,
+    Settings,
+    describe_listener,
+    listener_problems,
+    load_settings,
+    missing_files,
+)
+from gateway.settings.model import EMBEDDED_CLUSTERS
 from gateway.store.lock import StateLock
 from gateway.store.sql import SqlStore
 
 log = logging.getLogger(__name__)
 
-LOCAL_CLUSTERS = Path("clusters/local.yaml")
-
-
-@dataclass
-class GatewayConfig:
-    listen: str = "127.0.0.1:50051"
-    state_dir: Path = Path(".podgate")
-    cluster_files: list[Path] = field(default_factory=list)
-    gateway_id: str = "podgate"
-    probe_interval: float = 5.0
-    gc_interval: float = 60.0
-    health_listen: str = ""  # a plain-text listener serving only grpc.health.v1 (kubelet probes)
-    orphan_ttl: float = 600.0  # a gateway pod no live request owns is deleted after this long
-    journal_retention: float = 7 * 86400  # logs and events of a finished request are kept this long
-    settings: Settings = field(default_factory=Settings)  # tenants, authentication, TLS, limits, audit
-
-    @classmethod
-    def from_settings(cls, settings: Settings, *, health_listen: str = "") -> GatewayConfig:
-        return cls(
-            listen=settings.listen,
-            state_dir=settings.state_dir,
-            cluster_files=list(settings.cluster_files),
-            gateway_id=settings.gateway_id,
-            probe_interval=settings.probe_interval,
-            gc_interval=settings.gc_interval,
-            health_listen=health_listen,
-            settings=settings,
-        )
-
-    @property
-    def kubeconfig_dir(self) -> Path:
-        return self.state_dir / "kubeconfigs"
-
-
 @dataclass
 class Gateway:
     """A running gateway; `stop()` leaves pods running, to be resumed by the next start."""
 
-    config: GatewayConfig
+    settings: LiveSettings
     store: SqlStore
     registry: Registry
     journal: Journal
@@ -112,64 +86,54 @@ class Gateway:
         self.lock.release()
 
     def reload(self, settings: Settings) -> list[str]:
-        """Applies what can change without a restart (tenants, authentication, limits); returns the keys
-        that changed but need a restart, for the caller to warn about."""
-        current = self.access.settings
-        self.access.reload(settings)
-        return current.restart_changes(settings)
+        """Applies what can change without a restart (settings.RELOADABLE); returns the keys that changed
+        but need a restart, for the caller to warn about."""
+        return self.settings.reload(settings)
 
 
-async def start_gateway(config: GatewayConfig, *, lock: StateLock | None = None) -> Gateway:
+async def start_gateway(settings: Settings, *, lock: StateLock | None = None) -> Gateway:
     """Everything started here is stopped again if a later step fails (a taken port, a bad store)."""
     async with contextlib.AsyncExitStack() as undo:
-        gateway = await _start(config, lock, undo)
+        gateway = await _start(settings, lock, undo)
         undo.pop_all()
         return gateway
 
 
-async def _start(config: GatewayConfig, lock: StateLock | None, undo: contextlib.AsyncExitStack) -> Gateway:
+async def _start(settings: Settings, lock: StateLock | None, undo: contextlib.AsyncExitStack) -> Gateway:
+    live = LiveSettings(settings)
+    server_settings = settings.server
     if lock is None:
-        lock = await lock_state_dir(config.state_dir, config.listen)
+        lock = await lock_state_dir(server_settings.state_dir, server_settings.listen)
     undo.callback(lock.release)
-    store = await SqlStore.open(path=config.state_dir / "podgate.db")
+    store = await SqlStore.open(settings.database_url)
     undo.push_async_callback(store.close)
 
     def provider_for(spec: domain.ClusterSpec) -> CredentialProvider:
-        return build_provider(spec.name, spec.credentials, kubeconfig_dir=config.kubeconfig_dir)
+        return build_provider(spec.name, spec.credentials, kubeconfig_dir=server_settings.kubeconfig_dir)
 
     def client_for(spec: domain.ClusterSpec, provider: CredentialProvider) -> ClusterClient:
-        timeouts = Timeouts(log_inactivity=config.settings.log_inactivity_seconds)
+        timeouts = Timeouts(log_inactivity=settings.streams.log_inactivity_seconds)
         return ClusterClient(provider, name=spec.name, timeouts=timeouts)
 
     registry = Registry(
         store,
-        gateway_id=config.gateway_id,
+        gateway_id=server_settings.gateway_id,
         provider_factory=provider_for,
         client_factory=client_for,
-        probe_interval=config.probe_interval,
+        probe_interval=settings.clusters.probe_interval,
     )
     undo.push_async_callback(registry.close)
-    loaded = files.load_files(config.cluster_files)
+    loaded = files.load_files(list(settings.clusters.sources))
     problems = [str(e) for e in loaded.errors]
     problems += await registry.start(list(loaded.clusters))
     journal = Journal(store)
-    dispatcher = Dispatcher(
-        store,
-        registry,
-        journal,
-        DispatcherConfig(
-            runner=RunnerConfig(gateway_id=config.gateway_id, limits=config.settings.limits),
-            gc_interval_seconds=config.gc_interval,
-            orphan_ttl_seconds=config.orphan_ttl,
-            journal_retention_seconds=config.journal_retention,
-        ),
-    )
+    dispatcher = Dispatcher(store, registry, journal, live)
     undo.push_async_callback(journal.close)
     undo.push_async_callback(dispatcher.close)
     resumed = await dispatcher.start()
     if resumed:
         log.info("resumed %d unfinished request(s)", resumed)
-    access = AccessControl(config.settings, Auditor(store, config.settings.audit_sink))
+    access = AccessControl(live, Auditor(store, settings.audit.sink))
     dispatcher.on_gateway_cancel = lambda record, why: access.audit(None, gateway_cancel_entry(record, why))
     undo.callback(access.auditor.close)
     servicers = server.Servicers(
@@ -178,20 +142,20 @@ async def _start(config: GatewayConfig, lock: StateLock | None, undo: contextlib
         credentials=CredentialsService(registry, access),
     )
     running = await server.start(
-        config.listen,
+        server_settings.listen,
         servicers,
         access=access,
-        tls=config.settings.tls,
-        max_message_bytes=config.settings.limits.request_bytes,
-        health_address=config.health_listen,
+        tls=settings.tls,
+        max_message_bytes=settings.limits.request_bytes,
+        health_address=server_settings.health_listen,
     )
-    lock.update(listen=config.listen.rsplit(":", 1)[0] + f":{running.port}")
-    live = metrics.LiveSources(
+    lock.update(listen=server_settings.listen.rsplit(":", 1)[0] + f":{running.port}")
+    sources = metrics.LiveSources(
         clusters=lambda: [cluster_sample(s) for s in registry.snapshots()],
         pods=lambda: [metrics.PodSample(cluster=r.cluster, phase=r.phase) for r in dispatcher.live_records()],
     )
     return Gateway(
-        config=config,
+        settings=live,
         store=store,
         registry=registry,
         journal=journal,
@@ -200,7 +164,7 @@ async def _start(config: GatewayConfig, lock: StateLock | None, undo: contextlib
         access=access,
         problems=problems,
         lock=lock,
-        stop_live_metrics=metrics.track_live(asyncio.get_running_loop(), live),
+        stop_live_metrics=metrics.track_live(asyncio.get_running_loop(), sources),
     )
 
 
@@ -235,67 +199,39 @@ def cluster_sample(snapshot: domain.ClusterSnapshot) -> metrics.ClusterSample:
     )
 
 
-def serve_metrics(address: str | None) -> metrics.MetricsServer | None:
-    """The /metrics endpoint: `off` serves none; a taken default port is a warning, a taken chosen one an error."""
-    if address == "off":
+def serve_metrics(settings: MetricsSettings) -> metrics.MetricsServer | None:
+    """The /metrics endpoint: `off` serves none; at the default address a taken port is a warning, at a
+    chosen one an error."""
+    if settings.address is None:
         return None
     try:
-        return metrics.serve(address or metrics.DEFAULT_LISTEN)
+        return metrics.serve(settings.address)
     except OSError as e:
-        if address:
-            raise errors.FailedPrecondition(f"cannot serve metrics on {address}: {e.strerror or e}") from None
-        log.warning(
-            "metrics not served: %s is taken (%s); choose another with --metrics-listen", metrics.DEFAULT_LISTEN, e
-        )
+        if not settings.is_default:
+            raise errors.FailedPrecondition(f"cannot serve metrics on {settings.address}: {e.strerror or e}") from None
+        log.warning("metrics not served: %s is taken (%s); choose another with --metrics-listen", settings.address, e)
         return None
 
 
-async def _embedded_sim(config: GatewayConfig) -> Any:
+async def _embedded_sim(settings: Settings) -> Any:
     from gateway.sim.cluster import SimWorld
 
-    world = SimWorld.from_file(LOCAL_CLUSTERS, kubeconfig_dir=config.kubeconfig_dir)
+    world = SimWorld.from_file(EMBEDDED_CLUSTERS, kubeconfig_dir=settings.server.kubeconfig_dir)
     await world.start()
     return world
 
 
-@dataclass(frozen=True, kw_only=True)
-class ServeOptions:
-    """`podgate serve`'s flags; each one given overrides the configuration file."""
-
-    config_file: str = ""
-    listen: str = ""
-    cluster_files: tuple[str, ...] = ()
-    state_dir: str = ""
-    metrics_listen: str | None = None
-    health_listen: str = ""
-    log_format: str = ""
+Flags = Mapping[str, Any]
 
 
-def load_settings(options: ServeOptions) -> Settings:
-    """The configuration file (or the defaults) with the flags applied; ConfigError naming each bad key."""
-    settings = load_config(options.config_file) if options.config_file else Settings()
-    overrides: dict[str, Any] = {}
-    if options.listen:
-        overrides["listen"] = options.listen
-    if options.cluster_files:
-        overrides["cluster_files"] = tuple(Path(p) for p in options.cluster_files)
-    if options.state_dir:
-        overrides["state_dir"] = Path(options.state_dir)
-    if options.metrics_listen is not None:
-        overrides["metrics_listen"] = options.metrics_listen
-    return replace(settings, **overrides)
-
-
-def _reload(gateway: Gateway, config_file: str) -> None:
-    """SIGHUP: re-read the file; a bad file is logged and the running configuration kept."""
+def _reload(gateway: Gateway, config_file: str, flags: Flags) -> None:
+    """SIGHUP or a changed file: re-read it with the same flags and environment; a bad file is logged and
+    the running configuration kept."""
     try:
-        settings = load_config(config_file)
+        settings = load_settings(config_file, flags=flags)
     except ConfigError as e:
         log.error("configuration not reloaded, keeping the running one: %s", e)
         return
-    settings = replace(
-        settings, listen=gateway.access.settings.listen, cluster_files=gateway.access.settings.cluster_files
-    )
     needs_restart = gateway.reload(settings)
     log.info("configuration reloaded from %s (tenants: %d)", config_file, len(settings.tenants.tenants))
     if needs_restart:
@@ -316,15 +252,15 @@ def _stamps(settings: Settings, config_file: str) -> tuple[float, ...]:
     return tuple(stamps)
 
 
-async def _reload_on_change(gateway: Gateway, config_file: str) -> None:
+async def _reload_on_change(gateway: Gateway, config_file: str, flags: Flags) -> None:
     """Reloads when a file changes, so an edited ConfigMap takes effect without a signal or a restart."""
-    seen = _stamps(gateway.access.settings, config_file)
+    seen = _stamps(gateway.settings.current, config_file)
     while True:
         await asyncio.sleep(RELOAD_CHECK_SECONDS)
-        now = _stamps(gateway.access.settings, config_file)
+        now = _stamps(gateway.settings.current, config_file)
         if now != seen:
             seen = now
-            _reload(gateway, config_file)
+            _reload(gateway, config_file, flags)
 
 
 def try_hints(address: str, program: str = "") -> list[str]:
@@ -343,9 +279,10 @@ def try_hints(address: str, program: str = "") -> list[str]:
     ]
 
 
-async def serve_forever(options: ServeOptions) -> int:
+async def serve_forever(config_file: str, flags: Flags) -> int:
+    """`podgate serve`: `flags` are the command line's settings, by key path (settings.overrides)."""
     try:
-        settings = load_settings(options)
+        settings = load_settings(config_file or None, flags=flags)
     except ConfigError as e:
         print(f"podgate: {e}", file=sys.stderr)
         return 2
@@ -355,25 +292,25 @@ async def serve_forever(options: ServeOptions) -> int:
             print(f"podgate: {problem}", file=sys.stderr)
         return 2
     try:
-        lock = await lock_state_dir(settings.state_dir, settings.listen)  # before the embedded clusters use it
+        lock = await lock_state_dir(settings.server.state_dir, settings.server.listen)  # before the embedded clusters
     except errors.FailedPrecondition as e:
         print(f"podgate: {e}", file=sys.stderr)
         return 2
-    if options.config_file and not options.log_format:
-        logs.configure(settings.log_format, level=getattr(logging, settings.log_level.upper()))  # type: ignore[arg-type]
+    logs.configure(settings.logging.format, level=getattr(logging, settings.logging.level.upper()))  # type: ignore[arg-type]
     try:
-        metrics_server = serve_metrics(settings.metrics_listen or None)
+        metrics_server = serve_metrics(settings.metrics)
     except (ValueError, errors.GatewayError) as e:
         print(f"podgate: {e}", file=sys.stderr)
         return 2
-    config = GatewayConfig.from_settings(settings, health_listen=options.health_listen)
     world = None
-    if not config.cluster_files:
-        world = await _embedded_sim(config)
-        config.cluster_files = [LOCAL_CLUSTERS]
-        print(f"podgate: embedded local clusters: {', '.join(world.clusters)} (kubeconfigs in {config.kubeconfig_dir})")
+    if settings.clusters.embedded:
+        world = await _embedded_sim(settings)
+        print(
+            f"podgate: embedded local clusters: {', '.join(world.clusters)} "
+            f"(kubeconfigs in {settings.server.kubeconfig_dir})"
+        )
     try:
-        gateway = await start_gateway(config, lock=lock)
+        gateway = await start_gateway(settings, lock=lock)
     except errors.FailedPrecondition as e:  # e.g. the port is taken
         print(f"podgate: {e}", file=sys.stderr)
         if world is not None:
@@ -383,13 +320,14 @@ async def serve_forever(options: ServeOptions) -> int:
         return 2
     for problem in gateway.problems:
         print(f"podgate: cluster not loaded: {problem}")
-    host = settings.listen.rsplit(":", 1)[0]
+    host = settings.server.listen.rsplit(":", 1)[0]
     print(f"podgate: serving on {host}:{gateway.port} (health: SERVING)", flush=True)
-    print(f"podgate: {describe_listener(replace(settings, listen=f'{host}:{gateway.port}'))}", flush=True)
+    print(f"podgate: {describe_listener(settings, f'{host}:{gateway.port}')}", flush=True)
     if gateway.running.health_server is not None:
         print(f"podgate: health checks (plain text) on port {gateway.running.health_port}", flush=True)
     if metrics_server is not None:
         print(f"podgate: metrics on http://{metrics_server.host}:{metrics_server.port}/metrics", flush=True)
+    print(f"podgate: store: {settings.database.describe()}", flush=True)
     for i, hint in enumerate(try_hints(f"{host}:{gateway.port}")):
         print(("  try: " if i == 0 else "       ") + hint, flush=True)
     stop = asyncio.Event()
@@ -397,9 +335,9 @@ async def serve_forever(options: ServeOptions) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     watcher = None
-    if options.config_file:
-        loop.add_signal_handler(signal.SIGHUP, _reload, gateway, options.config_file)
-        watcher = asyncio.create_task(_reload_on_change(gateway, options.config_file), name="config-watch")
+    if config_file:
+        loop.add_signal_handler(signal.SIGHUP, _reload, gateway, config_file, flags)
+        watcher = asyncio.create_task(_reload_on_change(gateway, config_file, flags), name="config-watch")
     await stop.wait()
     log.info("shutting down")
     if watcher is not None:

@@ -8,7 +8,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from gateway.client.channel import DEFAULT_ADDRESS
 from gateway.commands.args import Parser, add_client_commands
 
 EXIT_CODES = """exit codes:
@@ -33,21 +32,13 @@ def _version() -> str:
 def _serve(args: argparse.Namespace) -> int:
     from gateway.observability import logging as logs
 
-    logs.configure(
-        args.log_format or "text", level=logging.DEBUG if args.verbose else logging.INFO
-    )  # before imports log
-    from gateway.app import ServeOptions, serve_forever
+    flags = {key: value for key, value in vars(args).items() if "." in key and value is not None}
+    if args.verbose:
+        flags["logging.level"] = "debug"
+    logs.configure(flags.get("logging.format", "text"), level=logging.DEBUG if args.verbose else logging.INFO)
+    from gateway.app import serve_forever  # after logging is set up: imports may log
 
-    options = ServeOptions(
-        config_file=args.config or "",
-        listen=args.listen or "",
-        cluster_files=tuple(args.clusters),
-        state_dir=args.state_dir or "",
-        metrics_listen=args.metrics_listen,
-        health_listen=args.health_listen or "",
-        log_format=args.log_format or "",
-    )
-    return asyncio.run(serve_forever(options))
+    return asyncio.run(serve_forever(args.config or "", flags))
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -63,27 +54,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"podgate {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # Each flag's dest is the settings key it sets (gateway.settings.overrides): flag > PODGATE_* > file.
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument(
         "--config", metavar="FILE",
-        help="the gateway's YAML configuration (listen, TLS, tenants, authentication, limits, audit); flags override it",
+        help="the gateway's YAML configuration (examples/podgate.yaml shows every key); flags override it",
     )  # fmt: skip
-    serve.add_argument("--listen", help=f"gRPC listen address (default {DEFAULT_ADDRESS})")
+    serve.add_argument("--listen", dest="server.listen", help="gRPC listen address (key server.listen)")
     serve.add_argument(
-        "--clusters", action="append", default=[],
+        "--clusters", dest="clusters.files", action="append",
         help="cluster file or directory (repeatable); none: run the embedded local clusters of clusters/local.yaml",
     )  # fmt: skip
-    serve.add_argument("--state-dir", help="database and kubeconfigs (default .podgate)")
+    serve.add_argument("--state-dir", dest="server.state_dir", help="SQLite store and kubeconfigs (key server.state_dir)")
     serve.add_argument(
-        "--metrics-listen", metavar="HOST:PORT",
-        help="Prometheus /metrics address (default 127.0.0.1:9464, skipped with a warning when taken); 'off' for none",
+        "--database-url", dest="database.url", metavar="URL",
+        help="SQLAlchemy async URL of the store, e.g. postgresql+asyncpg://... (key database.url; else SQLite in the state dir)",
     )  # fmt: skip
     serve.add_argument(
-        "--health-listen", metavar="HOST:PORT",
+        "--metrics-listen", dest="metrics.listen", metavar="HOST:PORT",
+        help="Prometheus /metrics address (key metrics.listen; its default is skipped with a warning when taken); 'off' for none",
+    )  # fmt: skip
+    serve.add_argument(
+        "--health-listen", dest="server.health_listen", metavar="HOST:PORT",
         help="a plain-text listener serving only grpc.health.v1, for kubelet probes (they cannot speak TLS)",
     )  # fmt: skip
     serve.add_argument(
-        "--log-format", choices=("text", "json"),
+        "--log-format", dest="logging.format", choices=("text", "json"),
         help="text for a terminal, json for one object per line with request_id, tenant, cluster, pod",
     )  # fmt: skip
     serve.set_defaults(func=_serve)

@@ -5,8 +5,8 @@ RPC except health checks and reflection. With no tenants configured the gateway 
 loopback only; `config.listener_problems` refuses anything else): every caller is the anonymous admin,
 and the Pod Security Standards still apply, at the baseline level.
 
-`AccessControl.reload()` swaps tenants, tokens, OIDC settings and limits in one assignment, so an RPC sees
-either the old configuration or the new one, never a mix.
+A reload of the settings (`LiveSettings.reload`) rebuilds the authenticator and swaps it with the tenants
+in one assignment, so an RPC sees either the old configuration or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from gateway.api.audit import AuditEvent, Auditor
 from gateway.api.interceptors import Handler, rewrap
 from gateway.api.jwks import JwksCache
 from gateway.api.status import MAX_MESSAGE, clip, code_for
-from gateway.config import Settings
 from gateway.credentials.issuing import KubeconfigAccess
 from gateway.observability import logging as logcontext
 from gateway.policy import tenants as tp
@@ -36,6 +35,7 @@ from gateway.policy.admission import admit_submission, usage_of
 from gateway.policy.identity import Authenticator, Principal, credentials_from_call
 from gateway.policy.limits import InputLimits
 from gateway.policy.ratelimit import RateLimiter
+from gateway.settings import LiveSettings, Settings
 
 ANONYMOUS = "anonymous"
 UNAUTHENTICATED_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -59,7 +59,7 @@ def open_tenant(settings: Settings) -> tp.Tenant:
         namespaces=frozenset({tp.ANY}),
         admin=True,
         kubeconfig=tp.KubeconfigGrant(
-            allowed=True, max_access=KubeconfigAccess.EDIT, max_ttl_seconds=settings.kubeconfig_max_ttl_seconds
+            allowed=True, max_access=KubeconfigAccess.EDIT, max_ttl_seconds=settings.kubeconfig.max_ttl_seconds
         ),
     )
 
@@ -85,16 +85,17 @@ class _Config:
 class AccessControl:
     """The tenants in force and everything that reads them: authentication, admission, audit."""
 
-    def __init__(self, settings: Settings, auditor: Auditor, *, jwks_ca_file: str | None = None) -> None:
+    def __init__(self, settings: LiveSettings, auditor: Auditor, *, jwks_ca_file: str | None = None) -> None:
         self.auditor = auditor
         self._jwks_ca_file = jwks_ca_file
         self._jwks: JwksCache | None = None
         self._limiter = RateLimiter(time.monotonic)
         self._locks: dict[str, asyncio.Lock] = {}
-        self._config = self._build(settings)
+        self._config = self._build(settings.current)
+        settings.subscribe(self._reloaded)
 
     def _build(self, settings: Settings) -> _Config:
-        oidc = settings.oidc
+        oidc = settings.authentication.oidc
         if oidc is None:
             self._jwks = None
         elif self._jwks is None or self._jwks.url != oidc.jwks_url:
@@ -105,7 +106,7 @@ class AccessControl:
             open=None if settings.auth_enabled else open_tenant(settings),
         )
 
-    def reload(self, settings: Settings) -> None:
+    def _reloaded(self, settings: Settings) -> None:
         self._config = self._build(settings)
         self._limiter.forget(set(settings.tenants.tenants))
 
@@ -115,6 +116,7 @@ class AccessControl:
 
     @property
     def limits(self) -> InputLimits:
+        """The input limits in force (reloadable)."""
         return self._config.settings.limits
 
     # --- authentication ---------------------------------------------------------------------

@@ -62,7 +62,7 @@ class Auditor:
     fails is logged and skipped; the store copy is the one the audit relies on.
     """
 
-    def __init__(self, store: Store, sink: str = "") -> None:
+    def __init__(self, store: Store, sink: str) -> None:
         self._store = store
         self._sink_name = sink
         self._sink: IO[str] | None = None

@@ -35,7 +35,7 @@ class CredentialsService(credentials_pb2_grpc.CredentialsServiceServicer):
 
     @property
     def _policy(self) -> issuing.IssuePolicy:
-        return issuing.IssuePolicy(max_ttl_seconds=self._access.settings.kubeconfig_max_ttl_seconds)
+        return self._access.settings.kubeconfig
 
     async def IssueKubeconfig(
         self, request: credentials_pb2.IssueKubeconfigRequest, context: Any

@@ -57,7 +57,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
         try:
             async with self._access.admission(caller.tenant):
-                record, created = await self._dispatcher.submit(request, admit=admit, limits=self._access.limits)
+                record, created = await self._dispatcher.submit(request, admit=admit)
         except errors.GatewayError as e:
             message = clip(str(e), MAX_MESSAGE)  # the audit keeps what the caller was told, never its megabyte
             await self._audit_submit(caller, request, "refused", code=code_for(e).name, message=message)
@@ -154,7 +154,6 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             await _pod_request(request.pod, self._access.limits),
             admit=lambda r: explainable(caller.tenant, r, specs),
             visible=visible,
-            limits=self._access.limits,
         )
         return dispatch_pb2.ExplainPlacementResponse(decision=cv.decision_to_proto(decision))
 

@@ -21,7 +21,8 @@ from gateway._proto.podgate.v1 import (
 )
 from gateway.api.access import AccessControl, AuthInterceptor
 from gateway.api.interceptors import ErrorInterceptor, MetricsInterceptor
-from gateway.config import TlsSettings
+from gateway.policy.limits import DEFAULT_LIMITS
+from gateway.settings import TlsSettings
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ async def start(
     *,
     access: AccessControl | None,
     tls: TlsSettings = PLAIN_TEXT,
-    max_message_bytes: int = 4 * 1024 * 1024,
+    max_message_bytes: int = DEFAULT_LIMITS.request_bytes,
     health_address: str = "",
 ) -> RunningServer:
     """Starts serving on address (port 0 picks a free port). Plain text is refused off loopback.

@@ -37,7 +37,7 @@ class Registry:
         gateway_id: str,
         provider_factory: ProviderFactory,
         client_factory: ClientFactory,
-        probe_interval: float = 5.0,
+        probe_interval: float,
     ) -> None:
         self._store = store
         self._gateway_id = gateway_id

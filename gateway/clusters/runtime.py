@@ -92,7 +92,7 @@ class ClusterRuntime:
         provider: CredentialProvider,
         gateway_id: str,
         on_change: Callable[[], None],
-        probe_interval: float = 5.0,
+        probe_interval: float,
     ) -> None:
         self.spec = spec
         self.client = client

@@ -74,6 +74,9 @@ class ObjectApi(Protocol):
 
 @dataclass(frozen=True, kw_only=True)
 class IssuePolicy:
+    """The gateway-wide cap on issued kubeconfigs (the `kubeconfig:` section of the settings); tenants may
+    have lower ones."""
+
     max_ttl_seconds: int = 8 * 3600
 
 

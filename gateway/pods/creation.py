@@ -27,6 +27,7 @@ from gateway.pods import builder
 from gateway.pods.cluster import Clusters, PodCluster, get
 from gateway.pods.journal import Journal
 from gateway.pods.runstate import RunState
+from gateway.settings.live import LiveSettings
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,7 @@ class Creator:
     clusters: Clusters
     store: Store
     journal: Journal
-    gateway_id: str
+    settings: LiveSettings  # placement policy and gateway id as in force at each attempt
 
     async def place_and_create(self, state: RunState) -> None:
         """Tries eligible clusters best first; waits for capacity or recovery up to the placement timeout."""
@@ -129,7 +130,8 @@ class Creator:
         # name first, as the pod may already exist there.
         pinned = state.record.cluster if state.record.name else ""
         while True:
-            decision = engine.place(state.request, self.clusters.snapshots(), previous=state.record.cluster)
+            policy = self.settings.current.placement
+            decision = engine.place(state.request, self.clusters.snapshots(), policy, previous=state.record.cluster)
             candidates = [pinned] if pinned else [c.cluster for c in decision.candidates if c.cluster not in tried]
             for name in candidates:
                 outcome = await self._create_on(state, name, decision)
@@ -153,7 +155,8 @@ class Creator:
         namespace = state.request.pod.get("metadata", {}).get("namespace") or "default"
         same = state.record.cluster == name and bool(state.record.name)
         suffix = state.record.name.rsplit("-", 1)[-1] if same else new_suffix()
-        body = builder.build_pod(state.request, cluster=name, gateway_id=self.gateway_id, name_suffix=suffix)
+        gateway_id = self.settings.current.server.gateway_id
+        body = builder.build_pod(state.request, cluster=name, gateway_id=gateway_id, name_suffix=suffix)
         pod = body["metadata"]["name"]
         if not same:
             await self._record_placement(state, cluster, namespace, pod, decision)

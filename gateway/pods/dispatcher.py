@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from gateway import domain, errors
@@ -22,8 +21,8 @@ from gateway.placement import engine
 from gateway.pods import builder, validation
 from gateway.pods.attachment import Attachment, Attachments
 from gateway.pods.journal import Journal
-from gateway.pods.runner import PodRunner, RunnerConfig, must_delete
-from gateway.policy.limits import DEFAULT_LIMITS, InputLimits
+from gateway.pods.runner import PodRunner, must_delete
+from gateway.settings.live import LiveSettings
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -31,20 +30,14 @@ log = logging.getLogger(__name__)
 Admission = Callable[[domain.PodRequest], domain.PodRequest]
 
 
-@dataclass
-class DispatcherConfig:
-    runner: RunnerConfig
-    gc_interval_seconds: float = 60.0
-    orphan_ttl_seconds: float = 600.0
-    journal_retention_seconds: float = 7 * 86400  # a finished request's events (logs) kept this long
-
-
 class Dispatcher:
-    def __init__(self, store: Store, registry: Registry, journal: Journal, config: DispatcherConfig) -> None:
+    """`settings` is consulted at each use (limits, placement and housekeeping as in force now)."""
+
+    def __init__(self, store: Store, registry: Registry, journal: Journal, settings: LiveSettings) -> None:
         self._store = store
         self._registry = registry
         self._journal = journal
-        self._config = config
+        self._settings = settings
         self._runners: dict[str, tuple[PodRunner, asyncio.Task[None]]] = {}
         self._attachments = Attachments(store, cancel=self._cancel_for_disconnect, running=self._runners.__contains__)
         self._gc: asyncio.Task[None] | None = None
@@ -83,7 +76,7 @@ class Dispatcher:
 
     def _start(self, record: domain.PodRecord) -> None:
         runner = PodRunner(
-            record=record, registry=self._registry, store=self._store, journal=self._journal, config=self._config.runner
+            record=record, registry=self._registry, store=self._store, journal=self._journal, settings=self._settings
         )
         request_id = record.request.request_id
         task = logcontext.background(runner.run(), name=f"pod:{request_id}", request_id=request_id)
@@ -127,11 +120,11 @@ class Dispatcher:
         *,
         admit: Admission | None = None,
         visible: Collection[str] | None = None,
-        limits: InputLimits = DEFAULT_LIMITS,
     ) -> domain.PlacementDecision:
         """The placement table a submission would get now; `visible` hides clusters the caller may not see.
         Unknown clusters and regions are refused as a submission refuses them."""
-        validation.validate_request(request, limits=limits)
+        settings = self._settings.current
+        validation.validate_request(request, limits=settings.limits)
         request = self._resolve_aliases(request)
         self._check_known(request)
         if admit is not None:
@@ -139,10 +132,10 @@ class Dispatcher:
         snapshots = self._registry.snapshots()
         if visible is not None:
             snapshots = [s for s in snapshots if s.spec.name in visible]
-        return engine.place(request, snapshots)
+        return engine.place(request, snapshots, settings.placement)
 
     async def submit(
-        self, request: domain.PodRequest, *, admit: Admission | None = None, limits: InputLimits = DEFAULT_LIMITS
+        self, request: domain.PodRequest, *, admit: Admission | None = None
     ) -> tuple[domain.PodRecord, bool]:
         """Idempotent on request_id: an existing request is returned as it is, never created twice.
 
@@ -152,12 +145,13 @@ class Dispatcher:
         existing = await self._store.get_pod_record(request.request_id)
         if existing is not None:
             return existing, False
-        validation.validate_request(request, limits=limits)
+        settings = self._settings.current
+        validation.validate_request(request, limits=settings.limits)
         request = self._resolve_aliases(request)
         self._check_known(request)
         if admit is not None:
             request = admit(request)
-        decision = engine.place(request, self._registry.snapshots())
+        decision = engine.place(request, self._registry.snapshots(), settings.placement)
         if not decision.candidates and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
             metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
             raise errors.FailedPrecondition(decision.reason, engine.unsatisfiable_violations(decision))
@@ -239,7 +233,7 @@ class Dispatcher:
 
     async def _collect_garbage_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._config.gc_interval_seconds)
+            await asyncio.sleep(self._settings.current.dispatch.gc_interval)
             try:
                 await self.collect_garbage()
                 await self.apply_retention()
@@ -249,7 +243,7 @@ class Dispatcher:
     async def apply_retention(self) -> int:
         """Drops the journal (logs, events) of requests finished longer ago than the retention; the record
         and its result stay, so a late retry is still answered from the store."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=self._config.journal_retention_seconds)
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.current.dispatch.journal_retention)
         events, _ = await self._store.apply_retention(journal_before=cutoff)
         if events:
             log.info("dropped %d journal event(s) of requests finished before %s", events, cutoff.isoformat())
@@ -258,7 +252,7 @@ class Dispatcher:
     async def collect_garbage(self) -> int:
         """Deletes gateway pods (seen through the watches) that no live request owns, once past their TTL."""
         deleted = 0
-        cutoff = datetime.now(UTC) - timedelta(seconds=self._config.orphan_ttl_seconds)
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.current.dispatch.orphan_ttl)
         for name in self._registry.names():
             runtime = self._registry.get(name)
             for pod in runtime.owned_pods():

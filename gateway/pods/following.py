@@ -22,7 +22,7 @@ from gateway.pods.journal import Journal
 from gateway.pods.logs import LogPosition
 from gateway.pods.logtasks import LogTasks, log_containers
 from gateway.pods.runstate import Ending, RunState
-from gateway.policy.limits import InputLimits
+from gateway.settings.live import LiveSettings
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class Follower:
     clusters: Clusters
     store: Store
     journal: Journal
-    limits: InputLimits
+    settings: LiveSettings  # log lines are clipped to the limits in force when they arrive
 
     async def follow(self, state: RunState) -> Ending:
         """Follows the pod through its cluster: again through the new runtime when the cluster's registration
@@ -87,7 +87,7 @@ class Follower:
         startup deadline; IDLE_WAIT_SECONDS is a safety net, not a poll of the cluster.
         """
         loop = asyncio.get_running_loop()
-        logs = LogTasks(state.record, cluster, track, self.journal, self.limits, followed.positions)
+        logs = LogTasks(state.record, cluster, track, self.journal, self.settings, followed.positions)
         await track.synced()
         try:
             while True:

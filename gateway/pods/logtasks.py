@@ -17,7 +17,8 @@ from gateway.observability import metrics
 from gateway.pods.cluster import PodCluster
 from gateway.pods.journal import Journal
 from gateway.pods.logs import LogFollower, LogPosition
-from gateway.policy.limits import InputLimits, clip_log_line
+from gateway.policy.limits import clip_log_line
+from gateway.settings.live import LiveSettings
 
 LOG_DRAIN_SECONDS = 30.0
 
@@ -44,7 +45,7 @@ class LogTasks:
     cluster: PodCluster
     track: PodTrack
     journal: Journal
-    limits: InputLimits
+    settings: LiveSettings  # read per line: a reload of the limits reaches running pods
     positions: dict[str, LogPosition]
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
@@ -78,7 +79,8 @@ class LogTasks:
     async def _pump(self, follower: LogFollower) -> None:
         request_id = self.record.request.request_id
         async for line in follower.lines():
-            if len(line.text) * 4 > self.limits.log_line_bytes:  # cheap pre-check before encoding
-                line = replace(line, text=clip_log_line(line.text, self.limits))
+            limits = self.settings.current.limits
+            if len(line.text) * 4 > limits.log_line_bytes:  # cheap pre-check before encoding
+                line = replace(line, text=clip_log_line(line.text, limits))
             self.journal.append_log(request_id, line)
             metrics.record_log_line(self.record.cluster, line.text)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 
 from gateway import domain
 from gateway.clusters.registry import Registry
@@ -20,31 +19,24 @@ from gateway.pods.finishing import Finisher, must_delete
 from gateway.pods.following import Follower
 from gateway.pods.journal import Journal
 from gateway.pods.runstate import Ending, RunState
-from gateway.policy.limits import DEFAULT_LIMITS, InputLimits
+from gateway.settings.live import LiveSettings
 from gateway.store.base import Store
 
-__all__ = ["PodRunner", "RunnerConfig", "must_delete"]
+__all__ = ["PodRunner", "must_delete"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RunnerConfig:
-    gateway_id: str = "podgate"
-    sidecar_image: str = "alpine:3.20"
-    limits: InputLimits = DEFAULT_LIMITS  # log_line_bytes: longer lines are clipped, with a marker
 
 
 class PodRunner:
     """Drives one request to its result. Cancel with `cancel()`; `run()` returns when the request is finished."""
 
     def __init__(
-        self, *, record: domain.PodRecord, registry: Registry, store: Store, journal: Journal, config: RunnerConfig
+        self, *, record: domain.PodRecord, registry: Registry, store: Store, journal: Journal, settings: LiveSettings
     ) -> None:
         self.state = RunState(record)
         self._clusters = RegistryClusters(registry)
-        self._creator = Creator(self._clusters, store, journal, config.gateway_id)
-        self._follower = Follower(self._clusters, store, journal, config.limits)
+        self._creator = Creator(self._clusters, store, journal, settings)
+        self._follower = Follower(self._clusters, store, journal, settings)
         self._finisher = Finisher(store, journal)
 
     @property

@@ -68,6 +68,16 @@ class Section:
         parsed = kind(value, join(self.path, key), self.problems)
         return default if parsed is None else parsed
 
+    def given(self, kinds: Mapping[str, Callable[[Any, str, Problems], Any]]) -> dict[str, Any]:
+        """The keys of `kinds` that are set and parse, parsed: passed as keyword arguments, so a value
+        left out takes its dataclass field's default, the only place that default is written."""
+        out = {}
+        for key, kind in kinds.items():
+            value = self.raw_value(key)
+            if value is not None and (parsed := kind(value, join(self.path, key), self.problems)) is not None:
+                out[key] = parsed
+        return out
+
     def raw_value(self, key: str) -> Any:
         self._seen.add(key)
         return self.raw.get(key)

@@ -1,12 +1,13 @@
 """The `tenants:` and `authentication:` sections of the gateway config, parsed into policy values (pure).
 
-Kept apart from gateway/config.py so a tenants file can be re-read and swapped in without a restart:
-`parse_tenants` and `parse_authentication` need only the parsed YAML.
+Kept apart from gateway/settings so a tenants file can be re-read and swapped in without a restart:
+`parse_tenants` and `parse_authentication` need only the parsed YAML. Values are built from the keys
+given (`Section.given`), so each default stays on its dataclass field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from gateway.credentials.issuing import MIN_TTL_SECONDS, KubeconfigAccess
@@ -36,11 +37,6 @@ def _names(kind: str) -> Any:
     return parse
 
 
-def _regions(value: Any, path: str, problems: rd.Problems) -> frozenset[str] | None:
-    items = rd.texts(value, path, problems)
-    return None if items is None else frozenset(items)
-
-
 def _selector(value: Any, path: str, problems: rd.Problems) -> Selector | None:
     try:
         if isinstance(value, str):
@@ -59,33 +55,49 @@ def _selector(value: Any, path: str, problems: rd.Problems) -> Selector | None:
     return None
 
 
-def _caps(section: rd.Section) -> ResourceCaps:
-    def quantity(key: str, convert: Any) -> int:
-        raw = section.raw_value(key)
-        if raw is None:
-            return 0
+def _quantity(convert: Any) -> Any:
+    def parse(value: Any, path: str, problems: rd.Problems) -> int | None:
         try:
-            value = parse_quantity(raw)
+            quantity = parse_quantity(value)
         except ValueError as e:
-            section.problems.add(rd.join(section.path, key), str(e))
-            return 0
-        if value < 0:
-            section.problems.add(rd.join(section.path, key), "must not be negative")
-            return 0
-        result: int = convert(value)
+            problems.add(path, str(e))
+            return None
+        if quantity < 0:
+            problems.add(path, "must not be negative")
+            return None
+        result: int = convert(quantity)
         return result
 
-    caps = ResourceCaps(cpu_millis=quantity("cpu", to_millis), memory_bytes=quantity("memory", to_units),
-                        gpus=quantity("gpus", to_units))  # fmt: skip
+    return parse
+
+
+_CAP_FIELDS = {"cpu": "cpu_millis", "memory": "memory_bytes", "gpus": "gpus"}  # file key -> ResourceCaps field
+
+
+def _caps(section: rd.Section) -> ResourceCaps:
+    given = section.given({"cpu": _quantity(to_millis), "memory": _quantity(to_units), "gpus": _quantity(to_units)})
     section.done()
-    return caps
+    return ResourceCaps(**{_CAP_FIELDS[key]: value for key, value in given.items()})
+
+
+def _enum(kind: type[KubeconfigAccess] | type[Level]) -> Any:
+    choose = rd.one_of(*[member.value for member in kind])
+
+    def parse(value: Any, path: str, problems: rd.Problems) -> Any:
+        chosen = choose(value, path, problems)
+        return None if chosen is None else kind(chosen)
+
+    return parse
+
+
+def _frozen_texts(value: Any, path: str, problems: rd.Problems) -> frozenset[str] | None:
+    items = rd.texts(value, path, problems)
+    return None if items is None else frozenset(items)
 
 
 def _kubeconfig(section: rd.Section) -> KubeconfigGrant:
     grant = KubeconfigGrant(
-        allowed=section.get("allowed", rd.boolean, False),
-        max_access=KubeconfigAccess(section.get("max_access", rd.one_of(*[a.value for a in KubeconfigAccess]), KubeconfigAccess.VIEW.value)),
-        max_ttl_seconds=section.get("max_ttl_seconds", rd.integer, 3600),
+        **section.given({"allowed": rd.boolean, "max_access": _enum(KubeconfigAccess), "max_ttl_seconds": rd.integer})
     )
     if grant.max_ttl_seconds < MIN_TTL_SECONDS:
         section.problems.add(
@@ -95,19 +107,33 @@ def _kubeconfig(section: rd.Section) -> KubeconfigGrant:
     return grant
 
 
+def _members(choices: Collection[str], problem: Callable[[str], str], collect: Callable[[Any], Any] = tuple) -> Any:
+    """A list of names, each one of `choices`; an unknown one is a problem (named by `problem`) and left out."""
+
+    def parse(value: Any, path: str, problems: rd.Problems) -> Any:
+        names = rd.texts(value, path, problems)
+        if names is None:
+            return None
+        for i, name in enumerate(names):
+            if name not in choices:
+                problems.add(rd.join(path, i), problem(name))
+        return collect(name for name in names if name in choices)
+
+    return parse
+
+
+_controls = _members(CONTROLS, lambda n: f"unknown control {n!r}; known: {', '.join(sorted(CONTROLS))}", frozenset)
+_algorithms = _members(ASYMMETRIC_ALGORITHMS, lambda _: f"must be one of {', '.join(ASYMMETRIC_ALGORITHMS)}")
+
+
 def _pod_security(section: rd.Section) -> PodSecurityPolicy:
-    level = Level(section.get("level", rd.one_of(*[lv.value for lv in Level]), Level.BASELINE.value))
-    exceptions = section.get("exceptions", rd.texts, rd.NO_TEXTS)
-    path = rd.join(section.path, "exceptions")
-    for i, name in enumerate(exceptions):
-        if name not in CONTROLS:
-            section.problems.add(rd.join(path, i), f"unknown control {name!r}; known: {', '.join(sorted(CONTROLS))}")
+    policy = PodSecurityPolicy(**section.given({"level": _enum(Level), "exceptions": _controls}))
     section.done()
-    return PodSecurityPolicy(level=level, exceptions=frozenset(exceptions) & CONTROLS.keys())
+    return policy
 
 
 def _rate_limit(section: rd.Section) -> RateLimit:
-    limit = RateLimit(per_second=section.get("per_second", rd.number, 0.0), burst=section.get("burst", rd.integer, 1))
+    limit = RateLimit(**section.given({"per_second": rd.number, "burst": rd.integer}))
     section.done()
     return limit
 
@@ -121,20 +147,17 @@ def parse_tenant(s: rd.Section) -> Tenant:
     identities = s.section("identities")
     tenant = Tenant(
         name=name,
-        admin=s.get("admin", rd.boolean, False),
-        clusters=s.get("clusters", _names("cluster"), frozenset()),
-        cluster_selector=s.get("cluster_selector", _selector, Selector()),
-        namespaces=s.get("namespaces", _names("namespace"), frozenset()),
-        regions=s.get("regions", _regions, frozenset({ANY})),
-        max_concurrent_pods=s.get("max_concurrent_pods", rd.integer, 0),
+        **s.given({
+            "admin": rd.boolean, "clusters": _names("cluster"), "cluster_selector": _selector,
+            "namespaces": _names("namespace"), "regions": _frozen_texts, "max_concurrent_pods": rd.integer,
+        }),
         pod_caps=_caps(s.section("pod_caps")),
         total_caps=_caps(s.section("total_caps")),
         kubeconfig=_kubeconfig(s.section("kubeconfig")),
         pod_security=_pod_security(s.section("pod_security")),
         rate_limit=_rate_limit(s.section("rate_limit")),
-        cert_names=frozenset(identities.get("cert_names", rd.texts, rd.NO_TEXTS)),
-        oidc_groups=frozenset(identities.get("oidc_groups", rd.texts, rd.NO_TEXTS)),
-    )
+        **identities.given({"cert_names": _frozen_texts, "oidc_groups": _frozen_texts}),
+    )  # fmt: skip
     identities.done()
     s.done()
     return tenant
@@ -185,20 +208,11 @@ def _oidc(s: rd.Section) -> OidcSettings | None:
     if not s.raw:
         s.done()
         return None
-    all_algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
-    algorithms = s.get("algorithms", rd.texts, all_algorithms)
-    for i, alg in enumerate(algorithms):
-        if alg not in ASYMMETRIC_ALGORITHMS:
-            s.problems.add(
-                rd.join(rd.join(s.path, "algorithms"), i), f"must be one of {', '.join(ASYMMETRIC_ALGORITHMS)}"
-            )
     settings = OidcSettings(
-        issuer=s.get("issuer", rd.text, ""),
+        issuer=s.get("issuer", rd.text, ""),  # required: checked below
         audience=s.get("audience", rd.text, ""),
         jwks_url=s.get("jwks_url", rd.text, ""),
-        groups_claim=s.get("groups_claim", rd.text, "groups"),
-        algorithms=tuple(algorithms),
-        leeway_seconds=s.get("leeway_seconds", rd.number, 60.0),
+        **s.given({"groups_claim": rd.text, "algorithms": _algorithms, "leeway_seconds": rd.number}),
     )
     for key in ("issuer", "audience", "jwks_url"):
         if not getattr(settings, key):

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from gateway._proto.podgate.v1 import clusters_pb2_grpc, common_pb2, dispatch_pb2, dispatch_pb2_grpc
-from gateway.app import Gateway, GatewayConfig, start_gateway
+from gateway.app import Gateway, start_gateway
+from gateway.settings import Settings, parse_settings
 from gateway.sim.cluster import SimWorld
 from tests.conftest import ROOT
 
@@ -48,15 +49,28 @@ def virtual_world(tmp_path: Path) -> SimWorld:
     )
 
 
-def gateway_config(state_dir: Path) -> GatewayConfig:
-    return GatewayConfig(
-        listen="127.0.0.1:0", state_dir=state_dir, cluster_files=[LOCAL], probe_interval=0.3, gc_interval=3600
-    )
+def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` laid over it, section by section."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merged(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), Mapping) else value
+    return out
+
+
+def gateway_settings(state_dir: Path, raw: Mapping[str, Any] | None = None) -> Settings:
+    """A test gateway's settings, parsed like a file: loopback port 0, the local clusters, fast probes; `raw`
+    adds or overrides keys (`{"clusters": {"probe_interval": 60}}`)."""
+    base = {
+        "server": {"listen": "127.0.0.1:0", "state_dir": str(state_dir)},
+        "clusters": {"files": [str(LOCAL)], "probe_interval": 0.3},
+        "dispatch": {"gc_interval": 3600},
+    }
+    return parse_settings(merged(base, raw or {}), env={})
 
 
 @pytest.fixture
 async def gateway(world: SimWorld, tmp_path: Path) -> AsyncIterator[Gateway]:
-    gw = await start_gateway(gateway_config(tmp_path))
+    gw = await start_gateway(gateway_settings(tmp_path))
     assert gw.problems == []
     yield gw
     await gw.stop()
@@ -199,7 +213,7 @@ def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: GatewayConfig) -> AsyncIterator[grpc.aio.Channel]:
+async def serving(config: Settings) -> AsyncIterator[grpc.aio.Channel]:
     """A gateway on `config` with every cluster loaded, and a channel to it; stopped on exit (pods keep running)."""
     gw = await start_gateway(config)
     try:

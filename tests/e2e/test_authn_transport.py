@@ -7,7 +7,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway._proto.podgate.v1 import clusters_pb2, clusters_pb2_grpc
 from gateway.app import Gateway, start_gateway
-from gateway.config import parse_config
 from gateway.sim.cluster import SimWorld
 from gateway.sim.tls import CertificateAuthority, KeyPair, server_context
 from tests.conftest import BIN, clean_env
-from tests.e2e.conftest import gateway_config
+from tests.e2e.conftest import gateway_settings
 
 TENANTS = [
     {"name": "data-eng", "clusters": ["local-eu-cpu"], "namespaces": ["default"],
@@ -56,7 +54,8 @@ async def tls_gateway(world: SimWorld, tmp_path: Path) -> AsyncIterator[tuple[Ga
     ca = CertificateAuthority("podgate-test-ca")
     cert, key = write_pair(tmp_path, "server", ca.issue_server(("127.0.0.1", "localhost")))
     (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
-    settings = parse_config(
+    settings = gateway_settings(
+        tmp_path,
         {
             "tenants": [{**t, "identities": {"cert_names": [f"{t['name']}-client"]}} for t in TENANTS],
             "tls": {
@@ -66,9 +65,8 @@ async def tls_gateway(world: SimWorld, tmp_path: Path) -> AsyncIterator[tuple[Ga
                 "require_client_cert": True,
             },
         },
-        env={},
     )
-    gw = await start_gateway(replace(gateway_config(tmp_path), settings=settings))
+    gw = await start_gateway(settings)
     yield gw, ca
     await gw.stop()
 
@@ -131,8 +129,7 @@ async def oidc_gateway(
         "SSL_CERT_FILE", str(tmp_path / "idp-ca.crt")
     )  # the identity provider's CA, as a deployment's trust store
     oidc = {"issuer": ISSUER, "audience": AUDIENCE, "jwks_url": f"https://127.0.0.1:{port}/jwks"}
-    settings = parse_config({"tenants": TENANTS, "authentication": {"oidc": oidc}}, env={})
-    gw = await start_gateway(replace(gateway_config(tmp_path), settings=settings))
+    gw = await start_gateway(gateway_settings(tmp_path, {"tenants": TENANTS, "authentication": {"oidc": oidc}}))
     yield gw, key
     await gw.stop()
     await runner.cleanup()

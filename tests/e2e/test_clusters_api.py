@@ -15,7 +15,7 @@ from gateway.app import Gateway
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import (
     eventually,
-    gateway_config,
+    gateway_settings,
     logs,
     pod_request,
     result,
@@ -273,7 +273,7 @@ async def test_update_while_a_pod_runs_keeps_following_it(
 
 
 async def test_registrations_and_cordons_survive_a_gateway_restart(world: SimWorld, tmp_path: Path) -> None:
-    config = gateway_config(tmp_path)
+    config = gateway_settings(tmp_path)
     async with serving(config) as channel:
         stub = clusters_pb2_grpc.ClusterServiceStub(channel)
         await stub.RegisterCluster(clusters_pb2.RegisterClusterRequest(cluster=extra_cluster(world)))

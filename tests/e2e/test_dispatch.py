@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -15,7 +14,7 @@ from grpc_status import rpc_status
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, start_gateway
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import eventually, gateway_config, logs, pod_request, result, run_to_end, serving
+from tests.e2e.conftest import eventually, gateway_settings, logs, pod_request, result, run_to_end, serving
 
 
 def creates(world: SimWorld) -> int:
@@ -172,9 +171,7 @@ async def test_gateway_restart_mid_run_loses_nothing(world: SimWorld, tmp_path: 
     from pathlib import Path
 
     from gateway.app import start_gateway
-    from tests.e2e.conftest import gateway_config
-
-    config = gateway_config(Path(str(tmp_path)))
+    config = gateway_settings(Path(str(tmp_path)))
     code = "import time\nfor i in range(20):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)"
     gw: Gateway = await start_gateway(config)
     try:
@@ -208,7 +205,7 @@ async def test_gateway_restart_mid_run_loses_nothing(world: SimWorld, tmp_path: 
 async def test_stopping_the_gateway_hands_open_streams_over(world: SimWorld, tmp_path: Path) -> None:
     """A follower is told UNAVAILABLE (reattach) as the gateway stops; from its cursor, the restarted gateway
     delivers the rest: every line once, one pod."""
-    config = gateway_config(tmp_path)
+    config = gateway_settings(tmp_path)
     code = "import time\nfor i in range(30):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)"
     seen: list[dispatch_pb2.PodEvent] = []
     gw = await start_gateway(config)
@@ -236,7 +233,7 @@ async def test_stopping_the_gateway_hands_open_streams_over(world: SimWorld, tmp
 
 
 async def test_after_journal_retention_the_stored_result_still_answers(world: SimWorld, tmp_path: Path) -> None:
-    config = replace(gateway_config(tmp_path), journal_retention=0.0)
+    config = gateway_settings(tmp_path, {"dispatch": {"journal_retention": 0}})
     async with serving(config) as channel:
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         request = pod_request("print('kept')", request_id="retained-1")

@@ -39,7 +39,7 @@ from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import start_gateway
 from gateway.pods.builder import REQUEST_ID_ANNOTATION
 from gateway.pods.pod_schema import Key, Node, field_path, json_type, pod_root
-from tests.e2e.conftest import gateway_config, virtual_world
+from tests.e2e.conftest import gateway_settings, virtual_world
 from tests.e2e.edge_common import MANIFEST, TRAILER_BUDGET, trailer_size
 
 S = grpc.StatusCode
@@ -204,7 +204,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
         stop = asyncio.Event()
         box["stop"], box["loop"] = stop, asyncio.get_running_loop()
         async with virtual_world(tmp_path) as world:
-            gateway = await start_gateway(gateway_config(tmp_path))
+            gateway = await start_gateway(gateway_settings(tmp_path))
             served = box["served"] = Served(port=gateway.port)
             for cluster in world.clusters.values():
                 cluster.store.subscribe("pods", lambda kind, new, old: _record(served, kind, new))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -14,10 +13,9 @@ from google.protobuf import duration_pb2
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, start_gateway
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY
-from gateway.config import Settings
 from gateway.pods.builder import REQUEST_ID_ANNOTATION
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import gateway_config, logs, pod_request, result, run_to_end
+from tests.e2e.conftest import gateway_settings, logs, pod_request, result, run_to_end
 
 TICKS = "import time\nfor i in range({n}):\n    print(f'tick {{i}}', flush=True)\n    time.sleep({pause})"
 
@@ -44,7 +42,7 @@ def pods_of(world: SimWorld, request_id: str) -> list[tuple[str, str]]:
 @pytest.fixture
 async def slow_probe_gateway(world: SimWorld, tmp_path: Path) -> AsyncIterator[Gateway]:
     """Health probes far apart: a create meets a dead API server before the health check notices."""
-    gw = await start_gateway(replace(gateway_config(tmp_path), probe_interval=60))
+    gw = await start_gateway(gateway_settings(tmp_path, {"clusters": {"probe_interval": 60}}))
     yield gw
     await gw.stop()
 
@@ -212,7 +210,7 @@ async def test_a_log_connection_dropped_silently_is_reopened_and_loses_and_repea
     the gateway reopens it from its last line's time and fetches the lines written since; a container
     silent for longer than that is reopened cheaply too, repeating nothing."""
     code = "import time\nfor i in range(30):\n    print(f'tick {i}', flush=True)\n    time.sleep(2.5 if i == 20 else 0.1)"
-    config = replace(gateway_config(tmp_path), settings=Settings(log_inactivity_seconds=1.0))
+    config = gateway_settings(tmp_path, {"streams": {"log_inactivity_seconds": 1.0}})
     gw = await start_gateway(config)
     channel, stub = await stub_for(gw)
     cluster = world.clusters["local-eu-cpu"]

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
-from gateway.app import Gateway, GatewayConfig, start_gateway
+from gateway.app import Gateway, start_gateway
+from gateway.settings import Settings
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import (
     LOCAL,
     eventually,
-    gateway_config,
+    gateway_settings,
     pod_request,
     result,
     run_to_end,
@@ -46,14 +46,14 @@ async def world(tmp_path: Path) -> AsyncIterator[SimWorld]:
         yield w
 
 
-def config_for(world: SimWorld, tmp_path: Path) -> GatewayConfig:
+def config_for(world: SimWorld, tmp_path: Path) -> Settings:
     kubeconfig = tmp_path / "no-delete.kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(world.clusters[CLUSTER].kubeconfig(token=TOKEN)))
     entry = {k: v for k, v in NO_DELETE.items() if k != "sim"}
     entry["credentials"] = {"kubeconfig": {"path": str(kubeconfig)}}
     registration = tmp_path / "no-delete.yaml"
     registration.write_text(yaml.safe_dump({"apiVersion": "podgate.io/v1", "kind": "ClusterList", "clusters": [entry]}))
-    return replace(gateway_config(tmp_path), cluster_files=[LOCAL, registration])
+    return gateway_settings(tmp_path, {"clusters": {"files": [str(LOCAL), str(registration)]}})
 
 
 @pytest.fixture

@@ -97,7 +97,7 @@ async def test_background_work_does_not_log_the_request_id_of_the_rpc_that_start
     logger.addHandler(handler)
     level = logger.level
     logger.setLevel(logging.INFO)
-    kubeconfig = gateway.config.state_dir / "kubeconfigs" / "local-eu-cpu.kubeconfig"
+    kubeconfig = gateway.settings.current.server.kubeconfig_dir / "local-eu-cpu.kubeconfig"
     cluster = clusters_pb2.Cluster(
         name="late", provider="kubeconfig", region="eu-central-1",
         credentials=clusters_pb2.ClusterCredentials(kubeconfig=clusters_pb2.KubeconfigSource(path=str(kubeconfig))),

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway
 from gateway.pods import builder
-from gateway.pods.dispatcher import Dispatcher, DispatcherConfig
-from gateway.pods.runner import RunnerConfig
+from gateway.pods.dispatcher import Dispatcher
+from gateway.settings import LiveSettings
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import eventually, logs, pod_request, result, run_to_end, sim_pod
 
@@ -53,11 +54,12 @@ async def test_orphans_past_their_ttl_are_deleted_and_nothing_else(
     gateway: Gateway, stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
 ) -> None:
     store = world.clusters[CLUSTER].store
+    current = gateway.settings.current
     collector = Dispatcher(
         gateway.store,
         gateway.registry,
         gateway.journal,
-        DispatcherConfig(runner=RunnerConfig(), orphan_ttl_seconds=TTL),
+        LiveSettings(replace(current, dispatch=replace(current.dispatch, orphan_ttl=TTL))),
     )
     kept = pod_request(
         "print('kept')",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -17,7 +16,7 @@ from gateway._proto.podgate.v1 import credentials_pb2, credentials_pb2_grpc
 from gateway.app import Gateway, start_gateway
 from gateway.sim.cluster import SimWorld
 from tests.conftest import BIN, clean_env
-from tests.e2e.conftest import LOCAL, gateway_config
+from tests.e2e.conftest import LOCAL, gateway_settings
 
 
 @pytest.fixture
@@ -138,7 +137,7 @@ async def test_a_registrations_issued_server_is_the_url_issued_kubeconfigs_carry
             entry["issuedServer"] = outside
     cluster_file = tmp_path / "clusters.yaml"
     cluster_file.write_text(yaml.safe_dump(document))
-    gw = await start_gateway(replace(gateway_config(tmp_path), cluster_files=[cluster_file]))
+    gw = await start_gateway(gateway_settings(tmp_path, {"clusters": {"files": [str(cluster_file)]}}))
     try:
         assert gw.problems == []
         async with grpc.aio.insecure_channel(f"127.0.0.1:{gw.port}") as channel:

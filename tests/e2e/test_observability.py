@@ -12,7 +12,6 @@ import signal
 import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -23,9 +22,10 @@ from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, serve_metrics, start_gateway
 from gateway.observability import logging as obs
 from gateway.observability import metrics
+from gateway.settings import MetricsSettings
 from gateway.sim.cluster import SimWorld
 from tests.conftest import BIN, ROOT, clean_env
-from tests.e2e.conftest import eventually, gateway_config, pod_request, result, run_to_end
+from tests.e2e.conftest import eventually, gateway_settings, pod_request, result, run_to_end
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 Scrape = Callable[[], Awaitable[Samples]]
@@ -33,7 +33,7 @@ Scrape = Callable[[], Awaitable[Samples]]
 
 @pytest.fixture
 async def scrape(gateway: Gateway) -> AsyncIterator[Scrape]:
-    server = serve_metrics("127.0.0.1:0")
+    server = serve_metrics(MetricsSettings(listen="127.0.0.1:0"))
     assert server is not None
 
     async def scraped() -> Samples:
@@ -116,7 +116,7 @@ async def test_no_fit_and_invalid_requests_are_counted(
 
 
 async def test_failover_is_counted_and_logged_with_request_cluster_and_pod(world: SimWorld, tmp_path: Path) -> None:
-    gateway = await start_gateway(replace(gateway_config(tmp_path), probe_interval=60))  # the create meets the outage
+    gateway = await start_gateway(gateway_settings(tmp_path, {"clusters": {"probe_interval": 60}}))  # the create meets the outage
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(obs.formatter("json"))

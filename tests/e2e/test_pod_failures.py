@@ -14,7 +14,7 @@ from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import (
     container,
     eventually,
-    gateway_config,
+    gateway_settings,
     logs,
     pod_json,
     request_for,
@@ -175,7 +175,7 @@ async def test_pod_deleted_while_the_gateway_is_down_ends_as_deleted_and_is_not_
     manifest = pod_json([container("base", ticks)], init=init, terminationGracePeriodSeconds=0)
     request = request_for(manifest, regions=("eu-central-1",), lifecycle=startup(60))
     cluster = world.clusters["local-eu-cpu"]
-    config = gateway_config(tmp_path)
+    config = gateway_settings(tmp_path)
     async with serving(config) as channel:
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
@@ -203,7 +203,7 @@ async def _placed(call: Any) -> dispatch_pb2.Pod | None:
 async def test_warnings_seen_before_a_gateway_restart_are_in_the_result_once(world: SimWorld, tmp_path: Path) -> None:
     wants_fpga = container("base", "print('never')", resources={"limits": {"example.com/fpga": "1"}})
     request = request_for(pod_json([wants_fpga]), regions=("eu-central-1",), lifecycle=startup(2.5))
-    config = gateway_config(tmp_path)
+    config = gateway_settings(tmp_path)
     async with serving(config) as channel:
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))

@@ -4,7 +4,6 @@ path, a JSON number keeps its decimal text (0.1 CPU is 100m, not 101m), and no q
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import yaml
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import LOCAL, eventually, gateway_config, request_for, serving, sim_pod, violations
+from tests.e2e.conftest import LOCAL, eventually, gateway_settings, request_for, serving, sim_pod, violations
 
 CPU_FIELD = "pod.pod_json.spec.containers[0].resources.requests[cpu]"
 
@@ -81,7 +80,7 @@ async def test_a_json_number_is_read_from_its_decimal_text_not_through_a_float(t
     """7.7 as a float is 7.70000000000000017...: through a float it asked 7701m and fitted nowhere."""
     path = tight_cluster_file(tmp_path)
     async with SimWorld.from_file(path, kubeconfig_dir=tmp_path / "kubeconfigs", control_port=None) as world:
-        config = replace(gateway_config(tmp_path), cluster_files=[path])
+        config = gateway_settings(tmp_path, {"clusters": {"files": [str(path)]}})
         async with serving(config) as channel:
             stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
             request = request_for(manifest("7.7"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,10 @@ from gateway._proto.podgate.v1 import (
     dispatch_pb2_grpc,
 )
 from gateway.app import Gateway, start_gateway
-from gateway.config import Settings, parse_config
 from gateway.policy.identity import new_token
+from gateway.settings import Settings
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import gateway_config, virtual_world
+from tests.e2e.conftest import gateway_settings, virtual_world
 
 WATCHED = ("pods", "serviceaccounts", "secrets", "roles", "rolebindings")
 
@@ -91,6 +91,9 @@ async def world(tmp_path: Path) -> AsyncIterator[SimWorld]:
         yield w
 
 
+LIMITS = {"request_bytes": 256 * 1024, "manifest_bytes": 64 * 1024}
+
+
 @dataclass
 class Tenants:
     gateway: Gateway
@@ -126,14 +129,13 @@ def tenant_settings(tmp_path: Path, **extra: Any) -> tuple[Settings, dict[str, s
         "authentication": {"static_tokens": entries},
         "audit": {"sink": str(tmp_path / "audit.jsonl")},
     }
-    return parse_config({**raw, **extra}, env={}), tokens
+    return gateway_settings(tmp_path, {**raw, **extra}), tokens
 
 
 @pytest.fixture
 async def tenants(world: SimWorld, tmp_path: Path) -> AsyncIterator[Tenants]:
-    settings, tokens = tenant_settings(tmp_path, limits={"request_bytes": 256 * 1024, "manifest_bytes": 64 * 1024})
-    config = replace(gateway_config(tmp_path), settings=settings)
-    gw = await start_gateway(config)
+    settings, tokens = tenant_settings(tmp_path, limits=LIMITS)
+    gw = await start_gateway(settings)
     assert gw.problems == []
     created = Created()
     stop_watching = created.watch(world)
@@ -403,7 +405,7 @@ async def test_kubeconfig_issuance_follows_the_tenant_grant_and_everything_is_au
             ("kubeconfig.revoke", "revoked", "data-eng")} <= actions  # fmt: skip
     issued_entry = next(r for r in records if r["action"] == "kubeconfig.issue")
     assert issued_entry["actor"] == "token:data-eng-token" and issued_entry["cluster"] == "local-eu-cpu"
-    sink = Path(tenants.settings.audit_sink).read_text().splitlines()  # noqa: ASYNC240 (a small test file)
+    sink = Path(tenants.settings.audit.sink).read_text().splitlines()  # noqa: ASYNC240 (a small test file)
     assert [json.loads(line)["action"] for line in sink] == [r["action"] for r in reversed(records)]
     everything = "\n".join(sink) + json.dumps(records)
     assert secret_token not in everything
@@ -415,14 +417,15 @@ async def test_reload_swaps_tenants_without_a_restart(tenants: Tenants, tmp_path
     md = tenants.md("ml")
     await tenants.dispatch.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request(regions=("us-east-1",))), metadata=md)
     changed = [dict(t, regions=["eu-west-1"]) if t["name"] == "ml" else t for t in TENANTS]
-    raw_tokens = [{"id": t.id, "tenant": t.tenant, "hash": t.hash} for t in tenants.settings.static_tokens]
-    new = parse_config(
+    raw_tokens = [{"id": t.id, "tenant": t.tenant, "hash": t.hash} for t in tenants.settings.authentication.static_tokens]
+    new = gateway_settings(
+        tmp_path,
         {
             "tenants": changed,
             "authentication": {"static_tokens": raw_tokens},
-            "audit": {"sink": tenants.settings.audit_sink},
+            "audit": {"sink": tenants.settings.audit.sink},
+            "limits": LIMITS,
         },
-        env={},
     )
     assert tenants.gateway.reload(new) == []
     error = await refused(
@@ -433,8 +436,7 @@ async def test_reload_swaps_tenants_without_a_restart(tenants: Tenants, tmp_path
 
 
 async def test_long_log_lines_are_clipped_to_the_limit(world: SimWorld, tmp_path: Path) -> None:
-    settings = parse_config({"limits": {"log_line_bytes": 1024}}, env={})
-    gw = await start_gateway(replace(gateway_config(tmp_path), settings=settings))
+    gw = await start_gateway(gateway_settings(tmp_path, {"limits": {"log_line_bytes": 1024}}))
     pod = json.loads(manifest())
     pod["metadata"]["annotations"]["sim.podgate.io/log-lines"] = "é" * 3000 + "\nshort line\n"
     try:

@@ -16,7 +16,8 @@ import yaml
 from google.protobuf import duration_pb2
 
 from gateway._proto.podgate.v1 import common_pb2, dispatch_pb2, dispatch_pb2_grpc
-from gateway.app import Gateway, GatewayConfig, start_gateway
+from gateway.app import Gateway, start_gateway
+from gateway.settings import parse_settings
 from gateway.sim.auth import Identity
 from gateway.sim.cloud.aks import AksTokenVerifier
 from gateway.sim.cloud.eks import EksTokenVerifier
@@ -141,14 +142,15 @@ async def gateway(aws: AwsStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPat
             entra.add_cluster("sub-1", "rg-1", "aks-sim", server=aks.url, ca_pem=aks.ca_pem)
             aks.add_token_verifier(AksTokenVerifier(entra.public_key_pem, entra.issuer, {oid: ROOT}))
             mount_service_account(world, tmp_path / "serviceaccount", monkeypatch)
-            config = GatewayConfig(
-                listen="127.0.0.1:0",
-                state_dir=tmp_path / "state",
-                cluster_files=[path],
-                probe_interval=0.3,
-                gc_interval=3600,
+            settings = parse_settings(
+                {
+                    "server": {"listen": "127.0.0.1:0", "state_dir": str(tmp_path / "state")},
+                    "clusters": {"files": [str(path)], "probe_interval": 0.3},
+                    "dispatch": {"gc_interval": 3600},
+                },
+                env={},
             )
-            gw = await start_gateway(config)
+            gw = await start_gateway(settings)
             try:
                 assert gw.problems == []
                 yield gw

@@ -19,8 +19,8 @@ import yaml
 
 from gateway import cli
 from gateway.clusters import files
-from gateway.config import Settings, load_config
 from gateway.credentials.issuing import ROLE_RULES
+from gateway.settings import Settings, load_settings
 from tests.conftest import BIN, ROOT, clean_env
 
 DEPLOY = ROOT / "deploy"
@@ -123,10 +123,11 @@ def test_probes_use_grpc_health_and_ports_agree(target: str, tmp_path: Path) -> 
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         assert container[probe]["grpc"]["port"] == ports["health"], probe
-    settings = load_settings(docs, tmp_path)
-    assert settings.listen.endswith(f":{ports['grpc']}")
-    assert settings.metrics_listen.endswith(f":{ports['metrics']}")
-    assert settings.log_format == "json"
+    settings = load_config_map(docs, tmp_path)
+    assert settings.server.listen.endswith(f":{ports['grpc']}")
+    assert settings.server.health_listen.endswith(f":{ports['health']}")
+    assert settings.metrics.listen.endswith(f":{ports['metrics']}")
+    assert settings.logging.format == "json"
     service = one(docs, "Service")
     assert {p["targetPort"] for p in service["spec"]["ports"]} == {"grpc", "metrics"}
     policy = one(docs, "NetworkPolicy")["spec"]
@@ -206,7 +207,7 @@ def mounts(docs: tuple[Doc, ...]) -> dict[str, Doc]:
     return {m["mountPath"]: volumes[m["name"]] for m in gateway_container(docs)["volumeMounts"]}
 
 
-def load_settings(docs: tuple[Doc, ...], tmp_path: Path) -> Settings:
+def load_config_map(docs: tuple[Doc, ...], tmp_path: Path) -> Settings:
     """The gateway's own loader reads the rendered config ConfigMap, as the pod would see it mounted."""
     (flag,) = [a for a in gateway_container(docs)["args"] if a.startswith("--config=")]
     path = PurePosixPath(flag.removeprefix("--config="))
@@ -216,28 +217,28 @@ def load_settings(docs: tuple[Doc, ...], tmp_path: Path) -> Settings:
     )
     for name, text in one(docs, "ConfigMap", "podgate-config")["data"].items():
         (tmp_path / name).write_text(text)
-    return load_config(tmp_path / path.name, env={})
+    return load_settings(tmp_path / path.name, env={})
 
 
 def test_the_config_loads_and_names_what_is_mounted(tmp_path: Path) -> None:
     docs = render("base")
-    settings = load_settings(docs, tmp_path)
+    settings = load_config_map(docs, tmp_path)
     mounted = mounts(docs)
 
     def volume_of(path: Path | None) -> Doc:
         assert path is not None
         return next(v for m, v in mounted.items() if path.is_relative_to(m))
 
-    assert settings.tls.enabled and not settings.listen.startswith("127.")
+    assert settings.tls.enabled and not settings.server.listen.startswith("127.")
     assert settings.tls.client_ca_file is None, "OIDC callers carry no client certificate"
     for tls_file in (settings.tls.cert_file, settings.tls.key_file):
         assert volume_of(tls_file)["secret"]["secretName"] == "podgate-tls"
-    (clusters,) = settings.cluster_files
+    (clusters,) = settings.clusters.files
     assert volume_of(clusters)["configMap"]["name"] == one(docs, "ConfigMap", "podgate-clusters")["metadata"]["name"]
-    assert "persistentVolumeClaim" in volume_of(settings.state_dir)
+    assert "persistentVolumeClaim" in volume_of(settings.server.state_dir)
     assert settings.tenants_file is not None and set(settings.tenants.tenants) == {"platform", "data-eng"}
-    assert settings.oidc is not None and settings.static_tokens == ()
-    assert settings.audit_sink == "-", "the root filesystem is read-only: audit lines go to standard output"
+    assert settings.authentication.oidc is not None and settings.authentication.static_tokens == ()
+    assert settings.audit.sink == "-", "the root filesystem is read-only: audit lines go to standard output"
 
 
 def _rules(docs: tuple[Doc, ...]) -> Iterator[tuple[str, Doc]]:

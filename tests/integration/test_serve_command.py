@@ -120,3 +120,34 @@ def test_serve_refuses_a_bad_configuration_naming_the_key(
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
+
+
+async def test_a_reload_compares_like_with_like_and_names_what_needs_a_restart(tmp_path: Path) -> None:
+    """Flags and the embedded default are applied to the reloaded file as at start: only keys the file
+    changed are reported, and a change of cluster files is reported (not silently dropped)."""
+    config = tmp_path / "podgate.yaml"
+    config.write_text(yaml.safe_dump({"logging": {"format": "json"}}))
+    with podgate_serve(tmp_path / "state", "--config", str(config)) as served:
+        assert len(await cluster_names(served.address)) == 3  # the embedded clusters
+        tokens = write_config(tmp_path / "next.yaml", {"team-a": "team-a-token"})
+        document = yaml.safe_load((tmp_path / "next.yaml").read_text())
+        document["clusters"] = {"files": [str(ROOT / "clusters" / "local.yaml")]}
+        config.write_text(yaml.safe_dump(document))
+        served.process.send_signal(signal.SIGHUP)
+        for _ in range(100):  # the tenants are reloadable: once callers must authenticate, the reload ran
+            try:
+                await cluster_names(served.address)
+            except grpc.aio.AioRpcError as e:
+                assert e.code() == grpc.StatusCode.UNAUTHENTICATED
+                break
+            await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the reloaded tenants never took effect")
+        assert len(await cluster_names(served.address, tokens["team-a"])) == 3
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(timeout=20) == 0
+        assert served.process.stderr is not None
+        logged = served.process.stderr.read()
+    warnings = [line for line in logged.splitlines() if "take effect only after a restart" in line]
+    assert len(warnings) == 1, logged
+    assert warnings[0].rstrip('"}').endswith("after a restart: clusters.files"), warnings

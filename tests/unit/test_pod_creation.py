@@ -19,6 +19,7 @@ from gateway.pods import builder, creation
 from gateway.pods.creation import Created, Creator
 from gateway.pods.journal import Journal
 from gateway.pods.runstate import RunState
+from gateway.settings import LiveSettings, Settings
 from gateway.store.sql import SqlStore
 from tests.unit.pod_fakes import (
     CreateFault,
@@ -43,7 +44,7 @@ class World:
     second: FakeCluster
 
     def creator(self) -> Creator:
-        return Creator(self.clusters, self.store, self.journal, gateway_id="podgate")
+        return Creator(self.clusters, self.store, self.journal, LiveSettings(Settings()))
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from gateway.pods.creation import Creator
 from gateway.pods.following import Follower
 from gateway.pods.journal import Journal
 from gateway.pods.runstate import Ending, RunState
-from gateway.policy.limits import DEFAULT_LIMITS
+from gateway.settings import LiveSettings, Settings
 from gateway.store.sql import SqlStore
 from tests.unit.pod_fakes import FakeCluster, FakeClusters, journalled, opened_store, pod_request, submitted
 
@@ -36,12 +36,12 @@ class World:
     cluster: FakeCluster
 
     def follower(self) -> Follower:
-        return Follower(self.clusters, self.store, self.journal, DEFAULT_LIMITS)
+        return Follower(self.clusters, self.store, self.journal, LiveSettings(Settings()))
 
     async def created(self, **request: Any) -> RunState:
         """A request whose pod the fake cluster holds (created through the real creation phase)."""
         state = await submitted(self.store, pod_request(**request))
-        await Creator(self.clusters, self.store, self.journal, gateway_id="podgate").place_and_create(state)
+        await Creator(self.clusters, self.store, self.journal, LiveSettings(Settings())).place_and_create(state)
         return state
 
     def change(self, state: RunState, phase: str, **status: Any) -> None:
