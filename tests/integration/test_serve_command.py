@@ -7,6 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 import yaml
@@ -15,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gateway._proto.podgate.v1 import clusters_pb2, clusters_pb2_grpc
 from gateway.policy.identity import new_token
 from tests.conftest import BIN, ROOT, clean_env, podgate_serve
+from tests.postgres import PostgresServer, database_name
 
 
 async def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -151,3 +153,27 @@ async def test_a_reload_compares_like_with_like_and_names_what_needs_a_restart(t
     warnings = [line for line in logged.splitlines() if "take effect only after a restart" in line]
     assert len(warnings) == 1, logged
     assert warnings[0].rstrip('"}').endswith("after a restart: clusters.files"), warnings
+
+
+async def test_serve_keeps_its_state_where_database_url_says_and_never_shows_the_password(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    canary = "serve-canary-pw-0419"
+    await postgres_server.password_role("podgate_serve", canary)
+    async with postgres_server.database(database_name()) as admin_url:
+        url = postgres_server.url(str(admin_url.database), user="podgate_serve", password=canary)
+        with podgate_serve(tmp_path, "--database-url", url.render_as_string(hide_password=False)) as served:
+            assert len(await cluster_names(served.address)) == 3  # the embedded clusters, registered in PostgreSQL
+            served.process.send_signal(signal.SIGTERM)
+            assert served.process.wait(timeout=30) == 0
+            assert served.process.stdout is not None and served.process.stderr is not None
+            printed = "".join(served.printed) + served.process.stdout.read() + served.process.stderr.read()
+        conn = await asyncpg.connect(host=str(postgres_server.socket_dir), user="postgres", database=admin_url.database)
+        try:
+            registered = await conn.fetchval("SELECT count(*) FROM clusters")
+        finally:
+            await conn.close()
+    assert registered == 3
+    assert "store: postgresql+asyncpg://podgate_serve:***@" in printed
+    assert canary not in printed
+    assert not (tmp_path / "podgate.db").exists()  # nothing went to the SQLite default
