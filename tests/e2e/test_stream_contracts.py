@@ -12,7 +12,7 @@ from google.protobuf import duration_pb2
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import gateway_config, logs, pod_request, result, run_to_end, serving
+from tests.e2e.conftest import gateway_settings, logs, pod_request, result, run_to_end, serving
 
 TICKS = "import time\nfor i in range({n}):\n    print(f'tick {{i}}', flush=True)\n    time.sleep(0.1)"
 KEEP = dispatch_pb2.DISCONNECT_POLICY_KEEP_RUNNING
@@ -132,7 +132,7 @@ async def test_the_cancel_policy_is_exact_when_a_watcher_attaches_at_once(
 
 
 async def test_a_grace_started_before_a_restart_cancels_the_pod_after_it(world: SimWorld, tmp_path: Path) -> None:
-    config = gateway_config(tmp_path)
+    config = gateway_settings(tmp_path)
     request = pod_request(TICKS.format(n=600), lifecycle=lifecycle(KEEP, grace=3))
     async with serving(config) as channel:
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
@@ -147,7 +147,7 @@ async def test_a_grace_started_before_a_restart_cancels_the_pod_after_it(world: 
 
 
 async def test_a_client_reattaching_to_the_restarted_gateway_keeps_its_pod(world: SimWorld, tmp_path: Path) -> None:
-    config = gateway_config(tmp_path)
+    config = gateway_settings(tmp_path)
     request = pod_request(TICKS.format(n=40), lifecycle=lifecycle(KEEP, grace=3))
     async with serving(config) as channel:
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
