@@ -12,7 +12,10 @@ from google.protobuf import duration_pb2
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, start_gateway
+from gateway.clusters.kubeapi import ClusterClient
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY
+from gateway.credentials.base import Endpoint
+from gateway.credentials.static import StaticProvider
 from gateway.pods.builder import REQUEST_ID_ANNOTATION
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import gateway_settings, logs, pod_request, result, run_to_end
@@ -304,3 +307,20 @@ async def test_a_cluster_that_rotated_its_ca_and_address_keeps_taking_pods_witho
     assert logs(after) == ["tick 0", "tick 1", "tick 2"]
     assert result(after).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
     assert creates(world, "local-eu-cpu") == 2
+
+
+async def test_a_pod_over_a_mebibyte_elsewhere_in_the_cluster_does_not_freeze_its_pod_tracking(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    """Someone else's 1.5 MiB pod (etcd's limit) arrives on the gateway's cluster-wide pod watch; pods the
+    gateway runs there are still followed to their end (the watch used to cut the event and loop)."""
+    cluster = world.clusters["local-eu-cpu"]
+    endpoint = Endpoint(server=cluster.url, ca_data=cluster.ca_pem)
+    blob = {"name": "BLOB", "value": "x" * (3 << 19)}
+    huge = {"metadata": {"name": "huge"}, "spec": {"schedulerName": "someone-else",
+            "containers": [{"name": "c", "image": "busybox", "env": [blob]}]}}  # fmt: skip
+    async with ClusterClient(StaticProvider(cluster.name, endpoint, cluster.admin_token)) as admin:
+        await admin.create_pod("default", huge)
+    events = await run_to_end(stub, pod_request(ticks(3), regions=("eu-central-1",)))
+    assert logs(events) == ["tick 0", "tick 1", "tick 2"]
+    assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED

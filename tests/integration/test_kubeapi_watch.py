@@ -219,15 +219,15 @@ async def test_watch_forever_rides_out_an_outage_and_misses_nothing(sim: SimClus
 async def test_an_event_over_a_mebibyte_arrives_whole_and_the_watch_goes_on(sim: SimCluster) -> None:
     """One pod of ~1.5 MiB (etcd's limit) anywhere in the cluster must not freeze the cluster-wide watch
     (it was cut at 1 MiB, failed to decode, and the watch reconnected from the same version forever)."""
-    big = pod("big")
-    big["metadata"]["annotations"] = {"example.com/blob": "x" * (3 << 19)}
+    big = pod("big")  # annotations are capped at 256 KiB; an env value is not (etcd's 1.5 MiB is the limit)
+    big["spec"]["containers"][0]["env"] = [{"name": "BLOB", "value": "x" * (3 << 19)}]
     async with client_for(sim) as api, Pump(k.watch_forever(api, WatchTarget(resource=k.PODS))) as pump:
         assert (await pump.next()).type is EventType.RELISTED
         await api.create_pod("team-a", big)
         await api.create_pod("team-a", pod("small"))
         added = [await pump.next(), await pump.next()]
         assert summary(added) == [("ADDED", "big"), ("ADDED", "small")]
-        assert added[0].object["metadata"]["annotations"] == big["metadata"]["annotations"]
+        assert added[0].object["spec"]["containers"][0]["env"] == big["spec"]["containers"][0]["env"]
         assert sim.faults.count("watch", "pods") == 0  # the first watch is still open: no reconnect
     async with client_for(sim) as api:  # and a relist carries it whole too
         listed = await api.list_all(k.PODS)
