@@ -92,6 +92,9 @@ def _port_name_error(name: str) -> str:
 
 def _pod_spec(obj: Mapping[str, Any], path: Path, add: Add) -> None:
     _enums("PodSpec")(obj, path, add)
+    for key in ("hostname", "subdomain"):
+        if _str(obj.get(key)) and (error := dns1123_label_error(_str(obj.get(key)))):
+            add((*path, key), f"{key} {error}")
     if _list(obj.get("ephemeralContainers")):
         add((*path, "ephemeralContainers"), "cannot be set on create (they are added to a running pod)")
     _in_range(obj, "activeDeadlineSeconds", 1, INT32_MAX, path, add)

@@ -3,7 +3,8 @@
 Hypothesis walks the compiled Pod schema for its field paths (about 1,650) and puts a hostile value at one
 to three of them: a value of a type the field does not take, a number beyond the field's range or beyond
 strict JSON (NaN, Infinity, 5,000 digits, 1e400), invalid Unicode, nesting far deeper than any Pod, or a
-merely odd value (any text, any integer, true/false) that the gateway may accept. Each manifest goes to
+merely odd value (any text, any integer, true/false) that the gateway may accept, into a minimal pod or
+one with every part the API server's rules look at (ports, probes, volumes, affinity, ...). Each goes to
 SubmitPod over real gRPC against simulated clusters, while a pod's log stream runs alongside.
 
 Each answer must be INVALID_ARGUMENT naming the mutated field (or, for a merely odd value, one of the
@@ -118,8 +119,8 @@ class Mutation:
 
 
 @st.composite
-def mutations(draw: st.DrawFn) -> Mutation:
-    path, node = draw(st.sampled_from(PATHS))
+def mutations(draw: st.DrawFn, paths: list[tuple[Path_, Node]] = PATHS) -> Mutation:
+    path, node = draw(st.sampled_from(paths))
     kinds = ["deep", "extreme-number"]
     if wrong := [v for v in SAMPLES.values() if not _accepts(node, v)]:
         kinds.append("wrong-type")
@@ -170,8 +171,54 @@ def _apart(found: list[Mutation]) -> bool:
     return not any(a is not b and b.path[: len(a.path)] == a.path for a in found for b in found)
 
 
-def manifest_text(found: list[Mutation]) -> str:
-    document: Any = copy.deepcopy(MANIFEST)
+RICH: dict[str, Any] = {  # every part the API server's rules look at, so that odd values reach the rules
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "rich", "labels": {"app": "edge"}, "annotations": {"note": "x"}},
+    "spec": {
+        "containers": [{
+            "name": "main", "image": "python:3.12", "command": ["python"], "args": ["-c", "pass"],
+            "ports": [{"containerPort": 8080, "name": "http", "protocol": "TCP"}],
+            "env": [{"name": "A", "value": "1"}], "imagePullPolicy": "IfNotPresent",
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "64Mi"}},
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            "livenessProbe": {"httpGet": {"port": "http", "path": "/"}, "periodSeconds": 10},
+            "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
+        }],
+        "initContainers": [{"name": "init", "image": "busybox", "command": ["true"]}],
+        "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 10, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]}}
+            ]},
+            "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 5, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                                  "labelSelector": {"matchLabels": {"app": "edge"}}}}
+            ]},
+        },
+        "activeDeadlineSeconds": 600, "terminationGracePeriodSeconds": 5, "priority": 0, "dnsPolicy": "ClusterFirst",
+    },
+}  # fmt: skip
+
+
+def _inside(document: Any, path: Path_) -> bool:
+    """Whether the object or list that holds `path`'s last step exists in `document`."""
+    for step in path[:-1]:
+        if isinstance(step, int) and isinstance(document, list) and document:
+            document = document[0]
+        elif isinstance(step, str) and isinstance(document, dict) and step in document:
+            document = document[step]
+        else:
+            return False
+    return True
+
+
+RICH_PATHS = [(path, node) for path, node in PATHS if path and _inside(RICH, path)]
+
+
+def manifest_text(found: list[Mutation], base: dict[str, Any] = MANIFEST) -> str:
+    document: Any = copy.deepcopy(base)
     raws: dict[str, str] = {}
     for m in found:
         value = m.value
@@ -297,9 +344,15 @@ def test_hostile_manifests_at_every_schema_path(served: Served) -> None:
                 max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
             )  # fmt: skip
-            @given(found=st.lists(mutations(), min_size=1, max_size=3).filter(_apart))
-            def answer_is_a_caller_error(found: list[Mutation]) -> None:
-                pod = dispatch_pb2.PodRequest(request_id=f"edge-{uuid.uuid4().hex[:12]}", pod_json=manifest_text(found))
+            @given(
+                st.sampled_from([(MANIFEST, PATHS), (RICH, RICH_PATHS)]).flatmap(
+                    lambda b: st.tuples(st.just(b[0]), st.lists(mutations(b[1]), min_size=1, max_size=3).filter(_apart))
+                )
+            )
+            def answer_is_a_caller_error(case: tuple[dict[str, Any], list[Mutation]]) -> None:
+                base, found = case
+                text = manifest_text(found, base)
+                pod = dispatch_pb2.PodRequest(request_id=f"edge-{uuid.uuid4().hex[:12]}", pod_json=text)
                 refusal: Any = None
                 try:
                     stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=pod), timeout=30)

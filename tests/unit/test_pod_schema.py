@@ -100,6 +100,7 @@ def test_a_valid_pod_has_no_problem() -> None:
         (with_container(volumeMounts=[{"name": "nope", "mountPath": "/x"}]),
          "pod.spec.containers[0].volumeMounts[0].name", "no volume named 'nope'"),
         (with_container(comand=["typo"]), "pod.spec.containers[0].comand", "unknown field"),
+        (with_spec(hostname="Not_A_Label"), "pod.spec.hostname", "DNS-1123 label"),
         (with_container(image=" python:3.12"), "pod.spec.containers[0].image", "whitespace"),
         (with_spec(ephemeralContainers=[{"name": "debug", "image": "busybox"}]), "pod.spec.ephemeralContainers",
          "cannot be set on create"),
