@@ -56,6 +56,7 @@ ALLOWED = {
     S.ALREADY_EXISTS,
     S.RESOURCE_EXHAUSTED,
     S.UNAUTHENTICATED,
+    S.OUT_OF_RANGE,  # WatchPod from a cursor past the end of the request's stream (issue 12)
 }
 REACHES_A_CLUSTER = {"IssueKubeconfig", "RevokeKubeconfig"}
 ORIGINAL = frozenset(c["name"] for c in yaml.safe_load(LOCAL.read_text())["clusters"])
