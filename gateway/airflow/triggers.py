@@ -15,9 +15,10 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from gateway.airflow.outcome import describe
 from gateway.client import ChannelSpec, GatewayClient, GatewayError, Result, RetryPolicy
+from gateway.client.client import DEFAULT_RETRY
 
-# Workers and triggers ride out a gateway restart: about a minute of reconnects before giving up.
-WORKER_RETRY = RetryPolicy(attempts=12, max_delay=10.0)
+# Workers and triggers use the client's own policy, as the CLI's streams do: it rides out a 60 s restart.
+WORKER_RETRY: RetryPolicy = DEFAULT_RETRY
 
 
 class PodgateTrigger(BaseTrigger):

@@ -8,6 +8,9 @@ from typing import Any
 import grpc
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
+# gRPC backs off reconnecting up to 120 s by default: after a long restart, calls would fail fast for
+# minutes with the gateway already back. Reconnect at most 3 s apart (the retry policy paces the calls).
+CHANNEL_OPTIONS = (("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 3000))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,12 +54,12 @@ class ChannelSpec:
 
     def aio_channel(self) -> grpc.aio.Channel:
         if not self.secure:
-            return grpc.aio.insecure_channel(self.address)
+            return grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS)
         creds = self._credentials()
         call = self._call_credentials()
         if call is not None:
             creds = grpc.composite_channel_credentials(creds, call)
-        return grpc.aio.secure_channel(self.address, creds)
+        return grpc.aio.secure_channel(self.address, creds, options=CHANNEL_OPTIONS)
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         """Bearer token for plain-text loopback channels (call credentials need TLS)."""

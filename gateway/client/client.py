@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -37,18 +38,27 @@ DEFAULT_DEADLINE = 30.0
 
 @dataclass(frozen=True, kw_only=True)
 class RetryPolicy:
-    """Reconnects after UNAVAILABLE: exponential backoff, at most `attempts` tries in a row without progress."""
+    """Rides out UNAVAILABLE (a gateway restarting, a failover) for `budget` seconds without progress, with
+    full-jitter exponential backoff: wait n is uniform in [0, min(max_delay, initial_delay * multiplier**(n-1))],
+    so clients cut off together do not come back together. `attempts`, when set, also caps the tries (a
+    one-shot command that should fail fast). The CLI's streams and the Airflow operator use DEFAULT_RETRY."""
 
-    attempts: int = 6
+    budget: float = 90.0  # a restart or failover of 60 s, plus the longest wait and a call, fits inside
     initial_delay: float = 0.2
     max_delay: float = 5.0
     multiplier: float = 2.0
+    attempts: int | None = None
 
-    def delay(self, attempt: int) -> float | None:
-        """Seconds to wait before retry number `attempt` (1-based); None once the attempts are spent."""
-        if attempt > self.attempts:
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait before retry number `attempt` (1-based)."""
+        return float(min(self.max_delay, self.initial_delay * self.multiplier ** min(attempt - 1, 64)))
+
+    def delay(self, attempt: int, elapsed: float, jitter: float) -> float | None:
+        """Seconds to wait before retry `attempt`, `elapsed` seconds after the last progress, `jitter` drawn
+        uniformly from [0, 1); None once the budget (or the attempts) are spent. Never waits past the budget."""
+        if elapsed >= self.budget or (self.attempts is not None and attempt > self.attempts):
             return None
-        return float(min(self.max_delay, self.initial_delay * self.multiplier ** (attempt - 1)))
+        return min(jitter * self.ceiling(attempt), self.budget - elapsed)
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -82,17 +92,21 @@ class GatewayClient:
 
     # --- the one call path ----------------------------------------------------------------------
 
+    def _backoff(self, attempt: int, since: float) -> float | None:
+        elapsed = asyncio.get_running_loop().time() - since
+        return self.retry.delay(attempt, elapsed, random.random())
+
     async def _call(self, rpc: str, method: Callable[..., Awaitable[R]], request: Any, *, retry: bool = True) -> R:
-        attempt = 0
+        attempt, since = 0, asyncio.get_running_loop().time()
         while True:
             try:
                 return await method(request, metadata=self._metadata, timeout=self.deadline)
             except grpc.aio.AioRpcError as e:
                 attempt += 1
-                delay = self.retry.delay(attempt) if retry and e.code() == grpc.StatusCode.UNAVAILABLE else None
+                delay = self._backoff(attempt, since) if retry and e.code() == grpc.StatusCode.UNAVAILABLE else None
                 if delay is None:
                     raise translate(e, rpc) from e
-                log.warning("%s: gateway unavailable (%s); retry %d/%d", rpc, e.details(), attempt, self.retry.attempts)
+                log.warning("%s: gateway unavailable (%s); retry %d in %.1fs", rpc, e.details(), attempt, delay)
                 await asyncio.sleep(delay)
 
     async def _follow(
@@ -101,7 +115,7 @@ class GatewayClient:
         """Yields events until the Result; on UNAVAILABLE reopens as WatchPod from the last cursor, so nothing is
         lost or repeated. `open_first` (RunPod) is used while no event has arrived: it is idempotent.
         `reattach`: the reopened stream holds the pod's disconnect policy (this client ran the pod)."""
-        attempt = 0
+        attempt, since = 0, asyncio.get_running_loop().time()
         while True:
             if open_first is not None and not cursor:
                 call, name = open_first(), rpc
@@ -110,7 +124,7 @@ class GatewayClient:
                 call, name = self._dispatch.WatchPod(watch, metadata=self._metadata), "WatchPod"
             try:
                 async for response in call:
-                    attempt = 0
+                    attempt, since = 0, asyncio.get_running_loop().time()
                     cursor = response.event.cursor or cursor
                     event = convert.event_of(response.event)
                     if event is not None:
@@ -125,13 +139,13 @@ class GatewayClient:
             finally:
                 call.cancel()
             attempt += 1
-            delay = self.retry.delay(attempt)
+            delay = self._backoff(attempt, since)
             if delay is None:
                 error = translate(cause, name) if isinstance(cause, grpc.RpcError) else cause
-                raise Unavailable(f"gave up after {self.retry.attempts} reconnects: {error}", rpc=name) from cause
+                raise Unavailable(f"gave up after {attempt - 1} reconnects: {error}", rpc=name) from cause
             log.warning(
-                "%s %s: stream interrupted (%s); resuming from cursor %r, attempt %d/%d",
-                name, request_id, cause, cursor, attempt, self.retry.attempts,
+                "%s %s: stream interrupted (%s); resuming from cursor %r in %.1fs, attempt %d",
+                name, request_id, cause, cursor, delay, attempt,
             )  # fmt: skip
             await asyncio.sleep(delay)
 

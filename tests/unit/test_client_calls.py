@@ -12,6 +12,8 @@ import pytest
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.client import (
@@ -259,6 +261,35 @@ def test_with_client_from_synchronous_code() -> None:
         with_client(ChannelSpec(address="127.0.0.1:1"), lambda c: c.get_pod("r-1"), retry=FAST)
 
 
-@pytest.mark.parametrize(("attempt", "delay"), [(1, 0.2), (2, 0.4), (3, 0.8), (5, 3.2), (6, 5.0), (7, None)])
-def test_retry_policy_backoff(attempt: int, delay: float | None) -> None:
-    assert RetryPolicy().delay(attempt) == (pytest.approx(delay) if delay is not None else None)
+@pytest.mark.parametrize(("attempt", "ceiling"), [(1, 0.2), (2, 0.4), (3, 0.8), (5, 3.2), (6, 5.0), (40, 5.0)])
+def test_retry_policy_backoff_ceiling(attempt: int, ceiling: float) -> None:
+    assert RetryPolicy().ceiling(attempt) == pytest.approx(ceiling)
+    assert RetryPolicy().delay(attempt, 0.0, 0.5) == pytest.approx(ceiling / 2)
+
+
+@given(
+    attempt=st.integers(1, 10_000),
+    elapsed=st.floats(0, 200, allow_nan=False),
+    jitter=st.floats(0, 1, exclude_max=True),
+)
+def test_retry_delays_are_full_jitter_inside_the_budget(attempt: int, elapsed: float, jitter: float) -> None:
+    policy = RetryPolicy()
+    delay = policy.delay(attempt, elapsed, jitter)
+    if elapsed >= policy.budget:
+        assert delay is None
+    else:
+        assert delay is not None and 0 <= delay <= policy.ceiling(attempt)
+        assert elapsed + delay <= policy.budget
+
+
+def test_the_default_retry_rides_out_a_60_second_outage_with_unlucky_jitter() -> None:
+    """Every wait at its longest: a gateway back after 60 s is still retried before the budget runs out."""
+    policy, elapsed, attempt = RetryPolicy(), 0.0, 0
+    while (delay := policy.delay(attempt + 1, elapsed, 0.999999)) is not None and elapsed <= 60:
+        attempt, elapsed = attempt + 1, elapsed + delay + 1.0  # a refused call costs up to a second
+    assert elapsed > 60
+
+
+def test_attempts_cap_a_one_shot_policy() -> None:
+    assert RetryPolicy(attempts=2).delay(2, 0.0, 0.5) is not None
+    assert RetryPolicy(attempts=2).delay(3, 0.0, 0.5) is None
