@@ -170,13 +170,18 @@ def _requirement_at(
     return Requirement(key=key, operator=operator, values=values)
 
 
+def _clipped(text: str) -> str:
+    """The selector as echoed in an error: never more than 200 characters of what the caller sent."""
+    return repr(text if len(text) <= 200 else text[:200] + "...")
+
+
 def parse_selector(text: str, *, field: str) -> Selector:
     """Parse a kubectl-style selector string; `field` is the request path reported on error."""
     try:
         return _Parser(text).selector()
     except _SyntaxError as e:
         raise InvalidArgument(
-            f"invalid selector {text!r}: {e}", [FieldViolation(field=field, description=f"{text!r}: {e}")]
+            f"invalid selector {_clipped(text)}: {e}", [FieldViolation(field=field, description=f"{_clipped(text)}: {e}")]
         ) from None
 
 

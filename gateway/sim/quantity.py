@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from decimal import Decimal
 from fractions import Fraction
 
@@ -18,7 +19,7 @@ MAX_ALLOWED = 2**63 - 1
 _NANOS_PER_UNIT = 10**9
 _MAX_NANOS = MAX_ALLOWED * _NANOS_PER_UNIT  # 28 digits
 _MAX_EXPONENT = 2**31 - 1
-_DIGITS = frozenset("0123456789")
+_DIGIT_RUN = re.compile(r"[0-9]*")
 _DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
 _BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
 # Go's unicode.IsSpace, which strings.TrimSpace uses in Quantity.UnmarshalJSON (Python's isspace differs).
@@ -40,9 +41,9 @@ def _error(value: object, why: str) -> QuantityError:
 
 
 def _digits_end(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in _DIGITS:
-        pos += 1
-    return pos
+    """Where the run of ASCII digits from `pos` ends (a C-speed scan: inputs may be a megabyte long)."""
+    match = _DIGIT_RUN.match(text, pos)
+    return match.end() if match else pos
 
 
 def _scan(text: str) -> tuple[bool, str, str, str]:
@@ -65,7 +66,7 @@ def _exponent(text: str, suffix: str) -> int:
     body = suffix[1:]
     sign = -1 if body[:1] == "-" else 1
     digits = body[1:] if body[:1] in ("+", "-") else body
-    if not digits or any(c not in _DIGITS for c in digits):
+    if not digits or _digits_end(digits, 0) != len(digits):
         raise _error(text, f"has an unknown suffix {suffix[:12]!r}")
     significant = digits.lstrip("0")
     if len(significant) > 10 or int(significant or "0") > (_MAX_EXPONENT + 1 if sign < 0 else _MAX_EXPONENT):
