@@ -89,8 +89,10 @@ def parse_quantity(raw: str | int | Decimal | float) -> Fraction:
     """The value of a quantity as the API server stores it; QuantityError when it would refuse it.
 
     Strings are read as Quantity.UnmarshalJSON reads them (surrounding whitespace trimmed). JSON numbers
-    arrive as `int` or `Decimal` (the manifest decoder keeps their decimal text); a `float` (from YAML
-    configuration) is read through its shortest round-trip text, so 0.1 is 100m, never 100.000...0055m.
+    arrive as `int` or `Decimal` (the manifest decoder keeps their decimal text); a Decimal is judged by
+    str(Decimal), the text the Kubernetes client sends on, so an exponent it normalises past int32 is
+    refused here rather than by the API server. A `float` (from YAML configuration) is read through its
+    shortest round-trip text, so 0.1 is 100m, never 100.000...0055m.
     """
     if isinstance(raw, bool):
         raise _refuse(raw, "a boolean is not a number")
@@ -100,10 +102,10 @@ def parse_quantity(raw: str | int | Decimal | float) -> Fraction:
         if not math.isfinite(raw):
             raise _refuse(raw, "not a finite number")
         raw = Decimal(repr(raw))
-    if isinstance(raw, Decimal):
+    if isinstance(raw, Decimal):  # read as the text the gateway sends on to Kubernetes (str, not the digits written)
         if not raw.is_finite():
             raise _refuse(raw, "not a finite number")
-        return _exact(raw, 0, 0)
+        return _from_text(str(raw), raw)
     if isinstance(raw, str):
         return _from_text(raw, raw)
     raise _refuse(raw, f"a {type(raw).__name__} is not a number or a string")

@@ -129,10 +129,14 @@ def parse_quantity(value: str | int | Decimal | float) -> Fraction:
         raise _error(value, "is a boolean")
     if isinstance(value, int):
         return Fraction(max(-MAX_ALLOWED, min(MAX_ALLOWED, value)))
-    if isinstance(value, float | Decimal):
+    if isinstance(value, Decimal):  # its text, as the gateway sends it on (never through a float)
+        if not value.is_finite():
+            raise _error(value, "is not a finite number")
+        value = str(value)
+    if isinstance(value, float):
         if not math.isfinite(value):
             raise _error(value, "is not a finite number")
-        value = repr(value) if isinstance(value, float) else str(value)
+        value = repr(value)
     if not isinstance(value, str):
         raise _error(value, f"is a {type(value).__name__}")
     text = value.strip(_GO_SPACE)

@@ -135,4 +135,10 @@ QUANTITIES: list[tuple[QuantityInput, int | str]] = [
     (float("nan"), REFUSED),
     (float("inf"), REFUSED),
     (Decimal("NaN"), REFUSED),
+    # a Decimal is judged by str(Decimal), the text the gateway sends on: its normalised exponent counts
+    (Decimal("1E+2147483647"), CAP),
+    (Decimal("1E+2147483648"), REFUSED),
+    (Decimal("1E-999999999999"), REFUSED),
+    (Decimal("12345E+2147483640"), CAP),  # str() writes 1.2345E+2147483644, within int32
+    (Decimal("12345E+2147483644"), REFUSED),  # str() writes 1.2345E+2147483648
 ]

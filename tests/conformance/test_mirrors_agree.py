@@ -59,6 +59,20 @@ def test_json_numbers_read_as_their_text(number: Decimal) -> None:
     assert PLACEMENT.quantity(number) == SIM.quantity(number) == SIM.quantity(str(number))
 
 
+EXTREME_DECIMALS = st.builds(
+    lambda sign, digits, exponent: Decimal((sign, tuple(int(d) for d in digits), exponent)),
+    st.integers(0, 1),
+    st.text(alphabet="0123456789", min_size=1, max_size=30),
+    st.one_of(st.integers(-40, 40), st.integers(-(2**40), 2**40), st.integers(2**31 - 40, 2**31 + 40)),
+)
+
+
+@SETTINGS
+@given(EXTREME_DECIMALS)
+def test_decimals_with_extreme_exponents_agree(number: Decimal) -> None:
+    assert PLACEMENT.quantity(number) == SIM.quantity(number) == SIM.quantity(str(number))
+
+
 @SETTINGS
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_floats_read_as_their_shortest_text(number: float) -> None:
