@@ -189,7 +189,17 @@ def _kubeconfig(sub: Any) -> None:
     revoke.add_argument("credential_id", metavar="CREDENTIAL_ID")
 
 
+def _dev_certs(sub: Any) -> None:
+    p = sub.add_parser("dev-certs", help="a local CA, server and client certificates, and a config using them")
+    p.add_argument("--dir", default=".podgate/certs", help="where to write them (default %(default)s)")
+    p.add_argument("--client", action="append", metavar="NAME",
+                   help="a client certificate (CN NAME) and an admin tenant of that name; repeatable (default admin)")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="replace certificates already there")
+    p.set_defaults(func=command("devcerts", "dev_certs_command"))
+
+
 def add_client_commands(sub: Any) -> None:
+    _dev_certs(sub)
     _run(sub)
     _pods(sub)
     _clusters(sub)

@@ -129,9 +129,10 @@ def run_command(
     except CommandError as e:
         return report(command, str(e), e.code)
     except Unavailable as e:
-        where = channel(args).address
-        return report(command, f"cannot reach the gateway at {where} ({e.message}); is it running? "
-                      "(--gateway or $PODGATE_GATEWAY)")  # fmt: skip
+        spec = channel(args)
+        tls = " Or the TLS handshake failed: check --ca-file, --cert-file and --key-file." if spec.secure else ""
+        return report(command, f"cannot reach the gateway at {spec.address} ({e.message}); is it running? "
+                      f"(--gateway or $PODGATE_GATEWAY).{tls}")  # fmt: skip
     except GatewayError as e:
         return report(command, message_of(e), exit_code_of(e))
 

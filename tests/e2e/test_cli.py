@@ -202,3 +202,24 @@ def test_the_hints_serve_prints_run_as_pasted(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_dev_certs_give_a_working_mtls_gateway_and_client(tmp_path: Path) -> None:
+    certs = tmp_path / "certs"
+    made = podgate("dev-certs", "--dir", str(certs), "--client", "admin")
+    assert made.returncode == 0, made.stderr
+    assert (certs / "ca.key").stat().st_mode & 0o777 == 0o600
+    exports = dict(
+        item.split("=", 1) for item in made.stdout.split("export ", 1)[1].split() if item.startswith("PODGATE_")
+    )
+    assert podgate("dev-certs", "--dir", str(certs)).returncode == 125  # refuses to overwrite without --force
+    with podgate_serve(tmp_path / "state", "--config", str(certs / "podgate.yaml")) as served:
+        env = {**exports, "PODGATE_GATEWAY": served.address.replace("127.0.0.1", "localhost")}
+        listed = subprocess.run([str(BIN / "podgate"), "clusters", "list", "-o", "json"], cwd=ROOT,
+                                env=clean_env(**env), capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+        assert len(json.loads(listed.stdout)) == 3
+        no_cert = {**env, "PODGATE_CERT_FILE": "", "PODGATE_KEY_FILE": ""}
+        refused = subprocess.run([str(BIN / "podgate"), "clusters", "list"], cwd=ROOT,
+                                 env=clean_env(**no_cert), capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert refused.returncode == 125 and "TLS handshake" in refused.stderr

@@ -30,6 +30,7 @@ COMMANDS = [
     ["logs"],
     ["attach"],
     ["cancel"],
+    ["dev-certs"],
 ]
 
 
