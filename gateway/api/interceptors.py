@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -28,8 +29,24 @@ def rewrap(handler: grpc.RpcMethodHandler, unary: Wrap, stream: Wrap) -> grpc.Rp
     if handler.unary_unary is not None:
         return handler._replace(unary_unary=unary(handler.unary_unary))
     if handler.unary_stream is not None:
-        return handler._replace(unary_stream=stream(handler.unary_stream))
+        return handler._replace(unary_stream=stream(_generating(handler.unary_stream)))
     return handler
+
+
+def _generating(behaviour: Handler) -> Handler:
+    """A streaming behaviour as an async generator. grpc_health's Health.Watch is a coroutine that sends with
+    context.write: iterating it failed, so every client-side health check (round_robin's healthCheckConfig)
+    got INTERNAL and the gateway looked down."""
+    if not inspect.iscoroutinefunction(behaviour):
+        return behaviour
+
+    async def generator(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await behaviour(request, context)
+        nothing: tuple[Any, ...] = ()  # an async generator that yields nothing itself
+        for item in nothing:
+            yield item
+
+    return generator
 
 
 def _internal(method: str, exc: BaseException) -> errors.GatewayError:

@@ -41,11 +41,19 @@ def command(module: str, function: str) -> Handler:
 
 def gateway_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("gateway connection (each defaults to its PODGATE_* variable)")
-    g.add_argument("--gateway", help="gateway address ($PODGATE_GATEWAY, else 127.0.0.1:50051)")
+    g.add_argument(
+        "--gateway",
+        help="gateway address, or several replicas a:50051,b:50051 (calls fail over between them), or a gRPC "
+        "target such as dns:///name:50051 ($PODGATE_GATEWAY, else 127.0.0.1:50051)",
+    )
     g.add_argument("--tls", action="store_true", help="TLS with the system's trusted roots ($PODGATE_TLS=1)")
     g.add_argument("--ca-file", help="CA bundle that signed the gateway's certificate, implies TLS ($PODGATE_CA_FILE)")
     g.add_argument("--cert-file", help="client certificate for mTLS, implies TLS ($PODGATE_CERT_FILE)")
     g.add_argument("--key-file", help="the client certificate's key ($PODGATE_KEY_FILE)")
+    g.add_argument(
+        "--server-name",
+        help="the name the gateway's certificate carries, when it is not the (first) address's host ($PODGATE_SERVER_NAME)",
+    )
     g.add_argument("--token-file", help="file holding a bearer token ($PODGATE_TOKEN_FILE; else $PODGATE_TOKEN)")
 
 

@@ -40,6 +40,7 @@ ENV_DEFAULTS: Mapping[str, str] = {
     "ca_file": "PODGATE_CA_FILE",
     "cert_file": "PODGATE_CERT_FILE",
     "key_file": "PODGATE_KEY_FILE",
+    "server_name": "PODGATE_SERVER_NAME",
     "token_file": "PODGATE_TOKEN_FILE",
 }
 TLS_ENV = "PODGATE_TLS"
@@ -70,14 +71,18 @@ def channel(args: argparse.Namespace) -> ChannelSpec:
         except OSError as e:
             raise CommandError(f"cannot read the token file {token_file}: {e.strerror or e}") from None
     tls = bool(getattr(args, "tls", False)) or os.environ.get(TLS_ENV, "").lower() in ("1", "true", "yes")
-    return ChannelSpec(
-        address=_setting(args, "gateway") or DEFAULT_ADDRESS,
-        tls=tls,
-        ca_file=_setting(args, "ca_file"),
-        cert_file=_setting(args, "cert_file"),
-        key_file=_setting(args, "key_file"),
-        token=token,
-    )
+    try:
+        return ChannelSpec(
+            address=_setting(args, "gateway") or DEFAULT_ADDRESS,
+            tls=tls,
+            ca_file=_setting(args, "ca_file"),
+            cert_file=_setting(args, "cert_file"),
+            key_file=_setting(args, "key_file"),
+            token=token,
+            server_name=_setting(args, "server_name"),
+        )
+    except ValueError as e:  # a malformed --gateway / $PODGATE_GATEWAY, named by the spec
+        raise CommandError(f"{e} (--gateway or $PODGATE_GATEWAY)") from None
 
 
 def message_of(error: GatewayError) -> str:
@@ -119,7 +124,11 @@ def run_command(
         logging.getLogger("gateway.client").setLevel(logging.ERROR)  # the error itself is reported once, below
 
     async def go() -> int:
-        async with GatewayClient(channel(args), retry=retry) as client:
+        try:
+            client = GatewayClient(channel(args), retry=retry)
+        except ValueError as e:  # a name in a list of addresses that does not resolve
+            raise CommandError(f"{e} (--gateway or $PODGATE_GATEWAY)") from None
+        async with client:
             return await action(client, args)
 
     try:

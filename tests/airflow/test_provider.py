@@ -96,8 +96,20 @@ def test_task_podgate_decorator_is_registered() -> None:
             "podgate://:secret@gw:8000?ca_file=%2Fca.pem",
             ChannelSpec(address="gw:8000", ca_file="/ca.pem", token="secret"),
         ),
+        (
+            {"conn_type": "podgate", "host": "gw-0:7000, gw-1", "port": 7001, "extra": {"addresses": ["[fd00::2]"]}},
+            ChannelSpec(address="gw-0:7000,gw-1:7001,[fd00::2]:7001"),
+        ),
+        (
+            {"conn_type": "podgate", "host": "gw-0", "extra": {"addresses": "gw-1:1,gw-2:2", "server_name": "podgate"}},
+            ChannelSpec(address="gw-0:50051,gw-1:1,gw-2:2", server_name="podgate"),
+        ),
+        (
+            {"conn_type": "podgate", "host": "dns:///podgate-headless.podgate:50051"},
+            ChannelSpec(address="dns:///podgate-headless.podgate:50051"),
+        ),
     ],
-    ids=["json", "json-tls-token", "scheme-in-host", "uri"],
+    ids=["json", "json-tls-token", "scheme-in-host", "uri", "replicas-in-host", "replicas-in-extra", "dns-target"],
 )
 def test_connection_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, connection: Any, expected: ChannelSpec
@@ -116,6 +128,9 @@ def test_connection_without_host_is_a_clear_error(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setenv("AIRFLOW_CONN_PODGATE_DEFAULT", json.dumps({"conn_type": "podgate"}))
     with pytest.raises(ValueError, match="has no host"):
+        PodgateHook().channel_spec()
+    monkeypatch.setenv("AIRFLOW_CONN_PODGATE_DEFAULT", json.dumps({"conn_type": "podgate", "host": "gw-0:1,gw-1:x"}))
+    with pytest.raises(ValueError, match="gw-1:x"):
         PodgateHook().channel_spec()
 
 
