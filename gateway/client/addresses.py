@@ -1,5 +1,5 @@
 """Gateway addresses as callers write them ("gw:50051", "a:50051,b:50051", "dns:///gw:50051") -> one gRPC
-target that gRPC itself balances and fails over (docs/decisions/0021-client-failover-in-grpc.md). Pure: the
+target that gRPC itself balances and fails over (docs/decisions/0025-client-failover-in-grpc.md). Pure: the
 one lookup a list of host names needs is passed in."""
 
 from __future__ import annotations
