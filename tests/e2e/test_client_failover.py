@@ -23,7 +23,7 @@ from gateway.sim.tls import CertificateAuthority
 from tests.e2e.conftest import gateway_settings, python_pod
 from tests.e2e.test_authn_transport import podgate, write_pair
 
-QUICK = RetryPolicy(attempts=8, initial_delay=0.1, max_delay=1.0)
+QUICK = RetryPolicy(budget=20, initial_delay=0.1, max_delay=1.0)
 LINES = 40
 COUNTING = f"import time\nfor i in range({LINES}):\n    print(i, flush=True)\n    time.sleep(0.05)"
 
