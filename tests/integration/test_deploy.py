@@ -74,7 +74,7 @@ def test_renders_and_validates_against_the_kubernetes_schemas(target: str) -> No
     kinds = {d["kind"] for d in docs}
     assert {
         "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap",
-        "Deployment", "Service", "PersistentVolumeClaim", "PodDisruptionBudget", "NetworkPolicy",
+        "Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy",
     } <= kinds  # fmt: skip
     assert "Secret" not in kinds, "Secrets are referenced, never shipped"
     for doc in docs:
@@ -109,7 +109,7 @@ def test_the_gateway_runs_locked_down(target: str) -> None:
     assert not any("hostPath" in v for v in volumes.values())
     writable = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"] if not m.get("readOnly")}
     assert set(writable) == {"/var/lib/podgate", "/home/podgate", "/tmp"}
-    assert "persistentVolumeClaim" in writable["/var/lib/podgate"]
+    assert "emptyDir" in writable["/var/lib/podgate"]  # the store is PostgreSQL: no volume a replica owns
     assert "emptyDir" in writable["/home/podgate"] and "emptyDir" in writable["/tmp"]
     assert volumes["tls"]["secret"]["secretName"] == "podgate-tls"
     namespace = one(docs, "Namespace", "podgate")
@@ -235,7 +235,7 @@ def test_the_config_loads_and_names_what_is_mounted(tmp_path: Path) -> None:
         assert volume_of(tls_file)["secret"]["secretName"] == "podgate-tls"
     (clusters,) = settings.clusters.files
     assert volume_of(clusters)["configMap"]["name"] == one(docs, "ConfigMap", "podgate-clusters")["metadata"]["name"]
-    assert "persistentVolumeClaim" in volume_of(settings.server.state_dir)
+    assert "emptyDir" in volume_of(settings.server.state_dir)  # per-replica files; the store is PostgreSQL
     assert settings.tenants_file is not None and set(settings.tenants.tenants) == {"platform", "data-eng"}
     assert settings.authentication.oidc is not None and settings.authentication.static_tokens == ()
     assert settings.audit.sink == "-", "the root filesystem is read-only: audit lines go to standard output"
@@ -319,3 +319,31 @@ def test_the_in_cluster_target_may_dispatch_into_its_allowed_namespaces() -> Non
     for namespace in home.allowed_namespaces:
         assert _allowed(docs, namespace, "", "pods", "create"), namespace
         assert one(docs, "Namespace", namespace)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_replicas_share_postgresql_and_survive_a_node_or_a_drain(target: str, tmp_path: Path) -> None:
+    """Issue 13: 3 replicas, the database URL from a Secret, a PDB that keeps 2 serving, spread over nodes,
+    ready only when the health listener says so."""
+    docs = render(target)
+    deployment = one(docs, "Deployment")["spec"]
+    assert deployment["replicas"] == 3
+    assert deployment["strategy"]["type"] == "RollingUpdate"
+    assert deployment["strategy"]["rollingUpdate"]["maxUnavailable"] == 1
+    env = {e["name"]: e for e in gateway_container(docs).get("env", [])}
+    assert env["PODGATE_DATABASE_URL"]["valueFrom"] == {"secretKeyRef": {"name": "podgate-database", "key": "url"}}
+    assert "value" not in env["PODGATE_DATABASE_URL"]
+    settings = load_config_map(docs, tmp_path)
+    assert not settings.database.url  # never in the ConfigMap: the Secret sets it
+    assert "PersistentVolumeClaim" not in {d["kind"] for d in docs}
+    budget = one(docs, "PodDisruptionBudget")["spec"]
+    assert budget.get("maxUnavailable") == 1 or budget.get("minAvailable") == 2
+    (term,) = pod_spec(docs)["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert term["podAffinityTerm"]["labelSelector"]["matchLabels"].items() <= labels.items()
+    ports = {p["name"]: p["containerPort"] for p in gateway_container(docs)["ports"]}
+    assert gateway_container(docs)["readinessProbe"]["grpc"]["port"] == ports["health"]
+    headless = one(docs, "Service", "podgate-headless")["spec"]  # dns:///podgate-headless... lists the replicas
+    assert headless["clusterIP"] == "None" and headless["selector"].items() <= labels.items()
+    assert [p["targetPort"] for p in headless["ports"]] == ["grpc"]
