@@ -85,11 +85,27 @@ pod_records = Table(
     Column("last_seq", BigInteger, nullable=False, default=0),
     # Set while no client that ran the pod is attached: the disconnect policy cancels it then (survives restarts).
     Column("reattach_deadline", UtcDateTime, nullable=True),
+    # The replica following the request and its fencing token (docs/decisions/0021-replica-leases.md).
+    Column("owner", String(253), nullable=True),
+    Column("fence", BigInteger, nullable=False, default=0, server_default="0"),
     UniqueConstraint("request_id"),
     UniqueConstraint("cluster", "namespace", "name"),
     Index(None, "finished_at"),
     Index(None, "dag_id"),
     Index(None, "tenant"),
+    Index(None, "owner"),
+)
+
+# One lease per gateway replica, renewed in one write; `expires_at` is on the database's clock.
+replicas = Table(
+    "replicas",
+    metadata,
+    Column("id", String(253), primary_key=True),
+    Column("listen", String(253), nullable=False),
+    Column("started_at", UtcDateTime, nullable=False),
+    Column("renewed_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index(None, "expires_at"),
 )
 
 journal_events = Table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -78,9 +78,9 @@ async def test_migrations_from_empty_create_exactly_the_declared_schema(database
         if database.backend == "sqlite":
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert await conn.run_sync(schema_of) == (
-            "0002",
+            "0003",
             [],
-            {"alembic_version", "clusters", "pod_records", "journal_events", "audit_log"},
+            {"alembic_version", "clusters", "pod_records", "journal_events", "audit_log", "replicas"},
         )
     await engine.dispose()
 
@@ -93,6 +93,30 @@ async def test_migrations_go_down_to_empty_and_up_again(database: Database) -> N
     await engine.dispose()
     async with await SqlStore.open(database.url) as store:
         assert (await store.create_pod_record(record("again")))[1] is True
+
+
+def downgrade_to(revision: str) -> Callable[[Connection], set[str]]:
+    def down(conn: Connection) -> set[str]:
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+        return {c["name"] for c in inspect(conn).get_columns("pod_records")}
+
+    return down
+
+
+async def test_records_from_before_replica_leases_are_unowned_at_fence_zero(database: Database) -> None:
+    async with await SqlStore.open(database.url) as store:
+        await store.create_pod_record(record("old"))
+    engine = create_async_engine(database.url)
+    async with engine.begin() as conn:
+        assert {"owner", "fence"}.isdisjoint(await conn.run_sync(downgrade_to("0002")))
+    async with await SqlStore.open(database.url) as store:  # upgrades to head again
+        assert await store.get_pod_record("old") is not None
+    async with engine.connect() as conn:
+        rows = await conn.execute(text("SELECT owner, fence FROM pod_records WHERE request_id = 'old'"))
+        assert [tuple(row) for row in rows] == [(None, 0)]
+    await engine.dispose()
 
 
 async def test_opening_twice_does_not_migrate_again_and_keeps_data(database: Database) -> None:
