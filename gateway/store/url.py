@@ -15,12 +15,16 @@ from sqlalchemy.exc import ArgumentError
 
 DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
 ALIASES = {"postgres": "postgresql"}  # the scheme Heroku and libpq also accept
+SECRET_QUERY_KEYS = ("pass", "secret", "token", "key")
 FORM = "driver://user@host/database, e.g. postgresql+asyncpg://podgate@db:5432/podgate"
 
 
 def describe(url: URL | str) -> str:
-    """The URL with its password masked (`***`), for logs and messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL with its password masked (`***`), and password-like query parameters too (asyncpg takes
+    `?password=`), for logs and messages."""
+    parsed = make_url(url)
+    query = {k: "***" if any(s in k.lower() for s in SECRET_QUERY_KEYS) else v for k, v in parsed.query.items()}
+    return parsed.set(query=query).render_as_string(hide_password=True)
 
 
 def database_url(url: str, *, password_file: Path | None = None) -> URL:

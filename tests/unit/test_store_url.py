@@ -48,6 +48,9 @@ def test_an_unsupported_url_is_refused_without_echoing_its_password(given: str, 
 def test_describe_masks_the_password() -> None:
     assert describe("postgresql+asyncpg://u:hunter2@db/p") == "postgresql+asyncpg://u:***@db/p"
     assert describe("postgresql+asyncpg://u@db/p") == "postgresql+asyncpg://u@db/p"
+    assert describe("postgresql+asyncpg://u@db/p?password=hunter2&sslkey=/k&host=/run") == (
+        "postgresql+asyncpg://u@db/p?host=%2Frun&password=%2A%2A%2A&sslkey=%2A%2A%2A"
+    )
 
 
 @pytest.mark.parametrize(
