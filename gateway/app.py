@@ -32,8 +32,8 @@ from gateway.clusters.kubeapi.timeouts import Timeouts
 from gateway.clusters.registry import Registry
 from gateway.credentials.base import CredentialProvider
 from gateway.credentials.factory import build_provider
+from gateway.observability import descriptors, metrics
 from gateway.observability import logging as logs
-from gateway.observability import metrics
 from gateway.pods.dispatcher import Dispatcher
 from gateway.pods.journal import Journal
 from gateway.settings import (
@@ -297,6 +297,7 @@ async def serve_forever(config_file: str, flags: Flags) -> int:
         print(f"podgate: {e}", file=sys.stderr)
         return 2
     logs.configure(settings.logging.format, level=getattr(logging, settings.logging.level.upper()))  # type: ignore[arg-type]
+    print(f"podgate: {descriptors.raise_limit().describe()}", flush=True)
     try:
         metrics_server = serve_metrics(settings.metrics)
     except (ValueError, errors.GatewayError) as e:

@@ -13,6 +13,7 @@ from gateway.api.access import AccessControl, Caller, current_caller
 from gateway.api.audit import AuditEvent
 from gateway.api.status import MAX_MESSAGE, clip, code_for
 from gateway.clusters.registry import Registry
+from gateway.observability.descriptors import Gauge
 from gateway.pods.dispatcher import Dispatcher
 from gateway.policy import tenants as tp
 from gateway.policy.admission import explainable
@@ -31,18 +32,34 @@ async def _pod_request(pod: dispatch_pb2.PodRequest, limits: InputLimits) -> dom
 
 
 class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
-    def __init__(self, dispatcher: Dispatcher, registry: Registry, access: AccessControl) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, registry: Registry, access: AccessControl, *, descriptors: Gauge | None = None
+    ) -> None:
         self._dispatcher = dispatcher
         self._registry = registry
         self._access = access
+        self._descriptors = descriptors or Gauge()
+
+    def _shed(self) -> None:
+        """New pods and streams are refused near the descriptor limit, so the ones running keep going."""
+        short = self._descriptors.short(len(self._dispatcher.live_records()))
+        if short is not None:
+            held, limit = short
+            raise errors.ResourceExhausted(
+                f"the gateway holds (or its pods will hold) {held} of its {limit} file descriptors; "
+                "retry shortly (or on another replica)",
+                retry_after_seconds=2.0,
+            )
 
     async def SubmitPod(self, request: dispatch_pb2.SubmitPodRequest, context: Any) -> dispatch_pb2.SubmitPodResponse:
+        self._shed()
         record, created = await self._submit(request.pod)
         return dispatch_pb2.SubmitPodResponse(pod=cv.record_to_proto(record), created=created)
 
     async def RunPod(
         self, request: dispatch_pb2.RunPodRequest, context: Any
     ) -> AsyncIterator[dispatch_pb2.RunPodResponse]:
+        self._shed()
         record, _ = await self._submit(request.pod)
         async for event in self._follow(record.request, 0, holder=True):
             yield dispatch_pb2.RunPodResponse(event=event)
@@ -80,6 +97,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         self, request: dispatch_pb2.WatchPodRequest, context: Any
     ) -> AsyncIterator[dispatch_pb2.WatchPodResponse]:
         after = cv.parse_cursor(request.cursor)
+        self._shed()
         record = await self._owned(cv.check_request_id(request.request_id), "watch")
         if after > record.last_seq:
             last = f"{cv.cursor_of(record.last_seq)!r}" if record.last_seq else "none yet (pass no cursor)"

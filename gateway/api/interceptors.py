@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,6 +17,7 @@ from gateway import errors
 from gateway.api.status import to_status
 from gateway.observability import logging as logcontext
 from gateway.observability import metrics
+from gateway.observability.descriptors import Gauge, is_exhaustion
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +51,29 @@ def _generating(behaviour: Handler) -> Handler:
     return generator
 
 
+EXHAUSTED = "the gateway is out of file descriptors; retry shortly (or on another replica)"
+EXHAUSTION_LOG_EVERY = 10.0  # seconds between warnings while descriptors are short: one line, no traceback
+_last_exhaustion_log = float("-inf")
+
+
+def _exhausted(method: str) -> errors.GatewayError:
+    global _last_exhaustion_log
+    now = time.monotonic()
+    if now - _last_exhaustion_log >= EXHAUSTION_LOG_EVERY:
+        _last_exhaustion_log = now
+        log.warning("%s: out of file descriptors; answering RESOURCE_EXHAUSTED (next warning in %.0fs at the "
+                    "earliest)", method, EXHAUSTION_LOG_EVERY)  # fmt: skip
+    return errors.ResourceExhausted(EXHAUSTED, retry_after_seconds=1.0)
+
+
+_gauge = Gauge()
+
+
 def _internal(method: str, exc: BaseException) -> errors.GatewayError:
+    # SQLite says "unable to open database file" without an errno: a failure while descriptors are short
+    # is taken for what it most likely is.
+    if is_exhaustion(exc) or _gauge.short() is not None:
+        return _exhausted(method)
     incident = uuid.uuid4().hex[:12]
     log.exception("internal error in %s (incident %s)", method, incident, exc_info=exc)
     return errors.GatewayError(f"internal error; the gateway log has the details under incident {incident}")

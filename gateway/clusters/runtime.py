@@ -24,6 +24,7 @@ from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
 from gateway.clusters.tracking import PodTrack
 from gateway.credentials.base import CredentialError, CredentialProvider
 from gateway.observability import logging as logcontext
+from gateway.observability.descriptors import is_exhaustion
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,9 @@ class HealthTracker:
         self._failures = self._successes = 0
 
     def observe(self, error: kube.KubeError | None) -> bool:
-        """Records one probe; True when the state changed."""
+        """Records one probe; True when the state changed. The gateway's own exhaustion is no verdict."""
+        if isinstance(error, kube.GatewayExhausted):
+            return False
         before = self.state
         self.last_probe = datetime.now(UTC)
         if error is None:
@@ -243,7 +246,8 @@ class ClusterRuntime:
                 )
             except CredentialError as e:  # e.g. a kubeconfig file gone: unhealthy, and the probe goes on
                 said = str(e).removeprefix(f"cluster {self.name!r}: ")  # say the cluster's name once
-                error = kube.ApiUnreachable(f"cluster {self.name!r}: credentials: {said}", cluster=self.name)
+                unhealthy = kube.GatewayExhausted if is_exhaustion(e) else kube.ApiUnreachable
+                error = unhealthy(f"cluster {self.name!r}: credentials: {said}", cluster=self.name)
             if self.health.observe(error):
                 log.log(
                     logging.INFO if self.health.state is domain.ClusterHealth.HEALTHY else logging.WARNING,

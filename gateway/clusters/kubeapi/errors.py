@@ -3,7 +3,8 @@
 KubeError ─┬─ ClientError (4xx) ─ BadRequest 400, Unauthorized 401, Forbidden 403, NotFound 404,
            │                      Conflict 409 ─ AlreadyExists, Gone 410, Invalid 422, TooManyRequests 429
            ├─ ServerError (5xx)
-           └─ ApiUnreachable (connection refused, TLS failure, timeout)
+           ├─ ApiUnreachable (connection refused, TLS failure, timeout)
+           └─ GatewayExhausted (this process out of file descriptors: says nothing about the cluster)
 
 Messages name the cluster, the call and the server's own message (truncated); never a token or a body
 we sent. `create_outcome` says what a failed create means for the object: whether sending it elsewhere
@@ -15,6 +16,8 @@ from __future__ import annotations
 import enum
 import json
 from typing import Any
+
+from gateway.observability.descriptors import is_exhaustion
 
 MESSAGE_LIMIT = 300
 
@@ -40,6 +43,11 @@ class ApiUnreachable(KubeError):
     """
 
     maybe_sent: bool = True
+
+
+class GatewayExhausted(KubeError):
+    """The gateway could not open a connection because it ran out of descriptors (EMFILE/ENFILE). Not the
+    cluster's fault: health never counts it, and it is not retried (the caller sheds the work)."""
 
 
 class StreamSilent(ApiUnreachable):
@@ -168,8 +176,12 @@ def parse_retry_after(header: str | None) -> float | None:
         return None
 
 
-def unreachable(cluster: str, call: str, exc: BaseException, *, maybe_sent: bool = True) -> ApiUnreachable:
+def unreachable(cluster: str, call: str, exc: BaseException, *, maybe_sent: bool = True) -> KubeError:
+    """ApiUnreachable for `exc`, unless it is the gateway's own exhaustion (GatewayExhausted)."""
     detail = truncate(str(exc)) or type(exc).__name__
+    if is_exhaustion(exc):
+        return GatewayExhausted(f"cluster {cluster!r}: {call}: the gateway is out of file descriptors: {detail}",
+                                cluster=cluster)  # fmt: skip
     error = ApiUnreachable(f"cluster {cluster!r}: {call}: API server unreachable: {detail}", cluster=cluster)
     error.maybe_sent = maybe_sent
     return error

@@ -1,0 +1,57 @@
+"""Running out of descriptors is told apart from a cluster being unreachable, and never counts against it."""
+
+from __future__ import annotations
+
+import errno
+
+import aiohttp
+import pytest
+from aiohttp.client_reqrep import ConnectionKey
+
+from gateway import domain
+from gateway.clusters.kubeapi import errors as kube
+from gateway.clusters.runtime import HealthTracker
+from gateway.observability.descriptors import Limit, is_exhaustion
+
+KEY = ConnectionKey("h", 443, True, None, None, None, None)
+
+
+def chained(outer: BaseException, inner: BaseException) -> BaseException:
+    outer.__cause__ = inner
+    return outer
+
+
+@pytest.mark.parametrize(
+    ("error", "exhausted"),
+    [
+        (OSError(errno.EMFILE, "Too many open files"), True),
+        (OSError(errno.ENFILE, "File table overflow"), True),
+        (aiohttp.ClientConnectorError(KEY, OSError(errno.EMFILE, "Too many open files")), True),
+        (chained(RuntimeError("wrapped"), OSError(errno.EMFILE, "x")), True),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), False),
+        (aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(errno.ECONNREFUSED, "refused")), False),
+        (TimeoutError(), False),
+    ],
+    ids=["emfile", "enfile", "aiohttp-emfile", "chained", "refused", "aiohttp-refused", "timeout"],
+)
+def test_exhaustion_is_recognised_wherever_it_is_wrapped(error: BaseException, exhausted: bool) -> None:
+    assert is_exhaustion(error) is exhausted
+    made = kube.unreachable("c1", "GET /version", error)
+    assert isinstance(made, kube.GatewayExhausted) is exhausted
+    assert isinstance(made, kube.ApiUnreachable) is not exhausted
+
+
+def test_the_gateways_own_exhaustion_never_marks_a_cluster_unreachable() -> None:
+    tracker = HealthTracker()
+    assert tracker.observe(None)
+    exhausted = kube.unreachable("c1", "GET /version", OSError(errno.EMFILE, "Too many open files"))
+    for _ in range(10):
+        assert not tracker.observe(exhausted)
+    assert tracker.state is domain.ClusterHealth.HEALTHY
+
+
+@pytest.mark.parametrize(("soft", "reserve"), [(160, 32), (1024, 64), (65536, 4096)])
+def test_the_reserve_grows_with_the_limit(soft: int, reserve: int) -> None:
+    limit = Limit(before=soft, soft=soft, hard=soft)
+    assert limit.reserve == reserve
+    assert f"about {soft - reserve} followed pods" in limit.describe()
