@@ -1,13 +1,22 @@
 """Placement time against 1,000 registered clusters of 10 nodes each (pure logic, no I/O).
 
+Placement remembers each cluster's outcome per request shape while the cluster is unchanged
+(gateway/placement/memo.py), so three situations are timed for the unconstrained case: the same shape
+again with nothing changed, the same shape with one cluster's capacity changed before each placement
+(what a dispatch loop sees: the pod just placed changed its cluster), and a new shape every time (nothing
+remembered: node summaries only).
+
 Run: .venv/bin/python bench/placement.py [--clusters N] [--nodes N] [--runs N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 from gateway.domain import (
     GPU_PRODUCT_LABEL,
@@ -56,11 +65,11 @@ def synthetic_clusters(count: int, nodes_per_cluster: int) -> list[ClusterSnapsh
     return clusters
 
 
-def gpu_request(**placement: object) -> PodRequest:
+def gpu_request(cpu: str = "2", **placement: object) -> PodRequest:
     container = {
         "name": "main",
         "image": "python:3.12",
-        "resources": {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"nvidia.com/gpu": 1}},
+        "resources": {"requests": {"cpu": cpu, "memory": "8Gi"}, "limits": {"nvidia.com/gpu": 1}},
     }
     pod = {
         "apiVersion": "v1",
@@ -70,11 +79,20 @@ def gpu_request(**placement: object) -> PodRequest:
     return PodRequest(request_id="bench", pod=pod, placement=PlacementSpec(**placement))  # type: ignore[arg-type]
 
 
-def timed(request: PodRequest, clusters: list[ClusterSnapshot], runs: int) -> tuple[float, float, float, str]:
-    """Median and p95 wall time and median CPU time (steadier on a shared machine), in ms."""
+def timed(
+    request: PodRequest,
+    clusters: list[ClusterSnapshot],
+    runs: int,
+    before_each: Callable[[int], PodRequest | None] = lambda run: None,
+) -> tuple[float, float, float, str]:
+    """Median and p95 wall time and median CPU time (steadier on a shared machine), in ms.
+
+    `before_each(run)` runs untimed before each placement; it may change `clusters` or return the
+    request to place instead."""
     wall, cpu = [], []
     decision = place(request, clusters)
-    for _ in range(runs):
+    for run in range(runs):
+        request = before_each(run) or request
         start, start_cpu = time.perf_counter(), time.process_time()
         decision = place(request, clusters)
         wall.append(time.perf_counter() - start)
@@ -91,10 +109,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     args = parser.parse_args()
     clusters = synthetic_clusters(args.clusters, args.nodes)
+    preferences = (Preference(weight=50, selector=parse_selector("tier=prod", field="bench")),)
+
+    def one_cluster_changed(run: int) -> None:
+        i = (run * 37) % len(clusters)
+        first = clusters[i].nodes[0]
+        nodes = (replace(first, cpu_millis_used=(first.cpu_millis_used + 1000) % 32000), *clusters[i].nodes[1:])
+        clusters[i] = replace(clusters[i], nodes=nodes)
+
+    def new_shape(run: int) -> PodRequest:
+        return gpu_request(cpu=f"{2000 + run + 1}m", preferences=preferences)
+
+    print(f"load average {os.getloadavg()[0]:.1f}")
     cases = {
-        "GPU pod, no cluster constraint (every node examined)": gpu_request(
-            preferences=(Preference(weight=50, selector=parse_selector("tier=prod", field="bench")),)
-        ),
+        "GPU pod, no cluster constraint, nothing changed": gpu_request(preferences=preferences),
         "GPU pod, one region (data residency)": gpu_request(regions=frozenset({"eu-west-1"})),
         "GPU pod, selector tier=prod,team in (t1,t3)": gpu_request(
             selector=parse_selector("tier=prod,team in (t1,t3)", field="bench")
@@ -102,8 +130,15 @@ def main() -> None:
     }
     print(f"placement against {args.clusters} clusters x {args.nodes} nodes, {args.runs} runs each")
     for label, request in cases.items():
-        median, p95, cpu, chosen = timed(request, clusters, args.runs)
-        print(f"  {label}: median {median:.1f} ms, p95 {p95:.1f} ms, cpu {cpu:.1f} ms (chose {chosen or 'none'})")
+        report(label, timed(request, clusters, args.runs))
+    unconstrained = gpu_request(preferences=preferences)
+    report("GPU pod, no cluster constraint, one cluster changed before each", timed(unconstrained, clusters, args.runs, one_cluster_changed))
+    report("GPU pod, no cluster constraint, a new request shape each time", timed(unconstrained, clusters, args.runs, new_shape))
+
+
+def report(label: str, figures: tuple[float, float, float, str]) -> None:
+    median, p95, cpu, chosen = figures
+    print(f"  {label}: median {median:.2f} ms, p95 {p95:.2f} ms, cpu {cpu:.2f} ms (chose {chosen or 'none'})")
 
 
 if __name__ == "__main__":

@@ -78,10 +78,12 @@ class CapacityBook:
         self._nodes: dict[str, domain.NodeState] = {}
         self._pods: dict[str, PodUsage] = {}  # by pod uid
         self._used: dict[str, list[int]] = {}  # node -> [cpu, memory, gpus]
+        self._snapshot: tuple[domain.NodeState, ...] | None = None  # until a node or a usage changes
 
     def reset(
         self, nodes: Iterable[Mapping[str, Any]] | None = None, pods: Iterable[Mapping[str, Any]] | None = None
     ) -> None:
+        self._snapshot = None
         if nodes is not None:
             self._nodes = {}
             for n in nodes:
@@ -93,10 +95,13 @@ class CapacityBook:
 
     def set_node(self, node: Mapping[str, Any]) -> None:
         state = node_state(node)
-        self._nodes[state.name] = state
+        if self._nodes.get(state.name) != state:  # a status heartbeat alone leaves the snapshot as it was
+            self._nodes[state.name] = state
+            self._snapshot = None
 
     def remove_node(self, name: str) -> None:
         self._nodes.pop(name, None)
+        self._snapshot = None
 
     def set_pod(self, pod: Mapping[str, Any]) -> None:
         uid = (pod.get("metadata") or {}).get("uid", "")
@@ -113,12 +118,19 @@ class CapacityBook:
     def _apply(self, usage: PodUsage | None, sign: int) -> None:
         if usage is None:
             return
+        self._snapshot = None
         used = self._used.setdefault(usage.node, [0, 0, 0])
         used[0] += sign * usage.cpu_millis
         used[1] += sign * usage.memory_bytes
         used[2] += sign * usage.gpus
 
     def nodes(self) -> tuple[domain.NodeState, ...]:
+        """The same tuple until something changes: placement remembers per-cluster work by its identity."""
+        if self._snapshot is None:
+            self._snapshot = self._build_nodes()
+        return self._snapshot
+
+    def _build_nodes(self) -> tuple[domain.NodeState, ...]:
         out = []
         for name in sorted(self._nodes):
             cpu, memory, gpus = self._used.get(name, (0, 0, 0))

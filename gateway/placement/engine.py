@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 from gateway.domain import ClusterSnapshot, ClusterVerdict, PlacementDecision, PodRequest, Verdict
 from gateway.errors import PreconditionViolation
 from gateway.placement.filters import Prepared, evaluate
+from gateway.placement.memo import OutcomeMemo
 from gateway.placement.node_fit import pod_needs
 from gateway.placement.scoring import PlacementPolicy, score_cluster
 
@@ -23,6 +24,11 @@ _ORDER = {Verdict.ELIGIBLE: 0, Verdict.NO_CAPACITY: 1, Verdict.REJECTED: 2}
 class _Outcome:
     verdict: ClusterVerdict
     constraint: str  # "" when eligible
+    rank: tuple[int, float, str] = (0, 0.0, "")  # best first; set by _outcome, remembered with it
+
+
+def _outcome(verdict: ClusterVerdict, constraint: str) -> _Outcome:
+    return _Outcome(verdict, constraint, (_ORDER[verdict.verdict], -verdict.score, verdict.cluster))
 
 
 def prepare(request: PodRequest) -> Prepared:
@@ -35,11 +41,28 @@ def prepare(request: PodRequest) -> Prepared:
     )
 
 
+def _shape(p: Prepared, policy: PlacementPolicy) -> Hashable:
+    """Everything of a request and policy that a cluster's outcome depends on, as a dictionary key."""
+    n = p.needs
+    selector = tuple(sorted(n.node_selector.items())) if n.node_selector is not None else None
+    return (p.spec, p.namespace, n.cpu_millis, n.memory_bytes, n.gpus, selector, n.affinity, n.tolerations, policy)
+
+
+MEMO: OutcomeMemo[_Outcome] = OutcomeMemo()  # the process's; a test passes a fresh one to compare
+
+
+def _judge_all(
+    p: Prepared, clusters: Sequence[ClusterSnapshot], policy: PlacementPolicy, previous: str, memo: OutcomeMemo[_Outcome]
+) -> list[_Outcome]:
+    """Every cluster's outcome, reusing those of clusters unchanged since this request shape was placed."""
+    return memo.outcomes(_shape(p, policy), clusters, previous, _judge, p, policy, previous)
+
+
 def _judge(s: ClusterSnapshot, p: Prepared, policy: PlacementPolicy, previous: str) -> _Outcome:
     rejection, fit = evaluate(s, p, policy)
     name, region = s.spec.name, s.spec.region
     if rejection is not None:
-        return _Outcome(
+        return _outcome(
             ClusterVerdict(cluster=name, region=region, verdict=rejection.verdict, reason=rejection.reason),
             rejection.constraint,
         )
@@ -47,7 +70,7 @@ def _judge(s: ClusterSnapshot, p: Prepared, policy: PlacementPolicy, previous: s
         s, p.needs, preferences=p.spec.preferences, tolerations=p.spec.tolerations, policy=policy, previous=previous
     )
     reason = f"{fit.reason}; {score.describe()}" if fit else score.describe()
-    return _Outcome(
+    return _outcome(
         ClusterVerdict(cluster=name, region=region, verdict=Verdict.ELIGIBLE, reason=reason, score=score.total), ""
     )
 
@@ -56,8 +79,7 @@ _WORDS = {Verdict.ELIGIBLE: "eligible", Verdict.NO_CAPACITY: "without room now",
 
 
 def _sort_key(o: _Outcome) -> tuple[int, float, str]:
-    v = o.verdict
-    return (_ORDER[v.verdict], -v.score, v.cluster)
+    return o.rank
 
 
 def _summary(outcomes: Sequence[_Outcome]) -> str:
@@ -75,6 +97,8 @@ def _summary(outcomes: Sequence[_Outcome]) -> str:
 
 
 def _missing_clusters(p: Prepared, clusters: Sequence[ClusterSnapshot]) -> str:
+    if not p.spec.clusters:
+        return ""
     missing = p.spec.clusters - {s.spec.name for s in clusters}
     return f"; requested cluster(s) not registered: {', '.join(sorted(missing))}" if missing else ""
 
@@ -84,14 +108,17 @@ def place(
     clusters: Sequence[ClusterSnapshot],
     policy: PlacementPolicy = DEFAULT_POLICY,
     previous: str = "",
+    *,
+    memo: OutcomeMemo[_Outcome] = MEMO,
 ) -> PlacementDecision:
     """Every cluster's verdict, best first; the best eligible cluster is chosen.
 
     `previous` is the cluster the request ran on before (a retry or reattach): it scores a stability
-    bonus but is never exempt from a hard constraint.
+    bonus but is never exempt from a hard constraint. Outcomes of clusters unchanged since the same
+    request shape was last placed come from `memo` (exactly what they would be if recomputed).
     """
     p = prepare(request)
-    outcomes = sorted((_judge(s, p, policy, previous) for s in clusters), key=_sort_key)
+    outcomes = sorted(_judge_all(p, clusters, policy, previous, memo), key=_sort_key)
     eligible = [o for o in outcomes if o.verdict.verdict is Verdict.ELIGIBLE]
     missing = _missing_clusters(p, clusters)
     if not outcomes:

@@ -10,9 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway.domain import ClusterHealth, ClusterSnapshot, PlacementSpec, TaintEffect, Verdict
-from gateway.placement.node_fit import Fit, NodeFit, PodNeeds, fit_nodes
+from gateway.placement.node_fit import Fit, NodeFit, PodNeeds
 from gateway.placement.scoring import PlacementPolicy
 from gateway.placement.selectors import explain_mismatch
+from gateway.placement.summary import first_fit
 from gateway.placement.taints import tolerated
 
 
@@ -103,7 +104,7 @@ def evaluate(s: ClusterSnapshot, p: Prepared, policy: PlacementPolicy) -> tuple[
     for constraint, check in PERMANENT:
         if reason := check(s, p):
             return Rejection(Verdict.REJECTED, constraint, reason), None
-    fit = fit_nodes(p.needs, s.nodes)
+    fit = first_fit(p.needs, s.nodes)
     if fit.fit is Fit.NEVER:
         return Rejection(Verdict.REJECTED, "resources", fit.reason), fit
     unavailable = Verdict.NO_CAPACITY if policy.wait_on_unavailable else Verdict.REJECTED

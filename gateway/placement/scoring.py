@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from gateway.domain import ClusterSnapshot, NodeState, Preference, TaintEffect, Toleration
 from gateway.placement.node_fit import PodNeeds
 from gateway.placement.selectors import matches
+from gateway.placement.summary import summary_of
 from gateway.placement.taints import tolerated
 
 STRATEGIES = ("least-loaded", "bin-packing")
@@ -61,20 +62,13 @@ class Score:
 def free_fraction_after(needs: PodNeeds, nodes: Sequence[NodeState]) -> float:
     """Mean share of the cluster left free once the pod is placed, over cpu, memory and (if asked) GPUs.
 
-    Only ready, schedulable nodes count. One pass over the nodes: this runs for every eligible cluster.
+    Only ready, schedulable nodes count. Reads the totals of the nodes' summary (computed once per node
+    set): this runs for every eligible cluster of every placement.
     """
-    cpu = cpu_used = mem = mem_used = gpus = gpus_used = 0
-    for n in nodes:
-        if n.ready and n.schedulable:
-            cpu += n.cpu_millis
-            cpu_used += n.cpu_millis_used
-            mem += n.memory_bytes
-            mem_used += n.memory_bytes_used
-            gpus += n.gpus
-            gpus_used += n.gpus_used
-    triples = [(cpu, cpu_used, needs.cpu_millis), (mem, mem_used, needs.memory_bytes)]
+    t = summary_of(nodes).totals
+    triples = [(t.cpu, t.cpu_used, needs.cpu_millis), (t.memory, t.memory_used, needs.memory_bytes)]
     if needs.gpus:
-        triples.append((gpus, gpus_used, needs.gpus))
+        triples.append((t.gpus, t.gpus_used, needs.gpus))
     shares = [max(0, total - used - wanted) / total for total, used, wanted in triples if total > 0]
     return sum(shares) / len(shares) if shares else 0.0
 

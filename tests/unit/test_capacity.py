@@ -78,3 +78,22 @@ def test_relist_replaces_everything() -> None:
     book.reset(nodes=[node("n1"), node("n2")], pods=[pod("a", "n1")])
     book.reset(nodes=[node("n2")], pods=[pod("b", "n2", cpu="1")])
     assert [(n.name, n.cpu_millis_used) for n in book.nodes()] == [("n2", 1000)]
+
+
+def test_nodes_are_the_same_tuple_until_something_changes() -> None:
+    """Placement remembers per-cluster work by the identity of this tuple: a change must give a new one."""
+    book = CapacityBook()
+    book.reset(nodes=[node("n1", gpus="2")], pods=[pod("a", "n1", gpus=1)])
+    first = book.nodes()
+    assert book.nodes() is first
+    book.set_node(node("n1", gpus="2"))  # the same node again (a status heartbeat)
+    assert book.nodes() is first
+    book.set_pod(pod("b", "n1", gpus=1))
+    second = book.nodes()
+    assert second is not first and second[0].gpus_used == 2
+    book.set_node(node("n1", gpus="4"))
+    assert book.nodes() is not second and book.nodes()[0].gpus == 4
+    book.remove_node("n1")
+    assert book.nodes() == ()
+    book.reset(nodes=[node("n1")], pods=[])
+    assert book.nodes()[0].gpus_used == 0
