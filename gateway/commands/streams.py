@@ -132,12 +132,14 @@ async def logs(client: GatewayClient, args: argparse.Namespace) -> int:
 
 
 async def attach(client: GatewayClient, args: argparse.Namespace) -> int:
-    """Follows a pod (from the start or a cursor) to its result and exits like `podgate run` would."""
+    """Follows a pod (from the start or a cursor) to its result and exits like `podgate run` would, in the place
+    of the client that ran it; `pods get` and `logs` only watch and never start or stop a reattach grace."""
     pod = await common.require_pod(client, args.request_id)
     progress = Progress()
     cursor = args.cursor or ""
     try:
-        async with aclosing(client.watch_pod(pod.request_id, cursor)) as events:
+        # In the place of the client that ran it: leaving applies the pod's disconnect policy (its grace).
+        async with aclosing(client.watch_pod(pod.request_id, cursor, reattach=True)) as events:
             async for event in events:
                 cursor = event.cursor or cursor
                 if isinstance(event, t.Result):
@@ -146,7 +148,8 @@ async def attach(client: GatewayClient, args: argparse.Namespace) -> int:
     except asyncio.CancelledError:
         progress.done()
         print(
-            f"detached from {pod.request_id}; it keeps running: podgate attach {pod.request_id} --cursor {cursor}",
+            f"detached from {pod.request_id}; it keeps running for its reattach grace (then it is cancelled): "
+            f"podgate attach {pod.request_id} --cursor {cursor}",
             file=sys.stderr,
         )
         raise

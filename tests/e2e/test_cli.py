@@ -219,6 +219,14 @@ def test_dev_certs_give_a_working_mtls_gateway_and_client(tmp_path: Path) -> Non
                                 env=clean_env(**env), capture_output=True, text=True, timeout=60)  # fmt: skip
         assert listed.returncode == 0, listed.stderr
         assert len(json.loads(listed.stdout)) == 3
+        ran = subprocess.run([str(BIN / "podgate"), "run", "--request-id", "mtls-1", "--image", "python:3.12", "--",
+                              "python", "-c", "print(1)"], cwd=ROOT, env=clean_env(**env), capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+        assert ran.returncode == 0, ran.stderr
+        for tenant, expected in (("admin", ["mtls-1"]), ("other", [])):
+            mine = subprocess.run([str(BIN / "podgate"), "pods", "list", "--tenant", tenant, "-o", "name"], cwd=ROOT,
+                                  env=clean_env(**env), capture_output=True, text=True, timeout=60)  # fmt: skip
+            assert mine.stdout.split() == expected, mine.stderr
         no_cert = {**env, "PODGATE_CERT_FILE": "", "PODGATE_KEY_FILE": ""}
         refused = subprocess.run([str(BIN / "podgate"), "clusters", "list"], cwd=ROOT,
                                  env=clean_env(**no_cert), capture_output=True, text=True, timeout=60)  # fmt: skip

@@ -194,3 +194,19 @@ def test_an_airflow_connection_id_runs_once_it_is_an_alias(gw: str, served: Serv
     }))  # fmt: skip
     refused = podgate(gw, "clusters", "register", "--replace", str(clash))
     assert refused.returncode == 125 and "'k8s_conn' already names cluster 'local-eu-gpu'" in refused.stderr
+
+
+def test_a_cluster_taint_needs_a_cluster_toleration(gw: str, served: Served, tmp_path: Path) -> None:
+    kubeconfig = next(p for p in _state_kubeconfigs(served) if p.endswith("local-eu-cpu.kubeconfig"))
+    path = tmp_path / "tainted.yaml"
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "podgate.io/v1", "kind": "Cluster", "name": "tainted", "provider": "kubeconfig",
+        "region": "eu-central-1", "taints": ["team=finance:NoSelect"],
+        "credentials": {"kubeconfig": {"path": kubeconfig}},
+    }))  # fmt: skip
+    assert podgate(gw, "clusters", "register", str(path)).returncode == 0
+    refused = podgate(gw, "explain", "--cluster", "tainted")
+    assert refused.returncode == 126 and "team=finance" in refused.stdout
+    tolerated = podgate(gw, "explain", "--cluster", "tainted", "--cluster-toleration", "team=finance:NoSelect")
+    assert tolerated.returncode == 0 and tolerated.stdout.startswith("would be placed on tainted"), tolerated.stdout
+    assert podgate(gw, "clusters", "deregister", "tainted").returncode == 0

@@ -174,3 +174,35 @@ def test_a_bad_manifest_is_one_line(gw: str, tmp_path: Path, content: str, messa
     done = podgate(gw, "run", "-f", str(manifest))
     assert done.returncode == 125 and message in done.stderr and len(done.stderr.splitlines()) == 1
     assert "Traceback" not in done.stderr
+
+
+def test_logs_all_streams_every_container_and_logs_picks_one(gw: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "two.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "two"},
+        "spec": {"containers": [
+            {"name": "main", "image": "python:3.12", "command": ["python", "-c", "print('from main')"]},
+            {"name": "side", "image": "python:3.12", "command": ["python", "-c", "print('from side')"]},
+        ]},
+    }))  # fmt: skip
+    request = rid()
+    done = podgate(gw, "run", "-f", str(manifest), "--logs", "all", "--request-id", request)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == ["from main", "from side"]
+    assert podgate(gw, "logs", request, "--container", "side").stdout == "from side\n"
+    only_main = podgate(gw, "run", "-f", str(manifest))
+    assert only_main.stdout == "from main\n"  # the default: the main container's lines
+
+
+def test_a_detached_pod_nobody_reattaches_to_is_cancelled_after_its_grace(gw: str) -> None:
+    request = rid()
+    assert podgate(gw, "run", "-d", "--reattach-grace", "1s", "--request-id", request, *python(SLEEP)).returncode == 0
+    follower = start(gw, "attach", request)
+    assert follower.stdout is not None and follower.stdout.readline() == "up\n"
+    follower.send_signal(signal.SIGINT)  # detaches: the last client leaves, the 1 s grace starts
+    assert follower.wait(timeout=30) == 130
+    for _ in range(100):
+        got = json.loads(podgate(gw, "pods", "get", request, "-o", "json").stdout)
+        if got["phase"] == "Cancelled":
+            break
+    assert got["phase"] == "Cancelled" and "no client reattached" in got["result"]["message"]
