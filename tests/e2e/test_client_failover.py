@@ -5,7 +5,10 @@ has its own state directory and the request lives where the test needs it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import signal
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +23,8 @@ from gateway.client import ChannelSpec, GatewayClient, Log, NotFound, PodSpecReq
 from gateway.client.types import PodPhase
 from gateway.sim.cluster import SimWorld
 from gateway.sim.tls import CertificateAuthority
-from tests.e2e.conftest import gateway_settings, python_pod
+from tests.conftest import BIN, ROOT, clean_env
+from tests.e2e.conftest import LOCAL, gateway_settings, python_pod
 from tests.e2e.test_authn_transport import podgate, write_pair
 
 QUICK = RetryPolicy(budget=20, initial_delay=0.1, max_delay=1.0)
@@ -170,3 +174,59 @@ async def test_the_cli_takes_several_addresses_from_the_flag_and_the_environment
     assert code == 0 and "local-eu-cpu" in out, err
     code, out, err = await podgate("clusters", "list", "--gateway", f"127.0.0.1:{alive.port},gw:x")
     assert code == 125 and "'gw:x'" in err and "Traceback" not in err, err
+
+
+SLOW_LINES = 30
+SLOW = f"import time\nfor i in range({SLOW_LINES}):\n    print(i, flush=True)\n    time.sleep(0.1)"
+
+
+async def serve_process(state_dir: Path, port: int = 0) -> tuple[asyncio.subprocess.Process, int]:
+    """`podgate serve` on the world's clusters (its simulator runs in this test's loop, so the process is read
+    without blocking it); returns the process and its port."""
+    link_kubeconfigs(state_dir)
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "podgate"), "serve", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state_dir),
+        "--clusters", str(LOCAL), "--metrics-listen", "off",
+        cwd=ROOT, env=clean_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    printed = []
+    while line := (await asyncio.wait_for(proc.stdout.readline(), 60)).decode():
+        printed.append(line)
+        if match := re.search(r"serving on 127\.0\.0\.1:(\d+)", line):
+            return proc, int(match.group(1))
+    raise AssertionError("podgate serve ended before serving:\n" + "".join(printed))
+
+
+async def stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_a_sigkilled_gateway_process_costs_the_stream_nothing(world: SimWorld, tmp_path: Path) -> None:
+    """Real `podgate serve` processes: the one serving the stream is SIGKILLed; the process that holds the
+    request (the same state, restarted on the other listed address) serves the resumed WatchPod."""
+    state, port_b = tmp_path / "state", free_port()
+    first, port_a = await serve_process(state)
+    procs = [first]
+    lines: list[str] = []
+    results: list[Result] = []
+    try:
+        async with GatewayClient(ChannelSpec(address=f"127.0.0.1:{port_a},127.0.0.1:{port_b}"), retry=QUICK) as client:
+            async for event in client.run_pod(request(SLOW)):
+                if isinstance(event, Log):
+                    lines.append(event.text)
+                    if len(lines) == 5 and len(procs) == 1:
+                        first.kill()
+                        await first.wait()
+                        procs.append((await serve_process(state, port_b))[0])
+                elif isinstance(event, Result):
+                    results.append(event)
+    finally:
+        for proc in procs:
+            await stop(proc)
+    assert len(procs) == 2 and first.returncode == -signal.SIGKILL
+    assert lines == [str(i) for i in range(SLOW_LINES)]
+    (result,) = results
+    assert result.result.phase == PodPhase.SUCCEEDED and result.result.exit_code == 0
