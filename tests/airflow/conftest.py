@@ -117,12 +117,19 @@ def dags_test(dag_id: str, *args: str) -> list[str]:
 
 
 def run_dag(
-    airflow_home: Path, gateway: LiveGateway, dag_id: str, *args: str, timeout: float = 240, **env: str
+    airflow_home: Path,
+    gateway: LiveGateway,
+    dag_id: str,
+    *args: str,
+    timeout: float = 240,
+    connection: str = "",
+    **env: str,
 ) -> DagRun:
-    """`airflow dags test DAG_ID [LOGICAL_DATE]`, then the run's task states and XComs from Airflow's database."""
+    """`airflow dags test DAG_ID [LOGICAL_DATE]`, then the run's task states and XComs from Airflow's database.
+    `connection`: the podgate_default connection instead of the gateway's own."""
     done = subprocess.run(
         dags_test(dag_id, *args),
-        env=airflow_env(AIRFLOW_CONN_PODGATE_DEFAULT=gateway.connection, **env),
+        env=airflow_env(AIRFLOW_CONN_PODGATE_DEFAULT=connection or gateway.connection, **env),
         capture_output=True,
         text=True,
         timeout=timeout,
