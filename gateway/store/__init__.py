@@ -5,6 +5,6 @@ Call sites depend on the `Store` protocol; `open_store(url)` gives the SQLite or
 
 from gateway.store.base import AuditRecord, Store
 from gateway.store.sql import SqlStore, open_store
-from gateway.store.writer import StoreClosed
+from gateway.store.writer import StoreClosed, StoreUnavailable
 
-__all__ = ["AuditRecord", "SqlStore", "Store", "StoreClosed", "open_store"]
+__all__ = ["AuditRecord", "SqlStore", "Store", "StoreClosed", "StoreUnavailable", "open_store"]

@@ -11,7 +11,9 @@ writes, one transaction per write (`DirectWriter`), and replicas starting at onc
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +22,10 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.store.url import database_url, describe
-from gateway.store.writer import DirectWriter, GroupCommitWriter, Writer
+from gateway.store.writer import UNAVAILABLE_AFTER, DirectWriter, GroupCommitWriter, Writer, connect
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +45,39 @@ class Engines:
 
     writer: Writer
     read: AsyncEngine
+    unavailable_after: float = UNAVAILABLE_AFTER  # how long a read waits for an unreachable database
+
+    def reading(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A read connection, waiting out a restarting database like a write does."""
+        return _connected(self.read, self.unavailable_after)
 
     async def dispose(self) -> None:
         await self.writer.close()
         await self.read.dispose()
 
 
-async def open_engines(url: str, *, password_file: Path | None = None, group_commit: bool = True) -> Engines:
+@contextlib.asynccontextmanager
+async def _connected(engine: AsyncEngine, wait: float) -> AsyncIterator[AsyncConnection]:
+    conn = await connect(engine, wait=wait)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def open_engines(
+    url: str,
+    *,
+    password_file: Path | None = None,
+    group_commit: bool = True,
+    unavailable_after: float = UNAVAILABLE_AFTER,
+) -> Engines:
     """Engines for `url` (see gateway.store.url), the schema migrated. On SQLite, `group_commit=False` gives
     one transaction per write on a single pooled connection (the behaviour before group commit, kept for
     comparison)."""
     parsed = database_url(url, password_file=password_file)
     if parsed.get_backend_name() == "postgresql":
-        return await _postgres_engines(parsed)
+        return await _postgres_engines(parsed, unavailable_after)
     database = parsed.database or ""
     if database in ("", ":memory:"):
         raise ValueError("the SQLite store needs a file (WAL and a separate read pool do not work in memory)")
@@ -66,7 +88,7 @@ async def open_engines(url: str, *, password_file: Path | None = None, group_com
     return Engines(writer=writer, read=read)
 
 
-async def _postgres_engines(url: URL) -> Engines:
+async def _postgres_engines(url: URL, unavailable_after: float) -> Engines:
     """No pool timeout: a write waits for a connection rather than fail because others are queued."""
     engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None)
     log.info("store: PostgreSQL at %s", describe(url))
@@ -75,7 +97,8 @@ async def _postgres_engines(url: URL) -> Engines:
     except BaseException:
         await engine.dispose()
         raise
-    return Engines(writer=DirectWriter(engine), read=engine)
+    writer = DirectWriter(engine, unavailable_after=unavailable_after)
+    return Engines(writer=writer, read=engine, unavailable_after=unavailable_after)
 
 
 def sqlite_write_engine(url: URL | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:

@@ -30,7 +30,7 @@ from gateway.store.rows import (
     record_values,
 )
 from gateway.store.schema import audit_log, clusters, journal_events, pod_records
-from gateway.store.writer import Operation
+from gateway.store.writer import UNAVAILABLE_AFTER, Operation
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -65,11 +65,18 @@ class SqlStore:
         password_file: Path | None = None,
         clock: Clock = _utcnow,
         group_commit: bool = True,
+        unavailable_after: float = UNAVAILABLE_AFTER,
     ) -> Self:
         """`url` is a SQLAlchemy URL (`postgresql+asyncpg://...`, `sqlite:///file`; see gateway.store.url),
         its password in the URL or in `password_file`; without one, the SQLite file at `path`. Writes on
-        SQLite are committed in groups (gateway.store.writer) unless `group_commit=False`."""
-        engines = await open_engines(url or sqlite_url(path), password_file=password_file, group_commit=group_commit)
+        SQLite are committed in groups (gateway.store.writer) unless `group_commit=False`. A call waits up to
+        `unavailable_after` seconds for an unreachable database, then raises StoreUnavailable."""
+        engines = await open_engines(
+            url or sqlite_url(path),
+            password_file=password_file,
+            group_commit=group_commit,
+            unavailable_after=unavailable_after,
+        )
         return cls(engines, clock=clock)
 
     async def close(self) -> None:
@@ -102,12 +109,12 @@ class SqlStore:
         await self._write(put)
 
     async def get_cluster(self, name: str) -> ClusterSpec | None:
-        async with self._engines.read.connect() as conn:
+        async with self._engines.reading() as conn:
             data = await conn.scalar(select(clusters.c.spec).where(clusters.c.name == name))
         return None if data is None else decode_cluster(data)
 
     async def list_clusters(self) -> list[ClusterSpec]:
-        async with self._engines.read.connect() as conn:
+        async with self._engines.reading() as conn:
             rows = await conn.scalars(select(clusters.c.spec).order_by(clusters.c.name))
             return [decode_cluster(data) for data in rows]
 
@@ -123,7 +130,7 @@ class SqlStore:
 
     async def get_cordons(self) -> dict[str, str]:
         query = select(clusters.c.name, clusters.c.cordon_reason).where(clusters.c.cordoned.is_(True))
-        async with self._engines.read.connect() as conn:
+        async with self._engines.reading() as conn:
             return {name: reason for name, reason in await conn.execute(query)}
 
     # --- pod records ----------------------------------------------------------------------
@@ -151,7 +158,7 @@ class SqlStore:
             return existing, False
 
     async def get_pod_record(self, request_id: str) -> PodRecord | None:
-        async with self._engines.read.connect() as conn:
+        async with self._engines.reading() as conn:
             row = (await conn.execute(select(pod_records).where(pod_records.c.request_id == request_id))).first()
         return None if row is None else self._record(row._mapping)
 
@@ -229,7 +236,7 @@ class SqlStore:
 
     async def list_unfinished(self) -> list[PodRecord]:
         query = select(pod_records).where(pod_records.c.finished_at.is_(None)).order_by(pod_records.c.id)
-        async with self._engines.read.connect() as conn:
+        async with self._engines.reading() as conn:
             return [self._record(row._mapping) for row in await conn.execute(query)]
 
     async def running_counts(self) -> dict[str, int]:
@@ -238,7 +245,7 @@ class SqlStore:
         query = (
             select(c.cluster, func.count()).where(c.finished_at.is_(None), c.cluster.is_not(None)).group_by(c.cluster)
         )
-        async with self._engines.read.connect() as conn:
+        async with self._engines.reading() as conn:
             return {cluster: int(n) for cluster, n in await conn.execute(query)}
 
     async def _page(
@@ -250,7 +257,7 @@ class SqlStore:
         if below is not None:
             filters = [*filters, key < below]
         query = select(table).where(*filters).order_by(key.desc()).limit(size + 1)
-        async with self._engines.read.connect() as conn:
+        async with self._engines.reading() as conn:
             rows = [row._mapping for row in await conn.execute(query)]
         if len(rows) <= size:
             return rows, ""
@@ -293,7 +300,7 @@ class SqlStore:
             .order_by(j.seq)
             .limit(clamp_limit(limit, 10 * MAX_PAGE))
         )
-        async with self._engines.read.connect() as conn:
+        async with self._engines.reading() as conn:
             return [(row.seq, event_from_row(row._mapping)) for row in await conn.execute(query)]
 
     async def prune_events(self, request_id: str) -> int:
@@ -360,5 +367,5 @@ class SqlStore:
     async def count_events(self, request_id: str) -> int:
         """Journal rows held for a request (after pruning, fewer than its last sequence number)."""
         query = select(func.count()).where(journal_events.c.record_id == self._record_id(request_id))
-        async with self._engines.read.connect() as conn:
+        async with self._engines.reading() as conn:
             return int(await conn.scalar(query) or 0)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar
 
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.errors import Unavailable
 
@@ -37,6 +37,7 @@ T = TypeVar("T")
 Operation = Callable[[Connection], T]
 
 MAX_BATCH = 500
+UNAVAILABLE_AFTER = 30.0  # seconds a caller waits for an unreachable database before StoreUnavailable
 
 
 class Writer(Protocol):
@@ -49,6 +50,31 @@ class Writer(Protocol):
 
 class StoreClosed(Unavailable):
     """A write was submitted after close() began (or the writer was stopped before running it)."""
+
+
+class StoreUnavailable(Unavailable):
+    """The database could not be reached (restarting, failed over, cut off) for longer than the wait."""
+
+
+async def connect(engine: AsyncEngine, *, wait: float = UNAVAILABLE_AFTER) -> AsyncConnection:
+    """A connection, waiting out a database that is restarting or unreachable: nothing has been sent yet,
+    so waiting is always safe (an error once a transaction has begun is the caller's, as before).
+    StoreUnavailable after `wait` seconds; the pool's pre-ping replaces connections the restart broke."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    attempt = 0
+    while True:
+        try:
+            return await engine.connect()
+        except (DBAPIError, OSError) as e:
+            attempt += 1
+            left = deadline - loop.time()
+            cause = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+            if left <= 0:
+                raise StoreUnavailable(f"the database has been unreachable for {wait:g} s ({cause})") from None
+            delay = min(backoff(attempt, cap=1.0), left)
+            log.warning("store: database unreachable (%s), attempt %d, retrying in %.2f s", cause, attempt, delay)
+            await asyncio.sleep(delay)
 
 
 def is_locked(error: BaseException) -> bool:
@@ -244,11 +270,13 @@ class DirectWriter:
     """One transaction per operation on an async engine: for databases that take concurrent writers.
 
     Same contract as the group writer: close() lets the writes already submitted finish, then refuses
-    new ones with StoreClosed (disposing the engine alone would let a later write open a new connection).
+    new ones with StoreClosed (disposing the engine alone would let a later write open a new connection);
+    a database that cannot be reached is waited for (`connect`), as the group writer waits out a lock.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, unavailable_after: float = UNAVAILABLE_AFTER) -> None:
         self.engine = engine
+        self._wait = unavailable_after
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -260,8 +288,12 @@ class DirectWriter:
         self._in_flight += 1
         self._idle.clear()
         try:
-            async with self.engine.begin() as conn:
-                return await conn.run_sync(operation)
+            conn = await connect(self.engine, wait=self._wait)
+            try:
+                async with conn.begin():
+                    return await conn.run_sync(operation)
+            finally:
+                await conn.close()
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:

