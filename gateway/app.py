@@ -120,7 +120,7 @@ async def _start(settings: Settings, lock: StateLock | None, undo: contextlib.As
         gateway_id=server_settings.gateway_id,
         provider_factory=provider_for,
         client_factory=client_for,
-        probe_interval=settings.clusters.probe_interval,
+        probe_interval=settings.clusters.probe_interval_seconds,
     )
     undo.push_async_callback(registry.close)
     loaded = files.load_files(list(settings.clusters.sources))

@@ -233,7 +233,7 @@ class Dispatcher:
 
     async def _collect_garbage_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._settings.current.dispatch.gc_interval)
+            await asyncio.sleep(self._settings.current.dispatch.gc_interval_seconds)
             try:
                 await self.collect_garbage()
                 await self.apply_retention()
@@ -243,7 +243,7 @@ class Dispatcher:
     async def apply_retention(self) -> int:
         """Drops the journal (logs, events) of requests finished longer ago than the retention; the record
         and its result stay, so a late retry is still answered from the store."""
-        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.current.dispatch.journal_retention)
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.current.dispatch.journal_retention_seconds)
         events, _ = await self._store.apply_retention(journal_before=cutoff)
         if events:
             log.info("dropped %d journal event(s) of requests finished before %s", events, cutoff.isoformat())
@@ -252,7 +252,7 @@ class Dispatcher:
     async def collect_garbage(self) -> int:
         """Deletes gateway pods (seen through the watches) that no live request owns, once past their TTL."""
         deleted = 0
-        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.current.dispatch.orphan_ttl)
+        cutoff = datetime.now(UTC) - timedelta(seconds=self._settings.current.dispatch.orphan_ttl_seconds)
         for name in self._registry.names():
             runtime = self._registry.get(name)
             for pod in runtime.owned_pods():

@@ -63,7 +63,7 @@ class TlsSettings:
 @dataclass(frozen=True, kw_only=True)
 class ClusterSettings:
     files: tuple[Path, ...] = ()  # registration files or directories; none: the embedded local clusters
-    probe_interval: float = 5.0  # seconds between health probes of each cluster
+    probe_interval_seconds: float = 5.0  # between health probes of each cluster
 
     @property
     def embedded(self) -> bool:
@@ -78,11 +78,11 @@ class ClusterSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class DispatchSettings:
-    """Housekeeping of the dispatch core; every duration in seconds."""
+    """Housekeeping of the dispatch core."""
 
-    gc_interval: float = 60.0  # how often orphan pods and expired journals are collected
-    orphan_ttl: float = 600.0  # a gateway pod no live request owns is deleted after this long
-    journal_retention: float = 7 * 86400.0  # logs and events of a finished request are kept this long
+    gc_interval_seconds: float = 60.0  # how often orphan pods and expired journals are collected
+    orphan_ttl_seconds: float = 600.0  # a gateway pod no live request owns is deleted after this long
+    journal_retention_seconds: float = 7 * 86400.0  # logs and events of a finished request are kept this long
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,8 +36,8 @@ MOVED: Mapping[str, str] = {
     "gateway_id": "server.gateway_id",
     "state_dir": "server.state_dir",
     "cluster_files": "clusters.files",
-    "probe_interval": "clusters.probe_interval",
-    "gc_interval": "dispatch.gc_interval",
+    "probe_interval": "clusters.probe_interval_seconds",
+    "gc_interval": "dispatch.gc_interval_seconds",
 }
 
 
@@ -168,10 +168,10 @@ def _check(settings: m.Settings, problems: rd.Problems) -> None:
     cap = settings.kubeconfig.max_ttl_seconds
     if cap < MIN_TTL_SECONDS:
         problems.add("kubeconfig.max_ttl_seconds", f"at least {MIN_TTL_SECONDS} (Kubernetes' minimum)")
-    if settings.clusters.probe_interval <= 0:
-        problems.add("clusters.probe_interval", "must be more than 0")
-    if settings.dispatch.gc_interval <= 0:
-        problems.add("dispatch.gc_interval", "must be more than 0")
+    if settings.clusters.probe_interval_seconds <= 0:
+        problems.add("clusters.probe_interval_seconds", "must be more than 0")
+    if settings.dispatch.gc_interval_seconds <= 0:
+        problems.add("dispatch.gc_interval_seconds", "must be more than 0")
     if settings.streams.log_inactivity_seconds <= 0:
         problems.add("streams.log_inactivity_seconds", "must be more than 0")
     for i, tenant in enumerate(settings.tenants.tenants.values()):

@@ -59,11 +59,11 @@ def merged(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 def gateway_settings(state_dir: Path, raw: Mapping[str, Any] | None = None) -> Settings:
     """A test gateway's settings, parsed like a file: loopback port 0, the local clusters, fast probes; `raw`
-    adds or overrides keys (`{"clusters": {"probe_interval": 60}}`)."""
+    adds or overrides keys (`{"clusters": {"probe_interval_seconds": 60}}`)."""
     base = {
         "server": {"listen": "127.0.0.1:0", "state_dir": str(state_dir)},
-        "clusters": {"files": [str(LOCAL)], "probe_interval": 0.3},
-        "dispatch": {"gc_interval": 3600},
+        "clusters": {"files": [str(LOCAL)], "probe_interval_seconds": 0.3},
+        "dispatch": {"gc_interval_seconds": 3600},
     }
     return parse_settings(merged(base, raw or {}), env={})
 

@@ -233,7 +233,7 @@ async def test_stopping_the_gateway_hands_open_streams_over(world: SimWorld, tmp
 
 
 async def test_after_journal_retention_the_stored_result_still_answers(world: SimWorld, tmp_path: Path) -> None:
-    config = gateway_settings(tmp_path, {"dispatch": {"journal_retention": 0}})
+    config = gateway_settings(tmp_path, {"dispatch": {"journal_retention_seconds": 0}})
     async with serving(config) as channel:
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         request = pod_request("print('kept')", request_id="retained-1")

@@ -45,7 +45,7 @@ def pods_of(world: SimWorld, request_id: str) -> list[tuple[str, str]]:
 @pytest.fixture
 async def slow_probe_gateway(world: SimWorld, tmp_path: Path) -> AsyncIterator[Gateway]:
     """Health probes far apart: a create meets a dead API server before the health check notices."""
-    gw = await start_gateway(gateway_settings(tmp_path, {"clusters": {"probe_interval": 60}}))
+    gw = await start_gateway(gateway_settings(tmp_path, {"clusters": {"probe_interval_seconds": 60}}))
     yield gw
     await gw.stop()
 

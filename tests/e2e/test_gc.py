@@ -59,7 +59,7 @@ async def test_orphans_past_their_ttl_are_deleted_and_nothing_else(
         gateway.store,
         gateway.registry,
         gateway.journal,
-        LiveSettings(replace(current, dispatch=replace(current.dispatch, orphan_ttl=TTL))),
+        LiveSettings(replace(current, dispatch=replace(current.dispatch, orphan_ttl_seconds=TTL))),
     )
     kept = pod_request(
         "print('kept')",

@@ -116,7 +116,7 @@ async def test_no_fit_and_invalid_requests_are_counted(
 
 
 async def test_failover_is_counted_and_logged_with_request_cluster_and_pod(world: SimWorld, tmp_path: Path) -> None:
-    gateway = await start_gateway(gateway_settings(tmp_path, {"clusters": {"probe_interval": 60}}))  # the create meets the outage
+    gateway = await start_gateway(gateway_settings(tmp_path, {"clusters": {"probe_interval_seconds": 60}}))  # the create meets the outage
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(obs.formatter("json"))

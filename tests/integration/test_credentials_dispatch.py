@@ -145,8 +145,8 @@ async def gateway(aws: AwsStandin, tmp_path: Path, monkeypatch: pytest.MonkeyPat
             settings = parse_settings(
                 {
                     "server": {"listen": "127.0.0.1:0", "state_dir": str(tmp_path / "state")},
-                    "clusters": {"files": [str(path)], "probe_interval": 0.3},
-                    "dispatch": {"gc_interval": 3600},
+                    "clusters": {"files": [str(path)], "probe_interval_seconds": 0.3},
+                    "dispatch": {"gc_interval_seconds": 3600},
                 },
                 env={},
             )

@@ -101,7 +101,7 @@ def edit(path: str, value: Any) -> dict[str, Any]:
 
 BAD = [
     ("server.listen", "nowhere", "server.listen: must be host:port"),
-    ("clusters.probe_interval", "soon", "clusters.probe_interval: must be a non-negative number"),
+    ("clusters.probe_interval_seconds", "soon", "clusters.probe_interval_seconds: must be a non-negative number"),
     ("placement.strategy", "random", "placement.strategy: must be one of least-loaded, bin-packing"),
     ("logging.format", "xml", "logging.format: must be one of text, json"),
     ("kubeconfig.max_ttl_seconds", 60, "kubeconfig.max_ttl_seconds: at least 600"),
@@ -156,13 +156,13 @@ def test_every_problem_at_once() -> None:
         ({"PODGATE_SERVER_LISTEN": "127.0.0.1:6000"}, lambda s: s.server.listen == "127.0.0.1:6000"),
         ({"PODGATE_TLS_REQUIRE_CLIENT_CERT": "true"}, lambda s: s.tls.require_client_cert),
         ({"PODGATE_LIMITS_REQUEST_BYTES": "8388608"}, lambda s: s.limits.request_bytes == 8 * 2**20),
-        ({"PODGATE_CLUSTERS_PROBE_INTERVAL": "2.5"}, lambda s: s.clusters.probe_interval == 2.5),
+        ({"PODGATE_CLUSTERS_PROBE_INTERVAL_SECONDS": "2.5"}, lambda s: s.clusters.probe_interval_seconds == 2.5),
         ({"PODGATE_CLUSTERS_FILES": "a.yaml, b.yaml"}, lambda s: [p.name for p in s.clusters.files] == ["a.yaml", "b.yaml"]),
         ({"PODGATE_AUTHENTICATION_OIDC_ISSUER": "https://other"}, lambda s: s.authentication.oidc.issuer == "https://other"),
         ({"PODGATE_METRICS_LISTEN": "127.0.0.1:9100"}, lambda s: s.metrics.listen == "127.0.0.1:9100"),
         ({"PODGATE_SOMETHING_ELSE": "x"}, lambda s: s.server.listen == "0.0.0.0:50051"),  # not ours: ignored
         ({"PODGATE_DATABASE_URL": "sqlite+aiosqlite:////tmp/x.db"}, lambda s: s.database_url == "sqlite+aiosqlite:////tmp/x.db"),
-        ({"PODGATE_DISPATCH_ORPHAN_TTL": "30"}, lambda s: s.dispatch.orphan_ttl == 30),
+        ({"PODGATE_DISPATCH_ORPHAN_TTL_SECONDS": "30"}, lambda s: s.dispatch.orphan_ttl_seconds == 30),
         ({"PODGATE_PLACEMENT_STRATEGY": "bin-packing"}, lambda s: s.placement.strategy == "bin-packing"),
         ({"PODGATE_SERVER_HEALTH_LISTEN": "0.0.0.0:8081"}, lambda s: s.server.health_listen == "0.0.0.0:8081"),
     ],
@@ -320,8 +320,8 @@ def test_old_top_level_keys_still_load_with_a_notice(tmp_path: Path, caplog: pyt
            "probe_interval": 2, "gc_interval": 30}  # fmt: skip
     settings = load_settings(write(tmp_path / "podgate.yaml", old), env={"PODGATE_LISTEN": "127.0.0.1:8"})
     assert settings.server == ServerSettings(listen="127.0.0.1:8", gateway_id="old", state_dir=tmp_path / "s")
-    assert settings.clusters.files == (tmp_path / "c.yaml",) and settings.clusters.probe_interval == 2
-    assert settings.dispatch.gc_interval == 30
+    assert settings.clusters.files == (tmp_path / "c.yaml",) and settings.clusters.probe_interval_seconds == 2
+    assert settings.dispatch.gc_interval_seconds == 30
     assert "cluster_files: moved to clusters.files" in caplog.text
     with pytest.raises(ConfigError, match=r"listen: moved to server\.listen, which is set too"):
         parse_settings({"listen": "127.0.0.1:1", "server": {"listen": "127.0.0.1:2"}})
@@ -362,3 +362,10 @@ def test_a_reload_takes_the_reloadable_sections_and_keeps_the_rest() -> None:
     assert live.current.limits.log_line_bytes == 2000 and live.current.placement.strategy == "bin-packing"
     assert seen == [live.current]
     assert first.reloadable_changes(new) == ["placement.strategy", "limits.log_line_bytes"]
+
+
+def test_every_duration_key_says_its_unit() -> None:
+    """One spelling: a duration is a number of seconds and its key ends in `_seconds`."""
+    durations = ("interval", "ttl", "retention", "timeout", "inactivity", "leeway")
+    keys = [p for p in SCALARS if any(word in p.rsplit(".", 1)[-1] for word in durations)]
+    assert keys and [k for k in keys if not k.endswith("_seconds")] == []

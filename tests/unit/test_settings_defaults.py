@@ -33,7 +33,8 @@ UNITS = ("", "_seconds", "_s")
 def setting_names() -> set[str]:
     names = {f.name for cls in SECTIONS.values() for f in fields(cls)}
     names |= {f"{section}_{f.name}" for section, cls in SECTIONS.items() for f in fields(cls)}
-    return {name + unit for name in names for unit in UNITS}
+    bare = {name.removesuffix("_seconds") for name in names}  # the same setting spelt without its unit
+    return {name + unit for name in bare for unit in UNITS}
 
 
 def literal(node: ast.expr | None) -> bool:
