@@ -84,7 +84,8 @@ class Registry:
     async def wait_changed(self, within: float) -> None:
         """Returns when capacity, health or registrations change, or after `within` seconds."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), within)
+            async with asyncio.timeout(within):  # not wait_for, which can swallow a cancel on 3.11
+                await self._changed.wait()
 
     def _notify(self) -> None:
         self._changed.set()

@@ -237,7 +237,8 @@ class ClusterRuntime:
         while True:
             error: kube.KubeError | None = None
             try:
-                await asyncio.wait_for(self.client.get_version(), timeout=max(self._probe_interval, 2.0))
+                async with asyncio.timeout(max(self._probe_interval, 2.0)):  # not wait_for: see PodTrack.wait
+                    await self.client.get_version()
             except kube.KubeError as e:
                 error = e
             except TimeoutError:

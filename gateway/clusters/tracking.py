@@ -74,7 +74,8 @@ class PodTrack:
         while (left := end - loop.time()) > 0:
             self._event_added.clear()
             try:
-                await asyncio.wait_for(self._event_added.wait(), min(quiet, left))
+                async with asyncio.timeout(min(quiet, left)):
+                    await self._event_added.wait()
             except TimeoutError:
                 return
 
