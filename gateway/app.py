@@ -47,6 +47,7 @@ from gateway.settings import (
     missing_files,
 )
 from gateway.settings.model import EMBEDDED_CLUSTERS
+from gateway.store.lease import policy_for
 from gateway.store.lock import StateLock
 from gateway.store.sql import SqlStore
 
@@ -127,7 +128,15 @@ async def _start(settings: Settings, lock: StateLock | None, undo: contextlib.As
     problems = [str(e) for e in loaded.errors]
     problems += await registry.start(list(loaded.clusters))
     journal = Journal(store)
-    dispatcher = Dispatcher(store, registry, journal, live)
+    dispatcher = Dispatcher(
+        store,
+        registry,
+        journal,
+        live,
+        replicas=store if store.shared else None,
+        listen=server_settings.listen,
+        lease_policy=policy_for(settings.database.lease_seconds),
+    )
     undo.push_async_callback(journal.close)
     undo.push_async_callback(dispatcher.close)
     resumed = await dispatcher.start()

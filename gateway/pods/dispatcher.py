@@ -21,11 +21,15 @@ from gateway.placement import engine
 from gateway.pods import builder, validation
 from gateway.pods.attachment import Attachment, Attachments
 from gateway.pods.journal import Journal
+from gateway.pods.replication import ReplicaStore, Replication
 from gateway.pods.runner import PodRunner, must_delete
 from gateway.settings.live import LiveSettings
 from gateway.store.base import Store
+from gateway.store.lease import LeasePolicy
 
 log = logging.getLogger(__name__)
+
+SAFETY_POLL_SECONDS = 5.0  # replicas: followers re-read the journal this often even without a NOTIFY
 
 Admission = Callable[[domain.PodRequest], domain.PodRequest]
 
@@ -33,7 +37,18 @@ Admission = Callable[[domain.PodRequest], domain.PodRequest]
 class Dispatcher:
     """`settings` is consulted at each use (limits, placement and housekeeping as in force now)."""
 
-    def __init__(self, store: Store, registry: Registry, journal: Journal, settings: LiveSettings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        journal: Journal,
+        settings: LiveSettings,
+        *,
+        replicas: ReplicaStore | None = None,
+        listen: str = "",
+        lease_policy: LeasePolicy | None = None,
+    ) -> None:
+        """`replicas`: the store is shared with other replicas (PostgreSQL), who owns what is leased."""
         self._store = store
         self._registry = registry
         self._journal = journal
@@ -41,26 +56,58 @@ class Dispatcher:
         self._runners: dict[str, tuple[PodRunner, asyncio.Task[None]]] = {}
         self._attachments = Attachments(store, cancel=self._cancel_for_disconnect, running=self._runners.__contains__)
         self._gc: asyncio.Task[None] | None = None
+        self._replication: Replication | None = None
+        if replicas is not None:
+            self._replication = Replication(
+                replicas,
+                gateway_id=settings.current.server.gateway_id,
+                listen=listen,
+                take=self._take_over,
+                drop=self._drop_all,
+                wake=journal.wake,
+                policy=lease_policy,
+            )
         # Told of each cancel the gateway makes itself (a client gone past its grace), for the audit trail.
         self.on_gateway_cancel: Callable[[domain.PodRecord, str], Awaitable[None]] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> int:
-        """Resumes every unfinished request (after a restart); returns how many."""
-        unfinished = await self._store.list_unfinished()
-        for record in unfinished:
-            self._start(record)
-            self._attachments.resume(record)
+        """Resumes every unfinished request (after a restart); returns how many. As one replica of several,
+        only those it claims now (others come at later lease rounds, as their owners' leases run out)."""
+        if self._replication is not None:
+            self._journal.safety_poll = SAFETY_POLL_SECONDS
+            await self._replication.start()
+            resumed = len(self._runners)
+        else:
+            unfinished = await self._store.list_unfinished()
+            self._take_over(unfinished)
+            resumed = len(unfinished)
         self._gc = logcontext.background(self._collect_garbage_forever(), name="gc")
-        return len(unfinished)
+        return resumed
+
+    def _take_over(self, records: list[domain.PodRecord]) -> None:
+        for record in records:
+            if record.request.request_id not in self._runners:
+                self._start(record)
+                self._attachments.resume(record)
+
+    def _drop_all(self) -> list[str]:
+        """Stops following every request (the pods keep running; their new owner resumes them)."""
+        dropped = list(self._runners)
+        for _, task in self._runners.values():
+            task.cancel()
+        return dropped
 
     def drain(self) -> None:
         """From now on, clients leaving do not start reattach timers: the gateway is going down."""
         self._attachments.drain()
 
-    async def close(self) -> None:
-        """Stops following pods (they keep running; a restarted gateway resumes them)."""
+    async def close(self, *, release: bool = True) -> None:
+        """Stops following pods (they keep running; a restarted gateway or another replica resumes them).
+        As a replica, `release` hands its requests to the others at once instead of at lease expiry."""
+        if self._replication is not None:
+            await self._replication.close(release=False)
         await self._attachments.close()
         tasks = [t for _, t in self._runners.values()]
         if self._gc is not None:
@@ -69,6 +116,8 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._runners.clear()
+        if self._replication is not None and release:
+            await self._replication.close(release=True)
 
     def live_records(self) -> list[domain.PodRecord]:
         """The unfinished requests this gateway is driving, as their runners last recorded them (for metrics)."""
@@ -162,7 +211,8 @@ class Dispatcher:
                 request.request_id,
                 domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=decision.reason),
             )
-            self._start(record)
+            if self._replication is None or self._replication.may_act():
+                self._start(record)  # else the record is unowned: a lease round claims it
         return record, created
 
     async def get(self, request_id: str) -> domain.PodRecord:

@@ -9,6 +9,7 @@ restarts, and a slow client costs one page of memory, not a growing queue. Log l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
@@ -56,6 +57,9 @@ class Journal:
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._handing_over = False
+        # Other replicas write too (docs/decisions/0021): woken by their NOTIFY, and this slow poll in case
+        # a notification was lost with the listening connection. None: this gateway is the only writer.
+        self.safety_poll: float | None = None
 
     async def append(self, request_id: str, *items: domain.StreamItem) -> None:
         """Writes items after any buffered log lines, then wakes followers."""
@@ -101,7 +105,11 @@ class Journal:
                     return
                 if self._handing_over:
                     raise errors.Unavailable(HAND_OVER)
-                await changed.wait()
+                if self.safety_poll is None:
+                    await changed.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), self.safety_poll)
 
     async def _event_at(self, request_id: str, seq: int) -> domain.StreamEvent | None:
         if seq <= 0:
@@ -115,6 +123,12 @@ class Journal:
         self._handing_over = True
         for changed in self._changed.values():
             changed.set()
+
+    def wake(self, request_id: str) -> None:
+        """Events were appended elsewhere (another replica): followers read the store again."""
+        event = self._changed.pop(request_id, None)
+        if event is not None:
+            event.set()
 
     async def close(self) -> None:
         for request_id in list(self._pending_logs):
@@ -131,9 +145,7 @@ class Journal:
         if not batch:
             return
         await self._store.append_events(request_id, list(batch))
-        event = self._changed.pop(request_id, None)
-        if event is not None:
-            event.set()
+        self.wake(request_id)
 
     async def _flush_later(self, request_id: str) -> None:
         try:

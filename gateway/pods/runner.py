@@ -20,7 +20,7 @@ from gateway.pods.following import Follower
 from gateway.pods.journal import Journal
 from gateway.pods.runstate import Ending, RunState
 from gateway.settings.live import LiveSettings
-from gateway.store.base import Store
+from gateway.store.base import LeaseLost, Store
 
 __all__ = ["PodRunner", "must_delete"]
 
@@ -48,6 +48,13 @@ class PodRunner:
         self.state.cancel(reason)
 
     async def run(self) -> None:
+        """Returns quietly when another replica took the request over (its pod is theirs to follow now)."""
+        try:
+            await self._run()
+        except LeaseLost as e:
+            log.warning("%s", e)
+
+    async def _run(self) -> None:
         state = self.state
         record = state.record
         logcontext.bind(
@@ -59,7 +66,7 @@ class PodRunner:
         try:
             ending = await self._drive(state)
             await self._finisher.finish(state, ending.result, ending.cluster)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, LeaseLost):
             raise
         except Exception as e:
             log.exception("request %s failed in the gateway", state.request_id)

@@ -97,6 +97,9 @@ class DatabaseSettings:
     # A SQLAlchemy async URL (e.g. postgresql+asyncpg://user:password@host/podgate); empty: the SQLite file
     # under server.state_dir. It may hold a password: repr and describe() mask it.
     url: str = field(default="", repr=False)
+    # Replicas on PostgreSQL (docs/decisions/0021): how long a replica's lease lasts; renewed every third
+    # of it. A dead replica's requests are taken over after about this long (SIGTERM: at once).
+    lease_seconds: float = 15.0
 
     def describe(self) -> str:
         return redact_url(self.url) if self.url else f"SQLite ({DATABASE_FILE} under server.state_dir)"

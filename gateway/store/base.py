@@ -144,3 +144,8 @@ class Store(Protocol):
         limit: int = DEFAULT_PAGE,
         page_token: str = "",
     ) -> tuple[list[AuditRecord], str]: ...
+
+
+class LeaseLost(Exception):
+    """An owner write was refused: another replica has taken the request over (docs/decisions/0021).
+    The writer must stop following the request at once, without touching its pod."""

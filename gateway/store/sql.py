@@ -13,10 +13,12 @@ from typing import Any, Self, TypeVar
 
 from sqlalchemy import ColumnElement, Connection, RowMapping, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhase, PodRecord, PodResult
 from gateway.errors import AlreadyExists, NotFound
-from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord
+from gateway.store import lease, replicas
+from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost
 from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result, to_data
 from gateway.store.engine import DEFAULT_PATH, Engines, open_engines, sqlite_url
 from gateway.store.rows import (
@@ -55,6 +57,10 @@ class SqlStore:
         self._engines = engines
         self._clock = clock
         self._decoded = DecodeCache()
+        # Replicas (docs/decisions/0021): who this store writes as, and the fence of each request it owns.
+        self._owner: str | None = None
+        self._channel = ""
+        self._fences: dict[str, int] = {}
 
     @classmethod
     async def open(
@@ -82,6 +88,69 @@ class SqlStore:
     async def close(self) -> None:
         """Writes already submitted are committed first; later ones raise `StoreClosed`."""
         await self._engines.dispose()
+
+    @property
+    def shared(self) -> bool:
+        """Whether several replicas may share this database (PostgreSQL; SQLite is one gateway's alone)."""
+        return self._engines.read.dialect.name == "postgresql"
+
+    @property
+    def read_engine(self) -> AsyncEngine:
+        """For a LISTEN connection (gateway.pods.replication); queries go through the methods."""
+        return self._engines.read
+
+    # --- replica leases (docs/decisions/0021; PostgreSQL only) ------------------------------
+
+    def act_as(self, replica: str | None, channel: str = "") -> None:
+        """From now on, records are created owned by `replica`, owner writes are fenced, and journal
+        appends notify `channel`. None: no owner (one gateway, every write unconditional)."""
+        self._owner = replica
+        self._channel = channel
+        self._fences.clear()
+
+    def disown(self, request_ids: Iterable[str]) -> None:
+        """Forgets fences: a later write for these requests by this replica is refused (LeaseLost)."""
+        for request_id in request_ids:
+            self._fences[request_id] = -1
+
+    async def register_replica(self, replica: str, listen: str, policy: lease.LeasePolicy) -> None:
+        await self._write(lambda conn: replicas.register(conn, replica, listen, policy))
+
+    async def renew_replica(self, replica: str, policy: lease.LeasePolicy) -> bool:
+        return await self._write(lambda conn: replicas.renew(conn, replica, policy))
+
+    async def release_replica(self, replica: str) -> None:
+        """Ends the lease now and tells the other replicas (on the channel of `act_as`) to claim at once."""
+        channel = self._channel
+
+        def release(conn: Connection) -> None:
+            replicas.release(conn, replica)
+            if channel:
+                conn.execute(select(func.pg_notify(channel, "released")))
+
+        await self._write(release)
+
+    async def claim_orphans(self, replica: str) -> list[PodRecord]:
+        """Takes over this replica's share of the requests of replicas whose lease ran out."""
+        rows = await self._write(lambda conn: replicas.claim(conn, replica))
+        claimed = [self._record(row) for row in rows]
+        if replica == self._owner:
+            for row in rows:
+                self._fences[row["request_id"]] = row["fence"]
+        return claimed
+
+    def _fenced(self, request_id: str) -> list[ColumnElement[bool]]:
+        """The condition of an owner write (lease.accepts): exact owner and fence, when acting as a replica."""
+        fence = self._fences.get(request_id)
+        if self._owner is None or fence is None:
+            return []
+        return [pod_records.c.owner == self._owner, pod_records.c.fence == fence]
+
+    async def _refused(self, request_id: str) -> Exception:
+        if await self.get_pod_record(request_id) is None:
+            return NotFound(f"no pod record for request {request_id!r}")
+        self._fences[request_id] = -1
+        return LeaseLost(f"request {request_id!r} is owned by another replica now; this one stops following it")
 
     async def _write(self, operation: Operation[T]) -> T:
         return await self._engines.writer.run(operation)
@@ -140,6 +209,8 @@ class SqlStore:
         if not request_id:
             raise ValueError("a pod record needs a request_id")
         values = record_values(record, self._clock())
+        if self._owner is not None:
+            values |= {"owner": self._owner, "fence": 1}
 
         def create(conn: Connection) -> tuple[RowMapping, bool]:
             same = select(pod_records).where(pod_records.c.request_id == request_id)
@@ -150,6 +221,8 @@ class SqlStore:
 
         try:
             row, created = await self._write(create)
+            if created and self._owner is not None:
+                self._fences[request_id] = 1
             return self._record(row), created
         except IntegrityError as e:  # another writer inserted it meanwhile (Postgres), or the name clashed
             existing = await self.get_pod_record(request_id)
@@ -194,7 +267,9 @@ class SqlStore:
         return await self._update(request_id, {"result": encode_result(result), "phase": result.phase.value})
 
     async def record_finished(self, request_id: str, finished_at: datetime | None = None) -> PodRecord:
-        return await self._update(request_id, {"finished_at": finished_at or self._clock()})
+        record = await self._update(request_id, {"finished_at": finished_at or self._clock()})
+        self._fences.pop(request_id, None)
+        return record
 
     async def set_reattach_deadline(self, request_id: str, deadline: datetime | None) -> PodRecord:
         return await self._update(request_id, {"reattach_deadline": deadline})
@@ -202,13 +277,13 @@ class SqlStore:
     async def _update(self, request_id: str, values: dict[str, Any]) -> PodRecord:
         statement = (
             update(pod_records)
-            .where(pod_records.c.request_id == request_id)
+            .where(pod_records.c.request_id == request_id, *self._fenced(request_id))
             .values(updated_at=self._clock(), **values)
             .returning(pod_records)
         )
         row = await self._write(lambda conn: conn.execute(statement).first())
         if row is None:
-            raise NotFound(f"no pod record for request {request_id!r}")
+            raise await self._refused(request_id)
         return self._record(row._mapping)
 
     async def list_pod_records(
@@ -271,23 +346,29 @@ class SqlStore:
             return []
         claim = (
             update(pod_records)
-            .where(pod_records.c.request_id == request_id)
+            .where(pod_records.c.request_id == request_id, *self._fenced(request_id))
             .values(last_seq=pod_records.c.last_seq + len(events))
             .returning(pod_records.c.id, pod_records.c.last_seq)
         )
 
-        def append(conn: Connection) -> list[int]:
+        def append(conn: Connection) -> list[int] | None:
             claimed = conn.execute(claim).first()
             if claimed is None:
-                raise NotFound(f"no pod record for request {request_id!r}")
+                return None
             record_id, last = claimed
             seqs = list(range(last - len(events) + 1, last + 1))
             conn.execute(
                 insert(journal_events), [event_values(record_id, s, e) for s, e in zip(seqs, events, strict=True)]
             )
+            if channel:
+                replicas.notify(conn, channel, request_id, last)
             return seqs
 
-        return await self._write(append)
+        channel = self._channel
+        appended = await self._write(append)
+        if appended is None:
+            raise await self._refused(request_id)
+        return appended
 
     async def read_events(
         self, request_id: str, after_seq: int = 0, limit: int = MAX_PAGE

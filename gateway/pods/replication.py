@@ -1,0 +1,195 @@
+"""One replica among several on a shared PostgreSQL store: its lease, takeovers, and the journal's push.
+
+docs/decisions/0021-replica-leases.md. Every `renew_every` the replica renews its lease (one statement
+for all its requests) and claims its share of the requests of replicas whose lease ran out, resuming them
+as a restarted gateway does. It stops following everything it owns when it can no longer prove its lease
+(the local deadline passed, or a renewal found it expired); the store's fence refuses any owner write
+that was already on its way. A LISTEN connection wakes the journal followers when another replica
+appends, and starts a claim round at once when one hands its requests over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from gateway import domain
+from gateway.observability import logging as logcontext
+from gateway.store import lease
+
+log = logging.getLogger(__name__)
+
+RELEASED = "released"  # the payload of a hand-over notification (journal ones are "<seq> <request id>")
+
+
+class ReplicaStore(Protocol):
+    def act_as(self, replica: str | None, channel: str = "") -> None: ...
+
+    def disown(self, request_ids: Iterable[str]) -> None: ...
+
+    async def register_replica(self, replica: str, listen: str, policy: lease.LeasePolicy) -> None: ...
+
+    async def renew_replica(self, replica: str, policy: lease.LeasePolicy) -> bool: ...
+
+    async def release_replica(self, replica: str) -> None: ...
+
+    async def claim_orphans(self, replica: str) -> list[domain.PodRecord]: ...
+
+    @property
+    def read_engine(self) -> Any: ...
+
+
+def channel_for(gateway_id: str) -> str:
+    """The NOTIFY channel of one gateway's replicas (an identifier PostgreSQL keeps whole: < 64 bytes)."""
+    return ("podgate_" + re.sub(r"[^a-z0-9_]", "_", gateway_id.lower()))[:63]
+
+
+class Replication:
+    """`take` starts runners for claimed records; `drop` stops every runner (pods untouched) and returns
+    the request ids; `wake` tells the journal a request has new events."""
+
+    def __init__(
+        self,
+        store: ReplicaStore,
+        *,
+        gateway_id: str,
+        listen: str,
+        take: Callable[[list[domain.PodRecord]], None],
+        drop: Callable[[], list[str]],
+        wake: Callable[[str], None],
+        policy: lease.LeasePolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.policy = policy or lease.LeasePolicy()
+        self._store = store
+        self._gateway_id = gateway_id
+        self._listen = listen
+        self._take = take
+        self._drop = drop
+        self._wake = wake
+        self._clock = clock
+        self.channel = channel_for(gateway_id)
+        self.replica = ""
+        self._deadline: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._listener: Any = None  # the SQLAlchemy connection holding LISTEN
+        self._claim_now = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._new_lease()
+        await self._claim()
+        await self._ensure_listener()
+        self._task = logcontext.background(self._forever(), name="replica-lease")
+
+    async def close(self, *, release: bool) -> None:
+        """`release` (SIGTERM): the lease ends now and the others are told, so they claim at once."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if release and self.replica:
+            try:
+                await self._store.release_replica(self.replica)
+                log.info("replica %s released its requests to the other replicas", self.replica)
+            except Exception as e:  # the database is gone: the lease runs out on its own
+                log.warning("replica %s could not release its lease (%s); it expires on its own", self.replica, e)
+        await self._close_listener()
+
+    def may_act(self) -> bool:
+        return lease.may_act(self._deadline, self._clock())
+
+    async def round(self) -> None:
+        """Renew (or take a new lease after losing it), then claim this replica's share of orphans."""
+        if self._deadline is None:
+            await self._new_lease()
+        else:
+            sent = self._clock()
+            try:
+                renewed = await self._store.renew_replica(self.replica, self.policy)
+            except Exception as e:
+                log.warning("replica %s could not renew its lease: %s", self.replica, e)
+                if not self.may_act():
+                    self._lose("its lease could not be renewed in time")
+                return
+            if not renewed:
+                self._lose("its lease had expired when it renewed (paused or cut off from the database)")
+                await self._new_lease()
+            else:
+                self._deadline = lease.local_deadline(sent, self.policy)
+        await self._claim()
+        await self._ensure_listener()
+
+    async def _forever(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._claim_now.wait(), self.policy.renew_every)
+            self._claim_now.clear()
+            try:
+                await self.round()
+            except Exception as e:
+                log.warning("replica %s: lease round failed (%s); retrying", self.replica, e)
+
+    async def _new_lease(self) -> None:
+        """A new name per lease: requests of an earlier lease of this process are claimed like anyone's."""
+        self.replica = f"{self._gateway_id}-{secrets.token_hex(4)}"
+        self._store.act_as(self.replica, self.channel)
+        sent = self._clock()
+        await self._store.register_replica(self.replica, self._listen, self.policy)
+        self._deadline = lease.local_deadline(sent, self.policy)
+        log.info("replica %s holds its lease", self.replica)
+
+    def _lose(self, why: str) -> None:
+        self._deadline = None
+        dropped = self._drop()
+        self._store.disown(dropped)
+        self._store.act_as(None)
+        log.warning("replica %s stops following %d request(s): %s", self.replica, len(dropped), why)
+
+    async def _claim(self) -> None:
+        if not self.may_act():
+            return
+        claimed = await self._store.claim_orphans(self.replica)
+        if claimed:
+            log.info("replica %s took over %d request(s)", self.replica, len(claimed))
+            self._take(claimed)
+
+    # --- LISTEN ------------------------------------------------------------------------------
+
+    def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload == RELEASED:
+            self._claim_now.set()
+            return
+        _seq, _, request_id = payload.partition(" ")
+        self._wake(request_id)
+
+    async def _ensure_listener(self) -> None:
+        if self._listener is not None and not self._listener_closed():
+            return
+        await self._close_listener()
+        try:
+            conn = await self._store.read_engine.connect()
+            raw = await conn.get_raw_connection()
+            await raw.driver_connection.add_listener(self.channel, self._notified)
+        except Exception as e:
+            log.warning("replica %s: LISTEN failed (%s); journal followers poll slowly until it works", self.replica, e)
+            return
+        self._listener = conn
+
+    def _listener_closed(self) -> bool:
+        try:
+            raw = self._listener.sync_connection.connection.driver_connection
+            return bool(raw.is_closed())
+        except Exception:
+            return True
+
+    async def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.invalidate()
+                await conn.close()

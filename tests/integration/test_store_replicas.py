@@ -1,0 +1,85 @@
+"""Replica leases on a real PostgreSQL database: claims, fences, renewals (docs/decisions/0021)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway import domain
+from gateway.store.base import LeaseLost
+from gateway.store.lease import LeasePolicy
+from gateway.store.sql import SqlStore
+from tests.postgres import PostgresServer, database_name
+
+SHORT = LeasePolicy(duration=1.0, renew_every=0.3, safety_margin=0.2)
+
+
+@pytest.fixture
+async def two_stores(postgres_server: PostgresServer) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
+    async with postgres_server.database(database_name()) as url:
+        text = url.render_as_string(hide_password=False)
+        a, b = await SqlStore.open(text), await SqlStore.open(text)
+        try:
+            yield a, b
+        finally:
+            await a.close()
+            await b.close()
+
+
+def record(request_id: str) -> domain.PodRecord:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": {"containers": []}}
+    request = domain.PodRequest(request_id=request_id, pod=pod)
+    return domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=datetime.now(UTC))
+
+
+def event() -> domain.JournalEvent:
+    return domain.JournalEvent(kind=domain.JournalKind.LOG, time=datetime.now(UTC), payload={"text": "x"})
+
+
+async def test_a_taken_over_request_refuses_its_old_owners_writes(two_stores: tuple[SqlStore, SqlStore]) -> None:
+    a, b = two_stores
+    a.act_as("a", "podgate_test")
+    b.act_as("b", "podgate_test")
+    await a.register_replica("a", "", SHORT)
+    await b.register_replica("b", "", SHORT)
+    _, created = await a.create_pod_record(record("r1"))
+    assert created
+    assert (await b.create_pod_record(record("r1")))[1] is False  # same request id elsewhere: the stored one
+    await a.record_phase("r1", domain.PodPhase.PENDING)
+    assert await b.claim_orphans("b") == []  # a's lease is live
+    await asyncio.sleep(SHORT.duration + 0.1)  # a is paused past its lease
+    assert await b.renew_replica("b", SHORT) is False  # b too: an expired lease is never revived
+    await b.register_replica("b2", "", SHORT)
+    b.act_as("b2", "podgate_test")
+    claimed = await b.claim_orphans("b2")
+    assert [r.request.request_id for r in claimed] == ["r1"]
+    with pytest.raises(LeaseLost):
+        await a.record_phase("r1", domain.PodPhase.RUNNING)
+    with pytest.raises(LeaseLost):
+        await a.append_events("r1", [event()])
+    assert await a.renew_replica("a", SHORT) is False
+    assert (await b.record_phase("r1", domain.PodPhase.RUNNING)).phase is domain.PodPhase.RUNNING
+    assert await b.append_events("r1", [event()]) == [1]
+    assert await b.claim_orphans("b2") == []
+
+
+async def test_a_released_lease_is_claimed_at_once_and_shared(two_stores: tuple[SqlStore, SqlStore]) -> None:
+    a, b = two_stores
+    a.act_as("a")
+    await a.register_replica("a", "", LeasePolicy())
+    await b.register_replica("b", "", LeasePolicy())
+    await a.register_replica("c", "", LeasePolicy())
+    for i in range(4):
+        await a.create_pod_record(record(f"r{i}"))
+    await a.release_replica("a")
+    first = await b.claim_orphans("b")
+    assert len(first) == 2  # its share: 4 orphans over 2 live replicas
+    second = await b.claim_orphans("b")
+    assert len(second) == 1  # 2 left over 2 live replicas: the other live one gets its turn
+    third = await b.claim_orphans("b")
+    assert {r.request.request_id for r in first + second + third} == {f"r{i}" for i in range(4)}
+    assert all(r.request.request_id for r in first + second + third)
+    assert await b.claim_orphans("b") == []
