@@ -109,8 +109,9 @@ class Replication:
             await self._new_lease()
         else:
             sent = self._clock()
+            left = max(0.1, (self._deadline or sent) - sent)  # the store waits out an outage up to 30 s
             try:
-                renewed = await self._store.renew_replica(self.replica, self.policy)
+                renewed = await asyncio.wait_for(self._store.renew_replica(self.replica, self.policy), left)
             except Exception as e:
                 log.warning("replica %s could not renew its lease: %s", self.replica, e)
                 if not self.may_act():
