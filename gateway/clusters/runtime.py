@@ -61,8 +61,9 @@ class HealthTracker:
         self._down, self._up = down, up
         self._failures = self._successes = 0
 
-    def observe(self, error: kube.KubeError | None) -> bool:
-        """Records one probe; True when the state changed. The gateway's own exhaustion is no verdict."""
+    def observe(self, error: kube.KubeError | None, *, decisive: bool = False) -> bool:
+        """Records one probe or call; True when the state changed. The gateway's own exhaustion is no
+        verdict; a `decisive` failure (no connection could be made at all) marks it down at once."""
         if isinstance(error, kube.GatewayExhausted):
             return False
         before = self.state
@@ -80,7 +81,7 @@ class HealthTracker:
                 if isinstance(error, kube.Unauthorized | kube.Forbidden)
                 else domain.ClusterHealth.UNREACHABLE
             )
-            if self._failures >= self._down or self.state is domain.ClusterHealth.UNKNOWN:
+            if decisive or self._failures >= self._down or self.state is domain.ClusterHealth.UNKNOWN:
                 self.state = bad
             self.message = str(error)
         return self.state is not before
@@ -102,6 +103,7 @@ class ClusterRuntime:
         self.provider = provider  # for the endpoint of issued kubeconfigs; the client owns token use
         self.gateway_id = gateway_id
         self.health = HealthTracker()
+        client.reachability = self
         self.cordoned = False
         self.cordon_reason = ""
         self._on_change = on_change
@@ -249,13 +251,21 @@ class ClusterRuntime:
                 said = str(e).removeprefix(f"cluster {self.name!r}: ")  # say the cluster's name once
                 unhealthy = kube.GatewayExhausted if is_exhaustion(e) else kube.ApiUnreachable
                 error = unhealthy(f"cluster {self.name!r}: credentials: {said}", cluster=self.name)
-            if self.health.observe(error):
-                log.log(
-                    logging.INFO if self.health.state is domain.ClusterHealth.HEALTHY else logging.WARNING,
-                    "cluster %s is now %s%s",
-                    self.name,
-                    self.health.state,
-                    f": {self.health.message}" if self.health.message else "",
-                )
-                self._on_change()
+            self.report(error, decisive=False)
             await asyncio.sleep(self._probe_interval)
+
+    @property
+    def down(self) -> bool:
+        return self.health.state is domain.ClusterHealth.UNREACHABLE
+
+    def report(self, error: kube.KubeError | None, *, decisive: bool) -> None:
+        """A probe's or any call's outcome (the client's Reachability): placement hears of a change at once."""
+        if self.health.observe(error, decisive=decisive):
+            log.log(
+                logging.INFO if self.health.state is domain.ClusterHealth.HEALTHY else logging.WARNING,
+                "cluster %s is now %s%s",
+                self.name,
+                self.health.state,
+                f": {self.health.message}" if self.health.message else "",
+            )
+            self._on_change()

@@ -130,17 +130,20 @@ class Creator:
         # name first, as the pod may already exist there.
         pinned = state.record.cluster if state.record.name else ""
         while True:
+            # Placed again before every attempt: a failed create may just have marked its cluster down
+            # (clusters/runtime.py), and a cluster known to be down is never tried.
             policy = self.settings.current.placement
             decision = engine.place(state.request, self.clusters.snapshots(), policy, previous=state.record.cluster)
-            candidates = [pinned] if pinned else [c.cluster for c in decision.candidates if c.cluster not in tried]
-            for name in candidates:
+            untried = [c.cluster for c in decision.candidates if c.cluster not in tried]
+            name = pinned or (untried[0] if untried else "")
+            if name:
                 outcome = await self._create_on(state, name, decision)
                 if outcome is Created.YES:
                     return
                 pinned = name if outcome is Created.UNKNOWN else ""
-                if pinned:
-                    break
-                tried.add(name)
+                if not pinned:
+                    tried.add(name)
+                    continue
             remaining = deadline - loop.time()
             if not pinned and (remaining <= 0 or not (decision.candidates or decision.may_fit_later or tried)):
                 failed = f" (creation failed on {', '.join(sorted(tried))})" if tried else ""

@@ -16,6 +16,7 @@ from gateway.clusters.kubeapi import ClusterClient
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY
 from gateway.credentials.base import Endpoint
 from gateway.credentials.static import StaticProvider
+from gateway.domain import ClusterHealth
 from gateway.pods.builder import REQUEST_ID_ANNOTATION
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import gateway_settings, logs, pod_request, result, run_to_end
@@ -324,3 +325,33 @@ async def test_a_pod_over_a_mebibyte_elsewhere_in_the_cluster_does_not_freeze_it
     events = await run_to_end(stub, pod_request(ticks(3), regions=("eu-central-1",)))
     assert logs(events) == ["tick 0", "tick 1", "tick 2"]
     assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+
+
+def create_failures(events: list[dispatch_pb2.PodEvent], cluster: str) -> int:
+    return sum(
+        1
+        for e in events
+        if e.WhichOneof("event") == "phase" and e.phase.reason == "CreateFailed" and f" on {cluster} " in e.phase.message
+    )
+
+
+async def test_an_outage_seen_by_any_call_marks_the_cluster_down_and_it_is_not_tried_again(
+    slow_probe_gateway: Gateway, world: SimWorld
+) -> None:
+    """Probes a minute apart: the cluster's own watches (or the create) meeting a refused connection mark it
+    unreachable at once; the pod fails over, and later pods never try the down cluster."""
+    channel, stub = await stub_for(slow_probe_gateway)
+    async with channel:
+        request = pod_request("print('hi')", regions=("eu-west-1", "eu-central-1"))
+        explained = await stub.ExplainPlacement(dispatch_pb2.ExplainPlacementRequest(pod=request))
+        first = explained.decision.cluster
+        await world.clusters[first].outage()
+        events = await run_to_end(stub, request)
+        assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+        assert [e.placed.cluster for e in events if e.WhichOneof("event") == "placed"][-1] != first
+        assert create_failures(events, first) <= 1
+        assert slow_probe_gateway.registry.get(first).health.state is ClusterHealth.UNREACHABLE  # not by the probe
+        later = await run_to_end(stub, pod_request("print('hi')", regions=("eu-west-1", "eu-central-1")))
+    assert result(later).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert first not in [e.placed.cluster for e in later if e.WhichOneof("event") == "placed"]
+    assert create_failures(later, first) == 0

@@ -16,7 +16,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from contextlib import aclosing
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 import aiohttp
 from multidict import CIMultiDict
@@ -37,6 +37,7 @@ from gateway.clusters.kubeapi.errors import (
     AlreadyExists,
     ApiUnreachable,
     Conflict,
+    GatewayExhausted,
     KubeError,
     NotFound,
     StreamSilent,
@@ -58,6 +59,16 @@ ENSURE_ATTEMPTS = 5
 USER_AGENT = "podgate/0.1"
 LOG_LINE_BYTES = 1 << 20  # a longer log line comes in pieces (memory bound); watch events are never cut
 Sleep = Callable[[float], Awaitable[None]]
+
+
+class Reachability(Protocol):
+    """The cluster's health as every call sees it (clusters/runtime.py keeps it)."""
+
+    @property
+    def down(self) -> bool: ...
+
+    def report(self, error: KubeError | None, *, decisive: bool) -> None:
+        """One call's outcome; `decisive`: no connection could be made at all."""
 
 
 class ClusterClient:
@@ -85,6 +96,10 @@ class ClusterClient:
         self._server_hostname: str | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        # Told of every call's outcome, so any caller that cannot reach the API server marks the cluster
+        # down at once (not at the next probe), and asked before each retry: a cluster known to be down
+        # is not retried, so its callers move on (a create fails over) without spending the backoff.
+        self.reachability: Reachability | None = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -146,6 +161,7 @@ class ClusterClient:
         fresh token did not cure asks the provider to resolve the endpoint again (its CA, address or
         client certificate may have rotated) and, when it changed, retries once at once."""
         attempt, refreshed, force, relocated = 0, False, False, False
+        started = asyncio.get_running_loop().time()
         while True:
             attempt += 1
             # Credentials first: after a 401 the forced refresh may renew an exec plugin's client
@@ -155,7 +171,7 @@ class ClusterClient:
             self._impersonate(headers)
             force = False
             try:
-                return await send(session, headers)
+                answer = await send(session, headers)
             except KubeError as e:
                 if isinstance(e, Unauthorized) and not refreshed:
                     log.debug("cluster %s: %s: 401, refreshing the token and retrying once", self.name, request.call)
@@ -166,7 +182,13 @@ class ClusterClient:
                     relocated = True
                     attempt -= 1  # nor is the retry at the new endpoint
                     continue
-                decision = decide(self._policy if request.retry else NO_RETRY, e, attempt, draw=self._draw())
+                self._report(e)
+                if isinstance(e, ApiUnreachable) and self.reachability is not None and self.reachability.down:
+                    raise  # known down: the caller moves on (fails over) instead of spending the backoff
+                elapsed = asyncio.get_running_loop().time() - started
+                decision = decide(
+                    self._policy if request.retry else NO_RETRY, e, attempt, draw=self._draw(), elapsed=elapsed
+                )
                 if not decision.retry:
                     raise
                 log.debug(
@@ -174,6 +196,20 @@ class ClusterClient:
                     self.name, request.call, attempt, self._policy.attempts, decision.why, e, decision.delay,
                 )  # fmt: skip
                 await self._sleep(decision.delay)
+                continue
+            self._report(None)
+            return answer
+
+    def _report(self, error: KubeError | None) -> None:
+        """An answer (any HTTP status) proves the API server reachable; a connection that could not be made
+        (refused, connect timeout, TLS) proves it is not. A connection cut after the request went out says
+        little (a proxy, a lost answer), and the gateway's own exhaustion nothing: the probe judges those."""
+        if self.reachability is None:
+            return
+        if not isinstance(error, ApiUnreachable | GatewayExhausted):
+            self.reachability.report(None, decisive=False)
+        elif isinstance(error, ApiUnreachable) and not error.maybe_sent:
+            self.reachability.report(error, decisive=True)
 
     async def _endpoint_moved(self, request: Request, error: KubeError) -> bool:
         """Whether the provider, asked again, names another endpoint than the one that failed."""

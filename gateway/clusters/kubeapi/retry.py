@@ -38,6 +38,9 @@ class RetryPolicy:
 
     backoff: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 4.0)
     max_retry_after: float = 30.0  # a server asking for longer is answered with an error instead
+    # No retry would start later than this after the first attempt: a caller with somewhere else to go
+    # (a create that can fail over) gets its answer in bounded time, however the backoff adds up.
+    budget: float = 10.0
 
     def __post_init__(self) -> None:
         if any(delay < 0 for delay in self.backoff):
@@ -59,7 +62,16 @@ class RetryDecision:
     why: str = ""
 
 
-def decide(policy: RetryPolicy, error: KubeError, attempt: int, *, draw: float) -> RetryDecision:
+def decide(policy: RetryPolicy, error: KubeError, attempt: int, *, draw: float, elapsed: float = 0.0) -> RetryDecision:
+    """See `_decide`; and no retry that would start past the policy's time budget (`elapsed` seconds since
+    the first attempt), but for a 429, whose wait the server chose (bounded by max_retry_after)."""
+    decision = _decide(policy, error, attempt, draw=draw)
+    if decision.retry and not isinstance(error, TooManyRequests) and elapsed + decision.delay > policy.budget:
+        return RetryDecision(retry=False, why=f"gave up after {elapsed:.1f}s (budget {policy.budget:.0f}s)")
+    return decision
+
+
+def _decide(policy: RetryPolicy, error: KubeError, attempt: int, *, draw: float) -> RetryDecision:
     """After failed attempt number `attempt` (from 1): retry, and after how many seconds?
 
     Retried: unreachable, 5xx (but 501), 429. Never: other 4xx. The wait is the attempt's backoff
