@@ -61,6 +61,7 @@ class SqlStore:
         self._owner: str | None = None
         self._channel = ""
         self._fences: dict[str, int] = {}
+        self._replicated = False  # once a replica: owner writes without a live fence are refused
 
     @classmethod
     async def open(
@@ -107,9 +108,11 @@ class SqlStore:
         self._owner = replica
         self._channel = channel
         self._fences.clear()
+        self._replicated = self._replicated or replica is not None
 
     def disown(self, request_ids: Iterable[str]) -> None:
-        """Forgets fences: a later write for these requests by this replica is refused (LeaseLost)."""
+        """A later write for these requests by this replica is refused (LeaseLost), as for any request it
+        holds no fence of."""
         for request_id in request_ids:
             self._fences[request_id] = -1
 
@@ -141,10 +144,9 @@ class SqlStore:
 
     def _fenced(self, request_id: str) -> list[ColumnElement[bool]]:
         """The condition of an owner write (lease.accepts): exact owner and fence, when acting as a replica."""
-        fence = self._fences.get(request_id)
-        if self._owner is None or fence is None:
+        if not self._replicated:
             return []
-        return [pod_records.c.owner == self._owner, pod_records.c.fence == fence]
+        return [pod_records.c.owner == (self._owner or ""), pod_records.c.fence == self._fences.get(request_id, -1)]
 
     async def _refused(self, request_id: str) -> Exception:
         if await self.get_pod_record(request_id) is None:
@@ -272,12 +274,14 @@ class SqlStore:
         return record
 
     async def set_reattach_deadline(self, request_id: str, deadline: datetime | None) -> PodRecord:
-        return await self._update(request_id, {"reattach_deadline": deadline})
+        """Not an owner write: the replica a client is attached to sets it (its owner acts on it)."""
+        return await self._update(request_id, {"reattach_deadline": deadline}, owner_write=False)
 
-    async def _update(self, request_id: str, values: dict[str, Any]) -> PodRecord:
+    async def _update(self, request_id: str, values: dict[str, Any], *, owner_write: bool = True) -> PodRecord:
+        fenced = self._fenced(request_id) if owner_write else []
         statement = (
             update(pod_records)
-            .where(pod_records.c.request_id == request_id, *self._fenced(request_id))
+            .where(pod_records.c.request_id == request_id, *fenced)
             .values(updated_at=self._clock(), **values)
             .returning(pod_records)
         )

@@ -33,6 +33,12 @@ LEASE_SECONDS = 3.0
 LINES = 8
 
 
+async def submit(address: str, request_id: str, lines: int = LINES) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        request = dispatch_pb2.SubmitPodRequest(pod=pod_request(pod_code(request_id, lines), request_id=request_id))
+        await dispatch_pb2_grpc.DispatchServiceStub(channel).SubmitPod(request, timeout=30)
+
+
 @contextlib.asynccontextmanager
 async def replica(
     tmp_path: Path, name: str, url: str, world_kubeconfigs: Path
@@ -95,10 +101,10 @@ async def shared_world(tmp_path: Path) -> AsyncIterator[tuple[SimWorld, Counter[
         yield world, created
 
 
-def pod_code(request_id: str) -> str:
+def pod_code(request_id: str, lines: int = LINES) -> str:
     return (
         "import json, time\n"
-        f"for i in range({LINES}):\n"
+        f"for i in range({lines}):\n"
         "    print(f'line {i}', flush=True)\n"
         "    time.sleep(0.7)\n"
         f"open('/airflow/xcom/return.json', 'w').write(json.dumps({{'rid': {request_id!r}}}))\n"
@@ -147,10 +153,7 @@ async def test_sigkill_of_one_of_three_replicas_loses_and_repeats_nothing(tmp_pa
         addresses = [a0, a1, a2]
         ids = [f"ha-{i}" for i in range(pods)]
         for i, request_id in enumerate(ids):  # owned by the replica that received it
-            async with grpc.aio.insecure_channel(addresses[i % 3]) as channel:
-                stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
-                submit = dispatch_pb2.SubmitPodRequest(pod=pod_request(pod_code(request_id), request_id=request_id))
-                await stub.SubmitPod(submit, timeout=30)
+            await submit(addresses[i % 3], request_id)
         # each replica has clients of requests owned by each replica (owner i % 3, watched on i // 3 % 3)
         watchers = [asyncio.create_task(watch(addresses, rid, i // 3 % 3)) for i, rid in enumerate(ids)]
         await asyncio.sleep(2.5)
@@ -189,3 +192,31 @@ async def test_the_same_request_id_at_two_replicas_at_once_makes_one_pod(tmp_pat
     assert lines == [f"line {i}" for i in range(LINES)]
     assert json.loads(final.xcom_json) == {"rid": "twice"}
     assert created["twice"] == 1
+
+
+async def test_a_paused_replica_does_not_act_as_owner_of_what_was_taken_over(
+    tmp_path: Path, database_url: str
+) -> None:
+    lines, ids = 16, [f"paused-{i}" for i in range(3)]
+    async with (
+        shared_world(tmp_path) as (_world, created),
+        replica(tmp_path, "r0", database_url, tmp_path / "kubeconfigs") as (paused, a0),
+        replica(tmp_path, "r1", database_url, tmp_path / "kubeconfigs") as (_, a1),
+    ):
+        for request_id in ids:
+            await submit(a0, request_id, lines)  # all owned by r0
+        watchers = [asyncio.create_task(watch([a1], rid, 0)) for rid in ids]  # streamed from r1 throughout
+        await asyncio.sleep(2)
+        paused.send_signal(signal.SIGSTOP)
+        await asyncio.sleep(LEASE_SECONDS * 2)  # past its lease: r1 takes its requests over
+        paused.send_signal(signal.SIGCONT)  # wakes with runners mid-way, its lease gone
+        outcomes = await asyncio.wait_for(asyncio.gather(*watchers), timeout=120)
+        assert paused.poll() is None  # it lives on, as a replica without those requests
+    for request_id, (got, final, switches) in zip(ids, outcomes, strict=True):
+        assert got == [f"line {i}" for i in range(lines)], (request_id, got)
+        assert json.loads(final.xcom_json) == {"rid": request_id}
+        assert switches == 0
+    assert {rid: created[rid] for rid in ids} == dict.fromkeys(ids, 1)
+    woke = (tmp_path / "r0.log").read_text()
+    assert "stops following 3 request(s)" in woke, woke[-3000:]
+    assert "took over" in (tmp_path / "r1.log").read_text()

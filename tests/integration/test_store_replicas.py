@@ -83,3 +83,21 @@ async def test_a_released_lease_is_claimed_at_once_and_shared(two_stores: tuple[
     assert {r.request.request_id for r in first + second + third} == {f"r{i}" for i in range(4)}
     assert all(r.request.request_id for r in first + second + third)
     assert await b.claim_orphans("b") == []
+
+
+async def test_a_replica_between_leases_writes_as_owner_of_nothing(two_stores: tuple[SqlStore, SqlStore]) -> None:
+    """A lost lease (act_as(None)) must not make the replica's writes unconditional: a journal flush still
+    on its way after the runners stopped is refused, and a reattach deadline (not an owner write) is not."""
+    a, _ = two_stores
+    a.act_as("a")
+    await a.register_replica("a", "", LeasePolicy())
+    await a.create_pod_record(record("r1"))
+    a.act_as(None)
+    with pytest.raises(LeaseLost):
+        await a.append_events("r1", [event()])
+    with pytest.raises(LeaseLost):
+        await a.record_phase("r1", domain.PodPhase.RUNNING)
+    assert (await a.set_reattach_deadline("r1", None)).request.request_id == "r1"
+    a.act_as("a2")  # a new lease: still no fence for r1 until it claims it
+    with pytest.raises(LeaseLost):
+        await a.append_events("r1", [event()])
