@@ -284,6 +284,8 @@ class Dispatcher:
     async def _collect_garbage_forever(self) -> None:
         while True:
             await asyncio.sleep(self._settings.current.dispatch.gc_interval_seconds)
+            if self._replication is not None and not await self._replication.leads():
+                continue  # another replica runs the singletons
             try:
                 await self.collect_garbage()
                 await self.apply_retention()

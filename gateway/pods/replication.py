@@ -80,6 +80,7 @@ class Replication:
         self._task: asyncio.Task[None] | None = None
         self._listener: Any = None  # the SQLAlchemy connection holding LISTEN
         self._claim_now = asyncio.Event()
+        self._leading = False
 
     async def start(self) -> None:
         await self._new_lease()
@@ -159,6 +160,25 @@ class Replication:
             log.info("replica %s took over %d request(s)", self.replica, len(claimed))
             self._take(claimed)
 
+    async def leads(self) -> bool:
+        """Whether this replica runs the singletons (garbage collection, journal retention): it holds the
+        gateway's session advisory lock on its LISTEN connection, released by PostgreSQL when that session
+        ends (a dead replica's lock passes to another at its next try)."""
+        await self._ensure_listener()
+        if self._listener is None:
+            return False
+        if self._leading:
+            return True
+        raw = self._listener.sync_connection.connection.driver_connection
+        try:
+            self._leading = bool(await raw.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", self.channel))
+        except Exception as e:
+            log.warning("replica %s: cannot ask for the singleton lock (%s)", self.replica, e)
+            return False
+        if self._leading:
+            log.info("replica %s runs garbage collection and journal retention", self.replica)
+        return self._leading
+
     # --- LISTEN ------------------------------------------------------------------------------
 
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
@@ -190,6 +210,7 @@ class Replication:
 
     async def _close_listener(self) -> None:
         conn, self._listener = self._listener, None
+        self._leading = False  # the lock went with the session
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.invalidate()

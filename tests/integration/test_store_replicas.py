@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway import domain
+from gateway.pods.replication import Replication
 from gateway.store.base import LeaseLost
 from gateway.store.lease import LeasePolicy
 from gateway.store.sql import SqlStore
@@ -101,3 +102,48 @@ async def test_a_replica_between_leases_writes_as_owner_of_nothing(two_stores: t
     a.act_as("a2")  # a new lease: still no fence for r1 until it claims it
     with pytest.raises(LeaseLost):
         await a.append_events("r1", [event()])
+
+
+def replication(store: SqlStore, woken: list[str] | None = None) -> Replication:
+    return Replication(
+        store,
+        gateway_id="gw",
+        listen="",
+        take=lambda records: None,
+        drop=list,
+        wake=(woken if woken is not None else []).append,
+        policy=LeasePolicy(),
+    )
+
+
+async def test_one_replica_at_a_time_runs_the_singletons(two_stores: tuple[SqlStore, SqlStore]) -> None:
+    a, b = two_stores
+    first, second = replication(a), replication(b)
+    await first.start()
+    await second.start()
+    try:
+        assert [await first.leads(), await second.leads(), await first.leads()] == [True, False, True]
+        await first.close(release=True)  # its session, and the lock with it, ends
+        assert await second.leads()
+    finally:
+        await first.close(release=True)
+        await second.close(release=True)
+
+
+async def test_an_append_on_one_replica_wakes_the_followers_of_another(two_stores: tuple[SqlStore, SqlStore]) -> None:
+    a, b = two_stores
+    woken: list[str] = []
+    owner, watcher = replication(a), replication(b, woken)
+    await owner.start()
+    await watcher.start()
+    try:
+        await a.create_pod_record(record("r1"))
+        assert await a.append_events("r1", [event(), event()]) == [1, 2]
+        for _ in range(100):  # NOTIFY is delivered at commit, asynchronously
+            if woken:
+                break
+            await asyncio.sleep(0.05)
+        assert woken == ["r1"]
+    finally:
+        await owner.close(release=True)
+        await watcher.close(release=True)
