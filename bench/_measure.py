@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import pstats
 import statistics
 import time
@@ -387,11 +388,12 @@ async def memory(tmp: Path, args: argparse.Namespace) -> None:
     async with stack_for(tmp, args) as stack, channels(stack.gateway.address, args.channels) as stubs:
         gw = stack.gateway
         idle_cpu = await cpu_percent(gw)
-        before = gw.rss_bytes()
+        before, cpu_before = gw.rss_bytes(), gw.cpu_seconds()
         submitted = await submit_all(stubs, requests, args.callers, Progress(stack, n))
         clock = Stopwatch()
         running = await wait_running(stack, submitted.accepted)
         running_wall = clock.elapsed + submitted.wall
+        cpu_per_pod = (gw.cpu_seconds() - cpu_before) / max(running, 1)
         await asyncio.sleep(MEMORY_SETTLE_SECONDS)  # the gateway records the last phase changes
         busy_cpu = await cpu_percent(gw)
         after, peak, fds = gw.rss_bytes(), peak_rss(gw), gw.open_fds()
@@ -409,6 +411,10 @@ async def memory(tmp: Path, args: argparse.Namespace) -> None:
     print(
         f"  gateway CPU: {idle_cpu:.1f}% of a core with no pods, {busy_cpu:.1f}% with {running} running pods "
         f"(nothing changing); open file descriptors: {fds}"
+    )
+    print(
+        f"  gateway CPU time from the first submit until all ran: {cpu_per_pod * 1000:.2f} ms per pod "
+        f"(load average {os.getloadavg()[0]:.1f})"
     )
     print(f"  the gateway records {followed} as running, {failed} as failed (ListPods)")
     summary(

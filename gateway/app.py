@@ -32,6 +32,7 @@ from gateway.clusters.kubeapi.timeouts import Timeouts
 from gateway.clusters.registry import Registry
 from gateway.credentials.base import CredentialProvider
 from gateway.credentials.factory import build_provider
+from gateway.eventloop import LoopFactory, loop_factory, loop_name
 from gateway.observability import descriptors, metrics
 from gateway.observability import logging as logs
 from gateway.pods.dispatcher import Dispatcher
@@ -288,6 +289,16 @@ def try_hints(address: str, program: str = "") -> list[str]:
     ]
 
 
+def serve_loop_factory(config_file: str, flags: Flags) -> LoopFactory | None:
+    """The event loop `serve_forever` should run on, by `server.event_loop`; asyncio's own when the
+    settings do not load (`serve_forever` then reports why)."""
+    try:
+        settings = load_settings(config_file or None, flags=flags)
+    except ConfigError:
+        return None
+    return loop_factory(settings.server.event_loop)
+
+
 async def serve_forever(config_file: str, flags: Flags) -> int:
     """`podgate serve`: `flags` are the command line's settings, by key path (settings.overrides)."""
     try:
@@ -307,6 +318,7 @@ async def serve_forever(config_file: str, flags: Flags) -> int:
         return 2
     logs.configure(settings.logging.format, level=getattr(logging, settings.logging.level.upper()))  # type: ignore[arg-type]
     print(f"podgate: {descriptors.raise_limit().describe()}", flush=True)
+    print(f"podgate: event loop {loop_name()}", flush=True)
     try:
         metrics_server = serve_metrics(settings.metrics)
     except (ValueError, errors.GatewayError) as e:

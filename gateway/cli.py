@@ -36,9 +36,16 @@ def _serve(args: argparse.Namespace) -> int:
     if args.verbose:
         flags["logging.level"] = "debug"
     logs.configure(flags.get("logging.format", "text"), level=logging.DEBUG if args.verbose else logging.INFO)
-    from gateway.app import serve_forever  # after logging is set up: imports may log
+    from gateway.app import serve_forever, serve_loop_factory  # after logging is set up: imports may log
+    from gateway.eventloop import LoopUnavailable
 
-    return asyncio.run(serve_forever(args.config or "", flags))
+    try:
+        factory = serve_loop_factory(args.config or "", flags)
+    except LoopUnavailable as e:
+        print(f"podgate: {e}", file=sys.stderr)
+        return 2
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(serve_forever(args.config or "", flags))
 
 
 def _sim(args: argparse.Namespace) -> int:
@@ -61,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's YAML configuration (examples/podgate.yaml shows every key); flags override it",
     )  # fmt: skip
     serve.add_argument("--listen", dest="server.listen", help="gRPC listen address (key server.listen)")
+    serve.add_argument(
+        "--event-loop", dest="server.event_loop", choices=("auto", "uvloop", "asyncio"),
+        help="auto (default): uvloop when installed; asyncio: the standard loop (key server.event_loop)",
+    )  # fmt: skip
     serve.add_argument(
         "--clusters", dest="clusters.files", action="append",
         help="cluster file or directory (repeatable); none: run the embedded local clusters of clusters/local.yaml",

@@ -40,6 +40,9 @@ class ServerSettings:
     health_listen: str = ""
     gateway_id: str = "podgate"  # labels the pods this gateway owns; replicas of one gateway share it
     state_dir: Path = Path(".podgate")  # the SQLite store (unless database.url says otherwise) and kubeconfigs
+    # auto: uvloop when installed (it allocates a TLS connection's read buffer lazily, where asyncio holds
+    # 256 KiB per followed log), else asyncio's own loop; or uvloop, or asyncio to choose.
+    event_loop: str = "auto"
 
     @property
     def kubeconfig_dir(self) -> Path:

@@ -25,6 +25,7 @@ from gateway.policy.tenant_config import check_identities, parse_authentication,
 from gateway.settings import model as m
 
 LOG_FORMATS = ("text", "json")
+EVENT_LOOPS = ("auto", "uvloop", "asyncio")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 Kind = Callable[[Any, str, rd.Problems], Any]
@@ -73,6 +74,7 @@ def _database_url(value: Any, path: str, problems: rd.Problems) -> str | None:
 _SPECIAL: dict[tuple[type, str], Kind] = {
     (m.ServerSettings, "listen"): address,
     (m.ServerSettings, "health_listen"): address,
+    (m.ServerSettings, "event_loop"): rd.one_of(*EVENT_LOOPS),
     (PlacementPolicy, "strategy"): rd.one_of(*STRATEGIES),
     (m.DatabaseSettings, "url"): _database_url,
     (m.LoggingSettings, "format"): rd.one_of(*LOG_FORMATS),

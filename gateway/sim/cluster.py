@@ -10,7 +10,6 @@ Each cluster listens on its own 127.0.0.1 port with its own CA, generated at sta
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import logging
 import secrets
@@ -118,9 +117,9 @@ class SimCluster:
             reuse_address=True,
         )
         await self._site.start()
-        server = self._site._server
-        if self.port == 0 and isinstance(server, asyncio.Server):
-            self.port = server.sockets[0].getsockname()[1]
+        sockets = getattr(self._site._server, "sockets", None)  # asyncio's Server or uvloop's: no common base
+        if self.port == 0 and sockets:
+            self.port = sockets[0].getsockname()[1]
 
     async def _start_node_side(self) -> None:
         from gateway.sim.kubelet import Kubelet  # type: ignore[import-not-found, unused-ignore]

@@ -19,9 +19,12 @@ from tests.conftest import BIN, ROOT, clean_env, podgate_serve
 from tests.postgres import PostgresServer, database_name
 
 
-async def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path) -> None:
-    with podgate_serve(tmp_path) as served:
+@pytest.mark.parametrize(("extra", "loop"), [((), "uvloop"), (("--event-loop", "asyncio"), "asyncio")])
+async def test_serve_answers_health_and_stops_on_sigterm(tmp_path: Path, extra: tuple[str, ...], loop: str) -> None:
+    """On uvloop by default (server.event_loop auto: embedded clusters included), asyncio when asked."""
+    with podgate_serve(tmp_path, *extra) as served:
         assert any("embedded local clusters: local-eu-gpu, local-eu-cpu, local-us-gpu" in p for p in served.printed)
+        assert f"podgate: event loop {loop}\n" in served.printed
         async with grpc.aio.insecure_channel(served.address) as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -104,6 +104,7 @@ BAD = [
     ("clusters.probe_interval_seconds", "soon", "clusters.probe_interval_seconds: must be a non-negative number"),
     ("placement.strategy", "random", "placement.strategy: must be one of least-loaded, bin-packing"),
     ("logging.format", "xml", "logging.format: must be one of text, json"),
+    ("server.event_loop", "fast", "server.event_loop: must be one of auto, uvloop, asyncio"),
     ("kubeconfig.max_ttl_seconds", 60, "kubeconfig.max_ttl_seconds: at least 600"),
     ("tls.key_file", ..., "tls: cert_file and key_file go together"),
     ("tls.require_client_cert", "maybe", "tls.require_client_cert: must be true or false"),
@@ -263,7 +264,7 @@ NON_DEFAULT_TEXT = {
     "server.listen": "127.0.0.1:1", "server.health_listen": "127.0.0.1:2", "metrics.listen": "off",
     "placement.strategy": "bin-packing", "logging.format": "json", "logging.level": "debug",
     "database.url": "postgresql+asyncpg://podgate:hunter2@db/podgate", "tls.require_client_cert": "true",
-    "placement.wait_on_unavailable": "false", "tenants": "",
+    "placement.wait_on_unavailable": "false", "tenants": "", "server.event_loop": "asyncio",
 }  # fmt: skip
 
 
