@@ -3,7 +3,10 @@
 Everything a RunPod/WatchPod client sees is first written here, then read back from the store page
 by page: a reconnecting client resumes from its cursor with no gap and no repeat, across gateway
 restarts, and a slow client costs one page of memory, not a growing queue. Log lines are batched
-(many lines, one insert); any other item flushes the batch first so order is kept.
+(many lines, one insert); any other item flushes the batch first so order is kept. A batch is written
+at once when a follower of the request waits for the next event (it would otherwise see each live line
+only after the batch interval): cursors stay those the store assigns, and lines that come while a
+write is under way still go together in the next one.
 """
 
 from __future__ import annotations
@@ -50,11 +53,13 @@ HAND_OVER = "the gateway is shutting down; reattach with WatchPod from your last
 
 
 class Journal:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, log_flush_seconds: float = LOG_FLUSH_SECONDS) -> None:
         self._store = store
-        self._changed: dict[str, asyncio.Event] = {}
+        self._log_flush_seconds = log_flush_seconds
+        self._changed: dict[str, asyncio.Event] = {}  # present while a follower waits for the next write
         self._pending_logs: dict[str, list[domain.JournalEvent]] = {}
         self._flushers: dict[str, asyncio.Task[None]] = {}
+        self._due: dict[str, asyncio.Event] = {}  # set: write the pending lines now
         self._locks: dict[str, asyncio.Lock] = {}
         self._handing_over = False
         # Other replicas write too (docs/decisions/0021): woken by their NOTIFY, and this slow poll in case
@@ -70,13 +75,20 @@ class Journal:
             await self._write(request_id, batch)
 
     def append_log(self, request_id: str, line: domain.LogLine) -> None:
-        """Buffers a log line; it is written within LOG_FLUSH_SECONDS or when the batch is full."""
+        """Buffers a log line; it is written within the flush interval, when the batch is full, or at
+        once when a follower waits for it."""
         pending = self._pending_logs.setdefault(request_id, [])
         pending.append(encode(line, datetime.now(UTC)))
+        due = self._due.setdefault(request_id, asyncio.Event())
+        if request_id in self._changed or len(pending) >= LOG_FLUSH_LINES:
+            due.set()
         if request_id not in self._flushers:
-            self._flushers[request_id] = logcontext.background(
-                self._flush_later(request_id), name=f"journal-flush:{request_id}", request_id=request_id
-            )
+            self._start_flusher(request_id)
+
+    def _start_flusher(self, request_id: str) -> None:
+        self._flushers[request_id] = logcontext.background(
+            self._flush_later(request_id), name=f"journal-flush:{request_id}", request_id=request_id
+        )
 
     async def flush(self, request_id: str) -> None:
         async with self._lock(request_id):
@@ -148,14 +160,18 @@ class Journal:
         self.wake(request_id)
 
     async def _flush_later(self, request_id: str) -> None:
+        due = self._due.setdefault(request_id, asyncio.Event())
         try:
-            for _ in range(int(LOG_FLUSH_SECONDS / 0.01)):
-                if len(self._pending_logs.get(request_id, ())) >= LOG_FLUSH_LINES:
-                    break
-                await asyncio.sleep(0.01)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(due.wait(), self._log_flush_seconds)
+            due.clear()  # before the write: a line that comes during it sets it again
             await self.flush(request_id)
         finally:
             self._flushers.pop(request_id, None)
+        if self._pending_logs.get(request_id):  # came while writing: they need a flusher of their own
+            self._start_flusher(request_id)
+        else:
+            self._due.pop(request_id, None)
 
     async def resume_point(self, request_id: str) -> tuple[dict[str, LogPosition], list[domain.KubernetesEvent]]:
         """Where each container's log stands, and the Kubernetes events already journalled: a resumed
@@ -177,3 +193,5 @@ class Journal:
     def forget(self, request_id: str) -> None:
         """Drops in-memory state of a finished request (its journal stays in the store)."""
         self._locks.pop(request_id, None)
+        if request_id not in self._flushers:
+            self._due.pop(request_id, None)

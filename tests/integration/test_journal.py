@@ -71,3 +71,41 @@ async def test_journal_survives_reopening_the_store(database: Database) -> None:
     async with await SqlStore.open(database.url) as store:
         events = await collect(Journal(store), "r1")
     assert [type(e.item) for e in events] == [domain.PhaseChange, domain.PodResult]
+
+
+async def test_a_waiting_follower_gets_live_lines_without_waiting_for_the_batch_interval(database: Database) -> None:
+    """With an hour's batch interval, a line reaches a follower that waits for it all the same, with the
+    cursor the store assigned; a line nobody waits for stays batched."""
+    store = await SqlStore.open(database.url)
+    await store.create_pod_record(
+        domain.PodRecord(request=domain.PodRequest(request_id="r1", pod={}), phase=domain.PodPhase.QUEUED)
+    )
+    journal = Journal(store, log_flush_seconds=3600)
+    async with store:
+        await journal.append("r1", domain.PhaseChange(phase=domain.PodPhase.RUNNING))
+        journal.append_log("r1", line(0))  # nobody follows yet: buffered
+        await asyncio.sleep(0)
+        assert [seq for seq, _ in await store.read_events("r1", 0, 10)] == [1]
+        seen: list[domain.StreamEvent] = []
+        counted = asyncio.Condition()
+
+        async def follow() -> None:
+            async for event in journal.follow("r1"):
+                async with counted:
+                    seen.append(event)
+                    counted.notify_all()
+
+        async def until(n: int) -> None:
+            async with counted:
+                await counted.wait_for(lambda: len(seen) >= n)
+
+        follower = asyncio.create_task(follow())
+        await asyncio.wait_for(until(1), 30)  # the phase; the follower now waits for what comes next
+        journal.append_log("r1", line(1))  # written at once, with line 0 before it
+        await asyncio.wait_for(until(3), 30)  # an hour's interval: only the waiting follower can explain it
+        assert [(e.seq, getattr(e.item, "text", "")) for e in seen] == [(1, ""), (2, "line 0"), (3, "line 1")]
+        await journal.append("r1", RESULT)
+        await asyncio.wait_for(follower, 30)
+        assert [e.seq for e in seen] == [1, 2, 3, 4]
+        assert await collect(journal, "r1", after=2) == seen[2:]  # resuming from a live cursor: no gap, no repeat
+        await journal.close()
