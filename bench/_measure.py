@@ -199,11 +199,14 @@ async def overhead(tmp: Path, args: argparse.Namespace) -> None:
                 direct["exists"].append(sighting.added - started)
                 direct["first log"].append(first_log - started)
 
+        cpu_before = stack.gateway.cpu_seconds()
         gateway_wall = await pool(n + WARM_UP, concurrency, via_gateway)
+        gateway_cpu = (stack.gateway.cpu_seconds() - cpu_before) / (n + WARM_UP)
         direct_wall = await pool(n + WARM_UP, concurrency, via_client)
     print(
         f"{n} pods of {OVERHEAD_POD_SECONDS:g} s each way, {concurrency} at a time, all on {POD_CLUSTER}; ms from the call"
     )
+    print(f"  gateway CPU time per RunPod pod: {gateway_cpu * 1000:.2f} ms (load average {os.getloadavg()[0]:.1f})")
     print(f"  {'path':<44}{'median':>10}{'p95':>10}")
     for path, figures in (("gateway RunPod", gateway), ("direct ClusterClient", direct)):
         for what, values in figures.items():

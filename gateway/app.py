@@ -296,7 +296,7 @@ def serve_loop_factory(config_file: str, flags: Flags) -> LoopFactory | None:
         settings = load_settings(config_file or None, flags=flags)
     except ConfigError:
         return None
-    return loop_factory(settings.server.event_loop)
+    return loop_factory(settings.server.event_loop, embedded_clusters=settings.clusters.embedded)
 
 
 async def serve_forever(config_file: str, flags: Flags) -> int:

@@ -4,6 +4,10 @@ uvloop, when installed (the server extra brings it), is the default: CPython's a
 connection a zero-filled 256 KiB read buffer, resident at once, and the gateway holds one TLS connection
 per followed log; uvloop allocates its buffer lazily (bench/README.md, dispatch.py memory). `asyncio`
 keeps the standard loop, e.g. to rule the loop out when chasing a problem.
+
+The embedded local clusters (no cluster files) run their pods as real processes from the gateway's own
+process; children spawned from uvloop there die before their command starts (exit 134), so `auto` keeps
+the standard loop with them, and `uvloop` with them is refused.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 
 
 class LoopUnavailable(Exception):
-    """`server.event_loop: uvloop` was asked for and uvloop is not installed."""
+    """`server.event_loop: uvloop` was asked for and cannot be had."""
 
 
-def loop_factory(choice: str) -> LoopFactory | None:
+def loop_factory(choice: str, *, embedded_clusters: bool = False) -> LoopFactory | None:
     """The factory for `asyncio.Runner`, or None for asyncio's own loop."""
-    if choice == "asyncio":
+    if choice == "uvloop" and embedded_clusters:
+        raise LoopUnavailable(
+            "server.event_loop uvloop cannot run the embedded local clusters' pod processes; "
+            "set it to auto or asyncio, or register clusters with clusters.files"
+        )
+    if choice == "asyncio" or embedded_clusters:
         return None
     try:
         uvloop = importlib.import_module("uvloop")

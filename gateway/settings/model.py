@@ -41,7 +41,8 @@ class ServerSettings:
     gateway_id: str = "podgate"  # labels the pods this gateway owns; replicas of one gateway share it
     state_dir: Path = Path(".podgate")  # the SQLite store (unless database.url says otherwise) and kubeconfigs
     # auto: uvloop when installed (it allocates a TLS connection's read buffer lazily, where asyncio holds
-    # 256 KiB per followed log), else asyncio's own loop; or uvloop, or asyncio to choose.
+    # 256 KiB per followed log), else asyncio's own loop; or uvloop, or asyncio to choose. The embedded
+    # local clusters run pod processes that need asyncio's loop: auto keeps it with them.
     event_loop: str = "auto"
 
     @property

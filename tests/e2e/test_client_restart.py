@@ -32,6 +32,7 @@ async def test_a_run_pod_stream_resumes_after_a_restart_longer_than_the_old_budg
     world: SimWorld, tmp_path: Path
 ) -> None:
     context, served = await serve(tmp_path, "127.0.0.1:0")
+    assert "podgate: event loop uvloop\n" in served.printed  # server.event_loop auto with cluster files
     request = PodSpecRequest.build(
         request_id="restart-ride-out",
         pod={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "ride"},

@@ -23,6 +23,14 @@ def test_auto_and_uvloop_choose_uvloop_and_asyncio_the_standard_loop() -> None:
     assert loop_factory("asyncio") is None
 
 
+def test_the_embedded_clusters_keep_the_standard_loop() -> None:
+    """Their pods are processes spawned from the gateway's process, which die on uvloop (exit 134)."""
+    assert loop_factory("auto", embedded_clusters=True) is None
+    assert loop_factory("asyncio", embedded_clusters=True) is None
+    with pytest.raises(LoopUnavailable, match="embedded local clusters"):
+        loop_factory("uvloop", embedded_clusters=True)
+
+
 def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "uvloop", None)  # what `import uvloop` meets when it is not installed
     assert loop_factory("auto") is None
