@@ -230,3 +230,21 @@ async def test_a_sigkilled_gateway_process_costs_the_stream_nothing(world: SimWo
     assert lines == [str(i) for i in range(SLOW_LINES)]
     (result,) = results
     assert result.result.phase == PodPhase.SUCCEEDED and result.result.exit_code == 0
+
+
+async def test_a_replica_whose_health_says_not_serving_gets_no_calls(
+    world: SimWorld, tmp_path: Path, alive: Gateway
+) -> None:
+    """A draining gateway (health NOT_SERVING, listener still open) is skipped: every call reaches the other.
+    Without the client's health check, round_robin would send half of them to the drainer (NotFound)."""
+    draining = await start(tmp_path / "draining")
+    try:
+        async with GatewayClient(ChannelSpec(address=f"127.0.0.1:{alive.port}")) as only_alive:
+            request_id = (await only_alive.submit_pod(request())).pod.request_id
+        await draining.running.health.enter_graceful_shutdown()
+        spec = ChannelSpec(address=f"127.0.0.1:{draining.port},127.0.0.1:{alive.port}")
+        async with GatewayClient(spec, retry=QUICK) as client:
+            for _ in range(20):
+                assert (await client.get_pod(request_id)).request_id == request_id
+    finally:
+        await draining.stop()
