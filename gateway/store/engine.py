@@ -85,7 +85,7 @@ async def open_engines(
     writer = await (_group_writer(parsed) if group_commit else _direct_writer(parsed))
     read = create_async_engine(parsed, pool_size=4, max_overflow=4, pool_timeout=None)
     _configure_sqlite(read, immediate=False)
-    return Engines(writer=writer, read=read)
+    return Engines(writer=writer, read=read, unavailable_after=0)  # a local file: nothing to wait out
 
 
 async def _postgres_engines(url: URL, unavailable_after: float) -> Engines:
@@ -120,7 +120,7 @@ async def _direct_writer(url: URL) -> Writer:
     except BaseException:
         await engine.dispose()
         raise
-    return DirectWriter(engine)
+    return DirectWriter(engine, unavailable_after=0)
 
 
 def _configure_sqlite(engine: AsyncEngine | Engine, *, immediate: bool, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:

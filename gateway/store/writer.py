@@ -30,6 +30,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.errors import Unavailable
+from gateway.observability.descriptors import is_exhaustion
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class StoreUnavailable(Unavailable):
 async def connect(engine: AsyncEngine, *, wait: float = UNAVAILABLE_AFTER) -> AsyncConnection:
     """A connection, waiting out a database that is restarting or unreachable: nothing has been sent yet,
     so waiting is always safe (an error once a transaction has begun is the caller's, as before).
-    StoreUnavailable after `wait` seconds; the pool's pre-ping replaces connections the restart broke."""
+    StoreUnavailable after `wait` seconds; the pool's pre-ping replaces connections the restart broke.
+    `wait=0` (SQLite: a local file is never "unreachable") makes one attempt and raises its error."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     attempt = 0
@@ -67,6 +69,8 @@ async def connect(engine: AsyncEngine, *, wait: float = UNAVAILABLE_AFTER) -> As
         try:
             return await engine.connect()
         except (DBAPIError, OSError) as e:
+            if wait <= 0 or is_exhaustion(e):  # out of descriptors: the gateway's trouble, shed load at once
+                raise
             attempt += 1
             left = deadline - loop.time()
             cause = f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
