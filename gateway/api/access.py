@@ -156,6 +156,11 @@ class AccessControl:
         async with lock:
             yield
 
+    @staticmethod
+    def counts_usage(tenant: tp.Tenant) -> bool:
+        """Whether admitting the tenant's submissions needs its unfinished requests (it has quotas)."""
+        return bool(tenant.name) and _has_quota(tenant)
+
     def admit(
         self,
         caller: Caller,

@@ -68,12 +68,16 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         caller = current_caller()
         request = await _pod_request(pod, self._access.limits)
 
+        live: list[domain.PodRecord] = []
+
         def admit(request: domain.PodRequest) -> domain.PodRequest:
             clusters = [self._registry.get(n).spec for n in self._registry.names()]
-            return self._access.admit(caller, request, clusters=clusters, live=self._dispatcher.live_records())
+            return self._access.admit(caller, request, clusters=clusters, live=live)
 
         try:
             async with self._access.admission(caller.tenant):
+                if self._access.counts_usage(caller.tenant):
+                    live = await self._dispatcher.unfinished_of(caller.tenant.name)
                 record, created = await self._dispatcher.submit(request, admit=admit)
         except errors.GatewayError as e:
             message = clip(str(e), MAX_MESSAGE)  # the audit keeps what the caller was told, never its megabyte

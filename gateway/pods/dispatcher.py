@@ -123,6 +123,13 @@ class Dispatcher:
         """The unfinished requests this gateway is driving, as their runners last recorded them (for metrics)."""
         return [runner.record for runner, _ in self._runners.values()]
 
+    async def unfinished_of(self, tenant: str) -> list[domain.PodRecord]:
+        """A tenant's unfinished requests, for its quotas: as one replica of several, every replica's
+        (counted in the database); alone, the ones this gateway drives."""
+        if self._replication is None:
+            return [r for r in self.live_records() if r.request.tenant == tenant]
+        return await self._store.list_unfinished(tenant=tenant)
+
     def _start(self, record: domain.PodRecord) -> None:
         runner = PodRunner(
             record=record, registry=self._registry, store=self._store, journal=self._journal, settings=self._settings

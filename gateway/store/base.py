@@ -102,8 +102,9 @@ class Store(Protocol):
         page_token: str = "",
     ) -> tuple[list[PodRecord], str]: ...
 
-    async def list_unfinished(self) -> list[PodRecord]:
-        """Records without finished_at, oldest first: what to resume tracking after a restart."""
+    async def list_unfinished(self, *, tenant: str | None = None) -> list[PodRecord]:
+        """Records without finished_at, oldest first: what to resume tracking after a restart (`tenant`:
+        only that tenant's, for its quotas)."""
         ...
 
     async def running_counts(self) -> dict[str, int]:

@@ -313,8 +313,11 @@ class SqlStore:
         rows, token = await self._page(pod_records, c.id, filters, limit, page_token)
         return [self._record(r) for r in rows], token
 
-    async def list_unfinished(self) -> list[PodRecord]:
-        query = select(pod_records).where(pod_records.c.finished_at.is_(None)).order_by(pod_records.c.id)
+    async def list_unfinished(self, *, tenant: str | None = None) -> list[PodRecord]:
+        c = pod_records.c
+        query = select(pod_records).where(c.finished_at.is_(None)).order_by(c.id)
+        if tenant is not None:
+            query = query.where(c.tenant == (tenant or None))
         async with self._engines.reading() as conn:
             return [self._record(row._mapping) for row in await conn.execute(query)]
 

@@ -24,6 +24,7 @@ import yaml
 
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.pods import builder
+from gateway.policy.identity import new_token
 from gateway.sim.cluster import SimWorld
 from tests.conftest import BIN, ROOT, clean_env
 from tests.e2e.conftest import LOCAL, pod_request
@@ -33,15 +34,16 @@ LEASE_SECONDS = 3.0
 LINES = 8
 
 
-async def submit(address: str, request_id: str, lines: int = LINES) -> None:
+async def submit(address: str, request_id: str, lines: int = LINES, token: str = "") -> None:
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
     async with grpc.aio.insecure_channel(address) as channel:
         request = dispatch_pb2.SubmitPodRequest(pod=pod_request(pod_code(request_id, lines), request_id=request_id))
-        await dispatch_pb2_grpc.DispatchServiceStub(channel).SubmitPod(request, timeout=30)
+        await dispatch_pb2_grpc.DispatchServiceStub(channel).SubmitPod(request, metadata=metadata, timeout=30)
 
 
 @contextlib.asynccontextmanager
 async def replica(
-    tmp_path: Path, name: str, url: str, world_kubeconfigs: Path
+    tmp_path: Path, name: str, url: str, world_kubeconfigs: Path, extra: dict[str, Any] | None = None
 ) -> AsyncIterator[tuple[subprocess.Popen[str], str]]:
     """`podgate serve` on its own state directory (the world's kubeconfigs copied in), the shared database.
     Its output is read in a thread: the simulator answers in this event loop meanwhile."""
@@ -55,6 +57,7 @@ async def replica(
                 "clusters": {"files": [str(LOCAL)], "probe_interval_seconds": 0.3},
                 "database": {"url": url, "lease_seconds": LEASE_SECONDS},
                 "metrics": {"listen": "off"},
+                **(extra or {}),
             }
         )
     )
@@ -220,3 +223,23 @@ async def test_a_paused_replica_does_not_act_as_owner_of_what_was_taken_over(
     woke = (tmp_path / "r0.log").read_text()
     assert "stops following 3 request(s)" in woke, woke[-3000:]
     assert "took over" in (tmp_path / "r1.log").read_text()
+
+
+async def test_a_tenant_quota_holds_across_replicas(tmp_path: Path, database_url: str) -> None:
+    token, hashed = new_token("team-a-token")
+    tenants = {
+        "tenants": [{"name": "team-a", "clusters": ["*"], "namespaces": ["*"], "max_concurrent_pods": 2}],
+        "authentication": {"static_tokens": [{"id": "team-a-token", "tenant": "team-a", "hash": hashed}]},
+    }
+    async with (
+        shared_world(tmp_path) as (_world, created),
+        replica(tmp_path, "r0", database_url, tmp_path / "kubeconfigs", tenants) as (_, a0),
+        replica(tmp_path, "r1", database_url, tmp_path / "kubeconfigs", tenants) as (_, a1),
+    ):
+        await submit(a0, "quota-0", 20, token)
+        await submit(a1, "quota-1", 20, token)  # one on each replica: neither runs two itself
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await submit(a0, "quota-2", 20, token)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "max_concurrent_pods" in (caught.value.details() or "")
+        assert created["quota-2"] == 0
