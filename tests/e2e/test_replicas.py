@@ -243,3 +243,45 @@ async def test_a_tenant_quota_holds_across_replicas(tmp_path: Path, database_url
         assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "max_concurrent_pods" in (caught.value.details() or "")
         assert created["quota-2"] == 0
+
+
+async def test_the_database_unreachable_for_10_s_loses_and_repeats_nothing(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """The database refuses connections and cuts every open one for 10 s (> LEASE_SECONDS): every replica
+    loses its lease, stops its runners, and once the database is back takes a new lease and claims the
+    requests again. The journal shows each line once (no two replicas wrote as owner of one request) and
+    each request has one pod. (Not `pg_ctl stop`: spawned from a process running gRPC, it crashes before
+    exec in this fixture, which runs it as another user.)"""
+    lines, ids = 24, [f"outage-{i}" for i in range(4)]
+    name = database_name()
+    async with postgres_server.database(name) as url:
+        text = url.render_as_string(hide_password=False)
+        async with (
+            shared_world(tmp_path) as (_world, created),
+            replica(tmp_path, "r0", text, tmp_path / "kubeconfigs") as (_, a0),
+            replica(tmp_path, "r1", text, tmp_path / "kubeconfigs") as (_, a1),
+        ):
+            addresses = [a0, a1]
+            for i, request_id in enumerate(ids):
+                await submit(addresses[i % 2], request_id, lines)
+            watchers = [asyncio.create_task(watch(addresses, rid, (i + 1) % 2)) for i, rid in enumerate(ids)]
+            await asyncio.sleep(2)
+            admin = await postgres_server.admin()
+            try:
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+                for _ in range(20):  # cut whatever connected meanwhile, for 10 s
+                    await admin.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+                    )
+                    await asyncio.sleep(0.5)
+                await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            finally:
+                await admin.close()
+            outcomes = await asyncio.wait_for(asyncio.gather(*watchers), timeout=120)
+    for request_id, (got, final, _) in zip(ids, outcomes, strict=True):
+        assert got == [f"line {i}" for i in range(lines)], (request_id, got)
+        assert json.loads(final.xcom_json) == {"rid": request_id}
+    assert {rid: created[rid] for rid in ids} == dict.fromkeys(ids, 1)
+    logged = (tmp_path / "r0.log").read_text() + (tmp_path / "r1.log").read_text()
+    assert "stops following" in logged and "took over" in logged, logged[-3000:]
