@@ -29,6 +29,7 @@ from gateway.store.lease import LeasePolicy
 
 log = logging.getLogger(__name__)
 
+REMOTE_CANCEL_WAIT_SECONDS = 30.0  # a cancel at a non-owner waits this long for the owner's result
 SAFETY_POLL_SECONDS = 5.0  # replicas: followers re-read the journal this often even without a NOTIFY
 
 Admission = Callable[[domain.PodRequest], domain.PodRequest]
@@ -65,6 +66,7 @@ class Dispatcher:
                 take=self._take_over,
                 drop=self._drop_all,
                 wake=journal.wake,
+                cancel=self._cancel_here,
                 policy=lease_policy,
             )
         # Told of each cancel the gateway makes itself (a client gone past its grace), for the audit trail.
@@ -247,12 +249,32 @@ class Dispatcher:
     async def cancel(self, request_id: str, reason: str) -> domain.PodRecord:
         record = await self.get(request_id)
         entry = self._runners.get(request_id)
+        if entry is None and self._replication is not None and not record.phase.finished:
+            return await self._cancel_at_owner(record, reason)
         if entry is None or record.phase.finished:
             return record
         runner, task = entry
         runner.cancel(reason)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
+        return await self.get(request_id)
+
+    def _cancel_here(self, request_id: str, reason: str) -> None:
+        """Another replica was asked to cancel a request this one runs."""
+        entry = self._runners.get(request_id)
+        if entry is not None:
+            entry[0].cancel(reason)
+
+    async def _cancel_at_owner(self, record: domain.PodRecord, reason: str) -> domain.PodRecord:
+        """Tells the owner, then waits (bounded) for the result it records, as a local cancel waits."""
+        assert self._replication is not None
+        request_id = record.request.request_id
+        await self._replication.ask_owner_to_cancel(request_id, reason)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(REMOTE_CANCEL_WAIT_SECONDS):
+                async for event in self._journal.follow(request_id, record.last_seq):
+                    if isinstance(event.item, domain.PodResult):
+                        break
         return await self.get(request_id)
 
     async def list(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import secrets
@@ -25,6 +26,7 @@ from gateway.store import lease
 
 log = logging.getLogger(__name__)
 
+CANCEL_REASON_CHARS = 1000  # a NOTIFY payload must stay under 8,000 bytes
 RELEASED = "released"  # the payload of a hand-over notification (journal ones are "<seq> <request id>")
 
 
@@ -40,6 +42,8 @@ class ReplicaStore(Protocol):
     async def release_replica(self, replica: str) -> None: ...
 
     async def claim_orphans(self, replica: str) -> list[domain.PodRecord]: ...
+
+    async def notify(self, channel: str, payload: str) -> None: ...
 
     @property
     def read_engine(self) -> Any: ...
@@ -63,6 +67,7 @@ class Replication:
         take: Callable[[list[domain.PodRecord]], None],
         drop: Callable[[], list[str]],
         wake: Callable[[str], None],
+        cancel: Callable[[str, str], None] = lambda request_id, reason: None,
         policy: lease.LeasePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -73,6 +78,7 @@ class Replication:
         self._take = take
         self._drop = drop
         self._wake = wake
+        self._cancel = cancel
         self._clock = clock
         self.channel = channel_for(gateway_id)
         self.replica = ""
@@ -181,9 +187,22 @@ class Replication:
 
     # --- LISTEN ------------------------------------------------------------------------------
 
+    async def ask_owner_to_cancel(self, request_id: str, reason: str) -> None:
+        """A cancel that reached a replica without the request's runner: the owner (whichever replica runs
+        it) cancels it when told on the channel. Not durable: an owner dying in that instant misses it."""
+        payload = json.dumps({"cancel": request_id, "reason": reason[:CANCEL_REASON_CHARS]})
+        await self._store.notify(self.channel, payload)
+
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         if payload == RELEASED:
             self._claim_now.set()
+            return
+        if payload.startswith("{"):
+            try:
+                asked = json.loads(payload)
+                self._cancel(str(asked["cancel"]), str(asked["reason"]))
+            except (ValueError, KeyError, TypeError):
+                log.warning("replica %s: unreadable notification ignored", self.replica)
             return
         _seq, _, request_id = payload.partition(" ")
         self._wake(request_id)

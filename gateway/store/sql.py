@@ -142,6 +142,10 @@ class SqlStore:
                 self._fences[row["request_id"]] = row["fence"]
         return claimed
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """A NOTIFY to the replicas listening on `channel`."""
+        await self._write(lambda conn: conn.execute(select(func.pg_notify(channel, payload))))
+
     def _fenced(self, request_id: str) -> list[ColumnElement[bool]]:
         """The condition of an owner write (lease.accepts): exact owner and fence, when acting as a replica."""
         if not self._replicated:
