@@ -56,16 +56,23 @@ async def stub_for(gw: Gateway) -> tuple[grpc.aio.Channel, dispatch_pb2_grpc.Dis
     return channel, dispatch_pb2_grpc.DispatchServiceStub(channel)
 
 
+async def run_with_first_choice_down(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> tuple[str, list[dispatch_pb2.PodEvent]]:
+    """A request for two regions whose first-choice cluster goes down just before it is run."""
+    request = pod_request("print('hi')", regions=("eu-west-1", "eu-central-1"))
+    explained = await stub.ExplainPlacement(dispatch_pb2.ExplainPlacementRequest(pod=request))
+    first = explained.decision.cluster
+    await world.clusters[first].outage()
+    return first, await run_to_end(stub, request)
+
+
 async def test_cluster_down_at_submit_fails_over_inside_the_allowed_regions(
     slow_probe_gateway: Gateway, world: SimWorld
 ) -> None:
     channel, stub = await stub_for(slow_probe_gateway)
     async with channel:
-        request = pod_request("print('hi')", regions=("eu-west-1", "eu-central-1"))
-        explained = await stub.ExplainPlacement(dispatch_pb2.ExplainPlacementRequest(pod=request))
-        first = explained.decision.cluster
-        await world.clusters[first].outage()
-        events = await run_to_end(stub, request)
+        first, events = await run_with_first_choice_down(stub, world)
     placed = [e.placed.cluster for e in events if e.WhichOneof("event") == "placed"]
     assert placed[-1] in {"local-eu-gpu", "local-eu-cpu"} - {first}
     assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
@@ -342,11 +349,7 @@ async def test_an_outage_seen_by_any_call_marks_the_cluster_down_and_it_is_not_t
     unreachable at once; the pod fails over, and later pods never try the down cluster."""
     channel, stub = await stub_for(slow_probe_gateway)
     async with channel:
-        request = pod_request("print('hi')", regions=("eu-west-1", "eu-central-1"))
-        explained = await stub.ExplainPlacement(dispatch_pb2.ExplainPlacementRequest(pod=request))
-        first = explained.decision.cluster
-        await world.clusters[first].outage()
-        events = await run_to_end(stub, request)
+        first, events = await run_with_first_choice_down(stub, world)
         assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
         assert [e.placed.cluster for e in events if e.WhichOneof("event") == "placed"][-1] != first
         assert create_failures(events, first) <= 1
