@@ -134,7 +134,9 @@ async def test_failover_is_counted_and_logged_with_request_cluster_and_pod(world
                 for cluster in (first, second)
                 for reason in ("placed", "failover", "create_failed", "create_unknown")
             }
-            await world.clusters[first].outage()
+            # Every call refused with 429 (an outage is now seen by the cluster's watches before the create
+            # meets it, and the pod is placed elsewhere at once, with no failover to count)
+            world.clusters[first].set_faults(error_rate=1.0, error_code=429, retry_after=0)
             events = await run_to_end(stub, request)
     finally:
         runner_log.removeHandler(handler)
