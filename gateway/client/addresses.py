@@ -21,7 +21,7 @@ Lookup = Callable[[str], Sequence[str]]
 
 
 @dataclass(frozen=True)
-class Endpoint:
+class GatewayAddress:
     host: str  # a name or an IP literal, without brackets
     port: int
 
@@ -41,7 +41,7 @@ def is_grpc_target(address: str) -> bool:
     return address.strip().startswith(GRPC_SCHEMES)
 
 
-def parse_endpoint(text: str, default_port: int) -> Endpoint:
+def parse_endpoint(text: str, default_port: int) -> GatewayAddress:
     """"host:port", "host", "[v6]:port", "[v6]" or a bare IPv6 literal; the port defaults."""
     item = text.strip()
     if not item:
@@ -64,10 +64,10 @@ def parse_endpoint(text: str, default_port: int) -> Endpoint:
     if port == "" and item.endswith(":"):
         raise ValueError(f"gateway address {item!r} has an empty port")
     if not port:
-        return Endpoint(host, default_port)
+        return GatewayAddress(host, default_port)
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"gateway address {item!r}: the port must be 1..65535")
-    return Endpoint(host, int(port))
+    return GatewayAddress(host, int(port))
 
 
 def _ip(host: str, item: str) -> None:
@@ -77,9 +77,9 @@ def _ip(host: str, item: str) -> None:
         raise ValueError(f"gateway address {item!r}: {host!r} is not an IPv6 address (names take host:port)") from None
 
 
-def parse_addresses(address: str, default_port: int) -> tuple[Endpoint, ...]:
+def parse_addresses(address: str, default_port: int) -> tuple[GatewayAddress, ...]:
     """A comma-separated list of endpoints, in order, without repeats."""
-    endpoints: list[Endpoint] = []
+    endpoints: list[GatewayAddress] = []
     for part in address.split(","):
         endpoint = parse_endpoint(part, default_port)
         if endpoint not in endpoints:
@@ -109,13 +109,13 @@ def target_of(address: str, default_port: int, server_name: str, lookup: Lookup)
         else:
             target = _list_target(endpoints, lookup)
             server_name = server_name or endpoints[0].host
-            options.append(("grpc.default_authority", str(Endpoint(server_name, endpoints[0].port))))
+            options.append(("grpc.default_authority", str(GatewayAddress(server_name, endpoints[0].port))))
     if server_name:
         options.append(("grpc.ssl_target_name_override", server_name))
     return Target(target, tuple(options))
 
 
-def _list_target(endpoints: Sequence[Endpoint], lookup: Lookup) -> str:
+def _list_target(endpoints: Sequence[GatewayAddress], lookup: Lookup) -> str:
     """ipv4:a:p,b:p (or ipv6:[a]:p,...): gRPC takes one family per target, so IPv4 unless an endpoint has
     only IPv6 addresses."""
     resolved: list[list[tuple[int, str, int]]] = []
@@ -127,7 +127,7 @@ def _list_target(endpoints: Sequence[Endpoint], lookup: Lookup) -> str:
         resolved.append(found)
     for version in (4, 6):
         if all(any(v == version for v, _, _ in found) for found in resolved):
-            picked = [str(Endpoint(h, p)) for found in resolved for v, h, p in found if v == version]
+            picked = [str(GatewayAddress(h, p)) for found in resolved for v, h, p in found if v == version]
             return f"ipv{version}:" + ",".join(dict.fromkeys(picked))
     listed = ", ".join(str(e) for e in endpoints)
     raise ValueError(f"gateway addresses {listed}: gRPC needs them all reachable over IPv4 or all over IPv6")

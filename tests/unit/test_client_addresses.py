@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.client.addresses import Endpoint, parse_addresses, parse_endpoint, target_of
+from gateway.client.addresses import GatewayAddress, parse_addresses, parse_endpoint, target_of
 from gateway.client.channel import ChannelSpec
 
 HOSTS = {"gw-a": ["10.0.0.1", "fd00::1"], "gw-b": ["10.0.0.2"], "v6only": ["fd00::9"], "none": []}
@@ -21,16 +21,16 @@ def lookup(host: str) -> list[str]:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("gw:1", Endpoint("gw", 1)),
-        ("gw", Endpoint("gw", 50051)),
-        (" gw:65535 ", Endpoint("gw", 65535)),
-        ("[::1]:7", Endpoint("::1", 7)),
-        ("[::1]", Endpoint("::1", 50051)),
-        ("::1", Endpoint("::1", 50051)),
-        ("127.0.0.1:9", Endpoint("127.0.0.1", 9)),
+        ("gw:1", GatewayAddress("gw", 1)),
+        ("gw", GatewayAddress("gw", 50051)),
+        (" gw:65535 ", GatewayAddress("gw", 65535)),
+        ("[::1]:7", GatewayAddress("::1", 7)),
+        ("[::1]", GatewayAddress("::1", 50051)),
+        ("::1", GatewayAddress("::1", 50051)),
+        ("127.0.0.1:9", GatewayAddress("127.0.0.1", 9)),
     ],
 )
-def test_endpoints(text: str, expected: Endpoint) -> None:
+def test_endpoints(text: str, expected: GatewayAddress) -> None:
     assert parse_endpoint(text, 50051) == expected
 
 
@@ -56,7 +56,7 @@ def test_bad_endpoints_name_the_entry(text: str, message: str) -> None:
 
 
 def test_a_list_keeps_order_and_drops_repeats() -> None:
-    assert parse_addresses("b:1, a:2,b:1", 9) == (Endpoint("b", 1), Endpoint("a", 2))
+    assert parse_addresses("b:1, a:2,b:1", 9) == (GatewayAddress("b", 1), GatewayAddress("a", 2))
     with pytest.raises(ValueError, match="empty"):
         parse_addresses("a:1,,b:1", 9)
 
@@ -111,7 +111,7 @@ ports = st.integers(1, 65535)
 def test_written_endpoints_parse_back(items: list[tuple[str, int]]) -> None:
     text = ",".join(f"{h}:{p}" for h, p in items)
     parsed = parse_addresses(text, 50051)
-    assert parsed == tuple(dict.fromkeys(Endpoint(h, p) for h, p in items))
+    assert parsed == tuple(dict.fromkeys(GatewayAddress(h, p) for h, p in items))
     assert parse_addresses(",".join(map(str, parsed)), 50051) == parsed
 
 
