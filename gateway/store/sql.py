@@ -181,7 +181,10 @@ class SqlStore:
             if done.rowcount == 0:
                 conn.execute(insert(clusters).values(name=spec.name, cordoned=False, cordon_reason="", **values))
 
-        await self._write(put)
+        try:
+            await self._write(put)
+        except IntegrityError:  # another replica inserted it between our update and insert: update it now
+            await self._write(put)
 
     async def get_cluster(self, name: str) -> ClusterSpec | None:
         async with self._engines.reading() as conn:

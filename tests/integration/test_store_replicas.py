@@ -147,3 +147,13 @@ async def test_an_append_on_one_replica_wakes_the_followers_of_another(two_store
     finally:
         await owner.close(release=True)
         await watcher.close(release=True)
+
+
+async def test_replicas_starting_together_register_the_same_clusters(two_stores: tuple[SqlStore, SqlStore]) -> None:
+    """Two replicas on a fresh database put the same cluster at once (bench/takeover.py found one failing
+    to start on the insert's unique key)."""
+    a, b = two_stores
+    sim = domain.CredentialsRef(source="sim")
+    specs = [domain.ClusterSpec(name=f"c{i}", provider="sim", credentials=sim, region="r") for i in range(20)]
+    await asyncio.gather(*(store.put_cluster(spec) for spec in specs for store in (a, b)))
+    assert [c.name for c in await a.list_clusters()] == sorted(f"c{i}" for i in range(20))
