@@ -43,7 +43,12 @@ async def submit(address: str, request_id: str, lines: int = LINES, token: str =
 
 @contextlib.asynccontextmanager
 async def replica(
-    tmp_path: Path, name: str, url: str, world_kubeconfigs: Path, extra: dict[str, Any] | None = None
+    tmp_path: Path,
+    name: str,
+    url: str,
+    world_kubeconfigs: Path,
+    extra: dict[str, Any] | None = None,
+    lease: float = LEASE_SECONDS,
 ) -> AsyncIterator[tuple[subprocess.Popen[str], str]]:
     """`podgate serve` on its own state directory (the world's kubeconfigs copied in), the shared database.
     Its output is read in a thread: the simulator answers in this event loop meanwhile."""
@@ -55,7 +60,7 @@ async def replica(
             {
                 "server": {"listen": "127.0.0.1:0", "state_dir": str(state)},
                 "clusters": {"files": [str(LOCAL)], "probe_interval_seconds": 0.3},
-                "database": {"url": url, "lease_seconds": LEASE_SECONDS},
+                "database": {"url": url, "lease_seconds": lease},
                 "metrics": {"listen": "off"},
                 **(extra or {}),
             }
@@ -308,3 +313,26 @@ async def test_a_cancel_at_a_replica_that_does_not_own_the_request_stops_its_pod
         pods = [p for c in world.clusters.values() for p in c.store.list("pods", None)[0]]
         assert not [p for p in pods if p["metadata"]["name"] == reply.pod.name and "deletionTimestamp" not in p["metadata"]]
     assert created["cancel-elsewhere"] == 1
+
+
+async def test_sigterm_hands_a_replicas_requests_over_at_once(tmp_path: Path, database_url: str) -> None:
+    """With a 120 s lease, only the hand-over (release + NOTIFY) can get r0's requests to r1 in time."""
+    lines, ids = 12, [f"handover-{i}" for i in range(3)]
+    async with (
+        shared_world(tmp_path) as (_world, created),
+        replica(tmp_path, "r0", database_url, tmp_path / "kubeconfigs", lease=120) as (leaving, a0),
+        replica(tmp_path, "r1", database_url, tmp_path / "kubeconfigs", lease=120) as (_, a1),
+    ):
+        for request_id in ids:
+            await submit(a0, request_id, lines)
+        watchers = [asyncio.create_task(watch([a1], rid, 0)) for rid in ids]
+        await asyncio.sleep(2)
+        leaving.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(leaving.wait, 30) == 0
+        outcomes = await asyncio.wait_for(asyncio.gather(*watchers), timeout=60)
+    for request_id, (got, final, _) in zip(ids, outcomes, strict=True):
+        assert got == [f"line {i}" for i in range(lines)], (request_id, got)
+        assert json.loads(final.xcom_json) == {"rid": request_id}
+    assert {rid: created[rid] for rid in ids} == dict.fromkeys(ids, 1)
+    assert "released its requests" in (tmp_path / "r0.log").read_text()
+    assert "took over 3 request(s)" in (tmp_path / "r1.log").read_text()
