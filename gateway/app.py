@@ -107,7 +107,10 @@ async def _start(settings: Settings, lock: StateLock | None, undo: contextlib.As
     if lock is None:
         lock = await lock_state_dir(server_settings.state_dir, server_settings.listen)
     undo.callback(lock.release)
-    store = await SqlStore.open(settings.database_url)
+    try:
+        store = await SqlStore.open(settings.database_url, password_file=settings.database.password_file)
+    except ValueError as e:  # the URL or the password file (the message never holds the password)
+        raise errors.FailedPrecondition(f"database: {e}") from None
     undo.push_async_callback(store.close)
 
     def provider_for(spec: domain.ClusterSpec) -> CredentialProvider:

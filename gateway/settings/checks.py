@@ -17,6 +17,7 @@ def missing_files(settings: Settings) -> list[str]:
         ("tls.cert_file", settings.tls.cert_file),
         ("tls.key_file", settings.tls.key_file),
         ("tls.client_ca_file", settings.tls.client_ca_file),
+        ("database.password_file", settings.database.password_file),
         *((f"clusters.files[{i}]", p) for i, p in enumerate(settings.clusters.files)),
     ]
     return [f"{key}: {path} does not exist" for key, path in named if path is not None and not path.exists()]

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from gateway.clusters.kubeapi.timeouts import LOG_INACTIVITY_SECONDS
@@ -25,6 +24,7 @@ from gateway.policy.identity import Authenticator, OidcSettings, StaticToken, To
 from gateway.policy.limits import InputLimits
 from gateway.policy.tenants import TenantSet
 from gateway.store.engine import sqlite_url
+from gateway.store.url import describe as describe_url
 
 EMBEDDED_CLUSTERS = Path("clusters/local.yaml")  # the simulated clusters `podgate serve` runs with no files
 DATABASE_FILE = "podgate.db"  # the SQLite store's file under server.state_dir
@@ -101,6 +101,8 @@ class DatabaseSettings:
     # A SQLAlchemy async URL (e.g. postgresql+asyncpg://user:password@host/podgate); empty: the SQLite file
     # under server.state_dir. It may hold a password: repr and describe() mask it.
     url: str = field(default="", repr=False)
+    # A file holding the password (a mounted Secret), when the URL has none; giving both is refused.
+    password_file: Path | None = None
     # Replicas on PostgreSQL (docs/decisions/0021): how long a replica's lease lasts; renewed every third
     # of it. A dead replica's requests are taken over after about this long (SIGTERM: at once).
     lease_seconds: float = 15.0
@@ -212,14 +214,11 @@ _SECTIONS = (
     IssuePolicy, InputLimits, LoggingSettings, MetricsSettings, AuditSettings,
 )  # fmt: skip
 
-_SECRET_QUERY_KEYS = ("pass", "secret", "token", "key")
 
 
 def redact_url(url: str) -> str:
     """The URL with its password (and password-like query parameters) masked, for logs and messages."""
     try:
-        parsed = make_url(url)
-    except ArgumentError:
+        return describe_url(url)
+    except (ArgumentError, ValueError):
         return "<not a database URL>"
-    query = {k: ("***" if any(s in k.lower() for s in _SECRET_QUERY_KEYS) else v) for k, v in parsed.query.items()}
-    return parsed.set(query=query).render_as_string(hide_password=True)

@@ -172,6 +172,8 @@ def _check(settings: m.Settings, problems: rd.Problems) -> None:
         problems.add("kubeconfig.max_ttl_seconds", f"at least {MIN_TTL_SECONDS} (Kubernetes' minimum)")
     if settings.clusters.probe_interval_seconds <= 0:
         problems.add("clusters.probe_interval_seconds", "must be more than 0")
+    if settings.database.password_file is not None and not settings.database.url:
+        problems.add("database.password_file", "goes with database.url (the SQLite store has no password)")
     if settings.database.lease_seconds < 1:
         problems.add("database.lease_seconds", "must be at least 1")
     if settings.dispatch.gc_interval_seconds <= 0:

@@ -158,14 +158,23 @@ async def test_a_reload_compares_like_with_like_and_names_what_needs_a_restart(t
     assert warnings[0].rstrip('"}').endswith("after a restart: clusters.files"), warnings
 
 
+@pytest.mark.parametrize("password_in", ["url", "file"])
 async def test_serve_keeps_its_state_where_database_url_says_and_never_shows_the_password(
-    tmp_path: Path, postgres_server: PostgresServer
+    tmp_path: Path, postgres_server: PostgresServer, password_in: str
 ) -> None:
     canary = "serve-canary-pw-0419"
-    await postgres_server.password_role("podgate_serve", canary)
+    role = f"podgate_serve_{password_in}"
+    await postgres_server.password_role(role, canary)
     async with postgres_server.database(database_name()) as admin_url:
-        url = postgres_server.url(str(admin_url.database), user="podgate_serve", password=canary)
-        with podgate_serve(tmp_path, "--database-url", url.render_as_string(hide_password=False)) as served:
+        url = postgres_server.url(str(admin_url.database), user=role, password=canary)
+        if password_in == "url":
+            args: tuple[str, ...] = ("--database-url", url.render_as_string(hide_password=False))
+        else:  # database.password_file, as a mounted Secret would give it
+            (tmp_path / "db-password").write_text(canary + "\n")
+            config = {"database": {"url": url._replace(password=None).render_as_string(hide_password=False), "password_file": "db-password"}}
+            (tmp_path / "podgate.yaml").write_text(yaml.safe_dump(config))
+            args = ("--config", str(tmp_path / "podgate.yaml"))
+        with podgate_serve(tmp_path, *args) as served:
             assert len(await cluster_names(served.address)) == 3  # the embedded clusters, registered in PostgreSQL
             served.process.send_signal(signal.SIGTERM)
             assert served.process.wait(timeout=30) == 0
@@ -177,6 +186,21 @@ async def test_serve_keeps_its_state_where_database_url_says_and_never_shows_the
         finally:
             await conn.close()
     assert registered == 3
-    assert "store: postgresql+asyncpg://podgate_serve:***@" in printed
+    assert f"store: postgresql+asyncpg://{role}{':***' if password_in == 'url' else ''}@" in printed
     assert canary not in printed
     assert not (tmp_path / "podgate.db").exists()  # nothing went to the SQLite default
+
+
+def test_a_database_password_given_twice_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "db-password").write_text("from-the-file\n")
+    config = tmp_path / "podgate.yaml"
+    url = "postgresql+asyncpg://podgate:in-the-url-0917@127.0.0.1:1/podgate"
+    config.write_text(yaml.safe_dump({"database": {"url": url, "password_file": "db-password"}}))
+    done = subprocess.run(
+        [str(BIN / "podgate"), "serve", "--config", str(config), "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path)],
+        env=clean_env(), capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "database: the database password is given twice" in done.stderr and "db-password" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "in-the-url-0917" not in done.stderr + done.stdout
