@@ -74,14 +74,17 @@ async def test_log_selection_streams_the_chosen_containers_each_line_tagged(
 async def test_log_stream_cut_during_an_output_burst_loses_and_repeats_no_line(
     stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
 ) -> None:
-    """The cluster's API server goes away while the pod prints thousands of lines; the gateway resumes the stream."""
+    """The cluster's API server goes away while the pod prints thousands of lines; the gateway resumes the stream.
+
+    The first hundred lines come at once, then the pod holds still for 3 s so the outage (started when the
+    first line reaches the test) surely cuts an open stream even on a loaded machine, then the rest follow."""
     burst = (
         "import sys, time\n"
         "for i in range(3000):\n"
         "    print(f'line {i}')\n"
         "    if i % 100 == 99:\n"
         "        sys.stdout.flush()\n"
-        "        time.sleep(0.03)\n"
+        "        time.sleep(3 if i == 99 else 0.03)\n"
     )
     cluster = world.clusters["local-eu-cpu"]
     request = pod_request(burst, regions=("eu-central-1",))
