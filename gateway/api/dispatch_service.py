@@ -39,10 +39,11 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         self._registry = registry
         self._access = access
         self._descriptors = descriptors or Gauge()
+        self._admitting = 0  # submissions past the shedding check whose runner is not live yet
 
     def _shed(self) -> None:
         """New pods and streams are refused near the descriptor limit, so the ones running keep going."""
-        short = self._descriptors.short(len(self._dispatcher.live_records()))
+        short = self._descriptors.short(len(self._dispatcher.live_records()) + self._admitting)
         if short is not None:
             held, limit = short
             raise errors.ResourceExhausted(
@@ -52,17 +53,24 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             )
 
     async def SubmitPod(self, request: dispatch_pb2.SubmitPodRequest, context: Any) -> dispatch_pb2.SubmitPodResponse:
-        self._shed()
-        record, created = await self._submit(request.pod)
+        record, created = await self._admitted(request.pod)
         return dispatch_pb2.SubmitPodResponse(pod=cv.record_to_proto(record), created=created)
 
     async def RunPod(
         self, request: dispatch_pb2.RunPodRequest, context: Any
     ) -> AsyncIterator[dispatch_pb2.RunPodResponse]:
-        self._shed()
-        record, _ = await self._submit(request.pod)
+        record, _ = await self._admitted(request.pod)
         async for event in self._follow(record.request, 0, holder=True):
             yield dispatch_pb2.RunPodResponse(event=event)
+
+    async def _admitted(self, pod: Any) -> tuple[domain.PodRecord, bool]:
+        """Shed, then submit; a burst of submissions arriving together counts itself before any runner is live."""
+        self._shed()
+        self._admitting += 1
+        try:
+            return await self._submit(pod)
+        finally:
+            self._admitting -= 1
 
     async def _submit(self, pod: Any) -> tuple[domain.PodRecord, bool]:
         caller = current_caller()

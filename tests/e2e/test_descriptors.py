@@ -97,7 +97,8 @@ async def test_out_of_descriptors_answers_resource_exhausted_and_no_cluster_is_b
                         await asyncio.sleep(0.5)
 
                 watcher = asyncio.create_task(watch_health())
-                outcomes = Counter(await asyncio.gather(*(follow(stub, pod(i, 5)) for i in range(PODS))))
+                # 15 s pods: all are still running when the last is admitted, however the admissions are paced
+                outcomes = Counter(await asyncio.gather(*(follow(stub, pod(i, 15)) for i in range(PODS))))
                 watcher.cancel()
                 for attempt in range(60):  # with the streams gone (and idle connections closed) it takes work again
                     after = await follow(stub, pod(PODS + attempt, 0.5))
