@@ -361,6 +361,10 @@ class PodRecord:
     last_seq: int = 0  # the journal's last event (the last cursor a client can hold)
     # When a client that ran the pod left early: the pod is cancelled at this time unless one reattaches.
     reattach_deadline: datetime | None = None
+    # A cancel asked for and stored, not yet carried out: whoever runs the request, now or after a takeover
+    # or restart, cancels it.
+    cancel_requested_at: datetime | None = None
+    cancel_reason: str = ""
 
 
 # --- the event journal --------------------------------------------------------------------

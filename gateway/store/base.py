@@ -91,6 +91,11 @@ class Store(Protocol):
         """When the disconnect policy cancels the pod unless a client reattaches; None: a client is attached."""
         ...
 
+    async def request_cancel(self, request_id: str, reason: str) -> PodRecord:
+        """Records that a cancel was asked for, before anyone acts on it: whoever runs the request, now or
+        after a takeover or restart, cancels it. The first reason is kept; a finished record is unchanged."""
+        ...
+
     async def list_pod_records(
         self,
         *,

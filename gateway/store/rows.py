@@ -45,6 +45,8 @@ def record_values(record: PodRecord, now: datetime) -> dict[str, Any]:
         "result": encode_result(record.result),
         "last_seq": record.last_seq,
         "reattach_deadline": record.reattach_deadline,
+        "cancel_requested_at": record.cancel_requested_at,
+        "cancel_reason": record.cancel_reason or None,
     }
 
 
@@ -91,6 +93,8 @@ def record_from_row(row: Mapping[Any, Any], cache: DecodeCache | None = None) ->
         result=decoded("result", decode_result),
         last_seq=row["last_seq"] or 0,
         reattach_deadline=row["reattach_deadline"],
+        cancel_requested_at=row["cancel_requested_at"],
+        cancel_reason=row["cancel_reason"] or "",
     )
 
 

@@ -88,6 +88,9 @@ pod_records = Table(
     # The replica following the request and its fencing token (docs/decisions/0021-replica-leases.md).
     Column("owner", String(253), nullable=True),
     Column("fence", BigInteger, nullable=False, default=0, server_default="0"),
+    # A cancel asked for (by any replica), acted on by whichever replica runs the request, now or later.
+    Column("cancel_requested_at", UtcDateTime, nullable=True),
+    Column("cancel_reason", Text, nullable=True),
     UniqueConstraint("request_id"),
     UniqueConstraint("cluster", "namespace", "name"),
     Index(None, "finished_at"),

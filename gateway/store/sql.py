@@ -284,6 +284,21 @@ class SqlStore:
         """Not an owner write: the replica a client is attached to sets it (its owner acts on it)."""
         return await self._update(request_id, {"reattach_deadline": deadline}, owner_write=False)
 
+    async def request_cancel(self, request_id: str, reason: str) -> PodRecord:
+        """Not an owner write: any replica records a cancel; the first one asked for is kept."""
+        c = pod_records.c
+        statement = (
+            update(pod_records)
+            .where(c.request_id == request_id, c.finished_at.is_(None), c.cancel_requested_at.is_(None))
+            .values(updated_at=self._clock(), cancel_requested_at=self._clock(), cancel_reason=reason)
+            .returning(pod_records)
+        )
+        row = await self._write(lambda conn: conn.execute(statement).first())
+        record = self._record(row._mapping) if row is not None else await self.get_pod_record(request_id)
+        if record is None:
+            raise NotFound(f"no pod record for request {request_id!r}")
+        return record
+
     async def _update(self, request_id: str, values: dict[str, Any], *, owner_write: bool = True) -> PodRecord:
         fenced = self._fenced(request_id) if owner_write else []
         statement = (

@@ -78,7 +78,7 @@ async def test_migrations_from_empty_create_exactly_the_declared_schema(database
         if database.backend == "sqlite":
             assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
         assert await conn.run_sync(schema_of) == (
-            "0003",
+            "0004",
             [],
             {"alembic_version", "clusters", "pod_records", "journal_events", "audit_log", "replicas"},
         )
@@ -271,6 +271,26 @@ async def test_the_reattach_deadline_and_last_cursor_survive_reopening_the_store
         assert (await second.set_reattach_deadline("grace", None)).reattach_deadline is None
         with pytest.raises(NotFound):
             await second.set_reattach_deadline("ghost", T0)
+
+
+async def test_a_requested_cancel_is_stored_once_and_survives_reopening_the_store(database: Database) -> None:
+    """Any replica records it (no fence), the first reason is kept, and a finished record is left as it is."""
+    async with await SqlStore.open(database.url) as first:
+        first.act_as("owner")
+        for request_id in ("asked", "done"):
+            await first.create_pod_record(record(request_id))
+        await first.record_finished("done", T0)
+    async with await SqlStore.open(database.url) as second:
+        second.act_as("another-replica")
+        asked = await second.request_cancel("asked", "not needed")
+        assert (asked.cancel_reason, asked.cancel_requested_at is not None) == ("not needed", True)
+        assert (await second.request_cancel("asked", "changed my mind")).cancel_reason == "not needed"
+        assert (await second.request_cancel("done", "too late")).cancel_requested_at is None
+        with pytest.raises(NotFound, match="'ghost'"):
+            await second.request_cancel("ghost", "x")
+    async with await SqlStore.open(database.url) as third:
+        [unfinished] = await third.list_unfinished()
+        assert (unfinished.cancel_reason, unfinished.cancel_requested_at) == ("not needed", asked.cancel_requested_at)
 
 
 async def test_transition_of_unknown_request_is_not_found(store: SqlStore) -> None:
