@@ -17,6 +17,7 @@ from typing import cast
 
 import grpc
 
+from bench import _pyspy
 from bench._pods import (
     BENCH_LABEL,
     NAMESPACE,
@@ -51,9 +52,15 @@ def summary(part: str, text: str, cmd: str) -> None:
 async def stack_for(tmp: Path, args: argparse.Namespace) -> AsyncIterator[Stack]:
     async with running_stack(tmp, profile=args.profile) as stack:
         await asyncio.sleep(SETTLE_SECONDS)  # watches listed, first health probes answered
-        yield stack
+        if args.py_spy is None:
+            yield stack
+        else:
+            with _pyspy.recording(stack.gateway.pid, args.py_spy, native=args.native):
+                yield stack
     if args.profile:
         report_profile(args.profile)
+    if args.py_spy is not None:
+        print(_pyspy.top(args.py_spy))
 
 
 def report_profile(path: Path) -> None:
@@ -276,14 +283,17 @@ async def throughput(tmp: Path, args: argparse.Namespace) -> None:
     async with stack_for(tmp, args) as stack, channels(stack.gateway.address, args.channels) as stubs:
         await stack.sim.reset(*ALL_CLUSTERS)
         clock = Stopwatch()
+        cpu_before, sim_before = stack.gateway.cpu_seconds(), stack.sim.cpu_seconds()
         submitted = await submit_all(stubs, requests, args.callers)
         submit_wall, latencies = submitted.wall, submitted.latencies
+        submit_cpu = stack.gateway.cpu_seconds() - cpu_before
 
         async def all_finished() -> bool:  # asked of the simulator: polling ListPods would load the gateway
             return await deleted_pods(stack) >= submitted.accepted
 
         done = await poll(all_finished, every=0.5, within=900)
         results_wall = clock.elapsed
+        gateway_cpu, sim_cpu = stack.gateway.cpu_seconds() - cpu_before, stack.sim.cpu_seconds() - sim_before
         api: Counts = sum([await stack.sim.counts(c) for c in ALL_CLUSTERS], Counter())
         succeeded = await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_SUCCEEDED,))
     print(
@@ -303,10 +313,15 @@ async def throughput(tmp: Path, args: argparse.Namespace) -> None:
         f"  API requests, 3 clusters, background included: {sum(api.values()) / n:.2f} per pod "
         f"({', '.join(f'{_name(k)}: {v / n:.2f}' for k, v in sorted(api.items()))})"
     )
+    print(
+        f"  gateway CPU time per pod, first submit to last result: {1000 * gateway_cpu / n:.2f} ms "
+        f"({1000 * submit_cpu / n:.2f} ms of it while submitting; {100 * gateway_cpu / results_wall:.0f}% of a core); "
+        f"simulator {1000 * sim_cpu / n:.2f} ms per pod; load average {os.getloadavg()[0]:.1f}"
+    )
     summary(
         "throughput",
         f"{n / submit_wall:.0f} SubmitPod/s accepted; all {n} results in after {results_wall:.1f} s "
-        f"({n / results_wall:.0f} pods/s end to end)",
+        f"({n / results_wall:.0f} pods/s end to end); gateway CPU {1000 * gateway_cpu / n:.2f} ms per pod",
         command(args, "throughput", "--callers", str(args.callers), "--channels", str(args.channels)),
     )
 
