@@ -43,7 +43,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
     def _shed(self) -> None:
         """New pods and streams are refused near the descriptor limit, so the ones running keep going."""
-        short = self._descriptors.short(len(self._dispatcher.live_records()) + self._admitting)
+        short = self._descriptors.short(self._dispatcher.live_count() + self._admitting)
         if short is not None:
             held, limit = short
             raise errors.ResourceExhausted(

@@ -121,6 +121,10 @@ class Dispatcher:
         if self._replication is not None and release:
             await self._replication.close(release=True)
 
+    def live_count(self) -> int:
+        """How many unfinished requests this gateway is driving (asked per submission: no list built)."""
+        return len(self._runners)
+
     def live_records(self) -> list[domain.PodRecord]:
         """The unfinished requests this gateway is driving, as their runners last recorded them (for metrics)."""
         return [runner.record for runner, _ in self._runners.values()]
@@ -132,10 +136,11 @@ class Dispatcher:
             return [r for r in self.live_records() if r.request.tenant == tenant]
         return await self._store.list_unfinished(tenant=tenant)
 
-    def _start(self, record: domain.PodRecord) -> None:
+    def _start(self, record: domain.PodRecord, *, fresh: bool = False) -> None:
         runner = PodRunner(
-            record=record, registry=self._registry, store=self._store, journal=self._journal, settings=self._settings
-        )
+            record=record, registry=self._registry, store=self._store, journal=self._journal, settings=self._settings,
+            fresh=fresh,
+        )  # fmt: skip
         request_id = record.request.request_id
         task = logcontext.background(runner.run(), name=f"pod:{request_id}", request_id=request_id)
         self._runners[request_id] = (runner, task)
@@ -221,7 +226,7 @@ class Dispatcher:
                 domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=decision.reason),
             )
             if self._replication is None or self._replication.may_act():
-                self._start(record)  # else the record is unowned: a lease round claims it
+                self._start(record, fresh=True)  # else the record is unowned: a lease round claims it
         return record, created
 
     async def get(self, request_id: str) -> domain.PodRecord:

@@ -56,7 +56,7 @@ class Follower:
     async def follow(self, state: RunState) -> Ending:
         """Follows the pod through its cluster: again through the new runtime when the cluster's registration
         is updated (the old one stops watching), to a result when the cluster is deregistered."""
-        positions, journalled = await self.journal.resume_point(state.request_id)
+        positions, journalled = ({}, []) if state.fresh else await self.journal.resume_point(state.request_id)
         followed = Followed(
             started=asyncio.get_running_loop().time(),
             positions=positions,
@@ -151,13 +151,12 @@ class Follower:
         return replace(result, warning_events=tuple(followed.warnings))
 
     async def _note_events(self, state: RunState, followed: Followed, track: PodTrack) -> None:
-        for event in track.drain_events():
-            if event in followed.journalled:  # seen again after a restart (the events watch lists them anew)
-                continue
-            if event.type == "Warning":
-                followed.warnings.append(event)
-                del followed.warnings[:-MAX_WARNINGS]
-            await self.journal.append(state.request_id, event)
+        """Journals the events that came since the last look, together (one store write, not one each)."""
+        new = [e for e in track.drain_events() if e not in followed.journalled]  # journalled: seen before a restart
+        followed.warnings.extend(e for e in new if e.type == "Warning")
+        del followed.warnings[:-MAX_WARNINGS]
+        if new:
+            await self.journal.append(state.request_id, *new)
 
     async def _confirmed_gone(self, record: domain.PodRecord, followed: Followed, cluster: PodCluster) -> bool:
         """The watch does not show the pod: asks the API server, at most every GONE_CHECK_SECONDS.

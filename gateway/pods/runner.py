@@ -31,9 +31,17 @@ class PodRunner:
     """Drives one request to its result. Cancel with `cancel()`; `run()` returns when the request is finished."""
 
     def __init__(
-        self, *, record: domain.PodRecord, registry: Registry, store: Store, journal: Journal, settings: LiveSettings
+        self,
+        *,
+        record: domain.PodRecord,
+        registry: Registry,
+        store: Store,
+        journal: Journal,
+        settings: LiveSettings,
+        fresh: bool = False,
     ) -> None:
-        self.state = RunState(record)
+        """`fresh`: the request was accepted by this process just now (see `RunState.fresh`)."""
+        self.state = RunState(record, fresh=fresh)
         self._clusters = RegistryClusters(registry)
         self._creator = Creator(self._clusters, store, journal, settings)
         self._follower = Follower(self._clusters, store, journal, settings)

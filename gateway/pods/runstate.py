@@ -20,6 +20,9 @@ class RunState:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: str = ""
     track: PodTrack | None = None  # set while the pod is followed, so a cancel wakes the follower
+    # Accepted by this process just now (not resumed after a restart or taken over): its journal holds no
+    # log line and no Kubernetes event yet, so following starts from nothing instead of reading it back.
+    fresh: bool = False
 
     @property
     def request(self) -> domain.PodRequest:

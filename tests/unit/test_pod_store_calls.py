@@ -1,0 +1,108 @@
+"""How many store calls the pod path makes: each costs the gateway CPU per pod (bench/README.md, issue 16).
+
+The store is the real SQLite store behind a counting wrapper; the cluster is the fake of our protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import domain
+from gateway.pods.creation import Creator
+from gateway.pods.following import Follower
+from gateway.pods.journal import Journal
+from gateway.pods.runstate import RunState
+from gateway.settings import LiveSettings, Settings
+from gateway.store.sql import SqlStore
+from tests.unit.pod_fakes import FakeCluster, FakeClusters, journalled, pod_request, submitted
+
+WITHIN = 10.0
+
+
+class CountingStore:
+    """The real store, counting the calls made through it (by method name)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.store, name)
+        if not callable(attribute):
+            return attribute
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return attribute(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture
+async def counted(tmp_path: Path) -> AsyncIterator[CountingStore]:
+    store = CountingStore(await SqlStore.open(path=tmp_path / "gateway.sqlite"))
+    yield store
+    await store.store.close()
+
+
+async def created(store: CountingStore, journal: Journal, clusters: FakeClusters, *, fresh: bool) -> RunState:
+    state = await submitted(store.store, pod_request())
+    state.fresh = fresh
+    await Creator(clusters, store, journal, LiveSettings(Settings())).place_and_create(state)  # type: ignore[arg-type]
+    return state
+
+
+def succeeded(cluster: FakeCluster, state: RunState) -> None:
+    """The pod as the watch reports it once its container exited 0."""
+    ended = {"name": "base", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+    pod = {
+        **cluster.pods[("default", state.record.name)],
+        "status": {"phase": "Succeeded", "containerStatuses": [ended]},
+    }
+    cluster.set_pod("default", state.record.name, pod)
+
+
+def event(reason: str) -> domain.KubernetesEvent:
+    return domain.KubernetesEvent(time=datetime.now(UTC), type="Normal", reason=reason, message=reason.lower())
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+async def test_a_fresh_run_follows_without_reading_its_journal_back(counted: CountingStore, fresh: bool) -> None:
+    """A request accepted by this process has no log line or event journalled yet; a resumed one may."""
+    cluster = FakeCluster("a")
+    clusters = FakeClusters({"a": cluster})
+    journal = Journal(counted)  # type: ignore[arg-type]
+    state = await created(counted, journal, clusters, fresh=fresh)
+    succeeded(cluster, state)
+    counted.calls.clear()
+    follower = Follower(clusters, counted, journal, LiveSettings(Settings()))  # type: ignore[arg-type]
+    ending = await asyncio.wait_for(follower.follow(state), WITHIN)
+    assert ending.result.phase is domain.PodPhase.SUCCEEDED
+    assert (counted.calls["read_events"] > 0) is not fresh  # resumed: read back to continue after its last line
+    await journal.close()
+
+
+async def test_events_that_came_together_are_journalled_in_one_write(counted: CountingStore) -> None:
+    cluster = FakeCluster("a")
+    clusters = FakeClusters({"a": cluster})
+    journal = Journal(counted)  # type: ignore[arg-type]
+    state = await created(counted, journal, clusters, fresh=True)
+    track = cluster.track("default", state.record.name)
+    events = [event(reason) for reason in ("Scheduled", "Pulled", "Created", "Started")]
+    for i, each in enumerate(events):
+        track.add_event((f"u{i}", 1), each)
+    succeeded(cluster, state)
+    counted.calls.clear()
+    follower = Follower(clusters, counted, journal, LiveSettings(Settings()))  # type: ignore[arg-type]
+    await asyncio.wait_for(follower.follow(state), WITHIN)
+    assert counted.calls["append_events"] == 1
+    items = await journalled(counted.store, journal, state.request_id)
+    assert [i for i in items if isinstance(i, domain.KubernetesEvent)] == events  # all of them, in order
+    await journal.close()
