@@ -194,17 +194,21 @@ class Creator:
     async def _record_placement(
         self, state: RunState, cluster: PodCluster, namespace: str, pod: str, decision: domain.PlacementDecision
     ) -> None:
-        """Stored before the create (see the module docstring), then streamed."""
+        """Stored and journalled in one write before the create (see the module docstring)."""
+        placed = chosen(decision, cluster.name)
         try:
-            state.record = await self.store.record_placement(
-                state.request_id, cluster=cluster.name, region=cluster.region, namespace=namespace, name=pod,
-                decision=chosen(decision, cluster.name), phase=domain.PodPhase.QUEUED,
+            state.record = await self.journal.record(
+                state.request_id,
+                lambda events: self.store.record_placement(
+                    state.request_id, cluster=cluster.name, region=cluster.region, namespace=namespace, name=pod,
+                    decision=placed, phase=domain.PodPhase.QUEUED, events=events,
+                ),
+                placed,
             )  # fmt: skip
         except errors.AlreadyExists:  # another request of the gateway holds that kept name
             raise NameTaken(
                 f"another request already has a pod named {pod!r} in {namespace} on {cluster.name}"
             ) from None
-        await self.journal.append(state.request_id, state.record.decision or decision)
 
 
 async def wait_or_cancel(state: RunState, waiting: Awaitable[None]) -> None:

@@ -218,15 +218,13 @@ class Dispatcher:
         if not decision.candidates and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
             metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
             raise errors.FailedPrecondition(decision.reason, engine.unsatisfiable_violations(decision))
-        record = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=datetime.now(UTC))
-        record, created = await self._store.create_pod_record(record)
-        if created:
-            await self._journal.append(
-                request.request_id,
-                domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=decision.reason),
-            )
-            if self._replication is None or self._replication.may_act():
-                self._start(record, fresh=True)  # else the record is unowned: a lease round claims it
+        new = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=datetime.now(UTC))
+        accepted = domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=decision.reason)
+        record, created = await self._journal.record(
+            request.request_id, lambda events: self._store.create_pod_record(new, events=events), accepted
+        )
+        if created and (self._replication is None or self._replication.may_act()):
+            self._start(record, fresh=True)  # else the record is unowned: a lease round claims it
         return record, created
 
     async def get(self, request_id: str) -> domain.PodRecord:

@@ -44,11 +44,12 @@ class Finisher:
     journal: Journal
 
     async def finish(self, state: RunState, result: domain.PodResult, cluster: PodCluster | None) -> None:
-        """Result first (stored, then streamed), then the finish action, then the record is closed."""
-        await self.journal.flush(state.request_id)
-        state.record = await self.store.record_result(state.request_id, result)
+        """Result first (stored and journalled in one write, after the lines still buffered), then the
+        finish action, then the record is closed."""
+        state.record = await self.journal.record(
+            state.request_id, lambda events: self.store.record_result(state.request_id, result, events=events), result
+        )
         metrics.PODS_FINISHED.labels(cluster=state.record.cluster, phase=result.phase).inc()
-        await self.journal.append(state.request_id, result)
         await self.close(state, result, cluster)
 
     async def close(self, state: RunState, result: domain.PodResult, cluster: PodCluster | None) -> None:

@@ -122,11 +122,12 @@ class Follower:
         """Stores and streams a new phase; the end is reported by the result instead."""
         if view.phase is state.record.phase or view.finished:
             return
-        state.record = await self.store.record_phase(state.request_id, view.phase)
-        metrics.record_phase(state.record.cluster, view.phase, state.record.created_at)
-        await self.journal.append(
-            state.request_id, domain.PhaseChange(phase=view.phase, reason=view.reason, message=view.message)
+        state.record = await self.journal.record(
+            state.request_id,
+            lambda events: self.store.record_phase(state.request_id, view.phase, events=events),
+            domain.PhaseChange(phase=view.phase, reason=view.reason, message=view.message),
         )
+        metrics.record_phase(state.record.cluster, view.phase, state.record.created_at)
 
     async def _collect(
         self,

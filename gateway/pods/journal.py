@@ -6,7 +6,8 @@ restarts, and a slow client costs one page of memory, not a growing queue. Log l
 (many lines, one insert); any other item flushes the batch first so order is kept. A batch is written
 at once when a follower of the request waits for the next event (it would otherwise see each live line
 only after the batch interval): cursors stay those the store assigns, and lines that come while a
-write is under way still go together in the next one.
+write is under way still go together in the next one. A change of the request's record and the events
+announcing it are one store write (`record`): never one without the other.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from gateway import domain, errors
 from gateway.observability import logging as logcontext
@@ -37,6 +39,8 @@ _KINDS: dict[type, domain.JournalKind] = {
     domain.PodResult: domain.JournalKind.RESULT,
 }
 _TYPES = {kind: tp for tp, kind in _KINDS.items()}
+
+T = TypeVar("T")
 
 
 def encode(item: domain.StreamItem, now: datetime) -> domain.JournalEvent:
@@ -73,6 +77,21 @@ class Journal:
             batch = self._pending_logs.pop(request_id, [])
             batch.extend(encode(item, now) for item in items)
             await self._write(request_id, batch)
+
+    async def record(
+        self, request_id: str, write: Callable[[list[domain.JournalEvent]], Awaitable[T]], *items: domain.StreamItem
+    ) -> T:
+        """A change of the request's record and its events in one store write: `write` is the store call,
+        given the events to append with the change (buffered log lines first, then `items`); then wakes
+        followers. Its result, or its error (then nothing of it was written)."""
+        now = datetime.now(UTC)
+        async with self._lock(request_id):
+            batch = self._pending_logs.pop(request_id, [])
+            batch.extend(encode(item, now) for item in items)
+            result = await write(batch)
+            if batch:
+                self.wake(request_id)
+            return result
 
     def append_log(self, request_id: str, line: domain.LogLine) -> None:
         """Buffers a log line; it is written within the flush interval, when the batch is full, or at

@@ -3,11 +3,16 @@
 Conventions: missing rows read as None (get_*) and raise `gateway.errors.NotFound` on writes that need
 them; a unique-key clash on placement raises `AlreadyExists`; a bad page token raises `InvalidArgument`.
 Every datetime returned is timezone-aware UTC. Pages are newest first; an empty next token ends them.
+
+A state change of a request and the journal events that announce it are one write: the record writes
+take `events`, appended to the request's journal in the same transaction (after the change, sequence
+numbers as `append_events` gives them), so a reader never sees one without the other, and a crash
+cannot come between them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -57,8 +62,11 @@ class Store(Protocol):
         ...
 
     # --- pod records ----------------------------------------------------------------------
-    async def create_pod_record(self, record: PodRecord) -> tuple[PodRecord, bool]:
-        """Insert unless the request_id exists: (stored record, True) or (existing record, False). Race-safe."""
+    async def create_pod_record(
+        self, record: PodRecord, *, events: Sequence[JournalEvent] = ()
+    ) -> tuple[PodRecord, bool]:
+        """Insert unless the request_id exists: (stored record, True) or (existing record, False). Race-safe.
+        `events` start the new record's journal; nothing is appended to an existing record's."""
         ...
 
     async def get_pod_record(self, request_id: str) -> PodRecord | None: ...
@@ -73,13 +81,16 @@ class Store(Protocol):
         name: str,
         decision: PlacementDecision | None,
         phase: PodPhase | None = None,
+        events: Sequence[JournalEvent] = (),
     ) -> PodRecord:
         """Where the pod goes, written before it is created (failover overwrites it)."""
         ...
 
-    async def record_phase(self, request_id: str, phase: PodPhase) -> PodRecord: ...
+    async def record_phase(self, request_id: str, phase: PodPhase, *, events: Sequence[JournalEvent] = ()) -> PodRecord: ...
 
-    async def record_result(self, request_id: str, result: PodResult) -> PodRecord:
+    async def record_result(
+        self, request_id: str, result: PodResult, *, events: Sequence[JournalEvent] = ()
+    ) -> PodRecord:
         """The outcome (phase follows the result); written before the pod is deleted."""
         ...
 

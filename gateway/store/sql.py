@@ -6,7 +6,7 @@ Only portable SQL: unique constraints (not dialect upserts) make creates idempot
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -32,7 +32,7 @@ from gateway.store.rows import (
     record_values,
 )
 from gateway.store.schema import audit_log, clusters, journal_events, pod_records
-from gateway.store.writer import UNAVAILABLE_AFTER, Operation
+from gateway.store.writer import UNAVAILABLE_AFTER, Operation, WriterStats
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -94,6 +94,11 @@ class SqlStore:
     def shared(self) -> bool:
         """Whether several replicas may share this database (PostgreSQL; SQLite is one gateway's alone)."""
         return self._engines.read.dialect.name == "postgresql"
+
+    @property
+    def writes(self) -> WriterStats:
+        """What the writer has done since the store opened: write operations and transactions committed."""
+        return self._engines.writer.stats
 
     @property
     def read_engine(self) -> AsyncEngine:
@@ -213,20 +218,26 @@ class SqlStore:
 
     # --- pod records ----------------------------------------------------------------------
 
-    async def create_pod_record(self, record: PodRecord) -> tuple[PodRecord, bool]:
+    async def create_pod_record(
+        self, record: PodRecord, *, events: Sequence[JournalEvent] = ()
+    ) -> tuple[PodRecord, bool]:
         request_id = record.request.request_id
         if not request_id:
             raise ValueError("a pod record needs a request_id")
         values = record_values(record, self._clock())
+        values["last_seq"] = record.last_seq + len(events)
         if self._owner is not None:
             values |= {"owner": self._owner, "fence": 1}
+        channel = self._channel
 
         def create(conn: Connection) -> tuple[RowMapping, bool]:
             same = select(pod_records).where(pod_records.c.request_id == request_id)
             existing = conn.execute(same).first()
             if existing is not None:
                 return existing._mapping, False
-            return conn.execute(insert(pod_records).values(values).returning(pod_records)).one()._mapping, True
+            row = conn.execute(insert(pod_records).values(values).returning(pod_records)).one()._mapping
+            _journal(conn, row, events, channel)
+            return row, True
 
         try:
             row, created = await self._write(create)
@@ -254,6 +265,7 @@ class SqlStore:
         name: str,
         decision: PlacementDecision | None,
         phase: PodPhase | None = None,
+        events: Sequence[JournalEvent] = (),
     ) -> PodRecord:
         values: dict[str, Any] = {
             "cluster": cluster or None,
@@ -265,15 +277,18 @@ class SqlStore:
         if phase is not None:
             values["phase"] = phase.value
         try:
-            return await self._update(request_id, values)
+            return await self._update(request_id, values, events=events)
         except IntegrityError as e:
             raise AlreadyExists(f"pod {namespace}/{name} on cluster {cluster!r} belongs to another request") from e
 
-    async def record_phase(self, request_id: str, phase: PodPhase) -> PodRecord:
-        return await self._update(request_id, {"phase": phase.value})
+    async def record_phase(self, request_id: str, phase: PodPhase, *, events: Sequence[JournalEvent] = ()) -> PodRecord:
+        return await self._update(request_id, {"phase": phase.value}, events=events)
 
-    async def record_result(self, request_id: str, result: PodResult) -> PodRecord:
-        return await self._update(request_id, {"result": encode_result(result), "phase": result.phase.value})
+    async def record_result(
+        self, request_id: str, result: PodResult, *, events: Sequence[JournalEvent] = ()
+    ) -> PodRecord:
+        values = {"result": encode_result(result), "phase": result.phase.value}
+        return await self._update(request_id, values, events=events)
 
     async def record_finished(self, request_id: str, finished_at: datetime | None = None) -> PodRecord:
         record = await self._update(request_id, {"finished_at": finished_at or self._clock()})
@@ -299,18 +314,37 @@ class SqlStore:
             raise NotFound(f"no pod record for request {request_id!r}")
         return record
 
-    async def _update(self, request_id: str, values: dict[str, Any], *, owner_write: bool = True) -> PodRecord:
+    async def _update(
+        self,
+        request_id: str,
+        values: dict[str, Any],
+        *,
+        owner_write: bool = True,
+        events: Sequence[JournalEvent] = (),
+    ) -> PodRecord:
+        """One write: the record's change, fenced for an owner write, and `events` appended to its journal."""
         fenced = self._fenced(request_id) if owner_write else []
+        if events:
+            values = {**values, "last_seq": pod_records.c.last_seq + len(events)}
         statement = (
             update(pod_records)
             .where(pod_records.c.request_id == request_id, *fenced)
             .values(updated_at=self._clock(), **values)
             .returning(pod_records)
         )
-        row = await self._write(lambda conn: conn.execute(statement).first())
+        channel = self._channel
+
+        def change(conn: Connection) -> RowMapping | None:
+            row = conn.execute(statement).first()
+            if row is None:
+                return None
+            _journal(conn, row._mapping, events, channel)
+            return row._mapping
+
+        row = await self._write(change)
         if row is None:
             raise await self._refused(request_id)
-        return self._record(row._mapping)
+        return self._record(row)
 
     async def list_pod_records(
         self,
@@ -377,21 +411,12 @@ class SqlStore:
             update(pod_records)
             .where(pod_records.c.request_id == request_id, *self._fenced(request_id))
             .values(last_seq=pod_records.c.last_seq + len(events))
-            .returning(pod_records.c.id, pod_records.c.last_seq)
+            .returning(pod_records.c.id, pod_records.c.request_id, pod_records.c.last_seq)
         )
 
         def append(conn: Connection) -> list[int] | None:
             claimed = conn.execute(claim).first()
-            if claimed is None:
-                return None
-            record_id, last = claimed
-            seqs = list(range(last - len(events) + 1, last + 1))
-            conn.execute(
-                insert(journal_events), [event_values(record_id, s, e) for s, e in zip(seqs, events, strict=True)]
-            )
-            if channel:
-                replicas.notify(conn, channel, request_id, last)
-            return seqs
+            return None if claimed is None else _journal(conn, claimed._mapping, events, channel)
 
         channel = self._channel
         appended = await self._write(append)
@@ -479,3 +504,16 @@ class SqlStore:
         query = select(func.count()).where(journal_events.c.record_id == self._record_id(request_id))
         async with self._engines.reading() as conn:
             return int(await conn.scalar(query) or 0)
+
+
+def _journal(conn: Connection, row: RowMapping, events: Sequence[JournalEvent], channel: str) -> list[int]:
+    """Appends `events` to the journal of the record `row` (as written, its `last_seq` already counting
+    them), in the caller's transaction, and notifies `channel`; their sequence numbers."""
+    if not events:
+        return []
+    last = row["last_seq"]
+    seqs = list(range(last - len(events) + 1, last + 1))
+    conn.execute(insert(journal_events), [event_values(row["id"], s, e) for s, e in zip(seqs, events, strict=True)])
+    if channel:
+        replicas.notify(conn, channel, row["request_id"], last)
+    return seqs

@@ -41,7 +41,18 @@ MAX_BATCH = 500
 UNAVAILABLE_AFTER = 30.0  # seconds a caller waits for an unreachable database before StoreUnavailable
 
 
+@dataclass
+class WriterStats:
+    """Counters since start: operations run, transactions committed, batches retried on a lock."""
+
+    operations: int = 0
+    transactions: int = 0
+    retries: int = 0
+
+
 class Writer(Protocol):
+    stats: WriterStats
+
     async def run(self, operation: Operation[T]) -> T:
         """Run `operation` in a write transaction; its result once committed, or its exception."""
         ...
@@ -95,15 +106,6 @@ def is_locked(error: BaseException) -> bool:
 def backoff(attempt: int, *, first: float = 0.05, cap: float = 2.0) -> float:
     """Seconds to wait before retry `attempt` (1, 2, ...) of a batch that found the database locked."""
     return float(min(cap, first * 2 ** (attempt - 1)))
-
-
-@dataclass
-class WriterStats:
-    """Counters since start: operations run, transactions committed, batches retried on a lock."""
-
-    operations: int = 0
-    transactions: int = 0
-    retries: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -280,6 +282,7 @@ class DirectWriter:
 
     def __init__(self, engine: AsyncEngine, *, unavailable_after: float = UNAVAILABLE_AFTER) -> None:
         self.engine = engine
+        self.stats = WriterStats()
         self._wait = unavailable_after
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -295,7 +298,10 @@ class DirectWriter:
             conn = await connect(self.engine, wait=self._wait)
             try:
                 async with conn.begin():
-                    return await conn.run_sync(operation)
+                    value = await conn.run_sync(operation)
+                self.stats.operations += 1
+                self.stats.transactions += 1
+                return value
             finally:
                 await conn.close()
         finally:

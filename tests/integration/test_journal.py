@@ -47,6 +47,22 @@ async def test_items_come_back_in_order_with_log_batches_flushed_first(database:
     assert events[-1].item == RESULT
 
 
+async def test_a_record_change_is_written_with_the_buffered_lines_and_its_items_at_once(database: Database) -> None:
+    store, journal = await opened(database)
+    async with store:
+        for i in range(3):
+            journal.append_log("r1", line(i))
+        before = store.writes.operations
+        record = await journal.record(
+            "r1", lambda events: store.record_result("r1", RESULT, events=events), RESULT
+        )
+        assert store.writes.operations - before == 1
+        events = await collect(journal, "r1")
+        await journal.close()
+    assert (record.result, record.last_seq) == (RESULT, 4)
+    assert [getattr(e.item, "text", e.item) for e in events] == ["line 0", "line 1", "line 2", RESULT]
+
+
 async def test_live_follower_sees_lines_as_they_come_and_resumes_from_a_cursor(database: Database) -> None:
     store, journal = await opened(database)
     async with store:

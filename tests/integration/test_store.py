@@ -308,6 +308,73 @@ async def test_one_pod_name_cannot_belong_to_two_requests(store: SqlStore) -> No
     assert other.cluster == "c2"
 
 
+def phase_event(phase: str) -> JournalEvent:
+    return JournalEvent(kind=JournalKind.PHASE, time=T0, payload={"phase": phase})
+
+
+async def test_each_state_change_and_its_events_are_one_write(store: SqlStore) -> None:
+    """Create, placement, phase and result each store the record and its journal events in one operation
+    (one savepoint or transaction), the events numbered after those already there."""
+    before = store.writes.operations
+    _, created = await store.create_pod_record(record("r"), events=[phase_event("Queued")])
+    decision = PlacementDecision(verdicts=(), cluster="c1", region="eu-west-1", reason="only one")
+    placed_event = JournalEvent(kind=JournalKind.PLACED, time=T0, payload={"cluster": "c1"})
+    placed = await store.record_placement(
+        "r", cluster="c1", region="eu-west-1", namespace="ns", name="p", decision=decision, events=[placed_event]
+    )
+    await store.append_events("r", [log(0), log(1)])
+    running = await store.record_phase("r", PodPhase.RUNNING, events=[phase_event("Running")])
+    result = PodResult(phase=PodPhase.SUCCEEDED, exit_code=0)
+    done = await store.record_result("r", result, events=[log(2), phase_event("Succeeded")])
+    assert store.writes.operations - before == 5
+    assert created and (placed.cluster, placed.last_seq) == ("c1", 2)
+    assert (running.phase, running.last_seq) == (PodPhase.RUNNING, 5)
+    assert (done.result, done.last_seq) == (result, 7)
+    kinds = [(seq, e.kind, e.payload.get("phase")) for seq, e in await store.read_events("r")]
+    assert kinds == [
+        (1, JournalKind.PHASE, "Queued"),
+        (2, JournalKind.PLACED, None),
+        (3, JournalKind.LOG, None),
+        (4, JournalKind.LOG, None),
+        (5, JournalKind.PHASE, "Running"),
+        (6, JournalKind.LOG, None),
+        (7, JournalKind.PHASE, "Succeeded"),
+    ]
+    assert await store.get_pod_record("r") == done
+
+
+async def test_a_state_change_that_fails_leaves_neither_the_record_change_nor_its_events(store: SqlStore) -> None:
+    """The journal insert fails after the record's UPDATE ran (an event that cannot be stored): both are
+    rolled back, as is a placement refused for its name; other requests' writes meanwhile are unaffected."""
+    for rid in ("a", "b"):
+        await store.create_pod_record(record(rid), events=[phase_event("Queued")])
+    await store.record_placement("a", cluster="c", region="r", namespace="ns", name="p", decision=None)
+    unstorable = JournalEvent(kind=JournalKind.PHASE, time=T0, payload={"phase": object()})
+    bystanders = [store.append_events("a", [log(i)]) for i in range(20)]
+    outcomes = await asyncio.gather(
+        store.record_phase("b", PodPhase.RUNNING, events=[phase_event("Running"), unstorable]),
+        store.record_placement(
+            "b", cluster="c", region="r", namespace="ns", name="p", decision=None, events=[phase_event("x")]
+        ),
+        *bystanders,
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], ValueError)  # the codec's error, raised inside the write
+    assert isinstance(outcomes[1], AlreadyExists)
+    assert sorted(seq for seqs in outcomes[2:] for seq in seqs) == list(range(2, 22))
+    b = await store.get_pod_record("b")
+    assert b is not None and (b.phase, b.cluster, b.last_seq) == (PodPhase.QUEUED, "", 1)
+    assert [seq for seq, _ in await store.read_events("b")] == [1]
+    assert (await store.record_phase("b", PodPhase.RUNNING, events=[phase_event("Running")])).last_seq == 2
+
+
+async def test_a_create_of_an_existing_request_appends_nothing(store: SqlStore) -> None:
+    await store.create_pod_record(record("r"), events=[phase_event("Queued")])
+    again, created = await store.create_pod_record(record("r"), events=[phase_event("Queued again")])
+    assert (created, again.last_seq) == (False, 1)
+    assert [e.payload["phase"] for _, e in await store.read_events("r")] == ["Queued"]
+
+
 async def test_pagination_newest_first_with_filters(store: SqlStore) -> None:
     for i in range(25):
         await store.create_pod_record(record(f"r{i:02}", dag="etl" if i % 2 else "ml", tenant="t1" if i < 10 else "t2"))

@@ -67,6 +67,26 @@ async def test_a_taken_over_request_refuses_its_old_owners_writes(two_stores: tu
     assert await b.claim_orphans("b2") == []
 
 
+async def test_a_stale_owners_state_change_writes_neither_record_nor_events(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """The combined write is fenced as a whole: refused (LeaseLost) with nothing of it stored."""
+    a, b = two_stores
+    a.act_as("a")
+    b.act_as("b")
+    await a.register_replica("a", "", LeasePolicy())
+    await b.register_replica("b", "", LeasePolicy())
+    await a.create_pod_record(record("r1"), events=[event()])
+    await a.release_replica("a")  # a does not know: it still writes with its fence
+    assert [r.request.request_id for r in await b.claim_orphans("b")] == ["r1"]
+    with pytest.raises(LeaseLost):
+        await a.record_phase("r1", domain.PodPhase.RUNNING, events=[event(), event()])
+    stored = await b.get_pod_record("r1")
+    assert stored is not None and (stored.phase, stored.last_seq) == (domain.PodPhase.QUEUED, 1)
+    assert [seq for seq, _ in await b.read_events("r1")] == [1]
+    assert (await b.record_phase("r1", domain.PodPhase.RUNNING, events=[event()])).last_seq == 2
+
+
 async def test_a_released_lease_is_claimed_at_once_and_shared(two_stores: tuple[SqlStore, SqlStore]) -> None:
     a, b = two_stores
     a.act_as("a")

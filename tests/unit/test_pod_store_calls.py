@@ -106,3 +106,29 @@ async def test_events_that_came_together_are_journalled_in_one_write(counted: Co
     items = await journalled(counted.store, journal, state.request_id)
     assert [i for i in items if isinstance(i, domain.KubernetesEvent)] == events  # all of them, in order
     await journal.close()
+
+
+async def test_each_state_change_is_one_store_write_with_its_events(counted: CountingStore) -> None:
+    """Placement, a phase and the result are each stored with their journal events in one call."""
+    cluster = FakeCluster("a")
+    clusters = FakeClusters({"a": cluster})
+    journal = Journal(counted)  # type: ignore[arg-type]
+    state = await created(counted, journal, clusters, fresh=True)
+    assert (counted.calls["record_placement"], counted.calls["record_phase"]) == (1, 1)
+    assert counted.calls["append_events"] == 0
+    running = {**cluster.pods[("default", state.record.name)], "status": {"phase": "Running"}}
+    cluster.set_pod("default", state.record.name, running)
+    counted.calls.clear()
+    follower = Follower(clusters, counted, journal, LiveSettings(Settings()))  # type: ignore[arg-type]
+    follow = asyncio.create_task(follower.follow(state))
+    async for streamed in journal.follow(state.request_id, state.record.last_seq):  # until Running is journalled
+        if isinstance(streamed.item, domain.PhaseChange):
+            break
+    succeeded(cluster, state)
+    await asyncio.wait_for(follow, WITHIN)
+    assert counted.calls["record_phase"] == 1 and counted.calls["append_events"] == 0
+    items = await journalled(counted.store, journal, state.request_id)
+    phases = [i.phase for i in items if isinstance(i, domain.PhaseChange)]
+    assert phases == [domain.PodPhase.RUNNING]
+    assert any(isinstance(i, domain.PlacementDecision) for i in items)
+    await journal.close()
