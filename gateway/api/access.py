@@ -31,11 +31,12 @@ from gateway.api.status import MAX_MESSAGE, clip, code_for
 from gateway.credentials.issuing import KubeconfigAccess
 from gateway.observability import logging as logcontext
 from gateway.policy import tenants as tp
-from gateway.policy.admission import admit_submission, usage_of
+from gateway.policy.admission import admit_submission, recheck_quota, usage_of
 from gateway.policy.identity import Authenticator, Principal, credentials_from_call
 from gateway.policy.limits import InputLimits
 from gateway.policy.ratelimit import RateLimiter
 from gateway.settings import LiveSettings, Settings
+from gateway.store import TenantAdmission
 
 ANONYMOUS = "anonymous"
 UNAUTHENTICATED_METHODS = ("/grpc.health.v1.Health/", "/grpc.reflection.")
@@ -148,7 +149,8 @@ class AccessControl:
 
     @contextlib.asynccontextmanager
     async def admission(self, tenant: tp.Tenant) -> AsyncIterator[None]:
-        """Serialises a tenant's submissions when it has quotas, so two at once cannot both take the last slot."""
+        """Serialises a tenant's submissions at this replica when it has quotas, so that they do not refuse
+        each other in the store's check (`quota_in_store`), which holds across replicas."""
         if not _has_quota(tenant):
             yield
             return
@@ -160,6 +162,16 @@ class AccessControl:
     def counts_usage(tenant: tp.Tenant) -> bool:
         """Whether admitting the tenant's submissions needs its unfinished requests (it has quotas)."""
         return bool(tenant.name) and _has_quota(tenant)
+
+    @staticmethod
+    def quota_in_store(
+        tenant: tp.Tenant, request: domain.PodRequest, live: Sequence[domain.PodRecord]
+    ) -> TenantAdmission:
+        """The tenant's quotas checked again where the store inserts the record, under the tenant's lock
+        (`live`: its unfinished records as counted for `admit`)."""
+        return TenantAdmission(
+            tenant=tenant.name, known=live, check=lambda unfinished: recheck_quota(tenant, request, unfinished)
+        )
 
     def admit(
         self,

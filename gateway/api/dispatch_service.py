@@ -84,9 +84,11 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
         try:
             async with self._access.admission(caller.tenant):
+                quota = None
                 if self._access.counts_usage(caller.tenant):
                     live = await self._dispatcher.unfinished_of(caller.tenant.name)
-                record, created = await self._dispatcher.submit(request, admit=admit)
+                    quota = self._access.quota_in_store(caller.tenant, request, live)
+                record, created = await self._dispatcher.submit(request, admit=admit, admission=quota)
         except errors.GatewayError as e:
             message = clip(str(e), MAX_MESSAGE)  # the audit keeps what the caller was told, never its megabyte
             await self._audit_submit(caller, request, "refused", code=code_for(e).name, message=message)

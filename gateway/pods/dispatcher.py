@@ -24,7 +24,7 @@ from gateway.pods.journal import Journal
 from gateway.pods.replication import ReplicaStore, Replication
 from gateway.pods.runner import PodRunner, must_delete
 from gateway.settings.live import LiveSettings
-from gateway.store.base import Store
+from gateway.store.base import Store, TenantAdmission
 from gateway.store.lease import LeasePolicy
 
 log = logging.getLogger(__name__)
@@ -198,12 +198,17 @@ class Dispatcher:
         return engine.place(request, snapshots, settings.placement)
 
     async def submit(
-        self, request: domain.PodRequest, *, admit: Admission | None = None
+        self,
+        request: domain.PodRequest,
+        *,
+        admit: Admission | None = None,
+        admission: TenantAdmission | None = None,
     ) -> tuple[domain.PodRecord, bool]:
         """Idempotent on request_id: an existing request is returned as it is, never created twice.
 
         `admit` applies the caller's policy (after validation, before placement) and returns the request
         to store, e.g. with its placement narrowed to the tenant's clusters; it raises to refuse.
+        `admission` checks the tenant's quotas again in the store's insert (across replicas).
         """
         existing = await self._store.get_pod_record(request.request_id)
         if existing is not None:
@@ -221,7 +226,9 @@ class Dispatcher:
         new = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=datetime.now(UTC))
         accepted = domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=decision.reason)
         record, created = await self._journal.record(
-            request.request_id, lambda events: self._store.create_pod_record(new, events=events), accepted
+            request.request_id,
+            lambda events: self._store.create_pod_record(new, events=events, admission=admission),
+            accepted,
         )
         if created and (self._replication is None or self._replication.may_act()):
             self._start(record, fresh=True)  # else the record is unowned: a lease round claims it

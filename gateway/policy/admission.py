@@ -16,7 +16,7 @@ from gateway.errors import InvalidArgument
 from gateway.placement.node_fit import pod_needs
 from gateway.policy.pod_security import enforce
 from gateway.policy.ratelimit import RateLimiter
-from gateway.policy.tenants import Denied, Tenant, TenantUsage, authorize_submit
+from gateway.policy.tenants import Denied, Tenant, TenantUsage, authorize_submit, check_quota
 
 
 def usage_of(records: Iterable[PodRecord], tenant: str) -> TenantUsage:
@@ -54,6 +54,14 @@ def admit_submission(
     if isinstance(decision, Denied):
         raise decision.to_error()
     return replace(request, placement=decision.placement, tenant=tenant.name)
+
+
+def recheck_quota(tenant: Tenant, request: PodRequest, unfinished: Iterable[PodRecord]) -> None:
+    """The quotas of `admit_submission` again, against the tenant's unfinished records as the store reads
+    them in the transaction that inserts `request` (so two replicas cannot both take the last slot)."""
+    denied = check_quota(tenant, pod_needs(request.pod), usage_of(unfinished, tenant.name))
+    if denied is not None:
+        raise denied.to_error()
 
 
 def explainable(tenant: Tenant, request: PodRequest, clusters: Sequence[ClusterSpec]) -> PodRequest:

@@ -193,7 +193,8 @@ def _over_caps(needs: PodNeeds, held: TenantUsage | None, caps: ResourceCaps, ru
     return None
 
 
-def _check_quota(tenant: Tenant, needs: PodNeeds, usage: TenantUsage) -> Denied | None:
+def check_quota(tenant: Tenant, needs: PodNeeds, usage: TenantUsage) -> Denied | None:
+    """Concurrency, per-pod caps and total caps against what the tenant holds now."""
     if tenant.max_concurrent_pods and usage.running_pods >= tenant.max_concurrent_pods:
         return Denied(
             "max_concurrent_pods",
@@ -231,7 +232,7 @@ def authorize_submit(
     have passed pods/validation.py first (pod_needs raises InvalidArgument on bad resources).
     """
     by_name = {c.name: c for c in clusters}
-    denied = _check_where(tenant, request, by_name) or _check_quota(tenant, pod_needs(request.pod), usage)
+    denied = _check_where(tenant, request, by_name) or check_quota(tenant, pod_needs(request.pod), usage)
     if denied is not None:
         return denied
     narrowed = narrow_placement(tenant, request.placement, clusters)

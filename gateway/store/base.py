@@ -12,7 +12,7 @@ cannot come between them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,6 +32,18 @@ class AuditRecord:
     action: str
     actor: str
     record: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TenantAdmission:
+    """A tenant's quota, checked again in the transaction that inserts its record, under a lock per tenant,
+    so that two replicas cannot both admit its last slot. `check` is given the tenant's unfinished records as
+    of that transaction and raises to refuse; `known` are records the caller read already (reused while
+    still unfinished rather than decoded again)."""
+
+    tenant: str
+    check: Callable[[list[PodRecord]], None]
+    known: Sequence[PodRecord] = ()
 
 
 class Store(Protocol):
@@ -63,10 +75,15 @@ class Store(Protocol):
 
     # --- pod records ----------------------------------------------------------------------
     async def create_pod_record(
-        self, record: PodRecord, *, events: Sequence[JournalEvent] = ()
+        self,
+        record: PodRecord,
+        *,
+        events: Sequence[JournalEvent] = (),
+        admission: TenantAdmission | None = None,
     ) -> tuple[PodRecord, bool]:
         """Insert unless the request_id exists: (stored record, True) or (existing record, False). Race-safe.
-        `events` start the new record's journal; nothing is appended to an existing record's."""
+        `events` start the new record's journal; nothing is appended to an existing record's. With
+        `admission`, a new record is inserted only if its check passes (else its error is raised)."""
         ...
 
     async def get_pod_record(self, request_id: str) -> PodRecord | None: ...

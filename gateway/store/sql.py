@@ -17,8 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhase, PodRecord, PodResult
 from gateway.errors import AlreadyExists, NotFound
-from gateway.store import lease, replicas
-from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost
+from gateway.store import lease, quota, replicas
+from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost, TenantAdmission
 from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result, to_data
 from gateway.store.engine import DEFAULT_PATH, Engines, open_engines, sqlite_url
 from gateway.store.rows import (
@@ -219,7 +219,11 @@ class SqlStore:
     # --- pod records ----------------------------------------------------------------------
 
     async def create_pod_record(
-        self, record: PodRecord, *, events: Sequence[JournalEvent] = ()
+        self,
+        record: PodRecord,
+        *,
+        events: Sequence[JournalEvent] = (),
+        admission: TenantAdmission | None = None,
     ) -> tuple[PodRecord, bool]:
         request_id = record.request.request_id
         if not request_id:
@@ -235,6 +239,8 @@ class SqlStore:
             existing = conn.execute(same).first()
             if existing is not None:
                 return existing._mapping, False
+            if admission is not None:
+                quota.admit(conn, admission)
             row = conn.execute(insert(pod_records).values(values).returning(pod_records)).one()._mapping
             _journal(conn, row, events, channel)
             return row, True

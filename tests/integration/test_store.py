@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,8 @@ from gateway.domain import (
     PodRequest,
     PodResult,
 )
-from gateway.errors import AlreadyExists, InvalidArgument, NotFound
-from gateway.store import SqlStore, StoreClosed, StoreUnavailable
+from gateway.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
+from gateway.store import SqlStore, StoreClosed, StoreUnavailable, TenantAdmission
 from gateway.store.engine import alembic_config
 from gateway.store.schema import metadata
 from tests.conftest import Database
@@ -291,6 +292,31 @@ async def test_a_requested_cancel_is_stored_once_and_survives_reopening_the_stor
     async with await SqlStore.open(database.url) as third:
         [unfinished] = await third.list_unfinished()
         assert (unfinished.cancel_reason, unfinished.cancel_requested_at) == ("not needed", asked.cancel_requested_at)
+
+
+async def test_an_admission_check_sees_the_tenants_unfinished_records_and_can_refuse_the_insert(
+    store: SqlStore,
+) -> None:
+    a1, _ = await store.create_pod_record(record("a1", tenant="a"))
+    await store.create_pod_record(record("a2", tenant="a"))
+    await store.record_finished("a2", T0)
+    await store.create_pod_record(record("b1", tenant="b"))
+    seen: list[list[PodRecord]] = []
+
+    def full(unfinished: list[PodRecord]) -> None:
+        seen.append(unfinished)
+        raise ResourceExhausted("the limit is 1")
+
+    with pytest.raises(ResourceExhausted, match="the limit is 1"):
+        await store.create_pod_record(record("a3", tenant="a"), admission=TenantAdmission(tenant="a", check=full))
+    assert await store.get_pod_record("a3") is None
+    assert [r.request.request_id for r in seen[-1]] == ["a1"]  # the tenant's unfinished ones only
+    known = replace(a1, phase=PodPhase.RUNNING)  # as the caller read it: passed on, not read again
+    stale = replace(a1, request=replace(a1.request, request_id="a2"))  # finished since the caller read it
+    admitted = TenantAdmission(tenant="a", known=[known, stale], check=seen.append)
+    assert (await store.create_pod_record(record("a3", tenant="a"), admission=admitted))[1] is True
+    assert seen[-1] == [known]
+    assert (await store.create_pod_record(record("a3", tenant="a"), admission=TenantAdmission(tenant="a", check=full)))[1] is False
 
 
 async def test_transition_of_unknown_request_is_not_found(store: SqlStore) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.domain import ClusterSpec, CredentialsRef, PlacementSpec, PodPhase, PodRecord, PodRequest
 from gateway.errors import GatewayError, InvalidArgument, PermissionDenied, ResourceExhausted
-from gateway.policy.admission import admit_submission, explainable, usage_of
+from gateway.policy.admission import admit_submission, explainable, recheck_quota, usage_of
 from gateway.policy.pod_security import Level, PodSecurityPolicy
 from gateway.policy.ratelimit import RateLimiter
 from gateway.policy.tenants import RateLimit, ResourceCaps, Tenant, TenantUsage
@@ -101,3 +101,22 @@ def test_usage_counts_the_tenants_unfinished_pods() -> None:
         record(request(gpus=8), "other", PodPhase.RUNNING),
     ]
     assert usage_of(records, "ml") == TenantUsage(running_pods=2, gpus=3)
+
+
+@pytest.mark.parametrize(
+    ("held", "asked", "fragment"),
+    [
+        ([0, 0], 0, "'max_concurrent_pods': 2 pods are unfinished, the limit is 2"),
+        ([2], 1, "'total_caps.gpus'"),
+        ([1], 1, ""),
+        ([], 2, ""),
+    ],
+)
+def test_the_store_rechecks_the_quotas_against_the_records_it_read(held: list[int], asked: int, fragment: str) -> None:
+    """What the store's insert applies under the tenant's lock: the quotas, against the records it read."""
+    unfinished = [record(request(gpus=g), "ml", PodPhase.RUNNING) for g in held]
+    if fragment:
+        with pytest.raises(ResourceExhausted, match=fragment):
+            recheck_quota(TENANT, request(gpus=asked), unfinished)
+    else:
+        recheck_quota(TENANT, request(gpus=asked), unfinished)
