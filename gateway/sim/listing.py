@@ -24,6 +24,7 @@ from aiohttp import web
 
 from gateway.sim.discovery import BY_NAME, group_version
 from gateway.sim.errors import BadRequest, Gone
+from gateway.sim.sending import client_may_leave, send
 from gateway.sim.store import ObjectStore, Watch
 from gateway.sim.tables import to_table
 
@@ -127,22 +128,23 @@ async def serve_watch(
             query.get("fieldSelector", ""),
         )
     except Gone as e:
-        await response.prepare(request)
-        await response.write(_line("ERROR", e.status()))
-        await response.write_eof()
+        with client_may_leave():
+            await response.prepare(request)
+            await response.write(_line("ERROR", e.status()))
+            await response.write_eof()
         return response
-    await response.prepare(request)
     as_table = "as=Table" in request.headers.get("Accept", "")
     encode = _TableLines(resource, query.get("includeObject", "Metadata")) if as_table else _line
     try:
-        if initial_events:
-            await _initial_events(response, watch, store, kind_of(group, resource), encode)
-        await _pump(
-            response, watch, store, kind_of(group, resource), timeout, bookmark_seconds if bookmarks else None, encode
-        )
+        with client_may_leave():
+            await response.prepare(request)
+            if initial_events:
+                await _initial_events(response, watch, store, kind_of(group, resource), encode)
+            bookmark_every = bookmark_seconds if bookmarks else None
+            await _pump(response, watch, store, kind_of(group, resource), timeout, bookmark_every, encode)
+            await response.write_eof()
     finally:
         watch.close()
-    await response.write_eof()
     return response
 
 
@@ -167,13 +169,13 @@ async def _pump(
             return
         if event is None:
             if next_bookmark is not None and loop.time() >= next_bookmark:
-                await response.write(_bookmark(store, kind, watch))
+                await send(response, _bookmark(store, kind, watch))
                 next_bookmark = loop.time() + (bookmark_every or 0)
             continue
         chunk = [encode(*event)]
         while watch.pending and len(chunk) < 500:
             chunk.append(encode(*await watch.__anext__()))
-        await response.write(b"".join(chunk))
+        await send(response, b"".join(chunk))
 
 
 async def _initial_events(
@@ -185,7 +187,7 @@ async def _initial_events(
     chunk = [encode(*await watch.__anext__()) for _ in range(watch.pending)]
     end = {"resourceVersion": rv, "annotations": {INITIAL_EVENTS_END: "true"}}
     chunk.append(_line("BOOKMARK", {"kind": kind[0], "apiVersion": kind[1], "metadata": end}))
-    await response.write(b"".join(chunk))
+    await send(response, b"".join(chunk))
 
 
 def _bookmark(store: ObjectStore, kind: tuple[str, str], watch: Watch) -> bytes:

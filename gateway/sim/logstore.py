@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024  # the kubelet's default containerLogMaxSize
 MAX_LINE = 16 * 1024  # CRI splits longer lines
+READ_CHUNK = 64 * 1024
 
 
 def format_timestamp(ns: int) -> str:
@@ -112,23 +113,29 @@ class ContainerLog:
         return index
 
     async def read(self, options: LogOptions) -> AsyncIterator[bytes]:
-        """Yields lines (prefixed with their timestamp when asked); with `follow`, until the run ends."""
+        """Yields lines (prefixed with their timestamp when asked), those already kept joined in chunks of up
+        to READ_CHUNK bytes (a replay is a few large writes, not one per line); with `follow`, until the run
+        ends."""
         index = self._start_index(options)
         budget = options.limit_bytes
         while True:
-            while index < self._dropped + len(self._lines):
+            lines: list[bytes] = []
+            size = 0
+            while index < self._dropped + len(self._lines) and size < READ_CHUNK and budget != 0:
                 ts, line = self._lines[max(index, self._dropped) - self._dropped]
                 index = max(index, self._dropped) + 1
                 chunk = (format_timestamp(ts).encode() + b" " + line) if options.timestamps else line
                 if budget is not None:
                     chunk = chunk[:budget]
                     budget -= len(chunk)
-                yield chunk
-                if budget is not None and budget <= 0:
-                    return
-            if not options.follow or self.closed:
+                lines.append(chunk)
+                size += len(chunk)
+            if lines:
+                yield b"".join(lines)
+            elif budget == 0 or not options.follow or self.closed:
                 return
-            await self._changed.wait()
+            else:
+                await self._changed.wait()
 
 
 class LogStore:

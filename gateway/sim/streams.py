@@ -23,11 +23,13 @@ from aiohttp import WSMsgType, web
 
 from gateway.sim.errors import BadRequest, SimError
 from gateway.sim.faults import LogSilence
+from gateway.sim.sending import client_may_leave, send
 from gateway.sim.store import ObjectStore
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
 _FIRST_CHUNK_WAIT = 0.3
+_REAP_SECONDS = 2.0  # a killed command's output ends at once, unless something it started holds the pipes
 
 
 class ExecProcess(Protocol):
@@ -146,15 +148,16 @@ async def serve_logs(
             first.result()
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         response.enable_chunked_encoding()
-        await response.prepare(request)
-        chunk = await first
-        if chunk:
-            await _write(response, chunk, silence)
-            async for chunk in chunks:
+        with client_may_leave():
+            await response.prepare(request)
+            chunk = await first
+            if chunk:
                 await _write(response, chunk, silence)
-        if silence is not None:
-            await silence.check()
-        await response.write_eof()
+                async for chunk in chunks:
+                    await _write(response, chunk, silence)
+            if silence is not None:
+                await silence.check()
+            await response.write_eof()
         return response
     finally:
         if not first.done():
@@ -169,7 +172,7 @@ async def serve_logs(
 async def _write(response: web.StreamResponse, chunk: bytes, silence: LogSilence | None) -> None:
     if silence is not None:
         await silence.check()
-    await response.write(chunk)
+    await send(response, chunk)
 
 
 def exit_status(code: int, command: list[str]) -> dict[str, Any]:
@@ -200,34 +203,54 @@ async def serve_exec(
     if not ws.can_prepare(request).ok:
         raise BadRequest("exec needs a WebSocket upgrade with one of the protocols: " + ", ".join(EXEC_PROTOCOLS))
     process = await kubelet.exec(namespace, name, container, list(command), stdin, tty)
-    await ws.prepare(request)
-    reader = asyncio.ensure_future(_read_client(ws, process, stdin))
-    session = asyncio.ensure_future(_run(ws, process, list(command)))
+    reader: asyncio.Future[None] | None = None
+    session: asyncio.Future[None] | None = None
     try:
-        await asyncio.wait({reader, session}, return_when=asyncio.FIRST_COMPLETED)
-        if not session.done() and ws.closed:
-            _kill(process)  # the client went away: nobody will read what the command prints
-        await session
-    except ConnectionResetError:
-        _kill(process)
+        with client_may_leave():
+            await ws.prepare(request)
+            reader = asyncio.ensure_future(_read_client(ws, process, stdin))
+            session = asyncio.ensure_future(_run(ws, process, list(command)))
+            await asyncio.wait({reader, session}, return_when=asyncio.FIRST_COMPLETED)
+            if not session.done() and ws.closed:
+                _kill(process)  # the client went away: nobody will read what the command prints
+            await session
     finally:
-        for task in (reader, session):
-            task.cancel()
-        await asyncio.gather(reader, session, return_exceptions=True)
-        await ws.close()
+        await _finish(ws, process, reader, session)
     return ws
+
+
+async def _finish(
+    ws: web.WebSocketResponse, process: ExecProcess, reader: asyncio.Future[None] | None,
+    session: asyncio.Future[None] | None,
+) -> None:  # fmt: skip
+    """However the exec ended (the command, the client leaving, the handler cancelled because the connection
+    dropped), no command outlives it: one still running is killed, and its output read to the end (the
+    session goes on without a client) so its pipes close and its process is reaped now, not at exit."""
+    if session is None or not session.done():
+        _kill(process)
+    if reader is not None:
+        reader.cancel()
+    if session is not None:
+        await asyncio.wait({session}, timeout=_REAP_SECONDS)
+        session.cancel()
+    else:
+        await asyncio.wait({asyncio.ensure_future(process.wait())}, timeout=_REAP_SECONDS)
+    await asyncio.gather(*(t for t in (reader, session) if t is not None), return_exceptions=True)
+    with client_may_leave():
+        await ws.close()
 
 
 async def _run(ws: web.WebSocketResponse, process: ExecProcess, command: list[str]) -> None:
     """Output to the client, then the exit status on the error channel."""
-    await asyncio.gather(_pump(ws, STDOUT, process.stdout), _pump(ws, STDERR, process.stderr))
+    await asyncio.gather(_pump(ws, STDOUT, process.stdout, process), _pump(ws, STDERR, process.stderr, process))
     code = await process.wait()
     if ws.closed:
         return
-    if (ws.ws_protocol or "").startswith(("v4.", "v5.")):
-        await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code, command)).encode())
-    elif code != 0:
-        await ws.send_bytes(bytes([ERROR]) + f"command terminated with exit code {code}".encode())
+    with client_may_leave():
+        if (ws.ws_protocol or "").startswith(("v4.", "v5.")):
+            await ws.send_bytes(bytes([ERROR]) + json.dumps(exit_status(code, command)).encode())
+        elif code != 0:
+            await ws.send_bytes(bytes([ERROR]) + f"command terminated with exit code {code}".encode())
 
 
 def _resize(process: ExecProcess, payload: bytes) -> None:
@@ -247,10 +270,18 @@ def _kill(process: ExecProcess) -> None:
         kill()
 
 
-async def _pump(ws: web.WebSocketResponse, channel: int, chunks: AsyncIterator[bytes]) -> None:
+async def _pump(ws: web.WebSocketResponse, channel: int, chunks: AsyncIterator[bytes], process: ExecProcess) -> None:
+    """One output channel to the client; once the client is gone the command is killed, and what is left
+    of its output read and dropped."""
     async for chunk in chunks:
         if chunk and not ws.closed:
-            await ws.send_bytes(bytes([channel]) + chunk)
+            try:
+                await ws.send_bytes(bytes([channel]) + chunk)
+            except ConnectionResetError:
+                _kill(process)
+                break
+    async for _ in chunks:
+        pass
 
 
 async def _read_client(ws: web.WebSocketResponse, process: ExecProcess, stdin: bool) -> None:
