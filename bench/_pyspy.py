@@ -19,7 +19,7 @@ PY_SPY = Path(sys.executable).parent / "py-spy"
 
 
 @contextlib.contextmanager
-def recording(pid: int, out: Path, *, native: bool = False, rate: int = 200) -> Iterator[None]:
+def recording(pid: int, out: Path, *, native: bool = False, rate: int = 100) -> Iterator[None]:
     """Samples `pid` into `out` (collapsed stacks, one `frame;frame;... count` a line) while the block runs."""
     binary = str(PY_SPY) if PY_SPY.exists() else shutil.which("py-spy")
     if binary is None:
