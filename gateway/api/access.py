@@ -159,6 +159,11 @@ class AccessControl:
             yield
 
     @staticmethod
+    def rate_limited(tenant: tp.Tenant) -> bool:
+        """Whether admitting the tenant's submissions takes a token of its rate limit."""
+        return bool(tenant.name) and tenant.rate_limit.per_second > 0
+
+    @staticmethod
     def counts_usage(tenant: tp.Tenant) -> bool:
         """Whether admitting the tenant's submissions needs its unfinished requests (it has quotas)."""
         return bool(tenant.name) and _has_quota(tenant)

@@ -88,7 +88,9 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
                 if self._access.counts_usage(caller.tenant):
                     live = await self._dispatcher.unfinished_of(caller.tenant.name)
                     quota = self._access.quota_in_store(caller.tenant, request, live)
-                record, created = await self._dispatcher.submit(request, admit=admit, admission=quota)
+                record, created = await self._dispatcher.submit(
+                    request, admit=admit, admission=quota, look_first=self._access.rate_limited(caller.tenant)
+                )
         except errors.GatewayError as e:
             message = clip(str(e), MAX_MESSAGE)  # the audit keeps what the caller was told, never its megabyte
             await self._audit_submit(caller, request, "refused", code=code_for(e).name, message=message)

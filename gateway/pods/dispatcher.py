@@ -35,6 +35,10 @@ SAFETY_POLL_SECONDS = 5.0  # replicas: followers re-read the journal this often 
 Admission = Callable[[domain.PodRequest], domain.PodRequest]
 
 
+class Unplaceable(errors.FailedPrecondition):
+    """No cluster can ever take the request (nor later, within its placement timeout)."""
+
+
 class Dispatcher:
     """`settings` is consulted at each use (limits, placement and housekeeping as in force now)."""
 
@@ -203,26 +207,27 @@ class Dispatcher:
         *,
         admit: Admission | None = None,
         admission: TenantAdmission | None = None,
+        look_first: bool = False,
     ) -> tuple[domain.PodRecord, bool]:
         """Idempotent on request_id: an existing request is returned as it is, never created twice.
 
         `admit` applies the caller's policy (after validation, before placement) and returns the request
         to store, e.g. with its placement narrowed to the tenant's clusters; it raises to refuse.
         `admission` checks the tenant's quotas again in the store's insert (across replicas).
+        The store is asked whether the request exists only when it is refused (creating the record answers
+        it otherwise: one store call per submission, not two), or first when `look_first` (an `admit` that
+        takes something, such as a rate limit's token, must not take it for a request already stored).
         """
-        existing = await self._store.get_pod_record(request.request_id)
-        if existing is not None:
+        if look_first and (existing := await self._store.get_pod_record(request.request_id)) is not None:
             return existing, False
-        settings = self._settings.current
-        validation.validate_request(request, limits=settings.limits)
-        request = self._resolve_aliases(request)
-        self._check_known(request)
-        if admit is not None:
-            request = admit(request)
-        decision = engine.place(request, self._registry.snapshots(), settings.placement)
-        if not decision.candidates and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
-            metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
-            raise errors.FailedPrecondition(decision.reason, engine.unsatisfiable_violations(decision))
+        try:
+            request, decision = self._accept(request, admit)
+        except errors.GatewayError as e:
+            if not look_first and (existing := await self._store.get_pod_record(request.request_id)) is not None:
+                return existing, False
+            if isinstance(e, Unplaceable):
+                metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
+            raise
         new = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=datetime.now(UTC))
         accepted = domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=decision.reason)
         record, created = await self._journal.record(
@@ -233,6 +238,21 @@ class Dispatcher:
         if created and (self._replication is None or self._replication.may_act()):
             self._start(record, fresh=True)  # else the record is unowned: a lease round claims it
         return record, created
+
+    def _accept(
+        self, request: domain.PodRequest, admit: Admission | None
+    ) -> tuple[domain.PodRequest, domain.PlacementDecision]:
+        """Validation, the caller's policy and a first placement: the request to store and its decision."""
+        settings = self._settings.current
+        validation.validate_request(request, limits=settings.limits)
+        request = self._resolve_aliases(request)
+        self._check_known(request)
+        if admit is not None:
+            request = admit(request)
+        decision = engine.place(request, self._registry.snapshots(), settings.placement)
+        if not decision.candidates and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
+            raise Unplaceable(decision.reason, engine.unsatisfiable_violations(decision))
+        return request, decision
 
     async def get(self, request_id: str) -> domain.PodRecord:
         record = await self._store.get_pod_record(request_id)

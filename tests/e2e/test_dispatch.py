@@ -64,6 +64,24 @@ async def test_same_request_id_never_makes_a_second_pod(
     assert created == 1
 
 
+async def test_a_stored_request_is_answered_even_where_its_copy_would_now_be_refused(
+    stub: dispatch_pb2_grpc.DispatchServiceStub,
+) -> None:
+    """The store is asked only when a submission is refused: a retry of a stored request is still its answer."""
+    request = pod_request("print('once')", request_id="idem-2")
+    first = await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+    for changed in (
+        pod_request("print('once')", request_id="idem-2", gpus=64),  # fits no node, ever
+        pod_request("print('once')", request_id="idem-2", regions=("mars-1",)),  # no such region
+    ):
+        again = await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=changed))
+        assert (again.created, again.pod.request_id) == (False, "idem-2")
+        assert again.pod.create_time == first.pod.create_time
+    with pytest.raises(grpc.aio.AioRpcError) as refused:  # a new request asking the same is refused
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=pod_request("print('x')", gpus=64)))
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
 async def test_keep_name_uses_the_name_and_refuses_another_requests_pod(
     stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
 ) -> None:

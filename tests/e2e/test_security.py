@@ -287,8 +287,10 @@ async def test_over_quota_and_over_rate_are_resource_exhausted(tenants: Tenants)
     await tenants.dispatch.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request(manifest(seconds=60))), metadata=md)
 
     ml = tenants.md("ml")
-    for _ in range(2):
-        await tenants.dispatch.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request(manifest(seconds=60))), metadata=ml)
+    again = request(manifest(seconds=60))
+    for pod, new in ((again, True), (again, False), (request(manifest(seconds=60)), True)):
+        reply = await tenants.dispatch.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=pod), metadata=ml)
+        assert reply.created is new  # resubmitting a stored request takes no token of the rate (burst 2)
     error = await refused(
         tenants.dispatch.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request()), metadata=ml),
         grpc.StatusCode.RESOURCE_EXHAUSTED,
