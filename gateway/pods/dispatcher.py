@@ -190,16 +190,18 @@ class Dispatcher:
     ) -> domain.PlacementDecision:
         """The placement table a submission would get now; `visible` hides clusters the caller may not see.
         Unknown clusters and regions are refused as a submission refuses them."""
-        settings = self._settings.current
-        validation.validate_request(request, limits=settings.limits)
-        request = self._resolve_aliases(request)
-        self._check_known(request)
-        if admit is not None:
-            request = admit(request)
+        request = self._checked(request, admit)
         snapshots = self._registry.snapshots()
         if visible is not None:
             snapshots = [s for s in snapshots if s.spec.name in visible]
-        return engine.place(request, snapshots, settings.placement)
+        return engine.place(request, snapshots, self._settings.current.placement)
+
+    def _checked(self, request: domain.PodRequest, admit: Admission | None) -> domain.PodRequest:
+        """Validation, cluster aliases resolved, unknown clusters and regions refused, then the caller's policy."""
+        validation.validate_request(request, limits=self._settings.current.limits)
+        request = self._resolve_aliases(request)
+        self._check_known(request)
+        return request if admit is None else admit(request)
 
     async def submit(
         self,
@@ -242,14 +244,9 @@ class Dispatcher:
     def _accept(
         self, request: domain.PodRequest, admit: Admission | None
     ) -> tuple[domain.PodRequest, domain.PlacementDecision]:
-        """Validation, the caller's policy and a first placement: the request to store and its decision."""
-        settings = self._settings.current
-        validation.validate_request(request, limits=settings.limits)
-        request = self._resolve_aliases(request)
-        self._check_known(request)
-        if admit is not None:
-            request = admit(request)
-        decision = engine.place(request, self._registry.snapshots(), settings.placement)
+        """Checked (`_checked`) and placed a first time: the request to store and its decision."""
+        request = self._checked(request, admit)
+        decision = engine.place(request, self._registry.snapshots(), self._settings.current.placement)
         if not decision.candidates and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
             raise Unplaceable(decision.reason, engine.unsatisfiable_violations(decision))
         return request, decision
