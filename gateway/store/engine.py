@@ -4,9 +4,9 @@ SQLite allows one writer at a time. Rather than let concurrent writers collide o
 (`database is locked`), every write goes through one `GroupCommitWriter` (gateway.store.writer), which
 owns the only write connection (synchronous pysqlite, in the writer's own thread) and commits queued
 writes together in `BEGIN IMMEDIATE` transactions; reads use a separate async pool and, thanks to WAL,
-never wait for a writer. PostgreSQL takes concurrent writers: one async engine (asyncpg) serves reads and
-writes, one transaction per write (`DirectWriter`), and replicas starting at once migrate one at a time
-(an advisory lock).
+never wait for a writer. On PostgreSQL one async engine (asyncpg) serves reads and writes; writes are
+committed in groups too (`gateway.store.pgwriter`: a commit waits for the WAL to reach disk), and replicas
+starting at once migrate one at a time (an advisory lock).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gateway.store.pgwriter import PostgresGroupWriter
 from gateway.store.url import database_url, describe
 from gateway.store.writer import UNAVAILABLE_AFTER, DirectWriter, GroupCommitWriter, Writer, connect
 
@@ -72,12 +73,12 @@ async def open_engines(
     group_commit: bool = True,
     unavailable_after: float = UNAVAILABLE_AFTER,
 ) -> Engines:
-    """Engines for `url` (see gateway.store.url), the schema migrated. On SQLite, `group_commit=False` gives
-    one transaction per write on a single pooled connection (the behaviour before group commit, kept for
-    comparison)."""
+    """Engines for `url` (see gateway.store.url), the schema migrated. `group_commit=False` gives one
+    transaction per write (the behaviour before group commit, kept for comparison): on SQLite on a single
+    pooled connection."""
     parsed = database_url(url, password_file=password_file)
     if parsed.get_backend_name() == "postgresql":
-        return await _postgres_engines(parsed, unavailable_after)
+        return await _postgres_engines(parsed, unavailable_after, group_commit=group_commit)
     database = parsed.database or ""
     if database in ("", ":memory:"):
         raise ValueError("the SQLite store needs a file (WAL and a separate read pool do not work in memory)")
@@ -88,8 +89,8 @@ async def open_engines(
     return Engines(writer=writer, read=read, unavailable_after=0)  # a local file: nothing to wait out
 
 
-async def _postgres_engines(url: URL, unavailable_after: float) -> Engines:
-    """No pool timeout: a write waits for a connection rather than fail because others are queued."""
+async def _postgres_engines(url: URL, unavailable_after: float, *, group_commit: bool = True) -> Engines:
+    """No pool timeout: a read waits for a connection rather than fail because others are queued."""
     engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None)
     log.info("store: PostgreSQL at %s", describe(url))
     try:
@@ -97,7 +98,11 @@ async def _postgres_engines(url: URL, unavailable_after: float) -> Engines:
     except BaseException:
         await engine.dispose()
         raise
-    writer = DirectWriter(engine, unavailable_after=unavailable_after)
+    writer: Writer = (
+        PostgresGroupWriter(engine, unavailable_after=unavailable_after)
+        if group_commit
+        else DirectWriter(engine, unavailable_after=unavailable_after)
+    )
     return Engines(writer=writer, read=engine, unavailable_after=unavailable_after)
 
 

@@ -1,0 +1,182 @@
+"""Group commit on a real PostgreSQL: batching, each await after its commit, a failing write fails alone,
+a cut connection reports nothing done, a stale owner in a batch is fenced alone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway import domain
+from gateway.store.base import LeaseLost
+from gateway.store.lease import LeasePolicy
+from gateway.store.pgwriter import PostgresGroupWriter
+from gateway.store.sql import SqlStore
+from tests.postgres import PostgresServer, database_name
+
+
+@pytest.fixture
+async def engines(postgres_server: PostgresServer) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+    """The writer's engine (configured as the store's) and an independent one to look with."""
+    async with postgres_server.database(database_name()) as url:
+        write = create_async_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=0, pool_timeout=None)
+        look = create_async_engine(url, pool_size=4, max_overflow=0)
+        async with write.begin() as conn:
+            await conn.execute(text("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL)"))
+        try:
+            yield write, look
+        finally:
+            await write.dispose()
+            await look.dispose()
+
+
+@pytest.fixture
+async def writer(engines: tuple[AsyncEngine, AsyncEngine]) -> AsyncIterator[PostgresGroupWriter]:
+    w = PostgresGroupWriter(engines[0], unavailable_after=5)
+    try:
+        yield w
+    finally:
+        await w.close()
+
+
+def insert(item_id: int, name: str = "x") -> Any:
+    def op(conn: Connection) -> int:
+        conn.execute(text("INSERT INTO items (id, name) VALUES (:id, :name)"), {"id": item_id, "name": name})
+        return item_id
+
+    return op
+
+
+def sleep(seconds: float, pid: list[int] | None = None, started: asyncio.Event | None = None) -> Any:
+    """An operation that holds the batch's transaction open for `seconds` (noting its backend's pid)."""
+
+    def op(conn: Connection) -> str:
+        if pid is not None:
+            pid.append(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        if started is not None:
+            started.set()  # operations run in the event loop's thread (SQLAlchemy's greenlet)
+        conn.execute(text("SELECT pg_sleep(:s)"), {"s": seconds})
+        return "slept"
+
+    return op
+
+
+async def ids(engine: AsyncEngine) -> list[int]:
+    async with engine.connect() as conn:
+        return list((await conn.scalars(text("SELECT id FROM items ORDER BY id"))).all())
+
+
+async def test_concurrent_writers_are_all_committed_each_seen_by_others_when_its_await_returns(
+    writer: PostgresGroupWriter, engines: tuple[AsyncEngine, AsyncEngine]
+) -> None:
+    look = engines[1]
+
+    async def write_then_look(i: int) -> bool:
+        assert await writer.run(insert(i)) == i
+        async with look.connect() as conn:  # another connection: only committed rows are visible to it
+            return bool(await conn.scalar(text("SELECT count(*) FROM items WHERE id = :id"), {"id": i}))
+
+    seen = await asyncio.gather(*(write_then_look(i) for i in range(300)))
+    assert all(seen)
+    assert await ids(look) == list(range(300))
+    assert writer.stats.operations == 300
+    assert writer.stats.transactions <= 30  # in batches, not one transaction per write
+
+
+async def test_failing_operations_fail_alone_and_the_rest_of_their_batch_commits(
+    writer: PostgresGroupWriter, engines: tuple[AsyncEngine, AsyncEngine]
+) -> None:
+    await writer.run(insert(1000))
+
+    def half_then_fail(conn: Connection) -> None:
+        conn.execute(text("INSERT INTO items (id, name) VALUES (2000, 'half')"))
+        raise ValueError("refused after writing")
+
+    held = asyncio.create_task(writer.run(sleep(0.3)))
+    await asyncio.sleep(0.1)  # the batch is running: the writes below queue as the next batch
+    operations = [insert(i) for i in range(50)]
+    operations[10] = insert(1000)  # a clash with a committed row
+    operations[20] = half_then_fail
+    outcomes = await asyncio.gather(*(writer.run(op) for op in operations), return_exceptions=True)
+    assert await held == "slept"
+    assert isinstance(outcomes[10], IntegrityError)
+    assert isinstance(outcomes[20], ValueError)
+    assert [o for i, o in enumerate(outcomes) if i not in (10, 20)] == [i for i in range(50) if i not in (10, 20)]
+    assert await ids(engines[1]) == [i for i in range(50) if i not in (10, 20)] + [1000]
+    assert (writer.stats.transactions, writer.stats.operations) == (3, 50)  # the 48 in one, after two reruns
+
+
+async def test_a_connection_cut_during_a_batch_reports_none_of_it_done_and_commits_none(
+    writer: PostgresGroupWriter, engines: tuple[AsyncEngine, AsyncEngine], postgres_server: PostgresServer
+) -> None:
+    pid: list[int] = []
+    started = asyncio.Event()
+    held = asyncio.create_task(writer.run(sleep(0.2)))
+    await asyncio.sleep(0.05)
+    batch = [insert(1), sleep(5, pid, started), insert(3)]
+    tasks = [asyncio.create_task(writer.run(op)) for op in batch]
+    await held
+    await asyncio.wait_for(started.wait(), 10)
+    admin = await postgres_server.admin()
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid[0])
+    finally:
+        await admin.close()
+    outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(o, DBAPIError) for o in outcomes), outcomes
+    assert await ids(engines[1]) == []
+    assert await writer.run(insert(4)) == 4  # a new connection for the next batch
+    assert await ids(engines[1]) == [4]
+
+
+async def test_close_commits_what_was_submitted_then_refuses(writer: PostgresGroupWriter) -> None:
+    tasks = [asyncio.create_task(writer.run(insert(i))) for i in range(20)]
+    await asyncio.sleep(0)
+    await writer.close()
+    assert [t.result() for t in tasks] == list(range(20))
+    with pytest.raises(Exception, match="closing"):
+        await writer.run(insert(99))
+
+
+def record(request_id: str) -> domain.PodRecord:
+    request = domain.PodRequest(request_id=request_id, pod={})
+    return domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=datetime.now(UTC))
+
+
+def event(text_: str) -> domain.JournalEvent:
+    return domain.JournalEvent(kind=domain.JournalKind.LOG, time=datetime.now(UTC), payload={"text": text_})
+
+
+async def test_a_stale_owner_in_a_batch_gets_lease_lost_and_the_others_commit(postgres_server: PostgresServer) -> None:
+    async with postgres_server.database(database_name()) as url:
+        text_url = url.render_as_string(hide_password=False)
+        async with await SqlStore.open(text_url) as a, await SqlStore.open(text_url) as b:
+            a.act_as("a")
+            b.act_as("b")
+            await a.register_replica("a", "", LeasePolicy())
+            await b.register_replica("b", "", LeasePolicy())
+            await a.create_pod_record(record("taken"))
+            await a.release_replica("a")
+            assert [r.request.request_id for r in await b.claim_orphans("b")] == ["taken"]
+            for i in range(30):
+                await a.create_pod_record(record(f"mine-{i}"))
+            before = a.writes.transactions
+            outcomes = await asyncio.gather(
+                *(a.record_phase(f"mine-{i}", domain.PodPhase.RUNNING, events=[event("run")]) for i in range(15)),
+                a.record_phase("taken", domain.PodPhase.RUNNING, events=[event("stale")]),
+                *(a.append_events(f"mine-{i}", [event("log")]) for i in range(15, 30)),
+                return_exceptions=True,
+            )
+            assert isinstance(outcomes[15], LeaseLost)
+            assert [o.phase for o in outcomes[:15]] == [domain.PodPhase.RUNNING] * 15  # type: ignore[union-attr]
+            assert outcomes[16:] == [[1]] * 15
+            assert a.writes.transactions - before <= 3  # batched with the stale write, not failed with it
+            taken = await b.get_pod_record("taken")
+            assert taken is not None and (taken.phase, taken.last_seq) == (domain.PodPhase.QUEUED, 0)
+            assert [seq for seq, _ in await b.read_events("mine-3")] == [1]
