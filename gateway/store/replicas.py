@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, DateTime, RowMapping, and_, delete, exists, func, insert, literal_column, or_, select
 from sqlalchemy import update as sql_update
 
-from gateway.store import lease
+from gateway.store import lease, statements
 from gateway.store.schema import pod_records, replicas
 
 NOW: Any = literal_column("timezone('UTC', statement_timestamp())", DateTime())
@@ -89,4 +89,4 @@ def _forget_dead(conn: Connection) -> None:
 
 def notify(conn: Connection, channel: str, request_id: str, last_seq: int) -> None:
     """Wakes the journal followers of every replica (LISTEN on `channel`); delivered at commit."""
-    conn.execute(select(func.pg_notify(channel, f"{last_seq} {request_id}")))
+    conn.execute(statements.NOTIFY, {"p_channel": channel, "p_payload": f"{last_seq} {request_id}"})

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhase, PodRecord, PodResult
 from gateway.errors import AlreadyExists, NotFound
-from gateway.store import lease, quota, replicas
+from gateway.store import lease, quota, replicas, statements
 from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost, TenantAdmission
 from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result, to_data
 from gateway.store.engine import DEFAULT_PATH, Engines, open_engines, sqlite_url
@@ -151,11 +151,12 @@ class SqlStore:
         """A NOTIFY to the replicas listening on `channel`."""
         await self._write(lambda conn: conn.execute(select(func.pg_notify(channel, payload))))
 
-    def _fenced(self, request_id: str) -> list[ColumnElement[bool]]:
-        """The condition of an owner write (lease.accepts): exact owner and fence, when acting as a replica."""
+    def _fence(self, request_id: str) -> dict[str, Any] | None:
+        """The parameters of an owner write's condition (lease.accepts): exact owner and fence, when acting
+        as a replica; None when writes are unconditional."""
         if not self._replicated:
-            return []
-        return [pod_records.c.owner == (self._owner or ""), pod_records.c.fence == self._fences.get(request_id, -1)]
+            return None
+        return {"p_owner": self._owner or "", "p_fence": self._fences.get(request_id, -1)}
 
     async def _refused(self, request_id: str) -> Exception:
         if await self.get_pod_record(request_id) is None:
@@ -235,13 +236,12 @@ class SqlStore:
         channel = self._channel
 
         def create(conn: Connection) -> tuple[RowMapping, bool]:
-            same = select(pod_records).where(pod_records.c.request_id == request_id)
-            existing = conn.execute(same).first()
+            existing = conn.execute(statements.RECORD_BY_REQUEST, {"p_request_id": request_id}).first()
             if existing is not None:
                 return existing._mapping, False
             if admission is not None:
                 quota.admit(conn, admission)
-            row = conn.execute(insert(pod_records).values(values).returning(pod_records)).one()._mapping
+            row = conn.execute(statements.INSERT_RECORD, values).one()._mapping
             _journal(conn, row, events, channel)
             return row, True
 
@@ -258,7 +258,7 @@ class SqlStore:
 
     async def get_pod_record(self, request_id: str) -> PodRecord | None:
         async with self._engines.reading() as conn:
-            row = (await conn.execute(select(pod_records).where(pod_records.c.request_id == request_id))).first()
+            row = (await conn.execute(statements.RECORD_BY_REQUEST, {"p_request_id": request_id})).first()
         return None if row is None else self._record(row._mapping)
 
     async def record_placement(
@@ -329,19 +329,14 @@ class SqlStore:
         events: Sequence[JournalEvent] = (),
     ) -> PodRecord:
         """One write: the record's change, fenced for an owner write, and `events` appended to its journal."""
-        fenced = self._fenced(request_id) if owner_write else []
-        if events:
-            values = {**values, "last_seq": pod_records.c.last_seq + len(events)}
-        statement = (
-            update(pod_records)
-            .where(pod_records.c.request_id == request_id, *fenced)
-            .values(updated_at=self._clock(), **values)
-            .returning(pod_records)
-        )
+        fence = self._fence(request_id) if owner_write else None
+        values = {"updated_at": self._clock(), **values}
+        statement = statements.update_record(frozenset(values), fenced=fence is not None, events=bool(events))
+        bound = statements.params(values) | {"p_request_id": request_id, "p_events": len(events)} | (fence or {})
         channel = self._channel
 
         def change(conn: Connection) -> RowMapping | None:
-            row = conn.execute(statement).first()
+            row = conn.execute(statement, bound).first()
             if row is None:
                 return None
             _journal(conn, row._mapping, events, channel)
@@ -413,15 +408,12 @@ class SqlStore:
     async def append_events(self, request_id: str, events: list[JournalEvent]) -> list[int]:
         if not events:
             return []
-        claim = (
-            update(pod_records)
-            .where(pod_records.c.request_id == request_id, *self._fenced(request_id))
-            .values(last_seq=pod_records.c.last_seq + len(events))
-            .returning(pod_records.c.id, pod_records.c.request_id, pod_records.c.last_seq)
-        )
+        fence = self._fence(request_id)
+        claim = statements.claim_seqs(fenced=fence is not None)
+        bound = {"p_request_id": request_id, "p_events": len(events)} | (fence or {})
 
         def append(conn: Connection) -> list[int] | None:
-            claimed = conn.execute(claim).first()
+            claimed = conn.execute(claim, bound).first()
             return None if claimed is None else _journal(conn, claimed._mapping, events, channel)
 
         channel = self._channel
@@ -434,19 +426,14 @@ class SqlStore:
         self, request_id: str, after_seq: int = 0, limit: int = MAX_PAGE
     ) -> list[tuple[int, JournalEvent]]:
         """Events after the cursor in sequence order; empty for an unknown request."""
-        j = journal_events.c
-        query = (
-            select(journal_events)
-            .where(j.record_id == self._record_id(request_id), j.seq > after_seq)
-            .order_by(j.seq)
-            .limit(clamp_limit(limit, 10 * MAX_PAGE))
-        )
+        bound = {"p_request_id": request_id, "p_after": after_seq, "p_limit": clamp_limit(limit, 10 * MAX_PAGE)}
         async with self._engines.reading() as conn:
-            return [(row.seq, event_from_row(row._mapping)) for row in await conn.execute(query)]
+            rows = await conn.execute(statements.READ_EVENTS, bound)
+            return [(row.seq, event_from_row(row._mapping)) for row in rows]
 
     async def prune_events(self, request_id: str) -> int:
-        statement = delete(journal_events).where(journal_events.c.record_id == self._record_id(request_id))
-        return int(await self._write(lambda conn: conn.execute(statement).rowcount))
+        bound = {"p_request_id": request_id}
+        return int(await self._write(lambda conn: conn.execute(statements.DELETE_EVENTS, bound).rowcount))
 
     async def apply_retention(
         self, *, journal_before: datetime, records_before: datetime | None = None
@@ -519,7 +506,7 @@ def _journal(conn: Connection, row: RowMapping, events: Sequence[JournalEvent], 
         return []
     last = row["last_seq"]
     seqs = list(range(last - len(events) + 1, last + 1))
-    conn.execute(insert(journal_events), [event_values(row["id"], s, e) for s, e in zip(seqs, events, strict=True)])
+    conn.execute(statements.INSERT_EVENTS, [event_values(row["id"], s, e) for s, e in zip(seqs, events, strict=True)])
     if channel:
         replicas.notify(conn, channel, row["request_id"], last)
     return seqs

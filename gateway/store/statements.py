@@ -1,0 +1,74 @@
+"""The hot statements of the pod path, built once with bound parameters and reused.
+
+A statement built per call (`update(...).where(...).values(phase=...)`) costs SQLAlchemy its construction,
+a fresh cache key (walking every clause, and the type of every literal value) and the lookup of its
+compiled form: about a third of the store's CPU per write in bench/store.py (bench/README.md, issue 16).
+A statement object built once memoizes its cache key, so executing it with a parameter dict goes straight
+to the compiled form. Shapes are few (which columns a write sets, fenced or not, with events or not), so
+each is built at its first use and kept.
+
+Parameter names carry a `p_` prefix: a bound parameter may not share its name with a column it sets.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from sqlalchemy import Delete, Insert, Select, Update, bindparam, func, insert, select, update
+
+from gateway.store.schema import journal_events, pod_records
+
+p = pod_records.c
+
+
+def _param(column: str) -> Any:
+    return bindparam(f"p_{column}", type_=pod_records.c[column].type)
+
+
+def params(values: dict[str, Any]) -> dict[str, Any]:
+    """The parameter dict of `values` (column -> value) for the statements below."""
+    return {f"p_{column}": value for column, value in values.items()}
+
+
+@functools.cache
+def update_record(columns: frozenset[str], *, fenced: bool, events: bool) -> Update:
+    """Sets `columns` on the record of `p_request_id` (when `fenced`, only while it is owned by `p_owner`
+    at fence `p_fence`), counting `p_events` more journal events if `events`; returns the whole row."""
+    where = [p.request_id == _param("request_id")]
+    if fenced:
+        where += [p.owner == _param("owner"), p.fence == _param("fence")]
+    values: dict[str, Any] = {column: _param(column) for column in sorted(columns)}
+    if events:
+        values["last_seq"] = p.last_seq + bindparam("p_events", type_=p.last_seq.type)
+    return update(pod_records).where(*where).values(values).returning(pod_records)
+
+
+@functools.cache
+def claim_seqs(*, fenced: bool) -> Update:
+    """Counts `p_events` more journal events on the record (fenced as `update_record`)."""
+    where = [p.request_id == _param("request_id")]
+    if fenced:
+        where += [p.owner == _param("owner"), p.fence == _param("fence")]
+    return (
+        update(pod_records)
+        .where(*where)
+        .values(last_seq=p.last_seq + bindparam("p_events", type_=p.last_seq.type))
+        .returning(p.id, p.request_id, p.last_seq)
+    )
+
+
+RECORD_BY_REQUEST: Select[Any] = select(pod_records).where(p.request_id == _param("request_id"))
+INSERT_RECORD: Insert = insert(pod_records).returning(pod_records)
+INSERT_EVENTS: Insert = insert(journal_events)
+NOTIFY: Select[Any] = select(func.pg_notify(bindparam("p_channel"), bindparam("p_payload")))
+
+_record_id = select(p.id).where(p.request_id == _param("request_id")).scalar_subquery()
+_j = journal_events.c
+READ_EVENTS: Select[Any] = (
+    select(journal_events)
+    .where(_j.record_id == _record_id, _j.seq > bindparam("p_after", type_=_j.seq.type))
+    .order_by(_j.seq)
+    .limit(bindparam("p_limit"))
+)
+DELETE_EVENTS: Delete = journal_events.delete().where(_j.record_id == _record_id)
