@@ -2,9 +2,14 @@
 
 One transaction per write paid, for every write, a pool checkout with its ping, BEGIN, and a COMMIT that
 waits for the WAL to reach disk (bench/README.md: 24 pods/s against SQLite's 94 at the same moment). Here
-one task takes every queued operation (up to `MAX_BATCH`), runs them in order in one transaction on one
-connection (one hand-over to SQLAlchemy's greenlet for the whole batch), commits, and only then resolves
-each caller's future: a write is durable when its await returns, as before.
+a lane's task takes every operation queued to it (up to `MAX_BATCH`), runs them in order in one
+transaction on one connection (one hand-over to SQLAlchemy's greenlet for the whole batch), commits, and
+only then resolves each caller's future: a write is durable when its await returns, as before.
+
+`LANES` lanes commit side by side on their own connections (one lane waits for the server's answer to
+each statement in turn). A write's key (its request id) chooses its lane, so the writes of one request
+stay in order in one lane and two lanes never wait for each other's locks on a record; writes without a
+key (leases, clusters, audit) go to the first lane.
 
 A failing operation fails alone, without SAVEPOINTs (each would cost two more round trips per write): a
 PostgreSQL transaction is unusable after an error anyway, so the batch is rolled back at the first
@@ -51,6 +56,7 @@ T = TypeVar("T")
 
 RETRIED_STATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 MAX_RETRIES = 5
+LANES = 4
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,62 +87,78 @@ def operations_error(error: Exception) -> bool:
     return not (isinstance(error, DBAPIError) and error.connection_invalidated)
 
 
+class _Lane:
+    """A queue of writes and the task committing them in batches."""
+
+    def __init__(self) -> None:
+        self.queue: collections.deque[_Pending] = collections.deque()
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def take(self, max_batch: int) -> list[_Pending]:
+        batch: list[_Pending] = []
+        while self.queue and len(batch) < max_batch:
+            pending = self.queue.popleft()
+            if not pending.future.done():  # a caller cancelled before its turn: its write is not made
+                batch.append(pending)
+        return batch
+
+
 class PostgresGroupWriter:
     """Same contract as `GroupCommitWriter`: `close()` commits every write already submitted, later ones
     raise StoreClosed; a caller cancelled before its batch makes no write."""
 
     def __init__(
-        self, engine: AsyncEngine, *, unavailable_after: float = UNAVAILABLE_AFTER, max_batch: int = MAX_BATCH
+        self,
+        engine: AsyncEngine,
+        *,
+        unavailable_after: float = UNAVAILABLE_AFTER,
+        max_batch: int = MAX_BATCH,
+        lanes: int = LANES,
     ) -> None:
         self.engine = engine
         self.stats = WriterStats()
         self._wait = unavailable_after
         self._max_batch = max_batch
-        self._queue: collections.deque[_Pending] = collections.deque()
-        self._ready = asyncio.Event()
         self._closing = False
-        self._task = asyncio.create_task(self._drain(), name="podgate-store-writer")
+        self._lanes = [_Lane() for _ in range(max(1, lanes))]
+        for n, lane in enumerate(self._lanes):
+            lane.task = asyncio.create_task(self._drain(lane), name=f"podgate-store-writer-{n}")
 
-    async def run(self, operation: Operation[T]) -> T:
+    async def run(self, operation: Operation[T], key: str = "") -> T:
         if self._closing:
             raise StoreClosed("the store is closing; the write was not made")
-        if self._task.done():
+        lane = self._lanes[hash(key) % len(self._lanes) if key else 0]
+        if lane.task is None or lane.task.done():
             raise StoreClosed("the store's writer is not running; the write was not made")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(operation, future))
-        self._ready.set()
+        lane.queue.append(_Pending(operation, future))
+        lane.ready.set()
         return await future
 
     async def close(self) -> None:
         self._closing = True
-        self._ready.set()
-        await asyncio.shield(self._task)
+        for lane in self._lanes:
+            lane.ready.set()
+        await asyncio.shield(asyncio.gather(*(lane.task for lane in self._lanes if lane.task is not None)))
         await self.engine.dispose()
 
-    async def _drain(self) -> None:
+    async def _drain(self, lane: _Lane) -> None:
         running: list[_Pending] = []
         try:
             while True:
-                running = self._take()
+                running = lane.take(self._max_batch)
                 if running:
                     await self._commit(running)
                 elif self._closing:
                     return
                 else:
-                    self._ready.clear()
-                    await self._ready.wait()
+                    lane.ready.clear()
+                    await lane.ready.wait()
         finally:
             _fail(running, StoreClosed("the store's writer stopped during this write"))
-            _fail(self._queue, StoreClosed("the store's writer stopped before this write was made"))
-            self._queue.clear()
-
-    def _take(self) -> list[_Pending]:
-        batch: list[_Pending] = []
-        while self._queue and len(batch) < self._max_batch:
-            pending = self._queue.popleft()
-            if not pending.future.done():  # a caller cancelled before its turn: its write is not made
-                batch.append(pending)
-        return batch
+            _fail(lane.queue, StoreClosed("the store's writer stopped before this write was made"))
+            lane.queue.clear()
 
     async def _commit(self, batch: list[_Pending]) -> None:
         """Runs `batch` until what is left of it commits, each failing operation taken out with its error."""

@@ -164,8 +164,9 @@ class SqlStore:
         self._fences[request_id] = -1
         return LeaseLost(f"request {request_id!r} is owned by another replica now; this one stops following it")
 
-    async def _write(self, operation: Operation[T]) -> T:
-        return await self._engines.writer.run(operation)
+    async def _write(self, operation: Operation[T], key: str = "") -> T:
+        """`key`: the request the write is about, if one (its writes stay in order; see the writers)."""
+        return await self._engines.writer.run(operation, key)
 
     def _record(self, row: RowMapping) -> PodRecord:
         """Decoded in the event loop's thread, where the decode cache lives."""
@@ -246,7 +247,7 @@ class SqlStore:
             return row, True
 
         try:
-            row, created = await self._write(create)
+            row, created = await self._write(create, request_id)
             if created and self._owner is not None:
                 self._fences[request_id] = 1
             return self._record(row), created
@@ -314,7 +315,7 @@ class SqlStore:
             .values(updated_at=self._clock(), cancel_requested_at=self._clock(), cancel_reason=reason)
             .returning(pod_records)
         )
-        row = await self._write(lambda conn: conn.execute(statement).first())
+        row = await self._write(lambda conn: conn.execute(statement).first(), request_id)
         record = self._record(row._mapping) if row is not None else await self.get_pod_record(request_id)
         if record is None:
             raise NotFound(f"no pod record for request {request_id!r}")
@@ -342,7 +343,7 @@ class SqlStore:
             _journal(conn, row._mapping, events, channel)
             return row._mapping
 
-        row = await self._write(change)
+        row = await self._write(change, request_id)
         if row is None:
             raise await self._refused(request_id)
         return self._record(row)
@@ -417,7 +418,7 @@ class SqlStore:
             return None if claimed is None else _journal(conn, claimed._mapping, events, channel)
 
         channel = self._channel
-        appended = await self._write(append)
+        appended = await self._write(append, request_id)
         if appended is None:
             raise await self._refused(request_id)
         return appended
@@ -433,7 +434,7 @@ class SqlStore:
 
     async def prune_events(self, request_id: str) -> int:
         bound = {"p_request_id": request_id}
-        return int(await self._write(lambda conn: conn.execute(statements.DELETE_EVENTS, bound).rowcount))
+        return int(await self._write(lambda conn: conn.execute(statements.DELETE_EVENTS, bound).rowcount, request_id))
 
     async def apply_retention(
         self, *, journal_before: datetime, records_before: datetime | None = None

@@ -53,8 +53,9 @@ class WriterStats:
 class Writer(Protocol):
     stats: WriterStats
 
-    async def run(self, operation: Operation[T]) -> T:
-        """Run `operation` in a write transaction; its result once committed, or its exception."""
+    async def run(self, operation: Operation[T], key: str = "") -> T:
+        """Run `operation` in a write transaction; its result once committed, or its exception. Writes of
+        one `key` (a request id) are made in the order submitted; a writer may commit other keys' apart."""
         ...
 
     async def close(self) -> None: ...
@@ -147,7 +148,7 @@ class GroupCommitWriter:
         writer._task = asyncio.create_task(writer._drain(), name="podgate-store-writer")
         return writer
 
-    async def run(self, operation: Operation[T]) -> T:
+    async def run(self, operation: Operation[T], key: str = "") -> T:
         if self._closing:
             raise StoreClosed("the store is closing; the write was not made")
         if self._task is None or self._task.done():
@@ -289,7 +290,7 @@ class DirectWriter:
         self._idle.set()
         self._closing = False
 
-    async def run(self, operation: Operation[T]) -> T:
+    async def run(self, operation: Operation[T], key: str = "") -> T:
         if self._closing:
             raise StoreClosed("the store is closing; the write was not made")
         self._in_flight += 1
