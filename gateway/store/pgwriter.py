@@ -11,13 +11,13 @@ each statement in turn). A write's key (its request id) chooses its lane, so the
 stay in order in one lane and two lanes never wait for each other's locks on a record; writes without a
 key (leases, clusters, audit) go to the first lane.
 
-A failing operation fails alone, without SAVEPOINTs (each would cost two more round trips per write): a
-PostgreSQL transaction is unusable after an error anyway, so the batch is rolled back at the first
-operation that raises, that caller gets its error, and the rest of the batch runs again without it. The
-outcome is the one of the same operations run one after the other with the failing one left out, which
-is what SAVEPOINTs give. Operations must therefore have no effect outside their transaction (every store
-operation is SQL on the connection it is given). An operation that is fenced out (LeaseLost) does not
-raise here: it matches no row and returns None, so it costs the others nothing.
+A failing operation fails alone, and SAVEPOINTs (two more round trips per write) are paid only by a
+batch in which one fails: a batch runs plainly first; a PostgreSQL transaction is unusable after an
+error anyway, so at the first operation that raises it is rolled back and run again with a SAVEPOINT per
+operation, each failing one rolled back to its own and its caller given its error. Every outcome handed
+out is the one of the run that committed. Operations must therefore have no effect outside their
+transaction (every store operation is SQL on the connection it is given). An operation that is fenced
+out (LeaseLost) does not raise here: it matches no row and returns None, so it costs the others nothing.
 
 Errors that are not one operation's fail the whole batch, and nothing of it is reported done:
 - the connection broke, or the COMMIT itself failed (its outcome unknown): every caller gets the error,
@@ -66,11 +66,8 @@ class _Pending:
 
 
 @dataclass(frozen=True)
-class _Ran:
-    """How a batch's operations went: their values up to the first that raised (`failed`, its index)."""
-
-    values: list[Any]
-    failed: int | None = None
+class _Outcome:
+    value: Any = None
     error: Exception | None = None
 
 
@@ -161,11 +158,13 @@ class PostgresGroupWriter:
             lane.queue.clear()
 
     async def _commit(self, batch: list[_Pending]) -> None:
-        """Runs `batch` until what is left of it commits, each failing operation taken out with its error."""
+        """Runs `batch` until it commits: first plainly, then (after an operation raised) each operation
+        under a SAVEPOINT, so that a batch costs at most one rollback however many of its writes fail."""
         retries = 0
-        while batch:
+        savepoints = False
+        while True:
             try:
-                ran = await self._transaction([p.operation for p in batch])
+                outcomes = await self._transaction([p.operation for p in batch], savepoints=savepoints)
             except Exception as e:  # the connection, the commit, or the transaction as a whole
                 if retried(e) and retries < MAX_RETRIES:
                     retries += 1
@@ -176,43 +175,55 @@ class PostgresGroupWriter:
                 log.error("store: a write transaction of %d operations failed: %s", len(batch), _cause(e))
                 _fail(batch, e)
                 return
-            if ran.failed is None:
-                self.stats.transactions += 1
-                self.stats.operations += len(batch)
-                for pending, value in zip(batch, ran.values, strict=True):
-                    if not pending.future.done():
-                        pending.future.set_result(value)
-                return
-            assert ran.error is not None
-            _fail([batch[ran.failed]], ran.error)
-            batch = batch[: ran.failed] + batch[ran.failed + 1 :]
+            if outcomes is None:  # an operation raised: rolled back, run again with SAVEPOINTs
+                savepoints = True
+                self.stats.retries += 1
+                continue
+            self.stats.transactions += 1
+            self.stats.operations += len(batch)
+            for pending, outcome in zip(batch, outcomes, strict=True):
+                if pending.future.done():
+                    continue
+                if outcome.error is not None:
+                    pending.future.set_exception(outcome.error)
+                else:
+                    pending.future.set_result(outcome.value)
+            return
 
-    async def _transaction(self, operations: list[Operation[Any]]) -> _Ran:
-        """Commits when every operation succeeded; rolls back at the first that raises its own error (an
-        error of the connection or transaction is raised instead)."""
+    async def _transaction(self, operations: list[Operation[Any]], *, savepoints: bool) -> list[_Outcome] | None:
+        """Each operation's outcome once committed; None when, without `savepoints`, an operation raised
+        its own error (rolled back). An error of the connection or the transaction is raised."""
         conn = await connect(self.engine, wait=self._wait)
         try:
             transaction = await conn.begin()
-            ran = await conn.run_sync(_in_order, operations)
-            if ran.error is not None and not operations_error(ran.error):
-                raise ran.error
-            if ran.failed is None:
-                await transaction.commit()
-            else:
+            outcomes = await conn.run_sync(_in_order, operations, savepoints)
+            if outcomes is None:
                 await transaction.rollback()
-            return ran
+            else:
+                await transaction.commit()
+            return outcomes
         finally:
             await _close(conn)
 
 
-def _in_order(conn: Connection, operations: list[Operation[Any]]) -> _Ran:
-    values: list[Any] = []
-    for index, operation in enumerate(operations):
+def _in_order(conn: Connection, operations: list[Operation[Any]], savepoints: bool) -> list[_Outcome] | None:
+    outcomes: list[_Outcome] = []
+    for operation in operations:
+        nested = conn.begin_nested() if savepoints else None
         try:
-            values.append(operation(conn))
+            value = operation(conn)
         except Exception as e:
-            return _Ran(values, index, e)
-    return _Ran(values)
+            if not operations_error(e):
+                raise
+            if nested is None:
+                return None
+            nested.rollback()
+            outcomes.append(_Outcome(error=e))
+        else:
+            if nested is not None:
+                nested.commit()
+            outcomes.append(_Outcome(value=value))
+    return outcomes
 
 
 async def _close(conn: AsyncConnection) -> None:

@@ -43,7 +43,8 @@ UNAVAILABLE_AFTER = 30.0  # seconds a caller waits for an unreachable database b
 
 @dataclass
 class WriterStats:
-    """Counters since start: operations run, transactions committed, batches retried on a lock."""
+    """Counters since start: operations run, transactions committed, batches run again (SQLite: found
+    locked; PostgreSQL: a deadlock, or an operation failed and the batch runs again with SAVEPOINTs)."""
 
     operations: int = 0
     transactions: int = 0

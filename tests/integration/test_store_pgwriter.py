@@ -103,13 +103,16 @@ async def test_failing_operations_fail_alone_and_the_rest_of_their_batch_commits
     operations = [insert(i) for i in range(50)]
     operations[10] = insert(1000)  # a clash with a committed row
     operations[20] = half_then_fail
+    operations[30] = insert(1000)
     outcomes = await asyncio.gather(*(writer.run(op) for op in operations), return_exceptions=True)
     assert await held == "slept"
-    assert isinstance(outcomes[10], IntegrityError)
+    assert isinstance(outcomes[10], IntegrityError) and isinstance(outcomes[30], IntegrityError)
     assert isinstance(outcomes[20], ValueError)
-    assert [o for i, o in enumerate(outcomes) if i not in (10, 20)] == [i for i in range(50) if i not in (10, 20)]
-    assert await ids(engines[1]) == [i for i in range(50) if i not in (10, 20)] + [1000]
-    assert (writer.stats.transactions, writer.stats.operations) == (3, 50)  # the 48 in one, after two reruns
+    kept = [i for i in range(50) if i not in (10, 20, 30)]
+    assert [o for i, o in enumerate(outcomes) if i not in (10, 20, 30)] == kept
+    assert await ids(engines[1]) == [*kept, 1000]
+    assert (writer.stats.transactions, writer.stats.operations) == (3, 52)  # the 50 in one transaction
+    assert writer.stats.retries == 1  # one rollback for three failures: the rerun has a SAVEPOINT per write
 
 
 async def test_a_connection_cut_during_a_batch_reports_none_of_it_done_and_commits_none(
