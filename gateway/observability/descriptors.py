@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 EXHAUSTION_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE})
 UNLIMITED_CAP = 1 << 20  # a hard limit of "unlimited" is taken as the kernel's usual nr_open
+FAR_FACTOR = 10  # below half the limit, descriptors are counted this many times less often
 
 
 def is_exhaustion(exc: BaseException | None) -> bool:
@@ -84,8 +85,10 @@ def open_descriptors() -> int | None:
 class Gauge:
     """Whether new work should be refused: the descriptors open now, or those the pods already admitted
     will hold once they all follow their logs (a burst of admissions comes before their connections),
-    within the reserve of the soft limit. Counted at most every `every` seconds (listing /proc/self/fd
-    costs about a microsecond per descriptor)."""
+    within the reserve of the soft limit. Counted at most every `every` seconds while more than half the
+    limit is open, and ten times less often below that (listing /proc/self/fd costs about a microsecond per
+    descriptor, and the gateway asks at every submission: thousands of followed pods made it a few per cent
+    of the gateway's CPU; far from the limit, the pods admitted meanwhile are counted by `live_pods`)."""
 
     PER_POD = 2  # a followed pod's log connection, and slack for its reconnects and XCom exec
 
@@ -99,9 +102,10 @@ class Gauge:
     def short(self, live_pods: int = 0) -> tuple[int, int] | None:
         """(descriptors open or promised, soft limit) when new work should be refused; None otherwise."""
         now = self._clock()
-        if now - self._at >= self._every:
-            self._at, self.open = now, open_descriptors()
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        near = self.open is None or soft == resource.RLIM_INFINITY or 2 * self.open >= soft
+        if now - self._at >= (self._every if near else FAR_FACTOR * self._every):
+            self._at, self.open = now, open_descriptors()
         if self.open is None or soft == resource.RLIM_INFINITY:
             return None
         held = max(self.open, self.baseline + self.PER_POD * live_pods)

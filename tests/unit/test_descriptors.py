@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
+import resource
 
 import aiohttp
 import pytest
@@ -11,7 +14,7 @@ from aiohttp.client_reqrep import ConnectionKey
 from gateway import domain
 from gateway.clusters.kubeapi import errors as kube
 from gateway.clusters.runtime import HealthTracker
-from gateway.observability.descriptors import Limit, is_exhaustion
+from gateway.observability.descriptors import Gauge, Limit, is_exhaustion
 
 KEY = ConnectionKey("h", 443, True, None, None, None, None)
 
@@ -55,3 +58,21 @@ def test_the_reserve_grows_with_the_limit(soft: int, reserve: int) -> None:
     limit = Limit(before=soft, soft=soft, hard=soft)
     assert limit.reserve == reserve
     assert f"about {soft - reserve} followed pods" in limit.describe()
+
+
+def test_descriptors_are_counted_less_often_far_from_the_limit() -> None:
+    """Counting lists /proc/self/fd (a microsecond a descriptor), asked at every submission."""
+    now = [0.0]
+    gauge = Gauge(every=0.1, clock=lambda: now[0])
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert gauge.short() is None and gauge.open is not None and 2 * gauge.open < soft  # far from the limit
+    before = gauge.open
+    with contextlib.ExitStack() as held:
+        for _ in range(5):
+            held.enter_context(open(os.devnull))
+        now[0] = 0.5  # past `every`, not past ten times it
+        gauge.short()
+        assert gauge.open == before
+        now[0] = 1.0
+        gauge.short()
+        assert gauge.open == before + 5
