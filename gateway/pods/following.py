@@ -57,11 +57,15 @@ class Follower:
         """Follows the pod through its cluster: again through the new runtime when the cluster's registration
         is updated (the old one stops watching), to a result when the cluster is deregistered."""
         positions, journalled = ({}, []) if state.fresh else await self.journal.resume_point(state.request_id)
+        started = asyncio.get_running_loop().time()
         followed = Followed(
-            started=asyncio.get_running_loop().time(),
+            started=started,
             positions=positions,
             journalled=set(journalled),
             warnings=[e for e in journalled if e.type == "Warning"][-MAX_WARNINGS:],
+            # Created by this run a moment ago: the watch shows it shortly (or its deletion); asking the API
+            # server at once, while the watch lags behind a busy cluster, would be a request per pod.
+            gone_check_after=started + GONE_CHECK_SECONDS if state.fresh else 0.0,
         )
         record = state.record
         while True:

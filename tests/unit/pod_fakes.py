@@ -59,6 +59,7 @@ class FakeCluster:
     get_faults: list[ke.KubeError] = field(default_factory=list)  # one consumed per get call
     logs: dict[str, list[str]] = field(default_factory=dict)  # container -> "TIMESTAMP text" lines
     creates: list[str] = field(default_factory=list)  # pod names, one per create call
+    gets: list[str] = field(default_factory=list)  # pod names, one per get call
     deletes: list[str] = field(default_factory=list)
     execs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     exec_stdout: bytes = b""
@@ -84,6 +85,7 @@ class FakeCluster:
         return body
 
     async def get_pod(self, namespace: str, name: str) -> Mapping[str, Any]:
+        self.gets.append(name)
         if self.get_faults:
             raise self.get_faults.pop(0)
         if (namespace, name) not in self.pods:

@@ -1,4 +1,4 @@
-"""How many store calls the pod path makes: each costs the gateway CPU per pod (bench/README.md, issue 16).
+"""How many store and Kubernetes API calls the pod path makes: each costs the gateway CPU per pod (bench/README.md, issue 16).
 
 The store is the real SQLite store behind a counting wrapper; the cluster is the fake of our protocol.
 """
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from gateway import domain
+from gateway.clusters.tracking import PodTrack
 from gateway.pods.creation import Creator
 from gateway.pods.following import Follower
 from gateway.pods.journal import Journal
@@ -131,4 +132,23 @@ async def test_each_state_change_is_one_store_write_with_its_events(counted: Cou
     phases = [i.phase for i in items if isinstance(i, domain.PhaseChange)]
     assert phases == [domain.PodPhase.RUNNING]
     assert any(isinstance(i, domain.PlacementDecision) for i in items)
+    await journal.close()
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+async def test_a_pod_just_created_is_awaited_from_the_watch_not_asked_for(counted: CountingStore, fresh: bool) -> None:
+    """The watch lags behind a busy cluster: a run's own new pod is not read back while it catches up."""
+    cluster = FakeCluster("a")
+    clusters = FakeClusters({"a": cluster})
+    journal = Journal(counted)  # type: ignore[arg-type]
+    state = await created(counted, journal, clusters, fresh=fresh)
+    key = ("default", state.record.name)
+    cluster.tracks[key] = PodTrack(cluster.synced)  # the watch has not shown the pod yet
+    follower = Follower(clusters, counted, journal, LiveSettings(Settings()))  # type: ignore[arg-type]
+    task = asyncio.create_task(follower.follow(state))
+    await asyncio.sleep(0.2)
+    assert cluster.gets == ([] if fresh else [state.record.name])  # resumed: it may be gone, so it asks
+    succeeded(cluster, state)  # the watch catches up
+    ending = await asyncio.wait_for(task, WITHIN)
+    assert ending.result.phase is domain.PodPhase.SUCCEEDED
     await journal.close()
