@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,11 +54,34 @@ async def counted(tmp_path: Path) -> AsyncIterator[CountingStore]:
     await store.store.close()
 
 
-async def created(store: CountingStore, journal: Journal, clusters: FakeClusters, *, fresh: bool) -> RunState:
-    state = await submitted(store.store, pod_request())
-    state.fresh = fresh
-    await Creator(clusters, store, journal, LiveSettings(Settings())).place_and_create(state)  # type: ignore[arg-type]
-    return state
+@dataclass
+class Run:
+    """A run's world: the counted store, its journal, and one fake cluster."""
+
+    store: CountingStore
+    journal: Journal
+    cluster: FakeCluster = field(default_factory=lambda: FakeCluster("a"))
+    clusters: FakeClusters = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clusters = FakeClusters({"a": self.cluster})
+
+    def follower(self) -> Follower:
+        return Follower(self.clusters, self.store, self.journal, LiveSettings(Settings()))  # type: ignore[arg-type]
+
+    async def created(self, *, fresh: bool) -> RunState:
+        state = await submitted(self.store.store, pod_request())
+        state.fresh = fresh
+        creator = Creator(self.clusters, self.store, self.journal, LiveSettings(Settings()))  # type: ignore[arg-type]
+        await creator.place_and_create(state)
+        return state
+
+
+@pytest.fixture
+async def run(counted: CountingStore) -> AsyncIterator[Run]:
+    world = Run(counted, Journal(counted))  # type: ignore[arg-type]
+    yield world
+    await world.journal.close()
 
 
 def succeeded(cluster: FakeCluster, state: RunState) -> None:
@@ -75,80 +99,64 @@ def event(reason: str) -> domain.KubernetesEvent:
 
 
 @pytest.mark.parametrize("fresh", [True, False])
-async def test_a_fresh_run_follows_without_reading_its_journal_back(counted: CountingStore, fresh: bool) -> None:
+async def test_a_fresh_run_follows_without_reading_its_journal_back(
+    run: Run, counted: CountingStore, fresh: bool
+) -> None:
     """A request accepted by this process has no log line or event journalled yet; a resumed one may."""
-    cluster = FakeCluster("a")
-    clusters = FakeClusters({"a": cluster})
-    journal = Journal(counted)  # type: ignore[arg-type]
-    state = await created(counted, journal, clusters, fresh=fresh)
-    succeeded(cluster, state)
+    state = await run.created(fresh=fresh)
+    succeeded(run.cluster, state)
     counted.calls.clear()
-    follower = Follower(clusters, counted, journal, LiveSettings(Settings()))  # type: ignore[arg-type]
-    ending = await asyncio.wait_for(follower.follow(state), WITHIN)
+    ending = await asyncio.wait_for(run.follower().follow(state), WITHIN)
     assert ending.result.phase is domain.PodPhase.SUCCEEDED
     assert (counted.calls["read_events"] > 0) is not fresh  # resumed: read back to continue after its last line
-    await journal.close()
 
 
-async def test_events_that_came_together_are_journalled_in_one_write(counted: CountingStore) -> None:
-    cluster = FakeCluster("a")
-    clusters = FakeClusters({"a": cluster})
-    journal = Journal(counted)  # type: ignore[arg-type]
-    state = await created(counted, journal, clusters, fresh=True)
-    track = cluster.track("default", state.record.name)
+async def test_events_that_came_together_are_journalled_in_one_write(run: Run, counted: CountingStore) -> None:
+    state = await run.created(fresh=True)
+    track = run.cluster.track("default", state.record.name)
     events = [event(reason) for reason in ("Scheduled", "Pulled", "Created", "Started")]
     for i, each in enumerate(events):
         track.add_event((f"u{i}", 1), each)
-    succeeded(cluster, state)
+    succeeded(run.cluster, state)
     counted.calls.clear()
-    follower = Follower(clusters, counted, journal, LiveSettings(Settings()))  # type: ignore[arg-type]
-    await asyncio.wait_for(follower.follow(state), WITHIN)
+    await asyncio.wait_for(run.follower().follow(state), WITHIN)
     assert counted.calls["append_events"] == 1
-    items = await journalled(counted.store, journal, state.request_id)
+    items = await journalled(counted.store, run.journal, state.request_id)
     assert [i for i in items if isinstance(i, domain.KubernetesEvent)] == events  # all of them, in order
-    await journal.close()
 
 
-async def test_each_state_change_is_one_store_write_with_its_events(counted: CountingStore) -> None:
+async def test_each_state_change_is_one_store_write_with_its_events(run: Run, counted: CountingStore) -> None:
     """Placement, a phase and the result are each stored with their journal events in one call."""
-    cluster = FakeCluster("a")
-    clusters = FakeClusters({"a": cluster})
-    journal = Journal(counted)  # type: ignore[arg-type]
-    state = await created(counted, journal, clusters, fresh=True)
+    state = await run.created(fresh=True)
     assert (counted.calls["record_placement"], counted.calls["record_phase"]) == (1, 1)
     assert counted.calls["append_events"] == 0
-    running = {**cluster.pods[("default", state.record.name)], "status": {"phase": "Running"}}
-    cluster.set_pod("default", state.record.name, running)
+    running = {**run.cluster.pods[("default", state.record.name)], "status": {"phase": "Running"}}
+    run.cluster.set_pod("default", state.record.name, running)
     counted.calls.clear()
-    follower = Follower(clusters, counted, journal, LiveSettings(Settings()))  # type: ignore[arg-type]
-    follow = asyncio.create_task(follower.follow(state))
-    async for streamed in journal.follow(state.request_id, state.record.last_seq):  # until Running is journalled
+    follow = asyncio.create_task(run.follower().follow(state))
+    async for streamed in run.journal.follow(state.request_id, state.record.last_seq):  # until Running is journalled
         if isinstance(streamed.item, domain.PhaseChange):
             break
-    succeeded(cluster, state)
+    succeeded(run.cluster, state)
     await asyncio.wait_for(follow, WITHIN)
     assert counted.calls["record_phase"] == 1 and counted.calls["append_events"] == 0
-    items = await journalled(counted.store, journal, state.request_id)
+    items = await journalled(counted.store, run.journal, state.request_id)
     phases = [i.phase for i in items if isinstance(i, domain.PhaseChange)]
     assert phases == [domain.PodPhase.RUNNING]
     assert any(isinstance(i, domain.PlacementDecision) for i in items)
-    await journal.close()
 
 
 @pytest.mark.parametrize("fresh", [True, False])
-async def test_a_pod_just_created_is_awaited_from_the_watch_not_asked_for(counted: CountingStore, fresh: bool) -> None:
+async def test_a_pod_just_created_is_awaited_from_the_watch_not_asked_for(
+    run: Run, counted: CountingStore, fresh: bool
+) -> None:
     """The watch lags behind a busy cluster: a run's own new pod is not read back while it catches up."""
-    cluster = FakeCluster("a")
-    clusters = FakeClusters({"a": cluster})
-    journal = Journal(counted)  # type: ignore[arg-type]
-    state = await created(counted, journal, clusters, fresh=fresh)
+    state = await run.created(fresh=fresh)
     key = ("default", state.record.name)
-    cluster.tracks[key] = PodTrack(cluster.synced)  # the watch has not shown the pod yet
-    follower = Follower(clusters, counted, journal, LiveSettings(Settings()))  # type: ignore[arg-type]
-    task = asyncio.create_task(follower.follow(state))
+    run.cluster.tracks[key] = PodTrack(run.cluster.synced)  # the watch has not shown the pod yet
+    task = asyncio.create_task(run.follower().follow(state))
     await asyncio.sleep(0.2)
-    assert cluster.gets == ([] if fresh else [state.record.name])  # resumed: it may be gone, so it asks
-    succeeded(cluster, state)  # the watch catches up
+    assert run.cluster.gets == ([] if fresh else [state.record.name])  # resumed: it may be gone, so it asks
+    succeeded(run.cluster, state)  # the watch catches up
     ending = await asyncio.wait_for(task, WITHIN)
     assert ending.result.phase is domain.PodPhase.SUCCEEDED
-    await journal.close()
