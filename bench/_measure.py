@@ -32,6 +32,7 @@ from bench._pods import (
 )
 from bench._stack import Counts, GatewayProcess, Stack, Stopwatch, percentile, running_stack
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
+from gateway.client import GatewayError
 
 POD_CLUSTER, POD_REGION = "local-eu-cpu", "eu-central-1"
 IDLE_CLUSTERS = ("local-eu-gpu", "local-us-gpu")
@@ -255,19 +256,32 @@ async def submit_all(
     progress: Callable[[int], None] = lambda done: None,
 ) -> Submitted:
     """SubmitPod for every request from `callers` concurrent callers; a failed call is counted, not raised."""
-    out = Submitted()
 
     async def submit(i: int) -> None:
+        await stubs[i % len(stubs)].SubmitPod(dispatch_pb2.SubmitPodRequest(pod=requests[i]), timeout=600)
+
+    return await call_all(submit, len(requests), callers, progress)
+
+
+async def call_all(
+    call: Callable[[int], Awaitable[None]], count: int, callers: int, progress: Callable[[int], None] = lambda done: None
+) -> Submitted:
+    """call(0..count-1) from `callers` concurrent callers, each call timed; a call failing with a gRPC status
+    (raw, or as the client's GatewayError) is counted by its code, not raised."""
+    out = Submitted()
+
+    async def timed(i: int) -> None:
         started = time.perf_counter()
         try:
-            await stubs[i % len(stubs)].SubmitPod(dispatch_pb2.SubmitPodRequest(pod=requests[i]), timeout=600)
-        except grpc.aio.AioRpcError as e:
-            out.errors[e.code().name] += 1
+            await call(i)
+        except (grpc.aio.AioRpcError, GatewayError) as e:
+            code = e.code() if isinstance(e, grpc.aio.AioRpcError) else e.code
+            out.errors[code.name if code else type(e).__name__] += 1
         else:
             out.latencies.append(time.perf_counter() - started)
         progress(out.accepted + sum(out.errors.values()))
 
-    out.wall = await pool(len(requests), callers, submit)
+    out.wall = await pool(count, callers, timed)
     return out
 
 

@@ -21,6 +21,7 @@ from google.protobuf import duration_pb2
 
 from bench._stack import CLUSTERS
 from gateway._proto.podgate.v1 import common_pb2, dispatch_pb2, dispatch_pb2_grpc
+from gateway.client import LogSelection, PodSpecRequest, XcomMode
 from gateway.clusters import files
 from gateway.clusters import kubeapi as k
 from gateway.credentials.factory import build_provider
@@ -41,7 +42,7 @@ def new_id(prefix: str) -> str:
 
 
 def manifest(bench_id: str, *, duration: float, log_lines: int = 1, name: str = "bench") -> dict[str, Any]:
-    lines = "\n".join(f"line {i}" for i in range(log_lines))
+    lines = "\n".join(expected_lines(log_lines))
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -80,6 +81,21 @@ def pod_request(
         logs=dispatch_pb2.LogOptions(selection=selection),
         lifecycle=dispatch_pb2.LifecycleOptions(startup_timeout=duration_pb2.Duration(seconds=600)),
     )
+
+
+def spec_request(bench_id: str, *, duration: float, log_lines: int = 1) -> PodSpecRequest:
+    """What `pod_request` asks, as GatewayClient's request (logs of the main container followed, AUTO XCom)."""
+    return PodSpecRequest(
+        request_id=bench_id,
+        pod=manifest(bench_id, duration=duration, log_lines=log_lines),
+        xcom=XcomMode.AUTO,
+        logs=LogSelection.MAIN,
+        startup_timeout=600,
+    )
+
+
+def expected_lines(log_lines: int) -> list[str]:
+    return [f"line {i}" for i in range(log_lines)]
 
 
 @dataclass
@@ -144,6 +160,7 @@ def cluster_client(cluster: str, kubeconfig_dir: Path, config: Path = CLUSTERS) 
 class Sighting:
     added: float | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    names: set[str] = field(default_factory=set)  # more than one: a second pod for one request
 
 
 class Observer:
@@ -178,6 +195,7 @@ class Observer:
 
     def _see(self, pod: dict[str, Any], now: float) -> None:
         sighting = self.sighting(pod["metadata"]["labels"][BENCH_LABEL])
+        sighting.names.add(pod["metadata"]["name"])
         if sighting.added is None:
             sighting.added = now
         statuses = (pod.get("status") or {}).get("containerStatuses") or []

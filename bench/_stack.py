@@ -1,7 +1,8 @@
-"""The simulator and the gateway as two child processes, as an operator runs them, for bench/dispatch.py.
+"""The simulator and the gateway (one or several replicas) as child processes, as an operator runs them, for
+bench/dispatch.py, bench/replicas.py and bench/takeover.py.
 
-Separate processes so that each has a core of its own (the machine has two) and so that the gateway's
-memory can be read alone from /proc. The simulator's request counters are read over its control
+Separate processes so that each has a core of its own (the machine has two) and so that each gateway's
+memory and CPU can be read alone from /proc. The simulator's request counters are read over its control
 endpoint: they are the counters `SimCluster.request_counts()` returns in-process.
 """
 
@@ -10,13 +11,15 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,13 +41,41 @@ def child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in CA_VARIABLES}
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (state first, so utime is [11])."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int, *, children: bool = False) -> float:
+    """User + system CPU time of `pid`; with `children`, also of its live descendants and of the children they
+    have reaped (a database server whose backends come and go)."""
+    fields = _stat(pid)
+    if not children:
+        return (int(fields[11]) + int(fields[12])) / TICKS
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                stats[int(entry)] = _stat(int(entry))
+    stats[pid] = fields
+    kids: dict[str, list[int]] = {}
+    for child, child_fields in stats.items():
+        kids.setdefault(child_fields[1], []).append(child)
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += sum(int(stats[current][i]) for i in (11, 12, 13, 14))
+        todo += kids.get(str(current), [])
+    return total / TICKS
+
+
 class _Child:
-    def __init__(self, args: list[str], log_path: Path, what: str) -> None:
+    def __init__(self, args: list[str], log_path: Path, what: str, env: Mapping[str, str] | None = None) -> None:
         self.what = what
         self.log_path = log_path
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
-            args, env=child_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True
+            args, env={**child_env(), **(env or {})}, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True
         )
         assert self.process.stdout is not None
         self.stdout = self.process.stdout
@@ -87,8 +118,7 @@ class _Child:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time consumed so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / TICKS
+        return cpu_seconds(self.pid)
 
     def open_fds(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
@@ -125,20 +155,65 @@ class Simulator(_Child):
 
 
 class GatewayProcess(_Child):
-    """`podgate serve` on port 0; `address` is where it listens."""
+    """`podgate serve` on port 0; `address` is where it listens. On SQLite in `state_dir` unless `database_url`
+    (several replicas share one PostgreSQL database); `env` sets further keys (PODGATE_DATABASE_LEASE_SECONDS)."""
 
-    def __init__(self, config: Path, state_dir: Path, log_path: Path, *, profile: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        state_dir: Path,
+        log_path: Path,
+        *,
+        profile: Path | None = None,
+        database_url: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         serve = ["serve", "--clusters", str(config), "--state-dir", str(state_dir), "--listen", "127.0.0.1:0"]
+        serve += ["--database-url", database_url] if database_url else []
         head = [sys.executable, "-m", "cProfile", "-o", str(profile), str(PODGATE)] if profile else [str(PODGATE)]
-        super().__init__([*head, *serve], log_path, "podgate serve")
+        super().__init__([*head, *serve], log_path, "podgate serve", env)
         self.address = self.ready(r"serving on (\S+) ").group(1)
+
+
+def start_replicas(
+    config: Path,
+    kubeconfig_dir: Path,
+    state_dirs: Sequence[Path],
+    *,
+    database_url: str | None = None,
+    env: Mapping[str, str] | None = None,
+    profile: Path | None = None,
+) -> list[GatewayProcess]:
+    """One `podgate serve` per state directory, started at once, all on `database_url`. Each state directory
+    gets a copy of the simulator's kubeconfigs (where the gateway's sim provider looks) and its gateway.log.
+    `profile`: the first replica runs under cProfile."""
+
+    def start(i: int, state_dir: Path) -> GatewayProcess:
+        if state_dir / "kubeconfigs" != kubeconfig_dir:
+            shutil.copytree(kubeconfig_dir, state_dir / "kubeconfigs")
+        return GatewayProcess(
+            config, state_dir, state_dir / "gateway.log", profile=None if i else profile, database_url=database_url, env=env
+        )
+
+    with ThreadPoolExecutor(len(state_dirs)) as pool:
+        futures = [pool.submit(start, i, d) for i, d in enumerate(state_dirs)]
+    started = [f.result() for f in futures if f.exception() is None]
+    if len(started) < len(futures):
+        for gateway in started:
+            gateway.stop()
+        raise next(e for f in futures if (e := f.exception()) is not None)
+    return started
 
 
 @dataclass
 class Stack:
     sim: Simulator
-    gateway: GatewayProcess
+    gateways: list[GatewayProcess]
     state_dir: Path
+
+    @property
+    def gateway(self) -> GatewayProcess:
+        return self.gateways[0]
 
     @property
     def kubeconfig_dir(self) -> Path:
@@ -147,16 +222,26 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    state_dir: Path, *, config: Path = CLUSTERS, profile: Path | None = None
+    state_dir: Path,
+    *,
+    config: Path = CLUSTERS,
+    profile: Path | None = None,
+    replicas: int = 1,
+    database_url: str | None = None,
 ) -> AsyncIterator[Stack]:
-    """Simulator first (it writes the kubeconfigs), then the gateway; both stopped on exit."""
+    """Simulator first (it writes the kubeconfigs), then the gateway replicas (the first in `state_dir`, the
+    others in state_dir/replica-N); all stopped on exit."""
     sim = Simulator(config, state_dir / "kubeconfigs", state_dir / "sim.log")
     try:
-        gateway = GatewayProcess(config, state_dir, state_dir / "gateway.log", profile=profile)
+        dirs = [state_dir, *(state_dir / f"replica-{i}" for i in range(1, replicas))]
+        gateways = start_replicas(
+            config, state_dir / "kubeconfigs", dirs, database_url=database_url, profile=profile
+        )
         try:
-            yield Stack(sim=sim, gateway=gateway, state_dir=state_dir)
+            yield Stack(sim=sim, gateways=gateways, state_dir=state_dir)
         finally:
-            gateway.stop()
+            for gateway in gateways:
+                gateway.stop()
     finally:
         sim.stop()
 

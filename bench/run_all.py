@@ -22,6 +22,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "observability": ["--lines", "2000", "--clusters", "20"],
     "placement": ["--runs", "10"],
     "pod_schema": ["--rounds", "1"],
+    "replicas": ["--pods", "100", "--callers", "50"],
     "sim_node": ["--pods", "1000"],
     "sim_pods": ["--pods", "1000"],
     "store": ["--lines", "10000"],

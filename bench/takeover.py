@@ -14,54 +14,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
-import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import grpc
-import yaml
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.store import databases
+from bench._databases import databases
+from bench._stack import start_replicas
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.sim.cluster import SimWorld
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / "clusters" / "local.yaml"
-BIN = Path(sys.executable).parent
-
-
-def start_replica(tmp: Path, name: str, url: str, lease: float) -> tuple[subprocess.Popen[str], str]:
-    state = tmp / name
-    shutil.copytree(tmp / "kubeconfigs", state / "kubeconfigs")
-    config = tmp / f"{name}.yaml"
-    settings = {
-        "server": {"listen": "127.0.0.1:0", "state_dir": str(state)},
-        "clusters": {"files": [str(LOCAL)]},
-        "database": {"url": url, "lease_seconds": lease},
-        "metrics": {"listen": "off"},
-    }
-    config.write_text(yaml.safe_dump(settings))
-    log = (tmp / f"{name}.log").open("w")
-    proc = subprocess.Popen(
-        [str(BIN / "podgate"), "serve", "--config", str(config)], stdout=subprocess.PIPE, stderr=log, text=True
-    )
-    assert proc.stdout is not None
-    printed = ""
-    while not (match := re.search(r"serving on (127\.0\.0\.1:\d+)", printed)):
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit(f"{name} did not start: {(tmp / f'{name}.log').read_text()[-2000:]}")
-        printed += line
-    return proc, match.group(1)
 
 
 def pod(request_id: str) -> dispatch_pb2.PodRequest:
@@ -89,10 +60,10 @@ async def result_at(address: str, request_id: str) -> float:
 
 
 async def one_round(url: str, tmp: Path, args: argparse.Namespace, n: int) -> tuple[float, float]:
-    (victim, a0), (survivor, a1) = await asyncio.gather(
-        asyncio.to_thread(start_replica, tmp, f"r0-{n}", url, args.lease),
-        asyncio.to_thread(start_replica, tmp, f"r1-{n}", url, args.lease),
-    )
+    env = {"PODGATE_DATABASE_LEASE_SECONDS": f"{args.lease:g}", "PODGATE_METRICS_LISTEN": "off"}
+    dirs = [tmp / f"r0-{n}", tmp / f"r1-{n}"]
+    victim, survivor = await asyncio.to_thread(start_replicas, LOCAL, tmp / "kubeconfigs", dirs, database_url=url, env=env)
+    a0, a1 = victim.address, survivor.address
     try:
         ids = [f"takeover-{n}-{i}" for i in range(args.pods)]
         async with grpc.aio.insecure_channel(a0) as channel:
@@ -102,14 +73,12 @@ async def one_round(url: str, tmp: Path, args: argparse.Namespace, n: int) -> tu
         await asyncio.gather(*(running(a0, r) for r in ids))
         results = [asyncio.create_task(result_at(a1, r)) for r in ids]
         killed = time.monotonic()
-        victim.send_signal(signal.SIGKILL)
+        victim.process.send_signal(signal.SIGKILL)
         done = await asyncio.gather(*results)
         return min(done) - killed, max(done) - killed
     finally:
-        for proc in (victim, survivor):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                await asyncio.to_thread(proc.wait)
+        for replica in (victim, survivor):
+            await asyncio.to_thread(replica.stop)
 
 
 async def main(args: argparse.Namespace) -> None:
