@@ -228,6 +228,7 @@ async def running_stack(
     profile: Path | None = None,
     replicas: int = 1,
     database_url: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> AsyncIterator[Stack]:
     """Simulator first (it writes the kubeconfigs), then the gateway replicas (the first in `state_dir`, the
     others in state_dir/replica-N); all stopped on exit."""
@@ -235,7 +236,7 @@ async def running_stack(
     try:
         dirs = [state_dir, *(state_dir / f"replica-{i}" for i in range(1, replicas))]
         gateways = start_replicas(
-            config, state_dir / "kubeconfigs", dirs, database_url=database_url, profile=profile
+            config, state_dir / "kubeconfigs", dirs, database_url=database_url, env=env, profile=profile
         )
         try:
             yield Stack(sim=sim, gateways=gateways, state_dir=state_dir)

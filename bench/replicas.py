@@ -50,6 +50,7 @@ from gateway.client import ChannelSpec, GatewayClient, GatewayError, Log, PodPha
 
 POD_SECONDS = 1.0
 IDLE_SECONDS = 3.0
+LEASE_LOST = "stops following"  # gateway.pods.replication's warning when a replica loses its lease
 CONFIG = re.compile(r"sqlite|pg(\d+)")
 
 
@@ -94,6 +95,7 @@ class Run:
     creates: int  # create requests the simulator answered (a create retried after a takeover gets 409)
     pods_seen: int  # distinct pods the watches saw for the requests
     doubled: int  # requests with more than one pod
+    leases_lost: int  # times a replica stopped following its requests (its gateway.log)
     load: float
 
     def per_pod_ms(self, *keys: str) -> float:
@@ -166,8 +168,8 @@ def machine_busy_seconds() -> float:
 
 
 @asynccontextmanager
-async def stack_for(tmp: Path, config: Configuration, url: str | None) -> AsyncIterator[Stack]:
-    async with running_stack(tmp, replicas=config.replicas, database_url=url) as stack:
+async def stack_for(tmp: Path, config: Configuration, url: str | None, env: dict[str, str]) -> AsyncIterator[Stack]:
+    async with running_stack(tmp, replicas=config.replicas, database_url=url, env=env) as stack:
         await asyncio.sleep(SETTLE_SECONDS)  # watches listed, first health probes answered, leases taken
         yield stack
 
@@ -199,7 +201,8 @@ async def idle_cpu(stack: Stack) -> float:
 async def measure(
     tmp: Path, config: Configuration, url: str | None, dbs: Databases | None, args: argparse.Namespace
 ) -> Run:
-    async with stack_for(tmp, config, url) as stack, observers(stack) as watching:
+    env = {"PODGATE_DATABASE_LEASE_SECONDS": f"{args.lease:g}"} if args.lease else {}
+    async with stack_for(tmp, config, url, env) as stack, observers(stack) as watching:
         spec = ChannelSpec(address=",".join(g.address for g in stack.gateways))
         async with GatewayClient(spec, deadline=300) as client:
             requests = [
@@ -240,6 +243,7 @@ async def measure(
         creates=creates,
         pods_seen=pods_seen,
         doubled=doubled,
+        leases_lost=sum(g.log_path.read_text().count(LEASE_LOST) for g in stack.gateways),
         load=os.getloadavg()[0],
     )
 
@@ -262,7 +266,8 @@ def report(run: Run, round_no: int) -> None:
     )
     print(
         f"  pods in the clusters: {run.pods_seen} for {s.accepted} accepted requests, {run.doubled} request(s) with a "
-        f"second pod; {run.creates} create requests (a create retried after a takeover is answered 409)"
+        f"second pod; {run.creates} create requests (a create retried after a takeover is answered 409); "
+        f"leases lost: {run.leases_lost}"
     )
     print(
         f"  CPU per pod over {run.cpu_wall:.1f} s (first submit until every pod deleted): gateways "
@@ -304,7 +309,9 @@ def summarise(runs: list[Run], args: argparse.Namespace) -> None:
             f"SubmitPod/s {median_of(two, 'submit_rate') / median_of(one, 'submit_rate'):.2f}x"
         )
     print(
-        f"  reproduce: .venv/bin/python bench/replicas.py --pods {args.pods} --callers {args.callers} --rounds {args.rounds} {' '.join(c.name for c in args.configurations)}"
+        f"  reproduce: .venv/bin/python bench/replicas.py --pods {args.pods} --callers {args.callers} --rounds {args.rounds}"
+        + (f" --lease {args.lease:g}" if args.lease else "")
+        + f" {' '.join(c.name for c in args.configurations)}"
     )
 
 
@@ -341,6 +348,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--callers", type=int, default=100, help="concurrent SubmitPod callers")
     parser.add_argument("--log-lines", type=int, default=1, help="log lines each pod prints")
     parser.add_argument("--rounds", type=int, default=1, help="repeat every configuration, interleaved")
+    parser.add_argument("--lease", type=float, help="database.lease_seconds of the replicas (default: the gateway's)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds after the last submit to wait for results")
     parser.add_argument("--keep", action="store_true", help="keep the state directories (logs, SQLite database)")
     args = parser.parse_args(argv)
