@@ -58,7 +58,8 @@ class PlacementFailed(NotCreated):
 
 
 class Cancelled(NotCreated):
-    """The request was cancelled before its pod existed."""
+    """The request was cancelled before its pod was created: no create is sent after a cancel. (Resumed
+    pinned to a create whose outcome was unknown, that pod may exist: the garbage collector deletes it.)"""
 
     phase = domain.PodPhase.CANCELLED
     reason = "Cancelled"
@@ -130,6 +131,8 @@ class Creator:
         # name first, as the pod may already exist there.
         pinned = state.record.cluster if state.record.name else ""
         while True:
+            if state.cancelled.is_set():  # before every attempt: a cancel asked for earlier creates no pod
+                raise Cancelled(state.cancel_reason)
             # Placed again before every attempt: a failed create may just have marked its cluster down
             # (clusters/runtime.py), and a cluster known to be down is never tried.
             policy = self.settings.current.placement
@@ -163,6 +166,8 @@ class Creator:
         pod = body["metadata"]["name"]
         if not same:
             await self._record_placement(state, cluster, namespace, pod, decision)
+        if state.cancelled.is_set():  # arrived while the placement was being stored: no create is sent
+            raise Cancelled(state.cancel_reason)
         logcontext.bind(cluster=name, pod=pod)
         cluster.track(namespace, pod)  # before creating: the scheduler's first events come at once
         try:
@@ -215,10 +220,12 @@ async def wait_or_cancel(state: RunState, waiting: Awaitable[None]) -> None:
     """Waits for `waiting` unless the request is cancelled first (then raises Cancelled)."""
     cancel = asyncio.ensure_future(state.cancelled.wait())
     other = asyncio.ensure_future(waiting)
-    await asyncio.wait({cancel, other}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (cancel, other):
-        task.cancel()
-    await asyncio.gather(cancel, other, return_exceptions=True)
+    try:
+        await asyncio.wait({cancel, other}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when the runner itself is cancelled (the gateway stops following): nothing left waiting
+        for task in (cancel, other):
+            task.cancel()
+        await asyncio.gather(cancel, other, return_exceptions=True)
     if state.cancelled.is_set():
         raise Cancelled(state.cancel_reason)
 

@@ -20,6 +20,7 @@ from gateway.observability import metrics
 from gateway.placement import engine
 from gateway.pods import builder, validation
 from gateway.pods.attachment import Attachment, Attachments
+from gateway.pods.cancels import EarlyCancels
 from gateway.pods.journal import Journal
 from gateway.pods.replication import ReplicaStore, Replication
 from gateway.pods.runner import PodRunner, must_delete
@@ -61,6 +62,7 @@ class Dispatcher:
         self._runners: dict[str, tuple[PodRunner, asyncio.Task[None]]] = {}
         self._attachments = Attachments(store, cancel=self._cancel_for_disconnect, running=self._runners.__contains__)
         self._gc: asyncio.Task[None] | None = None
+        self._early_cancels = EarlyCancels()
         self._replication: Replication | None = None
         if replicas is not None:
             self._replication = Replication(
@@ -146,6 +148,9 @@ class Dispatcher:
             fresh=fresh,
         )  # fmt: skip
         request_id = record.request.request_id
+        cancelled = self._early_cancels.take(record)
+        if cancelled is not None:  # asked for before this runner existed: it creates no pod from now on
+            runner.cancel(cancelled)
         task = logcontext.background(runner.run(), name=f"pod:{request_id}", request_id=request_id)
         self._runners[request_id] = (runner, task)
         task.add_done_callback(lambda _: self._finished(request_id))
@@ -274,12 +279,15 @@ class Dispatcher:
             )
 
     async def cancel(self, request_id: str, reason: str) -> domain.PodRecord:
+        """Stored before it is acted on, so whoever runs the request, now or after a takeover or restart,
+        cancels it; returns the record once the runner recorded the result (or after a bounded wait)."""
         record = await self.get(request_id)
-        entry = self._runners.get(request_id)
-        if entry is None and self._replication is not None and not record.phase.finished:
-            return await self._cancel_at_owner(record, reason)
-        if entry is None or record.phase.finished:
+        if record.phase.finished:
             return record
+        record = await self._store.request_cancel(request_id, reason)
+        entry = self._runners.get(request_id)
+        if entry is None:
+            return await self._cancel_elsewhere(record, reason)
         runner, task = entry
         runner.cancel(reason)
         with contextlib.suppress(asyncio.CancelledError):
@@ -287,16 +295,20 @@ class Dispatcher:
         return await self.get(request_id)
 
     def _cancel_here(self, request_id: str, reason: str) -> None:
-        """Another replica was asked to cancel a request this one runs."""
+        """Another replica was asked to cancel a request: cancelled here if this one runs it, or once it does."""
         entry = self._runners.get(request_id)
         if entry is not None:
             entry[0].cancel(reason)
+        else:
+            self._early_cancels.remember(request_id, reason)
 
-    async def _cancel_at_owner(self, record: domain.PodRecord, reason: str) -> domain.PodRecord:
-        """Tells the owner, then waits (bounded) for the result it records, as a local cancel waits."""
-        assert self._replication is not None
+    async def _cancel_elsewhere(self, record: domain.PodRecord, reason: str) -> domain.PodRecord:
+        """No runner here: its submission is on its way back, another replica runs it (told over NOTIFY), or
+        none does until a replica claims it. Then waits (bounded) for the result, as a local cancel waits."""
         request_id = record.request.request_id
-        await self._replication.ask_owner_to_cancel(request_id, reason)
+        self._early_cancels.remember(request_id, reason)
+        if self._replication is not None:
+            await self._replication.ask_owner_to_cancel(request_id, reason)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(REMOTE_CANCEL_WAIT_SECONDS):
                 async for event in self._journal.follow(request_id, record.last_seq):

@@ -189,7 +189,8 @@ class Replication:
 
     async def ask_owner_to_cancel(self, request_id: str, reason: str) -> None:
         """A cancel that reached a replica without the request's runner: the owner (whichever replica runs
-        it) cancels it when told on the channel. Not durable: an owner dying in that instant misses it."""
+        it) cancels it when told on the channel. The caller stored it first: an owner dying in that instant
+        misses the notification, and whoever claims the request cancels it from the record."""
         payload = json.dumps({"cancel": request_id, "reason": reason[:CANCEL_REASON_CHARS]})
         await self._store.notify(self.channel, payload)
 

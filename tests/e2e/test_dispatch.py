@@ -14,6 +14,7 @@ from grpc_status import rpc_status
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, start_gateway
 from gateway.sim.cluster import SimWorld
+from gateway.store import SqlStore
 from tests.e2e.conftest import eventually, gateway_settings, logs, pod_request, result, run_to_end, serving
 
 
@@ -217,6 +218,32 @@ async def test_gateway_restart_mid_run_loses_nothing(world: SimWorld, tmp_path: 
         await gw.stop()
     assert logs(seen + rest) == [f"tick {i}" for i in range(20)]
     assert result(rest).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values()) == 1
+
+
+async def test_a_cancel_stored_before_the_gateway_died_is_carried_out_at_once_after_its_restart(
+    world: SimWorld, tmp_path: Path
+) -> None:
+    """CancelPod stores the cancel before acting on it; a gateway that dies in between (here: stopped, then
+    the cancel stored as CancelPod stores it) cancels the pod when it restarts instead of resuming it."""
+    config = gateway_settings(tmp_path)
+    code = "import time\nfor i in range(600):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.1)"
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=pod_request(code, request_id="died-1")))
+        async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="died-1"), timeout=30):
+            if r.event.WhichOneof("event") == "log":
+                break
+    async with await SqlStore.open(config.database_url) as store:
+        await store.request_cancel("died-1", "asked for just before the crash")
+    async with serving(config) as channel:
+        stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+        events = [r.event async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="died-1"), timeout=20)]
+    final = result(events)
+    assert (final.phase, final.message) == (dispatch_pb2.POD_PHASE_CANCELLED, "asked for just before the crash")
+    assert len(logs(events)) < 200  # cancelled as the gateway came back, not run on (600 lines)
+    pods = [p for c in world.clusters.values() for p in c.store.list("pods", None)[0]]
+    assert all("deletionTimestamp" in p["metadata"] for p in pods), pods
     assert sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values()) == 1
 
 

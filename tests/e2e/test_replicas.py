@@ -292,29 +292,6 @@ async def test_the_database_unreachable_for_10_s_loses_and_repeats_nothing(
     assert "stops following" in logged and "took over" in logged, logged[-3000:]
 
 
-async def test_a_cancel_at_a_replica_that_does_not_own_the_request_stops_its_pod(
-    tmp_path: Path, database_url: str
-) -> None:
-    async with (
-        shared_world(tmp_path) as (world, created),
-        replica(tmp_path, "r0", database_url, tmp_path / "kubeconfigs") as (_, a0),
-        replica(tmp_path, "r1", database_url, tmp_path / "kubeconfigs") as (_, a1),
-    ):
-        await submit(a0, "cancel-elsewhere", 60)  # owned by r0
-        async with grpc.aio.insecure_channel(a1) as channel:
-            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
-            async for response in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="cancel-elsewhere"), timeout=60):
-                if response.event.WhichOneof("event") == "log":
-                    break  # running
-            reply = await stub.CancelPod(
-                dispatch_pb2.CancelPodRequest(request_id="cancel-elsewhere", reason="not needed"), timeout=60
-            )
-        assert reply.pod.phase == dispatch_pb2.POD_PHASE_CANCELLED, reply.pod
-        pods = [p for c in world.clusters.values() for p in c.store.list("pods", None)[0]]
-        assert not [p for p in pods if p["metadata"]["name"] == reply.pod.name and "deletionTimestamp" not in p["metadata"]]
-    assert created["cancel-elsewhere"] == 1
-
-
 async def test_sigterm_hands_a_replicas_requests_over_at_once(tmp_path: Path, database_url: str) -> None:
     """With a 120 s lease, only the hand-over (release + NOTIFY) can get r0's requests to r1 in time."""
     lines, ids = 12, [f"handover-{i}" for i in range(3)]
@@ -336,3 +313,35 @@ async def test_sigterm_hands_a_replicas_requests_over_at_once(tmp_path: Path, da
     assert {rid: created[rid] for rid in ids} == dict.fromkeys(ids, 1)
     assert "released its requests" in (tmp_path / "r0.log").read_text()
     assert "took over 3 request(s)" in (tmp_path / "r1.log").read_text()
+
+
+
+@pytest.mark.parametrize("owner_killed", [False, True], ids=["owner-alive", "owner-killed"])
+async def test_a_cancel_at_a_replica_that_does_not_own_the_request_stops_its_pod(
+    tmp_path: Path, database_url: str, owner_killed: bool
+) -> None:
+    """r0 runs the pod, CancelPod reaches r1. Alive, r0 is told over NOTIFY and cancels; SIGKILLed just as
+    the cancel arrives, nobody hears the NOTIFY, but the cancel is stored, and r1 carries it out once it
+    claims the request (after r0's lease runs out)."""
+    async with (
+        shared_world(tmp_path) as (world, created),
+        replica(tmp_path, "r0", database_url, tmp_path / "kubeconfigs") as (owner, a0),
+        replica(tmp_path, "r1", database_url, tmp_path / "kubeconfigs") as (_, a1),
+    ):
+        await submit(a0, "cancel-elsewhere", 60)  # owned by r0
+        async with grpc.aio.insecure_channel(a1) as channel:
+            stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
+            async for response in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="cancel-elsewhere"), timeout=60):
+                if response.event.WhichOneof("event") == "log":
+                    break  # running
+            if owner_killed:
+                owner.send_signal(signal.SIGKILL)
+            reply = await stub.CancelPod(
+                dispatch_pb2.CancelPodRequest(request_id="cancel-elsewhere", reason="not needed"), timeout=60
+            )
+        assert reply.pod.phase == dispatch_pb2.POD_PHASE_CANCELLED, reply.pod
+        assert (reply.pod.result.reason, reply.pod.result.message) == ("Cancelled", "not needed")
+        pods = [p for c in world.clusters.values() for p in c.store.list("pods", None)[0]]
+        assert not [p for p in pods if p["metadata"]["name"] == reply.pod.name and "deletionTimestamp" not in p["metadata"]]
+    assert created["cancel-elsewhere"] == 1
+    assert ("took over 1 request(s)" in (tmp_path / "r1.log").read_text()) is owner_killed

@@ -6,9 +6,12 @@ pinned to that cluster and pod name until a read tells, never create a second po
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -190,6 +193,52 @@ async def test_cancel_while_waiting_for_a_cluster_ends_creation(world: World) ->
         phase=domain.PodPhase.CANCELLED, reason="Cancelled", message="stop"
     )
     assert world.clusters.all_pods() == []
+
+
+async def test_a_cancel_asked_for_before_the_first_attempt_sends_no_create(world: World) -> None:
+    """A runner started for a request whose cancel is stored (taken over, restarted) creates nothing."""
+    state = await submitted(world.store, pod_request())
+    state.cancel("stored before the takeover")
+    with pytest.raises(creation.Cancelled, match="stored before the takeover"):
+        await world.creator().place_and_create(state)
+    assert world.first.creates == world.second.creates == []
+
+
+async def test_a_runner_stopped_while_it_waits_for_a_cluster_leaves_nothing_waiting(world: World) -> None:
+    """The gateway stopping (or losing its lease) cancels runners mid-wait: neither wait may outlive them."""
+    state = await submitted(world.store, pod_request())
+    before = asyncio.all_tasks()
+    runner = asyncio.create_task(creation.wait_or_cancel(state, asyncio.Event().wait()))
+    await asyncio.sleep(0.01)
+    runner.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await runner
+    await asyncio.sleep(0)
+    assert [t for t in asyncio.all_tasks() - before if not t.done()] == []
+
+
+class CancelWhilePlacing:
+    """The store, with a cancel arriving while the placement is being written."""
+
+    def __init__(self, store: SqlStore, state: RunState) -> None:
+        self._store, self._state = store, state
+
+    async def record_placement(self, request_id: str, **kwargs: Any) -> domain.PodRecord:
+        record = await self._store.record_placement(request_id, **kwargs)
+        self._state.cancel("arrived during the write")
+        return record
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+async def test_a_cancel_arriving_while_the_placement_is_stored_sends_no_create(world: World) -> None:
+    state = await submitted(world.store, pod_request())
+    store: Any = CancelWhilePlacing(world.store, state)
+    with pytest.raises(creation.Cancelled, match="arrived during the write"):
+        await Creator(world.clusters, store, world.journal, LiveSettings(Settings())).place_and_create(state)
+    assert state.record.name and world.first.creates == world.second.creates == []
+    assert list(world.first.tracks) == []
 
 
 @pytest.mark.parametrize(
