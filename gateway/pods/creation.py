@@ -37,8 +37,16 @@ REJECTION_MESSAGE_MAX = 1024
 MAX_WAIT_SECONDS = 5.0  # between rounds of candidates: a change of capacity or health wakes it sooner
 
 
+SUFFIX_LENGTH = 8
+
+
 def new_suffix() -> str:
-    return "".join(secrets.choice(SUFFIX_ALPHABET) for _ in range(8))
+    """8 random characters of [a-z0-9] from one draw of the system's randomness (not one draw each)."""
+    number, digits = secrets.randbelow(len(SUFFIX_ALPHABET) ** SUFFIX_LENGTH), []
+    for _ in range(SUFFIX_LENGTH):
+        number, digit = divmod(number, len(SUFFIX_ALPHABET))
+        digits.append(SUFFIX_ALPHABET[digit])
+    return "".join(digits)
 
 
 class NotCreated(Exception):

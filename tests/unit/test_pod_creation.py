@@ -19,7 +19,7 @@ from gateway import domain
 from gateway.clusters.kubeapi import errors as ke
 from gateway.placement import engine
 from gateway.pods import builder, creation
-from gateway.pods.creation import Created, Creator
+from gateway.pods.creation import SUFFIX_ALPHABET, Created, Creator, new_suffix
 from gateway.pods.journal import Journal
 from gateway.pods.runstate import RunState
 from gateway.settings import LiveSettings, Settings
@@ -259,3 +259,10 @@ async def test_create_resolves_each_outcome(
     cluster = FakeCluster("a", create_faults=[fault] if fault else [], get_faults=[read] if read else [])
     body = {"metadata": {"name": "job-x", "annotations": {builder.REQUEST_ID_ANNOTATION: "r1"}}}
     assert await creation.create(cluster, "default", body) is expected
+
+
+def test_pod_name_suffixes_are_eight_random_lowercase_alphanumerics() -> None:
+    suffixes = [new_suffix() for _ in range(2000)]
+    assert all(len(s) == 8 and set(s) <= set(SUFFIX_ALPHABET) for s in suffixes)
+    assert len(set(suffixes)) == len(suffixes)
+    assert set("".join(suffixes)) == set(SUFFIX_ALPHABET)  # every character occurs (16,000 draws of 36)
