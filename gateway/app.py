@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import shutil
 import signal
 import sys
 from collections import Counter
@@ -33,6 +31,7 @@ from gateway.clusters.registry import Registry
 from gateway.credentials.base import CredentialProvider
 from gateway.credentials.factory import build_provider
 from gateway.eventloop import LoopFactory, loop_factory, loop_name
+from gateway.hints import client_access, try_hints, what_callers_need
 from gateway.observability import descriptors, metrics
 from gateway.observability import logging as logs
 from gateway.pods.dispatcher import Dispatcher
@@ -276,22 +275,6 @@ async def _reload_on_change(gateway: Gateway, config_file: str, flags: Flags) ->
             _reload(gateway, config_file, flags)
 
 
-def try_hints(address: str, program: str = "") -> list[str]:
-    """Commands a newcomer can paste as they are: the program as this shell finds it (`.venv/bin/podgate` when
-    the venv is not activated) and --gateway when the address is not the client's default."""
-    program = program or sys.argv[0]
-    on_path = shutil.which("podgate")
-    if not os.path.isfile(program) or (on_path and os.path.samefile(on_path, program)):
-        runnable = "podgate"
-    else:
-        runnable = os.path.relpath(program)
-    flags = "" if address == "127.0.0.1:50051" else f" --gateway {address}"
-    return [
-        f"{runnable} clusters list{flags}",
-        f"{runnable} run{flags} --region eu-west-1 --gpus 1 --image python:3.12 -- python -c 'print(42)'",
-    ]
-
-
 def serve_loop_factory(config_file: str, flags: Flags) -> LoopFactory | None:
     """The event loop `serve_forever` should run on, by `server.event_loop`; asyncio's own when the
     settings do not load (`serve_forever` then reports why)."""
@@ -353,7 +336,10 @@ async def serve_forever(config_file: str, flags: Flags) -> int:
     if metrics_server is not None:
         print(f"podgate: metrics on http://{metrics_server.host}:{metrics_server.port}/metrics", flush=True)
     print(f"podgate: store: {settings.database.describe()}", flush=True)
-    for i, hint in enumerate(try_hints(f"{host}:{gateway.port}")):
+    access = client_access(settings, f"{host}:{gateway.port}")
+    for need in what_callers_need(access):
+        print(f"podgate: {need}", flush=True)
+    for i, hint in enumerate(try_hints(access, embedded=settings.clusters.embedded)):
         print(("  try: " if i == 0 else "       ") + hint, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

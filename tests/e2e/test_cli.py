@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,33 +174,6 @@ def test_kubeconfig_ttl_below_the_minimum_is_refused(gateway_address: str) -> No
         "kubeconfig", "--gateway", gateway_address, "--cluster", "local-eu-cpu", "--namespace", "airflow", "--ttl", "1m"
     )
     assert done.returncode == 125 and "ttl" in done.stderr
-
-
-def test_the_hints_serve_prints_run_as_pasted(tmp_path: Path) -> None:
-    """As after `make run`: the venv is not on PATH, so the hints name .venv/bin/podgate (relative) and work."""
-    env = clean_env()
-    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if Path(p) != BIN)
-    proc = subprocess.Popen(
-        [os.path.relpath(BIN / "podgate", ROOT), "serve", "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path),
-         "--metrics-listen", "off"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stdout is not None
-        lines = []
-        while not (lines and "print(42)" in lines[-1]):
-            line = proc.stdout.readline()
-            assert line, "".join(lines)
-            lines.append(line)
-        hints = [line.split("try: ", 1)[-1].strip() for line in lines[-2:]]
-        assert hints[0].startswith(os.path.relpath(BIN / "podgate", ROOT) + " clusters list --gateway 127.0.0.1:")
-        for hint in hints:
-            done = subprocess.run(hint, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)  # noqa: S602
-            assert done.returncode == 0, (hint, done.stderr)
-        assert done.stdout == "42\n"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_dev_certs_give_a_working_mtls_gateway_and_client(tmp_path: Path) -> None:
