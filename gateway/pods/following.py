@@ -109,8 +109,9 @@ class Follower:
                     await track.wait(1.0)
                     continue
                 view = status.interpret(track.pod)
+                logs.start()  # the logs open while the phase is recorded; their lines are journalled after it
                 await self._record_phase(state, view)
-                logs.start()
+                logs.release()
                 if view.finished or collecting.sidecar_ready_to_read(state.request, track, view):
                     return Ending(await self._collect(state, followed, cluster, track, view, logs), cluster)
                 pending = state.record.phase is domain.PodPhase.PENDING

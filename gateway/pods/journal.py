@@ -1,19 +1,22 @@
 """A request's event stream, durable in the store and followed live.
 
-Everything a RunPod/WatchPod client sees is first written here, then read back from the store page
-by page: a reconnecting client resumes from its cursor with no gap and no repeat, across gateway
-restarts, and a slow client costs one page of memory, not a growing queue. Log lines are batched
-(many lines, one insert); any other item flushes the batch first so order is kept. A batch is written
-at once when a follower of the request waits for the next event (it would otherwise see each live line
-only after the batch interval): cursors stay those the store assigns, and lines that come while a
-write is under way still go together in the next one. A change of the request's record and the events
-announcing it are one store write (`record`): never one without the other.
+Everything a RunPod/WatchPod client sees is first written here: the store assigns each event its cursor
+(sequence number), so a reconnecting client resumes from its cursor with no gap and no repeat, across
+gateway restarts. A watcher on the replica that writes gets each stored batch handed over in memory
+(livefeed.py) instead of reading it back; a watcher that falls behind by more than its feed holds, or one
+whose events another replica wrote, reads the store page by page: a slow client costs at most one page
+or one feed of memory, never a growing queue. Log lines are batched (many lines, one insert); any other
+item flushes the batch first so order is kept. A batch is written at once when a watcher of the request
+waits for the next event (it would otherwise see each live line only after the batch interval); lines
+that come while a write is under way go together in the next one. A change of the request's record
+and the events announcing it are one store write (`record`): never one without the other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -21,6 +24,7 @@ from typing import TypeVar
 
 from gateway import domain, errors
 from gateway.observability import logging as logcontext
+from gateway.pods.livefeed import FEED_CAPACITY, Feed
 from gateway.pods.logs import LogPosition
 from gateway.store.base import Store
 from gateway.store.codec import from_data, to_data
@@ -41,6 +45,7 @@ _KINDS: dict[type, domain.JournalKind] = {
 _TYPES = {kind: tp for tp, kind in _KINDS.items()}
 
 T = TypeVar("T")
+Entry = tuple[domain.JournalEvent, domain.StreamItem]  # as stored, and as a live watcher gets it
 
 
 def encode(item: domain.StreamItem, now: datetime) -> domain.JournalEvent:
@@ -57,11 +62,17 @@ HAND_OVER = "the gateway is shutting down; reattach with WatchPod from your last
 
 
 class Journal:
-    def __init__(self, store: Store, *, log_flush_seconds: float = LOG_FLUSH_SECONDS) -> None:
+    """Every write of a request's events goes through `append`/`append_log` (or is followed by `wake`):
+    a watcher waits for the next event only on what this journal tells it."""
+
+    def __init__(
+        self, store: Store, *, log_flush_seconds: float = LOG_FLUSH_SECONDS, feed_capacity: int = FEED_CAPACITY
+    ) -> None:
         self._store = store
         self._log_flush_seconds = log_flush_seconds
-        self._changed: dict[str, asyncio.Event] = {}  # present while a follower waits for the next write
-        self._pending_logs: dict[str, list[domain.JournalEvent]] = {}
+        self._feed_capacity = feed_capacity
+        self._feeds: dict[str, list[Feed]] = {}  # the live watchers of each request on this replica
+        self._pending_logs: dict[str, list[Entry]] = {}
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._due: dict[str, asyncio.Event] = {}  # set: write the pending lines now
         self._locks: dict[str, asyncio.Lock] = {}
@@ -71,38 +82,44 @@ class Journal:
         self.safety_poll: float | None = None
 
     async def append(self, request_id: str, *items: domain.StreamItem) -> None:
-        """Writes items after any buffered log lines, then wakes followers."""
+        """Writes items after any buffered log lines, then hands them to the request's watchers."""
         now = datetime.now(UTC)
         async with self._lock(request_id):
             batch = self._pending_logs.pop(request_id, [])
-            batch.extend(encode(item, now) for item in items)
+            batch.extend((encode(item, now), item) for item in items)
             await self._write(request_id, batch)
 
     async def record(
         self, request_id: str, write: Callable[[list[domain.JournalEvent]], Awaitable[T]], *items: domain.StreamItem
     ) -> T:
         """A change of the request's record and its events in one store write: `write` is the store call,
-        given the events to append with the change (buffered log lines first, then `items`); then wakes
-        followers. Its result, or its error (then nothing of it was written)."""
+        given the events to append with the change (buffered log lines first, then `items`). A `PodRecord`
+        it returns, as written, numbers the events (they are the last ones its `last_seq` counts) and the
+        request's watchers get them from memory; other results have them read back. Its result, or its
+        error (then nothing of it was written)."""
         now = datetime.now(UTC)
         async with self._lock(request_id):
             batch = self._pending_logs.pop(request_id, [])
-            batch.extend(encode(item, now) for item in items)
-            result = await write(batch)
-            if batch:
+            batch.extend((encode(item, now), item) for item in items)
+            result = await write([event for event, _ in batch])
+            if isinstance(result, domain.PodRecord):  # its last_seq counts the events just appended
+                self._offer(request_id, range(result.last_seq - len(batch) + 1, result.last_seq + 1), batch)
+            elif batch:
                 self.wake(request_id)
             return result
 
     def append_log(self, request_id: str, line: domain.LogLine) -> None:
         """Buffers a log line; it is written within the flush interval, when the batch is full, or at
-        once when a follower waits for it."""
+        once when a watcher waits for it."""
         pending = self._pending_logs.setdefault(request_id, [])
-        pending.append(encode(line, datetime.now(UTC)))
-        due = self._due.setdefault(request_id, asyncio.Event())
-        if request_id in self._changed or len(pending) >= LOG_FLUSH_LINES:
-            due.set()
+        pending.append((encode(line, datetime.now(UTC)), line))
+        if len(pending) >= LOG_FLUSH_LINES or any(feed.waiting for feed in self._feeds.get(request_id, ())):
+            self._due_now(request_id)
         if request_id not in self._flushers:
             self._start_flusher(request_id)
+
+    def _due_now(self, request_id: str) -> None:
+        self._due.setdefault(request_id, asyncio.Event()).set()
 
     def _start_flusher(self, request_id: str) -> None:
         self._flushers[request_id] = logcontext.background(
@@ -122,25 +139,44 @@ class Journal:
         if at is not None and isinstance(at.item, domain.PodResult):
             yield at
             return
-        while True:
-            changed = self._changed.setdefault(request_id, asyncio.Event())
-            page = await self._store.read_events(request_id, after_seq, PAGE)
-            for seq, event in page:
-                streamed = decode(seq, event)
-                yield streamed
-                after_seq = seq
-                if isinstance(streamed.item, domain.PodResult):
-                    return
-            if not page:
-                if not live:
-                    return
-                if self._handing_over:
-                    raise errors.Unavailable(HAND_OVER)
-                if self.safety_poll is None:
-                    await changed.wait()
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(changed.wait(), self.safety_poll)
+        feed = Feed(self._feed_capacity)
+        if live:
+            self._feeds.setdefault(request_id, []).append(feed)
+        after = after_seq
+        read = functools.partial(self._page, request_id)
+        try:
+            while True:
+                batch = await feed.next_batch(after, read, PAGE)
+                if batch is None:
+                    if not live:
+                        return
+                    if self._handing_over:
+                        raise errors.Unavailable(HAND_OVER)
+                    if request_id in self._pending_logs:
+                        self._due_now(request_id)  # lines buffered before this watcher waited
+                    await feed.wait(self.safety_poll)
+                    continue
+                for event in batch:
+                    yield event
+                    after = event.seq
+                    if isinstance(event.item, domain.PodResult):
+                        return
+        finally:
+            self._drop_feed(request_id, feed)
+
+    async def _page(self, request_id: str, after: int) -> list[domain.StreamEvent]:
+        return [decode(seq, event) for seq, event in await self._store.read_events(request_id, after, PAGE)]
+
+    def live_feeds(self, request_id: str) -> list[Feed]:
+        """The feeds of the request's live watchers on this replica (what each holds, whether it waits)."""
+        return list(self._feeds.get(request_id, ()))
+
+    def _drop_feed(self, request_id: str, feed: Feed) -> None:
+        feeds = self._feeds.get(request_id)
+        if feeds is not None and feed in feeds:
+            feeds.remove(feed)
+            if not feeds:
+                del self._feeds[request_id]
 
     async def _event_at(self, request_id: str, seq: int) -> domain.StreamEvent | None:
         if seq <= 0:
@@ -149,17 +185,17 @@ class Journal:
         return decode(*page[0]) if page and page[0][0] == seq else None
 
     def hand_over(self) -> None:
-        """The gateway is stopping: followers get everything stored, then UNAVAILABLE, so clients reattach
+        """The gateway is stopping: watchers get everything stored, then UNAVAILABLE, so clients reattach
         (to the restarted gateway) from their cursor at once instead of waiting out the grace period."""
         self._handing_over = True
-        for changed in self._changed.values():
-            changed.set()
+        for feeds in self._feeds.values():
+            for feed in feeds:
+                feed.invalidate()
 
     def wake(self, request_id: str) -> None:
-        """Events were appended elsewhere (another replica): followers read the store again."""
-        event = self._changed.pop(request_id, None)
-        if event is not None:
-            event.set()
+        """Events were appended elsewhere (another replica): watchers read the store again."""
+        for feed in self._feeds.get(request_id, ()):
+            feed.invalidate()
 
     async def close(self) -> None:
         for request_id in list(self._pending_logs):
@@ -172,11 +208,24 @@ class Journal:
     def _lock(self, request_id: str) -> asyncio.Lock:
         return self._locks.setdefault(request_id, asyncio.Lock())
 
-    async def _write(self, request_id: str, batch: Sequence[domain.JournalEvent]) -> None:
+    async def _write(self, request_id: str, batch: Sequence[Entry]) -> None:
+        """Stores the batch; the request's watchers get it with the cursors the store assigned."""
         if not batch:
             return
-        await self._store.append_events(request_id, list(batch))
-        self.wake(request_id)
+        seqs = await self._store.append_events(request_id, [event for event, _ in batch])
+        self._offer(request_id, seqs, batch)
+
+    def _offer(self, request_id: str, seqs: Sequence[int], batch: Sequence[Entry]) -> None:
+        """Hands a stored batch, with the cursors the store gave it, to the request's live watchers."""
+        feeds = self._feeds.get(request_id)
+        if not feeds or not batch:
+            return
+        stored = [
+            domain.StreamEvent(seq=seq, time=event.time, item=item)
+            for seq, (event, item) in zip(seqs, batch, strict=True)
+        ]
+        for feed in feeds:
+            feed.offer(stored)
 
     async def _flush_later(self, request_id: str) -> None:
         due = self._due.setdefault(request_id, asyncio.Event())

@@ -48,6 +48,7 @@ class LogTasks:
     settings: LiveSettings  # read per line: a reload of the limits reaches running pods
     positions: dict[str, LogPosition]
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     def start(self) -> None:
         """Starts a follower for each wanted container that has started and has none yet."""
@@ -65,6 +66,10 @@ class LogTasks:
             )
             self.tasks[container] = asyncio.create_task(self._pump(follower))
 
+    def release(self) -> None:
+        """Lines may be journalled from now on: the phase that started their containers is journalled before them."""
+        self.released.set()
+
     async def drain(self, containers: list[str] | None = None) -> None:
         """Waits (at most LOG_DRAIN_SECONDS) for the logs of `containers` (default: all) to be read to their end."""
         tasks = [task for name, task in self.tasks.items() if containers is None or name in containers]
@@ -79,6 +84,8 @@ class LogTasks:
     async def _pump(self, follower: LogFollower) -> None:
         request_id = self.record.request.request_id
         async for line in follower.lines():
+            if not self.released.is_set():
+                await self.released.wait()
             limits = self.settings.current.limits
             if len(line.text) * 4 > limits.log_line_bytes:  # cheap pre-check before encoding
                 line = replace(line, text=clip_log_line(line.text, limits))

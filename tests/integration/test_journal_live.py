@@ -1,0 +1,194 @@
+"""Live watchers of the journal over the real store (issue 16): each stored batch is handed to the watchers
+of its request in memory, with the cursors the store assigned; resuming from any of them is exact, and a
+watcher that falls behind its feed reads the store instead of holding more.
+
+No timing is asserted: that live events come without a read-back is shown by counting the store's reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway import domain
+from gateway.pods.journal import Journal
+from gateway.store.sql import SqlStore
+from tests.conftest import Database
+
+T = datetime(2026, 12, 4, 13, 0, tzinfo=UTC)
+RESULT = domain.PodResult(phase=domain.PodPhase.SUCCEEDED, exit_code=0, reason="Completed", xcom_json='{"v": 1}')
+_ids = itertools.count()
+
+
+def line(i: int) -> domain.LogLine:
+    return domain.LogLine(container="base", time=T, text=f"line {i}")
+
+
+class CountingStore:
+    """The real store, counting the journal reads made through it."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.reads = 0
+
+    async def read_events(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return await self.store.read_events(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def new_request(store: SqlStore) -> str:
+    request_id = f"r{next(_ids)}"
+    record = domain.PodRecord(request=domain.PodRequest(request_id=request_id, pod={}), phase=domain.PodPhase.QUEUED)
+    await store.create_pod_record(record)
+    return request_id
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(3000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in 30 s")
+
+
+async def replay(journal: Journal, request_id: str, after: int = 0) -> list[domain.StreamEvent]:
+    return [e async for e in journal.follow(request_id, after, live=False)]
+
+
+async def test_live_watchers_get_the_stored_events_with_their_cursors_without_reading_them_back(
+    database: Database,
+) -> None:
+    async with await SqlStore.open(database.url) as store:
+        counting = CountingStore(store)
+        journal = Journal(counting, log_flush_seconds=3600)  # type: ignore[arg-type]
+        request_id = await new_request(store)
+        await journal.append(request_id, domain.PhaseChange(phase=domain.PodPhase.RUNNING))
+        watchers = [asyncio.create_task(replay_live(journal, request_id)) for _ in range(3)]
+        await until(lambda: sum(f.waiting for f in journal.live_feeds(request_id)) == 3)  # caught up, waiting
+        reads_before = counting.reads
+        for i in range(300):
+            journal.append_log(request_id, line(i))
+            if i % 10 == 9:
+                await asyncio.sleep(0.01)  # the watchers wait again: each batch is written at once
+        await journal.append(request_id, domain.KubernetesEvent(time=T, type="Normal", reason="Pulled", message="pulled"), RESULT)
+        live = await asyncio.wait_for(asyncio.gather(*watchers), 60)
+        reads_live = counting.reads - reads_before
+        await journal.close()
+        stored = await replay(journal, request_id)
+    assert [e.seq for e in stored] == list(range(1, 304))
+    assert all(events == stored for events in live)  # the same cursors, times and items as a replay
+    assert reads_live == 0  # not one read-back for 300 live lines and 3 watchers
+
+
+async def replay_live(journal: Journal, request_id: str) -> list[domain.StreamEvent]:
+    return [e async for e in journal.follow(request_id)]
+
+
+async def test_a_slow_watcher_holds_at_most_its_feed_then_reads_the_store_with_no_gap(tmp_path: Path) -> None:
+    async with await SqlStore.open(path=tmp_path / "g.sqlite") as store:
+        counting = CountingStore(store)
+        journal = Journal(counting, log_flush_seconds=3600, feed_capacity=8)  # type: ignore[arg-type]
+        request_id = await new_request(store)
+        await journal.append(request_id, domain.PhaseChange(phase=domain.PodPhase.RUNNING))
+        events = aiter(journal.follow(request_id))
+        seen = [await anext(events)]  # the watcher takes one event, then stops reading
+        most = 0
+        for i in range(200):
+            journal.append_log(request_id, line(i))
+            if i % 5 == 4:
+                await journal.flush(request_id)
+                most = max(most, *(len(f) for f in journal.live_feeds(request_id)))
+        await journal.append(request_id, RESULT)
+        reads_before = counting.reads
+        seen += [e async for e in events]
+        await journal.close()
+        assert seen == await replay(journal, request_id)
+    assert [e.seq for e in seen] == list(range(1, 203))
+    assert most <= 8
+    assert counting.reads > reads_before  # what overflowed its feed came from the store
+
+
+Plan = tuple[list[tuple[str, int]], list[int], int]
+
+
+def plans() -> st.SearchStrategy[Plan]:
+    writes = st.lists(
+        st.tuples(st.sampled_from(["logs", "phase", "logs-flushed"]), st.integers(1, 6)), min_size=1, max_size=12
+    )
+    cuts = st.lists(st.integers(0, 12), max_size=8)  # the watcher leaves after this many events, then resumes
+    return st.tuples(writes, cuts, st.integers(1, 10))
+
+
+def test_resuming_from_any_cursor_of_a_live_stream_repeats_and_misses_nothing(tmp_path: Path) -> None:
+    """Hypothesis over what is written (log lines batched or flushed, other items) and where a watcher
+    disconnects: reconnecting from its last cursor each time, it sees exactly the stored stream."""
+    loop = asyncio.new_event_loop()
+    store = loop.run_until_complete(SqlStore.open(path=tmp_path / "g.sqlite"))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(plans())
+    def check(plan: Plan) -> None:
+        loop.run_until_complete(one_plan(store, *plan))
+
+    try:
+        check()
+    finally:
+        loop.run_until_complete(store.close())
+        loop.close()
+
+
+async def one_plan(store: SqlStore, writes: list[tuple[str, int]], cuts: list[int], capacity: int) -> None:
+    journal = Journal(store, log_flush_seconds=0.005, feed_capacity=capacity)
+    request_id = await new_request(store)
+    counter = itertools.count()
+
+    async def write() -> None:
+        for kind, n in writes:
+            if kind == "phase":
+                await journal.append(request_id, *(domain.PhaseChange(phase=domain.PodPhase.RUNNING) for _ in range(n)))
+            else:
+                for _ in range(n):
+                    journal.append_log(request_id, line(next(counter)))
+                if kind == "logs-flushed":
+                    await journal.flush(request_id)
+            await asyncio.sleep(0)
+        await journal.append(request_id, RESULT)
+
+    writer = asyncio.create_task(write())
+    seen = await watch_with_cuts(journal, request_id, cuts, slow=lambda i: i % 3 == 0)
+    await writer
+    await journal.close()
+    stored = await replay(journal, request_id)
+    assert seen == stored
+    assert [e.seq for e in seen] == list(range(1, len(stored) + 1))
+
+
+async def watch_with_cuts(
+    journal: Journal, request_id: str, cuts: list[int], *, slow: Callable[[int], bool]
+) -> list[domain.StreamEvent]:
+    """Follows the request, leaving after each cut's number of events and resuming from the last cursor."""
+    seen: list[domain.StreamEvent] = []
+    for cut in [*cuts, None]:
+        stream = journal.follow(request_id, seen[-1].seq if seen else 0)
+        taken = 0
+        async for event in stream:
+            seen.append(event)
+            taken += 1
+            if slow(len(seen)):
+                await asyncio.sleep(0.001)  # writes go on meanwhile: the feed may overflow
+            if cut is not None and taken >= cut:
+                break
+        await stream.aclose()
+        if seen and isinstance(seen[-1].item, domain.PodResult):
+            break
+    return seen
