@@ -27,6 +27,13 @@ RESULT = domain.PodResult(phase=domain.PodPhase.SUCCEEDED, exit_code=0, reason="
 _ids = itertools.count()
 
 
+RUNNING = domain.PhaseChange(phase=domain.PodPhase.RUNNING)
+
+
+def phase_write(store: SqlStore, request_id: str) -> Callable[[list[domain.JournalEvent]], Any]:
+    return lambda events: store.record_phase(request_id, domain.PodPhase.RUNNING, events=events)
+
+
 def line(i: int) -> domain.LogLine:
     return domain.LogLine(container="base", time=T, text=f"line {i}")
 
@@ -80,12 +87,14 @@ async def test_live_watchers_get_the_stored_events_with_their_cursors_without_re
             journal.append_log(request_id, line(i))
             if i % 10 == 9:
                 await asyncio.sleep(0.01)  # the watchers wait again: each batch is written at once
+            if i == 150:  # a record change and its event in one write, numbered by the record it returns
+                await journal.record(request_id, phase_write(store, request_id), RUNNING)
         await journal.append(request_id, domain.KubernetesEvent(time=T, type="Normal", reason="Pulled", message="pulled"), RESULT)
         live = await asyncio.wait_for(asyncio.gather(*watchers), 60)
         reads_live = counting.reads - reads_before
         await journal.close()
         stored = await replay(journal, request_id)
-    assert [e.seq for e in stored] == list(range(1, 304))
+    assert [e.seq for e in stored] == list(range(1, 305))
     assert all(events == stored for events in live)  # the same cursors, times and items as a replay
     assert reads_live == 0  # not one read-back for 300 live lines and 3 watchers
 
@@ -123,14 +132,16 @@ Plan = tuple[list[tuple[str, int]], list[int], int]
 
 def plans() -> st.SearchStrategy[Plan]:
     writes = st.lists(
-        st.tuples(st.sampled_from(["logs", "phase", "logs-flushed"]), st.integers(1, 6)), min_size=1, max_size=12
+        st.tuples(st.sampled_from(["logs", "phase", "record", "logs-flushed"]), st.integers(1, 6)),
+        min_size=1,
+        max_size=12,
     )
     cuts = st.lists(st.integers(0, 12), max_size=8)  # the watcher leaves after this many events, then resumes
     return st.tuples(writes, cuts, st.integers(1, 10))
 
 
 def test_resuming_from_any_cursor_of_a_live_stream_repeats_and_misses_nothing(tmp_path: Path) -> None:
-    """Hypothesis over what is written (log lines batched or flushed, other items) and where a watcher
+    """Hypothesis over what is written (log lines batched or flushed, other items, record changes) and where a watcher
     disconnects: reconnecting from its last cursor each time, it sees exactly the stored stream."""
     loop = asyncio.new_event_loop()
     store = loop.run_until_complete(SqlStore.open(path=tmp_path / "g.sqlite"))
@@ -155,7 +166,9 @@ async def one_plan(store: SqlStore, writes: list[tuple[str, int]], cuts: list[in
     async def write() -> None:
         for kind, n in writes:
             if kind == "phase":
-                await journal.append(request_id, *(domain.PhaseChange(phase=domain.PodPhase.RUNNING) for _ in range(n)))
+                await journal.append(request_id, *(RUNNING for _ in range(n)))
+            elif kind == "record":
+                await journal.record(request_id, phase_write(store, request_id), *(RUNNING for _ in range(n)))
             else:
                 for _ in range(n):
                     journal.append_log(request_id, line(next(counter)))
