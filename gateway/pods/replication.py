@@ -118,7 +118,8 @@ class Replication:
             sent = self._clock()
             left = max(0.1, (self._deadline or sent) - sent)  # the store waits out an outage up to 30 s
             try:
-                renewed = await asyncio.wait_for(self._store.renew_replica(self.replica, self.policy), left)
+                async with asyncio.timeout(left):  # not wait_for: on 3.11 it can swallow a cancel
+                    renewed = await self._store.renew_replica(self.replica, self.policy)
             except Exception as e:
                 log.warning("replica %s could not renew its lease: %s", self.replica, e)
                 if not self.may_act():

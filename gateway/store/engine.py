@@ -47,6 +47,13 @@ class Engines:
     writer: Writer
     read: AsyncEngine
     unavailable_after: float = UNAVAILABLE_AFTER  # how long a read waits for an unreachable database
+    # Replica lease statements on a connection of their own (PostgreSQL): a renewal queued behind a deep
+    # backlog of pod writes would let a busy, healthy replica lose its lease (bench/README.md, replicas.py).
+    lease_writer: Writer | None = None
+
+    @property
+    def for_leases(self) -> Writer:
+        return self.lease_writer or self.writer
 
     def reading(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
         """A read connection, waiting out a restarting database like a write does."""
@@ -54,6 +61,8 @@ class Engines:
 
     async def dispose(self) -> None:
         await self.writer.close()
+        if self.lease_writer is not None:
+            await self.lease_writer.close()
         await self.read.dispose()
 
 
@@ -103,7 +112,10 @@ async def _postgres_engines(url: URL, unavailable_after: float, *, group_commit:
         if group_commit
         else DirectWriter(engine, unavailable_after=unavailable_after)
     )
-    return Engines(writer=writer, read=engine, unavailable_after=unavailable_after)
+    # One connection kept for the lease: never waits for the pool or the write queue.
+    lease_engine = create_async_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=0, pool_timeout=None)
+    lease_writer = DirectWriter(lease_engine, unavailable_after=unavailable_after)
+    return Engines(writer=writer, read=engine, unavailable_after=unavailable_after, lease_writer=lease_writer)
 
 
 def sqlite_write_engine(url: URL | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:

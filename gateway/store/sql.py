@@ -122,10 +122,11 @@ class SqlStore:
             self._fences[request_id] = -1
 
     async def register_replica(self, replica: str, listen: str, policy: lease.LeasePolicy) -> None:
-        await self._write(lambda conn: replicas.register(conn, replica, listen, policy))
+        await self._engines.for_leases.run(lambda conn: replicas.register(conn, replica, listen, policy))
 
     async def renew_replica(self, replica: str, policy: lease.LeasePolicy) -> bool:
-        return await self._write(lambda conn: replicas.renew(conn, replica, policy))
+        """On the lease's own connection: never behind the pod writes (see Engines.lease_writer)."""
+        return await self._engines.for_leases.run(lambda conn: replicas.renew(conn, replica, policy))
 
     async def release_replica(self, replica: str) -> None:
         """Ends the lease now and tells the other replicas (on the channel of `act_as`) to claim at once."""

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
 from gateway import domain
@@ -177,3 +178,33 @@ async def test_replicas_starting_together_register_the_same_clusters(two_stores:
     specs = [domain.ClusterSpec(name=f"c{i}", provider="sim", credentials=sim, region="r") for i in range(20)]
     await asyncio.gather(*(store.put_cluster(spec) for spec in specs for store in (a, b)))
     assert [c.name for c in await a.list_clusters()] == sorted(f"c{i}" for i in range(20))
+
+
+async def test_a_lease_is_renewed_while_pod_writes_are_stuck_behind_a_lock(
+    postgres_server: PostgresServer, two_stores: tuple[SqlStore, SqlStore]
+) -> None:
+    """A busy replica keeps its lease: the renewal does not queue behind pod writes (bench/replicas.py found
+    replicas losing their leases behind a 10-19 s write backlog and taking each other's pods over)."""
+    a, _ = two_stores
+    a.act_as("a", "podgate_test")
+    await a.register_replica("a", "", SHORT)
+    names = [f"stuck-{i}" for i in range(8)]  # more requests than the writer has lanes: every lane is stuck
+    for name in names:
+        await a.create_pod_record(record(name))
+    blocker = await asyncpg.connect(
+        host=str(postgres_server.socket_dir), user=postgres_server.user, database=a.read_engine.url.database
+    )
+    try:
+        holding = blocker.transaction()
+        await holding.start()
+        await blocker.execute("LOCK TABLE pod_records IN ACCESS EXCLUSIVE MODE")
+        writes = [asyncio.create_task(a.record_phase(n, domain.PodPhase.PENDING)) for n in names]
+        await asyncio.sleep(0.2)
+        async with asyncio.timeout(10):
+            assert await a.renew_replica("a", SHORT) is True
+        assert not any(w.done() for w in writes)  # the writes were still waiting for the lock
+        await holding.rollback()
+        async with asyncio.timeout(10):
+            assert {r.phase for r in await asyncio.gather(*writes)} == {domain.PodPhase.PENDING}
+    finally:
+        await blocker.close()
