@@ -41,24 +41,31 @@ class RetryPolicy:
     """Rides out UNAVAILABLE (a gateway restarting, a failover) for `budget` seconds without progress, with
     full-jitter exponential backoff: wait n is uniform in [0, min(max_delay, initial_delay * multiplier**(n-1))],
     so clients cut off together do not come back together. `attempts`, when set, also caps the tries (a
-    one-shot command that should fail fast). The CLI's streams and the Airflow operator use DEFAULT_RETRY."""
+    one-shot command that should fail fast). `first_contact`, when set, is the budget while the gateway has
+    never answered this client: one not reached at all (refused, a name that does not resolve, a failed TLS
+    handshake) is not restarting, and a person at a terminal should hear so at once; once it has answered,
+    losing it is a restart or a failover, ridden out for the whole budget. The Airflow operator uses
+    DEFAULT_RETRY (a worker starting during a rolling restart waits for it); the CLI sets first_contact."""
 
     budget: float = 90.0  # a restart or failover of 60 s, plus the longest wait and a call, fits inside
     initial_delay: float = 0.2
     max_delay: float = 5.0
     multiplier: float = 2.0
     attempts: int | None = None
+    first_contact: float | None = None
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait before retry number `attempt` (1-based)."""
         return float(min(self.max_delay, self.initial_delay * self.multiplier ** min(attempt - 1, 64)))
 
-    def delay(self, attempt: int, elapsed: float, jitter: float) -> float | None:
+    def delay(self, attempt: int, elapsed: float, jitter: float, *, answered: bool = True) -> float | None:
         """Seconds to wait before retry `attempt`, `elapsed` seconds after the last progress, `jitter` drawn
-        uniformly from [0, 1); None once the budget (or the attempts) are spent. Never waits past the budget."""
-        if elapsed >= self.budget or (self.attempts is not None and attempt > self.attempts):
+        uniformly from [0, 1); None once the budget (or the attempts) are spent. Never waits past the budget.
+        `answered`: whether the gateway has ever answered this client (see `first_contact`)."""
+        budget = self.budget if answered or self.first_contact is None else min(self.budget, self.first_contact)
+        if elapsed >= budget or (self.attempts is not None and attempt > self.attempts):
             return None
-        return min(jitter * self.ceiling(attempt), self.budget - elapsed)
+        return min(jitter * self.ceiling(attempt), budget - elapsed)
 
 
 DEFAULT_RETRY = RetryPolicy()
@@ -75,6 +82,7 @@ class GatewayClient:
         self.deadline = deadline
         self._channel = spec.aio_channel()
         self._metadata = spec.metadata()
+        self._answered = False  # the gateway has answered a call or sent a message (RetryPolicy.first_contact)
         self._dispatch = dispatch_pb2_grpc.DispatchServiceStub(self._channel)
         self._clusters = clusters_pb2_grpc.ClusterServiceStub(self._channel)
         self._credentials = credentials_pb2_grpc.CredentialsServiceStub(self._channel)
@@ -94,16 +102,20 @@ class GatewayClient:
 
     def _backoff(self, attempt: int, since: float) -> float | None:
         elapsed = asyncio.get_running_loop().time() - since
-        return self.retry.delay(attempt, elapsed, random.random())
+        return self.retry.delay(attempt, elapsed, random.random(), answered=self._answered)
 
     async def _call(self, rpc: str, method: Callable[..., Awaitable[R]], request: Any, *, retry: bool = True) -> R:
         attempt, since = 0, asyncio.get_running_loop().time()
         while True:
             try:
-                return await method(request, metadata=self._metadata, timeout=self.deadline)
+                response = await method(request, metadata=self._metadata, timeout=self.deadline)
+                self._answered = True
+                return response
             except grpc.aio.AioRpcError as e:
                 attempt += 1
-                delay = self._backoff(attempt, since) if retry and e.code() == grpc.StatusCode.UNAVAILABLE else None
+                unavailable = e.code() == grpc.StatusCode.UNAVAILABLE
+                self._answered = self._answered or not unavailable  # any other status came from the gateway
+                delay = self._backoff(attempt, since) if retry and unavailable else None
                 if delay is None:
                     raise translate(e, rpc) from e
                 log.warning("%s: gateway unavailable (%s); retry %d in %.1fs", rpc, e.details(), attempt, delay)
@@ -125,6 +137,7 @@ class GatewayClient:
             try:
                 async for response in call:
                     attempt, since = 0, asyncio.get_running_loop().time()
+                    self._answered = True
                     cursor = response.event.cursor or cursor
                     event = convert.event_of(response.event)
                     if event is not None:
@@ -142,6 +155,8 @@ class GatewayClient:
             delay = self._backoff(attempt, since)
             if delay is None:
                 error = translate(cause, name) if isinstance(cause, grpc.RpcError) else cause
+                if not self._answered and self.retry.first_contact is not None:  # never reached: the error says it
+                    raise error from cause
                 raise Unavailable(f"gave up after {attempt - 1} reconnects: {error}", rpc=name) from cause
             log.warning(
                 "%s %s: stream interrupted (%s); resuming from cursor %r in %.1fs, attempt %d",

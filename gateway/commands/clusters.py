@@ -194,4 +194,5 @@ ACTIONS: dict[str, Callable[[GatewayClient, argparse.Namespace], Awaitable[int]]
 
 
 def clusters(args: argparse.Namespace) -> int:
-    return common.run_command(f"clusters {args.clusters_command}", args, ACTIONS[args.clusters_command])
+    retry = common.STREAM_RETRY if getattr(args, "watch", False) else common.QUICK_RETRY
+    return common.run_command(f"clusters {args.clusters_command}", args, ACTIONS[args.clusters_command], retry=retry)

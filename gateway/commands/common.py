@@ -107,9 +107,12 @@ def report(command: str, message: str, code: Exit = Exit.GATEWAY) -> int:
     return int(code)
 
 
-# A one-shot command gives up quickly on an unreachable gateway; streams (run, attach) ride out a restart.
+# A one-shot command gives up quickly on an unreachable gateway. Streams and watches (run, attach, logs -f,
+# list --watch) ride out a restart or failover of a gateway that has answered them, but fail as quickly
+# when it never did (nothing listens, the name does not resolve, the TLS handshake fails).
 QUICK_RETRY = RetryPolicy(attempts=2)
-STREAM_RETRY = DEFAULT_RETRY
+FIRST_CONTACT_SECONDS = 5.0
+STREAM_RETRY = dataclasses.replace(DEFAULT_RETRY, first_contact=FIRST_CONTACT_SECONDS)
 
 
 def run_command(

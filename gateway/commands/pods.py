@@ -200,7 +200,8 @@ ACTIONS = {"list": list_pods, "get": get_pod}
 
 
 def pods(args: argparse.Namespace) -> int:
-    return common.run_command(f"pods {args.pods_command}", args, ACTIONS[args.pods_command])
+    retry = common.STREAM_RETRY if getattr(args, "watch", False) else common.QUICK_RETRY
+    return common.run_command(f"pods {args.pods_command}", args, ACTIONS[args.pods_command], retry=retry)
 
 
 def cancel_command(args: argparse.Namespace) -> int:

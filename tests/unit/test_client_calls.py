@@ -3,8 +3,10 @@ stream resume from the last cursor after UNAVAILABLE, bounded retries, bearer to
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -293,3 +295,71 @@ def test_the_default_retry_rides_out_a_60_second_outage_with_unlucky_jitter() ->
 def test_attempts_cap_a_one_shot_policy() -> None:
     assert RetryPolicy(attempts=2).delay(2, 0.0, 0.5) is not None
     assert RetryPolicy(attempts=2).delay(3, 0.0, 0.5) is None
+
+
+@given(
+    attempt=st.integers(1, 10_000),
+    elapsed=st.floats(0, 200, allow_nan=False),
+    jitter=st.floats(0, 1, exclude_max=True),
+)
+def test_first_contact_bounds_only_a_client_the_gateway_never_answered(
+    attempt: int, elapsed: float, jitter: float
+) -> None:
+    policy = RetryPolicy(first_contact=5.0)
+    never = policy.delay(attempt, elapsed, jitter, answered=False)
+    assert (never is None) == (elapsed >= 5.0)
+    assert never is None or elapsed + never <= 5.0
+    assert policy.delay(attempt, elapsed, jitter, answered=True) == RetryPolicy().delay(attempt, elapsed, jitter)
+    assert RetryPolicy().delay(attempt, elapsed, jitter, answered=False) == RetryPolicy().delay(attempt, elapsed, jitter)
+
+
+LONG_BUT_QUICK_TO_GIVE_UP = RetryPolicy(budget=60.0, first_contact=0.3, initial_delay=0.02, max_delay=0.05)
+
+
+@pytest.mark.parametrize("call", ["get_pod", "run_pod"])
+async def test_a_gateway_never_reached_is_given_up_on_after_first_contact(call: str) -> None:
+    async with GatewayClient(ChannelSpec(address="127.0.0.1:1"), retry=LONG_BUT_QUICK_TO_GIVE_UP) as client:
+        with pytest.raises(Unavailable) as caught:
+            async with asyncio.timeout(20):  # far below the 60 s budget it would otherwise wait out
+                if call == "get_pod":
+                    await client.get_pod("r-1")
+                else:
+                    await run_to_result(client, REQUEST)
+    assert "gave up after" not in str(caught.value)  # nothing was ever resumed: the connection error alone
+
+
+async def test_a_stream_the_gateway_answered_rides_out_an_outage_past_first_contact() -> None:
+    """The gateway answers, goes away for several times first_contact, comes back on its port: the stream
+    resumes from its cursor, as a restart or failover should be ridden out."""
+    peer = Peer(_events(6), break_after=1, breaks=1)  # one event, then the stream breaks
+    server = grpc.aio.server()
+    dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(peer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    back: list[grpc.aio.Server] = []
+
+    async def restart_later() -> None:
+        await asyncio.sleep(1.5)  # five times first_contact
+        again = grpc.aio.server()
+        dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(peer, again)
+        again.add_insecure_port(f"127.0.0.1:{port}")
+        await again.start()
+        back.append(again)
+
+    restart: asyncio.Task[None] | None = None
+    events: list[Any] = []
+    try:
+        spec = ChannelSpec(address=f"127.0.0.1:{port}")
+        async with GatewayClient(spec, retry=LONG_BUT_QUICK_TO_GIVE_UP) as client, aclosing(client.watch_pod("r-1")) as stream:
+            async for event in stream:
+                events.append(event)
+                if restart is None:  # after the first event: the gateway goes away
+                    await server.stop(None)
+                    restart = asyncio.create_task(restart_later())
+    finally:
+        if restart is not None:
+            await restart
+        for s in back:
+            await s.stop(None)
+    assert [e.cursor for e in events] == [f"c{i}" for i in range(1, 7)]
+    assert peer.calls == [("WatchPod", ""), ("WatchPod", "c1")]
