@@ -66,10 +66,20 @@ class DecodeCache:
         slot = (column, key)
         hit = self._items.pop(slot, None)
         value: T = hit[1] if hit is not None and hit[0] == raw else decode(raw)
+        self._put(slot, raw, value)
+        return value
+
+    def put(self, column: str, key: str, raw: Any, value: Any) -> None:
+        """A value about to be written, as encoded (`raw`): its row read back (RETURNING) is not decoded
+        again; the codec round-trips (tests/unit/test_store_codec.py). Should the stored JSON differ after
+        all, `get` finds it unequal and decodes it."""
+        self._items.pop((column, key), None)
+        self._put((column, key), raw, value)
+
+    def _put(self, slot: tuple[str, str], raw: Any, value: Any) -> None:
         self._items[slot] = (raw, value)  # most recently used last
         if len(self._items) > self._size:
             del self._items[next(iter(self._items))]
-        return value
 
     def __len__(self) -> int:
         return len(self._items)

@@ -169,6 +169,12 @@ class SqlStore:
         """`key`: the request the write is about, if one (its writes stay in order; see the writers)."""
         return await self._engines.writer.run(operation, key)
 
+    def _remember(self, request_id: str, values: Mapping[str, Any], **written: Any) -> None:
+        """The values a write stores, with their encoding in `values`: its RETURNING row needs no decoding."""
+        for column, value in written.items():
+            if value is not None:
+                self._decoded.put(column, request_id, values[column], value)
+
     def _record(self, row: RowMapping) -> PodRecord:
         """Decoded in the event loop's thread, where the decode cache lives."""
         return record_from_row(row, self._decoded)
@@ -233,6 +239,7 @@ class SqlStore:
             raise ValueError("a pod record needs a request_id")
         values = record_values(record, self._clock())
         values["last_seq"] = record.last_seq + len(events)
+        self._remember(request_id, values, request=record.request, decision=record.decision, result=record.result)
         if self._owner is not None:
             values |= {"owner": self._owner, "fence": 1}
         channel = self._channel
@@ -284,6 +291,7 @@ class SqlStore:
         }
         if phase is not None:
             values["phase"] = phase.value
+        self._remember(request_id, values, decision=decision)
         try:
             return await self._update(request_id, values, events=events)
         except IntegrityError as e:
@@ -296,6 +304,7 @@ class SqlStore:
         self, request_id: str, result: PodResult, *, events: Sequence[JournalEvent] = ()
     ) -> PodRecord:
         values = {"result": encode_result(result), "phase": result.phase.value}
+        self._remember(request_id, values, result=result)
         return await self._update(request_id, values, events=events)
 
     async def record_finished(self, request_id: str, finished_at: datetime | None = None) -> PodRecord:

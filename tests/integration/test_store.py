@@ -394,6 +394,18 @@ async def test_a_state_change_that_fails_leaves_neither_the_record_change_nor_it
     assert (await store.record_phase("b", PodPhase.RUNNING, events=[phase_event("Running")])).last_seq == 2
 
 
+async def test_what_a_write_stores_is_handed_back_without_decoding_it_again(store: SqlStore) -> None:
+    mine = record("r", dag="etl")
+    created, _ = await store.create_pod_record(mine)
+    decision = PlacementDecision(verdicts=(), cluster="c1", region="eu-west-1", reason="only one")
+    placed = await store.record_placement("r", cluster="c1", region="", namespace="ns", name="p", decision=decision)
+    result = PodResult(phase=PodPhase.SUCCEEDED, exit_code=0, xcom_json='{"v": 42}')
+    done = await store.record_result("r", result)
+    assert (created.request, placed.decision, done.result) == (mine.request, decision, result)
+    assert created.request is mine.request and placed.decision is decision and done.result is result
+    assert await store.get_pod_record("r") == done
+
+
 async def test_a_create_of_an_existing_request_appends_nothing(store: SqlStore) -> None:
     await store.create_pod_record(record("r"), events=[phase_event("Queued")])
     again, created = await store.create_pod_record(record("r"), events=[phase_event("Queued again")])

@@ -50,3 +50,12 @@ def test_bounded_the_least_recently_used_goes_first() -> None:
     cache.get("request", "old", 1, decoder)
     cache.get("request", "kept", 2, decoder)
     assert decoder.calls == [1, 2, 3, 2]
+
+
+def test_a_value_just_written_is_not_decoded_when_read_back_unchanged() -> None:
+    cache, decoder = DecodeCache(), Decoder()
+    written = ("the", "value")
+    cache.put("result", "r1", {"a": 1}, written)
+    assert cache.get("result", "r1", {"a": 1}, decoder) is written
+    assert decoder.calls == []
+    assert cache.get("result", "r1", {"a": 2}, decoder) == ("decoded", repr({"a": 2}))  # stored otherwise: decoded
