@@ -21,7 +21,7 @@ from gateway.placement import engine
 from gateway.pods import builder, validation
 from gateway.pods.attachment import Attachment, Attachments
 from gateway.pods.cancels import EarlyCancels
-from gateway.pods.journal import Journal
+from gateway.pods.journal import Journal, encode
 from gateway.pods.replication import ReplicaStore, Replication
 from gateway.pods.runner import PodRunner, must_delete
 from gateway.settings.live import LiveSettings
@@ -158,6 +158,7 @@ class Dispatcher:
     def _finished(self, request_id: str) -> None:
         self._runners.pop(request_id, None)
         self._attachments.forget(request_id)
+        self._journal.forget(request_id)  # its lock and flush state: nothing writes for it here any more
 
     # --- requests -------------------------------------------------------------------------
 
@@ -235,13 +236,12 @@ class Dispatcher:
             if isinstance(e, Unplaceable):
                 metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
             raise
-        new = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=datetime.now(UTC))
+        now = datetime.now(UTC)
+        new = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=now)
         accepted = domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=decision.reason)
-        record, created = await self._journal.record(
-            request.request_id,
-            lambda events: self._store.create_pod_record(new, events=events, admission=admission),
-            accepted,
-        )
+        # The record and the first event of its journal in one write; a request not yet stored has nothing
+        # buffered in the journal, so this takes none of its per-request state (a resubmission would keep it).
+        record, created = await self._store.create_pod_record(new, events=[encode(accepted, now)], admission=admission)
         if created and (self._replication is None or self._replication.may_act()):
             self._start(record, fresh=True)  # else the record is unowned: a lease round claims it
         return record, created

@@ -258,6 +258,10 @@ class Journal:
                         events.append(item)
         return positions, events
 
+    def holds(self, request_id: str) -> bool:
+        """Whether the journal keeps in-memory state for the request (a lock, buffered lines, a flusher)."""
+        return any(request_id in state for state in (self._locks, self._pending_logs, self._flushers, self._due))
+
     def forget(self, request_id: str) -> None:
         """Drops in-memory state of a finished request (its journal stays in the store)."""
         self._locks.pop(request_id, None)

@@ -101,3 +101,15 @@ async def test_orphans_past_their_ttl_are_deleted_and_nothing_else(
     assert not alive(world, "ghost-young")
     kept_name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=kept.request_id))).pod.name
     assert alive(world, kept_name) and alive(world, "foreign-old")
+
+
+async def test_submitting_a_finished_request_again_keeps_nothing_of_it_in_memory(
+    gateway: Gateway, stub: dispatch_pb2_grpc.DispatchServiceStub
+) -> None:
+    request = pod_request("print('once')", regions=("eu-central-1",))
+    assert result(await run_to_end(stub, request)).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    await eventually(lambda: not gateway.journal.holds(request.request_id))
+    for _ in range(3):
+        again = await stub.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request))
+        assert not again.created and again.pod.phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert not gateway.journal.holds(request.request_id)
