@@ -8,8 +8,9 @@ only then resolves each caller's future: a write is durable when its await retur
 
 `LANES` lanes commit side by side on their own connections (one lane waits for the server's answer to
 each statement in turn). A write's key (its request id) chooses its lane, so the writes of one request
-stay in order in one lane and two lanes never wait for each other's locks on a record; writes without a
-key (leases, clusters, audit) go to the first lane.
+stay in order in one lane and two lanes never wait for each other's locks on a record. Writes without a
+key (lease renewals and claims, clusters, audit) have one more lane of their own: a renewal never waits
+behind a batch of pod writes, or a replica under load would lose its lease to its own write queue.
 
 A failing operation fails alone, and SAVEPOINTs (two more round trips per write) are paid only by a
 batch in which one fails: a batch runs plainly first; a PostgreSQL transaction is unusable after an
@@ -118,14 +119,14 @@ class PostgresGroupWriter:
         self._wait = unavailable_after
         self._max_batch = max_batch
         self._closing = False
-        self._lanes = [_Lane() for _ in range(max(1, lanes))]
+        self._lanes = [_Lane() for _ in range(1 + max(1, lanes))]  # the first: writes without a key
         for n, lane in enumerate(self._lanes):
             lane.task = asyncio.create_task(self._drain(lane), name=f"podgate-store-writer-{n}")
 
     async def run(self, operation: Operation[T], key: str = "") -> T:
         if self._closing:
             raise StoreClosed("the store is closing; the write was not made")
-        lane = self._lanes[hash(key) % len(self._lanes) if key else 0]
+        lane = self._lanes[1 + hash(key) % (len(self._lanes) - 1) if key else 0]
         if lane.task is None or lane.task.done():
             raise StoreClosed("the store's writer is not running; the write was not made")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -25,7 +25,7 @@ from tests.postgres import PostgresServer, database_name
 async def engines(postgres_server: PostgresServer) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
     """The writer's engine (configured as the store's) and an independent one to look with."""
     async with postgres_server.database(database_name()) as url:
-        write = create_async_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=0, pool_timeout=None)
+        write = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None)
         look = create_async_engine(url, pool_size=4, max_overflow=0)
         async with write.begin() as conn:
             await conn.execute(text("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n BIGSERIAL)"))
@@ -149,6 +149,28 @@ async def test_writes_of_one_key_are_made_in_order_while_other_keys_commit_besid
     for k, key in enumerate(keys):
         assert [item_id for name, item_id in rows if name == key] == [100 * k + i for i in range(40)]
     assert writer.stats.operations == 320
+
+
+async def test_a_write_without_a_key_does_not_wait_behind_a_blocked_batch_of_keyed_writes(
+    writer: PostgresGroupWriter, engines: tuple[AsyncEngine, AsyncEngine]
+) -> None:
+    """Lease renewals (no key) have a lane of their own: pod writes stuck on a lock do not hold them up."""
+
+    def wait_for_lock(conn: Connection) -> str:
+        conn.execute(text("SELECT pg_advisory_xact_lock(42)"))
+        return "got it"
+
+    async with engines[1].connect() as holder:  # advisory locks are per database: the same one
+        locked = await holder.begin()  # released when it ends, even if an assertion below fails
+        await holder.execute(text("SELECT pg_advisory_xact_lock(42)"))
+        blocked = [asyncio.create_task(writer.run(wait_for_lock, key=f"request-{k}")) for k in range(16)]
+        try:
+            assert await asyncio.wait_for(writer.run(insert(1)), 30) == 1  # while every keyed lane is stuck
+            assert not [task.result() for task in blocked if task.done()]
+        finally:
+            await locked.rollback()
+    assert await asyncio.gather(*blocked) == ["got it"] * 16
+    assert await ids(engines[1]) == [1]
 
 
 async def test_close_commits_what_was_submitted_then_refuses(writer: PostgresGroupWriter) -> None:
