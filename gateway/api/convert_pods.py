@@ -18,6 +18,7 @@ from gateway.pods.builder import safe_label_value
 from gateway.policy.limits import DEFAULT_LIMITS, InputLimits
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,253}$")
+MAX_CANCEL_REASON = 1000
 MAX_POD_JSON_BYTES = DEFAULT_LIMITS.manifest_bytes  # the default; the servicer passes the configured limits
 MAX_PLACEMENT_TIMEOUT_SECONDS = 24 * 3600
 # Pod manifests nest about ten levels deep (affinity terms are the deepest); anything far deeper is an
@@ -115,6 +116,16 @@ def check_request_id(request_id: str, field: str = "request_id") -> str:
             [errors.FieldViolation(field=field, description="1..253 characters of [A-Za-z0-9._:/@+=-]")],
         )
     return request_id
+
+
+def check_cancel_reason(reason: str, field: str = "reason") -> str:
+    """Stored with the request and sent to its owner replica (a NOTIFY payload stays under 8,000 bytes)."""
+    if len(reason) > MAX_CANCEL_REASON:
+        raise errors.InvalidArgument(
+            f"{field} is {len(reason)} characters, more than the limit of {MAX_CANCEL_REASON}",
+            [errors.FieldViolation(field=field, description=f"at most {MAX_CANCEL_REASON} characters")],
+        )
+    return reason
 
 
 def _pod_manifest(raw: str, v: _Violations, limit: int = MAX_POD_JSON_BYTES) -> dict[str, Any]:

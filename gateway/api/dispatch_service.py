@@ -150,8 +150,9 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
     async def CancelPod(self, request: dispatch_pb2.CancelPodRequest, context: Any) -> dispatch_pb2.CancelPodResponse:
         caller = current_caller()
+        reason = cv.check_cancel_reason(request.reason)
         record = await self._owned(cv.check_request_id(request.request_id), "cancel")
-        record = await self._dispatcher.cancel(record.request.request_id, request.reason)
+        record = await self._dispatcher.cancel(record.request.request_id, reason)
         await self._access.audit(
             caller,
             AuditEvent(

@@ -26,7 +26,7 @@ from gateway.store import lease
 
 log = logging.getLogger(__name__)
 
-CANCEL_REASON_CHARS = 1000  # a NOTIFY payload must stay under 8,000 bytes
+CANCEL_REASON_CHARS = 1000  # a NOTIFY payload must stay under 8,000 bytes (CancelPod refuses longer reasons)
 RELEASED = "released"  # the payload of a hand-over notification (journal ones are "<seq> <request id>")
 
 

@@ -123,6 +123,11 @@ async def test_unknown_ids_and_foreign_cursors(
             pass
     assert unwatched.value.code() == grpc.StatusCode.NOT_FOUND
 
+    with pytest.raises(grpc.aio.AioRpcError) as long_reason:
+        await stub.CancelPod(dispatch_pb2.CancelPodRequest(request_id="a1", reason="x" * 1001))
+    assert long_reason.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(long_reason.value) == {"reason": "at most 1000 characters"}
+
     before = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="a1"))).pod
     after = (await stub.CancelPod(dispatch_pb2.CancelPodRequest(request_id="a1", reason="too late"))).pod
     assert after.phase == before.phase == SUCCEEDED and after.result == before.result
