@@ -26,7 +26,7 @@ from gateway import domain, errors
 from gateway.observability import logging as logcontext
 from gateway.pods.livefeed import FEED_CAPACITY, Feed
 from gateway.pods.logs import LogPosition
-from gateway.store.base import Store
+from gateway.store.base import LeaseLost, Store
 from gateway.store.codec import from_data, to_data
 
 log = logging.getLogger(__name__)
@@ -234,6 +234,11 @@ class Journal:
                 await asyncio.wait_for(due.wait(), self._log_flush_seconds)
             due.clear()  # before the write: a line that comes during it sets it again
             await self.flush(request_id)
+        except LeaseLost:  # the replica lost the request while the batch waited: its new owner re-reads the log
+            log.info("journal: %s is owned by another replica now; its buffered log lines were not written", request_id)
+            self._pending_logs.pop(request_id, None)  # nor are lines that came meanwhile
+            self._due.pop(request_id, None)
+            return
         finally:
             self._flushers.pop(request_id, None)
         if self._pending_logs.get(request_id):  # came while writing: they need a flusher of their own

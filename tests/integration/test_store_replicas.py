@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import pytest
 
 from gateway import domain
+from gateway.pods.journal import Journal
 from gateway.pods.replication import Replication
 from gateway.store.base import LeaseLost
 from gateway.store.lease import LeasePolicy
@@ -123,6 +126,32 @@ async def test_a_replica_between_leases_writes_as_owner_of_nothing(two_stores: t
     a.act_as("a2")  # a new lease: still no fence for r1 until it claims it
     with pytest.raises(LeaseLost):
         await a.append_events("r1", [event()])
+
+
+async def test_a_log_batch_refused_after_the_lease_is_lost_is_dropped_not_left_as_a_task_error(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """A replica's runners stop when it loses its lease, but a batch of log lines buffered just before is
+    flushed in the background: refused (LeaseLost), it is dropped for the new owner to re-read from the
+    pod's log, not left as "Task exception was never retrieved" (bench/replicas.py's gateway logs)."""
+    a, _ = two_stores
+    a.act_as("a")
+    await a.register_replica("a", "", LeasePolicy())
+    await a.create_pod_record(record("r1"))
+    journal = Journal(a, log_flush_seconds=0.05)
+    loop = asyncio.get_running_loop()
+    unhandled: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: unhandled.append(context))
+    try:
+        journal.append_log("r1", domain.LogLine(container="base", time=datetime.now(UTC), text="x"))
+        a.disown(["r1"])  # the lease is lost before the batch interval ends
+        await asyncio.sleep(0.5)
+        gc.collect()  # a finished task whose exception nobody read reports it when collected
+    finally:
+        loop.set_exception_handler(None)
+        await journal.close()
+    assert unhandled == []
+    assert await a.read_events("r1", 0, 10) == []
 
 
 def replication(store: SqlStore, woken: list[str] | None = None) -> Replication:
