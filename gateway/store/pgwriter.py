@@ -47,6 +47,7 @@ from gateway.store.writer import (
     Operation,
     StoreClosed,
     WriterStats,
+    as_unavailable,
     backoff,
     connect,
 )
@@ -174,7 +175,7 @@ class PostgresGroupWriter:
                     await asyncio.sleep(backoff(retries))
                     continue
                 log.error("store: a write transaction of %d operations failed: %s", len(batch), _cause(e))
-                _fail(batch, e)
+                _fail(batch, as_unavailable(e))
                 return
             if outcomes is None:  # an operation raised: rolled back, run again with SAVEPOINTs
                 savepoints = True

@@ -137,11 +137,11 @@ class SqlStore:
             if channel:
                 conn.execute(select(func.pg_notify(channel, "released")))
 
-        await self._write(release)
+        await self._engines.for_leases.run(release)
 
     async def claim_orphans(self, replica: str) -> list[PodRecord]:
         """Takes over this replica's share of the requests of replicas whose lease ran out."""
-        rows = await self._write(lambda conn: replicas.claim(conn, replica))
+        rows = await self._engines.for_leases.run(lambda conn: replicas.claim(conn, replica))
         claimed = [self._record(row) for row in rows]
         if replica == self._owner:
             for row in rows:
@@ -159,10 +159,13 @@ class SqlStore:
             return None
         return {"p_owner": self._owner or "", "p_fence": self._fences.get(request_id, -1)}
 
-    async def _refused(self, request_id: str) -> Exception:
+    async def _refused(self, request_id: str, fence: dict[str, Any] | None) -> Exception:
+        """A fenced write matched nothing. `fence` is the one it was made with: a newer one (this replica
+        claimed the request again while the write was on its way) stays."""
         if await self.get_pod_record(request_id) is None:
             return NotFound(f"no pod record for request {request_id!r}")
-        self._fences[request_id] = -1
+        if fence is None or self._fences.get(request_id, -1) == fence["p_fence"]:
+            self._fences[request_id] = -1
         return LeaseLost(f"request {request_id!r} is owned by another replica now; this one stops following it")
 
     async def _write(self, operation: Operation[T], key: str = "") -> T:
@@ -355,7 +358,7 @@ class SqlStore:
 
         row = await self._write(change, request_id)
         if row is None:
-            raise await self._refused(request_id)
+            raise await self._refused(request_id, fence)
         return self._record(row)
 
     async def list_pod_records(
@@ -430,7 +433,7 @@ class SqlStore:
         channel = self._channel
         appended = await self._write(append, request_id)
         if appended is None:
-            raise await self._refused(request_id)
+            raise await self._refused(request_id, fence)
         return appended
 
     async def read_events(

@@ -94,6 +94,21 @@ async def connect(engine: AsyncEngine, *, wait: float = UNAVAILABLE_AFTER) -> As
             await asyncio.sleep(delay)
 
 
+def lost_connection(error: DBAPIError) -> StoreUnavailable | None:
+    """A statement cut off by the database going away (a restart, a failover): unavailable, as a client
+    must hear it (UNAVAILABLE: try again), not an internal error. None for any other error."""
+    if not error.connection_invalidated and not isinstance(error.orig, OSError):
+        return None
+    first = str(error.orig).splitlines()[0][:200] if str(error.orig) else type(error.orig).__name__
+    return StoreUnavailable(f"the database connection was lost during the statement ({first})")
+
+
+def as_unavailable(error: Exception) -> Exception:
+    """`error`, or StoreUnavailable when it is a lost connection (see lost_connection)."""
+    lost = lost_connection(error) if isinstance(error, DBAPIError) else None
+    return error if lost is None else lost
+
+
 def is_locked(error: BaseException) -> bool:
     """SQLITE_BUSY / SQLITE_LOCKED (`database is locked`): another process holds the write lock."""
     cause = error.orig if isinstance(error, OperationalError) else error
@@ -304,6 +319,11 @@ class DirectWriter:
                 self.stats.operations += 1
                 self.stats.transactions += 1
                 return value
+            except DBAPIError as e:
+                lost = lost_connection(e)
+                if lost is None:
+                    raise
+                raise lost from e
             finally:
                 await conn.close()
         finally:
