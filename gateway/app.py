@@ -107,7 +107,11 @@ async def _start(settings: Settings, lock: StateLock | None, undo: contextlib.As
         lock = await lock_state_dir(server_settings.state_dir, server_settings.listen)
     undo.callback(lock.release)
     try:
-        store = await SqlStore.open(settings.database_url, password_file=settings.database.password_file)
+        store = await SqlStore.open(
+            settings.database_url,
+            password_file=settings.database.password_file,
+            idle_transaction_seconds=settings.database.lease_seconds,
+        )
     except ValueError as e:  # the URL or the password file (the message never holds the password)
         raise errors.FailedPrecondition(f"database: {e}") from None
     undo.push_async_callback(store.close)

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PATH = Path(".podgate") / "podgate.db"
 MIGRATIONS = "gateway.store:migrations"
 BUSY_TIMEOUT_MS = 10_000  # how long SQLite itself waits for another process's lock before `database is locked`
+IDLE_TRANSACTION_SECONDS = 15.0  # the default lease's length (settings: database.lease_seconds)
 MIGRATION_LOCK = 0x706F6467  # "podg": the PostgreSQL advisory lock held while one replica migrates
 
 
@@ -87,13 +88,14 @@ async def open_engines(
     password_file: Path | None = None,
     group_commit: bool = True,
     unavailable_after: float = UNAVAILABLE_AFTER,
+    idle_transaction_seconds: float = IDLE_TRANSACTION_SECONDS,
 ) -> Engines:
     """Engines for `url` (see gateway.store.url), the schema migrated. `group_commit=False` gives one
     transaction per write (the behaviour before group commit, kept for comparison): on SQLite on a single
     pooled connection."""
     parsed = database_url(url, password_file=password_file)
     if parsed.get_backend_name() == "postgresql":
-        return await _postgres_engines(parsed, unavailable_after, group_commit=group_commit)
+        return await _postgres_engines(parsed, unavailable_after, idle_transaction_seconds, group_commit=group_commit)
     database = parsed.database or ""
     if database in ("", ":memory:"):
         raise ValueError("the SQLite store needs a file (WAL and a separate read pool do not work in memory)")
@@ -104,9 +106,20 @@ async def open_engines(
     return Engines(writer=writer, read=read, unavailable_after=0)  # a local file: nothing to wait out
 
 
-async def _postgres_engines(url: URL, unavailable_after: float, *, group_commit: bool = True) -> Engines:
-    """No pool timeout: a read waits for a connection rather than fail because others are queued."""
-    engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None)
+async def _postgres_engines(
+    url: URL, unavailable_after: float, idle_transaction_seconds: float, *, group_commit: bool = True
+) -> Engines:
+    """No pool timeout: a read waits for a connection rather than fail because others are queued.
+
+    A replica paused (SIGSTOP, a VM frozen) in the middle of a write transaction keeps its row locks: the
+    others' claims skip locked rows, so that request was never taken over until the replica woke (found by
+    the SIGSTOP test). The server ends a session idle inside a transaction for `idle_transaction_seconds`
+    (the lease's length: a replica that slow has lost its lease anyway), which releases them."""
+    settings = {"idle_in_transaction_session_timeout": str(max(1, round(idle_transaction_seconds * 1000)))}
+    options: dict[str, Any] = {"connect_args": {"server_settings": settings}} if url.drivername.endswith("asyncpg") else {}
+    engine = create_async_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None, **options
+    )
     log.info("store: PostgreSQL at %s", describe(url))
     try:
         await migrate(engine)
@@ -119,7 +132,7 @@ async def _postgres_engines(url: URL, unavailable_after: float, *, group_commit:
         else DirectWriter(engine, unavailable_after=unavailable_after)
     )
     # One connection kept for the lease: never waits for the pool or the write queue.
-    lease_engine = create_async_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=0, pool_timeout=None)
+    lease_engine = create_async_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=0, pool_timeout=None, **options)
     lease_writer = DirectWriter(lease_engine, unavailable_after=unavailable_after)
     return Engines(writer=writer, read=engine, unavailable_after=unavailable_after, lease_writer=lease_writer)
 

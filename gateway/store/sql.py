@@ -20,7 +20,7 @@ from gateway.errors import AlreadyExists, NotFound
 from gateway.store import lease, quota, replicas, statements
 from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost, TenantAdmission
 from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result, to_data
-from gateway.store.engine import DEFAULT_PATH, Engines, open_engines, sqlite_url
+from gateway.store.engine import DEFAULT_PATH, IDLE_TRANSACTION_SECONDS, Engines, open_engines, sqlite_url
 from gateway.store.rows import (
     DecodeCache,
     clamp_limit,
@@ -73,16 +73,19 @@ class SqlStore:
         clock: Clock = _utcnow,
         group_commit: bool = True,
         unavailable_after: float = UNAVAILABLE_AFTER,
+        idle_transaction_seconds: float = IDLE_TRANSACTION_SECONDS,
     ) -> Self:
         """`url` is a SQLAlchemy URL (`postgresql+asyncpg://...`, `sqlite:///file`; see gateway.store.url),
         its password in the URL or in `password_file`; without one, the SQLite file at `path`. Writes on
         SQLite are committed in groups (gateway.store.writer) unless `group_commit=False`. A call waits up to
-        `unavailable_after` seconds for an unreachable database, then raises StoreUnavailable."""
+        `unavailable_after` seconds for an unreachable database, then raises StoreUnavailable. On PostgreSQL
+        the server ends a session left inside a transaction for `idle_transaction_seconds` (see engine.py)."""
         engines = await open_engines(
             url or sqlite_url(path),
             password_file=password_file,
             group_commit=group_commit,
             unavailable_after=unavailable_after,
+            idle_transaction_seconds=idle_transaction_seconds,
         )
         return cls(engines, clock=clock)
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text as text_statement
 
 from gateway import domain
 from gateway.pods.journal import Journal
@@ -237,3 +238,37 @@ async def test_a_lease_is_renewed_while_pod_writes_are_stuck_behind_a_lock(
             assert {r.phase for r in await asyncio.gather(*writes)} == {domain.PodPhase.PENDING}
     finally:
         await blocker.close()
+
+
+async def test_a_replica_paused_inside_a_transaction_does_not_keep_its_request_from_being_taken_over(
+    postgres_server: PostgresServer,
+) -> None:
+    """a is stopped in the middle of a write: its transaction holds the record's row lock, which the claims of
+    the others skip. The server ends a session idle in a transaction after `idle_transaction_seconds` (the
+    lease's length), so b takes the request over instead of waiting for a to wake (found by the SIGSTOP
+    test: one request of four stayed with the paused replica)."""
+    async with postgres_server.database(database_name()) as url:
+        text = url.render_as_string(hide_password=False)
+        a = await SqlStore.open(text, idle_transaction_seconds=SHORT.duration)
+        b = await SqlStore.open(text, idle_transaction_seconds=SHORT.duration)
+        try:
+            a.act_as("a", "podgate_test")
+            await a.register_replica("a", "", SHORT)
+            await a.create_pod_record(record("r1"))
+            async with a.read_engine.connect() as paused:  # a's session, halfway through a write
+                await paused.begin()
+                await paused.execute(text_statement("SELECT 1 FROM pod_records WHERE request_id = 'r1' FOR UPDATE"))
+                await asyncio.sleep(SHORT.duration + 0.1)  # past a's lease
+                b.act_as("b", "podgate_test")
+                await b.register_replica("b", "", SHORT)
+                claimed: list[str] = []
+                for _ in range(30):
+                    claimed += [r.request.request_id for r in await b.claim_orphans("b")]
+                    if claimed:
+                        break
+                    await asyncio.sleep(0.2)
+                assert claimed == ["r1"]
+                await paused.invalidate()
+        finally:
+            await a.close()
+            await b.close()
