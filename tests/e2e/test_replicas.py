@@ -122,6 +122,7 @@ async def test_sigkill_of_one_of_three_replicas_loses_and_repeats_nothing(tmp_pa
                 asyncio.create_task(follow(followers[i % 10], rid, watched[i])) for i, rid in enumerate(ids)
             ]  # fmt: skip
             await eventually(lambda: all(len(w.lines) >= 2 for w in watched), within=60)  # all running, all streaming
+            running = {rid for rid, got in zip(ids, watched, strict=True) if len(got.lines) < lines - 4}  # 2 s+ left
             victim.send_signal(signal.SIGKILL)
             await asyncio.to_thread(victim.wait)
             await finish_or_explain(watchers, watched, ids, database_url)
@@ -133,9 +134,11 @@ async def test_sigkill_of_one_of_three_replicas_loses_and_repeats_nothing(tmp_pa
         assert json.loads(got.result.result.xcom_json or "null") == {"rid": request_id}
     assert {rid: created[rid] for rid in ids} == dict.fromkeys(ids, 1)
     # the streams that were on r0 resumed on another replica (round robin put 12 to 34 of them there)
-    assert pods // 20 <= len(resumed.resumed) <= pods * 2 // 3, resumed.resumed
-    taken = taken_over(tmp_path / "r1.log") + taken_over(tmp_path / "r2.log")
-    assert set(ids[0::3]) <= set(taken)  # r0's requests (on a loaded machine r1 and r2 may trade some too)
+    assert 0 < len(resumed.resumed) <= pods * 2 // 3, resumed.resumed
+    # r0's requests still running when it died were taken over (on a loaded machine, the first pods may end
+    # before the last start, and r1 and r2 may trade some requests too)
+    in_flight = set(ids[0::3]) & running
+    assert in_flight and in_flight <= set(taken_over(tmp_path / "r1.log") + taken_over(tmp_path / "r2.log"))
 
 
 async def submit_virtual(
