@@ -140,11 +140,11 @@ class SqlStore:
             if channel:
                 conn.execute(select(func.pg_notify(channel, "released")))
 
-        await self._engines.for_leases.run(release)
+        await self._write(release)
 
     async def claim_orphans(self, replica: str) -> list[PodRecord]:
         """Takes over this replica's share of the requests of replicas whose lease ran out."""
-        rows = await self._engines.for_leases.run(lambda conn: replicas.claim(conn, replica))
+        rows = await self._write(lambda conn: replicas.claim(conn, replica))
         claimed = [self._record(row) for row in rows]
         if replica == self._owner:
             for row in rows:
