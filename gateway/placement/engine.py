@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from gateway.domain import ClusterSnapshot, ClusterVerdict, PlacementDecision, PodRequest, Verdict
 from gateway.errors import PreconditionViolation
+from gateway.placement.fast import FleetIndex
 from gateway.placement.filters import Prepared, evaluate
 from gateway.placement.memo import OutcomeMemo
 from gateway.placement.node_fit import pod_needs
@@ -49,6 +50,7 @@ def _shape(p: Prepared, policy: PlacementPolicy) -> Hashable:
 
 
 MEMO: OutcomeMemo[_Outcome] = OutcomeMemo()  # the process's; a test passes a fresh one to compare
+FLEET = FleetIndex()  # the process's, kept up with the registry's snapshots
 
 
 def _judge_all(
@@ -110,14 +112,50 @@ def place(
     previous: str = "",
     *,
     memo: OutcomeMemo[_Outcome] = MEMO,
+    fleet: FleetIndex = FLEET,
 ) -> PlacementDecision:
     """Every cluster's verdict, best first; the best eligible cluster is chosen.
 
     `previous` is the cluster the request ran on before (a retry or reattach): it scores a stability
-    bonus but is never exempt from a hard constraint. Outcomes of clusters unchanged since the same
-    request shape was last placed come from `memo` (exactly what they would be if recomputed).
+    bonus but is never exempt from a hard constraint. When a cluster is eligible, `fleet` finds which
+    are and the best of them without judging every cluster, and the table of every cluster's verdict
+    is built from the same inputs when first read (`PlacementDecision.deferred`); when none is, the
+    table is the answer and is built at once. Either way the decision is `place_fully`'s.
     """
     p = prepare(request)
+    snapshots = tuple(clusters)  # frozen snapshots: the table built later sees what was decided on
+    ranking = fleet.rank(p, snapshots, previous) if fleet.sync(snapshots, policy) else None
+    if ranking is None:  # no cluster eligible: the table is the answer (or two clusters share a name)
+        return _decide(p, snapshots, policy, previous, memo)
+    best = _judge(snapshots[ranking.best], p, policy, previous).verdict  # exact node fit: the winner only
+    reason = (
+        f"placed on {best.cluster} ({best.region}): {len(ranking.eligible)} of {len(snapshots)} clusters eligible; "
+        f"{best.reason}"
+    )
+    return PlacementDecision.deferred(
+        lambda: _decide(p, snapshots, policy, previous, memo).verdicts,
+        ranking.exact_order,
+        cluster=best.cluster,
+        region=best.region,
+        reason=reason,
+    )
+
+
+def place_fully(
+    request: PodRequest,
+    clusters: Sequence[ClusterSnapshot],
+    policy: PlacementPolicy = DEFAULT_POLICY,
+    previous: str = "",
+    *,
+    memo: OutcomeMemo[_Outcome] = MEMO,
+) -> PlacementDecision:
+    """Every cluster judged and the whole table built at once: what `place` is held to in tests."""
+    return _decide(prepare(request), clusters, policy, previous, memo)
+
+
+def _decide(
+    p: Prepared, clusters: Sequence[ClusterSnapshot], policy: PlacementPolicy, previous: str, memo: OutcomeMemo[_Outcome]
+) -> PlacementDecision:
     outcomes = sorted(_judge_all(p, clusters, policy, previous, memo), key=_sort_key)
     eligible = [o for o in outcomes if o.verdict.verdict is Verdict.ELIGIBLE]
     missing = _missing_clusters(p, clusters)

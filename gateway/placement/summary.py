@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from gateway.domain import GPU_PRODUCT_LABEL, NodeState
 from gateway.placement.node_fit import HARD_NODE_EFFECTS, Fit, NodeFit, PodNeeds, fit_node, fit_nodes
 
-_ANY_GPU_TYPE = "\0any"  # key of the bound over every node, whatever its GPU type
+ANY_GPU_TYPE = "\0any"  # key of the bound over every node, whatever its GPU type
 _MEMO_LIMIT = 20_000  # node sets remembered; past it the memo starts afresh
 
 
@@ -44,12 +44,18 @@ class NodeSummary:
     `rows`: per node in order, (node, plain, cpu, memory and GPUs it has room for now); a plain node is ready,
     schedulable and has no NoSchedule/NoExecute taint, so only its labels and free capacity decide.
     `bounds`: per GPU type (and over all nodes), the largest free cpu, memory and GPUs of any plain node.
+    `shapes`: per GPU type label exactly as the nodes carry it (None: no label; `ANY_GPU_TYPE`: every plain
+    node), the free (cpu, memory, GPUs) of plain nodes that no other plain node there beats in all three:
+    a pod asking only resources and a GPU type fits on a plain node iff one of these holds it.
+    `irregular`: the nodes that are not plain, which only `fit_node` can judge.
     """
 
     rows: tuple[tuple[NodeState, bool, int, int, int], ...]
     bounds: dict[str, tuple[int, int, int]]
     all_plain: bool
     totals: Totals
+    shapes: dict[str | None, tuple[tuple[int, int, int], ...]]
+    irregular: tuple[NodeState, ...]
 
 
 def _plain(n: NodeState) -> bool:
@@ -74,6 +80,25 @@ def totals(nodes: Sequence[NodeState]) -> Totals:
     return Totals(cpu, cpu_used, mem, mem_used, gpus, gpus_used)
 
 
+def _undominated(points: list[tuple[int, int, int]]) -> tuple[tuple[int, int, int], ...]:
+    """The distinct points no other point equals or beats in every component (a Pareto frontier)."""
+    unique = sorted(set(points), reverse=True)
+    kept: list[tuple[int, int, int]] = []
+    for p in unique:  # descending: a point can only be beaten by one kept before it
+        if not any(k[0] >= p[0] and k[1] >= p[1] and k[2] >= p[2] for k in kept):
+            kept.append(p)
+    return tuple(kept)
+
+
+def _shapes(rows: Sequence[tuple[NodeState, bool, int, int, int]]) -> dict[str | None, tuple[tuple[int, int, int], ...]]:
+    by_type: dict[str | None, list[tuple[int, int, int]]] = {ANY_GPU_TYPE: []}
+    for node, plain, cpu, memory, gpus in rows:
+        if plain:
+            by_type.setdefault(node.labels.get(GPU_PRODUCT_LABEL), []).append((cpu, memory, gpus))
+            by_type[ANY_GPU_TYPE].append((cpu, memory, gpus))
+    return {key: _undominated(points) for key, points in by_type.items()}
+
+
 def summarise(nodes: Sequence[NodeState]) -> NodeSummary:
     rows = []
     bounds: dict[str, tuple[int, int, int]] = {}
@@ -87,8 +112,9 @@ def summarise(nodes: Sequence[NodeState]) -> NodeSummary:
         rows.append((n, plain, *free))
         if plain:
             _widen(bounds, n.labels.get(GPU_PRODUCT_LABEL, ""), free)
-            _widen(bounds, _ANY_GPU_TYPE, free)
-    return NodeSummary(tuple(rows), bounds, all(r[1] for r in rows), totals(nodes))
+            _widen(bounds, ANY_GPU_TYPE, free)
+    irregular = tuple(r[0] for r in rows if not r[1])
+    return NodeSummary(tuple(rows), bounds, not irregular, totals(nodes), _shapes(rows), irregular)
 
 
 _memo: dict[int, tuple[Sequence[NodeState], NodeSummary]] = {}
@@ -113,9 +139,23 @@ def _simple(needs: PodNeeds) -> bool:
 
 def _ruled_out(needs: PodNeeds, summary: NodeSummary) -> bool:
     """No plain node has room now, by the bounds alone."""
-    key = needs.gpu_type if needs.node_selector and GPU_PRODUCT_LABEL in needs.node_selector else _ANY_GPU_TYPE
+    key = needs.gpu_type if needs.node_selector and GPU_PRODUCT_LABEL in needs.node_selector else ANY_GPU_TYPE
     bound = summary.bounds.get(key)
     return bound is None or needs.cpu_millis > bound[0] or needs.memory_bytes > bound[1] or needs.gpus > bound[2]
+
+
+def fits_now(needs: PodNeeds, nodes: Sequence[NodeState]) -> bool:
+    """Whether `fit_nodes(needs, nodes)` would say FITS, without its reasons: for a pod asking only
+    resources and at most a GPU type, one look at the frontier of free shapes, then the irregular nodes."""
+    selector = needs.node_selector
+    if needs.affinity is not None or (selector and (len(selector) > 1 or GPU_PRODUCT_LABEL not in selector)):
+        return first_fit(needs, nodes).fit is Fit.FITS
+    summary = summary_of(nodes)
+    cpu, memory, gpus = needs.cpu_millis, needs.memory_bytes, needs.gpus
+    for free_cpu, free_memory, free_gpus in summary.shapes.get(selector[GPU_PRODUCT_LABEL] if selector else ANY_GPU_TYPE, ()):
+        if cpu <= free_cpu and memory <= free_memory and gpus <= free_gpus:
+            return True
+    return any(fit_node(needs, n).fit is Fit.FITS for n in summary.irregular)
 
 
 def first_fit(needs: PodNeeds, nodes: Sequence[NodeState]) -> NodeFit:

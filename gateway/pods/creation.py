@@ -143,8 +143,9 @@ class Creator:
                 raise Cancelled(state.cancel_reason)
             # Placed again before every attempt: a failed create may just have marked its cluster down
             # (clusters/runtime.py), and a cluster known to be down is never tried.
+            # Every verdict is stored with the placement (GetPod shows them): built at once, not deferred.
             policy = self.settings.current.placement
-            decision = engine.place(state.request, self.clusters.snapshots(), policy, previous=state.record.cluster)
+            decision = engine.place_fully(state.request, self.clusters.snapshots(), policy, previous=state.record.cluster)
             untried = [c.cluster for c in decision.candidates if c.cluster not in tried]
             name = pinned or (untried[0] if untried else "")
             if name:

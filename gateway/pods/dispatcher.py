@@ -211,7 +211,7 @@ class Dispatcher:
         snapshots = self._registry.snapshots()
         if visible is not None:
             snapshots = [s for s in snapshots if s.spec.name in visible]
-        return engine.place(request, snapshots, self._settings.current.placement)
+        return engine.place_fully(request, snapshots, self._settings.current.placement)  # the table is the answer
 
     def _checked(self, request: domain.PodRequest, admit: Admission | None) -> domain.PodRequest:
         """Validation, cluster aliases resolved, unknown clusters and regions refused, then the caller's policy."""
@@ -263,7 +263,7 @@ class Dispatcher:
         """Checked (`_checked`) and placed a first time: the request to store and its decision."""
         request = self._checked(request, admit)
         decision = engine.place(request, self._registry.snapshots(), self._settings.current.placement)
-        if not decision.candidates and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
+        if not decision.cluster and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
             raise Unplaceable(decision.reason, engine.unsatisfiable_violations(decision))
         return request, decision
 
