@@ -6,7 +6,9 @@ cost ~22 ms. A `NodeSummary` keeps, per node set, what those reads need: the cap
 score, the largest free cpu, memory and GPUs per GPU type (a bound that rules a cluster out at once),
 and each node as a flat row. `first_fit` answers exactly what `fit_nodes` answers: it scans the rows
 for the first node that fits now, and hands the cluster to `fit_nodes` for its exact reasons when none
-does. A property test (tests/unit/test_placement_summary.py) holds the two to the same answers.
+does. `fits_now` answers only whether a node fits, from the frontier of free shapes per GPU type (what
+the fleet index of fast.py lays out for the whole fleet). Property tests (tests/unit/test_placement_fast.py)
+hold both to `fit_nodes`' answers.
 
 Summaries are memoised by the identity of the nodes tuple: the capacity book hands out the same tuple
 until a node or a pod on it changes, so a summary is computed when a cluster's capacity changes, not
