@@ -21,7 +21,7 @@ from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.decode import EventType, WatchEvent
 from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
 from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
-from gateway.clusters.tracking import PodTrack
+from gateway.clusters.tracking import PodTrack, kept
 from gateway.credentials.base import CredentialError, CredentialProvider
 from gateway.observability import logging as logcontext
 from gateway.observability.descriptors import is_exhaustion
@@ -213,7 +213,7 @@ class ClusterRuntime:
             self._ours.pop(key, None)
             self._running.discard(key)
             return
-        self._ours[key] = dict(pod)
+        self._ours[key] = kept(pod)
         if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
             self._running.discard(key)
         else:

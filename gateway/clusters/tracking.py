@@ -14,6 +14,28 @@ from typing import Any
 from gateway import domain
 
 MAX_PENDING_EVENTS = 100
+OWN_KEYS = "podgate.io/"  # the gateway's own labels and annotations (its request id, its managed-by)
+KEPT_METADATA = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp")
+
+
+def kept(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What the gateway keeps of one of its pods between watch events: its name and times, its own labels
+    and annotations, its node and container names, and its status. Thousands of pods are followed at once;
+    a whole pod (the spec, the caller's annotations, managed fields) is 10-20 KiB of dicts and strings, of
+    which following, results and garbage collection read these few fields (pods/status.py, dispatcher)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    out_meta: dict[str, Any] = {key: meta[key] for key in KEPT_METADATA if key in meta}
+    for field in ("labels", "annotations"):
+        own = {k: v for k, v in (meta.get(field) or {}).items() if k.startswith(OWN_KEYS)}
+        if own:
+            out_meta[field] = own
+    out_spec: dict[str, Any] = {
+        field: [{"name": c.get("name", "")} for c in spec.get(field) or ()] for field in ("initContainers", "containers")
+    }
+    if "nodeName" in spec:
+        out_spec["nodeName"] = spec["nodeName"]
+    return {"metadata": out_meta, "spec": out_spec, "status": pod.get("status") or {}}
 
 
 class PodTrack:

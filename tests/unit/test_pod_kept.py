@@ -1,0 +1,82 @@
+"""What the gateway keeps of each of its pods between watch events (clusters.tracking.kept) reads the same as
+the whole pod to everything that reads it: the pod's status and results, and the garbage collector."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gateway import domain
+from gateway.clusters.tracking import PodTrack, kept
+from gateway.pods import builder
+from gateway.pods.status import exit_code, interpret
+from tests.unit.test_pod_status import CASES
+
+
+def whole(obj: dict[str, Any]) -> dict[str, Any]:
+    """A case's pod as the API server sends it: the built spec, metadata with the caller's annotations and
+    managed fields, and the case's status and node."""
+    request = domain.PodRequest(
+        request_id="req-1",
+        pod={
+            "metadata": {
+                "name": "etl",
+                "annotations": {"team.example.com/notes": "x" * 2000},
+                "labels": {"app": "etl"},
+            },
+            "spec": {
+                "containers": [
+                    {
+                        "name": "base",
+                        "image": "python:3.12",
+                        "command": ["python", "-c", "print(1)"],
+                        "env": [{"name": f"V{i}", "value": "v" * 40} for i in range(20)],
+                        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                    }
+                ],
+                "tolerations": [{"key": "gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            },
+        },
+    )
+    pod = builder.build_pod(request, cluster="c1", gateway_id="gw-1", name_suffix="abcde")
+    pod["spec"]["containers"] = [*pod["spec"]["containers"], *obj["spec"]["containers"][1:]]
+    pod["spec"] |= {k: v for k, v in obj["spec"].items() if k == "nodeName"}
+    pod["metadata"] |= {
+        "namespace": "default",
+        "uid": "u-1",
+        "creationTimestamp": "2026-12-04T12:00:00Z",
+        "managedFields": [{"manager": "podgate", "fieldsV1": {"f:spec": {"f:containers": {}}}}],
+    }
+    pod["status"] = obj["status"]
+    return pod
+
+
+@pytest.mark.parametrize(("name", "obj"), [(c[0], c[1]) for c in CASES], ids=[c[0] for c in CASES])
+def test_the_kept_pod_reads_as_the_whole_pod(name: str, obj: dict[str, Any]) -> None:
+    pod = whole(obj)
+    small = kept(pod)
+    assert interpret(small) == interpret(pod)
+    assert exit_code(interpret(small), "base") == exit_code(interpret(pod), "base")
+    tracks = PodTrack(synced=None), PodTrack(synced=None)  # type: ignore[arg-type]
+    tracks[0].update(pod)
+    tracks[1].update(small)
+    for container in ("base", "airflow-xcom-sidecar"):
+        assert tracks[0].container_started(container) == tracks[1].container_started(container)
+        assert tracks[0].container_done(container) == tracks[1].container_done(container)
+
+
+def test_the_garbage_collector_finds_what_it_reads_and_the_rest_is_dropped() -> None:
+    pod = whole(CASES[0][1])
+    small = kept(pod)
+    meta = small["metadata"]
+    assert (meta["namespace"], meta["name"], meta["creationTimestamp"]) == (
+        "default",
+        pod["metadata"]["name"],
+        "2026-12-04T12:00:00Z",
+    )
+    assert meta["annotations"][builder.REQUEST_ID_ANNOTATION] == "req-1"
+    assert meta["labels"][domain.MANAGED_BY_LABEL] == "gw-1"
+    assert "team.example.com/notes" not in meta["annotations"] and "managedFields" not in meta
+    assert len(json.dumps(small)) * 4 < len(json.dumps(pod))
