@@ -65,8 +65,12 @@ class DecodeCache:
     def get(self, column: str, key: str, raw: Any, decode: Callable[[Any], T]) -> T:
         slot = (column, key)
         hit = self._items.pop(slot, None)
-        value: T = hit[1] if hit is not None and hit[0] == raw else decode(raw)
-        self._put(slot, raw, value)
+        if hit is None or hit[0] != raw:
+            hit = (raw, decode(raw))
+        # on a hit the cached raw stays, not this equal copy: the value shares its dicts and strings, and
+        # holding both would keep two copies of every followed pod's manifest
+        self._put(slot, *hit)
+        value: T = hit[1]
         return value
 
     def put(self, column: str, key: str, raw: Any, value: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -38,6 +39,16 @@ def test_decoded_again_only_when_the_stored_value_changed(lookups: list[tuple[st
 def test_an_equal_value_is_the_same_object() -> None:
     cache, decoder = DecodeCache(), Decoder()
     assert cache.get("request", "r1", {"a": [1]}, decoder) is cache.get("request", "r1", {"a": [1]}, decoder)
+
+
+def test_an_equal_copy_is_not_held_once_its_value_is_found() -> None:
+    """The cached raw stays: holding the equal copy too would keep a second copy of a followed pod's manifest."""
+    cache, decoder = DecodeCache(), Decoder()
+    cache.get("request", "r1", {"a": [1]}, decoder)
+    copy = {"a": [1]}
+    before = sys.getrefcount(copy)
+    cache.get("request", "r1", copy, decoder)
+    assert sys.getrefcount(copy) == before
 
 
 def test_bounded_the_least_recently_used_goes_first() -> None:
