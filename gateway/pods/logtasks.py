@@ -48,7 +48,8 @@ class LogTasks:
     settings: LiveSettings  # read per line: a reload of the limits reaches running pods
     positions: dict[str, LogPosition]
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    released: asyncio.Event = field(default_factory=asyncio.Event)
+    released: bool = field(default=False, init=False)
+    _gate: asyncio.Event | None = field(default=None, init=False)  # made only if a line comes before the release
 
     def start(self) -> None:
         """Starts a follower for each wanted container that has started and has none yet."""
@@ -68,7 +69,9 @@ class LogTasks:
 
     def release(self) -> None:
         """Lines may be journalled from now on: the phase that started their containers is journalled before them."""
-        self.released.set()
+        self.released = True
+        if self._gate is not None:
+            self._gate.set()
 
     async def drain(self, containers: list[str] | None = None) -> None:
         """Waits (at most LOG_DRAIN_SECONDS) for the logs of `containers` (default: all) to be read to their end."""
@@ -84,8 +87,9 @@ class LogTasks:
     async def _pump(self, follower: LogFollower) -> None:
         request_id = self.record.request.request_id
         async for line in follower.lines():
-            if not self.released.is_set():
-                await self.released.wait()
+            if not self.released:
+                self._gate = self._gate or asyncio.Event()
+                await self._gate.wait()
             limits = self.settings.current.limits
             if len(line.text) * 4 > limits.log_line_bytes:  # cheap pre-check before encoding
                 line = replace(line, text=clip_log_line(line.text, limits))
