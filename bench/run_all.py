@@ -19,6 +19,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "decode": ["--pods", "500"],
     "dispatch": ["--quick"],
     "kubeapi": ["--requests", "500", "--events", "300"],
+    "memory_breakdown": ["--pods", "200", "--callers", "50"],
     "observability": ["--lines", "2000", "--clusters", "20"],
     "placement": ["--runs", "10"],
     "pod_schema": ["--rounds", "1"],
@@ -26,6 +27,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "sim_node": ["--pods", "1000"],
     "sim_pods": ["--pods", "1000"],
     "store": ["--lines", "10000"],
+    "tls_streams": ["--streams", "300"],
 }
 
 
