@@ -26,6 +26,19 @@ class PodUsage:
     gpus: int
 
 
+def sizing(pod: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Everything `pod_usage` reads: while it is equal, the usage is too (compared, not parsed again)."""
+    spec = pod.get("spec") or {}
+    ended = (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
+    return (
+        spec.get("nodeName"),
+        ended,
+        [c.get("resources") for c in spec.get("containers") or ()],
+        [(c.get("resources"), c.get("restartPolicy")) for c in spec.get("initContainers") or ()],
+        spec.get("overhead"),
+    )
+
+
 def pod_usage(pod: Mapping[str, Any]) -> PodUsage | None:
     """What a pod takes from its node; None once it is unbound or has ended."""
     spec = pod.get("spec") or {}
@@ -77,6 +90,9 @@ class CapacityBook:
     def __init__(self) -> None:
         self._nodes: dict[str, domain.NodeState] = {}
         self._pods: dict[str, PodUsage] = {}  # by pod uid
+        # By pod uid, what its usage was computed from: a pod's status changes (several times in its life)
+        # neither re-parse its quantities nor make placement's per-cluster memo start again.
+        self._sizings: dict[str, tuple[Any, ...]] = {}
         self._used: dict[str, list[int]] = {}  # node -> [cpu, memory, gpus]
         self._snapshot: tuple[domain.NodeState, ...] | None = None  # until a node or a usage changes
 
@@ -89,7 +105,7 @@ class CapacityBook:
             for n in nodes:
                 self.set_node(n)
         if pods is not None:
-            self._pods, self._used = {}, {}
+            self._pods, self._used, self._sizings = {}, {}, {}
             for p in pods:
                 self.set_pod(p)
 
@@ -105,6 +121,10 @@ class CapacityBook:
 
     def set_pod(self, pod: Mapping[str, Any]) -> None:
         uid = (pod.get("metadata") or {}).get("uid", "")
+        now = sizing(pod)
+        if self._sizings.get(uid) == now:
+            return
+        self._sizings[uid] = now
         self._apply(self._pods.pop(uid, None), -1)
         usage = pod_usage(pod)
         if usage is not None:
@@ -113,6 +133,7 @@ class CapacityBook:
 
     def remove_pod(self, pod: Mapping[str, Any]) -> None:
         uid = (pod.get("metadata") or {}).get("uid", "")
+        self._sizings.pop(uid, None)
         self._apply(self._pods.pop(uid, None), -1)
 
     def _apply(self, usage: PodUsage | None, sign: int) -> None:

@@ -97,3 +97,23 @@ def test_nodes_are_the_same_tuple_until_something_changes() -> None:
     assert book.nodes() == ()
     book.reset(nodes=[node("n1")], pods=[])
     assert book.nodes()[0].gpus_used == 0
+
+
+def test_a_pods_status_changes_leave_the_nodes_as_they_were() -> None:
+    """A pod's life brings several MODIFIED events that change no request: they neither parse its quantities
+    again nor give placement a new tuple (its per-cluster memo would start again at each)."""
+    book = CapacityBook()
+    book.reset(nodes=[node("n1", gpus="2")], pods=[pod("a", "n1", gpus=1, phase="Pending")])
+    first = book.nodes()
+    running = pod("a", "n1", gpus=1, phase="Running")
+    running["status"]["containerStatuses"] = [{"name": "c", "state": {"running": {}}}]
+    book.set_pod(running)
+    assert book.nodes() is first and first[0].gpus_used == 1
+    resized = pod("a", "n1", cpu="2", gpus=1)  # an in-place resize changes the requests: counted again
+    book.set_pod(resized)
+    assert book.nodes() is not first and book.nodes()[0].cpu_millis_used == 2000
+    book.set_pod(pod("a", "n1", cpu="2", gpus=1, phase="Succeeded"))
+    assert book.nodes()[0].gpus_used == 0
+    book.remove_pod(pod("a", "n1"))
+    book.set_pod(pod("a", "n1", cpu="2", gpus=1))  # the same uid seen again after its deletion: counted
+    assert book.nodes()[0].gpus_used == 1
