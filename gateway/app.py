@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway import domain, errors
+from gateway import domain, errors, gctuning
 from gateway.api import server
 from gateway.api.access import AccessControl
 from gateway.api.audit import Auditor, gateway_cancel_entry
@@ -330,6 +330,7 @@ async def serve_forever(config_file: str, flags: Flags) -> int:
         if metrics_server is not None:
             await asyncio.to_thread(metrics_server.close)
         return 2
+    gctuning.settle()  # what startup built is frozen out of later collections (gctuning.py)
     for problem in gateway.problems:
         print(f"podgate: cluster not loaded: {problem}")
     host = settings.server.listen.rsplit(":", 1)[0]
