@@ -7,10 +7,14 @@ does on Python 3.11 when the awaited event is set at the same moment), it would 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 
+from gateway import domain
 from gateway.clusters.tracking import PodTrack
+
+T = datetime(2026, 12, 5, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("ticks", [0, 1, 2, 3])
@@ -44,3 +48,15 @@ async def test_wait_returns_on_a_change_and_after_its_time() -> None:
     track.update({"metadata": {"name": "p"}})
     await asyncio.wait_for(waiting, 5)
     assert track.seen
+
+
+async def test_settling_waits_out_events_that_keep_coming() -> None:
+    """Warning events trail a failed pod's status on their own watch: settling returns only once they stop."""
+    track = PodTrack(asyncio.Event())
+    settled = asyncio.create_task(track.settle_events(quiet=1.5, within=30))
+    for i in range(3):  # 1.8 s of events, each within the quiet time of the one before
+        await asyncio.sleep(0.6)
+        assert not settled.done()
+        track.add_event(("uid", i), domain.KubernetesEvent(time=T, type="Warning", reason="BackOff", message=f"{i}"))
+    await asyncio.wait_for(settled, 30)
+    assert [e.message for e in track.drain_events()] == ["0", "1", "2"]
