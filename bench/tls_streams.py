@@ -153,7 +153,11 @@ def main() -> None:
     finally:
         for server in servers:
             server.terminate()
-            server.wait()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # a handler still holding a stream keeps it from shutting down
+                server.kill()
+                server.wait()
 
 
 if __name__ == "__main__":
