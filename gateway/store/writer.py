@@ -106,7 +106,10 @@ def lost_connection(error: DBAPIError) -> StoreUnavailable | None:
 def as_unavailable(error: Exception) -> Exception:
     """`error`, or StoreUnavailable when it is a lost connection (see lost_connection)."""
     lost = lost_connection(error) if isinstance(error, DBAPIError) else None
-    return error if lost is None else lost
+    if lost is None:
+        return error
+    lost.__cause__ = error
+    return lost
 
 
 def is_locked(error: BaseException) -> bool:
