@@ -20,9 +20,13 @@ out is the one of the run that committed. Operations must therefore have no effe
 transaction (every store operation is SQL on the connection it is given). An operation that is fenced
 out (LeaseLost) does not raise here: it matches no row and returns None, so it costs the others nothing.
 
+A connection lost before the COMMIT was sent (the database restarted, a failover, the backend killed)
+means PostgreSQL rolled the transaction back: the batch runs again on a new connection, waiting for the
+database up to `unavailable_after` from the cut, so a short restart costs the callers a delay, not an
+error (a pod's runner would otherwise fail its request over a write that can simply be made again).
 Errors that are not one operation's fail the whole batch, and nothing of it is reported done:
-- the connection broke, or the COMMIT itself failed (its outcome unknown): every caller gets the error,
-  as each got it from its own transaction before;
+- the COMMIT itself failed (its outcome unknown), or the database stayed away: every caller gets the
+  error (StoreUnavailable for a lost connection), as each got it from its own transaction before;
 - a deadlock or serialization failure with another replica's transaction: the whole batch is run again
   (a few times, with backoff), since PostgreSQL rolled it back whole and no operation is to blame.
 A database that cannot be reached is waited for (`connect`) up to `unavailable_after`, then every
@@ -50,6 +54,7 @@ from gateway.store.writer import (
     as_unavailable,
     backoff,
     connect,
+    lost_connection,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,10 @@ class _Pending:
 class _Outcome:
     value: Any = None
     error: Exception | None = None
+
+
+class _CutBeforeCommit(Exception):
+    """The connection was lost before the COMMIT was sent: nothing of the batch was committed."""
 
 
 def retried(error: BaseException) -> bool:
@@ -162,12 +171,26 @@ class PostgresGroupWriter:
     async def _commit(self, batch: list[_Pending]) -> None:
         """Runs `batch` until it commits: first plainly, then (after an operation raised) each operation
         under a SAVEPOINT, so that a batch costs at most one rollback however many of its writes fail."""
-        retries = 0
+        retries = cuts = 0
         savepoints = False
+        loop = asyncio.get_running_loop()
+        cut_until: float | None = None
         while True:
             try:
                 outcomes = await self._transaction([p.operation for p in batch], savepoints=savepoints)
-            except Exception as e:  # the connection, the commit, or the transaction as a whole
+            except _CutBeforeCommit as cut:
+                lost = cut.__cause__ if isinstance(cut.__cause__, Exception) else cut
+                cut_until = cut_until if cut_until is not None else loop.time() + self._wait
+                if loop.time() < cut_until:
+                    cuts += 1
+                    self.stats.retries += 1
+                    log.warning("store: connection lost before a batch's commit (%s); running it again", _cause(lost))
+                    await asyncio.sleep(backoff(cuts, cap=1.0))
+                    continue
+                log.error("store: a write transaction of %d operations failed: %s", len(batch), _cause(lost))
+                _fail(batch, as_unavailable(lost))
+                return
+            except Exception as e:  # the commit, or the transaction as a whole
                 if retried(e) and retries < MAX_RETRIES:
                     retries += 1
                     self.stats.retries += 1
@@ -196,14 +219,20 @@ class PostgresGroupWriter:
         """Each operation's outcome once committed; None when, without `savepoints`, an operation raised
         its own error (rolled back). An error of the connection or the transaction is raised."""
         conn = await connect(self.engine, wait=self._wait)
+        committing = False
         try:
             transaction = await conn.begin()
             outcomes = await conn.run_sync(_in_order, operations, savepoints)
             if outcomes is None:
                 await transaction.rollback()
             else:
+                committing = True
                 await transaction.commit()
             return outcomes
+        except DBAPIError as e:
+            if not committing and lost_connection(e) is not None:
+                raise _CutBeforeCommit() from e
+            raise
         finally:
             await _close(conn)
 
