@@ -37,6 +37,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -80,6 +81,7 @@ class Results:
     ok: int = 0
     problems: Counter[str] = field(default_factory=Counter)
     last_at: float = 0.0
+    delays: list[float] = field(default_factory=list)  # result journalled -> result at the caller, seconds
 
 
 @dataclass
@@ -123,6 +125,8 @@ async def follow(client: GatewayClient, request_id: str, log_lines: int, out: Re
                 lines.append(event.text)
             elif isinstance(event, Result):
                 out.last_at = max(out.last_at, time.perf_counter())
+                if event.time is not None:
+                    out.delays.append((datetime.now(UTC) - event.time).total_seconds())
                 wrong = [
                     what
                     for what, bad in (
@@ -262,7 +266,9 @@ def report(run: Run, round_no: int) -> None:
     )
     print(
         f"  results: {r.ok}/{s.accepted} ok ({problems}), the last {run.results_wall:.1f} s after the first submit: "
-        f"{run.pod_rate:.0f} pods/s end to end"
+        f"{run.pod_rate:.0f} pods/s end to end; result journalled -> at the caller: median "
+        f"{1000 * statistics.median(r.delays or [0]):.0f} ms, p99 {1000 * percentile(r.delays or [0], 99):.0f} ms, "
+        f"max {1000 * max(r.delays or [0]):.0f} ms"
     )
     print(
         f"  pods in the clusters: {run.pods_seen} for {s.accepted} accepted requests, {run.doubled} request(s) with a "
