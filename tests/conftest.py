@@ -24,6 +24,11 @@ pytest_plugins = ["tests.fixtures_sim"]
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
+# A harness without job control (`make test &`) starts the suite with SIGINT ignored, and children inherit
+# that: the CLI tests' Ctrl-C would never arrive. A handler (unlike SIG_IGN) is reset to the default at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # Tests that use their own CAs must not depend on the machine's global CA variables.
 CA_VARIABLES = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE", "AWS_CA_BUNDLE", "SSL_CERT_DIR")
 

@@ -6,8 +6,9 @@ import asyncio
 import base64
 import json
 import os
+import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -229,6 +230,20 @@ async def test_without_isolation_every_pod_says_so() -> None:
         assert warning in events(store, "plain")
 
 
+@pytest.fixture(params=["sigint-default", "sigint-ignored"])
+def simulator_sigint(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The simulator's own SIGINT disposition: a shell starting it with `&` ignores SIGINT for it; its pods
+    must start with the default anyway, as runc starts containers."""
+    before = signal.getsignal(signal.SIGINT)
+    if request.param == "sigint-ignored":
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@pytest.mark.usefixtures("simulator_sigint")
 async def test_airflow_sidecar_pattern_exec_cat_then_sigint_to_pid_1(store: ObjectStore, kubelet: Kubelet) -> None:
     """KubernetesPodOperator's XCom sidecar: read the file through exec, then `kill -s SIGINT 1` in the sidecar."""
     base = sh("base", "echo '[1, 2]' > /airflow/xcom/return.json", volumeMounts=[XCOM])

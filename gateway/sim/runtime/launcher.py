@@ -19,6 +19,7 @@ Kubernetes' pause container does. Without isolation (`isolated: false`) the comm
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -162,8 +163,20 @@ def _start(spec: dict[str, Any], status: int) -> None:
         _add_aliases(spec.get("aliases") or {}, spec["env"].get("PATH", os.defpath))
     _become(spec.get("run_as_user"), spec.get("run_as_group"))
     executable = _which(spec["argv"][0], spec["env"].get("PATH", os.defpath))
+    _default_signals()
     os.write(status, b"exec\n")
     os.execve(executable, spec["argv"], spec["env"])  # noqa: S606 - the container's command, by design
+
+
+def _default_signals() -> None:
+    """Every signal at its default and none blocked, as runc starts a container: a simulator started in
+    the background (SIGINT and SIGQUIT ignored, as a shell does for `&`) must not pass that on to pods,
+    or a sidecar's `trap ... INT` never fires (the Airflow XCom sidecar ends on SIGINT)."""
+    for sig in signal.valid_signals():
+        if sig not in (signal.SIGKILL, signal.SIGSTOP):
+            with contextlib.suppress(OSError, ValueError):
+                signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
 def _run_container(spec: dict[str, Any], status: int) -> None:
