@@ -38,7 +38,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection
@@ -49,6 +48,8 @@ from gateway.store.writer import (
     MAX_BATCH,
     UNAVAILABLE_AFTER,
     Operation,
+    Outcome,
+    Pending,
     StoreClosed,
     WriterStats,
     as_unavailable,
@@ -64,18 +65,6 @@ T = TypeVar("T")
 RETRIED_STATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 MAX_RETRIES = 5
 LANES = 4
-
-
-@dataclass(frozen=True, eq=False)
-class _Pending:
-    operation: Operation[Any]
-    future: asyncio.Future[Any]
-
-
-@dataclass(frozen=True)
-class _Outcome:
-    value: Any = None
-    error: Exception | None = None
 
 
 class _CutBeforeCommit(Exception):
@@ -99,12 +88,12 @@ class _Lane:
     """A queue of writes and the task committing them in batches."""
 
     def __init__(self) -> None:
-        self.queue: collections.deque[_Pending] = collections.deque()
+        self.queue: collections.deque[Pending] = collections.deque()
         self.ready = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
-    def take(self, max_batch: int) -> list[_Pending]:
-        batch: list[_Pending] = []
+    def take(self, max_batch: int) -> list[Pending]:
+        batch: list[Pending] = []
         while self.queue and len(batch) < max_batch:
             pending = self.queue.popleft()
             if not pending.future.done():  # a caller cancelled before its turn: its write is not made
@@ -140,7 +129,7 @@ class PostgresGroupWriter:
         if lane.task is None or lane.task.done():
             raise StoreClosed("the store's writer is not running; the write was not made")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        lane.queue.append(_Pending(operation, future))
+        lane.queue.append(Pending(operation, future))
         lane.ready.set()
         return await future
 
@@ -152,7 +141,7 @@ class PostgresGroupWriter:
         await self.engine.dispose()
 
     async def _drain(self, lane: _Lane) -> None:
-        running: list[_Pending] = []
+        running: list[Pending] = []
         try:
             while True:
                 running = lane.take(self._max_batch)
@@ -168,7 +157,7 @@ class PostgresGroupWriter:
             _fail(lane.queue, StoreClosed("the store's writer stopped before this write was made"))
             lane.queue.clear()
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[Pending]) -> None:
         """Runs `batch` until it commits: first plainly, then (after an operation raised) each operation
         under a SAVEPOINT, so that a batch costs at most one rollback however many of its writes fail."""
         retries = cuts = 0
@@ -215,7 +204,7 @@ class PostgresGroupWriter:
                     pending.future.set_result(outcome.value)
             return
 
-    async def _transaction(self, operations: list[Operation[Any]], *, savepoints: bool) -> list[_Outcome] | None:
+    async def _transaction(self, operations: list[Operation[Any]], *, savepoints: bool) -> list[Outcome] | None:
         """Each operation's outcome once committed; None when, without `savepoints`, an operation raised
         its own error (rolled back). An error of the connection or the transaction is raised."""
         conn = await connect(self.engine, wait=self._wait)
@@ -237,8 +226,8 @@ class PostgresGroupWriter:
             await _close(conn)
 
 
-def _in_order(conn: Connection, operations: list[Operation[Any]], savepoints: bool) -> list[_Outcome] | None:
-    outcomes: list[_Outcome] = []
+def _in_order(conn: Connection, operations: list[Operation[Any]], savepoints: bool) -> list[Outcome] | None:
+    outcomes: list[Outcome] = []
     for operation in operations:
         nested = conn.begin_nested() if savepoints else None
         try:
@@ -249,11 +238,11 @@ def _in_order(conn: Connection, operations: list[Operation[Any]], savepoints: bo
             if nested is None:
                 return None
             nested.rollback()
-            outcomes.append(_Outcome(error=e))
+            outcomes.append(Outcome(error=e))
         else:
             if nested is not None:
                 nested.commit()
-            outcomes.append(_Outcome(value=value))
+            outcomes.append(Outcome(value=value))
     return outcomes
 
 

@@ -129,13 +129,17 @@ def backoff(attempt: int, *, first: float = 0.05, cap: float = 2.0) -> float:
 
 
 @dataclass(frozen=True, eq=False)
-class _Pending:
+class Pending:
+    """A queued write and the future its caller awaits (both writers queue these)."""
+
     operation: Operation[Any]
     future: asyncio.Future[Any]
 
 
 @dataclass(frozen=True)
-class _Outcome:
+class Outcome:
+    """One operation's value or error, handed out once its batch committed."""
+
     value: Any = None
     error: Exception | None = None
 
@@ -147,12 +151,12 @@ class GroupCommitWriter:
         self.engine = engine
         self.stats = WriterStats()
         self._max_batch = max_batch
-        self._queue: collections.deque[_Pending] = collections.deque()
+        self._queue: collections.deque[Pending] = collections.deque()
         self._ready = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podgate-store-writer")
         self._connection: Connection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._running: list[_Pending] = []
+        self._running: list[Pending] = []
         self._closing = False
 
     @classmethod
@@ -173,7 +177,7 @@ class GroupCommitWriter:
         if self._task is None or self._task.done():
             raise StoreClosed("the store's writer is not running; the write was not made")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(operation, future))
+        self._queue.append(Pending(operation, future))
         self._ready.set()
         return await future
 
@@ -200,15 +204,15 @@ class GroupCommitWriter:
         finally:
             self._fail_queued()
 
-    def _take(self) -> list[_Pending]:
-        batch: list[_Pending] = []
+    def _take(self) -> list[Pending]:
+        batch: list[Pending] = []
         while self._queue and len(batch) < self._max_batch:
             pending = self._queue.popleft()
             if not pending.future.done():  # a caller cancelled before its turn: its write is not made
                 batch.append(pending)
         return batch
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[Pending]) -> None:
         operations = [p.operation for p in batch]
         attempt = 0
         while True:
@@ -225,7 +229,7 @@ class GroupCommitWriter:
                     await asyncio.sleep(delay)
                     continue
                 log.error("store: a write transaction of %d operations failed: %s", len(batch), e)
-                outcomes = [_Outcome(error=e)] * len(batch)
+                outcomes = [Outcome(error=e)] * len(batch)
             break
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.future.done():
@@ -256,14 +260,14 @@ class GroupCommitWriter:
             with self._connection.begin():
                 prepare(self._connection)
 
-    def _transaction(self, operations: list[Operation[Any]]) -> list[_Outcome]:
+    def _transaction(self, operations: list[Operation[Any]]) -> list[Outcome]:
         """One transaction, each operation under its own SAVEPOINT. The savepoints go straight to the
         sqlite3 connection: through SQLAlchemy's `begin_nested()` they took a third of the batch's time."""
         conn = self._connection
         assert conn is not None
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        outcomes: list[_Outcome] = []
+        outcomes: list[Outcome] = []
         with conn.begin():
             for operation in operations:
                 raw.execute("SAVEPOINT podgate_op")
@@ -273,9 +277,9 @@ class GroupCommitWriter:
                     if is_locked(e):
                         raise  # the whole batch is rolled back and retried
                     raw.execute("ROLLBACK TO SAVEPOINT podgate_op")
-                    outcomes.append(_Outcome(error=e))
+                    outcomes.append(Outcome(error=e))
                 else:
-                    outcomes.append(_Outcome(value=value))
+                    outcomes.append(Outcome(value=value))
                 raw.execute("RELEASE SAVEPOINT podgate_op")
         return outcomes
 
