@@ -223,10 +223,14 @@ class Journal:
             for feed in feeds:
                 feed.invalidate()
 
-    def wake(self, request_id: str) -> None:
-        """Events were appended elsewhere (another replica): watchers read the store again."""
+    def wake(self, request_id: str, last_seq: int | None = None) -> None:
+        """Events up to `last_seq` (None: unknown) were stored, maybe elsewhere (another replica): watchers
+        not offered that far read the store again; a replica's own NOTIFY costs its watchers no read."""
         for feed in self._feeds.get(request_id, ()):
-            feed.invalidate()
+            if last_seq is None:
+                feed.invalidate()
+            else:
+                feed.notified(last_seq)
 
     async def close(self) -> None:
         for request_id in list(self._pending_logs):

@@ -26,6 +26,7 @@ class Feed:
         self.capacity = capacity
         self.stale = True  # the store holds events this feed lacks: read it first
         self.waiting = False
+        self.offered = 0  # the highest cursor ever offered: a notification up to it brings nothing new
         self._events: deque[domain.StreamEvent] = deque()
         self._ready = asyncio.Event()
 
@@ -34,6 +35,8 @@ class Feed:
 
     def offer(self, events: Sequence[domain.StreamEvent]) -> None:
         """Stored events, with their cursors; past the capacity, the buffer is dropped and the feed goes stale."""
+        if events:
+            self.offered = max(self.offered, events[-1].seq)
         if len(self._events) + len(events) > self.capacity:
             self._events.clear()
             self.stale = True
@@ -45,6 +48,12 @@ class Feed:
         """Events were stored that this feed was not offered (another replica, a hand-over)."""
         self.stale = True
         self._ready.set()
+
+    def notified(self, last_seq: int) -> None:
+        """The store holds events up to `last_seq` (a NOTIFY, this replica's own writes included): only
+        news if this feed was not offered that far. An event it missed below that shows as a gap in `take`."""
+        if last_seq > self.offered:
+            self.invalidate()
 
     def take(self, after: int) -> list[domain.StreamEvent]:
         """The buffered events right after cursor `after`, in order; a gap before them makes the feed stale."""

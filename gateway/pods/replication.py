@@ -66,7 +66,7 @@ class Replication:
         listen: str,
         take: Callable[[list[domain.PodRecord]], None],
         drop: Callable[[], list[str]],
-        wake: Callable[[str], None],
+        wake: Callable[[str, int | None], None],
         cancel: Callable[[str, str], None] = lambda request_id, reason: None,
         policy: lease.LeasePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -210,8 +210,8 @@ class Replication:
             except (ValueError, KeyError, TypeError):
                 log.warning("replica %s: unreadable notification ignored", self.replica)
             return
-        _seq, _, request_id = payload.partition(" ")
-        self._wake(request_id)
+        seq, _, request_id = payload.partition(" ")
+        self._wake(request_id, int(seq) if seq.isdigit() else None)
 
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener_closed():

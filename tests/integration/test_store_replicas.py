@@ -162,7 +162,7 @@ def replication(store: SqlStore, woken: list[str] | None = None) -> Replication:
         listen="",
         take=lambda records: None,
         drop=list,
-        wake=(woken if woken is not None else []).append,
+        wake=lambda request_id, _seq: (woken if woken is not None else []).append(request_id),
         policy=LeasePolicy(),
     )
 

@@ -34,6 +34,28 @@ def test_a_gap_before_the_buffered_events_sends_the_watcher_to_the_store() -> No
     assert feed.stale  # 6 and 7 were written without this feed: the store has them
 
 
+def test_a_notification_of_events_already_offered_costs_no_read_and_one_beyond_them_does() -> None:
+    feed = Feed(10)
+    feed.stale = False
+    feed.offer(stored(1, 2, 3))
+    feed.notified(3)  # this replica's own NOTIFY for what it just wrote and offered
+    assert not feed.stale
+    assert [e.seq for e in feed.take(0)] == [1, 2, 3]
+    feed.notified(2)  # a late one
+    assert not feed.stale
+    feed.notified(4)  # written elsewhere: only the store has it
+    assert feed.stale
+
+
+def test_an_event_missed_below_a_notified_cursor_still_shows_as_a_gap() -> None:
+    feed = Feed(10)
+    feed.stale = False
+    feed.offer(stored(6))  # 5 was written by another replica, its NOTIFY not here yet
+    feed.notified(5)
+    assert not feed.stale  # nothing beyond what was offered ...
+    assert feed.take(4) == [] and feed.stale  # ... but the watcher at 4 is sent to the store for 5
+
+
 def test_more_than_the_capacity_drops_the_buffer_and_goes_stale() -> None:
     feed = Feed(4)
     feed.stale = False
@@ -63,7 +85,7 @@ PAGE = 3
     st.lists(
         st.one_of(
             st.tuples(st.just("offer"), st.integers(1, 6)),  # a batch of that many events is stored here
-            st.tuples(st.just("elsewhere"), st.integers(1, 3)),  # stored by another replica: only a wake
+            st.tuples(st.just("elsewhere"), st.integers(1, 3)),  # stored by another replica: only its NOTIFY
             st.tuples(st.just("unheard"), st.integers(1, 3)),  # ... whose notification was lost
             st.tuples(st.just("watch"), st.integers(1, 4)),  # the watcher takes that many batches
         ),
@@ -99,8 +121,9 @@ def test_a_watcher_over_a_feed_and_the_store_sees_every_event_once_in_order(step
             store.extend(batch)
             if kind == "offer":
                 feed.offer(batch)
+                feed.notified(batch[-1].seq)  # this replica hears its own NOTIFY too
             elif kind == "elsewhere":
-                feed.invalidate()
+                feed.notified(batch[-1].seq)  # the NOTIFY names the last cursor written
             assert len(feed) <= capacity
         feed.invalidate()  # the safety poll: anything never heard of is read in the end
         await watch(10_000)
