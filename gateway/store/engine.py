@@ -22,12 +22,18 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.store.pgwriter import PostgresGroupWriter
 from gateway.store.url import database_url, describe
-from gateway.store.writer import UNAVAILABLE_AFTER, DirectWriter, GroupCommitWriter, Writer, connect, lost_connection
+from gateway.store.writer import (
+    UNAVAILABLE_AFTER,
+    DirectWriter,
+    GroupCommitWriter,
+    Writer,
+    connect,
+    lost_as_unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +78,8 @@ class Engines:
 async def _connected(engine: AsyncEngine, wait: float) -> AsyncIterator[AsyncConnection]:
     conn = await connect(engine, wait=wait)
     try:
-        yield conn
-    except DBAPIError as e:
-        lost = lost_connection(e)
-        if lost is None:
-            raise
-        raise lost from e
+        with lost_as_unavailable():
+            yield conn
     finally:
         await conn.close()
 

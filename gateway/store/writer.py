@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, TypeVar
@@ -101,6 +102,18 @@ def lost_connection(error: DBAPIError) -> StoreUnavailable | None:
         return None
     first = str(error.orig).splitlines()[0][:200] if str(error.orig) else type(error.orig).__name__
     return StoreUnavailable(f"the database connection was lost during the statement ({first})")
+
+
+@contextlib.contextmanager
+def lost_as_unavailable() -> Iterator[None]:
+    """Inside it, a statement cut off by the database going away raises StoreUnavailable (lost_connection)."""
+    try:
+        yield
+    except DBAPIError as e:
+        lost = lost_connection(e)
+        if lost is None:
+            raise
+        raise lost from e
 
 
 def as_unavailable(error: Exception) -> Exception:
@@ -321,16 +334,12 @@ class DirectWriter:
         try:
             conn = await connect(self.engine, wait=self._wait)
             try:
-                async with conn.begin():
-                    value = await conn.run_sync(operation)
+                with lost_as_unavailable():
+                    async with conn.begin():
+                        value = await conn.run_sync(operation)
                 self.stats.operations += 1
                 self.stats.transactions += 1
                 return value
-            except DBAPIError as e:
-                lost = lost_connection(e)
-                if lost is None:
-                    raise
-                raise lost from e
             finally:
                 await conn.close()
         finally:
