@@ -11,8 +11,12 @@ starting at once migrate one at a time (an advisory lock).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import random
+import sqlite3
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +106,7 @@ async def open_engines(
     if database in ("", ":memory:"):
         raise ValueError("the SQLite store needs a file (WAL and a separate read pool do not work in memory)")
     Path(database).parent.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(_switch_to_wal, Path(database))
     writer = await (_group_writer(parsed) if group_commit else _direct_writer(parsed))
     read = create_async_engine(parsed, pool_size=4, max_overflow=4, pool_timeout=None)
     _configure_sqlite(read, immediate=False)
@@ -118,10 +123,10 @@ async def _postgres_engines(
     the SIGSTOP test). The server ends a session idle inside a transaction for `idle_transaction_seconds`
     (the lease's length: a replica that slow has lost its lease anyway), which releases them."""
     settings = {"idle_in_transaction_session_timeout": str(max(1, round(idle_transaction_seconds * 1000)))}
-    options: dict[str, Any] = {"connect_args": {"server_settings": settings}} if url.drivername.endswith("asyncpg") else {}
-    engine = create_async_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None, **options
+    options: dict[str, Any] = (
+        {"connect_args": {"server_settings": settings}} if url.drivername.endswith("asyncpg") else {}
     )
+    engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None, **options)
     log.info("store: PostgreSQL at %s", describe(url))
     try:
         await migrate(engine)
@@ -134,9 +139,30 @@ async def _postgres_engines(
         else DirectWriter(engine, unavailable_after=unavailable_after)
     )
     # One connection kept for the lease: never waits for the pool or the write queue.
-    lease_engine = create_async_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=0, pool_timeout=None, **options)
+    lease_engine = create_async_engine(
+        url, pool_pre_ping=True, pool_size=1, max_overflow=0, pool_timeout=None, **options
+    )
     lease_writer = DirectWriter(lease_engine, unavailable_after=unavailable_after)
     return Engines(writer=writer, read=engine, unavailable_after=unavailable_after, lease_writer=lease_writer)
+
+
+def _switch_to_wal(path: Path, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
+    """Put the file in WAL mode once, before any pooled connection opens it. Two connections converting a
+    fresh file at once deadlock (each holds SHARED and wants EXCLUSIVE), so SQLite answers one of them
+    `database is locked` at once without waiting: replicas starting together failed that way in CI. WAL
+    mode is stored in the file; converted here with retries, the per-connection pragma is then a no-op."""
+    deadline = time.monotonic() + timeout
+    while True:
+        connection = sqlite3.connect(path, timeout=timeout)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if ("locked" not in str(e) and "busy" not in str(e)) or time.monotonic() > deadline:
+                raise
+        finally:
+            connection.close()
+        time.sleep(0.01 + random.random() * 0.05)  # in a worker thread (open_engines), not on the loop
 
 
 def sqlite_write_engine(url: URL | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
@@ -169,10 +195,10 @@ def _configure_sqlite(engine: AsyncEngine | Engine, *, immediate: bool, busy_tim
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")  # first: the pragmas below may wait
+        cursor.execute("PRAGMA journal_mode=WAL")  # already WAL (_switch_to_wal): a no-op read
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; safe with WAL
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.close()
 
     @event.listens_for(sync_engine, "begin")

