@@ -249,3 +249,37 @@ async def test_a_stale_owner_in_a_batch_gets_lease_lost_and_the_others_commit(po
             taken = await b.get_pod_record("taken")
             assert taken is not None and (taken.phase, taken.last_seq) == (domain.PodPhase.QUEUED, 0)
             assert [seq for seq, _ in await b.read_events("mine-3")] == [1]
+
+
+async def test_a_batch_rolled_back_by_a_deadlock_with_another_replica_runs_again_and_commits_once(
+    engines: tuple[AsyncEngine, AsyncEngine], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two replicas' batches taking two tenants' advisory locks in opposite orders (gateway.store.quota):
+    PostgreSQL breaks the deadlock by rolling one transaction back; that batch runs again, whole, and
+    every write is committed exactly once."""
+    first_locked = [asyncio.Event(), asyncio.Event()]
+
+    def lock_both(item_id: int, mine: int, theirs: int) -> Any:
+        def op(conn: Connection) -> int:
+            conn.execute(text("INSERT INTO items (id, name) VALUES (:id, 'x')"), {"id": item_id})
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": mine})
+            first_locked[mine - 1].set()  # in the event loop's thread (SQLAlchemy's greenlet), as above
+            conn.execute(text("SELECT pg_sleep(0.3)"))  # the other replica takes its first lock meanwhile
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": theirs})
+            return item_id
+
+        return op
+
+    replicas = [PostgresGroupWriter(engines[0], unavailable_after=5) for _ in range(2)]
+    try:
+        one = asyncio.create_task(replicas[0].run(lock_both(1, 1, 2)))
+        two = asyncio.create_task(replicas[1].run(lock_both(2, 2, 1)))
+        assert await asyncio.wait_for(asyncio.gather(one, two), 60) == [1, 2]
+        assert all(event.is_set() for event in first_locked)
+        assert sum(r.stats.retries for r in replicas) == 1  # one was the deadlock's victim, once
+        # Seen as the transaction's failure (run again whole), not blamed on the operation that met it.
+        assert [m for m in caplog.messages if "rolled back by the database (" in m and "deadlock detected" in m]
+        assert await ids(engines[1]) == [1, 2]
+    finally:
+        for r in replicas:
+            await r.close()
