@@ -1,25 +1,22 @@
 """`ClusterClient`: one cluster's Kubernetes API over aiohttp. Async only.
 
-Every call goes through `_call`, the one place that does outbound I/O: it adds the bearer token,
-refreshes it once after a 401, maps failures to the error tree and retries by the pure policy in
-`retry.py`. Requests are built by `request.py` and answers decoded by `decode.py`; this module only
-moves bytes. One aiohttp session per cluster, trusting exactly the endpoint's CA.
+The verbs and streams callers use. Every one goes through `transport.py`, the one place that does
+outbound I/O (credentials, retries, the error tree); requests are built by `request.py` and answers
+decoded by `decode.py`, so this module only ties them together.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Protocol, Self, TypeVar
+from typing import Any, Self
 
 import aiohttp
-from multidict import CIMultiDict
 
 from gateway.clusters.kubeapi import request as rq
 from gateway.clusters.kubeapi.channels import ExecCollector, ExecResult
@@ -33,42 +30,17 @@ from gateway.clusters.kubeapi.decode import (
     decode_token,
     decode_watch_line,
 )
-from gateway.clusters.kubeapi.errors import (
-    AlreadyExists,
-    ApiUnreachable,
-    Conflict,
-    GatewayExhausted,
-    KubeError,
-    NotFound,
-    StreamSilent,
-    Unauthorized,
-    error_for,
-    parse_retry_after,
-    unreachable,
-)
+from gateway.clusters.kubeapi.errors import AlreadyExists, Conflict, NotFound, StreamSilent, unreachable
 from gateway.clusters.kubeapi.request import KubeObject, Request, Resource
-from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, Draw, RetryPolicy, decide
+from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, Draw, RetryPolicy
 from gateway.clusters.kubeapi.timeouts import DEFAULT_TIMEOUTS, Timeouts
-from gateway.credentials import proxy as proxies
-from gateway.credentials.base import CredentialError, CredentialProvider, Endpoint
+from gateway.clusters.kubeapi.transport import Reachability, Sleep, Transport
+from gateway.credentials.base import CredentialProvider
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 ENSURE_ATTEMPTS = 5
-USER_AGENT = "podgate/0.1"
 LOG_LINE_BYTES = 1 << 20  # a longer log line comes in pieces (memory bound); watch events are never cut
-Sleep = Callable[[float], Awaitable[None]]
-
-
-class Reachability(Protocol):
-    """The cluster's health as every call sees it (clusters/runtime.py keeps it)."""
-
-    @property
-    def down(self) -> bool: ...
-
-    def report(self, error: KubeError | None, *, decisive: bool) -> None:
-        """One call's outcome; `decisive`: no connection could be made at all."""
 
 
 class ClusterClient:
@@ -87,19 +59,18 @@ class ClusterClient:
         self.name = name or provider.cluster
         self.timeouts = timeouts
         self._provider = provider
-        self._policy = retry_policy
-        self._sleep = sleep
-        self._draw = draw
-        self._session: aiohttp.ClientSession | None = None
-        self._endpoint: Endpoint | None = None
-        self._base = ""
-        self._server_hostname: str | None = None
-        self._lock = asyncio.Lock()
-        self._closed = False
-        # Told of every call's outcome, so any caller that cannot reach the API server marks the cluster
-        # down at once (not at the next probe), and asked before each retry: a cluster known to be down
-        # is not retried, so its callers move on (a create fails over) without spending the backoff.
-        self.reachability: Reachability | None = None
+        self._transport = Transport(
+            provider, name=self.name, timeouts=timeouts, retry_policy=retry_policy, sleep=sleep, draw=draw
+        )
+
+    @property
+    def reachability(self) -> Reachability | None:
+        """Told of every call's outcome and asked before each retry (see Transport)."""
+        return self._transport.reachability
+
+    @reachability.setter
+    def reachability(self, value: Reachability | None) -> None:
+        self._transport.reachability = value
 
     async def __aenter__(self) -> Self:
         return self
@@ -108,196 +79,11 @@ class ClusterClient:
         await self.close()
 
     async def close(self) -> None:
-        self._closed = True
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    # --- the one outbound path ------------------------------------------------------------
-
-    async def _open_session(self) -> aiohttp.ClientSession:
-        """The session for the provider's current endpoint. When the endpoint changes (an exec plugin's
-        client certificate expired and was renewed), the old session and its connections are closed,
-        as client-go closes every connection when its client certificate rotates."""
-        endpoint = await self._provider.endpoint()
-        if self._session is not None and endpoint is self._endpoint:
-            return self._session
-        async with self._lock:
-            if self._closed:
-                raise RuntimeError(f"client of cluster {self.name!r} is closed")
-            if self._session is None or endpoint != self._endpoint:
-                old, self._session = self._session, self._new_session(endpoint)
-                if old is not None:
-                    await old.close()
-            self._endpoint = endpoint
-            return self._session
-
-    def _new_session(self, endpoint: Endpoint) -> aiohttp.ClientSession:
-        # No pool limit: watches and followed logs each hold a connection for their lifetime, and
-        # a full pool would stall every other call. Callers bound how many streams they open.
-        proxy = proxies.proxy_for(endpoint.server, endpoint.proxy_url, os.environ)
-        connector = proxies.connector(endpoint.ssl_context(), proxy, proxy_ca=endpoint.ca_data)
-        self._base = endpoint.server.rstrip("/")
-        self._server_hostname = endpoint.tls_server_name or None
-        # trust_env=False: the proxy is chosen above, from the kubeconfig and HTTPS_PROXY/NO_PROXY, once.
-        return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT}, trust_env=False)
-
-    async def _headers(self, request: Request, *, force_refresh: bool) -> Headers:
-        headers = Headers(request.headers)
-        token = await self._provider.token(force_refresh=force_refresh)
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token.value}"
-        return headers
-
-    def _impersonate(self, headers: Headers) -> None:
-        if self._endpoint is not None and self._endpoint.impersonation is not None:
-            for name, value in self._endpoint.impersonation.headers():
-                headers.add(name, value)
-
-    async def _call(self, request: Request, send: Callable[[aiohttp.ClientSession, Headers], Awaitable[T]]) -> T:
-        """Run `send` with fresh credentials under the retry policy; `send` raises KubeError for answers.
-
-        A 401 refreshes the token and retries once. A failure to connect (TLS included) or a 401 that a
-        fresh token did not cure asks the provider to resolve the endpoint again (its CA, address or
-        client certificate may have rotated) and, when it changed, retries once at once."""
-        attempt, refreshed, force, relocated = 0, False, False, False
-        started = asyncio.get_running_loop().time()
-        while True:
-            attempt += 1
-            # Credentials first: after a 401 the forced refresh may renew an exec plugin's client
-            # certificate too, and the session must then be the one presenting the new certificate.
-            headers = await self._headers(request, force_refresh=force)
-            session = await self._open_session()
-            self._impersonate(headers)
-            force = False
-            try:
-                answer = await send(session, headers)
-            except KubeError as e:
-                if isinstance(e, Unauthorized) and not refreshed:
-                    log.debug("cluster %s: %s: 401, refreshing the token and retrying once", self.name, request.call)
-                    refreshed = force = True
-                    attempt -= 1  # the retry with a fresh token is not one of the policy's attempts
-                    continue
-                if not relocated and _endpoint_suspect(e) and await self._endpoint_moved(request, e):
-                    relocated = True
-                    attempt -= 1  # nor is the retry at the new endpoint
-                    continue
-                self._report(e)
-                if isinstance(e, ApiUnreachable) and self.reachability is not None and self.reachability.down:
-                    raise  # known down: the caller moves on (fails over) instead of spending the backoff
-                elapsed = asyncio.get_running_loop().time() - started
-                decision = decide(
-                    self._policy if request.retry else NO_RETRY, e, attempt, draw=self._draw(), elapsed=elapsed
-                )
-                if not decision.retry:
-                    raise
-                log.debug(
-                    "cluster %s: %s: attempt %d/%d failed (%s: %s); retrying in %.2fs",
-                    self.name, request.call, attempt, self._policy.attempts, decision.why, e, decision.delay,
-                )  # fmt: skip
-                await self._sleep(decision.delay)
-                continue
-            self._report(None)
-            return answer
-
-    def _report(self, error: KubeError | None) -> None:
-        """An answer (any HTTP status) proves the API server reachable; a connection that could not be made
-        (refused, connect timeout, TLS) proves it is not. A connection cut after the request went out says
-        little (a proxy, a lost answer), and the gateway's own exhaustion nothing: the probe judges those."""
-        if self.reachability is None:
-            return
-        if not isinstance(error, ApiUnreachable | GatewayExhausted):
-            self.reachability.report(None, decisive=False)
-        elif isinstance(error, ApiUnreachable) and not error.maybe_sent:
-            self.reachability.report(error, decisive=True)
-
-    async def _endpoint_moved(self, request: Request, error: KubeError) -> bool:
-        """Whether the provider, asked again, names another endpoint than the one that failed."""
-        stale = self._endpoint
-        if stale is None:
-            return False
-        try:
-            fresh = await self._provider.endpoint(stale=stale)
-        except CredentialError as e:
-            log.debug("cluster %s: looking the endpoint up again failed: %s", self.name, e)
-            return False  # the request's own error says more
-        if fresh == stale:
-            return False
-        log.info(
-            "cluster %s: %s failed (%s); the endpoint changed (now %s), retrying there",
-            self.name, request.call, type(error).__name__, fresh.server,
-        )  # fmt: skip
-        return True
-
-    async def _check(self, request: Request, response: aiohttp.ClientResponse) -> aiohttp.ClientResponse:
-        if response.status < 400:
-            return response
-        try:
-            body = await response.read()
-        except aiohttp.ClientError:
-            body = b""
-        finally:
-            response.release()
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise error_for(response.status, body, cluster=self.name, call=request.call, retry_after=retry_after)
-
-    async def _request(
-        self, session: aiohttp.ClientSession, request: Request, headers: Headers, limits: aiohttp.ClientTimeout
-    ) -> aiohttp.ClientResponse:
-        try:
-            response = await session.request(
-                request.method,
-                self._base + request.path,
-                params=request.params,
-                data=request.data(),
-                headers=headers,
-                timeout=limits,
-                server_hostname=self._server_hostname,
-            )
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise unreachable(self.name, request.call, e, maybe_sent=not _never_connected(e)) from e
-        return await self._check(request, response)
-
-    async def _open(self, request: Request, limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-        """A response with a 2xx status and its body unread, for streams; the caller releases it."""
-        return await self._call(request, lambda session, headers: self._request(session, request, headers, limits))
-
-    async def _read(self, request: Request) -> bytes:
-        """The whole body of a 2xx answer; reading it is part of the retried attempt."""
-        timeout = aiohttp.ClientTimeout(total=self.timeouts.request, connect=self.timeouts.connect)
-
-        async def send(session: aiohttp.ClientSession, headers: Headers) -> bytes:
-            async with await self._request(session, request, headers, timeout) as response:
-                try:
-                    return await response.read()
-                except (aiohttp.ClientError, TimeoutError) as e:
-                    raise unreachable(self.name, request.call, e) from e
-
-        return await self._call(request, send)
-
-    async def _open_ws(self, request: Request) -> aiohttp.ClientWebSocketResponse:
-        async def send(session: aiohttp.ClientSession, headers: Headers) -> aiohttp.ClientWebSocketResponse:
-            try:
-                return await session.ws_connect(
-                    self._base + request.path,
-                    params=request.params,
-                    headers=headers,
-                    protocols=request.websocket_protocols,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=self.timeouts.connect),
-                    server_hostname=self._server_hostname,
-                    autoping=True,
-                )
-            except aiohttp.WSServerHandshakeError as e:
-                message = f"WebSocket upgrade refused ({e.message})"
-                raise error_for(e.status, message, cluster=self.name, call=request.call) from e
-            except (aiohttp.ClientError, TimeoutError) as e:
-                raise unreachable(self.name, request.call, e, maybe_sent=not _never_connected(e)) from e
-
-        return await self._call(request, send)
+        await self._transport.close()
 
     async def send(self, request: Request) -> KubeObject:
         """Send any prepared request and decode its JSON object answer."""
-        return decode_object(await self._read(request), cluster=self.name, call=request.call)
+        return decode_object(await self._transport.read(request), cluster=self.name, call=request.call)
 
     # --- generic verbs --------------------------------------------------------------------
 
@@ -324,7 +110,7 @@ class ClusterClient:
             continue_token=continue_token,
             resource_version=resource_version,
         )
-        return decode_list(await self._read(request), cluster=self.name, call=request.call)
+        return decode_list(await self._transport.read(request), cluster=self.name, call=request.call)
 
     async def list_all(
         self, resource: Resource, namespace: str | None = None, *, label_selector: str = "", field_selector: str = "",
@@ -420,7 +206,7 @@ class ClusterClient:
             namespace, service_account, expiration_seconds=expiration_seconds, bound_secret=bound_secret,
             bound_secret_uid=bound_secret_uid, audiences=audiences,
         )  # fmt: skip
-        return decode_token(await self._read(request), cluster=self.name, call=request.call)
+        return decode_token(await self._transport.read(request), cluster=self.name, call=request.call)
 
     # --- streams --------------------------------------------------------------------------
 
@@ -498,7 +284,7 @@ class ClusterClient:
         self, request: Request, limits: aiohttp.ClientTimeout, *, max_line: int | None = LOG_LINE_BYTES
     ) -> AsyncGenerator[list[bytes], None]:
         """The complete lines of each chunk read; longer than `max_line`, a line comes in pieces (None: whole)."""
-        response = await self._open(request, limits)
+        response = await self._transport.open(request, limits)
         splitter = LineSplitter(max_line)
         try:
             async for chunk in response.content.iter_any():
@@ -521,7 +307,7 @@ class ClusterClient:
         The server picks the first of `protocols` it speaks (v5, else v4)."""
         request = replace(rq.prepare_exec(namespace, pod, container, command), websocket_protocols=protocols)
         collector = ExecCollector()
-        ws = await self._open_ws(request)
+        ws = await self._transport.open_websocket(request)
         try:
             async with asyncio.timeout(self.timeouts.exec_total):
                 async for message in ws:
@@ -536,20 +322,3 @@ class ClusterClient:
         return collector.result()
 
 
-class Headers(CIMultiDict[str]):
-    """Request headers (a name may repeat, as Impersonate-Group does) whose repr (tracebacks,
-    debuggers) never shows the Authorization value."""
-
-    def __repr__(self) -> str:
-        return repr([(k, "<redacted>" if k.lower() == "authorization" else v) for k, v in self.items()])
-
-
-def _endpoint_suspect(error: KubeError) -> bool:
-    """Failures a rotated endpoint explains: no connection (refused, TLS refused) or a 401 a fresh token
-    did not cure (a rotated client certificate, or a CA the old token's issuer no longer matches)."""
-    return isinstance(error, Unauthorized) or (isinstance(error, ApiUnreachable) and not error.maybe_sent)
-
-
-def _never_connected(exc: BaseException) -> bool:
-    """Whether the request certainly never reached the server (refused, TLS failure, connect timeout)."""
-    return isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
