@@ -7,12 +7,15 @@ a rule is keyed by the schema definition it checks, so it applies wherever that 
 (containers, init and ephemeral containers, probes of each). The wording follows kube-apiserver's
 `pkg/apis/core/validation` for the Kubernetes version of the schema; what a rule does not cover, the API
 server may still refuse (the pod then fails as Rejected, with its message).
+
+The pod's own metadata (`object_meta`) is checked here too but run by pods/validation.py, after the walk:
+its problems are part of that stage's answer ("invalid pod manifest: ..."), not of the request's shape.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -265,6 +268,26 @@ def _volume_mount(obj: Mapping[str, Any], path: Path, add: Add) -> None:
 
 def _sleep(obj: Mapping[str, Any], path: Path, add: Add) -> None:
     _in_range(obj, "seconds", 0, 2**63 - 1, path, add)
+
+
+def object_meta(obj: Mapping[str, Any], path: Path, add: Add, *, own_key: Callable[[str], str]) -> None:
+    """The namespace, label keys and values and annotation keys of a pod's metadata that passed the walk.
+
+    Per entry the value comes first, then the key; `own_key` is the caller's rule for a key the API server
+    accepts (the gateway keeps `podgate.io/` for itself). A null value, which the schema allows, is refused.
+    """
+    namespace = _str(obj.get("namespace"))
+    if namespace and (error := dns1123_label_error(namespace)):
+        add((*path, "namespace"), f"namespace {error}")
+    for field, values in (("labels", True), ("annotations", False)):
+        for key, value in _map(obj.get(field)).items():
+            where = (*path, field, Key(key))
+            if value is None:
+                add(where, "value must be a string, got NoneType")
+            elif values and (error := label_value_error(value)):
+                add(where, error)
+            if (error := label_key_error(key)) or (error := own_key(key)):
+                add(where, error)
 
 
 RULES: dict[str, Rule] = {

@@ -1,6 +1,6 @@
 """Input limits: every size the gateway accepts from a caller, in one value, each refusal naming its field.
 
-pods/validation.py checks a manifest's syntax and calls these checks for its sizes, so each limit is
+pods/validation.py calls these checks for a manifest's sizes, after the schema walk, so each limit is
 stated and checked once. The request size is enforced by gRPC itself (the server's
 `grpc.max_receive_message_length` option set from `request_bytes`, answered RESOURCE_EXHAUSTED before
 any handler runs); log lines longer than `log_line_bytes` are clipped when streamed, not refused.

@@ -84,7 +84,7 @@ PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 LIFECYCLE_HOOKS = ("postStart", "preStop")
 
 
-# --- reading a manifest that may be malformed (pods/validation.py reports the shape) ----------
+# --- reading a manifest that may be malformed (the schema walk, pods/pod_schema.py, reports the shape) ----------
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
