@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -93,31 +94,32 @@ def _decoded(method: str, decode: Decode | None, request: Any) -> Any:
         raise errors.InvalidArgument(f"the request is not a valid {name} request message (protobuf)") from None
 
 
+@contextlib.asynccontextmanager
+async def _answered_as_status(method: str, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+    """GatewayError aborts the call with its status, anything unexpected with INTERNAL and an incident id."""
+    try:
+        yield
+    except errors.GatewayError as e:
+        await context.abort_with_status(to_status(e))
+    except (grpc.aio.AbortError, grpc.aio.UsageError):
+        raise
+    except Exception as e:
+        await context.abort_with_status(to_status(_internal(method, e)))
+
+
 def _wrap_unary(method: str, behaviour: Handler, decode: Decode | None = None) -> Handler:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
+        async with _answered_as_status(method, context):
             return await behaviour(_decoded(method, decode, request), context)
-        except errors.GatewayError as e:
-            await context.abort_with_status(to_status(e))
-        except (grpc.aio.AbortError, grpc.aio.UsageError):
-            raise
-        except Exception as e:
-            await context.abort_with_status(to_status(_internal(method, e)))
 
     return wrapper
 
 
 def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]], decode: Decode | None = None) -> Handler:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        try:
+        async with _answered_as_status(method, context):
             async for item in behaviour(_decoded(method, decode, request), context):
                 yield item
-        except errors.GatewayError as e:
-            await context.abort_with_status(to_status(e))
-        except (grpc.aio.AbortError, grpc.aio.UsageError):
-            raise
-        except Exception as e:
-            await context.abort_with_status(to_status(_internal(method, e)))
 
     return wrapper
 
@@ -160,22 +162,28 @@ def _code(context: grpc.aio.ServicerContext) -> str:
     return str(code.name) if isinstance(code, grpc.StatusCode) else str(code)
 
 
+@contextlib.contextmanager
+def _counted(method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
+    """Counts the RPC by its final status code; a cancelled call (or a stream closed early) as CANCELLED."""
+    code = "UNKNOWN"
+    try:
+        yield
+        code = _code(context)
+    except (asyncio.CancelledError, GeneratorExit):
+        code = "CANCELLED"
+        raise
+    except BaseException:
+        code = _code(context)
+        raise
+    finally:
+        metrics.REQUESTS.labels(rpc=method, code=code).inc()
+
+
 def _observe_unary(method: str, request_id: str, behaviour: Handler) -> Handler:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
         logcontext.bind(request_id=request_id)
-        code = "UNKNOWN"
-        try:
-            result = await behaviour(request, context)
-            code = _code(context)
-            return result
-        except asyncio.CancelledError:
-            code = "CANCELLED"
-            raise
-        except BaseException:
-            code = _code(context)
-            raise
-        finally:
-            metrics.REQUESTS.labels(rpc=method, code=code).inc()
+        with _counted(method, context):
+            return await behaviour(request, context)
 
     return wrapper
 
@@ -183,19 +191,9 @@ def _observe_unary(method: str, request_id: str, behaviour: Handler) -> Handler:
 def _observe_stream(method: str, request_id: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Handler:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         logcontext.bind(request_id=request_id)
-        code = "UNKNOWN"
-        try:
+        with _counted(method, context):
             async for item in behaviour(request, context):
                 yield item
-            code = _code(context)
-        except (asyncio.CancelledError, GeneratorExit):
-            code = "CANCELLED"
-            raise
-        except BaseException:
-            code = _code(context)
-            raise
-        finally:
-            metrics.REQUESTS.labels(rpc=method, code=code).inc()
 
     return wrapper
 
