@@ -13,8 +13,8 @@ import pytest
 
 from gateway.credentials import keepalive
 from gateway.sim.cluster import SimCluster
-from gateway.sim.config import SimClusterSpec
 from tests.integration.kubeconfig_helpers import client_for, write_kubeconfig
+from tests.standins.probe import sim_cluster
 from tests.standins.proxies import forward_proxy
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads the kernel's socket table in /proc/net/tcp")
@@ -23,12 +23,8 @@ KEEPALIVE_TIMER = 2
 
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[SimCluster]:
-    cluster = SimCluster(SimClusterSpec(name="kube-k"), kubeconfig_dir=tmp_path, node_side=False)
-    await cluster.start()
-    try:
+    async with sim_cluster("kube-k", tmp_path) as cluster:
         yield cluster
-    finally:
-        await cluster.stop()
 
 
 def timers_to(port: int) -> list[tuple[int, float]]:

@@ -18,16 +18,13 @@ from gateway.credentials.kubeconfig import KubeconfigProvider
 from gateway.sim.cluster import SimCluster, SimWorld
 from gateway.sim.config import SimClusterSpec, SimConfig
 from tests.integration.kubeconfig_helpers import write_kubeconfig
+from tests.standins.probe import sim_cluster
 
 
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[SimCluster]:
-    cluster = SimCluster(SimClusterSpec(name="kube-r"), kubeconfig_dir=tmp_path, node_side=False)
-    await cluster.start()
-    try:
+    async with sim_cluster("kube-r", tmp_path) as cluster:
         yield cluster
-    finally:
-        await cluster.stop()
 
 
 class Recording:
