@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
+
 from gateway.sim.kubelet import Kubelet
 from gateway.sim.scheduler import Scheduler
 from gateway.sim.store import ObjectStore
@@ -55,6 +57,19 @@ async def start(
         await kubelet.stop()
         await scheduler.stop()
 
+
+
+@pytest.fixture
+async def store() -> ObjectStore:
+    """An empty object store (a test module imports this fixture as `store as store`)."""
+    return ObjectStore()
+
+
+@pytest.fixture
+async def kubelet(store: ObjectStore) -> AsyncIterator[Kubelet]:
+    """A scheduler and a kubelet with one process-runtime node, node-1, on `store`."""
+    async with start(store, [node("node-1")]) as (_, k):
+        yield k
 
 async def wait_pod(
     store: ObjectStore, name: str, ready: Callable[[Obj], bool], ns: str = "default", seconds: float = 15

@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -28,20 +28,10 @@ from tests.sim.kubelet_fixtures import (
     wait_pod,
     waiting_reason,
 )
+from tests.sim.kubelet_fixtures import kubelet as kubelet
+from tests.sim.kubelet_fixtures import store as store
 from tests.sim.leaks import child_processes
 from tests.sim.leaks import no_leaks as no_leaks
-
-
-@pytest.fixture
-async def store() -> ObjectStore:
-    return ObjectStore()
-
-
-@pytest.fixture
-async def kubelet(store: ObjectStore) -> AsyncIterator[Kubelet]:
-    async with start(store, [node("node-1")]) as (_, k):
-        yield k
-
 
 XCOM = {"name": "xcom", "mountPath": "/airflow/xcom"}
 

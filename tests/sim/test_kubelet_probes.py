@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,21 +11,12 @@ from gateway.sim.kubelet import Kubelet
 from gateway.sim.runtime.probes import Probe, Timing, parse
 from gateway.sim.runtime.spec import ContainerConfigError
 from gateway.sim.store import ObjectStore
-from tests.sim.kubelet_fixtures import events, node, pod, sh, start, wait_pod
+from tests.sim.kubelet_fixtures import events, pod, sh, wait_pod
+from tests.sim.kubelet_fixtures import kubelet as kubelet
+from tests.sim.kubelet_fixtures import store as store
 from tests.sim.leaks import no_leaks as no_leaks
 
 FAST = {"periodSeconds": 0.05, "timeoutSeconds": 2}
-
-
-@pytest.fixture
-async def store() -> ObjectStore:
-    return ObjectStore()
-
-
-@pytest.fixture
-async def kubelet(store: ObjectStore) -> AsyncIterator[Kubelet]:
-    async with start(store, [node("node-1")]) as (_, k):
-        yield k
 
 
 def free_port() -> int:

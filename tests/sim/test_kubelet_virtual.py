@@ -13,12 +13,8 @@ from gateway.sim.logstore import parse_timestamp
 from gateway.sim.runtime.config import RuntimeConfigError
 from gateway.sim.store import ObjectStore
 from tests.sim.kubelet_fixtures import events, node, phase, pod, read_logs, start, wait_gone, wait_pod, waiting_reason
+from tests.sim.kubelet_fixtures import store as store
 from tests.sim.leaks import no_leaks as no_leaks
-
-
-@pytest.fixture
-async def store() -> ObjectStore:
-    return ObjectStore()
 
 
 @pytest.fixture
