@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -119,17 +119,28 @@ async def test_pod_stuck_pending_ends_with_startup_timeout(
     assert pod is None or pod["metadata"].get("deletionTimestamp"), "the timed-out pod is being deleted"
 
 
-async def test_node_lost_while_running(stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld) -> None:
+async def run_disturbed(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, disturb: Callable[[str], Awaitable[None]]
+) -> list[Any]:
+    """Every event of a pod that prints a tick every 50 ms on local-eu-cpu, `disturb`ed (given the pod's
+    name) once its log shows it running."""
     code = "import time\nfor i in range(300):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.05)"
     request = request_for(pod_json([container("base", code)]), regions=("eu-central-1",))
     seen = []
     async for r in stub.RunPod(dispatch_pb2.RunPodRequest(pod=request), timeout=60):
         seen.append(r.event)
         if r.event.WhichOneof("event") == "log" and r.event.log.text == "tick 2":
-            name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name
-            pod = sim_pod(world, "local-eu-cpu", name)
-            assert pod is not None
-            await world.clusters["local-eu-cpu"].fail_node(pod["spec"]["nodeName"])
+            await disturb((await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name)
+    return seen
+
+
+async def test_node_lost_while_running(stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld) -> None:
+    async def fail_its_node(name: str) -> None:
+        pod = sim_pod(world, "local-eu-cpu", name)
+        assert pod is not None
+        await world.clusters["local-eu-cpu"].fail_node(pod["spec"]["nodeName"])
+
+    seen = await run_disturbed(stub, fail_its_node)
     final = result(seen)
     assert (final.phase, final.reason) == (FAILED, "NodeLost")
     assert "unresponsive" in final.message
@@ -228,15 +239,10 @@ async def test_warnings_seen_before_a_gateway_restart_are_in_the_result_once(wor
 async def test_eviction_under_node_pressure_is_reported_with_its_warning(
     stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
 ) -> None:
-    code = "import time\nfor i in range(300):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.05)"
-    request = request_for(pod_json([container("base", code)]), regions=("eu-central-1",))
-    seen = []
-    async for r in stub.RunPod(dispatch_pb2.RunPodRequest(pod=request), timeout=60):
-        seen.append(r.event)
-        if r.event.WhichOneof("event") == "log" and r.event.log.text == "tick 2":
-            name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name
-            world.clusters["local-eu-cpu"].kubelet.evict("default", name, "The node was low on resource: memory.")
-    final = result(seen)
+    async def evict(name: str) -> None:
+        world.clusters["local-eu-cpu"].kubelet.evict("default", name, "The node was low on resource: memory.")
+
+    final = result(await run_disturbed(stub, evict))
     assert (final.phase, final.reason) == (FAILED, "Evicted")
     assert "low on resource: memory" in final.message
     assert "Evicted" in warnings(final)
