@@ -4,8 +4,9 @@ Each constraint (none, a region, a cluster selector; GPU types) is timed with a 
 and with a new shape every time (nothing remembered from earlier placements), plus the same shape with
 one cluster's capacity changed before each placement (what a dispatch loop sees: the pod just placed
 changed its cluster). A decision's table of every cluster's verdict is built when first read
-(gateway/placement/fast.py); the last two lines time placing and reading it, as storing a placement
-for GetPod does.
+(gateway/placement/fast.py); the last lines time placing and reading it, as GetPod or ExplainPlacement
+does, and what the runner stores per dispatched pod since docs/decisions/0029: the decision and the
+chosen cluster's row (`carried_out`), no table.
 
 Run: .venv/bin/python bench/placement.py [--clusters N] [--nodes N] [--runs N]
 """
@@ -30,8 +31,9 @@ from gateway.domain import (
     PodRequest,
     Preference,
 )
-from gateway.placement import place
+from gateway.placement import engine, place
 from gateway.placement.selectors import parse_selector
+from gateway.pods.explanations import carried_out
 
 REGIONS = ("eu-west-1", "eu-central-1", "us-east-1", "us-west-2", "ap-south-1")
 GPUS = ("NVIDIA-A100-SXM4-40GB", "NVIDIA-H100-80GB-HBM3", "Tesla-T4")
@@ -83,18 +85,24 @@ def timed(
     runs: int,
     before_each: Callable[[int], PodRequest | None] = lambda run: None,
     table: bool = False,
+    stored: bool = False,
 ) -> tuple[float, float, float, str]:
     """Median wall time, median and p99 CPU time (steadier on a shared machine), in ms, and the choice.
 
     `before_each(run)` runs untimed before each placement; it may change `clusters` or return the
     request to place instead. `table`: read every cluster's verdict too (what storing the placement for
-    GetPod, or ExplainPlacement, does), inside the timing."""
+    GetPod, or ExplainPlacement, does), inside the timing. `stored`: place and make the decision as the
+    runner stores it (`carried_out`: the chosen row only)."""
     wall, cpu = [], []
     decision = place(request, clusters)
     for run in range(runs):
         request = before_each(run) or request
         start, start_cpu = time.perf_counter(), time.process_time()
-        decision = place(request, clusters)
+        if stored:
+            decided = engine.placement(request, clusters)
+            decision = carried_out(decided, decided.decision.cluster) if decided.decision.cluster else decided.decision
+        else:
+            decision = place(request, clusters)
         if table:
             decision.verdicts  # noqa: B018
         wall.append(time.perf_counter() - start)
@@ -140,6 +148,7 @@ def main() -> None:
     table_runs = max(10, args.runs // 10)
     report("GPU pod, no cluster constraint, new shape, every verdict read", timed(unconstrained, clusters, table_runs, new_shape({"preferences": preferences}), table=True))
     report("GPU pod, no cluster constraint, seen shape, every verdict read", timed(unconstrained, clusters, table_runs, table=True))
+    report("GPU pod, no cluster constraint, new shape, as the runner stores it", timed(unconstrained, clusters, args.runs, new_shape({"preferences": preferences}), stored=True))
 
 
 def new_shape(placement: dict[str, object], gpu: str = GPUS[1]) -> Callable[[int], PodRequest]:

@@ -146,7 +146,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
     async def GetPod(self, request: dispatch_pb2.GetPodRequest, context: Any) -> dispatch_pb2.GetPodResponse:
         record = await self._owned(cv.check_request_id(request.request_id), "get")
-        return dispatch_pb2.GetPodResponse(pod=cv.record_to_proto(record))
+        return dispatch_pb2.GetPodResponse(pod=cv.record_to_proto(self._dispatcher.explained(record)))
 
     async def CancelPod(self, request: dispatch_pb2.CancelPodRequest, context: Any) -> dispatch_pb2.CancelPodResponse:
         caller = current_caller()

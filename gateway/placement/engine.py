@@ -105,6 +105,30 @@ def _missing_clusters(p: Prepared, clusters: Sequence[ClusterSnapshot]) -> str:
     return f"; requested cluster(s) not registered: {', '.join(sorted(missing))}" if missing else ""
 
 
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A decision with what it was decided from: the frozen snapshots, the request read once, the policy.
+
+    Its table (every cluster's verdict) or one cluster's row is built from those inputs when asked for,
+    so either is what an eager table would have held at the moment of the decision, however the fleet
+    changed since (docs/decisions/0029)."""
+
+    decision: PlacementDecision
+    p: Prepared
+    snapshots: tuple[ClusterSnapshot, ...]
+    policy: PlacementPolicy
+    previous: str
+
+    def table(self) -> tuple[ClusterVerdict, ...]:
+        """Every cluster's verdict, best first, the first choice marked chosen (built once, on first call)."""
+        return self.decision.verdicts
+
+    def row(self, cluster: str) -> ClusterVerdict:
+        """`cluster`'s verdict as the table gives it (not marked chosen), without building the table."""
+        snapshot = next(s for s in self.snapshots if s.spec.name == cluster)
+        return _judge(snapshot, self.p, self.policy, self.previous).verdict
+
+
 def place(
     request: PodRequest,
     clusters: Sequence[ClusterSnapshot],
@@ -122,23 +146,37 @@ def place(
     is built from the same inputs when first read (`PlacementDecision.deferred`); when none is, the
     table is the answer and is built at once. Either way the decision is `place_fully`'s.
     """
+    return placement(request, clusters, policy, previous, memo=memo, fleet=fleet).decision
+
+
+def placement(
+    request: PodRequest,
+    clusters: Sequence[ClusterSnapshot],
+    policy: PlacementPolicy = DEFAULT_POLICY,
+    previous: str = "",
+    *,
+    memo: OutcomeMemo[_Outcome] = MEMO,
+    fleet: FleetIndex = FLEET,
+) -> Placement:
+    """`place`'s decision with its inputs, for a caller that shows the table only when asked (the runner)."""
     p = prepare(request)
     snapshots = tuple(clusters)  # frozen snapshots: the table built later sees what was decided on
     ranking = fleet.rank(p, snapshots, previous) if fleet.sync(snapshots, policy) else None
     if ranking is None:  # no cluster eligible: the table is the answer (or two clusters share a name)
-        return _decide(p, snapshots, policy, previous, memo)
+        return Placement(_decide(p, snapshots, policy, previous, memo), p, snapshots, policy, previous)
     best = _judge(snapshots[ranking.best], p, policy, previous).verdict  # exact node fit: the winner only
     reason = (
         f"placed on {best.cluster} ({best.region}): {len(ranking.eligible)} of {len(snapshots)} clusters eligible; "
         f"{best.reason}"
     )
-    return PlacementDecision.deferred(
+    decision = PlacementDecision.deferred(
         lambda: _decide(p, snapshots, policy, previous, memo).verdicts,
         ranking.exact_order,
         cluster=best.cluster,
         region=best.region,
         reason=reason,
     )
+    return Placement(decision, p, snapshots, policy, previous)
 
 
 def place_fully(

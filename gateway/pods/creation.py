@@ -1,7 +1,8 @@
 """Placing a request and creating its pod exactly once, failing over while that is safe.
 
 The placement (cluster and pod name) is stored before the pod is created, so a restarted gateway
-re-creates the same name and meets AlreadyExists rather than making a second pod. A create whose
+re-creates the same name and meets AlreadyExists rather than making a second pod; a request placed when
+accepted has it stored in the write that creates its record (`placed_at_acceptance`), one write sooner. A create whose
 outcome is unknown (the API server may have applied it) pins the request to that cluster and pod
 name until a read answers whether the pod exists: failing over then could leave two pods.
 """
@@ -25,6 +26,7 @@ from gateway.observability import metrics
 from gateway.placement import engine
 from gateway.pods import builder
 from gateway.pods.cluster import Clusters, PodCluster, get
+from gateway.pods.explanations import Explanations, carried_out
 from gateway.pods.journal import Journal
 from gateway.pods.runstate import RunState
 from gateway.settings.live import LiveSettings
@@ -129,27 +131,33 @@ class Creator:
     store: Store
     journal: Journal
     settings: LiveSettings  # placement policy and gateway id as in force at each attempt
+    explanations: Explanations | None = None  # where a stored decision's inputs are kept for GetPod
 
     async def place_and_create(self, state: RunState) -> None:
         """Tries eligible clusters best first; waits for capacity or recovery up to the placement timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + state.request.placement.timeout_seconds
         tried: set[str] = set()
-        # Resumed after a crash between storing the placement and confirming the create: that cluster and
-        # name first, as the pod may already exist there.
+        # Placed when accepted (the dispatcher stored the name with the record), or resumed after a crash
+        # between storing the placement and confirming the create: that cluster and name first, as the pod
+        # may already exist there.
         pinned = state.record.cluster if state.record.name else ""
+        unsent = state.fresh  # placed when accepted, just now: no create was ever sent under that name
         while True:
             if state.cancelled.is_set():  # before every attempt: a cancel asked for earlier creates no pod
                 raise Cancelled(state.cancel_reason)
             # Placed again before every attempt: a failed create may just have marked its cluster down
-            # (clusters/runtime.py), and a cluster known to be down is never tried.
-            # Every verdict is stored with the placement (GetPod shows them): built at once, not deferred.
+            # (clusters/runtime.py), and a cluster known to be down is never tried. The fast path: the
+            # table of every verdict is built only if someone asks for it (explanations.py).
             policy = self.settings.current.placement
-            decision = engine.place_fully(state.request, self.clusters.snapshots(), policy, previous=state.record.cluster)
-            untried = [c.cluster for c in decision.candidates if c.cluster not in tried]
-            name = pinned or (untried[0] if untried else "")
+            placement = engine.placement(state.request, self.clusters.snapshots(), policy, previous=state.record.cluster)
+            decision = placement.decision
+            if unsent and pinned and pinned != decision.cluster and pinned not in decision.candidate_names:
+                pinned = ""  # no longer a candidate (down, full, cordoned since): placed anew, under a new name
+            unsent = False
+            name = pinned or _first_untried(decision, tried)
             if name:
-                outcome = await self._create_on(state, name, decision)
+                outcome = await self._create_on(state, name, placement)
                 if outcome is Created.YES:
                     return
                 pinned = name if outcome is Created.UNKNOWN else ""
@@ -157,15 +165,15 @@ class Creator:
                     tried.add(name)
                     continue
             remaining = deadline - loop.time()
-            if not pinned and (remaining <= 0 or not (decision.candidates or decision.may_fit_later or tried)):
+            if not pinned and (remaining <= 0 or not (decision.candidate_names or decision.may_fit_later or tried)):
                 failed = f" (creation failed on {', '.join(sorted(tried))})" if tried else ""
                 metrics.PLACEMENTS.labels(cluster="", reason="no_fit").inc()
                 raise PlacementFailed(decision.reason + failed)
-            if tried >= {c.cluster for c in decision.candidates}:
+            if tried >= set(decision.candidate_names):
                 tried.clear()  # every candidate failed transiently: retry them after the pause
             await wait_or_cancel(state, self.clusters.wait_changed(min(max(remaining, 1.0), MAX_WAIT_SECONDS)))
 
-    async def _create_on(self, state: RunState, name: str, decision: domain.PlacementDecision) -> Created:
+    async def _create_on(self, state: RunState, name: str, placement: engine.Placement) -> Created:
         cluster = get(self.clusters, name)
         namespace = state.request.pod.get("metadata", {}).get("namespace") or "default"
         same = state.record.cluster == name and bool(state.record.name)
@@ -174,7 +182,7 @@ class Creator:
         body = builder.build_pod(state.request, cluster=name, gateway_id=gateway_id, name_suffix=suffix)
         pod = body["metadata"]["name"]
         if not same:
-            await self._record_placement(state, cluster, namespace, pod, decision)
+            await self._record_placement(state, cluster, namespace, pod, placement)
         if state.cancelled.is_set():  # arrived while the placement was being stored: no create is sent
             raise Cancelled(state.cancel_reason)
         logcontext.bind(cluster=name, pod=pod)
@@ -184,7 +192,7 @@ class Creator:
         except Rejected:
             cluster.untrack(namespace, pod)
             raise
-        metrics.record_placement(name, outcome.value, first_choice=name == decision.cluster)
+        metrics.record_placement(name, outcome.value, first_choice=name == placement.decision.cluster)
         if outcome is Created.YES:
             state.record = await self.store.record_phase(state.request_id, domain.PodPhase.PENDING)
             return outcome
@@ -206,10 +214,10 @@ class Creator:
         return outcome
 
     async def _record_placement(
-        self, state: RunState, cluster: PodCluster, namespace: str, pod: str, decision: domain.PlacementDecision
+        self, state: RunState, cluster: PodCluster, namespace: str, pod: str, placement: engine.Placement
     ) -> None:
         """Stored and journalled in one write before the create (see the module docstring)."""
-        placed = chosen(decision, cluster.name)
+        placed = carried_out(placement, cluster.name)
         try:
             state.record = await self.journal.record(
                 state.request_id,
@@ -223,6 +231,8 @@ class Creator:
             raise NameTaken(
                 f"another request already has a pod named {pod!r} in {namespace} on {cluster.name}"
             ) from None
+        if self.explanations is not None:
+            self.explanations.remember(state.request_id, placed, placement)
 
 
 async def wait_or_cancel(state: RunState, waiting: Awaitable[None]) -> None:
@@ -239,14 +249,26 @@ async def wait_or_cancel(state: RunState, waiting: Awaitable[None]) -> None:
         raise Cancelled(state.cancel_reason)
 
 
-def chosen(decision: domain.PlacementDecision, cluster: str) -> domain.PlacementDecision:
-    """The decision as it was carried out: `cluster` chosen, after failover when it was not the first choice."""
-    verdicts = tuple(replace(v, chosen=v.cluster == cluster) for v in decision.verdicts)
-    region = next((v.region for v in verdicts if v.chosen), "")
-    others = len(decision.candidates) - 1
-    reason = (
-        decision.reason
-        if decision.cluster == cluster
-        else f"placed on {cluster} after failover ({others} other candidates)"
-    )
-    return replace(decision, verdicts=verdicts, cluster=cluster, region=region, reason=reason)
+def _first_untried(decision: domain.PlacementDecision, tried: set[str]) -> str:
+    """The best candidate not tried yet; the first choice without ranking the others (the common case)."""
+    if decision.cluster and decision.cluster not in tried:
+        return decision.cluster
+    return next((name for name in decision.candidate_names if name not in tried), "")
+
+
+def placed_at_acceptance(record: domain.PodRecord, placement: engine.Placement, gateway_id: str) -> domain.PodRecord:
+    """`record` with `placement`'s first choice and the pod name to create there, for the write that creates
+    the record: the name is durable before the create as `_record_placement` makes it, one write earlier.
+    The runner then creates that pod as it does after a restart between storing a placement and creating
+    (pinned to it until a create certainly failed). `record` as it is when no cluster was chosen."""
+    cluster = placement.decision.cluster
+    if not cluster:
+        return record
+    request = record.request
+    body = builder.build_pod(request, cluster=cluster, gateway_id=gateway_id, name_suffix=new_suffix())
+    decision = carried_out(placement, cluster)
+    namespace = request.pod.get("metadata", {}).get("namespace") or "default"
+    return replace(
+        record, cluster=cluster, region=decision.region, namespace=namespace, name=body["metadata"]["name"],
+        decision=decision,
+    )  # fmt: skip

@@ -18,9 +18,10 @@ from gateway.clusters.registry import Registry
 from gateway.observability import logging as logcontext
 from gateway.observability import metrics
 from gateway.placement import engine
-from gateway.pods import builder, validation
+from gateway.pods import builder, creation, validation
 from gateway.pods.attachment import Attachment, Attachments
 from gateway.pods.cancels import EarlyCancels
+from gateway.pods.explanations import Explanations
 from gateway.pods.journal import Journal, encode
 from gateway.pods.replication import ReplicaStore, Replication
 from gateway.pods.runner import PodRunner, must_delete
@@ -64,6 +65,7 @@ class Dispatcher:
         self._attachments = Attachments(store, cancel=self._cancel_for_disconnect, running=self._runners.__contains__)
         self._gc: asyncio.Task[None] | None = None
         self._early_cancels = EarlyCancels()
+        self._explanations = Explanations()  # placements' inputs, for the table GetPod shows
         self._replication: Replication | None = None
         if replicas is not None:
             self._replication = Replication(
@@ -152,7 +154,7 @@ class Dispatcher:
     def _start(self, record: domain.PodRecord, *, fresh: bool = False) -> None:
         runner = PodRunner(
             record=record, registry=self._registry, store=self._store, journal=self._journal, settings=self._settings,
-            fresh=fresh,
+            fresh=fresh, explanations=self._explanations,
         )  # fmt: skip
         request_id = record.request.request_id
         cancelled = self._early_cancels.take(record)
@@ -240,7 +242,7 @@ class Dispatcher:
         if look_first and (existing := await self._store.get_pod_record(request.request_id)) is not None:
             return existing, False
         try:
-            request, decision = self._accept(request, admit)
+            request, placement = self._accept(request, admit)
         except errors.GatewayError as e:
             if not look_first and (existing := await self._store.get_pod_record(request.request_id)) is not None:
                 return existing, False
@@ -249,29 +251,44 @@ class Dispatcher:
             raise
         now = datetime.now(UTC)
         new = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=now)
-        accepted = domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=decision.reason)
-        # The record and the first event of its journal in one write; a request not yet stored has nothing
-        # buffered in the journal, so this takes none of its per-request state (a resubmission would keep it).
-        record, created = await self._store.create_pod_record(new, events=[encode(accepted, now)], admission=admission)
+        placed = creation.placed_at_acceptance(new, placement, self._settings.current.server.gateway_id)
+        accepted = domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=placement.decision.reason)
+        # The record, its first placement (the pod name durable before the create) and the first events of its
+        # journal in one write; a request not yet stored has nothing buffered in the journal, so this takes
+        # none of its per-request state (a resubmission would keep it).
+        events = [encode(accepted, now)] + ([encode(placed.decision, now)] if placed.decision is not None else [])
+        try:
+            record, created = await self._store.create_pod_record(placed, events=events, admission=admission)
+        except errors.AlreadyExists:  # its kept pod name is another request's: the runner tells the caller
+            placed = new
+            record, created = await self._store.create_pod_record(new, events=events[:1], admission=admission)
+        if created and placed.decision is not None:
+            self._explanations.remember(request.request_id, placed.decision, placement)
         if created and (self._replication is None or self._replication.may_act()):
             self._start(record, fresh=True)  # else the record is unowned: a lease round claims it
         return record, created
 
     def _accept(
         self, request: domain.PodRequest, admit: Admission | None
-    ) -> tuple[domain.PodRequest, domain.PlacementDecision]:
-        """Checked (`_checked`) and placed a first time: the request to store and its decision."""
+    ) -> tuple[domain.PodRequest, engine.Placement]:
+        """Checked (`_checked`) and placed a first time: the request to store and its placement."""
         request = self._checked(request, admit)
-        decision = engine.place(request, self._registry.snapshots(), self._settings.current.placement)
+        placement = engine.placement(request, self._registry.snapshots(), self._settings.current.placement)
+        decision = placement.decision
         if not decision.cluster and not (decision.may_fit_later and request.placement.timeout_seconds > 0):
             raise Unplaceable(decision.reason, engine.unsatisfiable_violations(decision))
-        return request, decision
+        return request, placement
 
     async def get(self, request_id: str) -> domain.PodRecord:
         record = await self._store.get_pod_record(request_id)
         if record is None:
             raise errors.NotFound(f"no pod request with request_id {request_id!r}")
         return record
+
+    def explained(self, record: domain.PodRecord) -> domain.PodRecord:
+        """`record` with its placement's table of every cluster's verdict, when this process placed it
+        recently (the table is built now, from what the decision was made on); as stored otherwise."""
+        return self._explanations.explained(record)
 
     async def watch(self, request_id: str, after_seq: int = 0) -> AsyncIterator[domain.StreamEvent]:
         """Events after `after_seq`, ending with the result (repeated when the cursor is at it). The caller

@@ -15,6 +15,7 @@ from gateway.clusters.registry import Registry
 from gateway.observability import logging as logcontext
 from gateway.pods.cluster import RegistryClusters
 from gateway.pods.creation import Creator, NotCreated
+from gateway.pods.explanations import Explanations
 from gateway.pods.finishing import Finisher, must_delete
 from gateway.pods.following import Follower
 from gateway.pods.journal import Journal
@@ -39,11 +40,13 @@ class PodRunner:
         journal: Journal,
         settings: LiveSettings,
         fresh: bool = False,
+        explanations: Explanations | None = None,
     ) -> None:
-        """`fresh`: the request was accepted by this process just now (see `RunState.fresh`)."""
+        """`fresh`: the request was accepted by this process just now (see `RunState.fresh`); `explanations`
+        keeps what its placement was decided from, for GetPod's table."""
         self.state = RunState(record, fresh=fresh)
         self._clusters = RegistryClusters(registry)
-        self._creator = Creator(self._clusters, store, journal, settings)
+        self._creator = Creator(self._clusters, store, journal, settings, explanations)
         self._follower = Follower(self._clusters, store, journal, settings)
         self._finisher = Finisher(store, journal)
 

@@ -28,7 +28,8 @@ XCOM_42 = 'print(42); open("/airflow/xcom/return.json", "w").write(json.dumps({"
 async def test_gpu_pod_in_eu_lands_on_eu_gpu_cluster_with_logs_and_xcom(
     stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
 ) -> None:
-    events = await run_to_end(stub, pod_request(f"import json; {XCOM_42}", regions=("eu-west-1",), gpus=1))
+    request = pod_request(f"import json; {XCOM_42}", regions=("eu-west-1",), gpus=1)
+    events = await run_to_end(stub, request)
     kinds = [e.WhichOneof("event") for e in events]
     placed = next(e.placed for e in events if e.WhichOneof("event") == "placed")
     assert placed.cluster == "local-eu-gpu" and placed.region == "eu-west-1"
@@ -39,6 +40,15 @@ async def test_gpu_pod_in_eu_lands_on_eu_gpu_cluster_with_logs_and_xcom(
     assert kinds.index("placed") < kinds.index("log") < kinds.index("result")
     cursors = [int(e.cursor[1:]) for e in events]
     assert cursors == sorted(set(cursors)), "cursors strictly increase"
+    # The stream carries the decision with its chosen row; GetPod builds every cluster's verdict when asked.
+    assert [(v.cluster, v.chosen) for v in placed.verdicts] == [("local-eu-gpu", True)]
+    shown = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.placement
+    verdicts = {v.cluster: v for v in shown.verdicts}
+    assert [v.cluster for v in shown.verdicts if v.chosen] == ["local-eu-gpu"] and shown.reason == placed.reason
+    assert verdicts["local-eu-gpu"] == placed.verdicts[0]
+    for other in ("local-us-gpu", "local-eu-cpu"):
+        assert verdicts[other].verdict == dispatch_pb2.VERDICT_REJECTED
+        assert "outside the allowed regions" in verdicts[other].reason
 
 
 async def test_failing_pod_reports_exit_code_and_no_xcom(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:
@@ -63,6 +73,11 @@ async def test_same_request_id_never_makes_a_second_pod(
     assert logs(events) == ["once"]
     created = sum(c.request_counts().get(("create", "pods"), 0) for c in world.clusters.values())
     assert created == 1
+    # The pod's name and cluster are stored in the write that accepts the request, before the create.
+    accepted = (first if first.created else second).pod
+    assert accepted.name and accepted.cluster and accepted.phase == dispatch_pb2.POD_PHASE_QUEUED
+    ran = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="idem-1"))).pod
+    assert (ran.cluster, ran.name) == (accepted.cluster, accepted.name)
 
 
 async def test_a_stored_request_is_answered_even_where_its_copy_would_now_be_refused(

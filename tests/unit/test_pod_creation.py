@@ -266,3 +266,40 @@ def test_pod_name_suffixes_are_eight_random_lowercase_alphanumerics() -> None:
     assert all(len(s) == 8 and set(s) <= set(SUFFIX_ALPHABET) for s in suffixes)
     assert len(set(suffixes)) == len(suffixes)
     assert set("".join(suffixes)) == set(SUFFIX_ALPHABET)  # every character occurs (16,000 draws of 36)
+
+
+async def test_placed_at_acceptance_creates_that_pod_with_no_second_placement_write(world: World) -> None:
+    state = await submitted(world.store, pod_request())
+    placement = engine.placement(pod_request(), world.clusters.snapshots())
+    placed = creation.placed_at_acceptance(state.record, placement, "gw")
+    await world.store.record_placement(
+        "r1", cluster=placed.cluster, region=placed.region, namespace=placed.namespace, name=placed.name,
+        decision=placed.decision,
+    )  # fmt: skip
+    fresh = RunState((await world.store.get_pod_record("r1")) or state.record, fresh=True)
+    await world.creator().place_and_create(fresh)
+    assert world.clusters.all_pods() == [(world.first.name, placed.name)]
+    items = await journalled(world.store, world.journal, "r1")
+    assert not [i for i in items if isinstance(i, domain.PlacementDecision)]  # no placement stored by the runner
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+async def test_a_cluster_chosen_at_acceptance_and_cordoned_since_is_left_only_if_nothing_was_sent(
+    world: World, fresh: bool
+) -> None:
+    """Fresh (accepted by this process just now), no create was ever sent under that name: placed anew.
+    Resumed, a create may have been sent before the restart: that cluster and name stay first."""
+    state = await submitted(world.store, pod_request())
+    placed = creation.placed_at_acceptance(state.record, engine.placement(pod_request(), world.clusters.snapshots()), "gw")
+    await world.store.record_placement(
+        "r1", cluster=placed.cluster, region=placed.region, namespace=placed.namespace, name=placed.name,
+        decision=placed.decision,
+    )  # fmt: skip
+    world.first.cordoned = True
+    run = RunState((await world.store.get_pod_record("r1")) or state.record, fresh=fresh)
+    await world.creator().place_and_create(run)
+    if fresh:
+        assert world.first.creates == [] and world.second.creates == [run.record.name] != [placed.name]
+        assert (run.record.cluster, run.record.decision.cluster) == (world.second.name, world.second.name)  # type: ignore[union-attr]
+    else:
+        assert world.first.creates == [placed.name] and world.second.creates == []
