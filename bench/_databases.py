@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 from bench._stack import cpu_seconds
 from gateway.store.engine import sqlite_url
@@ -37,6 +38,16 @@ class Databases:
         finally:
             await admin.close()
         return f"postgresql+asyncpg://postgres@/{name}?host={self._socket_dir}"
+
+    async def fetch(self, url: str, query: str, *args: object) -> list[asyncpg.Record]:
+        """Rows of a query on the PostgreSQL database of `url` (one that `await databases(...)` gave)."""
+        assert self._socket_dir is not None, "a query needs the PostgreSQL server"
+        name = make_url(url).database
+        conn = await asyncpg.connect(host=str(self._socket_dir), user="postgres", database=name)
+        try:
+            return list(await conn.fetch(query, *args))
+        finally:
+            await conn.close()
 
     def server_cpu_seconds(self) -> float:
         """CPU time of the PostgreSQL server so far: the postmaster, its live backends and the ones that ended."""

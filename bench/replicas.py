@@ -11,10 +11,15 @@ interleave the configurations, so a change of the machine's load falls on all of
 
 This process is the callers: one GatewayClient given every replica's address (gRPC keeps a connection to
 each and round-robins the calls), `--callers` concurrent SubmitPod callers; each accepted pod (1 s, one
-log line, logs followed, AUTO XCom) is then watched to its result with WatchPod through the same client,
-as a deferred Airflow task is, so a pod is often submitted on one replica and watched on another. Every
-result is checked: Succeeded, the XCom, the log lines each once and in order; the simulator counts the
-pod creates (more than one per pod would be a duplicate).
+log line, logs followed, AUTO XCom) is then watched to its result with WatchPod, as a deferred Airflow task
+is, on each replica in turn (a client per replica), so half the pods are watched on the replica that owns
+them and half on another. Every result is checked: Succeeded, the XCom, the log lines each once and in
+order; the simulator counts the pod creates (more than one per pod would be a duplicate).
+
+The delay of a result is its time (stamped by the owner before its write, so it counts the write) to its
+arrival at the caller, printed for all watchers and, with several replicas, apart for those on the replica
+that wrote it (handed over in memory) and those on another (woken by its NOTIFY, read from the database);
+the writer is the record's owner at the end, its lease name found in the replica's log.
 
 CPU is read from /proc over the run (first submit until the gateways have deleted every pod): the sum of
 every replica's utime+stime, the PostgreSQL server's (postmaster, backends and the backends that ended),
@@ -81,7 +86,7 @@ class Results:
     ok: int = 0
     problems: Counter[str] = field(default_factory=Counter)
     last_at: float = 0.0
-    delays: list[float] = field(default_factory=list)  # result journalled -> result at the caller, seconds
+    delays: dict[str, float] = field(default_factory=dict)  # request -> seconds from the result's time to the caller
 
 
 @dataclass
@@ -99,6 +104,7 @@ class Run:
     doubled: int  # requests with more than one pod
     leases_lost: int  # times a replica stopped following its requests (its gateway.log)
     load: float
+    on_owner: list[bool]  # per delay (in order of Results.delays): was the result watched on the replica that wrote it
 
     def per_pod_ms(self, *keys: str) -> float:
         return 1000 * sum(self.cpu[k] for k in keys) / max(self.submitted.accepted, 1)
@@ -115,6 +121,11 @@ class Run:
     def pod_rate(self) -> float:
         return self.results.ok / self.results_wall
 
+    def delays(self, *, on_owner: bool | None = None) -> list[float]:
+        """Result time -> caller, for every watcher, or those on (True) or not on (False) the result's writer."""
+        pairs = zip(self.results.delays.values(), self.on_owner, strict=True)
+        return [d for d, owner in pairs if on_owner is None or owner == on_owner]
+
 
 async def follow(client: GatewayClient, request_id: str, log_lines: int, out: Results) -> None:
     """WatchPod from the start to the result; counts the pod as ok or names what was wrong."""
@@ -126,7 +137,7 @@ async def follow(client: GatewayClient, request_id: str, log_lines: int, out: Re
             elif isinstance(event, Result):
                 out.last_at = max(out.last_at, time.perf_counter())
                 if event.time is not None:
-                    out.delays.append((datetime.now(UTC) - event.time).total_seconds())
+                    out.delays[request_id] = (datetime.now(UTC) - event.time).total_seconds()
                 wrong = [
                     what
                     for what, bad in (
@@ -208,7 +219,11 @@ async def measure(
     env = {"PODGATE_DATABASE_LEASE_SECONDS": f"{args.lease:g}"} if args.lease else {}
     async with stack_for(tmp, config, url, env) as stack, observers(stack) as watching:
         spec = ChannelSpec(address=",".join(g.address for g in stack.gateways))
-        async with GatewayClient(spec, deadline=300) as client:
+        async with GatewayClient(spec, deadline=300) as client, AsyncExitStack() as pinned:
+            watch_on = [  # which replica wrote each result is asked afterwards (result_writers)
+                await pinned.enter_async_context(GatewayClient(ChannelSpec(address=g.address), deadline=300))
+                for g in stack.gateways
+            ]
             requests = [
                 spec_request(new_id("rep"), duration=POD_SECONDS, log_lines=args.log_lines) for _ in range(args.pods)
             ]
@@ -217,7 +232,8 @@ async def measure(
             async def submit(i: int) -> None:
                 await client.submit_pod(requests[i])
                 rid = requests[i].request_id
-                follows.append(asyncio.create_task(follow(client, rid, args.log_lines, results), name=rid))
+                watcher = watch_on[watcher_of(i, len(watch_on))]
+                follows.append(asyncio.create_task(follow(watcher, rid, args.log_lines, results), name=rid))
 
             idle = await idle_cpu(stack)
             await stack.sim.reset(*ALL_CLUSTERS)
@@ -235,6 +251,8 @@ async def measure(
             after = cpu_now(stack, dbs)
             creates = sum([(await stack.sim.counts(c))[("create", "pods")] for c in ALL_CLUSTERS])
             pods_seen, doubled = pods_created(watching, [r.request_id for r in requests])
+            watched = {r.request_id: watcher_of(i, len(watch_on)) for i, r in enumerate(requests)}
+            writers = await result_writers(stack, url, dbs, list(results.delays))
     return Run(
         configuration=config,
         pods=args.pods,
@@ -249,7 +267,28 @@ async def measure(
         doubled=doubled,
         leases_lost=sum(g.log_path.read_text().count(LEASE_LOST) for g in stack.gateways),
         load=os.getloadavg()[0],
+        on_owner=[writers.get(rid, 0) == watched[rid] for rid in results.delays],
     )
+
+
+def watcher_of(i: int, replicas: int) -> int:
+    """The replica that watches pod i: each in turn, shifted by one every round of them, so that the
+    round-robin of the submits (pod i mostly to replica i % N) does not put every watcher on the owner."""
+    return (i + i // replicas) % replicas
+
+
+async def result_writers(stack: Stack, url: str | None, dbs: Databases | None, request_ids: list[str]) -> dict[str, int]:
+    """The replica (index) that owned each request at the end, so wrote its result: the record's owner, a lease
+    name, found in the replica's log (`replica NAME holds its lease`). One replica: all 0."""
+    if url is None or dbs is None or len(stack.gateways) == 1:
+        return {}
+    leases = {
+        name: i
+        for i, gateway in enumerate(stack.gateways)
+        for name in re.findall(r"replica (\S+) holds its lease", gateway.log_path.read_text())
+    }
+    rows = await dbs.fetch(url, "SELECT request_id, owner FROM pod_records WHERE request_id = ANY($1)", request_ids)
+    return {row["request_id"]: leases[row["owner"]] for row in rows if row["owner"] in leases}
 
 
 def report(run: Run, round_no: int) -> None:
@@ -266,9 +305,15 @@ def report(run: Run, round_no: int) -> None:
     )
     print(
         f"  results: {r.ok}/{s.accepted} ok ({problems}), the last {run.results_wall:.1f} s after the first submit: "
-        f"{run.pod_rate:.0f} pods/s end to end; result journalled -> at the caller: median "
-        f"{1000 * statistics.median(r.delays or [0]):.0f} ms, p99 {1000 * percentile(r.delays or [0], 99):.0f} ms, "
-        f"max {1000 * max(r.delays or [0]):.0f} ms"
+        f"{run.pod_rate:.0f} pods/s end to end"
+    )
+    groups = [("all watchers", run.delays())]
+    if len(run.replicas) > 1:
+        groups += [("on the replica that wrote it", run.delays(on_owner=True))]
+        groups += [("on another replica", run.delays(on_owner=False))]
+    print(
+        "  result's time (stamped before the owner's write) -> at the caller: "
+        + "; ".join(f"{what} ({len(d)}) {spread(d)}" for what, d in groups)
     )
     print(
         f"  pods in the clusters: {run.pods_seen} for {s.accepted} accepted requests, {run.doubled} request(s) with a "
@@ -285,6 +330,15 @@ def report(run: Run, round_no: int) -> None:
         f"the machine, of {os.cpu_count()}; load average {run.load:.1f}; the replicas used {100 * run.idle:.1f} % of a "
         f"core with no pod ({1000 * run.idle * run.cpu_wall / max(run.submitted.accepted, 1):.2f} ms per pod of the figure above)",
         flush=True,
+    )
+
+
+def spread(delays: list[float]) -> str:
+    if not delays:
+        return "-"
+    return (
+        f"median {1000 * statistics.median(delays):.0f} ms, p99 {1000 * percentile(delays, 99):.0f} ms, "
+        f"max {1000 * max(delays):.0f} ms"
     )
 
 

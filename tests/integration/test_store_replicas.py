@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -155,14 +155,16 @@ async def test_a_log_batch_refused_after_the_lease_is_lost_is_dropped_not_left_a
     assert await a.read_events("r1", 0, 10) == []
 
 
-def replication(store: SqlStore, woken: list[str] | None = None) -> Replication:
+def replication(
+    store: SqlStore, woken: list[str] | None = None, wake: Callable[[str, int | None], None] | None = None
+) -> Replication:
     return Replication(
         store,
         gateway_id="gw",
         listen="",
         take=lambda records: None,
         drop=list,
-        wake=lambda request_id, _seq: (woken if woken is not None else []).append(request_id),
+        wake=wake or (lambda request_id, _seq: (woken if woken is not None else []).append(request_id)),
         policy=LeasePolicy(),
     )
 
@@ -198,6 +200,44 @@ async def test_an_append_on_one_replica_wakes_the_followers_of_another(two_store
     finally:
         await owner.close(release=True)
         await watcher.close(release=True)
+
+
+async def test_a_burst_of_writes_on_one_replica_reaches_every_watcher_on_another_by_notify_alone(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """bench/replicas.py's case: many results committed together by the owner's group writer (their NOTIFYs
+    in shared transactions) while watchers wait on the other replica. With no safety poll there (a watcher
+    waits until woken), each watcher gets its events, pushed by NOTIFY alone."""
+    a, b = two_stores
+    written, watched = Journal(a), Journal(b)
+    assert watched.safety_poll is None
+    owner, watcher = replication(a, wake=written.wake), replication(b, wake=watched.wake)
+    await owner.start()
+    await watcher.start()
+    names = [f"burst-{i}" for i in range(100)]
+    try:
+        await asyncio.gather(*(a.create_pod_record(record(name)) for name in names))
+
+        async def watch(name: str) -> list[int]:
+            return [e.seq async for e in watched.follow(name)]  # ends at the result
+
+        watches = [asyncio.create_task(watch(name)) for name in names]
+        for _ in range(3000):  # until every watcher has read the (empty) journal and waits (30 s at most)
+            if all(any(f.waiting for f in watched.live_feeds(name)) for name in names):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the watchers did not all wait within 30 s")
+        line = domain.LogLine(container="main", time=datetime.now(UTC), text="done")
+        result = domain.PodResult(phase=domain.PodPhase.SUCCEEDED, exit_code=0)
+        await asyncio.gather(*(written.append(name, line, result) for name in names))
+        async with asyncio.timeout(30):  # bounds a failure only: a lost wake-up would wait forever
+            assert await asyncio.gather(*watches) == [[1, 2]] * len(names)
+    finally:
+        await owner.close(release=True)
+        await watcher.close(release=True)
+        await written.close()
+        await watched.close()
 
 
 async def test_replicas_starting_together_register_the_same_clusters(two_stores: tuple[SqlStore, SqlStore]) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import cast
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from gateway import domain
+from gateway.pods.journal import Journal, encode
 from gateway.pods.livefeed import Feed
+from gateway.store.base import Store
 
 T = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -130,3 +133,99 @@ def test_a_watcher_over_a_feed_and_the_store_sees_every_event_once_in_order(step
 
     asyncio.run(run())
     assert seen == list(range(1, len(store) + 1))
+
+
+class GatedStore:
+    """The journal's two store calls in memory; a read takes its snapshot at once and answers when released,
+    as a read on another connection whose snapshot predates the writes that commit meanwhile."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, domain.JournalEvent]] = []
+        self.reads: list[asyncio.Event] = []  # reads in flight, oldest first
+        self.open = False  # past the steps: reads answer at once
+
+    async def append_events(self, request_id: str, events: list[domain.JournalEvent]) -> list[int]:
+        seqs = list(range(len(self.events) + 1, len(self.events) + len(events) + 1))
+        self.events.extend(zip(seqs, events, strict=True))
+        return seqs
+
+    async def read_events(self, request_id: str, after: int, limit: int) -> list[tuple[int, domain.JournalEvent]]:
+        snapshot = [(seq, e) for seq, e in self.events if seq > after][:limit]
+        if not self.open:
+            released = asyncio.Event()
+            self.reads.append(released)
+            await released.wait()
+        return snapshot
+
+    def release(self) -> None:
+        if self.reads:
+            self.reads.pop(0).set()
+
+
+def line(n: int) -> domain.LogLine:
+    return domain.LogLine(container="c", time=T, text=f"{n}")
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(st.just("here"), st.integers(1, 3), st.booleans()),  # written here; its NOTIFY before the offer?
+            st.tuples(st.just("elsewhere"), st.integers(1, 3), st.booleans()),  # written by another replica: its NOTIFY
+            st.tuples(st.just("release"), st.integers(1, 2), st.booleans()),  # that many reads in flight answer
+            st.tuples(st.just("run"), st.integers(1, 5), st.booleans()),  # the event loop turns that many times
+        ),
+        max_size=30,
+    )
+)
+@example([("run", 1, False), ("elsewhere", 1, False), ("run", 3, False), ("elsewhere", 1, False), ("release", 2, False)])
+@example([("release", 1, False), ("here", 1, False), ("run", 3, False), ("elsewhere", 1, False)])  # one past the offer
+def test_with_every_notification_heard_a_watcher_needs_no_safety_poll(steps: list[tuple[str, int, bool]]) -> None:
+    """bench/replicas.py suspected NOTIFYs left unacted on (the delivery tail followed the safety poll). With no
+    safety poll at all (a watcher waits until woken), any interleaving of writes here (offered in memory, their
+    own NOTIFY before or after the offer), writes elsewhere (only their NOTIFY, naming the last cursor), and
+    NOTIFYs landing while a read whose snapshot predates them is in flight: once every read answers, the
+    watcher has every event, each once, in order."""
+    store = GatedStore()
+    journal = Journal(cast(Store, store))
+    assert journal.safety_poll is None
+    seen: list[int] = []
+
+    async def watch() -> None:
+        async for event in journal.follow("r"):
+            seen.append(event.seq)
+
+    async def turn(times: int) -> None:
+        for _ in range(times):
+            await asyncio.sleep(0)
+
+    async def run() -> None:
+        watcher = asyncio.create_task(watch())
+        written = 0
+        for kind, n, notify_first in steps:
+            if kind == "here":
+                if notify_first:  # the LISTEN connection's callback ran before the writer's await returned
+                    journal.wake("r", written + n)
+                await journal.append("r", *(line(written + i) for i in range(1, n + 1)))
+                written += n
+                if not notify_first:
+                    journal.wake("r", written)
+            elif kind == "elsewhere":
+                events = [encode(line(written + i), T) for i in range(1, n + 1)]
+                written = (await store.append_events("r", events))[-1]
+                journal.wake("r", written)
+            elif kind == "release":
+                for _ in range(n):
+                    store.release()
+            await turn(n if kind == "run" else 1)
+        store.open = True
+        while store.reads:
+            store.release()
+        for _ in range(200):  # the loop turns; no timer, no poll: only what the feed was told wakes the watcher
+            if len(seen) == written:
+                break
+            await asyncio.sleep(0)
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        assert seen == list(range(1, written + 1))
+
+    asyncio.run(run())
