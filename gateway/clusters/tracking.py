@@ -43,7 +43,8 @@ class PodTrack:
         self.pod: Mapping[str, Any] | None = None
         self.seen = False  # the pod has existed at some point while tracked
         self._synced = synced
-        self._changed = asyncio.Event()
+        self._changed = asyncio.Event()  # taken by `wait`: the pod's follower is its one consumer
+        self._next: asyncio.Event | None = None  # made by wait_next only, dropped at the change that sets it
         self._event_added: asyncio.Event | None = None  # made by settle_events only (an Event is 0.74 KiB a pod)
         self._events: list[domain.KubernetesEvent] = []
         self._event_keys: set[tuple[str, int]] = set()
@@ -51,7 +52,7 @@ class PodTrack:
     def update(self, pod: Mapping[str, Any] | None) -> None:
         self.pod = pod
         self.seen = self.seen or pod is not None
-        self._changed.set()
+        self._signal()
 
     def add_event(self, key: tuple[str, int], event: domain.KubernetesEvent) -> None:
         """Adds an event once (by uid and count: a repeated event comes back with a higher count)."""
@@ -60,13 +61,19 @@ class PodTrack:
         self._event_keys.add(key)
         self._events.append(event)
         del self._events[:-MAX_PENDING_EVENTS]
-        self._changed.set()
+        self._signal()
         if self._event_added is not None:
             self._event_added.set()
 
     def poke(self) -> None:
         """Wakes the follower without a change of the pod (cancellation, its cluster going away)."""
+        self._signal()
+
+    def _signal(self) -> None:
         self._changed.set()
+        if self._next is not None:
+            self._next.set()
+            self._next = None
 
     def drain_events(self) -> list[domain.KubernetesEvent]:
         events, self._events = self._events, []
@@ -85,6 +92,16 @@ class PodTrack:
             async with asyncio.timeout(within):
                 await self._changed.wait()
         self._changed.clear()
+
+    async def wait_next(self, within: float) -> None:
+        """Returns at the next change (or after `within` seconds) without taking it from `wait`. For the pod's
+        log followers: had they waited with `wait`, one could clear a change (the pod's end) that came while the
+        follower was busy storing a phase, and the follower would sleep out its idle wait (30 s late results,
+        bench/replicas.py). A change before the call is not seen: check the state first."""
+        changed = self._next = self._next or asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(within):
+                await changed.wait()
 
     async def settle_events(self, *, quiet: float, within: float) -> None:
         """Waits until no new event came for `quiet` seconds (at most `within`).

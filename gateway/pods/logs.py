@@ -132,7 +132,7 @@ class LogFollower:
     pod: str
     container: str
     container_done: Callable[[], bool]
-    wait_change: Callable[[float], Awaitable[None]]
+    wait_change: Callable[[float], Awaitable[None]]  # the pod's next change, left to its follower (PodTrack.wait_next)
     position: LogPosition = field(default_factory=LogPosition)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     draw: Draw = random.random
@@ -172,7 +172,8 @@ class LogFollower:
                 continue
             if done_before:
                 return
-            await self.wait_change(1.0)
+            if not self.container_done():  # else it ended while the stream was open: read the rest at once
+                await self.wait_change(1.0)
 
     async def _one_stream(self) -> AsyncIterator[domain.LogLine]:
         resumed = ResumedStream(self.position)

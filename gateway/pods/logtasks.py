@@ -62,7 +62,7 @@ class LogTasks:
                 pod=self.record.name,
                 container=container,
                 container_done=functools.partial(self.track.container_done, container),
-                wait_change=self.track.wait,
+                wait_change=self.track.wait_next,
                 position=self.positions.setdefault(container, LogPosition()),
             )
             self.tasks[container] = asyncio.create_task(self._pump(follower))

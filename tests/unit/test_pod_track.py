@@ -50,6 +50,20 @@ async def test_wait_returns_on_a_change_and_after_its_time() -> None:
     assert track.seen
 
 
+async def test_a_change_a_log_follower_waited_for_is_left_for_the_pods_follower() -> None:
+    track = PodTrack(asyncio.Event())
+    looking = asyncio.create_task(track.wait_next(30))
+    await asyncio.sleep(0)
+    track.update({"metadata": {"name": "p"}})
+    await asyncio.wait_for(looking, 5)
+    async with asyncio.timeout(5):  # bounds a failure only: the change is still pending for it
+        await track.wait(30)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await track.wait_next(0.05)  # a change before the call is not the next one
+    assert loop.time() - start >= 0.04
+
+
 async def test_settling_waits_out_events_that_keep_coming() -> None:
     """Warning events trail a failed pod's status on their own watch: settling returns only once they stop."""
     track = PodTrack(asyncio.Event())
