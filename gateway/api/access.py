@@ -18,6 +18,7 @@ import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -193,11 +194,22 @@ class AccessControl:
         return admit_submission(tenant, request, clusters=clusters, usage=usage, limiter=self._limiter)
 
     async def audit(self, caller: Caller | None, entry: AuditEvent) -> None:
-        if caller is not None:
-            entry = replace(entry, tenant=caller.tenant.name, identity=caller.identity)
+        entry = _by(caller, entry)
         if entry.code:  # a refusal a servicer recorded itself, with more context than the interceptor has
             _refusal_audited.set(True)
         await self.auditor.record(entry)
+
+    def audit_record(self, caller: Caller, entry: AuditEvent) -> dict[str, Any]:
+        """What `audit` would store, for a store write that stores it with what it audits; `audited` then
+        copies it to the sink once that write is made."""
+        return _by(caller, entry).as_record(datetime.now(UTC))
+
+    def audited(self, record: dict[str, Any]) -> None:
+        self.auditor.copy_to_sink(record)
+
+
+def _by(caller: Caller | None, entry: AuditEvent) -> AuditEvent:
+    return entry if caller is None else replace(entry, tenant=caller.tenant.name, identity=caller.identity)
 
 
 def _has_quota(tenant: tp.Tenant) -> bool:

@@ -76,6 +76,11 @@ class Auditor:
     async def record(self, entry: AuditEvent) -> None:
         record = entry.as_record(datetime.now(UTC))
         await self._store.append_audit(record)
+        self.copy_to_sink(record)
+
+    def copy_to_sink(self, record: dict[str, Any]) -> None:
+        """An entry's record (`AuditEvent.as_record`) that the store holds already, e.g. written with the
+        request it audits (`Store.create_pod_record`), to the sink."""
         if self._sink is not None:
             try:
                 self._sink.write(json.dumps(record, separators=(",", ":"), sort_keys=True) + "\n")

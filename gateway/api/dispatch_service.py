@@ -77,10 +77,16 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         request = await _pod_request(pod, self._access.limits)
 
         live: list[domain.PodRecord] = []
+        accepted: dict[str, Any] = {}
 
         def admit(request: domain.PodRequest) -> domain.PodRequest:
             clusters = [self._registry.get(n).spec for n in self._registry.names()]
             return self._access.admit(caller, request, clusters=clusters, live=live)
+
+        def audit(request: domain.PodRequest) -> dict[str, Any]:
+            """Stored in the write that creates the record (one write, not two)."""
+            accepted.update(self._access.audit_record(caller, _submit_entry(request, "accepted")))
+            return accepted
 
         try:
             async with self._access.admission(caller.tenant):
@@ -89,25 +95,17 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
                     live = await self._dispatcher.unfinished_of(caller.tenant.name)
                     quota = self._access.quota_in_store(caller.tenant, request, live)
                 record, created = await self._dispatcher.submit(
-                    request, admit=admit, admission=quota, look_first=self._access.rate_limited(caller.tenant)
-                )
+                    request, admit=admit, admission=quota, look_first=self._access.rate_limited(caller.tenant),
+                    audit=audit,
+                )  # fmt: skip
         except errors.GatewayError as e:
             message = clip(str(e), MAX_MESSAGE)  # the audit keeps what the caller was told, never its megabyte
-            await self._audit_submit(caller, request, "refused", code=code_for(e).name, message=message)
+            await self._access.audit(caller, _submit_entry(request, "refused", code=code_for(e).name, message=message))
             raise
         _require_access(caller, record, "resubmit")
         if created:
-            await self._audit_submit(caller, record.request, "accepted")
+            self._access.audited(accepted)  # stored with the record: to the sink now
         return record, created
-
-    async def _audit_submit(
-        self, caller: Caller, request: domain.PodRequest, outcome: str, *, code: str = "", message: str = ""
-    ) -> None:
-        entry = AuditEvent(
-            action="pod.submit", outcome=outcome, request_id=request.request_id,
-            namespace=tp.request_namespace(request), code=code, message=message,
-        )  # fmt: skip
-        await self._access.audit(caller, entry)
 
     async def WatchPod(
         self, request: dispatch_pb2.WatchPodRequest, context: Any
@@ -191,6 +189,13 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             visible=visible,
         )
         return dispatch_pb2.ExplainPlacementResponse(decision=cv.decision_to_proto(decision))
+
+
+def _submit_entry(request: domain.PodRequest, outcome: str, *, code: str = "", message: str = "") -> AuditEvent:
+    return AuditEvent(
+        action="pod.submit", outcome=outcome, request_id=request.request_id,
+        namespace=tp.request_namespace(request), code=code, message=message,
+    )  # fmt: skip
 
 
 def _require_access(caller: Caller, record: domain.PodRecord, action: str) -> None:

@@ -9,8 +9,9 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from gateway import domain, errors
 from gateway.clusters.kubeapi import errors as kube
@@ -229,6 +230,7 @@ class Dispatcher:
         admit: Admission | None = None,
         admission: TenantAdmission | None = None,
         look_first: bool = False,
+        audit: Callable[[domain.PodRequest], Mapping[str, Any]] | None = None,
     ) -> tuple[domain.PodRecord, bool]:
         """Idempotent on request_id: an existing request is returned as it is, never created twice.
 
@@ -238,6 +240,8 @@ class Dispatcher:
         The store is asked whether the request exists only when it is refused (creating the record answers
         it otherwise: one store call per submission, not two), or first when `look_first` (an `admit` that
         takes something, such as a rate limit's token, must not take it for a request already stored).
+        `audit` gives the audit record of the request as accepted: stored in the write that creates the
+        record (none for an existing request).
         """
         if look_first and (existing := await self._store.get_pod_record(request.request_id)) is not None:
             return existing, False
@@ -257,11 +261,16 @@ class Dispatcher:
         # journal in one write; a request not yet stored has nothing buffered in the journal, so this takes
         # none of its per-request state (a resubmission would keep it).
         events = [encode(accepted, now)] + ([encode(placed.decision, now)] if placed.decision is not None else [])
+        audited = None if audit is None else audit(request)  # in the same write
         try:
-            record, created = await self._store.create_pod_record(placed, events=events, admission=admission)
+            record, created = await self._store.create_pod_record(
+                placed, events=events, admission=admission, audit=audited
+            )
         except errors.AlreadyExists:  # its kept pod name is another request's: the runner tells the caller
             placed = new
-            record, created = await self._store.create_pod_record(new, events=events[:1], admission=admission)
+            record, created = await self._store.create_pod_record(
+                new, events=events[:1], admission=admission, audit=audited
+            )
         if created and placed.decision is not None:
             self._explanations.remember(request.request_id, placed.decision, placement)
         if created and (self._replication is None or self._replication.may_act()):

@@ -80,10 +80,13 @@ class Store(Protocol):
         *,
         events: Sequence[JournalEvent] = (),
         admission: TenantAdmission | None = None,
+        audit: Mapping[str, Any] | None = None,
     ) -> tuple[PodRecord, bool]:
         """Insert unless the request_id exists: (stored record, True) or (existing record, False). Race-safe.
         `events` start the new record's journal; nothing is appended to an existing record's. With
-        `admission`, a new record is inserted only if its check passes (else its error is raised)."""
+        `admission`, a new record is inserted only if its check passes (else its error is raised). `audit`
+        is appended to the audit log (as by `append_audit`) in the same transaction as a new record, and not
+        at all for an existing one: a request is never stored without its audit record, nor audited twice."""
         ...
 
     async def get_pod_record(self, request_id: str) -> PodRecord | None: ...

@@ -239,6 +239,7 @@ class SqlStore:
         *,
         events: Sequence[JournalEvent] = (),
         admission: TenantAdmission | None = None,
+        audit: Mapping[str, Any] | None = None,
     ) -> tuple[PodRecord, bool]:
         request_id = record.request.request_id
         if not request_id:
@@ -249,6 +250,7 @@ class SqlStore:
         if self._owner is not None:
             values |= {"owner": self._owner, "fence": 1}
         channel = self._channel
+        audited = None if audit is None else self._audit_values(audit)
 
         def create(conn: Connection) -> tuple[RowMapping, bool]:
             existing = conn.execute(statements.RECORD_BY_REQUEST, {"p_request_id": request_id}).first()
@@ -258,6 +260,8 @@ class SqlStore:
                 quota.admit(conn, admission)
             row = conn.execute(statements.INSERT_RECORD, values).one()._mapping
             _journal(conn, row, events, channel)
+            if audited is not None:
+                conn.execute(statements.INSERT_AUDIT, audited)
             return row, True
 
         try:
@@ -476,14 +480,16 @@ class SqlStore:
     # --- audit ----------------------------------------------------------------------------
 
     async def append_audit(self, record: Mapping[str, Any]) -> int:
-        values = {
+        statement = insert(audit_log).values(self._audit_values(record)).returning(audit_log.c.id)
+        return int(await self._write(lambda conn: conn.execute(statement).scalar_one()))
+
+    def _audit_values(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        return {
             "time": self._clock(),
             "action": str(record.get("action", "")),
             "actor": str(record.get("actor", "")),
             "record": to_data(record),
         }
-        statement = insert(audit_log).values(values).returning(audit_log.c.id)
-        return int(await self._write(lambda conn: conn.execute(statement).scalar_one()))
 
     async def list_audit(
         self,

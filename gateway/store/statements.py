@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Delete, Insert, Select, Update, bindparam, func, insert, select, update
 
-from gateway.store.schema import journal_events, pod_records
+from gateway.store.schema import audit_log, journal_events, pod_records
 
 p = pod_records.c
 
@@ -61,6 +61,7 @@ def claim_seqs(*, fenced: bool) -> Update:
 RECORD_BY_REQUEST: Select[Any] = select(pod_records).where(p.request_id == _param("request_id"))
 INSERT_RECORD: Insert = insert(pod_records).returning(pod_records)
 INSERT_EVENTS: Insert = insert(journal_events)
+INSERT_AUDIT: Insert = insert(audit_log)
 NOTIFY: Select[Any] = select(func.pg_notify(bindparam("p_channel"), bindparam("p_payload")))
 
 _record_id = select(p.id).where(p.request_id == _param("request_id")).scalar_subquery()
