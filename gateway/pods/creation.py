@@ -37,6 +37,12 @@ log = logging.getLogger(__name__)
 SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 REJECTION_MESSAGE_MAX = 1024
 MAX_WAIT_SECONDS = 5.0  # between rounds of candidates: a change of capacity or health wakes it sooner
+# A created pod's Pending waits this long at most for a write to go with: its first Kubernetes events, or its
+# Running. Until stored, a restart or a new owner finds the request Queued with its pod name and creates
+# that same pod again: AlreadyExists, read back as this request's (`create`), and followed; no second pod.
+# (One deleted outside the gateway meanwhile would be created again, as after a crash between a create and
+# its answer: the window is this second instead of that write.)
+PENDING_STORED_WITHIN = 1.0
 
 
 SUFFIX_LENGTH = 8
@@ -132,6 +138,7 @@ class Creator:
     journal: Journal
     settings: LiveSettings  # placement policy and gateway id as in force at each attempt
     explanations: Explanations | None = None  # where a stored decision's inputs are kept for GetPod
+    pending_within: float = PENDING_STORED_WITHIN
 
     async def place_and_create(self, state: RunState) -> None:
         """Tries eligible clusters best first; waits for capacity or recovery up to the placement timeout."""
@@ -194,7 +201,9 @@ class Creator:
             raise
         metrics.record_placement(name, outcome.value, first_choice=name == placement.decision.cluster)
         if outcome is Created.YES:
-            state.record = await self.store.record_phase(state.request_id, domain.PodPhase.PENDING)
+            # stored with the pod's first events or its next phase, not on its own (see PENDING_STORED_WITHIN)
+            state.record = replace(state.record, phase=domain.PodPhase.PENDING)
+            self.journal.defer_phase(state.request_id, domain.PodPhase.PENDING, self.pending_within)
             return outcome
         if outcome is Created.NO:
             cluster.untrack(namespace, pod)

@@ -97,20 +97,23 @@ class Follower:
             while True:
                 if not self.clusters.serves(cluster):
                     return None
-                await self._note_events(state, followed, track)
+                events = self._new_events(followed, track)  # journalled with the phase they came with, if one
+                if state.cancelled.is_set() or track.pod is None:
+                    await self._journal_events(state, events)
+                    events = []
                 if state.cancelled.is_set():
                     cancelled = domain.PodResult(
                         phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=state.cancel_reason
                     )
                     return Ending(cancelled, cluster)
-                if track.pod is None:
+                if track.pod is None:  # looked at after the write: the pod may have shown up meanwhile
                     if track.seen or await self._confirmed_gone(state.record, followed, cluster):
                         return Ending(deleted())
                     await track.wait(1.0)
                     continue
                 view = status.interpret(track.pod)
                 logs.start()  # the logs open while the phase is recorded; their lines are journalled after it
-                await self._record_phase(state, view)
+                await self._record_phase(state, view, events)
                 logs.release()
                 if view.finished or collecting.sidecar_ready_to_read(state.request, track, view):
                     return Ending(await self._collect(state, followed, cluster, track, view, logs), cluster)
@@ -123,13 +126,16 @@ class Follower:
         finally:
             await logs.stop()
 
-    async def _record_phase(self, state: RunState, view: status.PodView) -> None:
-        """Stores and streams a new phase; the end is reported by the result instead."""
+    async def _record_phase(self, state: RunState, view: status.PodView, events: list[domain.KubernetesEvent]) -> None:
+        """Stores and streams a new phase, with the Kubernetes events seen in the same look before it (one
+        write, not two); the end is reported by the result instead."""
         if view.phase is state.record.phase or view.finished:
+            await self._journal_events(state, events)
             return
         state.record = await self.journal.record(
             state.request_id,
-            lambda events: self.store.record_phase(state.request_id, view.phase, events=events),
+            lambda journalled: self.store.record_phase(state.request_id, view.phase, events=journalled),
+            *events,
             domain.PhaseChange(phase=view.phase, reason=view.reason, message=view.message),
         )
         metrics.record_phase(state.record.cluster, view.phase, state.record.created_at)
@@ -153,16 +159,21 @@ class Follower:
         result = collecting.ended_result(view, code, xcom_json, xcom_error)
         if result.phase is domain.PodPhase.FAILED:
             await track.settle_events(quiet=EVENT_SETTLE_QUIET_SECONDS, within=EVENT_SETTLE_MAX_SECONDS)
-        await self._note_events(state, followed, track)
+        await self._journal_events(state, self._new_events(followed, track))
         return replace(result, warning_events=tuple(followed.warnings))
 
-    async def _note_events(self, state: RunState, followed: Followed, track: PodTrack) -> None:
-        """Journals the events that came since the last look, together (one store write, not one each)."""
+    @staticmethod
+    def _new_events(followed: Followed, track: PodTrack) -> list[domain.KubernetesEvent]:
+        """The events that came since the last look (kept as warnings too), to be journalled together."""
         new = [e for e in track.drain_events() if e not in followed.journalled]  # journalled: seen before a restart
         followed.warnings.extend(e for e in new if e.type == "Warning")
         del followed.warnings[:-MAX_WARNINGS]
-        if new:
-            await self.journal.append(state.request_id, *new)
+        return new
+
+    async def _journal_events(self, state: RunState, events: list[domain.KubernetesEvent]) -> None:
+        """In one store write (with a phase deferred until now: journal.defer_phase), not one each."""
+        if events:
+            await self.journal.append(state.request_id, *events)
 
     async def _confirmed_gone(self, record: domain.PodRecord, followed: Followed, cluster: PodCluster) -> bool:
         """The watch does not show the pod: asks the API server, at most every GONE_CHECK_SECONDS.

@@ -9,7 +9,8 @@ or one feed of memory, never a growing queue. Log lines are batched (many lines,
 item flushes the batch first so order is kept. A batch is written at once when a watcher of the request
 waits for the next event (it would otherwise see each live line only after the batch interval); lines
 that come while a write is under way go together in the next one. A change of the request's record
-and the events announcing it are one store write (`record`): never one without the other.
+and the events announcing it are one store write (`record`): never one without the other. A phase no
+watcher is told of may wait for the request's next write and go with it (`defer_phase`).
 
 Buffered log lines whose write fails are kept, in order, and written again: they were read from the
 container already (the followers' positions are past them), so dropping them lost them for good once the
@@ -79,6 +80,7 @@ class Journal:
         self._feed_capacity = feed_capacity
         self._feeds: dict[str, list[Feed]] = {}  # the live watchers of each request on this replica
         self._pending_logs: dict[str, list[Entry]] = {}
+        self._deferred: dict[str, tuple[domain.PodPhase, asyncio.TimerHandle]] = {}  # defer_phase: phase, deadline
         self._epochs: dict[str, int] = {}  # grows when this gateway stops following a request (drop_pending)
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._due: dict[str, asyncio.Event] = {}  # set: write the pending lines now
@@ -92,8 +94,8 @@ class Journal:
         """Writes items after any buffered log lines, then hands them to the request's watchers."""
         now = datetime.now(UTC)
         async with self._lock(request_id):
-            with self._taking_pending(request_id) as lines:
-                await self._write(request_id, [*lines, *((encode(item, now), item) for item in items)])
+            with self._taking_pending(request_id) as (lines, phase):
+                await self._write(request_id, [*lines, *((encode(item, now), item) for item in items)], phase)
 
     async def record(
         self, request_id: str, write: Callable[[list[domain.JournalEvent]], Awaitable[T]], *items: domain.StreamItem
@@ -102,10 +104,11 @@ class Journal:
         given the events to append with the change (buffered log lines first, then `items`). A `PodRecord`
         it returns, as written, numbers the events (they are the last ones its `last_seq` counts) and the
         request's watchers get them from memory; other results have them read back. Its result, or its
-        error (then nothing of it was written)."""
+        error (then nothing of it was written). The change replaces a phase deferred until now
+        (`defer_phase`), which is then not written."""
         now = datetime.now(UTC)
         async with self._lock(request_id):
-            with self._taking_pending(request_id) as lines:
+            with self._taking_pending(request_id) as (lines, _):
                 batch = [*lines, *((encode(item, now), item) for item in items)]
                 result = await write([event for event, _ in batch])
             if isinstance(result, domain.PodRecord):  # its last_seq counts the events just appended
@@ -124,6 +127,27 @@ class Journal:
         if request_id not in self._flushers:
             self._start_flusher(request_id)
 
+    def defer_phase(self, request_id: str, phase: domain.PodPhase, within: float) -> None:
+        """The record's new `phase`, stored with the request's next write of events (an `append`, a flush of
+        buffered lines), or alone after `within` seconds; a state change written meanwhile (`record`)
+        replaces it. Only for a phase no watcher is told of, which the next state change supersedes, and
+        whose loss in a crash costs a resumed runner no more than a check (see creation.py: Pending)."""
+        self._take_deferred(request_id)
+        deadline = asyncio.get_running_loop().call_later(within, self._flush_now, request_id)
+        self._deferred[request_id] = (phase, deadline)
+
+    def _take_deferred(self, request_id: str) -> domain.PodPhase | None:
+        deferred = self._deferred.pop(request_id, None)
+        if deferred is None:
+            return None
+        deferred[1].cancel()
+        return deferred[0]
+
+    def _flush_now(self, request_id: str) -> None:
+        self._due_now(request_id)
+        if request_id not in self._flushers:
+            self._start_flusher(request_id)
+
     def _due_now(self, request_id: str) -> None:
         self._due.setdefault(request_id, asyncio.Event()).set()
 
@@ -133,25 +157,36 @@ class Journal:
         )
 
     async def flush(self, request_id: str) -> None:
+        """Writes what is buffered: the lines, and a deferred phase with them."""
         async with self._lock(request_id):
-            with self._taking_pending(request_id) as lines:
-                await self._write(request_id, lines)
+            with self._taking_pending(request_id) as (lines, phase):
+                await self._write(request_id, lines, phase)
+
+    def _has_pending(self, request_id: str) -> bool:
+        return bool(self._pending_logs.get(request_id)) or request_id in self._deferred
 
     @contextlib.contextmanager
-    def _taking_pending(self, request_id: str) -> Iterator[list[Entry]]:
-        """The buffered lines, taken for a write (under the request's lock). If the write fails they go back
-        in front of any that came meanwhile, unless the request was dropped meanwhile; a lost lease drops them."""
+    def _taking_pending(self, request_id: str) -> Iterator[tuple[list[Entry], domain.PodPhase | None]]:
+        """The buffered lines and the deferred phase, taken for a write (under the request's lock). If the
+        write fails they go back (the lines in front of any that came meanwhile, the phase unless another
+        was deferred meanwhile, written at once), unless the request was dropped meanwhile; a lost lease
+        drops them."""
         epoch = self._epochs.get(request_id, 0)
         lines = self._pending_logs.pop(request_id, [])
+        phase = self._take_deferred(request_id)
         try:
-            yield lines
+            yield lines, phase
         except LeaseLost:
             if self._epochs.get(request_id, 0) == epoch:
                 self._pending_logs.pop(request_id, None)  # read under the lost lease: the new owner reads them
+                self._take_deferred(request_id)
             raise
         except BaseException:
-            if lines and self._epochs.get(request_id, 0) == epoch:
-                self._pending_logs[request_id] = lines + self._pending_logs.get(request_id, [])
+            if self._epochs.get(request_id, 0) == epoch:
+                if lines:
+                    self._pending_logs[request_id] = lines + self._pending_logs.get(request_id, [])
+                if phase is not None and request_id not in self._deferred:
+                    self.defer_phase(request_id, phase, 0.0)
             raise
 
     def drop_pending(self, request_ids: list[str]) -> None:
@@ -159,6 +194,7 @@ class Journal:
         its to write any more, even once it owns the request again (it reads them again then)."""
         for request_id in request_ids:
             self._pending_logs.pop(request_id, None)
+            self._take_deferred(request_id)
             self._epochs[request_id] = self._epochs.get(request_id, 0) + 1
 
     async def follow(
@@ -233,7 +269,7 @@ class Journal:
                 feed.notified(last_seq)
 
     async def close(self) -> None:
-        for request_id in list(self._pending_logs):
+        for request_id in {**self._pending_logs, **self._deferred}:
             await self.flush(request_id)
         tasks = list(self._flushers.values())
         for task in tasks:
@@ -243,12 +279,15 @@ class Journal:
     def _lock(self, request_id: str) -> asyncio.Lock:
         return self._locks.setdefault(request_id, asyncio.Lock())
 
-    async def _write(self, request_id: str, batch: Sequence[Entry]) -> None:
-        """Stores the batch; the request's watchers get it with the cursors the store assigned."""
-        if not batch:
-            return
-        seqs = await self._store.append_events(request_id, [event for event, _ in batch])
-        self._offer(request_id, seqs, batch)
+    async def _write(self, request_id: str, batch: Sequence[Entry], phase: domain.PodPhase | None = None) -> None:
+        """Stores the batch (with the record's new `phase`, if one); the request's watchers get it with the
+        cursors the store assigned."""
+        events = [event for event, _ in batch]
+        if phase is not None:
+            record = await self._store.record_phase(request_id, phase, events=events)
+            self._offer(request_id, range(record.last_seq - len(batch) + 1, record.last_seq + 1), batch)
+        elif batch:
+            self._offer(request_id, await self._store.append_events(request_id, events), batch)
 
     def _offer(self, request_id: str, seqs: Sequence[int], batch: Sequence[Entry]) -> None:
         """Hands a stored batch, with the cursors the store gave it, to the request's live watchers."""
@@ -283,11 +322,11 @@ class Journal:
                     delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
                     log.warning("journal of %s: log lines not written (%s); retrying in %.1f s", request_id, e, delay)
                     await asyncio.sleep(delay)
-                if not self._pending_logs.get(request_id):
+                if not self._has_pending(request_id):
                     return
         finally:
             self._flushers.pop(request_id, None)
-            if not self._pending_logs.get(request_id):
+            if not self._has_pending(request_id):
                 self._due.pop(request_id, None)
 
     async def resume_point(self, request_id: str) -> tuple[dict[str, LogPosition], list[domain.KubernetesEvent]]:
@@ -309,7 +348,8 @@ class Journal:
 
     def holds(self, request_id: str) -> bool:
         """Whether the journal keeps in-memory state for the request (a lock, buffered lines, a flusher)."""
-        return any(request_id in state for state in (self._locks, self._pending_logs, self._flushers, self._due))
+        held = (self._locks, self._pending_logs, self._flushers, self._due, self._deferred)
+        return any(request_id in state for state in held)
 
     def forget(self, request_id: str) -> None:
         """Drops in-memory state of a finished request (its journal stays in the store)."""

@@ -16,7 +16,9 @@ from gateway.pods.cluster import PodCluster
 
 @dataclass
 class RunState:
-    record: domain.PodRecord  # replaced by each store write: the store's answer is the truth
+    # Replaced by each store write (the store's answer is the truth), and once ahead of the store: the Pending
+    # of a created pod, stored with the next write (creation.PENDING_STORED_WITHIN).
+    record: domain.PodRecord
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_reason: str = ""
     track: PodTrack | None = None  # set while the pod is followed, so a cancel wakes the follower

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,18 +21,6 @@ from gateway.store.sql import SqlStore
 from tests.postgres import PostgresServer, database_name
 
 SHORT = LeasePolicy(duration=1.0, renew_every=0.3, safety_margin=0.2)
-
-
-@pytest.fixture
-async def two_stores(postgres_server: PostgresServer) -> AsyncIterator[tuple[SqlStore, SqlStore]]:
-    async with postgres_server.database(database_name()) as url:
-        text = url.render_as_string(hide_password=False)
-        a, b = await SqlStore.open(text), await SqlStore.open(text)
-        try:
-            yield a, b
-        finally:
-            await a.close()
-            await b.close()
 
 
 def record(request_id: str) -> domain.PodRecord:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,9 +23,11 @@ from gateway.pods.journal import Journal
 from gateway.pods.runstate import RunState
 from gateway.settings import LiveSettings, Settings
 from gateway.store.sql import SqlStore
+from tests.e2e.conftest import eventually
 from tests.unit.pod_fakes import FakeCluster, FakeClusters, journalled, pod_request, submitted
 
 WITHIN = 10.0
+WRITES = ("create_pod_record", "record_placement", "record_phase", "record_result", "record_finished", "append_events")
 
 
 class CountingStore:
@@ -34,6 +36,7 @@ class CountingStore:
     def __init__(self, store: SqlStore) -> None:
         self.store = store
         self.calls: Counter[str] = Counter()
+        self.during: dict[str, Callable[[], None]] = {}  # what happens elsewhere while a call is under way
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.store, name)
@@ -42,9 +45,15 @@ class CountingStore:
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1
+            if name in self.during:
+                self.during.pop(name)()
             return attribute(*args, **kwargs)
 
         return counted
+
+    def writes(self) -> int:
+        """Store writes made through it."""
+        return sum(self.calls[name] for name in WRITES)
 
 
 @pytest.fixture
@@ -69,10 +78,12 @@ class Run:
     def follower(self) -> Follower:
         return Follower(self.clusters, self.store, self.journal, LiveSettings(Settings()))  # type: ignore[arg-type]
 
-    async def created(self, *, fresh: bool) -> RunState:
+    async def created(self, *, fresh: bool, pending_within: float = 60.0) -> RunState:
+        """Placed and created; its Pending not stored until the next write (or `pending_within` seconds)."""
         state = await submitted(self.store.store, pod_request())
         state.fresh = fresh
-        creator = Creator(self.clusters, self.store, self.journal, LiveSettings(Settings()))  # type: ignore[arg-type]
+        settings = LiveSettings(Settings())
+        creator = Creator(self.clusters, self.store, self.journal, settings, pending_within=pending_within)  # type: ignore[arg-type]
         await creator.place_and_create(state)
         return state
 
@@ -111,8 +122,18 @@ async def test_a_fresh_run_follows_without_reading_its_journal_back(
     assert (counted.calls["read_events"] > 0) is not fresh  # resumed: read back to continue after its last line
 
 
-async def test_events_that_came_together_are_journalled_in_one_write(run: Run, counted: CountingStore) -> None:
+async def stored_phase(run: Run, state: RunState) -> domain.PodPhase:
+    record = await run.store.store.get_pod_record(state.request_id)
+    assert record is not None
+    return record.phase
+
+
+async def test_events_that_came_together_are_journalled_in_one_write_with_the_pending_phase(
+    run: Run, counted: CountingStore
+) -> None:
+    """The created pod's Pending waits for its first events and goes with them: one write for all."""
     state = await run.created(fresh=True)
+    assert await stored_phase(run, state) is domain.PodPhase.QUEUED  # the pod name is stored, Pending not yet
     track = run.cluster.track("default", state.record.name)
     events = [event(reason) for reason in ("Scheduled", "Pulled", "Created", "Started")]
     for i, each in enumerate(events):
@@ -120,30 +141,54 @@ async def test_events_that_came_together_are_journalled_in_one_write(run: Run, c
     succeeded(run.cluster, state)
     counted.calls.clear()
     await asyncio.wait_for(run.follower().follow(state), WITHIN)
-    assert counted.calls["append_events"] == 1
+    assert counted.writes() == 1 and counted.calls["record_phase"] == 1
+    assert await stored_phase(run, state) is domain.PodPhase.PENDING
     items = await journalled(counted.store, run.journal, state.request_id)
     assert [i for i in items if isinstance(i, domain.KubernetesEvent)] == events  # all of them, in order
+    assert counted.writes() == 1  # nothing was left to flush
 
 
 async def test_each_state_change_is_one_store_write_with_its_events(run: Run, counted: CountingStore) -> None:
-    """Placement, a phase and the result are each stored with their journal events in one call."""
+    """Placement, a phase and the result are each stored with their journal events in one call; Pending is
+    not stored on its own when Running comes first, and events seen with Running go with it."""
     state = await run.created(fresh=True)
-    assert (counted.calls["record_placement"], counted.calls["record_phase"]) == (1, 1)
-    assert counted.calls["append_events"] == 0
+    assert (counted.calls["record_placement"], counted.writes()) == (1, 1)
     running = {**run.cluster.pods[("default", state.record.name)], "status": {"phase": "Running"}}
     run.cluster.set_pod("default", state.record.name, running)
+    events = [event(reason) for reason in ("Scheduled", "Started")]
+    for i, each in enumerate(events):
+        run.cluster.track("default", state.record.name).add_event((f"u{i}", 1), each)
     counted.calls.clear()
     follow = asyncio.create_task(run.follower().follow(state))
     async for streamed in run.journal.follow(state.request_id, state.record.last_seq):  # until Running is journalled
         if isinstance(streamed.item, domain.PhaseChange):
             break
+    assert counted.writes() == 1 and counted.calls["record_phase"] == 1  # Running, its events, Pending replaced
+    assert await stored_phase(run, state) is domain.PodPhase.RUNNING
     succeeded(run.cluster, state)
     await asyncio.wait_for(follow, WITHIN)
-    assert counted.calls["record_phase"] == 1 and counted.calls["append_events"] == 0
+    assert counted.writes() == 1
     items = await journalled(counted.store, run.journal, state.request_id)
     phases = [i.phase for i in items if isinstance(i, domain.PhaseChange)]
     assert phases == [domain.PodPhase.RUNNING]
     assert any(isinstance(i, domain.PlacementDecision) for i in items)
+    assert [i for i in items if isinstance(i, domain.KubernetesEvent)] == events
+    assert isinstance(items[-1], domain.PhaseChange)  # the events before the phase they came with
+    assert counted.writes() == 1  # nothing was left to flush
+
+
+async def test_a_pending_with_nothing_to_go_with_is_stored_alone_by_its_deadline(
+    run: Run, counted: CountingStore
+) -> None:
+    state = await run.created(fresh=True, pending_within=0.1)
+    assert await stored_phase(run, state) is domain.PodPhase.QUEUED
+    counted.calls.clear()
+
+    async def stored_pending() -> bool:
+        return await stored_phase(run, state) is domain.PodPhase.PENDING
+
+    await eventually(stored_pending, within=WITHIN)
+    assert counted.writes() == 1 and counted.calls["record_phase"] == 1
 
 
 @pytest.mark.parametrize("fresh", [True, False])
@@ -160,3 +205,17 @@ async def test_a_pod_just_created_is_awaited_from_the_watch_not_asked_for(
     succeeded(run.cluster, state)  # the watch catches up
     ending = await asyncio.wait_for(task, WITHIN)
     assert ending.result.phase is domain.PodPhase.SUCCEEDED
+
+
+async def test_a_pod_the_watch_shows_while_its_first_events_are_written_is_followed_not_taken_for_deleted(
+    run: Run, counted: CountingStore
+) -> None:
+    """The events of a pod the watch has not shown yet are written before it is looked for again."""
+    state = await run.created(fresh=True)
+    key = ("default", state.record.name)
+    track = run.cluster.tracks[key] = PodTrack(run.cluster.synced)  # the pod watch lags behind the events
+    track.add_event(("u0", 1), event("Scheduled"))
+    counted.during["record_phase"] = lambda: succeeded(run.cluster, state)  # the write carries Pending
+    ending = await asyncio.wait_for(run.follower().follow(state), WITHIN)
+    assert ending.result.phase is domain.PodPhase.SUCCEEDED
+    assert "record_phase" not in counted.during  # the pod did show up during the write
