@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import pstats
+import resource
 import statistics
 import time
 from collections import Counter
@@ -413,10 +414,32 @@ class Progress:
         )
 
 
+def raise_descriptor_limit(pods: int) -> str:
+    """Raises this process's descriptor limit, which the simulator and the gateway inherit, to 4 per pod.
+
+    Each followed log holds a connection in both, and the gateway refuses new pods (RESOURCE_EXHAUSTED)
+    once the descriptors open or promised (2 per admitted pod) come within a sixteenth of its soft limit:
+    on a hard limit of 20,000 that is about 9,360 pods. Raising the hard limit needs privilege (root here)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * pods + 2048
+    if soft >= wanted:
+        return f"descriptor limit {soft}"
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (ValueError, OSError) as e:
+        return f"descriptor limit {soft}/{hard}, not raised to {wanted} ({e}): the gateway admits ~{soft * 15 // 32} pods"
+    return f"descriptor limit raised from {soft}/{hard} to {wanted}"
+
+
 async def memory(tmp: Path, args: argparse.Namespace) -> None:
     n = args.part_pods
+    print(f"  {raise_descriptor_limit(n)}", flush=True)
     mib = 2**20
-    requests = [pod_request(new_id("mem"), duration=LONG_POD_SECONDS, follow_logs=not args.no_logs) for _ in range(n)]
+    lines = max(1, round(LONG_POD_SECONDS / args.log_every)) if args.log_every > 0 else 1
+    requests = [
+        pod_request(new_id("mem"), duration=LONG_POD_SECONDS, log_lines=lines, follow_logs=not args.no_logs)
+        for _ in range(n)
+    ]
     async with stack_for(tmp, args) as stack, channels(stack.gateway.address, args.channels) as stubs:
         gw = stack.gateway
         idle_cpu = await cpu_percent(gw)
@@ -433,7 +456,7 @@ async def memory(tmp: Path, args: argparse.Namespace) -> None:
         failed = await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_FAILED,))
     per_pod = (after - before) / max(running, 1)
     print(
-        f"{n} pods of {LONG_POD_SECONDS:g} s across {len(ALL_CLUSTERS)} clusters, submitted in {submitted.wall:.1f} s "
+        f"{n} pods of {LONG_POD_SECONDS:g} s ({lines} log lines each) across {len(ALL_CLUSTERS)} clusters, submitted in {submitted.wall:.1f} s "
         f"({n / submitted.wall:.0f}/s);{errors_text(submitted)} {running} running in the simulator after {running_wall:.1f} s"
     )
     print(
@@ -454,5 +477,6 @@ async def memory(tmp: Path, args: argparse.Namespace) -> None:
         f"gateway RSS {before / mib:.0f} MiB -> {after / mib:.0f} MiB with {running} pods in flight: "
         f"{per_pod / 1024:.1f} KiB per pod; {busy_cpu:.0f}% CPU to follow them"
         + (f"; {failed} pods failed in the gateway" if failed else ""),
-        command(args, "memory", "--callers", str(args.callers), "--channels", str(args.channels)),
+        command(args, "memory", "--callers", str(args.callers), "--channels", str(args.channels))
+        + (f" --log-every {args.log_every:g}" if args.log_every > 0 else ""),
     )

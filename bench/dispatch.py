@@ -10,6 +10,7 @@ Each part starts a fresh pair. Nothing is asserted: figures are printed, each wi
     .venv/bin/python bench/dispatch.py overhead --pods 200 --concurrency 4
     .venv/bin/python bench/dispatch.py throughput --pods 2000 --callers 200 --channels 20
     .venv/bin/python bench/dispatch.py memory --pods 10000
+    .venv/bin/python bench/dispatch.py memory --pods 10000 --log-every 60    # each pod logs a line a minute
     .venv/bin/python bench/dispatch.py memory --pods 10000 --profile /tmp/gw.prof   # gateway under cProfile
     .venv/bin/python bench/dispatch.py throughput --py-spy /tmp/gw.txt [--native]   # gateway sampled by py-spy
 
@@ -64,6 +65,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--callers", type=int, default=200, help="throughput/memory: concurrent SubmitPod callers")
     parser.add_argument("--channels", type=int, default=20, help="throughput/memory: gRPC connections")
     parser.add_argument("--no-logs", action="store_true", help="memory: pods whose logs are not followed")
+    parser.add_argument(
+        "--log-every", type=float, default=0.0, help="memory: each pod prints a line every this many seconds"
+    )
     parser.add_argument("--profile", type=Path, help="run the gateway under cProfile, writing stats here")
     parser.add_argument("--py-spy", type=Path, help="sample the gateway with py-spy (collapsed stacks here)")
     parser.add_argument("--native", action="store_true", help="with --py-spy: C frames too")

@@ -16,6 +16,9 @@ from gateway import domain
 MAX_PENDING_EVENTS = 100
 OWN_KEYS = "podgate.io/"  # the gateway's own labels and annotations (its request id, its managed-by)
 KEPT_METADATA = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp")
+KEPT_STATUS = ("phase", "reason", "message")
+KEPT_CONDITION = ("type", "status", "reason", "message")
+KEPT_CONTAINER_STATUS = ("name", "state", "lastState")
 
 
 def kept(pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -35,7 +38,20 @@ def kept(pod: Mapping[str, Any]) -> dict[str, Any]:
     }
     if "nodeName" in spec:
         out_spec["nodeName"] = spec["nodeName"]
-    return {"metadata": out_meta, "spec": out_spec, "status": pod.get("status") or {}}
+    return {"metadata": out_meta, "spec": out_spec, "status": _kept_status(pod.get("status") or {})}
+
+
+def _kept_status(status: Mapping[str, Any]) -> dict[str, Any]:
+    """The status fields that pods/status.py and PodTrack read: its phase and reasons, its conditions without
+    their times, and each container's name and states (not its image, ids, resources or readiness). A
+    running pod's whole status is 3-4 KiB of dicts and strings a pod, most of it never read."""
+    out: dict[str, Any] = {key: status[key] for key in KEPT_STATUS if key in status}
+    if conditions := status.get("conditions"):
+        out["conditions"] = [{key: c[key] for key in KEPT_CONDITION if key in c} for c in conditions]
+    for field in ("initContainerStatuses", "containerStatuses"):
+        if field in status:
+            out[field] = [{key: cs[key] for key in KEPT_CONTAINER_STATUS if key in cs} for cs in status[field] or ()]
+    return out
 
 
 class PodTrack:

@@ -80,3 +80,63 @@ def test_the_garbage_collector_finds_what_it_reads_and_the_rest_is_dropped() -> 
     assert meta["labels"][domain.MANAGED_BY_LABEL] == "gw-1"
     assert "team.example.com/notes" not in meta["annotations"] and "managedFields" not in meta
     assert len(json.dumps(small)) * 4 < len(json.dumps(pod))
+
+
+def running_status(container: dict[str, Any]) -> dict[str, Any]:
+    """A running pod's status as an API server writes it: times, addresses and ids that nothing here reads."""
+    stamp = "2026-12-04T12:00:01Z"
+    return {
+        "phase": "Running",
+        "conditions": [
+            {"type": kind, "status": "True", "lastProbeTime": None, "lastTransitionTime": stamp}
+            for kind in ("PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled")
+        ],
+        "hostIP": "10.0.0.7",
+        "hostIPs": [{"ip": "10.0.0.7"}],
+        "podIP": "10.244.1.9",
+        "podIPs": [{"ip": "10.244.1.9"}],
+        "startTime": stamp,
+        "qosClass": "Burstable",
+        "containerStatuses": [
+            {
+                "image": "docker.io/library/python:3.12",
+                "imageID": "docker.io/library/python@sha256:" + "0" * 64,
+                "containerID": "containerd://" + "1" * 64,
+                "ready": True,
+                "restartCount": 0,
+                "started": True,
+                "resources": {"requests": {"cpu": "1", "memory": "1Gi"}},
+                "volumeMounts": [{"name": "kube-api-access", "mountPath": "/var/run/secrets", "readOnly": True}],
+                **container,
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "container",
+    [
+        {"name": "base", "state": {"running": {"startedAt": "2026-12-04T12:00:02Z"}}},
+        {"name": "base", "state": {"terminated": {"exitCode": 3, "reason": "Error", "message": "boom"}}},
+        {
+            "name": "base",
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+        },
+    ],
+    ids=["running", "terminated", "restarting"],
+)
+def test_the_kept_status_reads_the_same_without_what_nobody_reads(container: dict[str, Any]) -> None:
+    pod = whole(CASES[0][1])
+    pod["status"] = running_status(container)
+    status = kept(pod)["status"]
+    assert interpret(kept(pod)) == interpret(pod)
+    tracks = PodTrack(synced=None), PodTrack(synced=None)  # type: ignore[arg-type]
+    tracks[0].update(pod)
+    tracks[1].update(kept(pod))
+    assert tracks[0].container_started("base") == tracks[1].container_started("base")
+    assert tracks[0].container_done("base") == tracks[1].container_done("base")
+    assert status["containerStatuses"] == [container]
+    assert set(status) == {"phase", "conditions", "containerStatuses"}
+    assert all(set(c) == {"type", "status"} for c in status["conditions"])
+    assert len(json.dumps(status)) * 3 < len(json.dumps(pod["status"]))
