@@ -151,7 +151,7 @@ class Creator:
         pinned = state.record.cluster if state.record.name else ""
         unsent = state.fresh  # placed when accepted, just now: no create was ever sent under that name
         while True:
-            if state.cancelled.is_set():  # before every attempt: a cancel asked for earlier creates no pod
+            if state.is_cancelled:  # before every attempt: a cancel asked for earlier creates no pod
                 raise Cancelled(state.cancel_reason)
             # Placed again before every attempt: a failed create may just have marked its cluster down
             # (clusters/runtime.py), and a cluster known to be down is never tried. The fast path: the
@@ -190,7 +190,7 @@ class Creator:
         pod = body["metadata"]["name"]
         if not same:
             await self._record_placement(state, cluster, namespace, pod, placement)
-        if state.cancelled.is_set():  # arrived while the placement was being stored: no create is sent
+        if state.is_cancelled:  # arrived while the placement was being stored: no create is sent
             raise Cancelled(state.cancel_reason)
         logcontext.bind(cluster=name, pod=pod)
         cluster.track(namespace, pod)  # before creating: the scheduler's first events come at once
@@ -254,7 +254,7 @@ async def wait_or_cancel(state: RunState, waiting: Awaitable[None]) -> None:
         for task in (cancel, other):
             task.cancel()
         await asyncio.gather(cancel, other, return_exceptions=True)
-    if state.cancelled.is_set():
+    if state.is_cancelled:
         raise Cancelled(state.cancel_reason)
 
 

@@ -98,10 +98,10 @@ class Follower:
                 if not self.clusters.serves(cluster):
                     return None
                 events = self._new_events(followed, track)  # journalled with the phase they came with, if one
-                if state.cancelled.is_set() or track.pod is None:
+                if state.is_cancelled or track.pod is None:
                     await self._journal_events(state, events)
                     events = []
-                if state.cancelled.is_set():
+                if state.is_cancelled:
                     cancelled = domain.PodResult(
                         phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=state.cancel_reason
                     )
