@@ -17,6 +17,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 QUICK_ARGS: dict[str, list[str]] = {
     "decode": ["--pods", "500"],
+    "h2_streams": ["--streams", "300"],
     "dispatch": ["--quick"],
     "kubeapi": ["--requests", "500", "--events", "300"],
     "memory_breakdown": ["--pods", "200", "--callers", "50"],
