@@ -1,6 +1,6 @@
 """What following N logs costs the gateway's process over HTTP/2 against one HTTP/1.1 connection per log.
 
-A prototype for docs/decisions/0029-http2-log-streams.md, not gateway code. A local server (self-signed
+A prototype for docs/decisions/0030-http2-log-streams.md, not gateway code. A local server (self-signed
 certificate) answers each GET with one log line and then stays silent, as a container's log does; on
 `/tick` it sends one more line on every open stream. A client process on uvloop (the gateway's loop)
 opens N streams after a warm-up, each read by a task of its own (as the gateway's log followers are),
