@@ -309,6 +309,7 @@ async def hold(streams: int, url: str, kind: str, directory: Path, tick_url: str
     import httpx
 
     counter = Counter()
+    own_sockets = open_connections()  # the event loop's self-pipe
     opener = {"aiohttp": aiohttp_streams, "httpx": httpx_streams, "h2": h2_streams}[kind]
     open_streams = await opener(url, directory, counter)
     await open_streams(WARM_UP)
@@ -319,7 +320,7 @@ async def hold(streams: int, url: str, kind: str, directory: Path, tick_url: str
     gc.collect()
     await asyncio.sleep(1)
     grown = (rss() - before) / streams
-    sockets = open_connections()
+    sockets = open_connections() - own_sockets
     total = streams + WARM_UP  # each has had its first line
     http2 = tick_url.endswith("#h2")
     alpn = "h2" if http2 else "http/1.1"
