@@ -419,7 +419,8 @@ def raise_descriptor_limit(pods: int) -> str:
 
     Each followed log holds a connection in both, and the gateway refuses new pods (RESOURCE_EXHAUSTED)
     once the descriptors open or promised (2 per admitted pod) come within a sixteenth of its soft limit:
-    on a hard limit of 20,000 that is about 9,360 pods. Raising the hard limit needs privilege (root here)."""
+    on a hard limit of 20,000 that is about 9,360 pods. Raising the hard limit needs CAP_SYS_RESOURCE (refused
+    on the development machine, root or not)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 4 * pods + 2048
     if soft >= wanted:

@@ -44,7 +44,7 @@ def kept(pod: Mapping[str, Any]) -> dict[str, Any]:
 def _kept_status(status: Mapping[str, Any]) -> dict[str, Any]:
     """The status fields that pods/status.py and PodTrack read: its phase and reasons, its conditions without
     their times, and each container's name and states (not its image, ids, resources or readiness). A
-    running pod's whole status is 3-4 KiB of dicts and strings a pod, most of it never read."""
+    running pod's whole status decodes to ~7 KiB of dicts and strings, the kept part to ~1.5 KiB."""
     out: dict[str, Any] = {key: status[key] for key in KEPT_STATUS if key in status}
     if conditions := status.get("conditions"):
         out["conditions"] = [{key: c[key] for key in KEPT_CONDITION if key in c} for c in conditions]
