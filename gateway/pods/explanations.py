@@ -8,6 +8,10 @@ expands a stored decision it still holds the inputs of into the whole table, exa
 would have been then. A decision no longer held (older than the last `KEPT` placements, made by another
 replica or before a restart) is shown as stored: never recomputed against today's fleet.
 
+A small fleet's table is cheap (~20 µs a cluster) and is what an operator reads first when a pod went
+somewhere unexpected, on whichever replica they ask: up to `STORED_TABLE_UP_TO` clusters it is stored
+whole with the decision, as before 0029, and the RunPod/WatchPod `placed` event carries it.
+
 Pure: a bounded dictionary, no I/O.
 """
 
@@ -20,10 +24,12 @@ from gateway import domain
 from gateway.placement.engine import Placement
 
 KEPT = 1024  # decisions whose inputs are held: ~8 KiB each among 1,000 clusters (the snapshots are shared)
+STORED_TABLE_UP_TO = 8  # clusters: a fleet this small has its whole table stored with each decision
 
 
 def carried_out(placement: Placement, cluster: str) -> domain.PlacementDecision:
-    """The decision as stored: `cluster` chosen (after failover when it was not the first choice), its row only."""
+    """The decision as stored: `cluster` chosen (after failover when it was not the first choice), with its
+    row only, or every cluster's in a fleet of up to `STORED_TABLE_UP_TO`."""
     decision = placement.decision
     row = replace(placement.row(cluster), chosen=True)
     reason = (
@@ -31,7 +37,8 @@ def carried_out(placement: Placement, cluster: str) -> domain.PlacementDecision:
         if decision.cluster == cluster
         else f"placed on {cluster} after failover ({len(decision.candidate_names) - 1} other candidates)"
     )
-    return domain.PlacementDecision(verdicts=(row,), cluster=cluster, region=row.region, reason=reason)
+    stored = domain.PlacementDecision(verdicts=(row,), cluster=cluster, region=row.region, reason=reason)
+    return with_table(stored, placement) if len(placement.snapshots) <= STORED_TABLE_UP_TO else stored
 
 
 def with_table(stored: domain.PlacementDecision, placement: Placement) -> domain.PlacementDecision:

@@ -17,7 +17,7 @@ import pytest
 from gateway import domain
 from gateway.placement import engine
 from gateway.pods.creation import Creator
-from gateway.pods.explanations import Explanations, with_table
+from gateway.pods.explanations import STORED_TABLE_UP_TO, Explanations, with_table
 from gateway.pods.journal import Journal
 from gateway.settings import LiveSettings, Settings
 from gateway.store.sql import SqlStore
@@ -158,6 +158,24 @@ async def test_a_decision_not_held_is_shown_as_stored_never_recomputed(world: Wo
     assert Explanations().explained(second) == second  # another process (or after a restart): as stored
     moved = replace(second, decision=replace(second.decision, reason="re-placed by another replica"))  # type: ignore[type-var]
     assert kept.explained(moved) == moved  # stored since by someone else: the held inputs are not its
+
+
+async def test_a_small_fleets_whole_table_is_stored_and_shown_by_any_process(world: World) -> None:
+    """Up to STORED_TABLE_UP_TO clusters the table is stored with the decision (cheap, and read first when a
+    pod went somewhere unexpected): the `placed` event carries it and a process that holds nothing shows it."""
+    small = [s for s in fleet() if s.spec.name in {"eligible-idle", "eligible-busy", "us", "tiny", "cordoned"}]
+    assert len(small) <= STORED_TABLE_UP_TO < len(fleet())
+    world.clusters.shown = small
+    full = engine.place_fully(request(), small, memo=engine.OutcomeMemo())
+    await world.creator().place_and_create(await submitted(world.store, request()))
+    world.clusters.shown = [replace(s, cordoned=True, cordon_reason="later") for s in small]  # the fleet moves on
+
+    stored = await world.store.get_pod_record("r1")
+    assert stored is not None and stored.decision is not None
+    assert stored.decision == as_stored_before(full, "eligible-idle")  # every cluster's verdict and reason
+    placed = [i for i in await journalled(world.store, world.journal, "r1") if isinstance(i, domain.PlacementDecision)]
+    assert placed == [stored.decision]
+    assert Explanations().explained(stored) == stored == world.explanations.explained(stored)
 
 
 def test_with_table_keeps_the_stored_choice() -> None:
