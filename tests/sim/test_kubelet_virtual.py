@@ -90,7 +90,8 @@ async def test_log_lines_are_spread_over_the_duration_and_follow_ends_with_the_c
 ) -> None:
     store.create("pods", virtual("chatty", log_lines="a\nb\nc", duration="0.3"))
     await wait_pod(store, "chatty", phase("Running"))
-    followed = [line async for line in kubelet.logs("default", "chatty", "main", follow=True, timestamps=True)]
+    chunks = [chunk async for chunk in kubelet.logs("default", "chatty", "main", follow=True, timestamps=True)]
+    followed = b"".join(chunks).splitlines(keepends=True)  # a chunk is what was written since the last read, not a line
     assert [line.split(b" ", 1)[1] for line in followed] == [b"a\n", b"b\n", b"c\n"]
     first, last = (parse_timestamp(line.split(b" ", 1)[0].decode()) for line in (followed[0], followed[-1]))
     assert last - first >= 150_000_000  # c comes 0.2 s after a
