@@ -18,7 +18,7 @@ import pytest
 from gateway import domain
 from gateway.clusters.tracking import PodTrack
 from gateway.pods.creation import Creator
-from gateway.pods.following import Follower
+from gateway.pods.following import GONE_CHECK_SECONDS, Follower
 from gateway.pods.journal import Journal
 from gateway.pods.runstate import RunState
 from gateway.settings import LiveSettings, Settings
@@ -200,8 +200,14 @@ async def test_a_pod_just_created_is_awaited_from_the_watch_not_asked_for(
     key = ("default", state.record.name)
     run.cluster.tracks[key] = PodTrack(run.cluster.synced)  # the watch has not shown the pod yet
     task = asyncio.create_task(run.follower().follow(state))
-    await asyncio.sleep(0.2)
-    assert run.cluster.gets == ([] if fresh else [state.record.name])  # resumed: it may be gone, so it asks
+    if fresh:
+        await asyncio.sleep(0.2)  # room for a GET that must not come
+    else:  # resumed: it may be gone, so it asks at once, well before a fresh pod's GONE_CHECK_SECONDS (polled: load)
+        for _ in range(int((GONE_CHECK_SECONDS - 1) / 0.01)):
+            if run.cluster.gets:
+                break
+            await asyncio.sleep(0.01)
+    assert run.cluster.gets == ([] if fresh else [state.record.name])
     succeeded(run.cluster, state)  # the watch catches up
     ending = await asyncio.wait_for(task, WITHIN)
     assert ending.result.phase is domain.PodPhase.SUCCEEDED
