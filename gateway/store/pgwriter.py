@@ -24,9 +24,15 @@ A connection lost before the COMMIT was sent (the database restarted, a failover
 means PostgreSQL rolled the transaction back: the batch runs again on a new connection, waiting for the
 database up to `unavailable_after` from the cut, so a short restart costs the callers a delay, not an
 error (a pod's runner would otherwise fail its request over a write that can simply be made again).
+A connection lost after the COMMIT was sent leaves its outcome unknown: PostgreSQL may have committed
+and lost only the answer. Reported failed, a write the caller then makes again is made twice (a log
+batch journalled twice: repeated lines). Each batch therefore notes its transaction id first, and the
+writer asks the database, once it is back, what became of it (`pg_xact_status`, PostgreSQL's own answer
+to this question): committed, every caller gets its outcome; rolled back, the batch runs again.
 Errors that are not one operation's fail the whole batch, and nothing of it is reported done:
-- the COMMIT itself failed (its outcome unknown), or the database stayed away: every caller gets the
-  error (StoreUnavailable for a lost connection), as each got it from its own transaction before;
+- the COMMIT itself failed with the connection up, its outcome could not be learnt before
+  `unavailable_after`, or the database stayed away: every caller gets the error (StoreUnavailable for a
+  lost connection), as each got it from its own transaction before;
 - a deadlock or serialization failure with another replica's transaction: the whole batch is run again
   (a few times, with backoff), since PostgreSQL rolled it back whole and no operation is to blame.
 A database that cannot be reached is waited for (`connect`) up to `unavailable_after`, then every
@@ -40,7 +46,7 @@ import collections
 import logging
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -51,6 +57,7 @@ from gateway.store.writer import (
     Outcome,
     Pending,
     StoreClosed,
+    StoreUnavailable,
     WriterStats,
     as_unavailable,
     backoff,
@@ -69,6 +76,19 @@ LANES = 4
 
 class _CutBeforeCommit(Exception):
     """The connection was lost before the COMMIT was sent: nothing of the batch was committed."""
+
+
+class _CommitUnanswered(Exception):
+    """The connection was lost after the COMMIT was sent: transaction `xid` may have committed `outcomes`."""
+
+    def __init__(self, xid: str, outcomes: list[Outcome]) -> None:
+        super().__init__(xid)
+        self.xid = xid
+        self.outcomes = outcomes
+
+
+CURRENT_XID = text("SELECT pg_current_xact_id()::text")
+XID_STATUS = text("SELECT pg_xact_status(CAST(CAST(:xid AS text) AS xid8))")
 
 
 def retried(error: BaseException) -> bool:
@@ -167,6 +187,20 @@ class PostgresGroupWriter:
         while True:
             try:
                 outcomes = await self._transaction([p.operation for p in batch], savepoints=savepoints)
+            except _CommitUnanswered as unanswered:
+                status = await self._fate(unanswered.xid, loop.time() + self._wait)
+                if status == "committed":
+                    log.warning("store: the answer to a batch's commit was lost; the database says it committed")
+                    outcomes = unanswered.outcomes
+                elif status == "aborted":
+                    self.stats.retries += 1
+                    log.warning("store: the answer to a batch's commit was lost; it was rolled back, running it again")
+                    continue
+                else:
+                    cause = unanswered.__cause__ if isinstance(unanswered.__cause__, Exception) else unanswered
+                    log.error("store: a batch of %d writes may or may not have committed: %s", len(batch), _cause(cause))
+                    _fail(batch, as_unavailable(cause))
+                    return
             except _CutBeforeCommit as cut:
                 lost = cut.__cause__ if isinstance(cut.__cause__, Exception) else cut
                 cut_until = cut_until if cut_until is not None else loop.time() + self._wait
@@ -208,10 +242,11 @@ class PostgresGroupWriter:
         """Each operation's outcome once committed; None when, without `savepoints`, an operation raised
         its own error (rolled back). An error of the connection or the transaction is raised."""
         conn = await connect(self.engine, wait=self._wait)
+        xid, outcomes = "", None
         committing = False
         try:
             transaction = await conn.begin()
-            outcomes = await conn.run_sync(_in_order, operations, savepoints)
+            xid, outcomes = await conn.run_sync(_numbered, operations, savepoints)
             if outcomes is None:
                 await transaction.rollback()
             else:
@@ -219,11 +254,45 @@ class PostgresGroupWriter:
                 await transaction.commit()
             return outcomes
         except DBAPIError as e:
-            if not committing and lost_connection(e) is not None:
-                raise _CutBeforeCommit() from e
-            raise
+            if lost_connection(e) is None:
+                raise
+            if committing and outcomes is not None:
+                raise _CommitUnanswered(xid, outcomes) from e
+            raise _CutBeforeCommit() from e
         finally:
             await _close(conn)
+
+    async def _fate(self, xid: str, deadline: float) -> str | None:
+        """'committed' or 'aborted' as the database knows transaction `xid`; None if it cannot say before
+        `deadline`. 'in progress' means its old session has not finished yet: asked again shortly."""
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while loop.time() < deadline:
+            attempt += 1
+            try:
+                conn = await connect(self.engine, wait=max(0.0, deadline - loop.time()))
+            except StoreUnavailable:
+                return None
+            try:
+                status = (await conn.execute(XID_STATUS, {"xid": xid})).scalar_one_or_none()
+            except DBAPIError as e:
+                if lost_connection(e) is None:
+                    log.error("store: could not learn what became of a batch's commit: %s", _cause(e))
+                    return None
+                status = "unreachable"
+            finally:
+                await _close(conn)
+            if status in ("committed", "aborted"):
+                return str(status)
+            await asyncio.sleep(backoff(attempt, first=0.02, cap=0.5))
+        return None
+
+
+def _numbered(
+    conn: Connection, operations: list[Operation[Any]], savepoints: bool
+) -> tuple[str, list[Outcome] | None]:
+    """The transaction's id (to ask its fate if the answer to its COMMIT is lost), then `_in_order`."""
+    return conn.execute(CURRENT_XID).scalar_one(), _in_order(conn, operations, savepoints)
 
 
 def _in_order(conn: Connection, operations: list[Operation[Any]], savepoints: bool) -> list[Outcome] | None:

@@ -21,6 +21,7 @@ from gateway.store.pgwriter import LANES, PostgresGroupWriter
 from gateway.store.sql import SqlStore
 from gateway.store.writer import StoreUnavailable
 from tests.postgres import PostgresServer, database_name
+from tests.standins.pg_relay import Lose, pg_relay
 
 
 @pytest.fixture
@@ -283,3 +284,31 @@ async def test_a_batch_rolled_back_by_a_deadlock_with_another_replica_runs_again
     finally:
         for r in replicas:
             await r.close()
+
+
+@pytest.mark.parametrize("lose", ["answer", "commit"])
+async def test_a_commit_whose_answer_is_lost_is_settled_by_asking_the_database(
+    postgres_server: PostgresServer, lose: Lose
+) -> None:
+    """The connection drops after COMMIT was sent: the batch may have committed. Reported failed, a caller
+    making the write again made it twice (a log batch journalled twice). The writer asks the database what
+    became of the transaction: committed, each caller gets its outcome; rolled back, the batch runs again."""
+    async with postgres_server.database(database_name()) as url, pg_relay(postgres_server.socket_dir) as relay:
+        through = url.update_query_dict({"host": str(relay.directory)})
+        engine = create_async_engine(through, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None)
+        look = create_async_engine(url, pool_size=1, max_overflow=0)
+        async with look.begin() as conn:
+            await conn.execute(text("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n BIGSERIAL)"))
+        writer = PostgresGroupWriter(engine, unavailable_after=10)
+        try:
+            assert await writer.run(insert(1)) == 1  # a connection in the pool, through the relay
+            relay.arm(lose)
+            async with asyncio.timeout(30):
+                assert await asyncio.gather(*(writer.run(insert(i)) for i in (2, 3, 4))) == [2, 3, 4]
+            assert relay.cuts == 1 and relay.committed_answers_lost == (lose == "answer")
+            assert await ids(look) == [1, 2, 3, 4]  # each once
+            assert writer.stats.retries == (lose == "commit")  # run again only when it had not committed
+            assert await writer.run(insert(5)) == 5
+        finally:
+            await writer.close()
+            await look.dispose()
