@@ -80,7 +80,7 @@ class Journal:
         self._feed_capacity = feed_capacity
         self._feeds: dict[str, list[Feed]] = {}  # the live watchers of each request on this replica
         self._pending_logs: dict[str, list[Entry]] = {}
-        self._deferred: dict[str, tuple[domain.PodPhase, asyncio.TimerHandle]] = {}  # defer_phase: phase, deadline
+        self._deferred: dict[str, tuple[domain.PodPhase, asyncio.TimerHandle | None]] = {}  # defer_phase: phase, deadline
         self._epochs: dict[str, int] = {}  # grows when this gateway stops following a request (drop_pending)
         self._flushers: dict[str, asyncio.Task[None]] = {}
         self._due: dict[str, asyncio.Event] = {}  # set: write the pending lines now
@@ -137,11 +137,10 @@ class Journal:
         self._deferred[request_id] = (phase, deadline)
 
     def _take_deferred(self, request_id: str) -> domain.PodPhase | None:
-        deferred = self._deferred.pop(request_id, None)
-        if deferred is None:
-            return None
-        deferred[1].cancel()
-        return deferred[0]
+        phase, deadline = self._deferred.pop(request_id, (None, None))
+        if deadline is not None:
+            deadline.cancel()
+        return phase
 
     def _flush_now(self, request_id: str) -> None:
         self._due_now(request_id)
@@ -169,8 +168,8 @@ class Journal:
     def _taking_pending(self, request_id: str) -> Iterator[tuple[list[Entry], domain.PodPhase | None]]:
         """The buffered lines and the deferred phase, taken for a write (under the request's lock). If the
         write fails they go back (the lines in front of any that came meanwhile, the phase unless another
-        was deferred meanwhile, written at once), unless the request was dropped meanwhile; a lost lease
-        drops them."""
+        was deferred meanwhile, for the next write: a flusher retrying, or `close`), unless the request was
+        dropped meanwhile; a lost lease drops them."""
         epoch = self._epochs.get(request_id, 0)
         lines = self._pending_logs.pop(request_id, [])
         phase = self._take_deferred(request_id)
@@ -186,7 +185,7 @@ class Journal:
                 if lines:
                     self._pending_logs[request_id] = lines + self._pending_logs.get(request_id, [])
                 if phase is not None and request_id not in self._deferred:
-                    self.defer_phase(request_id, phase, 0.0)
+                    self._deferred[request_id] = (phase, None)
             raise
 
     def drop_pending(self, request_ids: list[str]) -> None:
@@ -270,7 +269,8 @@ class Journal:
 
     async def close(self) -> None:
         for request_id in {**self._pending_logs, **self._deferred}:
-            await self.flush(request_id)
+            with contextlib.suppress(LeaseLost):  # taken over meanwhile: its new owner reads them again
+                await self.flush(request_id)
         tasks = list(self._flushers.values())
         for task in tasks:
             task.cancel()
