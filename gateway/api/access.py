@@ -26,7 +26,7 @@ import jwt
 
 from gateway import domain, errors
 from gateway.api.audit import AuditEvent, Auditor
-from gateway.api.interceptors import Handler, rewrap
+from gateway.api.interceptors import Handler, PerMethod, rewrap
 from gateway.api.jwks import JwksCache
 from gateway.api.status import MAX_MESSAGE, clip, code_for
 from gateway.credentials.issuing import KubeconfigAccess
@@ -123,11 +123,15 @@ class AccessControl:
 
     # --- authentication ---------------------------------------------------------------------
 
-    async def authenticate(self, auth_context: Any, metadata: Iterable[tuple[str, str | bytes]]) -> Caller:
+    async def authenticate(self, context: grpc.aio.ServicerContext) -> Caller:
+        """The caller of an RPC. A malformed authorization header is refused even on an open gateway; the
+        call's auth context (a dict gRPC builds afresh per call) is read only when tenants are configured."""
         config = self._config
-        creds = credentials_from_call(auth_context or {}, metadata)
+        metadata = context.invocation_metadata() or ()
         if config.open is not None:
+            credentials_from_call({}, metadata)
             return Caller(tenant=config.open, identity=ANONYMOUS)
+        creds = credentials_from_call(context.auth_context() or {}, metadata)
         keys = await self._keys_for(creds.bearer, config)
         principal: Principal = await asyncio.to_thread(
             config.authenticator.authenticate, creds, jwks=keys, now=time.time()
@@ -227,6 +231,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, access: AccessControl) -> None:
         self._access = access
+        self._handlers = PerMethod(self._wrap)
 
     async def intercept_service(
         self,
@@ -237,12 +242,15 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(UNAUTHENTICATED_METHODS):
             return handler
+        return self._handlers.get(method, handler)
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         return rewrap(handler, functools.partial(self._unary, method), functools.partial(self._stream, method))
 
     async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> Caller:
         _refusal_audited.set(False)
         try:
-            caller = await self._access.authenticate(context.auth_context(), context.invocation_metadata() or ())
+            caller = await self._access.authenticate(context)
         except DENIALS as e:
             await self._denied(None, method, e)
             raise

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -36,12 +37,14 @@ class AuditEvent:
     details: tuple[tuple[str, str], ...] = ()
 
     def as_record(self, when: datetime) -> dict[str, Any]:
-        fields = {k: v for k, v in asdict(self).items() if v and k != "details"}
+        fields = {k: v for k in _FIELDS if (v := getattr(self, k))}  # not asdict: it deep-copies every value
         fields.update(self.details)
         if "message" in fields:
             fields["message"] = redact(str(fields["message"]))
         return {"time": when.isoformat(), "actor": self.identity or "anonymous", **fields}
 
+
+_FIELDS = tuple(f.name for f in dataclass_fields(AuditEvent) if f.name != "details")
 
 GATEWAY_ACTOR = "podgate"
 

@@ -101,12 +101,16 @@ def duration(value: float) -> duration_pb2.Duration:
     return out
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    """What `Timestamp.FromDatetime(value.astimezone(UTC))` gives, in integer arithmetic: protobuf's own
+    goes through a time tuple and `calendar.timegm`, several times the cost, and every message has one."""
     if value is None:
         return None
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value.astimezone(UTC))
-    return out
+    since = value.astimezone(UTC) - _EPOCH
+    return timestamp_pb2.Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def check_request_id(request_id: str, field: str = "request_id") -> str:
@@ -357,17 +361,12 @@ def record_to_proto(r: domain.PodRecord) -> dispatch_pb2.Pod:
         finish_time=timestamp(r.finished_at),
         tenant=r.request.tenant,
         labels={str(k): str(v) for k, v in ((r.request.pod.get("metadata") or {}).get("labels") or {}).items()},
-    )
-    if r.decision is not None:
-        out.placement.CopyFrom(decision_to_proto(r.decision))
-    if r.result is not None:
-        out.result.CopyFrom(result_to_proto(r.result))
-    if a is not None:
-        out.airflow.CopyFrom(
-            dispatch_pb2.AirflowContext(
-                dag_id=a.dag_id, task_id=a.task_id, run_id=a.run_id, map_index=a.map_index, try_number=a.try_number
-            )
-        )
+        placement=None if r.decision is None else decision_to_proto(r.decision),
+        result=None if r.result is None else result_to_proto(r.result),
+        airflow=None if a is None else dispatch_pb2.AirflowContext(
+            dag_id=a.dag_id, task_id=a.task_id, run_id=a.run_id, map_index=a.map_index, try_number=a.try_number
+        ),
+    )  # fmt: skip
     return out
 
 
@@ -389,18 +388,16 @@ def parse_cursor(cursor: str) -> int:
 
 
 def stream_event_to_proto(e: domain.StreamEvent) -> dispatch_pb2.PodEvent:
-    out = dispatch_pb2.PodEvent(cursor=cursor_of(e.seq), time=timestamp(e.time))
-    item = e.item
+    """One constructor per event, log lines (most of a stream) first: no empty message filled by CopyFrom."""
+    item, cursor, time = e.item, cursor_of(e.seq), timestamp(e.time)
+    if isinstance(item, domain.LogLine):
+        line = dispatch_pb2.LogLine(container=item.container, time=timestamp(item.time), text=item.text)
+        return dispatch_pb2.PodEvent(cursor=cursor, time=time, log=line)
+    if isinstance(item, domain.PhaseChange):
+        change = dispatch_pb2.PhaseChange(phase=_PHASES[item.phase], reason=item.reason, message=item.message)
+        return dispatch_pb2.PodEvent(cursor=cursor, time=time, phase=change)
+    if isinstance(item, domain.KubernetesEvent):
+        return dispatch_pb2.PodEvent(cursor=cursor, time=time, kubernetes_event=kube_event_to_proto(item))
     if isinstance(item, domain.PlacementDecision):
-        out.placed.CopyFrom(decision_to_proto(item))
-    elif isinstance(item, domain.PhaseChange):
-        out.phase.CopyFrom(
-            dispatch_pb2.PhaseChange(phase=_PHASES[item.phase], reason=item.reason, message=item.message)
-        )
-    elif isinstance(item, domain.KubernetesEvent):
-        out.kubernetes_event.CopyFrom(kube_event_to_proto(item))
-    elif isinstance(item, domain.LogLine):
-        out.log.CopyFrom(dispatch_pb2.LogLine(container=item.container, time=timestamp(item.time), text=item.text))
-    else:
-        out.result.CopyFrom(result_to_proto(item))
-    return out
+        return dispatch_pb2.PodEvent(cursor=cursor, time=time, placed=decision_to_proto(item))
+    return dispatch_pb2.PodEvent(cursor=cursor, time=time, result=result_to_proto(item))

@@ -36,6 +36,25 @@ def rewrap(handler: grpc.RpcMethodHandler, unary: Wrap, stream: Wrap) -> grpc.Rp
     return handler
 
 
+class PerMethod:
+    """Each method's wrapped handler, built once. The services hand out the same handler object for a
+    method on every call, so wrapping it per call (new closures and a new handler tuple for each of three
+    interceptors) was work repeated on every RPC; a handler that is not the one wrapped is wrapped anew.
+    Only served methods get here (an unknown method has no handler), so the cache stays small."""
+
+    def __init__(self, wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]) -> None:
+        self._wrap = wrap
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    def get(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(method, handler)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
 def _generating(behaviour: Handler) -> Handler:
     """A streaming behaviour as an async generator. grpc_health's Health.Watch is a coroutine that sends with
     context.write: iterating it failed, so every client-side health check (round_robin's healthCheckConfig)
@@ -127,6 +146,9 @@ def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]], deco
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns GatewayError into its status code with details; anything else into INTERNAL with an incident id."""
 
+    def __init__(self) -> None:
+        self._handlers = PerMethod(self._wrap)
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -135,7 +157,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method
+        return self._handlers.get(handler_call_details.method, handler)
+
+    @staticmethod
+    def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         decode = None
         if handler.unary_unary is not None or handler.unary_stream is not None:
             decode = handler.request_deserializer  # decoded here: a malformed message is INVALID_ARGUMENT
@@ -162,6 +187,18 @@ def _code(context: grpc.aio.ServicerContext) -> str:
     return str(code.name) if isinstance(code, grpc.StatusCode) else str(code)
 
 
+_COUNTERS: dict[tuple[str, str], Any] = {}
+
+
+def _count(method: str, code: str) -> None:
+    """One more RPC of `method` ended with `code`; each label pair's child is looked up once (bounded: served
+    methods times status codes)."""
+    child = _COUNTERS.get((method, code))
+    if child is None:
+        child = _COUNTERS[(method, code)] = metrics.REQUESTS.labels(rpc=method, code=code)
+    child.inc()
+
+
 @contextlib.contextmanager
 def _counted(method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
     """Counts the RPC by its final status code; a cancelled call (or a stream closed early) as CANCELLED."""
@@ -176,21 +213,21 @@ def _counted(method: str, context: grpc.aio.ServicerContext) -> Iterator[None]:
         code = _code(context)
         raise
     finally:
-        metrics.REQUESTS.labels(rpc=method, code=code).inc()
+        _count(method, code)
 
 
-def _observe_unary(method: str, request_id: str, behaviour: Handler) -> Handler:
+def _observe_unary(method: str, behaviour: Handler) -> Handler:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        logcontext.bind(request_id=request_id)
+        logcontext.bind(request_id=_request_id(context.invocation_metadata()))
         with _counted(method, context):
             return await behaviour(request, context)
 
     return wrapper
 
 
-def _observe_stream(method: str, request_id: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Handler:
+def _observe_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]]) -> Handler:
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        logcontext.bind(request_id=request_id)
+        logcontext.bind(request_id=_request_id(context.invocation_metadata()))
         with _counted(method, context):
             async for item in behaviour(request, context):
                 yield item
@@ -204,6 +241,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
     Only methods the server serves are counted, so label values stay bounded whatever callers send.
     """
 
+    def __init__(self) -> None:
+        self._handlers = PerMethod(self._wrap)
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -212,10 +252,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = handler_call_details.method.lstrip("/")
-        request_id = _request_id(handler_call_details.invocation_metadata)
-        return rewrap(
-            handler,
-            functools.partial(_observe_unary, method, request_id),
-            functools.partial(_observe_stream, method, request_id),
-        )
+        return self._handlers.get(handler_call_details.method, handler)
+
+    @staticmethod
+    def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        name = method.lstrip("/")
+        return rewrap(handler, functools.partial(_observe_unary, name), functools.partial(_observe_stream, name))

@@ -128,6 +128,10 @@ async def test_unknown_ids_and_foreign_cursors(
     assert long_reason.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violations(long_reason.value) == {"reason": "at most 1000 characters"}
 
+    with pytest.raises(grpc.aio.AioRpcError) as malformed_header:  # an open gateway reads no auth context,
+        await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="a1"), metadata=(("authorization", "Basic abc"),))
+    assert malformed_header.value.code() == grpc.StatusCode.UNAUTHENTICATED  # but still refuses a bad header
+
     before = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="a1"))).pod
     after = (await stub.CancelPod(dispatch_pb2.CancelPodRequest(request_id="a1", reason="too late"))).pod
     assert after.phase == before.phase == SUCCEEDED and after.result == before.result

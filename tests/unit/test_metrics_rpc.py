@@ -110,8 +110,10 @@ async def test_each_rpc_logs_under_its_request_id(channel: grpc.aio.Channel) -> 
         stub = dispatch_pb2_grpc.DispatchServiceStub(channel)
         await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="a"), metadata=(("x-request-id", "trace-42"),))
         await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="b"))
+        await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="c"), metadata=(("x-request-id", "trace-43"),))
     finally:
         log.removeHandler(handler)
-    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    first, second, third = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["request_id"] == "trace-42"
     assert second["request_id"] and second["request_id"] != "trace-42"
+    assert third["request_id"] == "trace-43", "the handler wrapped once per method reads each call's id"
