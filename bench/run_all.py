@@ -19,6 +19,7 @@ QUICK_ARGS: dict[str, list[str]] = {
     "decode": ["--pods", "500"],
     "h2_streams": ["--streams", "300"],
     "dispatch": ["--quick"],
+    "edge": ["--calls", "500", "--events", "200"],
     "kubeapi": ["--requests", "500", "--events", "300"],
     "memory_breakdown": ["--pods", "200", "--callers", "50"],
     "observability": ["--lines", "2000", "--clusters", "20"],
