@@ -125,7 +125,9 @@ def test_pods_list_watch_prints_a_new_pod(gw: str) -> None:
 
 def test_attach_detaches_on_ctrl_c_and_resumes_from_its_cursor(gw: str) -> None:
     request = rid()
-    code = "import time\nprint('up', flush=True)\ntime.sleep(2)\nprint('done')"
+    # Long enough that the Ctrl-C below lands while attach is streaming: with 2 s, under load the pod had
+    # finished by then and the interrupt met a CLI already exiting (killed by SIGINT: rc -2, not 130).
+    code = "import time\nprint('up', flush=True)\ntime.sleep(6)\nprint('done')"
     assert podgate(gw, "run", "-d", "--request-id", request, *python(code)).returncode == 0
     first = start(gw, "attach", request)
     assert first.stdout is not None and first.stdout.readline() == "up\n"
