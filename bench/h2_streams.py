@@ -36,7 +36,7 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.tls_streams import certificate, rss
+from bench.tls_streams import certificate, rss, stop_all
 
 LINE = b"2026-12-04T00:00:00Z hello\n"
 WARM_UP = 50
@@ -379,13 +379,7 @@ def main() -> None:
                 continue
             print(f"  {done.stdout.strip()}  {what}", flush=True)
     finally:
-        for server in servers:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        stop_all(servers)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 VARIANTS = (  # (what, server, client options)
     ("TLS 1.3, server sends 2 session tickets (Python's default, as the simulator)", "tls", ""),
@@ -151,13 +152,19 @@ def main() -> None:
             done = subprocess.run(run, capture_output=True, text=True, timeout=600, check=True)
             print(f"  {done.stdout.strip():>7} KiB  {what}", flush=True)
     finally:
-        for server in servers:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # a handler still holding a stream keeps it from shutting down
-                server.kill()
-                server.wait()
+        stop_all(servers)
+
+
+def stop_all(servers: list[subprocess.Popen[Any]]) -> None:
+    """Terminates the stream servers; one whose handler still holds a stream (it keeps it from shutting
+    down) is killed after 10 s."""
+    for server in servers:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 if __name__ == "__main__":
