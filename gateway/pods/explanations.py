@@ -56,10 +56,15 @@ class Explanations:
 
     def remember(self, request_id: str, stored: domain.PlacementDecision, placement: Placement) -> None:
         """`stored` (as `carried_out` made it) was recorded for `request_id`, decided as `placement`."""
+        if len(stored.verdicts) == len(placement.snapshots):  # a small fleet's: stored whole, nothing to expand
+            return
         self._held[request_id] = (stored, placement)
         self._held.move_to_end(request_id)
         while len(self._held) > self._kept:
             self._held.popitem(last=False)
+
+    def holds(self, request_id: str) -> bool:
+        return request_id in self._held
 
     def explained(self, record: domain.PodRecord) -> domain.PodRecord:
         """`record` with its placement's whole table when this process holds what it was decided from; as

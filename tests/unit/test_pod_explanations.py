@@ -176,6 +176,7 @@ async def test_a_small_fleets_whole_table_is_stored_and_shown_by_any_process(wor
     placed = [i for i in await journalled(world.store, world.journal, "r1") if isinstance(i, domain.PlacementDecision)]
     assert placed == [stored.decision]
     assert Explanations().explained(stored) == stored == world.explanations.explained(stored)
+    assert not world.explanations.holds("r1")  # stored whole: no snapshots kept in memory for it
 
 
 def test_with_table_keeps_the_stored_choice() -> None:
