@@ -1,0 +1,228 @@
+"""The per-pod shortcuts of issue 16 (CPU per dispatched pod) give what the general code they replace gives.
+
+Each shortcut is compared, on generated input, with the code it replaced (kept here as the reference) or
+with a fresh computation that bypasses the shortcut's memory.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Mapping
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gateway.domain import GPU_RESOURCE
+from gateway.errors import InvalidArgument
+from gateway.placement import quantity
+from gateway.placement.node_fit import RESOURCES, effective_requests
+from gateway.pods import pod_rules, pod_schema
+from tests.unit import test_policy_fuzz as fuzz
+
+SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+
+# --- quantities: read once by their text ---------------------------------------------------------
+
+QUANTITY_TEXTS = st.one_of(
+    st.sampled_from(["10m", "16Mi", "1", "0", "1.5Gi", "2e3", "1E-3", "+2", "-1", ".5", " 3 ", "1e10000000", "x", ""]),
+    st.from_regex(r"[+-]?[0-9]{0,4}(\.[0-9]{0,3})?([numkMGTPE]|[KMGTPE]i|[eE][+-]?[0-9]{1,3})?", fullmatch=True),
+    st.text(max_size=8),
+)
+
+
+def _outcome(read: Any, raw: Any) -> Fraction | str:
+    try:
+        return read(raw)
+    except ValueError as e:
+        return f"refused: {e}"
+
+
+@SETTINGS
+@given(texts=st.lists(QUANTITY_TEXTS, max_size=6))
+def test_a_quantity_read_again_is_what_a_first_reading_gives(texts: list[str]) -> None:
+    for text in texts + texts:  # each twice: the second from memory when the first was a value
+        assert _outcome(quantity.parse_quantity, text) == _outcome(lambda t: quantity._parse_text(t, t), text)
+
+
+def test_a_refused_quantity_names_each_callers_own_value() -> None:
+    quantity.parse_quantity("1")
+    for raw in ("1x", Decimal("1e3000000000000")):
+        assert _outcome(quantity.parse_quantity, raw) == _outcome(quantity.parse_quantity, raw)
+    assert "'1x'" in str(_outcome(quantity.parse_quantity, "1x"))
+
+
+def test_long_texts_are_not_kept() -> None:
+    digits = "1" * 10_000 + "m"
+    assert quantity.parse_quantity(digits) == quantity.QUANTITY_MAX
+    assert digits not in quantity._READ
+
+
+# --- effective requests without Fraction zeros ---------------------------------------------------
+
+
+def _reference_effective_requests(spec: Mapping[str, Any]) -> dict[str, Fraction]:
+    """effective_requests as it was before the shortcut (every resource added, zeros included)."""
+
+    def requests(c: Mapping[str, Any]) -> dict[str, Fraction]:
+        resources = c.get("resources") or {}
+        req, lim = resources.get("requests") or {}, resources.get("limits") or {}
+        out = {}
+        for name in RESOURCES:
+            raw = req[name] if name in req else lim.get(name)
+            if raw is not None:
+                out[name] = quantity.parse_quantity(raw)
+        return out
+
+    def add(a: Mapping[str, Fraction], b: Mapping[str, Fraction]) -> dict[str, Fraction]:
+        return {k: a.get(k, Fraction(0)) + b.get(k, Fraction(0)) for k in RESOURCES}
+
+    def most(a: Mapping[str, Fraction], b: Mapping[str, Fraction]) -> dict[str, Fraction]:
+        return {k: max(a.get(k, Fraction(0)), b.get(k, Fraction(0))) for k in RESOURCES}
+
+    app: dict[str, Fraction] = {}
+    for c in spec.get("containers") or ():
+        app = add(app, requests(c))
+    sidecars: dict[str, Fraction] = {}
+    peak: dict[str, Fraction] = {}
+    for c in spec.get("initContainers") or ():
+        if c.get("restartPolicy") == "Always":
+            sidecars = add(sidecars, requests(c))
+            peak = most(peak, sidecars)
+        else:
+            peak = most(peak, add(sidecars, requests(c)))
+    overhead = spec.get("overhead") or {}
+    return add(most(add(app, sidecars), peak), {k: quantity.parse_quantity(overhead[k]) for k in RESOURCES if k in overhead})
+
+
+AMOUNTS = st.sampled_from(["0", "10m", "250m", "1", "2", "16Mi", "1Gi", "1.5", 0, 3, Decimal("0.1")])
+GPUS = st.sampled_from(["0", "1", "2", 1, 4])
+
+
+@st.composite
+def _container(draw: st.DrawFn, *, init: bool = False) -> dict[str, Any]:
+    requests = draw(st.dictionaries(st.sampled_from(["cpu", "memory", "ephemeral-storage"]), AMOUNTS, max_size=3))
+    limits = draw(st.dictionaries(st.sampled_from(["cpu", "memory"]), AMOUNTS, max_size=2))
+    gpus = draw(st.none() | GPUS)
+    if gpus is not None:  # GPUs: an integer limit, and a request only equal to it
+        limits[GPU_RESOURCE] = gpus
+        if draw(st.booleans()):
+            requests[GPU_RESOURCE] = gpus
+    c: dict[str, Any] = {"name": "c", "image": "i"}
+    if requests or limits or draw(st.booleans()):
+        c["resources"] = {"requests": requests or None, "limits": limits or None}
+    if init and draw(st.booleans()):
+        c["restartPolicy"] = "Always"
+    return c
+
+
+@st.composite
+def _spec(draw: st.DrawFn) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": draw(st.lists(_container(), min_size=1, max_size=4))}
+    if draw(st.booleans()):
+        spec["initContainers"] = draw(st.lists(_container(init=True), max_size=4))
+    if draw(st.booleans()):
+        spec["overhead"] = draw(st.dictionaries(st.sampled_from(["cpu", "memory", GPU_RESOURCE]), AMOUNTS, max_size=3))
+    return spec
+
+
+@SETTINGS
+@given(spec=_spec())
+def test_effective_requests_equal_the_reference_sums(spec: dict[str, Any]) -> None:
+    try:
+        got: dict[str, Fraction] | str = effective_requests(spec)
+    except InvalidArgument as e:  # a fractional GPU overhead, say: the reference has no such checks
+        got = f"refused: {e}"
+    if isinstance(got, str):
+        assert "nvidia.com/gpu" in got
+        return
+    assert got == _reference_effective_requests(spec)
+    assert list(got) == list(RESOURCES)
+    assert all(isinstance(v, Fraction) for v in got.values())
+
+
+# --- the schema walk: types by lookup, plain strings short-cut -------------------------------------
+
+
+def _reference_walk(value: Any, root: pod_schema.Node, rules: Any) -> list[tuple[Any, str]]:
+    """pod_schema.walk as it was before the shortcuts."""
+    problems: list[tuple[Any, str]] = []
+
+    def add(path: Any, description: str) -> None:
+        if len(problems) < pod_schema.MAX_PROBLEMS:
+            problems.append((path, description))
+
+    stack: list[Any] = [(value, root, ())]
+    while stack and len(problems) < pod_schema.MAX_PROBLEMS:
+        item, node, path = stack.pop()
+        kind = pod_schema.json_type(item)  # unchanged: the walk now looks most types up
+        if kind == "null" and (node.kind or "null" in node.types):
+            continue
+        if not (kind in node.types or (kind == "integer" and "number" in node.types)):
+            add(path, pod_schema._type_problem(node, kind, item))
+            continue
+        if kind == "object":
+            for name in reversed(node.required):
+                if name not in item:
+                    add((*path, name), "required")
+            for key, child in reversed(item.items()):
+                if pod_schema._bad_unicode(key):
+                    add(path, "a key is not valid Unicode (a lone surrogate)")
+                    continue
+                sub = node.properties.get(key)
+                if sub is not None:
+                    stack.append((child, sub, (*path, key)))
+                elif node.additional is False:
+                    add((*path, key), "unknown field")
+                elif isinstance(node.additional, pod_schema.Node):
+                    stack.append((child, node.additional, (*path, pod_schema.Key(key))))
+            rule = rules.get(node.definition) if rules and node.definition else None
+            if rule is not None:
+                rule(item, path, add)
+        elif kind == "array":
+            if node.items is not None:
+                stack.extend((item[i], node.items, (*path, i)) for i in range(len(item) - 1, -1, -1))
+        elif problem := pod_schema._scalar_problem(item, kind, node):
+            add(path, problem)
+    if stack:
+        problems.append(((), f"more than {pod_schema.MAX_PROBLEMS} problems; fix these first"))
+    return problems
+
+
+ODD_VALUES: list[Any] = [
+    "\ud800", "é", "x" * 50, Decimal("1.5"), 2**40, -(2**70), "500m", "1Gi", "2026-01-02T15:04:05Z", "yesterday",
+    "Always", "Sometimes", "TCP", 1.5, float("nan"), (), {"\ud800": 1}, {"é": "ü"},
+]  # fmt: skip
+
+
+def _mutated(rng: random.Random) -> dict[str, Any]:
+    """The policy fuzz test's seed manifest with 1-4 values replaced by junk or by values the walk reads."""
+    pod = copy.deepcopy(fuzz.SEED_POD)
+    for _ in range(rng.randint(1, 4)):
+        path = rng.choice(fuzz.PATHS)
+        node: Any = pod
+        try:
+            for part in path[:-1]:
+                node = node[part]
+            node[path[-1]] = copy.deepcopy(rng.choice(fuzz.JUNK + ODD_VALUES))
+        except (KeyError, IndexError, TypeError):
+            continue
+    return pod
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_walk_finds_what_the_reference_walk_finds(seed: int) -> None:
+    rng = random.Random(seed)
+    for pod in [fuzz.SEED_POD, *(_mutated(rng) for _ in range(400))]:
+        assert pod_schema.walk(pod, pod_schema.pod_root(), pod_rules.RULES) == _reference_walk(
+            pod, pod_schema.pod_root(), pod_rules.RULES
+        )
+
+
+def test_the_walk_stops_where_the_reference_walk_stops() -> None:
+    pod = {"spec": {"containers": [{"name": 1, "bogus": None}] * 600}}
+    assert pod_schema.walk(pod, pod_schema.pod_root()) == _reference_walk(pod, pod_schema.pod_root(), None)
