@@ -44,6 +44,7 @@ class Key(str):
 Path = tuple[str | int, ...]
 Add = Callable[[Path, str], None]
 Rule = Callable[[Mapping[str, Any], Path, Add], None]
+Item = tuple[Any, "Node", Path]  # a value, the schema it must meet, and where it is
 
 
 class Node:
@@ -146,6 +147,14 @@ def shown(value: Any) -> str:
     return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
+# The JSON type of a decoded value by its exact Python type, looked up (a chain of isinstance calls was
+# the walk's largest cost); subclasses and other types go through `json_type`'s checks.
+_KINDS: dict[type, str] = {
+    type(None): "null", bool: "boolean", int: "integer", float: "number", Decimal: "number",
+    str: "string", list: "array", dict: "object",
+}  # fmt: skip
+
+
 def json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -162,10 +171,6 @@ def json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
-
-
-def _type_ok(kind: str, types: frozenset[str]) -> bool:
-    return kind in types or (kind == "integer" and "number" in types)
 
 
 def _wanted(types: frozenset[str]) -> str:
@@ -212,23 +217,22 @@ def _scalar_problem(value: Any, kind: str, node: Node) -> str:
     return ""
 
 
-def _check_object(
-    value: dict[str, Any], node: Node, path: Path, add: Add, push: Callable[[Any, Node, Path], None]
-) -> None:
+def _check_object(value: dict[str, Any], node: Node, path: Path, add: Add, push: Callable[[Item], None]) -> None:
     for name in reversed(node.required):
         if name not in value:
             add((*path, name), "required")
+    properties, additional = node.properties, node.additional
     for key, child in reversed(value.items()):  # reversed onto the stack: problems come in document order
-        if _bad_unicode(key):
+        if not key.isascii() and _bad_unicode(key):
             add(path, "a key is not valid Unicode (a lone surrogate)")
             continue
-        sub = node.properties.get(key)
+        sub = properties.get(key)
         if sub is not None:
-            push(child, sub, (*path, key))
-        elif node.additional is False:
+            push((child, sub, (*path, key)))
+        elif additional is False:
             add((*path, key), "unknown field")
-        elif isinstance(node.additional, Node):
-            push(child, node.additional, (*path, Key(key)))
+        elif additional is not True:
+            push((child, additional, (*path, Key(key))))
 
 
 def walk(value: Any, root: Node, rules: Mapping[str, Rule] | None = None) -> list[tuple[Path, str]]:
@@ -242,25 +246,27 @@ def walk(value: Any, root: Node, rules: Mapping[str, Rule] | None = None) -> lis
         if len(problems) < MAX_PROBLEMS:
             problems.append((path, description))
 
-    stack: list[tuple[Any, Node, Path]] = [(value, root, ())]
-    push = stack.append
+    stack: list[Item] = [(value, root, ())]
+    push, pop, kinds = stack.append, stack.pop, _KINDS
     while stack and len(problems) < MAX_PROBLEMS:
-        item, node, path = stack.pop()
-        kind = json_type(item)
-        if kind == "null" and (node.kind or "null" in node.types):
+        item, node, path = pop()
+        kind = kinds.get(type(item)) or json_type(item)
+        types = node.types
+        if kind not in types and not (kind == "integer" and "number" in types):
+            if kind != "null" or not node.kind:
+                add(path, _type_problem(node, kind, item))
             continue  # Kubernetes reads null as "not set" (a null Quantity as zero)
-        if not _type_ok(kind, node.types):
-            add(path, _type_problem(node, kind, item))
-            continue
         if kind == "object":
-            _check_object(item, node, path, add, lambda v, n, p: push((v, n, p)))
+            _check_object(item, node, path, add, push)
             rule = rules.get(node.definition) if rules and node.definition else None
             if rule is not None:
                 rule(item, path, add)
         elif kind == "array":
             if node.items is not None:
                 stack.extend((item[i], node.items, (*path, i)) for i in range(len(item) - 1, -1, -1))
-        elif problem := _scalar_problem(item, kind, node):
+        elif kind == "string" and not (node.kind or node.format or node.enum) and item.isascii():
+            continue  # a plain string: nothing else to check (the common case, made cheap)
+        elif kind != "null" and (problem := _scalar_problem(item, kind, node)):
             add(path, problem)
     if stack:
         problems.append(((), f"more than {MAX_PROBLEMS} problems; fix these first"))
