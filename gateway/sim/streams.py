@@ -13,9 +13,8 @@ error channel (Success, or Failure/NonZeroExitCode with an ExitCode cause).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -160,13 +159,21 @@ async def serve_logs(
             await response.write_eof()
         return response
     finally:
-        if not first.done():
-            first.cancel()
-            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                await first
+        await _settle(first)
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+async def _settle(first: asyncio.Future[bytes]) -> None:
+    """Ends the read of the first chunk however the handler ends: cancelled while it runs, its error taken
+    when it failed. A client that leaves as that read fails (a container with no previous instance) would
+    otherwise leave asyncio's ERROR "Task exception was never retrieved", with a traceback, in the log."""
+    if not first.done():
+        first.cancel()
+        await asyncio.wait({first})
+    if not first.cancelled():
+        first.exception()
 
 
 async def _write(response: web.StreamResponse, chunk: bytes, silence: LogSilence | None) -> None:
@@ -202,12 +209,14 @@ async def serve_exec(
     ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, autoping=True)
     if not ws.can_prepare(request).ok:
         raise BadRequest("exec needs a WebSocket upgrade with one of the protocols: " + ", ".join(EXEC_PROTOCOLS))
-    process = await kubelet.exec(namespace, name, container, list(command), stdin, tty)
+    process = await _start(kubelet.exec(namespace, name, container, list(command), stdin, tty))
     reader: asyncio.Future[None] | None = None
     session: asyncio.Future[None] | None = None
+    ws_open = False  # the handshake answered: a WebSocket to close at the end
     try:
         with client_may_leave():
             await ws.prepare(request)
+            ws_open = True
             reader = asyncio.ensure_future(_read_client(ws, process, stdin))
             session = asyncio.ensure_future(_run(ws, process, list(command)))
             await asyncio.wait({reader, session}, return_when=asyncio.FIRST_COMPLETED)
@@ -215,12 +224,26 @@ async def serve_exec(
                 _kill(process)  # the client went away: nobody will read what the command prints
             await session
     finally:
-        await _finish(ws, process, reader, session)
+        await _finish(ws if ws_open else None, process, reader, session)
     return ws
 
 
+async def _start(starting: Awaitable[ExecProcess]) -> ExecProcess:
+    """The command, started. A client that leaves while it starts cancels the handler; the start is let
+    finish (cancelled halfway, asyncio kills nsenter and not the command it forked) and the command is
+    then killed and reaped, so it does not run on with nobody to read it."""
+    task = asyncio.ensure_future(starting)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        if not task.cancelled() and task.exception() is None:
+            await _finish(None, task.result(), None, None)
+        raise
+
+
 async def _finish(
-    ws: web.WebSocketResponse, process: ExecProcess, reader: asyncio.Future[None] | None,
+    ws: web.WebSocketResponse | None, process: ExecProcess, reader: asyncio.Future[None] | None,
     session: asyncio.Future[None] | None,
 ) -> None:  # fmt: skip
     """However the exec ended (the command, the client leaving, the handler cancelled because the connection
@@ -230,14 +253,24 @@ async def _finish(
         _kill(process)
     if reader is not None:
         reader.cancel()
-    if session is not None:
-        await asyncio.wait({session}, timeout=_REAP_SECONDS)
-        session.cancel()
-    else:
-        await asyncio.wait({asyncio.ensure_future(process.wait())}, timeout=_REAP_SECONDS)
-    await asyncio.gather(*(t for t in (reader, session) if t is not None), return_exceptions=True)
-    with client_may_leave():
-        await ws.close()
+    ending = session if session is not None else asyncio.ensure_future(_drain(process))
+    await asyncio.wait({ending}, timeout=_REAP_SECONDS)
+    ending.cancel()
+    await asyncio.gather(*(t for t in (reader, ending) if t is not None), return_exceptions=True)
+    if ws is not None:
+        with client_may_leave():
+            await ws.close()
+
+
+async def _drain(process: ExecProcess) -> None:
+    """A command with no session: its output read and dropped to the end, so its pipes close, then reaped."""
+    await asyncio.gather(*(_discard(chunks) for chunks in (process.stdout, process.stderr)))
+    await process.wait()
+
+
+async def _discard(chunks: AsyncIterator[bytes]) -> None:
+    async for _ in chunks:
+        pass
 
 
 async def _run(ws: web.WebSocketResponse, process: ExecProcess, command: list[str]) -> None:
@@ -280,8 +313,7 @@ async def _pump(ws: web.WebSocketResponse, channel: int, chunks: AsyncIterator[b
             except ConnectionResetError:
                 _kill(process)
                 break
-    async for _ in chunks:
-        pass
+    await _discard(chunks)
 
 
 async def _read_client(ws: web.WebSocketResponse, process: ExecProcess, stdin: bool) -> None:

@@ -221,7 +221,63 @@ def test_clients_leaving_streams_in_every_way_log_nothing(sim: Sim) -> None:
         time.sleep(0.1)
     assert _commands_with(EXEC_MARKER) == [], "an exec command outlived its client"
     time.sleep(0.5)  # a bookmark or a timeout due after the last client left
+    _still_serves(sim)
+    _stopped_quietly(sim)
+
+
+def _still_serves(sim: Sim) -> None:
+    """A new watch sees a new object: the simulator serves on after the clients that left."""
+    tls = sim.connect()
+    tls.sendall(f"GET /api/v1/namespaces/default/secrets?watch=1 HTTP/1.1\r\nHost: localhost\r\n"
+                f"Authorization: Bearer {sim.token}\r\n\r\n".encode())  # fmt: skip
+    got = tls.recv(65536)
+    assert got.startswith(b"HTTP/1.1 200"), got[:200]
+    sim.call("POST", "/api/v1/namespaces/default/secrets", {"metadata": {"name": "after-they-left"}})
+    while b"after-they-left" not in got and (data := tls.recv(65536)):
+        got += data
+    tls.close()
+    assert b'"type":"ADDED"' in got and b"after-they-left" in got
+
+
+def _stopped_quietly(sim: Sim) -> None:
     sim.process.send_signal(signal.SIGTERM)
     assert sim.process.wait(timeout=30) == 0
     logged = sim.stderr.read_text()
     assert {sign: logged.count(sign) for sign in QUIET_SIGNS if sign in logged} == {}, logged[:3000]
+
+
+def _ask_then_leave(sim: Sim, path: str, headers: str, delay: float, how: str) -> None:
+    """Sends a request and leaves `delay` seconds later, whether or not anything was answered."""
+    tls = sim.connect()
+    tls.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {sim.token}\r\n{headers}\r\n".encode())
+    time.sleep(delay)
+    _leave(tls, how)
+
+
+def test_clients_leaving_before_the_first_answer_log_nothing_and_leave_no_command(sim: Sim) -> None:
+    """Clients that leave as soon as they asked: the handler is cancelled while it starts. Before the fix, a log
+    whose first read failed (no previous container) left asyncio's "Task exception was never retrieved" with a
+    traceback, and an exec cancelled while its command started left the command running (asyncio killed
+    nsenter, not what it forked) until the simulator exited."""
+    _pod(sim, "idle", "sleep 600")
+    _wait_running(sim, "idle")
+    secrets = "/api/v1/namespaces/default/secrets?watch=1"
+    asks = [
+        ("/api/v1/namespaces/default/pods/idle/log?previous=true", ""),
+        ("/api/v1/namespaces/default/pods/idle/log?follow=true", ""),
+        ("/api/v1/namespaces/default/pods/idle/exec?command=sh&command=-c"
+         f"&command=while%20:;%20do%20echo%20{EXEC_MARKER};%20done&stdout=true&stderr=true&stdin=true", WEBSOCKET),
+        (secrets, ""),
+        (secrets + WATCH_LIST, ""),
+        (secrets, TABLE),
+    ]  # fmt: skip
+    delays = [i / 10_000 for i in range(100)]  # 0 to 10 ms: before, while and after the handler starts
+    tries = [(path, headers, delay, LEAVES[i % 2]) for path, headers in asks for i, delay in enumerate(delays)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda t: _ask_then_leave(sim, *t), tries))
+    deadline = time.monotonic() + 10  # a command killed as its client left is reaped within 2 s
+    while _commands_with(EXEC_MARKER) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(_commands_with(EXEC_MARKER)) == 0, "exec commands outlived their clients"
+    _still_serves(sim)
+    _stopped_quietly(sim)
