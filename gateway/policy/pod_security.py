@@ -16,6 +16,7 @@ tenant is exempt from the restricted control, the baseline one still applies.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +89,8 @@ LIFECYCLE_HOOKS = ("postStart", "preStop")
 
 
 def _obj(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # `type(...) is dict` first: a decoded manifest's objects are dicts, and the ABC check costs ~10x more
+    return value if type(value) is dict or isinstance(value, Mapping) else {}
 
 
 def _items(value: Any) -> list[Any]:
@@ -99,6 +101,15 @@ def _items(value: Any) -> list[Any]:
 class _Pod:
     metadata: Mapping[str, Any]
     spec: Mapping[str, Any]
+    all_containers: tuple[tuple[str, Mapping[str, Any]], ...] = ()  # `containers()`, listed once per check
+
+    @classmethod
+    def of(cls, pod: Mapping[str, Any]) -> _Pod:
+        spec = _obj(pod.get("spec"))
+        listed = tuple(
+            (f"{ROOT}.spec.{kind}[{i}]", _obj(c)) for kind in CONTAINER_KINDS for i, c in enumerate(_items(spec.get(kind)))
+        )
+        return cls(metadata=_obj(pod.get("metadata")), spec=spec, all_containers=listed)
 
     @property
     def security(self) -> Mapping[str, Any]:
@@ -115,9 +126,7 @@ class _Pod:
 
     def containers(self) -> Iterator[tuple[str, Mapping[str, Any]]]:
         """(field path, container) for every container of every kind."""
-        for kind in CONTAINER_KINDS:
-            for i, c in enumerate(_items(self.spec.get(kind))):
-                yield f"{ROOT}.spec.{kind}[{i}]", _obj(c)
+        return iter(self.all_containers)
 
 
 def _among(value: Any, allowed: frozenset[str]) -> bool:
@@ -364,13 +373,19 @@ def active_controls(policy: PodSecurityPolicy) -> list[Control]:
 
 def check_pod(pod: Mapping[str, Any], policy: PodSecurityPolicy = PodSecurityPolicy()) -> list[Violation]:
     """Every violation of the policy's level, each with its field path under `pod.pod_json`."""
-    view = _Pod(metadata=_obj(pod.get("metadata")), spec=_obj(pod.get("spec")))
-    checks = dict((c.id, check) for c, check in _TABLE)
+    view = _Pod.of(pod)
     return [
         Violation(control=control.title, field=field, description=description)
-        for control in active_controls(policy)
-        for field, description in checks[control.id](view)
+        for control, check in _active_checks(policy)
+        for field, description in check(view)
     ]
+
+
+@functools.lru_cache(maxsize=64)  # a few policies: the tenants' and the open gateway's
+def _active_checks(policy: PodSecurityPolicy) -> tuple[tuple[Control, Callable[[_Pod], Found]], ...]:
+    """`active_controls` with each control's check, worked out once per policy (a policy is a frozen value)."""
+    checks = dict((c.id, check) for c, check in _TABLE)
+    return tuple((control, checks[control.id]) for control in active_controls(policy))
 
 
 def enforce(pod: Mapping[str, Any], policy: PodSecurityPolicy = PodSecurityPolicy()) -> None:
