@@ -152,7 +152,7 @@ def _pod_manifest(raw: str, v: _Violations, limit: int = MAX_POD_JSON_BYTES) -> 
     except RecursionError:
         v.add("pod.pod_json", too_deep)
         return {}
-    if _depth(manifest) > MAX_POD_JSON_DEPTH:
+    if _may_nest_too_deep(raw) and _depth(manifest) > MAX_POD_JSON_DEPTH:
         v.add("pod.pod_json", too_deep)
         return {}
     if not isinstance(manifest, dict):
@@ -165,6 +165,13 @@ def _pod_manifest(raw: str, v: _Violations, limit: int = MAX_POD_JSON_BYTES) -> 
 def pod_violations_of_schema(manifest: dict[str, Any]) -> list[errors.FieldViolation]:
     """Types, unknown fields, Go's number ranges and the API server's rules, every one at once."""
     return pod_schema.schema_violations(manifest, "pod.pod_json", pod_rules.RULES)
+
+
+def _may_nest_too_deep(raw: str) -> bool:
+    """Whether `_depth` must look: every level below the top opens with a { or [ of the text (one in a string
+    counts too: a bound), so a text with fewer than the limit cannot nest past it (most manifests: 2 us
+    instead of walking every value again)."""
+    return raw.count("{") + raw.count("[") >= MAX_POD_JSON_DEPTH
 
 
 def _depth(value: Any) -> int:

@@ -7,6 +7,7 @@ with a fresh computation that bypasses the shortcut's memory.
 from __future__ import annotations
 
 import copy
+import json
 import random
 from collections.abc import Mapping
 from decimal import Decimal
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.api import convert_pods
 from gateway.domain import GPU_RESOURCE
 from gateway.errors import InvalidArgument
 from gateway.placement import quantity
@@ -226,3 +228,22 @@ def test_the_walk_finds_what_the_reference_walk_finds(seed: int) -> None:
 def test_the_walk_stops_where_the_reference_walk_stops() -> None:
     pod = {"spec": {"containers": [{"name": 1, "bogus": None}] * 600}}
     assert pod_schema.walk(pod, pod_schema.pod_root()) == _reference_walk(pod, pod_schema.pod_root(), None)
+
+
+# --- the manifest's depth, looked at only when its text may nest too deep -------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet="ab{}[]", max_size=4),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(alphabet="k{[", max_size=3), inner, max_size=3),
+    max_leaves=80,
+)
+
+
+@SETTINGS
+@given(value=JSON_VALUES, nest=st.integers(min_value=0, max_value=70))
+def test_a_text_that_cannot_nest_too_deep_is_not_too_deep(value: Any, nest: int) -> None:
+    for _ in range(nest):
+        value = [value]
+    raw = json.dumps(value)
+    if not convert_pods._may_nest_too_deep(raw):
+        assert convert_pods._depth(json.loads(raw)) <= convert_pods.MAX_POD_JSON_DEPTH
