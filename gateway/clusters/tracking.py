@@ -103,7 +103,11 @@ class PodTrack:
         """Returns when the pod or its events change, or after `within` seconds.
 
         `asyncio.timeout`, not `wait_for`: on Python 3.11, wait_for swallows a cancel that comes just after a
-        change, and a log follower cancelled then would keep following."""
+        change, and a log follower cancelled then would keep following. A change already there is taken
+        without arming a timer (waiting on a set Event does not suspend either way)."""
+        if self._changed.is_set():
+            self._changed.clear()
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(within):
                 await self._changed.wait()

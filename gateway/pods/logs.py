@@ -48,9 +48,17 @@ class LogSource(Protocol):
 def parse_timestamp(text: str) -> datetime:
     """RFC 3339 with up to nanoseconds (the kubelet's format); sub-microsecond digits are dropped."""
     head, _, frac = text.rstrip("Z").partition(".")
-    base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     micros = int((frac + "000000")[:6]) if frac else 0
+    if _CANONICAL.fullmatch(head):  # every line's stamp: read by slicing, as strptime reads it (~1 us, not ~9)
+        return datetime(
+            int(head[:4]), int(head[5:7]), int(head[8:10]), int(head[11:13]), int(head[14:16]), int(head[17:19]),
+            micros, tzinfo=UTC,
+        )  # fmt: skip
+    base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     return base.replace(microsecond=micros)
+
+
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
 
 
 def _utf8_index(text: str, size: int) -> int:
