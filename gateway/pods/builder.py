@@ -82,6 +82,15 @@ def pod_name(metadata: Mapping[str, Any], suffix: str) -> str:
     return f"{base}-{suffix}"
 
 
+def pod_name_of(request: PodRequest, suffix: str) -> str:
+    """The name `build_pod` gives the request's pod: the caller's own with keep_name, else `pod_name`'s."""
+    metadata = request.pod.get("metadata") or {}
+    if request.keep_name:
+        kept: str = metadata["name"]
+        return kept
+    return pod_name(metadata, suffix)
+
+
 def _add_sidecar(spec: dict[str, Any], image: str) -> None:
     mount = {"name": XCOM_VOLUME, "mountPath": XCOM_DIR}
     spec.setdefault("volumes", []).append({"name": XCOM_VOLUME, "emptyDir": {}})
@@ -103,7 +112,7 @@ def build_pod(request: PodRequest, *, cluster: str, gateway_id: str, name_suffix
     pod = copy.deepcopy(dict(request.pod))
     pod["apiVersion"], pod["kind"] = "v1", "Pod"
     metadata = pod.setdefault("metadata", {})
-    metadata["name"] = metadata["name"] if request.keep_name else pod_name(metadata, name_suffix)
+    metadata["name"] = pod_name_of(request, name_suffix)
     metadata.pop("generateName", None)
     metadata["namespace"] = metadata.get("namespace") or DEFAULT_NAMESPACE
     labels = metadata.setdefault("labels", {})

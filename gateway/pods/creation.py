@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import secrets
+import random
 import string
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, replace
@@ -49,8 +49,13 @@ SUFFIX_LENGTH = 8
 
 
 def new_suffix() -> str:
-    """8 random characters of [a-z0-9] from one draw of the system's randomness (not one draw each)."""
-    number, digits = secrets.randbelow(len(SUFFIX_ALPHABET) ** SUFFIX_LENGTH), []
+    """8 random characters of [a-z0-9] from one draw (not one draw each).
+
+    The name only has to differ from other pods' (as Kubernetes' generateName, which draws from a
+    non-cryptographic generator too), so the draw is `random`'s, seeded from the system at start:
+    `secrets` asked the kernel on every pod, releasing the GIL, and under load the event loop then waited
+    for another thread (the store's writer) to hand it back."""
+    number, digits = random.randrange(len(SUFFIX_ALPHABET) ** SUFFIX_LENGTH), []
     for _ in range(SUFFIX_LENGTH):
         number, digit = divmod(number, len(SUFFIX_ALPHABET))
         digits.append(SUFFIX_ALPHABET[digit])
@@ -265,7 +270,7 @@ def _first_untried(decision: domain.PlacementDecision, tried: set[str]) -> str:
     return next((name for name in decision.candidate_names if name not in tried), "")
 
 
-def placed_at_acceptance(record: domain.PodRecord, placement: engine.Placement, gateway_id: str) -> domain.PodRecord:
+def placed_at_acceptance(record: domain.PodRecord, placement: engine.Placement) -> domain.PodRecord:
     """`record` with `placement`'s first choice and the pod name to create there, for the write that creates
     the record: the name is durable before the create as `_record_placement` makes it, one write earlier.
     The runner then creates that pod as it does after a restart between storing a placement and creating
@@ -274,10 +279,9 @@ def placed_at_acceptance(record: domain.PodRecord, placement: engine.Placement, 
     if not cluster:
         return record
     request = record.request
-    body = builder.build_pod(request, cluster=cluster, gateway_id=gateway_id, name_suffix=new_suffix())
+    name = builder.pod_name_of(request, new_suffix())  # the name build_pod gives: the body is built at the create
     decision = carried_out(placement, cluster)
     namespace = request.pod.get("metadata", {}).get("namespace") or "default"
     return replace(
-        record, cluster=cluster, region=decision.region, namespace=namespace, name=body["metadata"]["name"],
-        decision=decision,
-    )  # fmt: skip
+        record, cluster=cluster, region=decision.region, namespace=namespace, name=name, decision=decision
+    )

@@ -255,7 +255,7 @@ class Dispatcher:
             raise
         now = datetime.now(UTC)
         new = domain.PodRecord(request=request, phase=domain.PodPhase.QUEUED, created_at=now)
-        placed = creation.placed_at_acceptance(new, placement, self._settings.current.server.gateway_id)
+        placed = creation.placed_at_acceptance(new, placement)
         accepted = domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted", message=placement.decision.reason)
         # The record, its first placement (the pod name durable before the create) and the first events of its
         # journal in one write; a request not yet stored has nothing buffered in the journal, so this takes

@@ -271,7 +271,7 @@ def test_pod_name_suffixes_are_eight_random_lowercase_alphanumerics() -> None:
 async def test_placed_at_acceptance_creates_that_pod_with_no_second_placement_write(world: World) -> None:
     state = await submitted(world.store, pod_request())
     placement = engine.placement(pod_request(), world.clusters.snapshots())
-    placed = creation.placed_at_acceptance(state.record, placement, "gw")
+    placed = creation.placed_at_acceptance(state.record, placement)
     await world.store.record_placement(
         "r1", cluster=placed.cluster, region=placed.region, namespace=placed.namespace, name=placed.name,
         decision=placed.decision,
@@ -290,7 +290,7 @@ async def test_a_cluster_chosen_at_acceptance_and_cordoned_since_is_left_only_if
     """Fresh (accepted by this process just now), no create was ever sent under that name: placed anew.
     Resumed, a create may have been sent before the restart: that cluster and name stay first."""
     state = await submitted(world.store, pod_request())
-    placed = creation.placed_at_acceptance(state.record, engine.placement(pod_request(), world.clusters.snapshots()), "gw")
+    placed = creation.placed_at_acceptance(state.record, engine.placement(pod_request(), world.clusters.snapshots()))
     await world.store.record_placement(
         "r1", cluster=placed.cluster, region=placed.region, namespace=placed.namespace, name=placed.name,
         decision=placed.decision,
