@@ -6,10 +6,12 @@ with a fresh computation that bypasses the shortcut's memory.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import random
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -19,14 +21,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.api import convert_pods
-from gateway.domain import GPU_RESOURCE
+from gateway.clusters.tracking import PodTrack
+from gateway.domain import GPU_RESOURCE, PodRequest
 from gateway.errors import InvalidArgument
 from gateway.placement import quantity
 from gateway.placement.node_fit import RESOURCES, effective_requests
 from gateway.pods import pod_rules, pod_schema
+from gateway.pods.builder import build_pod, pod_name_of
+from gateway.pods.logs import parse_timestamp
 from tests.unit import test_policy_fuzz as fuzz
 
-SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, database=None)
+SETTINGS = settings(max_examples=200, deadline=None, derandomize=True, database=None)
 
 # --- quantities: read once by their text ---------------------------------------------------------
 
@@ -247,3 +252,67 @@ def test_a_text_that_cannot_nest_too_deep_is_not_too_deep(value: Any, nest: int)
     raw = json.dumps(value)
     if not convert_pods._may_nest_too_deep(raw):
         assert convert_pods._depth(json.loads(raw)) <= convert_pods.MAX_POD_JSON_DEPTH
+
+
+# --- the pod name at acceptance without building the body -----------------------------------------
+
+
+@pytest.mark.parametrize("keep_name", [False, True])
+@pytest.mark.parametrize(
+    "metadata",
+    [{"name": "etl"}, {"generateName": "Job_7-"}, {}, None, {"name": "x" * 70, "namespace": "ml"}, {"name": "a.b"}],
+)
+def test_the_name_at_acceptance_is_the_name_of_the_built_pod(metadata: dict[str, Any] | None, keep_name: bool) -> None:
+    pod: dict[str, Any] = {"spec": {"containers": [{"name": "main", "image": "busybox"}]}}
+    if metadata is not None or not keep_name:
+        pod["metadata"] = metadata or {}
+    if keep_name and not (metadata or {}).get("name"):
+        return  # refused by validation (kept_name_violations): there is no name to keep
+    request = PodRequest(request_id="r", pod=pod, keep_name=keep_name)
+    body = build_pod(request, cluster="c", gateway_id="gw", name_suffix="abc12345")
+    assert pod_name_of(request, "abc12345") == body["metadata"]["name"]
+
+
+def test_a_change_already_there_is_taken_at_once_and_only_once() -> None:
+    async def main() -> None:
+        track = PodTrack(asyncio.Event())
+        track.update({"metadata": {"name": "p"}})
+        await asyncio.wait_for(track.wait(60), 5)  # taken without waiting out the 60 s
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(track.wait(60), 0.05)  # taken: the next wait waits for a new change
+
+    asyncio.run(main())
+
+
+# --- log line timestamps read by slicing ------------------------------------------------------------
+
+
+def _reference_timestamp(text: str) -> datetime | str:
+    try:
+        head, _, frac = text.rstrip("Z").partition(".")
+        base = datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+        return base.replace(microsecond=int((frac + "000000")[:6]) if frac else 0)
+    except ValueError:
+        return "refused"
+
+
+def _timestamp(text: str) -> datetime | str:
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        return "refused"
+
+
+STAMPS = st.one_of(
+    st.datetimes().map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S") + ".123456789Z"),
+    st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{0,9})?Z?", fullmatch=True),
+    st.from_regex(r"[0-9]{1,4}-[0-9]{1,2}-[0-9]{1,2}T[0-9]{1,2}:[0-9]{1,2}:[0-9]{1,2}Z", fullmatch=True),
+    st.sampled_from(["2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z", "2026-01-01T00:00:60Z", "2026-01-01T00:00:00.x"]),
+    st.text(max_size=25),
+)
+
+
+@SETTINGS
+@given(text=STAMPS)
+def test_a_timestamp_is_read_as_strptime_reads_it(text: str) -> None:
+    assert _timestamp(text) == _reference_timestamp(text)
