@@ -10,6 +10,7 @@ Each cluster listens on its own 127.0.0.1 port with its own CA, generated at sta
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import secrets
@@ -20,7 +21,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from gateway.sim import handlers, kubeconfig, nodes
+from gateway.sim import handlers, http2, kubeconfig, nodes
 from gateway.sim.apiserver import ApiContext, ApiServer
 from gateway.sim.auth import Authenticator, Identity, SimClock, service_account_identity
 from gateway.sim.config import SimClusterSpec, SimConfig, load
@@ -65,7 +66,9 @@ class SimCluster:
         self.context = ApiContext(spec.name, self.store, self.authn, self.authz, self.faults, spec.bookmark_seconds)
         self._node_side = node_side and node_side_available()
         self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._site: _AlpnSite | None = None
+        self.http2 = spec.http2  # offer h2 in ALPN; set before start (or before a restore) to change it
+        self._http2_connections = http2.Connections()
         self.port = spec.port
         self.scheduler: Any = None
         self.kubelet: Any = None
@@ -108,16 +111,12 @@ class SimCluster:
                 self._site = None
 
     async def _listen(self) -> None:
-        assert self._runner is not None
-        self._site = web.TCPSite(
-            self._runner,
-            self.host,
-            self.port,
-            ssl_context=server_context(self.ca, self._server_pair),
-            reuse_address=True,
-        )
+        assert self._runner is not None and self._runner.server is not None
+        context = http2.offer(server_context(self.ca, self._server_pair), self.http2)
+        http1, connections = self._runner.server, self._http2_connections
+        self._site = _AlpnSite(self._runner, lambda: http2.AlpnSwitch(http1, connections), self.host, self.port, context)
         await self._site.start()
-        sockets = getattr(self._site._server, "sockets", None)  # asyncio's Server or uvloop's: no common base
+        sockets = getattr(self._site.listener, "sockets", None)  # asyncio's Server or uvloop's: no common base
         if self.port == 0 and sockets:
             self.port = sockets[0].getsockname()[1]
 
@@ -247,6 +246,23 @@ class SimCluster:
         kubeconfig.write(self.kubeconfig_path, kubeconfig.document([self._entry()]))
         log.info("simulated cluster %s rotated its CA; now at %s", self.name, self.url)
 
+    def goaway(self) -> int:
+        """Every HTTP/2 connection gets a GOAWAY and is closed (its streams cut), as from an API server shutting
+        down; the listener stays. How many connections there were."""
+        connections = list(self._http2_connections.open)
+        for connection in connections:
+            connection.goaway()
+        return len(connections)
+
+    def http2_connections(self) -> int:
+        """HTTP/2 connections open now (each carries up to `http2.MAX_CONCURRENT_STREAMS` requests)."""
+        return len(self._http2_connections.open)
+
+    @property
+    def http2_connections_accepted(self) -> int:
+        """HTTP/2 connections accepted since start (0: every client spoke HTTP/1.1)."""
+        return self._http2_connections.accepted
+
     def drop_watches(self) -> int:
         """Ends every open watch stream now (clients see the stream close and must re-watch)."""
         return self.store.close_watches()
@@ -278,6 +294,36 @@ class SimCluster:
         server = self._runner.server if self._runner is not None else None
         for connection in server.connections if server is not None else ():
             connection.force_close()
+        for h2_connection in list(self._http2_connections.open):
+            h2_connection.abort()
+
+
+class _AlpnSite(web.BaseSite):
+    """aiohttp's TCPSite, but each TLS connection goes through `http2.AlpnSwitch` (HTTP/2 or aiohttp's HTTP/1.1)."""
+
+    __slots__ = ("_factory", "_host", "_port")
+
+    def __init__(
+        self, runner: web.AppRunner, factory: Callable[[], asyncio.Protocol], host: str, port: int,
+        context: ssl.SSLContext,
+    ) -> None:  # fmt: skip
+        super().__init__(runner, ssl_context=context, backlog=4096)
+        self._factory, self._host, self._port = factory, host, port
+
+    @property
+    def name(self) -> str:
+        return f"https://{self._host}:{self._port}"
+
+    @property
+    def listener(self) -> asyncio.AbstractServer | None:
+        return self._server
+
+    async def start(self) -> None:
+        await super().start()
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._factory, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog, reuse_address=True
+        )
 
 
 async def _maybe_await(value: Any) -> None:

@@ -62,6 +62,7 @@ class SimClusterSpec:
     runtime: Mapping[str, Any] = field(default_factory=dict)
     port: int = 0
     bookmark_seconds: float = 60.0
+    http2: bool = True  # offer h2 in ALPN (kube-apiserver does); False: HTTP/1.1 only, as behind many proxies
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def cluster_from_dict(raw: Mapping[str, Any], where: str = "cluster") -> SimClus
         runtime=_mapping(sim.get("runtime"), f"{where}.sim.runtime"),
         port=int(sim.get("port", 0)),
         bookmark_seconds=float(sim.get("bookmarkSeconds", 60.0)),
+        http2=bool(sim.get("http2", True)),
     )
 
 
