@@ -43,7 +43,8 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
     def _shed(self) -> None:
         """New pods and streams are refused near the descriptor limit, so the ones running keep going."""
-        short = self._descriptors.short(self._dispatcher.live_count() + self._admitting)
+        live = self._dispatcher.live_count() + self._admitting
+        short = self._descriptors.short(live, http2=self._registry.logs_share_connections())
         if short is not None:
             held, limit = short
             raise errors.ResourceExhausted(

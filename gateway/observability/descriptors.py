@@ -10,6 +10,7 @@ RESOURCE_EXHAUSTED and never take it for a cluster being unreachable.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import resource
 import time
@@ -91,6 +92,9 @@ class Gauge:
     of the gateway's CPU; far from the limit, the pods admitted meanwhile are counted by `live_pods`)."""
 
     PER_POD = 2  # a followed pod's log connection, and slack for its reconnects and XCom exec
+    # Logs on shared HTTP/2 connections: a pod's share of one (1/100) and slack for its XCom exec (an HTTP/1.1
+    # WebSocket held for a moment at its end); a resumed log reuses the connection.
+    PER_POD_HTTP2 = 0.1
 
     def __init__(self, *, every: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
         self._every = every
@@ -99,8 +103,9 @@ class Gauge:
         self.open: int | None = None
         self.baseline = open_descriptors() or 0  # what the gateway holds before it follows any pod
 
-    def short(self, live_pods: int = 0) -> tuple[int, int] | None:
-        """(descriptors open or promised, soft limit) when new work should be refused; None otherwise."""
+    def short(self, live_pods: int = 0, *, http2: bool = False) -> tuple[int, int] | None:
+        """(descriptors open or promised, soft limit) when new work should be refused; None otherwise.
+        `http2`: the pods' logs share HTTP/2 connections, so a pod promises a tenth of a descriptor, not 2."""
         now = self._clock()
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         near = self.open is None or soft == resource.RLIM_INFINITY or 2 * self.open >= soft
@@ -108,6 +113,6 @@ class Gauge:
             self._at, self.open = now, open_descriptors()
         if self.open is None or soft == resource.RLIM_INFINITY:
             return None
-        held = max(self.open, self.baseline + self.PER_POD * live_pods)
+        held = max(self.open, self.baseline + math.ceil((self.PER_POD_HTTP2 if http2 else self.PER_POD) * live_pods))
         reserve = Limit(before=soft, soft=soft, hard=soft).reserve
         return (held, soft) if held >= soft - reserve else None

@@ -94,6 +94,9 @@ class StreamSettings:
     # A followed log silent this long is reopened from its last line (the price of noticing a connection a
     # middlebox dropped without a FIN or RST); the value is the Kubernetes client's own default.
     log_inactivity_seconds: float = LOG_INACTIVITY_SECONDS
+    # "auto": followed logs ride HTTP/2 streams (up to 100 on one connection) when the API server offers h2 in
+    # ALPN and no proxy is in the way, HTTP/1.1 otherwise; "off": one HTTP/1.1 connection per followed log.
+    http2_logs: str = "auto"
 
 
 @dataclass(frozen=True, kw_only=True)

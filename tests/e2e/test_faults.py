@@ -19,7 +19,16 @@ from gateway.credentials.static import StaticProvider
 from gateway.domain import ClusterHealth
 from gateway.pods.builder import REQUEST_ID_ANNOTATION
 from gateway.sim.cluster import SimWorld
-from tests.e2e.conftest import gateway_settings, logs, pod_request, result, run_to_end
+from tests.e2e.conftest import (
+    LOG_PROTOCOLS,
+    followed_over,
+    gateway_settings,
+    log_protocol_settings,
+    logs,
+    pod_request,
+    result,
+    run_to_end,
+)
 
 TICKS = "import time\nfor i in range({n}):\n    print(f'tick {{i}}', flush=True)\n    time.sleep({pause})"
 
@@ -95,8 +104,9 @@ async def test_region_is_never_violated_when_its_only_cluster_is_down(
     assert not [e for e in events if e.WhichOneof("event") == "placed" and e.placed.region != "eu-west-1"]
 
 
+@LOG_PROTOCOLS
 async def test_api_outage_mid_run_loses_no_log_line(
-    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, log_protocol: str
 ) -> None:
     request = pod_request(ticks(25), regions=("eu-central-1",))
     seen: list[dispatch_pb2.PodEvent] = []
@@ -109,6 +119,25 @@ async def test_api_outage_mid_run_loses_no_log_line(
     assert logs(seen) == [f"tick {i}" for i in range(25)]
     assert result(seen).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
     assert creates(world) == 1
+    assert followed_over(world, "local-eu-cpu", log_protocol)
+
+
+async def test_a_goaway_mid_run_resumes_the_log_on_a_new_connection_losing_and_repeating_no_line(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+) -> None:
+    """The API server sends GOAWAY and closes the HTTP/2 connection its log streams share (a restart, a
+    load balancer draining it): each follower resumes from its last line's time on a new connection."""
+    cluster = world.clusters["local-eu-cpu"]
+    request = pod_request(ticks(25), regions=("eu-central-1",))
+    seen: list[dispatch_pb2.PodEvent] = []
+    async for r in stub.RunPod(dispatch_pb2.RunPodRequest(pod=request), timeout=60):
+        seen.append(r.event)
+        if r.event.WhichOneof("event") == "log" and r.event.log.text == "tick 3":
+            assert cluster.goaway() >= 1
+    assert logs(seen) == [f"tick {i}" for i in range(25)]
+    assert result(seen).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert cluster.request_counts()[("get", "pods/log")] >= 2, "the log stream was cut and reopened"
+    assert cluster.http2_connections_accepted >= 2
 
 
 async def test_dropped_watches_lose_nothing(stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld) -> None:
@@ -214,14 +243,16 @@ async def test_no_capacity_now_waits_then_places(stub: dispatch_pb2_grpc.Dispatc
     assert "third" in logs(events)
 
 
+@LOG_PROTOCOLS
 async def test_a_log_connection_dropped_silently_is_reopened_and_loses_and_repeats_no_line(
-    world: SimWorld, tmp_path: Path
+    world: SimWorld, tmp_path: Path, log_protocol: str
 ) -> None:
     """The log connection goes silent (no FIN, no RST) mid-run: after `streams.log_inactivity_seconds`
     the gateway reopens it from its last line's time and fetches the lines written since; a container
     silent for longer than that is reopened cheaply too, repeating nothing."""
     code = "import time\nfor i in range(30):\n    print(f'tick {i}', flush=True)\n    time.sleep(2.5 if i == 20 else 0.1)"
-    config = gateway_settings(tmp_path, {"streams": {"log_inactivity_seconds": 1.0}})
+    streams = {"log_inactivity_seconds": 1.0, **log_protocol_settings(log_protocol)["streams"]}
+    config = gateway_settings(tmp_path, {"streams": streams})
     gw = await start_gateway(config)
     channel, stub = await stub_for(gw)
     cluster = world.clusters["local-eu-cpu"]
@@ -240,6 +271,7 @@ async def test_a_log_connection_dropped_silently_is_reopened_and_loses_and_repea
     # Reopened after the silencing and during the quiet 2.5 s (a silenced stream is never counted: the
     # simulator records a request when its handler returns, and this one is cancelled when the gateway leaves).
     assert cluster.request_counts()[("get", "pods/log")] >= 2
+    assert followed_over(world, "local-eu-cpu", log_protocol)
 
 
 XCOM_42 = "import json; print('hi', flush=True); open('/airflow/xcom/return.json', 'w').write(json.dumps({'n': 42}))"

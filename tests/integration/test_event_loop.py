@@ -38,7 +38,7 @@ def test_without_uvloop_auto_falls_back_and_uvloop_is_refused(monkeypatch: pytes
         loop_factory("uvloop")
 
 
-async def _create_and_follow(tmp_path: Path, runtime: str) -> tuple[int, list[str], str]:
+async def _create_and_follow(tmp_path: Path, runtime: str) -> tuple[int, list[str], str, int]:
     spec = SimClusterSpec(name="kube-a", nodes=(NodeSpec(name="n1", runtime=runtime),))
     cluster = SimCluster(spec, kubeconfig_dir=tmp_path)
     await cluster.start()
@@ -58,7 +58,7 @@ async def _create_and_follow(tmp_path: Path, runtime: str) -> tuple[int, list[st
                 if lines:
                     break
                 await asyncio.sleep(0.05)
-        return cluster.port, lines, type(asyncio.get_running_loop()).__module__
+        return cluster.port, lines, type(asyncio.get_running_loop()).__module__, cluster.http2_connections_accepted
     finally:
         await cluster.stop()
 
@@ -67,9 +67,11 @@ async def _create_and_follow(tmp_path: Path, runtime: str) -> tuple[int, list[st
 def test_the_simulator_and_a_followed_log_work_on_uvloop(tmp_path: Path, runtime: str) -> None:
     """The simulator found its port by `isinstance(server, asyncio.Server)`, which uvloop's server is not:
     on uvloop it stayed at port 0 and every URL pointed nowhere. The embedded clusters of `podgate serve`
-    run on the gateway's loop, real processes (fork, namespaces, pidfd) included."""
+    run on the gateway's loop, real processes (fork, namespaces, pidfd) included. The log goes over HTTP/2
+    (ALPN on uvloop's TLS, the simulator's protocol switch, the client's h2 connection)."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        port, lines, loop = runner.run(_create_and_follow(tmp_path, runtime))
+        port, lines, loop, http2_connections = runner.run(_create_and_follow(tmp_path, runtime))
     assert loop.startswith("uvloop")
     assert port != 0
     assert lines == ["one", "two"]
+    assert http2_connections == 1

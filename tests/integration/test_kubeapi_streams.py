@@ -1,4 +1,7 @@
-"""Log streams and exec against the simulator's kubelet (real processes) over HTTPS and WebSocket."""
+"""Log streams and exec against the simulator's kubelet (real processes) over HTTPS and WebSocket.
+
+The log tests run on both protocols (`BOTH_PROTOCOLS`): HTTP/2 streams when the simulator offers h2 in ALPN
+(as kube-apiserver does), HTTP/1.1 when it offers only that; each checks that its log went the way it names."""
 
 from __future__ import annotations
 
@@ -22,15 +25,21 @@ NS = "default"
 NODE = NodeSpec(name="n1", allocatable={"cpu": "8", "memory": "16Gi", "pods": "110"})
 
 
+# The simulator offers h2 (the client then follows logs over HTTP/2) or HTTP/1.1 only (the client falls back).
+BOTH_PROTOCOLS = pytest.mark.parametrize("sim", ["h2", "http/1.1"], indirect=True)
+
+
 @pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[SimCluster]:
+async def sim(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[SimCluster]:
     assert node_side_available(), "the simulator's kubelet is needed for logs and exec"
-    cluster = SimCluster(
-        SimClusterSpec(name="kube-s", nodes=(NODE,), runtime={"isolation": False}), kubeconfig_dir=tmp_path
-    )
+    protocol = getattr(request, "param", "h2")
+    spec = SimClusterSpec(name="kube-s", nodes=(NODE,), runtime={"isolation": False}, http2=protocol == "h2")
+    cluster = SimCluster(spec, kubeconfig_dir=tmp_path)
     await cluster.start()
     try:
         yield cluster
+        if hasattr(request, "param"):  # a log test on both protocols: its logs went the way it names
+            assert (cluster.http2_connections_accepted > 0) == (protocol == "h2")
     finally:
         await cluster.stop()
 
@@ -71,6 +80,7 @@ async def collect(lines: AsyncIterator[str]) -> list[str]:
         return [line async for line in lines]
 
 
+@BOTH_PROTOCOLS
 async def test_logs_of_a_finished_pod(api: ClusterClient) -> None:
     await api.create_pod(NS, python_pod("done", "for i in range(5): print('line', i)"))
     await wait_for(api, "done", {"Succeeded"})
@@ -78,6 +88,7 @@ async def test_logs_of_a_finished_pod(api: ClusterClient) -> None:
     assert await collect(api.stream_logs(NS, "done", "main", tail_lines=2)) == ["line 3", "line 4"]
 
 
+@BOTH_PROTOCOLS
 async def test_follow_streams_lines_as_they_are_written_and_ends_with_the_container(api: ClusterClient) -> None:
     script = "import time\nfor i in range(4):\n    print('tick', i)\n    time.sleep(0.3)"
     await api.create_pod(NS, python_pod("ticker", script))
@@ -91,6 +102,7 @@ async def test_follow_streams_lines_as_they_are_written_and_ends_with_the_contai
     assert arrivals[-1][0] - arrivals[0][0] >= 0.5, "lines must arrive live, not all at the end"
 
 
+@BOTH_PROTOCOLS
 async def test_resume_with_timestamps_and_since_time_drops_nothing_new(api: ClusterClient) -> None:
     script = "import time\nfor i in range(6):\n    print('n', i)\n    time.sleep(1.1 if i == 2 else 0.01)"
     await api.create_pod(NS, python_pod("resume", script))
@@ -104,6 +116,7 @@ async def test_resume_with_timestamps_and_since_time_drops_nothing_new(api: Clus
     assert resumed == stamped[3:]
 
 
+@BOTH_PROTOCOLS
 async def test_lines_that_arrive_together_come_in_one_batch(api: ClusterClient) -> None:
     await api.create_pod(NS, python_pod("burst", "print('\\n'.join(str(i) for i in range(1000)))"))
     await wait_for(api, "burst", {"Succeeded"})
@@ -112,6 +125,7 @@ async def test_lines_that_arrive_together_come_in_one_batch(api: ClusterClient) 
     assert sum(sizes) == 1000 and len(sizes) < 100
 
 
+@BOTH_PROTOCOLS
 async def test_a_cut_log_stream_raises_api_unreachable(api: ClusterClient, sim: SimCluster) -> None:
     await api.create_pod(
         NS, python_pod("long", "import time\nwhile True:\n    print('x', flush=True)\n    time.sleep(0.1)")
@@ -126,6 +140,7 @@ async def test_a_cut_log_stream_raises_api_unreachable(api: ClusterClient, sim: 
     await api.delete_pod(NS, "long", grace_seconds=0)
 
 
+@BOTH_PROTOCOLS
 async def test_logs_of_an_unknown_container_are_bad_request(api: ClusterClient) -> None:
     await api.create_pod(NS, python_pod("one", "print(1)"))
     await wait_for(api, "one", {"Succeeded"})
@@ -150,6 +165,7 @@ async def test_exec_in_a_missing_pod_is_not_found(api: ClusterClient) -> None:
         await api.exec(NS, "ghost", "main", ["true"])
 
 
+@BOTH_PROTOCOLS
 async def test_a_silent_followed_log_raises_stream_silent_after_its_inactivity_limit(sim: SimCluster) -> None:
     endpoint = Endpoint(server=sim.url, ca_data=sim.ca_pem)
     provider = StaticProvider(sim.name, endpoint, sim.admin_token)

@@ -60,6 +60,19 @@ def test_the_reserve_grows_with_the_limit(soft: int, reserve: int) -> None:
     assert f"about {soft - reserve} followed pods" in limit.describe()
 
 
+def test_admitted_pods_promise_a_connection_each_on_http1_and_a_share_of_one_on_http2() -> None:
+    """Pods admitted but not yet following their logs are counted at what their logs will hold: a connection
+    (and slack) each over HTTP/1.1, a hundredth of one (and slack for their XCom exec) over HTTP/2."""
+    gauge = Gauge()
+    gauge.baseline = 0
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    usable = soft - Limit(before=soft, soft=soft, hard=soft).reserve
+    assert gauge.short(usable // 2 + 1) is not None
+    assert gauge.short(usable // 2 + 1, http2=True) is None
+    assert gauge.short(5 * usable, http2=True) is None
+    assert gauge.short(10 * usable, http2=True) == (usable, soft)
+
+
 def test_descriptors_are_counted_less_often_far_from_the_limit() -> None:
     """Counting lists /proc/self/fd (a microsecond a descriptor), asked at every submission."""
     now = [0.0]

@@ -55,13 +55,22 @@ class ClusterClient:
         retry_policy: RetryPolicy = DEFAULT_RETRY,
         sleep: Sleep = asyncio.sleep,
         draw: Draw = random.random,
+        http2: bool = True,
     ) -> None:
+        """`http2`: followed logs share HTTP/2 connections when the API server offers h2 (settings'
+        `streams.http2_logs`); False: one HTTP/1.1 connection per followed log."""
         self.name = name or provider.cluster
         self.timeouts = timeouts
         self._provider = provider
         self._transport = Transport(
-            provider, name=self.name, timeouts=timeouts, retry_policy=retry_policy, sleep=sleep, draw=draw
-        )
+            provider, name=self.name, timeouts=timeouts, retry_policy=retry_policy, sleep=sleep, draw=draw,
+            http2=http2,
+        )  # fmt: skip
+
+    @property
+    def logs_over_http2(self) -> bool:
+        """Whether followed logs share HTTP/2 connections now (the server chose h2 in ALPN)."""
+        return self._transport.logs_over_http2
 
     @property
     def reachability(self) -> Reachability | None:
@@ -250,7 +259,7 @@ class ClusterClient:
             tail_lines=tail_lines,
         )  # fmt: skip
         limits = aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.log_inactivity)
-        async for lines in self._line_batches(request, limits):
+        async for lines in self._line_batches(request, limits, http2=True):
             yield [decode_log_line(line) for line in lines]
 
     async def watch_stream(
@@ -281,23 +290,21 @@ class ClusterClient:
                     yield line
 
     async def _line_batches(
-        self, request: Request, limits: aiohttp.ClientTimeout, *, max_line: int | None = LOG_LINE_BYTES
-    ) -> AsyncGenerator[list[bytes], None]:
-        """The complete lines of each chunk read; longer than `max_line`, a line comes in pieces (None: whole)."""
-        response = await self._transport.open(request, limits)
+        self, request: Request, limits: aiohttp.ClientTimeout, *, max_line: int | None = LOG_LINE_BYTES,
+        http2: bool = False,
+    ) -> AsyncGenerator[list[bytes], None]:  # fmt: skip
+        """The complete lines of each chunk read; longer than `max_line`, a line comes in pieces (None: whole).
+        `http2`: over an HTTP/2 stream when the server offers it (followed logs: see Transport.open_stream)."""
+        body = await self._transport.open_stream(request, limits, http2=http2)
         splitter = LineSplitter(max_line)
         try:
-            async for chunk in response.content.iter_any():
+            async for chunk in body.chunks():
                 if lines := list(splitter.feed(chunk)):
                     yield lines
             if (tail := splitter.rest()) is not None:
                 yield [tail]
-        except TimeoutError as e:
-            raise StreamSilent(f"cluster {self.name!r}: {request.call}: no data for {limits.sock_read}s") from e
-        except aiohttp.ClientError as e:
-            raise unreachable(self.name, request.call, e) from e
         finally:
-            response.release()
+            body.release()
 
     async def exec(
         self, namespace: str, pod: str, container: str, command: Sequence[str], *,

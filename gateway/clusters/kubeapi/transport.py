@@ -8,15 +8,18 @@ exactly the endpoint's CA. The Kubernetes verbs on top of it are in client.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from multidict import CIMultiDict
 
+from gateway.clusters.kubeapi.bodies import Body, Http1Body, Http2Body
 from gateway.clusters.kubeapi.errors import (
     ApiUnreachable,
     GatewayExhausted,
@@ -26,6 +29,7 @@ from gateway.clusters.kubeapi.errors import (
     parse_retry_after,
     unreachable,
 )
+from gateway.clusters.kubeapi.http2 import ERROR_BODY_BYTES, Http2Pool, Http2Refused, NotConnected
 from gateway.clusters.kubeapi.request import Request
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, Draw, RetryPolicy, decide
 from gateway.clusters.kubeapi.timeouts import DEFAULT_TIMEOUTS, Timeouts
@@ -50,7 +54,8 @@ class Reachability(Protocol):
 
 
 class Transport:
-    """Authenticated, retried requests to one cluster; `read`, `open` and `open_websocket` are its faces."""
+    """Authenticated, retried requests to one cluster; `read`, `open`, `open_stream` and `open_websocket` are
+    its faces. `http2`: streams asked for over HTTP/2 use it when the server offers h2 (see `open_stream`)."""
 
     def __init__(
         self,
@@ -61,6 +66,7 @@ class Transport:
         retry_policy: RetryPolicy = DEFAULT_RETRY,
         sleep: Sleep = asyncio.sleep,
         draw: Draw = random.random,
+        http2: bool = True,
     ) -> None:
         self.name = name
         self.timeouts = timeouts
@@ -74,6 +80,9 @@ class Transport:
         self._server_hostname: str | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self._http2 = http2
+        self._pool: Http2Pool | None = None  # HTTP/2 connections to the current endpoint, made on first use
+        self._proxied = False  # HTTP/2 is not tunnelled through proxies: streams there use HTTP/1.1
         # Told of every call's outcome, so any caller that cannot reach the API server marks the cluster
         # down at once (not at the next probe), and asked before each retry: a cluster known to be down
         # is not retried, so its callers move on (a create fails over) without spending the backoff.
@@ -81,6 +90,9 @@ class Transport:
 
     async def close(self) -> None:
         self._closed = True
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -101,6 +113,19 @@ class Transport:
     async def open(self, request: Request, limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
         """A response with a 2xx status and its body unread, for streams; the caller releases it."""
         return await self._call(request, lambda session, headers: self._request(session, request, headers, limits))
+
+    @property
+    def logs_over_http2(self) -> bool:
+        return self._pool is not None and self._pool.negotiated and not self._pool.refused
+
+    async def open_stream(self, request: Request, limits: aiohttp.ClientTimeout, *, http2: bool = False) -> Body:
+        """A 2xx answer's body, for streams; the caller releases it. With `http2` (and this transport's
+        `http2`), a GET rides an HTTP/2 stream on a connection shared with other streams, unless a proxy is in
+        the way or the server chose HTTP/1.1 in ALPN (then, and from then on for this endpoint, HTTP/1.1)."""
+        if http2 and self._http2 and not (self._pool is not None and self._pool.refused):
+            with contextlib.suppress(_UseHttp1):
+                return await self._call(request, lambda _, headers: self._send_http2(request, headers, limits))
+        return Http1Body(await self.open(request, limits), self.name, request.call, limits.sock_read)
 
     async def open_websocket(self, request: Request) -> aiohttp.ClientWebSocketResponse:
         """A WebSocket upgraded with the request's subprotocols; the caller closes it."""
@@ -141,6 +166,42 @@ class Transport:
             self._endpoint = endpoint
             return self._session
 
+    def _http2_pool(self) -> Http2Pool | None:
+        """The HTTP/2 connections to the current endpoint (new ones when it changed); None: use HTTP/1.1."""
+        if self._proxied or self._endpoint is None:
+            return None
+        if self._pool is None or self._pool.endpoint != self._endpoint:
+            if self._pool is not None:
+                self._pool.close()  # a rotated endpoint: its streams fail and resume on the new one
+            self._pool = Http2Pool(self._endpoint, connect_timeout=self.timeouts.connect)
+        return None if self._pool.refused else self._pool
+
+    async def _send_http2(self, request: Request, headers: Headers, limits: aiohttp.ClientTimeout) -> Body:
+        pool = self._http2_pool()
+        if pool is None or request.method != "GET":
+            raise _UseHttp1()
+        path = request.path + ("?" + urlencode(request.params, quote_via=quote) if request.params else "")
+        try:
+            stream = await pool.request(path, [("user-agent", USER_AGENT), *headers.items()])
+        except Http2Refused:
+            log.info("cluster %s: the API server chose HTTP/1.1 in ALPN; log streams use HTTP/1.1", self.name)
+            raise _UseHttp1() from None
+        except NotConnected as e:
+            raise unreachable(self.name, request.call, e, maybe_sent=False) from e
+        try:
+            status = await stream.response(limits.sock_read)
+            if status >= 400:
+                body = await stream.read_all(ERROR_BODY_BYTES, limits.sock_read)
+                retry_after = parse_retry_after(stream.header(b"retry-after"))
+                raise error_for(status, body, cluster=self.name, call=request.call, retry_after=retry_after)
+        except (TimeoutError, ConnectionError) as e:
+            stream.release()
+            raise unreachable(self.name, request.call, e) from e
+        except BaseException:
+            stream.release()
+            raise
+        return Http2Body(stream, self.name, request.call, limits.sock_read)
+
     def _new_session(self, endpoint: Endpoint) -> aiohttp.ClientSession:
         # No pool limit: watches and followed logs each hold a connection for their lifetime, and
         # a full pool would stall every other call. Callers bound how many streams they open.
@@ -148,6 +209,7 @@ class Transport:
         connector = proxies.connector(endpoint.ssl_context(), proxy, proxy_ca=endpoint.ca_data)
         self._base = endpoint.server.rstrip("/")
         self._server_hostname = endpoint.tls_server_name or None
+        self._proxied = bool(proxy)
         # trust_env=False: the proxy is chosen above, from the kubeconfig and HTTPS_PROXY/NO_PROXY, once.
         return aiohttp.ClientSession(connector=connector, headers={"User-Agent": USER_AGENT}, trust_env=False)
 
@@ -266,6 +328,10 @@ class Transport:
         except (aiohttp.ClientError, TimeoutError) as e:
             raise unreachable(self.name, request.call, e, maybe_sent=not _never_connected(e)) from e
         return await self._check(request, response)
+
+
+class _UseHttp1(Exception):
+    """HTTP/2 is not to be had here (a proxy, ALPN chose HTTP/1.1): the stream goes over HTTP/1.1."""
 
 
 class Headers(CIMultiDict[str]):

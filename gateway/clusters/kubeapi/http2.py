@@ -1,0 +1,366 @@
+"""HTTP/2 connections to one API server for followed logs: many streams share one TLS connection.
+
+A followed log holds its request open for the life of its container. Over HTTP/1.1 that is a TLS connection
+(~55 KiB of OpenSSL and aiohttp state, one descriptor) per log; over HTTP/2 it is one stream (a few KiB) on a
+connection shared with up to 99 others (docs/decisions/0030-http2-log-streams.md). The protocol engine is
+h2 (python-hyper, sans-I/O); this module is the I/O around it: TLS with ALPN on the endpoint's own context, a
+stream per request, another connection when the server's MAX_CONCURRENT_STREAMS is reached (as Go's
+transport does), and flow control that bounds memory under a slow reader: a stream's DATA is acknowledged
+(WINDOW_UPDATE) only when the reader takes it, so at most one window (STREAM_WINDOW) waits per stream.
+
+Failures come out as Python exceptions the transport maps to the client's error tree: `NotConnected`
+(nothing was sent), `Http2Refused` (the server chose HTTP/1.1 in ALPN: use it), `StreamLost` (a RST_STREAM,
+a GOAWAY that left the stream out, or the connection lost), `TimeoutError` (no byte within the deadline).
+Credentials, 401 refresh and retries stay in transport.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Iterable
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from gateway.credentials import keepalive
+from gateway.credentials.base import Endpoint
+
+STREAM_WINDOW = 1 << 16  # bytes a stream may have unread: the per-log memory bound under a slow reader
+MAX_STREAMS = 100  # per connection, even when a server allows more (kube-apiserver allows 100)
+CONNECTION_WINDOW = 2 * MAX_STREAMS * STREAM_WINDOW  # never the bottleneck: slow readers do not stall others
+IDLE_SECONDS = 30.0  # a connection without streams for this long is closed
+ERROR_BODY_BYTES = 64 << 10  # an error answer's Status body is read up to this
+_DEFAULT_WINDOW = 65535  # RFC 9113's initial connection window
+
+
+class Http2Refused(Exception):
+    """The server chose HTTP/1.1 (or nothing) in ALPN: this endpoint's streams use HTTP/1.1."""
+
+
+class NotConnected(ConnectionError):
+    """No connection could be made (refused, TLS, timeout): the request was certainly not sent."""
+
+
+class StreamLost(ConnectionError):
+    """The stream ended without its END_STREAM: reset by the server, refused by a GOAWAY, connection lost."""
+
+
+class Http2Pool:
+    """The HTTP/2 connections to one endpoint; `request` opens a stream on one with room, or on a new one."""
+
+    def __init__(self, endpoint: Endpoint, *, connect_timeout: float) -> None:
+        parts = urlsplit(endpoint.server)
+        self.endpoint = endpoint
+        self.host = parts.hostname or ""
+        self.port = parts.port or 443
+        self.authority = parts.netloc.encode()
+        self._server_hostname = endpoint.tls_server_name or self.host
+        self._context = endpoint.ssl_context()
+        self._context.set_alpn_protocols(["h2", "http/1.1"])
+        self._connect_timeout = connect_timeout
+        self._connections: list[Http2Connection] = []
+        self._lock = asyncio.Lock()
+        self.refused = False  # the server chose HTTP/1.1 in ALPN
+        self.negotiated = False  # the server chose h2 in ALPN at least once
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def request(self, path: str, headers: Iterable[tuple[str, str]]) -> Http2Stream:
+        """A GET of `path` (query included) on a connection with room; the stream's answer is not awaited."""
+        fields = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", self.authority), (b":path", path.encode())]
+        fields += [(k.lower().encode(), v.encode()) for k, v in headers]
+        connection = self._with_room()
+        if connection is None:
+            async with self._lock:  # one connection made at a time: a burst of 150 logs makes 2, not 150
+                connection = self._with_room() or await self._connect()
+        return connection.open_stream(fields)
+
+    def _with_room(self) -> Http2Connection | None:
+        return next((c for c in self._connections if c.has_room()), None)
+
+    async def _connect(self) -> Http2Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                transport, connection = await loop.create_connection(
+                    lambda: Http2Connection(self._connections), self.host, self.port, ssl=self._context,
+                    server_hostname=self._server_hostname,
+                )  # fmt: skip
+                ssl_object = transport.get_extra_info("ssl_object")
+                if (ssl_object.selected_alpn_protocol() if ssl_object is not None else None) != "h2":
+                    transport.close()
+                    self.refused = True
+                    raise Http2Refused(f"{self.host}:{self.port} chose HTTP/1.1 in ALPN")
+                self.negotiated = True
+                if (sock := transport.get_extra_info("socket")) is not None:
+                    keepalive.enable(sock)
+                await connection.settled  # the server's SETTINGS: its MAX_CONCURRENT_STREAMS
+        except (OSError, ssl.SSLError, TimeoutError) as e:
+            raise NotConnected(str(e) or type(e).__name__) from e
+        self._connections.append(connection)
+        return connection
+
+    def close(self) -> None:
+        for connection in list(self._connections):
+            connection.close()
+        self._connections.clear()
+
+
+class Http2Connection(asyncio.Protocol):
+    """One TLS connection speaking HTTP/2 (h2's state machine); its streams' data goes to their `Http2Stream`."""
+
+    def __init__(self, pool: list[Http2Connection]) -> None:
+        self._pool = pool
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.streams: dict[int, Http2Stream] = {}
+        self.settled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self.draining = False  # a GOAWAY came: no new streams here
+        self._idle: asyncio.TimerHandle | None = None
+
+    def has_room(self) -> bool:
+        if self.transport is None or self.draining or self.transport.is_closing():
+            return False
+        limit = min(self.conn.remote_settings.max_concurrent_streams, MAX_STREAMS)
+        return self.conn.open_outbound_streams < limit
+
+    def open_stream(self, fields: list[tuple[bytes, bytes]]) -> Http2Stream:
+        stream_id = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(stream_id, fields, end_stream=True)
+        stream = self.streams[stream_id] = Http2Stream(self, stream_id)
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self.send()
+        return stream
+
+    # --- asyncio.Protocol --------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no asyncio.Transport subclass
+        self.conn.initiate_connection()
+        codes = h2.settings.SettingCodes
+        self.conn.update_settings({codes.INITIAL_WINDOW_SIZE: STREAM_WINDOW, codes.ENABLE_PUSH: 0})
+        self.conn.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
+        self.send()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.conn.receive_data(data)
+        except h2.exceptions.ProtocolError as e:
+            self._fail(StreamLost(f"HTTP/2 protocol error from the server: {e}"))
+            self.send()
+            self.abort()
+            return
+        for event in events:
+            self._event(event)
+        self.send()
+
+    def _event(self, event: h2.events.Event) -> None:
+        stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+        if isinstance(event, h2.events.ResponseReceived) and stream is not None:
+            stream.answered(event.headers or [])
+        elif isinstance(event, h2.events.DataReceived):
+            if stream is not None:
+                stream.received(event.data or b"", event.flow_controlled_length or 0)
+            else:  # a stream we gave up on: keep the connection's window open
+                self.acknowledge(event.stream_id or 0, event.flow_controlled_length or 0)
+        elif isinstance(event, h2.events.StreamEnded) and stream is not None:
+            stream.ended()
+            self._forget(stream.stream_id)
+        elif isinstance(event, h2.events.StreamReset) and stream is not None:
+            stream.failed(StreamLost(f"stream reset by the server ({_code(event.error_code)})"))
+            self._forget(stream.stream_id)
+        elif isinstance(event, h2.events.RemoteSettingsChanged) and not self.settled.done():
+            self.settled.set_result(None)
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self._goaway(event)
+
+    def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        """No new streams here; those the server never processed fail now (nothing was done with them),
+        the others run until they end or the connection goes."""
+        self.draining = True
+        last = event.last_stream_id or 0
+        why = f"GOAWAY from the server ({_code(event.error_code)})"
+        for stream_id in [s for s in self.streams if s > last]:
+            self.streams.pop(stream_id).failed(StreamLost(why))
+        if not self.streams:
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.draining = True
+        if self in self._pool:
+            self._pool.remove(self)
+        if not self.settled.done():
+            self.settled.set_exception(exc or ConnectionResetError("connection closed before the server's SETTINGS"))
+        self._fail(StreamLost(f"connection lost: {exc}" if exc else "connection closed by the server"))
+        if self._idle is not None:
+            self._idle.cancel()
+
+    def pause_writing(self) -> None:
+        pass  # only HEADERS, WINDOW_UPDATE and RST_STREAM go out: nothing worth holding back
+
+    def resume_writing(self) -> None:
+        pass
+
+    # --- for the streams ---------------------------------------------------------------------------
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The reader took `size` bytes: let the server send as much again (h2 batches the WINDOW_UPDATEs)."""
+        if size:
+            with contextlib.suppress(h2.exceptions.StreamClosedError, KeyError):
+                self.conn.acknowledge_received_data(size, stream_id)
+            self.send()
+
+    def cancel(self, stream_id: int) -> None:
+        """The reader stopped before the end: RST_STREAM(CANCEL), and the stream's slot is free."""
+        if self.streams.pop(stream_id, None) is None:
+            return
+        with contextlib.suppress(h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError):
+            self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        self.send()
+        self._forget(stream_id)
+
+    def send(self) -> None:
+        if self.transport is not None and not self.transport.is_closing() and (data := self.conn.data_to_send()):
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            with contextlib.suppress(h2.exceptions.ProtocolError):
+                self.conn.close_connection()
+            self.send()
+            self.transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _forget(self, stream_id: int) -> None:
+        self.streams.pop(stream_id, None)
+        if self.streams:
+            return
+        if self.draining:
+            self.close()
+        elif self._idle is None:
+            self._idle = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        self._idle = None
+        if not self.streams:
+            self.draining = True
+            self.close()
+
+    def _fail(self, error: StreamLost) -> None:
+        streams, self.streams = self.streams, {}
+        for stream in streams.values():
+            stream.failed(error)
+
+
+class Http2Stream:
+    """One request's answer: its status and headers, then its body read chunk by chunk. Small on purpose
+    (there is one per followed log): the chunks waiting to be read, and a future only while someone waits."""
+
+    __slots__ = ("_chunks", "_connection", "_done", "_error", "_waiter", "headers", "status", "stream_id")
+
+    def __init__(self, connection: Http2Connection, stream_id: int) -> None:
+        self._connection = connection
+        self.stream_id = stream_id
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self._chunks: list[tuple[bytes, int]] = []  # (data, its flow-controlled length), not yet acknowledged
+        self._done = False  # END_STREAM came
+        self._error: StreamLost | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def response(self, inactivity: float | None) -> int:
+        """The answer's status, once its HEADERS come."""
+        while not self.status:
+            await self._wait(inactivity)
+        return self.status
+
+    @property
+    def unread(self) -> int:
+        """Bytes received and not yet read: never more than STREAM_WINDOW, however slow the reader."""
+        return sum(size for _, size in self._chunks)
+
+    def header(self, name: bytes) -> str | None:
+        return next((v.decode("latin-1") for k, v in self.headers if k == name), None)
+
+    async def read(self, inactivity: float | None) -> bytes:
+        """The next chunk of the body (b"" at its end); its bytes are acknowledged to the server now."""
+        while not self._chunks:
+            if self._done:
+                return b""
+            await self._wait(inactivity)
+        data, size = self._chunks.pop(0)
+        self._connection.acknowledge(self.stream_id, size)
+        return data
+
+    async def read_all(self, limit: int, inactivity: float | None) -> bytes:
+        body = bytearray()
+        while len(body) < limit and (chunk := await self.read(inactivity)):
+            body += chunk
+        return bytes(body[:limit])
+
+    def release(self) -> None:
+        """Done reading: an unfinished stream is cancelled (RST_STREAM), freeing its slot on the connection."""
+        if not self._done and self._error is None:
+            self._error = StreamLost("stream released by the reader")
+            self._connection.cancel(self.stream_id)
+        self._chunks.clear()
+
+    async def _wait(self, inactivity: float | None) -> None:
+        if self._error is not None:
+            raise self._error
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(inactivity):
+                await self._waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # --- from the connection -----------------------------------------------------------------------
+
+    def answered(self, headers: list[tuple[bytes, bytes]]) -> None:
+        status = next((v for k, v in headers if k == b":status"), b"")
+        if status.startswith(b"1"):
+            return  # an informational answer (100 Continue): the real one follows
+        self.status = int(status or b"0") or 500
+        self.headers = [(k, v) for k, v in headers if not k.startswith(b":")]
+        self._wake()
+
+    def received(self, data: bytes, size: int) -> None:
+        self._chunks.append((data, size))
+        self._wake()
+
+    def ended(self) -> None:
+        self._done = True
+        self._wake()
+
+    def failed(self, error: StreamLost) -> None:
+        if self._error is None and not self._done:
+            self._error = error
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(error)
+
+
+def _code(code: Any) -> str:
+    try:
+        return h2.errors.ErrorCodes(code).name
+    except ValueError:
+        return str(code)

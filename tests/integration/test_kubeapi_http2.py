@@ -1,0 +1,183 @@
+"""Followed logs over HTTP/2 against the simulator (real HTTPS, ALPN, h2 on both sides): streams share
+connections up to the server's 100, a GOAWAY or a refusal of h2 leaves the client working, and a slow reader
+holds at most one flow-control window per stream. The same log tests on both protocols are in
+test_kubeapi_streams.py; the gateway's resume across a GOAWAY is in tests/e2e/test_faults.py."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.clusters import kubeapi as k
+from gateway.clusters.kubeapi import ClusterClient
+from gateway.clusters.kubeapi.http2 import STREAM_WINDOW, Http2Pool
+from gateway.credentials.base import Endpoint
+from gateway.credentials.static import StaticProvider
+from gateway.sim import http2 as sim_http2
+from gateway.sim.cluster import SimCluster
+from gateway.sim.config import NodeSpec, SimClusterSpec
+from tests.integration.test_kubeapi_streams import python_pod, wait_for
+
+NS = "default"
+NODE = NodeSpec(name="n1", allocatable={"cpu": "8", "memory": "16Gi", "pods": "110"})
+
+
+async def started(tmp_path: Path, *, http2: bool = True) -> SimCluster:
+    spec = SimClusterSpec(name="kube-h2", nodes=(NODE,), runtime={"isolation": False}, http2=http2)
+    cluster = SimCluster(spec, kubeconfig_dir=tmp_path)
+    await cluster.start()
+    return cluster
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[SimCluster]:
+    cluster = await started(tmp_path)
+    try:
+        yield cluster
+    finally:
+        await cluster.stop()
+
+
+def endpoint(sim: SimCluster) -> Endpoint:
+    return Endpoint(server=sim.url, ca_data=sim.ca_pem)
+
+
+@pytest.fixture
+async def api(sim: SimCluster) -> AsyncIterator[ClusterClient]:
+    async with ClusterClient(StaticProvider(sim.name, endpoint(sim), sim.admin_token)) as client:
+        yield client
+
+
+async def eventually(check: Callable[[], Any], what: str, within: float = 30.0) -> None:
+    """Polls `check` until true (`what` it waits for, for the reader); the deadline only bounds a failure."""
+    async with asyncio.timeout(within):
+        while not check():  # noqa: ASYNC110 - state of our own objects and the simulator's, no event to wait on
+            await asyncio.sleep(0.02)
+
+
+LONG = "import time\nprint('first', flush=True)\ntime.sleep(60)"
+
+
+async def test_150_followed_logs_ride_2_connections(api: ClusterClient, sim: SimCluster) -> None:
+    """kube-apiserver allows 100 streams a connection: the 101st log opens a second connection, not a 101st."""
+    await api.create_pod(NS, python_pod("long", LONG))
+    await wait_for(api, "long", {"Running"})
+    first_lines: list[str] = []
+    release = asyncio.Event()
+
+    async def follow() -> None:
+        async with aclosing(api.stream_logs(NS, "long", follow=True)) as lines:
+            async for line in lines:
+                first_lines.append(line)
+                await release.wait()
+                return
+
+    followers = [asyncio.create_task(follow()) for _ in range(150)]
+    await eventually(lambda: len(first_lines) == 150, "every log's first line")
+    assert first_lines == ["first"] * 150
+    assert sim.http2_connections() == 2 and sim.http2_connections_accepted == 2
+    assert api.logs_over_http2
+    release.set()
+    await asyncio.gather(*followers)
+    await api.delete_pod(NS, "long", grace_seconds=0)
+
+
+async def test_a_server_that_offers_only_http1_gets_http1_streams(tmp_path: Path) -> None:
+    sim = await started(tmp_path, http2=False)
+    try:
+        async with ClusterClient(StaticProvider(sim.name, endpoint(sim), sim.admin_token)) as api:
+            await api.create_pod(NS, python_pod("one", "print('a'); print('b')"))
+            await wait_for(api, "one", {"Succeeded"})
+            for _ in range(2):  # ALPN asked once; the second stream goes straight to HTTP/1.1
+                async with asyncio.timeout(30):
+                    assert [line async for line in api.stream_logs(NS, "one", follow=True)] == ["a", "b"]
+            assert not api.logs_over_http2
+        assert sim.http2_connections_accepted == 0
+    finally:
+        await sim.stop()
+
+
+async def test_a_goaway_cuts_the_stream_and_the_next_one_opens_a_new_connection(
+    api: ClusterClient, sim: SimCluster
+) -> None:
+    await api.create_pod(NS, python_pod("long", LONG))
+    await wait_for(api, "long", {"Running"})
+    seen: list[str] = []
+    with pytest.raises(k.ApiUnreachable, match=r"GOAWAY|connection"):
+        async with asyncio.timeout(30), aclosing(api.stream_logs(NS, "long", follow=True)) as lines:
+            async for line in lines:
+                seen.append(line)
+                assert sim.goaway() == 1
+    assert seen == ["first"]
+    async with asyncio.timeout(30), aclosing(api.stream_logs(NS, "long", follow=True)) as lines:
+        assert await anext(lines) == "first"
+    assert sim.http2_connections_accepted == 2
+    await api.delete_pod(NS, "long", grace_seconds=0)
+
+
+async def test_a_slow_reader_holds_one_window_and_then_gets_every_line(api: ClusterClient, sim: SimCluster) -> None:
+    """Flow control: a stream's data is acknowledged only as it is read, so a reader that stops leaves the server
+    waiting (its handler paused) with one window unread here, however much the container writes meanwhile."""
+    lines, width = 20_000, 99
+    await api.create_pod(NS, python_pod("chatty", f"for i in range({lines}): print(str(i).rjust({width}, '.'))"))
+    await wait_for(api, "chatty", {"Running", "Succeeded"})
+    pool = Http2Pool(endpoint(sim), connect_timeout=5)
+    try:
+        stream = await pool.request(
+            f"/api/v1/namespaces/{NS}/pods/chatty/log?follow=true", [("authorization", f"Bearer {sim.admin_token}")]
+        )
+        assert await stream.response(10) == 200
+        received = bytearray(await stream.read(10))
+        # The server sends until the window is spent: what was read is acknowledged, but h2 sends the
+        # WINDOW_UPDATE only once half a window is consumed, so the server stops at one window in all.
+        await eventually(lambda: stream.unread + len(received) >= STREAM_WINDOW, "the server used the window")
+        await wait_for(api, "chatty", {"Succeeded"})  # all 2 MB of the log is written by now
+        await sim_http2_settle(sim)
+        assert stream.unread <= STREAM_WINDOW, "nothing past the window while unread"
+        async with asyncio.timeout(60):
+            while chunk := await stream.read(10):
+                received += chunk
+        assert received.decode().splitlines() == [str(i).rjust(width, ".") for i in range(lines)]
+    finally:
+        pool.close()
+    await api.delete_pod(NS, "chatty", grace_seconds=0)
+
+
+async def sim_http2_settle(sim: SimCluster) -> None:
+    """A round trip on a second connection: by its answer, the simulator has run whatever was ready to run."""
+    pool = Http2Pool(endpoint(sim), connect_timeout=5)
+    try:
+        probe = await pool.request("/version", [("authorization", f"Bearer {sim.admin_token}")])
+        assert await probe.response(10) == 200
+    finally:
+        pool.close()
+
+
+async def test_other_paths_over_http2_get_the_same_answers_as_over_http1(sim: SimCluster) -> None:
+    """kubectl speaks HTTP/2 for everything: the simulator serves every path over it through the same pipeline
+    (authentication, RBAC, the request log), not only logs."""
+    pool = Http2Pool(endpoint(sim), connect_timeout=5)
+    sim.add_static_token("viewer-token", "viewer")
+
+    async def get(path: str, token: str) -> tuple[int, bytes]:
+        stream = await pool.request(path, [("authorization", f"Bearer {token}")])
+        status = await stream.response(10)
+        return status, await stream.read_all(1 << 20, 10)
+
+    try:
+        status, body = await get("/api/v1/namespaces/default/pods", sim.admin_token)
+        assert status == 200 and b'"PodList"' in body
+        assert (await get("/api/v1/namespaces/default/pods", "wrong"))[0] == 401
+        status, body = await get("/api/v1/namespaces/default/pods", "viewer-token")
+        assert status == 403 and b'User \\"viewer\\" cannot list' in body
+        assert (await get("/api/v1/namespaces/default/pods/ghost/log", sim.admin_token))[0] == 404
+    finally:
+        pool.close()
+    assert sim.request_counts()[("list", "pods")] == 2 and sim.request_counts()[("get", "pods/log")] == 1
+    assert sim_http2.MAX_CONCURRENT_STREAMS == 100
+
