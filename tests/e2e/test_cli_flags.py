@@ -7,6 +7,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +65,12 @@ def test_keep_pod_leaves_the_pod_for_kubectl(gw: str, tmp_path: Path) -> None:
     done = podgate(gw, "run", "--request-id", request, "--keep-pod", "--cluster", "local-eu-cpu",
                    "--image", "python:3.12", "--", "python", "-c", "print(1)")  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert kept_pod(gw, request, tmp_path)["status"]["phase"] == "Succeeded"
+
+
+def kept_pod(gw: str, request: str, tmp_path: Path) -> dict[str, Any]:
+    """The Kubernetes Pod a `--keep-pod --cluster local-eu-cpu` run left, read with kubectl and a kubeconfig
+    the gateway issued."""
     kubeconfig = tmp_path / "kc"
     issued = podgate(gw, "kubeconfig", "--cluster", "local-eu-cpu", "--namespace", "default", "-o", str(kubeconfig))
     assert issued.returncode == 0, issued.stderr
@@ -71,7 +78,8 @@ def test_keep_pod_leaves_the_pod_for_kubectl(gw: str, tmp_path: Path) -> None:
     got = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(kubeconfig), "get", "pod", name, "-o", "json"],
                          env=clean_env(), capture_output=True, text=True, timeout=60)  # fmt: skip
     assert got.returncode == 0, got.stderr
-    assert json.loads(got.stdout)["status"]["phase"] == "Succeeded"
+    manifest: dict[str, Any] = json.loads(got.stdout)
+    return manifest
 
 
 def test_kubeconfig_revoke_stops_it_working(gw: str, tmp_path: Path) -> None:
@@ -92,6 +100,32 @@ def test_sidecar_xcom_carries_more_than_a_termination_message(gw: str, tmp_path:
                    "--image", "python:3.12", "--", "python", "-c", code)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text()) == {"blob": "x" * 10000}
+
+
+def test_sidecar_image_is_the_one_asked_for(gw: str, tmp_path: Path) -> None:
+    request, out = rid(), tmp_path / "xcom.json"
+    code = "import json; json.dump([1, 2], open('/airflow/xcom/return.json', 'w'))"
+    done = podgate(gw, "run", "--request-id", request, "--keep-pod", "--cluster", "local-eu-cpu", "--xcom-mode", "sidecar",
+                   "--xcom-sidecar-image", "busybox:1.36", "--xcom-out", str(out),
+                   "--image", "python:3.12", "--", "python", "-c", code)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(out.read_text()) == [1, 2]
+    containers = kept_pod(gw, request, tmp_path)["spec"]["containers"]
+    assert [c["image"] for c in containers] == ["python:3.12", "busybox:1.36"]
+
+
+def test_select_places_by_cluster_labels(gw: str) -> None:
+    without = podgate(gw, "explain", "--select", "!accelerator")
+    assert without.stdout.startswith("would be placed on local-eu-cpu ("), without.stderr
+    nvidia = podgate(gw, "explain", "--select", "accelerator in (nvidia)", "--region", "us-east-1")
+    assert nvidia.stdout.startswith("would be placed on local-us-gpu ("), nvidia.stderr
+    nowhere = podgate(gw, "explain", "--select", "tier=prod")
+    assert nowhere.returncode == 126 and "does not match tier in (prod)" in nowhere.stdout
+    request = rid()
+    ran = podgate(gw, "run", "--request-id", request, "--select", "!accelerator",
+                  "--image", "python:3.12", "--", "python", "-c", "print(1)")  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert pod(gw, request)["cluster"] == "local-eu-cpu"
 
 
 def test_timeouts_are_durations(gw: str) -> None:

@@ -3,6 +3,7 @@ pods list/get, logs, attach and cancel, each as a real process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gateway.client import AirflowContext, ChannelSpec, GatewayClient, PodSpecRequest
 from tests.conftest import BIN, ROOT, clean_env, podgate_serve
 
 COUNT = "import time\nfor i in range(5): print(i, flush=True); time.sleep(0.05)"
@@ -208,3 +210,37 @@ def test_a_detached_pod_nobody_reattaches_to_is_cancelled_after_its_grace(gw: st
         if got["phase"] == "Cancelled":
             break
     assert got["phase"] == "Cancelled" and "no client reattached" in got["result"]["message"]
+
+
+def test_pods_list_by_cluster_dag_and_limit(gw: str) -> None:
+    label = f"batch={uuid.uuid4().hex[:8]}"
+    on_cpu, on_gpu, from_dag = rid(), rid(), rid()
+    for request, cluster in ((on_cpu, "local-eu-cpu"), (on_gpu, "local-eu-gpu")):
+        placed = podgate(gw, "run", "-d", "--request-id", request, "--cluster", cluster, "--label", label, *python("print(1)"))
+        assert placed.returncode == 0, placed.stderr
+    dag = f"dag_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_submit_from_airflow(gw, from_dag, dag))
+
+    def names(*filters: str) -> list[str]:
+        listed = podgate(gw, "pods", "list", "-o", "name", *filters)
+        assert listed.returncode == 0, listed.stderr
+        return listed.stdout.split()
+
+    assert names("-l", label, "--cluster", "local-eu-cpu") == [on_cpu]
+    assert names("-l", label, "--cluster", "local-eu-gpu") == [on_gpu]
+    assert names("-l", label) == [on_gpu, on_cpu]  # newest first
+    assert names("-l", label, "--limit", "1") == [on_gpu]
+    assert names("--dag", dag) == [from_dag]
+    assert names("--dag", "no_such_dag") == []
+
+
+async def _submit_from_airflow(gw: str, request_id: str, dag: str) -> None:
+    """A pod as the Airflow operator submits it: with its task instance (the CLI cannot set one)."""
+    container = {"name": "base", "image": "python:3.12", "command": ["python", "-c", "print(1)"]}
+    request = PodSpecRequest.build(
+        request_id=request_id,
+        pod={"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "task"}, "spec": {"containers": [container]}},
+        airflow=AirflowContext(dag_id=dag, task_id="t", run_id="manual__1"),
+    )
+    async with GatewayClient(ChannelSpec(address=gw)) as client:
+        await client.submit_pod(request)

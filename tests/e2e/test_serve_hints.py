@@ -114,3 +114,33 @@ def test_the_hints_serve_prints_run_as_pasted(mode: str, printed: dict[str, list
         assert "--gateway" not in ran[0].args  # the export line says where, and how
     secure = {"PODGATE_CA_FILE", "PODGATE_CERT_FILE", "PODGATE_KEY_FILE"}
     assert secure & set(env) == {"plain": set(), "tls": {"PODGATE_CA_FILE"}, "mtls": secure, "token": set()}[mode]
+
+
+def _serving_port(lines: list[str]) -> str:
+    return next(line for line in lines if line.startswith("podgate: serving on ")).split()[3].rpartition(":")[2]
+
+
+def test_each_connection_flag_has_its_environment_default(
+    printed: dict[str, list[str]], certs: Path, tmp_path: Path
+) -> None:
+    """The variables the hints do not need: PODGATE_TOKEN_FILE, PODGATE_SERVER_NAME and PODGATE_TLS (the
+    system's roots: gRPC's own root file stands in for the machine's store), each with a wrong value failing."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    tokened = f"127.0.0.1:{_serving_port(printed['token'])}"
+    tls = f"127.0.0.1:{_serving_port(printed['tls'])}"
+    ca = str(certs / "ca.crt")
+    cases = [
+        ({"PODGATE_GATEWAY": tokened, "PODGATE_TOKEN_FILE": str(token_file)}, 0),
+        ({"PODGATE_GATEWAY": tokened}, 125),
+        ({"PODGATE_GATEWAY": tls, "PODGATE_CA_FILE": ca, "PODGATE_SERVER_NAME": "localhost"}, 0),
+        ({"PODGATE_GATEWAY": tls, "PODGATE_CA_FILE": ca, "PODGATE_SERVER_NAME": "elsewhere.example"}, 125),
+        ({"PODGATE_GATEWAY": tls, "PODGATE_TLS": "1", "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": ca}, 0),
+        ({"PODGATE_GATEWAY": tls}, 125),  # plain text to a TLS listener
+    ]
+    for extra, code in cases:
+        done = subprocess.run([PROGRAM, "clusters", "list"], cwd=ROOT, env={**_without_venv_on_path(), **extra},
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == code, (extra, done.stderr)
+        assert ("local-eu-gpu" in done.stdout) == (code == 0), (extra, done.stdout)
+        assert TOKEN not in done.stderr
