@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from gateway.store.jsontext import serialize
 from gateway.store.pgwriter import PostgresGroupWriter
 from gateway.store.url import database_url, describe
 from gateway.store.writer import (
@@ -108,7 +109,7 @@ async def open_engines(
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(_switch_to_wal, Path(database))
     writer = await (_group_writer(parsed) if group_commit else _direct_writer(parsed))
-    read = create_async_engine(parsed, pool_size=4, max_overflow=4, pool_timeout=None)
+    read = create_async_engine(parsed, pool_size=4, max_overflow=4, pool_timeout=None, json_serializer=serialize)
     _configure_sqlite(read, immediate=False)
     return Engines(writer=writer, read=read, unavailable_after=0)  # a local file: nothing to wait out
 
@@ -126,6 +127,7 @@ async def _postgres_engines(
     options: dict[str, Any] = (
         {"connect_args": {"server_settings": settings}} if url.drivername.endswith("asyncpg") else {}
     )
+    options["json_serializer"] = serialize
     engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None, **options)
     log.info("store: PostgreSQL at %s", describe(url))
     try:
@@ -167,7 +169,9 @@ def _switch_to_wal(path: Path, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
 
 def sqlite_write_engine(url: URL | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
     """The synchronous (pysqlite) engine of the group-commit writer, for the same file as `url`."""
-    engine = create_engine(make_url(url).set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0)
+    engine = create_engine(
+        make_url(url).set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0, json_serializer=serialize
+    )
     _configure_sqlite(engine, immediate=True, busy_timeout_ms=busy_timeout_ms)
     return engine
 
@@ -177,7 +181,7 @@ async def _group_writer(url: URL) -> Writer:
 
 
 async def _direct_writer(url: URL) -> Writer:
-    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=None)
+    engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=None, json_serializer=serialize)
     _configure_sqlite(engine, immediate=True)
     try:
         await migrate(engine)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, func, select
 
 from gateway.domain import PodRecord
+from gateway.store import statements
 from gateway.store.base import TenantAdmission
 from gateway.store.rows import record_from_row
 from gateway.store.schema import pod_records
@@ -30,6 +31,6 @@ def admit(conn: Connection, admission: TenantAdmission) -> None:
     unread = ids - {r.request.request_id for r in known}
     read: list[PodRecord] = []
     if unread:  # admitted meanwhile (by another replica, most often): decoded here, without the loop's cache
-        rows = conn.execute(select(pod_records).where(c.request_id.in_(unread)))
+        rows = conn.execute(select(*statements.RECORD_COLUMNS).where(c.request_id.in_(unread)))
         read = [record_from_row(row._mapping) for row in rows]
     admission.check(known + read)

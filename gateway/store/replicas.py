@@ -76,7 +76,7 @@ def claim(conn: Connection, replica: str) -> list[RowMapping]:
         sql_update(pod_records)
         .where(p.id.in_(chosen.scalar_subquery()))
         .values(owner=replica, fence=p.fence + 1)
-        .returning(pod_records)
+        .returning(*statements.RECORD_COLUMNS)
     )
     return [row._mapping for row in conn.execute(statement)]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -17,8 +18,8 @@ from gateway.store.codec import (
     encode_decision,
     encode_pod_request,
     encode_result,
-    to_data,
 )
+from gateway.store.jsontext import dumps, loads
 
 _PAGE_PREFIX = "v1:"
 
@@ -26,7 +27,8 @@ T = TypeVar("T")
 
 
 def record_values(record: PodRecord, now: datetime) -> dict[str, Any]:
-    """Column values of a new pod record (empty strings become NULL so unique keys ignore them)."""
+    """Column values of a new pod record (empty strings become NULL so unique keys ignore them); its JSON
+    columns as their text (`Encoded`)."""
     airflow = record.request.airflow
     return {
         "request_id": record.request.request_id,
@@ -40,9 +42,9 @@ def record_values(record: PodRecord, now: datetime) -> dict[str, Any]:
         "created_at": record.created_at or now,
         "updated_at": now,
         "finished_at": record.finished_at,
-        "request": encode_pod_request(record.request),
-        "decision": encode_decision(record.decision),
-        "result": encode_result(record.result),
+        "request": dumps(encode_pod_request(record.request)),
+        "decision": dumps(encode_decision(record.decision)),
+        "result": dumps(encode_result(record.result)),
         "last_seq": record.last_seq,
         "reattach_deadline": record.reattach_deadline,
         "cancel_requested_at": record.cancel_requested_at,
@@ -51,37 +53,39 @@ def record_values(record: PodRecord, now: datetime) -> dict[str, Any]:
 
 
 class DecodeCache:
-    """The decoded JSON columns of recent records, reused while the stored value is unchanged.
+    """The decoded JSON columns of recent records, reused while the stored text is unchanged.
 
-    Every record update returns the whole record, and decoding its request or placement table into
-    dataclasses takes ~0.2 ms each, several times per pod; comparing the stored JSON with the cached
-    copy takes microseconds. Values are frozen dataclasses, shared by the records that hold them.
+    Every record write returns the whole record, and decoding its request or placement table into
+    dataclasses takes ~0.2 ms each, several times per pod. The store reads its JSON columns back as text
+    (statements.RECORD_COLUMNS); a digest of that text is compared with the one of the cached value, so an
+    unchanged column costs neither JSON decoding nor a walk of the data. Only the digest is held, not the
+    text (a followed pod's manifest would be held twice). Values are frozen dataclasses, shared by the
+    records that hold them.
     """
 
     def __init__(self, size: int = 30_000) -> None:
         self._size = size
-        self._items: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._items: dict[tuple[str, str], tuple[bytes, Any]] = {}
 
-    def get(self, column: str, key: str, raw: Any, decode: Callable[[Any], T]) -> T:
+    def get(self, column: str, key: str, text: str, decode: Callable[[str], T]) -> T:
         slot = (column, key)
+        digest = _digest(text)
         hit = self._items.pop(slot, None)
-        if hit is None or hit[0] != raw:
-            hit = (raw, decode(raw))
-        # on a hit the cached raw stays, not this equal copy: the value shares its dicts and strings, and
-        # holding both would keep two copies of every followed pod's manifest
-        self._put(slot, *hit)
+        if hit is None or hit[0] != digest:
+            hit = (digest, decode(text))
+        self._put(slot, hit)
         value: T = hit[1]
         return value
 
-    def put(self, column: str, key: str, raw: Any, value: Any) -> None:
-        """A value about to be written, as encoded (`raw`): its row read back (RETURNING) is not decoded
-        again; the codec round-trips (tests/unit/test_store_codec.py). Should the stored JSON differ after
+    def put(self, column: str, key: str, text: str, value: Any) -> None:
+        """A value about to be written, as encoded (`text`): its row read back (RETURNING) is not decoded
+        again; the codec round-trips (tests/unit/test_store_codec.py). Should the stored text differ after
         all, `get` finds it unequal and decodes it."""
         self._items.pop((column, key), None)
-        self._put((column, key), raw, value)
+        self._put((column, key), (_digest(text), value))
 
-    def _put(self, slot: tuple[str, str], raw: Any, value: Any) -> None:
-        self._items[slot] = (raw, value)  # most recently used last
+    def _put(self, slot: tuple[str, str], item: tuple[bytes, Any]) -> None:
+        self._items[slot] = item  # most recently used last
         if len(self._items) > self._size:
             del self._items[next(iter(self._items))]
 
@@ -89,10 +93,20 @@ class DecodeCache:
         return len(self._items)
 
 
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
 def record_from_row(row: Mapping[Any, Any], cache: DecodeCache | None = None) -> PodRecord:
+    """`row` as read with statements.RECORD_COLUMNS: its JSON columns as text (SQL NULL reads as JSON null)."""
+
     def decoded(column: str, decode: Callable[[Any], T]) -> T:
-        raw = row[column]
-        return decode(raw) if cache is None or raw is None else cache.get(column, row["request_id"], raw, decode)
+        text = row[column]
+        if text is None:
+            return decode(None)
+        if cache is None:
+            return decode(loads(text))
+        return cache.get(column, row["request_id"], text, lambda t: decode(loads(t)))
 
     return PodRecord(
         request=decoded("request", decode_pod_request),
@@ -113,12 +127,13 @@ def record_from_row(row: Mapping[Any, Any], cache: DecodeCache | None = None) ->
 
 
 def event_values(record_id: int, seq: int, event: JournalEvent) -> dict[str, Any]:
+    """A journal row's values, its payload as JSON text (`Encoded`)."""
     return {
         "record_id": record_id,
         "seq": seq,
         "kind": JournalKind(event.kind).value,
         "time": event.time,
-        "payload": to_data(event.payload),
+        "payload": dumps(event.payload),
     }
 
 

@@ -19,8 +19,9 @@ from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhas
 from gateway.errors import AlreadyExists, NotFound
 from gateway.store import lease, quota, replicas, statements
 from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost, TenantAdmission
-from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result, to_data
+from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result
 from gateway.store.engine import DEFAULT_PATH, IDLE_TRANSACTION_SECONDS, Engines, open_engines, sqlite_url
+from gateway.store.jsontext import dumps
 from gateway.store.rows import (
     DecodeCache,
     clamp_limit,
@@ -297,7 +298,7 @@ class SqlStore:
             "region": region or None,
             "namespace": namespace or None,
             "name": name or None,
-            "decision": encode_decision(decision),
+            "decision": dumps(encode_decision(decision)),
         }
         if phase is not None:
             values["phase"] = phase.value
@@ -313,7 +314,7 @@ class SqlStore:
     async def record_result(
         self, request_id: str, result: PodResult, *, events: Sequence[JournalEvent] = ()
     ) -> PodRecord:
-        values = {"result": encode_result(result), "phase": result.phase.value}
+        values = {"result": dumps(encode_result(result)), "phase": result.phase.value}
         self._remember(request_id, values, result=result)
         return await self._update(request_id, values, events=events)
 
@@ -333,7 +334,7 @@ class SqlStore:
             update(pod_records)
             .where(c.request_id == request_id, c.finished_at.is_(None), c.cancel_requested_at.is_(None))
             .values(updated_at=self._clock(), cancel_requested_at=self._clock(), cancel_reason=reason)
-            .returning(pod_records)
+            .returning(*statements.RECORD_COLUMNS)
         )
         row = await self._write(lambda conn: conn.execute(statement).first(), request_id)
         record = self._record(row._mapping) if row is not None else await self.get_pod_record(request_id)
@@ -388,12 +389,12 @@ class SqlStore:
             filters.append(c.dag_id == dag_id)
         if tenant is not None:
             filters.append(c.tenant == tenant)
-        rows, token = await self._page(pod_records, c.id, filters, limit, page_token)
+        rows, token = await self._page(statements.RECORD_COLUMNS, c.id, filters, limit, page_token)
         return [self._record(r) for r in rows], token
 
     async def list_unfinished(self, *, tenant: str | None = None) -> list[PodRecord]:
         c = pod_records.c
-        query = select(pod_records).where(c.finished_at.is_(None)).order_by(c.id)
+        query = select(*statements.RECORD_COLUMNS).where(c.finished_at.is_(None)).order_by(c.id)
         if tenant is not None:
             query = query.where(c.tenant == (tenant or None))
         async with self._engines.reading() as conn:
@@ -409,14 +410,14 @@ class SqlStore:
             return {cluster: int(n) for cluster, n in await conn.execute(query)}
 
     async def _page(
-        self, table: Any, key: Any, filters: list[ColumnElement[bool]], limit: int, page_token: str
+        self, columns: Sequence[Any], key: Any, filters: list[ColumnElement[bool]], limit: int, page_token: str
     ) -> tuple[list[RowMapping], str]:
         """One page, newest (highest key) first; the token is the last key handed out."""
         size = clamp_limit(limit, MAX_PAGE)
         below = decode_page_token(page_token)
         if below is not None:
             filters = [*filters, key < below]
-        query = select(table).where(*filters).order_by(key.desc()).limit(size + 1)
+        query = select(*columns).where(*filters).order_by(key.desc()).limit(size + 1)
         async with self._engines.reading() as conn:
             rows = [row._mapping for row in await conn.execute(query)]
         if len(rows) <= size:
@@ -488,7 +489,7 @@ class SqlStore:
             "time": self._clock(),
             "action": str(record.get("action", "")),
             "actor": str(record.get("actor", "")),
-            "record": to_data(record),
+            "record": dumps(record),
         }
 
     async def list_audit(
@@ -508,7 +509,7 @@ class SqlStore:
             filters.append(c.actor == actor)
         if since is not None:
             filters.append(c.time >= since)
-        rows, token = await self._page(audit_log, c.id, filters, limit, page_token)
+        rows, token = await self._page(tuple(audit_log.c), c.id, filters, limit, page_token)
         entries = [
             AuditRecord(id=r["id"], time=r["time"], action=r["action"], actor=r["actor"], record=r["record"])
             for r in rows

@@ -8,6 +8,10 @@ to the compiled form. Shapes are few (which columns a write sets, fenced or not,
 each is built at its first use and kept.
 
 Parameter names carry a `p_` prefix: a bound parameter may not share its name with a column it sets.
+
+A record is read and returned as `RECORD_COLUMNS`: its JSON columns as their text, not decoded by the
+driver or SQLAlchemy; rows.DecodeCache decodes only a text it has not seen (an unchanged request, placement
+or result read back costs a digest).
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import Delete, Insert, Select, Update, bindparam, func, insert, select, update
+from sqlalchemy import JSON, Delete, Insert, Select, Text, Update, bindparam, cast, func, insert, select, update
 
 from gateway.store.schema import audit_log, journal_events, pod_records
 
 p = pod_records.c
+
+RECORD_COLUMNS: tuple[Any, ...] = tuple(
+    cast(column, Text).label(column.name) if isinstance(column.type, JSON) else column for column in pod_records.c
+)
 
 
 def _param(column: str) -> Any:
@@ -41,7 +49,7 @@ def update_record(columns: frozenset[str], *, fenced: bool, events: bool) -> Upd
     values: dict[str, Any] = {column: _param(column) for column in sorted(columns)}
     if events:
         values["last_seq"] = p.last_seq + bindparam("p_events", type_=p.last_seq.type)
-    return update(pod_records).where(*where).values(values).returning(pod_records)
+    return update(pod_records).where(*where).values(values).returning(*RECORD_COLUMNS)
 
 
 @functools.cache
@@ -58,8 +66,8 @@ def claim_seqs(*, fenced: bool) -> Update:
     )
 
 
-RECORD_BY_REQUEST: Select[Any] = select(pod_records).where(p.request_id == _param("request_id"))
-INSERT_RECORD: Insert = insert(pod_records).returning(pod_records)
+RECORD_BY_REQUEST: Select[Any] = select(*RECORD_COLUMNS).where(p.request_id == _param("request_id"))
+INSERT_RECORD: Insert = insert(pod_records).returning(*RECORD_COLUMNS)
 INSERT_EVENTS: Insert = insert(journal_events)
 INSERT_AUDIT: Insert = insert(audit_log)
 NOTIFY: Select[Any] = select(func.pg_notify(bindparam("p_channel"), bindparam("p_payload")))

@@ -4,6 +4,7 @@ writers. Every test taking `database` or `store` runs once per backend (tests/co
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -33,6 +34,7 @@ from gateway.domain import (
 )
 from gateway.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
 from gateway.store import SqlStore, StoreClosed, StoreUnavailable, TenantAdmission
+from gateway.store.codec import to_data
 from gateway.store.engine import alembic_config
 from gateway.store.schema import metadata
 from tests.conftest import Database
@@ -420,6 +422,27 @@ async def test_what_a_write_stores_is_handed_back_without_decoding_it_again(stor
     assert (created.request, placed.decision, done.result) == (mine.request, decision, result)
     assert created.request is mine.request and placed.decision is decision and done.result is result
     assert await store.get_pod_record("r") == done
+
+
+async def test_json_written_otherwise_reads_back_and_a_change_by_another_writer_is_seen(database: Database) -> None:
+    """Rows as the standard library wrote them before (spaces, non-ASCII escaped) read back; a column changed
+    by another writer (another replica) after this store wrote it is decoded again, not taken from the cache."""
+    async with await SqlStore.open(database.url) as store:
+        mine = PodRecord(request=PodRequest(request_id="r", pod={"metadata": {"name": "grüße-世界"}}), phase=PodPhase.QUEUED)
+        await store.create_pod_record(mine)
+        first = PodResult(phase=PodPhase.FAILED, exit_code=1, message="first")
+        await store.record_result("r", first)
+        other = PodResult(phase=PodPhase.SUCCEEDED, exit_code=0, message="set elsewhere: é")
+        engine = create_async_engine(database.url)
+        async with engine.begin() as conn:
+            old_text = json.dumps(to_data(other))  # ensure_ascii, ", " and ": " separators
+            assert "\\u00e9" in old_text
+            await conn.execute(text("UPDATE pod_records SET result = :r WHERE request_id = 'r'"), {"r": old_text})
+        await engine.dispose()
+        seen = await store.get_pod_record("r")
+        assert seen is not None and seen.result == other and seen.request == mine.request
+        phased = await store.record_phase("r", PodPhase.SUCCEEDED)
+        assert phased.result == other and phased.request.pod == {"metadata": {"name": "grüße-世界"}}
 
 
 async def test_a_create_of_an_existing_request_appends_nothing(store: SqlStore) -> None:
