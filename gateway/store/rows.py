@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -19,7 +19,8 @@ from gateway.store.codec import (
     encode_pod_request,
     encode_result,
 )
-from gateway.store.jsontext import dumps, loads
+from gateway.store.jsontext import Encoded, dumps, loads
+from gateway.store.schema import naive_utc
 
 _PAGE_PREFIX = "v1:"
 
@@ -123,6 +124,22 @@ def record_from_row(row: Mapping[Any, Any], cache: DecodeCache | None = None) ->
         reattach_deadline=row["reattach_deadline"],
         cancel_requested_at=row["cancel_requested_at"],
         cancel_reason=row["cancel_reason"] or "",
+    )
+
+
+def event_rows(events: Sequence[JournalEvent]) -> list[dict[str, Any]]:
+    """The journal rows of `events` but for their record and sequence number, payloads encoded (`Encoded`)."""
+    return [{"kind": JournalKind(e.kind).value, "time": e.time, "payload": dumps(e.payload)} for e in events]
+
+
+def event_array(events: Sequence[JournalEvent]) -> Encoded:
+    """`events` as one JSON array for statements.journalled (PostgreSQL): the `i`-th from 1, its time as
+    stored (naive UTC, ISO 8601)."""
+    return dumps(
+        [
+            {"i": i, "kind": JournalKind(e.kind).value, "time": naive_utc(e.time).isoformat(), "payload": e.payload}
+            for i, e in enumerate(events, 1)
+        ]
     )
 
 

@@ -35,6 +35,11 @@ metadata = MetaData(
 )
 
 
+def naive_utc(value: datetime) -> datetime:
+    """As stored: UTC without a zone (a naive value is taken as UTC already)."""
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """Stores UTC without a zone (SQLite has none) and hands back aware UTC datetimes."""
 
@@ -42,9 +47,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         return None if value is None else value.replace(tzinfo=UTC)

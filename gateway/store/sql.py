@@ -7,6 +7,7 @@ Only portable SQL: unique constraints (not dialect upserts) make creates idempot
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -21,14 +22,15 @@ from gateway.store import lease, quota, replicas, statements
 from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost, TenantAdmission
 from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result
 from gateway.store.engine import DEFAULT_PATH, IDLE_TRANSACTION_SECONDS, Engines, open_engines, sqlite_url
-from gateway.store.jsontext import dumps
+from gateway.store.jsontext import Encoded, dumps
 from gateway.store.rows import (
     DecodeCache,
     clamp_limit,
     decode_page_token,
     encode_page_token,
+    event_array,
     event_from_row,
-    event_values,
+    event_rows,
     record_from_row,
     record_values,
 )
@@ -186,6 +188,14 @@ class SqlStore:
         """Decoded in the event loop's thread, where the decode cache lives."""
         return record_from_row(row, self._decoded)
 
+    def _journal_of(self, events: Sequence[JournalEvent]) -> _Journal | None:
+        """`events` encoded for the backend's way of appending them with a change (see `_changed`)."""
+        if not events:
+            return None
+        if self.shared:
+            return _Journal(array=event_array(events), channel=self._channel)
+        return _Journal(rows=event_rows(events), channel=self._channel)
+
     async def __aenter__(self) -> Self:
         return self
 
@@ -250,7 +260,7 @@ class SqlStore:
         self._remember(request_id, values, request=record.request, decision=record.decision, result=record.result)
         if self._owner is not None:
             values |= {"owner": self._owner, "fence": 1}
-        channel = self._channel
+        journal = _Journal(rows=event_rows(events), channel=self._channel) if events else None
         audited = None if audit is None else self._audit_values(audit)
 
         def create(conn: Connection) -> tuple[RowMapping, bool]:
@@ -260,7 +270,8 @@ class SqlStore:
             if admission is not None:
                 quota.admit(conn, admission)
             row = conn.execute(statements.INSERT_RECORD, values).one()._mapping
-            _journal(conn, row, events, channel)
+            if journal is not None:
+                _insert_events(conn, row, journal)
             if audited is not None:
                 conn.execute(statements.INSERT_AUDIT, audited)
             return row, True
@@ -355,16 +366,8 @@ class SqlStore:
         values = {"updated_at": self._clock(), **values}
         statement = statements.update_record(frozenset(values), fenced=fence is not None, events=bool(events))
         bound = statements.params(values) | {"p_request_id": request_id, "p_events": len(events)} | (fence or {})
-        channel = self._channel
-
-        def change(conn: Connection) -> RowMapping | None:
-            row = conn.execute(statement, bound).first()
-            if row is None:
-                return None
-            _journal(conn, row._mapping, events, channel)
-            return row._mapping
-
-        row = await self._write(change, request_id)
+        journal = self._journal_of(events)
+        row = await self._write(lambda conn: _changed(conn, statement, bound, journal), request_id)
         if row is None:
             raise await self._refused(request_id, fence)
         return self._record(row)
@@ -433,16 +436,12 @@ class SqlStore:
         fence = self._fence(request_id)
         claim = statements.claim_seqs(fenced=fence is not None)
         bound = {"p_request_id": request_id, "p_events": len(events)} | (fence or {})
-
-        def append(conn: Connection) -> list[int] | None:
-            claimed = conn.execute(claim, bound).first()
-            return None if claimed is None else _journal(conn, claimed._mapping, events, channel)
-
-        channel = self._channel
-        appended = await self._write(append, request_id)
-        if appended is None:
+        journal = self._journal_of(events)
+        claimed = await self._write(lambda conn: _changed(conn, claim, bound, journal), request_id)
+        if claimed is None:
             raise await self._refused(request_id, fence)
-        return appended
+        last = claimed["last_seq"]
+        return list(range(last - len(events) + 1, last + 1))
 
     async def read_events(
         self, request_id: str, after_seq: int = 0, limit: int = MAX_PAGE
@@ -523,14 +522,42 @@ class SqlStore:
             return int(await conn.scalar(query) or 0)
 
 
-def _journal(conn: Connection, row: RowMapping, events: Sequence[JournalEvent], channel: str) -> list[int]:
-    """Appends `events` to the journal of the record `row` (as written, its `last_seq` already counting
-    them), in the caller's transaction, and notifies `channel`; their sequence numbers."""
-    if not events:
-        return []
+@dataclass(frozen=True)
+class _Journal:
+    """Events to append with a record's change, encoded before the write (an event that cannot be encoded
+    fails its caller before anything is written): `rows` for an INSERT, `array` for statements.journalled."""
+
+    rows: list[dict[str, Any]] | None = None
+    array: Encoded | None = None
+    channel: str = ""
+
+
+def _changed(conn: Connection, change: Any, bound: dict[str, Any], journal: _Journal | None) -> RowMapping | None:
+    """Runs `change` (an UPDATE of one record returning at least its id, request_id and last_seq, counting the
+    journal's events) and appends the events to its journal: on PostgreSQL in the same statement
+    (statements.journalled), elsewhere with a second one. The row returned, None if it matched none."""
+    if journal is not None and journal.array is not None:
+        journalled = statements.journalled(change, notify=bool(journal.channel))
+        extra = {"p_journal": journal.array} | ({"p_channel": journal.channel} if journal.channel else {})
+        row = conn.execute(journalled, bound | extra).first()
+        return None if row is None else row._mapping
+    row = conn.execute(change, bound).first()
+    if row is None:
+        return None
+    if journal is not None:
+        _insert_events(conn, row._mapping, journal)
+    return row._mapping
+
+
+def _insert_events(conn: Connection, row: RowMapping, journal: _Journal) -> None:
+    """Appends the journal's events to the record `row` (as written, its `last_seq` already counting them), in
+    the caller's transaction, and notifies the journal's channel."""
+    assert journal.rows is not None
     last = row["last_seq"]
-    seqs = list(range(last - len(events) + 1, last + 1))
-    conn.execute(statements.INSERT_EVENTS, [event_values(row["id"], s, e) for s, e in zip(seqs, events, strict=True)])
-    if channel:
-        replicas.notify(conn, channel, row["request_id"], last)
-    return seqs
+    first = last - len(journal.rows) + 1
+    conn.execute(
+        statements.INSERT_EVENTS,
+        [event | {"record_id": row["id"], "seq": seq} for seq, event in enumerate(journal.rows, first)],
+    )
+    if journal.channel:
+        replicas.notify(conn, journal.channel, row["request_id"], last)

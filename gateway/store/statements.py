@@ -19,9 +19,27 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from sqlalchemy import JSON, Delete, Insert, Select, Text, Update, bindparam, cast, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Delete,
+    Insert,
+    Select,
+    String,
+    Text,
+    Update,
+    bindparam,
+    cast,
+    column,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 
-from gateway.store.schema import audit_log, journal_events, pod_records
+from gateway.store.schema import UtcDateTime, audit_log, journal_events, pod_records
 
 p = pod_records.c
 
@@ -64,6 +82,33 @@ def claim_seqs(*, fenced: bool) -> Update:
         .values(last_seq=p.last_seq + bindparam("p_events", type_=p.last_seq.type))
         .returning(p.id, p.request_id, p.last_seq)
     )
+
+
+@functools.cache
+def journalled(change: Update, *, notify: bool) -> Select[Any]:
+    """PostgreSQL: `change` (an UPDATE of one record returning at least its id, request_id and last_seq, as
+    counted after `p_events` more events) with the journal rows of those events (`p_journal`: one JSON
+    array, rows.event_array) inserted in the same statement, a data-modifying CTE; with `notify`, the
+    replicas' live feed is told on `p_channel` too (what replicas.notify sends). One round trip instead of
+    two or three; the statement succeeds or fails whole. Returns `change`'s row, none if it matched none."""
+    record = change.cte("changed")
+    rows = (
+        func.json_to_recordset(bindparam("p_journal", type_=JSON))
+        .table_valued(
+            column("i", BigInteger), column("kind", String), column("time", UtcDateTime), column("payload", JSON)
+        )
+        .render_derived(name="event", with_types=True)
+    )
+    seq = record.c.last_seq - bindparam("p_events", type_=p.last_seq.type) + rows.c.i
+    journal = insert(journal_events).from_select(
+        ["record_id", "seq", "kind", "time", "payload"],
+        select(record.c.id, seq, rows.c.kind, rows.c.time, rows.c.payload).select_from(record).join(rows, true()),
+    )
+    returned: list[Any] = list(record.c)
+    if notify:
+        payload = cast(record.c.last_seq, Text).concat(literal_column("' '")).concat(record.c.request_id)
+        returned.append(func.pg_notify(bindparam("p_channel", type_=Text), payload).label("notified"))
+    return select(*returned).add_cte(journal.cte("journal"))
 
 
 RECORD_BY_REQUEST: Select[Any] = select(*RECORD_COLUMNS).where(p.request_id == _param("request_id"))

@@ -16,8 +16,8 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, inspect, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.domain import (
@@ -410,6 +410,59 @@ async def test_a_state_change_that_fails_leaves_neither_the_record_change_nor_it
     assert b is not None and (b.phase, b.cluster, b.last_seq) == (PodPhase.QUEUED, "", 1)
     assert [seq for seq, _ in await store.read_events("b")] == [1]
     assert (await store.record_phase("b", PodPhase.RUNNING, events=[phase_event("Running")])).last_seq == 2
+
+
+async def test_a_journal_row_that_cannot_be_inserted_undoes_the_record_change_with_it(database: Database) -> None:
+    """The record's change and its journal rows commit both or neither (on PostgreSQL one statement, on SQLite
+    two under one savepoint): a journal row already in the way of the second event fails the whole write."""
+    async with await SqlStore.open(database.url) as store:
+        await store.create_pod_record(record("r"), events=[phase_event("Queued")])
+        engine = create_async_engine(database.url)
+        async with engine.begin() as conn:  # seq 3: where the next write's second event goes
+            in_the_way = (
+                "INSERT INTO journal_events (record_id, seq, kind, time, payload) "
+                "SELECT id, 3, 'log', '2026-03-01 12:00:00.000000', '{}' FROM pod_records WHERE request_id = 'r'"
+            )
+            await conn.execute(text(in_the_way))
+        await engine.dispose()
+        with pytest.raises(IntegrityError):
+            await store.record_phase("r", PodPhase.RUNNING, events=[phase_event("Running"), log(1)])
+        with pytest.raises(IntegrityError):
+            await store.append_events("r", [log(1), log(2)])
+        kept = await store.get_pod_record("r")
+        assert kept is not None and (kept.phase, kept.last_seq) == (PodPhase.QUEUED, 1)
+        assert [seq for seq, _ in await store.read_events("r")] == [1, 3]
+        assert await store.append_events("r", [log(1)]) == [2]  # the one free slot below it still takes a write
+
+
+async def test_on_postgres_a_state_change_and_its_events_are_one_statement(postgres_server: PostgresServer) -> None:
+    """A data-modifying CTE: the record's UPDATE, its journal rows and the replicas' NOTIFY in one round trip."""
+    sent: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "pod_records" in statement or "journal_events" in statement or "pg_notify" in statement:
+            sent.append(statement)
+
+    async with postgres_server.database(database_name()) as url:
+        store = await SqlStore.open(url.render_as_string(hide_password=False))
+        store.act_as("a", "podgate_test")
+        await store.create_pod_record(record("r"))
+        event.listen(Engine, "before_cursor_execute", seen)
+        try:
+            running = await store.record_phase("r", PodPhase.RUNNING, events=[phase_event("Running"), log(1)])
+            appended = await store.append_events("r", [log(2), log(3)])
+        finally:
+            event.remove(Engine, "before_cursor_execute", seen)
+            events = await store.read_events("r")
+            await store.close()
+        assert (running.last_seq, appended) == (2, [3, 4])
+        assert len(sent) == 2 and all("pg_notify" in s and "INSERT INTO journal_events" in s for s in sent)
+        assert [(seq, e.kind, e.time, e.payload) for seq, e in events] == [
+            (1, JournalKind.PHASE, T0, {"phase": "Running"}),
+            (2, JournalKind.LOG, log(1).time, {"container": "main", "text": "line 1"}),
+            (3, JournalKind.LOG, log(2).time, {"container": "main", "text": "line 2"}),
+            (4, JournalKind.LOG, log(3).time, {"container": "main", "text": "line 3"}),
+        ]
 
 
 async def test_what_a_write_stores_is_handed_back_without_decoding_it_again(store: SqlStore) -> None:
