@@ -117,6 +117,16 @@ def print_table(title: str, before: Counter[str], after: Counter[str], pods: int
         print(f"  {size / pods / KIB:8.2f} KiB  {key}")
 
 
+def print_census(before: dict[str, list[int]], after: dict[str, list[int]], pods: int, top: int) -> None:
+    """gc-tracked objects gained per pod, by type: how many, and their shallow size (a dict's or a frame's
+    own block, not what it refers to)."""
+    grown = {k: (c - before.get(k, [0, 0])[0], b - before.get(k, [0, 0])[1]) for k, (c, b) in after.items()}
+    total = sum(b for _, b in grown.values())
+    print(f"\ngc-tracked objects by type (per pod; shallow total {total / pods / KIB:.1f} KiB)")
+    for key, (count, size) in sorted(grown.items(), key=lambda kv: -kv[1][1])[:top]:
+        print(f"  {size / pods / KIB:8.2f} KiB  {count / pods:6.2f}  {key}")
+
+
 async def _step(stack: Stack, args: argparse.Namespace, count: int) -> int:
     requests = [
         pod_request(new_id("mem"), duration=LONG_POD_SECONDS, follow_logs=not args.no_logs) for _ in range(count)
@@ -192,6 +202,7 @@ async def measure(tmp: Path, args: argparse.Namespace) -> None:
     print(
         f"  Python objects tracked by the gc: {(facts[1]['gc_objects'] - facts[0]['gc_objects']) / n:.0f} more per pod"
     )  # type: ignore[operator]
+    print_census(facts[0].get("census", {}), facts[1].get("census", {}), n, args.top)  # type: ignore[arg-type]
     snaps = [tracemalloc.Snapshot.load(str(out / f"snap-{k}.tracemalloc")) for k in (1, 2)]
     first, second = totals(snaps[0]), totals(snaps[1])
     del snaps

@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import signal
+import sys
 import tracemalloc
 from pathlib import Path
 from types import FrameType
@@ -40,6 +41,24 @@ def mallinfo() -> dict[str, int]:
     return {name: int(getattr(info, name)) for name, _ in _MallInfo2._fields_}
 
 
+def census() -> dict[str, list[int]]:
+    """gc-tracked objects by type (module.qualname, coroutines and generators by their code's qualname, a
+    frame by its function): [count, shallow bytes]. Says what a pod holds, where tracemalloc says who made it."""
+    found: dict[str, list[int]] = {}
+    for obj in gc.get_objects():
+        kind = type(obj)
+        name = f"{kind.__module__}.{kind.__qualname__}"
+        code = getattr(obj, "cr_code", None) or getattr(obj, "ag_code", None) or getattr(obj, "gi_code", None)
+        if code is not None:
+            name += f" {code.co_qualname}"
+        elif isinstance(obj, FrameType):
+            name += f" {obj.f_code.co_qualname}"
+        slot = found.setdefault(name, [0, 0])
+        slot[0] += 1
+        slot[1] += sys.getsizeof(obj)
+    return found
+
+
 def install(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     taken = 0
@@ -52,6 +71,7 @@ def install(out: Path) -> None:
         nonlocal taken
         taken += 1
         gc.collect()
+        objects, kinds = len(gc.get_objects()), census()  # before the snapshot: its traces are tuples too
         snapshot = tracemalloc.take_snapshot()
         snapshot.dump(str(out / f"snap-{taken}.tracemalloc"))
         current, peak = tracemalloc.get_traced_memory()
@@ -59,7 +79,8 @@ def install(out: Path) -> None:
             "traced": current,
             "traced_peak": peak,
             "tracemalloc_overhead": tracemalloc.get_tracemalloc_memory(),
-            "gc_objects": len(gc.get_objects()),
+            "gc_objects": objects,
+            "census": kinds,
             "malloc": mallinfo(),
         }
         (out / f"snap-{taken}.json").write_text(json.dumps(facts))

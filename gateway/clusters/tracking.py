@@ -55,11 +55,17 @@ def _kept_status(status: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class PodTrack:
+    """Thousands are held at once, one per followed pod: slots, and waiting on a bare future with a timer
+    (`wait`) instead of an Event and an `asyncio.timeout` (1.5 KiB a pod while its follower waits)."""
+
+    __slots__ = ("_changed", "_event_added", "_event_keys", "_events", "_next", "_synced", "_waiter", "pod", "seen")
+
     def __init__(self, synced: asyncio.Event) -> None:
         self.pod: Mapping[str, Any] | None = None
         self.seen = False  # the pod has existed at some point while tracked
         self._synced = synced
-        self._changed = asyncio.Event()  # taken by `wait`: the pod's follower is its one consumer
+        self._changed = False  # a change `wait` has not taken yet: the pod's follower is its one consumer
+        self._waiter: asyncio.Future[None] | None = None  # what `wait` awaits, while it waits
         self._next: asyncio.Event | None = None  # made by wait_next only, dropped at the change that sets it
         self._event_added: asyncio.Event | None = None  # made by settle_events only (an Event is 0.74 KiB a pod)
         self._events: list[domain.KubernetesEvent] = []
@@ -86,7 +92,8 @@ class PodTrack:
         self._signal()
 
     def _signal(self) -> None:
-        self._changed.set()
+        self._changed = True
+        _wake(self._waiter)
         if self._next is not None:
             self._next.set()
             self._next = None
@@ -100,18 +107,21 @@ class PodTrack:
         await self._synced.wait()
 
     async def wait(self, within: float) -> None:
-        """Returns when the pod or its events change, or after `within` seconds.
-
-        `asyncio.timeout`, not `wait_for`: on Python 3.11, wait_for swallows a cancel that comes just after a
-        change, and a log follower cancelled then would keep following. A change already there is taken
-        without arming a timer (waiting on a set Event does not suspend either way)."""
-        if self._changed.is_set():
-            self._changed.clear()
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(within):
-                await self._changed.wait()
-        self._changed.clear()
+        """Returns when the pod or its events change (at once if they changed since the last `wait`), or
+        after `within` seconds; a change already there is taken without arming a timer. A cancel that comes
+        with a change is never lost: nothing here catches it
+        (on Python 3.11 `asyncio.wait_for` swallows one, and a follower cancelled then would keep following)."""
+        if not self._changed:
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = self._waiter or loop.create_future()
+            timer = loop.call_later(within, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                if self._waiter is waiter:
+                    self._waiter = None
+        self._changed = False
 
     async def wait_next(self, within: float) -> None:
         """Returns at the next change (or after `within` seconds) without taking it from `wait`. For the pod's
@@ -153,3 +163,8 @@ class PodTrack:
 
     def container_done(self, container: str) -> bool:
         return "terminated" in self._state(container) or self.pod is None
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)

@@ -25,7 +25,7 @@ from gateway.pods.cancels import EarlyCancels
 from gateway.pods.explanations import Explanations
 from gateway.pods.journal import Journal, encode
 from gateway.pods.replication import ReplicaStore, Replication
-from gateway.pods.runner import PodRunner, must_delete
+from gateway.pods.runner import Phases, PodRunner, must_delete
 from gateway.settings.live import LiveSettings
 from gateway.store.base import Store, TenantAdmission
 from gateway.store.lease import LeasePolicy
@@ -67,6 +67,7 @@ class Dispatcher:
         self._gc: asyncio.Task[None] | None = None
         self._early_cancels = EarlyCancels()
         self._explanations = Explanations()  # placements' inputs, for the table GetPod shows
+        self._phases = Phases.over(registry, store, journal, settings, self._explanations)  # shared by every runner
         self._replication: Replication | None = None
         if replicas is not None:
             self._replication = Replication(
@@ -153,10 +154,7 @@ class Dispatcher:
         return await self._store.list_unfinished(tenant=tenant)
 
     def _start(self, record: domain.PodRecord, *, fresh: bool = False) -> None:
-        runner = PodRunner(
-            record=record, registry=self._registry, store=self._store, journal=self._journal, settings=self._settings,
-            fresh=fresh, explanations=self._explanations,
-        )  # fmt: skip
+        runner = PodRunner(record=record, phases=self._phases, fresh=fresh)
         request_id = record.request.request_id
         cancelled = self._early_cancels.take(record)
         if cancelled is not None:  # asked for before this runner existed: it creates no pod from now on

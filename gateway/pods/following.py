@@ -35,7 +35,7 @@ EVENT_SETTLE_QUIET_SECONDS = 0.3
 EVENT_SETTLE_MAX_SECONDS = 2.0
 
 
-@dataclass
+@dataclass(slots=True)
 class Followed:
     """What following has gathered so far; kept when the pod is followed again through a new runtime."""
 
@@ -46,7 +46,7 @@ class Followed:
     gone_check_after: float = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Follower:
     clusters: Clusters
     store: Store

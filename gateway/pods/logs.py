@@ -93,7 +93,7 @@ def parse_line(raw: str, container: str) -> domain.LogLine:
     return domain.LogLine(container=container, time=when, text=join_partials(text))
 
 
-@dataclass
+@dataclass(slots=True)
 class LogPosition:
     """Where a follower is: the last line's time and how many lines carried exactly that time."""
 
@@ -110,7 +110,7 @@ class LogPosition:
             self.last_time, self.seen_at_last = line.time, 1
 
 
-@dataclass
+@dataclass(slots=True)
 class ResumedStream:
     """Filters one reopened stream: drops what precedes the position, then passes everything."""
 
@@ -131,7 +131,7 @@ class ResumedStream:
         return True
 
 
-@dataclass
+@dataclass(slots=True)
 class LogFollower:
     """One container's log as an async iterator of new lines; ends once the container has ended and all is read."""
 

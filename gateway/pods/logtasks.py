@@ -37,7 +37,7 @@ def log_containers(request: domain.PodRequest) -> list[str]:
     return main
 
 
-@dataclass
+@dataclass(slots=True)
 class LogTasks:
     """One pod's log tasks on one cluster. `stop()` when following ends, whatever the way."""
 

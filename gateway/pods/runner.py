@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 
 from gateway import domain
 from gateway.clusters.registry import Registry
@@ -23,32 +24,49 @@ from gateway.pods.runstate import Ending, RunState
 from gateway.settings.live import LiveSettings
 from gateway.store.base import LeaseLost, Store
 
-__all__ = ["PodRunner", "must_delete"]
+__all__ = ["Phases", "PodRunner", "must_delete"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Phases:
+    """What drives each request through its phases: stateless (each run's state is its `RunState`), so one set
+    serves every runner of the gateway instead of five objects per followed pod."""
+
+    clusters: RegistryClusters
+    creator: Creator
+    follower: Follower
+    finisher: Finisher
+
+    @classmethod
+    def over(
+        cls,
+        registry: Registry,
+        store: Store,
+        journal: Journal,
+        settings: LiveSettings,
+        explanations: Explanations | None = None,
+    ) -> Phases:
+        """`explanations` keeps what each placement was decided from, for GetPod's table."""
+        clusters = RegistryClusters(registry)
+        return cls(
+            clusters=clusters,
+            creator=Creator(clusters, store, journal, settings, explanations),
+            follower=Follower(clusters, store, journal, settings),
+            finisher=Finisher(store, journal),
+        )
 
 
 class PodRunner:
     """Drives one request to its result. Cancel with `cancel()`; `run()` returns when the request is finished."""
 
-    def __init__(
-        self,
-        *,
-        record: domain.PodRecord,
-        registry: Registry,
-        store: Store,
-        journal: Journal,
-        settings: LiveSettings,
-        fresh: bool = False,
-        explanations: Explanations | None = None,
-    ) -> None:
-        """`fresh`: the request was accepted by this process just now (see `RunState.fresh`); `explanations`
-        keeps what its placement was decided from, for GetPod's table."""
+    __slots__ = ("_phases", "state")  # one per unfinished request: thousands at once
+
+    def __init__(self, *, record: domain.PodRecord, phases: Phases, fresh: bool = False) -> None:
+        """`fresh`: the request was accepted by this process just now (see `RunState.fresh`)."""
         self.state = RunState(record, fresh=fresh)
-        self._clusters = RegistryClusters(registry)
-        self._creator = Creator(self._clusters, store, journal, settings, explanations)
-        self._follower = Follower(self._clusters, store, journal, settings)
-        self._finisher = Finisher(store, journal)
+        self._phases = phases
 
     @property
     def record(self) -> domain.PodRecord:
@@ -72,32 +90,32 @@ class PodRunner:
             request_id=state.request_id, tenant=state.request.tenant, cluster=record.cluster, pod=record.name
         )
         if record.result is not None:  # resumed after a restart with only the finish action left
-            await self._finisher.close(state, record.result, self._clusters.find(record.cluster))
+            await self._phases.finisher.close(state, record.result, self._phases.clusters.find(record.cluster))
             return
         try:
             ending = await self._drive(state)
-            await self._finisher.finish(state, ending.result, ending.cluster)
+            await self._phases.finisher.finish(state, ending.result, ending.cluster)
         except (asyncio.CancelledError, LeaseLost):
             raise
         except Exception as e:
             log.exception("request %s failed in the gateway", state.request_id)
             message = f"{type(e).__name__}: the gateway log has details"
             failed = domain.PodResult(phase=domain.PodPhase.FAILED, reason="GatewayError", message=message)
-            await self._finisher.finish(state, failed, None)
+            await self._phases.finisher.finish(state, failed, None)
         finally:
             self._untrack()
 
     async def _drive(self, state: RunState) -> Ending:
         if not state.record.cluster or state.record.phase is domain.PodPhase.QUEUED:
             try:
-                await self._creator.place_and_create(state)
+                await self._phases.creator.place_and_create(state)
             except NotCreated as e:
                 return Ending(e.result())
-        return await self._follower.follow(state)
+        return await self._phases.follower.follow(state)
 
     def _untrack(self) -> None:
         """Stops following the pod (tracked from before its create, so even a create that never settled)."""
         record = self.state.record
-        cluster = self._clusters.find(record.cluster) if record.name else None
+        cluster = self._phases.clusters.find(record.cluster) if record.name else None
         if cluster is not None:
             cluster.untrack(record.namespace, record.name)

@@ -14,7 +14,7 @@ from gateway.clusters.tracking import PodTrack
 from gateway.pods.cluster import PodCluster
 
 
-@dataclass
+@dataclass(slots=True)
 class RunState:
     # Replaced by each store write (the store's answer is the truth), and once ahead of the store: the Pending
     # of a created pod, stored with the next write (creation.PENDING_STORED_WITHIN).

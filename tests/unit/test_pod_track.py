@@ -74,3 +74,25 @@ async def test_settling_waits_out_events_that_keep_coming() -> None:
         track.add_event(("uid", i), domain.KubernetesEvent(time=T, type="Warning", reason="BackOff", message=f"{i}"))
     await asyncio.wait_for(settled, 30)
     assert [e.message for e in track.drain_events()] == ["0", "1", "2"]
+
+
+async def test_a_change_is_taken_once_and_a_cancelled_wait_leaves_nothing_behind() -> None:
+    """`wait` holds no Event (a bare future while it waits): a change before it is taken at once and only once,
+    and a cancelled wait neither loses the next change nor keeps a timer that could end a later wait early."""
+    track = PodTrack(asyncio.Event())
+    loop = asyncio.get_running_loop()
+    track.poke()
+    async with asyncio.timeout(5):  # bounds a failure only: the change is pending, so this returns at once
+        await track.wait(30)
+    waiting = asyncio.create_task(track.wait(0.2))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    start = loop.time()
+    await track.wait(0.3)  # taken already: waits its whole time, and the cancelled wait's 0.2 s timer is gone
+    assert loop.time() - start >= 0.25
+    later = asyncio.create_task(track.wait(30))
+    await asyncio.sleep(0)
+    track.add_event(("uid", 1), domain.KubernetesEvent(time=T, type="Normal", reason="Started", message=""))
+    await asyncio.wait_for(later, 5)
