@@ -21,7 +21,7 @@ from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.decode import EventType, WatchEvent
 from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
 from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
-from gateway.clusters.tracking import PodTrack, kept
+from gateway.clusters.tracking import SAFETY_WAKE_SECONDS, PodTrack, kept, wake_forever
 from gateway.credentials.base import CredentialError, CredentialProvider
 from gateway.observability import logging as logcontext
 from gateway.observability.descriptors import is_exhaustion
@@ -126,6 +126,9 @@ class ClusterRuntime:
             logcontext.background(self._watch(NODES, self._on_node), name=f"nodes:{self.name}", cluster=self.name),
             logcontext.background(self._watch(PODS, self._on_pod), name=f"pods:{self.name}", cluster=self.name),
             logcontext.background(self._watch(EVENTS, self._on_event), name=f"events:{self.name}", cluster=self.name),
+            logcontext.background(
+                wake_forever(self._tracks, SAFETY_WAKE_SECONDS), name=f"wake:{self.name}", cluster=self.name
+            ),
         ]
 
     async def stop(self) -> None:

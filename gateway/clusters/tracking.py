@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 from collections.abc import Mapping
 from typing import Any
 
 from gateway import domain
 
 MAX_PENDING_EVENTS = 100
+SAFETY_WAKE_SECONDS = 30.0  # the cluster's runtime pokes every track this often (`wait(None)` has no timer)
 OWN_KEYS = "podgate.io/"  # the gateway's own labels and annotations (its request id, its managed-by)
 KEPT_METADATA = ("name", "namespace", "uid", "creationTimestamp", "deletionTimestamp")
 KEPT_STATUS = ("phase", "reason", "message")
 KEPT_CONDITION = ("type", "status", "reason", "message")
 KEPT_CONTAINER_STATUS = ("name", "state", "lastState")
+SHARED_PARTS = 4096  # distinct conditions shared at most (a message can make each pod's its own)
+WORD_CHARS = 64  # a longer string is no word of a small vocabulary: kept as it came
+_shared_parts: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
 
 
 def kept(pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -29,15 +34,20 @@ def kept(pod: Mapping[str, Any]) -> dict[str, Any]:
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     out_meta: dict[str, Any] = {key: meta[key] for key in KEPT_METADATA if key in meta}
+    if "namespace" in out_meta:
+        out_meta["namespace"] = _word(out_meta["namespace"])
     for field in ("labels", "annotations"):
-        own = {k: v for k, v in (meta.get(field) or {}).items() if k.startswith(OWN_KEYS)}
+        own = {_word(k): _word(v) if k == domain.MANAGED_BY_LABEL else v
+               for k, v in (meta.get(field) or {}).items() if k.startswith(OWN_KEYS)}  # fmt: skip
         if own:
             out_meta[field] = own
     out_spec: dict[str, Any] = {
-        field: [{"name": c.get("name", "")} for c in spec.get(field) or ()] for field in ("initContainers", "containers")
+        field: [{"name": _word(c.get("name", ""))} for c in spec[field]]
+        for field in ("initContainers", "containers")
+        if spec.get(field)  # an empty list read as a missing one (status.py): not kept
     }
     if "nodeName" in spec:
-        out_spec["nodeName"] = spec["nodeName"]
+        out_spec["nodeName"] = _word(spec["nodeName"])
     return {"metadata": out_meta, "spec": out_spec, "status": _kept_status(pod.get("status") or {})}
 
 
@@ -45,13 +55,51 @@ def _kept_status(status: Mapping[str, Any]) -> dict[str, Any]:
     """The status fields that pods/status.py and PodTrack read: its phase and reasons, its conditions without
     their times, and each container's name and states (not its image, ids, resources or readiness). A
     running pod's whole status decodes to ~7 KiB of dicts and strings, the kept part to ~1.5 KiB."""
-    out: dict[str, Any] = {key: status[key] for key in KEPT_STATUS if key in status}
+    out: dict[str, Any] = {key: _word(status[key]) for key in KEPT_STATUS if key in status}
     if conditions := status.get("conditions"):
-        out["conditions"] = [{key: c[key] for key in KEPT_CONDITION if key in c} for c in conditions]
+        out["conditions"] = [_shared({key: _word(c[key]) for key in KEPT_CONDITION if key in c}) for c in conditions]
     for field in ("initContainerStatuses", "containerStatuses"):
         if field in status:
-            out[field] = [{key: cs[key] for key in KEPT_CONTAINER_STATUS if key in cs} for cs in status[field] or ()]
+            out[field] = [_kept_container(cs) for cs in status[field] or ()]
     return out
+
+
+def _kept_container(cs: Mapping[str, Any]) -> dict[str, Any]:
+    """A container's name and states (`{"running": {"startedAt": ...}}`), their keys one copy for all pods, an
+    empty state (a `lastState` before any restart) one dict for all."""
+    out = {key: _keyed(cs[key]) for key in KEPT_CONTAINER_STATUS if key in cs}
+    if "name" in out:
+        out["name"] = _word(out["name"])
+    return out
+
+
+def _keyed(value: Any) -> Any:
+    """`value` with every dict's keys as words (recursively), an empty dict shared."""
+    if not isinstance(value, Mapping):
+        return value
+    return {_word(k): _keyed(v) for k, v in value.items()} if value else _shared({})
+
+
+def _word(value: Any) -> Any:
+    """One copy for every pod of a string from a small vocabulary (a phase, a condition's type and status, a
+    namespace, a container or node name): the watch decodes each pod's own copies, ~50 bytes each."""
+    return sys.intern(value) if isinstance(value, str) and len(value) <= WORD_CHARS else value
+
+
+def _shared(part: dict[str, Any]) -> dict[str, Any]:
+    """One dict for every equal part of many pods (a running pod's four conditions are the same in every
+    pod once their times are dropped): kept pods are read, never changed. Bounded: past SHARED_PARTS
+    distinct parts a new one is kept as its own."""
+    try:
+        key = tuple(part.items())
+        found = _shared_parts.get(key)
+    except TypeError:  # an unhashable value in a malformed object: kept as it is
+        return part
+    if found is not None:
+        return found
+    if len(_shared_parts) < SHARED_PARTS:
+        _shared_parts[key] = part
+    return part
 
 
 class PodTrack:
@@ -106,19 +154,21 @@ class PodTrack:
         """Waits until the cluster's pod watch has listed once, so a missing pod really is missing."""
         await self._synced.wait()
 
-    async def wait(self, within: float) -> None:
-        """Returns when the pod or its events change (at once if they changed since the last `wait`), or
-        after `within` seconds; a change already there is taken without arming a timer. A cancel that comes
+    async def wait(self, within: float | None) -> None:
+        """Returns when the pod or its events change (at once if they changed since the last `wait`), when
+        poked, or after `within` seconds (None: no timer of its own; the cluster's runtime pokes every track
+        each SAFETY_WAKE_SECONDS); a change already there is taken without arming a timer. A cancel that comes
         with a change is never lost: nothing here catches it
         (on Python 3.11 `asyncio.wait_for` swallows one, and a follower cancelled then would keep following)."""
         if not self._changed:
             loop = asyncio.get_running_loop()
             waiter = self._waiter = self._waiter or loop.create_future()
-            timer = loop.call_later(within, _wake, waiter)
+            timer = None if within is None else loop.call_later(within, _wake, waiter)
             try:
                 await waiter
             finally:
-                timer.cancel()
+                if timer is not None:
+                    timer.cancel()
                 if self._waiter is waiter:
                     self._waiter = None
         self._changed = False
@@ -163,6 +213,16 @@ class PodTrack:
 
     def container_done(self, container: str) -> bool:
         return "terminated" in self._state(container) or self.pod is None
+
+
+async def wake_forever(tracks: Mapping[Any, PodTrack], every: float) -> None:
+    """The followers' safety net, not a poll of the cluster: every `every` seconds each followed pod's follower
+    looks at its pod again, as if it had changed, in case a change was missed. One timer for a cluster's
+    tracks instead of one per followed pod (a uvloop timer and its future are ~0.6 KiB a pod)."""
+    while True:
+        await asyncio.sleep(every)
+        for track in list(tracks.values()):
+            track.poke()
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:

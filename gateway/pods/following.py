@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 
 GONE_CHECK_SECONDS = 5.0
 MAX_WARNINGS = 50  # warning events kept for a result
-IDLE_WAIT_SECONDS = 30.0
 # A failed pod's warning events may trail its status (they come on another watch): wait for them this long.
 EVENT_SETTLE_QUIET_SECONDS = 0.3
 EVENT_SETTLE_MAX_SECONDS = 2.0
@@ -41,7 +40,7 @@ class Followed:
 
     started: float  # loop time following began: the startup timeout counts from here
     positions: dict[str, LogPosition] = field(default_factory=dict)
-    journalled: set[domain.KubernetesEvent] = field(default_factory=set)  # seen again after a restart: not re-sent
+    journalled: frozenset[domain.KubernetesEvent] = frozenset()  # seen again after a restart: not re-sent
     warnings: list[domain.KubernetesEvent] = field(default_factory=list)
     gone_check_after: float = 0.0
 
@@ -61,7 +60,7 @@ class Follower:
         followed = Followed(
             started=started,
             positions=positions,
-            journalled=set(journalled),
+            journalled=frozenset(journalled),  # a fresh run's is the one shared empty frozenset
             warnings=[e for e in journalled if e.type == "Warning"][-MAX_WARNINGS:],
             # Created by this run a moment ago: the watch shows it shortly (or its deletion); asking the API
             # server at once, while the watch lags behind a busy cluster, would be a request per pod.
@@ -87,8 +86,9 @@ class Follower:
     ) -> Ending | None:
         """The run's ending; None when `cluster` no longer serves its name.
 
-        Wakes only when the pod or its events change, when poked (cancel, cluster replaced), or at the
-        startup deadline; IDLE_WAIT_SECONDS is a safety net, not a poll of the cluster.
+        Wakes only when the pod or its events change, when poked (cancel, cluster replaced, and the cluster's
+        safety-net wake-up: tracking.SAFETY_WAKE_SECONDS), or at the startup deadline: a running pod's wait
+        holds no timer of its own.
         """
         loop = asyncio.get_running_loop()
         logs = LogTasks(state.record, cluster, track, self.journal, self.settings, followed.positions)
@@ -122,7 +122,7 @@ class Follower:
                 if pending and left < 0:
                     warnings = tuple(followed.warnings)
                     return Ending(collecting.startup_timeout_result(state.request, view, warnings), cluster)
-                await track.wait(max(left, 0.05) if pending else IDLE_WAIT_SECONDS)
+                await track.wait(max(left, 0.05) if pending else None)
         finally:
             await logs.stop()
 

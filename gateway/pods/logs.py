@@ -146,13 +146,22 @@ class LogFollower:
     draw: Draw = random.random
 
     async def lines(self) -> AsyncIterator[domain.LogLine]:
+        """One generator for the follower's whole life, reading each stream inline (a nested generator per
+        stream would be another frame, and another entry in the loop's set of generators, per followed log)."""
         attempt = 0
         while True:
             done_before = self.container_done()
+            resumed = ResumedStream(self.position)
             try:
-                async for line in self._one_stream():
-                    attempt = 0
-                    yield line
+                stream = self.source.stream_logs(
+                    self.namespace, self.pod, self.container, follow=True, timestamps=True,
+                    since_time=self.position.since(),
+                )  # fmt: skip
+                async for raw in stream:
+                    line = parse_line(raw, self.container)
+                    if resumed.accept(line):
+                        attempt = 0
+                        yield line
             except StreamSilent:
                 log.debug("log stream %s/%s[%s] silent; reopening", self.namespace, self.pod, self.container)
                 continue
@@ -182,13 +191,3 @@ class LogFollower:
                 return
             if not self.container_done():  # else it ended while the stream was open: read the rest at once
                 await self.wait_change(1.0)
-
-    async def _one_stream(self) -> AsyncIterator[domain.LogLine]:
-        resumed = ResumedStream(self.position)
-        stream = self.source.stream_logs(
-            self.namespace, self.pod, self.container, follow=True, timestamps=True, since_time=self.position.since()
-        )
-        async for raw in stream:
-            line = parse_line(raw, self.container)
-            if resumed.accept(line):
-                yield line

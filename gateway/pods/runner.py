@@ -77,41 +77,44 @@ class PodRunner:
         self.state.cancel(reason)
 
     async def run(self) -> None:
-        """Returns quietly when another replica took the request over (its pod is theirs to follow now)."""
-        try:
-            await self._run()
-        except LeaseLost as e:
-            log.warning("%s", e)
+        """Returns quietly when another replica took the request over (its pod is theirs to follow now).
 
-    async def _run(self) -> None:
-        state = self.state
+        One frame from the task down to the follower's (no helper coroutines in between): a run is awaited
+        for its pod's whole life, and thousands are held at once."""
+        state, phases = self.state, self._phases
         record = state.record
         logcontext.bind(
             request_id=state.request_id, tenant=state.request.tenant, cluster=record.cluster, pod=record.name
         )
-        if record.result is not None:  # resumed after a restart with only the finish action left
-            await self._phases.finisher.close(state, record.result, self._phases.clusters.find(record.cluster))
-            return
         try:
-            ending = await self._drive(state)
-            await self._phases.finisher.finish(state, ending.result, ending.cluster)
-        except (asyncio.CancelledError, LeaseLost):
-            raise
-        except Exception as e:
-            log.exception("request %s failed in the gateway", state.request_id)
-            message = f"{type(e).__name__}: the gateway log has details"
-            failed = domain.PodResult(phase=domain.PodPhase.FAILED, reason="GatewayError", message=message)
-            await self._phases.finisher.finish(state, failed, None)
-        finally:
-            self._untrack()
-
-    async def _drive(self, state: RunState) -> Ending:
-        if not state.record.cluster or state.record.phase is domain.PodPhase.QUEUED:
+            if record.result is not None:  # resumed after a restart with only the finish action left
+                await phases.finisher.close(state, record.result, phases.clusters.find(record.cluster))
+                return
             try:
-                await self._phases.creator.place_and_create(state)
-            except NotCreated as e:
-                return Ending(e.result())
-        return await self._phases.follower.follow(state)
+                ending = await self._create(state) or await phases.follower.follow(state)
+                await phases.finisher.finish(state, ending.result, ending.cluster)
+            except (asyncio.CancelledError, LeaseLost):
+                raise
+            except Exception as e:
+                log.exception("request %s failed in the gateway", state.request_id)
+                message = f"{type(e).__name__}: the gateway log has details"
+                failed = domain.PodResult(phase=domain.PodPhase.FAILED, reason="GatewayError", message=message)
+                await phases.finisher.finish(state, failed, None)
+            finally:
+                self._untrack()
+        except LeaseLost as e:
+            log.warning("%s", e)
+
+    async def _create(self, state: RunState) -> Ending | None:
+        """Places the request and creates its pod unless that is done; the run's ending if it cannot be. Over
+        before following starts: its frame is not held while the pod runs."""
+        if state.record.cluster and state.record.phase is not domain.PodPhase.QUEUED:
+            return None
+        try:
+            await self._phases.creator.place_and_create(state)
+        except NotCreated as e:
+            return Ending(e.result())
+        return None
 
     def _untrack(self) -> None:
         """Stops following the pod (tracked from before its create, so even a create that never settled)."""

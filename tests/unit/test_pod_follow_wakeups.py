@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 
 from gateway import domain
-from gateway.pods import following
 from gateway.pods.creation import Creator
 from gateway.pods.following import Follower
 from gateway.pods.journal import Journal
@@ -25,7 +24,7 @@ from gateway.settings import LiveSettings, Settings
 from gateway.store.sql import SqlStore
 from tests.unit.pod_fakes import FakeCluster, FakeClusters, journalled, pod_request, submitted
 
-WITHIN = 10.0  # bounds a failure only: the lost wake-up below would wait for the idle wait (set to an hour)
+WITHIN = 10.0  # bounds a failure only: the lost wake-up below would wait for the cluster's safety net (none here)
 
 
 class HeldRunning:
@@ -64,9 +63,8 @@ async def turns(n: int = 20) -> None:
 
 
 async def test_the_pods_end_while_its_running_phase_is_stored_wakes_the_follower_at_once(
-    held: HeldRunning, monkeypatch: pytest.MonkeyPatch
+    held: HeldRunning,
 ) -> None:
-    monkeypatch.setattr(following, "IDLE_WAIT_SECONDS", 3600.0)
     journal = Journal(held)  # type: ignore[arg-type]
     cluster = FakeCluster("a")
     clusters = FakeClusters({"a": cluster})

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway import domain
+from gateway.clusters import tracking
 from gateway.clusters.tracking import PodTrack, kept
 from gateway.pods import builder
 from gateway.pods.status import exit_code, interpret
@@ -140,3 +141,24 @@ def test_the_kept_status_reads_the_same_without_what_nobody_reads(container: dic
     assert set(status) == {"phase", "conditions", "containerStatuses"}
     assert all(set(c) == {"type", "status"} for c in status["conditions"])
     assert len(json.dumps(status)) * 3 < len(json.dumps(pod["status"]))
+
+
+def test_kept_pods_share_what_repeats_and_keep_what_is_their_own() -> None:
+    """Thousands of followed pods: a running pod's conditions and an empty lastState are one object for all, its
+    words (phase, namespace, container name) one string; what differs (a message, a start time) stays each pod's."""
+    container = {"name": "base", "state": {"running": {"startedAt": "2026-12-04T12:00:02Z"}}, "lastState": {}}
+    pods = [json.loads(json.dumps(whole(CASES[0][1]) | {"status": running_status(container)})) for _ in range(2)]
+    pods[1]["status"]["containerStatuses"][0]["state"]["running"]["startedAt"] = "2026-12-04T12:00:09Z"
+    pods[1]["status"]["conditions"][2] |= {"status": "False", "reason": "ContainersNotReady", "message": "m-1"}
+    one, two = (kept(p)["status"] for p in pods)
+    assert one["conditions"][0] is two["conditions"][0]
+    assert one["conditions"][2] == {"type": "Ready", "status": "True"}
+    assert two["conditions"][2] == {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": "m-1"}
+    first, second = one["containerStatuses"][0], two["containerStatuses"][0]
+    assert first["lastState"] is second["lastState"] == {}
+    assert first["name"] is second["name"] and one["phase"] is two["phase"]
+    assert first["state"] == {"running": {"startedAt": "2026-12-04T12:00:02Z"}}
+    assert second["state"] == {"running": {"startedAt": "2026-12-04T12:00:09Z"}}
+    many = [{"type": "Ready", "status": "False", "message": f"m-{i}"} for i in range(tracking.SHARED_PARTS + 10)]
+    pod = whole(CASES[0][1]) | {"status": {"phase": "Pending", "conditions": many}}
+    assert kept(pod)["status"]["conditions"] == many  # past the bound each is kept as its own, unchanged

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gateway import domain
+from gateway.clusters import tracking
 from gateway.clusters.tracking import PodTrack
 
 T = datetime(2026, 12, 5, tzinfo=UTC)
@@ -96,3 +97,18 @@ async def test_a_change_is_taken_once_and_a_cancelled_wait_leaves_nothing_behind
     await asyncio.sleep(0)
     track.add_event(("uid", 1), domain.KubernetesEvent(time=T, type="Normal", reason="Started", message=""))
     await asyncio.wait_for(later, 5)
+
+
+async def test_a_wait_without_a_timer_ends_at_the_clusters_safety_net_wake_up() -> None:
+    """A running pod's follower waits with no timer of its own (`wait(None)`): the cluster's one wake-up for all
+    its tracks is the safety net that ends it even when the watch never reports a change."""
+    tracks = {("default", f"p{i}"): PodTrack(asyncio.Event()) for i in range(3)}
+    waits = [asyncio.create_task(track.wait(None)) for track in tracks.values()]
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waits)  # nothing changed, nothing poked, no timer: still waiting
+    net = asyncio.create_task(tracking.wake_forever(tracks, 0.05))
+    try:
+        async with asyncio.timeout(10):  # bounds a failure only
+            await asyncio.gather(*waits)
+    finally:
+        net.cancel()
