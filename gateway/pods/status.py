@@ -7,7 +7,7 @@ phase changes, early failure (image pull, unschedulable past its deadline) and t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from gateway import domain
@@ -114,28 +114,29 @@ def interpret(pod: Pod) -> PodView:
     main = next((r for r in results if r.name == main_name), None)
     main_status = next((cs for cs in _statuses(pod, "containerStatuses") if cs.get("name") == main_name), {})
     termination_message = ((main_status.get("state") or {}).get("terminated") or {}).get("message")
-    base = PodView(
-        phase=domain.PodPhase.PENDING,
+    phase, reason, message, finished, unschedulable = domain.PodPhase.PENDING, "", "", False, ""
+    if k8s_phase == "Succeeded":
+        phase, reason, finished = domain.PodPhase.SUCCEEDED, "Completed", True
+    elif k8s_phase == "Failed":
+        phase, reason, finished = domain.PodPhase.FAILED, _failure_reason(pod, main, results), True
+        message = str(status.get("message", "")) or (main.message if main else _first_failure(pod, results))
+    elif (fatal := _fatal_wait(pod)) is not None:
+        phase, (reason, message), finished = domain.PodPhase.FAILED, fatal, True
+    elif k8s_phase == "Running":
+        phase = domain.PodPhase.RUNNING
+    elif unschedulable := _unschedulable(pod):
+        reason, message = "Unschedulable", unschedulable
+    return PodView(  # one construction (not a base copied by `replace`: a watch event of every pod comes here)
+        phase=phase,
+        reason=reason,
+        message=message,
         node=node,
-        containers=tuple(results),
+        finished=finished,
         main_terminated=main is not None,
+        unschedulable=unschedulable,
+        containers=tuple(results),
         termination_message=termination_message,
     )
-    if k8s_phase == "Succeeded":
-        return replace(base, phase=domain.PodPhase.SUCCEEDED, reason="Completed", finished=True)
-    if k8s_phase == "Failed":
-        reason = _failure_reason(pod, main, results)
-        message = str(status.get("message", "")) or (main.message if main else _first_failure(pod, results))
-        return replace(base, phase=domain.PodPhase.FAILED, reason=reason, message=message, finished=True)
-    fatal = _fatal_wait(pod)
-    if fatal is not None:
-        return replace(base, phase=domain.PodPhase.FAILED, reason=fatal[0], message=fatal[1], finished=True)
-    if k8s_phase == "Running":
-        return replace(base, phase=domain.PodPhase.RUNNING)
-    unschedulable = _unschedulable(pod)
-    if unschedulable:
-        return replace(base, reason="Unschedulable", message=unschedulable, unschedulable=unschedulable)
-    return base
 
 
 def exit_code(view: PodView, main_container: str) -> int:

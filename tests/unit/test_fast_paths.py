@@ -11,6 +11,7 @@ import copy
 import json
 import random
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
@@ -22,11 +23,11 @@ from hypothesis import strategies as st
 
 from gateway.api import convert_pods
 from gateway.clusters.tracking import PodTrack
-from gateway.domain import GPU_RESOURCE, PodRequest
+from gateway.domain import GPU_RESOURCE, PodPhase, PodRequest
 from gateway.errors import InvalidArgument
 from gateway.placement import quantity
 from gateway.placement.node_fit import RESOURCES, effective_requests
-from gateway.pods import pod_rules, pod_schema
+from gateway.pods import pod_rules, pod_schema, status
 from gateway.pods.builder import build_pod, pod_name_of
 from gateway.pods.logs import parse_timestamp
 from tests.unit import test_policy_fuzz as fuzz
@@ -316,3 +317,79 @@ STAMPS = st.one_of(
 @given(text=STAMPS)
 def test_a_timestamp_is_read_as_strptime_reads_it(text: str) -> None:
     assert _timestamp(text) == _reference_timestamp(text)
+
+
+# --- a pod's view built in one construction -----------------------------------------------------------
+
+
+def _reference_interpret(pod: Mapping[str, Any]) -> status.PodView:
+    """status.interpret as it was: a base view copied by `replace` for each outcome."""
+    st_ = pod.get("status", {})
+    k8s_phase = st_.get("phase", "Pending")
+    main_name = status._main_name(pod)
+    results = [
+        r
+        for cs in status._statuses(pod, "initContainerStatuses") + status._statuses(pod, "containerStatuses")
+        if (r := status._container_result(cs)) is not None
+    ]
+    main = next((r for r in results if r.name == main_name), None)
+    main_status = next((cs for cs in status._statuses(pod, "containerStatuses") if cs.get("name") == main_name), {})
+    base = status.PodView(
+        phase=PodPhase.PENDING,
+        node=str(pod.get("spec", {}).get("nodeName", "")),
+        containers=tuple(results),
+        main_terminated=main is not None,
+        termination_message=((main_status.get("state") or {}).get("terminated") or {}).get("message"),
+    )
+    if k8s_phase == "Succeeded":
+        return replace(base, phase=PodPhase.SUCCEEDED, reason="Completed", finished=True)
+    if k8s_phase == "Failed":
+        reason = status._failure_reason(pod, main, results)
+        message = str(st_.get("message", "")) or (main.message if main else status._first_failure(pod, results))
+        return replace(base, phase=PodPhase.FAILED, reason=reason, message=message, finished=True)
+    fatal = status._fatal_wait(pod)
+    if fatal is not None:
+        return replace(base, phase=PodPhase.FAILED, reason=fatal[0], message=fatal[1], finished=True)
+    if k8s_phase == "Running":
+        return replace(base, phase=PodPhase.RUNNING)
+    unschedulable = status._unschedulable(pod)
+    if unschedulable:
+        return replace(base, reason="Unschedulable", message=unschedulable, unschedulable=unschedulable)
+    return base
+
+
+_STATES = st.sampled_from([
+    {}, {"running": {}}, {"waiting": {"reason": "ContainerCreating"}}, {"waiting": {"reason": "ErrImagePull", "message": "no"}},
+    {"waiting": {"reason": "CrashLoopBackOff"}}, {"terminated": {"exitCode": 0, "reason": "Completed", "message": "{}"}},
+    {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}, {"terminated": {"exitCode": 1, "reason": ""}},
+])  # fmt: skip
+
+
+@st.composite
+def _observed_pods(draw: st.DrawFn) -> dict[str, Any]:
+    names = ["main", "side", "init"]
+    statuses = {
+        key: [{"name": draw(st.sampled_from(names)), "state": draw(_STATES), "lastState": draw(_STATES)}
+              for _ in range(draw(st.integers(0, 2)))]
+        for key in ("initContainerStatuses", "containerStatuses")
+    }  # fmt: skip
+    pod_status: dict[str, Any] = {k: v for k, v in statuses.items() if v or draw(st.booleans())}
+    phase = draw(st.sampled_from([None, "Pending", "Running", "Succeeded", "Failed", "Unknown"]))
+    if phase is not None:
+        pod_status["phase"] = phase
+    for key, values in (("reason", ["", "Evicted"]), ("message", ["", "node lost"])):
+        if draw(st.booleans()):
+            pod_status[key] = draw(st.sampled_from(values))
+    if draw(st.booleans()):
+        pod_status["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                     "message": draw(st.sampled_from(["", "0/3 nodes are available"]))}]  # fmt: skip
+    spec: dict[str, Any] = {"containers": [{"name": draw(st.sampled_from(names))}]}
+    if draw(st.booleans()):
+        spec["nodeName"] = "n1"
+    return {"spec": spec, "status": pod_status}
+
+
+@SETTINGS
+@given(pod=_observed_pods())
+def test_a_pods_view_is_what_the_reference_gives(pod: dict[str, Any]) -> None:
+    assert status.interpret(pod) == _reference_interpret(pod)
