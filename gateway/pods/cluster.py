@@ -69,7 +69,7 @@ def get(clusters: Clusters, name: str) -> PodCluster:
     return cluster
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuntimeCluster:
     """A `PodCluster` over a registered runtime; equal to another while both wrap the same runtime."""
 
@@ -109,7 +109,7 @@ class RuntimeCluster:
         self.runtime.untrack(namespace, name)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RegistryClusters:
     """`Clusters` over the gateway's registry."""
 

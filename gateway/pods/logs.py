@@ -162,6 +162,7 @@ class LogFollower:
                     if resumed.accept(line):
                         attempt = 0
                         yield line
+                    del raw, line  # else held by this frame while the container is silent (a line can be 16 KiB+)
             except StreamSilent:
                 log.debug("log stream %s/%s[%s] silent; reopening", self.namespace, self.pod, self.container)
                 continue

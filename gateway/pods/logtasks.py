@@ -96,3 +96,4 @@ class LogTasks:
                 line = replace(line, text=clip_log_line(line.text, limits))
             self.journal.append_log(request_id, line)
             metrics.record_log_line(self.record.cluster, line.text)
+            del line  # the journal has it: not held by this frame while the container is silent
