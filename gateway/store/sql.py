@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhase, PodRecord, PodResult
 from gateway.errors import AlreadyExists, NotFound
-from gateway.store import lease, quota, replicas, statements
+from gateway.store import direct, lease, quota, replicas, statements
 from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost, TenantAdmission
 from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result
 from gateway.store.engine import DEFAULT_PATH, IDLE_TRANSACTION_SECONDS, Engines, open_engines, sqlite_url
@@ -184,7 +184,7 @@ class SqlStore:
             if value is not None:
                 self._decoded.put(column, request_id, values[column], value)
 
-    def _record(self, row: RowMapping) -> PodRecord:
+    def _record(self, row: Mapping[Any, Any]) -> PodRecord:
         """Decoded in the event loop's thread, where the decode cache lives."""
         return record_from_row(row, self._decoded)
 
@@ -250,7 +250,7 @@ class SqlStore:
         *,
         events: Sequence[JournalEvent] = (),
         admission: TenantAdmission | None = None,
-        audit: Mapping[str, Any] | None = None,
+        audit: Mapping[Any, Any] | None = None,
     ) -> tuple[PodRecord, bool]:
         request_id = record.request.request_id
         if not request_id:
@@ -263,10 +263,10 @@ class SqlStore:
         journal = _Journal(rows=event_rows(events), channel=self._channel) if events else None
         audited = None if audit is None else self._audit_values(audit)
 
-        def create(conn: Connection) -> tuple[RowMapping, bool]:
-            existing = conn.execute(statements.RECORD_BY_REQUEST, {"p_request_id": request_id}).first()
+        def create(conn: Connection) -> tuple[Mapping[Any, Any], bool]:
+            existing = _first(conn, statements.RECORD_BY_REQUEST, {"p_request_id": request_id})
             if existing is not None:
-                return existing._mapping, False
+                return existing, False
             if admission is not None:
                 quota.admit(conn, admission)
             row = conn.execute(statements.INSERT_RECORD, values).one()._mapping
@@ -532,32 +532,41 @@ class _Journal:
     channel: str = ""
 
 
-def _changed(conn: Connection, change: Any, bound: dict[str, Any], journal: _Journal | None) -> RowMapping | None:
+def _changed(
+    conn: Connection, change: Any, bound: dict[str, Any], journal: _Journal | None
+) -> Mapping[Any, Any] | None:
     """Runs `change` (an UPDATE of one record returning at least its id, request_id and last_seq, counting the
     journal's events) and appends the events to its journal: on PostgreSQL in the same statement
     (statements.journalled), elsewhere with a second one. The row returned, None if it matched none."""
     if journal is not None and journal.array is not None:
         journalled = statements.journalled(change, notify=bool(journal.channel))
         extra = {"p_journal": journal.array} | ({"p_channel": journal.channel} if journal.channel else {})
-        row = conn.execute(journalled, bound | extra).first()
-        return None if row is None else row._mapping
-    row = conn.execute(change, bound).first()
-    if row is None:
-        return None
-    if journal is not None:
-        _insert_events(conn, row._mapping, journal)
-    return row._mapping
+        found = conn.execute(journalled, bound | extra).first()
+        return None if found is None else found._mapping
+    row = _first(conn, change, bound)
+    if row is not None and journal is not None:
+        _insert_events(conn, row, journal)
+    return row
 
 
-def _insert_events(conn: Connection, row: RowMapping, journal: _Journal) -> None:
+def _first(conn: Connection, statement: Any, bound: dict[str, Any]) -> Mapping[Any, Any] | None:
+    """The statement's first row: on SQLite run on the driver's cursor (gateway.store.direct)."""
+    if conn.dialect.name == "sqlite":
+        return direct.prepare(statement, conn.dialect).first(conn, bound)
+    row = conn.execute(statement, bound).first()
+    return None if row is None else row._mapping
+
+
+def _insert_events(conn: Connection, row: Mapping[Any, Any], journal: _Journal) -> None:
     """Appends the journal's events to the record `row` (as written, its `last_seq` already counting them), in
     the caller's transaction, and notifies the journal's channel."""
     assert journal.rows is not None
     last = row["last_seq"]
     first = last - len(journal.rows) + 1
-    conn.execute(
-        statements.INSERT_EVENTS,
-        [event | {"record_id": row["id"], "seq": seq} for seq, event in enumerate(journal.rows, first)],
-    )
+    rows = [event | {"record_id": row["id"], "seq": seq} for seq, event in enumerate(journal.rows, first)]
+    if conn.dialect.name == "sqlite":
+        direct.prepare(statements.INSERT_EVENTS, conn.dialect).many(conn, rows)
+    else:
+        conn.execute(statements.INSERT_EVENTS, rows)
     if journal.channel:
         replicas.notify(conn, journal.channel, row["request_id"], last)
