@@ -82,10 +82,11 @@ def _cursor(conn: Connection) -> Any:
 
 
 @functools.cache
-def prepare(statement: Select[Any] | UpdateBase, dialect: Dialect) -> Direct:
+def prepare(statement: Select[Any] | UpdateBase, dialect: Dialect, keys: tuple[str, ...] | None = None) -> Direct:
     """`statement` compiled for `dialect`, with the processors of its parameters and of the columns it
-    selects or returns."""
-    compiled = statement.compile(dialect=dialect)
+    selects or returns; an INSERT of the columns `keys` only (as `Connection.execute` compiles it for the
+    keys of its parameters), else of every column."""
+    compiled = statement.compile(dialect=dialect, column_keys=None if keys is None else list(keys))
     returning = statement.selected_columns if isinstance(statement, Select) else statement.exported_columns
     if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
         raise ValueError("a statement with column defaults computed at execution cannot run directly")

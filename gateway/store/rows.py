@@ -50,6 +50,8 @@ def record_values(record: PodRecord, now: datetime) -> dict[str, Any]:
         "reattach_deadline": record.reattach_deadline,
         "cancel_requested_at": record.cancel_requested_at,
         "cancel_reason": record.cancel_reason or None,
+        "owner": None,  # unowned (one gateway) unless the store acts as a replica
+        "fence": 0,
     }
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Insert, RowMapping, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -269,11 +269,12 @@ class SqlStore:
                 return existing, False
             if admission is not None:
                 quota.admit(conn, admission)
-            row = conn.execute(statements.INSERT_RECORD, values).one()._mapping
+            row = _first(conn, statements.INSERT_RECORD, values)
+            assert row is not None  # RETURNING the row inserted
             if journal is not None:
                 _insert_events(conn, row, journal)
             if audited is not None:
-                conn.execute(statements.INSERT_AUDIT, audited)
+                _insert(conn, statements.INSERT_AUDIT, [audited])
             return row, True
 
         try:
@@ -552,9 +553,18 @@ def _changed(
 def _first(conn: Connection, statement: Any, bound: dict[str, Any]) -> Mapping[Any, Any] | None:
     """The statement's first row: on SQLite run on the driver's cursor (gateway.store.direct)."""
     if conn.dialect.name == "sqlite":
-        return direct.prepare(statement, conn.dialect).first(conn, bound)
+        keys = tuple(bound) if isinstance(statement, Insert) else None
+        return direct.prepare(statement, conn.dialect, keys).first(conn, bound)
     row = conn.execute(statement, bound).first()
     return None if row is None else row._mapping
+
+
+def _insert(conn: Connection, statement: Insert, rows: list[dict[str, Any]]) -> None:
+    """Inserts `rows` (each with the same keys): on SQLite on the driver's cursor (gateway.store.direct)."""
+    if conn.dialect.name == "sqlite":
+        direct.prepare(statement, conn.dialect, tuple(rows[0])).many(conn, rows)
+    else:
+        conn.execute(statement, rows)
 
 
 def _insert_events(conn: Connection, row: Mapping[Any, Any], journal: _Journal) -> None:
@@ -563,10 +573,10 @@ def _insert_events(conn: Connection, row: Mapping[Any, Any], journal: _Journal) 
     assert journal.rows is not None
     last = row["last_seq"]
     first = last - len(journal.rows) + 1
-    rows = [event | {"record_id": row["id"], "seq": seq} for seq, event in enumerate(journal.rows, first)]
-    if conn.dialect.name == "sqlite":
-        direct.prepare(statements.INSERT_EVENTS, conn.dialect).many(conn, rows)
-    else:
-        conn.execute(statements.INSERT_EVENTS, rows)
+    _insert(
+        conn,
+        statements.INSERT_EVENTS,
+        [{"record_id": row["id"], "seq": seq} | event for seq, event in enumerate(journal.rows, first)],
+    )
     if journal.channel:
         replicas.notify(conn, journal.channel, row["request_id"], last)

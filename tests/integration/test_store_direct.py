@@ -112,7 +112,13 @@ def test_journal_rows_inserted_many_at_once_read_back_as_written(conn: Connectio
     request_id = insert_record(conn)
     record_id = conn.execute(select(pod_records.c.id).where(pod_records.c.request_id == request_id)).scalar_one()
     rows = [
-        {"record_id": record_id, "seq": seq, "kind": "log", "time": T0 + timedelta(seconds=seq), "payload": dumps({"n": seq})}
+        {
+            "record_id": record_id,
+            "seq": seq,
+            "kind": "log",
+            "time": T0 + timedelta(seconds=seq),
+            "payload": dumps({"n": seq}),
+        }
         for seq in (1, 2, 3)
     ]
     direct.prepare(statements.INSERT_EVENTS, conn.dialect).many(conn, rows)
@@ -122,7 +128,9 @@ def test_journal_rows_inserted_many_at_once_read_back_as_written(conn: Connectio
     ]
 
 
-def test_a_constraint_failure_is_sqlalchemys_integrity_error_and_leaves_the_transaction_usable(conn: Connection) -> None:
+def test_a_constraint_failure_is_sqlalchemys_integrity_error_and_leaves_the_transaction_usable(
+    conn: Connection,
+) -> None:
     taken = insert_record(conn, cluster="c", namespace="ns", name="p")
     other = insert_record(conn)
     statement = statements.update_record(frozenset({"cluster", "namespace", "name"}), fenced=False, events=False)
@@ -134,7 +142,30 @@ def test_a_constraint_failure_is_sqlalchemys_integrity_error_and_leaves_the_tran
     assert conn.execute(select(pod_records.c.name).where(pod_records.c.request_id == taken)).scalar_one() == "p"
 
 
+def test_a_record_inserted_directly_returns_and_stores_what_sqlalchemy_would(conn: Connection) -> None:
+    values = [
+        record_values(PodRecord(request=PodRequest(request_id=i, pod={"k": "é"}), phase=PodPhase.QUEUED), T0)
+        | {"request": dumps({"same": True})}
+        for i in ("theirs", "mine")
+    ]
+    theirs = dict(conn.execute(statements.INSERT_RECORD, values[0]).one()._mapping)
+    mine = direct.prepare(statements.INSERT_RECORD, conn.dialect, tuple(values[1])).first(conn, values[1])
+    assert mine is not None and mine.keys() == theirs.keys()
+    assert {k: v for k, v in mine.items() if k not in ("id", "request_id")} == {
+        k: v for k, v in theirs.items() if k not in ("id", "request_id")
+    }
+    assert mine["id"] == theirs["id"] + 1  # the key SQLite gives, as to any insert
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    stored = raw.execute(
+        "SELECT * FROM pod_records WHERE id IN (?, ?) ORDER BY id", (theirs["id"], mine["id"])
+    ).fetchall()
+    assert stored[0][2:] == stored[1][2:]
+
+
 def test_statements_it_cannot_run_as_sqlalchemy_would_are_refused(conn: Connection) -> None:
     expanding = select(pod_records.c.id).where(pod_records.c.request_id.in_(bindparam("ids", expanding=True)))
     with pytest.raises(ValueError, match="expanding"):
         direct.prepare(expanding, conn.dialect)
+    with pytest.raises(ValueError, match="column defaults"):  # fence's default is SQLAlchemy's to compute
+        direct.prepare(statements.INSERT_RECORD, conn.dialect, ("request_id", "phase"))
