@@ -42,7 +42,6 @@ queued caller gets StoreUnavailable.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 from typing import Any, TypeVar
 
@@ -53,6 +52,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from gateway.store.writer import (
     MAX_BATCH,
     UNAVAILABLE_AFTER,
+    Lane,
     Operation,
     Outcome,
     Pending,
@@ -104,23 +104,6 @@ def operations_error(error: Exception) -> bool:
     return not (isinstance(error, DBAPIError) and error.connection_invalidated)
 
 
-class _Lane:
-    """A queue of writes and the task committing them in batches."""
-
-    def __init__(self) -> None:
-        self.queue: collections.deque[Pending] = collections.deque()
-        self.ready = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    def take(self, max_batch: int) -> list[Pending]:
-        batch: list[Pending] = []
-        while self.queue and len(batch) < max_batch:
-            pending = self.queue.popleft()
-            if not pending.future.done():  # a caller cancelled before its turn: its write is not made
-                batch.append(pending)
-        return batch
-
-
 class PostgresGroupWriter:
     """Same contract as `GroupCommitWriter`: `close()` commits every write already submitted, later ones
     raise StoreClosed; a caller cancelled before its batch makes no write."""
@@ -138,20 +121,14 @@ class PostgresGroupWriter:
         self._wait = unavailable_after
         self._max_batch = max_batch
         self._closing = False
-        self._lanes = [_Lane() for _ in range(1 + max(1, lanes))]  # the first: writes without a key
+        self._lanes = [Lane() for _ in range(1 + max(1, lanes))]  # the first: writes without a key
         for n, lane in enumerate(self._lanes):
             lane.task = asyncio.create_task(self._drain(lane), name=f"podgate-store-writer-{n}")
 
     async def run(self, operation: Operation[T], key: str = "") -> T:
         if self._closing:
             raise StoreClosed("the store is closing; the write was not made")
-        lane = self._lanes[1 + hash(key) % (len(self._lanes) - 1) if key else 0]
-        if lane.task is None or lane.task.done():
-            raise StoreClosed("the store's writer is not running; the write was not made")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        lane.queue.append(Pending(operation, future))
-        lane.ready.set()
-        return await future
+        return await self._lanes[1 + hash(key) % (len(self._lanes) - 1) if key else 0].submit(operation)
 
     async def close(self) -> None:
         self._closing = True
@@ -160,7 +137,7 @@ class PostgresGroupWriter:
         await asyncio.shield(asyncio.gather(*(lane.task for lane in self._lanes if lane.task is not None)))
         await self.engine.dispose()
 
-    async def _drain(self, lane: _Lane) -> None:
+    async def _drain(self, lane: Lane) -> None:
         running: list[Pending] = []
         try:
             while True:

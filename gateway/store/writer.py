@@ -157,6 +157,32 @@ class Outcome:
     error: Exception | None = None
 
 
+class Lane:
+    """A queue of writes and the task committing them in batches (each group writer has one or more)."""
+
+    def __init__(self) -> None:
+        self.queue: collections.deque[Pending] = collections.deque()
+        self.ready = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def submit(self, operation: Operation[T]) -> T:
+        """Queues `operation` for the lane's task; its value once its batch committed, or its error."""
+        if self.task is None or self.task.done():
+            raise StoreClosed("the store's writer is not running; the write was not made")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.queue.append(Pending(operation, future))
+        self.ready.set()
+        return await future
+
+    def take(self, max_batch: int) -> list[Pending]:
+        batch: list[Pending] = []
+        while self.queue and len(batch) < max_batch:
+            pending = self.queue.popleft()
+            if not pending.future.done():  # a caller cancelled before its turn: its write is not made
+                batch.append(pending)
+        return batch
+
+
 class GroupCommitWriter:
     """Start with `await GroupCommitWriter.start(engine)`; `close()` runs every write already submitted."""
 
@@ -164,11 +190,9 @@ class GroupCommitWriter:
         self.engine = engine
         self.stats = WriterStats()
         self._max_batch = max_batch
-        self._queue: collections.deque[Pending] = collections.deque()
-        self._ready = asyncio.Event()
+        self._lane = Lane()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podgate-store-writer")
         self._connection: Connection | None = None
-        self._task: asyncio.Task[None] | None = None
         self._running: list[Pending] = []
         self._closing = False
 
@@ -181,49 +205,36 @@ class GroupCommitWriter:
         except BaseException:
             await writer._shutdown()
             raise
-        writer._task = asyncio.create_task(writer._drain(), name="podgate-store-writer")
+        writer._lane.task = asyncio.create_task(writer._drain(), name="podgate-store-writer")
         return writer
 
     async def run(self, operation: Operation[T], key: str = "") -> T:
         if self._closing:
             raise StoreClosed("the store is closing; the write was not made")
-        if self._task is None or self._task.done():
-            raise StoreClosed("the store's writer is not running; the write was not made")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(Pending(operation, future))
-        self._ready.set()
-        return await future
+        return await self._lane.submit(operation)
 
     async def close(self) -> None:
         """Drains: every write submitted before close() is committed (or fails on its own); later ones
         raise StoreClosed. Then the connection is closed."""
         self._closing = True
-        self._ready.set()
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        self._lane.ready.set()
+        if self._lane.task is not None:
+            await asyncio.shield(self._lane.task)
         await self._shutdown()
 
     async def _drain(self) -> None:
         try:
             while True:
-                self._running = batch = self._take()
+                self._running = batch = self._lane.take(self._max_batch)
                 if batch:
                     await self._commit(batch)
                 elif self._closing:
                     return
                 else:
-                    self._ready.clear()
-                    await self._ready.wait()
+                    self._lane.ready.clear()
+                    await self._lane.ready.wait()
         finally:
             self._fail_queued()
-
-    def _take(self) -> list[Pending]:
-        batch: list[Pending] = []
-        while self._queue and len(batch) < self._max_batch:
-            pending = self._queue.popleft()
-            if not pending.future.done():  # a caller cancelled before its turn: its write is not made
-                batch.append(pending)
-        return batch
 
     async def _commit(self, batch: list[Pending]) -> None:
         operations = [p.operation for p in batch]
@@ -257,8 +268,8 @@ class GroupCommitWriter:
         for pending in self._running:
             if not pending.future.done():
                 pending.future.set_exception(StoreClosed("the store's writer stopped during this write"))
-        while self._queue:
-            future = self._queue.popleft().future
+        while self._lane.queue:
+            future = self._lane.queue.popleft().future
             if not future.done():
                 future.set_exception(StoreClosed("the store's writer stopped before this write was made"))
 
