@@ -17,6 +17,9 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # Marks the pods a gateway created (value: the gateway id): its watches track them, its collector owns them.
 MANAGED_BY_LABEL = "podgate.io/managed-by"
 
+# Where a request's Pod manifest is (PodRequest.pod_json), as field violations name it.
+MANIFEST_FIELD = "pod.pod_json"
+
 PROVIDERS = frozenset({"in-cluster", "kubeconfig", "eks", "gke", "aks", "sim"})
 
 

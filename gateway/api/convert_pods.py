@@ -135,28 +135,28 @@ def check_cancel_reason(reason: str, field: str = "reason") -> str:
 def _pod_manifest(raw: str, v: _Violations, limit: int = MAX_POD_JSON_BYTES) -> dict[str, Any]:
     """The manifest as strict JSON, checked against the Pod schema and the API server's rules."""
     if not raw:
-        v.add("pod.pod_json", "required: a Kubernetes Pod manifest as JSON")
+        v.add(domain.MANIFEST_FIELD, "required: a Kubernetes Pod manifest as JSON")
         return {}
     if len(raw) > limit or len(raw.encode()) > limit:  # checked before any parsing, as sent (whitespace counts)
-        v.add("pod.pod_json", f"manifest is larger than {limit} bytes")
+        v.add(domain.MANIFEST_FIELD, f"manifest is larger than {limit} bytes")
         return {}
     too_deep = f"nested more than {MAX_POD_JSON_DEPTH} levels deep; a Pod manifest needs far fewer"
     try:
         manifest = pod_schema.load_strict(raw)
     except json.JSONDecodeError as e:
-        v.add("pod.pod_json", f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
+        v.add(domain.MANIFEST_FIELD, f"not valid JSON: {e.msg} at line {e.lineno} column {e.colno}")
         return {}
     except pod_schema.NotStrictJSON as e:
-        v.add("pod.pod_json", f"not strict JSON: {e}")
+        v.add(domain.MANIFEST_FIELD, f"not strict JSON: {e}")
         return {}
     except RecursionError:
-        v.add("pod.pod_json", too_deep)
+        v.add(domain.MANIFEST_FIELD, too_deep)
         return {}
     if _may_nest_too_deep(raw) and _depth(manifest) > MAX_POD_JSON_DEPTH:
-        v.add("pod.pod_json", too_deep)
+        v.add(domain.MANIFEST_FIELD, too_deep)
         return {}
     if not isinstance(manifest, dict):
-        v.add("pod.pod_json", "must be a JSON object (a Pod manifest)")
+        v.add(domain.MANIFEST_FIELD, "must be a JSON object (a Pod manifest)")
         return {}
     v.items.extend(pod_violations_of_schema(manifest))
     return manifest
@@ -164,7 +164,7 @@ def _pod_manifest(raw: str, v: _Violations, limit: int = MAX_POD_JSON_BYTES) -> 
 
 def pod_violations_of_schema(manifest: dict[str, Any]) -> list[errors.FieldViolation]:
     """Types, unknown fields, Go's number ranges and the API server's rules, every one at once."""
-    return pod_schema.schema_violations(manifest, "pod.pod_json", pod_rules.RULES)
+    return pod_schema.schema_violations(manifest, domain.MANIFEST_FIELD, pod_rules.RULES)
 
 
 def _may_nest_too_deep(raw: str) -> bool:

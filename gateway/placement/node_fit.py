@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from gateway.domain import GPU_PRODUCT_LABEL, GPU_RESOURCE, NodeState, Selector, Toleration
+from gateway.domain import GPU_PRODUCT_LABEL, GPU_RESOURCE, MANIFEST_FIELD, NodeState, Selector, Toleration
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.placement.quantity import format_bytes, format_millis, parse_quantity, to_millis, to_units
 from gateway.placement.selectors import explain_mismatch, from_parts, matches
@@ -149,7 +149,7 @@ def _max(a: Mapping[str, Fraction], b: Mapping[str, Fraction]) -> dict[str, Frac
     return out
 
 
-def effective_requests(spec: Mapping[str, Any], field: str = "pod.pod_json") -> dict[str, Fraction]:
+def effective_requests(spec: Mapping[str, Any], field: str = MANIFEST_FIELD) -> dict[str, Fraction]:
     """The scheduler's view: max(app containers + sidecars, peak during init) + overhead.
 
     Init containers run one at a time, each beside the restartable (sidecar) init containers
@@ -203,7 +203,7 @@ def _tolerations(spec: Mapping[str, Any]) -> tuple[Toleration, ...]:
     )
 
 
-def pod_needs(pod: Mapping[str, Any], *, field: str = "pod.pod_json") -> PodNeeds:
+def pod_needs(pod: Mapping[str, Any], *, field: str = MANIFEST_FIELD) -> PodNeeds:
     """Read requests, nodeSelector, required node affinity and tolerations; InvalidArgument on bad values."""
     spec = pod.get("spec") or {}
     requests = effective_requests(spec, field)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from gateway.domain import MANIFEST_FIELD as ROOT
 from gateway.domain import LogSelection, PodRequest, XcomMode
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.placement.labels import dns1123_label_error
@@ -23,7 +24,6 @@ from gateway.pods.builder import GATEWAY_PREFIX, XCOM_SIDECAR_NAME, XCOM_VOLUME
 from gateway.pods.pod_schema import Path, field_path
 from gateway.policy.limits import DEFAULT_LIMITS, InputLimits, manifest_size_violation, pod_limit_violations
 
-ROOT = "pod.pod_json"
 # Sizes and counts are policy/limits.py's (configurable); these are its defaults.
 MAX_MANIFEST_BYTES = DEFAULT_LIMITS.manifest_bytes
 MAX_ANNOTATIONS_BYTES = DEFAULT_LIMITS.annotations_bytes

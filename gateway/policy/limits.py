@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from gateway.domain import MANIFEST_FIELD as ROOT
 from gateway.errors import FieldViolation
 from gateway.placement.labels import DNS1123_SUBDOMAIN_MAX, LABEL_NAME_MAX, LABEL_VALUE_MAX
 
 KiB, MiB = 2**10, 2**20
-ROOT = "pod.pod_json"
 CONTAINER_KINDS = ("containers", "initContainers", "ephemeralContainers")
 CLIPPED = " [... clipped by the gateway]"
 

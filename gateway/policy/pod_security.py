@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.domain import MANIFEST_FIELD as ROOT
 from gateway.errors import FieldViolation, InvalidArgument
 
-ROOT = "pod.pod_json"
 CONTAINER_KINDS = ("containers", "initContainers", "ephemeralContainers")
 
 
