@@ -21,6 +21,7 @@ from gateway.credentials.static import StaticProvider
 from gateway.sim import http2 as sim_http2
 from gateway.sim.cluster import SimCluster
 from gateway.sim.config import NodeSpec, SimClusterSpec
+from tests.integration.test_kubeapi import RotatedProvider
 from tests.integration.test_kubeapi_streams import python_pod, wait_for
 
 NS = "default"
@@ -181,3 +182,20 @@ async def test_other_paths_over_http2_get_the_same_answers_as_over_http1(sim: Si
     assert sim.request_counts()[("list", "pods")] == 2 and sim.request_counts()[("get", "pods/log")] == 1
     assert sim_http2.MAX_CONCURRENT_STREAMS == 100
 
+
+
+async def test_a_401_on_an_http2_log_refreshes_the_token_once_in_the_one_outbound_path(
+    api: ClusterClient, sim: SimCluster
+) -> None:
+    """The HTTP/2 stream is sent by the same `Transport._call` as every request: a 401 refreshes the token and
+    the log is asked again, on the same connection."""
+    await api.create_pod(NS, python_pod("one", "print('a')"))
+    await wait_for(api, "one", {"Succeeded"})
+    provider = RotatedProvider(sim.name, endpoint(sim), stale="expired-token", fresh=sim.admin_token)
+    async with ClusterClient(provider) as client:
+        async with asyncio.timeout(30):
+            assert [line async for line in client.stream_logs(NS, "one")] == ["a"]
+        assert client.logs_over_http2
+    assert provider.refreshes == 1
+    assert [r.code for r in sim.faults.log if r.path.endswith("/pods/one/log")] == [401, 200]
+    assert sim.http2_connections_accepted == 1
