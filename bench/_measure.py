@@ -417,10 +417,11 @@ class Progress:
 def raise_descriptor_limit(pods: int) -> str:
     """Raises this process's descriptor limit, which the simulator and the gateway inherit, to 4 per pod.
 
-    Each followed log holds a connection in both, and the gateway refuses new pods (RESOURCE_EXHAUSTED)
-    once the descriptors open or promised (2 per admitted pod) come within a sixteenth of its soft limit:
-    on a hard limit of 20,000 that is about 9,360 pods. Raising the hard limit needs CAP_SYS_RESOURCE (refused
-    on the development machine, root or not)."""
+    Over HTTP/1.1 (`PODGATE_STREAMS_HTTP2_LOGS=off`) each followed log holds a connection in both, and the
+    gateway refuses new pods (RESOURCE_EXHAUSTED) once the descriptors open or promised (2 per admitted pod)
+    come within a sixteenth of its soft limit: on a hard limit of 20,000 that is about 9,360 pods. Over HTTP/2
+    (the default) 100 logs share a connection and a pod promises 0.1. Raising the hard limit needs
+    CAP_SYS_RESOURCE (refused on the development machine, root or not)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 4 * pods + 2048
     if soft >= wanted:
@@ -428,7 +429,8 @@ def raise_descriptor_limit(pods: int) -> str:
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
     except (ValueError, OSError) as e:
-        return f"descriptor limit {soft}/{hard}, not raised to {wanted} ({e}): the gateway admits ~{soft * 15 // 32} pods"
+        return (f"descriptor limit {soft}/{hard}, not raised to {wanted} ({e}): with logs on HTTP/1.1 the gateway "
+                f"admits ~{soft * 15 // 32} pods")  # fmt: skip
     return f"descriptor limit raised from {soft}/{hard} to {wanted}"
 
 

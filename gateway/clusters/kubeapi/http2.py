@@ -90,6 +90,7 @@ class Http2Pool:
 
     async def _connect(self) -> Http2Connection:
         loop = asyncio.get_running_loop()
+        transport: asyncio.Transport | None = None
         try:
             async with asyncio.timeout(self._connect_timeout):
                 transport, connection = await loop.create_connection(
@@ -106,7 +107,13 @@ class Http2Pool:
                     keepalive.enable(sock)
                 await connection.settled  # the server's SETTINGS: its MAX_CONCURRENT_STREAMS
         except (OSError, ssl.SSLError, TimeoutError) as e:
+            if transport is not None:
+                transport.abort()  # connected, but no SETTINGS in time
             raise NotConnected(str(e) or type(e).__name__) from e
+        except asyncio.CancelledError:
+            if transport is not None:
+                transport.abort()
+            raise
         self._connections.append(connection)
         return connection
 
@@ -132,7 +139,7 @@ class Http2Connection(asyncio.Protocol):
         if self.transport is None or self.draining or self.transport.is_closing():
             return False
         limit = min(self.conn.remote_settings.max_concurrent_streams, MAX_STREAMS)
-        return self.conn.open_outbound_streams < limit
+        return len(self.streams) < limit  # ours, not h2's open_outbound_streams: that one walks every stream
 
     def open_stream(self, fields: list[tuple[bytes, bytes]]) -> Http2Stream:
         stream_id = self.conn.get_next_available_stream_id()
