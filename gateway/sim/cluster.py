@@ -258,6 +258,10 @@ class SimCluster:
         """HTTP/2 connections open now (each carries up to `http2.MAX_CONCURRENT_STREAMS` requests)."""
         return len(self._http2_connections.open)
 
+    def http2_handlers_open(self) -> int:
+        """HTTP/2 streams whose aiohttp handler is still running (each ends when its stream does)."""
+        return self._http2_connections.handlers
+
     @property
     def http2_connections_accepted(self) -> int:
         """HTTP/2 connections accepted since start (0: every client spoke HTTP/1.1)."""

@@ -12,6 +12,7 @@ at start), and the `sim:` block:
         - {name: reader, token: s3cret, groups: [], namespaces: [default], resources: [pods], verbs: [get, list]}
       port: 0                # fixed HTTPS port, 0 = any free port
       bookmarkSeconds: 60    # how often watches that allow bookmarks get one
+      http2: true            # offer h2 in ALPN (kube-apiserver does); false: HTTP/1.1 only
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ class Connections:
     def __init__(self) -> None:
         self.open: set[Http2Connection] = set()
         self.accepted = 0
+        self.handlers = 0  # streams whose aiohttp handler has not heard of their end yet
 
 
 class AlpnSwitch(asyncio.Protocol):
@@ -74,21 +75,21 @@ class Http2Connection(asyncio.Protocol):
 
     def __init__(self, http1: Http1Factory, connections: Connections) -> None:
         self.http1 = http1
-        self._connections = connections
+        self.connections = connections
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         self.streams: dict[int, StreamTransport] = {}
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no asyncio.Transport subclass
-        self._connections.open.add(self)
-        self._connections.accepted += 1
+        self.connections.open.add(self)
+        self.connections.accepted += 1
         self.conn.initiate_connection()
         self.conn.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS})
         self.send()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._connections.open.discard(self)
+        self.connections.open.discard(self)
         for stream in list(self.streams.values()):
             stream.lost(exc)
         self.streams.clear()
@@ -213,6 +214,7 @@ class StreamTransport(asyncio.Transport):
             return
         self.body = bytearray()
         self._handler = self.connection.http1()
+        self.connection.connections.handlers += 1
         self._handler.connection_made(self)
         self._handler.data_received(request)
 
@@ -266,6 +268,7 @@ class StreamTransport(asyncio.Transport):
         self._closing = True
         handler, self._handler = self._handler, None
         if handler is not None:
+            self.connection.connections.handlers -= 1
             handler.connection_lost(exc)
 
     def backpressure(self, paused: bool) -> None:

@@ -6,6 +6,7 @@ test_kubeapi_streams.py; the gateway's resume across a GOAWAY is in tests/e2e/te
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
 from pathlib import Path
@@ -20,7 +21,7 @@ from gateway.credentials.base import Endpoint
 from gateway.credentials.static import StaticProvider
 from gateway.sim import http2 as sim_http2
 from gateway.sim.cluster import SimCluster
-from gateway.sim.config import NodeSpec, SimClusterSpec
+from gateway.sim.config import NodeSpec, SimClusterSpec, cluster_from_dict
 from tests.integration.test_kubeapi import RotatedProvider
 from tests.integration.test_kubeapi_streams import python_pod, wait_for
 
@@ -28,8 +29,8 @@ NS = "default"
 NODE = NodeSpec(name="n1", allocatable={"cpu": "8", "memory": "16Gi", "pods": "110"})
 
 
-async def started(tmp_path: Path, *, http2: bool = True) -> SimCluster:
-    spec = SimClusterSpec(name="kube-h2", nodes=(NODE,), runtime={"isolation": False}, http2=http2)
+async def started(tmp_path: Path) -> SimCluster:
+    spec = SimClusterSpec(name="kube-h2", nodes=(NODE,), runtime={"isolation": False})
     cluster = SimCluster(spec, kubeconfig_dir=tmp_path)
     await cluster.start()
     return cluster
@@ -89,7 +90,12 @@ async def test_150_followed_logs_ride_2_connections(api: ClusterClient, sim: Sim
 
 
 async def test_a_server_that_offers_only_http1_gets_http1_streams(tmp_path: Path) -> None:
-    sim = await started(tmp_path, http2=False)
+    """A cluster file's `sim.http2: false` makes a simulated cluster offer HTTP/1.1 only in ALPN."""
+    spec = cluster_from_dict({"name": "kube-h1", "sim": {"http2": False, "runtime": {"isolation": False},
+                                                         "nodes": [{"name": "n1"}]}})  # fmt: skip
+    assert spec.http2 is False
+    sim = SimCluster(spec, kubeconfig_dir=tmp_path)
+    await sim.start()
     try:
         async with ClusterClient(StaticProvider(sim.name, endpoint(sim), sim.admin_token)) as api:
             await api.create_pod(NS, python_pod("one", "print('a'); print('b')"))
@@ -199,3 +205,33 @@ async def test_a_401_on_an_http2_log_refreshes_the_token_once_in_the_one_outboun
     assert provider.refreshes == 1
     assert [r.code for r in sim.faults.log if r.path.endswith("/pods/one/log")] == [401, 200]
     assert sim.http2_connections_accepted == 1
+
+
+async def test_http2_clients_that_leave_leave_no_handler_and_no_error(
+    api: ClusterClient, sim: SimCluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Streams cancelled right after asking or mid-answer, and a connection dropped with streams open: each
+    stream's aiohttp handler hears of it and ends (none left behind), and nothing is logged as an error."""
+    await api.create_pod(NS, python_pod("long", LONG))
+    await wait_for(api, "long", {"Running"})
+    path = f"/api/v1/namespaces/{NS}/pods/long/log?follow=true"
+    auth = [("authorization", f"Bearer {sim.admin_token}")]
+    pool = Http2Pool(endpoint(sim), connect_timeout=5)
+    try:
+        at_once = [await pool.request(path, auth) for _ in range(20)]
+        for stream in at_once:
+            stream.release()  # RST_STREAM before any answer
+        answered = [await pool.request(path, auth) for _ in range(20)]
+        for stream in answered:
+            assert await stream.response(10) == 200
+            assert await stream.read(10) == b"first\n"
+            stream.release()  # RST_STREAM mid-answer
+        open_streams = [await pool.request(path, auth) for _ in range(10)]
+        assert [await s.response(10) for s in open_streams] == [200] * 10
+        await eventually(lambda: sim.http2_handlers_open() == 10, "only the open streams' handlers")
+    finally:
+        pool.close()  # a GOAWAY and the connection closed with 10 streams open
+    await eventually(lambda: sim.http2_handlers_open() == 0 and sim.http2_connections() == 0, "every handler gone")
+    assert await api.get_version()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    await api.delete_pod(NS, "long", grace_seconds=0)
