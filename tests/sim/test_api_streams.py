@@ -153,8 +153,15 @@ def test_logs_of_a_pending_pod_and_unknown_container_are_400(core: client.CoreV1
     assert unknown.value.status == 400 and "container nope is not valid for pod stuck" in unknown.value.body
 
 
+# The container waits (up to 60 s) until the test releases it: three kubectl execs take well over a second
+# on a loaded machine, and a pod that had ended by then made the third one fail.
+RELEASE = "i=0; while [ ! -f /airflow/xcom/release ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done"
+
+
 def test_kubectl_logs_follow_and_exec(sim_thread: SimThread, core: client.CoreV1Api) -> None:
-    core.create_namespaced_pod("default", xcom_pod("kubectl-streams", rest=1.5))
+    pod = xcom_pod("kubectl-streams", rest=0)
+    pod["spec"]["containers"][0]["command"][-1] += "; " + RELEASE
+    core.create_namespaced_pod("default", pod)
     wait_phase(core, "kubectl-streams", ("Running",))
     time.sleep(0.6)
     cat = kubectl(sim_thread, "exec", "kubectl-streams", "--", "cat", "/airflow/xcom/return.json")
@@ -163,6 +170,8 @@ def test_kubectl_logs_follow_and_exec(sim_thread: SimThread, core: client.CoreV1
     assert piped.stdout == "through stdin\n", piped.stderr
     failed = kubectl(sim_thread, "exec", "kubectl-streams", "--", "sh", "-c", "exit 4")
     assert failed.returncode == 4 and "command terminated with exit code 4" in failed.stderr
+    released = kubectl(sim_thread, "exec", "kubectl-streams", "--", "touch", "/airflow/xcom/release")
+    assert released.returncode == 0, released.stderr
     followed = kubectl(sim_thread, "logs", "-f", "kubectl-streams")
     assert followed.returncode == 0 and followed.stdout == "one\ntwo\n", followed.stderr
     assert wait_phase(core, "kubectl-streams", ("Succeeded", "Failed")).status.phase == "Succeeded"
