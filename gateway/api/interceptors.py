@@ -22,6 +22,7 @@ from gateway.observability import metrics
 from gateway.observability.descriptors import Gauge, is_exhaustion
 
 log = logging.getLogger(__name__)
+_REQUEST_ID_DRAWS = random.Random()  # seeded from the system once; the `random` module's shared generator is left alone
 
 Handler = Callable[[Any, grpc.aio.ServicerContext], Any]
 Wrap = Callable[[Handler], Handler]
@@ -176,11 +177,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
 def _request_id(metadata: Any) -> str:
     """The caller's x-request-id when it is a sane token, else a fresh one: it ties the RPC's log lines together.
     A fresh one is 64 random bits as 16 hex digits, as before, but not from os.urandom (a system call on
-    every RPC): it correlates log lines and guards nothing."""
+    every RPC): it correlates log lines and guards nothing. Drawn from a generator of its own, not the `random`
+    module's shared one."""
     for key, value in metadata or ():
         if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 64 and value.isprintable():
             return value.replace(" ", "")
-    return f"{random.getrandbits(64):016x}"
+    return f"{_REQUEST_ID_DRAWS.getrandbits(64):016x}"
 
 
 def _code(context: grpc.aio.ServicerContext) -> str:

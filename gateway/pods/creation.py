@@ -46,6 +46,7 @@ PENDING_STORED_WITHIN = 1.0
 
 
 SUFFIX_LENGTH = 8
+_DRAWS = random.Random()  # seeded from the system once
 
 
 def new_suffix() -> str:
@@ -54,8 +55,9 @@ def new_suffix() -> str:
     The name only has to differ from other pods' (as Kubernetes' generateName, which draws from a
     non-cryptographic generator too), so the draw is `random`'s, seeded from the system at start:
     `secrets` asked the kernel on every pod, releasing the GIL, and under load the event loop then waited
-    for another thread (the store's writer) to hand it back."""
-    number, digits = random.randrange(len(SUFFIX_ALPHABET) ** SUFFIX_LENGTH), []
+    for another thread (the store's writer) to hand it back. The generator is the gateway's own, not the
+    `random` module's shared one, which tests and libraries seed and watch."""
+    number, digits = _DRAWS.randrange(len(SUFFIX_ALPHABET) ** SUFFIX_LENGTH), []
     for _ in range(SUFFIX_LENGTH):
         number, digit = divmod(number, len(SUFFIX_ALPHABET))
         digits.append(SUFFIX_ALPHABET[digit])
