@@ -29,6 +29,7 @@ from gateway.placement import quantity
 from gateway.placement.node_fit import RESOURCES, effective_requests
 from gateway.pods import pod_rules, pod_schema, status
 from gateway.pods.builder import build_pod, pod_name_of
+from gateway.pods.creation import new_suffix
 from gateway.pods.logs import parse_timestamp
 from tests.unit import test_policy_fuzz as fuzz
 
@@ -393,3 +394,11 @@ def _observed_pods(draw: st.DrawFn) -> dict[str, Any]:
 @given(pod=_observed_pods())
 def test_a_pods_view_is_what_the_reference_gives(pod: dict[str, Any]) -> None:
     assert status.interpret(pod) == _reference_interpret(pod)
+
+
+def test_a_name_suffix_leaves_the_shared_random_state_alone() -> None:
+    """Drawn from its own generator: the module's shared state, which hypothesis watches during a test's
+    data generation (a gateway served in the test's process draws names meanwhile), is not moved."""
+    before = random.getstate()
+    assert len({new_suffix() for _ in range(100)}) == 100
+    assert random.getstate() == before
