@@ -347,7 +347,8 @@ class Http2Stream:
         status = next((v for k, v in headers if k == b":status"), b"")
         if status.startswith(b"1"):
             return  # an informational answer (100 Continue): the real one follows
-        self.status = int(status or b"0") or 500
+        # A status that is not three digits is the server's fault, not a reason to fail the connection's reader.
+        self.status = int(status) if len(status) == 3 and status.isdigit() and status[:1] != b"0" else 502
         self.headers = [(k, v) for k, v in headers if not k.startswith(b":")]
         self._wake()
 
