@@ -5,7 +5,7 @@ Usage: [PYTHONPATH=<tree>] .venv/bin/python bench/pod_path.py [--calls N] [--rou
 The steps outside the store and the Kubernetes transport that `bench/dispatch.py throughput` runs per pod
 (issue 16): the SubmitPod conversion (strict JSON, depth, schema walk and the API server's rules), the
 gateway's own checks, Pod Security (an open gateway's baseline), the pod's needs as placement reads them
-(3-4 times a pod), the log line parse, a watch event's view and the pod name suffix. Each figure is the
+(3-4 times a pod), the body sent to the API server, the log line parse, a watch event's view and the pod name suffix. Each figure is the
 best of R rounds of N calls, in process CPU time (microseconds a call). Run it with `PYTHONPATH` set to
 each tree to compare them: only functions both trees have are called. Nothing is asserted.
 """
@@ -13,15 +13,20 @@ each tree to compare them: only functions both trees have are called. Nothing is
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+if __package__ in (None, ""):  # appended, not first: PYTHONPATH=<tree> decides which gateway is measured
+    sys.path.append(str(Path(__file__).resolve().parent.parent))
+
 from bench._pods import pod_request
 from gateway.api.convert_pods import pod_request_from_proto
 from gateway.placement.node_fit import pod_needs
 from gateway.pods import status
+from gateway.pods.builder import build_pod
 from gateway.pods.creation import new_suffix
 from gateway.pods.logs import parse_line
 from gateway.pods.validation import validate_request
@@ -42,6 +47,9 @@ def steps() -> dict[str, Callable[[], object]]:
         "gateway checks (validate_request)": lambda: validate_request(request),
         "Pod Security, baseline (check_pod)": lambda: check_pod(request.pod),
         "needs read by placement (pod_needs)": lambda: pod_needs(request.pod),
+        "the pod's body for the create (build_pod)": lambda: build_pod(
+            request, cluster="c1", gateway_id="gw", name_suffix="abcd1234"
+        ),
         "log line (parse_line)": lambda: parse_line("2026-12-05T05:30:01.123456789Z virtual line 1\n", "main"),
         "watch event's view (status.interpret)": lambda: status.interpret(RUNNING),
         "pod name suffix (new_suffix)": new_suffix,

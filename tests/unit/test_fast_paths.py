@@ -27,7 +27,7 @@ from gateway.domain import GPU_RESOURCE, PodPhase, PodRequest
 from gateway.errors import InvalidArgument
 from gateway.placement import quantity
 from gateway.placement.node_fit import RESOURCES, effective_requests
-from gateway.pods import pod_rules, pod_schema, status
+from gateway.pods import builder, pod_rules, pod_schema, status
 from gateway.pods.builder import build_pod, pod_name_of
 from gateway.pods.creation import new_suffix
 from gateway.pods.logs import parse_timestamp
@@ -402,3 +402,35 @@ def test_a_name_suffix_leaves_the_shared_random_state_alone() -> None:
     before = random.getstate()
     assert len({new_suffix() for _ in range(100)}) == 100
     assert random.getstate() == before
+
+
+# --- the pod body copied as JSON, not by deepcopy -----------------------------------------------------
+
+DECODED = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5)
+    | st.decimals(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=30,
+)  # fmt: skip
+
+
+def _containers(value: Any) -> list[Any]:
+    found = [value] if isinstance(value, dict | list) else []
+    for child in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+        found += _containers(child)
+    return found
+
+
+@SETTINGS
+@given(value=st.dictionaries(st.text(max_size=3), DECODED, max_size=4))
+def test_a_manifest_copy_equals_deepcopy_and_shares_no_container(value: dict[str, Any]) -> None:
+    copied = builder._copied(value)
+    assert copied == copy.deepcopy(value)
+    assert not {id(c) for c in _containers(copied)} & {id(c) for c in _containers(value)}
+
+
+def test_values_other_than_decoded_json_are_deep_copied() -> None:
+    inner = {"a": [1]}
+    value = {"t": (inner,), "s": {1, 2}}
+    copied = builder._copied(value)
+    assert copied == value and copied["t"][0] is not inner and copied["s"] is not value["s"]
