@@ -180,6 +180,7 @@ class ApiServer:
             injected = faults.injected_error()
             if injected is None and info is not None:
                 injected = faults.refused_create(info.verb, info.resource, info.subresource)
+                injected = injected or faults.failed_request(info.verb, _resource_label(info))
             if injected is not None:
                 raise injected
             if info is None:

@@ -198,6 +198,10 @@ class SimCluster:
         connection is dropped before the answer (see gateway/sim/faults.py)."""
         self.faults.lose_answers(verb, resource, count)
 
+    def fail_requests(self, verb: str, resource: str, count: int = 1) -> None:
+        """The next `count` requests `verb resource` (e.g. "delete", "pods") are answered 500, not carried out."""
+        self.faults.fail_requests(verb, resource, count)
+
     async def outage(self) -> None:
         """The API server goes away: its port refuses connections and open connections are cut."""
         if self._site is None or self.faults.outage:

@@ -56,6 +56,9 @@ class Faults:
     refuse_pods: str = ""
     rng: random.Random = field(default_factory=random.Random, repr=False)
     lost_answers: Counter[tuple[str, str]] = field(default_factory=Counter)  # (verb, resource) -> answers to lose
+    # (verb, resource) -> requests still to answer 500: a run of server errors for one kind of request, as an
+    # admission webhook timing out or etcd electing a leader gives, while every other request is served.
+    failed_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)
     log: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
 
@@ -89,6 +92,25 @@ class Faults:
             return False
         self.lost_answers[(verb, resource)] -= 1
         return True
+
+    def fail_requests(self, verb: str, resource: str, count: int = 1) -> None:
+        """The next `count` requests `verb` on `resource` (e.g. "delete", "pods") are answered 500, not carried
+        out. Adds to any already pending; count 0 clears them."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        if not verb or not resource:
+            raise ValueError("a failed request needs a verb and a resource, e.g. delete pods")
+        if count == 0:
+            self.failed_requests.pop((verb, resource), None)
+        else:
+            self.failed_requests[(verb, resource)] += count
+
+    def failed_request(self, verb: str, resource: str) -> SimError | None:
+        """The 500 this request is answered with when `fail_requests` asked for it (one fewer left)."""
+        if self.failed_requests.get((verb, resource), 0) <= 0:
+            return None
+        self.failed_requests[(verb, resource)] -= 1
+        return InternalError(f'an error on the server ("injected fault: {verb} {resource}") has prevented the request')
 
     def refused_create(self, verb: str, resource: str, subresource: str) -> SimError | None:
         if not self.refuse_pods or (verb, resource, subresource) != ("create", "pods", ""):

@@ -269,3 +269,19 @@ async def test_refuse_pods_answers_pod_creates_422_and_nothing_else(
     assert (await http.get("/api/v1/namespaces/default/pods")).status == 200
     world.clusters["faulty"].set_faults(refuse_pods="")
     assert (await http.post("/api/v1/namespaces/default/pods", json=POD)).status == 201
+
+
+async def test_failed_requests_are_answered_500_without_being_carried_out(
+    world: SimWorld, http: aiohttp.ClientSession
+) -> None:
+    cluster = world.clusters["faulty"]
+    assert (await http.post("/api/v1/namespaces/default/pods", json=POD)).status == 201
+    cluster.fail_requests("delete", "pods", 2)
+    answers = [(await http.delete("/api/v1/namespaces/default/pods/p")).status for _ in range(2)]
+    assert answers == [500, 500] and cluster.store.get("pods", "default", "p") is not None  # not carried out
+    assert (await http.get("/api/v1/namespaces/default/pods/p")).status == 200  # other verbs untouched
+    cluster.fail_requests("delete", "pods", 3)
+    cluster.fail_requests("delete", "pods", 0)  # clears
+    assert (await http.delete("/api/v1/namespaces/default/pods/p")).status == 200
+    with pytest.raises(ValueError, match="count"):
+        cluster.fail_requests("delete", "pods", -1)
