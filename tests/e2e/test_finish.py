@@ -125,3 +125,28 @@ async def test_delete_succeeded_pod_keeps_only_the_failed_pod(
     assert kept is not None and kept["status"]["phase"] == "Failed" and not kept["metadata"].get("deletionTimestamp")
     gone = sim_pod(world, "local-eu-cpu", names[ok.request_id])
     assert gone is None or gone["metadata"].get("deletionTimestamp")
+
+
+async def test_a_delete_failing_past_the_clients_retries_is_tried_again_until_the_pod_is_gone_and_the_request_closed(
+    world: SimWorld, stub: dispatch_pb2_grpc.DispatchServiceStub
+) -> None:
+    """Seven 500s in a row outlast the client's own retries (six attempts): before, the request stayed open
+    (its pod left for the garbage collector ten minutes on, its tenant's quota held until a restart)."""
+    cluster = world.clusters["local-eu-cpu"]
+    cluster.fail_requests("delete", "pods", 7)
+    request = pod_request("print('done')", request_id="finish-retry", regions=("eu-central-1",))
+    events = await run_to_end(stub, request)
+    assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    name = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="finish-retry"))).pod.name
+
+    async def closed() -> bool:
+        pod = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="finish-retry"))).pod
+        return pod.HasField("finish_time")
+
+    await eventually(closed, within=40)
+    assert sim_pod(world, "local-eu-cpu", name) is None or sim_pod(world, "local-eu-cpu", name)["metadata"].get(
+        "deletionTimestamp"
+    ), "the pod is deleted before the request is closed"
+    answers = [r.code for r in cluster.faults.log if (r.verb, r.resource, r.name) == ("delete", "pods", name)]
+    assert answers == [500] * 7 + [200], answers
+    assert cluster.faults.failed_requests.get(("delete", "pods"), 0) == 0
