@@ -76,14 +76,7 @@ class Faults:
     def lose_answers(self, verb: str, resource: str, count: int = 1) -> None:
         """The next `count` requests `verb` on `resource` (e.g. "create", "pods") are carried out, then their
         connection is dropped before the answer. Adds to any already pending; count 0 clears them."""
-        if count < 0:
-            raise ValueError(f"count must be >= 0, got {count!r}")
-        if not verb or not resource:
-            raise ValueError("a lost answer needs a verb and a resource, e.g. create pods")
-        if count == 0:
-            self.lost_answers.pop((verb, resource), None)
-        else:
-            self.lost_answers[(verb, resource)] += count
+        _add(self.lost_answers, "a lost answer", verb, resource, count)
 
     def take_lost_answer(self, verb: str, resource: str) -> bool:
         """True when this request's answer is to be lost (one fewer left)."""
@@ -96,14 +89,7 @@ class Faults:
     def fail_requests(self, verb: str, resource: str, count: int = 1) -> None:
         """The next `count` requests `verb` on `resource` (e.g. "delete", "pods") are answered 500, not carried
         out. Adds to any already pending; count 0 clears them."""
-        if count < 0:
-            raise ValueError(f"count must be >= 0, got {count!r}")
-        if not verb or not resource:
-            raise ValueError("a failed request needs a verb and a resource, e.g. delete pods")
-        if count == 0:
-            self.failed_requests.pop((verb, resource), None)
-        else:
-            self.failed_requests[(verb, resource)] += count
+        _add(self.failed_requests, "a failed request", verb, resource, count)
 
     def failed_request(self, verb: str, resource: str) -> SimError | None:
         """The 500 this request is answered with when `fail_requests` asked for it (one fewer left)."""
@@ -168,6 +154,18 @@ class Faults:
                 self.refuse_pods = str(value)
             else:
                 raise ValueError(f"unknown fault setting {key!r}: latency, error_rate, error_code, retry_after, refuse_pods")
+
+
+def _add(pending: Counter[tuple[str, str]], what: str, verb: str, resource: str, count: int) -> None:
+    """`count` more of a counted fault for `verb resource`; count 0 clears them."""
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count!r}")
+    if not verb or not resource:
+        raise ValueError(f"{what} needs a verb and a resource, e.g. delete pods")
+    if count == 0:
+        pending.pop((verb, resource), None)
+    else:
+        pending[(verb, resource)] += count
 
 
 async def hang() -> None:
