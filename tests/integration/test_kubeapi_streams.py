@@ -179,3 +179,54 @@ async def test_a_silent_followed_log_raises_stream_silent_after_its_inactivity_l
                     seen.append(line)
         assert seen == ["hello"]
         await api.delete_pod(NS, "quiet", grace_seconds=0)
+
+
+SIM_CODE = str(Path(__file__).resolve().parents[2] / "gateway" / "sim")
+
+
+def _holds(value: object, marker: str) -> bool:
+    if isinstance(value, bytes | bytearray):
+        return marker.encode() in value
+    if isinstance(value, str):
+        return marker in value
+    if isinstance(value, list | tuple):
+        return any(_holds(item, marker) for item in value)
+    return False
+
+
+def generators_holding(marker: str) -> list[str]:
+    """The gateway's suspended async generators (any level of the log path) whose frames still hold `marker`'s
+    line; the simulator's own, serving the log in this process, are not the gateway's memory."""
+    import gc
+    import types
+
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, types.AsyncGeneratorType) and obj.ag_frame is not None and SIM_CODE not in obj.ag_code.co_filename:
+            found += [f"{obj.ag_code.co_qualname}:{name}" for name, v in obj.ag_frame.f_locals.items() if _holds(v, marker)]
+    return found
+
+
+@BOTH_PROTOCOLS
+async def test_a_followed_log_gone_quiet_holds_nothing_of_its_last_line(api: ClusterClient) -> None:
+    """Thousands of followed logs are mostly silent, for hours; a line can be 16 KiB: no level of the log path
+    (the body's chunks, the line splitter's batches, the decoded lines) may keep the last one until the next."""
+    marker = "quiet-marker-"
+    script = f"import time\nprint({marker!r} + 'x' * 12000, flush=True)\ntime.sleep(30)"
+    await api.create_pod(NS, python_pod("quiet", script))
+    await wait_for(api, "quiet", {"Running"})
+    lines = api.stream_logs(NS, "quiet", follow=True, timestamps=True)
+    async with aclosing(lines):
+        async with asyncio.timeout(30):  # bounds a failure only
+            line = await anext(lines)
+        assert marker in line
+        del line
+        waiting = asyncio.create_task(anext(lines))  # the stream open and silent: every level waits for more
+        try:
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            assert generators_holding(marker) == []
+        finally:
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+    await api.delete_pod(NS, "quiet", grace_seconds=0)

@@ -34,6 +34,7 @@ class Http1Body:
         try:
             async for chunk in self._response.content.iter_any():
                 yield chunk
+                del chunk  # else held while the stream is quiet, maybe for hours (so below and in client.py)
         except TimeoutError as e:
             raise silent(self._cluster, self._call, self._inactivity) from e
         except aiohttp.ClientError as e:
@@ -53,6 +54,7 @@ class Http2Body:
         try:
             while chunk := await self._stream.read(self._inactivity):
                 yield chunk
+                del chunk
         except TimeoutError as e:
             raise silent(self._cluster, self._call, self._inactivity) from e
         except ConnectionError as e:

@@ -240,6 +240,8 @@ class ClusterClient:
             async for batch in batches:
                 for line in batch:
                     yield line
+                    del line  # a quiet log's frames hold nothing of its last line (nor below)
+                del batch
 
     async def stream_log_batches(
         self,
@@ -261,6 +263,7 @@ class ClusterClient:
         limits = aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.log_inactivity)
         async for lines in self._line_batches(request, limits, http2=True):
             yield [decode_log_line(line) for line in lines]
+            del lines
 
     async def watch_stream(
         self, resource: Resource, namespace: str | None = None, *, resource_version: str = "",
@@ -301,6 +304,8 @@ class ClusterClient:
             async for chunk in body.chunks():
                 if lines := list(splitter.feed(chunk)):
                     yield lines
+                    del lines
+                del chunk
             if (tail := splitter.rest()) is not None:
                 yield [tail]
         finally:
