@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from gateway import domain
 from gateway.clusters.kubeapi import errors as kube
 from gateway.clusters.kubeapi.retry import NOT_RETRIED_5XX, backoff_delay
+from gateway.credentials.base import CredentialError
 from gateway.observability import metrics
-from gateway.pods.cluster import PodCluster
+from gateway.pods.cluster import Clusters, PodCluster
 from gateway.pods.journal import Journal
 from gateway.pods.runstate import RunState
 from gateway.store.base import Store
@@ -52,6 +53,7 @@ def should_delete(action: domain.OnFinishAction, phase: domain.PodPhase) -> bool
 class Finisher:
     store: Store
     journal: Journal
+    clusters: Clusters | None = None  # asked again before each retried delete: the cluster may be gone since
 
     async def finish(self, state: RunState, result: domain.PodResult, cluster: PodCluster | None) -> None:
         """Result first (stored and journalled in one write, after the lines still buffered), then the
@@ -75,6 +77,10 @@ class Finisher:
         """Deletes the pod; False when the API server refused for good (the record then stays open)."""
         record, failures, started = state.record, 0, time.monotonic()
         while True:
+            if failures and self.clusters is not None and not self.clusters.serves(cluster):
+                log.warning("pod %s/%s not deleted: cluster %s was deregistered or replaced meanwhile; the request "
+                            "is closed", record.namespace, record.name, record.cluster)  # fmt: skip
+                return True
             try:
                 with contextlib.suppress(kube.NotFound):
                     await cluster.delete_pod(record.namespace, record.name, grace_seconds=DELETE_GRACE_SECONDS)
@@ -82,7 +88,7 @@ class Finisher:
                     log.info("deleted pod %s/%s on %s after %d failed attempt(s)", record.namespace, record.name,
                              record.cluster, failures)  # fmt: skip
                 return True
-            except kube.KubeError as e:
+            except (kube.KubeError, CredentialError) as e:
                 failures += 1
                 if not passing(e):
                     log.warning("could not delete pod %s/%s on %s: %s (retried on the next start; the garbage "
@@ -100,9 +106,12 @@ class Finisher:
                 await asyncio.sleep(delay)
 
 
-def passing(error: kube.KubeError) -> bool:
+def passing(error: kube.KubeError | CredentialError) -> bool:
     """An error that another attempt may not meet: the API server unreachable or throttling, a 5xx but 501,
-    this process short of descriptors."""
+    this process short of descriptors, credentials not to be had now (a token endpoint down; or the cluster
+    deregistered, which the next attempt sees)."""
+    if isinstance(error, CredentialError):
+        return True
     if isinstance(error, kube.ServerError):
         return error.status not in NOT_RETRIED_5XX
     return isinstance(error, (kube.ApiUnreachable, kube.TooManyRequests, kube.GatewayExhausted))

@@ -54,7 +54,7 @@ class Phases:
             clusters=clusters,
             creator=Creator(clusters, store, journal, settings, explanations),
             follower=Follower(clusters, store, journal, settings),
-            finisher=Finisher(store, journal),
+            finisher=Finisher(store, journal, clusters),
         )
 
 
@@ -96,6 +96,9 @@ class PodRunner:
             except (asyncio.CancelledError, LeaseLost):
                 raise
             except Exception as e:
+                if state.record.result is not None:  # stored already: never rewritten; the next start closes it
+                    log.exception("request %s: its finish action failed in the gateway", state.request_id)
+                    return
                 log.exception("request %s failed in the gateway", state.request_id)
                 message = f"{type(e).__name__}: the gateway log has details"
                 failed = domain.PodResult(phase=domain.PodPhase.FAILED, reason="GatewayError", message=message)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
+from gateway._proto.podgate.v1 import clusters_pb2, clusters_pb2_grpc, dispatch_pb2, dispatch_pb2_grpc
 from gateway.app import Gateway, start_gateway
 from gateway.settings import Settings
 from gateway.sim.cluster import SimWorld
@@ -150,3 +150,26 @@ async def test_a_delete_failing_past_the_clients_retries_is_tried_again_until_th
     answers = [r.code for r in cluster.faults.log if (r.verb, r.resource, r.name) == ("delete", "pods", name)]
     assert answers == [500] * 7 + [200], answers
     assert cluster.faults.failed_requests.get(("delete", "pods"), 0) == 0
+
+
+async def test_a_pod_whose_delete_keeps_failing_is_closed_with_its_result_when_its_cluster_is_deregistered(
+    world: SimWorld, stub: dispatch_pb2_grpc.DispatchServiceStub, cluster_stub: clusters_pb2_grpc.ClusterServiceStub
+) -> None:
+    """The finisher tries a failing delete again for minutes; a cluster deregistered meanwhile (its client
+    closed) ends that at once: the request is closed, its result as stored, not turned into a gateway error."""
+    cluster = world.clusters["local-eu-cpu"]
+    cluster.fail_requests("delete", "pods", 1000)
+    request = pod_request("print('done')", request_id="finish-dereg", regions=("eu-central-1",))
+    first = await run_to_end(stub, request)
+    assert result(first).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    await eventually(lambda: cluster.faults.failed_requests[("delete", "pods")] <= 1000 - 7, within=20)
+    await cluster_stub.DeregisterCluster(clusters_pb2.DeregisterClusterRequest(name="local-eu-cpu", force=True))
+
+    async def closed() -> dispatch_pb2.Pod | None:
+        pod = (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id="finish-dereg"))).pod
+        return pod if pod.HasField("finish_time") else None
+
+    pod = await eventually(closed, within=40)
+    assert pod.phase == dispatch_pb2.POD_PHASE_SUCCEEDED and pod.result == result(first)
+    replay = [r.event async for r in stub.WatchPod(dispatch_pb2.WatchPodRequest(request_id="finish-dereg"), timeout=10)]
+    assert sum(e.WhichOneof("event") == "result" for e in replay) == 1

@@ -7,6 +7,7 @@ import pytest
 
 from gateway.clusters.kubeapi import errors as kube
 from gateway.clusters.kubeapi.errors import error_for
+from gateway.credentials.base import CredentialError
 from gateway.pods.finishing import passing
 
 
@@ -39,7 +40,8 @@ def test_an_answer_is_tried_again_only_when_another_attempt_may_not_meet_it(stat
         (kube.StreamSilent("silent", cluster="c"), True),
         (kube.GatewayExhausted("out of descriptors", cluster="c"), True),
         (kube.KubeError("something else", cluster="c"), False),
+        (CredentialError("token endpoint down"), True),
     ],
 )
-def test_no_answer_at_all_is_tried_again(error: kube.KubeError, again: bool) -> None:
+def test_no_answer_at_all_is_tried_again(error: kube.KubeError | CredentialError, again: bool) -> None:
     assert passing(error) is again
