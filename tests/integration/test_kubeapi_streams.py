@@ -6,6 +6,8 @@ The log tests run on both protocols (`BOTH_PROTOCOLS`): HTTP/2 streams when the 
 from __future__ import annotations
 
 import asyncio
+import gc
+import types
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import datetime
@@ -197,9 +199,6 @@ def _holds(value: object, marker: str) -> bool:
 def generators_holding(marker: str) -> list[str]:
     """The gateway's suspended async generators (any level of the log path) whose frames still hold `marker`'s
     line; the simulator's own, serving the log in this process, are not the gateway's memory."""
-    import gc
-    import types
-
     found = []
     for obj in gc.get_objects():
         if isinstance(obj, types.AsyncGeneratorType) and obj.ag_frame is not None and SIM_CODE not in obj.ag_code.co_filename:
