@@ -48,6 +48,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench._cpucap import capped, throttled_seconds
 from bench._databases import Databases, databases
 from bench._measure import ALL_CLUSTERS, SETTLE_SECONDS, Submitted, call_all, deleted_pods, poll
 from bench._pods import XCOM, Observer, cluster_client, expected_lines, new_id, spec_request
@@ -105,6 +106,8 @@ class Run:
     leases_lost: int  # times a replica stopped following its requests (its gateway.log)
     load: float
     on_owner: list[bool]  # per delay (in order of Results.delays): was the result watched on the replica that wrote it
+    throttled: float = 0.0  # seconds the replicas were held back by --replica-cores over the run (summed)
+    cap: float = 0.0  # --replica-cores, 0 when not capped
 
     def per_pod_ms(self, *keys: str) -> float:
         return 1000 * sum(self.cpu[k] for k in keys) / max(self.submitted.accepted, 1)
@@ -120,6 +123,10 @@ class Run:
     @property
     def pod_rate(self) -> float:
         return self.results.ok / self.results_wall
+
+    @property
+    def per_replica_cores(self) -> float:
+        return sum(self.cpu[k] for k in self.replicas) / self.cpu_wall / len(self.replicas)
 
     def delays(self, *, on_owner: bool | None = None) -> list[float]:
         """Result time -> caller, for every watcher, or those on (True) or not on (False) the result's writer."""
@@ -217,7 +224,9 @@ async def measure(
     tmp: Path, config: Configuration, url: str | None, dbs: Databases | None, args: argparse.Namespace
 ) -> Run:
     env = {"PODGATE_DATABASE_LEASE_SECONDS": f"{args.lease:g}"} if args.lease else {}
-    async with stack_for(tmp, config, url, env) as stack, observers(stack) as watching:
+    async with stack_for(tmp, config, url, env) as stack, observers(stack) as watching, AsyncExitStack() as caps:
+        if args.replica_cores:
+            caps.enter_context(capped([g.pid for g in stack.gateways], args.replica_cores))
         spec = ChannelSpec(address=",".join(g.address for g in stack.gateways))
         async with GatewayClient(spec, deadline=300) as client, AsyncExitStack() as pinned:
             watch_on = [  # which replica wrote each result is asked afterwards (result_writers)
@@ -238,6 +247,7 @@ async def measure(
             idle = await idle_cpu(stack)
             await stack.sim.reset(*ALL_CLUSTERS)
             before = cpu_now(stack, dbs)
+            throttled = sum(throttled_seconds(g.pid) for g in stack.gateways) if args.replica_cores else 0.0
             clock = Stopwatch()
             submitted = await call_all(submit, args.pods, args.callers)
             await wait_results(follows, args.timeout, results)
@@ -249,6 +259,8 @@ async def measure(
             await poll(all_deleted, every=0.2, within=120)
             cpu_wall = clock.elapsed
             after = cpu_now(stack, dbs)
+            if args.replica_cores:
+                throttled = sum(throttled_seconds(g.pid) for g in stack.gateways) - throttled
             creates = sum([(await stack.sim.counts(c))[("create", "pods")] for c in ALL_CLUSTERS])
             pods_seen, doubled = pods_created(watching, [r.request_id for r in requests])
             watched = {r.request_id: watcher_of(i, len(watch_on)) for i, r in enumerate(requests)}
@@ -268,6 +280,8 @@ async def measure(
         leases_lost=sum(g.log_path.read_text().count(LEASE_LOST) for g in stack.gateways),
         load=os.getloadavg()[0],
         on_owner=[writers.get(rid, 0) == watched[rid] for rid in results.delays],
+        throttled=throttled,
+        cap=args.replica_cores or 0.0,
     )
 
 
@@ -331,6 +345,11 @@ def report(run: Run, round_no: int) -> None:
         f"core with no pod ({1000 * run.idle * run.cpu_wall / max(run.submitted.accepted, 1):.2f} ms per pod of the figure above)",
         flush=True,
     )
+    if run.throttled:
+        print(
+            f"  capped at {run.cap:g} core a replica: held back by the cap {run.throttled / len(run.replicas):.1f} s of "
+            f"{run.cpu_wall:.1f} s each (on average); each used {run.per_replica_cores:.2f} core"
+        )
 
 
 def spread(delays: list[float]) -> str:
@@ -371,6 +390,7 @@ def summarise(runs: list[Run], args: argparse.Namespace) -> None:
     print(
         f"  reproduce: .venv/bin/python bench/replicas.py --pods {args.pods} --callers {args.callers} --rounds {args.rounds}"
         + (f" --lease {args.lease:g}" if args.lease else "")
+        + (f" --replica-cores {args.replica_cores:g}" if args.replica_cores else "")
         + f" {' '.join(c.name for c in args.configurations)}"
     )
 
@@ -411,6 +431,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lease", type=float, help="database.lease_seconds of the replicas (default: the gateway's)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds after the last submit to wait for results")
     parser.add_argument("--keep", action="store_true", help="keep the state directories (logs, SQLite database)")
+    parser.add_argument(
+        "--replica-cores",
+        type=float,
+        help="cap each replica at this share of a core (cgroup CPU quota, needs root): every replica a fixed-size "
+        "machine, so 2 replicas against 1 shows scaling on a machine whose cores the other processes share",
+    )
     args = parser.parse_args(argv)
     args.configurations = args.configurations or [configuration(c) for c in ("sqlite", "pg1", "pg2")]
     return args
