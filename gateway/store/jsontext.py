@@ -4,8 +4,9 @@ SQLAlchemy's JSON type encodes each value with `json.dumps` when it binds it (in
 every write) and decodes every JSON column of every row read back. bench/store.py and the gateway's
 py-spy profiles put that at a few percent of the gateway's CPU (bench/README.md, issue 16). Here:
 - `dumps` gives what `json.dumps(to_data(value))` gave, as data (whitespace, escaping of non-ASCII and the
-  spelling of floats aside), 5-12x faster: orjson, with `to_data` for what it does not know (dataclasses,
-  datetimes made UTC, Decimal, sets) and the standard library for what orjson refuses (an integer past 64
+  spelling of floats aside), 5-12x faster: orjson, with `codec.fields_of` for what it does not know (a
+  dataclass as its fields, which orjson walks on, so a manifest is walked in C; datetimes made UTC, Decimal,
+  sets as `to_data` gives them) and the standard library for what orjson refuses (an integer past 64
   bits, a non-string key). A non-finite float, which strict JSON and PostgreSQL's json refuse and which
   nothing in the gateway produces, is written as null where `json.dumps` wrote NaN.
 - `Encoded` marks text already encoded: the engines' serializer (`serialize`) binds it as is, so a record's
@@ -21,9 +22,9 @@ from typing import Any
 
 import orjson
 
-from gateway.store.codec import to_data
+from gateway.store.codec import fields_of, to_data
 
-_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME  # both through to_data
+_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME  # both through codec.fields_of
 
 
 class Encoded(str):
@@ -35,7 +36,7 @@ class Encoded(str):
 def dumps(value: object) -> Encoded:
     """`value` (domain values, or JSON data) as JSON text: what `json.dumps(to_data(value))` gives, as data."""
     try:
-        return Encoded(orjson.dumps(value, default=to_data, option=_OPTIONS).decode())
+        return Encoded(orjson.dumps(value, default=fields_of, option=_OPTIONS).decode())
     except TypeError:  # an integer past 64 bits or a non-string key (orjson's refusals); to_data's own errors
         return Encoded(json.dumps(to_data(value)))
 

@@ -15,9 +15,6 @@ from gateway.store.codec import (
     decode_decision,
     decode_pod_request,
     decode_result,
-    encode_decision,
-    encode_pod_request,
-    encode_result,
 )
 from gateway.store.jsontext import Encoded, dumps, loads
 from gateway.store.schema import naive_utc
@@ -43,9 +40,9 @@ def record_values(record: PodRecord, now: datetime) -> dict[str, Any]:
         "created_at": record.created_at or now,
         "updated_at": now,
         "finished_at": record.finished_at,
-        "request": dumps(encode_pod_request(record.request)),
-        "decision": dumps(encode_decision(record.decision)),
-        "result": dumps(encode_result(record.result)),
+        "request": dumps(record.request),
+        "decision": dumps(record.decision),
+        "result": dumps(record.result),
         "last_seq": record.last_seq,
         "reattach_deadline": record.reattach_deadline,
         "cancel_requested_at": record.cancel_requested_at,

@@ -20,7 +20,7 @@ from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhas
 from gateway.errors import AlreadyExists, NotFound
 from gateway.store import direct, lease, quota, replicas, statements
 from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost, TenantAdmission
-from gateway.store.codec import decode_cluster, encode_cluster, encode_decision, encode_result
+from gateway.store.codec import decode_cluster, encode_cluster
 from gateway.store.engine import DEFAULT_PATH, IDLE_TRANSACTION_SECONDS, Engines, open_engines, sqlite_url
 from gateway.store.jsontext import Encoded, dumps
 from gateway.store.rows import (
@@ -310,7 +310,7 @@ class SqlStore:
             "region": region or None,
             "namespace": namespace or None,
             "name": name or None,
-            "decision": dumps(encode_decision(decision)),
+            "decision": dumps(decision),
         }
         if phase is not None:
             values["phase"] = phase.value
@@ -326,7 +326,7 @@ class SqlStore:
     async def record_result(
         self, request_id: str, result: PodResult, *, events: Sequence[JournalEvent] = ()
     ) -> PodRecord:
-        values = {"result": dumps(encode_result(result)), "phase": result.phase.value}
+        values = {"result": dumps(result), "phase": result.phase.value}
         self._remember(request_id, values, result=result)
         return await self._update(request_id, values, events=events)
 
