@@ -136,6 +136,7 @@ class PostgresGroupWriter:
             lane.ready.set()
         await asyncio.shield(asyncio.gather(*(lane.task for lane in self._lanes if lane.task is not None)))
         await self.engine.dispose()
+        self.stats.report()
 
     async def _drain(self, lane: Lane) -> None:
         running: list[Pending] = []

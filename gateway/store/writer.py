@@ -51,6 +51,14 @@ class WriterStats:
     transactions: int = 0
     retries: int = 0
 
+    def report(self) -> None:
+        """Logged when the writer closes: how well writes were grouped (bench/README.md reads it)."""
+        if self.operations:
+            log.info(
+                "store: %d writes in %d transactions (%.1f a transaction), %d batches run again",
+                self.operations, self.transactions, self.operations / max(1, self.transactions), self.retries,
+            )  # fmt: skip
+
 
 class Writer(Protocol):
     stats: WriterStats
@@ -221,6 +229,7 @@ class GroupCommitWriter:
         if self._lane.task is not None:
             await asyncio.shield(self._lane.task)
         await self._shutdown()
+        self.stats.report()
 
     async def _drain(self) -> None:
         try:
