@@ -5,10 +5,11 @@ hand-offs, not disk: WAL with synchronous=NORMAL does not fsync at commit). One 
 capped the gateway at a few hundred writes/s, and callers queued for the single pooled connection until
 SQLAlchemy's pool timeout failed them. Here a write is an *operation* — a function of a synchronous
 `Connection` — with a future. The writer takes every queued operation (up to `MAX_BATCH`), runs them
-in one transaction in its own thread (one hand-off per batch, not several per statement), each under a
-SAVEPOINT so that a failing operation fails only its own caller, commits, then resolves the futures: a
-caller's write is durable when its await returns. Nothing times out because the queue is long; a
-database locked by another process is retried with backoff.
+in one transaction in its own thread (one hand-off per batch, not several per statement), commits, then
+resolves the futures: a caller's write is durable when its await returns. A failing operation fails only
+its own caller: the batch in which one raised is rolled back and run again with a SAVEPOINT per
+operation. Nothing times out because the queue is long; a database locked by another process is retried
+with backoff.
 
 `DirectWriter` runs the same operations one transaction per call, for databases with real concurrent
 writers (Postgres).
@@ -248,11 +249,10 @@ class GroupCommitWriter:
     async def _commit(self, batch: list[Pending]) -> None:
         operations = [p.operation for p in batch]
         attempt = 0
+        savepoints = False
         while True:
             try:
-                outcomes = await self._in_thread(self._transaction, operations)
-                self.stats.transactions += 1
-                self.stats.operations += len(batch)
+                outcomes = await self._in_thread(self._transaction, operations, savepoints)
             except Exception as e:  # the transaction as a whole failed, not one operation
                 if is_locked(e):
                     attempt += 1
@@ -263,6 +263,13 @@ class GroupCommitWriter:
                     continue
                 log.error("store: a write transaction of %d operations failed: %s", len(batch), e)
                 outcomes = [Outcome(error=e)] * len(batch)
+            else:
+                if outcomes is None:  # an operation raised: rolled back, run again with SAVEPOINTs
+                    savepoints = True
+                    self.stats.retries += 1
+                    continue
+                self.stats.transactions += 1
+                self.stats.operations += len(batch)
             break
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.future.done():
@@ -293,27 +300,35 @@ class GroupCommitWriter:
             with self._connection.begin():
                 prepare(self._connection)
 
-    def _transaction(self, operations: list[Operation[Any]]) -> list[Outcome]:
-        """One transaction, each operation under its own SAVEPOINT. The savepoints go straight to the
-        sqlite3 connection: through SQLAlchemy's `begin_nested()` they took a third of the batch's time."""
+    def _transaction(self, operations: list[Operation[Any]], savepoints: bool) -> list[Outcome] | None:
+        """One transaction. Without `savepoints` the operations run plainly and the first that raises rolls
+        the transaction back (None: the batch runs again with them); with, each runs under its own SAVEPOINT
+        and one that raises is rolled back to it alone. The savepoints go straight to the sqlite3 connection:
+        through SQLAlchemy's `begin_nested()` they took a third of the batch's time, and even so two
+        statements a write, paid now only by a batch in which a write fails (as on PostgreSQL, pgwriter.py)."""
         conn = self._connection
         assert conn is not None
         raw = conn.connection.dbapi_connection
         assert raw is not None
         outcomes: list[Outcome] = []
-        with conn.begin():
+        with conn.begin() as transaction:
             for operation in operations:
-                raw.execute("SAVEPOINT podgate_op")
+                if savepoints:
+                    raw.execute("SAVEPOINT podgate_op")
                 try:
                     value = operation(conn)
                 except Exception as e:
                     if is_locked(e):
                         raise  # the whole batch is rolled back and retried
+                    if not savepoints:
+                        transaction.rollback()
+                        return None
                     raw.execute("ROLLBACK TO SAVEPOINT podgate_op")
                     outcomes.append(Outcome(error=e))
                 else:
                     outcomes.append(Outcome(value=value))
-                raw.execute("RELEASE SAVEPOINT podgate_op")
+                if savepoints:
+                    raw.execute("RELEASE SAVEPOINT podgate_op")
         return outcomes
 
     def _disconnect(self) -> None:

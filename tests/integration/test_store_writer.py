@@ -103,11 +103,12 @@ async def test_a_failing_operation_fails_only_its_own_caller(writer: GroupCommit
     ops = [insert(1), half_then_fail, insert(3), insert(1, "duplicate key"), insert(4)]
     calls = [asyncio.create_task(writer.run(op)) for op in ops]
     await asyncio.sleep(0)
-    before = writer.stats.transactions
+    before, retries = writer.stats.transactions, writer.stats.retries
     gate.opened.set()
     outcomes = await asyncio.gather(*calls, return_exceptions=True)
     assert await held == "gate"
     assert writer.stats.transactions == before + 2  # the gate's, then the five together
+    assert writer.stats.retries == retries + 1  # run plainly, rolled back at the first failure, run with SAVEPOINTs
     assert outcomes[0::2] == [1, 3, 4]
     assert isinstance(outcomes[1], ValueError)
     assert "UNIQUE constraint failed" in str(outcomes[3])
