@@ -63,6 +63,7 @@ from gateway.store.writer import (
     backoff,
     connect,
     lost_connection,
+    settle,
 )
 
 log = logging.getLogger(__name__)
@@ -205,15 +206,8 @@ class PostgresGroupWriter:
                 savepoints = True
                 self.stats.retries += 1
                 continue
-            self.stats.transactions += 1
-            self.stats.operations += len(batch)
-            for pending, outcome in zip(batch, outcomes, strict=True):
-                if pending.future.done():
-                    continue
-                if outcome.error is not None:
-                    pending.future.set_exception(outcome.error)
-                else:
-                    pending.future.set_result(outcome.value)
+            self.stats.committed(len(batch))
+            settle(batch, outcomes)
             return
 
     async def _transaction(self, operations: list[Operation[Any]], *, savepoints: bool) -> list[Outcome] | None:

@@ -52,6 +52,10 @@ class WriterStats:
     transactions: int = 0
     retries: int = 0
 
+    def committed(self, operations: int) -> None:
+        self.transactions += 1
+        self.operations += operations
+
     def report(self) -> None:
         """Logged when the writer closes: how well writes were grouped (bench/README.md reads it)."""
         if self.operations:
@@ -166,6 +170,17 @@ class Outcome:
     error: Exception | None = None
 
 
+def settle(batch: list[Pending], outcomes: list[Outcome]) -> None:
+    """Hands each caller its operation's outcome, once its batch committed (a caller gone meanwhile is skipped)."""
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        if pending.future.done():
+            continue
+        if outcome.error is not None:
+            pending.future.set_exception(outcome.error)
+        else:
+            pending.future.set_result(outcome.value)
+
+
 class Lane:
     """A queue of writes and the task committing them in batches (each group writer has one or more)."""
 
@@ -268,16 +283,9 @@ class GroupCommitWriter:
                     savepoints = True
                     self.stats.retries += 1
                     continue
-                self.stats.transactions += 1
-                self.stats.operations += len(batch)
+                self.stats.committed(len(batch))
             break
-        for pending, outcome in zip(batch, outcomes, strict=True):
-            if pending.future.done():
-                continue
-            if outcome.error is not None:
-                pending.future.set_exception(outcome.error)
-            else:
-                pending.future.set_result(outcome.value)
+        settle(batch, outcomes)
 
     def _fail_queued(self) -> None:
         """Only when the writer task is cancelled (close() drains instead)."""
@@ -372,8 +380,7 @@ class DirectWriter:
                 with lost_as_unavailable():
                     async with conn.begin():
                         value = await conn.run_sync(operation)
-                self.stats.operations += 1
-                self.stats.transactions += 1
+                self.stats.committed(1)
                 return value
             finally:
                 await conn.close()
