@@ -16,7 +16,7 @@ from typing import Any
 
 import jwt
 
-from gateway.sim.errors import NotFound, Unauthorized
+from gateway.sim.errors import Unauthorized
 from gateway.sim.store import ObjectStore
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -160,8 +160,7 @@ class Authenticator:
 
     def _alive(self, resource: str, namespace: str, ref: Mapping[str, Any]) -> bool:
         """The object a token is bound to still exists with the same uid (deleting it revokes the token)."""
-        try:
-            obj = self._store.get(resource, namespace, ref.get("name", ""))
-        except NotFound:
+        obj = self._store.peek(resource, namespace, ref.get("name", ""))
+        if obj is None:
             return False
         return bool(obj["metadata"].get("uid") == ref.get("uid") and not obj["metadata"].get("deletionTimestamp"))

@@ -44,7 +44,7 @@ class EventRecorder:
                 del self._names[key]
         name = f"{meta.get('name', 'unknown')}.{time.time_ns():x}"
         self._store.create(
-            "events", self._event(involved, namespace, name, kind, reason, message, field_path, host, at)
+            "events", self._event(involved, namespace, name, kind, reason, message, field_path, host, at), adopt=True
         )
         self._names[key] = (namespace, name)
         if len(self._names) > _KEPT_KEYS:

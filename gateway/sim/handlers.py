@@ -89,9 +89,7 @@ def _admit_pod(store: ObjectStore, pod: Obj) -> None:
 def create(store: ObjectStore, info: RequestInfo, body: Any, request: web.Request) -> tuple[int, Obj]:
     obj = check_body(info.resource, body, info.namespace, None)
     if info.namespace and info.resource != "namespaces":
-        namespace = (
-            store.get("namespaces", "", info.namespace) if store.exists("namespaces", "", info.namespace) else None
-        )
+        namespace = store.peek("namespaces", "", info.namespace)
         if namespace is None:
             raise NotFound("namespaces", info.namespace)
         if namespace["metadata"].get("deletionTimestamp"):
@@ -192,7 +190,7 @@ def _check_preconditions(info: RequestInfo, current: Obj, preconditions: Obj) ->
 
 def delete(store: ObjectStore, info: RequestInfo, body: Any, request: web.Request) -> tuple[int, Obj]:
     grace, preconditions = _delete_options(body, request)
-    current = store.get(info.resource, _key_namespace(info), info.name)
+    current = store.stored(info.resource, _key_namespace(info), info.name)  # read only
     _check_preconditions(info, current, preconditions)
     if _dry_run(request):
         return 200, current

@@ -3,14 +3,13 @@
 One object serves every node of a cluster (each node keeps its own runtime, pod IP range and failure
 state). It follows pods through the store's in-process subscription, never by polling; each pod is run
 by a runner of its node's runtime (`runtime/process_pod.py`, `runtime/virtual.py`) and its status is
-written back through `ObjectStore.mutate`. It serves what the API server delegates: `logs()` for
+written back through `ObjectStore.set_status`. It serves what the API server delegates: `logs()` for
 `pods/log` and `exec()` for `pods/exec`, and takes node failures from the faults (`fail_node`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import time
@@ -50,10 +49,6 @@ class _Runner(Protocol):
     def fail(self, reason: str, message: str, grace: float) -> None: ...
 
     async def exec(self, container: str, command: list[str], *, stdin: bool, tty: bool) -> ExecProcess: ...
-
-
-class _StalePod(Exception):
-    """The stored pod is another one with the same name (a status write must not touch it)."""
 
 
 class Kubelet:
@@ -201,15 +196,11 @@ class Kubelet:
     # --- services for the runners (see runtime/services.py) ---------------------------------------
 
     def publish(self, state: PodState) -> bool:
-        def write(pod: Obj) -> None:
-            if pod["metadata"].get("uid") != state.uid:
-                raise _StalePod
-            pod["status"] = state.render(pod.get("status") or {}, self.now())
-
-        try:
-            self._store.mutate("pods", state.namespace, state.name, write)
-        except (NotFound, _StalePod):
+        """Writes the pod's status; False when the pod is gone (or another one of the same name is stored)."""
+        pod = self._store.peek("pods", state.namespace, state.name)
+        if pod is None or pod["metadata"].get("uid") != state.uid:
             return False
+        self._store.set_status("pods", state.namespace, state.name, state.render(pod.get("status") or {}, self.now()))
         return True
 
     def event(self, state: PodState, kind: str, reason: str, message: str, field_path: str = "") -> None:
@@ -217,10 +208,7 @@ class Kubelet:
         self._events.record(involved, kind, reason, message, field_path=field_path, host=state.node)
 
     def lookup(self, resource: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-        try:
-            return self._store.get(resource, namespace, name)
-        except NotFound:
-            return None
+        return self._store.peek(resource, namespace, name)
 
     def now(self) -> str:
         return now(self._clock)
@@ -239,14 +227,13 @@ class Kubelet:
 
     def finished(self, state: PodState) -> None:
         """A runner stopped everything: a terminating pod can now go (the store may have removed it already)."""
-        with contextlib.suppress(NotFound):
-            pod = self._store.get("pods", state.namespace, state.name)
-            if pod["metadata"].get("uid") == state.uid and pod["metadata"].get("deletionTimestamp"):
-                self._store.finalize_delete("pods", state.namespace, state.name)
+        pod = self._store.peek("pods", state.namespace, state.name)
+        if pod is not None and pod["metadata"].get("uid") == state.uid and pod["metadata"].get("deletionTimestamp"):
+            self._store.finalize_delete("pods", state.namespace, state.name)
 
     # --- pods/log and pods/exec ----------------------------------------------------------------------
 
-    async def logs(
+    def logs(
         self,
         namespace: str,
         pod: str,
@@ -260,16 +247,15 @@ class Kubelet:
         limit_bytes: int | None = None,
         previous: bool = False,
     ) -> AsyncIterator[bytes]:
-        """The container's log as the kubelet serves it; BadRequest for a container with no log yet."""
+        """The container's log as the kubelet serves it; BadRequest, raised here and not at the first chunk,
+        for a container with no log yet (the API server can still answer it as a Status)."""
         output = self._container_log(namespace, pod, container, previous)
         since = None
         if since_time is not None:
             since = int(since_time.timestamp() * 1_000_000) * 1000
         elif since_seconds is not None:
             since = time.time_ns() - since_seconds * 1_000_000_000
-        options = LogOptions(follow, timestamps, since, tail_lines, limit_bytes)
-        async for chunk in output.read(options):
-            yield chunk
+        return output.read(LogOptions(follow, timestamps, since, tail_lines, limit_bytes))
 
     def _container_log(self, namespace: str, pod: str, container: str, previous: bool) -> ContainerLog:
         output = self.log_store.get(namespace, pod, container, previous)

@@ -9,7 +9,10 @@ Mutations are synchronous (the simulator runs on one event loop, so each is atom
 - `create`, `get`, `list`, `update`, `mutate`, `delete`, `finalize_delete`: see each method. `get` and
   `list` return deep copies the caller may change; pass them back through `update` or change objects
   through `mutate(resource, ns, name, fn)`, which applies `fn` to a copy and stores it atomically (and
-  returns the stored version, read-only). `peek` returns the stored version without copying (read-only).
+  returns the stored version, read-only). `peek` returns the stored version without copying (read-only),
+  `stored` the same or NotFound. `set_status(resource, ns, name, status)` stores a new version whose status
+  is `status` and whose other parts are the current version's own (shared, not copied: what the kubelet
+  writes several times per pod).
 - Deletion follows Kubernetes: an object with finalizers gets `deletionTimestamp` and stays until its
   finalizers are emptied (by `update`/`mutate`). A pod that is bound to a node and not terminal, deleted
   with a grace period > 0, gets `deletionTimestamp` + `deletionGracePeriodSeconds` (MODIFIED); the
@@ -267,9 +270,21 @@ class ObjectStore:
         fn(new)
         return self._replace(resource, current, new, adopt=True)
 
+    def set_status(self, resource: str, namespace: str, name: str, status: Obj) -> Obj:
+        """Stores a new version with `status` (handed over: not copied) and everything else shared with the
+        current version, which nobody changes in place. NotFound when absent. Returns the stored version:
+        read-only."""
+        current = self._current(resource, namespace, name)
+        new = {**current, "metadata": dict(current["metadata"]), "status": status}
+        return self._replace(resource, current, new, adopt=True)
+
     def peek(self, resource: str, namespace: str, name: str) -> Obj | None:
         """The stored version itself, or None: read-only, for controllers that only look (no copy made)."""
         return self._objects.get(resource, {}).get((namespace, name))
+
+    def stored(self, resource: str, namespace: str, name: str) -> Obj:
+        """The stored version itself (read-only: no copy made), or NotFound."""
+        return self._current(resource, namespace, name)
 
     def delete(self, resource: str, namespace: str, name: str, grace_seconds: int | None = None) -> Obj:
         """Deletes, or starts a graceful deletion (see the module docstring). Returns the object as it
@@ -387,8 +402,7 @@ class ObjectStore:
         meta = obj["metadata"]
         key = ("" if resource in CLUSTER_SCOPED else meta.get("namespace", ""), meta["name"])
         del self._objects[resource][key]
-        gone: Obj = copy_obj(obj)
-        gone["metadata"]["resourceVersion"] = self._next_rv()
+        gone: Obj = {**obj, "metadata": {**obj["metadata"], "resourceVersion": self._next_rv()}}  # the rest shared
         self._emit(resource, "DELETED", gone, obj)
 
     def _emit(self, resource: str, type_: str, new: Obj, old: Obj | None) -> None:
@@ -423,7 +437,9 @@ class ObjectStore:
 
 def _spec_changed(old: Obj, new: Obj) -> bool:
     ignored = ("metadata", "status", "resourceVersion")
-    return any(old.get(k) != new.get(k) for k in set(old) | set(new) if k not in ignored)
+    return any(
+        (a := old.get(k)) is not (b := new.get(k)) and a != b for k in set(old) | set(new) if k not in ignored
+    )
 
 
 def _parse_rv(text: str) -> int:

@@ -2,7 +2,8 @@
 
 The kubelet (sim-node's `gateway.sim.kubelet.Kubelet`) provides the process side through the
 `KubeletStreams` protocol below; it raises `gateway.sim.errors` errors (BadRequest for a container that
-is not running, NotFound...) which reach the client as Kubernetes Status bodies.
+is not running, NotFound...) which reach the client as Kubernetes Status bodies: `logs` raises them when
+called, before the answer's headers go out, so a quiet log's headers need not wait for its first line.
 
 Exec speaks the WebSocket channel protocols `v5.channel.k8s.io` and `v4.channel.k8s.io` (and the older
 unversioned ones): binary frames whose first byte is the channel — 0 stdin, 1 stdout, 2 stderr,
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,7 +28,6 @@ from gateway.sim.store import ObjectStore
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
-_FIRST_CHUNK_WAIT = 0.3
 _REAP_SECONDS = 2.0  # a killed command's output ends at once, unless something it started holds the pipes
 
 
@@ -59,7 +59,7 @@ class KubeletStreams(Protocol):
         tail_lines: int | None,
         limit_bytes: int | None,
         previous: bool,
-    ) -> AsyncIterator[bytes]: ...
+    ) -> AsyncGenerator[bytes, None]: ...
 
     async def exec(
         self, namespace: str, pod: str, container: str, command: list[str], stdin: bool, tty: bool
@@ -121,12 +121,12 @@ async def serve_logs(
     name: str,
     silence: LogSilence | None = None,
 ) -> web.StreamResponse:
-    pod = store.get("pods", namespace, name)
+    pod = store.stored("pods", namespace, name)
     query = request.query
     container = choose_container(pod, query.get("container"))
     if kubelet is None:
         raise _no_kubelet(pod, container)
-    chunks = kubelet.logs(
+    chunks = kubelet.logs(  # errors (container not started, no previous instance) raised here, answered as a Status
         namespace,
         name,
         container,
@@ -138,42 +138,19 @@ async def serve_logs(
         limit_bytes=_optional_int(query, "limitBytes"),
         previous=_truthy(query.get("previous")),
     )
-    first = asyncio.ensure_future(anext(chunks, b""))
     try:
-        # Errors (container not started, no previous instance) surface on the first chunk: wait a moment for
-        # it so they can still be sent as a Status; then send headers anyway so a quiet pod does not block.
-        await asyncio.wait({first}, timeout=_FIRST_CHUNK_WAIT)
-        if first.done():
-            first.result()
         response = web.StreamResponse(headers={"Content-Type": "text/plain"})
         response.enable_chunked_encoding()
         with client_may_leave():
             await response.prepare(request)
-            chunk = await first
-            if chunk:
+            async for chunk in chunks:
                 await _write(response, chunk, silence)
-                async for chunk in chunks:
-                    await _write(response, chunk, silence)
             if silence is not None:
                 await silence.check()
             await response.write_eof()
         return response
     finally:
-        await _settle(first)
-        aclose = getattr(chunks, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-
-async def _settle(first: asyncio.Future[bytes]) -> None:
-    """Ends the read of the first chunk however the handler ends: cancelled while it runs, its error taken
-    when it failed. A client that leaves as that read fails (a container with no previous instance) would
-    otherwise leave asyncio's ERROR "Task exception was never retrieved", with a traceback, in the log."""
-    if not first.done():
-        first.cancel()
-        await asyncio.wait({first})
-    if not first.cancelled():
-        first.exception()
+        await chunks.aclose()
 
 
 async def _write(response: web.StreamResponse, chunk: bytes, silence: LogSilence | None) -> None:
@@ -197,7 +174,7 @@ def exit_status(code: int, command: list[str]) -> dict[str, Any]:
 async def serve_exec(
     request: web.Request, store: ObjectStore, kubelet: KubeletStreams | None, namespace: str, name: str
 ) -> web.StreamResponse:
-    pod = store.get("pods", namespace, name)
+    pod = store.stored("pods", namespace, name)
     query = request.query
     command = query.getall("command", [])
     if not command:

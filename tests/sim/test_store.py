@@ -125,3 +125,28 @@ def test_subscribers_see_old_and_new() -> None:
     unsubscribe()
     store.delete("pods", "default", "a")
     assert seen == [("ADDED", None), ("MODIFIED", a["metadata"]["resourceVersion"])]
+
+
+async def test_a_status_write_keeps_every_version_as_it_was() -> None:
+    """set_status shares the unchanged parts between versions: no version, as a watcher or a later reader saw
+    it, changes afterwards, and a terminating pod whose status becomes terminal goes at once."""
+    store = ObjectStore()
+    created = store.create("pods", pod("a", app="x"))
+    watch = store.watch("pods", "default", created["metadata"]["resourceVersion"])
+    bound = store.mutate("pods", "default", "a", lambda o: o["spec"].update(nodeName="n1"))
+    running = store.set_status("pods", "default", "a", {"phase": "Running"})
+    assert running["metadata"]["generation"] == bound["metadata"]["generation"] and running["spec"]["nodeName"] == "n1"
+    store.delete("pods", "default", "a")  # bound and running: marked, waits for its kubelet
+    store.set_status("pods", "default", "a", {"phase": "Succeeded"})
+    assert not store.exists("pods", "default", "a")
+    events = [await watch.next_within(1) for _ in range(5)]
+    assert [(e[0], e[1].get("status", {}).get("phase")) for e in events if e is not None] == [
+        ("MODIFIED", None), ("MODIFIED", "Running"), ("MODIFIED", "Running"), ("MODIFIED", "Succeeded"),
+        ("DELETED", "Succeeded"),
+    ]  # fmt: skip
+    versions = [int(e[1]["metadata"]["resourceVersion"]) for e in events if e is not None]
+    assert versions == sorted(set(versions))
+    assert "deletionTimestamp" not in events[1][1]["metadata"] and events[2][1]["metadata"]["deletionTimestamp"]
+    assert running["status"] == {"phase": "Running"} and "deletionTimestamp" not in running["metadata"]
+    with pytest.raises(NotFound):
+        store.set_status("pods", "default", "a", {"phase": "Failed"})
