@@ -9,13 +9,12 @@ Resource handlers live in `handlers.py`; list/watch in `listing.py`; log/exec in
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from gateway.sim import discovery, handlers, listing, openapi, reviews, streams
+from gateway.sim import discovery, handlers, jsonwire, listing, openapi, reviews, streams
 from gateway.sim.auth import Authenticator, Identity
 from gateway.sim.errors import Forbidden, MethodNotAllowed, PathNotFound, SimError, Unauthorized
 from gateway.sim.faults import Faults, LogSilence, RequestRecord, hang
@@ -59,9 +58,7 @@ class RequestInfo:
 
 
 def json_response(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(obj, separators=(",", ":")).encode(), status=status, content_type="application/json"
-    )
+    return web.Response(body=jsonwire.dumps(obj), status=status, content_type="application/json")
 
 
 def error_response(error: SimError) -> web.Response:

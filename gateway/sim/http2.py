@@ -10,6 +10,10 @@ is served over both, because it is the same pipeline (apiserver.py) behind both.
 Flow control is the client's: a stream's DATA waits for the client's window (a slow reader pauses the
 handler's writes, as a full socket buffer pauses them on HTTP/1.1), and request bodies are acknowledged
 as they arrive (bounded by aiohttp's own body limit).
+
+What the handlers write in one turn of the event loop leaves in one TLS write (`send_soon`): a followed
+log's headers and line, the lines of many streams, are frames of one record, not a record and a system
+call each.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ class Http2Connection(asyncio.Protocol):
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
         self.streams: dict[int, StreamTransport] = {}
         self.transport: asyncio.Transport | None = None
+        self._send_pending = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are no asyncio.Transport subclass
@@ -128,6 +133,16 @@ class Http2Connection(asyncio.Protocol):
         if self.transport is not None and (data := self.conn.data_to_send()):
             self.transport.write(data)
 
+    def send_soon(self) -> None:
+        """Sends what the connection holds at the end of this turn of the loop, with whatever else is written in it."""
+        if not self._send_pending:
+            self._send_pending = True
+            asyncio.get_running_loop().call_soon(self._send_now)
+
+    def _send_now(self) -> None:
+        self._send_pending = False
+        self.send()
+
     def flush(self, stream: StreamTransport) -> None:
         """As much of the stream's answer as the client's windows allow; the rest waits for a WINDOW_UPDATE."""
         try:
@@ -145,7 +160,7 @@ class Http2Connection(asyncio.Protocol):
             self.streams.pop(stream.stream_id, None)
             stream.lost(None)
         stream.backpressure(bool(stream.pending))
-        self.send()
+        self.send_soon()
 
     def reset(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
@@ -161,6 +176,8 @@ class Http2Connection(asyncio.Protocol):
         self.close()
 
     def close(self) -> None:
+        """Closes after sending what the connection still holds (the transport sends what it buffers)."""
+        self.send()
         if self.transport is not None:
             self.transport.close()
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.sim import jsonwire
 from gateway.sim.discovery import BY_NAME, group_version
 from gateway.sim.errors import BadRequest, Gone
 from gateway.sim.sending import client_may_leave, send
@@ -83,7 +84,7 @@ def list_response(
 
 
 def _line(event_type: str, obj: Obj) -> bytes:
-    return json.dumps({"type": event_type, "object": obj}, separators=(",", ":")).encode() + b"\n"
+    return jsonwire.dumps({"type": event_type, "object": obj}) + b"\n"
 
 
 class _TableLines:

@@ -10,8 +10,10 @@ import hashlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from gateway.sim.store import now_rfc3339
 
 Obj = dict[str, Any]
 Clock = Callable[[], datetime]
@@ -20,7 +22,7 @@ DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadlin
 
 
 def now(clock: Clock | None = None) -> str:
-    return (clock or (lambda: datetime.now(UTC)))().strftime("%Y-%m-%dT%H:%M:%SZ")
+    return now_rfc3339(clock)
 
 
 def image_id(image: str) -> str:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -58,7 +59,17 @@ _TERMINAL_PHASES = ("Succeeded", "Failed")
 
 
 def now_rfc3339(clock: Callable[[], datetime] | None = None) -> str:
-    return (clock or (lambda: datetime.now(UTC)))().strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Now to the second, as Kubernetes writes its timestamps; `clock` (tests) instead of the real time."""
+    if clock is not None:
+        return clock().strftime(_RFC3339)
+    second = int(time.time())
+    if second != _formatted[0]:  # formatted once a second, not at each of the ~10 stamps of a pod's life
+        _formatted[:] = [second, datetime.fromtimestamp(second, UTC).strftime(_RFC3339)]
+    return str(_formatted[1])
+
+
+_RFC3339 = "%Y-%m-%dT%H:%M:%SZ"
+_formatted: list[Any] = [-1, ""]  # the last second formatted, and its text
 
 
 def copy_obj(value: Any) -> Any:
