@@ -417,7 +417,7 @@ class Progress:
 def raise_descriptor_limit(pods: int) -> str:
     """Raises this process's descriptor limit, which the simulator and the gateway inherit, to 4 per pod.
 
-    Over HTTP/1.1 (`PODGATE_STREAMS_HTTP2_LOGS=off`) each followed log holds a connection in both, and the
+    Over HTTP/1.1 (`PODGATE_CLUSTERS_API_PROTOCOL=http/1.1`) each followed log holds a connection in both, and the
     gateway refuses new pods (RESOURCE_EXHAUSTED) once the descriptors open or promised (2 per admitted pod)
     come within a sixteenth of its soft limit: on a hard limit of 20,000 that is about 9,360 pods. Over HTTP/2
     (the default) 100 logs share a connection and a pod promises 0.1. Raising the hard limit needs

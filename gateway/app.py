@@ -122,8 +122,7 @@ async def _start(settings: Settings, lock: StateLock | None, undo: contextlib.As
 
     def client_for(spec: domain.ClusterSpec, provider: CredentialProvider) -> ClusterClient:
         timeouts = Timeouts(log_inactivity=settings.streams.log_inactivity_seconds)
-        http2 = settings.streams.http2_logs == "auto"
-        return ClusterClient(provider, name=spec.name, timeouts=timeouts, http2=http2)
+        return ClusterClient(provider, name=spec.name, timeouts=timeouts, http2=settings.clusters.api_protocol == "auto")
 
     registry = Registry(
         store,

@@ -59,7 +59,7 @@ class Registry:
     def logs_share_connections(self) -> bool:
         """Whether every cluster's followed logs ride shared HTTP/2 connections (what the descriptor gauge
         counts a pod as); False until each has opened one, and for good where a cluster speaks HTTP/1.1 only."""
-        return bool(self._runtimes) and all(r.client.logs_over_http2 for r in self._runtimes.values())
+        return bool(self._runtimes) and all(r.client.over_http2 for r in self._runtimes.values())
 
     def names(self) -> list[str]:
         return sorted(self._runtimes)

@@ -68,6 +68,10 @@ class TlsSettings:
 class ClusterSettings:
     files: tuple[Path, ...] = ()  # registration files or directories; none: the embedded local clusters
     probe_interval_seconds: float = 5.0  # between health probes of each cluster
+    # "auto": every request to an API server (creates, deletes, reads, watches, followed logs; not exec's
+    # WebSocket) rides HTTP/2 streams, up to 100 on a connection, when the server offers h2 in ALPN and no proxy
+    # is in the way, HTTP/1.1 otherwise; "http/1.1": HTTP/1.1 only (a connection per open watch or log).
+    api_protocol: str = "auto"
 
     @property
     def embedded(self) -> bool:
@@ -94,9 +98,6 @@ class StreamSettings:
     # A followed log silent this long is reopened from its last line (the price of noticing a connection a
     # middlebox dropped without a FIN or RST); the value is the Kubernetes client's own default.
     log_inactivity_seconds: float = LOG_INACTIVITY_SECONDS
-    # "auto": followed logs ride HTTP/2 streams (up to 100 on one connection) when the API server offers h2 in
-    # ALPN and no proxy is in the way, HTTP/1.1 otherwise; "off": one HTTP/1.1 connection per followed log.
-    http2_logs: str = "auto"
 
 
 @dataclass(frozen=True, kw_only=True)

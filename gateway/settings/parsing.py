@@ -26,7 +26,7 @@ from gateway.settings import model as m
 
 LOG_FORMATS = ("text", "json")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
-HTTP2_LOGS = ("auto", "off")
+API_PROTOCOLS = ("auto", "http/1.1")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 Kind = Callable[[Any, str, rd.Problems], Any]
@@ -76,7 +76,7 @@ _SPECIAL: dict[tuple[type, str], Kind] = {
     (m.ServerSettings, "listen"): address,
     (m.ServerSettings, "health_listen"): address,
     (m.ServerSettings, "event_loop"): rd.one_of(*EVENT_LOOPS),
-    (m.StreamSettings, "http2_logs"): rd.one_of(*HTTP2_LOGS),
+    (m.ClusterSettings, "api_protocol"): rd.one_of(*API_PROTOCOLS),
     (PlacementPolicy, "strategy"): rd.one_of(*STRATEGIES),
     (m.DatabaseSettings, "url"): _database_url,
     (m.LoggingSettings, "format"): rd.one_of(*LOG_FORMATS),

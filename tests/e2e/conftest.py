@@ -69,27 +69,28 @@ def gateway_settings(state_dir: Path, raw: Mapping[str, Any] | None = None) -> S
 
 
 @pytest.fixture
-def log_protocol() -> str:
-    """How the gateway follows logs: "h2" (the default, `streams.http2_logs: auto` against the simulator,
-    which offers h2) or "http/1.1" (`off`). A test runs on both with `LOG_PROTOCOLS`."""
+def api_protocol() -> str:
+    """How the gateway talks to the API servers: "h2" (the default, `clusters.api_protocol: auto` against the
+    simulator, which offers h2) or "http/1.1" (`clusters.api_protocol: http/1.1`). A test runs on both with
+    `API_PROTOCOLS`."""
     return "h2"
 
 
-LOG_PROTOCOLS = pytest.mark.parametrize("log_protocol", ["h2", "http/1.1"])
+API_PROTOCOLS = pytest.mark.parametrize("api_protocol", ["h2", "http/1.1"])
 
 
-def log_protocol_settings(log_protocol: str) -> dict[str, Any]:
-    return {"streams": {"http2_logs": "auto" if log_protocol == "h2" else "off"}}
+def api_protocol_settings(api_protocol: str) -> dict[str, Any]:
+    return {"clusters": {"api_protocol": "auto" if api_protocol == "h2" else "http/1.1"}}
 
 
-def followed_over(world: SimWorld, cluster: str, log_protocol: str) -> bool:
-    """Whether the gateway's logs on `cluster` went over the protocol named (HTTP/2 connections or none)."""
-    return (world.clusters[cluster].http2_connections_accepted > 0) == (log_protocol == "h2")
+def went_over(world: SimWorld, cluster: str, api_protocol: str) -> bool:
+    """Whether the gateway's requests to `cluster` went over the protocol named (HTTP/2 connections or none)."""
+    return (world.clusters[cluster].http2_connections_accepted > 0) == (api_protocol == "h2")
 
 
 @pytest.fixture
-async def gateway(world: SimWorld, tmp_path: Path, log_protocol: str) -> AsyncIterator[Gateway]:
-    gw = await start_gateway(gateway_settings(tmp_path, log_protocol_settings(log_protocol)))
+async def gateway(world: SimWorld, tmp_path: Path, api_protocol: str) -> AsyncIterator[Gateway]:
+    gw = await start_gateway(gateway_settings(tmp_path, api_protocol_settings(api_protocol)))
     assert gw.problems == []
     yield gw
     await gw.stop()

@@ -24,7 +24,7 @@ from tests.e2e.conftest import virtual_cluster_file, virtual_world
 LIMIT = 160  # soft and hard: the gateway cannot raise it
 PODS = 140  # each followed pod holds a log connection: more than the limit allows (and under 3 x 50 running)
 # A log connection per followed pod is HTTP/1.1's cost; over HTTP/2, 140 logs share 3 connections and would fit.
-ENV = {**clean_env(), "PODGATE_STREAMS_HTTP2_LOGS": "off"}
+ENV = {**clean_env(), "PODGATE_CLUSTERS_API_PROTOCOL": "http/1.1"}
 
 
 @contextmanager

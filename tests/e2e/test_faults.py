@@ -20,14 +20,14 @@ from gateway.domain import ClusterHealth
 from gateway.pods.builder import REQUEST_ID_ANNOTATION
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import (
-    LOG_PROTOCOLS,
-    followed_over,
+    API_PROTOCOLS,
+    api_protocol_settings,
     gateway_settings,
-    log_protocol_settings,
     logs,
     pod_request,
     result,
     run_to_end,
+    went_over,
 )
 
 TICKS = "import time\nfor i in range({n}):\n    print(f'tick {{i}}', flush=True)\n    time.sleep({pause})"
@@ -53,9 +53,10 @@ def pods_of(world: SimWorld, request_id: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-async def slow_probe_gateway(world: SimWorld, tmp_path: Path) -> AsyncIterator[Gateway]:
+async def slow_probe_gateway(world: SimWorld, tmp_path: Path, api_protocol: str) -> AsyncIterator[Gateway]:
     """Health probes far apart: a create meets a dead API server before the health check notices."""
-    gw = await start_gateway(gateway_settings(tmp_path, {"clusters": {"probe_interval_seconds": 60}}))
+    clusters = {"probe_interval_seconds": 60, **api_protocol_settings(api_protocol)["clusters"]}
+    gw = await start_gateway(gateway_settings(tmp_path, {"clusters": clusters}))
     yield gw
     await gw.stop()
 
@@ -76,8 +77,9 @@ async def run_with_first_choice_down(
     return first, await run_to_end(stub, request)
 
 
+@API_PROTOCOLS
 async def test_cluster_down_at_submit_fails_over_inside_the_allowed_regions(
-    slow_probe_gateway: Gateway, world: SimWorld
+    slow_probe_gateway: Gateway, world: SimWorld, api_protocol: str
 ) -> None:
     channel, stub = await stub_for(slow_probe_gateway)
     async with channel:
@@ -87,6 +89,7 @@ async def test_cluster_down_at_submit_fails_over_inside_the_allowed_regions(
     assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
     assert creates(world, "local-us-gpu") == 0
     assert creates(world) == 1
+    assert went_over(world, placed[-1], api_protocol)
 
 
 async def test_region_is_never_violated_when_its_only_cluster_is_down(
@@ -104,9 +107,9 @@ async def test_region_is_never_violated_when_its_only_cluster_is_down(
     assert not [e for e in events if e.WhichOneof("event") == "placed" and e.placed.region != "eu-west-1"]
 
 
-@LOG_PROTOCOLS
+@API_PROTOCOLS
 async def test_api_outage_mid_run_loses_no_log_line(
-    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, log_protocol: str
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, api_protocol: str
 ) -> None:
     request = pod_request(ticks(25), regions=("eu-central-1",))
     seen: list[dispatch_pb2.PodEvent] = []
@@ -119,7 +122,7 @@ async def test_api_outage_mid_run_loses_no_log_line(
     assert logs(seen) == [f"tick {i}" for i in range(25)]
     assert result(seen).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
     assert creates(world) == 1
-    assert followed_over(world, "local-eu-cpu", log_protocol)
+    assert went_over(world, "local-eu-cpu", api_protocol)
 
 
 async def test_a_goaway_mid_run_resumes_the_log_on_a_new_connection_losing_and_repeating_no_line(
@@ -140,7 +143,10 @@ async def test_a_goaway_mid_run_resumes_the_log_on_a_new_connection_losing_and_r
     assert cluster.http2_connections_accepted >= 2
 
 
-async def test_dropped_watches_lose_nothing(stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld) -> None:
+@API_PROTOCOLS
+async def test_dropped_watches_lose_nothing(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, api_protocol: str
+) -> None:
     async def keep_dropping() -> None:
         while True:
             await asyncio.sleep(0.2)
@@ -154,6 +160,8 @@ async def test_dropped_watches_lose_nothing(stub: dispatch_pb2_grpc.DispatchServ
         await asyncio.gather(dropper, return_exceptions=True)
     assert logs(events) == [f"tick {i}" for i in range(15)]
     assert result(events).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert world.clusters["local-eu-cpu"].request_counts()[("watch", "pods")] >= 2, "the watch was dropped and reopened"
+    assert went_over(world, "local-eu-cpu", api_protocol)
 
 
 async def test_client_disconnect_then_reattach_resumes_exactly(stub: dispatch_pb2_grpc.DispatchServiceStub) -> None:
@@ -243,16 +251,15 @@ async def test_no_capacity_now_waits_then_places(stub: dispatch_pb2_grpc.Dispatc
     assert "third" in logs(events)
 
 
-@LOG_PROTOCOLS
+@API_PROTOCOLS
 async def test_a_log_connection_dropped_silently_is_reopened_and_loses_and_repeats_no_line(
-    world: SimWorld, tmp_path: Path, log_protocol: str
+    world: SimWorld, tmp_path: Path, api_protocol: str
 ) -> None:
     """The log connection goes silent (no FIN, no RST) mid-run: after `streams.log_inactivity_seconds`
     the gateway reopens it from its last line's time and fetches the lines written since; a container
     silent for longer than that is reopened cheaply too, repeating nothing."""
     code = "import time\nfor i in range(30):\n    print(f'tick {i}', flush=True)\n    time.sleep(2.5 if i == 20 else 0.1)"
-    streams = {"log_inactivity_seconds": 1.0, **log_protocol_settings(log_protocol)["streams"]}
-    config = gateway_settings(tmp_path, {"streams": streams})
+    config = gateway_settings(tmp_path, {"streams": {"log_inactivity_seconds": 1.0}, **api_protocol_settings(api_protocol)})
     gw = await start_gateway(config)
     channel, stub = await stub_for(gw)
     cluster = world.clusters["local-eu-cpu"]
@@ -271,7 +278,7 @@ async def test_a_log_connection_dropped_silently_is_reopened_and_loses_and_repea
     # Reopened after the silencing and during the quiet 2.5 s (a silenced stream is never counted: the
     # simulator records a request when its handler returns, and this one is cancelled when the gateway leaves).
     assert cluster.request_counts()[("get", "pods/log")] >= 2
-    assert followed_over(world, "local-eu-cpu", log_protocol)
+    assert went_over(world, "local-eu-cpu", api_protocol)
 
 
 XCOM_42 = "import json; print('hi', flush=True); open('/airflow/xcom/return.json', 'w').write(json.dumps({'n': 42}))"
@@ -290,13 +297,14 @@ async def lost_answer_run(
     return first, request, await run_to_end(stub, request)
 
 
+@API_PROTOCOLS
 @pytest.mark.parametrize(
     "lost",
     [1, DEFAULT_RETRY.attempts],
     ids=["client-resend-meets-AlreadyExists", "every-attempt-lost-then-read-back"],
 )
 async def test_a_create_applied_whose_answer_is_lost_makes_one_pod_on_the_first_cluster(
-    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, lost: int
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, lost: int, api_protocol: str
 ) -> None:
     first, request, events = await lost_answer_run(stub, world, {"create": lost})
     final = result(events)
@@ -306,16 +314,20 @@ async def test_a_create_applied_whose_answer_is_lost_makes_one_pod_on_the_first_
     assert len(pods_of(world, request.request_id)) == 1 and pods_of(world, request.request_id)[0][0] == first
     assert creates(world) == creates(world, first) == min(lost + 1, DEFAULT_RETRY.attempts)
     assert world.clusters[first].faults.lost_answers.total() == 0
+    assert went_over(world, first, api_protocol)
 
 
+@API_PROTOCOLS
 async def test_lost_answers_to_the_create_and_its_reads_keep_the_request_pinned_until_it_completes(
-    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, api_protocol: str
 ) -> None:
     """Neither the create nor the reads after it are answered: the outcome is unknown, so the gateway stays on
     that cluster and pod name (no failover, no second pod) until a read tells, then follows its pod."""
     attempts = DEFAULT_RETRY.attempts
-    # aiohttp itself resends a GET whose connection dropped: twice the answers cover every read of one round
-    first, request, events = await lost_answer_run(stub, world, {"create": attempts, "get": 2 * attempts})
+    # aiohttp itself resends a GET whose connection dropped, so over HTTP/1.1 twice the answers cover every read
+    # of one round; over HTTP/2 a lost answer is a reset stream, which only the client's own retries resend.
+    gets = attempts if api_protocol == "h2" else 2 * attempts
+    first, request, events = await lost_answer_run(stub, world, {"create": attempts, "get": gets})
     final = result(events)
     assert final.phase == dispatch_pb2.POD_PHASE_SUCCEEDED and final.xcom_json == '{"n": 42}'
     unknown = [e.phase.message for e in events if e.WhichOneof("event") == "phase" and e.phase.reason == "CreateFailed"]
@@ -328,6 +340,7 @@ async def test_lost_answers_to_the_create_and_its_reads_keep_the_request_pinned_
     assert (await stub.GetPod(dispatch_pb2.GetPodRequest(request_id=request.request_id))).pod.name == name
     assert creates(world) == creates(world, first) == attempts + len(unknown)  # each later round met AlreadyExists
     assert world.clusters[first].faults.lost_answers.total() == 0
+    assert went_over(world, first, api_protocol)
 
 
 @pytest.mark.parametrize("new_address", [False, True], ids=["new-ca", "new-ca-and-address"])
@@ -374,8 +387,9 @@ def create_failures(events: list[dispatch_pb2.PodEvent], cluster: str) -> int:
     )
 
 
+@API_PROTOCOLS
 async def test_an_outage_seen_by_any_call_marks_the_cluster_down_and_it_is_not_tried_again(
-    slow_probe_gateway: Gateway, world: SimWorld
+    slow_probe_gateway: Gateway, world: SimWorld, api_protocol: str
 ) -> None:
     """Probes a minute apart: the cluster's own watches (or the create) meeting a refused connection mark it
     unreachable at once; the pod fails over, and later pods never try the down cluster."""
@@ -390,3 +404,4 @@ async def test_an_outage_seen_by_any_call_marks_the_cluster_down_and_it_is_not_t
     assert result(later).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
     assert first not in [e.placed.cluster for e in later if e.WhichOneof("event") == "placed"]
     assert create_failures(later, first) == 0
+    assert all(went_over(world, name, api_protocol) for name in world.clusters if name != first)

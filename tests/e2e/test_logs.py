@@ -10,9 +10,8 @@ import pytest
 from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
 from gateway.sim.cluster import SimWorld
 from tests.e2e.conftest import (
-    LOG_PROTOCOLS,
+    API_PROTOCOLS,
     container,
-    followed_over,
     logs,
     pod_json,
     pod_request,
@@ -21,6 +20,7 @@ from tests.e2e.conftest import (
     run_to_end,
     sim_pod,
     violations,
+    went_over,
 )
 
 
@@ -73,9 +73,9 @@ async def test_log_selection_streams_the_chosen_containers_each_line_tagged(
     assert all(times), "every line carries the kubelet's timestamp"
 
 
-@LOG_PROTOCOLS
+@API_PROTOCOLS
 async def test_log_stream_cut_during_an_output_burst_loses_and_repeats_no_line(
-    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, log_protocol: str
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, api_protocol: str
 ) -> None:
     """The cluster's API server goes away while the pod prints thousands of lines; the gateway resumes the stream.
 
@@ -101,7 +101,7 @@ async def test_log_stream_cut_during_an_output_burst_loses_and_repeats_no_line(
     assert result(seen).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
     assert logs(seen) == [f"line {i}" for i in range(3000)]
     assert cluster.request_counts().get(("get", "pods/log"), 0) >= 2, "the log stream was cut and reopened"
-    assert followed_over(world, "local-eu-cpu", log_protocol)
+    assert went_over(world, "local-eu-cpu", api_protocol)
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """ClusterClient against the simulator's API server over real HTTPS: CRUD, errors, retries, 401 refresh,
-TLS trust, service accounts and TokenRequest. Watches are in test_kubeapi_watch.py."""
+TLS trust, service accounts and TokenRequest, each on HTTP/2 and on HTTP/1.1 (a simulator that offers only
+HTTP/1.1 in ALPN). Watches are in test_kubeapi_watch.py."""
 
 from __future__ import annotations
 
@@ -53,12 +54,18 @@ def spec(name: str = "kube-a", **extra: Any) -> SimClusterSpec:
     return SimClusterSpec(name=name, namespaces=("default", "team-a", "team-b"), users=(reader,), **extra)
 
 
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[SimCluster]:
-    cluster = SimCluster(spec(), kubeconfig_dir=tmp_path, node_side=False)
+PROTOCOLS = ["h2", "http/1.1"]
+
+
+@pytest.fixture(params=PROTOCOLS)
+async def sim(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[SimCluster]:
+    """The simulator offering h2 (every request the client makes rides HTTP/2) or HTTP/1.1 only."""
+    cluster = SimCluster(spec(http2=request.param == "h2"), kubeconfig_dir=tmp_path, node_side=False)
     await cluster.start()
     try:
         yield cluster
+        if cluster.request_counts():  # whatever was answered went the way the test is named for
+            assert (cluster.http2_connections_accepted > 0) == (request.param == "h2")
     finally:
         await cluster.stop()
 

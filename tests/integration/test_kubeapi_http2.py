@@ -1,6 +1,6 @@
-"""Followed logs over HTTP/2 against the simulator (real HTTPS, ALPN, h2 on both sides): streams share
-connections up to the server's 100, a GOAWAY or a refusal of h2 leaves the client working, and a slow reader
-holds at most one flow-control window per stream. The same log tests on both protocols are in
+"""Requests over HTTP/2 against the simulator (real HTTPS, ALPN, h2 on both sides): streams share connections
+up to the server's 100, one connection attempt serves every request waiting for it, a GOAWAY or a refusal of h2
+leaves the client working, and a slow reader holds at most one flow-control window per stream. The same log tests on both protocols are in
 test_kubeapi_streams.py; the gateway's resume across a GOAWAY is in tests/e2e/test_faults.py."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.clusters import kubeapi as k
-from gateway.clusters.kubeapi import ClusterClient
+from gateway.clusters.kubeapi import ClusterClient, EventType, WatchTarget, http2
 from gateway.clusters.kubeapi.http2 import STREAM_WINDOW, Http2Pool
 from gateway.credentials.base import Endpoint
 from gateway.credentials.static import StaticProvider
@@ -83,7 +83,7 @@ async def test_150_followed_logs_ride_2_connections(api: ClusterClient, sim: Sim
     await eventually(lambda: len(first_lines) == 150, "every log's first line")
     assert first_lines == ["first"] * 150
     assert sim.http2_connections() == 2 and sim.http2_connections_accepted == 2
-    assert api.logs_over_http2
+    assert api.over_http2
     release.set()
     await asyncio.gather(*followers)
     await api.delete_pod(NS, "long", grace_seconds=0)
@@ -103,7 +103,7 @@ async def test_a_server_that_offers_only_http1_gets_http1_streams(tmp_path: Path
             for _ in range(2):  # ALPN asked once; the second stream goes straight to HTTP/1.1
                 async with asyncio.timeout(30):
                     assert [line async for line in api.stream_logs(NS, "one", follow=True)] == ["a", "b"]
-            assert not api.logs_over_http2
+            assert not api.over_http2
         assert sim.http2_connections_accepted == 0
     finally:
         await sim.stop()
@@ -201,10 +201,10 @@ async def test_a_401_on_an_http2_log_refreshes_the_token_once_in_the_one_outboun
     async with ClusterClient(provider) as client:
         async with asyncio.timeout(30):
             assert [line async for line in client.stream_logs(NS, "one")] == ["a"]
-        assert client.logs_over_http2
+        assert client.over_http2 and client.http2_handshakes == 1
     assert provider.refreshes == 1
     assert [r.code for r in sim.faults.log if r.path.endswith("/pods/one/log")] == [401, 200]
-    assert sim.http2_connections_accepted == 1
+    assert sim.http2_connections_accepted == 2  # the admin client's (create, reads) and this one's
 
 
 async def test_http2_clients_that_leave_leave_no_handler_and_no_error(
@@ -235,3 +235,75 @@ async def test_http2_clients_that_leave_leave_no_handler_and_no_error(
     assert await api.get_version()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     await api.delete_pod(NS, "long", grace_seconds=0)
+
+
+def parked(name: str) -> dict[str, Any]:
+    """A pod no node takes: it stays Pending, so creating and deleting it is all the API work."""
+    return {"metadata": {"name": name}, "spec": {"nodeSelector": {"nowhere": "true"},
+                                                 "containers": [{"name": "main", "image": "busybox"}]}}  # fmt: skip
+
+
+async def test_concurrent_creates_reads_deletes_and_a_watch_share_one_connection(
+    api: ClusterClient, sim: SimCluster
+) -> None:
+    """Every request but exec's WebSocket rides HTTP/2: 60 creates, reads and deletes at once, with a watch and a
+    followed log open meanwhile, are streams on the client's one connection (HTTP/1.1 would open one a call)."""
+    names = [f"p{i}" for i in range(60)]
+    target = WatchTarget(resource=k.PODS, namespace=NS)
+    added: set[str] = set()
+    async with aclosing(k.list_then_watch(api, target)) as events:
+        assert (await anext(events)).type is EventType.RELISTED
+        await asyncio.gather(*(api.create_pod(NS, parked(name)) for name in names))
+        read = await asyncio.gather(*(api.get_pod(NS, name) for name in names))
+        assert [pod["metadata"]["name"] for pod in read] == names
+        async with asyncio.timeout(30):
+            async for event in events:
+                added |= {event.object["metadata"]["name"]} if event.type is EventType.ADDED else set()
+                if added == set(names):
+                    break
+        await asyncio.gather(*(api.delete_pod(NS, name, grace_seconds=0) for name in names))
+    assert (await api.list_pods(NS)).items == ()
+    assert sim.http2_connections_accepted == 1 and api.http2_handshakes == 1
+    assert sim.request_counts()[("create", "pods")] == 60 and sim.request_counts()[("delete", "pods")] == 60
+
+
+async def test_an_unresponsive_server_is_tried_once_for_all_the_requests_waiting(sim: SimCluster) -> None:
+    """A server that accepts TCP and never answers TLS: 30 requests at once wait for one connection attempt and
+    all fail with it (not sent, so a create may go elsewhere), rather than each making (or queueing) its own."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    silent = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    provider = StaticProvider(sim.name, Endpoint(server=f"https://127.0.0.1:{port}", ca_data=sim.ca_pem), "t")
+    try:
+        async with ClusterClient(provider, timeouts=k.Timeouts(connect=0.5), retry_policy=k.NO_RETRY) as client:
+            outcomes = await asyncio.gather(*(client.get_version() for _ in range(30)), return_exceptions=True)
+            assert client.http2_handshakes == 1
+        assert all(isinstance(e, k.ApiUnreachable) and e.maybe_sent is False for e in outcomes), outcomes
+        assert len(accepted) == 1
+    finally:
+        for writer in accepted:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
+
+
+async def test_a_connection_whose_stream_ids_are_spent_takes_no_new_stream(
+    sim: SimCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stream ids are 31 bits and never reused: a connection that used them up (after ~10^9 requests; here the
+    limit is lowered to 9) lets its open streams run on and new requests go to a new connection."""
+    monkeypatch.setattr(http2, "LAST_STREAM_ID", 9)
+    async with ClusterClient(StaticProvider(sim.name, endpoint(sim), sim.admin_token)) as api:
+        await api.create_pod(NS, python_pod("long", "import time\nfor i in range(3):\n    print(i, flush=True)\n"
+                                                    "    time.sleep(0.5)"))  # fmt: skip
+        await wait_for(api, "long", {"Running"})  # stream ids 1 (create), 3 (list), 5 (watch)
+        async with asyncio.timeout(30), aclosing(api.stream_logs(NS, "long", follow=True)) as lines:  # id 7
+            assert await anext(lines) == "0"
+            assert (await api.get_pod(NS, "long"))["metadata"]["name"] == "long"  # id 1 of a new connection
+            assert [line async for line in lines] == ["1", "2"]
+        assert api.http2_handshakes == 2
+    assert sim.http2_connections_accepted == 2

@@ -1,5 +1,6 @@
 """Watches against the simulator over HTTPS: one stream, list-then-watch, 410 relist, bookmarks,
-inactivity, dropped watches and outages — nothing missed, no needless relist."""
+inactivity, dropped watches and outages — nothing missed, no needless relist; on HTTP/2 (a stream on the
+connection the client's other requests share) and on HTTP/1.1."""
 
 from __future__ import annotations
 
@@ -30,11 +31,12 @@ async def start(tmp_path: Path, **extra: Any) -> SimCluster:
     return cluster
 
 
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[SimCluster]:
-    cluster = await start(tmp_path)
+@pytest.fixture(params=["h2", "http/1.1"])
+async def sim(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[SimCluster]:
+    cluster = await start(tmp_path, http2=request.param == "h2")
     try:
         yield cluster
+        assert (cluster.http2_connections_accepted > 0) == (request.param == "h2")
     finally:
         await cluster.stop()
 

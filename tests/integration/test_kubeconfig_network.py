@@ -79,7 +79,7 @@ async def test_proxy_url_carries_requests_watches_logs_and_exec(sim: SimCluster,
     tls = server_context(sim.ca, sim.ca.issue_server()) if kind == "https" else None  # the cluster CA vouches
     async with forward_proxy(kind, tls=tls) as proxy, admin(sim, tmp_path, **{"proxy-url": proxy.url}) as client:
         await every_path(client, f"via-{kind}", tmp_path)
-        assert not client.logs_over_http2
+        assert not client.over_http2
     assert sim.http2_connections_accepted == 0, "HTTP/2 is not tunnelled: logs through a proxy use HTTP/1.1"
     assert proxy.tunnels, "nothing went through the proxy"
     assert set(proxy.tunnels) == {("127.0.0.1", sim.port)}

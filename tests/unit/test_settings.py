@@ -265,7 +265,7 @@ NON_DEFAULT_TEXT = {
     "placement.strategy": "bin-packing", "logging.format": "json", "logging.level": "debug",
     "database.url": "postgresql+asyncpg://podgate:hunter2@db/podgate", "tls.require_client_cert": "true",
     "placement.wait_on_unavailable": "false", "tenants": "", "server.event_loop": "asyncio",
-    "streams.http2_logs": "off",
+    "clusters.api_protocol": "http/1.1",
 }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""`ClusterClient`: one cluster's Kubernetes API over aiohttp. Async only.
+"""`ClusterClient`: one cluster's Kubernetes API over HTTP/2 (h2) or HTTP/1.1 (aiohttp). Async only.
 
 The verbs and streams callers use. Every one goes through `transport.py`, the one place that does
 outbound I/O (credentials, retries, the error tree); requests are built by `request.py` and answers
@@ -57,8 +57,8 @@ class ClusterClient:
         draw: Draw = random.random,
         http2: bool = True,
     ) -> None:
-        """`http2`: followed logs share HTTP/2 connections when the API server offers h2 (settings'
-        `streams.http2_logs`); False: one HTTP/1.1 connection per followed log."""
+        """`http2`: requests (all but exec's WebSocket) share HTTP/2 connections when the API server offers h2
+        and no proxy is in the way (settings' `clusters.api_protocol`); False: HTTP/1.1, a connection per open stream."""
         self.name = name or provider.cluster
         self.timeouts = timeouts
         self._provider = provider
@@ -68,9 +68,14 @@ class ClusterClient:
         )  # fmt: skip
 
     @property
-    def logs_over_http2(self) -> bool:
-        """Whether followed logs share HTTP/2 connections now (the server chose h2 in ALPN)."""
-        return self._transport.logs_over_http2
+    def over_http2(self) -> bool:
+        """Whether requests, watches and followed logs share HTTP/2 connections now (the server chose h2)."""
+        return self._transport.over_http2
+
+    @property
+    def http2_handshakes(self) -> int:
+        """HTTP/2 connections opened to the current endpoint."""
+        return self._transport.http2_handshakes
 
     @property
     def reachability(self) -> Reachability | None:
@@ -261,7 +266,7 @@ class ClusterClient:
             tail_lines=tail_lines,
         )  # fmt: skip
         limits = aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.log_inactivity)
-        async for lines in self._line_batches(request, limits, http2=True):
+        async for lines in self._line_batches(request, limits):
             yield [decode_log_line(line) for line in lines]
             del lines
 
@@ -294,11 +299,9 @@ class ClusterClient:
 
     async def _line_batches(
         self, request: Request, limits: aiohttp.ClientTimeout, *, max_line: int | None = LOG_LINE_BYTES,
-        http2: bool = False,
     ) -> AsyncGenerator[list[bytes], None]:  # fmt: skip
-        """The complete lines of each chunk read; longer than `max_line`, a line comes in pieces (None: whole).
-        `http2`: over an HTTP/2 stream when the server offers it (followed logs: see Transport.open_stream)."""
-        body = await self._transport.open_stream(request, limits, http2=http2)
+        """The complete lines of each chunk read; longer than `max_line`, a line comes in pieces (None: whole)."""
+        body = await self._transport.open_stream(request, limits)
         splitter = LineSplitter(max_line)
         try:
             async for chunk in body.chunks():

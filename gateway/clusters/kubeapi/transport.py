@@ -1,8 +1,10 @@
 """`Transport`: the one place that does outbound I/O to one cluster's API server.
 
 Every call goes through `_call`: it adds the bearer token, refreshes it once after a 401, maps failures to
-the error tree and retries by the pure policy in `retry.py`. One aiohttp session per cluster, trusting
-exactly the endpoint's CA. The Kubernetes verbs on top of it are in client.py.
+the error tree and retries by the pure policy in `retry.py`. Requests ride HTTP/2 streams on shared
+connections (http2.py) when the API server offers h2 in ALPN and no proxy is in the way; otherwise, and for
+exec's WebSocket, one aiohttp session per cluster. Both trust exactly the endpoint's CA, and both answer
+with the same errors. The Kubernetes verbs on top of it are in client.py.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from gateway.clusters.kubeapi.errors import (
     parse_retry_after,
     unreachable,
 )
-from gateway.clusters.kubeapi.http2 import ERROR_BODY_BYTES, Http2Pool, Http2Refused, NotConnected
+from gateway.clusters.kubeapi.http2 import ERROR_BODY_BYTES, Http2Pool, Http2Refused, Http2Stream, NotConnected
 from gateway.clusters.kubeapi.request import Request
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, Draw, RetryPolicy, decide
 from gateway.clusters.kubeapi.timeouts import DEFAULT_TIMEOUTS, Timeouts
@@ -54,8 +56,8 @@ class Reachability(Protocol):
 
 
 class Transport:
-    """Authenticated, retried requests to one cluster; `read`, `open`, `open_stream` and `open_websocket` are
-    its faces. `http2`: streams asked for over HTTP/2 use it when the server offers h2 (see `open_stream`)."""
+    """Authenticated, retried requests to one cluster; `read`, `open_stream` and `open_websocket` are its faces.
+    `http2` (settings' `clusters.api_protocol`): requests but WebSockets ride HTTP/2 when the server offers h2."""
 
     def __init__(
         self,
@@ -82,7 +84,7 @@ class Transport:
         self._closed = False
         self._http2 = http2
         self._pool: Http2Pool | None = None  # HTTP/2 connections to the current endpoint, made on first use
-        self._proxied = False  # HTTP/2 is not tunnelled through proxies: streams there use HTTP/1.1
+        self._proxied = False  # HTTP/2 is not tunnelled through proxies: requests there use HTTP/1.1
         # Told of every call's outcome, so any caller that cannot reach the API server marks the cluster
         # down at once (not at the next probe), and asked before each retry: a cluster known to be down
         # is not retried, so its callers move on (a create fails over) without spending the backoff.
@@ -98,7 +100,10 @@ class Transport:
             self._session = None
 
     async def read(self, request: Request) -> bytes:
-        """The whole body of a 2xx answer; reading it is part of the retried attempt."""
+        """The whole body of a 2xx answer; reading it is part of the retried attempt (within `timeouts.request`)."""
+        if self._may_use_http2():
+            with contextlib.suppress(_UseHttp1):
+                return await self._call(request, lambda _, headers: self._read_http2(request, headers))
         timeout = aiohttp.ClientTimeout(total=self.timeouts.request, connect=self.timeouts.connect)
 
         async def send(session: aiohttp.ClientSession, headers: Headers) -> bytes:
@@ -110,22 +115,25 @@ class Transport:
 
         return await self._call(request, send)
 
-    async def open(self, request: Request, limits: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
-        """A response with a 2xx status and its body unread, for streams; the caller releases it."""
-        return await self._call(request, lambda session, headers: self._request(session, request, headers, limits))
-
     @property
-    def logs_over_http2(self) -> bool:
+    def over_http2(self) -> bool:
+        """Whether requests ride shared HTTP/2 connections now (the server chose h2 in ALPN)."""
         return self._pool is not None and self._pool.negotiated and not self._pool.refused
 
-    async def open_stream(self, request: Request, limits: aiohttp.ClientTimeout, *, http2: bool = False) -> Body:
-        """A 2xx answer's body, for streams; the caller releases it. With `http2` (and this transport's
-        `http2`), a GET rides an HTTP/2 stream on a connection shared with other streams, unless a proxy is in
-        the way or the server chose HTTP/1.1 in ALPN (then, and from then on for this endpoint, HTTP/1.1)."""
-        if http2 and self._http2 and not (self._pool is not None and self._pool.refused):
+    @property
+    def http2_handshakes(self) -> int:
+        """HTTP/2 connections opened to the current endpoint (benches count them)."""
+        return self._pool.handshakes if self._pool is not None else 0
+
+    async def open_stream(self, request: Request, limits: aiohttp.ClientTimeout) -> Body:
+        """A 2xx answer's body, for streams (logs, watches); the caller releases it. An HTTP/2 stream on a
+        connection shared with other requests, unless a proxy is in the way or the server chose HTTP/1.1 in
+        ALPN (then, and from then on for this endpoint, an HTTP/1.1 connection of its own)."""
+        if self._may_use_http2():
             with contextlib.suppress(_UseHttp1):
-                return await self._call(request, lambda _, headers: self._send_http2(request, headers, limits))
-        return Http1Body(await self.open(request, limits), self.name, request.call, limits.sock_read)
+                return await self._call(request, lambda _, headers: self._stream_http2(request, headers, limits))
+        response = await self._call(request, lambda session, headers: self._request(session, request, headers, limits))
+        return Http1Body(response, self.name, request.call, limits.sock_read)
 
     async def open_websocket(self, request: Request) -> aiohttp.ClientWebSocketResponse:
         """A WebSocket upgraded with the request's subprotocols; the caller closes it."""
@@ -176,22 +184,45 @@ class Transport:
             self._pool = Http2Pool(self._endpoint, connect_timeout=self.timeouts.connect)
         return None if self._pool.refused else self._pool
 
-    async def _send_http2(self, request: Request, headers: Headers, limits: aiohttp.ClientTimeout) -> Body:
+    def _may_use_http2(self) -> bool:
+        return self._http2 and not (self._pool is not None and self._pool.refused)
+
+    async def _read_http2(self, request: Request, headers: Headers) -> bytes:
+        try:
+            async with asyncio.timeout(self.timeouts.request):
+                stream = await self._open_http2(request, headers, None)
+                try:
+                    return await stream.body(None)
+                finally:
+                    stream.release()
+        except (TimeoutError, ConnectionError) as e:
+            raise unreachable(self.name, request.call, e) from e
+
+    async def _stream_http2(self, request: Request, headers: Headers, limits: aiohttp.ClientTimeout) -> Body:
+        stream = await self._open_http2(request, headers, limits.sock_read)
+        return Http2Body(stream, self.name, request.call, limits.sock_read)
+
+    async def _open_http2(self, request: Request, headers: Headers, inactivity: float | None) -> Http2Stream:
+        """The request sent on a stream and its answer's status read: a 2xx stream, else the status's error."""
         pool = self._http2_pool()
-        if pool is None or request.method != "GET":
+        if pool is None:
             raise _UseHttp1()
         path = request.path + ("?" + urlencode(request.params, quote_via=quote) if request.params else "")
         try:
-            stream = await pool.request(path, [("user-agent", USER_AGENT), *headers.items()])
+            stream = await pool.request(
+                path, [("user-agent", USER_AGENT), *headers.items()], method=request.method, body=request.data()
+            )
         except Http2Refused:
-            log.info("cluster %s: the API server chose HTTP/1.1 in ALPN; log streams use HTTP/1.1", self.name)
+            log.info("cluster %s: the API server chose HTTP/1.1 in ALPN; requests use HTTP/1.1", self.name)
             raise _UseHttp1() from None
         except NotConnected as e:
             raise unreachable(self.name, request.call, e, maybe_sent=False) from e
+        except ConnectionError as e:
+            raise unreachable(self.name, request.call, e) from e
         try:
-            status = await stream.response(limits.sock_read)
+            status = await stream.response(inactivity)
             if status >= 400:
-                body = await stream.read_all(ERROR_BODY_BYTES, limits.sock_read)
+                body = await stream.read_all(ERROR_BODY_BYTES, inactivity)
                 retry_after = parse_retry_after(stream.header(b"retry-after"))
                 raise error_for(status, body, cluster=self.name, call=request.call, retry_after=retry_after)
         except (TimeoutError, ConnectionError) as e:
@@ -200,7 +231,7 @@ class Transport:
         except BaseException:
             stream.release()
             raise
-        return Http2Body(stream, self.name, request.call, limits.sock_read)
+        return stream
 
     def _new_session(self, endpoint: Endpoint) -> aiohttp.ClientSession:
         # No pool limit: watches and followed logs each hold a connection for their lifetime, and
