@@ -158,7 +158,7 @@ class Http2Pool:
         except (OSError, ssl.SSLError, TimeoutError) as e:
             if transport is not None:
                 transport.abort()  # connected, but no SETTINGS in time
-            raise NotConnected(str(e) or type(e).__name__) from e
+            raise NotConnected(f"cannot connect to {self.host}:{self.port}: {str(e) or type(e).__name__}") from e
         except asyncio.CancelledError:
             if transport is not None:
                 transport.abort()
