@@ -36,7 +36,7 @@ from gateway.observability import descriptors, metrics
 from gateway.observability import logging as logs
 from gateway.pods import pod_schema
 from gateway.pods.dispatcher import Dispatcher
-from gateway.pods.journal import Journal
+from gateway.pods.journal import LOG_HOLD_SECONDS, Journal
 from gateway.settings import (
     ConfigError,
     LiveSettings,
@@ -135,7 +135,7 @@ async def _start(settings: Settings, lock: StateLock | None, undo: contextlib.As
     loaded = files.load_files(list(settings.clusters.sources))
     problems = [str(e) for e in loaded.errors]
     problems += await registry.start(list(loaded.clusters))
-    journal = Journal(store)
+    journal = Journal(store, log_hold_seconds=LOG_HOLD_SECONDS)
     dispatcher = Dispatcher(
         store,
         registry,

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 PAGE = 500
 LOG_FLUSH_SECONDS = 0.05
+LOG_HOLD_SECONDS = 5.0  # the gateway's own journal, lines nobody watches: see Journal.__init__
 LOG_FLUSH_LINES = 500
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0)  # between writes of log lines that failed (the store waits out outages itself)
 
@@ -73,10 +74,23 @@ class Journal:
     a watcher waits for the next event only on what this journal tells it."""
 
     def __init__(
-        self, store: Store, *, log_flush_seconds: float = LOG_FLUSH_SECONDS, feed_capacity: int = FEED_CAPACITY
+        self,
+        store: Store,
+        *,
+        log_flush_seconds: float = LOG_FLUSH_SECONDS,
+        log_hold_seconds: float | None = None,
+        feed_capacity: int = FEED_CAPACITY,
     ) -> None:
+        """Buffered lines are written `log_flush_seconds` after the first of them, at once when a watcher here
+        waits. While this gateway is the store's only writer (no `safety_poll`), every reader of a journal
+        is such a watcher: lines may then wait up to `log_hold_seconds` (None: the same), most of them for
+        the request's next write (its result, a phase), which takes them along instead of a write of their
+        own. A crash loses nothing held: the restarted runner reads the log again from the container after
+        the last stored line (`resume_point`), and a pod's result is stored, with its lines, before the pod
+        is deleted."""
         self._store = store
         self._log_flush_seconds = log_flush_seconds
+        self._log_hold_seconds = log_flush_seconds if log_hold_seconds is None else log_hold_seconds
         self._feed_capacity = feed_capacity
         self._feeds: dict[str, list[Feed]] = {}  # the live watchers of each request on this replica
         self._pending_logs: dict[str, list[Entry]] = {}
@@ -118,8 +132,8 @@ class Journal:
             return result
 
     def append_log(self, request_id: str, line: domain.LogLine) -> None:
-        """Buffers a log line; it is written within the flush interval, when the batch is full, or at
-        once when a watcher waits for it."""
+        """Buffers a log line; it is written within the flush interval (or the hold: see `__init__`), with
+        the request's next write, when the batch is full, or at once when a watcher waits for it."""
         pending = self._pending_logs.setdefault(request_id, [])
         pending.append((encode(line, datetime.now(UTC)), line))
         if len(pending) >= LOG_FLUSH_LINES or any(feed.waiting for feed in self._feeds.get(request_id, ())):
@@ -187,6 +201,8 @@ class Journal:
                 if phase is not None and request_id not in self._deferred:
                     self._deferred[request_id] = (phase, None)
             raise
+        if lines and request_id in self._flushers and not self._has_pending(request_id):
+            self._due_now(request_id)  # taken by another write: its flusher has nothing left to wait for
 
     def drop_pending(self, request_ids: list[str]) -> None:
         """This gateway stopped following these requests (its lease is lost): their unwritten lines are not
@@ -308,8 +324,9 @@ class Journal:
         failures = 0
         try:
             while True:
+                interval = self._log_flush_seconds if self.safety_poll is not None else self._log_hold_seconds
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(due.wait(), self._log_flush_seconds)
+                    await asyncio.wait_for(due.wait(), interval)
                 due.clear()  # before the write: a line that comes during it sets it again
                 try:
                     await self.flush(request_id)

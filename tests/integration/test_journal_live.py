@@ -205,3 +205,45 @@ async def watch_with_cuts(
         if seen and isinstance(seen[-1].item, domain.PodResult):
             break
     return seen
+
+
+class WriteCountingStore(CountingStore):
+    """The real store, counting the journal's own writes of buffered lines."""
+
+    def __init__(self, store: SqlStore) -> None:
+        super().__init__(store)
+        self.appends = 0
+
+    async def append_events(self, *args: Any, **kwargs: Any) -> Any:
+        self.appends += 1
+        return await self.store.append_events(*args, **kwargs)
+
+
+async def lines_then_result(journal: Journal, store: SqlStore, request_id: str) -> None:
+    for i in range(3):
+        journal.append_log(request_id, line(i))
+    await asyncio.sleep(0.2)  # well past the flush interval (0.01 s): time for a write of the lines alone
+    await journal.record(request_id, lambda events: store.record_result(request_id, RESULT, events=events), RESULT)
+
+
+async def test_unwatched_lines_of_the_only_writer_go_with_the_requests_next_write(tmp_path: Path) -> None:
+    """Nobody but a watcher here reads the journal of the store's only writer, and a waiting watcher has the
+    lines written at once: held, they ride with the result instead of a write of their own. Where another
+    replica may watch (`safety_poll`), they are written after the flush interval, as before."""
+    async with await SqlStore.open(path=tmp_path / "g.sqlite") as store:
+        held, flushed = WriteCountingStore(store), WriteCountingStore(store)
+        holding = Journal(held, log_flush_seconds=0.01, log_hold_seconds=3600)  # type: ignore[arg-type]
+        replicated = Journal(flushed, log_flush_seconds=0.01, log_hold_seconds=3600)  # type: ignore[arg-type]
+        replicated.safety_poll = 1.0
+        first, second = await new_request(store), await new_request(store)
+        await lines_then_result(holding, store, first)
+        await lines_then_result(replicated, store, second)
+        holding.forget(first)
+        await until(lambda: not holding.holds(first))  # its flusher ended once the result took the lines
+        stored = [await replay(j, r) for j, r in ((holding, first), (replicated, second))]
+        await holding.close()
+        await replicated.close()
+    assert (held.appends, flushed.appends) == (0, 1)
+    for events in stored:
+        assert [e.item for e in events] == [line(0), line(1), line(2), RESULT]
+        assert [e.seq for e in events] == [1, 2, 3, 4]
