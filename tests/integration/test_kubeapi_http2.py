@@ -231,7 +231,8 @@ async def test_http2_clients_that_leave_leave_no_handler_and_no_error(
         await eventually(lambda: sim.http2_handlers_open() == 10, "only the open streams' handlers")
     finally:
         pool.close()  # a GOAWAY and the connection closed with 10 streams open
-    await eventually(lambda: sim.http2_handlers_open() == 0 and sim.http2_connections() == 0, "every handler gone")
+    # every handler gone, and the pool's connection; the `api` client's own (its create and watch) stays open
+    await eventually(lambda: sim.http2_handlers_open() == 0 and sim.http2_connections() == 1, "every handler gone")
     assert await api.get_version()
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     await api.delete_pod(NS, "long", grace_seconds=0)
@@ -307,3 +308,66 @@ async def test_a_connection_whose_stream_ids_are_spent_takes_no_new_stream(
             assert [line async for line in lines] == ["1", "2"]
         assert api.http2_handshakes == 2
     assert sim.http2_connections_accepted == 2
+
+
+class Relay:
+    """A TCP relay in front of the simulator that can freeze: bytes stop flowing both ways and nothing is closed,
+    as when a peer vanishes (a node gone, a NAT entry forgotten) without FIN or RST."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.frozen = False
+        self.server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> Relay:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self._writers:
+            writer.close()
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"https://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        self._writers += [writer, up_writer]
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if not self.frozen:  # frozen: read and dropped, so the sender sees no back-pressure either
+                writer.write(data)
+        writer.close()
+
+
+async def test_a_connection_gone_dead_is_pinged_and_dropped_and_its_watch_fails_at_once(sim: SimCluster) -> None:
+    """client-go's HTTP/2 health check: nothing read for `http2_read_idle`, a PING; no answer within `http2_ping`,
+    the connection is dropped, so a watch on it fails (and resumes elsewhere) instead of waiting out its 330 s,
+    and the next request makes a new connection instead of waiting on the dead one."""
+    timeouts = k.Timeouts(http2_read_idle=0.3, http2_ping=0.3)
+    async with Relay(sim.port) as relay:
+        provider = StaticProvider(sim.name, Endpoint(server=relay.url, ca_data=sim.ca_pem), sim.admin_token)
+        async with ClusterClient(provider, timeouts=timeouts) as api:
+            version = (await api.list_pods(NS)).resource_version
+            async with aclosing(api.watch_stream(k.PODS, NS, resource_version=version)) as events:
+                first = asyncio.create_task(anext(events))  # the watch is asked for, and answered: 200, no event
+                await asyncio.sleep(1.0)  # idle past read_idle several times: PINGs answered, the watch stays
+                assert not first.done()
+                relay.frozen = True
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                with pytest.raises(k.ApiUnreachable, match="PING"):
+                    async with asyncio.timeout(30):
+                        await first
+                assert loop.time() - started < 5
+            relay.frozen = False
+            assert (await api.list_pods(NS)).items == ()
+            assert api.http2_handshakes == 2

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.clusters.kubeapi.http2 import Http2Connection, Http2Stream
+from gateway.clusters.kubeapi.http2 import Http2Connection
+from gateway.clusters.kubeapi.http2_stream import Http2Stream
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from typing import Protocol
 import aiohttp
 
 from gateway.clusters.kubeapi.errors import StreamSilent, unreachable
-from gateway.clusters.kubeapi.http2 import Http2Stream
+from gateway.clusters.kubeapi.http2_stream import Http2Stream
 
 
 class Body(Protocol):

@@ -37,6 +37,8 @@ import h2.exceptions
 import h2.settings
 import hpack
 
+from gateway.clusters.kubeapi.http2_stream import Http2Stream, StreamLost
+from gateway.clusters.kubeapi.timeouts import HTTP2_PING_SECONDS, HTTP2_READ_IDLE_SECONDS
 from gateway.credentials import keepalive
 from gateway.credentials.base import Endpoint
 
@@ -70,14 +72,13 @@ class NotConnected(ConnectionError):
     """No connection could be made (refused, TLS, timeout): the request was certainly not sent."""
 
 
-class StreamLost(ConnectionError):
-    """The stream ended without its END_STREAM: reset by the server, refused by a GOAWAY, connection lost."""
-
-
 class Http2Pool:
     """The HTTP/2 connections to one endpoint; `request` opens a stream on one with room, or on a new one."""
 
-    def __init__(self, endpoint: Endpoint, *, connect_timeout: float) -> None:
+    def __init__(
+        self, endpoint: Endpoint, *, connect_timeout: float, read_idle: float = HTTP2_READ_IDLE_SECONDS,
+        ping_timeout: float = HTTP2_PING_SECONDS,
+    ) -> None:  # fmt: skip
         parts = urlsplit(endpoint.server)
         self.endpoint = endpoint
         self.host = parts.hostname or ""
@@ -87,6 +88,7 @@ class Http2Pool:
         self._context = endpoint.ssl_context()
         self._context.set_alpn_protocols(["h2", "http/1.1"])
         self._connect_timeout = connect_timeout
+        self._health = (read_idle, ping_timeout)
         self._connections: list[Http2Connection] = []
         self._connecting: asyncio.Task[Http2Connection] | None = None  # the one connection attempt under way
         self._closed = False
@@ -143,7 +145,7 @@ class Http2Pool:
             async with asyncio.timeout(self._connect_timeout):
                 self.handshakes += 1
                 transport, connection = await loop.create_connection(
-                    lambda: Http2Connection(self._connections), self.host, self.port, ssl=self._context,
+                    lambda: Http2Connection(self._connections, *self._health), self.host, self.port, ssl=self._context,
                     server_hostname=self._server_hostname,
                 )  # fmt: skip
                 ssl_object = transport.get_extra_info("ssl_object")
@@ -181,8 +183,13 @@ class Http2Pool:
 class Http2Connection(asyncio.Protocol):
     """One TLS connection speaking HTTP/2 (h2's state machine); its streams' data goes to their `Http2Stream`."""
 
-    def __init__(self, pool: list[Http2Connection]) -> None:
+    def __init__(
+        self, pool: list[Http2Connection], read_idle: float = HTTP2_READ_IDLE_SECONDS, ping_timeout: float = HTTP2_PING_SECONDS
+    ) -> None:
         self._pool = pool
+        self._read_idle, self._ping_timeout = read_idle, ping_timeout
+        self._last_read = 0.0
+        self._health: asyncio.TimerHandle | None = None  # the next read-idle check, or the PING's deadline
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
             client_side=True, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False,
         ))  # fmt: skip
@@ -248,8 +255,11 @@ class Http2Connection(asyncio.Protocol):
         self.conn.update_settings({codes.INITIAL_WINDOW_SIZE: STREAM_WINDOW, codes.ENABLE_PUSH: 0})
         self.conn.increment_flow_control_window(CONNECTION_WINDOW - _DEFAULT_WINDOW)
         self.send()
+        self._last_read = asyncio.get_running_loop().time()
+        self._health = asyncio.get_running_loop().call_later(self._read_idle, self._check_health)
 
     def data_received(self, data: bytes) -> None:
+        self._last_read = asyncio.get_running_loop().time()
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as e:
@@ -284,6 +294,8 @@ class Http2Connection(asyncio.Protocol):
             self._resume_sending()
         elif isinstance(event, h2.events.ConnectionTerminated):
             self._goaway(event)
+        elif isinstance(event, h2.events.PingAckReceived):
+            self._ping_answered()
 
     def _goaway(self, event: h2.events.ConnectionTerminated) -> None:
         """No new streams here; those the server never processed fail now (nothing was done with them),
@@ -297,7 +309,38 @@ class Http2Connection(asyncio.Protocol):
         if not self.streams:
             self.close()
 
+    # --- health: client-go's HTTP/2 health check ------------------------------------------------------
+
+    def _check_health(self) -> None:
+        """Nothing read for `read_idle`: a PING, which a live server answers at once. Requests and streams on a
+        dead connection (a peer gone without FIN or RST, a NAT entry forgotten) would otherwise wait out their
+        own deadlines, and new requests would keep coming to it; TCP keepalive does not probe a connection with
+        unacknowledged data."""
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last_read
+        if idle < self._read_idle:
+            self._health = loop.call_later(self._read_idle - idle, self._check_health)
+            return
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self.conn.ping(b"podgate!")
+        self.send()
+        self._health = loop.call_later(self._ping_timeout, self._ping_unanswered)
+
+    def _ping_answered(self) -> None:
+        if self._health is not None:
+            self._health.cancel()
+        self._health = asyncio.get_running_loop().call_later(self._read_idle, self._check_health)
+
+    def _ping_unanswered(self) -> None:
+        self._health = None
+        self.draining = True
+        self._fail(StreamLost(f"no answer to an HTTP/2 PING in {self._ping_timeout:g}s: the connection is dead"))
+        self.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._health is not None:
+            self._health.cancel()
+            self._health = None
         self.draining = True
         if self in self._pool:
             self._pool.remove(self)
@@ -370,112 +413,6 @@ class Http2Connection(asyncio.Protocol):
         streams, self.streams = self.streams, {}
         for stream in streams.values():
             stream.failed(error)
-
-
-class Http2Stream:
-    """One request's answer: its status and headers, then its body read chunk by chunk. Small on purpose
-    (there is one per followed log): the chunks waiting to be read, and a future only while someone waits."""
-
-    __slots__ = ("_chunks", "_connection", "_done", "_error", "_waiter", "headers", "status", "stream_id")
-
-    def __init__(self, connection: Http2Connection, stream_id: int) -> None:
-        self._connection = connection
-        self.stream_id = stream_id
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self._chunks: list[tuple[bytes, int]] = []  # (data, its flow-controlled length), not yet acknowledged
-        self._done = False  # END_STREAM came
-        self._error: StreamLost | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    async def response(self, inactivity: float | None) -> int:
-        """The answer's status, once its HEADERS come."""
-        while not self.status:
-            await self._wait(inactivity)
-        return self.status
-
-    @property
-    def unread(self) -> int:
-        """Bytes received and not yet read: never more than STREAM_WINDOW, however slow the reader."""
-        return sum(size for _, size in self._chunks)
-
-    def header(self, name: bytes) -> str | None:
-        return next((v.decode("latin-1") for k, v in self.headers if k == name), None)
-
-    async def read(self, inactivity: float | None) -> bytes:
-        """The next chunk of the body (b"" at its end); its bytes are acknowledged to the server now."""
-        while not self._chunks:
-            if self._done:
-                return b""
-            await self._wait(inactivity)
-        data, size = self._chunks.pop(0)
-        self._connection.acknowledge(self.stream_id, size)
-        return data
-
-    async def body(self, inactivity: float | None) -> bytes:
-        """The whole body, once END_STREAM came. What arrives is acknowledged at once (one call for all that
-        came together), so a body longer than one window keeps flowing."""
-        parts: list[bytes] = []
-        while True:
-            if self._chunks:
-                parts += [data for data, _ in self._chunks]
-                self._connection.acknowledge(self.stream_id, sum(size for _, size in self._chunks))
-                self._chunks.clear()
-            if self._done:
-                return parts[0] if len(parts) == 1 else b"".join(parts)
-            await self._wait(inactivity)
-
-    async def read_all(self, limit: int, inactivity: float | None) -> bytes:
-        body = bytearray()
-        while len(body) < limit and (chunk := await self.read(inactivity)):
-            body += chunk
-        return bytes(body[:limit])
-
-    def release(self) -> None:
-        """Done reading: an unfinished stream is cancelled (RST_STREAM), freeing its slot on the connection."""
-        if not self._done and self._error is None:
-            self._error = StreamLost("stream released by the reader")
-            self._connection.cancel(self.stream_id)
-        self._chunks.clear()
-
-    async def _wait(self, inactivity: float | None) -> None:
-        if self._error is not None:
-            raise self._error
-        self._waiter = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(inactivity):
-                await self._waiter
-        finally:
-            self._waiter = None
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    # --- from the connection -----------------------------------------------------------------------
-
-    def answered(self, headers: list[tuple[bytes, bytes]]) -> None:
-        status = next((v for k, v in headers if k == b":status"), b"")
-        if status.startswith(b"1"):
-            return  # an informational answer (100 Continue): the real one follows
-        # A status that is not three digits is the server's fault, not a reason to fail the connection's reader.
-        self.status = int(status) if len(status) == 3 and status.isdigit() and status[:1] != b"0" else 502
-        self.headers = [(k, v) for k, v in headers if not k.startswith(b":")]
-        self._wake()
-
-    def received(self, data: bytes, size: int) -> None:
-        self._chunks.append((data, size))
-        self._wake()
-
-    def ended(self) -> None:
-        self._done = True
-        self._wake()
-
-    def failed(self, error: StreamLost) -> None:
-        if self._error is None and not self._done:
-            self._error = error
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(error)
 
 
 def _code(code: Any) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOG_INACTIVITY_SECONDS = 120.0
+HTTP2_READ_IDLE_SECONDS = 30.0  # client-go's ReadIdleTimeout
+HTTP2_PING_SECONDS = 15.0  # client-go's PingTimeout
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,6 +20,10 @@ class Timeouts:
     # dropped without FIN or RST (keepalive sees a dead peer, not a middlebox that forgot the flow).
     log_inactivity: float | None = LOG_INACTIVITY_SECONDS
     exec_total: float = 120.0
+    # An HTTP/2 connection nothing was read from for this long is PINGed, and dropped (its requests and streams
+    # fail as unreachable, and resume) when no answer comes within `http2_ping`: client-go's defaults.
+    http2_read_idle: float = HTTP2_READ_IDLE_SECONDS
+    http2_ping: float = HTTP2_PING_SECONDS
 
 
 DEFAULT_TIMEOUTS = Timeouts()

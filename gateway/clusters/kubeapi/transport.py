@@ -31,7 +31,8 @@ from gateway.clusters.kubeapi.errors import (
     parse_retry_after,
     unreachable,
 )
-from gateway.clusters.kubeapi.http2 import ERROR_BODY_BYTES, Http2Pool, Http2Refused, Http2Stream, NotConnected
+from gateway.clusters.kubeapi.http2 import ERROR_BODY_BYTES, Http2Pool, Http2Refused, NotConnected
+from gateway.clusters.kubeapi.http2_stream import Http2Stream
 from gateway.clusters.kubeapi.request import Request
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, Draw, RetryPolicy, decide
 from gateway.clusters.kubeapi.timeouts import DEFAULT_TIMEOUTS, Timeouts
@@ -181,7 +182,10 @@ class Transport:
         if self._pool is None or self._pool.endpoint != self._endpoint:
             if self._pool is not None:
                 self._pool.close()  # a rotated endpoint: its streams fail and resume on the new one
-            self._pool = Http2Pool(self._endpoint, connect_timeout=self.timeouts.connect)
+            self._pool = Http2Pool(
+                self._endpoint, connect_timeout=self.timeouts.connect, read_idle=self.timeouts.http2_read_idle,
+                ping_timeout=self.timeouts.http2_ping,
+            )  # fmt: skip
         return None if self._pool.refused else self._pool
 
     def _may_use_http2(self) -> bool:
