@@ -51,10 +51,12 @@ def summary(part: str, text: str, cmd: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def stack_for(tmp: Path, args: argparse.Namespace) -> AsyncIterator[Stack]:
+async def stack_for(tmp: Path, args: argparse.Namespace, *, spy: bool = True) -> AsyncIterator[Stack]:
+    """The simulator and the gateway, settled; with --py-spy the gateway is sampled throughout, unless `spy` is
+    False (the part samples a phase of its own: the memory part, the holding phase)."""
     async with running_stack(tmp, profile=args.profile) as stack:
         await asyncio.sleep(SETTLE_SECONDS)  # watches listed, first health probes answered
-        if args.py_spy is None:
+        if args.py_spy is None or not spy:
             yield stack
         else:
             with _pyspy.recording(stack.gateway.pid, args.py_spy, native=args.native):
@@ -354,6 +356,14 @@ async def cpu_percent(gateway: GatewayProcess, window: float = CPU_WINDOW) -> fl
     return 100 * (gateway.cpu_seconds() - before) / window
 
 
+async def holding_cpu(gateway: GatewayProcess, args: argparse.Namespace) -> float:
+    """CPU % of a core while the pods are held (over --hold seconds), under py-spy with --py-spy."""
+    if args.py_spy is None:
+        return await cpu_percent(gateway, args.hold)
+    with _pyspy.recording(gateway.pid, args.py_spy, native=args.native):
+        return await cpu_percent(gateway, args.hold)
+
+
 def peak_rss(gateway: GatewayProcess) -> int:
     for line in Path(f"/proc/{gateway.pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -443,7 +453,7 @@ async def memory(tmp: Path, args: argparse.Namespace) -> None:
         pod_request(new_id("mem"), duration=LONG_POD_SECONDS, log_lines=lines, follow_logs=not args.no_logs)
         for _ in range(n)
     ]
-    async with stack_for(tmp, args) as stack, channels(stack.gateway.address, args.channels) as stubs:
+    async with stack_for(tmp, args, spy=False) as stack, channels(stack.gateway.address, args.channels) as stubs:
         gw = stack.gateway
         idle_cpu = await cpu_percent(gw)
         before, cpu_before = gw.rss_bytes(), gw.cpu_seconds()
@@ -453,7 +463,7 @@ async def memory(tmp: Path, args: argparse.Namespace) -> None:
         running_wall = clock.elapsed + submitted.wall
         cpu_per_pod = (gw.cpu_seconds() - cpu_before) / max(running, 1)
         await asyncio.sleep(MEMORY_SETTLE_SECONDS)  # the gateway records the last phase changes
-        busy_cpu = await cpu_percent(gw)
+        busy_cpu = await holding_cpu(gw, args)
         after, peak, fds = gw.rss_bytes(), peak_rss(gw), gw.open_fds()
         followed = await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_RUNNING,))
         failed = await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_FAILED,))
@@ -468,13 +478,15 @@ async def memory(tmp: Path, args: argparse.Namespace) -> None:
     )
     print(
         f"  gateway CPU: {idle_cpu:.1f}% of a core with no pods, {busy_cpu:.1f}% with {running} running pods "
-        f"(nothing changing); open file descriptors: {fds}"
+        f"(nothing changing, over {args.hold:g} s); open file descriptors: {fds}"
     )
     print(
         f"  gateway CPU time from the first submit until all ran: {cpu_per_pod * 1000:.2f} ms per pod "
         f"(load average {os.getloadavg()[0]:.1f})"
     )
     print(f"  the gateway records {followed} as running, {failed} as failed (ListPods)")
+    if args.py_spy is not None:
+        print(f"py-spy over the {args.hold:g} s holding the pods:\n{_pyspy.top(args.py_spy)}")
     summary(
         "memory",
         f"gateway RSS {before / mib:.0f} MiB -> {after / mib:.0f} MiB with {running} pods in flight: "

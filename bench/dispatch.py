@@ -13,6 +13,8 @@ Each part starts a fresh pair. Nothing is asserted: figures are printed, each wi
     .venv/bin/python bench/dispatch.py memory --pods 10000 --log-every 60    # each pod logs a line a minute
     .venv/bin/python bench/dispatch.py memory --pods 10000 --profile /tmp/gw.prof   # gateway under cProfile
     .venv/bin/python bench/dispatch.py throughput --py-spy /tmp/gw.txt [--native]   # gateway sampled by py-spy
+    .venv/bin/python bench/dispatch.py memory --pods 3000 --log-every 60 --hold 60 --py-spy /tmp/hold.txt
+                                          # py-spy over the holding phase only (--hold seconds)
 
 Placement time with 1,000 registered clusters is bench/placement.py.
 """
@@ -67,6 +69,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-logs", action="store_true", help="memory: pods whose logs are not followed")
     parser.add_argument(
         "--log-every", type=float, default=0.0, help="memory: each pod prints a line every this many seconds"
+    )
+    parser.add_argument(
+        "--hold", type=float, default=10.0, help="memory: seconds the CPU of holding the pods is measured over"
     )
     parser.add_argument("--profile", type=Path, help="run the gateway under cProfile, writing stats here")
     parser.add_argument("--py-spy", type=Path, help="sample the gateway with py-spy (collapsed stacks here)")
