@@ -32,6 +32,7 @@ MAX_WARNINGS = 50  # warning events kept for a result
 # A failed pod's warning events may trail its status (they come on another watch): wait for them this long.
 EVENT_SETTLE_QUIET_SECONDS = 0.3
 EVENT_SETTLE_MAX_SECONDS = 2.0
+_NOTHING = object()  # no pod object was acted on yet
 
 
 @dataclass(slots=True)
@@ -93,11 +94,17 @@ class Follower:
         loop = asyncio.get_running_loop()
         logs = LogTasks(state.record, cluster, track, self.journal, self.settings, followed.positions)
         await track.synced()
+        acted_on: object = _NOTHING  # the pod object (the watch never changes one) a running pod's last look acted on
         try:
             while True:
                 if not self.clusters.serves(cluster):
                     return None
                 events = self._new_events(followed, track)  # journalled with the phase they came with, if one
+                if track.pod is acted_on and not events and not state.is_cancelled:
+                    # Woken with nothing new (the cluster's safety-net poke, every SAFETY_WAKE_SECONDS for each
+                    # followed pod): the look below would act on the same object again and do nothing.
+                    await track.wait(None)
+                    continue
                 if state.is_cancelled or track.pod is None:
                     await self._journal_events(state, events)
                     events = []
@@ -111,7 +118,8 @@ class Follower:
                         return Ending(deleted())
                     await track.wait(1.0)
                     continue
-                view = status.interpret(track.pod)
+                pod = track.pod  # what this look acts on (the watch may replace it while the phase is stored)
+                view = status.interpret(pod)
                 logs.start()  # the logs open while the phase is recorded; their lines are journalled after it
                 await self._record_phase(state, view, events)
                 logs.release()
@@ -122,6 +130,7 @@ class Follower:
                 if pending and left < 0:
                     warnings = tuple(followed.warnings)
                     return Ending(collecting.startup_timeout_result(state.request, view, warnings), cluster)
+                acted_on = _NOTHING if pending else pod  # a pending pod's look also reads the clock
                 await track.wait(max(left, 0.05) if pending else None)
         finally:
             await logs.stop()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from gateway import domain
-from gateway.pods import builder
+from gateway.pods import builder, status
 from gateway.pods.creation import Creator
 from gateway.pods.following import Follower
 from gateway.pods.journal import Journal
@@ -186,3 +186,41 @@ async def test_a_pod_that_does_not_start_in_time_ends_as_startup_timeout(world: 
     ending = await asyncio.wait_for(world.follower().follow(state), WITHIN)
     assert (ending.result.reason, ending.cluster) == ("StartupTimeout", world.cluster)
     assert ending.result.message.startswith("pod did not start within 0.2s")
+
+
+async def test_a_safety_poke_with_nothing_new_does_not_look_at_the_pod_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10,000 followed pods are poked every SAFETY_WAKE_SECONDS: each poke of an unchanged running pod costs
+    a wake-up, not another reading of its status, its log followers and its phase (issue 16)."""
+    looks: list[object] = []
+    interpret = status.interpret
+    monkeypatch.setattr(status, "interpret", lambda pod: looks.append(pod) or interpret(pod))
+    state = await world.created()
+    task = await followed(world, state)
+    world.change(state, "Running", containerStatuses=[running()])
+    await asyncio.sleep(0.05)
+    track = world.cluster.tracks[("default", state.record.name)]
+    seen = len(looks)
+    for _ in range(3):
+        track.poke()  # as tracking.wake_forever does
+        await asyncio.sleep(0.01)
+    assert len(looks) == seen and not task.done()
+    world.change(state, "Succeeded", containerStatuses=[ended()])
+    ending = await asyncio.wait_for(task, WITHIN)
+    assert ending.result.phase is domain.PodPhase.SUCCEEDED and len(looks) == seen + 1
+
+
+async def test_a_change_whose_wake_up_was_lost_is_acted_on_at_the_next_safety_poke(world: World) -> None:
+    """What the safety net is for: the pod changed but its follower was not woken (a bug anywhere)."""
+    state = await world.created()
+    task = await followed(world, state)
+    world.change(state, "Running", containerStatuses=[running()])
+    await asyncio.sleep(0.05)
+    track = world.cluster.tracks[("default", state.record.name)]
+    track.pod = {**track.pod, "status": {"phase": "Succeeded", "containerStatuses": [ended()]}}  # no signal
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    track.poke()
+    ending = await asyncio.wait_for(task, WITHIN)
+    assert ending.result.phase is domain.PodPhase.SUCCEEDED
