@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -27,6 +29,8 @@ def describe(world: SimWorld) -> str:
     lines.append(f"merged kubeconfig (a context per cluster): {world.kubeconfig_path}")
     if world.control is not None:
         lines.append(f"fault control endpoint: {world.control.url} (URL and bearer token in {world.control_path})")
+    loop = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    lines.append(f"event loop: {'uvloop' if loop == 'uvloop' else 'asyncio'} (uvloop when every node is virtual)")
     return "\n".join(lines)
 
 
@@ -67,4 +71,30 @@ def main(config: str, kubeconfig_dir: str, *, control_port: int = 0) -> int:
     if not world.clusters:
         print(f"podgate sim: {config} defines no cluster with a 'sim:' block", file=sys.stderr)
         return 2
-    return asyncio.run(run(world))
+    with asyncio.Runner(loop_factory=loop_factory(world)) as runner:
+        return runner.run(run(world))
+
+
+def loop_factory(world: SimWorld) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when no node of any cluster runs pod processes, else the standard loop (None).
+
+    uvloop's TLS and loop are C: they cut `podgate sim`'s CPU per pod (bench/README.md, issue 16) where the
+    virtual runtime serves thousands of pods. A process runtime cannot have it: children spawned from uvloop
+    die before their command starts (exit 134; gateway/eventloop.py says the same of the gateway)."""
+    if not all(runtime == "virtual" for runtime in node_runtimes(world)):
+        return None
+    try:
+        uvloop = importlib.import_module("uvloop")
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
+def node_runtimes(world: SimWorld) -> list[str]:
+    """Every node's runtime, as its kubelet will choose it (the cluster's runtime.nodeRuntimes first)."""
+    found = []
+    for cluster in world.clusters.values():
+        chosen = (cluster.spec.runtime or {}).get("nodeRuntimes") or {}
+        found += [str(chosen.get(node.name, node.runtime)) for node in cluster.spec.nodes]
+    return found

@@ -83,7 +83,20 @@ class Sim:
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Sim]:
-    (tmp_path / "clusters.yaml").write_text(CONFIG)
+    with _running(tmp_path, CONFIG) as running:
+        yield running
+
+
+@pytest.fixture
+def virtual_sim(tmp_path: Path) -> Iterator[Sim]:
+    """Every node virtual: `podgate sim` runs on uvloop (gateway/sim/main.py)."""
+    with _running(tmp_path, CONFIG.replace('pods: "110"}}]', 'pods: "110"}, runtime: virtual}]')) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _running(tmp_path: Path, config: str) -> Iterator[Sim]:
+    (tmp_path / "clusters.yaml").write_text(config)
     stderr = tmp_path / "sim.err"
     with stderr.open("w") as err:
         process = subprocess.Popen(
@@ -180,6 +193,19 @@ def _every_way(leave: Callable[[str], bytes]) -> list[bytes]:
     return [leave(how) for how in LEAVES]
 
 
+def _leave_while_producing(sim: Sim, kinds: dict[str, Callable[[str], bytes]]) -> dict[str, list[bytes]]:
+    """Each kind of stream left in every way, while secrets are created as fast as one connection allows."""
+    stop = threading.Event()
+    with ThreadPoolExecutor(len(kinds) + 1) as pool:
+        producer = pool.submit(_produce, sim, stop)
+        time.sleep(0.3)
+        results = {name: pool.submit(_every_way, leave) for name, leave in kinds.items()}
+        received = {name: future.result(timeout=60) for name, future in results.items()}
+        stop.set()
+        assert producer.result(timeout=30) > 50
+    return received
+
+
 def test_clients_leaving_streams_in_every_way_log_nothing(sim: Sim) -> None:
     _pod(sim, "talker", "i=0; while [ $i -lt 20000 ]; do echo line $i of a chatty container; i=$((i+1)); done; sleep 600")
     _pod(sim, "idle", "sleep 600")
@@ -204,15 +230,7 @@ def test_clients_leaving_streams_in_every_way_log_nothing(sim: Sim) -> None:
         ),
         "exec": lambda how: _stream_then_leave(sim, exec_path, how, headers=WEBSOCKET, wanted=8192),
     }
-    stop = threading.Event()
-    with ThreadPoolExecutor(len(kinds) + 1) as pool:
-        producer = pool.submit(_produce, sim, stop)
-        time.sleep(0.3)
-        results = {name: pool.submit(_every_way, leave) for name, leave in kinds.items()}
-        received = {name: future.result(timeout=60) for name, future in results.items()}
-        stop.set()
-        produced = producer.result(timeout=30)
-    assert produced > 50
+    received = _leave_while_producing(sim, kinds)
     for name, answers in received.items():  # every client left a stream that was flowing
         assert all(a.startswith(b"HTTP/1.1 10" if name == "exec" else b"HTTP/1.1 200") for a in answers), name
         assert min(len(a) for a in answers) > 100, name
@@ -281,3 +299,37 @@ def test_clients_leaving_before_the_first_answer_log_nothing_and_leave_no_comman
     assert len(_commands_with(EXEC_MARKER)) == 0, "exec commands outlived their clients"
     _still_serves(sim)
     _stopped_quietly(sim)
+
+
+def test_on_uvloop_clients_leaving_watches_and_logs_log_nothing(virtual_sim: Sim) -> None:
+    """uvloop's TLS transports end in their own ways: clients leaving watches and a replayed log in every way
+    still leave nothing in the simulator's log, and it serves on."""
+    assert "event loop: uvloop" in _rest_of_banner(virtual_sim)
+    lines = "\n".join(f"line {i} of a chatty container" for i in range(20_000))
+    annotations = {"sim.podgate.io/log-lines": lines, "sim.podgate.io/duration": "0"}
+    container = {"name": "c", "image": "busybox"}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "talker", "annotations": annotations},
+           "spec": {"containers": [container], "restartPolicy": "Never"}}  # fmt: skip
+    virtual_sim.call("POST", "/api/v1/namespaces/default/pods", pod)
+    deadline = time.monotonic() + 30
+    while virtual_sim.call("GET", "/api/v1/namespaces/default/pods/talker")["status"].get("phase") != "Succeeded":
+        assert time.monotonic() < deadline, "the virtual pod did not end"
+        time.sleep(0.1)
+    secrets = "/api/v1/namespaces/default/secrets?watch=1"
+    kinds: dict[str, Callable[[str], bytes]] = {
+        "watch": lambda how: _stream_then_leave(virtual_sim, secrets, how, wanted=4096),
+        "watch-list": lambda how: _stream_then_leave(virtual_sim, secrets + WATCH_LIST, how, wanted=65536),
+        "logs -f (replayed)": lambda how: _stream_then_leave(
+            virtual_sim, "/api/v1/namespaces/default/pods/talker/log?follow=true", how, wanted=65536
+        ),
+    }
+    for name, answers in _leave_while_producing(virtual_sim, kinds).items():
+        assert all(a.startswith(b"HTTP/1.1 200") and len(a) > 100 for a in answers), name
+    _still_serves(virtual_sim)
+    _stopped_quietly(virtual_sim)
+
+
+def _rest_of_banner(sim: Sim) -> str:
+    """The banner's lines after the first cluster's: the merged kubeconfig, the control endpoint, the event loop."""
+    assert sim.process.stdout is not None
+    return "".join(sim.process.stdout.readline() for _ in range(3))
