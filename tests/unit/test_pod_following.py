@@ -188,6 +188,21 @@ async def test_a_pod_that_does_not_start_in_time_ends_as_startup_timeout(world: 
     assert ending.result.message.startswith("pod did not start within 0.2s")
 
 
+async def running_recorded(state: RunState) -> None:
+    """Until the follower has stored Running: it then waits on its track in the same step."""
+    for _ in range(int(WITHIN / 0.01)):  # the store's write is real I/O: polled, bounded
+        if state.record.phase is domain.PodPhase.RUNNING:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"Running not stored within {WITHIN:g} s")
+
+
+async def turns(n: int = 20) -> None:
+    """Loop turns enough for a woken follower to run to its next wait (no I/O on that path)."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
 async def test_a_safety_poke_with_nothing_new_does_not_look_at_the_pod_again(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -199,12 +214,12 @@ async def test_a_safety_poke_with_nothing_new_does_not_look_at_the_pod_again(
     state = await world.created()
     task = await followed(world, state)
     world.change(state, "Running", containerStatuses=[running()])
-    await asyncio.sleep(0.05)
+    await running_recorded(state)  # the follower waits on its track again
     track = world.cluster.tracks[("default", state.record.name)]
     seen = len(looks)
     for _ in range(3):
         track.poke()  # as tracking.wake_forever does
-        await asyncio.sleep(0.01)
+        await turns()  # the follower has taken the poke and waits again
     assert len(looks) == seen and not task.done()
     world.change(state, "Succeeded", containerStatuses=[ended()])
     ending = await asyncio.wait_for(task, WITHIN)
@@ -216,10 +231,10 @@ async def test_a_change_whose_wake_up_was_lost_is_acted_on_at_the_next_safety_po
     state = await world.created()
     task = await followed(world, state)
     world.change(state, "Running", containerStatuses=[running()])
-    await asyncio.sleep(0.05)
+    await running_recorded(state)
     track = world.cluster.tracks[("default", state.record.name)]
     track.pod = {**track.pod, "status": {"phase": "Succeeded", "containerStatuses": [ended()]}}  # no signal
-    await asyncio.sleep(0.05)
+    await turns()
     assert not task.done()
     track.poke()
     ending = await asyncio.wait_for(task, WITHIN)
