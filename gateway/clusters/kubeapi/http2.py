@@ -8,7 +8,8 @@ the I/O around it: TLS with ALPN on the endpoint's own context, a stream per req
 server's windows allow), another connection when the server's MAX_CONCURRENT_STREAMS is reached (as Go's
 transport does; one connection attempt at a time, its outcome shared by every request waiting for it), and
 flow control that bounds memory under a slow reader: a stream's DATA is acknowledged (WINDOW_UPDATE) only when
-the reader takes it, so at most one window (STREAM_WINDOW) waits per stream.
+the reader takes it, so at most one window (STREAM_WINDOW) waits per stream. A connection nothing was read from
+for a while is PINGed and dropped when the PING goes unanswered (client-go's health check).
 
 Headers are built here, from names and values the transport controls, so h2's outbound normalisation and
 validation are off and HPACK strings go out without Huffman coding (`_PlainEncoder`); `authorization` is
@@ -16,7 +17,7 @@ never indexed, as h2's normalisation would have made it.
 
 Failures come out as Python exceptions the transport maps to the client's error tree: `NotConnected`
 (nothing was sent), `Http2Refused` (the server chose HTTP/1.1 in ALPN: use it), `StreamLost` (a RST_STREAM,
-a GOAWAY that left the stream out, or the connection lost), `TimeoutError` (no byte within the deadline).
+a GOAWAY that left the stream out, an unanswered PING, or the connection lost), `TimeoutError` (no byte within the deadline).
 Credentials, 401 refresh and retries stay in transport.py.
 """
 
