@@ -116,14 +116,18 @@ async def test_short_lived_tokens_are_refreshed_before_expiry_without_a_failed_r
     key = google.new_service_account(DISPATCHER, tmp_path / "sa.json")
     provider = build_provider("gke-eu", gke_ref(google, keyFile=str(key)))
     try:
-        statuses, tokens = [], set()
-        for _ in range(26):  # ~6.5 s: past the first token's expiry
+        loop = asyncio.get_running_loop()
+        statuses = [await list_pods(provider)]
+        tokens = {(await provider.token()).value}
+        first_expired = loop.time() + google.lifetime_seconds + 1.0  # the first token, fetched above, is dead by
+        # Calls every 0.25 s until past the first token's expiry (how many: however long they take under load).
+        while loop.time() < first_expired:
             statuses.append(await list_pods(provider))
             tokens.add((await provider.token()).value)
             await asyncio.sleep(0.25)
         assert set(statuses) == {200}
-        assert len(tokens) == 2
-        assert google.token_requests == 2
+        assert len(tokens) >= 2  # renewed (a slow run may outlive the second token too)
+        assert google.token_requests == len(tokens)  # each fetch in time for its use, none wasted
     finally:
         await provider.close()
 
