@@ -19,6 +19,7 @@ from typing import cast
 import grpc
 
 from bench import _pyspy
+from bench._databases import databases
 from bench._pods import (
     BENCH_LABEL,
     NAMESPACE,
@@ -43,6 +44,7 @@ SETTLE_SECONDS = 3.0
 
 def command(args: argparse.Namespace, part: str, *extra: str) -> str:
     quick = " --quick" if args.quick else ""
+    quick += " --postgres" if getattr(args, "postgres", False) else ""
     return f".venv/bin/python bench/dispatch.py {part}{quick} --pods {args.part_pods} {' '.join(extra)}".rstrip()
 
 
@@ -53,8 +55,25 @@ def summary(part: str, text: str, cmd: str) -> None:
 @contextlib.asynccontextmanager
 async def stack_for(tmp: Path, args: argparse.Namespace, *, spy: bool = True) -> AsyncIterator[Stack]:
     """The simulator and the gateway, settled; with --py-spy the gateway is sampled throughout, unless `spy` is
-    False (the part samples a phase of its own: the memory part, the holding phase)."""
-    async with running_stack(tmp, profile=args.profile) as stack:
+    False (the part samples a phase of its own: the memory part, the holding phase). On SQLite in `tmp`, or
+    with `--postgres` on a PostgreSQL server started for the run (bench/_databases.py), whose CPU per pod is
+    then printed too."""
+    async with contextlib.AsyncExitStack() as resources:
+        url, server = None, None
+        if getattr(args, "postgres", False):
+            server = await resources.enter_async_context(databases(True))
+            url = await server("podgate")
+        async with _stack(tmp, args, url, spy=spy) as stack:
+            before = server.server_cpu_seconds() if server else 0.0
+            yield stack
+            if server:
+                spent = server.server_cpu_seconds() - before
+                print(f"  PostgreSQL server CPU time per pod: {1000 * spent / args.part_pods:.2f} ms")
+
+
+@contextlib.asynccontextmanager
+async def _stack(tmp: Path, args: argparse.Namespace, database_url: str | None, *, spy: bool) -> AsyncIterator[Stack]:
+    async with running_stack(tmp, profile=args.profile, database_url=database_url) as stack:
         await asyncio.sleep(SETTLE_SECONDS)  # watches listed, first health probes answered
         if args.py_spy is None or not spy:
             yield stack

@@ -9,6 +9,7 @@ Each part starts a fresh pair. Nothing is asserted: figures are printed, each wi
     .venv/bin/python bench/dispatch.py requests --pods 50 --durations 10 120
     .venv/bin/python bench/dispatch.py overhead --pods 200 --concurrency 4
     .venv/bin/python bench/dispatch.py throughput --pods 2000 --callers 200 --channels 20
+    .venv/bin/python bench/dispatch.py throughput --pods 2000 --callers 200 --channels 20 --postgres
     .venv/bin/python bench/dispatch.py memory --pods 10000
     .venv/bin/python bench/dispatch.py memory --pods 10000 --log-every 60    # each pod logs a line a minute
     .venv/bin/python bench/dispatch.py memory --pods 10000 --profile /tmp/gw.prof   # gateway under cProfile
@@ -77,6 +78,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--py-spy", type=Path, help="sample the gateway with py-spy (collapsed stacks here)")
     parser.add_argument("--native", action="store_true", help="with --py-spy: C frames too")
     parser.add_argument("--keep", action="store_true", help="keep the state directories (logs, database)")
+    parser.add_argument("--postgres", action="store_true", help="the gateway on a PostgreSQL server started for the run")
     args = parser.parse_args(argv)
     unknown = [p for p in args.parts if p not in PARTS]
     if unknown:
