@@ -5,8 +5,9 @@ same wall time costs with no line (the loop's own timers).
 
 Three ways the same lines reach the store:
 - journal: `Journal.append_log` per line, as `LogTasks._pump` hands them over, on a journal made as
-  `podgate serve` makes it (each request's batch written by its own flusher LOG_HOLD_SECONDS after its first
-  line: lines of different pods, arriving apart, are written apart);
+  `podgate serve` makes it (each request's batch due LOG_HOLD_SECONDS after its first line, rounded up to a
+  fifth of that, and every request due at once written together: one transaction; before 2026-12-05 each
+  request's own flusher wrote its batch apart, ~700 us a line);
 - store, spread: `SqlStore.append_events` of one line as each arrives (what those flushes come to);
 - store, together: the lines of one flush interval handed to the store at once (the group-commit writer puts
   them in one transaction), the same lines a second.

@@ -5,8 +5,9 @@ Everything a RunPod/WatchPod client sees is first written here: the store assign
 gateway restarts. A watcher on the replica that writes gets each stored batch handed over in memory
 (livefeed.py) instead of reading it back; a watcher that falls behind by more than its feed holds, or one
 whose events another replica wrote, reads the store page by page: a slow client costs at most one page
-or one feed of memory, never a growing queue. Log lines are batched (many lines, one insert); any other
-item flushes the batch first so order is kept. A batch is written at once when a watcher of the request
+or one feed of memory, never a growing queue. Log lines are batched (many lines, one insert), and the
+batches of every request due at the same moment are written together by one ticker (one transaction,
+not one a pod); any other item flushes the batch first so order is kept. A batch is written at once when a watcher of the request
 waits for the next event (it would otherwise see each live line only after the batch interval); lines
 that come while a write is under way go together in the next one. A change of the request's record
 and the events announcing it are one store write (`record`): never one without the other. A phase no
@@ -23,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -41,6 +44,7 @@ PAGE = 500
 LOG_FLUSH_SECONDS = 0.05
 LOG_HOLD_SECONDS = 5.0  # the gateway's own journal, lines nobody watches: see Journal.__init__
 LOG_FLUSH_LINES = 500
+DUE_GRID = 5  # a wait is rounded up to a fifth of itself: see Journal._due_in
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0)  # between writes of log lines that failed (the store waits out outages itself)
 
 _KINDS: dict[type, domain.JournalKind] = {
@@ -96,8 +100,14 @@ class Journal:
         self._pending_logs: dict[str, list[Entry]] = {}
         self._deferred: dict[str, tuple[domain.PodPhase, asyncio.TimerHandle | None]] = {}  # defer_phase: phase, deadline
         self._epochs: dict[str, int] = {}  # grows when this gateway stops following a request (drop_pending)
-        self._flushers: dict[str, asyncio.Task[None]] = {}
-        self._due: dict[str, asyncio.Event] = {}  # set: write the pending lines now
+        # When each request's buffered lines are to be written, and the same as a heap (stale entries are
+        # skipped): one ticker writes every request due at once, so lines of many pods that come apart go to
+        # the store together (one transaction) instead of each request's flusher writing its own.
+        self._due_at: dict[str, float] = {}
+        self._deadlines: list[tuple[float, str]] = []
+        self._failures: dict[str, int] = {}  # consecutive failed writes of a request's lines
+        self._ticker: asyncio.Task[None] | None = None
+        self._tick = asyncio.Event()  # set: a deadline came earlier than the ticker sleeps
         self._locks: dict[str, asyncio.Lock] = {}
         self._handing_over = False
         # Other replicas write too (docs/decisions/0021): woken by their NOTIFY, and this slow poll in case
@@ -138,8 +148,9 @@ class Journal:
         pending.append((encode(line, datetime.now(UTC)), line))
         if len(pending) >= LOG_FLUSH_LINES or any(feed.waiting for feed in self._feeds.get(request_id, ())):
             self._due_now(request_id)
-        if request_id not in self._flushers:
-            self._start_flusher(request_id)
+        elif request_id not in self._due_at:
+            interval = self._log_flush_seconds if self.safety_poll is not None else self._log_hold_seconds
+            self._due_in(request_id, interval)
 
     def defer_phase(self, request_id: str, phase: domain.PodPhase, within: float) -> None:
         """The record's new `phase`, stored with the request's next write of events (an `append`, a flush of
@@ -158,16 +169,27 @@ class Journal:
 
     def _flush_now(self, request_id: str) -> None:
         self._due_now(request_id)
-        if request_id not in self._flushers:
-            self._start_flusher(request_id)
 
     def _due_now(self, request_id: str) -> None:
-        self._due.setdefault(request_id, asyncio.Event()).set()
+        self._due_in(request_id, 0.0)
 
-    def _start_flusher(self, request_id: str) -> None:
-        self._flushers[request_id] = logcontext.background(
-            self._flush_later(request_id), name=f"journal-flush:{request_id}", request_id=request_id
-        )
+    def _due_in(self, request_id: str, seconds: float) -> None:
+        """The request's buffered writes are due in `seconds` (or sooner, if already due sooner). A later
+        time is rounded up to a fifth of the wait, so that requests whose lines came apart fall due together
+        and go in one write of the store (one transaction), not one each."""
+        at = asyncio.get_running_loop().time() + seconds
+        if seconds > 0:
+            grid = seconds / DUE_GRID
+            at = math.ceil(at / grid) * grid
+        if self._due_at.get(request_id, float("inf")) <= at:
+            return
+        self._due_at[request_id] = at
+        earliest = not self._deadlines or at < self._deadlines[0][0]
+        heapq.heappush(self._deadlines, (at, request_id))
+        if self._ticker is None:
+            self._ticker = logcontext.background(self._run_ticker(), name="journal-flush")
+        elif earliest:
+            self._tick.set()
 
     async def flush(self, request_id: str) -> None:
         """Writes what is buffered: the lines, and a deferred phase with them."""
@@ -201,8 +223,8 @@ class Journal:
                 if phase is not None and request_id not in self._deferred:
                     self._deferred[request_id] = (phase, None)
             raise
-        if lines and request_id in self._flushers and not self._has_pending(request_id):
-            self._due_now(request_id)  # taken by another write: its flusher has nothing left to wait for
+        if lines and not self._has_pending(request_id):
+            self._due_at.pop(request_id, None)  # taken by another write: nothing left to write when it is due
 
     def drop_pending(self, request_ids: list[str]) -> None:
         """This gateway stopped following these requests (its lease is lost): their unwritten lines are not
@@ -287,10 +309,9 @@ class Journal:
         for request_id in {**self._pending_logs, **self._deferred}:
             with contextlib.suppress(LeaseLost):  # taken over meanwhile: its new owner reads them again
                 await self.flush(request_id)
-        tasks = list(self._flushers.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
 
     def _lock(self, request_id: str) -> asyncio.Lock:
         return self._locks.setdefault(request_id, asyncio.Lock())
@@ -317,34 +338,44 @@ class Journal:
         for feed in feeds:
             feed.offer(stored)
 
-    async def _flush_later(self, request_id: str) -> None:
-        """Writes the buffered lines until none are left: those that came during a write, and again those
-        whose write failed."""
-        due = self._due.setdefault(request_id, asyncio.Event())
-        failures = 0
+    async def _run_ticker(self) -> None:
+        """Writes every request whose buffered lines (or deferred phase) are due, all at once, until none
+        is waiting; a request whose write failed is due again after a delay (RETRY_DELAYS)."""
+        loop = asyncio.get_running_loop()
         try:
-            while True:
-                interval = self._log_flush_seconds if self.safety_poll is not None else self._log_hold_seconds
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(due.wait(), interval)
-                due.clear()  # before the write: a line that comes during it sets it again
-                try:
-                    await self.flush(request_id)
-                    failures = 0
-                except LeaseLost:  # lost while the batch waited: its new owner re-reads the log (_taking_pending)
-                    log.info("journal: %s is owned by another replica now; its buffered log lines were not written", request_id)
-                    return
-                except Exception as e:
-                    failures += 1
-                    delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
-                    log.warning("journal of %s: log lines not written (%s); retrying in %.1f s", request_id, e, delay)
-                    await asyncio.sleep(delay)
-                if not self._has_pending(request_id):
-                    return
+            while self._deadlines:
+                at, _ = self._deadlines[0]
+                self._tick.clear()
+                if (wait := at - loop.time()) > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await self._tick.wait()
+                    continue
+                now, due = loop.time(), []
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    at, request_id = heapq.heappop(self._deadlines)
+                    if self._due_at.get(request_id) == at:  # else stale: written already, or due at another time
+                        del self._due_at[request_id]
+                        due.append(request_id)
+                if due:
+                    await asyncio.gather(*(self._flush_due(request_id) for request_id in due))
         finally:
-            self._flushers.pop(request_id, None)
-            if not self._has_pending(request_id):
-                self._due.pop(request_id, None)
+            self._ticker = None
+
+    async def _flush_due(self, request_id: str) -> None:
+        """One request's due write: lines that come during it are due after their own interval."""
+        try:
+            with logcontext.bound(request_id=request_id):
+                await self.flush(request_id)
+            self._failures.pop(request_id, None)
+        except LeaseLost:  # lost while the batch waited: its new owner re-reads the log (_taking_pending)
+            self._failures.pop(request_id, None)
+            log.info("journal: %s is owned by another replica now; its buffered log lines were not written", request_id)
+        except Exception as e:
+            failures = self._failures[request_id] = self._failures.get(request_id, 0) + 1
+            delay = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
+            log.warning("journal of %s: log lines not written (%s); retrying in %.1f s", request_id, e, delay)
+            self._due_in(request_id, delay)
 
     async def resume_point(self, request_id: str) -> tuple[dict[str, LogPosition], list[domain.KubernetesEvent]]:
         """Where each container's log stands, and the Kubernetes events already journalled: a resumed
@@ -365,11 +396,11 @@ class Journal:
 
     def holds(self, request_id: str) -> bool:
         """Whether the journal keeps in-memory state for the request (a lock, buffered lines, a flusher)."""
-        held = (self._locks, self._pending_logs, self._flushers, self._due, self._deferred)
+        held = (self._locks, self._pending_logs, self._due_at, self._failures, self._deferred)
         return any(request_id in state for state in held)
 
     def forget(self, request_id: str) -> None:
         """Drops in-memory state of a finished request (its journal stays in the store)."""
         self._locks.pop(request_id, None)
-        if request_id not in self._flushers:
-            self._due.pop(request_id, None)
+        if not self._has_pending(request_id):
+            self._due_at.pop(request_id, None)

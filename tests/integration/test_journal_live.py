@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,3 +248,26 @@ async def test_unwatched_lines_of_the_only_writer_go_with_the_requests_next_writ
     for events in stored:
         assert [e.item for e in events] == [line(0), line(1), line(2), RESULT]
         assert [e.seq for e in events] == [1, 2, 3, 4]
+
+
+async def test_lines_of_many_requests_that_come_apart_are_written_together(tmp_path: Path) -> None:
+    """10,000 pods logging a line a minute send ~167 lines a second, each of another request. Each request's
+    batch falls due on a coarse grid (a fifth of the wait), and every request due at once is written in one
+    go: the group-commit writer takes them in one transaction, not one transaction a line."""
+    hold = 1.0
+    async with await SqlStore.open(path=tmp_path / "g.sqlite") as store:
+        counting = WriteCountingStore(store)
+        journal = Journal(counting, log_flush_seconds=0.01, log_hold_seconds=hold)  # type: ignore[arg-type]
+        requests = [await new_request(store) for _ in range(20)]
+        loop = asyncio.get_running_loop()
+        before, cells = store.writes.transactions, set()
+        for request_id in requests:
+            journal.append_log(request_id, line(0))
+            cells.add(math.ceil((loop.time() + hold) / (hold / 5)))  # the grid cell its batch falls due in
+            await asyncio.sleep(0.01)  # apart: each line in a write of its own before (20 transactions)
+        await until(lambda: counting.appends == len(requests))
+        transactions = store.writes.transactions - before
+        stored = [await replay(journal, r) for r in requests]
+        await journal.close()
+    assert [[e.item for e in events] for events in stored] == [[line(0)]] * len(requests)
+    assert transactions <= len(cells) < len(requests), (transactions, len(cells))  # a slow run spreads the cells
