@@ -16,6 +16,7 @@ from gateway.clusters.kubeapi.decode import (
     LineSplitter,
     decode_list,
     decode_log_line,
+    decode_object,
     decode_token,
     decode_watch_line,
 )
@@ -185,3 +186,30 @@ def test_collector_without_status_is_an_error() -> None:
     collector.feed(b"\x01out")
     with pytest.raises(ch.ExecProtocolError, match="without an exit status"):
         collector.result()
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(), _JSON_VALUES, max_size=6), st.booleans())
+def test_objects_decode_as_the_standard_library_decodes_them(obj: dict[str, object], ascii_only: bool) -> None:
+    """decode_object reads with orjson; what the API server can send (integers up to 64 bits, finite
+    floats, any text, escaped or not) comes out as json.loads makes it."""
+    body = json.dumps(obj, ensure_ascii=ascii_only).encode()
+    assert decode_object(body, cluster="c", call="get") == json.loads(body)
+
+
+@pytest.mark.parametrize("body", [b'{"a": NaN}', b'{"a": Infinity}', b'{"a": 1e400}'])
+def test_what_orjson_refuses_is_decided_by_the_standard_library(body: bytes) -> None:
+    assert decode_object(body, cluster="c", call="get").keys() == {"a"}
+
+
+@pytest.mark.parametrize("body", [b'{"a": "\xff"}', b"{", b'"\\ud800"', b"[1]"])
+def test_what_neither_reads_as_an_object_is_a_decode_error(body: bytes) -> None:
+    with pytest.raises(DecodeError):
+        decode_object(body, cluster="c", call="get")
