@@ -158,7 +158,7 @@ class Journal:
         replaces it. Only for a phase no watcher is told of, which the next state change supersedes, and
         whose loss in a crash costs a resumed runner no more than a check (see creation.py: Pending)."""
         self._take_deferred(request_id)
-        deadline = asyncio.get_running_loop().call_later(within, self._flush_now, request_id)
+        deadline = asyncio.get_running_loop().call_later(within, self._due_now, request_id)
         self._deferred[request_id] = (phase, deadline)
 
     def _take_deferred(self, request_id: str) -> domain.PodPhase | None:
@@ -166,9 +166,6 @@ class Journal:
         if deadline is not None:
             deadline.cancel()
         return phase
-
-    def _flush_now(self, request_id: str) -> None:
-        self._due_now(request_id)
 
     def _due_now(self, request_id: str) -> None:
         self._due_in(request_id, 0.0)
