@@ -112,6 +112,7 @@ async def _start(settings: Settings, lock: StateLock | None, undo: contextlib.As
             settings.database_url,
             password_file=settings.database.password_file,
             idle_transaction_seconds=settings.database.lease_seconds,
+            sqlite_synchronous=settings.database.sqlite_synchronous,
         )
     except ValueError as e:  # the URL or the password file (the message never holds the password)
         raise errors.FailedPrecondition(f"database: {e}") from None

@@ -23,7 +23,7 @@ from gateway.placement.scoring import PlacementPolicy
 from gateway.policy.identity import Authenticator, OidcSettings, StaticToken, TokenVerifier
 from gateway.policy.limits import InputLimits
 from gateway.policy.tenants import TenantSet
-from gateway.store.engine import sqlite_url
+from gateway.store.engine import DEFAULT_SQLITE_SYNCHRONOUS, sqlite_url
 from gateway.store.url import describe as describe_url
 
 EMBEDDED_CLUSTERS = Path("clusters/local.yaml")  # the simulated clusters `podgate serve` runs with no files
@@ -110,9 +110,15 @@ class DatabaseSettings:
     # Replicas on PostgreSQL (docs/decisions/0021): how long a replica's lease lasts; renewed every third
     # of it. A dead replica's requests are taken over after about this long (SIGTERM: at once).
     lease_seconds: float = 15.0
+    # SQLite's PRAGMA synchronous (ignored on PostgreSQL, whose commits are flushed): "normal", an acknowledged
+    # write survives a crash or kill of the gateway; "full", a power cut or kernel crash too (an fsync a
+    # commit). The default is the store's, written once there (docs/decisions/0032).
+    sqlite_synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS
 
     def describe(self) -> str:
-        return redact_url(self.url) if self.url else f"SQLite ({DATABASE_FILE} under server.state_dir)"
+        if self.url:
+            return redact_url(self.url)
+        return f"SQLite ({DATABASE_FILE} under server.state_dir, synchronous={self.sqlite_synchronous})"
 
     def __repr__(self) -> str:
         return f"DatabaseSettings(url={redact_url(self.url)!r})"

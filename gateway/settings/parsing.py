@@ -23,6 +23,7 @@ from gateway.policy import reading as rd
 from gateway.policy.limits import InputLimits
 from gateway.policy.tenant_config import check_identities, parse_authentication, parse_tenants
 from gateway.settings import model as m
+from gateway.store.engine import SQLITE_SYNCHRONOUS
 
 LOG_FORMATS = ("text", "json")
 EVENT_LOOPS = ("auto", "uvloop", "asyncio")
@@ -79,6 +80,7 @@ _SPECIAL: dict[tuple[type, str], Kind] = {
     (m.ClusterSettings, "api_protocol"): rd.one_of(*API_PROTOCOLS),
     (PlacementPolicy, "strategy"): rd.one_of(*STRATEGIES),
     (m.DatabaseSettings, "url"): _database_url,
+    (m.DatabaseSettings, "sqlite_synchronous"): rd.one_of(*SQLITE_SYNCHRONOUS),
     (m.LoggingSettings, "format"): rd.one_of(*LOG_FORMATS),
     (m.LoggingSettings, "level"): rd.one_of(*LOG_LEVELS),
     (m.MetricsSettings, "listen"): _metrics_address,

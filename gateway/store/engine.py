@@ -47,6 +47,11 @@ MIGRATIONS = "gateway.store:migrations"
 BUSY_TIMEOUT_MS = 10_000  # how long SQLite itself waits for another process's lock before `database is locked`
 IDLE_TRANSACTION_SECONDS = 15.0  # the default lease's length (settings: database.lease_seconds)
 MIGRATION_LOCK = 0x706F6467  # "podg": the PostgreSQL advisory lock held while one replica migrates
+# PRAGMA synchronous on every SQLite connection (settings: database.sqlite_synchronous; decision 0032). In WAL
+# mode "normal" syncs the WAL at checkpoints: a commit survives a crash or kill of the gateway, not a power cut
+# or a kernel crash; "full" syncs it at every commit (one fsync a group-commit batch): survives those too.
+SQLITE_SYNCHRONOUS = ("normal", "full")
+DEFAULT_SQLITE_SYNCHRONOUS = "normal"
 
 
 def sqlite_url(path: Path | str = DEFAULT_PATH) -> str:
@@ -96,10 +101,11 @@ async def open_engines(
     group_commit: bool = True,
     unavailable_after: float = UNAVAILABLE_AFTER,
     idle_transaction_seconds: float = IDLE_TRANSACTION_SECONDS,
+    sqlite_synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS,
 ) -> Engines:
     """Engines for `url` (see gateway.store.url), the schema migrated. `group_commit=False` gives one
     transaction per write (the behaviour before group commit, kept for comparison): on SQLite on a single
-    pooled connection."""
+    pooled connection. `sqlite_synchronous` (one of SQLITE_SYNCHRONOUS) applies to SQLite only."""
     parsed = database_url(url, password_file=password_file)
     if parsed.get_backend_name() == "postgresql":
         return await _postgres_engines(parsed, unavailable_after, idle_transaction_seconds, group_commit=group_commit)
@@ -108,9 +114,11 @@ async def open_engines(
         raise ValueError("the SQLite store needs a file (WAL and a separate read pool do not work in memory)")
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     await asyncio.to_thread(_switch_to_wal, Path(database))
-    writer = await (_group_writer(parsed) if group_commit else _direct_writer(parsed))
+    writer = await (
+        _group_writer(parsed, sqlite_synchronous) if group_commit else _direct_writer(parsed, sqlite_synchronous)
+    )
     read = create_async_engine(parsed, pool_size=4, max_overflow=4, pool_timeout=None, json_serializer=serialize)
-    _configure_sqlite(read, immediate=False)
+    _configure_sqlite(read, immediate=False, synchronous=sqlite_synchronous)
     return Engines(writer=writer, read=read, unavailable_after=0)  # a local file: nothing to wait out
 
 
@@ -167,22 +175,24 @@ def _switch_to_wal(path: Path, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:
         time.sleep(0.01 + random.random() * 0.05)  # in a worker thread (open_engines), not on the loop
 
 
-def sqlite_write_engine(url: URL | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
+def sqlite_write_engine(
+    url: URL | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS, synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS
+) -> Engine:
     """The synchronous (pysqlite) engine of the group-commit writer, for the same file as `url`."""
     engine = create_engine(
         make_url(url).set(drivername="sqlite+pysqlite"), pool_size=1, max_overflow=0, json_serializer=serialize
     )
-    _configure_sqlite(engine, immediate=True, busy_timeout_ms=busy_timeout_ms)
+    _configure_sqlite(engine, immediate=True, busy_timeout_ms=busy_timeout_ms, synchronous=synchronous)
     return engine
 
 
-async def _group_writer(url: URL) -> Writer:
-    return await GroupCommitWriter.start(sqlite_write_engine(url), prepare=upgrade)
+async def _group_writer(url: URL, synchronous: str) -> Writer:
+    return await GroupCommitWriter.start(sqlite_write_engine(url, synchronous=synchronous), prepare=upgrade)
 
 
-async def _direct_writer(url: URL) -> Writer:
+async def _direct_writer(url: URL, synchronous: str) -> Writer:
     engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=None, json_serializer=serialize)
-    _configure_sqlite(engine, immediate=True)
+    _configure_sqlite(engine, immediate=True, synchronous=synchronous)
     try:
         await migrate(engine)
     except BaseException:
@@ -191,8 +201,17 @@ async def _direct_writer(url: URL) -> Writer:
     return DirectWriter(engine, unavailable_after=0)
 
 
-def _configure_sqlite(engine: AsyncEngine | Engine, *, immediate: bool, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
-    """WAL, a busy timeout for other processes, foreign keys; explicit BEGIN (pysqlite's is lazy)."""
+def _configure_sqlite(
+    engine: AsyncEngine | Engine,
+    *,
+    immediate: bool,
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS,
+) -> None:
+    """WAL, a busy timeout for other processes, `synchronous` (SQLITE_SYNCHRONOUS), foreign keys; explicit
+    BEGIN (pysqlite's is lazy)."""
+    if synchronous not in SQLITE_SYNCHRONOUS:  # interpolated into the PRAGMA below: only the known words
+        raise ValueError(f"sqlite_synchronous must be one of {', '.join(SQLITE_SYNCHRONOUS)}, got {synchronous!r}")
     sync_engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
 
     @event.listens_for(sync_engine, "connect")
@@ -201,7 +220,7 @@ def _configure_sqlite(engine: AsyncEngine | Engine, *, immediate: bool, busy_tim
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")  # first: the pragmas below may wait
         cursor.execute("PRAGMA journal_mode=WAL")  # already WAL (_switch_to_wal): a no-op read
-        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each WAL checkpoint; safe with WAL
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")  # see SQLITE_SYNCHRONOUS
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

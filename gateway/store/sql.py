@@ -21,7 +21,14 @@ from gateway.errors import AlreadyExists, NotFound
 from gateway.store import direct, lease, quota, replicas, statements
 from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost, TenantAdmission
 from gateway.store.codec import decode_cluster, encode_cluster
-from gateway.store.engine import DEFAULT_PATH, IDLE_TRANSACTION_SECONDS, Engines, open_engines, sqlite_url
+from gateway.store.engine import (
+    DEFAULT_PATH,
+    DEFAULT_SQLITE_SYNCHRONOUS,
+    IDLE_TRANSACTION_SECONDS,
+    Engines,
+    open_engines,
+    sqlite_url,
+)
 from gateway.store.jsontext import Encoded, dumps
 from gateway.store.rows import (
     DecodeCache,
@@ -77,18 +84,21 @@ class SqlStore:
         group_commit: bool = True,
         unavailable_after: float = UNAVAILABLE_AFTER,
         idle_transaction_seconds: float = IDLE_TRANSACTION_SECONDS,
+        sqlite_synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS,
     ) -> Self:
         """`url` is a SQLAlchemy URL (`postgresql+asyncpg://...`, `sqlite:///file`; see gateway.store.url),
         its password in the URL or in `password_file`; without one, the SQLite file at `path`. Writes on
         SQLite are committed in groups (gateway.store.writer) unless `group_commit=False`. A call waits up to
         `unavailable_after` seconds for an unreachable database, then raises StoreUnavailable. On PostgreSQL
-        the server ends a session left inside a transaction for `idle_transaction_seconds` (see engine.py)."""
+        the server ends a session left inside a transaction for `idle_transaction_seconds` (see engine.py).
+        `sqlite_synchronous`: SQLite's PRAGMA synchronous, "normal" or "full" (engine.SQLITE_SYNCHRONOUS)."""
         engines = await open_engines(
             url or sqlite_url(path),
             password_file=password_file,
             group_commit=group_commit,
             unavailable_after=unavailable_after,
             idle_transaction_seconds=idle_transaction_seconds,
+            sqlite_synchronous=sqlite_synchronous,
         )
         return cls(engines, clock=clock)
 

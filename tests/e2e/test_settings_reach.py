@@ -106,3 +106,26 @@ async def test_reloaded_limits_reach_validation_and_log_clipping_alike(world: Si
         assert clipped.endswith(CLIPPED) and len(clipped.encode()) <= 1024
     finally:
         await gateway.stop()
+
+
+def _synchronous(conn: Any) -> int:
+    return int(conn.exec_driver_sql("PRAGMA synchronous").scalar())
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [("normal", 1), ("full", 2)])
+async def test_sqlite_synchronous_of_the_settings_is_on_every_store_connection(
+    world: SimWorld, tmp_path: Path, setting: str, pragma: int
+) -> None:
+    """`database.sqlite_synchronous` reaches SQLite: read back from the writer's connection and a read
+    connection of the gateway's store (SQLite's answer: 1 NORMAL, 2 FULL), and shown where the store is
+    described at start (docs/decisions/0032)."""
+    settings = gateway_settings(tmp_path, {"database": {"sqlite_synchronous": setting}})
+    assert f"synchronous={setting}" in settings.database.describe()
+    gateway = await start_gateway(settings)
+    try:
+        engines = gateway.store._engines
+        assert await engines.writer.run(_synchronous) == pragma
+        async with engines.reading() as conn:
+            assert await conn.run_sync(_synchronous) == pragma
+    finally:
+        await gateway.stop()

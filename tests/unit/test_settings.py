@@ -30,6 +30,7 @@ from gateway.settings import (
     parse_settings,
 )
 from gateway.settings.overrides import SCALARS
+from gateway.store.engine import DEFAULT_SQLITE_SYNCHRONOUS, SQLITE_SYNCHRONOUS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "podgate.yaml"
 GiB = 2**30
@@ -105,6 +106,7 @@ BAD = [
     ("placement.strategy", "random", "placement.strategy: must be one of least-loaded, bin-packing"),
     ("logging.format", "xml", "logging.format: must be one of text, json"),
     ("server.event_loop", "fast", "server.event_loop: must be one of auto, uvloop, asyncio"),
+    ("database.sqlite_synchronous", "off", "database.sqlite_synchronous: must be one of normal, full, got 'off'"),
     ("kubeconfig.max_ttl_seconds", 60, "kubeconfig.max_ttl_seconds: at least 600"),
     ("tls.key_file", ..., "tls: cert_file and key_file go together"),
     ("tls.require_client_cert", "maybe", "tls.require_client_cert: must be true or false"),
@@ -266,6 +268,7 @@ NON_DEFAULT_TEXT = {
     "database.url": "postgresql+asyncpg://podgate:hunter2@db/podgate", "tls.require_client_cert": "true",
     "placement.wait_on_unavailable": "false", "tenants": "", "server.event_loop": "asyncio",
     "clusters.api_protocol": "http/1.1",
+    "database.sqlite_synchronous": next(v for v in SQLITE_SYNCHRONOUS if v != DEFAULT_SQLITE_SYNCHRONOUS),
 }  # fmt: skip
 
 
