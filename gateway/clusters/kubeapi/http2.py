@@ -201,6 +201,8 @@ class Http2Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.draining = False  # a GOAWAY came: no new streams here
         self._idle: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+        self._flush_due = False  # a write of what h2 queued is scheduled for the end of this loop turn
 
     def has_room(self) -> bool:
         if self.transport is None or self.draining or self.transport.is_closing():
@@ -265,7 +267,7 @@ class Http2Connection(asyncio.Protocol):
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as e:
             self._fail(StreamLost(f"HTTP/2 protocol error from the server: {e}"))
-            self.send()
+            self.flush()
             self.abort()
             return
         for event in events:
@@ -379,6 +381,15 @@ class Http2Connection(asyncio.Protocol):
             self.conn.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
 
     def send(self) -> None:
+        """Writes what h2 has queued once this loop turn's callbacks have run: the HEADERS of every stream
+        opened and the WINDOW_UPDATEs of every read in that turn go in one TLS record and one system call, not
+        one each (a write was ~5 % of a dispatched pod's busy samples: uvloop's write and ssl's encryption)."""
+        if not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_due = False
         if self.transport is not None and not self.transport.is_closing() and (data := self.conn.data_to_send()):
             self.transport.write(data)
 
@@ -386,7 +397,7 @@ class Http2Connection(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             with contextlib.suppress(h2.exceptions.ProtocolError):
                 self.conn.close_connection()
-            self.send()
+            self.flush()
             self.transport.close()
 
     def abort(self) -> None:
