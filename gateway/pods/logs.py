@@ -7,6 +7,10 @@ A stream silent past the client's log read deadline (`Timeouts.log_inactivity`, 
 reopened at once: the connection may have been dropped without FIN or RST, and a silent container costs
 one cheap request per deadline. Other failures wait a jittered backoff, so followers cut together by an
 API-server blip come back spread out.
+
+A stream that ends cleanly is read once more after the container has ended, unless the container had ended
+before it opened: an API server ends its answer normally when its connection to the kubelet breaks, so a
+clean end is no proof that the log was read to its end (docs/decisions/0033-log-completeness-check.md).
 """
 
 from __future__ import annotations

@@ -219,7 +219,7 @@ class ApiServer:
         ctx, store = self.ctx, self.ctx.store
         if info.subresource == "log":
             silence = LogSilence(ctx.faults)
-            return await streams.serve_logs(request, store, ctx.kubelet, info.namespace, info.name, silence)
+            return await streams.serve_logs(request, store, ctx.kubelet, info.namespace, info.name, silence, ctx.faults)
         if info.subresource == "exec":
             return await streams.serve_exec(request, store, ctx.kubelet, info.namespace, info.name)
         if info.verb == "watch":

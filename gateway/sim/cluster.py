@@ -227,6 +227,11 @@ class SimCluster:
         streams opened later are served normally."""
         self.faults.log_silences += 1
 
+    def cut_log_tails(self, count: int = 1) -> None:
+        """The next `count` follow streams opened while their container runs end cleanly once it has ended,
+        without their last chunk (see `Faults.take_log_tail_cut`)."""
+        self.faults.log_tail_cuts += count
+
     async def rotate_certificates(self, *, new_address: bool = False) -> None:
         """A credential rotation, as GKE's (a new CA, and with `new_address` a new IP: here a new port) or
         AKS `rotate-certs` (a new CA): the API server restarts with a certificate from a new CA, so

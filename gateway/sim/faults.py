@@ -51,6 +51,7 @@ class Faults:
     outage: bool = False  # the listener is closed: connection refused
     blackhole: bool = False  # new requests are accepted, then never answered
     log_silences: int = 0  # how many times open log streams were silenced (see `LogSilence`)
+    log_tail_cuts: int = 0  # followed logs still to end early, cleanly, without their tail (`take_log_tail_cut`)
     # When set, every pod create answers 422 Invalid with this message: an API server rule (or admission
     # webhook) that the gateway's own validation does not know, e.g. a cluster's policy.
     refuse_pods: str = ""
@@ -102,6 +103,17 @@ class Faults:
         if not self.refuse_pods or (verb, resource, subresource) != ("create", "pods", ""):
             return None
         return Invalid("Pod", "", [("FieldValueForbidden", "spec", f"Forbidden: {self.refuse_pods}")])
+
+    def take_log_tail_cut(self) -> bool:
+        """Whether a follow stream opened now, while its container runs, ends without its tail: once its container
+        has ended it ends cleanly (a normal end of the answer) without the last chunk it had to send. A client
+        sees this when the API server's connection to the kubelet breaks while the tail is on its way (the API
+        server copies the kubelet's answer into its own and ends its own normally when the copy fails), and
+        from kubelets that check whether the container runs after their last read without reading again."""
+        if self.log_tail_cuts <= 0:
+            return False
+        self.log_tail_cuts -= 1
+        return True
 
     def record(self, record: RequestRecord) -> None:
         self.counters[(record.verb, record.resource)] += 1

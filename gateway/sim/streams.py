@@ -22,12 +22,13 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from gateway.sim.errors import BadRequest, SimError
-from gateway.sim.faults import LogSilence
+from gateway.sim.faults import Faults, LogSilence
 from gateway.sim.sending import client_may_leave, send
 from gateway.sim.store import ObjectStore
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE, CLOSE = 0, 1, 2, 3, 4, 255
 EXEC_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io", "v2.channel.k8s.io", "channel.k8s.io")
+TAIL_CUT_DELAY = 0.5  # a follow stream cut by `Faults.take_log_tail_cut` ends this long after its container
 _REAP_SECONDS = 2.0  # a killed command's output ends at once, unless something it started holds the pipes
 
 
@@ -120,17 +121,20 @@ async def serve_logs(
     namespace: str,
     name: str,
     silence: LogSilence | None = None,
+    faults: Faults | None = None,
 ) -> web.StreamResponse:
     pod = store.stored("pods", namespace, name)
     query = request.query
     container = choose_container(pod, query.get("container"))
     if kubelet is None:
         raise _no_kubelet(pod, container)
+    follow = _truthy(query.get("follow"))
+    cut_tail = follow and faults is not None and _runs(pod, container) and faults.take_log_tail_cut()
     chunks = kubelet.logs(  # errors (container not started, no previous instance) raised here, answered as a Status
         namespace,
         name,
         container,
-        follow=_truthy(query.get("follow")),
+        follow=follow,
         timestamps=_truthy(query.get("timestamps")),
         since_time=_since_time(query.get("sinceTime")),
         since_seconds=_optional_int(query, "sinceSeconds"),
@@ -143,14 +147,29 @@ async def serve_logs(
         response.enable_chunked_encoding()
         with client_may_leave():
             await response.prepare(request)
+            held: bytes | None = None  # with `cut_tail`, each chunk goes out when the next one came
             async for chunk in chunks:
-                await _write(response, chunk, silence)
+                out: bytes | None = chunk
+                if cut_tail:
+                    out, held = held, chunk
+                if out is not None:
+                    await _write(response, out, silence)
+            if cut_tail:  # the container ended: the stream ends cleanly without `held`, once the client's
+                await asyncio.sleep(TAIL_CUT_DELAY)  # watch has had time to show that it ended
             if silence is not None:
                 await silence.check()
             await response.write_eof()
         return response
     finally:
         await chunks.aclose()
+
+
+def _runs(pod: Mapping[str, Any], container: str) -> bool:
+    status = pod.get("status") or {}
+    for cs in (*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())):
+        if cs.get("name") == container:
+            return "running" in (cs.get("state") or {})
+    return False
 
 
 async def _write(response: web.StreamResponse, chunk: bytes, silence: LogSilence | None) -> None:

@@ -125,6 +125,26 @@ async def test_api_outage_mid_run_loses_no_log_line(
     assert went_over(world, "local-eu-cpu", api_protocol)
 
 
+@API_PROTOCOLS
+async def test_a_followed_log_that_ends_cleanly_without_its_tail_after_the_container_ended_loses_no_line(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, api_protocol: str
+) -> None:
+    """The follow stream ends normally once the container has ended (after the watch has shown it ended),
+    but without its last lines, as an API server's answer does when its connection to the kubelet breaks
+    while the tail is on its way: the log's completeness check, a second read once the container has ended,
+    fetches the tail. Why that check is never skipped after a stream opened while the container ran:
+    docs/decisions/0033-log-completeness-check.md."""
+    cluster = world.clusters["local-eu-cpu"]
+    cluster.cut_log_tails()
+    request = pod_request(ticks(8, pause=0.05), regions=("eu-central-1",))
+    seen = await run_to_end(stub, request)
+    assert cluster.faults.log_tail_cuts == 0, "the fault cut the follow stream"
+    assert logs(seen) == [f"tick {i}" for i in range(8)]
+    assert result(seen).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert cluster.request_counts()[("get", "pods/log")] >= 2, "the follow stream, then the completeness check"
+    assert went_over(world, "local-eu-cpu", api_protocol)
+
+
 async def test_a_goaway_mid_run_resumes_the_log_on_a_new_connection_losing_and_repeating_no_line(
     stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
 ) -> None:
