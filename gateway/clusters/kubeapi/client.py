@@ -281,21 +281,14 @@ class ClusterClient:
             field_selector=field_selector, timeout_seconds=self.timeouts.watch_seconds,
         )  # fmt: skip
         timeout = aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.watch_inactivity)
-        try:
-            async for line in self._lines(request, timeout, max_line=None):
-                if line.strip():
-                    yield decode_watch_line(line, cluster=self.name, call=request.call)
+        try:  # the lines of each chunk read in place (one generator fewer for each event: ~6 a dispatched pod)
+            async with aclosing(self._line_batches(request, timeout, max_line=None)) as batches:
+                async for batch in batches:
+                    for line in batch:
+                        if line.strip():
+                            yield decode_watch_line(line, cluster=self.name, call=request.call)
         except StreamSilent:
             log.debug("cluster %s: %s: silent for %ss, reconnecting", self.name, request.call, timeout.sock_read)
-
-    async def _lines(
-        self, request: Request, limits: aiohttp.ClientTimeout, *, max_line: int | None
-    ) -> AsyncIterator[bytes]:
-        batches = self._line_batches(request, limits, max_line=max_line)
-        async with aclosing(batches):
-            async for batch in batches:
-                for line in batch:
-                    yield line
 
     async def _line_batches(
         self, request: Request, limits: aiohttp.ClientTimeout, *, max_line: int | None = LOG_LINE_BYTES,
