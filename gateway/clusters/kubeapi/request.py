@@ -13,6 +13,8 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 KubeObject = dict[str, Any]
 Params = tuple[tuple[str, str], ...]
 
@@ -70,7 +72,17 @@ class Request:
         return f"{self.method} {self.path}"
 
     def data(self) -> bytes | None:
-        return None if self.body is None else json.dumps(self.body, separators=(",", ":"), default=_exact).encode()
+        """The body as JSON: orjson first (a pod's manifest in C, not json's encoder: ~0.8 % of a dispatched pod's
+        busy samples); what it refuses (keys that are not strings, integers beyond 64 bits, lone surrogates) goes
+        to json.dumps as before. The one difference, a float NaN or infinity written as null where json wrote
+        an invalid NaN, cannot come from the bodies sent: manifests are read by pods/pod_schema.load_strict,
+        which refuses them (and reads other numbers as Decimal), and the gateway's own bodies have no floats."""
+        if self.body is None:
+            return None
+        try:
+            return orjson.dumps(self.body, default=_exact)
+        except orjson.JSONEncodeError:
+            return json.dumps(self.body, separators=(",", ":"), default=_exact).encode()
 
 
 def _exact(value: object) -> str:
