@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import pstats
+import re
 import resource
 import statistics
 import time
@@ -354,12 +355,27 @@ async def throughput(tmp: Path, args: argparse.Namespace) -> None:
         f"({1000 * submit_cpu / n:.2f} ms of it while submitting; {100 * gateway_cpu / results_wall:.0f}% of a core); "
         f"simulator {1000 * sim_cpu / n:.2f} ms per pod; load average {os.getloadavg()[0]:.1f}"
     )
+    print_store_writes(stack.gateway.log_path, n)
     summary(
         "throughput",
         f"{n / submit_wall:.0f} SubmitPod/s accepted; all {n} results in after {results_wall:.1f} s "
         f"({n / results_wall:.0f} pods/s end to end); gateway CPU {1000 * gateway_cpu / n:.2f} ms per pod",
         command(args, "throughput", "--callers", str(args.callers), "--channels", str(args.channels)),
     )
+
+
+STORE_LINE = re.compile(r"store: (\d+) writes in (\d+) transactions.*?(?:writer thread ([\d.]+) s CPU)?$")
+
+
+def print_store_writes(gateway_log: Path, pods: int) -> None:
+    """The store's writes per pod and, on SQLite, its writer thread's own CPU per pod (what the group writer
+    logs at close: the whole run, start-up included)."""
+    for line in gateway_log.read_text(errors="replace").splitlines():
+        found = STORE_LINE.search(line)
+        if found:
+            writes, transactions, thread = found.groups()
+            cpu = f"; the writer thread's CPU {1000 * float(thread) / pods:.2f} ms per pod" if thread else ""
+            print(f"  store: {int(writes) / pods:.2f} writes per pod in {int(transactions) / pods:.2f} transactions{cpu}")
 
 
 # --- 4. Memory with many pods in flight ------------------------------------------------------------------

@@ -117,6 +117,7 @@ async def pods(url: str, count: int, py_spy: Path | None = None) -> None:
                 outcomes = await asyncio.gather(*(one_pod(store, i) for i in range(count)), return_exceptions=True)
                 took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             transactions = commits[0] - before
+        thread = store.writes.thread_seconds  # SQLite's writer thread (0 on PostgreSQL: no such thread)
     finally:
         event.remove(Engine, "commit", _count)
     failed = collections.Counter(f"{type(o).__name__}: {str(o)[:80]}" for o in outcomes if isinstance(o, BaseException))
@@ -127,6 +128,8 @@ async def pods(url: str, count: int, py_spy: Path | None = None) -> None:
         f"{writes / took:,.0f} writes/s, {transactions:,} transactions ({writes / max(transactions, 1):.1f} writes each)"
     )
     print(f"pods: CPU of this process {cpu:.1f} s, {cpu * 1000 / max(done, 1):.2f} ms per pod")
+    if thread:
+        print(f"pods: of it the SQLite writer thread's {thread:.2f} s, {1e6 * thread / writes:.0f} us a write")
     print(f"pods failed: {sum(failed.values())}" + "".join(f"\n  {n} x {what}" for what, n in failed.most_common()))
     if py_spy:
         print(_pyspy.top(py_spy, count=15))

@@ -22,6 +22,7 @@ import collections
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,11 +47,14 @@ UNAVAILABLE_AFTER = 30.0  # seconds a caller waits for an unreachable database b
 @dataclass
 class WriterStats:
     """Counters since start: operations run, transactions committed, batches run again (SQLite: found
-    locked; PostgreSQL: a deadlock, or an operation failed and the batch runs again with SAVEPOINTs)."""
+    locked; PostgreSQL: a deadlock, or an operation failed and the batch runs again with SAVEPOINTs), and the
+    CPU the SQLite writer's thread spent in its transactions (a sampling profiler counts that thread's waits
+    for the GIL inside sqlite3 as busy: this is what it used; bench/README.md, helper sqlw)."""
 
     operations: int = 0
     transactions: int = 0
     retries: int = 0
+    thread_seconds: float = 0.0
 
     def committed(self, operations: int) -> None:
         self.transactions += 1
@@ -60,8 +64,9 @@ class WriterStats:
         """Logged when the writer closes: how well writes were grouped (bench/README.md reads it)."""
         if self.operations:
             log.info(
-                "store: %d writes in %d transactions (%.1f a transaction), %d batches run again",
+                "store: %d writes in %d transactions (%.1f a transaction), %d batches run again%s",
                 self.operations, self.transactions, self.operations / max(1, self.transactions), self.retries,
+                f", writer thread {self.thread_seconds:.3f} s CPU" if self.thread_seconds else "",
             )  # fmt: skip
 
 
@@ -314,6 +319,13 @@ class GroupCommitWriter:
         and one that raises is rolled back to it alone. The savepoints go straight to the sqlite3 connection:
         through SQLAlchemy's `begin_nested()` they took a third of the batch's time, and even so two
         statements a write, paid now only by a batch in which a write fails (as on PostgreSQL, pgwriter.py)."""
+        started = time.thread_time()
+        try:
+            return self._run_batch(operations, savepoints)
+        finally:
+            self.stats.thread_seconds += time.thread_time() - started
+
+    def _run_batch(self, operations: list[Operation[Any]], savepoints: bool) -> list[Outcome] | None:
         conn = self._connection
         assert conn is not None
         raw = conn.connection.dbapi_connection

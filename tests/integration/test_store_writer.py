@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -209,3 +210,18 @@ async def test_concurrent_pods_all_stored_in_few_transactions_and_read_back(db: 
         assert len(await reopened.list_unfinished()) == pods
         events = await reopened.read_events(f"r{pods - 1}")
         assert [(seq, e.payload["text"]) for seq, e in events] == [(1, "0"), (2, "1"), (3, "2")]
+
+
+async def test_the_writer_threads_cpu_in_its_transactions_is_counted(writer: GroupCommitWriter) -> None:
+    """WriterStats.thread_seconds: the CPU the writer's thread used running batches (bench/README.md reads it
+    per pod, where a sampling profiler counts that thread's waits for the GIL as busy)."""
+    before = writer.stats.thread_seconds
+
+    def spend(_conn: Connection) -> float:
+        start = time.thread_time()
+        while time.thread_time() - start < 0.02:
+            pass
+        return time.thread_time() - start
+
+    spent = await writer.run(spend)
+    assert writer.stats.thread_seconds - before >= spent >= 0.02
