@@ -14,9 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.sim import discovery, handlers, jsonwire, listing, openapi, reviews, streams
+from gateway.sim import discovery, handlers, http1, jsonwire, listing, openapi, reviews, streams
 from gateway.sim.auth import Authenticator, Identity
 from gateway.sim.errors import Forbidden, MethodNotAllowed, PathNotFound, SimError, Unauthorized
+from gateway.sim.exchange import MAX_BODY, Answer, Exchange, Reply
 from gateway.sim.faults import Faults, LogSilence, RequestRecord, hang
 from gateway.sim.impersonation import impersonate
 from gateway.sim.rbac import Attributes, Authorizer, forbidden_message
@@ -57,14 +58,14 @@ class RequestInfo:
         return Attributes(self.verb, self.resource, self.namespace, self.name, self.subresource, self.group)
 
 
-def json_response(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(body=jsonwire.dumps(obj), status=status, content_type="application/json")
+def json_response(obj: Any, status: int = 200) -> Reply:
+    return Reply(status, jsonwire.dumps(obj))
 
 
-def error_response(error: SimError) -> web.Response:
+def error_response(error: SimError) -> Reply:
     response = json_response(error.status(), error.code)
     if error.retry_after is not None:
-        response.headers["Retry-After"] = str(error.retry_after)
+        response.headers.append(("Retry-After", str(error.retry_after)))
     return response
 
 
@@ -131,14 +132,14 @@ def _discovery(parts: list[str]) -> Any:
     return None
 
 
-def _non_resource(parts: list[str]) -> web.Response:
+def _non_resource(parts: list[str]) -> Reply:
     if parts[:2] == ["openapi", "v3"]:
         if len(parts) == 2:
             return json_response(openapi.index())
         document = openapi.group_version_document("/".join(parts[2:]))
         if document is None:
             raise PathNotFound()
-        return web.Response(body=document, content_type="application/json")
+        return Reply(200, document)
     found = _discovery(parts)
     if found is None:
         raise PathNotFound()
@@ -152,12 +153,13 @@ class ApiServer:
         self.ctx = ctx
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_BODY)
         app[CONTEXT] = self.ctx
-        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.router.add_route("*", "/{tail:.*}", http1.handler(self.handle))
         return app
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: Exchange) -> Answer:
+        """The answer to one request, on either protocol."""
         faults = self.ctx.faults
         if faults.latency:
             await asyncio.sleep(faults.latency)
@@ -170,7 +172,7 @@ class ApiServer:
             identity = self._authenticate(request)
             user = identity.user
             if parts and parts[0] in ("healthz", "livez", "readyz"):
-                return web.Response(text="ok")
+                return Reply(200, b"ok", "text/plain; charset=utf-8")
             info = parse_path(request.method, parts, listing._truthy(request.query.get("watch")))
             if identity.anonymous and not (info is None and parts[:1] and parts[0] in _NON_RESOURCE_OPEN):
                 raise Unauthorized()
@@ -181,7 +183,7 @@ class ApiServer:
             if injected is not None:
                 raise injected
             if info is None:
-                response: web.StreamResponse = _non_resource(parts)
+                response: Answer = _non_resource(parts)
             else:
                 self._authorize(identity, info)
                 response = await self._dispatch(request, info, identity)
@@ -189,12 +191,11 @@ class ApiServer:
             response = error_response(e)
         self._record(request, info, user, response.status)
         if info is not None and faults.take_lost_answer(info.verb, _resource_label(info)):
-            _drop_connection(request)  # carried out, answer never sent: aiohttp's write then fails quietly
+            request.drop()  # carried out, answer never sent: the protocol's write then fails quietly
         return response
 
-    def _authenticate(self, request: web.Request) -> Identity:
-        transport = request.transport
-        cert = peer_identity(transport.get_extra_info("peercert")) if transport is not None else None
+    def _authenticate(self, request: Exchange) -> Identity:
+        cert = peer_identity(request.peercert())
         identity = self.ctx.authn.authenticate(request.headers.get("Authorization"), cert)
         return impersonate(identity, request.headers, self.ctx.authz)
 
@@ -206,7 +207,7 @@ class ApiServer:
             details = {"name": info.name, "kind": info.resource, "group": info.group}
             raise Forbidden(forbidden_message(identity, attrs), details=details)
 
-    def _record(self, request: web.Request, info: RequestInfo | None, user: str, code: int) -> None:
+    def _record(self, request: Exchange, info: RequestInfo | None, user: str, code: int) -> None:
         verb = info.verb if info else request.method.lower()
         resource = _resource_label(info) if info else ""
         self.ctx.faults.record(
@@ -215,7 +216,7 @@ class ApiServer:
             )
         )
 
-    async def _dispatch(self, request: web.Request, info: RequestInfo, identity: Identity) -> web.StreamResponse:
+    async def _dispatch(self, request: Exchange, info: RequestInfo, identity: Identity) -> Answer:
         ctx, store = self.ctx, self.ctx.store
         if info.subresource == "log":
             silence = LogSilence(ctx.faults)
@@ -252,18 +253,12 @@ class ApiServer:
                 request.query.get("includeObject", "Metadata"),
             )
         response = json_response(obj, status)
-        for warning in request.get(handlers.WARNINGS, ()):
+        for warning in request.warnings:
             escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
-            response.headers.add("Warning", f'299 - "{escaped}"')
+            response.headers.append(("Warning", f'299 - "{escaped}"'))
         return response
 
 
 def _resource_label(info: RequestInfo) -> str:
     """The resource as the request log and the fault settings name it: "pods", "pods/log"."""
     return f"{info.resource}/{info.subresource}" if info.subresource else info.resource
-
-
-def _drop_connection(request: web.Request) -> None:
-    transport = request.transport
-    if transport is not None:
-        transport.abort()

@@ -65,6 +65,7 @@ class SimCluster:
         self._server_pair = self.ca.issue_server((host, "localhost"))
         self.context = ApiContext(spec.name, self.store, self.authn, self.authz, self.faults, spec.bookmark_seconds)
         self._node_side = node_side and node_side_available()
+        self._api = ApiServer(self.context)
         self._runner: web.AppRunner | None = None
         self._site: _AlpnSite | None = None
         self.http2 = spec.http2  # offer h2 in ALPN; set before start (or before a restore) to change it
@@ -85,8 +86,9 @@ class SimCluster:
 
     async def start(self) -> None:
         self._bootstrap()
+        self._api = ApiServer(self.context)
         self._runner = web.AppRunner(
-            ApiServer(self.context).application(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+            self._api.application(), access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
         await self._runner.setup()
         await self._listen()
@@ -113,8 +115,10 @@ class SimCluster:
     async def _listen(self) -> None:
         assert self._runner is not None and self._runner.server is not None
         context = http2.offer(server_context(self.ca, self._server_pair), self.http2)
-        http1, connections = self._runner.server, self._http2_connections
-        self._site = _AlpnSite(self._runner, lambda: http2.AlpnSwitch(http1, connections), self.host, self.port, context)
+        http1, pipeline, connections = self._runner.server, self._api.handle, self._http2_connections
+        self._site = _AlpnSite(
+            self._runner, lambda: http2.AlpnSwitch(http1, pipeline, connections), self.host, self.port, context
+        )
         await self._site.start()
         sockets = getattr(self._site.listener, "sockets", None)  # asyncio's Server or uvloop's: no common base
         if self.port == 0 and sockets:

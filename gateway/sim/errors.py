@@ -108,6 +108,11 @@ class Gone(SimError):
     reason = "Expired"
 
 
+class RequestEntityTooLarge(SimError):
+    code = 413
+    reason = "RequestEntityTooLarge"
+
+
 class UnsupportedMediaType(SimError):
     code = 415
     reason = "UnsupportedMediaType"

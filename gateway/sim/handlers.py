@@ -13,10 +13,9 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
-
 from gateway.sim import defaults, patch, protowire
 from gateway.sim.errors import BadRequest, Conflict, Forbidden, NotFound, UnsupportedMediaType
+from gateway.sim.exchange import OCTET_STREAM, Exchange
 from gateway.sim.store import CLUSTER_SCOPED, ObjectStore, copy_obj
 from gateway.sim.validation import KINDS, check_body, field_validation, validate_create, validate_update
 
@@ -24,13 +23,13 @@ if TYPE_CHECKING:
     from gateway.sim.apiserver import RequestInfo
 
 Obj = dict[str, Any]
-Handler = Callable[[ObjectStore, "RequestInfo", Any, web.Request], tuple[int, Obj]]
+Handler = Callable[[ObjectStore, "RequestInfo", Any, Exchange], tuple[int, Obj]]
 _JSON_TYPES = ("application/json", "application/yaml", "")
 _WITH_STATUS = frozenset({"pods", "nodes", "namespaces"})
 _NAMESPACED_RESOURCES = ("pods", "events", "serviceaccounts", "secrets", "roles", "rolebindings")
 
 
-async def read_body(request: web.Request) -> Any:
+async def read_body(request: Exchange) -> Any:
     """The JSON (or YAML) body; 415 for a media type the verb does not take. The kinds kubectl creates as
     protobuf are decoded too (see protowire)."""
     media = request.content_type.lower()
@@ -43,7 +42,7 @@ async def read_body(request: web.Request) -> Any:
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{', '.join(patch.SUPPORTED)}"
             )
-    elif media not in _JSON_TYPES and media != "application/octet-stream":
+    elif media not in _JSON_TYPES and media != OCTET_STREAM:
         raise UnsupportedMediaType(f"the body of the request was in an unknown format: {media}")
     if not raw:
         return None
@@ -57,21 +56,18 @@ async def read_body(request: web.Request) -> Any:
         raise BadRequest(f"the request body is not valid JSON: {e}") from e
 
 
-WARNINGS = web.RequestKey("sim_warnings", list[str])
-
-
-def _field_validation(resource: str, obj: Obj, request: web.Request) -> None:
+def _field_validation(resource: str, obj: Obj, request: Exchange) -> None:
     """Unknown fields: 400 under fieldValidation=Strict, else `Warning` headers (set by the API server)."""
     warnings = field_validation(resource, obj, request.query.get("fieldValidation", ""))
     if warnings:
-        request[WARNINGS] = warnings
+        request.warnings = warnings
 
 
 def _key_namespace(info: RequestInfo) -> str:
     return "" if info.resource in CLUSTER_SCOPED else info.namespace
 
 
-def _dry_run(request: web.Request) -> bool:
+def _dry_run(request: Exchange) -> bool:
     return bool(request.query.getall("dryRun", []))
 
 
@@ -86,7 +82,7 @@ def _admit_pod(store: ObjectStore, pod: Obj) -> None:
         )
 
 
-def create(store: ObjectStore, info: RequestInfo, body: Any, request: web.Request) -> tuple[int, Obj]:
+def create(store: ObjectStore, info: RequestInfo, body: Any, request: Exchange) -> tuple[int, Obj]:
     obj = check_body(info.resource, body, info.namespace, None)
     if info.namespace and info.resource != "namespaces":
         namespace = store.peek("namespaces", "", info.namespace)
@@ -120,7 +116,7 @@ def ensure_default_account(store: ObjectStore, namespace: str) -> None:
         )
 
 
-def get(store: ObjectStore, info: RequestInfo, body: Any, request: web.Request) -> tuple[int, Obj]:
+def get(store: ObjectStore, info: RequestInfo, body: Any, request: Exchange) -> tuple[int, Obj]:
     return 200, store.get(info.resource, _key_namespace(info), info.name)
 
 
@@ -136,7 +132,7 @@ def _with_subresource_rules(info: RequestInfo, current: Obj, new: Obj) -> Obj:
     return new
 
 
-def _store_update(store: ObjectStore, info: RequestInfo, current: Obj, new: Obj, request: web.Request) -> Obj:
+def _store_update(store: ObjectStore, info: RequestInfo, current: Obj, new: Obj, request: Exchange) -> Obj:
     new = _with_subresource_rules(info, current, new)
     _field_validation(info.resource, new, request)
     validate_update(info.resource, current, new)
@@ -145,13 +141,13 @@ def _store_update(store: ObjectStore, info: RequestInfo, current: Obj, new: Obj,
     return store.update(info.resource, new, adopt=True)
 
 
-def update(store: ObjectStore, info: RequestInfo, body: Any, request: web.Request) -> tuple[int, Obj]:
+def update(store: ObjectStore, info: RequestInfo, body: Any, request: Exchange) -> tuple[int, Obj]:
     current = store.get(info.resource, _key_namespace(info), info.name)
     obj = check_body(info.resource, body, info.namespace if info.resource not in CLUSTER_SCOPED else "", info.name)
     return 200, _store_update(store, info, current, obj, request)
 
 
-def patch_(store: ObjectStore, info: RequestInfo, body: Any, request: web.Request) -> tuple[int, Obj]:
+def patch_(store: ObjectStore, info: RequestInfo, body: Any, request: Exchange) -> tuple[int, Obj]:
     current = store.get(info.resource, _key_namespace(info), info.name)
     patched = patch.apply(request.content_type, copy_obj(current), body)
     if not isinstance(patched, dict):
@@ -163,7 +159,7 @@ def patch_(store: ObjectStore, info: RequestInfo, body: Any, request: web.Reques
     return 200, _store_update(store, info, current, patched, request)
 
 
-def _delete_options(body: Any, request: web.Request) -> tuple[int | None, Obj]:
+def _delete_options(body: Any, request: Exchange) -> tuple[int | None, Obj]:
     options = body if isinstance(body, dict) else {}
     grace = options.get("gracePeriodSeconds", request.query.get("gracePeriodSeconds"))
     try:
@@ -188,7 +184,7 @@ def _check_preconditions(info: RequestInfo, current: Obj, preconditions: Obj) ->
             )
 
 
-def delete(store: ObjectStore, info: RequestInfo, body: Any, request: web.Request) -> tuple[int, Obj]:
+def delete(store: ObjectStore, info: RequestInfo, body: Any, request: Exchange) -> tuple[int, Obj]:
     grace, preconditions = _delete_options(body, request)
     current = store.stored(info.resource, _key_namespace(info), info.name)  # read only
     _check_preconditions(info, current, preconditions)
@@ -221,7 +217,7 @@ def delete_namespace_contents(store: ObjectStore, namespace: str) -> None:
                 store.delete(resource, namespace, meta["name"], 0)
 
 
-def delete_collection(store: ObjectStore, info: RequestInfo, body: Any, request: web.Request) -> tuple[int, Obj]:
+def delete_collection(store: ObjectStore, info: RequestInfo, body: Any, request: Exchange) -> tuple[int, Obj]:
     grace, _ = _delete_options(body, request)
     items, rv = store.list(
         info.resource,

@@ -20,11 +20,10 @@ import random
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aiohttp import web
-
 from gateway.sim import jsonwire
 from gateway.sim.discovery import BY_NAME, group_version
 from gateway.sim.errors import BadRequest, Gone
+from gateway.sim.exchange import Exchange, Stream
 from gateway.sim.sending import client_may_leave, send
 from gateway.sim.store import ObjectStore, Watch
 from gateway.sim.tables import to_table
@@ -105,21 +104,20 @@ class _TableLines:
 
 
 async def serve_watch(
-    request: web.Request,
+    request: Exchange,
     store: ObjectStore,
     group: str,
     resource: str,
     namespace: str | None,
     bookmark_seconds: float,
-) -> web.StreamResponse:
+) -> Stream:
     query = request.query
     timeout = float(query.get("timeoutSeconds") or random.randint(*_DEFAULT_WATCH_SECONDS))
     bookmarks = _truthy(query.get("allowWatchBookmarks"))
     initial_events = _truthy(query.get("sendInitialEvents"))
     if initial_events and not bookmarks:
         raise BadRequest("sendInitialEvents requires allowWatchBookmarks=true")
-    response = web.StreamResponse(headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"})
-    response.enable_chunked_encoding()
+    headers = {"Cache-Control": "no-cache, private"}
     try:
         watch = store.watch(
             resource,
@@ -129,28 +127,28 @@ async def serve_watch(
             query.get("fieldSelector", ""),
         )
     except Gone as e:
+        response = await request.stream("application/json", headers)
         with client_may_leave():
-            await response.prepare(request)
             await response.write(_line("ERROR", e.status()))
-            await response.write_eof()
+            await response.finish()
         return response
     as_table = "as=Table" in request.headers.get("Accept", "")
     encode = _TableLines(resource, query.get("includeObject", "Metadata")) if as_table else _line
     try:
+        response = await request.stream("application/json", headers)
         with client_may_leave():
-            await response.prepare(request)
             if initial_events:
                 await _initial_events(response, watch, store, kind_of(group, resource), encode)
             bookmark_every = bookmark_seconds if bookmarks else None
             await _pump(response, watch, store, kind_of(group, resource), timeout, bookmark_every, encode)
-            await response.write_eof()
+            await response.finish()
     finally:
         watch.close()
     return response
 
 
 async def _pump(
-    response: web.StreamResponse,
+    response: Stream,
     watch: Watch,
     store: ObjectStore,
     kind: tuple[str, str],
@@ -180,7 +178,7 @@ async def _pump(
 
 
 async def _initial_events(
-    response: web.StreamResponse, watch: Watch, store: ObjectStore, kind: tuple[str, str],
+    response: Stream, watch: Watch, store: ObjectStore, kind: tuple[str, str],
     encode: Callable[[str, Obj], bytes],
 ) -> None:  # fmt: skip
     """The objects queued when the watch opened, then the bookmark that tells the client it has them all."""

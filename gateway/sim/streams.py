@@ -22,7 +22,9 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from gateway.sim.errors import BadRequest, SimError
+from gateway.sim.exchange import Exchange, Stream
 from gateway.sim.faults import Faults, LogSilence
+from gateway.sim.http1 import Http1Stream
 from gateway.sim.sending import client_may_leave, send
 from gateway.sim.store import ObjectStore
 
@@ -115,14 +117,14 @@ def _no_kubelet(pod: Mapping[str, Any], container: str) -> SimError:
 
 
 async def serve_logs(
-    request: web.Request,
+    request: Exchange,
     store: ObjectStore,
     kubelet: KubeletStreams | None,
     namespace: str,
     name: str,
     silence: LogSilence | None = None,
     faults: Faults | None = None,
-) -> web.StreamResponse:
+) -> Stream:
     pod = store.stored("pods", namespace, name)
     query = request.query
     container = choose_container(pod, query.get("container"))
@@ -143,10 +145,8 @@ async def serve_logs(
         previous=_truthy(query.get("previous")),
     )
     try:
-        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
-        response.enable_chunked_encoding()
+        response = await request.stream("text/plain")
         with client_may_leave():
-            await response.prepare(request)
             held: bytes | None = None  # with `cut_tail`, each chunk goes out when the next one came
             async for chunk in chunks:
                 out: bytes | None = chunk
@@ -158,7 +158,7 @@ async def serve_logs(
                 await asyncio.sleep(TAIL_CUT_DELAY)  # watch has had time to show that it ended
             if silence is not None:
                 await silence.check()
-            await response.write_eof()
+            await response.finish()
         return response
     finally:
         await chunks.aclose()
@@ -172,7 +172,7 @@ def _runs(pod: Mapping[str, Any], container: str) -> bool:
     return False
 
 
-async def _write(response: web.StreamResponse, chunk: bytes, silence: LogSilence | None) -> None:
+async def _write(response: Stream, chunk: bytes, silence: LogSilence | None) -> None:
     if silence is not None:
         await silence.check()
     await send(response, chunk)
@@ -191,10 +191,10 @@ def exit_status(code: int, command: list[str]) -> dict[str, Any]:
 
 
 async def serve_exec(
-    request: web.Request, store: ObjectStore, kubelet: KubeletStreams | None, namespace: str, name: str
-) -> web.StreamResponse:
+    exchange: Exchange, store: ObjectStore, kubelet: KubeletStreams | None, namespace: str, name: str
+) -> Stream:
     pod = store.stored("pods", namespace, name)
-    query = request.query
+    query = exchange.query
     command = query.getall("command", [])
     if not command:
         raise BadRequest("you must specify at least 1 command")
@@ -203,7 +203,8 @@ async def serve_exec(
         raise _no_kubelet(pod, container)
     stdin, tty = _truthy(query.get("stdin")), _truthy(query.get("tty"))
     ws = web.WebSocketResponse(protocols=EXEC_PROTOCOLS, autoping=True)
-    if not ws.can_prepare(request).ok:
+    request = exchange.websocket()  # None on HTTP/2, which has no WebSocket upgrade (nor does kube-apiserver's)
+    if request is None or not ws.can_prepare(request).ok:
         raise BadRequest("exec needs a WebSocket upgrade with one of the protocols: " + ", ".join(EXEC_PROTOCOLS))
     process = await _start(kubelet.exec(namespace, name, container, list(command), stdin, tty))
     reader: asyncio.Future[None] | None = None
@@ -221,7 +222,7 @@ async def serve_exec(
             await session
     finally:
         await _finish(ws if ws_open else None, process, reader, session)
-    return ws
+    return Http1Stream(ws)
 
 
 async def _start(starting: Awaitable[ExecProcess]) -> ExecProcess:
