@@ -77,6 +77,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, help="run the gateway under cProfile, writing stats here")
     parser.add_argument("--py-spy", type=Path, help="sample the gateway with py-spy (collapsed stacks here)")
     parser.add_argument("--native", action="store_true", help="with --py-spy: C frames too")
+    parser.add_argument(
+        "--spy-on", choices=("gateway", "sim"), default="gateway", help="with --py-spy: the process sampled"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the state directories (logs, database)")
     parser.add_argument("--postgres", action="store_true", help="the gateway on a PostgreSQL server started for the run")
     args = parser.parse_args(argv)
