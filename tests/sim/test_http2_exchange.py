@@ -106,17 +106,17 @@ async def test_a_watch_over_http2_streams_every_event_to_a_slow_reader(sim: SimC
     """More events than one flow-control window holds: the watch's writer waits for the reader's window
     updates and nothing is lost or reordered."""
     names = [f"w{i:03d}" for i in range(120)]
-    async with client(sim, True) as http:
-        async with http.stream("GET", "/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=30") as watch:
-            for name in names:  # each ADDED event is ~1.3 KiB: 120 of them fill the 64 KiB initial window twice
-                pod_body = pod(name, nodeSelector={"nowhere": "true"})
-                pod_body["metadata"]["annotations"] = {"pad": "x" * 600}
-                assert (await http.post("/api/v1/namespaces/default/pods", json=pod_body)).status_code == 201
-            seen: list[str] = []
-            async for line in watch.aiter_lines():
-                event = json.loads(line)
-                assert event["type"] == "ADDED"
-                seen.append(event["object"]["metadata"]["name"])
-                if len(seen) == len(names):
-                    break
+    watch_path = "/api/v1/namespaces/default/pods?watch=true&timeoutSeconds=30"
+    async with client(sim, True) as http, http.stream("GET", watch_path) as watch:
+        for name in names:  # each ADDED event is ~1.3 KiB: 120 of them fill the 64 KiB initial window twice
+            pod_body = pod(name, nodeSelector={"nowhere": "true"})
+            pod_body["metadata"]["annotations"] = {"pad": "x" * 600}
+            assert (await http.post("/api/v1/namespaces/default/pods", json=pod_body)).status_code == 201
+        seen: list[str] = []
+        async for line in watch.aiter_lines():
+            event = json.loads(line)
+            assert event["type"] == "ADDED"
+            seen.append(event["object"]["metadata"]["name"])
+            if len(seen) == len(names):
+                break
     assert seen == names
