@@ -4,9 +4,9 @@ SQLite allows one writer at a time. Rather than let concurrent writers collide o
 (`database is locked`), every write goes through one `GroupCommitWriter` (gateway.store.writer), which
 owns the only write connection (synchronous pysqlite, in the writer's own thread) and commits queued
 writes together in `BEGIN IMMEDIATE` transactions; reads use a separate async pool and, thanks to WAL,
-never wait for a writer. On PostgreSQL one async engine (asyncpg) serves reads and writes; writes are
-committed in groups too (`gateway.store.pgwriter`: a commit waits for the WAL to reach disk), and replicas
-starting at once migrate one at a time (an advisory lock).
+never wait for a writer. On PostgreSQL (asyncpg) writes are committed in groups too
+(`gateway.store.pgwriter`: a commit waits for the WAL to reach disk) on an engine of their own, reads run
+in autocommit on another, and replicas starting at once migrate one at a time (an advisory lock).
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.store.jsontext import serialize
+from gateway.store.pgwriter import LANES as PG_LANES
 from gateway.store.pgwriter import PostgresGroupWriter
 from gateway.store.url import database_url, describe
 from gateway.store.writer import (
@@ -136,7 +138,10 @@ async def _postgres_engines(
         {"connect_args": {"server_settings": settings}} if url.drivername.endswith("asyncpg") else {}
     )
     options["json_serializer"] = serialize
-    engine = create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_timeout=None, **options)
+    # The writer's lanes keep a connection each (gateway.store.pgwriter); one more for asking a lost
+    # commit's fate, a few for DirectWriter's concurrent transactions (group_commit=False).
+    engine = create_async_engine(url, pool_size=PG_LANES + 2, max_overflow=4, pool_timeout=None, **options)
+    _check_on_checkout(engine)
     log.info("store: PostgreSQL at %s", describe(url))
     try:
         await migrate(engine)
@@ -148,12 +153,34 @@ async def _postgres_engines(
         if group_commit
         else DirectWriter(engine, unavailable_after=unavailable_after)
     )
-    # One connection kept for the lease: never waits for the pool or the write queue.
-    lease_engine = create_async_engine(
-        url, pool_pre_ping=True, pool_size=1, max_overflow=0, pool_timeout=None, **options
+    # Reads in autocommit: each of them is one statement (under READ COMMITTED every statement takes its
+    # own snapshot anyway), so the BEGIN before it and the ROLLBACK when its connection is given back
+    # were two round trips for nothing.
+    read = create_async_engine(
+        url, pool_size=10, max_overflow=10, pool_timeout=None, isolation_level="AUTOCOMMIT", **options
     )
+    _check_on_checkout(read)
+    # One connection kept for the lease: never waits for the pool or the write queue.
+    lease_engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=None, **options)
+    _check_on_checkout(lease_engine)
     lease_writer = DirectWriter(lease_engine, unavailable_after=unavailable_after)
-    return Engines(writer=writer, read=engine, unavailable_after=unavailable_after, lease_writer=lease_writer)
+    return Engines(writer=writer, read=read, unavailable_after=unavailable_after, lease_writer=lease_writer)
+
+
+def _check_on_checkout(engine: AsyncEngine) -> None:
+    """Replaces a pooled connection the database closed (a restart, a terminated backend) at checkout,
+    without a round trip: SQLAlchemy's pool_pre_ping costs three on asyncpg (BEGIN, an empty statement,
+    ROLLBACK) at every checkout, 6 % of a replica's busy samples (bench/README.md, "Two replicas on
+    PostgreSQL, third session"). The driver learns of a closed socket as soon as the event loop reads
+    its end, so the pings only ever caught what this local check catches; a connection lost after the
+    check fails its statement as it did after a ping (StoreUnavailable, or a write batch run again).
+    DisconnectionError in a checkout listener makes the pool drop it and take another (SQLAlchemy's
+    documented pessimistic handling with a custom check)."""
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _alive(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        if dbapi_connection.driver_connection.is_closed():
+            raise DisconnectionError("the database closed this pooled connection")
 
 
 def _switch_to_wal(path: Path, timeout: float = BUSY_TIMEOUT_MS / 1000) -> None:

@@ -37,6 +37,15 @@ Errors that are not one operation's fail the whole batch, and nothing of it is r
   (a few times, with backoff), since PostgreSQL rolled it back whole and no operation is to blame.
 A database that cannot be reached is waited for (`connect`) up to `unavailable_after`, then every
 queued caller gets StoreUnavailable.
+
+Each lane keeps its connection between batches (bench/README.md, "Two replicas on PostgreSQL, third
+session"): a checkout from the pool per batch cost a pre-ping (BEGIN, a statement, ROLLBACK: three round
+trips) and the pool's bookkeeping. A kept connection is idle and outside any transaction between batches
+(a batch ends in COMMIT or ROLLBACK, or the connection is given back): it holds no lock and no snapshot,
+and `idle_in_transaction_session_timeout` never applies to it. One found dead (the database restarted,
+the backend was terminated) fails the batch's first statement, before its COMMIT: the batch is cut
+before its commit, as above, and runs again on a new connection. Any other error gives the connection
+back to the pool (rolled back there, or dropped when broken); `close()` gives every kept one back.
 """
 
 from __future__ import annotations
@@ -123,8 +132,9 @@ class PostgresGroupWriter:
         self._max_batch = max_batch
         self._closing = False
         self._lanes = [Lane() for _ in range(1 + max(1, lanes))]  # the first: writes without a key
+        self._kept: dict[int, AsyncConnection] = {}  # each lane's connection between its batches
         for n, lane in enumerate(self._lanes):
-            lane.task = asyncio.create_task(self._drain(lane), name=f"podgate-store-writer-{n}")
+            lane.task = asyncio.create_task(self._drain(lane, n), name=f"podgate-store-writer-{n}")
 
     async def run(self, operation: Operation[T], key: str = "") -> T:
         if self._closing:
@@ -139,13 +149,13 @@ class PostgresGroupWriter:
         await self.engine.dispose()
         self.stats.report()
 
-    async def _drain(self, lane: Lane) -> None:
+    async def _drain(self, lane: Lane, n: int) -> None:
         running: list[Pending] = []
         try:
             while True:
                 running = lane.take(self._max_batch)
                 if running:
-                    await self._commit(running)
+                    await self._commit(running, n)
                 elif self._closing:
                     return
                 else:
@@ -155,8 +165,11 @@ class PostgresGroupWriter:
             _fail(running, StoreClosed("the store's writer stopped during this write"))
             _fail(lane.queue, StoreClosed("the store's writer stopped before this write was made"))
             lane.queue.clear()
+            kept = self._kept.pop(n, None)
+            if kept is not None:
+                await asyncio.shield(_close(kept))  # back to the pool before close() disposes of it
 
-    async def _commit(self, batch: list[Pending]) -> None:
+    async def _commit(self, batch: list[Pending], lane: int) -> None:
         """Runs `batch` until it commits: first plainly, then (after an operation raised) each operation
         under a SAVEPOINT, so that a batch costs at most one rollback however many of its writes fail."""
         retries = cuts = 0
@@ -165,7 +178,7 @@ class PostgresGroupWriter:
         cut_until: float | None = None
         while True:
             try:
-                outcomes = await self._transaction([p.operation for p in batch], savepoints=savepoints)
+                outcomes = await self._transaction([p.operation for p in batch], lane, savepoints=savepoints)
             except _CommitUnanswered as unanswered:
                 status = await self._fate(unanswered.xid, loop.time() + self._wait)
                 if status == "committed":
@@ -210,12 +223,15 @@ class PostgresGroupWriter:
             settle(batch, outcomes)
             return
 
-    async def _transaction(self, operations: list[Operation[Any]], *, savepoints: bool) -> list[Outcome] | None:
+    async def _transaction(
+        self, operations: list[Operation[Any]], lane: int, *, savepoints: bool
+    ) -> list[Outcome] | None:
         """Each operation's outcome once committed; None when, without `savepoints`, an operation raised
-        its own error (rolled back). An error of the connection or the transaction is raised."""
-        conn = await connect(self.engine, wait=self._wait)
+        its own error (rolled back). An error of the connection or the transaction is raised. On the
+        lane's kept connection (or a new one), kept again only when the transaction ended cleanly."""
+        conn = self._kept.pop(lane, None) or await connect(self.engine, wait=self._wait)
         xid, outcomes = "", None
-        committing = False
+        committing = ended = False
         try:
             transaction = await conn.begin()
             xid, outcomes = await conn.run_sync(_numbered, operations, savepoints)
@@ -224,6 +240,7 @@ class PostgresGroupWriter:
             else:
                 committing = True
                 await transaction.commit()
+            ended = not conn.in_transaction()
             return outcomes
         except DBAPIError as e:
             if lost_connection(e) is None:
@@ -232,7 +249,10 @@ class PostgresGroupWriter:
                 raise _CommitUnanswered(xid, outcomes) from e
             raise _CutBeforeCommit() from e
         finally:
-            await _close(conn)
+            if ended:
+                self._kept[lane] = conn
+            else:
+                await _close(conn)
 
     async def _fate(self, xid: str, deadline: float) -> str | None:
         """'committed' or 'aborted' as the database knows transaction `xid`; None if it cannot say before

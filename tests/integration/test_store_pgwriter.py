@@ -312,3 +312,76 @@ async def test_a_commit_whose_answer_is_lost_is_settled_by_asking_the_database(
         finally:
             await writer.close()
             await look.dispose()
+
+
+async def test_writes_and_reads_make_no_ping_and_no_empty_transaction_on_the_wire(
+    postgres_server: PostgresServer,
+) -> None:
+    """Counted on the wire (a relay in front of the server): a write batch is BEGIN, its statements and
+    COMMIT on its lane's kept connection; a read is its one statement. SQLAlchemy's pre-ping (BEGIN, an
+    empty statement, ROLLBACK at every checkout) and each read's own transaction (BEGIN, then ROLLBACK
+    when its connection was given back) were five round trips more for each write and read."""
+    async with postgres_server.database(database_name()) as url, pg_relay(postgres_server.socket_dir) as relay:
+        through = url.update_query_dict({"host": str(relay.directory)}).render_as_string(hide_password=False)
+        async with await SqlStore.open(through) as store:
+            await store.create_pod_record(record("r1"))
+            assert await store.get_pod_record("r1") is not None  # the lane and the read pool have a connection
+            start = len(relay.sent)
+            for i in range(20):
+                assert await store.append_events("r1", [event(str(i))]) == [i + 1]
+                stored = await store.get_pod_record("r1")
+                assert stored is not None and stored.last_seq == i + 1
+            said = bytes(relay.sent[start:])
+    assert (said.count(b"BEGIN"), said.count(b"COMMIT"), said.count(b"ROLLBACK")) == (20, 20, 0)
+
+
+async def test_a_lane_whose_kept_connection_was_terminated_runs_its_next_batch_on_a_new_one(
+    writer: PostgresGroupWriter, engines: tuple[AsyncEngine, AsyncEngine], postgres_server: PostgresServer
+) -> None:
+    """Between batches a lane keeps its connection without pinging it: the backend killed meanwhile fails
+    the next batch's first statement, before its COMMIT, and the batch runs again on a new connection,
+    each write once. Closing the writer gives every kept connection back (none is left open on the server)."""
+    pid: list[int] = []
+    assert await writer.run(sleep(0, pid), key="k") == "slept"
+    admin = await postgres_server.admin()
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid[0])  # waits for its end
+        async with asyncio.timeout(30):
+            writes = [writer.run(insert(i), key="k") for i in range(10)]
+            done = await asyncio.gather(*writes, writer.run(sleep(0, pid), key="k"))
+        assert done == [*range(10), "slept"]
+        assert len(pid) == 2 and pid[1] != pid[0]
+        assert await ids(engines[1]) == list(range(10))
+        assert writer.stats.retries <= 1
+        await writer.close()
+        assert engines[0].sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        await engines[0].dispose()
+        await engines[1].dispose()
+        async with asyncio.timeout(30):  # backends end shortly after their client's goodbye
+            database = engines[0].url.database
+            while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE datname = $1", database):  # noqa: ASYNC110 - the server's state, no event to wait on
+                await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
+
+
+async def test_a_read_on_a_pooled_connection_the_database_closed_takes_a_new_one(postgres_server: PostgresServer) -> None:
+    """No pre-ping: the pool's checkout sees the driver's connection closed (no round trip) and opens another,
+    so a read after a backend was terminated (or the database restarted) succeeds."""
+    async with postgres_server.database(database_name()) as url:
+        store = await SqlStore.open(url.render_as_string(hide_password=False))
+        async with store:
+            await store.create_pod_record(record("r1"))
+            async with store.read_engine.connect() as conn:  # the read pool's only connection
+                pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                raw = (await conn.get_raw_connection()).driver_connection
+                admin = await postgres_server.admin()
+                try:
+                    assert await admin.fetchval("SELECT pg_terminate_backend($1, 10000)", pid)
+                finally:
+                    await admin.close()
+                async with asyncio.timeout(30):
+                    while not raw.is_closed():  # noqa: ASYNC110 - the driver reads the end of its socket; no event
+                        await asyncio.sleep(0.01)
+            stored = await store.get_pod_record("r1")
+            assert stored is not None and stored.request.request_id == "r1"

@@ -6,6 +6,7 @@ on purpose (either ends the transaction before the COMMIT is read); a relay on t
 bytes both ways untouched until armed; armed, at the next client message that is a COMMIT it either
 forwards the COMMIT, waits for the server's answer (the transaction committed) and closes both sides
 without passing it on (`lose="answer"`), or closes both sides without forwarding it (`lose="commit"`).
+It also keeps what clients sent, to count the statements a client makes (BEGIN, ROLLBACK) on the wire.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Relay:
     armed: Lose | None = None
     cuts: int = 0
     committed_answers_lost: int = 0
+    sent: bytearray = field(default_factory=bytearray)  # every byte clients sent (a test's few statements)
     _connections: set[asyncio.Task[None]] = field(default_factory=set)
 
     def arm(self, lose: Lose) -> None:
@@ -65,6 +67,7 @@ async def _serve(relay: Relay, target: Path, client_r: asyncio.StreamReader, cli
 
     async def upstream() -> None:
         while data := await client_r.read(65536):
+            relay.sent += data
             if relay.armed is not None and COMMIT in data:
                 lose, relay.armed = relay.armed, None
                 relay.cuts += 1
