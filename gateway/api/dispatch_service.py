@@ -61,7 +61,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
         self, request: dispatch_pb2.RunPodRequest, context: Any
     ) -> AsyncIterator[dispatch_pb2.RunPodResponse]:
         record, _ = await self._admitted(request.pod)
-        async for event in self._follow(record.request, 0, holder=True):
+        async for event in self._follow(record, 0, holder=True):
             yield dispatch_pb2.RunPodResponse(event=event)
 
     async def _admitted(self, pod: Any) -> tuple[domain.PodRecord, bool]:
@@ -120,15 +120,17 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
                 f"cursor {request.cursor!r} is past the end of request {record.request.request_id!r}'s stream; "
                 f"its last cursor is {last}"
             )
-        async for event in self._follow(record.request, after, holder=request.reattach):
+        async for event in self._follow(record, after, holder=request.reattach):
             yield dispatch_pb2.WatchPodResponse(event=event)
 
     async def _follow(
-        self, request: domain.PodRequest, after: int, *, holder: bool
+        self, record: domain.PodRecord, after: int, *, holder: bool
     ) -> AsyncIterator[dispatch_pb2.PodEvent]:
         """`holder`: the client that ran the pod, or one reattached in its place; its leaving before the
-        result applies the disconnect policy. A plain watcher's leaving changes nothing."""
-        events = self._dispatcher.watch(request.request_id, after)
+        result applies the disconnect policy. A plain watcher's leaving changes nothing. `record`: as just
+        read or stored (the dispatcher does not read it again)."""
+        request = record.request
+        events = self._dispatcher.watch(request.request_id, after, record=record)
         if not holder:
             async for event in events:
                 yield cv.stream_event_to_proto(event)

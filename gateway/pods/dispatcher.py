@@ -77,6 +77,7 @@ class Dispatcher:
                 take=self._take_over,
                 drop=self._drop_all,
                 wake=journal.wake,
+                feed=journal.wake_with,
                 cancel=self._cancel_here,
                 policy=lease_policy,
             )
@@ -297,10 +298,13 @@ class Dispatcher:
         recently (the table is built now, from what the decision was made on); as stored otherwise."""
         return self._explanations.explained(record)
 
-    async def watch(self, request_id: str, after_seq: int = 0) -> AsyncIterator[domain.StreamEvent]:
+    async def watch(
+        self, request_id: str, after_seq: int = 0, *, record: domain.PodRecord | None = None
+    ) -> AsyncIterator[domain.StreamEvent]:
         """Events after `after_seq`, ending with the result (repeated when the cursor is at it). The caller
-        checked the cursor against the record's last one (`OutOfRange` names it at the API edge)."""
-        record = await self.get(request_id)
+        checked the cursor against the record's last one (`OutOfRange` names it at the API edge); `record`:
+        the one it read for that, not read again."""
+        record = record if record is not None else await self.get(request_id)
         live = record.result is None or request_id in self._runners
         async for event in self._journal.follow(request_id, after_seq, live=live):
             yield event

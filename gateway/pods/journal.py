@@ -37,6 +37,7 @@ from gateway.pods.livefeed import FEED_CAPACITY, Feed
 from gateway.pods.logs import LogPosition
 from gateway.store.base import LeaseLost, Store
 from gateway.store.codec import from_data, to_data
+from gateway.store.rows import events_from_array
 
 log = logging.getLogger(__name__)
 
@@ -301,6 +302,24 @@ class Journal:
                 feed.invalidate()
             else:
                 feed.notified(last_seq)
+
+    def wake_with(self, request_id: str, last_seq: int, events: str) -> None:
+        """Events up to `last_seq` were stored elsewhere and their notification carried them (`events`, as
+        gateway.store.replicas.feed sends them): offered to the watchers not offered that far, who read the
+        store only when one before them is missing (Feed.take); decoded only if such a watcher is here."""
+        feeds = [feed for feed in self._feeds.get(request_id, ()) if feed.offered < last_seq]
+        if not feeds:
+            return
+        try:
+            stored = [decode(seq, event) for seq, event in events_from_array(events, last_seq)]
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("journal: a notification's events for %s could not be read (%s); reading the store", request_id, e)
+            stored = []
+        for feed in feeds:
+            if stored:
+                feed.offer(stored)
+            else:
+                feed.invalidate()
 
     async def close(self) -> None:
         for request_id in {**self._pending_logs, **self._deferred}:

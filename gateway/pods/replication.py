@@ -27,7 +27,7 @@ from gateway.store import lease
 log = logging.getLogger(__name__)
 
 CANCEL_REASON_CHARS = 1000  # a NOTIFY payload must stay under 8,000 bytes (CancelPod refuses longer reasons)
-RELEASED = "released"  # the payload of a hand-over notification (journal ones are "<seq> <request id>")
+RELEASED = "released"  # the payload of a hand-over notification (journal ones: "<seq> <request id>[ <events>]")
 
 
 class ReplicaStore(Protocol):
@@ -56,7 +56,8 @@ def channel_for(gateway_id: str) -> str:
 
 class Replication:
     """`take` starts runners for claimed records; `drop` stops every runner (pods untouched) and returns
-    the request ids; `wake` tells the journal a request has new events."""
+    the request ids; `wake` tells the journal a request has new events; `feed` hands it the events
+    themselves when their notification carried them (their JSON array, gateway.store.replicas.feed)."""
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class Replication:
         take: Callable[[list[domain.PodRecord]], None],
         drop: Callable[[], list[str]],
         wake: Callable[[str, int | None], None],
+        feed: Callable[[str, int, str], None] | None = None,
         cancel: Callable[[str, str], None] = lambda request_id, reason: None,
         policy: lease.LeasePolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -78,6 +80,7 @@ class Replication:
         self._take = take
         self._drop = drop
         self._wake = wake
+        self._feed = feed
         self._cancel = cancel
         self._clock = clock
         self.channel = channel_for(gateway_id)
@@ -210,8 +213,12 @@ class Replication:
             except (ValueError, KeyError, TypeError):
                 log.warning("replica %s: unreadable notification ignored", self.replica)
             return
-        seq, _, request_id = payload.partition(" ")
-        self._wake(request_id, int(seq) if seq.isdigit() else None)
+        seq, _, rest = payload.partition(" ")
+        request_id, _, events = rest.partition(" ")  # request ids have no spaces (the API checks them)
+        if events and self._feed is not None and seq.isdigit():
+            self._feed(request_id, int(seq), events)
+        else:
+            self._wake(request_id, int(seq) if seq.isdigit() else None)
 
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener_closed():

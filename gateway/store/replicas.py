@@ -16,7 +16,9 @@ from gateway.store import lease, statements
 from gateway.store.schema import pod_records, replicas
 
 NOW: Any = literal_column("timezone('UTC', statement_timestamp())", DateTime())
-FORGET_AFTER = timedelta(hours=1)  # a dead replica's row is dropped this long after expiry, once it owns nothing
+FORGET_AFTER = timedelta(hours=1)
+# A NOTIFY payload must be under 8,000 bytes: "<last_seq> <request_id>" takes at most 275 of them.
+FEED_BYTES = 7000  # a dead replica's row is dropped this long after expiry, once it owns nothing
 
 
 def register(conn: Connection, replica: str, listen: str, policy: lease.LeasePolicy) -> None:
@@ -85,6 +87,13 @@ def _forget_dead(conn: Connection) -> None:
     r, p = replicas.c, pod_records.c
     owns = exists().where(p.owner == r.id, p.finished_at.is_(None))
     conn.execute(delete(replicas).where(r.expires_at < NOW - FORGET_AFTER, ~owns))
+
+
+def feed(array: str) -> str:
+    """What a journal NOTIFY carries after "<last_seq> <request_id>": " " and the events it announces (their
+    `rows.event_array`), so that the watchers on the other replicas need not read them back from the
+    journal; nothing when they would not fit in a payload (the watchers then read them)."""
+    return " " + array if len(array) <= FEED_BYTES // 4 or len(array.encode()) <= FEED_BYTES else ""
 
 
 def notify(conn: Connection, channel: str, request_id: str, last_seq: int) -> None:

@@ -6,7 +6,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from gateway.domain import JournalEvent, JournalKind, PodPhase, PodRecord
@@ -155,6 +155,24 @@ def event_values(record_id: int, seq: int, event: JournalEvent) -> dict[str, Any
 
 def event_from_row(row: Mapping[Any, Any]) -> JournalEvent:
     return JournalEvent(kind=JournalKind(row["kind"]), time=row["time"], payload=row["payload"])
+
+
+def events_from_array(array: str, last_seq: int) -> list[tuple[int, JournalEvent]]:
+    """The events of an `event_array` whose last is number `last_seq`, as `read_events` reads them back
+    (a NOTIFY carries them: replicas.feed). ValueError, KeyError or TypeError for text not made so."""
+    items = loads(array)
+    first = last_seq - len(items)
+    return [
+        (
+            first + int(item["i"]),
+            JournalEvent(
+                kind=JournalKind(item["kind"]),
+                time=datetime.fromisoformat(item["time"]).replace(tzinfo=UTC),
+                payload=item["payload"],
+            ),
+        )
+        for item in items
+    ]
 
 
 def encode_page_token(last_id: int) -> str:

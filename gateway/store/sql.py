@@ -551,7 +551,9 @@ def _changed(
     (statements.journalled), elsewhere with a second one. The row returned, None if it matched none."""
     if journal is not None and journal.array is not None:
         journalled = statements.journalled(change, notify=bool(journal.channel))
-        extra = {"p_journal": journal.array} | ({"p_channel": journal.channel} if journal.channel else {})
+        extra: dict[str, str] = {"p_journal": journal.array}
+        if journal.channel:
+            extra |= {"p_channel": journal.channel, "p_feed": replicas.feed(journal.array)}
         found = conn.execute(journalled, bound | extra).first()
         return None if found is None else found._mapping
     row = _first(conn, change, bound)

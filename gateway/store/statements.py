@@ -105,8 +105,9 @@ def journalled(change: Update, *, notify: bool) -> Select[Any]:
         select(record.c.id, seq, rows.c.kind, rows.c.time, rows.c.payload).select_from(record).join(rows, true()),
     )
     returned: list[Any] = list(record.c)
-    if notify:
+    if notify:  # "<last_seq> <request_id>", then " <p_journal>" when it fits (`p_feed`: see replicas.feed)
         payload = cast(record.c.last_seq, Text).concat(literal_column("' '")).concat(record.c.request_id)
+        payload = payload.concat(bindparam("p_feed", type_=Text))
         returned.append(func.pg_notify(bindparam("p_channel", type_=Text), payload).label("notified"))
     return select(*returned).add_cte(journal.cte("journal"))
 

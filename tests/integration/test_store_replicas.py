@@ -6,7 +6,7 @@ import asyncio
 import gc
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import pytest
@@ -144,7 +144,10 @@ async def test_a_log_batch_refused_after_the_lease_is_lost_is_dropped_not_left_a
 
 
 def replication(
-    store: SqlStore, woken: list[str] | None = None, wake: Callable[[str, int | None], None] | None = None
+    store: SqlStore,
+    woken: list[str] | None = None,
+    wake: Callable[[str, int | None], None] | None = None,
+    feed: Callable[[str, int, str], None] | None = None,
 ) -> Replication:
     return Replication(
         store,
@@ -153,6 +156,7 @@ def replication(
         take=lambda records: None,
         drop=list,
         wake=wake or (lambda request_id, _seq: (woken if woken is not None else []).append(request_id)),
+        feed=feed,
         policy=LeasePolicy(),
     )
 
@@ -226,6 +230,63 @@ async def test_a_burst_of_writes_on_one_replica_reaches_every_watcher_on_another
         await watcher.close(release=True)
         await written.close()
         await watched.close()
+
+
+class CountedReads:
+    """The real store, its journal reads counted (what a watcher on another replica pays for each write)."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self.store = store
+        self.reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def read_events(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads += 1
+        return await self.store.read_events(*args, **kwargs)
+
+
+async def test_a_watcher_on_another_replica_takes_the_events_its_notifications_carry_without_reading_them(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """Each journal NOTIFY carries the events it announces when they fit in a payload: the watcher on the
+    other replica is handed them and reads the journal only for one that did not fit (8,000 bytes), each
+    event once and in order whichever way it came."""
+    a, b = two_stores
+    counted = CountedReads(b)
+    written, watched = Journal(a), Journal(cast(Any, counted))
+    owner = replication(a, wake=written.wake)
+    watcher = replication(b, wake=watched.wake, feed=watched.wake_with)
+    await owner.start()
+    await watcher.start()
+    try:
+        await a.create_pod_record(record("r1"))
+        watch = asyncio.create_task(_collect(watched, "r1"))
+        async with asyncio.timeout(30):
+            while not any(f.waiting for f in watched.live_feeds("r1")):  # noqa: ASYNC110 - the watcher's own state
+                await asyncio.sleep(0.01)
+        assert counted.reads == 1  # the journal read once, empty, before waiting
+        now = datetime.now(UTC)
+        texts = ["small", "x" * 9000, "after"]
+        for text in texts:
+            await written.append("r1", domain.LogLine(container="main", time=now, text=text))
+        await written.append("r1", domain.PodResult(phase=domain.PodPhase.SUCCEEDED, exit_code=0))
+        async with asyncio.timeout(30):  # bounds a failure only
+            events = await watch
+        assert [e.seq for e in events] == [1, 2, 3, 4]
+        assert [e.item.text for e in events[:3]] == texts  # type: ignore[union-attr]
+        assert isinstance(events[3].item, domain.PodResult)
+        assert counted.reads == 2  # and once more for the line too long to be carried
+    finally:
+        await owner.close(release=True)
+        await watcher.close(release=True)
+        await written.close()
+        await watched.close()
+
+
+async def _collect(journal: Journal, request_id: str) -> list[domain.StreamEvent]:
+    return [event async for event in journal.follow(request_id)]
 
 
 async def test_replicas_starting_together_register_the_same_clusters(two_stores: tuple[SqlStore, SqlStore]) -> None:
