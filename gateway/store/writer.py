@@ -92,7 +92,8 @@ class StoreUnavailable(Unavailable):
 async def connect(engine: AsyncEngine, *, wait: float = UNAVAILABLE_AFTER) -> AsyncConnection:
     """A connection, waiting out a database that is restarting or unreachable: nothing has been sent yet,
     so waiting is always safe (an error once a transaction has begun is the caller's, as before).
-    StoreUnavailable after `wait` seconds; the pool's pre-ping replaces connections the restart broke.
+    StoreUnavailable after `wait` seconds; the pool's checkout check (PostgreSQL: engine._check_on_checkout)
+    replaces connections the restart closed.
     `wait=0` (SQLite: a local file is never "unreachable") makes one attempt and raises its error."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
