@@ -138,8 +138,11 @@ class Replication:
 
     async def _forever(self) -> None:
         while True:
+            # Not wait_for: on 3.11, a cancel (close) arriving as the event is set (a "released"
+            # notification) is swallowed, the task runs on and close() waits for it forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._claim_now.wait(), self.policy.renew_every)
+                async with asyncio.timeout(self.policy.renew_every):
+                    await self._claim_now.wait()
             self._claim_now.clear()
             try:
                 await self.round()
