@@ -155,9 +155,15 @@ async def _postgres_engines(
     )
     # Reads in autocommit: each of them is one statement (under READ COMMITTED every statement takes its
     # own snapshot anyway), so the BEGIN before it and the ROLLBACK when its connection is given back
-    # were two round trips for nothing.
+    # were two round trips for nothing; with no transaction to end, nothing to reset on return either.
     read = create_async_engine(
-        url, pool_size=10, max_overflow=10, pool_timeout=None, isolation_level="AUTOCOMMIT", **options
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=None,
+        isolation_level="AUTOCOMMIT",
+        pool_reset_on_return=None,
+        **options,
     )
     _check_on_checkout(read)
     # One connection kept for the lease: never waits for the pool or the write queue.
