@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,14 @@ if __package__ in (None, ""):  # appended, not first: PYTHONPATH=<tree> decides 
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
 from bench._pods import pod_request
+from bench.placement import synthetic_clusters
 from gateway.api.convert_pods import pod_request_from_proto
+from gateway.placement import engine
 from gateway.placement.node_fit import pod_needs
 from gateway.pods import status
 from gateway.pods.builder import build_pod
 from gateway.pods.creation import new_suffix
+from gateway.pods.explanations import carried_out
 from gateway.pods.logs import parse_line
 from gateway.pods.validation import validate_request
 from gateway.policy.pod_security import check_pod
@@ -39,10 +43,34 @@ RUNNING: dict[str, Any] = {
 }
 
 
+def _changing_fleet(count: int) -> Callable[[], list[Any]]:
+    """A fleet of `count` clusters, one of them a pod busier at each call (as the dispatched pods change them)."""
+    fleet = synthetic_clusters(count, 2)
+    calls = [0]
+
+    def current() -> list[Any]:
+        calls[0] += 1
+        i = calls[0] % count
+        first, *rest = fleet[i].nodes
+        used = (first.cpu_millis_used + 10) % first.cpu_millis
+        fleet[i] = replace(fleet[i], nodes=(replace(first, cpu_millis_used=used), *rest))
+        return fleet
+
+    return current
+
+
+def _accepted(request: Any, fleet: Callable[[], list[Any]]) -> object:
+    placement = engine.placement(request, fleet())
+    return carried_out(placement, placement.decision.cluster)
+
+
 def steps() -> dict[str, Callable[[], object]]:
     proto = pod_request("bench-0123456789ab", duration=1.0)
     request = pod_request_from_proto(proto)
+    three = _changing_fleet(3)
     return {
+        "placement at acceptance, 3 clusters (placement, carried_out)": lambda: _accepted(request, three),
+        "the runner's placement, 3 clusters": lambda: engine.placement(request, three()),
         "SubmitPod conversion (pod_request_from_proto)": lambda: pod_request_from_proto(proto),
         "gateway checks (validate_request)": lambda: validate_request(request),
         "Pod Security, baseline (check_pod)": lambda: check_pod(request.pod),

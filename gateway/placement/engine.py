@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from gateway.domain import ClusterSnapshot, ClusterVerdict, PlacementDecision, PodRequest, Verdict
 from gateway.errors import PreconditionViolation
-from gateway.placement.fast import FleetIndex
+from gateway.placement.fast import FULL_UP_TO, FleetIndex
 from gateway.placement.filters import Prepared, evaluate
 from gateway.placement.memo import OutcomeMemo
 from gateway.placement.node_fit import pod_needs
@@ -50,7 +50,7 @@ def _shape(p: Prepared, policy: PlacementPolicy) -> Hashable:
 
 
 MEMO: OutcomeMemo[_Outcome] = OutcomeMemo()  # the process's; a test passes a fresh one to compare
-FLEET = FleetIndex()  # the process's, kept up with the registry's snapshots
+FLEET = FleetIndex(full_up_to=FULL_UP_TO)  # the process's, kept up with the registry's snapshots
 
 
 def _judge_all(
@@ -162,7 +162,7 @@ def placement(
     p = prepare(request)
     snapshots = tuple(clusters)  # frozen snapshots: the table built later sees what was decided on
     ranking = fleet.rank(p, snapshots, previous) if fleet.sync(snapshots, policy) else None
-    if ranking is None:  # no cluster eligible: the table is the answer (or two clusters share a name)
+    if ranking is None:  # no cluster eligible: the table is the answer (or a small fleet, or two share a name)
         return Placement(_decide(p, snapshots, policy, previous, memo), p, snapshots, policy, previous)
     best = _judge(snapshots[ranking.best], p, policy, previous).verdict  # exact node fit: the winner only
     reason = (

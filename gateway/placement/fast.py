@@ -52,6 +52,10 @@ _STATE = attrgetter(*STATE_FIELDS)
 _MARGIN = 0.02
 _SCORE_ALL_UP_TO = 16  # eligible clusters scored without the bounds' search
 _STALE_UP_TO = 32  # clusters changed since the flat lists of free shapes were laid out, judged one by one
+# The process's index leaves a fleet this small to the full path: judging 3 clusters with the outcome memo
+# takes ~65 us against ~105 us for keeping the index and ranking (bench/pod_path.py), and up to 8
+# clusters the table is stored with each decision anyway (pods/explanations.py), built by the full path.
+FULL_UP_TO = 8
 
 ClassKey = tuple[str, tuple[tuple[str, str], ...], tuple[Taint, ...], frozenset[str]]
 
@@ -137,8 +141,11 @@ class Ranking:
 class FleetIndex:
     """What placement needs of every cluster that no request changes, kept between placements."""
 
-    def __init__(self, *, score_all_up_to: int = _SCORE_ALL_UP_TO, stale_up_to: int = _STALE_UP_TO) -> None:
+    def __init__(
+        self, *, score_all_up_to: int = _SCORE_ALL_UP_TO, stale_up_to: int = _STALE_UP_TO, full_up_to: int = 0
+    ) -> None:
         self._score_all_up_to = score_all_up_to  # tests pass 0: the bounds' search for every fleet
+        self._full_up_to = full_up_to  # fleets of up to this many clusters are left to the full path
         self._stale_up_to = stale_up_to  # tests pass 1: lists laid out again after almost every change
         self._policy = PlacementPolicy()
         self._states: list[tuple[object, ...]] = []
@@ -153,7 +160,10 @@ class FleetIndex:
     # --- keeping up with the fleet --------------------------------------------------------
 
     def sync(self, clusters: Sequence[ClusterSnapshot], policy: PlacementPolicy) -> bool:
-        """Brings the index up to `clusters`; False when it cannot serve them (two clusters of one name)."""
+        """Brings the index up to `clusters`; False when it does not serve them: two clusters of one name, or
+        a fleet of up to `full_up_to` clusters (the full path is cheaper there)."""
+        if len(clusters) <= self._full_up_to:
+            return False
         states = list(map(_STATE, clusters))
         if states == self._states and policy == self._policy:
             return True

@@ -31,20 +31,26 @@ def carried_out(placement: Placement, cluster: str) -> domain.PlacementDecision:
     """The decision as stored: `cluster` chosen (after failover when it was not the first choice), with its
     row only, or every cluster's in a fleet of up to `STORED_TABLE_UP_TO`."""
     decision = placement.decision
-    row = replace(placement.row(cluster), chosen=True)
+    whole = len(placement.snapshots) <= STORED_TABLE_UP_TO
+    # a small fleet's row is read from its table (built to be stored), not judged again
+    row = next(v for v in placement.table() if v.cluster == cluster) if whole else placement.row(cluster)
     reason = (
         decision.reason
         if decision.cluster == cluster
         else f"placed on {cluster} after failover ({len(decision.candidate_names) - 1} other candidates)"
     )
-    stored = domain.PlacementDecision(verdicts=(row,), cluster=cluster, region=row.region, reason=reason)
-    return with_table(stored, placement) if len(placement.snapshots) <= STORED_TABLE_UP_TO else stored
+    stored = domain.PlacementDecision(verdicts=(_marked(row, True),), cluster=cluster, region=row.region, reason=reason)
+    return with_table(stored, placement) if whole else stored
 
 
 def with_table(stored: domain.PlacementDecision, placement: Placement) -> domain.PlacementDecision:
     """`stored` with every cluster's verdict, best first, its own cluster marked chosen."""
-    verdicts = tuple(replace(v, chosen=v.cluster == stored.cluster) for v in placement.table())
+    verdicts = tuple(_marked(v, v.cluster == stored.cluster) for v in placement.table())
     return replace(stored, verdicts=verdicts)
+
+
+def _marked(verdict: domain.ClusterVerdict, chosen: bool) -> domain.ClusterVerdict:
+    return verdict if verdict.chosen == chosen else replace(verdict, chosen=chosen)
 
 
 class Explanations:

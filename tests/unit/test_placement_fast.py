@@ -32,8 +32,8 @@ from gateway.domain import (
     Toleration,
 )
 from gateway.placement import PlacementPolicy, place
-from gateway.placement.engine import place_fully
-from gateway.placement.fast import STATE_FIELDS, FleetIndex
+from gateway.placement.engine import FLEET, place_fully
+from gateway.placement.fast import FULL_UP_TO, STATE_FIELDS, FleetIndex
 from gateway.placement.memo import OutcomeMemo
 from gateway.placement.node_fit import Fit, fit_nodes, pod_needs
 from gateway.placement.selectors import parse_selector
@@ -407,3 +407,17 @@ def test_two_clusters_of_one_name_are_placed_by_the_full_path() -> None:
     decision = place(request, twins, fleet=FleetIndex())
     assert decision == place_fully(request, twins, memo=OutcomeMemo())
     assert "_table" not in decision.__dict__ and decision.cluster == "c0"
+
+
+def test_the_process_index_leaves_a_small_fleet_to_the_full_path() -> None:
+    """Up to FULL_UP_TO clusters the full path with the memo is cheaper than keeping the index, and its
+    table is stored anyway: the decision comes with its table built; a larger fleet is ranked by the index."""
+    node = (NodeState(name="n", cpu_millis=4000, memory_bytes=8 * GI),)
+    fleet = [_cluster(i, node, health=ClusterHealth.HEALTHY) for i in range(FULL_UP_TO + 1)]
+    request = PodRequest(request_id="r", pod={"spec": {"containers": [{"name": "m", "image": "x"}]}})
+    small = place(request, fleet[:FULL_UP_TO], fleet=FLEET)
+    assert "_table" not in small.__dict__ and "verdicts" in small.__dict__  # judged whole, at once
+    assert small == place_fully(request, fleet[:FULL_UP_TO], memo=OutcomeMemo())
+    large = place(request, fleet, fleet=FLEET)
+    assert "_table" in large.__dict__  # ranked by the index, the table deferred
+    _same(large, place_fully(request, fleet, memo=OutcomeMemo()))

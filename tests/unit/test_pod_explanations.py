@@ -186,3 +186,22 @@ def test_with_table_keeps_the_stored_choice() -> None:
     table = with_table(stored, placement).verdicts
     assert [v.cluster for v in table] == [v.cluster for v in full.verdicts]
     assert [v.cluster for v in table if v.chosen] == ["eligible-busy"]
+
+
+async def test_a_small_fleets_table_after_failover_marks_the_cluster_the_pod_went_to(world: World) -> None:
+    """A small fleet's stored row is read from its table, not judged again: after a failover, the table of
+    the placement that chose the second cluster, that cluster marked chosen and nothing else."""
+    small = [s for s in fleet() if s.spec.name in {"eligible-idle", "eligible-busy", "us", "tiny", "cordoned"}]
+    world.clusters.shown = small
+    world.clusters.clusters["eligible-idle"].create_faults.append(CreateFault(answered(403, "Forbidden")))
+    await world.creator().place_and_create(await submitted(world.store, request()))
+
+    full = engine.place_fully(request(), small, previous="eligible-idle", memo=engine.OutcomeMemo())
+    stored = await world.store.get_pod_record("r1")
+    assert stored is not None and stored.decision is not None
+    assert (stored.cluster, stored.decision.cluster) == ("eligible-busy", "eligible-busy")
+    assert stored.decision.reason == f"placed on eligible-busy after failover ({len(full.candidates) - 1} other candidates)"
+    expected = replace(
+        as_stored_before(full, "eligible-busy"), cluster="eligible-busy", region="eu-west-1", reason=stored.decision.reason
+    )
+    assert stored.decision == expected
