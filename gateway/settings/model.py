@@ -110,9 +110,9 @@ class DatabaseSettings:
     # Replicas on PostgreSQL (docs/decisions/0021): how long a replica's lease lasts; renewed every third
     # of it. A dead replica's requests are taken over after about this long (SIGTERM: at once).
     lease_seconds: float = 15.0
-    # SQLite's PRAGMA synchronous (ignored on PostgreSQL, whose commits are flushed): "normal", an acknowledged
-    # write survives a crash or kill of the gateway; "full", a power cut or kernel crash too (an fsync a
-    # commit). The default is the store's, written once there (docs/decisions/0032).
+    # SQLite's PRAGMA synchronous (ignored on PostgreSQL, whose commits are flushed): "full", an acknowledged
+    # write survives a power cut or kernel crash too (an fsync a group commit); "normal", a crash or kill of
+    # the gateway only. The default (full) is the store's, written once there (docs/decisions/0032).
     sqlite_synchronous: str = DEFAULT_SQLITE_SYNCHRONOUS
 
     def describe(self) -> str:

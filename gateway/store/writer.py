@@ -1,15 +1,15 @@
 """Group commit: one task owns SQLite's write connection and commits the writes queued meanwhile together.
 
-SQLite takes one writer at a time, and a transaction costs about 2 ms whatever its size (thread
-hand-offs, not disk: WAL with synchronous=NORMAL does not fsync at commit). One transaction per write
-capped the gateway at a few hundred writes/s, and callers queued for the single pooled connection until
-SQLAlchemy's pool timeout failed them. Here a write is an *operation* — a function of a synchronous
-`Connection` — with a future. The writer takes every queued operation (up to `MAX_BATCH`), runs them
-in one transaction in its own thread (one hand-off per batch, not several per statement), commits, then
-resolves the futures: a caller's write is durable when its await returns. A failing operation fails only
-its own caller: the batch in which one raised is rolled back and run again with a SAVEPOINT per
-operation. Nothing times out because the queue is long; a database locked by another process is retried
-with backoff.
+SQLite takes one writer at a time, and a transaction costs about 2 ms whatever its size (thread hand-offs,
+not disk: WAL with synchronous=NORMAL does not fsync at commit; FULL, the default, adds one fsync a
+transaction, decision 0032). One transaction per write capped the gateway at a few hundred writes/s, and
+callers queued for the single pooled connection until SQLAlchemy's pool timeout failed them. Here a write is
+an *operation* — a function of a synchronous `Connection` — with a future. The writer takes every queued
+operation (up to `MAX_BATCH`), runs them in one transaction in its own thread (one hand-off per batch, not
+several per statement), commits, then resolves the futures: a caller's write is durable when its await
+returns. A failing operation fails only its own caller: the batch in which one raised is rolled back and run
+again with a SAVEPOINT per operation. Nothing times out because the queue is long; a database locked by
+another process is retried with backoff.
 
 `DirectWriter` runs the same operations one transaction per call, for databases with real concurrent
 writers (Postgres).
