@@ -32,8 +32,8 @@ WAIT_LINES = (
 # Native leaves that are blocked waits (libc's own unnamed frames under them are skipped first).
 WAIT_CALLS = re.compile(
     r"^(epoll_wait|epoll_pwait|poll|select|pthread_cond_timedwait|pthread_cond_wait|PyThread_acquire_lock_timed|"
-    r"sem_wait|sem_timedwait|nanosleep|clock_nanosleep|futex_wait) "
-)
+    r"sem_wait|sem_timedwait|nanosleep|clock_nanosleep|futex_wait|fdatasync|fsync) "
+)  # fdatasync: SQLite's writer thread waiting for the disk at a COMMIT (synchronous=FULL): ~5 % CPU of its wall
 _HEX = re.compile(r"^0x[0-9a-f]+ ")
 
 
