@@ -94,17 +94,22 @@ def test_follow_logs_and_exec_with_the_official_client(core: client.CoreV1Api) -
             break
     response.release_conn()
     assert lines == ["one", "two"]
-    time.sleep(0.2)
-    out = stream(
-        core.connect_get_namespaced_pod_exec,
-        "streams",
-        "default",
-        command=["cat", "/airflow/xcom/return.json"],
-        stderr=True,
-        stdin=False,
-        stdout=True,
-        tty=False,
-    )
+    deadline = time.monotonic() + 30  # the script writes the file just after "two": under load, a while after
+    while True:
+        out = stream(
+            core.connect_get_namespaced_pod_exec,
+            "streams",
+            "default",
+            command=["cat", "/airflow/xcom/return.json"],
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+        )
+        if out == '{"rows": 3}\n' or time.monotonic() > deadline:
+            break
+        assert "No such file" in out, out  # not written yet is the only other answer
+        time.sleep(0.1)
     assert out == '{"rows": 3}\n'
     failing = stream(
         core.connect_get_namespaced_pod_exec,
