@@ -99,7 +99,8 @@ async def replay(client: GatewayClient, pod: t.PodInfo, *, follow: bool = False)
         while True:
             try:
                 wait = None if follow or pod.phase.finished else IDLE_SECONDS
-                event = await asyncio.wait_for(anext(events), wait)
+                async with asyncio.timeout(wait):  # not wait_for: on 3.11 it can swallow a cancel
+                    event = await anext(events)
             except (StopAsyncIteration, TimeoutError):
                 return
             if not follow and not pod.phase.finished and event.time is not None and event.time > started:

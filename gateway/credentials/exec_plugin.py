@@ -85,7 +85,10 @@ def parse_exec_output(config: ExecConfig, stdout: bytes) -> ExecCredential:
     return ExecCredential(token=token, client_cert_data=cert, client_key_data=key, expires_at=expires_at)
 
 
-async def run_exec_plugin(config: ExecConfig, *, cwd: str | None = None, ca_data: bytes = b"") -> ExecCredential:
+async def run_exec_plugin(
+    config: ExecConfig, *, cwd: str | None = None, ca_data: bytes = b"", within: float = EXEC_TIMEOUT_SECONDS
+) -> ExecCredential:
+    """Runs the plugin as client-go does; a plugin that outlives `within` seconds, or a caller that goes away, kills it."""
     env = {**os.environ, **config.env, "KUBERNETES_EXEC_INFO": exec_info(config, ca_data)}
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -101,11 +104,14 @@ async def run_exec_plugin(config: ExecConfig, *, cwd: str | None = None, ca_data
         hint = f"; {config.install_hint}" if config.install_hint else ""
         raise ExecPluginError(f"exec plugin {config.command!r} could not start: {exc.strerror}{hint}") from None
     try:
-        stdout, stderr = await asyncio.wait_for(proc.communicate(), EXEC_TIMEOUT_SECONDS)
+        async with asyncio.timeout(within):  # not wait_for: on 3.11 it can swallow a cancel
+            stdout, stderr = await proc.communicate()
     except TimeoutError:
-        proc.kill()
-        await proc.wait()
-        raise ExecPluginError(f"exec plugin {config.command!r} timed out after {EXEC_TIMEOUT_SECONDS:.0f}s") from None
+        raise ExecPluginError(f"exec plugin {config.command!r} timed out after {within:g}s") from None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     if proc.returncode != 0:
         detail = scrub(stderr.decode(errors="replace").strip(), tuple(config.env.values()), limit=200)
         raise ExecPluginError(f"exec plugin {config.command!r} exited with code {proc.returncode}: {detail}")

@@ -16,9 +16,9 @@ from gateway.store import lease, statements
 from gateway.store.schema import pod_records, replicas
 
 NOW: Any = literal_column("timezone('UTC', statement_timestamp())", DateTime())
-FORGET_AFTER = timedelta(hours=1)
+FORGET_AFTER = timedelta(hours=1)  # a dead replica's row is dropped this long after expiry, once it owns nothing
 # A NOTIFY payload must be under 8,000 bytes: "<last_seq> <request_id>" takes at most 275 of them.
-FEED_BYTES = 7000  # a dead replica's row is dropped this long after expiry, once it owns nothing
+FEED_BYTES = 7000
 
 
 def register(conn: Connection, replica: str, listen: str, policy: lease.LeasePolicy) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -204,3 +205,32 @@ async def test_a_missing_exec_plugin_names_its_install_hint() -> None:
     assert config is not None
     with pytest.raises(ExecPluginError, match="could not start: No such file or directory; Install it with apt-get install x"):
         await run_exec_plugin(config)
+
+
+
+def _plugins_seen(pids: Path) -> list[str]:
+    return pids.read_text().split() if pids.exists() else []
+
+
+def _alive(pids: Path) -> list[str]:
+    return [pid for pid in _plugins_seen(pids) if Path(f"/proc/{pid}").exists()]
+
+
+async def test_an_exec_plugin_that_hangs_is_killed_at_its_timeout_and_when_its_caller_goes_away(tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    user = {"exec": {"apiVersion": V1, "command": "sh", "args": ["-c", f"echo $$ >> {pids}; exec sleep 60"]}}
+    config = resolve_context(kubeconfig(user), "", Path("/kc")).exec
+    assert config is not None
+    with pytest.raises(ExecPluginError, match=r"exec plugin 'sh' timed out after 0.5s"):
+        await run_exec_plugin(config, within=0.5)
+    waiting = asyncio.create_task(run_exec_plugin(config))
+    deadline = asyncio.get_running_loop().time() + 30  # bounds a failure only
+    while asyncio.get_running_loop().time() < deadline:
+        if len(_plugins_seen(pids)) == 2:
+            break
+        await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert len(_plugins_seen(pids)) == 2
+    assert _alive(pids) == []  # both plugins gone, none left sleeping behind the gateway
