@@ -4,10 +4,12 @@ clusters started from the main .venv (the server's dependencies never enter the 
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +32,7 @@ if importlib.util.find_spec("airflow") is None:
 else:
     # Airflow reads its settings at import: point it at a fresh home before anything imports it.
     HOME = Path(tempfile.mkdtemp(prefix="podgate-airflow-"))
+    atexit.register(shutil.rmtree, HOME, ignore_errors=True)  # each run left its home (database, logs) in /tmp
     os.environ.update(
         AIRFLOW_HOME=str(HOME),
         AIRFLOW__CORE__DAGS_FOLDER=str(HOME / "dags"),
