@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -42,6 +43,21 @@ def xcom_pod(name: str, rest: float) -> dict:
 def core(sim_thread: SimThread) -> Iterator[client.CoreV1Api]:
     with kube_client(sim_thread.clusters[CLUSTER]) as api:
         yield client.CoreV1Api(api)
+
+
+def exec_in(core: client.CoreV1Api, pod: str, command: list[str], **options: Any) -> Any:
+    """kubernetes.stream's exec into the pod's container in "default": stdout and stderr, no stdin, no tty."""
+    return stream(
+        core.connect_get_namespaced_pod_exec,
+        pod,
+        "default",
+        command=command,
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        **options,
+    )
 
 
 def wait_phase(core: client.CoreV1Api, name: str, phases: tuple[str, ...]) -> client.V1Pod:
@@ -96,45 +112,16 @@ def test_follow_logs_and_exec_with_the_official_client(core: client.CoreV1Api) -
     assert lines == ["one", "two"]
     deadline = time.monotonic() + 30  # the script writes the file just after "two": under load, a while after
     while True:
-        out = stream(
-            core.connect_get_namespaced_pod_exec,
-            "streams",
-            "default",
-            command=["cat", "/airflow/xcom/return.json"],
-            stderr=True,
-            stdin=False,
-            stdout=True,
-            tty=False,
-        )
+        out = exec_in(core, "streams", ["cat", "/airflow/xcom/return.json"])
         if out == '{"rows": 3}\n' or time.monotonic() > deadline:
             break
         assert "No such file" in out, out  # not written yet is the only other answer
         time.sleep(0.1)
     assert out == '{"rows": 3}\n'
-    failing = stream(
-        core.connect_get_namespaced_pod_exec,
-        "streams",
-        "default",
-        command=["sh", "-c", "echo oops >&2; exit 3"],
-        stderr=True,
-        stdin=False,
-        stdout=True,
-        tty=False,
-        _preload_content=False,
-    )
+    failing = exec_in(core, "streams", ["sh", "-c", "echo oops >&2; exit 3"], _preload_content=False)
     failing.run_forever(timeout=10)
     assert failing.returncode == 3 and failing.read_stderr() == "oops\n"
-    sleeper = stream(
-        core.connect_get_namespaced_pod_exec,
-        "streams",
-        "default",
-        command=["sleep", "300"],
-        stderr=True,
-        stdin=False,
-        stdout=True,
-        tty=False,
-        _preload_content=False,
-    )
+    sleeper = exec_in(core, "streams", ["sleep", "300"], _preload_content=False)
     assert running(core, "sleep 300")
     sleeper.close()  # the client goes away: the command must not outlive its session
     deadline = time.monotonic() + 10
