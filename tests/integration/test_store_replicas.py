@@ -361,3 +361,44 @@ async def test_a_replica_paused_inside_a_transaction_does_not_keep_its_request_f
         finally:
             await a.close()
             await b.close()
+
+
+async def test_a_notification_whose_events_cannot_be_read_sends_the_watcher_to_the_store(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """Anyone who can NOTIFY on the channel can send any text: a payload whose events are not JSON, of an
+    unknown kind or of the wrong shape hands the watcher nothing; it reads the journal instead and gets the
+    stored events, each once."""
+    a, b = two_stores
+    counted = CountedReads(b)
+    written, watched = Journal(a), Journal(cast(Any, counted))
+    owner = replication(a, wake=written.wake)
+    watcher = replication(b, wake=watched.wake, feed=watched.wake_with)
+    await owner.start()
+    await watcher.start()
+    try:
+        await a.create_pod_record(record("r2"))
+        watch = asyncio.create_task(_collect(watched, "r2"))
+        async with asyncio.timeout(30):
+            while not any(f.waiting for f in watched.live_feeds("r2")):  # noqa: ASYNC110 - the watcher's own state
+                await asyncio.sleep(0.01)
+        reads = counted.reads
+        forged = ['1 r2 [{"i": 1, "kind": "nonsense", "time": "x", "payload": {}}]', "1 r2 {not json", "1 r2 [1]"]
+        for payload in forged:
+            await a.notify(owner.channel, payload)
+        async with asyncio.timeout(30):  # bounds a failure only: each forged payload sends the watcher to the store
+            while counted.reads < reads + 1:  # noqa: ASYNC110 - counted by the store wrapper
+                await asyncio.sleep(0.01)
+        now = datetime.now(UTC)
+        await written.append("r2", domain.LogLine(container="main", time=now, text="real"))
+        await written.append("r2", domain.PodResult(phase=domain.PodPhase.SUCCEEDED, exit_code=0))
+        async with asyncio.timeout(30):  # bounds a failure only
+            events = await watch
+        assert [e.seq for e in events] == [1, 2]
+        assert events[0].item == domain.LogLine(container="main", time=now, text="real")
+        assert isinstance(events[1].item, domain.PodResult)
+    finally:
+        await owner.close(release=True)
+        await watcher.close(release=True)
+        await written.close()
+        await watched.close()
