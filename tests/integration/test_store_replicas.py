@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -247,12 +248,12 @@ class CountedReads:
         return await self.store.read_events(*args, **kwargs)
 
 
-async def test_a_watcher_on_another_replica_takes_the_events_its_notifications_carry_without_reading_them(
-    two_stores: tuple[SqlStore, SqlStore],
-) -> None:
-    """Each journal NOTIFY carries the events it announces when they fit in a payload: the watcher on the
-    other replica is handed them and reads the journal only for one that did not fit (8,000 bytes), each
-    event once and in order whichever way it came."""
+@contextlib.asynccontextmanager
+async def watched_on_another_replica(
+    two_stores: tuple[SqlStore, SqlStore], request_id: str
+) -> AsyncIterator[tuple[Journal, CountedReads, Replication, asyncio.Task[list[domain.StreamEvent]]]]:
+    """A request owned by replica a, watched on replica b (its journal reads counted) once b's watcher waits:
+    a's journal, b's counted store, a's replication, and the watch."""
     a, b = two_stores
     counted = CountedReads(b)
     written, watched = Journal(a), Journal(cast(Any, counted))
@@ -261,11 +262,26 @@ async def test_a_watcher_on_another_replica_takes_the_events_its_notifications_c
     await owner.start()
     await watcher.start()
     try:
-        await a.create_pod_record(record("r1"))
-        watch = asyncio.create_task(_collect(watched, "r1"))
+        await a.create_pod_record(record(request_id))
+        watch = asyncio.create_task(_collect(watched, request_id))
         async with asyncio.timeout(30):
-            while not any(f.waiting for f in watched.live_feeds("r1")):  # noqa: ASYNC110 - the watcher's own state
+            while not any(f.waiting for f in watched.live_feeds(request_id)):  # noqa: ASYNC110 - the watcher's own state
                 await asyncio.sleep(0.01)
+        yield written, counted, owner, watch
+    finally:
+        await owner.close(release=True)
+        await watcher.close(release=True)
+        await written.close()
+        await watched.close()
+
+
+async def test_a_watcher_on_another_replica_takes_the_events_its_notifications_carry_without_reading_them(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """Each journal NOTIFY carries the events it announces when they fit in a payload: the watcher on the
+    other replica is handed them and reads the journal only for one that did not fit (8,000 bytes), each
+    event once and in order whichever way it came."""
+    async with watched_on_another_replica(two_stores, "r1") as (written, counted, _, watch):
         assert counted.reads == 1  # the journal read once, empty, before waiting
         now = datetime.now(UTC)
         texts = ["small", "x" * 9000, "after"]
@@ -278,11 +294,6 @@ async def test_a_watcher_on_another_replica_takes_the_events_its_notifications_c
         assert [e.item.text for e in events[:3]] == texts  # type: ignore[union-attr]
         assert isinstance(events[3].item, domain.PodResult)
         assert counted.reads == 2  # and once more for the line too long to be carried
-    finally:
-        await owner.close(release=True)
-        await watcher.close(release=True)
-        await written.close()
-        await watched.close()
 
 
 async def _collect(journal: Journal, request_id: str) -> list[domain.StreamEvent]:
@@ -369,23 +380,11 @@ async def test_a_notification_whose_events_cannot_be_read_sends_the_watcher_to_t
     """Anyone who can NOTIFY on the channel can send any text: a payload whose events are not JSON, of an
     unknown kind or of the wrong shape hands the watcher nothing; it reads the journal instead and gets the
     stored events, each once."""
-    a, b = two_stores
-    counted = CountedReads(b)
-    written, watched = Journal(a), Journal(cast(Any, counted))
-    owner = replication(a, wake=written.wake)
-    watcher = replication(b, wake=watched.wake, feed=watched.wake_with)
-    await owner.start()
-    await watcher.start()
-    try:
-        await a.create_pod_record(record("r2"))
-        watch = asyncio.create_task(_collect(watched, "r2"))
-        async with asyncio.timeout(30):
-            while not any(f.waiting for f in watched.live_feeds("r2")):  # noqa: ASYNC110 - the watcher's own state
-                await asyncio.sleep(0.01)
+    async with watched_on_another_replica(two_stores, "r2") as (written, counted, owner, watch):
         reads = counted.reads
         forged = ['1 r2 [{"i": 1, "kind": "nonsense", "time": "x", "payload": {}}]', "1 r2 {not json", "1 r2 [1]"]
         for payload in forged:
-            await a.notify(owner.channel, payload)
+            await two_stores[0].notify(owner.channel, payload)
         async with asyncio.timeout(30):  # bounds a failure only: each forged payload sends the watcher to the store
             while counted.reads < reads + 1:  # noqa: ASYNC110 - counted by the store wrapper
                 await asyncio.sleep(0.01)
@@ -397,8 +396,3 @@ async def test_a_notification_whose_events_cannot_be_read_sends_the_watcher_to_t
         assert [e.seq for e in events] == [1, 2]
         assert events[0].item == domain.LogLine(container="main", time=now, text="real")
         assert isinstance(events[1].item, domain.PodResult)
-    finally:
-        await owner.close(release=True)
-        await watcher.close(release=True)
-        await written.close()
-        await watched.close()
