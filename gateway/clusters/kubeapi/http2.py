@@ -31,13 +31,13 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import h2.config
-import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
 import hpack
 
+from gateway.clusters.kubeapi.h2engine import Engine
 from gateway.clusters.kubeapi.http2_stream import Http2Stream, StreamLost
 from gateway.clusters.kubeapi.timeouts import HTTP2_PING_SECONDS, HTTP2_READ_IDLE_SECONDS
 from gateway.credentials import keepalive
@@ -218,7 +218,7 @@ class Http2Connection(asyncio.Protocol):
         self._read_idle, self._ping_timeout = read_idle, ping_timeout
         self._last_read = 0.0
         self._health: asyncio.TimerHandle | None = None  # the next read-idle check, or the PING's deadline
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(
+        self.conn = Engine(h2.config.H2Configuration(
             client_side=True, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False,
         ))  # fmt: skip
         self.conn.encoder = _PlainEncoder()
