@@ -12,7 +12,10 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+import h2.settings
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.clusters.kubeapi.h2engine import Engine
 
@@ -142,3 +145,78 @@ def test_the_engine_does_not_format_received_frames(engine_class: type[h2.connec
     assert [type(e) for e in events] == [h2.events.ResponseReceived, h2.events.DataReceived, h2.events.StreamEnded]
     frames = [line for line in recorder.lines if line.startswith("Received frame")]
     assert len(frames) == (0 if engine_class is Engine else 4)  # h2: each frame (SETTINGS, ACK, HEADERS, DATA)
+
+
+OPEN_STREAMS = '''
+count = 0
+to_delete = []
+for stream_id, stream in self.streams.items():
+    if stream.open and (stream_id % 2 == remainder):
+        count += 1
+    elif stream.closed:
+        to_delete.append(stream_id)
+for stream_id in to_delete:
+    stream = self.streams.pop(stream_id)
+    self._closed_streams[stream_id] = stream.closed_by
+return count
+'''  # h2 4.4.1's H2Connection._open_streams, which Engine.forget does for one stream
+
+
+def test_forget_drops_a_stream_as_h2s_walk_does_and_h2_still_asks_the_count_of_every_new_stream() -> None:
+    theirs = _body(h2.connection.H2Connection._open_streams)
+    assert theirs == "\n".join(ast.dump(s) for s in ast.parse(OPEN_STREAMS).body), "h2's walk changed: see h2engine"
+    assert "self.open_outbound_streams" in inspect.getsource(h2.connection.H2Connection.send_headers)
+
+
+def _limited_pair(client_class: type[h2.connection.H2Connection], limit: int) -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
+    client, server = _pair(client_class)
+    server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: limit})
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())
+    return client, server
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 6), st.lists(st.tuples(st.sampled_from(["open", "end", "reset"]), st.integers(0, 7), st.booleans()), max_size=60))
+def test_the_engine_refuses_a_stream_exactly_when_h2_does_and_holds_only_open_streams_once_forgotten(
+    limit: int, steps: list[tuple[str, int, bool]]
+) -> None:
+    """Streams opened, ended by the server or reset by the client, in any order, against a server limit: the
+    engine's shortcut of h2's count gives every `send_headers` h2's outcome; streams forgotten leave h2's table."""
+    ours, our_server = _limited_pair(Engine, limit)
+    theirs, their_server = _limited_pair(h2.connection.H2Connection, limit)
+    assert isinstance(ours, Engine)
+    opened: list[int] = []
+    forgotten: set[int] = set()
+    for action, pick, forget in steps:
+        outcomes = []
+        for client, server in ((ours, our_server), (theirs, their_server)):
+            if action == "open":
+                stream_id = client.get_next_available_stream_id()
+                try:
+                    client.send_headers(stream_id, REQUEST, end_stream=True)
+                    outcomes.append("opened")
+                except h2.exceptions.TooManyStreamsError:
+                    outcomes.append("refused")
+                server.receive_data(client.data_to_send())
+            elif opened:
+                stream_id = opened[pick % len(opened)]
+                if action == "end":
+                    server.send_headers(stream_id, [(b":status", b"200")], end_stream=True)
+                    client.receive_data(server.data_to_send())
+                else:
+                    client.reset_stream(stream_id)
+                    server.receive_data(client.data_to_send())
+                if forget and client is ours:
+                    ours.forget(stream_id)
+                    forgotten.add(stream_id)
+        if action == "open":
+            assert outcomes[0] == outcomes[1]
+            if outcomes[0] == "opened":
+                opened.append(ours.highest_outbound_stream_id or 0)
+        elif opened:
+            opened.remove(opened[pick % len(opened)])
+        open_ids = sorted(i for i, s in ours.streams.items() if s.open)
+        assert open_ids == sorted(opened) == sorted(i for i, s in theirs.streams.items() if s.open)
+        assert not forgotten & set(ours.streams)  # a forgotten stream (closed) is out of h2's table at once
+        assert len(ours.streams) <= len(opened) + 64  # closed streams not forgotten: dropped by h2's walk in time

@@ -228,7 +228,7 @@ class Http2Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.draining = False  # a GOAWAY came: no new streams here
         self._idle: asyncio.TimerHandle | None = None
-        self._loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()  # its streams' too: get_running_loop() is a getpid() call on 3.11
         self._flush_due = False  # a write of what h2 queued is scheduled for the end of this loop turn
 
     def has_room(self) -> bool:
@@ -289,7 +289,7 @@ class Http2Connection(asyncio.Protocol):
         self._health = asyncio.get_running_loop().call_later(self._read_idle, self._check_health)
 
     def data_received(self, data: bytes) -> None:
-        self._last_read = asyncio.get_running_loop().time()
+        self._last_read = self.loop.time()  # the loop kept: get_running_loop() is a getpid() call on 3.11
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as e:
@@ -302,19 +302,21 @@ class Http2Connection(asyncio.Protocol):
         self.send()
 
     def _event(self, event: h2.events.Event) -> None:
-        stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
-        if isinstance(event, h2.events.ResponseReceived) and stream is not None:
-            stream.answered(event.headers or [])
-        elif isinstance(event, h2.events.DataReceived):
-            if stream is not None:
+        """One event of h2's; the frequent ones first (a pod's streams: DATA, their ends, their HEADERS)."""
+        if isinstance(event, h2.events.DataReceived):
+            if (stream := self.streams.get(event.stream_id or 0)) is not None:
                 stream.received(event.data or b"", event.flow_controlled_length or 0)
             else:  # a stream we gave up on: keep the connection's window open
                 self.acknowledge(event.stream_id or 0, event.flow_controlled_length or 0)
-        elif isinstance(event, h2.events.StreamEnded) and stream is not None:
+            return
+        stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
+        if isinstance(event, h2.events.StreamEnded) and stream is not None:
             stream.ended()
             if self._sending.pop(stream.stream_id, None) is not None:  # answered before the whole body went
                 self._reset(stream.stream_id)  # RFC 9113 8.1: stop sending; the answer stands
             self._forget(stream.stream_id)
+        elif isinstance(event, h2.events.ResponseReceived) and stream is not None:
+            stream.answered(event.headers or [])
         elif isinstance(event, h2.events.StreamReset) and stream is not None:
             stream.failed(StreamLost(f"stream reset by the server ({_code(event.error_code)})"))
             self._forget(stream.stream_id)
@@ -413,7 +415,7 @@ class Http2Connection(asyncio.Protocol):
         one each (a write was ~5 % of a dispatched pod's busy samples: uvloop's write and ssl's encryption)."""
         if not self._flush_due:
             self._flush_due = True
-            self._loop.call_soon(self.flush)
+            self.loop.call_soon(self.flush)
 
     def flush(self) -> None:
         self._flush_due = False
@@ -434,12 +436,13 @@ class Http2Connection(asyncio.Protocol):
     def _forget(self, stream_id: int) -> None:
         self.streams.pop(stream_id, None)
         self._sending.pop(stream_id, None)
+        self.conn.forget(stream_id)
         if self.streams:
             return
         if self.draining:
             self.close()
         elif self._idle is None:
-            self._idle = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._close_if_idle)
+            self._idle = self.loop.call_later(IDLE_SECONDS, self._close_if_idle)
 
     def _close_if_idle(self) -> None:
         self._idle = None

@@ -17,6 +17,8 @@ class StreamLost(ConnectionError):
 class Carrier(Protocol):
     """What a stream needs of its connection."""
 
+    loop: asyncio.AbstractEventLoop
+
     def acknowledge(self, stream_id: int, size: int) -> None: ...
 
     def cancel(self, stream_id: int) -> None: ...
@@ -94,7 +96,7 @@ class Http2Stream:
         dispatched pod's busy samples: a wait per chunk of every log and watch)."""
         if self._error is not None:
             raise self._error
-        loop = asyncio.get_running_loop()
+        loop = self._connection.loop
         waiter = self._waiter = loop.create_future()
         timer = None if inactivity is None else loop.call_later(inactivity, _expire, waiter)
         try:
