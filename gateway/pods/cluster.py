@@ -27,7 +27,7 @@ class PodCluster(Protocol):
     @property
     def region(self) -> str: ...
 
-    async def create_pod(self, namespace: str, body: Mapping[str, Any]) -> Mapping[str, Any]: ...
+    async def create_pod(self, namespace: str, body: Mapping[str, Any]) -> object: ...
 
     async def get_pod(self, namespace: str, name: str) -> Mapping[str, Any]: ...
 
@@ -83,14 +83,16 @@ class RuntimeCluster:
     def region(self) -> str:
         return self.runtime.spec.region
 
-    async def create_pod(self, namespace: str, body: Mapping[str, Any]) -> Mapping[str, Any]:
-        return await self.runtime.client.create_pod(namespace, body)
+    async def create_pod(self, namespace: str, body: Mapping[str, Any]) -> object:
+        await self.runtime.client.create_pod(namespace, body, answer=False)  # nobody reads the answer: not decoded
+        return None
 
     async def get_pod(self, namespace: str, name: str) -> Mapping[str, Any]:
         return await self.runtime.client.get_pod(namespace, name)
 
     async def delete_pod(self, namespace: str, name: str, *, grace_seconds: int) -> object:
-        return await self.runtime.client.delete_pod(namespace, name, grace_seconds=grace_seconds)
+        await self.runtime.client.delete_pod(namespace, name, grace_seconds=grace_seconds, answer=False)  # not decoded
+        return None
 
     async def exec(self, namespace: str, name: str, container: str, command: Sequence[str]) -> ExecResult:
         return await self.runtime.client.exec(namespace, name, container, command)

@@ -115,6 +115,31 @@ async def test_pod_crud_round_trip(api: ClusterClient) -> None:
         await api.get_pod("team-a", "p1")
 
 
+async def test_a_create_and_a_delete_whose_answer_is_not_read_still_act_and_raise_the_servers_errors(
+    api: ClusterClient, sim: SimCluster
+) -> None:
+    """`answer=False` (the dispatcher's creates and deletes): nothing decoded and returned, the same effect, and
+    every error answer raised as with the answer read (AlreadyExists, Invalid, Forbidden, NotFound)."""
+    assert await api.create_pod("team-a", pod("quiet"), answer=False) is None
+    assert (await api.get_pod("team-a", "quiet"))["metadata"]["name"] == "quiet"
+    with pytest.raises(k.AlreadyExists, match='"quiet" already exists'):
+        await api.create_pod("team-a", pod("quiet"), answer=False)
+    bad = pod("bad")
+    bad["spec"]["containers"] = []
+    with pytest.raises(k.Invalid):
+        await api.create_pod("team-a", bad, answer=False)
+    async with client_for(sim, READER_TOKEN) as reader:
+        with pytest.raises(k.Forbidden):
+            await reader.create_pod("team-a", pod("nope"), answer=False)
+        with pytest.raises(k.Forbidden):
+            await reader.delete_pod("team-a", "quiet", answer=False)
+    assert await api.delete_pod("team-a", "quiet", grace_seconds=0, answer=False) is None
+    with pytest.raises(k.NotFound, match="quiet"):
+        await api.get_pod("team-a", "quiet")
+    with pytest.raises(k.NotFound, match="quiet"):
+        await api.delete_pod("team-a", "quiet", grace_seconds=0, answer=False)
+
+
 async def test_list_pages_follow_continue_tokens(api: ClusterClient) -> None:
     for i in range(7):
         await api.create_pod("team-a", pod(f"p{i}"))
