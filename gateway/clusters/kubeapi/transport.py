@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 from urllib.parse import quote, urlencode
@@ -267,7 +268,7 @@ class Transport:
         fresh token did not cure asks the provider to resolve the endpoint again (its CA, address or
         client certificate may have rotated) and, when it changed, retries once at once."""
         attempt, refreshed, force, relocated = 0, False, False, False
-        started = asyncio.get_running_loop().time()
+        started = time.monotonic()  # not get_running_loop().time(): a getpid() call each on Python 3.11
         while True:
             attempt += 1
             # Credentials first: after a 401 the forced refresh may renew an exec plugin's client
@@ -291,7 +292,7 @@ class Transport:
                 self._report(e)
                 if isinstance(e, ApiUnreachable) and self.reachability is not None and self.reachability.down:
                     raise  # known down: the caller moves on (fails over) instead of spending the backoff
-                elapsed = asyncio.get_running_loop().time() - started
+                elapsed = time.monotonic() - started
                 decision = decide(
                     self._policy if request.retry else NO_RETRY, e, attempt, draw=self._draw(), elapsed=elapsed
                 )
