@@ -315,8 +315,8 @@ async def hold(streams: int, url: str, kind: str, directory: Path, tick_url: str
     await open_streams(WARM_UP)
     gc.collect()
     before = rss()
-    for _ in range(0, streams, 100):
-        await open_streams(100)
+    for opened in range(0, streams, 100):  # in hundreds, never past `streams` (the server's stream limit)
+        await open_streams(min(100, streams - opened))
     gc.collect()
     await asyncio.sleep(1)
     grown = (rss() - before) / streams
@@ -379,7 +379,7 @@ def main() -> None:
                 continue
             print(f"  {done.stdout.strip()}  {what}", flush=True)
     finally:
-        stop_all(servers)
+        stop_all(servers, directory)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import ctypes
 import datetime
 import gc
 import os
+import shutil
 import ssl
 import subprocess
 import sys
@@ -101,8 +102,8 @@ async def hold(streams: int, url: str, options: str, directory: Path) -> float:
         await asyncio.gather(*(one() for _ in range(50)))
         gc.collect()
         before = rss()
-        for _ in range(0, streams, 100):
-            await asyncio.gather(*(one() for _ in range(100)))
+        for opened in range(0, streams, 100):  # in hundreds, exactly `streams` (the figure divides by it)
+            await asyncio.gather(*(one() for _ in range(min(100, streams - opened))))
         gc.collect()
         await asyncio.sleep(1)
         grown = (rss() - before) / streams
@@ -152,12 +153,12 @@ def main() -> None:
             done = subprocess.run(run, capture_output=True, text=True, timeout=600, check=True)
             print(f"  {done.stdout.strip():>7} KiB  {what}", flush=True)
     finally:
-        stop_all(servers)
+        stop_all(servers, directory)
 
 
-def stop_all(servers: list[subprocess.Popen[Any]]) -> None:
-    """Terminates the stream servers; one whose handler still holds a stream (it keeps it from shutting
-    down) is killed after 10 s."""
+def stop_all(servers: list[subprocess.Popen[Any]], directory: Path) -> None:
+    """Terminates the stream servers (one whose handler still holds a stream, which keeps it from shutting
+    down, is killed after 10 s), then removes their certificate directory."""
     for server in servers:
         server.terminate()
         try:
@@ -165,6 +166,7 @@ def stop_all(servers: list[subprocess.Popen[Any]]) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":
