@@ -20,6 +20,7 @@ from typing import cast
 import grpc
 
 from bench import _pyspy
+from bench._cpucap import capped, throttled_seconds
 from bench._databases import databases
 from bench._pods import (
     BENCH_LABEL,
@@ -317,8 +318,14 @@ def errors_text(submitted: Submitted) -> str:
 
 async def throughput(tmp: Path, args: argparse.Namespace) -> None:
     n = args.part_pods
+    cores, sim_cores = getattr(args, "gateway_cores", 0.0), getattr(args, "sim_cores", 0.0)
     requests = [pod_request(new_id("tp"), duration=THROUGHPUT_POD_SECONDS) for _ in range(n)]
-    async with stack_for(tmp, args) as stack, channels(stack.gateway.address, args.channels) as stubs:
+    async with contextlib.AsyncExitStack() as resources:
+        stack = await resources.enter_async_context(stack_for(tmp, args))
+        stubs = await resources.enter_async_context(channels(stack.gateway.address, args.channels))
+        for process, share in ((stack.gateway, cores), (stack.sim, sim_cores)):
+            if share:
+                resources.enter_context(capped([process.pid], share))
         await stack.sim.reset(*ALL_CLUSTERS)
         clock = Stopwatch()
         cpu_before, sim_before = stack.gateway.cpu_seconds(), stack.sim.cpu_seconds()
@@ -334,6 +341,7 @@ async def throughput(tmp: Path, args: argparse.Namespace) -> None:
         results_wall = clock.elapsed
         gateway_cpu, sim_cpu = stack.gateway.cpu_seconds() - cpu_before, stack.sim.cpu_seconds() - sim_before
         callers_cpu = time.process_time() - callers_before
+        throttled = [throttled_seconds(p.pid) if share else 0.0 for p, share in ((stack.gateway, cores), (stack.sim, sim_cores))]
         api: Counts = sum([await stack.sim.counts(c) for c in ALL_CLUSTERS], Counter())
         succeeded = await count_phases(stubs[0], (dispatch_pb2.POD_PHASE_SUCCEEDED,))
     print(
@@ -359,12 +367,16 @@ async def throughput(tmp: Path, args: argparse.Namespace) -> None:
         f"simulator {1000 * sim_cpu / n:.2f} ms per pod; the callers (this process) {1000 * callers_cpu / n:.2f} ms "
         f"per pod; load average {os.getloadavg()[0]:.1f}"
     )
+    for what, share, held in (("gateway", cores, throttled[0]), ("simulator", sim_cores, throttled[1])):
+        if share:
+            print(f"  the {what} capped at {share:g} core: held back by the cap {held:.1f} s")
     print_store_writes(stack.gateway.log_path, n)
+    capped_at = (*(("--gateway-cores", str(cores)) if cores else ()), *(("--sim-cores", str(sim_cores)) if sim_cores else ()))
     summary(
         "throughput",
         f"{n / submit_wall:.0f} SubmitPod/s accepted; all {n} results in after {results_wall:.1f} s "
         f"({n / results_wall:.0f} pods/s end to end); gateway CPU {1000 * gateway_cpu / n:.2f} ms per pod",
-        command(args, "throughput", "--callers", str(args.callers), "--channels", str(args.channels)),
+        command(args, "throughput", "--callers", str(args.callers), "--channels", str(args.channels), *capped_at),
     )
 
 

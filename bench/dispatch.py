@@ -86,6 +86,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--callers-loop", choices=("uvloop", "asyncio"), default="uvloop",
         help="this process's event loop, its gRPC callers' (uvloop, as the gateway's, when installed)",
     )  # fmt: skip
+    parser.add_argument(
+        "--gateway-cores", type=float, default=0.0,
+        help="throughput: the gateway capped at this share of a core (a cgroup quota)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sim-cores", type=float, default=0.0,
+        help="throughput: the simulator capped so (a busy API server: its watches lag behind its pods' logs)",
+    )  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the state directories (logs, database)")
     parser.add_argument("--postgres", action="store_true", help="the gateway on a PostgreSQL server started for the run")
     args = parser.parse_args(argv)

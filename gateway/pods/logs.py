@@ -10,7 +10,8 @@ API-server blip come back spread out.
 
 A stream that ends cleanly is read once more after the container has ended, unless the container had ended
 before it opened: an API server ends its answer normally when its connection to the kubelet breaks, so a
-clean end is no proof that the log was read to its end (docs/decisions/0033-log-completeness-check.md).
+clean end is no proof that the log was read to its end (docs/decisions/0033-log-completeness-check.md). That
+read waits for the pod's watch to show the end (at most END_UNSEEN_SECONDS), which may come after the stream's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import logging
 import random
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,6 +36,10 @@ RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 5.0)
 CRI_PARTIAL_BYTES = 16 * 1024  # container runtimes split longer lines into partial records of this size
 _STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d) ")
 GIVE_UP_AFTER_DONE = 3  # failed reopenings once the container has ended (e.g. the pod is gone)
+# A stream that ended cleanly before the watch showed its container's end is reopened once the watch shows it, or
+# after this long: a running container's stream cut cleanly (the API server's kubelet connection broken) resumes
+# this late; an ended container's, whose end the watch shows late, is not read once more for nothing.
+END_UNSEEN_SECONDS = 5.0
 
 
 class LogSource(Protocol):
@@ -148,6 +154,7 @@ class LogFollower:
     position: LogPosition = field(default_factory=LogPosition)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     draw: Draw = random.random
+    clock: Callable[[], float] = time.monotonic
 
     async def lines(self) -> AsyncIterator[domain.LogLine]:
         """One generator for the follower's whole life, reading each stream inline (a nested generator per
@@ -194,5 +201,19 @@ class LogFollower:
                 continue
             if done_before:
                 return
-            if not self.container_done():  # else it ended while the stream was open: read the rest at once
-                await self.wait_change(1.0)
+            await self._wait_for_end()
+
+    async def _wait_for_end(self) -> None:
+        """After a stream that ended cleanly: until the watch shows the container ended (at once if it does), at
+        most END_UNSEEN_SECONDS. Reopening sooner, while the watch lags behind the kubelet (a busy API server or
+        gateway; a kubelet's status sync), costs a stream that ends at once and then the check after the end
+        anyway: three reads a log instead of two. Changes of the pod that are not its container's end (its
+        events, another container) are waited through."""
+        deadline: float | None = None
+        while not self.container_done():
+            now = self.clock()
+            if deadline is None:
+                deadline = now + END_UNSEEN_SECONDS
+            elif now >= deadline:
+                return
+            await self.wait_change(deadline - now)

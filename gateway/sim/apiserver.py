@@ -225,7 +225,7 @@ class ApiServer:
             return await streams.serve_exec(request, store, ctx.kubelet, info.namespace, info.name)
         if info.verb == "watch":
             return await listing.serve_watch(
-                request, store, info.group, info.resource, info.namespace or None, ctx.bookmark_seconds
+                request, store, info.group, info.resource, info.namespace or None, ctx.bookmark_seconds, ctx.faults
             )
         if info.verb == "list":
             as_table = "as=Table" in request.headers.get("Accept", "")

@@ -231,6 +231,11 @@ class SimCluster:
         streams opened later are served normally."""
         self.faults.log_silences += 1
 
+    def lag_watches(self, seconds: float) -> None:
+        """Every watch's events (open ones' too) are written `seconds` late from now on, in order; 0 ends it. The
+        pods' log streams are not: a follow stream ends at its container's exit before the watch shows it."""
+        self.faults.watch_lag = seconds
+
     def cut_log_tails(self, count: int = 1) -> None:
         """The next `count` follow streams opened while their container runs end cleanly once it has ended,
         without their last chunk (see `Faults.take_log_tail_cut`)."""

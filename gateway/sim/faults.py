@@ -52,6 +52,7 @@ class Faults:
     blackhole: bool = False  # new requests are accepted, then never answered
     log_silences: int = 0  # how many times open log streams were silenced (see `LogSilence`)
     log_tail_cuts: int = 0  # followed logs still to end early, cleanly, without their tail (`take_log_tail_cut`)
+    watch_lag: float = 0.0  # seconds every watch's events are written late, in order (`listing.LaggingStream`)
     # When set, every pod create answers 422 Invalid with this message: an API server rule (or admission
     # webhook) that the gateway's own validation does not know, e.g. a cluster's policy.
     refuse_pods: str = ""

@@ -17,6 +17,7 @@ import base64
 import binascii
 import json
 import random
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from gateway.sim import jsonwire
 from gateway.sim.discovery import BY_NAME, group_version
 from gateway.sim.errors import BadRequest, Gone
 from gateway.sim.exchange import Exchange, Stream
+from gateway.sim.faults import Faults
 from gateway.sim.sending import client_may_leave, send
 from gateway.sim.store import ObjectStore, Watch
 from gateway.sim.tables import to_table
@@ -103,6 +105,55 @@ class _TableLines:
         return _line(event_type, table)
 
 
+class LaggingStream:
+    """A watch's answer whose every write goes out `Faults.watch_lag` seconds late, in order (the lag read at each
+    write, so a watch opened before the fault lags too): a watch behind its API server's changes, as a busy
+    server's fan-out or a kubelet's late status sync make it, while the pods' log streams are not. Writes go out
+    at once while there is no lag and nothing held."""
+
+    def __init__(self, stream: Stream, faults: Faults) -> None:
+        self._stream, self._faults = stream, faults
+        self._held: deque[tuple[float, bytes]] = deque()
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def status(self) -> int:
+        return self._stream.status
+
+    async def write(self, data: bytes) -> None:
+        if self._writer is not None and self._writer.done():
+            self._writer.result()  # the client left: ConnectionResetError, as a direct write raises it
+            self._writer = None
+        lag = self._faults.watch_lag
+        if not lag and self._writer is None:
+            await self._stream.write(data)
+            return
+        self._held.append((asyncio.get_running_loop().time() + lag, data))
+        self._writer = self._writer or asyncio.create_task(self._write_held())
+
+    async def _write_held(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._held:
+            due, data = self._held[0]
+            await asyncio.sleep(due - loop.time())
+            self._held.popleft()
+            await self._stream.write(data)
+
+    async def finish(self) -> None:
+        if self._writer is not None:
+            await self._writer
+        await self._stream.finish()
+
+    def cancel(self) -> None:
+        """Drops what is held (the watch ends without finishing: the client left, the stream was reset)."""
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.done():
+            writer.cancel()
+        elif writer is not None and not writer.cancelled():
+            writer.exception()  # the client left while it wrote: retrieved, nothing to report
+        self._held.clear()
+
+
 async def serve_watch(
     request: Exchange,
     store: ObjectStore,
@@ -110,7 +161,9 @@ async def serve_watch(
     resource: str,
     namespace: str | None,
     bookmark_seconds: float,
+    faults: Faults | None = None,
 ) -> Stream:
+    """A watch's answer; with `faults`, written as late as `Faults.watch_lag` says."""
     query = request.query
     timeout = float(query.get("timeoutSeconds") or random.randint(*_DEFAULT_WATCH_SECONDS))
     bookmarks = _truthy(query.get("allowWatchBookmarks"))
@@ -134,16 +187,20 @@ async def serve_watch(
         return response
     as_table = "as=Table" in request.headers.get("Accept", "")
     encode = _TableLines(resource, query.get("includeObject", "Metadata")) if as_table else _line
+    lagging: LaggingStream | None = None
     try:
-        response = await request.stream("application/json", headers)
+        response = await request.stream("application/json", headers)  # what the protocol's side finishes or cuts
+        out: Stream = response if faults is None else (lagging := LaggingStream(response, faults))
         with client_may_leave():
             if initial_events:
-                await _initial_events(response, watch, store, kind_of(group, resource), encode)
+                await _initial_events(out, watch, store, kind_of(group, resource), encode)
             bookmark_every = bookmark_seconds if bookmarks else None
-            await _pump(response, watch, store, kind_of(group, resource), timeout, bookmark_every, encode)
-            await response.finish()
+            await _pump(out, watch, store, kind_of(group, resource), timeout, bookmark_every, encode)
+            await out.finish()
     finally:
         watch.close()
+        if lagging is not None:
+            lagging.cancel()
     return response
 
 

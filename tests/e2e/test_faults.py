@@ -145,6 +145,25 @@ async def test_a_followed_log_that_ends_cleanly_without_its_tail_after_the_conta
     assert went_over(world, "local-eu-cpu", api_protocol)
 
 
+@API_PROTOCOLS
+async def test_a_log_whose_end_the_watch_shows_late_is_read_twice_and_loses_no_line(
+    stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld, api_protocol: str
+) -> None:
+    """The cluster's watches run 1.6 s behind (a busy API server or gateway, a kubelet's late status sync): the
+    follow stream ends at the container's exit well before the watch shows that exit. The follower waits for
+    the watch, then makes its completeness check: two reads of the log. It used to read again 1 s after the
+    stream's end, before the watch showed it, and once more after (three: 2.64 a pod in
+    `bench/dispatch.py throughput` at load 8)."""
+    cluster = world.clusters["local-eu-cpu"]
+    cluster.lag_watches(1.6)
+    request = pod_request(ticks(10, pause=0.2), regions=("eu-central-1",))  # runs 2 s: its log opens while it runs
+    seen = await run_to_end(stub, request)
+    assert logs(seen) == [f"tick {i}" for i in range(10)]
+    assert result(seen).phase == dispatch_pb2.POD_PHASE_SUCCEEDED
+    assert cluster.request_counts()[("get", "pods/log")] == 2, "the follow stream, then the check after the end"
+    assert went_over(world, "local-eu-cpu", api_protocol)
+
+
 async def test_a_goaway_mid_run_resumes_the_log_on_a_new_connection_losing_and_repeating_no_line(
     stub: dispatch_pb2_grpc.DispatchServiceStub, world: SimWorld
 ) -> None:

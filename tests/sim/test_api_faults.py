@@ -207,6 +207,27 @@ async def test_table_output_for_lists_and_watches(http: aiohttp.ClientSession) -
     assert second["object"]["rows"][0]["object"]["metadata"]["labels"] == {"x": "y"}
 
 
+async def test_lagging_watches_write_each_event_late_and_in_order(
+    world: SimWorld, http: aiohttp.ClientSession
+) -> None:
+    """`lag_watches` holds every watch's events back (one opened before the fault too), in order, while other
+    requests are answered at once: a watch behind its API server, as the gateway's is under load."""
+    cluster, lag = world.clusters["faulty"], 0.4
+    params = {"watch": "1", "resourceVersion": str(cluster.store.resource_version), "timeoutSeconds": "10"}
+    async with http.get("/api/v1/namespaces/default/pods", params=params) as response:
+        cluster.lag_watches(lag)
+        changed = []
+        for name in ("p1", "p2"):
+            changed.append(time.monotonic())
+            created = await http.post("/api/v1/namespaces/default/pods", json={**POD, "metadata": {"name": name}})
+            assert created.status == 201
+        events = []
+        for _ in changed:
+            events.append(json.loads(await response.content.readline()))
+            assert time.monotonic() - changed[len(events) - 1] >= lag
+        assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "p1"), ("ADDED", "p2")]
+
+
 async def test_a_lost_answer_carries_the_create_out_then_drops_the_connection(
     world: SimWorld, http: aiohttp.ClientSession
 ) -> None:
