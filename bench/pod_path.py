@@ -71,6 +71,13 @@ def steps() -> dict[str, Callable[[], object]]:
     return {
         "placement at acceptance, 3 clusters (placement, carried_out)": lambda: _accepted(request, three),
         "the runner's placement, 3 clusters": lambda: engine.placement(request, three()),
+        **(
+            {"the runner's check of the cluster placed at acceptance, 3 clusters (is_candidate)": lambda: engine.is_candidate(
+                request, three(), "cluster-0000"
+            )}
+            if hasattr(engine, "is_candidate")
+            else {}
+        ),
         "SubmitPod conversion (pod_request_from_proto)": lambda: pod_request_from_proto(proto),
         "gateway checks (validate_request)": lambda: validate_request(request),
         "Pod Security, baseline (check_pod)": lambda: check_pod(request.pod),

@@ -179,6 +179,20 @@ def placement(
     return Placement(decision, p, snapshots, policy, previous)
 
 
+def is_candidate(
+    request: PodRequest, clusters: Sequence[ClusterSnapshot], cluster: str, policy: PlacementPolicy = DEFAULT_POLICY
+) -> bool:
+    """Whether `cluster` is among the candidates (`candidate_names`) of `placement(request, clusters, policy)`,
+    without placing: a cluster is a candidate exactly when its own filters pass (its verdict is Eligible),
+    whatever the other clusters' verdicts, and `previous` moves scores only. False when no snapshot, or more
+    than one, bears that name (for the caller to place in full)."""
+    named = [s for s in clusters if s.spec.name == cluster]
+    if len(named) != 1:
+        return False
+    rejection, _ = evaluate(named[0], prepare(request), policy)
+    return rejection is None
+
+
 def place_fully(
     request: PodRequest,
     clusters: Sequence[ClusterSnapshot],

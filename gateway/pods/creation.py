@@ -164,12 +164,16 @@ class Creator:
             # (clusters/runtime.py), and a cluster known to be down is never tried. The fast path: the
             # table of every verdict is built only if someone asks for it (explanations.py).
             policy = self.settings.current.placement
-            placement = engine.placement(state.request, self.clusters.snapshots(), policy, previous=state.record.cluster)
-            decision = placement.decision
-            if unsent and pinned and pinned != decision.cluster and pinned not in decision.candidate_names:
-                pinned = ""  # no longer a candidate (down, full, cordoned since): placed anew, under a new name
+            snapshots = self.clusters.snapshots()
+            placement: engine.Placement | None = None
+            if not (unsent and pinned and engine.is_candidate(state.request, snapshots, pinned, policy)):
+                placement = engine.placement(state.request, snapshots, policy, previous=state.record.cluster)
+                if unsent and pinned:
+                    pinned = ""  # no longer a candidate (down, full, cordoned since): placed anew, under a new name
+            # else placed at acceptance, that cluster still a candidate: its pod created as stored, with no
+            # ranking of the fleet (the runner's placement would only have asked whether it still is one)
             unsent = False
-            name = pinned or _first_untried(decision, tried)
+            name = pinned if placement is None else pinned or _first_untried(placement.decision, tried)
             if name:
                 outcome = await self._create_on(state, name, placement)
                 if outcome is Created.YES:
@@ -178,6 +182,9 @@ class Creator:
                 if not pinned:
                     tried.add(name)
                     continue
+            if placement is None:  # what follows waits for a change of the fleet its decision saw
+                placement = engine.placement(state.request, snapshots, policy, previous=state.record.cluster)
+            decision = placement.decision
             remaining = deadline - loop.time()
             if not pinned and (remaining <= 0 or not (decision.candidate_names or decision.may_fit_later or tried)):
                 failed = f" (creation failed on {', '.join(sorted(tried))})" if tried else ""
@@ -187,7 +194,8 @@ class Creator:
                 tried.clear()  # every candidate failed transiently: retry them after the pause
             await wait_or_cancel(state, self.clusters.wait_changed(min(max(remaining, 1.0), MAX_WAIT_SECONDS)))
 
-    async def _create_on(self, state: RunState, name: str, placement: engine.Placement) -> Created:
+    async def _create_on(self, state: RunState, name: str, placement: engine.Placement | None) -> Created:
+        """Creates the pod on `name`; without `placement`, the pod the record names there (its stored decision's)."""
         cluster = get(self.clusters, name)
         namespace = state.request.pod.get("metadata", {}).get("namespace") or "default"
         same = state.record.cluster == name and bool(state.record.name)
@@ -196,6 +204,7 @@ class Creator:
         body = builder.build_pod(state.request, cluster=name, gateway_id=gateway_id, name_suffix=suffix)
         pod = body["metadata"]["name"]
         if not same:
+            assert placement is not None, "a pod the record does not name is created under a new placement"
             await self._record_placement(state, cluster, namespace, pod, placement)
         if state.is_cancelled:  # arrived while the placement was being stored: no create is sent
             raise Cancelled(state.cancel_reason)
@@ -206,7 +215,8 @@ class Creator:
         except Rejected:
             cluster.untrack(namespace, pod)
             raise
-        metrics.record_placement(name, outcome.value, first_choice=name == placement.decision.cluster)
+        decided = placement.decision if placement is not None else state.record.decision
+        metrics.record_placement(name, outcome.value, first_choice=decided is not None and name == decided.cluster)
         if outcome is Created.YES:
             # stored with the pod's first events or its next phase, not on its own (see PENDING_STORED_WITHIN)
             state.record = replace(state.record, phase=domain.PodPhase.PENDING)

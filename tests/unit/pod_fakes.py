@@ -54,6 +54,7 @@ class FakeCluster:
     name: str
     region: str = "eu-west-1"
     cordoned: bool = False
+    weight: int = 100  # the registration's placement weight
     pods: dict[Key, dict[str, Any]] = field(default_factory=dict)
     create_faults: list[CreateFault] = field(default_factory=list)  # one consumed per create call
     get_faults: list[ke.KubeError] = field(default_factory=list)  # one consumed per get call
@@ -154,7 +155,8 @@ class FakeClusters:
 
 def snapshot(cluster: FakeCluster) -> domain.ClusterSnapshot:
     spec = domain.ClusterSpec(
-        name=cluster.name, provider="sim", credentials=domain.CredentialsRef(source="sim"), region=cluster.region
+        name=cluster.name, provider="sim", credentials=domain.CredentialsRef(source="sim"), region=cluster.region,
+        weight=cluster.weight,
     )
     node = domain.NodeState(name="n1", cpu_millis=8000, memory_bytes=32 * 2**30)
     return domain.ClusterSnapshot(spec=spec, health=domain.ClusterHealth.HEALTHY, cordoned=cluster.cordoned, nodes=(node,))

@@ -32,7 +32,7 @@ from gateway.domain import (
     Toleration,
 )
 from gateway.placement import PlacementPolicy, place
-from gateway.placement.engine import FLEET, place_fully
+from gateway.placement.engine import FLEET, is_candidate, place_fully
 from gateway.placement.fast import FULL_UP_TO, STATE_FIELDS, FleetIndex
 from gateway.placement.memo import OutcomeMemo
 from gateway.placement.node_fit import Fit, fit_nodes, pod_needs
@@ -392,6 +392,33 @@ def test_a_deferred_table_is_the_one_of_the_moment_of_the_decision(data: Any, dr
     place(other, fleet, policy, previous, memo=memo, fleet=index).verdicts  # noqa: B018 (fills the memo anew)
     place(request, fleet, policy, previous, memo=memo, fleet=index).verdicts  # noqa: B018
     _same(decision, place_fully(request, before, policy, previous, memo=OutcomeMemo()))
+
+
+@FLEET_PROPERTY
+@given(data=st.data(), drawn=fleets())
+def test_a_cluster_judged_alone_is_a_candidate_exactly_when_placing_makes_it_one(
+    data: Any, drawn: tuple[random.Random, list[ClusterSnapshot]]
+) -> None:
+    """What the runner asks before creating a pod placed at its acceptance (`is_candidate`, one cluster judged)
+    answers as membership in the failover order of a whole placement, by the index and by the full path, for
+    every cluster of random fleets and requests, and for a name no cluster bears."""
+    rnd, fleet = drawn
+    for _ in range(3):
+        request, previous, policy = data.draw(constrained(len(fleet)))
+        full = place_fully(request, fleet, policy, previous, memo=OutcomeMemo()).candidate_names
+        fast = place(request, fleet, policy, previous, fleet=FleetIndex(score_all_up_to=0)).candidate_names
+        for name in [*(s.spec.name for s in fleet), "absent"]:
+            assert is_candidate(request, fleet, name, policy) == (name in full) == (name in fast), name
+        for i in rnd.sample(range(len(fleet)), min(len(fleet), rnd.randint(0, 5))):
+            fleet[i] = fleet_cluster(rnd, i)
+
+
+def test_a_name_two_clusters_bear_is_no_candidate_judged_alone() -> None:
+    """The runner then places in full (`test_two_clusters_of_one_name_are_placed_by_the_full_path`)."""
+    node = (NodeState(name="n", cpu_millis=4000, memory_bytes=8 * GI),)
+    twins = [_cluster(0, node, health=ClusterHealth.HEALTHY), _cluster(0, node, health=ClusterHealth.HEALTHY)]
+    request = PodRequest(request_id="r", pod={"spec": {"containers": [{"name": "m", "image": "x"}]}})
+    assert is_candidate(request, twins[:1], "c0") and not is_candidate(request, twins, "c0")
 
 
 def test_the_index_compares_every_field_of_a_snapshot() -> None:

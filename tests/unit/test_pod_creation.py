@@ -17,6 +17,7 @@ import pytest
 
 from gateway import domain
 from gateway.clusters.kubeapi import errors as ke
+from gateway.observability import metrics
 from gateway.placement import engine
 from gateway.pods import builder, creation
 from gateway.pods.creation import SUFFIX_ALPHABET, Created, Creator, new_suffix
@@ -34,6 +35,7 @@ from tests.unit.pod_fakes import (
     no_answer,
     opened_store,
     pod_request,
+    snapshot,
     submitted,
 )
 
@@ -268,15 +270,25 @@ def test_pod_name_suffixes_are_eight_random_lowercase_alphanumerics() -> None:
     assert set("".join(suffixes)) == set(SUFFIX_ALPHABET)  # every character occurs (16,000 draws of 36)
 
 
-async def test_placed_at_acceptance_creates_that_pod_with_no_second_placement_write(world: World) -> None:
+async def accepted(world: World, snapshots: list[domain.ClusterSnapshot] | None = None) -> domain.PodRecord:
+    """Request r1's record as SubmitPod stores it, placed at its acceptance among `snapshots` (default: the fleet)."""
     state = await submitted(world.store, pod_request())
-    placement = engine.placement(pod_request(), world.clusters.snapshots())
+    placement = engine.placement(pod_request(), world.clusters.snapshots() if snapshots is None else snapshots)
     placed = creation.placed_at_acceptance(state.record, placement)
     await world.store.record_placement(
         "r1", cluster=placed.cluster, region=placed.region, namespace=placed.namespace, name=placed.name,
         decision=placed.decision,
     )  # fmt: skip
-    fresh = RunState((await world.store.get_pod_record("r1")) or state.record, fresh=True)
+    return (await world.store.get_pod_record("r1")) or state.record
+
+
+def placements_counted(cluster: str, reason: str) -> float:
+    return metrics.REGISTRY.get_sample_value("podgate_placement_decisions_total", {"cluster": cluster, "reason": reason}) or 0.0
+
+
+async def test_placed_at_acceptance_creates_that_pod_with_no_second_placement_write(world: World) -> None:
+    placed = await accepted(world)
+    fresh = RunState(placed, fresh=True)
     await world.creator().place_and_create(fresh)
     assert world.clusters.all_pods() == [(world.first.name, placed.name)]
     items = await journalled(world.store, world.journal, "r1")
@@ -289,17 +301,30 @@ async def test_a_cluster_chosen_at_acceptance_and_cordoned_since_is_left_only_if
 ) -> None:
     """Fresh (accepted by this process just now), no create was ever sent under that name: placed anew.
     Resumed, a create may have been sent before the restart: that cluster and name stay first."""
-    state = await submitted(world.store, pod_request())
-    placed = creation.placed_at_acceptance(state.record, engine.placement(pod_request(), world.clusters.snapshots()))
-    await world.store.record_placement(
-        "r1", cluster=placed.cluster, region=placed.region, namespace=placed.namespace, name=placed.name,
-        decision=placed.decision,
-    )  # fmt: skip
+    placed = await accepted(world)
     world.first.cordoned = True
-    run = RunState((await world.store.get_pod_record("r1")) or state.record, fresh=fresh)
+    run = RunState(placed, fresh=fresh)
     await world.creator().place_and_create(run)
     if fresh:
         assert world.first.creates == [] and world.second.creates == [run.record.name] != [placed.name]
         assert (run.record.cluster, run.record.decision.cluster) == (world.second.name, world.second.name)  # type: ignore[union-attr]
     else:
         assert world.first.creates == [placed.name] and world.second.creates == []
+
+
+async def test_a_cluster_chosen_at_acceptance_and_outranked_since_keeps_its_pod_counted_as_placed(world: World) -> None:
+    """Fresh, its cluster still a candidate though another ranks first now: the pod is created there under the
+    stored name, no placement stored by the runner, and counted as placed on its decision's first choice. The
+    runner judges that cluster alone (`engine.is_candidate`) instead of ranking the fleet again, which kept the
+    same cluster but counted a failover."""
+    placed = await accepted(world, [snapshot(world.second)])  # the first choice of now was no candidate then
+    world.first.weight = 1000  # and outranks it now, stability bonus and all
+    assert placed.cluster == world.second.name
+    assert engine.place(pod_request(), world.clusters.snapshots(), previous=placed.cluster).cluster == world.first.name
+    counted = placements_counted(world.second.name, "placed"), placements_counted(world.second.name, "failover")
+    run = RunState(placed, fresh=True)
+    await world.creator().place_and_create(run)
+    assert world.second.creates == [placed.name] and world.first.creates == []
+    assert (run.record.cluster, run.record.name, run.record.decision) == (placed.cluster, placed.name, placed.decision)
+    assert placements_counted(world.second.name, "placed") == counted[0] + 1
+    assert placements_counted(world.second.name, "failover") == counted[1]
