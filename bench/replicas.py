@@ -59,6 +59,7 @@ POD_SECONDS = 1.0
 IDLE_SECONDS = 3.0
 LEASE_LOST = "stops following"  # gateway.pods.replication's warning when a replica loses its lease
 CONFIG = re.compile(r"sqlite|pg(\d+)")
+WRITER_STATS = re.compile(r"store: (\d+) writes in (\d+) transactions")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class Run:
     on_owner: list[bool]  # per delay (in order of Results.delays): was the result watched on the replica that wrote it
     throttled: float = 0.0  # seconds the replicas were held back by --replica-cores over the run (summed)
     cap: float = 0.0  # --replica-cores, 0 when not capped
+    writes: list[tuple[int, int]] = field(default_factory=list)  # per replica: store writes, transactions (its log)
 
     def per_pod_ms(self, *keys: str) -> float:
         return 1000 * sum(self.cpu[k] for k in keys) / max(self.submitted.accepted, 1)
@@ -265,6 +267,7 @@ async def measure(
             pods_seen, doubled = pods_created(watching, [r.request_id for r in requests])
             watched = {r.request_id: watcher_of(i, len(watch_on)) for i, r in enumerate(requests)}
             writers = await result_writers(stack, url, dbs, list(results.delays))
+            logs = [g.log_path for g in stack.gateways]
     return Run(
         configuration=config,
         pods=args.pods,
@@ -282,7 +285,14 @@ async def measure(
         on_owner=[writers.get(rid, 0) == watched[rid] for rid in results.delays],
         throttled=throttled,
         cap=args.replica_cores or 0.0,
+        writes=[writer_stats(path) for path in logs],
     )
+
+
+def writer_stats(log: Path) -> tuple[int, int]:
+    """Store writes and the transactions that committed them, as the replica logged at its close (WriterStats)."""
+    found = WRITER_STATS.findall(log.read_text())
+    return (int(found[-1][0]), int(found[-1][1])) if found else (0, 0)
 
 
 def watcher_of(i: int, replicas: int) -> int:
@@ -345,6 +355,15 @@ def report(run: Run, round_no: int) -> None:
         f"core with no pod ({1000 * run.idle * run.cpu_wall / max(run.submitted.accepted, 1):.2f} ms per pod of the figure above)",
         flush=True,
     )
+    if any(transactions for _, transactions in run.writes):
+        print(
+            "  store writer: "
+            + ", ".join(
+                f"r{i} {w} writes in {t} transactions ({w / max(t, 1):.1f} a transaction)"
+                for i, (w, t) in enumerate(run.writes)
+            )
+            + f"; {sum(t for _, t in run.writes) / max(s.accepted, 1):.2f} transactions a pod"
+        )
     if run.throttled:
         print(
             f"  capped at {run.cap:g} core a replica: held back by the cap {run.throttled / len(run.replicas):.1f} s of "

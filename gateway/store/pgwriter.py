@@ -54,10 +54,12 @@ import asyncio
 import logging
 from typing import Any, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from gateway.store.pgpipeline import Many, OneRow, aligned, plan, prepared
 from gateway.store.writer import (
     MAX_BATCH,
     UNAVAILABLE_AFTER,
@@ -102,8 +104,11 @@ XID_STATUS = text("SELECT pg_xact_status(CAST(CAST(:xid AS text) AS xid8))")
 
 
 def retried(error: BaseException) -> bool:
-    """A deadlock or serialization failure: PostgreSQL rolled the transaction back, run it again."""
-    return isinstance(error, DBAPIError) and getattr(error.orig, "sqlstate", None) in RETRIED_STATES
+    """A deadlock or serialization failure: PostgreSQL rolled the transaction back, run it again (as
+    SQLAlchemy raises it, or as asyncpg does in a pipeline)."""
+    if isinstance(error, DBAPIError):
+        return getattr(error.orig, "sqlstate", None) in RETRIED_STATES
+    return isinstance(error, asyncpg.PostgresError) and error.sqlstate in RETRIED_STATES
 
 
 def operations_error(error: Exception) -> bool:
@@ -234,7 +239,10 @@ class PostgresGroupWriter:
         committing = ended = False
         try:
             transaction = await conn.begin()
-            xid, outcomes = await conn.run_sync(_numbered, operations, savepoints)
+            if savepoints or not any(isinstance(operation, OneRow) for operation in operations):
+                xid, outcomes = await conn.run_sync(_numbered, operations, savepoints)
+            else:
+                xid, outcomes = await _pipelined(conn, operations)
             if outcomes is None:
                 await transaction.rollback()
             else:
@@ -278,6 +286,46 @@ class PostgresGroupWriter:
                 return str(status)
             await asyncio.sleep(backoff(attempt, first=0.02, cap=0.5))
         return None
+
+
+async def _pipelined(conn: AsyncConnection, operations: list[Operation[Any]]) -> tuple[str, list[Outcome] | None]:
+    """As `_numbered` without SAVEPOINTs, the `OneRow` writes in pipelines (pgpipeline.plan). Any error
+    but a lost connection or a deadlock (raised) gives None: the batch is run again the old way, with a
+    SAVEPOINT per operation, where a failing write fails alone with SQLAlchemy's error."""
+    xid = (await conn.execute(CURRENT_XID)).scalar_one()  # SQLAlchemy's BEGIN goes with it
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None  # the connection is open: the statement above ran on it
+    outcomes: list[Outcome] = [Outcome()] * len(operations)
+    for step in plan(operations):
+        if not isinstance(step, Many):
+            done = await conn.run_sync(_in_order, [operations[step.index]], False)
+            if done is None:
+                return xid, None
+            outcomes[step.index] = done[0]
+            continue
+        writes: list[OneRow] = [operations[i] for i in step.indices]  # type: ignore[misc]
+        statement = prepared(step.statement, conn.dialect)
+        try:
+            records = await raw.fetchmany(statement.sql, [statement.arguments(w.params) for w in writes])
+            values = aligned(writes, statement, records)
+        except Exception as e:
+            if _lost(raw, e):
+                raise _CutBeforeCommit() from e
+            if retried(e):
+                raise
+            log.debug("store: a pipelined write failed (%s); the batch runs again with SAVEPOINTs", _cause(e))
+            return xid, None
+        for index, value in zip(step.indices, values, strict=True):
+            outcomes[index] = Outcome(value=value)
+    return xid, outcomes
+
+
+def _lost(raw: Any, error: Exception) -> bool:
+    """The pipeline's connection is gone (closed, cut, the backend terminated): nothing was committed."""
+    if raw.is_closed() or isinstance(error, (OSError, asyncpg.ConnectionDoesNotExistError)):
+        return True
+    state = getattr(error, "sqlstate", None) or ""
+    return isinstance(error, asyncpg.PostgresError) and (state.startswith("08") or state.startswith("57P0"))
 
 
 def _numbered(

@@ -30,6 +30,7 @@ from gateway.store.engine import (
     sqlite_url,
 )
 from gateway.store.jsontext import Encoded, dumps
+from gateway.store.pgpipeline import OneRow
 from gateway.store.rows import (
     DecodeCache,
     clamp_limit,
@@ -187,6 +188,15 @@ class SqlStore:
     async def _write(self, operation: Operation[T], key: str = "") -> T:
         """`key`: the request the write is about, if one (its writes stay in order; see the writers)."""
         return await self._engines.writer.run(operation, key)
+
+    def _change(
+        self, change: Any, bound: dict[str, Any], journal: _Journal | None, request_id: str
+    ) -> Operation[Mapping[Any, Any] | None]:
+        """The write `_changed` makes; on PostgreSQL one statement, which the writer may pipeline with
+        others (gateway.store.pgpipeline)."""
+        if self.shared and (journal is None or journal.array is not None):
+            return OneRow(*_statement_of(change, bound, journal), key=request_id)
+        return lambda conn: _changed(conn, change, bound, journal)
 
     def _remember(self, request_id: str, values: Mapping[str, Any], **written: Any) -> None:
         """The values a write stores, with their encoding in `values`: its RETURNING row needs no decoding."""
@@ -378,7 +388,7 @@ class SqlStore:
         statement = statements.update_record(frozenset(values), fenced=fence is not None, events=bool(events))
         bound = statements.params(values) | {"p_request_id": request_id, "p_events": len(events)} | (fence or {})
         journal = self._journal_of(events)
-        row = await self._write(lambda conn: _changed(conn, statement, bound, journal), request_id)
+        row = await self._write(self._change(statement, bound, journal, request_id), request_id)
         if row is None:
             raise await self._refused(request_id, fence)
         return self._record(row)
@@ -448,7 +458,7 @@ class SqlStore:
         claim = statements.claim_seqs(fenced=fence is not None)
         bound = {"p_request_id": request_id, "p_events": len(events)} | (fence or {})
         journal = self._journal_of(events)
-        claimed = await self._write(lambda conn: _changed(conn, claim, bound, journal), request_id)
+        claimed = await self._write(self._change(claim, bound, journal, request_id), request_id)
         if claimed is None:
             raise await self._refused(request_id, fence)
         last = claimed["last_seq"]
@@ -550,16 +560,23 @@ def _changed(
     journal's events) and appends the events to its journal: on PostgreSQL in the same statement
     (statements.journalled), elsewhere with a second one. The row returned, None if it matched none."""
     if journal is not None and journal.array is not None:
-        journalled = statements.journalled(change, notify=bool(journal.channel))
-        extra: dict[str, str] = {"p_journal": journal.array}
-        if journal.channel:
-            extra |= {"p_channel": journal.channel, "p_feed": replicas.feed(journal.array)}
-        found = conn.execute(journalled, bound | extra).first()
+        found = conn.execute(*_statement_of(change, bound, journal)).first()
         return None if found is None else found._mapping
     row = _first(conn, change, bound)
     if row is not None and journal is not None:
         _insert_events(conn, row, journal)
     return row
+
+
+def _statement_of(change: Any, bound: dict[str, Any], journal: _Journal | None) -> tuple[Any, dict[str, Any]]:
+    """PostgreSQL: the one statement of `_changed`, and its parameters."""
+    if journal is None:
+        return change, bound
+    assert journal.array is not None
+    extra: dict[str, str] = {"p_journal": journal.array}
+    if journal.channel:
+        extra |= {"p_channel": journal.channel, "p_feed": replicas.feed(journal.array)}
+    return statements.journalled(change, notify=bool(journal.channel)), bound | extra
 
 
 def _first(conn: Connection, statement: Any, bound: dict[str, Any]) -> Mapping[Any, Any] | None:

@@ -16,7 +16,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -39,6 +39,7 @@ from gateway.store.engine import alembic_config
 from gateway.store.schema import metadata
 from tests.conftest import Database
 from tests.postgres import PostgresServer, database_name, running_server
+from tests.standins.pg_relay import messages, pg_relay
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -436,27 +437,28 @@ async def test_a_journal_row_that_cannot_be_inserted_undoes_the_record_change_wi
 
 
 async def test_on_postgres_a_state_change_and_its_events_are_one_statement(postgres_server: PostgresServer) -> None:
-    """A data-modifying CTE: the record's UPDATE, its journal rows and the replicas' NOTIFY in one round trip."""
-    sent: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if "pod_records" in statement or "journal_events" in statement or "pg_notify" in statement:
-            sent.append(statement)
-
-    async with postgres_server.database(database_name()) as url:
-        store = await SqlStore.open(url.render_as_string(hide_password=False))
+    """A data-modifying CTE: the record's UPDATE, its journal rows and the replicas' NOTIFY in one round trip.
+    Seen on the wire (a relay in front of the server): the writer sends it straight to asyncpg, in a pipeline
+    (gateway.store.pgpipeline), not through SQLAlchemy's execution."""
+    async with postgres_server.database(database_name()) as url, pg_relay(postgres_server.socket_dir) as relay:
+        through = url.update_query_dict({"host": str(relay.directory)})
+        store = await SqlStore.open(through.render_as_string(hide_password=False))
         store.act_as("a", "podgate_test")
-        await store.create_pod_record(record("r"))
-        event.listen(Engine, "before_cursor_execute", seen)
+        await store.create_pod_record(record("r"))  # the writer's lane has its connection
+        start = len(relay.sent)
         try:
             running = await store.record_phase("r", PodPhase.RUNNING, events=[phase_event("Running"), log(1)])
             appended = await store.append_events("r", [log(2), log(3)])
+            said = messages(bytes(relay.sent[start:]))  # the lane's connection alone sent these
         finally:
-            event.remove(Engine, "before_cursor_execute", seen)
             events = await store.read_events("r")
             await store.close()
         assert (running.last_seq, appended) == (2, [3, 4])
-        assert len(sent) == 2 and all("pg_notify" in s and "INSERT INTO journal_events" in s for s in sent)
+        parsed = [body for kind, body in said if kind == b"P"]
+        sent = [query for query in parsed if b"pod_records" in query or b"journal_events" in query]
+        assert len(sent) == 2 and all(b"pg_notify" in s and b"INSERT INTO journal_events" in s for s in sent)
+        executed = [kind for kind, _ in said if kind == b"E"]
+        assert len(executed) == 4  # each batch: its transaction's id, then its one statement
         assert [(seq, e.kind, e.time, e.payload) for seq, e in events] == [
             (1, JournalKind.PHASE, T0, {"phase": "Running"}),
             (2, JournalKind.LOG, log(1).time, {"container": "main", "text": "line 1"}),

@@ -6,7 +6,9 @@ on purpose (either ends the transaction before the COMMIT is read); a relay on t
 bytes both ways untouched until armed; armed, at the next client message that is a COMMIT it either
 forwards the COMMIT, waits for the server's answer (the transaction committed) and closes both sides
 without passing it on (`lose="answer"`), or closes both sides without forwarding it (`lose="commit"`).
-It also keeps what clients sent, to count the statements a client makes (BEGIN, ROLLBACK) on the wire.
+It also keeps what clients sent, to count the statements a client makes (BEGIN, ROLLBACK) on the wire,
+and `messages` splits what one connection sent into PostgreSQL's frontend messages (round trips: each
+simple query 'Q' and each Sync 'S' of the extended protocol is answered once).
 """
 
 from __future__ import annotations
@@ -31,11 +33,25 @@ class Relay:
     cuts: int = 0
     committed_answers_lost: int = 0
     sent: bytearray = field(default_factory=bytearray)  # every byte clients sent (a test's few statements)
+    by_connection: list[bytearray] = field(default_factory=list)  # the same, each connection's apart
     _connections: set[asyncio.Task[None]] = field(default_factory=set)
 
     def arm(self, lose: Lose) -> None:
         """The next COMMIT through the relay loses its answer, or is itself lost."""
         self.armed = lose
+
+
+def messages(sent: bytes) -> list[tuple[bytes, bytes]]:
+    """The frontend messages (type, body) in `sent`: what one connection sent after its startup, from the
+    start of a message."""
+    found: list[tuple[bytes, bytes]] = []
+    at = 0
+    while at + 5 <= len(sent):
+        length = int.from_bytes(sent[at + 1 : at + 5], "big")
+        found.append((sent[at : at + 1], bytes(sent[at + 5 : at + 1 + length])))
+        at += 1 + length
+    assert at == len(sent), "not whole messages"
+    return found
 
 
 @contextlib.asynccontextmanager
@@ -64,10 +80,13 @@ async def _serve(relay: Relay, target: Path, client_r: asyncio.StreamReader, cli
     server_r, server_w = await asyncio.open_unix_connection(str(target))
     answer_due = asyncio.Event()
     cut = asyncio.Event()
+    mine = bytearray()
+    relay.by_connection.append(mine)
 
     async def upstream() -> None:
         while data := await client_r.read(65536):
             relay.sent += data
+            mine.extend(data)
             if relay.armed is not None and COMMIT in data:
                 lose, relay.armed = relay.armed, None
                 relay.cuts += 1

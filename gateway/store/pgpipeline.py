@@ -1,0 +1,167 @@
+"""PostgreSQL: a batch's one-statement writes sent as a pipeline, one round trip for each statement's writes.
+
+The group writer (pgwriter.py) ran a batch's operations one after another through SQLAlchemy, each
+statement a round trip in turn and ~150 µs of the gateway's CPU (SQLAlchemy's execution, the greenlet
+hand-over, the result's processing): a batch of 100 writes took 400-700 ms and 75 ms of CPU, against 80-150 ms
+and 5 ms as one asyncpg `fetchmany` (the Bind/Execute of every argument set sent at once, one Sync), measured
+here (bench/README.md, "The PostgreSQL writer's pipeline (helper pglanes)"). So a lane's batch no longer
+costs a round trip a write, and a lane may take large batches without making each write wait for them.
+
+What may go in a pipeline is a `OneRow` operation: one statement with its parameters, whose value is its
+first row (or None) and whose row, if any, names its `key` in `request_id` (each store write of a pod is one
+such statement: statements.update_record, claim_seqs, journalled). `plan` orders a batch into steps: the
+`OneRow` writes between two other operations are grouped by statement, a key's second write in a group of a
+later step than its first (writes of one key stay in order; writes of different keys touch different rows);
+any other operation is a step of its own, in its place. Every operation still runs in the batch's one
+transaction; a failure anywhere aborts it, and the writer runs the batch again the old way, with a SAVEPOINT
+per operation, so that a failing write fails alone and gets SQLAlchemy's own error.
+
+The statement is compiled by SQLAlchemy for the engine's dialect, once per statement object (the store's hot
+statements are built once, statements.py), and its parameters and results processed by the dialect's own
+processors (JSON text bound as is, UTC datetimes), as SQLAlchemy's execution does.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Dialect, Insert, Select, Update
+from sqlalchemy.sql.compiler import SQLCompiler
+
+Statement = Select[Any] | Update | Insert
+MAX_PREPARED = 256  # statements kept compiled; the store has a few dozen shapes
+
+
+@dataclass(frozen=True, eq=False)
+class OneRow:
+    """A write of one statement: its value is the first row as a mapping, None if it matched none. The row
+    (if any) has a `request_id` column equal to `key`; the statement returns at most one row."""
+
+    statement: Statement
+    params: Mapping[str, Any]
+    key: str
+
+    def __call__(self, conn: Connection) -> Mapping[Any, Any] | None:
+        row = conn.execute(self.statement, dict(self.params)).first()
+        return None if row is None else row._mapping
+
+
+@dataclass(frozen=True)
+class Single:
+    """Step: run operation `index` by itself (SQLAlchemy, in order)."""
+
+    index: int
+
+
+@dataclass(frozen=True)
+class Many:
+    """Step: run the `OneRow` operations at `indices`, all of `statement` and of distinct keys, as one pipeline."""
+
+    statement: Statement
+    indices: tuple[int, ...]
+
+
+Step = Single | Many
+
+
+def plan(operations: Sequence[object]) -> list[Step]:
+    """The steps that run `operations` with the same effects as in order: every `OneRow` between two other
+    operations grouped by (its rank among its key's writes there, its statement), groups in rank order."""
+    steps: list[Step] = []
+    groups: dict[tuple[int, Statement], list[int]] = {}
+    ranks: collections.Counter[str] = collections.Counter()
+
+    def flush() -> None:
+        for (_, statement), indices in sorted(groups.items(), key=lambda item: item[0][0]):  # stable sort
+            steps.append(Many(statement, tuple(indices)))
+        groups.clear()
+        ranks.clear()
+
+    for index, operation in enumerate(operations):
+        if isinstance(operation, OneRow):
+            ranks[operation.key] += 1
+            groups.setdefault((ranks[operation.key], operation.statement), []).append(index)
+        else:
+            flush()
+            steps.append(Single(index))
+    flush()
+    return steps
+
+
+class Unaligned(Exception):
+    """A pipeline's rows could not be matched to its writes (a statement broke OneRow's contract)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A statement compiled for asyncpg: its SQL, its parameters in order with their processors, and its
+    result columns' names and processors."""
+
+    compiled: SQLCompiler
+    sql: str
+    names: tuple[str, ...]
+    binds: tuple[Callable[[Any], Any] | None, ...]
+    columns: tuple[str, ...]
+    results: tuple[Callable[[Any], Any] | None, ...]
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        values = self.compiled.construct_params(dict(params))
+        return [
+            value if process is None else process(value)
+            for value, process in zip((values[name] for name in self.names), self.binds, strict=True)
+        ]
+
+    def mapping(self, record: Sequence[Any]) -> dict[str, Any]:
+        return {
+            name: value if process is None else process(value)
+            for name, value, process in zip(self.columns, record, self.results, strict=True)
+        }
+
+
+_prepared: dict[tuple[int, Statement], Prepared] = {}
+
+
+def prepared(statement: Statement, dialect: Dialect) -> Prepared:
+    """`statement` compiled for `dialect` (kept: the store's statements are built once)."""
+    key = (id(dialect), statement)
+    found = _prepared.get(key)
+    if found is not None:
+        return found
+    compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)
+    if compiled.positiontup is None or compiled.post_compile_params or compiled.literal_execute_params:
+        raise ValueError("a pipelined statement takes positional parameters, none expanded at execution")
+    names = tuple(compiled.positiontup)
+    processors = compiled._bind_processors  # what SQLAlchemy's execution context applies
+    columns = compiled._result_columns
+    found = Prepared(
+        compiled=compiled,
+        sql=compiled.string,
+        names=names,
+        binds=tuple(processors.get(name) for name in names),  # type: ignore[misc]
+        columns=tuple(column.keyname for column in columns),
+        results=tuple(column.type._cached_result_processor(dialect, None) for column in columns),
+    )
+    if len(_prepared) >= MAX_PREPARED:
+        _prepared.clear()
+    _prepared[key] = found
+    return found
+
+
+def aligned(operations: Sequence[OneRow], prepared: Prepared, records: Sequence[Sequence[Any]]) -> list[Any]:
+    """Each operation's value from the rows of its pipeline (a flat list: a write that matched no row has
+    none), matched by `request_id`; Unaligned if they do not match one to one."""
+    by_key: dict[str, dict[str, Any]] = {}
+    for record in records:
+        row = prepared.mapping(record)
+        key = row.get("request_id")
+        if not isinstance(key, str) or key in by_key:
+            raise Unaligned(f"a row without a request_id, or two for one: {key!r}")
+        by_key[key] = row
+    values = [by_key.pop(operation.key, None) for operation in operations]
+    if by_key:
+        raise Unaligned(f"rows of requests no write of the pipeline names: {sorted(by_key)[:3]}")
+    return values
