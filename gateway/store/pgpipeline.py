@@ -9,10 +9,12 @@ costs a round trip a write, and a lane may take large batches without making eac
 
 What may go in a pipeline is a `OneRow` operation: one statement with its parameters, whose value is its
 first row (or None) and whose row, if any, names its `key` in `request_id` (each store write of a pod is one
-such statement: statements.update_record, claim_seqs, journalled). `plan` orders a batch into steps: the
-`OneRow` writes between two other operations are grouped by statement, a key's second write in a group of a
-later step than its first (writes of one key stay in order; writes of different keys touch different rows);
-any other operation is a step of its own, in its place. Every operation still runs in the batch's one
+such statement: statements.update_record, claim_seqs, journalled). `plan` orders a batch into steps by rank:
+a key's first write in the batch has rank 1, its second rank 2, and so on (writes of one key stay in order;
+writes of different keys touch different rows, and the writer's contract lets it commit them apart); the
+`OneRow` writes of a rank grouped by statement, a pipeline each; any other write of a known key (`Keyed`: a
+pod record's creation) a step of its own in its rank; an operation of no key a barrier that everything
+before it precedes and everything after it follows. Every operation still runs in the batch's one
 transaction; a failure anywhere aborts it, and the writer runs the batch again the old way, with a SAVEPOINT
 per operation, so that a failing write fails alone and gets SQLAlchemy's own error.
 
@@ -23,15 +25,15 @@ processors (JSON text bound as is, UTC datetimes), as SQLAlchemy's execution doe
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Dialect, Insert, Select, Update
+from sqlalchemy import CompoundSelect, Connection, Dialect, Insert, Select, Update
 from sqlalchemy.sql.compiler import SQLCompiler
 
-Statement = Select[Any] | Update | Insert
+Statement = Select[Any] | CompoundSelect[Any] | Update | Insert
+T = TypeVar("T")
 MAX_PREPARED = 256  # statements kept compiled; the store has a few dozen shapes
 
 
@@ -67,27 +69,47 @@ class Many:
 Step = Single | Many
 
 
+@dataclass(frozen=True, eq=False)
+class Keyed(Generic[T]):
+    """Any other write, with the key (request) it is about: writes of other keys may run before or after it."""
+
+    operation: Callable[[Connection], T]
+    key: str
+
+    def __call__(self, conn: Connection) -> T:
+        return self.operation(conn)
+
+
 def plan(operations: Sequence[object]) -> list[Step]:
-    """The steps that run `operations` with the same effects as in order: every `OneRow` between two other
-    operations grouped by (its rank among its key's writes there, its statement), groups in rank order."""
-    steps: list[Step] = []
-    groups: dict[tuple[int, Statement], list[int]] = {}
-    ranks: collections.Counter[str] = collections.Counter()
-
-    def flush() -> None:
-        for (_, statement), indices in sorted(groups.items(), key=lambda item: item[0][0]):  # stable sort
-            steps.append(Many(statement, tuple(indices)))
-        groups.clear()
-        ranks.clear()
-
+    """The steps that run `operations` with the same effects as in order. Each write of a key (a `OneRow` or
+    `Keyed`) has the rank after its key's previous write; an operation of no known key ranks after everything
+    before it, and everything after it after it. Rank by rank: its `Keyed` writes one by one, its `OneRow`
+    writes grouped by statement (a pipeline each)."""
+    ranked: list[tuple[int, int]] = []  # (rank, index)
+    ranks: dict[str, int] = {}
+    floor = top = 0
     for index, operation in enumerate(operations):
-        if isinstance(operation, OneRow):
-            ranks[operation.key] += 1
-            groups.setdefault((ranks[operation.key], operation.statement), []).append(index)
+        key = operation.key if isinstance(operation, (OneRow, Keyed)) else None
+        if key is None:
+            rank = floor = top + 1
         else:
-            flush()
+            rank = ranks[key] = max(ranks.get(key, 0), floor) + 1
+        top = max(top, rank)
+        ranked.append((rank, index))
+    steps: list[Step] = []
+    groups: dict[Statement, list[int]] = {}
+    current = 0
+    for rank, index in sorted(ranked):
+        if rank != current:
+            steps += [Many(statement, tuple(indices)) for statement, indices in groups.items()]
+            groups.clear()
+            current = rank
+        operation = operations[index]
+        if isinstance(operation, OneRow):
+            groups.setdefault(operation.statement, []).append(index)
+        else:
             steps.append(Single(index))
-    flush()
+    steps += [Many(statement, tuple(indices)) for statement, indices in groups.items()]
     return steps
 
 

@@ -298,7 +298,12 @@ class SqlStore:
             return row, True
 
         try:
-            row, created = await self._write(create, request_id)
+            made: tuple[Mapping[Any, Any], bool] | None = None
+            if self.shared and admission is None:  # one statement, pipelined by the writer
+                made = await self._create_statement(request_id, values, events, audited)
+            if made is None:  # or another writer inserted it meanwhile, unseen by that statement: `create` reads it
+                made = await self._write(create, request_id)
+            row, created = made
             if created and self._owner is not None:
                 self._fences[request_id] = 1
             return self._record(row), created
@@ -307,6 +312,26 @@ class SqlStore:
             if existing is None:  # the clash was on (cluster, namespace, name)
                 raise AlreadyExists(f"another request already owns pod {record.namespace}/{record.name}") from e
             return existing, False
+
+    async def _create_statement(
+        self,
+        request_id: str,
+        values: dict[str, Any],
+        events: Sequence[JournalEvent],
+        audited: dict[str, Any] | None,
+    ) -> tuple[Mapping[Any, Any], bool] | None:
+        """PostgreSQL without a tenant's admission: `create`'s write as one statement (statements.created)."""
+        notify = bool(events) and bool(self._channel)
+        statement = statements.created(frozenset(values), events=bool(events), notify=notify, audit=audited is not None)
+        bound = statements.params(values) | {"p_request_id": request_id, "p_events": len(events)}
+        if events:
+            bound["p_journal"] = event_array(events)
+        if notify:
+            bound["p_channel"] = self._channel
+        if audited is not None:
+            bound |= {f"p_audit_{name}": value for name, value in audited.items()}
+        row = await self._write(OneRow(statement, bound, request_id), request_id)
+        return None if row is None else (row, bool(row["created"]))
 
     async def get_pod_record(self, request_id: str) -> PodRecord | None:
         async with self._engines.reading() as conn:

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CompoundSelect,
     Delete,
     Insert,
     Select,
@@ -31,13 +32,17 @@ from sqlalchemy import (
     bindparam,
     cast,
     column,
+    exists,
+    false,
     func,
     insert,
     literal_column,
     select,
     true,
+    union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from gateway.store.schema import UtcDateTime, audit_log, journal_events, pod_records
 
@@ -92,6 +97,48 @@ def journalled(change: Update, *, notify: bool) -> Select[Any]:
     replicas' live feed is told on `p_channel` too (what replicas.notify sends). One round trip instead of
     two or three; the statement succeeds or fails whole. Returns `change`'s row, none if it matched none."""
     record = change.cte("changed")
+    journal = _journal_of(record)
+    returned: list[Any] = list(record.c)
+    if notify:  # "<last_seq> <request_id>", then " <p_journal>" when it fits (`p_feed`: see replicas.feed)
+        payload = cast(record.c.last_seq, Text).concat(literal_column("' '")).concat(record.c.request_id)
+        payload = payload.concat(bindparam("p_feed", type_=Text))
+        returned.append(func.pg_notify(bindparam("p_channel", type_=Text), payload).label("notified"))
+    return select(*returned).add_cte(journal.cte("journal"))
+
+
+@functools.cache
+def created(columns: frozenset[str], *, events: bool, notify: bool, audit: bool) -> CompoundSelect[Any]:
+    """PostgreSQL: the record of `columns` (their `p_` parameters) inserted unless one of its request_id is
+    there, with (if `events`) its journal rows (`p_journal`, `p_events` as `journalled`), the replicas told on
+    `p_channel` (if `notify`: "<last_seq> <request_id>"), and (if `audit`) its audit row (`p_audit_*`): one
+    statement, one round trip instead of four or five (the group writer pipelines it, pgpipeline.py). Returns
+    the record's row and `created`: true, inserted now; false, it was there. No row when another transaction
+    inserted it meanwhile (the INSERT waited for it and did nothing; this statement's snapshot misses it)."""
+    new = (
+        pg_insert(pod_records)
+        .values({column: _param(column) for column in sorted(columns)})
+        .on_conflict_do_nothing(index_elements=[p.request_id])
+        .returning(*RECORD_COLUMNS)
+        .cte("created")
+    )
+    answer = select(*new.c, true().label("created")).select_from(new)
+    if events:
+        answer = answer.add_cte(_journal_of(new).cte("journal"))
+        if notify:
+            payload = cast(new.c.last_seq, Text).concat(literal_column("' '")).concat(new.c.request_id)
+            told = select(func.pg_notify(bindparam("p_channel", type_=Text), payload)).select_from(new).cte("told")
+            answer = answer.add_cte(told).where(exists(told.select()))
+    if audit:
+        entry = select(*(bindparam(f"p_audit_{c.name}", type_=c.type) for c in audit_log.c if c.name != "id"))
+        row = insert(audit_log).from_select([c.name for c in audit_log.c if c.name != "id"], entry.select_from(new))
+        answer = answer.add_cte(row.cte("audited"))
+    there = select(*RECORD_COLUMNS, false().label("created")).where(p.request_id == _param("request_id"))
+    return union_all(answer, there)
+
+
+def _journal_of(record: Any) -> Insert:
+    """The journal rows of `p_journal` (rows.event_array) for `record` (a CTE returning its id and last_seq, as
+    counted after `p_events` more events)."""
     rows = (
         func.json_to_recordset(bindparam("p_journal", type_=JSON))
         .table_valued(
@@ -100,16 +147,10 @@ def journalled(change: Update, *, notify: bool) -> Select[Any]:
         .render_derived(name="event", with_types=True)
     )
     seq = record.c.last_seq - bindparam("p_events", type_=p.last_seq.type) + rows.c.i
-    journal = insert(journal_events).from_select(
+    return insert(journal_events).from_select(
         ["record_id", "seq", "kind", "time", "payload"],
         select(record.c.id, seq, rows.c.kind, rows.c.time, rows.c.payload).select_from(record).join(rows, true()),
     )
-    returned: list[Any] = list(record.c)
-    if notify:  # "<last_seq> <request_id>", then " <p_journal>" when it fits (`p_feed`: see replicas.feed)
-        payload = cast(record.c.last_seq, Text).concat(literal_column("' '")).concat(record.c.request_id)
-        payload = payload.concat(bindparam("p_feed", type_=Text))
-        returned.append(func.pg_notify(bindparam("p_channel", type_=Text), payload).label("notified"))
-    return select(*returned).add_cte(journal.cte("journal"))
 
 
 RECORD_BY_REQUEST: Select[Any] = select(*RECORD_COLUMNS).where(p.request_id == _param("request_id"))

@@ -8,18 +8,24 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import bindparam, select
 
-from gateway.store.pgpipeline import Many, OneRow, Single, plan
+from gateway.store.pgpipeline import Keyed, Many, OneRow, Single, plan
 
 STATEMENTS = [select(bindparam(f"p{i}")) for i in range(3)]
 
 
 def opaque(conn: Any) -> None:
-    """An operation that is not one statement (a pod record's creation, a lease renewal)."""
+    """An operation of no key (a lease renewal, a cluster's registration): it may touch any row."""
 
 
+def key_of(operation: Any) -> str | None:
+    return operation.key if isinstance(operation, (OneRow, Keyed)) else None
+
+
+keys = st.integers(0, 3).map(lambda k: f"k{k}")
 operations = st.lists(
     st.one_of(
-        st.builds(lambda s, k: OneRow(STATEMENTS[s], {}, f"k{k}"), st.integers(0, 2), st.integers(0, 3)),
+        st.builds(lambda s, k: OneRow(STATEMENTS[s], {}, k), st.integers(0, 2), keys),
+        st.builds(lambda k: Keyed(opaque, k), keys),
         st.just(opaque),
     ),
     max_size=40,
@@ -31,17 +37,16 @@ def executed(steps: list[Single | Many]) -> list[int]:
 
 
 @given(operations)
-def test_every_write_runs_once_a_keys_in_order_and_others_in_their_place(ops: list[Any]) -> None:
+def test_every_write_runs_once_a_keys_in_order_and_one_of_no_key_in_its_place(ops: list[Any]) -> None:
     steps = plan(ops)
     order = executed(steps)
     assert sorted(order) == list(range(len(ops)))
     position = {index: at for at, index in enumerate(order)}
-    for i, op in enumerate(ops):
+    for i in range(len(ops)):
         for j in range(i + 1, len(ops)):
-            later = ops[j]
-            same_key = isinstance(op, OneRow) and isinstance(later, OneRow) and op.key == later.key
-            if same_key or not isinstance(op, OneRow) or not isinstance(later, OneRow):
-                assert position[i] < position[j], (i, j)  # a key's writes, and anything around another operation
+            first, later = key_of(ops[i]), key_of(ops[j])
+            if first is None or later is None or first == later:
+                assert position[i] < position[j], (i, j)
     for step in steps:
         if isinstance(step, Many):
             writes = [ops[i] for i in step.indices]
@@ -52,8 +57,17 @@ def test_every_write_runs_once_a_keys_in_order_and_others_in_their_place(ops: li
             assert not isinstance(ops[step.index], OneRow)
 
 
-def test_writes_between_other_operations_are_grouped_by_statement_and_rank() -> None:
+def test_a_batch_runs_rank_by_rank_each_ranks_writes_of_a_statement_in_one_pipeline() -> None:
     a, b = STATEMENTS[:2]
-    ops: list[Any] = [OneRow(a, {}, "x"), OneRow(b, {}, "y"), OneRow(a, {}, "y"), OneRow(a, {}, "x"), opaque]
-    ops += [OneRow(a, {}, "x"), OneRow(a, {}, "z")]
-    assert plan(ops) == [Many(a, (0,)), Many(b, (1,)), Many(a, (2, 3)), Single(4), Many(a, (5, 6))]
+    create_z = Keyed(opaque, "z")
+    ops: list[Any] = [OneRow(a, {}, "x"), OneRow(b, {}, "y"), OneRow(a, {}, "y"), create_z, OneRow(a, {}, "x")]
+    ops += [OneRow(a, {}, "z"), opaque, OneRow(a, {}, "x"), OneRow(b, {}, "w")]
+    assert plan(ops) == [
+        Single(3),  # z's creation, rank 1 with x's and y's first writes
+        Many(a, (0,)),
+        Many(b, (1,)),
+        Many(a, (2, 4, 5)),  # rank 2: y's, x's and z's second writes
+        Single(6),  # no key: after all before it
+        Many(a, (7,)),
+        Many(b, (8,)),
+    ]
