@@ -2,15 +2,21 @@
 
 One transaction per write paid, for every write, a pool checkout with its ping, BEGIN, and a COMMIT that
 waits for the WAL to reach disk (bench/README.md: 24 pods/s against SQLite's 94 at the same moment). Here
-a lane's task takes every operation queued to it (up to `MAX_BATCH`), runs them in order in one
-transaction on one connection (one hand-over to SQLAlchemy's greenlet for the whole batch), commits, and
-only then resolves each caller's future: a write is durable when its await returns, as before.
+a lane's task takes every operation queued to it (up to `MAX_BATCH`), runs them in one transaction on
+one connection (a key's writes in the order submitted; gateway.store.pgpipeline.plan), commits, and only
+then resolves each caller's future: a write is durable when its await returns, as before.
 
-`LANES` lanes commit side by side on their own connections (one lane waits for the server's answer to
-each statement in turn). A write's key (its request id) chooses its lane, so the writes of one request
-stay in order in one lane and two lanes never wait for each other's locks on a record. Writes without a
-key (lease renewals and claims, clusters, audit) have one more lane of their own: a renewal never waits
-behind a batch of pod writes, or a replica under load would lose its lease to its own write queue.
+Writes of a known key (its request id) go to a keyed lane chosen by the key, so the writes of one
+request stay in order in one lane. There is `LANES` = 1 of them (decision 0035): a batch's one-statement
+writes are sent as pipelines (gateway.store.pgpipeline: one round trip for each statement, not for each
+write), so a large batch costs a few round trips and a lane keeps up with any load by taking larger batches;
+more lanes only split the same writes into smaller batches, each paying its BEGIN, id and COMMIT (measured:
+4 lanes, 2.0 transactions a pod and 11 ms of CPU a pod on two capped replicas; 1 lane, 0.3 and 8.5 ms).
+A batch of `OneRow` writes only (a pod's creation and its changes) runs straight on asyncpg, outside
+SQLAlchemy's transaction (`_on_the_driver`); any other batch in SQLAlchemy's, its `OneRow` writes still
+pipelined. Writes without a key (lease renewals and claims, clusters, audit) have one more lane of their
+own: a renewal never waits behind a batch of pod writes, or a replica under load would lose its lease to
+its own write queue.
 
 A failing operation fails alone, and SAVEPOINTs (two more round trips per write) are paid only by a
 batch in which one fails: a batch runs plainly first; a PostgreSQL transaction is unusable after an
@@ -59,7 +65,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.store.pgpipeline import Many, OneRow, aligned, plan, prepared
+from gateway.store.pgpipeline import Keyed, Many, OneRow, aligned, plan, prepared
 from gateway.store.writer import (
     MAX_BATCH,
     UNAVAILABLE_AFTER,
@@ -83,7 +89,7 @@ T = TypeVar("T")
 
 RETRIED_STATES = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
 MAX_RETRIES = 5
-LANES = 4
+LANES = 1  # keyed lanes: one, its batches pipelined (docs/decisions/0035-postgres-writer-pipelines.md)
 
 
 class _CutBeforeCommit(Exception):
@@ -144,7 +150,8 @@ class PostgresGroupWriter:
     async def run(self, operation: Operation[T], key: str = "") -> T:
         if self._closing:
             raise StoreClosed("the store is closing; the write was not made")
-        return await self._lanes[1 + hash(key) % (len(self._lanes) - 1) if key else 0].submit(operation)
+        lane = self._lanes[1 + hash(key) % (len(self._lanes) - 1) if key else 0]
+        return await lane.submit(operation if not key or isinstance(operation, OneRow) else Keyed(operation, key))
 
     async def close(self) -> None:
         self._closing = True
@@ -238,6 +245,10 @@ class PostgresGroupWriter:
         xid, outcomes = "", None
         committing = ended = False
         try:
+            if not savepoints and all(isinstance(operation, OneRow) for operation in operations):
+                outcomes = await _on_the_driver(conn, operations)
+                ended = True
+                return outcomes
             transaction = await conn.begin()
             if savepoints or not any(isinstance(operation, OneRow) for operation in operations):
                 xid, outcomes = await conn.run_sync(_numbered, operations, savepoints)
@@ -288,36 +299,75 @@ class PostgresGroupWriter:
         return None
 
 
-async def _pipelined(conn: AsyncConnection, operations: list[Operation[Any]]) -> tuple[str, list[Outcome] | None]:
-    """As `_numbered` without SAVEPOINTs, the `OneRow` writes in pipelines (pgpipeline.plan). Any error
-    but a lost connection or a deadlock (raised) gives None: the batch is run again the old way, with a
-    SAVEPOINT per operation, where a failing write fails alone with SQLAlchemy's error."""
-    xid = (await conn.execute(CURRENT_XID)).scalar_one()  # SQLAlchemy's BEGIN goes with it
+async def _on_the_driver(conn: AsyncConnection, operations: list[Any]) -> list[Outcome] | None:
+    """A batch of `OneRow` writes only (most of a pod's: its creation and every change), as `_transaction`
+    makes it, straight on asyncpg: BEGIN, the transaction's id, the pipelines, COMMIT, without SQLAlchemy's
+    transaction (its greenlet hand-overs and execution cost more than the statements; bench/README.md,
+    helper pglanes). None, rolled back, when a write raised its own error. SQLAlchemy does not know of this
+    transaction: one left open by an error is never handed back to the pool, the connection is invalidated."""
     raw = (await conn.get_raw_connection()).driver_connection
-    assert raw is not None  # the connection is open: the statement above ran on it
+    assert raw is not None
+    xid, outcomes, committing = "", None, False
+    try:
+        await raw.execute("BEGIN")
+        xid = await raw.fetchval("SELECT pg_current_xact_id()::text")
+        outcomes = await _pipelines(conn, raw, operations)
+        if outcomes is None:
+            await raw.execute("ROLLBACK")
+            return None
+        committing = True
+        await raw.execute("COMMIT")
+        return outcomes
+    except BaseException as e:
+        lost = isinstance(e, Exception) and _lost(raw, e)
+        await asyncio.shield(conn.invalidate())  # the pool never sees this one again, open or closed
+        if not lost:
+            raise
+        if committing and outcomes is not None:
+            raise _CommitUnanswered(xid, outcomes) from e
+        raise _CutBeforeCommit() from e
+
+
+async def _pipelines(conn: AsyncConnection, raw: Any, operations: list[Any]) -> list[Outcome] | None:
+    """Runs `operations` by their plan (pgpipeline.plan) on `conn` in its transaction: the pipelines on the
+    driver's connection `raw`, any other operation through SQLAlchemy in its place. Each write's outcome, or
+    None when one raised its own error (the transaction is then aborted: the batch runs again the old way,
+    with a SAVEPOINT per operation, where a failing write fails alone with SQLAlchemy's error). A lost
+    connection or a deadlock is raised."""
     outcomes: list[Outcome] = [Outcome()] * len(operations)
     for step in plan(operations):
         if not isinstance(step, Many):
             done = await conn.run_sync(_in_order, [operations[step.index]], False)
             if done is None:
-                return xid, None
+                return None
             outcomes[step.index] = done[0]
             continue
-        writes: list[OneRow] = [operations[i] for i in step.indices]  # type: ignore[misc]
+        writes: list[OneRow] = [operations[i] for i in step.indices]
         statement = prepared(step.statement, conn.dialect)
         try:
             records = await raw.fetchmany(statement.sql, [statement.arguments(w.params) for w in writes])
             values = aligned(writes, statement, records)
         except Exception as e:
-            if _lost(raw, e):
-                raise _CutBeforeCommit() from e
-            if retried(e):
+            if _lost(raw, e) or retried(e):
                 raise
             log.debug("store: a pipelined write failed (%s); the batch runs again with SAVEPOINTs", _cause(e))
-            return xid, None
+            return None
         for index, value in zip(step.indices, values, strict=True):
             outcomes[index] = Outcome(value=value)
-    return xid, outcomes
+    return outcomes
+
+
+async def _pipelined(conn: AsyncConnection, operations: list[Operation[Any]]) -> tuple[str, list[Outcome] | None]:
+    """As `_numbered` without SAVEPOINTs, the `OneRow` writes in pipelines (`_pipelines`)."""
+    xid = (await conn.execute(CURRENT_XID)).scalar_one()  # SQLAlchemy's BEGIN goes with it
+    raw = (await conn.get_raw_connection()).driver_connection
+    assert raw is not None  # the connection is open: the statement above ran on it
+    try:
+        return xid, await _pipelines(conn, raw, operations)
+    except Exception as e:
+        if _lost(raw, e):
+            raise _CutBeforeCommit() from e
+        raise
 
 
 def _lost(raw: Any, error: Exception) -> bool:

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from gateway.store.pgpipeline import OneRow
 from gateway.store.pgwriter import PostgresGroupWriter
 from tests.postgres import PostgresServer, database_name
-from tests.standins.pg_relay import Relay, messages, pg_relay
+from tests.standins.pg_relay import Lose, Relay, messages, pg_relay
 
 metadata = MetaData()
 kv = Table(
@@ -115,14 +115,16 @@ async def test_a_batch_of_one_statement_writes_is_one_round_trip_for_them_all(
     assert sorted(await stored(look)) == sorted([("warm", 0), ("warm", 1)] + [(f"r{i}", i) for i in range(60)])
 
 
+@pytest.mark.parametrize("lanes", [1, 4])
 async def test_a_keys_writes_stay_in_order_and_a_failing_write_fails_alone(
-    database: tuple[Relay, AsyncEngine, AsyncEngine],
+    database: tuple[Relay, AsyncEngine, AsyncEngine], lanes: int
 ) -> None:
     """Four writes to each of 20 keys in one batch (pipelined by rank: a key's second write in the second
     pipeline), one write that runs through SQLAlchemy in their midst, and a write that clashes with a
-    unique key: the clash alone fails (IntegrityError, as from SQLAlchemy), the rest commit in order."""
+    unique key: the clash alone fails (IntegrityError, as from SQLAlchemy), the rest commit in order; with one
+    keyed lane or several (keys spread over them)."""
     _, engine, look = database
-    writer = PostgresGroupWriter(engine, unavailable_after=10, lanes=1)
+    writer = PostgresGroupWriter(engine, unavailable_after=10, lanes=lanes)
     writes: list[Any] = [writer.run(put(f"r{k}", v), key=f"r{k}") for v in range(2) for k in range(20)]
     writes.append(writer.run(put_plainly("r0", 2), key="r0"))
     writes.append(writer.run(put("r5", 1), key="r5"))  # (r5, 1) again
@@ -163,3 +165,26 @@ async def test_a_pipeline_cut_by_its_backends_end_runs_the_batch_again_each_writ
     assert killed["request_id"] == "killer" and killed["killed"] is False  # the run that committed
     assert writer.stats.retries >= 1
     assert await stored(look) == [(f"r{i}", i) for i in range(10)]
+
+
+@pytest.mark.parametrize("lose", ["answer", "commit"])
+async def test_a_pipelined_batch_whose_commit_answer_is_lost_is_settled_by_asking_the_database(
+    database: tuple[Relay, AsyncEngine, AsyncEngine], lose: Lose
+) -> None:
+    """A batch of one-statement writes runs on the driver, outside SQLAlchemy's transaction: its COMMIT's
+    answer lost, the writer still asks the database what became of the transaction (committed: each caller
+    gets its row; rolled back: the batch runs again), and each write is made once."""
+    relay, engine, look = database
+    writer = PostgresGroupWriter(engine, unavailable_after=10, lanes=1)
+    try:
+        await writer.run(put("warm", 0), key="warm")
+        relay.arm(lose)
+        async with asyncio.timeout(30):
+            values = await asyncio.gather(*(writer.run(put(f"r{i}", i), key=f"r{i}") for i in range(3)))
+        assert [row["value"] for row in values] == [0, 1, 2]
+        assert relay.cuts == 1 and relay.committed_answers_lost == (lose == "answer")
+        assert writer.stats.retries == (lose == "commit")
+        assert (await writer.run(put("after", 9), key="after"))["value"] == 9
+    finally:
+        await writer.close()
+    assert await stored(look) == [("warm", 0), ("r0", 0), ("r1", 1), ("r2", 2), ("after", 9)]
