@@ -9,6 +9,7 @@ another tree, for before/after.
 
     .venv/bin/python bench/edge.py [--calls 4000] [--callers 100] [--channels 10] [--streams 20 --events 2000]
     .venv/bin/python bench/edge.py --py-spy /tmp/edge.txt        # the server sampled by py-spy
+    .venv/bin/python bench/edge.py --token                       # a tenant's static bearer token on every call
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from bench._pods import new_id, pod_request
 from bench._stack import child_env, cpu_seconds
 from gateway import domain
 from gateway._proto.podgate.v1 import clusters_pb2_grpc, credentials_pb2_grpc, dispatch_pb2, dispatch_pb2_grpc
+from gateway.policy.identity import new_token
 
 
 class _EdgeOnly(dispatch_pb2_grpc.DispatchServiceServicer):
@@ -64,15 +66,24 @@ class _EdgeOnly(dispatch_pb2_grpc.DispatchServiceServicer):
             yield dispatch_pb2.WatchPodResponse(event=cv.stream_event_to_proto(domain.StreamEvent(seq=seq, time=now, item=line)))
 
 
-async def serve(state: Path) -> None:
+TOKEN_ID = "bench-token"
+
+
+async def serve(state: Path, token_hash: str) -> None:
     from gateway.api import server
     from gateway.api.access import AccessControl
     from gateway.api.audit import Auditor
     from gateway.settings import LiveSettings, Settings
+    from gateway.settings.loading import parse_settings
     from gateway.store.sql import open_store
 
+    settings = Settings()
+    if token_hash:  # one tenant, admin, whose static token every call carries
+        tenant = {"name": "bench", "admin": True, "clusters": ["*"], "namespaces": ["*"]}
+        tokens = [{"id": TOKEN_ID, "tenant": "bench", "hash": token_hash}]
+        settings = parse_settings({"tenants": [tenant], "authentication": {"static_tokens": tokens}}, env={})
     store = await open_store(path=state / "edge.db")
-    access = AccessControl(LiveSettings(Settings()), Auditor(store, ""))
+    access = AccessControl(LiveSettings(settings), Auditor(store, ""))
     servicers = server.Servicers(
         dispatch=_EdgeOnly(access),
         clusters=clusters_pb2_grpc.ClusterServiceServicer(),
@@ -86,18 +97,20 @@ async def serve(state: Path) -> None:
     await store.close()
 
 
-async def measure(args: argparse.Namespace, pid: int, port: int) -> None:
+async def measure(args: argparse.Namespace, pid: int, port: int, token: str) -> None:
+    metadata = (("authorization", f"Bearer {token}"),) if token else None
     channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(args.channels)]
     stubs = [dispatch_pb2_grpc.DispatchServiceStub(c) for c in channels]
     requests = [dispatch_pb2.SubmitPodRequest(pod=pod_request(new_id("edge"), duration=1)) for _ in range(args.calls)]
-    await stubs[0].SubmitPod(requests[0])  # warm: the schema loads on the first manifest
+    await stubs[0].SubmitPod(requests[0], metadata=metadata)  # warm: the schema loads, the token is verified
 
     async def caller(i: int) -> None:
         for request in requests[i :: args.callers]:
-            await stubs[i % len(stubs)].SubmitPod(request)
+            await stubs[i % len(stubs)].SubmitPod(request, metadata=metadata)
 
     async def watcher(i: int) -> int:
-        call = stubs[i % len(stubs)].WatchPod(dispatch_pb2.WatchPodRequest(request_id="x", cursor=f"c{args.events}"))
+        watch = dispatch_pb2.WatchPodRequest(request_id="x", cursor=f"c{args.events}")
+        call = stubs[i % len(stubs)].WatchPod(watch, metadata=metadata)
         return sum([1 async for _ in call])
 
     before = cpu_seconds(pid)
@@ -108,7 +121,11 @@ async def measure(args: argparse.Namespace, pid: int, port: int) -> None:
     stream = cpu_seconds(pid) - before
     for c in channels:
         await c.close()
-    print(f"gRPC edge alone, {args.callers} callers on {args.channels} connections; load average {os.getloadavg()[0]:.1f}")
+    auth = "a tenant's static token" if token else "an open gateway"
+    print(
+        f"gRPC edge alone, {args.callers} callers on {args.channels} connections, {auth}; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"  SubmitPod (interceptors, validation, record_to_proto): {1e6 * unary / args.calls:.0f} us of server CPU per call ({args.calls} calls)")
     print(f"  WatchPod log-line events: {1e6 * stream / events:.1f} us of server CPU per event ({args.streams} streams x {args.events})")
 
@@ -121,24 +138,28 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=20)
     parser.add_argument("--events", type=int, default=2000)
     parser.add_argument("--py-spy", type=Path, help="sample the server with py-spy (collapsed stacks here)")
+    parser.add_argument("--token", action="store_true", help="tenants configured; each call carries a static token")
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)  # the child
+    parser.add_argument("--token-hash", default="", help=argparse.SUPPRESS)  # the child
     args = parser.parse_args()
     if args.serve is not None:
-        asyncio.run(serve(args.serve))
+        asyncio.run(serve(args.serve, args.token_hash))
         return
+    token, token_hash = new_token(TOKEN_ID) if args.token else ("", "")
     with tempfile.TemporaryDirectory() as state:
         child = subprocess.Popen(
-            [sys.executable, __file__, "--serve", state], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env()
-        )
+            [sys.executable, __file__, "--serve", state, "--token-hash", token_hash],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env(),
+        )  # fmt: skip
         try:
             assert child.stdout is not None and child.stdin is not None
             port = int(child.stdout.readline())
             if args.py_spy is not None:
                 with _pyspy.recording(child.pid, args.py_spy):
-                    asyncio.run(measure(args, child.pid, port))
+                    asyncio.run(measure(args, child.pid, port, token))
                 print(_pyspy.top(args.py_spy))
             else:
-                asyncio.run(measure(args, child.pid, port))
+                asyncio.run(measure(args, child.pid, port, token))
             child.stdin.close()
             child.wait(timeout=30)
         finally:

@@ -81,7 +81,7 @@ def current_caller() -> Caller:
 class _Config:
     settings: Settings
     authenticator: Authenticator
-    open: tp.Tenant | None  # the anonymous tenant when no tenants are configured
+    anonymous: Caller | None  # every caller when no tenants are configured (one object for every call)
 
 
 class AccessControl:
@@ -105,7 +105,7 @@ class AccessControl:
         return _Config(
             settings=settings,
             authenticator=settings.authenticator(),
-            open=None if settings.auth_enabled else open_tenant(settings),
+            anonymous=None if settings.auth_enabled else Caller(tenant=open_tenant(settings), identity=ANONYMOUS),
         )
 
     def _reloaded(self, settings: Settings) -> None:
@@ -128,14 +128,16 @@ class AccessControl:
         call's auth context (a dict gRPC builds afresh per call) is read only when tenants are configured."""
         config = self._config
         metadata = context.invocation_metadata() or ()
-        if config.open is not None:
+        if config.anonymous is not None:
             credentials_from_call({}, metadata)
-            return Caller(tenant=config.open, identity=ANONYMOUS)
+            return config.anonymous
         creds = credentials_from_call(context.auth_context() or {}, metadata)
-        keys = await self._keys_for(creds.bearer, config)
-        principal: Principal = await asyncio.to_thread(
-            config.authenticator.authenticate, creds, jwks=keys, now=time.time()
-        )  # scrypt for static tokens: off the event loop
+        authenticator = config.authenticator
+        if authenticator.slow(creds):  # an scrypt or a JWT's signature: off the event loop
+            keys = await self._keys_for(creds.bearer, config)
+            principal: Principal = await asyncio.to_thread(authenticator.authenticate, creds, jwks=keys, now=time.time())
+        else:  # a certificate, or a static token verified before: a thread hop would cost more than the check
+            principal = authenticator.authenticate(creds, now=time.time())
         tenant = config.settings.tenants.get(principal.tenant)
         if tenant is None:  # reloaded away between the two lines above
             raise errors.PermissionDenied(f"tenant {principal.tenant!r} is no longer configured")

@@ -106,6 +106,10 @@ class TokenVerifier:
         """Whether the token is shaped like one of ours (else it may be a JWT)."""
         return token.partition(".")[0] in self._tokens and token.count(".") == 1
 
+    def verified(self, token: str) -> bool:
+        """Whether `verify` would answer from its cache, without an scrypt."""
+        return hashlib.sha256(token.encode()).digest() in self._verified
+
     def verify(self, token: str) -> StaticToken | None:
         key = hashlib.sha256(token.encode()).digest()
         hit = self._verified.get(key)
@@ -272,6 +276,13 @@ class Authenticator:
         else:
             raise Unauthenticated("no credentials: present a client certificate or an authorization: Bearer token")
         return Principal(tenant=choose_tenant(matched, creds.requested_tenant, identity), identity=identity)
+
+    def slow(self, creds: Credentials) -> bool:
+        """Whether `authenticate` may take long enough to hold up an event loop: an scrypt for a static token
+        not verified yet (tens of milliseconds), or a JWT's signature. A certificate's names and a static
+        token verified before are a few set and dict lookups."""
+        bearer = creds.bearer
+        return bool(bearer) and not (self.tokens.knows(bearer) and self.tokens.verified(bearer))
 
     def _by_bearer(self, token: str, jwks: jwt.PyJWKSet | None, now: float) -> tuple[list[str], str]:
         if self.tokens.knows(token):

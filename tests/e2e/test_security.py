@@ -6,6 +6,8 @@ created on any simulated cluster (each cluster's own store reports every additio
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -202,6 +204,38 @@ async def test_no_or_wrong_credentials_are_unauthenticated_and_create_nothing(te
 
 
 # --- authorization ---------------------------------------------------------------------------------
+
+
+class AuthenticationsOffLoop(concurrent.futures.ThreadPoolExecutor):
+    """The loop's default executor, counting the authentications handed to it (`asyncio.to_thread` submits
+    `partial(context.run, authenticate, ...)`)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=4)
+        self.count = 0
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        if getattr(getattr(fn, "args", (None,))[0], "__name__", "") == "authenticate":
+            self.count += 1
+        return super().submit(fn, *args, **kwargs)
+
+
+async def test_only_an_unverified_token_is_checked_off_the_event_loop(tenants: Tenants) -> None:
+    """The scrypt of a static token not verified yet runs in a thread; once verified, the token is a dict
+    lookup answered on the loop (a thread hop per RPC cost more than the check). A wrong token is never
+    cached: its scrypt is off the loop every time."""
+    executor = AuthenticationsOffLoop()
+    asyncio.get_running_loop().set_default_executor(executor)
+    get = dispatch_pb2.GetPodRequest(request_id="sec-none")
+    for expected in (1, 1, 1):  # the first call verifies; the next two are answered from the cache
+        await refused(tenants.dispatch.GetPod(get, metadata=tenants.md("platform")), grpc.StatusCode.NOT_FOUND)
+        assert executor.count == expected
+    forged = (("authorization", f"Bearer {tenants.tokens['platform'][:-4]}AAAA"),)
+    for expected in (2, 3):
+        await refused(tenants.dispatch.GetPod(get, metadata=forged), grpc.StatusCode.UNAUTHENTICATED)
+        assert executor.count == expected
+    response = await tenants.dispatch.SubmitPod(dispatch_pb2.SubmitPodRequest(pod=request()), metadata=tenants.md("platform"))
+    assert response.created and response.pod.tenant == "platform" and executor.count == 3
 
 
 async def test_a_tenant_sees_and_cancels_only_its_own_pods(tenants: Tenants) -> None:

@@ -228,3 +228,17 @@ def test_credentials_from_call(
 def test_a_malformed_authorization_header_is_refused(header: str) -> None:
     with pytest.raises(Unauthenticated, match="Bearer <token>"):
         credentials_from_call({"x509_common_name": [b"etl"]}, [("authorization", header)])
+
+
+def test_only_an_scrypt_or_a_signature_is_slow() -> None:
+    issued, stored = new_token("fresh")
+    auth = Authenticator(tenants=TENANTS, tokens=TokenVerifier([StaticToken(id="fresh", tenant="ml", hash=stored)]))
+    assert not auth.slow(Credentials(cert_names=("etl",)))
+    assert not auth.slow(Credentials())  # refused at once: no credentials
+    assert auth.slow(Credentials(bearer=token()))  # a JWT: its signature
+    assert auth.slow(Credentials(bearer=issued))  # not verified yet: an scrypt
+    assert auth.slow(Credentials(bearer=issued + "x"))
+    assert auth.authenticate(Credentials(bearer=issued)).tenant == "ml"
+    assert not auth.slow(Credentials(bearer=issued))  # verified: a cache lookup
+    assert auth.slow(Credentials(bearer=issued + "x"))  # a wrong secret is never cached
+    assert auth.slow(Credentials(bearer=issued, cert_names=("etl",))) is False
