@@ -12,18 +12,31 @@ IntegrityError stays an `sqlalchemy.exc.IntegrityError`). Decision record: docs/
 
 Only for statements whose parameters are all bound (no column defaults computed at execution, no
 expanding IN lists): `prepare` refuses any other.
+
+Two processors are applied here in one step instead of SQLAlchemy's chain, for what they are always
+handed on this path (bench/README.md, helper sqlw2): a `UtcDateTime` (the TypeDecorator's call, `naive_utc`,
+then SQLite's DATETIME formatting a dict; reading back, `fromisoformat` then the zone) and JSON text already
+`Encoded` (bound as is, which the engine's serializer does too). Anything else goes through SQLAlchemy's own
+processor; tests/unit/test_store_direct_processors.py holds both equal.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Select
+from sqlalchemy import JSON, Connection, Dialect, Select
+from sqlalchemy.dialects.sqlite import DATETIME
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.dml import UpdateBase
+from sqlalchemy.types import TypeEngine
+
+from gateway.store.jsontext import Encoded, serialize
+from gateway.store.schema import UtcDateTime
 
 Processor = Callable[[Any], Any] | None
 
@@ -37,42 +50,66 @@ class Direct:
     binds: tuple[Processor, ...]
     columns: tuple[str, ...]  # the returned columns' keys, in order
     results: tuple[Processor, ...]
+    # Derived: the parameters' values in order, and only the positions that have a processor.
+    _values: Callable[[Mapping[str, Any]], tuple[Any, ...]] = field(init=False, repr=False, compare=False)
+    _bind_at: tuple[tuple[int, Callable[[Any], Any]], ...] = field(init=False, repr=False, compare=False)
+    _result_at: tuple[tuple[str, Callable[[Any], Any]], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = self.names
+        if len(names) == 1:
+            values: Callable[[Mapping[str, Any]], tuple[Any, ...]] = lambda params: (params[names[0]],)  # noqa: E731
+        elif names:
+            values = operator.itemgetter(*names)
+        else:
+            values = lambda params: ()  # noqa: E731
+        object.__setattr__(self, "_values", values)
+        object.__setattr__(self, "_bind_at", tuple((i, p) for i, p in enumerate(self.binds) if p is not None))
+        results = zip(self.columns, self.results, strict=True)
+        object.__setattr__(self, "_result_at", tuple((k, p) for k, p in results if p is not None))
 
     def first(self, conn: Connection, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row (as a dict by column key), None if there is none."""
+        bound = self._bound(params)
         cursor = _cursor(conn)
         try:
-            row = self._run(cursor, lambda c, p: c.execute(self.sql, p), self._bound(params), conn).fetchone()
+            cursor.execute(self.sql, bound)
+            row = cursor.fetchone()
+        except conn.dialect.loaded_dbapi.Error as e:
+            raise self._error(e, bound, conn) from e
         finally:
             cursor.close()
         if row is None:
             return None
-        return {
-            key: (value if process is None else process(value))
-            for key, process, value in zip(self.columns, self.results, row, strict=True)
-        }
+        record = dict(zip(self.columns, row, strict=True))
+        for key, process in self._result_at:
+            record[key] = process(record[key])
+        return record
 
     def many(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Runs the statement once per row of parameters (the driver's executemany)."""
+        bound = [self._bound(row) for row in rows]
         cursor = _cursor(conn)
         try:
-            self._run(cursor, lambda c, p: c.executemany(self.sql, p), [self._bound(row) for row in rows], conn)
+            cursor.executemany(self.sql, bound)
+        except conn.dialect.loaded_dbapi.Error as e:
+            raise self._error(e, bound, conn) from e
         finally:
             cursor.close()
 
     def _bound(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        return tuple(
-            params[name] if process is None else process(params[name])
-            for name, process in zip(self.names, self.binds, strict=True)
-        )
+        values = self._values(params)
+        if not self._bind_at:
+            return values
+        processed = list(values)
+        for i, process in self._bind_at:
+            processed[i] = process(processed[i])
+        return tuple(processed)
 
-    def _run(self, cursor: Any, call: Callable[[Any, Any], Any], params: Any, conn: Connection) -> Any:
+    def _error(self, error: Exception, params: Any, conn: Connection) -> Exception:
+        """The driver's error as SQLAlchemy raises it (an IntegrityError stays one)."""
         dbapi = conn.dialect.loaded_dbapi
-        try:
-            call(cursor, params)
-        except dbapi.Error as e:
-            raise DBAPIError.instance(self.sql, params, e, dbapi.Error, dialect=conn.dialect) from e
-        return cursor
+        return DBAPIError.instance(self.sql, params, error, dbapi.Error, dialect=conn.dialect)
 
 
 def _cursor(conn: Connection) -> Any:
@@ -91,9 +128,60 @@ def prepare(statement: Select[Any] | UpdateBase, dialect: Dialect, keys: tuple[s
     if getattr(compiled, "insert_prefetch", None) or getattr(compiled, "update_prefetch", None):
         raise ValueError("a statement with column defaults computed at execution cannot run directly")
     names = tuple(compiled.positiontup or ())
-    binds = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+    binds = tuple(bind_processor(compiled.binds[name].type, dialect) for name in names)
     if any(compiled.binds[name].expanding for name in names):
         raise ValueError("a statement with an expanding parameter cannot run directly")
     columns = tuple(str(column.name) for column in returning)
-    results = tuple(column.type.dialect_impl(dialect).result_processor(dialect, None) for column in returning)
+    results = tuple(result_processor(column.type, dialect) for column in returning)
     return Direct(sql=str(compiled), names=names, binds=binds, columns=columns, results=results)
+
+
+def bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
+    """SQLAlchemy's bind processor of `type_` on `dialect`, or the same in one step (see the module's doc)."""
+    general = type_.dialect_impl(dialect).bind_processor(dialect)
+    if general is None:
+        return None
+    if _utc_datetime_text(type_, dialect):
+        return functools.partial(_bind_utc, general)
+    if isinstance(type_, JSON) and getattr(dialect, "_json_serializer", None) is serialize:
+        return functools.partial(_bind_json, general)
+    return general
+
+
+def result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
+    """SQLAlchemy's result processor of `type_` on `dialect`, or the same in one step."""
+    if _utc_datetime_text(type_, dialect):
+        return _utc_from_text
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
+
+
+def _utc_datetime_text(type_: TypeEngine[Any], dialect: Dialect) -> bool:
+    """A `UtcDateTime` stored as SQLite's DATETIME in its default format (ISO 8601 with a space, microseconds)."""
+    if not isinstance(type_, UtcDateTime):
+        return False
+    impl = type_.dialect_impl(dialect)
+    stored = getattr(impl, "impl", None)
+    return (
+        type(stored) is DATETIME
+        and stored._storage_format == DATETIME._storage_format
+        and stored._reg is None
+    )  # fmt: skip
+
+
+def _bind_utc(general: Callable[[Any], Any], value: Any) -> Any:
+    """As `general` (UtcDateTime, then DATETIME's format) for a plain datetime, in one step."""
+    if type(value) is not datetime:
+        return general(value)
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
+def _bind_json(general: Callable[[Any], Any], value: Any) -> Any:
+    """JSON text already `Encoded` is bound as is (what the engine's serializer returns for it)."""
+    return value if type(value) is Encoded else general(value)
+
+
+def _utc_from_text(value: str | None) -> datetime | None:
+    """As SQLite's DATETIME result processor (`fromisoformat`) and then UtcDateTime's (the UTC zone)."""
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
