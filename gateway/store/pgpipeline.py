@@ -25,6 +25,7 @@ processors (JSON text bound as is, UTC datetimes), as SQLAlchemy's execution doe
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -143,13 +144,14 @@ class Prepared:
         }
 
 
-_prepared: dict[tuple[int, Statement], Prepared] = {}
+_prepared: weakref.WeakKeyDictionary[Dialect, dict[Statement, Prepared]] = weakref.WeakKeyDictionary()
 
 
 def prepared(statement: Statement, dialect: Dialect) -> Prepared:
-    """`statement` compiled for `dialect` (kept: the store's statements are built once)."""
-    key = (id(dialect), statement)
-    found = _prepared.get(key)
+    """`statement` compiled for `dialect` (kept with the dialect, whose JSON serializer its processors hold:
+    the store's statements are built once)."""
+    kept = _prepared.setdefault(dialect, {})
+    found = kept.get(statement)
     if found is not None:
         return found
     compiled = statement.compile(dialect=dialect)
@@ -167,9 +169,9 @@ def prepared(statement: Statement, dialect: Dialect) -> Prepared:
         columns=tuple(column.keyname for column in columns),
         results=tuple(column.type._cached_result_processor(dialect, None) for column in columns),
     )
-    if len(_prepared) >= MAX_PREPARED:
-        _prepared.clear()
-    _prepared[key] = found
+    if len(kept) >= MAX_PREPARED:
+        kept.clear()
+    kept[statement] = found
     return found
 
 
