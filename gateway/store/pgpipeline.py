@@ -119,7 +119,7 @@ class Unaligned(Exception):
 
 
 @dataclass(frozen=True)
-class Prepared:
+class PipelineStatement:
     """A statement compiled for asyncpg: its SQL, its parameters in order with their processors, and its
     result columns' names and processors."""
 
@@ -144,10 +144,10 @@ class Prepared:
         }
 
 
-_prepared: weakref.WeakKeyDictionary[Dialect, dict[Statement, Prepared]] = weakref.WeakKeyDictionary()
+_prepared: weakref.WeakKeyDictionary[Dialect, dict[Statement, PipelineStatement]] = weakref.WeakKeyDictionary()
 
 
-def prepared(statement: Statement, dialect: Dialect) -> Prepared:
+def prepared(statement: Statement, dialect: Dialect) -> PipelineStatement:
     """`statement` compiled for `dialect` (kept with the dialect, whose JSON serializer its processors hold:
     the store's statements are built once)."""
     kept = _prepared.setdefault(dialect, {})
@@ -161,7 +161,7 @@ def prepared(statement: Statement, dialect: Dialect) -> Prepared:
     names = tuple(compiled.positiontup)
     processors = compiled._bind_processors  # what SQLAlchemy's execution context applies
     columns = compiled._result_columns
-    found = Prepared(
+    found = PipelineStatement(
         compiled=compiled,
         sql=compiled.string,
         names=names,
@@ -175,7 +175,7 @@ def prepared(statement: Statement, dialect: Dialect) -> Prepared:
     return found
 
 
-def aligned(operations: Sequence[OneRow], prepared: Prepared, records: Sequence[Sequence[Any]]) -> list[Any]:
+def aligned(operations: Sequence[OneRow], prepared: PipelineStatement, records: Sequence[Sequence[Any]]) -> list[Any]:
     """Each operation's value from the rows of its pipeline (a flat list: a write that matched no row has
     none), matched by `request_id`; Unaligned if they do not match one to one."""
     by_key: dict[str, dict[str, Any]] = {}
