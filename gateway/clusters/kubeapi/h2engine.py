@@ -13,8 +13,8 @@
 - h2 walks every stream it holds for each stream opened, to check the server's stream limit (which
   `Http2Connection.has_room` enforces already) and to drop closed streams: see `open_outbound_streams`.
 
-Everything else is h2's. These depend on h2's private methods, so h2 is pinned (constraints.txt) and
-tests/unit/test_h2engine.py fails when the methods relied on are no longer those copied or described here.
+Everything else is h2's (docs/decisions/0036). These depend on h2's private methods, so h2 is pinned
+(constraints.txt) and tests/unit/test_h2engine.py fails when the methods relied on change.
 """
 
 from __future__ import annotations
