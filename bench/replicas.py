@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -48,6 +49,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import _pyspy
 from bench._cpucap import capped, throttled_seconds
 from bench._databases import Databases, databases
 from bench._measure import ALL_CLUSTERS, SETTLE_SECONDS, Submitted, call_all, deleted_pods, poll
@@ -251,8 +253,12 @@ async def measure(
             before = cpu_now(stack, dbs)
             throttled = sum(throttled_seconds(g.pid) for g in stack.gateways) if args.replica_cores else 0.0
             clock = Stopwatch()
-            submitted = await call_all(submit, args.pods, args.callers)
-            await wait_results(follows, args.timeout, results)
+            # --py-spy: each replica sampled from the first submit to the last result
+            with contextlib.ExitStack() as spying:
+                for i, g in enumerate(stack.gateways if args.py_spy else []):
+                    spying.enter_context(_pyspy.recording(g.pid, args.py_spy / f"{config.name}-r{i}.txt"))
+                submitted = await call_all(submit, args.pods, args.callers)
+                await wait_results(follows, args.timeout, results)
             results_wall = results.last_at - clock.started if results.last_at else clock.elapsed
 
             async def all_deleted() -> bool:  # the gateway's last act for a pod; asked of the simulator
@@ -430,6 +436,9 @@ async def main(args: argparse.Namespace) -> None:
                     else:
                         shutil.rmtree(tmp, ignore_errors=True)
                 report(run, round_no)
+                if args.py_spy:
+                    top = _pyspy.top(args.py_spy / f"{config.name}-r0.txt")
+                    print(f"  py-spy, replica r0, from the first submit to the last result:\n{top}")
                 runs.append(run)
     summarise(runs, args)
 
@@ -455,6 +464,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         help="cap each replica at this share of a core (cgroup CPU quota, needs root): every replica a fixed-size "
         "machine, so 2 replicas against 1 shows scaling on a machine whose cores the other processes share",
+    )
+    parser.add_argument(
+        "--py-spy", type=Path, help="a directory: record every replica there (py-spy raw), print r0's top frames"
     )
     args = parser.parse_args(argv)
     args.configurations = args.configurations or [configuration(c) for c in ("sqlite", "pg1", "pg2")]

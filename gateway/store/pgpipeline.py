@@ -2,10 +2,11 @@
 
 The group writer (pgwriter.py) ran a batch's operations one after another through SQLAlchemy, each
 statement a round trip in turn and ~150 µs of the gateway's CPU (SQLAlchemy's execution, the greenlet
-hand-over, the result's processing): a batch of 100 writes took 400-700 ms and 75 ms of CPU, against 80-150 ms
-and 5 ms as one asyncpg `fetchmany` (the Bind/Execute of every argument set sent at once, one Sync), measured
-here (bench/README.md, "The PostgreSQL writer's pipeline (helper pglanes)"). So a lane's batch no longer
-costs a round trip a write, and a lane may take large batches without making each write wait for them.
+hand-over, the result's processing). As one asyncpg `fetchmany` (the Bind/Execute of every argument set sent
+at once, one Sync), `bench/pg_batch.py`: a batch of 100 journal appends 26.8 -> 6.6 ms, 153 -> 28 µs of CPU a
+write, the store's own work included (bench/README.md, "The PostgreSQL writer's pipelines (helper pglanes,
+Dec 5, fourth session)"). So a batch no longer costs a round trip a write, and a lane may take large batches
+without making each write wait for them.
 
 What may go in a pipeline is a `OneRow` operation: one statement with its parameters, whose value is its
 first row (or None) and whose row, if any, names its `key` in `request_id` (each store write of a pod is one
