@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, text
+from sqlalchemy.exc import OperationalError
 
 from gateway.domain import JournalEvent, JournalKind, PodPhase, PodRecord, PodRequest
 from gateway.store import SqlStore
 from gateway.store.engine import sqlite_write_engine
-from gateway.store.writer import GroupCommitWriter, StoreClosed, backoff
+from gateway.store.writer import GroupCommitWriter, StoreClosed, backoff, is_locked
 
 
 def create_table(conn: Connection) -> None:
@@ -163,6 +164,31 @@ async def test_a_database_locked_by_another_connection_is_waited_out_not_failed(
         other.close()
         await writer.close()
     assert ids(db) == [1, 100]
+
+
+def test_the_writers_begin_runs_on_the_driver_and_fails_as_sqlalchemy_raises(db: Path) -> None:
+    """BEGIN IMMEDIATE goes to pysqlite directly (engine._on_begin), its error converted as SQLAlchemy's own
+    statements' are: a lock held elsewhere is an OperationalError the writer recognises, and the connection
+    begins again once the lock is gone."""
+    engine = sqlite_write_engine(f"sqlite:///{db}", busy_timeout_ms=20)
+    other = sqlite3.connect(db, isolation_level=None)
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    try:
+        with engine.connect() as conn:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(OperationalError) as raised:
+                conn.begin()
+            assert is_locked(raised.value)
+            assert isinstance(raised.value.orig, sqlite3.OperationalError)
+            other.execute("ROLLBACK")
+            with conn.begin():
+                assert conn.connection.dbapi_connection.in_transaction  # type: ignore[union-attr]
+                assert conn.execute(text("SELECT 1")).scalar() == 1
+        assert statements == ["SELECT 1"]  # no BEGIN through SQLAlchemy's execution
+    finally:
+        other.close()
+        engine.dispose()
 
 
 @pytest.mark.parametrize(("attempt", "seconds"), [(1, 0.05), (2, 0.1), (3, 0.2), (6, 1.6), (7, 2.0), (50, 2.0)])
