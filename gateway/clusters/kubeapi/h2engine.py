@@ -4,7 +4,7 @@
   repr(frame))` in `H2Connection._receive_frame`), evaluating the `repr` (hyperframe's flags sorted and joined,
   the body's first 20 bytes in hex) even when the logger is h2's no-op `DummyLogger`, as ours is: ~15 % of h2's
   receive work for a dispatched pod's frames, ~1.3 % of the gateway's busy samples (bench/README.md, helper
-  h2rx). `Engine._receive_frame` is h2's method without that line.
+  h2rx). `Engine._receive_frame` does what h2's does, without that line.
 - A DATA frame (most of what a client receives: bodies, log lines, watch events) goes through h2's frame
   buffer and hyperframe's frame objects (flags set, padding and priority fields, a body copied twice) before h2
   hands its bytes to the stream: `Engine.receive_data` reads an unpadded DATA frame for a stream that may
@@ -100,7 +100,7 @@ class Engine(h2.connection.H2Connection):
                 events.extend(self.state_machine.process_input(ConnectionInputs.RECV_DATA))
                 self._inbound_flow_control_window_manager.window_consumed(length)
                 events.extend(stream.receive_data(body, end_stream, length)[1])  # no frames to send: h2's neither
-        except InvalidPaddingError as e:  # h2's handlers, as they are
+        except InvalidPaddingError as e:  # the connection ends on these, as in h2's receive_data
             self._terminate_connection(ErrorCodes.PROTOCOL_ERROR)
             msg = "Received frame with invalid padding."
             raise ProtocolError(msg) from e
@@ -110,44 +110,31 @@ class Engine(h2.connection.H2Connection):
         return events
 
     def _receive_frame(self, frame: Frame) -> list[Event]:
-        """h2 4.4.1's `H2Connection._receive_frame` without its first statement (the trace log line)."""
+        """What h2 4.4.1's `H2Connection._receive_frame` does, less its trace line: the frame goes to h2's
+        handler for its type. A frame for a stream h2 no longer holds open is answered as RFC 9113 5.1 and
+        5.4 ask, and as h2 answers it: on a stream we reset, with RST_STREAM (a stream error, the frame's events
+        kept); on a stream that ended, or that a later stream closed implicitly, the connection ends
+        (re-raised to `receive_data`). tests/unit/test_h2engine.py compares both on every kind of frame."""
         events: list[Event]
         try:
-            # I don't love using __class__ here, maybe reconsider it.
-            frames, events = self._frame_dispatch_table[frame.__class__](frame)
-        except StreamClosedError as e:
-            # If the stream was closed by RST_STREAM, we just send a RST_STREAM
-            # to the remote peer. Otherwise, this is a connection error, and so
-            # we will re-raise to trigger one.
-            if self._stream_is_closed_by_reset(e.stream_id):
-                f = RstStreamFrame(e.stream_id)
-                f.error_code = e.error_code
-                self._prepare_for_sending([f])
-                events = e._events
-            else:
+            frames, events = self._frame_dispatch_table[type(frame)](frame)
+        except StreamClosedError as closed:
+            if not self._stream_is_closed_by_reset(closed.stream_id):
                 raise
-        except StreamIDTooLowError as e:
-            # The stream ID seems invalid. This may happen when the closed
-            # stream has been cleaned up, or when the remote peer has opened a
-            # new stream with a higher stream ID than this one, forcing it
-            # closed implicitly.
-            #
-            # Check how the stream was closed: depending on the mechanism, it
-            # is either a stream error or a connection error.
-            if self._stream_is_closed_by_reset(e.stream_id):
-                # Closed by RST_STREAM is a stream error.
-                f = RstStreamFrame(e.stream_id)
-                f.error_code = ErrorCodes.STREAM_CLOSED
-                self._prepare_for_sending([f])
-                events = []
-            elif self._stream_is_closed_by_end(e.stream_id):
-                # Closed by END_STREAM is a connection error.
-                raise StreamClosedError(e.stream_id) from e
-            else:
-                # Closed implicitly, also a connection error, but of type
-                # PROTOCOL_ERROR.
-                raise
-        else:
-            self._prepare_for_sending(frames)
-
+            self._reset(closed.stream_id, closed.error_code)
+            events = closed._events
+            return events
+        except StreamIDTooLowError as too_low:
+            if self._stream_is_closed_by_reset(too_low.stream_id):
+                self._reset(too_low.stream_id, ErrorCodes.STREAM_CLOSED)
+                return []
+            if self._stream_is_closed_by_end(too_low.stream_id):
+                raise StreamClosedError(too_low.stream_id) from too_low
+            raise
+        self._prepare_for_sending(frames)
         return events
+
+    def _reset(self, stream_id: int, code: ErrorCodes | int) -> None:
+        reset = RstStreamFrame(stream_id)
+        reset.error_code = code
+        self._prepare_for_sending([reset])
