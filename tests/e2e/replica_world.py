@@ -221,19 +221,21 @@ def taken_over(log: Path) -> list[str]:
     ]
 
 
-def ownerships(path: Path, submitted: Iterable[str]) -> list[Ownership]:
-    """The holds of one replica process: the requests submitted to it belong to its first lease from the
-    start; a take-over starts a hold, losing the lease ends every hold of that lease."""
-    held: dict[tuple[str, str], datetime | None] = {}
-    first_lease = ""
+def ownerships(path: Path, submitted: Iterable[str], submitted_at: datetime) -> list[Ownership]:
+    """The holds of one replica process: the requests submitted to it belong from the start to the lease it
+    held when they were submitted (not always its first: a replica slow to renew at start takes a second
+    one); a take-over starts a hold, losing the lease ends every hold of that lease."""
+    entries = [
+        (entry, entry.get("message", ""), datetime.fromisoformat(entry["time"].replace("Z", "+00:00")))
+        for entry in log_entries(path)
+    ]
+    leases = [match.group(1) for _, message, when in entries
+              if when <= submitted_at and (match := re.match(r"replica (\S+) holds its lease", message))]  # fmt: skip
+    assert leases, f"{path.name}: no lease held when the requests were submitted"
+    held: dict[tuple[str, str], datetime | None] = {(leases[-1], rid): None for rid in submitted}
     found: list[Ownership] = []
-    for entry in log_entries(path):
-        message, when = entry.get("message", ""), datetime.fromisoformat(entry["time"].replace("Z", "+00:00"))
-        if match := re.match(r"replica (\S+) holds its lease", message):
-            if not first_lease:
-                first_lease = match.group(1)
-                held.update(((first_lease, rid), None) for rid in submitted)
-        elif match := re.match(r"replica (\S+) took over", message):
+    for entry, message, when in entries:
+        if match := re.match(r"replica (\S+) took over", message):
             held.update(((match.group(1), rid), when) for rid in entry["request_ids"])
         elif match := re.match(r"replica (\S+) stops following", message):
             for rid in entry["request_ids"]:

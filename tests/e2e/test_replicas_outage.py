@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import grpc
@@ -48,6 +49,7 @@ async def test_the_database_stopped_for_10_s_loses_and_repeats_nothing(tmp_path:
             async with grpc.aio.insecure_channel(addresses[i % 2]) as channel:
                 request = dispatch_pb2.SubmitPodRequest(pod=virtual_pod(request_id, lines, seconds))
                 await dispatch_pb2_grpc.DispatchServiceStub(channel).SubmitPod(request, timeout=30)
+        submitted_at = datetime.now(UTC)
         followers = clients(addresses, 2)
         for client in followers:
             stack.push_async_callback(client.close)
@@ -66,7 +68,7 @@ async def test_the_database_stopped_for_10_s_loses_and_repeats_nothing(tmp_path:
     holds = [
         hold
         for i, name in enumerate(("r0", "r1"))
-        for hold in ownerships(tmp_path / f"{name}.log", submitted=ids[i::2])
+        for hold in ownerships(tmp_path / f"{name}.log", submitted=ids[i::2], submitted_at=submitted_at)
     ]
     assert not overlapping(holds), overlapping(holds)
     lost = [entry for name in ("r0", "r1") for entry in log_entries(tmp_path / f"{name}.log")
