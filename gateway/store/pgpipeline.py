@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import CompoundSelect, Connection, Dialect, Insert, Select, Update
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -190,3 +191,11 @@ def aligned(operations: Sequence[OneRow], prepared: PipelineStatement, records: 
     if by_key:
         raise Unaligned(f"rows of requests no write of the pipeline names: {sorted(by_key)[:3]}")
     return values
+
+
+def lost(raw: Any, error: Exception) -> bool:
+    """`raw`'s connection is gone (closed, cut, the backend terminated) after `error` from a statement on it."""
+    if raw.is_closed() or isinstance(error, (OSError, asyncpg.ConnectionDoesNotExistError)):
+        return True
+    state = getattr(error, "sqlstate", None) or ""
+    return isinstance(error, asyncpg.PostgresError) and (state.startswith("08") or state.startswith("57P0"))

@@ -66,6 +66,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.store.pgpipeline import Keyed, Many, OneRow, aligned, plan, prepared
+from gateway.store.pgpipeline import lost as _lost
 from gateway.store.writer import (
     MAX_BATCH,
     UNAVAILABLE_AFTER,
@@ -368,14 +369,6 @@ async def _pipelined(conn: AsyncConnection, operations: list[Operation[Any]]) ->
         if _lost(raw, e):
             raise _CutBeforeCommit() from e
         raise
-
-
-def _lost(raw: Any, error: Exception) -> bool:
-    """The pipeline's connection is gone (closed, cut, the backend terminated): nothing was committed."""
-    if raw.is_closed() or isinstance(error, (OSError, asyncpg.ConnectionDoesNotExistError)):
-        return True
-    state = getattr(error, "sqlstate", None) or ""
-    return isinstance(error, asyncpg.PostgresError) and (state.startswith("08") or state.startswith("57P0"))
 
 
 def _numbered(

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.domain import ClusterSpec, JournalEvent, PlacementDecision, PodPhase, PodRecord, PodResult
 from gateway.errors import AlreadyExists, NotFound
-from gateway.store import direct, lease, quota, replicas, statements
+from gateway.store import direct, lease, pgreads, quota, replicas, statements
 from gateway.store.base import DEFAULT_PAGE, MAX_PAGE, AuditRecord, LeaseLost, TenantAdmission
 from gateway.store.codec import decode_cluster, encode_cluster
 from gateway.store.engine import (
@@ -30,7 +30,7 @@ from gateway.store.engine import (
     sqlite_url,
 )
 from gateway.store.jsontext import Encoded, dumps
-from gateway.store.pgpipeline import OneRow
+from gateway.store.pgpipeline import OneRow, Statement
 from gateway.store.rows import (
     DecodeCache,
     clamp_limit,
@@ -73,6 +73,8 @@ class SqlStore:
         self._channel = ""
         self._fences: dict[str, int] = {}
         self._replicated = False  # once a replica: owner writes without a live fence are refused
+        dialect = engines.read.dialect
+        self._on_the_driver = dialect.name == "postgresql" and dialect.driver == "asyncpg"  # the hot reads: pgreads
 
     @classmethod
     async def open(
@@ -334,9 +336,15 @@ class SqlStore:
         return None if row is None else (row, bool(row["created"]))
 
     async def get_pod_record(self, request_id: str) -> PodRecord | None:
+        rows = await self._read(statements.RECORD_BY_REQUEST, {"p_request_id": request_id})
+        return self._record(rows[0]) if rows else None
+
+    async def _read(self, statement: Statement, params: Mapping[str, Any]) -> list[Mapping[Any, Any]]:
+        """A hot statement's rows: on asyncpg straight on the driver (pgreads), else through SQLAlchemy."""
         async with self._engines.reading() as conn:
-            row = (await conn.execute(statements.RECORD_BY_REQUEST, {"p_request_id": request_id})).first()
-        return None if row is None else self._record(row._mapping)
+            if self._on_the_driver:
+                return await pgreads.fetch(conn, statement, params)
+            return [row._mapping for row in await conn.execute(statement, params)]
 
     async def record_placement(
         self,
@@ -494,9 +502,7 @@ class SqlStore:
     ) -> list[tuple[int, JournalEvent]]:
         """Events after the cursor in sequence order; empty for an unknown request."""
         bound = {"p_request_id": request_id, "p_after": after_seq, "p_limit": clamp_limit(limit, 10 * MAX_PAGE)}
-        async with self._engines.reading() as conn:
-            rows = await conn.execute(statements.READ_EVENTS, bound)
-            return [(row.seq, event_from_row(row._mapping)) for row in rows]
+        return [(row["seq"], event_from_row(row)) for row in await self._read(statements.READ_EVENTS, bound)]
 
     async def prune_events(self, request_id: str) -> int:
         bound = {"p_request_id": request_id}
