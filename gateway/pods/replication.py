@@ -172,6 +172,13 @@ class Replication:
         if not self.may_act():
             return
         claimed = await self._store.claim_orphans(self.replica)
+        if not self.may_act():
+            # The claim outlived the lease (it waited out a database outage): the database may have
+            # handed this replica its own requests, expired with its lease, under new fences while their
+            # runners still run under the old ones (a runner's unwritten lines dropped as LeaseLost, its
+            # stream read on past them: lines lost). Stop them all; the next lease claims afresh.
+            self._lose("its lease ran out while it claimed requests (the database did not answer in time)")
+            return
         if claimed:
             taken = [record.request.request_id for record in claimed]
             log.info("replica %s took over %d request(s)", self.replica, len(claimed), extra={"request_ids": taken})

@@ -1,10 +1,11 @@
 """The replica's lease loop (gateway.pods.replication) against a store of our own: what it does when
-closed at the moment a notification wakes it."""
+closed at the moment a notification wakes it, and when a claim outlives its lease."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway import domain
@@ -60,3 +61,55 @@ async def test_closing_as_a_released_notification_wakes_the_lease_loop_ends_it()
     async with asyncio.timeout(10):  # bounds the failure only
         await replication.close(release=False)
     assert replication._task is not None and replication._task.done()
+
+
+class SlowClaims(Leases):
+    """Its claim answers only after the claimer's lease ran out (a database outage waited out), and hands
+    the claimer its own requests, expired with its lease: what PostgreSQL did in
+    tests/e2e/test_replicas_outage.py when the outage began during a claim."""
+
+    def __init__(self, now: list[float], own: list[str]) -> None:
+        super().__init__()
+        self.now, self.own, self.claims = now, own, 0
+
+    async def claim_orphans(self, replica: str) -> list[domain.PodRecord]:
+        self.claims += 1
+        if self.claims == 1:
+            return []  # at start: nothing to claim yet
+        if self.claims == 2:
+            self.now[0] += 60.0  # the outage, waited out
+        return [
+            domain.PodRecord(request=domain.PodRequest(request_id=rid, pod={}), phase=domain.PodPhase.RUNNING,
+                             created_at=datetime.now(UTC))
+            for rid in self.own
+        ]  # fmt: skip
+
+
+async def test_a_claim_that_outlives_the_lease_stops_every_runner_and_takes_nothing() -> None:
+    """The replica's runners still run its requests under the old fences: taking the claimed ones (or
+    keeping the runners) read their logs on past the lines they could no longer write (lines 3-24 of a
+    request lost in the outage test). It stops them all and takes nothing; the next lease claims afresh."""
+    now, following = [1000.0], ["r1", "r2"]
+    taken: list[list[str]] = []
+    dropped: list[list[str]] = []
+
+    def drop() -> list[str]:
+        dropped.append(list(following))
+        return list(following)
+
+    store = SlowClaims(now, following)
+    replication = Replication(
+        store, gateway_id="gw", listen="", take=lambda records: taken.append([r.request.request_id for r in records]),
+        drop=drop, wake=lambda request_id, seq: None, clock=lambda: now[0],
+    )  # fmt: skip
+    await replication.start()
+    assert replication.may_act() and store.claims == 1
+    first_lease = replication.replica
+    await replication.round()  # renews, then claims: the claim answers after the lease ran out
+    assert store.claims == 2
+    assert taken == [] and dropped == [["r1", "r2"]]
+    assert not replication.may_act()
+    await replication.round()  # a new lease, which claims afresh
+    assert replication.replica != first_lease and replication.may_act()
+    assert taken == [["r1", "r2"]]
+    await replication.close(release=False)
