@@ -34,20 +34,35 @@ def event() -> domain.JournalEvent:
     return domain.JournalEvent(kind=domain.JournalKind.LOG, time=datetime.now(UTC), payload={"text": "x"})
 
 
+async def expire_leases(store: SqlStore, *replicas: str) -> None:
+    """The replicas' leases ran out a second ago, on the database's clock (as `replicas.NOW` reads it)."""
+    async with store.read_engine.begin() as conn:
+        await conn.execute(
+            text_statement(
+                "UPDATE replicas SET expires_at = timezone('UTC', statement_timestamp()) - interval '1 second' "
+                "WHERE id = ANY(:ids)"
+            ),
+            {"ids": list(replicas)},
+        )
+
+
 async def test_a_taken_over_request_refuses_its_old_owners_writes(two_stores: tuple[SqlStore, SqlStore]) -> None:
+    """Both leases run out on the database's clock (set there, not slept through: under load a short lease could
+    run out before the first claim, which then took the request while a's lease was meant to be live)."""
     a, b = two_stores
+    policy = LeasePolicy()
     a.act_as("a", "podgate_test")
     b.act_as("b", "podgate_test")
-    await a.register_replica("a", "", SHORT)
-    await b.register_replica("b", "", SHORT)
+    await a.register_replica("a", "", policy)
+    await b.register_replica("b", "", policy)
     _, created = await a.create_pod_record(record("r1"))
     assert created
     assert (await b.create_pod_record(record("r1")))[1] is False  # same request id elsewhere: the stored one
     await a.record_phase("r1", domain.PodPhase.PENDING)
     assert await b.claim_orphans("b") == []  # a's lease is live
-    await asyncio.sleep(SHORT.duration + 0.1)  # a is paused past its lease
-    assert await b.renew_replica("b", SHORT) is False  # b too: an expired lease is never revived
-    await b.register_replica("b2", "", SHORT)
+    await expire_leases(b, "a", "b")  # a is paused past its lease, and so is b
+    assert await b.renew_replica("b", policy) is False  # an expired lease is never revived
+    await b.register_replica("b2", "", policy)
     b.act_as("b2", "podgate_test")
     claimed = await b.claim_orphans("b2")
     assert [r.request.request_id for r in claimed] == ["r1"]
@@ -55,7 +70,7 @@ async def test_a_taken_over_request_refuses_its_old_owners_writes(two_stores: tu
         await a.record_phase("r1", domain.PodPhase.RUNNING)
     with pytest.raises(LeaseLost):
         await a.append_events("r1", [event()])
-    assert await a.renew_replica("a", SHORT) is False
+    assert await a.renew_replica("a", policy) is False
     assert (await b.record_phase("r1", domain.PodPhase.RUNNING)).phase is domain.PodPhase.RUNNING
     assert await b.append_events("r1", [event()]) == [1]
     assert await b.claim_orphans("b2") == []
