@@ -60,7 +60,10 @@ def _orphan_filter() -> Any:
 
 def claim(conn: Connection, replica: str) -> list[RowMapping]:
     """Takes over this replica's share of the orphaned requests (lease.share), each with its fence raised
-    (lease.take_over), rows another claimer holds skipped; returns the claimed rows."""
+    (lease.take_over), rows another claimer holds skipped; returns the claimed rows. Nothing for a claimer
+    whose own lease has expired on the database's clock, judged in the claiming statement itself: a claim
+    that waited out an outage past its lease would otherwise take its own expired requests under new fences
+    while their runners still write under the old ones (the replica checks its local deadline too)."""
     p, r = pod_records.c, replicas.c
     orphans = conn.execute(select(func.count()).select_from(pod_records).where(_orphan_filter())).scalar_one()
     if not orphans:
@@ -76,7 +79,7 @@ def claim(conn: Connection, replica: str) -> list[RowMapping]:
     )
     statement = (
         sql_update(pod_records)
-        .where(p.id.in_(chosen.scalar_subquery()))
+        .where(p.id.in_(chosen.scalar_subquery()), exists().where(r.id == replica, r.expires_at > NOW))
         .values(owner=replica, fence=p.fence + 1)
         .returning(*statements.RECORD_COLUMNS)
     )

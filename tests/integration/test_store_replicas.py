@@ -115,6 +115,26 @@ async def test_a_released_lease_is_claimed_at_once_and_shared(two_stores: tuple[
     assert await b.claim_orphans("b") == []
 
 
+async def test_a_claimer_whose_own_lease_expired_on_the_databases_clock_takes_nothing(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """Behind the replica's local deadline (Replication._claim): the claim statement itself refuses a claimer
+    whose lease has run out on the database's clock, even for its own requests that expired with it (taken
+    under a new fence, their runners still writing under the old one lose lines); another replica, live,
+    takes them."""
+    a, b = two_stores
+    a.act_as("a", "podgate_test")
+    await a.register_replica("a", "", LeasePolicy())
+    await b.register_replica("b", "", LeasePolicy())
+    await a.create_pod_record(record("r1"))
+    await expire_leases(a, "a")  # a's lease ran out while its claim waited (an outage)
+    assert await a.claim_orphans("a") == []
+    async with a.read_engine.connect() as conn:
+        owned = (await conn.execute(text_statement("SELECT owner, fence FROM pod_records"))).all()
+    assert [tuple(row) for row in owned] == [("a", 1)]
+    assert [r.request.request_id for r in await b.claim_orphans("b")] == ["r1"]
+
+
 async def test_a_replica_between_leases_writes_as_owner_of_nothing(two_stores: tuple[SqlStore, SqlStore]) -> None:
     """A lost lease (act_as(None)) must not make the replica's writes unconditional: a journal flush still
     on its way after the runners stopped is refused, and a reattach deadline (not an owner write) is not."""
@@ -375,7 +395,7 @@ async def test_a_replica_paused_inside_a_transaction_does_not_keep_its_request_f
                 await paused.execute(text_statement("SELECT 1 FROM pod_records WHERE request_id = 'r1' FOR UPDATE"))
                 await asyncio.sleep(SHORT.duration + 0.1)  # past a's lease
                 b.act_as("b", "podgate_test")
-                await b.register_replica("b", "", SHORT)
+                await b.register_replica("b", "", LeasePolicy())  # b's own lease outlives its tries
                 claimed: list[str] = []
                 for _ in range(30):
                     claimed += [r.request.request_id for r in await b.claim_orphans("b")]
