@@ -27,7 +27,7 @@ from gateway.store import lease
 log = logging.getLogger(__name__)
 
 CANCEL_REASON_CHARS = 1000  # a NOTIFY payload must stay under 8,000 bytes (CancelPod refuses longer reasons)
-RELEASED = "released"  # the payload of a hand-over notification (journal ones: "<seq> <request id>[ <events>]")
+RELEASED = "released"  # a hand-over's payload (a journal one: lines of "<seq> <request id>[ <events>]")
 
 
 class ReplicaStore(Protocol):
@@ -223,12 +223,13 @@ class Replication:
             except (ValueError, KeyError, TypeError):
                 log.warning("replica %s: unreadable notification ignored", self.replica)
             return
-        seq, _, rest = payload.partition(" ")
-        request_id, _, events = rest.partition(" ")  # request ids have no spaces (the API checks them)
-        if events and self._feed is not None and seq.isdigit():
-            self._feed(request_id, int(seq), events)
-        else:
-            self._wake(request_id, int(seq) if seq.isdigit() else None)
+        for line in payload.split("\n"):  # a batch's notifications, one a line (pgpipeline.notices)
+            seq, _, rest = line.partition(" ")
+            request_id, _, events = rest.partition(" ")  # request ids have no spaces (the API checks them)
+            if events and self._feed is not None and seq.isdigit():
+                self._feed(request_id, int(seq), events)
+            else:
+                self._wake(request_id, int(seq) if seq.isdigit() else None)
 
     async def _ensure_listener(self) -> None:
         if self._listener is not None and not self._listener_closed():

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
-from sqlalchemy import CompoundSelect, Connection, Dialect, Insert, Select, Update
+from sqlalchemy import CompoundSelect, Connection, Dialect, Insert, Select, Update, func, select
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Statement = Select[Any] | CompoundSelect[Any] | Update | Insert
@@ -43,15 +43,45 @@ MAX_PREPARED = 256  # statements kept compiled; the store has a few dozen shapes
 @dataclass(frozen=True, eq=False)
 class OneRow:
     """A write of one statement: its value is the first row as a mapping, None if it matched none. The row
-    (if any) has a `request_id` column equal to `key`; the statement returns at most one row."""
+    (if any) has a `request_id` column equal to `key`; the statement returns at most one row. With a
+    `channel`, the row's `notice` column (if not null) is a notification for the replicas listening there
+    (statements.journalled's `notice`): the group writer sends it with every other of its batch, a few per
+    batch (`notices`), not one a write; run by itself, the write sends it at once."""
 
     statement: Statement
     params: Mapping[str, Any]
     key: str
+    channel: str = ""
 
     def __call__(self, conn: Connection) -> Mapping[Any, Any] | None:
         row = conn.execute(self.statement, dict(self.params)).first()
-        return None if row is None else row._mapping
+        if row is None:
+            return None
+        if self.channel and (notice := row._mapping.get("notice")):
+            conn.execute(select(func.pg_notify(self.channel, notice)))
+        return row._mapping
+
+
+NOTIFY_BYTES = 7999  # PostgreSQL refuses a payload of 8,000 bytes or more
+NOTIFY = "SELECT pg_notify($1, $2)"
+
+
+def notices(lines: Sequence[str], limit: int = NOTIFY_BYTES) -> list[str]:
+    """The payloads that carry `lines` (notifications of one channel, none containing a newline, each within
+    `limit` bytes), in order, as few as fit: lines joined by newlines, each payload within `limit` bytes."""
+    payloads: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in lines:
+        length = len(line) if line.isascii() else len(line.encode())
+        if current and size + 1 + length > limit:
+            payloads.append("\n".join(current))
+            current, size = [], 0
+        size += length + (1 if current else 0)
+        current.append(line)
+    if current:
+        payloads.append("\n".join(current))
+    return payloads
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from gateway.store.pgpipeline import Keyed, Many, OneRow, aligned, plan, prepared
+from gateway.store.pgpipeline import NOTIFY, Keyed, Many, OneRow, aligned, notices, plan, prepared
 from gateway.store.pgpipeline import lost as _lost
 from gateway.store.writer import (
     MAX_BATCH,
@@ -336,6 +336,7 @@ async def _pipelines(conn: AsyncConnection, raw: Any, operations: list[Any]) -> 
     with a SAVEPOINT per operation, where a failing write fails alone with SQLAlchemy's error). A lost
     connection or a deadlock is raised."""
     outcomes: list[Outcome] = [Outcome()] * len(operations)
+    told: dict[str, list[str]] = {}  # each channel's notifications, in the order of their writes
     for step in plan(operations):
         if not isinstance(step, Many):
             done = await conn.run_sync(_in_order, [operations[step.index]], False)
@@ -353,8 +354,18 @@ async def _pipelines(conn: AsyncConnection, raw: Any, operations: list[Any]) -> 
                 raise
             log.debug("store: a pipelined write failed (%s); the batch runs again with SAVEPOINTs", _cause(e))
             return None
-        for index, value in zip(step.indices, values, strict=True):
+        for write, index, value in zip(writes, step.indices, values, strict=True):
             outcomes[index] = Outcome(value=value)
+            if write.channel and value is not None and (notice := value.get("notice")):
+                told.setdefault(write.channel, []).append(notice)
+    if told:  # delivered at the COMMIT, a few payloads for the whole batch (pgpipeline.notices)
+        try:
+            await raw.executemany(NOTIFY, [(channel, p) for channel, lines in told.items() for p in notices(lines)])
+        except Exception as e:
+            if _lost(raw, e) or retried(e):
+                raise
+            log.debug("store: a batch's notifications failed (%s); the batch runs again with SAVEPOINTs", _cause(e))
+            return None
     return outcomes
 
 

@@ -197,7 +197,8 @@ class SqlStore:
         """The write `_changed` makes; on PostgreSQL one statement, which the writer may pipeline with
         others (gateway.store.pgpipeline)."""
         if self.shared and (journal is None or journal.array is not None):
-            return OneRow(*_statement_of(change, bound, journal), key=request_id)
+            channel = journal.channel if journal is not None else ""
+            return OneRow(*_statement_of(change, bound, journal, notice=True), key=request_id, channel=channel)
         return lambda conn: _changed(conn, change, bound, journal)
 
     def _remember(self, request_id: str, values: Mapping[str, Any], **written: Any) -> None:
@@ -324,15 +325,15 @@ class SqlStore:
     ) -> tuple[Mapping[Any, Any], bool] | None:
         """PostgreSQL without a tenant's admission: `create`'s write as one statement (statements.created)."""
         notify = bool(events) and bool(self._channel)
-        statement = statements.created(frozenset(values), events=bool(events), notify=notify, audit=audited is not None)
+        statement = statements.created(
+            frozenset(values), events=bool(events), notify=notify, audit=audited is not None, notice=notify
+        )
         bound = statements.params(values) | {"p_request_id": request_id, "p_events": len(events)}
         if events:
             bound["p_journal"] = event_array(events)
-        if notify:
-            bound["p_channel"] = self._channel
         if audited is not None:
             bound |= {f"p_audit_{name}": value for name, value in audited.items()}
-        row = await self._write(OneRow(statement, bound, request_id), request_id)
+        row = await self._write(OneRow(statement, bound, request_id, self._channel if notify else ""), request_id)
         return None if row is None else (row, bool(row["created"]))
 
     async def get_pod_record(self, request_id: str) -> PodRecord | None:
@@ -599,15 +600,19 @@ def _changed(
     return row
 
 
-def _statement_of(change: Any, bound: dict[str, Any], journal: _Journal | None) -> tuple[Any, dict[str, Any]]:
-    """PostgreSQL: the one statement of `_changed`, and its parameters."""
+def _statement_of(
+    change: Any, bound: dict[str, Any], journal: _Journal | None, *, notice: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """PostgreSQL: the one statement of `_changed`, and its parameters; with `notice`, its notification
+    returned for the group writer to send with its batch's others (OneRow's `channel`), not sent."""
     if journal is None:
         return change, bound
     assert journal.array is not None
     extra: dict[str, str] = {"p_journal": journal.array}
     if journal.channel:
-        extra |= {"p_channel": journal.channel, "p_feed": replicas.feed(journal.array)}
-    return statements.journalled(change, notify=bool(journal.channel)), bound | extra
+        extra |= {"p_feed": replicas.feed(journal.array)} | ({} if notice else {"p_channel": journal.channel})
+    told = bool(journal.channel)
+    return statements.journalled(change, notify=told and not notice, notice=told and notice), bound | extra
 
 
 def _first(conn: Connection, statement: Any, bound: dict[str, Any]) -> Mapping[Any, Any] | None:

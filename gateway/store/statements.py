@@ -37,6 +37,7 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    null,
     select,
     true,
     union_all,
@@ -90,30 +91,38 @@ def claim_seqs(*, fenced: bool) -> Update:
 
 
 @functools.cache
-def journalled(change: Update, *, notify: bool) -> Select[Any]:
+def journalled(change: Update, *, notify: bool, notice: bool = False) -> Select[Any]:
     """PostgreSQL: `change` (an UPDATE of one record returning at least its id, request_id and last_seq, as
     counted after `p_events` more events) with the journal rows of those events (`p_journal`: one JSON
     array, rows.event_array) inserted in the same statement, a data-modifying CTE; with `notify`, the
-    replicas' live feed is told on `p_channel` too (what replicas.notify sends). One round trip instead of
-    two or three; the statement succeeds or fails whole. Returns `change`'s row, none if it matched none."""
+    replicas' live feed is told on `p_channel` too (what replicas.notify sends), or with `notice` handed the
+    notification's text as the column `notice` instead, for the group writer to send with the rest of its
+    batch's (pgpipeline.notices). One round trip instead of two or three; the statement succeeds or fails
+    whole. Returns `change`'s row, none if it matched none."""
     record = change.cte("changed")
     journal = _journal_of(record)
     returned: list[Any] = list(record.c)
-    if notify:  # "<last_seq> <request_id>", then " <p_journal>" when it fits (`p_feed`: see replicas.feed)
+    if notify or notice:  # "<last_seq> <request_id>", then " <p_journal>" when it fits (`p_feed`: see replicas.feed)
         payload = cast(record.c.last_seq, Text).concat(literal_column("' '")).concat(record.c.request_id)
         payload = payload.concat(bindparam("p_feed", type_=Text))
-        returned.append(func.pg_notify(bindparam("p_channel", type_=Text), payload).label("notified"))
+        if notice:
+            returned.append(payload.label("notice"))
+        else:
+            returned.append(func.pg_notify(bindparam("p_channel", type_=Text), payload).label("notified"))
     return select(*returned).add_cte(journal.cte("journal"))
 
 
 @functools.cache
-def created(columns: frozenset[str], *, events: bool, notify: bool, audit: bool) -> CompoundSelect[Any]:
+def created(
+    columns: frozenset[str], *, events: bool, notify: bool, audit: bool, notice: bool = False
+) -> CompoundSelect[Any]:
     """PostgreSQL: the record of `columns` (their `p_` parameters) inserted unless one of its request_id is
     there, with (if `events`) its journal rows (`p_journal`, `p_events` as `journalled`), the replicas told on
-    `p_channel` (if `notify`: "<last_seq> <request_id>"), and (if `audit`) its audit row (`p_audit_*`): one
-    statement, one round trip instead of four or five (the group writer pipelines it, pgpipeline.py). Returns
-    the record's row and `created`: true, inserted now; false, it was there. No row when another transaction
-    inserted it meanwhile (the INSERT waited for it and did nothing; this statement's snapshot misses it)."""
+    `p_channel` (if `notify`: "<last_seq> <request_id>"; with `notice` that text returned as the column
+    `notice` instead, as `journalled`), and (if `audit`) its audit row (`p_audit_*`): one statement, one round
+    trip instead of four or five (the group writer pipelines it, pgpipeline.py). Returns the record's row and
+    `created`: true, inserted now; false, it was there. No row when another transaction inserted it meanwhile
+    (the INSERT waited for it and did nothing; this statement's snapshot misses it)."""
     new = (
         pg_insert(pod_records)
         .values({column: _param(column) for column in sorted(columns)})
@@ -121,18 +130,20 @@ def created(columns: frozenset[str], *, events: bool, notify: bool, audit: bool)
         .returning(*RECORD_COLUMNS)
         .cte("created")
     )
-    answer = select(*new.c, true().label("created")).select_from(new)
+    told = events and notice
+    payload = cast(new.c.last_seq, Text).concat(literal_column("' '")).concat(new.c.request_id)
+    answer = select(*new.c, true().label("created"), *([payload.label("notice")] if told else [])).select_from(new)
     if events:
         answer = answer.add_cte(_journal_of(new).cte("journal"))
-        if notify:
-            payload = cast(new.c.last_seq, Text).concat(literal_column("' '")).concat(new.c.request_id)
-            told = select(func.pg_notify(bindparam("p_channel", type_=Text), payload)).select_from(new).cte("told")
-            answer = answer.add_cte(told).where(exists(told.select()))
+        if notify and not notice:
+            sent = select(func.pg_notify(bindparam("p_channel", type_=Text), payload)).select_from(new).cte("told")
+            answer = answer.add_cte(sent).where(exists(sent.select()))
     if audit:
         entry = select(*(bindparam(f"p_audit_{c.name}", type_=c.type) for c in audit_log.c if c.name != "id"))
         row = insert(audit_log).from_select([c.name for c in audit_log.c if c.name != "id"], entry.select_from(new))
         answer = answer.add_cte(row.cte("audited"))
-    there = select(*RECORD_COLUMNS, false().label("created")).where(p.request_id == _param("request_id"))
+    there = select(*RECORD_COLUMNS, false().label("created"), *([null().label("notice")] if told else []))
+    there = there.where(p.request_id == _param("request_id"))
     return union_all(answer, there)
 
 

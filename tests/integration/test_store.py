@@ -437,9 +437,10 @@ async def test_a_journal_row_that_cannot_be_inserted_undoes_the_record_change_wi
 
 
 async def test_on_postgres_a_state_change_and_its_events_are_one_statement(postgres_server: PostgresServer) -> None:
-    """A data-modifying CTE: the record's UPDATE, its journal rows and the replicas' NOTIFY in one round trip.
-    Seen on the wire (a relay in front of the server): the writer sends it straight to asyncpg, in a pipeline
-    (gateway.store.pgpipeline), not through SQLAlchemy's execution."""
+    """A data-modifying CTE: the record's UPDATE, its journal rows and the text of the replicas' notification
+    in one round trip. Seen on the wire (a relay in front of the server): the writer sends it straight to
+    asyncpg, in a pipeline (gateway.store.pgpipeline), not through SQLAlchemy's execution, and the batch's
+    notifications together before its COMMIT (decision 0037)."""
     async with postgres_server.database(database_name()) as url, pg_relay(postgres_server.socket_dir) as relay:
         through = url.update_query_dict({"host": str(relay.directory)})
         store = await SqlStore.open(through.render_as_string(hide_password=False))
@@ -456,9 +457,11 @@ async def test_on_postgres_a_state_change_and_its_events_are_one_statement(postg
         assert (running.last_seq, appended) == (2, [3, 4])
         parsed = [body for kind, body in said if kind == b"P"]
         sent = [query for query in parsed if b"pod_records" in query or b"journal_events" in query]
-        assert len(sent) == 2 and all(b"pg_notify" in s and b"INSERT INTO journal_events" in s for s in sent)
+        assert len(sent) == 2 and all(b"AS notice" in s and b"INSERT INTO journal_events" in s for s in sent)
+        notified = [query for query in parsed if b"pg_notify" in query]
+        assert len(notified) == 1 and b"\x00SELECT pg_notify($1, $2)\x00" in notified[0]  # prepared once
         executed = [kind for kind, _ in said if kind == b"E"]
-        assert len(executed) == 4  # each batch: its transaction's id, then its one statement
+        assert len(executed) == 6  # each batch: its transaction's id, its one statement, its notification
         assert [(seq, e.kind, e.time, e.payload) for seq, e in events] == [
             (1, JournalKind.PHASE, T0, {"phase": "Running"}),
             (2, JournalKind.LOG, log(1).time, {"container": "main", "text": "line 1"}),

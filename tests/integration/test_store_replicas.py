@@ -268,6 +268,41 @@ async def test_a_burst_of_writes_on_one_replica_reaches_every_watcher_on_another
         await watched.close()
 
 
+async def test_a_batch_of_writes_notifies_the_other_replicas_in_one_payload_not_one_a_write(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """The group writer sends a batch's notifications together (pgpipeline.notices): a line a write, as few
+    payloads as fit in PostgreSQL's 8,000 bytes, instead of a NOTIFY for each write that every replica
+    receives and handles apart."""
+    a, b = two_stores
+    a.act_as("a", "podgate_test")
+    await a.register_replica("a", "", LeasePolicy())
+    names = [f"batch-{i}" for i in range(40)]
+    await asyncio.gather(*(a.create_pod_record(record(name)) for name in names))
+    payloads: list[str] = []
+
+    def heard(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        payloads.append(payload)
+
+    def lines() -> list[list[str]]:
+        return [line.split(" ", 2) for payload in payloads for line in payload.split("\n")]
+
+    async with b.read_engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        await raw.add_listener("podgate_test", heard)
+        before = a.writes.transactions
+        assert await asyncio.gather(*(a.append_events(name, [event()]) for name in names)) == [[1]] * len(names)
+        batches = a.writes.transactions - before
+        async with asyncio.timeout(30):  # bounds a failure only: delivered at each commit, asynchronously
+            while len(lines()) < len(names):  # noqa: ASYNC110 - the listener's own list
+                await asyncio.sleep(0.01)
+        await raw.remove_listener("podgate_test", heard)
+    assert sorted(request_id for _, request_id, _ in lines()) == sorted(names)
+    assert {seq for seq, _, _ in lines()} == {"1"}
+    assert all(events.startswith("[") for _, _, events in lines())  # each write's events carried
+    assert 1 <= len(payloads) <= batches < len(names)
+
+
 class CountedReads:
     """The real store, its journal reads counted (what a watcher on another replica pays for each write)."""
 

@@ -113,3 +113,19 @@ async def test_a_claim_that_outlives_the_lease_stops_every_runner_and_takes_noth
     assert replication.replica != first_lease and replication.may_act()
     assert taken == [["r1", "r2"]]
     await replication.close(release=False)
+
+
+def test_a_batchs_notification_reaches_each_of_its_requests_watchers_in_order() -> None:
+    """One payload for a batch of writes (gateway.store.pgpipeline.notices), a line a write: each line is
+    handled as a notification of its own was, events handed over when carried, a wake-up when not."""
+    fed: list[tuple[str, int, str]] = []
+    woken: list[tuple[str, int | None]] = []
+    replication = Replication(
+        Leases(), gateway_id="gw", listen="", take=lambda records: None, drop=list,
+        wake=lambda request_id, seq: woken.append((request_id, seq)),
+        feed=lambda request_id, seq, events: fed.append((request_id, seq, events)),
+    )  # fmt: skip
+    payload = '3 r1 [{"i":1,"text":"a b"}]\n1 r2\n4 r1 [{"i":1}]\n7 r3 []'
+    replication._notified(None, 0, replication.channel, payload)
+    assert fed == [("r1", 3, '[{"i":1,"text":"a b"}]'), ("r1", 4, '[{"i":1}]'), ("r3", 7, "[]")]
+    assert woken == [("r2", 1)]

@@ -1,14 +1,16 @@
-"""pgpipeline.plan: the order in which a batch's writes run has the same effects as the order submitted."""
+"""pgpipeline.plan: the order in which a batch's writes run has the same effects as the order submitted; and
+notices: a batch's notifications packed into payloads PostgreSQL takes."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import bindparam, select
 
-from gateway.store.pgpipeline import Keyed, Many, OneRow, Single, plan
+from gateway.store.pgpipeline import Keyed, Many, OneRow, Single, notices, plan
 
 STATEMENTS = [select(bindparam(f"p{i}")) for i in range(3)]
 
@@ -71,3 +73,21 @@ def test_a_batch_runs_rank_by_rank_each_ranks_writes_of_a_statement_in_one_pipel
         Many(a, (7,)),
         Many(b, (8,)),
     ]
+
+
+line_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n"), min_size=1, max_size=120)
+lines_of_text = st.lists(line_text, max_size=60)
+
+
+@given(lines_of_text, st.integers(480, 2000))
+def test_a_batchs_notifications_go_in_order_in_as_few_payloads_as_fit(lines: list[str], limit: int) -> None:
+    payloads = notices(lines, limit)
+    assert [line for payload in payloads for line in payload.split("\n")] == lines
+    assert all(len(payload.encode()) <= limit for payload in payloads)
+    for payload, following in itertools.pairwise(payloads):  # each as full as the next line allows
+        assert len(payload.encode()) + 1 + len(following.split("\n")[0].encode()) > limit
+
+
+def test_a_notification_as_long_as_postgres_allows_goes_alone() -> None:
+    assert notices(["1 r " + "x" * 7993, "2 r", "3 r"]) == ["1 r " + "x" * 7993, "2 r\n3 r"]
+    assert notices([]) == []
