@@ -422,6 +422,8 @@ def summarise(runs: list[Run], args: argparse.Namespace) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     runs: list[Run] = []
+    if args.py_spy:
+        args.py_spy.mkdir(parents=True, exist_ok=True)  # py-spy writes no file into a missing directory
     postgres = any(c.postgres for c in args.configurations)
     async with databases(postgres) as dbs:
         for round_no in range(1, args.rounds + 1):
