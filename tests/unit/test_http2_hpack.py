@@ -1,5 +1,5 @@
-"""The HTTP/2 client's HPACK encoder keeps each field's encoding until the dynamic table changes: it must write
-byte for byte what hpack itself writes (without Huffman), whatever the sequence of requests and table resizes."""
+"""The HTTP/2 client's HPACK encoder (the blocks h2 writes itself) writes byte for byte what hpack itself writes
+without Huffman, whatever the sequence of requests and table resizes."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ step = st.tuples(st.sampled_from([None, None, None, 64, 256, 4096]), st.lists(fi
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(step, min_size=1, max_size=40))
-def test_the_kept_encodings_are_what_hpack_writes(steps: list[tuple[int | None, list[tuple[bytes, bytes]]]]) -> None:
+def test_the_blocks_are_what_hpack_writes_without_huffman(steps: list[tuple[int | None, list[tuple[bytes, bytes]]]]) -> None:
     ours, theirs, decoder = _PlainEncoder(), hpack.Encoder(), hpack.Decoder()
     for size, fields in steps:
         if size is not None:

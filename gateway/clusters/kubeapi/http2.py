@@ -12,8 +12,9 @@ the reader takes it, so at most one window (STREAM_WINDOW) waits per stream. A c
 for a while is PINGed and dropped when the PING goes unanswered (client-go's health check).
 
 Headers are built here, from names and values the transport controls, so h2's outbound normalisation and
-validation are off and HPACK strings go out without Huffman coding (`_PlainEncoder`); `authorization` is
-never indexed, as h2's normalisation would have made it.
+validation are off; the engine writes a request's HEADERS frame itself, its header block without HPACK's
+dynamic table (`Engine.send_request`, `h2headers`: decision 0036), and HPACK strings go out without Huffman
+coding; `authorization` is never indexed, as h2's normalisation would have made it.
 
 Failures come out as Python exceptions the transport maps to the client's error tree: `NotConnected`
 (nothing was sent), `Http2Refused` (the server chose HTTP/1.1 in ALPN: use it), `StreamLost` (a RST_STREAM,
@@ -50,7 +51,6 @@ IDLE_SECONDS = 30.0  # a connection without streams for this long is closed
 ERROR_BODY_BYTES = 64 << 10  # an error answer's Status body is read up to this
 LAST_STREAM_ID = (1 << 31) - 1  # a connection whose stream ids are spent takes no new stream (RFC 9113 5.1.1)
 _DEFAULT_WINDOW = 65535  # RFC 9113's initial connection window
-_KNOWN_FIELDS = 256  # encoded fields kept (a rotating token adds one a rotation)
 _SECRET = frozenset({b"authorization", b"proxy-authorization"})  # never in HPACK's tables (RFC 7541 7.1.3)
 # h2's own normalisation (lower-case names, stripped values, connection headers dropped, authorization never
 # indexed) and validation (pseudo-headers, te, connection, host) guard headers an application passes through;
@@ -60,36 +60,12 @@ _SECRET = frozenset({b"authorization", b"proxy-authorization"})  # never in HPAC
 class _PlainEncoder(hpack.Encoder):
     """HPACK without Huffman coding (RFC 7541 5.2 leaves it to the encoder). hpack's Huffman coder is pure
     Python, ~0.2 µs a byte: a 1 KiB bearer token (never indexed, so sent whole every time) cost ~220 µs a
-    request against ~3 µs plain, for ~25 % fewer bytes on the wire (bench/README.md, helper h2all).
-
-    A field's encoding depends only on the dynamic table, which changes only when a field is added to it (a
-    literal with incremental indexing, first bits 01) or resized: each field's bytes are kept until then. A
-    request's fields are all seen before after the first few requests (the token's and the path's literals, the
-    others indexed), so encoding a request is a few dictionary look-ups instead of hpack's per-field search
-    and integer coding (~1.5 % of a dispatched pod's busy samples, four requests a pod)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._known: dict[tuple[bytes, bytes, bool], bytes] = {}
+    request against ~3 µs plain, for ~25 % fewer bytes on the wire (bench/README.md, helper h2all). It writes
+    only the blocks h2 writes itself (a connection's first request, the first after the server resized the
+    table); the engine writes the others without the dynamic table (`Engine.send_request`, `h2headers`)."""
 
     def encode(self, headers: Any, huffman: bool = False) -> bytes:
-        if self.header_table.resized:
-            self._known.clear()
-            return super().encode(headers, huffman=False)
-        known, parts = self._known, []
-        for field in headers:  # (bytes, bytes) pairs and NeverIndexedHeaderTuples, built in Http2Pool.request
-            key = (field[0], field[1], isinstance(field, hpack.HeaderTuple) and not field.indexable)
-            encoded = known.get(key)
-            if encoded is None:
-                encoded = self.add((field[0], field[1]), key[2], huffman=False)
-                if encoded[0] & 0xC0 == 0x40:  # added to the dynamic table: every kept encoding may be stale
-                    known.clear()
-                elif field[0] != b":path":  # a path is a request's own: not worth keeping
-                    if len(known) >= _KNOWN_FIELDS:
-                        known.clear()
-                    known[key] = encoded
-            parts.append(encoded)
-        return b"".join(parts)
+        return super().encode(headers, huffman=False)
 
 
 class Http2Refused(Exception):
@@ -244,7 +220,7 @@ class Http2Connection(asyncio.Protocol):
         """HEADERS (and the body's DATA, as far as the windows allow) in one write; the rest on WINDOW_UPDATE."""
         stream_id = self.conn.get_next_available_stream_id()
         try:
-            self.conn.send_headers(stream_id, fields, end_stream=not body)
+            self.conn.send_request(stream_id, fields, end_stream=not body)
         except h2.exceptions.H2Error as e:  # the server lowered its stream limit, or the connection is ending
             self.draining = True
             raise StreamLost(f"no stream could be opened: {e}") from e
