@@ -22,9 +22,11 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
+import hpack
 import orjson
 
 from gateway.clusters.kubeapi.h2engine import Engine
+from gateway.clusters.kubeapi.http2 import _PlainEncoder
 
 POD = orjson.dumps({
     "kind": "Pod", "apiVersion": "v1",
@@ -33,8 +35,10 @@ POD = orjson.dumps({
     "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sh", "-c", "echo " * 40]}]},
     "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}] * 4},
 })  # fmt: skip
-REQUEST = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"127.0.0.1:6443"), (b":path", b"/"),
-           (b"authorization", b"Bearer " + b"t" * 1000), (b"user-agent", b"podgate/0.1")]  # fmt: skip
+REQUEST = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"127.0.0.1:6443"),
+           hpack.NeverIndexedHeaderTuple(b":path", b"/api/v1/namespaces/default/pods/p/log?follow=true"),
+           hpack.NeverIndexedHeaderTuple(b"authorization", b"Bearer " + b"t" * 1000),
+           (b"user-agent", b"podgate/0.1")]  # fmt: skip  # as Http2Pool.request builds them
 Kind = type[h2.connection.H2Connection]
 
 
@@ -43,6 +47,7 @@ def client(kind: Kind) -> h2.connection.H2Connection:
     conn = kind(h2.config.H2Configuration(
         client_side=True, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False,
     ))  # fmt: skip
+    conn.encoder = _PlainEncoder()
     conn.initiate_connection()
     conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 16, h2.settings.SettingCodes.ENABLE_PUSH: 0})
     conn.increment_flow_control_window(200 * (1 << 16) - 65535)
