@@ -171,6 +171,14 @@ class ClusterRuntime:
     def untrack(self, namespace: str, name: str) -> None:
         self._tracks.pop((namespace, name), None)
 
+    async def replay_events(self, namespace: str, name: str) -> None:
+        """Gives a tracked pod's track the events the cluster holds for it now, as the events watch's list
+        gives them to the tracks of its time. For a pod tracked again (a restart, a takeover, a replaced
+        runtime): its runner may have held events unwritten (gateway/pods/journal.py `hold`) that this
+        watch listed before the pod was tracked here. One API request."""
+        listed = await self.client.list_events(namespace, field_selector=f"involvedObject.name={name}")
+        self._on_event(WatchEvent(type=EventType.RELISTED, objects=listed.items))
+
     # --- watches --------------------------------------------------------------------------
 
     async def _watch(self, resource: Resource, handle: Callable[[WatchEvent], None]) -> None:

@@ -45,6 +45,10 @@ class PodCluster(Protocol):
 
     def untrack(self, namespace: str, name: str) -> None: ...
 
+    async def replay_events(self, namespace: str, name: str) -> None:
+        """The tracked pod's events as the cluster holds them now, given to its track again (each once)."""
+        ...
+
 
 class Clusters(Protocol):
     """The registered clusters: the candidates of a placement, and the one a pod runs on."""
@@ -109,6 +113,9 @@ class RuntimeCluster:
 
     def untrack(self, namespace: str, name: str) -> None:
         self.runtime.untrack(namespace, name)
+
+    async def replay_events(self, namespace: str, name: str) -> None:
+        await self.runtime.replay_events(namespace, name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,7 @@ class Follower:
             # server at once, while the watch lags behind a busy cluster, would be a request per pod.
             gone_check_after=started + GONE_CHECK_SECONDS if state.fresh else 0.0,
         )
-        record = state.record
+        record, tracked_from_create = state.record, state.fresh
         while True:
             cluster = self.clusters.find(record.cluster)
             if cluster is None:
@@ -75,6 +75,9 @@ class Follower:
             track = cluster.track(record.namespace, record.name)
             state.track = track
             try:
+                if not tracked_from_create:
+                    await self._replay_events(cluster, record)
+                tracked_from_create = False  # a new runtime's watch listed before it tracks the pod
                 ending = await self._follow_track(state, followed, cluster, track)
             finally:
                 state.track = None
@@ -106,7 +109,7 @@ class Follower:
                     await track.wait(None)
                     continue
                 if state.is_cancelled or track.pod is None:
-                    await self._journal_events(state, events)
+                    self._hold_events(state, events)
                     events = []
                 if state.is_cancelled:
                     cancelled = domain.PodResult(
@@ -139,7 +142,7 @@ class Follower:
         """Stores and streams a new phase, with the Kubernetes events seen in the same look before it (one
         write, not two); the end is reported by the result instead."""
         if view.phase is state.record.phase or view.finished:
-            await self._journal_events(state, events)
+            self._hold_events(state, events)
             return
         state.record = await self.journal.record(
             state.request_id,
@@ -168,7 +171,7 @@ class Follower:
         result = collecting.ended_result(view, code, xcom_json, xcom_error)
         if result.phase is domain.PodPhase.FAILED:
             await track.settle_events(quiet=EVENT_SETTLE_QUIET_SECONDS, within=EVENT_SETTLE_MAX_SECONDS)
-        await self._journal_events(state, self._new_events(followed, track))
+        self._hold_events(state, self._new_events(followed, track))
         return replace(result, warning_events=tuple(followed.warnings))
 
     @staticmethod
@@ -179,10 +182,24 @@ class Follower:
         del followed.warnings[:-MAX_WARNINGS]
         return new
 
-    async def _journal_events(self, state: RunState, events: list[domain.KubernetesEvent]) -> None:
-        """In one store write (with a phase deferred until now: journal.defer_phase), not one each."""
+    def _hold_events(self, state: RunState, events: list[domain.KubernetesEvent]) -> None:
+        """Held with the log lines, written with the request's next write (its Running, its result) or the
+        lines' flush; at once when a watcher waits (journal.hold). A runner that resumes the request after
+        they were lost lists the pod's events again (`_replay_events`)."""
         if events:
-            await self.journal.append(state.request_id, *events)
+            self.journal.hold(state.request_id, *events)
+
+    @staticmethod
+    async def _replay_events(cluster: PodCluster, record: domain.PodRecord) -> None:
+        """A pod not tracked from its create (resumed, taken over, through a new runtime) has its events listed
+        again: those its previous runner held unwritten come back once (the journalled ones are skipped:
+        `Followed.journalled`), whenever the cluster's events watch listed. Before the first look, so that
+        a pod that has ended is not collected without them."""
+        try:
+            await cluster.replay_events(record.namespace, record.name)
+        except kube.KubeError as e:  # after the client's retries; the watch brings only events that change now
+            log.warning("could not list the events of pod %s/%s on %s (%s): events its previous runner held "
+                        "unwritten may be missing", record.namespace, record.name, record.cluster, e)  # fmt: skip
 
     async def _confirmed_gone(self, record: domain.PodRecord, followed: Followed, cluster: PodCluster) -> bool:
         """The watch does not show the pod: asks the API server, at most every GONE_CHECK_SECONDS.

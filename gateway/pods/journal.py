@@ -11,7 +11,8 @@ not one a pod); any other item flushes the batch first so order is kept. A batch
 waits for the next event (it would otherwise see each live line only after the batch interval); lines
 that come while a write is under way go together in the next one. A change of the request's record
 and the events announcing it are one store write (`record`): never one without the other. A phase no
-watcher is told of may wait for the request's next write and go with it (`defer_phase`).
+watcher is told of may wait for the request's next write and go with it (`defer_phase`); Kubernetes events
+are buffered with the lines (`hold`), since a resumed runner lists its pod's events again.
 
 Buffered log lines whose write fails are kept, in order, and written again: they were read from the
 container already (the followers' positions are past them), so dropping them lost them for good once the
@@ -98,7 +99,7 @@ class Journal:
         self._log_hold_seconds = log_flush_seconds if log_hold_seconds is None else log_hold_seconds
         self._feed_capacity = feed_capacity
         self._feeds: dict[str, list[Feed]] = {}  # the live watchers of each request on this replica
-        self._pending_logs: dict[str, list[Entry]] = {}
+        self._pending_logs: dict[str, list[Entry]] = {}  # buffered lines, and the events held with them (`hold`)
         self._deferred: dict[str, tuple[domain.PodPhase, asyncio.TimerHandle | None]] = {}  # defer_phase: phase, deadline
         self._epochs: dict[str, int] = {}  # grows when this gateway stops following a request (drop_pending)
         # When each request's buffered lines are to be written, and the same as a heap (stale entries are
@@ -145,8 +146,16 @@ class Journal:
     def append_log(self, request_id: str, line: domain.LogLine) -> None:
         """Buffers a log line; it is written within the flush interval (or the hold: see `__init__`), with
         the request's next write, when the batch is full, or at once when a watcher waits for it."""
+        self.hold(request_id, line)
+
+    def hold(self, request_id: str, *items: domain.StreamItem) -> None:
+        """Buffers items behind the lines (and items) buffered before them, written as `append_log` writes a
+        line. Only for what a runner that resumes the request (after a crash, on another replica) reads
+        from its cluster again when this process dies holding it: a log line after the last one stored
+        (`resume_point`), a Kubernetes event listed again for the pod (following.py)."""
+        now = datetime.now(UTC)
         pending = self._pending_logs.setdefault(request_id, [])
-        pending.append((encode(line, datetime.now(UTC)), line))
+        pending.extend((encode(item, now), item) for item in items)
         if len(pending) >= LOG_FLUSH_LINES or any(feed.waiting for feed in self._feeds.get(request_id, ())):
             self._due_now(request_id)
         elif request_id not in self._due_at:
@@ -409,6 +418,10 @@ class Journal:
                     elif isinstance(item, domain.KubernetesEvent):
                         events.append(item)
         return positions, events
+
+    def held(self, request_id: str) -> list[domain.StreamItem]:
+        """What is buffered for the request and not written yet, in order (lines, events: `hold`)."""
+        return [item for _, item in self._pending_logs.get(request_id, ())]
 
     def holds(self, request_id: str) -> bool:
         """Whether the journal keeps in-memory state for the request (a lock, buffered lines, a flusher)."""

@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 
 from gateway import domain
+from gateway.clusters.tracking import PodTrack
 from gateway.errors import ResourceExhausted
-from gateway.pods.creation import Creator
+from gateway.placement import engine
+from gateway.pods.creation import Creator, placed_at_acceptance
 from gateway.pods.finishing import Finisher
 from gateway.pods.following import Follower
-from gateway.pods.journal import Journal
+from gateway.pods.journal import LOG_HOLD_SECONDS, Journal, encode
 from gateway.pods.runstate import RunState
 from gateway.settings import LiveSettings, Settings
 from gateway.store.base import LeaseLost, TenantAdmission
@@ -74,9 +76,12 @@ async def test_a_record_and_its_audit_are_one_write_and_only_a_new_record_is_aud
 class World:
     """One gateway's pod path on `store`: a journal, and the runner's three phases over one fake cluster."""
 
-    def __init__(self, store: SqlStore, cluster: FakeCluster, *, pending_within: float = 60.0) -> None:
+    def __init__(
+        self, store: SqlStore, cluster: FakeCluster, *, pending_within: float = 60.0, hold: float | None = None
+    ) -> None:
+        """`hold`: how long log lines and events may wait for the request's next write (`Journal`)."""
         self.store = store
-        self.journal = Journal(store)
+        self.journal = Journal(store, log_hold_seconds=hold)
         self.clusters = FakeClusters({cluster.name: cluster})
         settings = LiveSettings(Settings())
         self.creator = Creator(self.clusters, store, self.journal, settings, pending_within=pending_within)
@@ -112,14 +117,20 @@ async def created_not_yet_pending(world: World, request_id: str) -> RunState:
     return state
 
 
+def event_of(reason: str) -> domain.KubernetesEvent:
+    return domain.KubernetesEvent(time=datetime.now(UTC), type="Normal", reason=reason, message=reason.lower())
+
+
 def runs_to_success(cluster: FakeCluster, name: str) -> None:
-    """The pod's events, then Running, then its end, as the watches would report them once followed."""
-    pod = cluster.pods[("default", name)]
-    track = cluster.track("default", name)
+    """The pod's events (those the cluster does not have yet), then its end, as the watches would report
+    them once followed."""
+    had = {key for key, _ in cluster.events.get(("default", name), [])}
+    cluster.track("default", name)
     for i, reason in enumerate(EVENTS):
-        event = domain.KubernetesEvent(time=datetime.now(UTC), type="Normal", reason=reason, message=reason.lower())
-        track.add_event((f"u{i}", 1), event)
+        if (f"u{i}", 1) not in had:
+            cluster.add_event("default", name, (f"u{i}", 1), event_of(reason))
     ended = {"name": "base", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+    pod = cluster.pods[("default", name)]
     cluster.set_pod("default", name, {**pod, "status": {"phase": "Succeeded", "containerStatuses": [ended]}})
 
 
@@ -153,19 +164,28 @@ async def test_a_restart_before_pending_is_stored_makes_no_second_pod_and_loses_
         await second.journal.close()
 
 
-async def test_pending_goes_with_the_first_events_in_one_write(store: SqlStore) -> None:
+async def test_pending_and_the_first_events_go_with_the_next_write(store: SqlStore) -> None:
+    """Held, as the gateway holds them while it is the store's only writer: here until the result."""
     cluster = FakeCluster("a")
-    world = World(store, cluster)
+    world = World(store, cluster, hold=LOG_HOLD_SECONDS)
     state = await created_not_yet_pending(world, "r1")
     before = store.writes.operations
     runs_to_success(cluster, state.record.name)
     ending = await asyncio.wait_for(world.follower.follow(state), WITHIN)
-    assert store.writes.operations == before + 1  # Pending and the four events
-    record = await stored(store, "r1")
-    assert record.phase is domain.PodPhase.PENDING and record.last_seq == 1 + len(EVENTS)
+    assert store.writes.operations == before  # Pending and the four events wait for the result
     await world.finisher.finish(state, ending.result, ending.cluster)
-    assert store.writes.operations == before + 3  # the result, then finished
+    assert store.writes.operations == before + 2  # the result with them, then finished
+    record = await stored(store, "r1")
+    assert record.phase is domain.PodPhase.SUCCEEDED and record.last_seq == 1 + len(EVENTS) + 1
     await world.journal.close()
+
+
+async def two_replicas(stores: tuple[SqlStore, SqlStore]) -> tuple[SqlStore, SqlStore]:
+    """Replicas "a" and "b", registered, on one PostgreSQL database."""
+    for store, replica in zip(stores, "ab", strict=True):
+        store.act_as(replica)
+        await store.register_replica(replica, "", LeasePolicy())
+    return stores
 
 
 async def test_a_takeover_before_pending_is_stored_makes_no_second_pod_and_loses_nothing(
@@ -173,11 +193,7 @@ async def test_a_takeover_before_pending_is_stored_makes_no_second_pod_and_loses
 ) -> None:
     """Replica a created the pod and lost its lease before storing Pending: its late write is refused and
     dropped (no task error), and replica b, which claimed the request, creates nothing new."""
-    a, b = two_stores
-    a.act_as("a")
-    b.act_as("b")
-    await a.register_replica("a", "", LeasePolicy())
-    await b.register_replica("b", "", LeasePolicy())
+    a, b = await two_replicas(two_stores)
     cluster = FakeCluster("a")
     old = World(a, cluster)
     caplog.set_level(logging.INFO, logger="gateway.pods.journal")
@@ -204,4 +220,99 @@ async def test_a_takeover_before_pending_is_stored_makes_no_second_pod_and_loses
     runs_to_success(cluster, state.record.name)
     await new.run(RunState(claimed))
     await check_once_each(b, new.journal, cluster, RunState(await stored(b, "r1")))
+    await new.journal.close()
+
+
+class LookedAt(PodTrack):
+    """A pod's track that counts its follower's looks (each takes the events that came since the last)."""
+
+    looks = 0
+
+    def drain_events(self) -> list[domain.KubernetesEvent]:
+        self.looks += 1
+        return super().drain_events()
+
+
+def running_status(cluster: FakeCluster, name: str) -> dict[str, Any]:
+    started = {"name": "base", "state": {"running": {"startedAt": "2026-12-05T10:00:00Z"}}}
+    return {**cluster.pods[("default", name)], "status": {"phase": "Running", "containerStatuses": [started]}}
+
+
+async def accepted(world: World, request_id: str) -> domain.PodRecord:
+    """Stored as SubmitPod stores it: the record placed at acceptance and its first events, one write."""
+    now = datetime.now(UTC)
+    placement = engine.placement(pod_request(request_id), world.clusters.snapshots(), Settings().placement)
+    placed = placed_at_acceptance(new_record(request_id), placement)
+    first = [encode(domain.PhaseChange(phase=domain.PodPhase.QUEUED, reason="Accepted"), now)]
+    record, created = await world.store.create_pod_record(placed, events=[*first, encode(placement.decision, now)])
+    assert created and record.name
+    return record
+
+
+async def test_a_pods_life_is_four_store_writes(store: SqlStore) -> None:
+    """Accepted, Running, the result, finished: the Kubernetes events that come before Running (with a
+    Pending deferred until then) and after it (Pulled, Created, Started trail Running on their own watch)
+    wait for the next of these, with the log lines, instead of a write each (six writes a pod before)."""
+    cluster = FakeCluster("a", logs={"base": [f"2026-12-05T10:00:0{i}Z line {i}" for i in range(3)]})
+    world = World(store, cluster, hold=LOG_HOLD_SECONDS)
+    before = store.writes.operations
+    record = await accepted(world, "r1")
+    track = cluster.tracks[("default", record.name)] = LookedAt(cluster.synced)
+    cluster.add_event("default", record.name, ("u0", 1), event_of("Scheduled"))
+    run = asyncio.create_task(world.run(RunState(record, fresh=True)))
+    await eventually(lambda: track.looks >= 1, within=WITHIN)  # Pending, Scheduled: the first look
+    cluster.set_pod("default", record.name, running_status(cluster, record.name))
+
+    async def stored_running() -> bool:
+        return (await stored(store, "r1")).phase is domain.PodPhase.RUNNING
+
+    await eventually(stored_running, within=WITHIN)
+    looked = track.looks
+    for i, reason in enumerate(EVENTS[1:], start=1):
+        cluster.add_event("default", record.name, (f"u{i}", 1), event_of(reason))
+    await eventually(lambda: track.looks > looked, within=WITHIN)  # the trailing events: a look of their own
+    runs_to_success(cluster, record.name)
+    await asyncio.wait_for(run, WITHIN)
+    assert store.writes.operations - before == 4
+    items = await journalled(store, world.journal, "r1")
+    assert [i.reason for i in items if isinstance(i, domain.KubernetesEvent)] == list(EVENTS)  # each once, in order
+    assert [i.text for i in items if isinstance(i, domain.LogLine)] == ["line 0", "line 1", "line 2"]
+    assert [i.phase for i in items if isinstance(i, domain.PhaseChange)] == [domain.PodPhase.QUEUED, domain.PodPhase.RUNNING]
+    assert isinstance(items[-1], domain.PodResult) and items[-1].phase is domain.PodPhase.SUCCEEDED
+    assert (await stored(store, "r1")).finished_at is not None
+    await world.journal.close()
+
+
+async def test_events_a_lost_lease_dropped_are_journalled_once_by_the_new_owner(
+    two_stores: tuple[SqlStore, SqlStore],
+) -> None:
+    """Replica a held the pod's events when b took the request over: its write is refused and the events
+    dropped; b lists them again from the cluster, and skips the one a had journalled."""
+    a, b = await two_replicas(two_stores)
+    cluster = FakeCluster("a")
+    old = World(a, cluster, hold=LOG_HOLD_SECONDS)
+    state = await submitted(a, pod_request("r1"))
+    state.fresh = True  # accepted by a: followed from its create
+    await old.creator.place_and_create(state)
+    name = state.record.name
+    follow = asyncio.create_task(old.follower.follow(state))
+    cluster.add_event("default", name, ("u0", 1), event_of("Scheduled"))
+    await eventually(lambda: len(old.journal.held("r1")) == 1, within=WITHIN)
+    await old.journal.flush("r1")  # journalled by a, with its Pending
+    for i, reason in enumerate(EVENTS[1:], start=1):
+        cluster.add_event("default", name, (f"u{i}", 1), event_of(reason))
+    await eventually(lambda: len(old.journal.held("r1")) == len(EVENTS) - 1, within=WITHIN)  # held by a
+    await a.release_replica("a")
+    (claimed,) = await b.claim_orphans("b")
+    with pytest.raises(LeaseLost):
+        await old.journal.flush("r1")
+    follow.cancel()
+    await asyncio.gather(follow, return_exceptions=True)
+    await old.journal.close()
+    new = World(b, cluster)
+    runs_to_success(cluster, name)
+    await new.run(RunState(claimed))
+    assert cluster.replays == [name]  # b listed the pod's events once
+    items = await journalled(b, new.journal, "r1")
+    assert [i.reason for i in items if isinstance(i, domain.KubernetesEvent)] == list(EVENTS)
     await new.journal.close()

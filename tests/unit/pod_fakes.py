@@ -65,6 +65,8 @@ class FakeCluster:
     execs: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     exec_stdout: bytes = b""
     tracks: dict[Key, PodTrack] = field(default_factory=dict)
+    events: dict[Key, list[tuple[tuple[str, int], domain.KubernetesEvent]]] = field(default_factory=dict)  # as kept
+    replays: list[str] = field(default_factory=list)  # pod names, one per replay_events call
     synced: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -118,7 +120,19 @@ class FakeCluster:
     def untrack(self, namespace: str, name: str) -> None:
         self.tracks.pop((namespace, name), None)
 
+    async def replay_events(self, namespace: str, name: str) -> None:
+        self.replays.append(name)
+        track = self.tracks.get((namespace, name))
+        for key, event in self.events.get((namespace, name), []) if track is not None else []:
+            track.add_event(key, event)
+
     # --- the test's side -------------------------------------------------------------------
+
+    def add_event(self, namespace: str, name: str, key: tuple[str, int], event: domain.KubernetesEvent) -> None:
+        """An event of the pod, kept by the cluster (listed again by `replay_events`) and given to its track."""
+        self.events.setdefault((namespace, name), []).append((key, event))
+        if (namespace, name) in self.tracks:
+            self.tracks[(namespace, name)].add_event(key, event)
 
     def set_pod(self, namespace: str, name: str, pod: dict[str, Any] | None) -> None:
         """Changes the pod as the cluster's watch would report it."""

@@ -18,8 +18,9 @@ import pytest
 from gateway import domain
 from gateway.clusters.tracking import PodTrack
 from gateway.pods.creation import Creator
+from gateway.pods.finishing import Finisher
 from gateway.pods.following import GONE_CHECK_SECONDS, Follower
-from gateway.pods.journal import Journal
+from gateway.pods.journal import LOG_HOLD_SECONDS, Journal
 from gateway.pods.runstate import RunState
 from gateway.settings import LiveSettings, Settings
 from gateway.store.sql import SqlStore
@@ -90,7 +91,7 @@ class Run:
 
 @pytest.fixture
 async def run(counted: CountingStore) -> AsyncIterator[Run]:
-    world = Run(counted, Journal(counted))  # type: ignore[arg-type]
+    world = Run(counted, Journal(counted, log_hold_seconds=LOG_HOLD_SECONDS))  # type: ignore[arg-type]  # as the gateway's
     yield world
     await world.journal.close()
 
@@ -131,7 +132,8 @@ async def stored_phase(run: Run, state: RunState) -> domain.PodPhase:
 async def test_events_that_came_together_are_journalled_in_one_write_with_the_pending_phase(
     run: Run, counted: CountingStore
 ) -> None:
-    """The created pod's Pending waits for its first events and goes with them: one write for all."""
+    """The created pod's Pending waits for its first events, and they for the request's next write (here its
+    result): one write for all of them, the Pending replaced by the result's phase."""
     state = await run.created(fresh=True)
     assert await stored_phase(run, state) is domain.PodPhase.QUEUED  # the pod name is stored, Pending not yet
     track = run.cluster.track("default", state.record.name)
@@ -140,12 +142,15 @@ async def test_events_that_came_together_are_journalled_in_one_write_with_the_pe
         track.add_event((f"u{i}", 1), each)
     succeeded(run.cluster, state)
     counted.calls.clear()
-    await asyncio.wait_for(run.follower().follow(state), WITHIN)
-    assert counted.writes() == 1 and counted.calls["record_phase"] == 1
-    assert await stored_phase(run, state) is domain.PodPhase.PENDING
+    ending = await asyncio.wait_for(run.follower().follow(state), WITHIN)
+    assert counted.writes() == 0  # held: Pending and the events wait for the result
+    await Finisher(counted, run.journal).finish(state, ending.result, None)  # type: ignore[arg-type]
+    assert counted.writes() == 2 and (counted.calls["record_result"], counted.calls["record_finished"]) == (1, 1)
+    assert await stored_phase(run, state) is domain.PodPhase.SUCCEEDED
     items = await journalled(counted.store, run.journal, state.request_id)
     assert [i for i in items if isinstance(i, domain.KubernetesEvent)] == events  # all of them, in order
-    assert counted.writes() == 1  # nothing was left to flush
+    assert isinstance(items[-1], domain.PodResult)  # the events before the result they came with
+    assert counted.writes() == 2  # nothing was left to flush
 
 
 async def test_each_state_change_is_one_store_write_with_its_events(run: Run, counted: CountingStore) -> None:
@@ -213,15 +218,21 @@ async def test_a_pod_just_created_is_awaited_from_the_watch_not_asked_for(
     assert ending.result.phase is domain.PodPhase.SUCCEEDED
 
 
-async def test_a_pod_the_watch_shows_while_its_first_events_are_written_is_followed_not_taken_for_deleted(
+async def test_a_pod_the_watch_shows_after_its_first_events_is_followed_not_taken_for_deleted(
     run: Run, counted: CountingStore
 ) -> None:
-    """The events of a pod the watch has not shown yet are written before it is looked for again."""
+    """The pod watch lags behind the events watch: the events are held (no write), the pod is neither asked
+    for (fresh: its watch shows it shortly) nor taken for deleted, and followed once the watch shows it."""
     state = await run.created(fresh=True)
     key = ("default", state.record.name)
     track = run.cluster.tracks[key] = PodTrack(run.cluster.synced)  # the pod watch lags behind the events
     track.add_event(("u0", 1), event("Scheduled"))
-    counted.during["record_phase"] = lambda: succeeded(run.cluster, state)  # the write carries Pending
-    ending = await asyncio.wait_for(run.follower().follow(state), WITHIN)
+    counted.calls.clear()
+    task = asyncio.create_task(run.follower().follow(state))
+    await asyncio.sleep(0.2)  # room for a write or a GET that must not come (the pod showing sooner passes too)
+    assert counted.writes() == 0 and run.cluster.gets == []
+    succeeded(run.cluster, state)
+    ending = await asyncio.wait_for(task, WITHIN)
     assert ending.result.phase is domain.PodPhase.SUCCEEDED
-    assert "record_phase" not in counted.during  # the pod did show up during the write
+    assert [i.reason for i in await journalled(counted.store, run.journal, state.request_id)
+            if isinstance(i, domain.KubernetesEvent)] == ["Scheduled"]  # fmt: skip
