@@ -1,6 +1,6 @@
 """Who is calling and what their tenant may do: authentication per call, the tenants in force, admission.
 
-The servicers ask `current_caller()` for the authenticated caller; `AuthInterceptor` sets it for every
+The servicers ask `current_caller()` for the authenticated caller; `Authenticating` sets it for every
 RPC except health checks and reflection. With no tenants configured the gateway runs open (allowed on
 loopback only; `config.listener_problems` refuses anything else): every caller is the anonymous admin,
 and the Pod Security Standards still apply, at the baseline level.
@@ -16,7 +16,7 @@ import contextlib
 import contextvars
 import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,7 @@ import jwt
 
 from gateway import domain, errors
 from gateway.api.audit import AuditEvent, Auditor
-from gateway.api.interceptors import Handler, PerMethod, rewrap
+from gateway.api.interceptors import Handler, rewrap
 from gateway.api.jwks import JwksCache
 from gateway.api.status import MAX_MESSAGE, clip, code_for
 from gateway.credentials.issuing import KubeconfigAccess
@@ -72,7 +72,7 @@ _refusal_audited: contextvars.ContextVar[bool] = contextvars.ContextVar("podgate
 
 def current_caller() -> Caller:
     caller = _caller.get()
-    if caller is None:  # a servicer called outside AuthInterceptor: a wiring bug, never an open door
+    if caller is None:  # a servicer called outside Authenticating: a wiring bug, never an open door
         raise errors.Unauthenticated("the call was not authenticated")
     return caller
 
@@ -228,25 +228,16 @@ def _has_quota(tenant: tp.Tenant) -> bool:
 DENIALS = (errors.Unauthenticated, errors.PermissionDenied, errors.ResourceExhausted)
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """Authenticates each call and records every refusal (unauthenticated, denied, over quota) in the audit."""
+class Authenticating:
+    """Wraps each method to authenticate its calls (health checks and reflection excepted) and record every
+    refusal (unauthenticated, denied, over quota) in the audit."""
 
     def __init__(self, access: AccessControl) -> None:
         self._access = access
-        self._handlers = PerMethod(self._wrap)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(UNAUTHENTICATED_METHODS):
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        if method.startswith(UNAUTHENTICATED_METHODS):
             return handler
-        return self._handlers.get(method, handler)
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         return rewrap(handler, functools.partial(self._unary, method), functools.partial(self._stream, method))
 
     async def _enter(self, method: str, context: grpc.aio.ServicerContext) -> Caller:

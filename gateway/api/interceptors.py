@@ -1,4 +1,5 @@
-"""Server interceptors: the one place where errors become gRPC statuses."""
+"""What every served method is wrapped in (api/methods.py): the one place where errors become gRPC statuses,
+and each RPC's request id and count."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -39,10 +40,10 @@ def rewrap(handler: grpc.RpcMethodHandler, unary: Wrap, stream: Wrap) -> grpc.Rp
 
 
 class PerMethod:
-    """Each method's wrapped handler, built once. The services hand out the same handler object for a
-    method on every call, so wrapping it per call (new closures and a new handler tuple for each of three
-    interceptors) was work repeated on every RPC; a handler that is not the one wrapped is wrapped anew.
-    Only served methods get here (an unknown method has no handler), so the cache stays small."""
+    """Each method's wrapped handler, built once, for handlers that only a generic handler finds at call time
+    (api/methods.py wraps the rest at start). Such a handler usually hands out the same handler object for a
+    method on every call; a handler that is not the one wrapped is wrapped anew. Only served methods get here
+    (an unknown method has no handler), so the cache stays small."""
 
     def __init__(self, wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]) -> None:
         self._wrap = wrap
@@ -145,33 +146,18 @@ def _wrap_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]], deco
     return wrapper
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns GatewayError into its status code with details; anything else into INTERNAL with an incident id."""
-
-    def __init__(self) -> None:
-        self._handlers = PerMethod(self._wrap)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        return self._handlers.get(handler_call_details.method, handler)
-
-    @staticmethod
-    def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        decode = None
-        if handler.unary_unary is not None or handler.unary_stream is not None:
-            decode = handler.request_deserializer  # decoded here: a malformed message is INVALID_ARGUMENT
-            handler = handler._replace(request_deserializer=None)
-        return rewrap(
-            handler,
-            lambda behaviour: _wrap_unary(method, behaviour, decode),
-            lambda behaviour: _wrap_stream(method, behaviour, decode),
-        )
+def answered(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """The handler answering GatewayError with its status code and details, anything else with INTERNAL and an
+    incident id; it decodes the request itself, so a malformed message is INVALID_ARGUMENT."""
+    decode = None
+    if handler.unary_unary is not None or handler.unary_stream is not None:
+        decode = handler.request_deserializer
+        handler = handler._replace(request_deserializer=None)
+    return rewrap(
+        handler,
+        lambda behaviour: _wrap_unary(method, behaviour, decode),
+        lambda behaviour: _wrap_stream(method, behaviour, decode),
+    )
 
 
 def _request_id(metadata: Any) -> str:
@@ -240,26 +226,9 @@ def _observe_stream(method: str, behaviour: Callable[..., AsyncIterator[Any]]) -
     return wrapper
 
 
-class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Outermost: binds a request id for the RPC's log lines and counts each RPC by method and final status code.
-
-    Only methods the server serves are counted, so label values stay bounded whatever callers send.
-    """
-
-    def __init__(self) -> None:
-        self._handlers = PerMethod(self._wrap)
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        return self._handlers.get(handler_call_details.method, handler)
-
-    @staticmethod
-    def _wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        name = method.lstrip("/")
-        return rewrap(handler, functools.partial(_observe_unary, name), functools.partial(_observe_stream, name))
+def observed(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Outermost: the handler binding a request id for the RPC's log lines and counting each RPC by method and
+    final status code. Only methods the server serves are wrapped, so label values stay bounded whatever
+    callers send."""
+    name = method.lstrip("/")
+    return rewrap(handler, functools.partial(_observe_unary, name), functools.partial(_observe_stream, name))

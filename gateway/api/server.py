@@ -19,8 +19,8 @@ from gateway._proto.podgate.v1 import (
     dispatch_pb2,
     dispatch_pb2_grpc,
 )
-from gateway.api.access import AccessControl, AuthInterceptor
-from gateway.api.interceptors import ErrorInterceptor, MetricsInterceptor
+from gateway.api import methods
+from gateway.api.access import AccessControl
 from gateway.policy.limits import DEFAULT_LIMITS
 from gateway.settings import TlsSettings
 
@@ -114,18 +114,18 @@ async def start(
             f"refusing a plain-text listener on {address}: plain text is only allowed on loopback addresses"
         )
     options = [("grpc.max_receive_message_length", max_message_bytes), *EXCLUSIVE_PORT]
-    interceptors: list[grpc.aio.ServerInterceptor] = [MetricsInterceptor(), ErrorInterceptor()]
-    if access is not None:  # None only in tests of the frame: our servicers then refuse every call
-        interceptors.append(AuthInterceptor(access))
-    server = grpc.aio.server(interceptors=interceptors, options=options)
-    dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(servicers.dispatch, server)
-    clusters_pb2_grpc.add_ClusterServiceServicer_to_server(servicers.clusters, server)
-    credentials_pb2_grpc.add_CredentialsServiceServicer_to_server(servicers.credentials, server)
     health_servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
+    registrations: list[methods.Register] = [
+        lambda s: dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(servicers.dispatch, s),
+        lambda s: clusters_pb2_grpc.add_ClusterServiceServicer_to_server(servicers.clusters, s),
+        lambda s: credentials_pb2_grpc.add_CredentialsServiceServicer_to_server(servicers.credentials, s),
+        lambda s: health_pb2_grpc.add_HealthServicer_to_server(health_servicer, s),
+        lambda s: reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), s
+        ),
+    ]
+    server = grpc.aio.server(options=options)
+    server.add_generic_rpc_handlers((methods.served(registrations, methods.edge_wrap(access)),))
     port = bind(server, address, server_credentials(tls) if tls.enabled else None)
     health_server, health_port = None, 0
     if health_address:

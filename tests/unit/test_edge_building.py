@@ -1,4 +1,5 @@
-"""The edge's per-call shortcuts give what the general code gave: timestamps, audit records, wrapped handlers."""
+"""The edge's per-call shortcuts give what the general code gave: timestamps, audit records, wrapped handlers,
+the table of served methods."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import grpc
 from google.protobuf import timestamp_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gateway._proto.podgate.v1 import dispatch_pb2, dispatch_pb2_grpc
+from gateway.api import methods
 from gateway.api.audit import AuditEvent
 from gateway.api.convert_pods import timestamp
 from gateway.api.interceptors import PerMethod
@@ -62,3 +67,41 @@ def test_a_method_is_wrapped_once_and_again_only_for_another_handler() -> None:
     assert handlers.get("/s/M", first) is once and wrapped == ["/s/M"]
     assert handlers.get("/s/N", first) is not once and wrapped == ["/s/M", "/s/N"]
     assert handlers.get("/s/M", second) is not once and wrapped == ["/s/M", "/s/N", "/s/M"]
+
+
+def test_every_method_is_wrapped_once_at_start_and_found_by_one_lookup() -> None:
+    """The server gets one generic handler: each registered method wrapped at start, a method only a generic
+    handler knows wrapped at its first call and kept, an unknown method not served."""
+    wrapped: list[str] = []
+
+    def wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        wrapped.append(method)
+        return handler._replace(response_serializer=None)
+
+    late = grpc.method_handlers_generic_handler("late.Service", {"Only": grpc.unary_unary_rpc_method_handler(lambda r, c: r)})
+    table = methods.served(
+        [
+            lambda s: dispatch_pb2_grpc.add_DispatchServiceServicer_to_server(dispatch_pb2_grpc.DispatchServiceServicer(), s),
+            lambda s: health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), s),
+            lambda s: reflection.enable_server_reflection((reflection.SERVICE_NAME,), s),
+            lambda s: s.add_generic_rpc_handlers((late,)),
+        ],
+        wrap,
+    )
+    dispatch = dispatch_pb2.DESCRIPTOR.services_by_name["DispatchService"]
+    checks = health_pb2.DESCRIPTOR.services_by_name["Health"]
+    expected = {f"/{service.full_name}/{m.name}" for service in (dispatch, checks) for m in service.methods}
+    expected.add("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+    assert table.methods() == expected and sorted(wrapped) == sorted(expected)
+
+    def details(method: str) -> grpc.HandlerCallDetails:
+        return type("Details", (grpc.HandlerCallDetails,), {"method": method, "invocation_metadata": ()})()
+
+    submit = table.service(details(f"/{dispatch.full_name}/SubmitPod"))
+    assert submit is not None and submit.response_serializer is None  # the wrapped one
+    assert table.service(details(f"/{dispatch.full_name}/SubmitPod")) is submit and len(wrapped) == len(expected)
+    only = table.service(details("/late.Service/Only"))
+    assert only is not None and only.response_serializer is None and wrapped[-1] == "/late.Service/Only"
+    assert table.service(details("/late.Service/Only")) is only and len(wrapped) == len(expected) + 1
+    assert table.service(details("/late.Service/Unknown")) is None
+    assert table.service(details("/podgate.v1.Nothing/At")) is None
