@@ -51,7 +51,8 @@ async def test_an_event_held_when_the_gateway_died_is_journalled_once_after_its_
     world: SimWorld, tmp_path: Path, api_protocol: str
 ) -> None:
     config = gateway_settings(tmp_path, api_protocol_settings(api_protocol))
-    request = pod_request("import time; print('up', flush=True); time.sleep(2)")
+    # Running for 5 s: the event must be seen and held before the result (or the lines' 5 s hold) writes it.
+    request = pod_request("import time; print('up', flush=True); time.sleep(5)")
     request_id = request.request_id
     gw = await start_gateway(config)
     try:
@@ -67,7 +68,8 @@ async def test_an_event_held_when_the_gateway_died_is_journalled_once_after_its_
         pod = sim_pod(world, record.cluster, record.name)
         assert pod is not None
         EventRecorder(world.clusters[record.cluster].store, "kubelet").record(pod, "Warning", "Unhealthy", PROBE)
-        await eventually(lambda: any(getattr(i, "reason", "") == "Unhealthy" for i in gw.journal.held(request_id)))
+        held = lambda: any(getattr(i, "reason", "") == "Unhealthy" for i in gw.journal.held(request_id))  # noqa: E731
+        await eventually(held, every=0.02)
     except BaseException:
         await gw.stop()
         raise

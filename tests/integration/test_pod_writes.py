@@ -23,7 +23,7 @@ from gateway.placement import engine
 from gateway.pods.creation import Creator, placed_at_acceptance
 from gateway.pods.finishing import Finisher
 from gateway.pods.following import Follower
-from gateway.pods.journal import LOG_HOLD_SECONDS, Journal, encode
+from gateway.pods.journal import Journal, encode
 from gateway.pods.runstate import RunState
 from gateway.settings import LiveSettings, Settings
 from gateway.store.base import LeaseLost, TenantAdmission
@@ -34,6 +34,7 @@ from tests.e2e.conftest import eventually
 from tests.unit.pod_fakes import FakeCluster, FakeClusters, journalled, pod_request, submitted
 
 WITHIN = 10.0
+HELD = 60.0  # lines and events wait for the next write (the gateway's 5 s, longer here: no flush of its own under load)
 EVENTS = ("Scheduled", "Pulled", "Created", "Started")
 
 
@@ -165,9 +166,9 @@ async def test_a_restart_before_pending_is_stored_makes_no_second_pod_and_loses_
 
 
 async def test_pending_and_the_first_events_go_with_the_next_write(store: SqlStore) -> None:
-    """Held, as the gateway holds them while it is the store's only writer: here until the result."""
+    """Held, as the gateway holds them while it is the store's only writer (`HELD`): here until the result."""
     cluster = FakeCluster("a")
-    world = World(store, cluster, hold=LOG_HOLD_SECONDS)
+    world = World(store, cluster, hold=HELD)
     state = await created_not_yet_pending(world, "r1")
     before = store.writes.operations
     runs_to_success(cluster, state.record.name)
@@ -254,7 +255,7 @@ async def test_a_pods_life_is_four_store_writes(store: SqlStore) -> None:
     Pending deferred until then) and after it (Pulled, Created, Started trail Running on their own watch)
     wait for the next of these, with the log lines, instead of a write each (six writes a pod before)."""
     cluster = FakeCluster("a", logs={"base": [f"2026-12-05T10:00:0{i}Z line {i}" for i in range(3)]})
-    world = World(store, cluster, hold=LOG_HOLD_SECONDS)
+    world = World(store, cluster, hold=HELD)
     before = store.writes.operations
     record = await accepted(world, "r1")
     track = cluster.tracks[("default", record.name)] = LookedAt(cluster.synced)
@@ -290,7 +291,7 @@ async def test_events_a_lost_lease_dropped_are_journalled_once_by_the_new_owner(
     dropped; b lists them again from the cluster, and skips the one a had journalled."""
     a, b = await two_replicas(two_stores)
     cluster = FakeCluster("a")
-    old = World(a, cluster, hold=LOG_HOLD_SECONDS)
+    old = World(a, cluster, hold=HELD)
     state = await submitted(a, pod_request("r1"))
     state.fresh = True  # accepted by a: followed from its create
     await old.creator.place_and_create(state)
