@@ -22,6 +22,7 @@ from gateway.clusters.kubeapi import request as rq
 from gateway.clusters.kubeapi.channels import ExecCollector, ExecResult
 from gateway.clusters.kubeapi.decode import (
     LineSplitter,
+    Narrow,
     ObjectList,
     WatchEvent,
     decode_list,
@@ -305,10 +306,11 @@ class ClusterClient:
 
     async def watch_stream(
         self, resource: Resource, namespace: str | None = None, *, resource_version: str = "",
-        label_selector: str = "", field_selector: str = "",
+        label_selector: str = "", field_selector: str = "", narrow: Narrow | None = None,
     ) -> AsyncIterator[WatchEvent]:  # fmt: skip
         """One watch connection. Ends quietly when the server closes it or it goes silent for
-        `watch_inactivity`; an expired resourceVersion raises Gone."""
+        `watch_inactivity`; an expired resourceVersion raises Gone. With `narrow`, each object is decoded
+        into the fields its shape names only (decode.Narrow)."""
         request = rq.prepare_watch(
             resource, namespace, resource_version=resource_version, label_selector=label_selector,
             field_selector=field_selector, timeout_seconds=self.timeouts.watch_seconds,
@@ -319,7 +321,7 @@ class ClusterClient:
                 async for batch in batches:
                     for line in batch:
                         if line.strip():
-                            yield decode_watch_line(line, cluster=self.name, call=request.call)
+                            yield decode_watch_line(line, cluster=self.name, call=request.call, narrow=narrow)
         except StreamSilent:
             log.debug("cluster %s: %s: silent for %ss, reconnecting", self.name, request.call, timeout.sock_read)
 

@@ -6,8 +6,9 @@ import enum
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import msgspec
 import orjson
 
 from gateway.clusters.kubeapi.errors import KubeError, error_for
@@ -71,6 +72,9 @@ class EventType(enum.StrEnum):
     RELISTED = "RELISTED"
 
 
+_SERVED_TYPES = {t.value: t for t in EventType if t is not EventType.RELISTED}  # what a server may send
+
+
 @dataclass(frozen=True, kw_only=True)
 class WatchEvent:
     type: EventType
@@ -83,19 +87,52 @@ def resource_version_of(obj: KubeObject) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion", ""))
 
 
-def decode_watch_line(line: bytes, *, cluster: str, call: str) -> WatchEvent:
-    """One line of a watch stream; an ERROR line raises the error it carries (410 → Gone)."""
-    data = decode_object(line, cluster=cluster, call=call)
-    kind, obj = data.get("type"), data.get("object")
+_Shape = TypeVar("_Shape")
+
+
+class _Line(msgspec.Struct, Generic[_Shape]):
+    type: str
+    object: _Shape
+
+
+class Narrow:
+    """Decodes watch lines reading only the fields of `shape` (a TypedDict of what the watch's consumer reads,
+    e.g. gateway/clusters/shapes.py): msgspec skips every other field of the object in C, so the parts nobody
+    reads are never built as Python objects. A line it refuses (a nested object of another type than the
+    shape says, JSON orjson or json.loads reads differently) is decoded whole as before (`read` answers None),
+    so the consumer sees what it always saw."""
+
+    __slots__ = ("_decoder", "shape")
+
+    def __init__(self, shape: Any) -> None:
+        self.shape = shape
+        self._decoder = msgspec.json.Decoder(_Line[shape])
+
+    def read(self, line: bytes) -> tuple[str, KubeObject] | None:
+        try:
+            data = self._decoder.decode(line)
+        except msgspec.DecodeError:  # ValidationError too
+            return None
+        return data.type, data.object
+
+
+def decode_watch_line(line: bytes, *, cluster: str, call: str, narrow: Narrow | None = None) -> WatchEvent:
+    """One line of a watch stream; an ERROR line raises the error it carries (410 → Gone). With `narrow`, the
+    object has only the fields of its shape (an ERROR line's Status is always read whole)."""
+    read = narrow.read(line) if narrow is not None else None
+    kind: Any
+    obj: Any
+    if read is not None and read[0] != "ERROR":
+        kind, obj = read
+    else:
+        data = decode_object(line, cluster=cluster, call=call)
+        kind, obj = data.get("type"), data.get("object")
     if not isinstance(obj, dict):
         raise DecodeError(f"cluster {cluster!r}: {call}: watch event without an object", cluster=cluster)
     if kind == "ERROR":
         raise error_for(int(obj.get("code") or 500), obj, cluster=cluster, call=call)
-    try:
-        event_type = EventType(str(kind))
-    except ValueError as e:
-        raise DecodeError(f"cluster {cluster!r}: {call}: unknown watch event type {kind!r}", cluster=cluster) from e
-    if event_type is EventType.RELISTED:
+    event_type = _SERVED_TYPES.get(kind) if isinstance(kind, str) else None
+    if event_type is None:
         raise DecodeError(f"cluster {cluster!r}: {call}: unknown watch event type {kind!r}", cluster=cluster)
     return WatchEvent(type=event_type, object=obj, resource_version=resource_version_of(obj))
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from gateway.clusters.kubeapi.client import ClusterClient
-from gateway.clusters.kubeapi.decode import EventType, WatchEvent
+from gateway.clusters.kubeapi.decode import EventType, Narrow, WatchEvent
 from gateway.clusters.kubeapi.errors import Gone, KubeError
 from gateway.clusters.kubeapi.request import Resource
 from gateway.clusters.kubeapi.retry import Draw, backoff_delay, full_jitter
@@ -38,6 +38,7 @@ class WatchTarget:
     namespace: str | None = None
     label_selector: str = ""
     field_selector: str = ""
+    narrow: Narrow | None = None  # each watched object decoded into these fields only (a list's are whole)
 
 
 async def list_then_watch(
@@ -66,7 +67,7 @@ async def list_then_watch(
         try:
             async for event in client.watch_stream(
                 target.resource, target.namespace, resource_version=version, label_selector=target.label_selector,
-                field_selector=target.field_selector,
+                field_selector=target.field_selector, narrow=target.narrow,
             ):  # fmt: skip
                 version, delivered = event.resource_version or version, True
                 yield event
