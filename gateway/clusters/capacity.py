@@ -119,22 +119,29 @@ class CapacityBook:
         self._nodes.pop(name, None)
         self._snapshot = None
 
-    def set_pod(self, pod: Mapping[str, Any]) -> None:
+    def set_pod(self, pod: Mapping[str, Any]) -> bool:
+        """Adds or updates a pod; True when a node's usage changed (most of a pod's changes leave it as it was)."""
         uid = (pod.get("metadata") or {}).get("uid", "")
         now = sizing(pod)
         if self._sizings.get(uid) == now:
-            return
+            return False
         self._sizings[uid] = now
-        self._apply(self._pods.pop(uid, None), -1)
-        usage = pod_usage(pod)
+        old, usage = self._pods.pop(uid, None), pod_usage(pod)
         if usage is not None:
             self._pods[uid] = usage
-            self._apply(usage, +1)
+        if old == usage:
+            return False
+        self._apply(old, -1)
+        self._apply(usage, +1)
+        return True
 
-    def remove_pod(self, pod: Mapping[str, Any]) -> None:
+    def remove_pod(self, pod: Mapping[str, Any]) -> bool:
+        """True when a node's usage changed (the pod was bound and had not ended)."""
         uid = (pod.get("metadata") or {}).get("uid", "")
         self._sizings.pop(uid, None)
-        self._apply(self._pods.pop(uid, None), -1)
+        old = self._pods.pop(uid, None)
+        self._apply(old, -1)
+        return old is not None
 
     def _apply(self, usage: PodUsage | None, sign: int) -> None:
         if usage is None:

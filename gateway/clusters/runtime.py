@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import domain
+from gateway.clusters import shapes
 from gateway.clusters.capacity import TERMINAL_PHASES, CapacityBook
 from gateway.clusters.kubeapi import errors as kube
 from gateway.clusters.kubeapi.client import ClusterClient
-from gateway.clusters.kubeapi.decode import EventType, WatchEvent
+from gateway.clusters.kubeapi.decode import EventType, Narrow, WatchEvent
 from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
 from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
 from gateway.clusters.tracking import SAFETY_WAKE_SECONDS, PodTrack, kept, wake_forever
@@ -31,12 +32,27 @@ log = logging.getLogger(__name__)
 PodKey = tuple[str, str]
 
 
-def _key(obj: Mapping[str, Any]) -> PodKey:
+def pod_key(obj: Mapping[str, Any]) -> PodKey:
     meta = obj.get("metadata") or {}
     return meta.get("namespace", ""), meta.get("name", "")
 
 
-def _kube_event(obj: Mapping[str, Any]) -> domain.KubernetesEvent:
+def owned_by(pod: Mapping[str, Any], gateway_id: str) -> bool:
+    return ((pod.get("metadata") or {}).get("labels") or {}).get(domain.MANAGED_BY_LABEL) == gateway_id
+
+
+def involved_pod(obj: Mapping[str, Any]) -> PodKey | None:
+    """The pod an Event is about; None when it is about another kind of object."""
+    involved = obj.get("involvedObject") or {}
+    return (involved.get("namespace", ""), involved.get("name", "")) if involved.get("kind") == "Pod" else None
+
+
+def event_key(obj: Mapping[str, Any]) -> tuple[str, int]:
+    """An Event seen again with the same count is the same event (a repeat comes back with a higher count)."""
+    return (obj.get("metadata") or {}).get("uid", ""), int(obj.get("count") or 1)
+
+
+def kube_event(obj: Mapping[str, Any]) -> domain.KubernetesEvent:
     stamp = obj.get("lastTimestamp") or obj.get("eventTime") or obj.get("firstTimestamp")
     try:
         when = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else datetime.now(UTC)
@@ -123,9 +139,15 @@ class ClusterRuntime:
     async def start(self) -> None:
         self._tasks = [
             logcontext.background(self._probe_forever(), name=f"probe:{self.name}", cluster=self.name),
-            logcontext.background(self._watch(NODES, self._on_node), name=f"nodes:{self.name}", cluster=self.name),
-            logcontext.background(self._watch(PODS, self._on_pod), name=f"pods:{self.name}", cluster=self.name),
-            logcontext.background(self._watch(EVENTS, self._on_event), name=f"events:{self.name}", cluster=self.name),
+            logcontext.background(
+                self._watch(NODES, shapes.NODES, self._on_node), name=f"nodes:{self.name}", cluster=self.name
+            ),
+            logcontext.background(
+                self._watch(PODS, shapes.PODS, self._on_pod), name=f"pods:{self.name}", cluster=self.name
+            ),
+            logcontext.background(
+                self._watch(EVENTS, shapes.EVENTS, self._on_event), name=f"events:{self.name}", cluster=self.name
+            ),
             logcontext.background(
                 wake_forever(self._tracks, SAFETY_WAKE_SECONDS), name=f"wake:{self.name}", cluster=self.name
             ),
@@ -181,8 +203,9 @@ class ClusterRuntime:
 
     # --- watches --------------------------------------------------------------------------
 
-    async def _watch(self, resource: Resource, handle: Callable[[WatchEvent], None]) -> None:
-        async for event in watch_forever(self.client, WatchTarget(resource=resource)):
+    async def _watch(self, resource: Resource, narrow: Narrow, handle: Callable[[WatchEvent], None]) -> None:
+        """Each watched object is decoded into what `handle` reads (gateway/clusters/shapes.py), not whole."""
+        async for event in watch_forever(self.client, WatchTarget(resource=resource, narrow=narrow)):
             handle(event)
 
     def _on_node(self, event: WatchEvent) -> None:
@@ -200,49 +223,52 @@ class ClusterRuntime:
             self._book.reset(pods=event.objects)
             self._ours, self._running = {}, set()
             for p in event.objects:
-                if self._owned(p):
-                    self._keep(_key(p), p)
+                if owned_by(p, self.gateway_id):
+                    self._keep(pod_key(p), p)
             for key, track in self._tracks.items():
                 track.update(self._ours.get(key))
             self._pods_synced.set()
         elif event.type in (EventType.ADDED, EventType.MODIFIED, EventType.DELETED):
-            obj, key = event.object, _key(event.object)
+            obj, key, running = event.object, pod_key(event.object), len(self._running)
             if event.type is EventType.DELETED:
-                self._book.remove_pod(obj)
-                self._keep(key, None)
+                usage_changed, news = self._book.remove_pod(obj), True
+                self._forget(key)
             else:
-                self._book.set_pod(obj)
-                if self._owned(obj):
-                    self._keep(key, obj)
-            if key in self._tracks:
+                usage_changed = self._book.set_pod(obj)
+                news = not owned_by(obj, self.gateway_id) or self._keep(key, obj)
+            if news and key in self._tracks:  # its follower wakes only when what it reads changed
                 self._tracks[key].update(self._ours.get(key))
+            if not usage_changed and len(self._running) == running:
+                return  # nothing a snapshot shows changed: placements waiting for capacity sleep on
         self._on_change()
 
-    def _keep(self, key: PodKey, pod: Mapping[str, Any] | None) -> None:
-        """Records a gateway pod's latest state (None: gone), keeping the running count without a recount."""
-        if pod is None:
-            self._ours.pop(key, None)
-            self._running.discard(key)
-            return
-        self._ours[key] = kept(pod)
+    def _keep(self, key: PodKey, pod: Mapping[str, Any]) -> bool:
+        """Records a gateway pod's latest state, keeping the running count without a recount. False when what
+        the gateway keeps of it is as it was (a change of fields nobody reads): the object held stays, so
+        its follower, which compares by identity, has nothing new to look at."""
+        state = kept(pod)
+        if state == self._ours.get(key):
+            return False
+        self._ours[key] = state
         if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
             self._running.discard(key)
         else:
             self._running.add(key)
+        return True
+
+    def _forget(self, key: PodKey) -> None:
+        self._ours.pop(key, None)
+        self._running.discard(key)
 
     def _on_event(self, event: WatchEvent) -> None:
         objects = event.objects if event.type is EventType.RELISTED else (event.object,)
         if event.type not in (EventType.RELISTED, EventType.ADDED, EventType.MODIFIED):
             return
         for obj in objects:
-            involved = obj.get("involvedObject") or {}
-            track = self._tracks.get((involved.get("namespace", ""), involved.get("name", "")))
-            if involved.get("kind") == "Pod" and track is not None:
-                meta = obj.get("metadata") or {}
-                track.add_event((meta.get("uid", ""), int(obj.get("count") or 1)), _kube_event(obj))
-
-    def _owned(self, pod: Mapping[str, Any]) -> bool:
-        return ((pod.get("metadata") or {}).get("labels") or {}).get(domain.MANAGED_BY_LABEL) == self.gateway_id
+            key = involved_pod(obj)
+            track = self._tracks.get(key) if key is not None else None
+            if track is not None:
+                track.add_event(event_key(obj), kube_event(obj))
 
     # --- health ---------------------------------------------------------------------------
 

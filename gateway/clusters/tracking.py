@@ -123,6 +123,7 @@ class PodTrack:
         self.pod = pod
         self.seen = self.seen or pod is not None
         self._signal()
+        self._signal_next()
 
     def add_event(self, key: tuple[str, int], event: domain.KubernetesEvent) -> None:
         """Adds an event once (by uid and count: a repeated event comes back with a higher count)."""
@@ -138,10 +139,15 @@ class PodTrack:
     def poke(self) -> None:
         """Wakes the follower without a change of the pod (cancellation, its cluster going away)."""
         self._signal()
+        self._signal_next()
 
     def _signal(self) -> None:
+        """Wakes the pod's follower (`wait`): the pod or its events changed."""
         self._changed = True
         _wake(self._waiter)
+
+    def _signal_next(self) -> None:
+        """Wakes the log followers (`wait_next`), which wait for their container's end: not for events."""
         if self._next is not None:
             self._next.set()
             self._next = None
@@ -174,7 +180,8 @@ class PodTrack:
         self._changed = False
 
     async def wait_next(self, within: float) -> None:
-        """Returns at the next change (or after `within` seconds) without taking it from `wait`. For the pod's
+        """Returns at the next change of the pod, not of its events (or after `within` seconds), without taking
+        it from `wait`. For the pod's
         log followers: had they waited with `wait`, one could clear a change (the pod's end) that came while the
         follower was busy storing a phase, and the follower would sleep out its idle wait (30 s late results,
         bench/replicas.py). A change before the call is not seen: check the state first."""

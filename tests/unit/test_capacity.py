@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.clusters.capacity import CapacityBook, node_state, pod_usage
 
@@ -117,3 +119,36 @@ def test_a_pods_status_changes_leave_the_nodes_as_they_were() -> None:
     book.remove_pod(pod("a", "n1"))
     book.set_pod(pod("a", "n1", cpu="2", gpus=1))  # the same uid seen again after its deletion: counted
     assert book.nodes()[0].gpus_used == 1
+
+
+OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),  # a pod's uid
+        st.sampled_from([None, "n1", "n2"]),  # its node (None: a delete when the phase is None too)
+        st.sampled_from(["100m", "1", "2"]),
+        st.sampled_from([None, "Pending", "Running", "Succeeded"]),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ops=OPS)
+def test_usage_kept_by_difference_is_the_usage_counted_afresh(ops: list[tuple[str, str | None, str, str | None]]) -> None:
+    """Each event changes the usage by its difference; the total stays what counting the live pods from scratch
+    gives, and an event that reports no change leaves placement the very same nodes."""
+    book, live = CapacityBook(), {}
+    book.reset(nodes=[node("n1"), node("n2")], pods=[])
+    for uid, node_name, cpu, phase in ops:
+        before = book.nodes()
+        if phase is None:
+            changed = book.remove_pod(pod(uid, node_name))
+            live.pop(uid, None)
+        else:
+            live[uid] = pod(uid, node_name, cpu=cpu, phase=phase)
+            changed = book.set_pod(live[uid])
+        if not changed:
+            assert book.nodes() is before
+        afresh = CapacityBook()
+        afresh.reset(nodes=[node("n1"), node("n2")], pods=list(live.values()))
+        assert book.nodes() == afresh.nodes()
