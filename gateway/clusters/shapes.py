@@ -68,7 +68,7 @@ class PodStatus(TypedDict, total=False):
     initContainerStatuses: list[ContainerStatus]
 
 
-class Pod(TypedDict, total=False):
+class PodFields(TypedDict, total=False):
     metadata: Metadata
     spec: PodSpec
     status: PodStatus
@@ -96,7 +96,7 @@ class NodeStatus(TypedDict, total=False):
     conditions: list[NodeCondition]
 
 
-class Node(TypedDict, total=False):
+class NodeFields(TypedDict, total=False):
     metadata: NodeMetadata
     spec: NodeSpec
     status: NodeStatus
@@ -113,7 +113,7 @@ class InvolvedObject(TypedDict, total=False):
     name: Any
 
 
-class Event(TypedDict, total=False):
+class EventFields(TypedDict, total=False):
     metadata: EventMetadata
     involvedObject: InvolvedObject
     type: Any
@@ -125,6 +125,6 @@ class Event(TypedDict, total=False):
     firstTimestamp: Any
 
 
-PODS = Narrow(Pod)
-NODES = Narrow(Node)
-EVENTS = Narrow(Event)
+PODS = Narrow(PodFields)
+NODES = Narrow(NodeFields)
+EVENTS = Narrow(EventFields)
