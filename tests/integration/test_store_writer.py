@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.exc import OperationalError
 
 from gateway.domain import JournalEvent, JournalKind, PodPhase, PodRecord, PodRequest
+from gateway.errors import AlreadyExists
 from gateway.store import SqlStore
 from gateway.store.engine import sqlite_write_engine
 from gateway.store.writer import GroupCommitWriter, StoreClosed, backoff, is_locked
@@ -251,3 +252,91 @@ async def test_the_writer_threads_cpu_in_its_transactions_is_counted(writer: Gro
 
     spent = await writer.run(spend)
     assert writer.stats.thread_seconds - before >= spent >= 0.02
+
+
+def text_of(events: list[tuple[int, JournalEvent]]) -> list[tuple[int, str]]:
+    return [(seq, e.payload["text"]) for seq, e in events]
+
+
+async def held_store(db: Path) -> tuple[SqlStore, GroupCommitWriter]:
+    store = await SqlStore.open(path=db)
+    writer = store._engines.writer
+    assert isinstance(writer, GroupCommitWriter)
+    return store, writer
+
+
+async def test_in_one_batch_each_later_write_sees_the_journal_rows_written_before_it(db: Path) -> None:
+    """A batch of pod record writes with their journal rows, a prune of the same request and a write of no
+    request in one transaction: each sees every row written before it, in the order submitted (what a writer
+    that ran a batch's writes otherwise than one by one, e.g. their journal rows together, must keep)."""
+    store, writer = await held_store(db)
+    try:
+        for rid in ("r1", "r2", "r3"):
+            await store.create_pod_record(record(rid))
+        gate = Gate()
+        held = await gate.hold(writer)
+        in_batch = [
+            store.append_events("r1", [event_(1), event_(2)]),
+            store.append_events("r2", [event_(1)]),
+            store.record_phase("r3", PodPhase.RUNNING, events=[event_(1)]),
+            store.prune_events("r2"),  # the same request as a write before it: its row is seen and deleted
+            store.append_events("r2", [event_(2)]),
+            store.append_events("r3", [event_(2)]),
+            writer.run(lambda conn: conn.execute(text("SELECT count(*) FROM journal_events")).scalar_one()),
+            store.record_phase("r1", PodPhase.SUCCEEDED, events=[event_(3)]),
+        ]
+        calls = [asyncio.ensure_future(call) for call in in_batch]
+        await asyncio.sleep(0)
+        before = writer.stats.transactions
+        gate.opened.set()
+        outcomes = await asyncio.gather(*calls)
+        assert await held == "gate"
+        assert writer.stats.transactions == before + 2  # the gate's, then the eight together
+        assert outcomes[0] == [1, 2] and outcomes[1] == [1] and outcomes[3] == 1 and outcomes[4] == [2]
+        assert outcomes[6] == 5  # r1's two, r3's two, r2's second (its first pruned)
+        assert outcomes[7].phase is PodPhase.SUCCEEDED and outcomes[7].last_seq == 3
+        assert text_of(await store.read_events("r1")) == [(1, "1"), (2, "2"), (3, "3")]
+        assert text_of(await store.read_events("r2")) == [(2, "2")]
+        assert text_of(await store.read_events("r3")) == [(1, "1"), (2, "2")]
+    finally:
+        await store.close()
+
+
+async def test_in_one_batch_of_record_writes_a_failing_one_fails_alone_and_the_others_events_are_written_once(
+    db: Path,
+) -> None:
+    store, writer = await held_store(db)
+    try:
+        for rid in ("r1", "r2", "r3"):
+            await store.create_pod_record(record(rid))
+        gate = Gate()
+        held = await gate.hold(writer)
+
+        def place(rid: str) -> Any:
+            return store.record_placement(
+                rid, cluster="c", region="", namespace="ns", name="pod", decision=None, events=[event_(1)]
+            )
+
+        in_batch = [
+            store.append_events("r1", [event_(1)]),
+            place("r2"),
+            place("r3"),  # the same pod: refused
+            store.append_events("r3", [event_(2)]),
+            store.append_events("r1", [event_(2)]),
+        ]
+        calls = [asyncio.ensure_future(call) for call in in_batch]
+        await asyncio.sleep(0)
+        retries = writer.stats.retries
+        gate.opened.set()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert await held == "gate"
+        assert writer.stats.retries == retries + 1  # run plainly, rolled back, run again with SAVEPOINTs
+        assert isinstance(outcomes[2], AlreadyExists)
+        assert (outcomes[0], outcomes[3], outcomes[4]) == ([1], [1], [2])
+        assert text_of(await store.read_events("r1")) == [(1, "1"), (2, "2")]
+        assert text_of(await store.read_events("r2")) == [(1, "1")]
+        assert text_of(await store.read_events("r3")) == [(1, "2")]  # the refused write's event was not written
+        refused = await store.get_pod_record("r3")
+        assert refused is not None and refused.cluster == "" and refused.last_seq == 1
+    finally:
+        await store.close()
