@@ -117,8 +117,11 @@ def receive(kind: Kind, start: list[bytes], per_pod: list[list[bytes]]) -> tuple
     feed(conn, start[1])
     spent, events, frames = 0.0, 0, 0
     for reads in per_pod:
-        for _ in range(4):
-            conn.send_headers(conn.get_next_available_stream_id(), REQUEST, end_stream=True)
+        for _ in range(4):  # the engine's streams opened as the connection opens them (their answers' fields checked)
+            if isinstance(conn, Engine):
+                conn.send_request(conn.get_next_available_stream_id(), REQUEST, True)
+            else:
+                conn.send_headers(conn.get_next_available_stream_id(), REQUEST, end_stream=True)
         conn.data_to_send()
         began = time.perf_counter()
         for data in reads:

@@ -41,7 +41,9 @@ def _body(function: object) -> str:
 
 
 def _pair(client_class: type[h2.connection.H2Connection]) -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
-    client = client_class(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client = client_class(h2.config.H2Configuration(
+        client_side=True, header_encoding=None, validate_outbound_headers=False, normalize_outbound_headers=False,
+    ))  # as Http2Connection configures it  # fmt: skip
     server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
     client.initiate_connection()
     server.initiate_connection()
@@ -218,9 +220,15 @@ def test_the_engine_refuses_a_stream_exactly_when_h2_does_and_holds_only_open_st
 
 # --- DATA frames read by the engine itself: the same outcome as h2's, frame by frame, read by read ---------------
 
+ODD_FIELDS = [  # an answer's fields h2's inbound checks refuse or change (plain_answer leaves them to h2)
+    [(b"Content-Type", b"text/plain")], [(b"connection", b"close")], [(b"x-a", b" padded")], [(b"x-a", b"a\nb")],
+    [(b"te", b"gzip")], [(b"te", b"trailers")], [(b"cookie", b"a=1"), (b"cookie", b"b=2")], [(b":path", b"/")],
+    [(b"x:y", b"1")], [(b"", b"1")], [(b"x-a", b"tab\t")], [(b"x-\x7f", b"1")], [(b"x-a", b"\x00")],
+]  # fmt: skip
 STREAMS = [1, 3, 5, 7, 9, 0]  # 1, 3 and 5 opened with their request ended, 7 with its body still open; 9 never; 0
 frame_step = st.one_of(
-    st.tuples(st.just("headers"), st.sampled_from(STREAMS), st.booleans(), st.booleans(), st.sampled_from([None, 0, 5])),
+    st.tuples(st.just("headers"), st.sampled_from(STREAMS), st.booleans(), st.booleans(), st.sampled_from([None, 0, 5]),
+              st.integers(0, len(ODD_FIELDS))),
     st.tuples(st.just("data"), st.sampled_from(STREAMS), st.integers(0, 40), st.booleans(), st.sampled_from([None, 0, 3, 60])),
     st.tuples(st.just("oversized data"), st.sampled_from(STREAMS)),
     st.tuples(st.just("window update"), st.sampled_from(STREAMS), st.integers(1, 1 << 31)),
@@ -239,8 +247,10 @@ def _server_bytes(steps: list[tuple[Any, ...]]) -> bytes:
     for step in steps:
         kind, *args = step
         if kind == "headers":
-            stream_id, end_stream, split, length = args
-            fields = [(b":status", b"200"), (b"content-type", b"text/plain")]
+            stream_id, end_stream, split, length, odd = args
+            fields = [(b":status", b"200"), (b"content-type", b"text/plain")] + (ODD_FIELDS[odd - 1] if odd else [])
+            if odd == len(ODD_FIELDS):
+                fields = fields[1:]  # no :status
             block = encoder.encode(fields + ([(b"content-length", str(length).encode())] if length is not None else []))
             first = hyperframe.frame.HeadersFrame(stream_id or 1, block[:3] if split else block)
             if end_stream:
@@ -286,8 +296,11 @@ def _server_bytes(steps: list[tuple[Any, ...]]) -> bytes:
 
 def _receive_all(client_class: type[h2.connection.H2Connection], data: bytes, cuts: list[int]) -> list[object]:
     client, _ = _pair(client_class)
-    for stream_id in (1, 3, 5, 7):
-        client.send_headers(stream_id, REQUEST, end_stream=stream_id != 7)
+    for stream_id in (1, 3, 5, 7):  # the engine's as Http2Connection opens them (but the first: h2's, as there)
+        if isinstance(client, Engine):
+            client.send_request(stream_id, REQUEST, stream_id != 7)
+        else:
+            client.send_headers(stream_id, REQUEST, end_stream=stream_id != 7)
     client.data_to_send()
     seen: list[object] = []
     bounds = [0, *sorted({c % (len(data) + 1) for c in cuts}), len(data)]
@@ -320,7 +333,7 @@ def test_the_engines_own_reading_of_data_frames_ends_as_h2s_on_any_frames_cut_in
 def test_the_engine_reads_ordinary_data_frames_itself() -> None:
     """The fast path is taken (else the comparison above proves nothing about it): h2's frame buffer is not
     asked for the DATA frames of an answered stream."""
-    data = _server_bytes([("headers", 1, False, False, None), ("data", 1, 10, False, None), ("data", 1, 5, True, None)])
+    data = _server_bytes([("headers", 1, False, False, None, 0), ("data", 1, 10, False, None), ("data", 1, 5, True, None)])
 
     class Counting(h2.frame_buffer.FrameBuffer):
         frames = 0
@@ -363,6 +376,21 @@ RELIED_ON = {  # what the engine does in their place or calls: their statements'
     "authority_from_headers": (h2.utilities.authority_from_headers, "fed18a521fa2c8fd"),
     "extract_method_header": (h2.utilities.extract_method_header, "ad4c1c6b0e7972d7"),
     "Encoder.encode": (hpack.Encoder.encode, "6e2e1a9bbf3db2c6"),
+    # _Stream._process_received_headers (tests/unit/test_h2engine_answers.py): h2's checks plain_answer stands for
+    "H2Stream._process_received_headers": (h2.stream.H2Stream._process_received_headers, "7727d3180928248d"),
+    "H2Stream.receive_headers": (h2.stream.H2Stream.receive_headers, "4cdf532c9d7f8f59"),
+    "H2Stream._build_hdr_validation_flags": (h2.stream.H2Stream._build_hdr_validation_flags, "6a5546cbfc73fb7d"),
+    "validate_headers": (h2.utilities.validate_headers, "82de569ca6c86d27"),
+    "normalize_inbound_headers": (h2.utilities.normalize_inbound_headers, "75687bdc6fb2d01f"),
+    "_reject_illegal_characters": (h2.utilities._reject_illegal_characters, "e6b229c6112ebae5"),
+    "_reject_empty_header_names": (h2.utilities._reject_empty_header_names, "bdca21462822e039"),
+    "_reject_te": (h2.utilities._reject_te, "0314756eee661dc1"),
+    "_reject_connection_header": (h2.utilities._reject_connection_header, "401fc6ba397c5243"),
+    "_reject_pseudo_header_fields": (h2.utilities._reject_pseudo_header_fields, "673f4bc56cbaff28"),
+    "_check_pseudo_header_field_acceptability": (h2.utilities._check_pseudo_header_field_acceptability, "f57d38d506fd392e"),
+    "_check_host_authority_header": (h2.utilities._check_host_authority_header, "f7a486ed817aa807"),
+    "_check_path_header": (h2.utilities._check_path_header, "fb865ca2029b2f5a"),
+    "_combine_cookie_fields": (h2.utilities._combine_cookie_fields, "b8785d28c33275da"),
 }
 
 

@@ -24,6 +24,7 @@ Everything else is h2's (docs/decisions/0036). These depend on h2's private meth
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import h2.config
@@ -36,10 +37,12 @@ from h2.stream import H2Stream, StreamState
 from hyperframe.exceptions import InvalidPaddingError
 from hyperframe.frame import Frame, RstStreamFrame
 
-from gateway.clusters.kubeapi.h2headers import BlockWriter
+from gateway.clusters.kubeapi.h2headers import BlockWriter, plain_answer
 
 if TYPE_CHECKING:
     from h2._typing import Buffer
+    from h2.utilities import HeaderValidationFlags
+    from hpack.struct import Header
 
 _SWEEP = 64  # h2's walk of the streams runs at least once every this many new streams
 _DATA, _END_STREAM, _PADDED = 0x0, 0x1, 0x8  # RFC 9113 6.1: the DATA frame's type and flags
@@ -74,7 +77,7 @@ class Engine(h2.connection.H2Connection):
         ):  # fmt: skip
             self.send_headers(stream_id, fields, end_stream=end_stream)
             return
-        stream = H2Stream(
+        stream = _Stream(
             stream_id, config=config, inbound_window_size=self.local_settings.initial_window_size,
             outbound_window_size=self.remote_settings.initial_window_size,
         )  # fmt: skip
@@ -181,3 +184,17 @@ class Engine(h2.connection.H2Connection):
         reset = RstStreamFrame(stream_id)
         reset.error_code = code
         self._prepare_for_sending([reset])
+
+
+class _Stream(H2Stream):
+    """h2's stream (the ones `send_request` opens), whose answer's fields skip h2's inbound checks when they are
+    plainly what those checks pass unchanged (`h2headers.plain_answer`: a few regular expressions); any other
+    block (trailers, an odd field, decoding to text) goes through h2's checks as before."""
+
+    def _process_received_headers(
+        self, headers: Iterable[Header], header_validation_flags: HeaderValidationFlags, header_encoding: bool | str | None
+    ) -> list[Header]:
+        fields, flags = list(headers), header_validation_flags
+        if flags.is_response_header and not header_encoding and plain_answer(fields):  # (trailers are not)
+            return fields  # what h2's checks (and its normalisation, were either off) would return
+        return super()._process_received_headers(fields, header_validation_flags, header_encoding)
