@@ -259,9 +259,12 @@ def text_of(events: list[tuple[int, JournalEvent]]) -> list[tuple[int, str]]:
 
 
 async def held_store(db: Path) -> tuple[SqlStore, GroupCommitWriter]:
+    """A store with records r1, r2 and r3, and its group writer."""
     store = await SqlStore.open(path=db)
     writer = store._engines.writer
     assert isinstance(writer, GroupCommitWriter)
+    for rid in ("r1", "r2", "r3"):
+        await store.create_pod_record(record(rid))
     return store, writer
 
 
@@ -271,8 +274,6 @@ async def test_in_one_batch_each_later_write_sees_the_journal_rows_written_befor
     that ran a batch's writes otherwise than one by one, e.g. their journal rows together, must keep)."""
     store, writer = await held_store(db)
     try:
-        for rid in ("r1", "r2", "r3"):
-            await store.create_pod_record(record(rid))
         gate = Gate()
         held = await gate.hold(writer)
         in_batch = [
@@ -307,8 +308,6 @@ async def test_in_one_batch_of_record_writes_a_failing_one_fails_alone_and_the_o
 ) -> None:
     store, writer = await held_store(db)
     try:
-        for rid in ("r1", "r2", "r3"):
-            await store.create_pod_record(record(rid))
         gate = Gate()
         held = await gate.hold(writer)
 
