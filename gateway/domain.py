@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+T = TypeVar("T")
 
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -341,6 +343,31 @@ class PodRequest:
     airflow: AirflowContext | None = None
     tenant: str = ""
     keep_name: bool = False  # metadata.name as is, no unique suffix
+
+    def derived(self, read: Callable[[Mapping[str, Any]], T]) -> T:
+        """`read(self.pod)`, worked out once for this request and kept with it: a fact several layers read
+        from the manifest (placement's `pod_needs`: validation, quotas and both placements of a pod).
+
+        Sound because nobody changes a request's manifest in place (a read-only Mapping everywhere). Kept
+        outside the dataclass's fields, so never compared, shown or stored (a request decoded from the store
+        works it out again from the manifest), nor carried by `dataclasses.replace` (`replaced` carries it).
+        A `read` that raises keeps nothing: the next call raises afresh, as before."""
+        kept: dict[Any, Any] | None = self.__dict__.get("_derived")
+        if kept is None:
+            kept = self.__dict__["_derived"] = {}
+        if read in kept:
+            value: T = kept[read]
+            return value
+        kept[read] = value = read(self.pod)
+        return value
+
+    def replaced(self, **changes: Any) -> PodRequest:
+        """`dataclasses.replace(self, **changes)` keeping what `derived` read, when the manifest is the same."""
+        out = replace(self, **changes)
+        kept = self.__dict__.get("_derived")
+        if kept and out.pod is self.pod:
+            out.__dict__["_derived"] = dict(kept)
+        return out
 
 
 class PodPhase(enum.StrEnum):

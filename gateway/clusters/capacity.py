@@ -16,6 +16,7 @@ from gateway.placement.node_fit import effective_requests
 from gateway.placement.quantity import parse_quantity, to_millis, to_units
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+_ZERO = Fraction(0)  # a default made once: Fraction(0) is ~1 us a construction
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,9 @@ def pod_usage(pod: Mapping[str, Any]) -> PodUsage | None:
         requests = {}  # a pod the API server accepted but we cannot parse: count its presence only
     return PodUsage(
         node=node,
-        cpu_millis=to_millis(requests.get("cpu", Fraction(0))),
-        memory_bytes=to_units(requests.get("memory", Fraction(0))),
-        gpus=to_units(requests.get(domain.GPU_RESOURCE, Fraction(0))),
+        cpu_millis=to_millis(requests.get("cpu", _ZERO)),
+        memory_bytes=to_units(requests.get("memory", _ZERO)),
+        gpus=to_units(requests.get(domain.GPU_RESOURCE, _ZERO)),
     )
 
 

@@ -11,7 +11,7 @@ from gateway.errors import PreconditionViolation
 from gateway.placement.fast import FULL_UP_TO, FleetIndex
 from gateway.placement.filters import Prepared, evaluate
 from gateway.placement.memo import OutcomeMemo
-from gateway.placement.node_fit import pod_needs
+from gateway.placement.node_fit import request_needs
 from gateway.placement.scoring import PlacementPolicy, score_cluster
 
 DEFAULT_POLICY = PlacementPolicy()
@@ -38,7 +38,7 @@ def prepare(request: PodRequest) -> Prepared:
     return Prepared(
         spec=request.placement,
         namespace=metadata.get("namespace") or "default",
-        needs=pod_needs(request.pod),
+        needs=request_needs(request),
     )
 
 

@@ -1,7 +1,7 @@
 """Would a pod schedule on a node: requests, nodeSelector, required node affinity and taints.
 
-`pod_needs` reads a Pod manifest once into a `PodNeeds`; `fit_node` and `fit_nodes` then answer
-quickly for many nodes. A pod that does not fit either never can on that node (labels, taints,
+`pod_needs` reads a Pod manifest once into a `PodNeeds` (`request_needs`: once per request, however many
+layers ask); `fit_node` and `fit_nodes` then answer quickly for many nodes. A pod that does not fit either never can on that node (labels, taints,
 allocatable too small) or could once capacity frees (requests exceed what is free now).
 """
 
@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from gateway.domain import GPU_PRODUCT_LABEL, GPU_RESOURCE, MANIFEST_FIELD, NodeState, Selector, Toleration
+from gateway.domain import (
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    MANIFEST_FIELD,
+    NodeState,
+    PodRequest,
+    Selector,
+    Toleration,
+)
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.placement.quantity import format_bytes, format_millis, parse_quantity, to_millis, to_units
 from gateway.placement.selectors import explain_mismatch, from_parts, matches
@@ -218,6 +226,12 @@ def pod_needs(pod: Mapping[str, Any], *, field: str = MANIFEST_FIELD) -> PodNeed
         affinity=_node_terms(spec, field),
         tolerations=_tolerations(spec),
     )
+
+
+def request_needs(request: PodRequest) -> PodNeeds:
+    """`pod_needs(request.pod)`, read once for the request and kept with it (`PodRequest.derived`): the
+    checks, the tenant's caps and quotas, the placement at acceptance and the runner's all ask for it."""
+    return request.derived(pod_needs)
 
 
 # --- one node -----------------------------------------------------------------------------

@@ -132,13 +132,16 @@ def parse_quantity(raw: str | int | Decimal | float) -> Fraction:
 
 
 def to_millis(value: Fraction) -> int:
-    """CPU in millicores, rounded up (0.0001 cpu asks for 1m, as Quantity.MilliValue rounds)."""
-    return math.ceil(value * 1000)
+    """CPU in millicores, rounded up (0.0001 cpu asks for 1m, as Quantity.MilliValue rounds).
+
+    `math.ceil(value * 1000)` in integers: a Fraction's product goes through its generic operator
+    fallbacks (~1.2 us, twice a pod), floor division of the numerator ~0.1 us."""
+    return -(-value.numerator * 1000 // value.denominator)
 
 
 def to_units(value: Fraction) -> int:
-    """Bytes or device counts, rounded up (as Quantity.Value rounds)."""
-    return math.ceil(value)
+    """Bytes or device counts, rounded up (as Quantity.Value rounds): `math.ceil(value)` in integers."""
+    return -(-value.numerator // value.denominator)
 
 
 def format_bytes(n: int) -> str:

@@ -181,7 +181,7 @@ class Dispatcher:
         resolved = frozenset(self._registry.resolve(n) for n in named)
         if resolved == named:
             return request
-        return dataclasses.replace(request, placement=dataclasses.replace(request.placement, clusters=resolved))
+        return request.replaced(placement=dataclasses.replace(request.placement, clusters=resolved))
 
     def _check_known(self, request: domain.PodRequest) -> None:
         violations = [

@@ -6,19 +6,20 @@ manifest here has the schema's types, enumerations and required fields, and only
 value is optional. What remains is what the walk leaves out: the configured sizes (policy/limits.py),
 the pod's metadata (pod_rules.object_meta, with the gateway's `podgate.io/` keys refused), what the
 gateway itself needs (a container image, restartPolicy Never, unique container names, the XCom
-sidecar's names) and what placement reads (pod_needs).
+sidecar's names) and what placement reads (pod_needs; `validate_request` keeps it with the request, so
+quotas and placement do not read it again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway.domain import MANIFEST_FIELD as ROOT
 from gateway.domain import LogSelection, PodRequest, XcomMode
 from gateway.errors import FieldViolation, InvalidArgument
 from gateway.placement.labels import dns1123_label_error
-from gateway.placement.node_fit import pod_needs
+from gateway.placement.node_fit import PodNeeds, pod_needs, request_needs
 from gateway.pods import pod_rules
 from gateway.pods.builder import GATEWAY_PREFIX, XCOM_SIDECAR_NAME, XCOM_VOLUME
 from gateway.pods.pod_schema import Path, field_path
@@ -92,17 +93,23 @@ def _check_xcom(spec: Mapping[str, Any], names: list[str], mode: XcomMode, v: _V
         v.add(("spec", "volumes"), f"volume name {XCOM_VOLUME!r} is reserved for the XCom sidecar")
 
 
-def _check_resources(pod: Mapping[str, Any], v: _Violations) -> None:
+def _check_resources(pod: Mapping[str, Any], read: Callable[[Mapping[str, Any]], PodNeeds], v: _Violations) -> None:
     try:
-        pod_needs(pod, field=ROOT)
+        read(pod)  # field paths under ROOT, pod_needs's default
     except InvalidArgument as e:
         v.extend(e.violations)
 
 
 def pod_violations(
-    pod: Mapping[str, Any], *, xcom_mode: XcomMode = XcomMode.DISABLED, limits: InputLimits = DEFAULT_LIMITS
+    pod: Mapping[str, Any],
+    *,
+    xcom_mode: XcomMode = XcomMode.DISABLED,
+    limits: InputLimits = DEFAULT_LIMITS,
+    needs: Callable[[Mapping[str, Any]], PodNeeds] = pod_needs,
 ) -> list[FieldViolation]:
-    """Every problem the schema walk leaves in a Pod manifest that passed it, under `pod.pod_json`."""
+    """Every problem the schema walk leaves in a Pod manifest that passed it, under `pod.pod_json`.
+
+    `needs` reads what placement reads of it (`pod_needs`, or one that keeps it with the request)."""
     v = _Violations()
     too_big = manifest_size_violation(pod, limits)
     if too_big is not None:
@@ -120,7 +127,7 @@ def pod_violations(
     names = _check_containers(spec, v)
     _check_xcom(spec, names, xcom_mode, v)
     if not v:
-        _check_resources(pod, v)
+        _check_resources(pod, needs, v)
     return v
 
 
@@ -159,7 +166,9 @@ def validate_request(request: PodRequest, *, limits: InputLimits = DEFAULT_LIMIT
     """Raises InvalidArgument listing every violation of the request's manifest and of its log selection.
 
     The manifest must have passed the schema walk (api/convert_pods.py does it for every request)."""
-    violations = pod_violations(request.pod, xcom_mode=request.xcom_mode, limits=limits)
+    violations = pod_violations(
+        request.pod, xcom_mode=request.xcom_mode, limits=limits, needs=lambda _: request_needs(request)
+    )
     violations += log_container_violations(request)
     violations += kept_name_violations(request)
     if violations:

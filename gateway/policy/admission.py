@@ -9,11 +9,10 @@ pods/validation.py, which also refuses gateway-owned `podgate.io/` labels and an
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
 from gateway.domain import ClusterSpec, PodRecord, PodRequest
 from gateway.errors import InvalidArgument
-from gateway.placement.node_fit import pod_needs
+from gateway.placement.node_fit import request_needs
 from gateway.policy.pod_security import enforce
 from gateway.policy.ratelimit import RateLimiter
 from gateway.policy.tenants import Denied, Tenant, TenantUsage, authorize_submit, check_quota
@@ -26,7 +25,7 @@ def usage_of(records: Iterable[PodRecord], tenant: str) -> TenantUsage:
         if record.request.tenant != tenant or record.phase.finished:
             continue
         try:
-            needs = pod_needs(record.request.pod)
+            needs = request_needs(record.request)
         except InvalidArgument:
             continue  # admitted before a stricter check; it holds nothing we can count
         pods += 1
@@ -53,13 +52,13 @@ def admit_submission(
     decision = authorize_submit(tenant, request, clusters=clusters, usage=usage)
     if isinstance(decision, Denied):
         raise decision.to_error()
-    return replace(request, placement=decision.placement, tenant=tenant.name)
+    return request.replaced(placement=decision.placement, tenant=tenant.name)
 
 
 def recheck_quota(tenant: Tenant, request: PodRequest, unfinished: Iterable[PodRecord]) -> None:
     """The quotas of `admit_submission` again, against the tenant's unfinished records as the store reads
     them in the transaction that inserts `request` (so two replicas cannot both take the last slot)."""
-    denied = check_quota(tenant, pod_needs(request.pod), usage_of(unfinished, tenant.name))
+    denied = check_quota(tenant, request_needs(request), usage_of(unfinished, tenant.name))
     if denied is not None:
         raise denied.to_error()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from gateway.credentials.issuing import KubeconfigAccess
 from gateway.domain import ClusterSpec, PlacementSpec, PodRequest, Selector
 from gateway.errors import GatewayError, PermissionDenied, ResourceExhausted
-from gateway.placement.node_fit import PodNeeds, pod_needs
+from gateway.placement.node_fit import PodNeeds, request_needs
 from gateway.placement.quantity import format_bytes, format_millis
 from gateway.placement.selectors import format_selector, matches
 from gateway.policy.pod_security import PodSecurityPolicy
@@ -228,11 +228,11 @@ def authorize_submit(
 ) -> SubmitGrant | Denied:
     """Namespace, regions, explicit clusters, concurrency and resource caps; then the narrowed placement.
 
-    The caller stores `replace(request, placement=grant.placement, tenant=tenant.name)`. The pod must
+    The caller stores `request.replaced(placement=grant.placement, tenant=tenant.name)`. The pod must
     have passed pods/validation.py first (pod_needs raises InvalidArgument on bad resources).
     """
     by_name = {c.name: c for c in clusters}
-    denied = _check_where(tenant, request, by_name) or check_quota(tenant, pod_needs(request.pod), usage)
+    denied = _check_where(tenant, request, by_name) or check_quota(tenant, request_needs(request), usage)
     if denied is not None:
         return denied
     narrowed = narrow_placement(tenant, request.placement, clusters)
