@@ -351,7 +351,8 @@ class PodRequest:
         Sound because nobody changes a request's manifest in place (a read-only Mapping everywhere). Kept
         outside the dataclass's fields, so never compared, shown or stored (a request decoded from the store
         works it out again from the manifest), nor carried by `dataclasses.replace` (`replaced` carries it).
-        A `read` that raises keeps nothing: the next call raises afresh, as before."""
+        A `read` that raises keeps nothing: the next call raises afresh, as before. Two threads (the store's
+        quota recheck runs in its writer's) may both work it out once: the same value, one of them kept."""
         kept: dict[Any, Any] | None = self.__dict__.get("_derived")
         if kept is None:
             kept = self.__dict__["_derived"] = {}
