@@ -180,13 +180,15 @@ class ApiServer:
             if injected is None and info is not None:
                 injected = faults.refused_create(info.verb, info.resource, info.subresource)
                 injected = injected or faults.failed_request(info.verb, _resource_label(info))
+                injected = injected or faults.throttled_request(info.verb, _resource_label(info))
             if injected is not None:
                 raise injected
             if info is None:
                 response: Answer = _non_resource(parts)
             else:
                 self._authorize(identity, info)
-                response = await self._dispatch(request, info, identity)
+                with faults.serving(info.verb, _resource_label(info), info.subresource):
+                    response = await self._dispatch(request, info, identity)
         except SimError as e:
             response = error_response(e)
         self._record(request, info, user, response.status)

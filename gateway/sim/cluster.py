@@ -194,7 +194,8 @@ class SimCluster:
     # --- faults ------------------------------------------------------------------------------------
 
     def set_faults(self, **settings: Any) -> None:
-        """latency (s), error_rate (0..1), error_code (429|500), retry_after (s), refuse_pods (a 422 message)."""
+        """latency (s), error_rate (0..1), error_code (429|500), retry_after (s), max_in_flight (short requests
+        served at once; 0: any), refuse_pods (a 422 message)."""
         self.faults.configure(**settings)
 
     def lose_answers(self, verb: str, resource: str, count: int = 1) -> None:
@@ -205,6 +206,10 @@ class SimCluster:
     def fail_requests(self, verb: str, resource: str, count: int = 1) -> None:
         """The next `count` requests `verb resource` (e.g. "delete", "pods") are answered 500, not carried out."""
         self.faults.fail_requests(verb, resource, count)
+
+    def throttle_requests(self, verb: str, resource: str, count: int = 1) -> None:
+        """The next `count` requests `verb resource` (e.g. "list", "events") are answered 429 with Retry-After."""
+        self.faults.throttle_requests(verb, resource, count)
 
     async def outage(self) -> None:
         """The API server goes away: its port refuses connections and open connections are cut."""

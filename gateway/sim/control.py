@@ -7,7 +7,7 @@ DIR/control.yaml, mode 0600; in Python: `world.control.url`, `world.control.toke
     GET    /clusters                          names and URLs
     GET    /clusters/{c}/faults               current settings
     PATCH  /clusters/{c}/faults               {"latency": 0.2, "errorRate": 0.1, "errorCode": 429,
-                                               "retryAfter": 1, "outage": true, "blackhole": true,
+                                               "retryAfter": 1, "maxInFlight": 50, "outage": true, "blackhole": true,
                                                "lostAnswers": [{"verb": "create", "resource": "pods",
                                                                 "count": 1}]}
     POST   /clusters/{c}/drop-watches         ends every open watch; {"dropped": n}
@@ -16,7 +16,8 @@ DIR/control.yaml, mode 0600; in Python: `world.control.url`, `world.control.toke
                                               the API server to a new port too; {"url": ...}
     POST   /clusters/{c}/nodes/{node}/fail    node failure (pods go Failed/NodeLost)
     POST   /clusters/{c}/nodes/{node}/recover
-    GET    /clusters/{c}/requests             counters per (verb, resource) and the recent request log
+    GET    /clusters/{c}/requests             counters and peaks in flight per (verb, resource), 429s answered,
+                                              and the recent request log
     DELETE /clusters/{c}/requests             resets them
 """
 
@@ -34,7 +35,10 @@ from gateway.sim.errors import SimError
 if TYPE_CHECKING:
     from gateway.sim.cluster import SimCluster, SimWorld
 
-_SETTINGS = {"latency": "latency", "errorRate": "error_rate", "errorCode": "error_code", "retryAfter": "retry_after"}
+_SETTINGS = {
+    "latency": "latency", "errorRate": "error_rate", "errorCode": "error_code", "retryAfter": "retry_after",
+    "maxInFlight": "max_in_flight",
+}  # fmt: skip
 _SWITCHES = ("outage", "blackhole")
 
 

@@ -14,19 +14,27 @@ A lost answer is the fault a client cannot tell from an outage, and the one that
 the server carries the request out (a create is stored), then the connection is dropped before a byte
 of the answer is sent. The client sees the connection reset after sending, and must find out itself
 whether its request was applied.
+
+Throttling, as a kube-apiserver under a burst answers it: `max_in_flight` is its --max-requests-inflight (at most
+that many short requests served at once, watches, logs and exec being long-running and not counted; one more is
+answered 429 with Retry-After at once), and `throttle_requests` answers the next requests of one kind 429. The
+peak of concurrent requests per (verb, resource) is kept, so that benchmarks and tests can see a client's burst.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gateway.sim.errors import InternalError, Invalid, SimError, TooManyRequests
 
 REQUEST_LOG_SIZE = 10_000
+LONG_RUNNING_SUBRESOURCES = frozenset({"log", "exec", "attach", "portforward", "proxy"})  # kube-apiserver: not counted
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,14 @@ class Faults:
     # (verb, resource) -> requests still to answer 500: a run of server errors for one kind of request, as an
     # admission webhook timing out or etcd electing a leader gives, while every other request is served.
     failed_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # (verb, resource) -> requests still to answer 429 with Retry-After: `retry_after` (an APF rejection of one flow).
+    throttled_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
+    max_in_flight: int = 0  # short requests served at once at most (0: no limit); one more is answered 429
+    in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)  # (verb, resource) -> being served now
+    peak_in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)  # the most served at once since reset
+    short_in_flight: int = 0  # short requests (not watches, logs, exec) being served now
+    peak_short_in_flight: int = 0
+    answered_429: int = 0  # throttled answers since reset, for any reason
     counters: Counter[tuple[str, str]] = field(default_factory=Counter)
     log: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=REQUEST_LOG_SIZE))
 
@@ -69,10 +85,7 @@ class Faults:
         if self.error_rate <= 0 or self.rng.random() >= self.error_rate:
             return None
         if self.error_code == 429:
-            return TooManyRequests(
-                "the server has received too many requests and has asked us to try again later",
-                retry_after=self.retry_after,
-            )
+            return self._too_many()
         return InternalError('an error on the server ("injected fault") has prevented the request from succeeding')
 
     def lose_answers(self, verb: str, resource: str, count: int = 1) -> None:
@@ -100,6 +113,44 @@ class Faults:
         self.failed_requests[(verb, resource)] -= 1
         return InternalError(f'an error on the server ("injected fault: {verb} {resource}") has prevented the request')
 
+    def throttle_requests(self, verb: str, resource: str, count: int = 1) -> None:
+        """The next `count` requests `verb` on `resource` (e.g. "list", "events") are answered 429 with Retry-After
+        `retry_after`, not carried out. Adds to any already pending; count 0 clears them."""
+        _add(self.throttled_requests, "a throttled request", verb, resource, count)
+
+    def throttled_request(self, verb: str, resource: str) -> SimError | None:
+        """The 429 this request is answered with when `throttle_requests` asked for it (one fewer left)."""
+        if self.throttled_requests.get((verb, resource), 0) <= 0:
+            return None
+        self.throttled_requests[(verb, resource)] -= 1
+        return self._too_many()
+
+    def _too_many(self) -> TooManyRequests:
+        return TooManyRequests(
+            "the server has received too many requests and has asked us to try again later",
+            retry_after=self.retry_after,
+        )
+
+    @contextlib.contextmanager
+    def serving(self, verb: str, resource: str, subresource: str) -> Iterator[None]:
+        """Counts one request while it is served (its peak per kind kept); a short request over `max_in_flight`
+        is answered 429 instead, as the kube-apiserver's max-in-flight filter answers it."""
+        short = verb != "watch" and subresource not in LONG_RUNNING_SUBRESOURCES
+        if short and self.max_in_flight and self.short_in_flight >= self.max_in_flight:
+            raise self._too_many()
+        key = (verb, resource)
+        self.in_flight[key] += 1
+        self.peak_in_flight[key] = max(self.peak_in_flight[key], self.in_flight[key])
+        if short:
+            self.short_in_flight += 1
+            self.peak_short_in_flight = max(self.peak_short_in_flight, self.short_in_flight)
+        try:
+            yield
+        finally:
+            self.in_flight[key] -= 1
+            if short:
+                self.short_in_flight -= 1
+
     def refused_create(self, verb: str, resource: str, subresource: str) -> SimError | None:
         if not self.refuse_pods or (verb, resource, subresource) != ("create", "pods", ""):
             return None
@@ -118,14 +169,23 @@ class Faults:
 
     def record(self, record: RequestRecord) -> None:
         self.counters[(record.verb, record.resource)] += 1
+        self.answered_429 += record.code == 429
         self.log.append(record)
 
     def count(self, verb: str | None = None, resource: str | None = None) -> int:
         return sum(n for (v, r), n in self.counters.items() if verb in (None, v) and resource in (None, r))
 
+    def peak(self, verb: str, resource: str) -> int:
+        """The most requests `verb resource` served at once since the counters were reset."""
+        return self.peak_in_flight[(verb, resource)]
+
     def reset_counters(self) -> None:
+        """Counts and peaks start again (a peak from what is being served now)."""
         self.counters.clear()
         self.log.clear()
+        self.peak_in_flight = Counter({key: n for key, n in self.in_flight.items() if n > 0})
+        self.peak_short_in_flight = self.short_in_flight
+        self.answered_429 = 0
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -133,6 +193,7 @@ class Faults:
             "errorRate": self.error_rate,
             "errorCode": self.error_code,
             "retryAfter": self.retry_after,
+            "maxInFlight": self.max_in_flight,
             "outage": self.outage,
             "blackhole": self.blackhole,
             "lostAnswers": [
@@ -144,11 +205,14 @@ class Faults:
         """Counters and the recent request log as JSON-friendly data (for the control endpoint)."""
         return {
             "counters": [{"verb": v, "resource": r, "count": n} for (v, r), n in sorted(self.counters.items())],
+            "peaks": [{"verb": v, "resource": r, "peak": n} for (v, r), n in sorted(self.peak_in_flight.items()) if n],
+            "peakShortInFlight": self.peak_short_in_flight,
+            "answered429": self.answered_429,
             "log": [asdict(r) for r in list(self.log)[-200:]],
         }
 
     def configure(self, **settings: Any) -> None:
-        """Sets latency / error_rate / error_code / retry_after / refuse_pods, checking values (ValueError when wrong)."""
+        """Sets latency / error_rate / error_code / retry_after / max_in_flight / refuse_pods, checking values (ValueError when wrong)."""
         for key, value in settings.items():
             if key == "latency":
                 self.latency = _non_negative(key, value)
@@ -163,10 +227,13 @@ class Faults:
                 self.error_code = int(value)
             elif key == "retry_after":
                 self.retry_after = int(_non_negative(key, value))
+            elif key == "max_in_flight":
+                self.max_in_flight = int(_non_negative(key, value))
             elif key == "refuse_pods":
                 self.refuse_pods = str(value)
             else:
-                raise ValueError(f"unknown fault setting {key!r}: latency, error_rate, error_code, retry_after, refuse_pods")
+                raise ValueError(f"unknown fault setting {key!r}: latency, error_rate, error_code, retry_after, max_in_flight, "
+                                 "refuse_pods")
 
 
 def _add(pending: Counter[tuple[str, str]], what: str, verb: str, resource: str, count: int) -> None:
