@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.decode import EventType, Narrow, WatchEvent
 from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
 from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
+from gateway.clusters.replay import EventReplay
 from gateway.clusters.tracking import SAFETY_WAKE_SECONDS, PodTrack, kept, wake_forever
 from gateway.credentials.base import CredentialError, CredentialProvider
 from gateway.observability import logging as logcontext
@@ -131,6 +132,7 @@ class ClusterRuntime:
         self._pods_synced = asyncio.Event()
         self._nodes_synced = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._replay = EventReplay(self._list_events, self._replayed)
 
     @property
     def name(self) -> str:
@@ -158,6 +160,7 @@ class ClusterRuntime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        await self._replay.close()
         for track in self._tracks.values():
             track.poke()  # followers notice at once that this runtime no longer serves the cluster
         await self.client.close()
@@ -197,9 +200,16 @@ class ClusterRuntime:
         """Gives a tracked pod's track the events the cluster holds for it now, as the events watch's list
         gives them to the tracks of its time. For a pod tracked again (a restart, a takeover, a replaced
         runtime): its runner may have held events unwritten (gateway/pods/journal.py `hold`) that this
-        watch listed before the pod was tracked here. One API request."""
-        listed = await self.client.list_events(namespace, field_selector=f"involvedObject.name={name}")
-        self._on_event(WatchEvent(type=EventType.RELISTED, objects=listed.items))
+        watch listed before the pod was tracked here. The pods of a namespace that ask at about the same time
+        share a LIST, and few LISTs run at once (gateway/clusters/replay.py): a restart with thousands of pods
+        in flight is no burst at the API server."""
+        await self._replay.replay(namespace, name)
+
+    async def _list_events(self, namespace: str, field_selector: str) -> tuple[dict[str, Any], ...]:
+        return (await self.client.list_events(namespace, field_selector=field_selector)).items
+
+    def _replayed(self, events: Sequence[dict[str, Any]]) -> None:
+        self._on_event(WatchEvent(type=EventType.RELISTED, objects=tuple(events)))
 
     # --- watches --------------------------------------------------------------------------
 
