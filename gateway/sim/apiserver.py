@@ -159,7 +159,12 @@ class ApiServer:
         return app
 
     async def handle(self, request: Exchange) -> Answer:
-        """The answer to one request, on either protocol."""
+        """The answer to one request, on either protocol, counted in flight from its arrival (latency included)."""
+        with self.ctx.faults.serving(*_kind(request)) as refusal:
+            return await self._handle(request, refusal)
+
+    async def _handle(self, request: Exchange, refusal: SimError | None) -> Answer:
+        """`refusal`: the max-in-flight 429 to answer an authenticated request with."""
         faults = self.ctx.faults
         if faults.latency:
             await asyncio.sleep(faults.latency)
@@ -176,7 +181,7 @@ class ApiServer:
             info = parse_path(request.method, parts, listing._truthy(request.query.get("watch")))
             if identity.anonymous and not (info is None and parts[:1] and parts[0] in _NON_RESOURCE_OPEN):
                 raise Unauthorized()
-            injected = faults.injected_error()
+            injected = refusal or faults.injected_error()
             if injected is None and info is not None:
                 injected = faults.refused_create(info.verb, info.resource, info.subresource)
                 injected = injected or faults.failed_request(info.verb, _resource_label(info))
@@ -187,8 +192,7 @@ class ApiServer:
                 response: Answer = _non_resource(parts)
             else:
                 self._authorize(identity, info)
-                with faults.serving(info.verb, _resource_label(info), info.subresource):
-                    response = await self._dispatch(request, info, identity)
+                response = await self._dispatch(request, info, identity)
         except SimError as e:
             response = error_response(e)
         self._record(request, info, user, response.status)
@@ -259,6 +263,17 @@ class ApiServer:
             escaped = warning.replace("\\", "\\\\").replace('"', '\\"')
             response.headers.append(("Warning", f'299 - "{escaped}"'))
         return response
+
+
+def _kind(request: Exchange) -> tuple[str, str, str]:
+    """(verb, resource as the request log names it, subresource) of a request, to count it in flight; a URL
+    that is no resource's is counted by its method (its own error, if any, is answered in order later)."""
+    parts = [p for p in request.path.split("/") if p]
+    try:
+        info = parse_path(request.method, parts, listing._truthy(request.query.get("watch")))
+    except SimError:
+        info = None
+    return (request.method.lower(), "", "") if info is None else (info.verb, _resource_label(info), info.subresource)
 
 
 def _resource_label(info: RequestInfo) -> str:

@@ -132,12 +132,14 @@ class Faults:
         )
 
     @contextlib.contextmanager
-    def serving(self, verb: str, resource: str, subresource: str) -> Iterator[None]:
-        """Counts one request while it is served (its peak per kind kept); a short request over `max_in_flight`
-        is answered 429 instead, as the kube-apiserver's max-in-flight filter answers it."""
+    def serving(self, verb: str, resource: str, subresource: str) -> Iterator[SimError | None]:
+        """Counts one request from its arrival to its answer (the peak per kind kept), and gives the 429 to
+        answer it with instead when it is short and `max_in_flight` are being served (then it is not counted),
+        as the kube-apiserver's max-in-flight filter does."""
         short = verb != "watch" and subresource not in LONG_RUNNING_SUBRESOURCES
         if short and self.max_in_flight and self.short_in_flight >= self.max_in_flight:
-            raise self._too_many()
+            yield self._too_many()
+            return
         key = (verb, resource)
         self.in_flight[key] += 1
         self.peak_in_flight[key] = max(self.peak_in_flight[key], self.in_flight[key])
@@ -145,7 +147,7 @@ class Faults:
             self.short_in_flight += 1
             self.peak_short_in_flight = max(self.peak_short_in_flight, self.short_in_flight)
         try:
-            yield
+            yield None
         finally:
             self.in_flight[key] -= 1
             if short:
@@ -206,6 +208,7 @@ class Faults:
         return {
             "counters": [{"verb": v, "resource": r, "count": n} for (v, r), n in sorted(self.counters.items())],
             "peaks": [{"verb": v, "resource": r, "peak": n} for (v, r), n in sorted(self.peak_in_flight.items()) if n],
+            "inFlight": [{"verb": v, "resource": r, "count": n} for (v, r), n in sorted(self.in_flight.items()) if n],
             "peakShortInFlight": self.peak_short_in_flight,
             "answered429": self.answered_429,
             "log": [asdict(r) for r in list(self.log)[-200:]],

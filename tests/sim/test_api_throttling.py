@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,9 +21,9 @@ SPEC = SimClusterSpec(name="busy", nodes=(NodeSpec("n1"),))
 def test_short_requests_over_the_limit_are_refused_and_long_running_ones_are_not_counted() -> None:
     faults = Faults(max_in_flight=2, retry_after=3)
     with faults.serving("list", "events", ""), faults.serving("get", "pods", ""):
-        with pytest.raises(TooManyRequests) as refused, faults.serving("list", "events", ""):
-            pass
-        assert refused.value.retry_after == 3
+        with faults.serving("list", "events", "") as refused:
+            assert isinstance(refused, TooManyRequests) and refused.retry_after == 3
+            assert faults.in_flight[("list", "events")] == 1  # a refused request is not counted
         with faults.serving("watch", "pods", ""), faults.serving("get", "pods/log", "log"):
             assert faults.short_in_flight == 2
     assert (faults.peak("list", "events"), faults.peak("get", "pods"), faults.peak("watch", "pods")) == (1, 1, 1)
@@ -64,3 +65,17 @@ async def test_throttled_requests_are_answered_429_with_retry_after_then_served(
         bad = await ctl.patch("/clusters/busy/faults", json={"maxInFlight": -1}, headers=auth)
         assert bad.status == 400
     assert cluster.faults.max_in_flight == 40
+
+
+async def test_short_requests_beyond_max_in_flight_are_answered_429_while_a_watch_is_not_counted(world: SimWorld) -> None:
+    """Four lists at once against a limit of two, each held 2 s (latency, counted in flight from arrival)."""
+    cluster = world.clusters["busy"]
+    connector = aiohttp.TCPConnector(ssl=cluster.ssl_context())
+    headers = {"Authorization": f"Bearer {cluster.admin_token}"}
+    async with aiohttp.ClientSession(cluster.url, connector=connector, headers=headers) as http:
+        watch = await http.get("/api/v1/namespaces/default/pods", params={"watch": "1"})  # long-running: not counted
+        cluster.set_faults(max_in_flight=2, latency=2.0)
+        answers = await asyncio.gather(*(http.get("/api/v1/namespaces/default/events") for _ in range(4)))
+        watch.close()
+    assert sorted(a.status for a in answers) == [200, 200, 429, 429]
+    assert cluster.faults.peak("list", "events") == 2 and cluster.faults.peak_short_in_flight == 2
