@@ -153,6 +153,20 @@ class Simulator(_Child):
         for cluster in clusters:
             await self._call("DELETE", f"/clusters/{cluster}/requests")
 
+    async def requests(self, cluster: str) -> dict[str, object]:
+        """The control endpoint's whole answer: counters, peaks and requests in flight, 429s answered."""
+        body = await self._call("GET", f"/clusters/{cluster}/requests")
+        assert isinstance(body, dict)
+        return body
+
+    async def set_faults(self, cluster: str, **settings: object) -> None:
+        """PATCH /clusters/{cluster}/faults, e.g. maxInFlight=50."""
+        async with (
+            aiohttp.ClientSession(headers=self._headers) as session,
+            session.patch(f"{self.control_url}/clusters/{cluster}/faults", json=settings) as response,
+        ):
+            response.raise_for_status()
+
 
 class GatewayProcess(_Child):
     """`podgate serve` on port 0; `address` is where it listens. On SQLite in `state_dir` unless `database_url`
@@ -167,10 +181,12 @@ class GatewayProcess(_Child):
         profile: Path | None = None,
         database_url: str | None = None,
         env: Mapping[str, str] | None = None,
+        podgate: Path = PODGATE,
     ) -> None:
+        """`podgate`: another build's command (bench/resume_burst.py runs main's against this simulator)."""
         serve = ["serve", "--clusters", str(config), "--state-dir", str(state_dir), "--listen", "127.0.0.1:0"]
         serve += ["--database-url", database_url] if database_url else []
-        head = [sys.executable, "-m", "cProfile", "-o", str(profile), str(PODGATE)] if profile else [str(PODGATE)]
+        head = [sys.executable, "-m", "cProfile", "-o", str(profile), str(podgate)] if profile else [str(podgate)]
         super().__init__([*head, *serve], log_path, "podgate serve", env)
         self.address = self.ready(r"serving on (\S+) ").group(1)
 
