@@ -136,7 +136,6 @@ class GatewayClient:
                 call, name = self._dispatch.WatchPod(watch, metadata=self._metadata), "WatchPod"
             try:
                 async for response in call:
-                    attempt, since = 0, asyncio.get_running_loop().time()
                     self._answered = True
                     cursor = response.event.cursor or cursor
                     event = convert.event_of(response.event)
@@ -144,6 +143,10 @@ class GatewayClient:
                         yield event
                     if isinstance(event, t.Result):
                         return
+                    # progress counts from when the caller asks for the next event: its own time with this one
+                    # is not the gateway's outage (counted from its arrival, a caller that took longer than the
+                    # budget over one event gave up at the next break without trying to reconnect once)
+                    attempt, since = 0, asyncio.get_running_loop().time()
                 cause: BaseException = Unavailable("stream ended before the pod's result", rpc=name)
             except grpc.aio.AioRpcError as e:
                 if e.code() != grpc.StatusCode.UNAVAILABLE:

@@ -158,6 +158,24 @@ async def test_reconnects_are_bounded(serve: Any) -> None:
     assert len(peer.calls) == 4  # the first call and three reconnects
 
 
+async def test_a_caller_slower_than_the_budget_over_one_event_still_resumes_the_stream(serve: Any) -> None:
+    """The budget is the gateway's time without progress, not the caller's: a caller that holds an event
+    longer than the budget (an Airflow worker writing a log line to slow storage; a test restarting a
+    gateway) and then finds the stream broken reconnects from its cursor. It gave up at once ("gave up
+    after 0 reconnects"), the gateway up all along."""
+    budget = 0.5
+    peer = Peer(_events(4), break_after=1, breaks=1)  # one event, then UNAVAILABLE
+    spec = await serve(peer)
+    events = []
+    async with GatewayClient(spec, retry=RetryPolicy(budget=budget, initial_delay=0.01, max_delay=0.02)) as client:
+        async for event in client.watch_pod("r-1"):
+            events.append(event)
+            if len(events) == 1:
+                await asyncio.sleep(budget + 0.2)  # the caller's own work with the event, past the budget
+    assert [e.cursor for e in events] == ["c1", "c2", "c3", "c4"]
+    assert peer.calls == [("WatchPod", ""), ("WatchPod", "c1")]
+
+
 async def test_an_unreachable_gateway_is_unavailable() -> None:
     async with GatewayClient(ChannelSpec(address="127.0.0.1:1"), retry=FAST) as client:
         with pytest.raises(Unavailable) as caught:
