@@ -61,7 +61,7 @@ def exec_in(core: client.CoreV1Api, pod: str, command: list[str], **options: Any
 
 
 def wait_phase(core: client.CoreV1Api, name: str, phases: tuple[str, ...]) -> client.V1Pod:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # bounds a failure only: a pod starts in well under a second when quiet
     while time.monotonic() < deadline:
         pod = core.read_namespaced_pod(name, "default")
         if pod.status.phase in phases:
@@ -71,7 +71,9 @@ def wait_phase(core: client.CoreV1Api, name: str, phases: tuple[str, ...]) -> cl
 
 
 def running(core: client.CoreV1Api, pattern: str) -> bool:
-    """Whether a process matching `pattern` runs in the pod's container (pgrep, through exec)."""
+    """Whether a process matching `pattern` runs in the pod's container (pgrep, through exec). pgrep must
+    answer: an exec cut off by its wait would read as "not running" and let a command that outlived its
+    session pass."""
     found = stream(
         core.connect_get_namespaced_pod_exec,
         "streams",
@@ -83,7 +85,8 @@ def running(core: client.CoreV1Api, pattern: str) -> bool:
         tty=False,
         _preload_content=False,
     )
-    found.run_forever(timeout=10)
+    found.run_forever(timeout=60)  # bounds a failure only
+    assert found.returncode is not None, "pgrep did not answer within 60 s"
     return found.returncode == 0
 
 
@@ -100,7 +103,7 @@ def kubectl(sim_thread: SimThread, *args: str, stdin: str = "") -> subprocess.Co
 
 
 def test_follow_logs_and_exec_with_the_official_client(core: client.CoreV1Api) -> None:
-    core.create_namespaced_pod("default", xcom_pod("streams", rest=30))
+    core.create_namespaced_pod("default", xcom_pod("streams", rest=120))  # outlives the test's execs under load
     wait_phase(core, "streams", ("Running",))
     response = core.read_namespaced_pod_log("streams", "default", follow=True, _preload_content=False)
     lines = []
@@ -119,10 +122,15 @@ def test_follow_logs_and_exec_with_the_official_client(core: client.CoreV1Api) -
         time.sleep(0.1)
     assert out == '{"rows": 3}\n'
     failing = exec_in(core, "streams", ["sh", "-c", "echo oops >&2; exit 3"], _preload_content=False)
-    failing.run_forever(timeout=10)
+    failing.run_forever(timeout=60)  # bounds a failure only
     assert failing.returncode == 3 and failing.read_stderr() == "oops\n"
     sleeper = exec_in(core, "streams", ["sleep", "300"], _preload_content=False)
-    assert running(core, "sleep 300")
+    # the exec's answer comes once nsenter is started, not once it has entered the container and started the
+    # command: under load pgrep, right after, could run first (seen twice in the suite at load 15)
+    deadline = time.monotonic() + 30
+    while not running(core, "sleep 300"):
+        assert time.monotonic() < deadline, "the exec'd command never ran"
+        time.sleep(0.1)
     sleeper.close()  # the client goes away: the command must not outlive its session
     deadline = time.monotonic() + 10
     while running(core, "sleep 300"):
