@@ -70,6 +70,20 @@ def sleep(seconds: float, pid: list[int] | None = None, started: asyncio.Event |
     return op
 
 
+def sleep_until_cut(pid: list[int], started: asyncio.Event) -> Any:
+    """`sleep` that holds its first run's transaction open until the test terminates its backend (60 s at
+    most: that bounds a failure only; a fixed second was not always enough under load to connect and
+    terminate it); a run after that, the batch run again, does not wait."""
+
+    def op(conn: Connection) -> str:
+        pid.append(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        started.set()
+        conn.execute(text("SELECT pg_sleep(:s)"), {"s": 60 if len(pid) == 1 else 0})
+        return "slept"
+
+    return op
+
+
 async def ids(engine: AsyncEngine) -> list[int]:
     async with engine.connect() as conn:
         return list((await conn.scalars(text("SELECT id FROM items ORDER BY id"))).all())
@@ -101,8 +115,9 @@ async def test_failing_operations_fail_alone_and_the_rest_of_their_batch_commits
         conn.execute(text("INSERT INTO items (id, name) VALUES (2000, 'half')"))
         raise ValueError("refused after writing")
 
-    held = asyncio.create_task(writer.run(sleep(0.3)))
-    await asyncio.sleep(0.1)  # the batch is running: the writes below queue as the next batch
+    running = asyncio.Event()
+    held = asyncio.create_task(writer.run(sleep(0.3, started=running)))
+    await asyncio.wait_for(running.wait(), 30)  # the batch is running: the writes below queue as the next batch
     operations = [insert(i) for i in range(50)]
     operations[10] = insert(1000)  # a clash with a committed row
     operations[20] = half_then_fail
@@ -124,15 +139,15 @@ async def test_a_connection_cut_before_the_commit_runs_the_batch_again_and_commi
     """A restart or failover cutting a batch before its COMMIT costs a delay, not an error: PostgreSQL
     rolled it back, so running it again makes each write once (a pod's runner failed its request before)."""
     pid: list[int] = []
-    started = asyncio.Event()
-    held = asyncio.create_task(writer.run(sleep(0.2)))
-    await asyncio.sleep(0.05)
-    batch = [insert(1), sleep(1, pid, started), insert(3)]
+    running, started = asyncio.Event(), asyncio.Event()
+    held = asyncio.create_task(writer.run(sleep(0.2, started=running)))
+    await asyncio.wait_for(running.wait(), 30)  # the batch is running: the writes below queue as the next batch
+    batch = [insert(1), sleep_until_cut(pid, started), insert(3)]
     tasks = [asyncio.create_task(writer.run(op)) for op in batch]
-    await held
-    await asyncio.wait_for(started.wait(), 10)
-    admin = await postgres_server.admin()
+    admin = await postgres_server.admin()  # at hand before the batch to cut runs
     try:
+        await held
+        await asyncio.wait_for(started.wait(), 30)
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid[0])
     finally:
         await admin.close()
@@ -152,8 +167,8 @@ async def test_a_batch_cut_off_while_the_database_stays_away_reports_none_of_it_
     try:
         pid: list[int] = []
         started = asyncio.Event()
-        tasks = [asyncio.create_task(writer.run(op)) for op in (insert(1), sleep(5, pid, started), insert(3))]
-        await asyncio.wait_for(started.wait(), 10)
+        tasks = [asyncio.create_task(writer.run(op)) for op in (insert(1), sleep_until_cut(pid, started), insert(3))]
+        await asyncio.wait_for(started.wait(), 30)
         await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid[0])
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)

@@ -63,12 +63,12 @@ class Gate:
 
     def __call__(self, _conn: Connection) -> str:
         self.entered.set()
-        self.opened.wait(10)
+        self.opened.wait(60)  # bounds a failure only: a test that fails before opening it frees the writer
         return "gate"
 
     async def hold(self, writer: GroupCommitWriter) -> asyncio.Task[str]:
         task = asyncio.create_task(writer.run(self))
-        await asyncio.to_thread(self.entered.wait, 10)
+        assert await asyncio.to_thread(self.entered.wait, 60), "the writer never ran the gate"
         return task
 
 
@@ -156,8 +156,11 @@ async def test_a_database_locked_by_another_connection_is_waited_out_not_failed(
         other.execute("BEGIN IMMEDIATE")
         other.execute("INSERT INTO items (id, name) VALUES (100, 'other')")
         write = asyncio.create_task(writer.run(insert(1)))
-        await asyncio.sleep(0.3)  # SQLite gives up after 20 ms each time; the writer backs off and retries
-        assert writer.stats.retries >= 1
+        # SQLite gives up after 20 ms each time; the writer backs off and retries (3 times: ~0.4 s, as long as
+        # the fixed 0.3 s wait this was, which under load could pass before the first retry)
+        async with asyncio.timeout(30):  # bounds a failure only
+            while writer.stats.retries < 3:  # noqa: ASYNC110 - the writer's counter, no event to wait on
+                await asyncio.sleep(0.01)
         assert not write.done()
         other.execute("COMMIT")
         assert await asyncio.wait_for(write, 10) == 1
