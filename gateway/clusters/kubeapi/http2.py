@@ -267,31 +267,46 @@ class Http2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._last_read = self.loop.time()  # the loop kept: get_running_loop() is a getpid() call on 3.11
         try:
-            events = self.conn.receive_data(data)
+            events = self.conn.receive(data)
         except h2.exceptions.ProtocolError as e:
             self._fail(StreamLost(f"HTTP/2 protocol error from the server: {e}"))
             self.flush()
             self.abort()
             return
         for event in events:
-            self._event(event)
+            if isinstance(event, tuple):  # a DATA frame the engine read itself: h2's DataReceived (+ StreamEnded)
+                stream_id, chunk, size, ended = event
+                self._received(stream_id, chunk, size)
+                if ended:
+                    self._ended(stream_id)
+            else:
+                self._event(event)
         self.send()
 
+    def _received(self, stream_id: int, data: bytes, size: int) -> None:
+        if (stream := self.streams.get(stream_id)) is not None:
+            stream.received(data, size)
+        else:  # a stream we gave up on: keep the connection's window open
+            self.acknowledge(stream_id, size)
+
+    def _ended(self, stream_id: int) -> None:
+        if (stream := self.streams.get(stream_id)) is None:
+            return
+        stream.ended()
+        if self._sending.pop(stream_id, None) is not None:  # answered before the whole body went
+            self._reset(stream_id)  # RFC 9113 8.1: stop sending; the answer stands
+        self._forget(stream_id)
+
     def _event(self, event: h2.events.Event) -> None:
-        """One event of h2's; the frequent ones first (a pod's streams: DATA, their ends, their HEADERS)."""
+        """One event of h2's (the engine's own reading of DATA frames aside); the frequent ones first."""
         if isinstance(event, h2.events.DataReceived):
-            if (stream := self.streams.get(event.stream_id or 0)) is not None:
-                stream.received(event.data or b"", event.flow_controlled_length or 0)
-            else:  # a stream we gave up on: keep the connection's window open
-                self.acknowledge(event.stream_id or 0, event.flow_controlled_length or 0)
+            self._received(event.stream_id or 0, event.data or b"", event.flow_controlled_length or 0)
+            return
+        if isinstance(event, h2.events.StreamEnded):
+            self._ended(event.stream_id or 0)
             return
         stream = self.streams.get(getattr(event, "stream_id", 0) or 0)
-        if isinstance(event, h2.events.StreamEnded) and stream is not None:
-            stream.ended()
-            if self._sending.pop(stream.stream_id, None) is not None:  # answered before the whole body went
-                self._reset(stream.stream_id)  # RFC 9113 8.1: stop sending; the answer stands
-            self._forget(stream.stream_id)
-        elif isinstance(event, h2.events.ResponseReceived) and stream is not None:
+        if isinstance(event, h2.events.ResponseReceived) and stream is not None:
             stream.answered(event.headers or [])
         elif isinstance(event, h2.events.StreamReset) and stream is not None:
             stream.failed(StreamLost(f"stream reset by the server ({_code(event.error_code)})"))
@@ -368,9 +383,13 @@ class Http2Connection(asyncio.Protocol):
 
     def acknowledge(self, stream_id: int, size: int) -> None:
         """The reader took `size` bytes: let the server send as much again (h2 batches the WINDOW_UPDATEs)."""
-        if size:
-            with contextlib.suppress(h2.exceptions.StreamClosedError, KeyError):
-                self.conn.acknowledge_received_data(size, stream_id)
+        if not size:
+            return
+        try:
+            queued = self.conn.acknowledge(stream_id, size)
+        except (h2.exceptions.StreamClosedError, KeyError):
+            return
+        if queued:  # nothing to write otherwise: h2 queues a WINDOW_UPDATE once half a window was read
             self.send()
 
     def cancel(self, stream_id: int) -> None:
