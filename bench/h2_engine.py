@@ -5,7 +5,8 @@ each a few times and compare the two engines within one run):
 
 - receive: a dispatched pod's answers as a server's h2 sends them (a create's and a delete's HEADERS and pod,
   a followed log's and its completeness check's HEADERS, lines and END_STREAM, five watch events on a watch
-  stream), fed to the client's engine read by read, each DATA acknowledged as the client does;
+  stream), fed to the client's engine read by read, each DATA acknowledged as the client does (h2's
+  `receive_data` and `acknowledge_received_data`; the engine's `receive` and `acknowledge`);
 - open: a request's HEADERS (a 1 KiB token) with `--open` streams open on the connection, the oldest ending (and
   forgotten, as Http2Connection does) as each new one opens: h2's `send_headers`, the engine's `send_request`.
 
@@ -55,6 +56,20 @@ def client(kind: Kind) -> h2.connection.H2Connection:
 
 
 def feed(conn: h2.connection.H2Connection, data: bytes) -> int:
+    """The reads' events (h2's count: a chunk is a DataReceived, and a StreamEnded with END_STREAM), each DATA
+    acknowledged: h2's `receive_data` and `acknowledge_received_data`; the engine's `receive` and `acknowledge`,
+    as Http2Connection calls them."""
+    if isinstance(conn, Engine):
+        count = 0
+        for item in conn.receive(data):
+            if isinstance(item, tuple):
+                stream_id, _, length, ended = item
+                if length:
+                    conn.acknowledge(stream_id, length)
+                count += 2 if ended else 1
+            else:
+                count += 1
+        return count
     events = conn.receive_data(data)
     for event in events:
         if isinstance(event, h2.events.DataReceived) and event.flow_controlled_length:
