@@ -14,7 +14,9 @@ for a while is PINGed and dropped when the PING goes unanswered (client-go's hea
 Headers are built here, from names and values the transport controls, so h2's outbound normalisation and
 validation are off; the engine writes a request's HEADERS frame itself, its header block without HPACK's
 dynamic table (`Engine.send_request`, `h2headers`: decision 0036), and HPACK strings go out without Huffman
-coding; `authorization` is never indexed, as h2's normalisation would have made it.
+coding; `authorization` is never indexed, as h2's normalisation would have made it. On receive, the engine hands
+the common DATA frame over as a `Chunk` rather than h2's events, and acknowledges what was read itself
+(`Engine.receive`, `Engine.acknowledge`: the same windows, the same WINDOW_UPDATEs; decision 0036).
 
 Failures come out as Python exceptions the transport maps to the client's error tree: `NotConnected`
 (nothing was sent), `Http2Refused` (the server chose HTTP/1.1 in ALPN: use it), `StreamLost` (a RST_STREAM,
