@@ -8,9 +8,13 @@ each a few times and compare the two engines within one run):
   stream), fed to the client's engine read by read, each DATA acknowledged as the client does (h2's
   `receive_data` and `acknowledge_received_data`; the engine's `receive` and `acknowledge`);
 - open: a request's HEADERS (a 1 KiB token) with `--open` streams open on the connection, the oldest ending (and
-  forgotten, as Http2Connection does) as each new one opens: h2's `send_headers`, the engine's `send_request`.
+  forgotten, as Http2Connection does) as each new one opens: h2's `send_headers`, the engine's `send_request`;
+- data: one DATA frame of a log line or watch event (`--frame-bytes`) on an answered stream, received and
+  acknowledged, the rest of the pod's work left out. Run by an older tree's venv from that tree
+  (`cd /work/wt/base && .venv/bin/python /path/to/this/bench/h2_engine.py`), it measures that tree's engine: one
+  without `Engine.receive` is fed as h2 is, as that tree's connection fed it.
 
-    .venv/bin/python bench/h2_engine.py [--pods 500] [--open 80] [--rounds 9]
+    .venv/bin/python bench/h2_engine.py [--pods 500] [--open 80] [--rounds 9] [--frame-bytes 300]
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import h2.connection
 import h2.events
 import h2.settings
 import hpack
+import hyperframe.frame
 import orjson
 
 from gateway.clusters.kubeapi.h2engine import Engine
@@ -59,7 +64,7 @@ def feed(conn: h2.connection.H2Connection, data: bytes) -> int:
     """The reads' events (h2's count: a chunk is a DataReceived, and a StreamEnded with END_STREAM), each DATA
     acknowledged: h2's `receive_data` and `acknowledge_received_data`; the engine's `receive` and `acknowledge`,
     as Http2Connection calls them."""
-    if isinstance(conn, Engine):
+    if isinstance(conn, Engine) and hasattr(conn, "receive"):
         count = 0
         for item in conn.receive(data):
             if isinstance(item, tuple):
@@ -179,25 +184,49 @@ def open_streams(kind: Kind, requests: int, open_at_once: int) -> float:
     return spent / requests * 1e6
 
 
+def data_frames(kind: Kind, frames: int, size: int) -> float:
+    """Microseconds a DATA frame of `size` bytes on an answered stream, received and acknowledged (its windows
+    refilled by the acknowledgements, so the raw frames can follow one another without a server)."""
+    conn = client(kind)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+    server.initiate_connection()
+    server.receive_data(conn.data_to_send())
+    feed(conn, server.data_to_send())
+    server.receive_data(conn.data_to_send())
+    conn.send_headers(1, REQUEST, end_stream=True)  # a connection's first request is h2's in the engine too
+    server.receive_data(conn.data_to_send())
+    server.send_headers(1, [(b":status", b"200"), (b"content-type", b"text/plain")])
+    feed(conn, server.data_to_send())
+    frame = hyperframe.frame.DataFrame(1, b"x" * size).serialize()
+    began = time.perf_counter()
+    for _ in range(frames):
+        feed(conn, frame)
+    spent = time.perf_counter() - began
+    conn.data_to_send()
+    return spent / frames * 1e6
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=500)
     parser.add_argument("--open", type=int, default=80, help="streams open while a new one opens")
     parser.add_argument("--rounds", type=int, default=9, help="alternating rounds; the best and the median printed")
+    parser.add_argument("--frame-bytes", type=int, default=300, help="the DATA frame of the data measurement")
     args = parser.parse_args()
     start, per_pod = recorded(args.pods)
     kinds: list[tuple[str, Kind]] = [("h2's H2Connection", h2.connection.H2Connection), ("h2engine.Engine", Engine)]
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in kinds}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name, _ in kinds}
     frames = events = 0.0
     for _ in range(args.rounds):  # alternating, so that a burst of load on the machine hits both
         for name, kind in kinds:
             us, frames, events = receive(kind, start, per_pod)
-            results[name].append((us, open_streams(kind, args.pods * 2, args.open)))
+            results[name].append((us, open_streams(kind, args.pods * 2, args.open), data_frames(kind, args.pods * 10, args.frame_bytes)))
     print(f"a pod's answers: {frames:.0f} frames, {events:.0f} events; {args.rounds} alternating rounds, best / median")
     for name, rows in results.items():
-        receiving, sending = sorted(r for r, _ in rows), sorted(s for _, s in rows)
+        receiving, opening, one_frame = (sorted(row[i] for row in rows) for i in range(3))
         print(f"{name:18} receive {receiving[0]:6.1f} / {statistics.median(receiving):6.1f} us a pod;"
-              f" HEADERS with {args.open} open {sending[0]:5.1f} / {statistics.median(sending):5.1f} us")  # fmt: skip
+              f" HEADERS with {args.open} open {opening[0]:5.1f} / {statistics.median(opening):5.1f} us;"
+              f" a {args.frame_bytes}-byte DATA frame {one_frame[0]:4.1f} / {statistics.median(one_frame):4.1f} us")  # fmt: skip
 
 
 if __name__ == "__main__":
