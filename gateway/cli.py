@@ -38,14 +38,14 @@ def _serve(args: argparse.Namespace) -> int:
         flags["logging.level"] = "debug"
     logs.configure(flags.get("logging.format", "text"), level=logging.DEBUG if args.verbose else logging.INFO)
     from gateway.app import serve_forever, serve_loop_factory  # after logging is set up: imports may log
-    from gateway.eventloop import LoopUnavailable, map_large_blocks
+    from gateway.eventloop import LoopUnavailable, pin_malloc_thresholds
 
     try:
         factory = serve_loop_factory(args.config or "", flags)
     except LoopUnavailable as e:
         print(f"podgate: {e}", file=sys.stderr)
         return 2
-    map_large_blocks()
+    pin_malloc_thresholds()
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(serve_forever(args.config or "", flags))
 

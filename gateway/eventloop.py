@@ -1,9 +1,9 @@
 """Which event loop `podgate serve` runs on (`server.event_loop`), chosen before the loop starts.
 
 uvloop, when installed (the server extra brings it), is the default: CPython's asyncio gives every TLS
-connection a zero-filled 256 KiB read buffer, resident at once, and the gateway holds one TLS connection
-per followed log; uvloop allocates its buffer lazily (bench/README.md, dispatch.py memory). `asyncio`
-keeps the standard loop, e.g. to rule the loop out when chasing a problem.
+connection a zero-filled 256 KiB read buffer, resident at once; uvloop allocates its buffer lazily
+(bench/README.md, dispatch.py memory). `asyncio` keeps the standard loop, e.g. to rule the loop out when
+chasing a problem.
 
 The embedded local clusters (no cluster files) run their pods as real processes from the gateway's own
 process; children spawned from uvloop there die before their command starts (exit 134), so `auto` keeps
@@ -46,24 +46,30 @@ def loop_factory(choice: str, *, embedded_clusters: bool = False) -> LoopFactory
     return factory
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value, kept from then on
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 1024 * 1024  # blocks below it come from the heap, larger ones get a mapping of their own
+TRIM_THRESHOLD = 2 * MMAP_THRESHOLD  # free memory kept at the heap's top before it is given back
 
 
-def map_large_blocks() -> bool:
-    """Pins glibc's mmap threshold at 128 KiB; False where there is no glibc (musl, macOS).
+def pin_malloc_thresholds() -> bool:
+    """Pins glibc's mmap threshold at 1 MiB and its trim threshold at 2 MiB; False where there is no glibc.
 
-    uvloop mallocs a 256 KiB read buffer per TLS connection and touches only its first pages (one per
-    followed log). A block that large gets its own mapping, whose untouched pages are never resident,
-    until glibc raises the threshold after freeing one (its dynamic threshold, up to 32 MiB): from then
-    on the buffers are carved from the heap, whose reused pages are resident. Pinned, RSS per followed
-    pod fell 146 -> 103 KiB (bench/README.md, issue 16); a large block costs an mmap and munmap each.
+    Every TLS read on uvloop allocates a 256 KiB bytes object (`SSLObject.read` of its maximum read size) and
+    shrinks it to what was read. Below the mmap threshold that is heap work; above it, an mmap, a page fault,
+    an mremap and, once freed, an munmap whose TLB shootdown reaches every thread of the process: ~10 us a
+    read here against ~1.5, and ~2 % of the gateway's CPU under load (bench/README.md, helper grpc5). Pinned,
+    neither threshold moves with what the process freed (glibc's dynamic threshold could climb to 32 MiB and
+    keep twice that at the heap's top), and the trim threshold above a read's size keeps each freed read
+    buffer from being handed back with brk and faulted in again. (Until Dec 5 the threshold was pinned at
+    128 KiB so that each followed log's own TLS connection kept its 256 KiB buffer in a mapping: logs share
+    HTTP/2 connections now, up to 100 streams each; decision 0040.)
     """
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def loop_name() -> str:
