@@ -21,7 +21,7 @@ from gateway.clusters.kubeapi import errors as kube
 from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.decode import EventType, Narrow, WatchEvent
 from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
-from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever
+from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever_batches
 from gateway.clusters.replay import EventReplay
 from gateway.clusters.tracking import SAFETY_WAKE_SECONDS, PodTrack, kept, wake_forever
 from gateway.credentials.base import CredentialError, CredentialProvider
@@ -214,9 +214,11 @@ class ClusterRuntime:
     # --- watches --------------------------------------------------------------------------
 
     async def _watch(self, resource: Resource, narrow: Narrow, handle: Callable[[WatchEvent], None]) -> None:
-        """Each watched object is decoded into what `handle` reads (gateway/clusters/shapes.py), not whole."""
-        async for event in watch_forever(self.client, WatchTarget(resource=resource, narrow=narrow)):
-            handle(event)
+        """Each watched object is decoded into what `handle` reads (gateway/clusters/shapes.py), not whole; the
+        events of a chunk come in one step, each handed on by a call (no generator hop an event)."""
+        async for events in watch_forever_batches(self.client, WatchTarget(resource=resource, narrow=narrow)):
+            for event in events:
+                handle(event)
 
     def _on_node(self, event: WatchEvent) -> None:
         if event.type is EventType.RELISTED:

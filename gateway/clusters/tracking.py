@@ -1,18 +1,22 @@
 """The gateway's view of one pod it follows: the latest object from the cluster's watch and new events.
 
 Holds the latest state, not a queue of states, so a slow consumer costs nothing: it wakes up, reads
-what the pod is now, and acts on that.
+what the pod is now, and acts on that. A follower that `attach`es is woken only when what it acts on
+changed (`progress`), and takes the events that come between its looks as they come (`take`), without a look.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gateway import domain
+
+log = logging.getLogger(__name__)
 
 MAX_PENDING_EVENTS = 100
 SAFETY_WAKE_SECONDS = 30.0  # the cluster's runtime pokes every track this often (`wait(None)` has no timer)
@@ -24,6 +28,9 @@ KEPT_CONTAINER_STATUS = ("name", "state", "lastState")
 SHARED_PARTS = 4096  # distinct conditions shared at most (a message can make each pod's its own)
 WORD_CHARS = 64  # a longer string is no word of a small vocabulary: kept as it came
 _shared_parts: dict[tuple[tuple[str, Any], ...], dict[str, Any]] = {}
+_UNLOOKED = object()  # an attached follower's progress before its first look: any pod differs from it
+
+Progress = Callable[[Mapping[str, Any]], object]  # what of a pod its follower acts on, compared by equality (status.py)
 
 
 def kept(pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,7 +113,10 @@ class PodTrack:
     """Thousands are held at once, one per followed pod: slots, and waiting on a bare future with a timer
     (`wait`) instead of an Event and an `asyncio.timeout` (1.5 KiB a pod while its follower waits)."""
 
-    __slots__ = ("_changed", "_event_added", "_event_keys", "_events", "_next", "_synced", "_waiter", "pod", "seen")
+    __slots__ = (
+        "_changed", "_event_added", "_event_keys", "_events", "_looked", "_next", "_progress", "_synced", "_take",
+        "_waiter", "pod", "seen",
+    )  # fmt: skip
 
     def __init__(self, synced: asyncio.Event) -> None:
         self.pod: Mapping[str, Any] | None = None
@@ -118,23 +128,73 @@ class PodTrack:
         self._event_added: asyncio.Event | None = None  # made by settle_events only (an Event is 0.74 KiB a pod)
         self._events: list[domain.KubernetesEvent] = []
         self._event_keys: set[tuple[str, int]] = set()
+        self._progress: Progress | None = None  # set while a follower is attached
+        self._take: Callable[[], None] | None = None  # the attached follower's: drains the events at once
+        self._looked: object = _UNLOOKED  # the progress of the pod the attached follower last looked at
 
     def update(self, pod: Mapping[str, Any] | None) -> None:
+        """The pod as the watch shows it now (None: gone). An attached follower is woken only when the pod's
+        progress differs from what it last looked at: a bind, a condition or a message leaves it asleep."""
         self.pod = pod
         self.seen = self.seen or pod is not None
-        self._signal()
+        if self._progress is None or self._progress_of(pod) != self._looked:
+            self._signal()
         self._signal_next()
 
     def add_event(self, key: tuple[str, int], event: domain.KubernetesEvent) -> None:
-        """Adds an event once (by uid and count: a repeated event comes back with a higher count)."""
+        """Adds an event once (by uid and count: a repeated event comes back with a higher count). An attached
+        follower takes it at once (`take`) unless a look is due: then that look takes it, with the phase it
+        may record (one write for both)."""
         if key in self._event_keys:
             return
         self._event_keys.add(key)
         self._events.append(event)
         del self._events[:-MAX_PENDING_EVENTS]
-        self._signal()
+        if not self._taken():
+            self._signal()
         if self._event_added is not None:
             self._event_added.set()
+
+    def _taken(self) -> bool:
+        if self._take is None or self._changed:
+            return False
+        try:
+            self._take()
+        except Exception:  # the cluster's events watch calls this: one pod's failure must not end it
+            log.exception("taking a followed pod's events failed; its follower takes them at its looks from now on")
+            self._take = None
+            return False
+        return True
+
+    def attach(self, progress: Progress, take: Callable[[], None]) -> None:
+        """The pod's follower from now on, until `detach`: a change of the pod wakes it only when `progress`
+        of the pod differs from what its last `look` saw, and events that come while no look is due are
+        handed to `take` at once (which drains them), waking nobody. Its next look is its first."""
+        self._progress, self._take, self._looked = progress, take, _UNLOOKED
+
+    def detach(self) -> None:
+        """Back to waking at every change and buffering every event (the follower no longer takes them)."""
+        self._progress = self._take = None
+        self._looked = _UNLOOKED
+
+    def look(self) -> Mapping[str, Any] | None:
+        """The pod now, as the attached follower is about to act on it: what woke it is taken, and from now on
+        only a change of its progress (or a poke) wakes it."""
+        self._changed = False
+        self._looked = self._progress_of(self.pod)
+        return self.pod
+
+    def moved(self) -> bool:
+        """The pod's progress differs from what the attached follower last looked at (always, unattached)."""
+        return self._progress is None or self._progress_of(self.pod) != self._looked
+
+    def _progress_of(self, pod: Mapping[str, Any] | None) -> object:
+        if pod is None or self._progress is None:
+            return pod
+        try:
+            return self._progress(pod)
+        except Exception:  # a malformed object: a progress equal to nothing, so its follower looks (and fails there)
+            return object()
 
     def poke(self) -> None:
         """Wakes the follower without a change of the pod (cancellation, its cluster going away)."""

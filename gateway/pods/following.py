@@ -9,6 +9,7 @@ here: creation is over once the record is past Queued.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field, replace
 
@@ -32,7 +33,6 @@ MAX_WARNINGS = 50  # warning events kept for a result
 # A failed pod's warning events may trail its status (they come on another watch): wait for them this long.
 EVENT_SETTLE_QUIET_SECONDS = 0.3
 EVENT_SETTLE_MAX_SECONDS = 2.0
-_NOTHING = object()  # no pod object was acted on yet
 
 
 @dataclass(slots=True)
@@ -97,18 +97,21 @@ class Follower:
         loop = asyncio.get_running_loop()
         logs = LogTasks(state.record, cluster, track, self.journal, self.settings, followed.positions)
         await track.synced()
-        acted_on: object = _NOTHING  # the pod object (the watch never changes one) a running pod's last look acted on
+        # Woken only when what a look acts on changed; events between looks are held as they come, lookless.
+        track.attach(status.progress, functools.partial(self._take_events, state, followed, track))
+        acted = False  # the last look acted on a pod past Pending: only its progress, a cancel or an event matter
         try:
             while True:
                 if not self.clusters.serves(cluster):
                     return None
                 events = self._new_events(followed, track)  # journalled with the phase they came with, if one
-                if track.pod is acted_on and not events and not state.is_cancelled:
+                if acted and not events and not state.is_cancelled and not track.moved():
                     # Woken with nothing new (the cluster's safety-net poke, every SAFETY_WAKE_SECONDS for each
-                    # followed pod): the look below would act on the same object again and do nothing.
+                    # followed pod): the look below would act on the same progress again and do nothing.
                     await track.wait(None)
                     continue
-                if state.is_cancelled or track.pod is None:
+                pod = track.look()  # what this look acts on (the watch may replace it while the phase is stored)
+                if state.is_cancelled or pod is None:
                     self._hold_events(state, events)
                     events = []
                 if state.is_cancelled:
@@ -116,12 +119,11 @@ class Follower:
                         phase=domain.PodPhase.CANCELLED, reason="Cancelled", message=state.cancel_reason
                     )
                     return Ending(cancelled, cluster)
-                if track.pod is None:  # looked at after the write: the pod may have shown up meanwhile
+                if pod is None:  # looked at after the write: the pod may have shown up meanwhile
                     if track.seen or await self._confirmed_gone(state.record, followed, cluster):
                         return Ending(deleted())
                     await track.wait(1.0)
                     continue
-                pod = track.pod  # what this look acts on (the watch may replace it while the phase is stored)
                 view = status.interpret(pod)
                 logs.start()  # the logs open while the phase is recorded; their lines are journalled after it
                 await self._record_phase(state, view, events)
@@ -133,9 +135,10 @@ class Follower:
                 if pending and left < 0:
                     warnings = tuple(followed.warnings)
                     return Ending(collecting.startup_timeout_result(state.request, view, warnings), cluster)
-                acted_on = _NOTHING if pending else pod  # a pending pod's look also reads the clock
+                acted = not pending  # a pending pod's look also reads the clock
                 await track.wait(max(left, 0.05) if pending else None)
         finally:
+            track.detach()  # before any wait: an event from now on is no longer this follower's to hold
             await logs.stop()
 
     async def _record_phase(self, state: RunState, view: status.PodView, events: list[domain.KubernetesEvent]) -> None:
@@ -176,11 +179,13 @@ class Follower:
 
     @staticmethod
     def _new_events(followed: Followed, track: PodTrack) -> list[domain.KubernetesEvent]:
-        """The events that came since the last look (kept as warnings too), to be journalled together."""
-        new = [e for e in track.drain_events() if e not in followed.journalled]  # journalled: seen before a restart
-        followed.warnings.extend(e for e in new if e.type == "Warning")
-        del followed.warnings[:-MAX_WARNINGS]
-        return new
+        """The events the track buffered since the last look (kept as warnings too), to be journalled together."""
+        return _unjournalled(followed, track.drain_events())
+
+    def _take_events(self, state: RunState, followed: Followed, track: PodTrack) -> None:
+        """Events that came while no look was due (`PodTrack.attach`): held at once, as the next look would have
+        held them, without that look."""
+        self._hold_events(state, self._new_events(followed, track))
 
     def _hold_events(self, state: RunState, events: list[domain.KubernetesEvent]) -> None:
         """Held with the log lines, written with the request's next write (its Running, its result) or the
@@ -218,6 +223,14 @@ class Follower:
         except kube.KubeError as e:
             log.info("cannot tell whether pod %s/%s exists yet: %s", record.namespace, record.name, e)
         return False
+
+
+def _unjournalled(followed: Followed, events: list[domain.KubernetesEvent]) -> list[domain.KubernetesEvent]:
+    """`events` less those journalled before a restart; their warnings kept for the result."""
+    new = [e for e in events if e not in followed.journalled] if followed.journalled else events
+    followed.warnings.extend(e for e in new if e.type == "Warning")
+    del followed.warnings[:-MAX_WARNINGS]
+    return new
 
 
 def deleted() -> domain.PodResult:

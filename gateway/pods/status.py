@@ -139,6 +139,29 @@ def interpret(pod: Pod) -> PodView:
     )
 
 
+def progress(pod: Pod) -> tuple[object, bool, tuple[object, ...], tuple[object, ...]]:
+    """What of a pod its follower's look acts on: the phase `interpret` reads (the pod's phase and whether a
+    container waits for good), the containers started (their logs) and those ended (the result, the sidecar's
+    XCom). Two observations with the same progress have the same phase, `finished` and `main_terminated`, and
+    the same containers started: a look at the second would act on nothing the first did not (a bind, a
+    condition, a message, a time or a container waiting to be created changed), so the follower is not woken
+    for it (tracking.PodTrack.attach; tests/unit/test_pod_follow_looks.py)."""
+    status = pod.get("status", {})
+    fatal, started, ended, named = False, [], [], set()
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in status.get(key) or ():
+            state = cs.get("state") or {}
+            fatal = fatal or (state.get("waiting") or {}).get("reason", "") in FATAL_WAITING_REASONS
+            name = cs.get("name")
+            if name not in named:  # a name's first status says whether it started (PodTrack.container_started)
+                named.add(name)
+                if "running" in state or "terminated" in state:
+                    started.append(name)
+            if state.get("terminated") or (cs.get("lastState") or {}).get("terminated"):
+                ended.append(name)
+    return status.get("phase", "Pending"), fatal, tuple(started), tuple(ended)
+
+
 def exit_code(view: PodView, main_container: str) -> int:
     """The main container's exit code, or -1 when it never ran."""
     return next((c.exit_code for c in view.containers if c.name == main_container), -1)

@@ -311,17 +311,46 @@ class ClusterClient:
         """One watch connection. Ends quietly when the server closes it or it goes silent for
         `watch_inactivity`; an expired resourceVersion raises Gone. With `narrow`, each object is decoded
         into the fields its shape names only (decode.Narrow)."""
+        batches = self.watch_batches(
+            resource, namespace, resource_version=resource_version, label_selector=label_selector,
+            field_selector=field_selector, narrow=narrow,
+        )  # fmt: skip
+        async with aclosing(batches):
+            async for events in batches:
+                for event in events:
+                    yield event
+
+    async def watch_batches(
+        self, resource: Resource, namespace: str | None = None, *, resource_version: str = "",
+        label_selector: str = "", field_selector: str = "", narrow: Narrow | None = None,
+    ) -> AsyncGenerator[list[WatchEvent], None]:  # fmt: skip
+        """`watch_stream`, the events of each chunk read as one list (never empty): a watch's consumer takes a
+        chunk's events in one step instead of a generator hop each (~5 pod events a chunk under load). A line
+        that raises (an ERROR line: 410 Gone) raises after the events before it."""
         request = rq.prepare_watch(
             resource, namespace, resource_version=resource_version, label_selector=label_selector,
             field_selector=field_selector, timeout_seconds=self.timeouts.watch_seconds,
         )  # fmt: skip
         timeout = aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.watch_inactivity)
-        try:  # the lines of each chunk read in place (one generator fewer for each event: ~6 a dispatched pod)
+        name, call = self.name, request.call
+        try:  # the lines of each chunk read in place
             async with aclosing(self._line_batches(request, timeout, max_line=None)) as batches:
                 async for batch in batches:
+                    events: list[WatchEvent] = []
+                    failure: Exception | None = None
                     for line in batch:
                         if line.strip():
-                            yield decode_watch_line(line, cluster=self.name, call=request.call, narrow=narrow)
+                            try:
+                                events.append(decode_watch_line(line, cluster=name, call=call, narrow=narrow))
+                            except Exception as e:  # raised once the events before it are delivered
+                                failure = e
+                                break
+                    del batch
+                    if events:
+                        yield events
+                        del events  # a quiet watch's frame holds nothing of its last chunk
+                    if failure is not None:
+                        raise failure
         except StreamSilent:
             log.debug("cluster %s: %s: silent for %ss, reconnecting", self.name, request.call, timeout.sock_read)
 
