@@ -4,8 +4,10 @@ docs/decisions/0021-replica-leases.md. Every `renew_every` the replica renews it
 for all its requests) and claims its share of the requests of replicas whose lease ran out, resuming them
 as a restarted gateway does. It stops following everything it owns when it can no longer prove its lease
 (the local deadline passed, or a renewal found it expired); the store's fence refuses any owner write
-that was already on its way. A LISTEN connection wakes the journal followers when another replica
-appends, and starts a claim round at once when one hands its requests over.
+that was already on its way. The local deadline is kept by a timer, not by the lease loop: a round blocked
+on an unreachable database (a claim waits it out up to 30 s) must not keep runners going past it. A LISTEN
+connection wakes the journal followers when another replica appends, and starts a claim round at once
+when one hands its requests over.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ class Replication:
         self._listener: Any = None  # the SQLAlchemy connection holding LISTEN
         self._claim_now = asyncio.Event()
         self._leading = False
+        self._expiry: asyncio.TimerHandle | None = None  # stops the runners at the local deadline
 
     async def start(self) -> None:
         await self._new_lease()
@@ -102,6 +105,7 @@ class Replication:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        self._disarm()
         if release and self.replica:
             try:
                 await self._store.release_replica(self.replica)
@@ -128,11 +132,13 @@ class Replication:
                 if not self.may_act():
                     self._lose("its lease could not be renewed in time")
                 return
+            if not self._holding():  # the timer stopped the runners while the renewal was on its way
+                return  # the next round takes a new lease
             if not renewed:
                 self._lose("its lease had expired when it renewed (paused or cut off from the database)")
                 await self._new_lease()
             else:
-                self._deadline = lease.local_deadline(sent, self.policy)
+                self._keep_until(lease.local_deadline(sent, self.policy))
         await self._claim()
         await self._ensure_listener()
 
@@ -155,11 +161,38 @@ class Replication:
         self._store.act_as(self.replica, self.channel)
         sent = self._clock()
         await self._store.register_replica(self.replica, self._listen, self.policy)
-        self._deadline = lease.local_deadline(sent, self.policy)
+        self._keep_until(lease.local_deadline(sent, self.policy))
         log.info("replica %s holds its lease", self.replica)
 
+    def _keep_until(self, deadline: float) -> None:
+        """The lease may be acted on until `deadline` (self._clock's time); the timer enforces it."""
+        self._deadline = deadline
+        self._disarm()
+        self._expiry = asyncio.get_running_loop().call_later(max(0.0, deadline - self._clock()), self._expire)
+
+    def _holding(self) -> bool:
+        """Whether the runners still run under the current lease (its timer or a failed renewal stops them)."""
+        return self._deadline is not None
+
+    def _expire(self) -> None:
+        self._expiry = None
+        if self._deadline is None:
+            return
+        if self.may_act():  # an injected clock that runs slower than the loop's: look again when it says
+            self._keep_until(self._deadline)
+            return
+        self._lose("its lease ran out before a renewal came back (the database did not answer in time)")
+
+    def _disarm(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+
     def _lose(self, why: str) -> None:
+        if self._deadline is None:
+            return  # already stopped (the timer came first)
         self._deadline = None
+        self._disarm()
         dropped = self._drop()
         self._store.disown(dropped)
         self._store.act_as(None)
@@ -172,6 +205,8 @@ class Replication:
         if not self.may_act():
             return
         claimed = await self._store.claim_orphans(self.replica)
+        if not self._holding():
+            return  # the timer stopped the runners while the claim waited: the next lease claims afresh
         if not self.may_act():
             # The claim outlived the lease (it waited out a database outage): the database may have
             # handed this replica its own requests, expired with its lease, under new fences while their

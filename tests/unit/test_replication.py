@@ -63,6 +63,14 @@ async def test_closing_as_a_released_notification_wakes_the_lease_loop_ends_it()
     assert replication._task is not None and replication._task.done()
 
 
+def running(request_ids: list[str]) -> list[domain.PodRecord]:
+    return [
+        domain.PodRecord(request=domain.PodRequest(request_id=rid, pod={}), phase=domain.PodPhase.RUNNING,
+                         created_at=datetime.now(UTC))
+        for rid in request_ids
+    ]  # fmt: skip
+
+
 class SlowClaims(Leases):
     """Its claim answers only after the claimer's lease ran out (a database outage waited out), and hands
     the claimer its own requests, expired with its lease: what PostgreSQL did in
@@ -78,11 +86,7 @@ class SlowClaims(Leases):
             return []  # at start: nothing to claim yet
         if self.claims == 2:
             self.now[0] += 60.0  # the outage, waited out
-        return [
-            domain.PodRecord(request=domain.PodRequest(request_id=rid, pod={}), phase=domain.PodPhase.RUNNING,
-                             created_at=datetime.now(UTC))
-            for rid in self.own
-        ]  # fmt: skip
+        return running(self.own)
 
 
 async def test_a_claim_that_outlives_the_lease_stops_every_runner_and_takes_nothing() -> None:
@@ -129,3 +133,57 @@ def test_a_batchs_notification_reaches_each_of_its_requests_watchers_in_order() 
     replication._notified(None, 0, replication.channel, payload)
     assert fed == [("r1", 3, '[{"i":1,"text":"a b"}]'), ("r1", 4, '[{"i":1}]'), ("r3", 7, "[]")]
     assert woken == [("r2", 1)]
+
+
+class BlockedClaims(Leases):
+    """Its second claim waits until the test lets it answer, with the claimer's own requests: a database
+    outage that a claim waits out (the pod writer waits up to 30 s for an unreachable database)."""
+
+    def __init__(self, own: list[str]) -> None:
+        super().__init__()
+        self.own, self.claims = own, 0
+        self.waiting = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    async def claim_orphans(self, replica: str) -> list[domain.PodRecord]:
+        self.claims += 1
+        if self.claims != 2:
+            return []
+        self.waiting.set()
+        await self.answer.wait()
+        return running(self.own)
+
+
+async def test_the_runners_stop_at_the_local_deadline_while_a_claim_still_waits_for_the_database() -> None:
+    """The lease loop, blocked in a claim across a database outage, checked the deadline only when the claim
+    came back: the runners ran on past it, and the other replica (its own claim answered first once the
+    database was back) took their requests over while this one still followed them (two owners of one
+    request in tests/e2e/test_replicas_outage.py under load). The timer stops them at the deadline."""
+    policy = lease.LeasePolicy(duration=1.0, renew_every=0.3, safety_margin=0.3)
+    following = ["r1", "r2"]
+    dropped: list[list[str]] = []
+    taken: list[list[str]] = []
+    stopped = asyncio.Event()
+
+    def drop() -> list[str]:
+        dropped.append(list(following))
+        stopped.set()
+        return list(following)
+
+    store = BlockedClaims(following)
+    replication = Replication(
+        store, gateway_id="gw", listen="", take=lambda records: taken.append([r.request.request_id for r in records]),
+        drop=drop, wake=lambda request_id, seq: None, policy=policy,
+    )  # fmt: skip
+    await replication.start()
+    first_lease = replication.replica
+    async with asyncio.timeout(10):  # bounds a failure only
+        await store.waiting.wait()  # the lease loop's next round: renewed, now in the claim that waits
+        await stopped.wait()
+    assert dropped == [["r1", "r2"]] and not replication.may_act()
+    assert store.claims == 2  # the claim is still waiting: the timer, not the claim's return, stopped them
+    store.answer.set()  # the database answers: the stale claim's requests are not taken, nothing dropped twice
+    await replication.round()  # the next round: a new lease, which claims afresh
+    assert replication.replica != first_lease and replication.may_act()
+    assert taken == [] and dropped == [["r1", "r2"]]
+    await replication.close(release=False)
