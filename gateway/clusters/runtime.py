@@ -22,7 +22,7 @@ from gateway.clusters.kubeapi.client import ClusterClient
 from gateway.clusters.kubeapi.decode import EventType, Narrow, WatchEvent
 from gateway.clusters.kubeapi.request import EVENTS, NODES, PODS, Resource
 from gateway.clusters.kubeapi.watching import WatchTarget, watch_forever_batches
-from gateway.clusters.replay import EventReplay
+from gateway.clusters.replay import REPLAY_PAGE_SIZE, EventReplay
 from gateway.clusters.tracking import SAFETY_WAKE_SECONDS, PodTrack, kept, wake_forever
 from gateway.credentials.base import CredentialError, CredentialProvider
 from gateway.observability import logging as logcontext
@@ -206,7 +206,8 @@ class ClusterRuntime:
         await self._replay.replay(namespace, name)
 
     async def _list_events(self, namespace: str, field_selector: str) -> tuple[dict[str, Any], ...]:
-        return (await self.client.list_events(namespace, field_selector=field_selector)).items
+        listed = await self.client.list_all(EVENTS, namespace, field_selector=field_selector, page_size=REPLAY_PAGE_SIZE)
+        return listed.items
 
     def _replayed(self, events: Sequence[dict[str, Any]]) -> None:
         self._on_event(WatchEvent(type=EventType.RELISTED, objects=tuple(events)))
