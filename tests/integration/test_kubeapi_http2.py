@@ -17,6 +17,7 @@ import pytest
 from gateway.clusters import kubeapi as k
 from gateway.clusters.kubeapi import ClusterClient, EventType, WatchTarget, http2
 from gateway.clusters.kubeapi.http2 import STREAM_WINDOW, Http2Pool
+from gateway.clusters.kubeapi.http2_stream import Http2Stream
 from gateway.credentials.base import Endpoint
 from gateway.credentials.static import StaticProvider
 from gateway.sim import http2 as sim_http2
@@ -371,3 +372,43 @@ async def test_a_connection_gone_dead_is_pinged_and_dropped_and_its_watch_fails_
             relay.frozen = False
             assert (await api.list_pods(NS)).items == ()
             assert api.http2_handshakes == 2
+
+
+class ConnectsIntoABurst(Http2Pool):
+    """A pool whose first connection attempt, as it ends, is followed in the same loop turn by `burst` requests:
+    a burst of creates woken together, which run before the attempt's done callback (which is queued after them)."""
+
+    def __init__(self, sim: SimCluster, burst: int) -> None:
+        super().__init__(endpoint(sim), connect_timeout=5)
+        self.token, self.burst = sim.admin_token, burst
+        self.opened: list[asyncio.Task[Http2Stream]] = []
+
+    async def _connect(self) -> http2.Http2Connection:
+        connection = await super()._connect()
+        count, self.burst = self.burst, 0  # the first attempt's end only
+        loop = asyncio.get_running_loop()
+        self.opened += [loop.create_task(self.request("/version", self.headers())) for _ in range(count)]
+        return connection
+
+    def headers(self) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {self.token}")]
+
+
+@pytest.mark.timeout(60)  # the old pool spun in one loop turn for ever: only pytest-timeout's signal ends it
+async def test_a_burst_that_fills_a_new_connection_before_its_attempt_is_forgotten_opens_another(
+    sim: SimCluster,
+) -> None:
+    """101 requests ready in the loop turn in which a connection attempt ended, before its done callback ran: the
+    first 100 fill the new connection, and the 101st found the finished attempt still recorded as under way,
+    awaited it (a done task: no yield) and looked again, for ever, with the gateway's loop at 100 % of a core
+    (seen in bench/dispatch.py throughput). It makes a second connection instead."""
+    pool = ConnectsIntoABurst(sim, burst=sim_http2.MAX_CONCURRENT_STREAMS + 1)
+    try:
+        first = await pool.request("/version", pool.headers())
+        async with asyncio.timeout(30):
+            streams = [first, *await asyncio.gather(*pool.opened)]
+            statuses = await asyncio.gather(*(stream.response(10) for stream in streams))
+        assert statuses == [200] * (sim_http2.MAX_CONCURRENT_STREAMS + 2)
+        assert pool.handshakes == 2 and pool.connections == 2
+    finally:
+        pool.close()

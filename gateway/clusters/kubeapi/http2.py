@@ -133,14 +133,19 @@ class Http2Pool:
                 raise Http2Refused(f"{self.host}:{self.port} chose HTTP/1.1 in ALPN")
             if self._closed:
                 raise NotConnected("the connections to this endpoint were closed")
-            if self._connecting is None:
-                self._connecting = asyncio.get_running_loop().create_task(self._connect())
-                self._connecting.add_done_callback(self._connect_done)
-            await asyncio.shield(self._connecting)
+            attempt = self._connecting
+            # A finished attempt whose done callback has not run yet is no attempt under way: requests that ran
+            # first in this loop turn may have filled its connection. Awaiting it again returns at once without
+            # yielding, and the loop spun here for ever (a burst of creates, bench/README.md issue 16).
+            if attempt is None or attempt.done():
+                attempt = self._connecting = asyncio.get_running_loop().create_task(self._connect())
+                attempt.add_done_callback(self._connect_done)
+            await asyncio.shield(attempt)
         return connection
 
     def _connect_done(self, task: asyncio.Task[Http2Connection]) -> None:
-        self._connecting = None
+        if self._connecting is task:  # not a newer attempt, started before this callback ran
+            self._connecting = None
         if not task.cancelled():
             task.exception()  # retrieved here: a failure nobody waits for any more is no "never retrieved"
 
