@@ -48,7 +48,11 @@ def plan(namespace: str, names: Collection[str], per_pod_at_most: int = PER_POD_
 
 
 def involved_name(obj: Mapping[str, Any]) -> str:
-    return str((obj.get("involvedObject") or {}).get("name", ""))
+    """The pod an event is about; "" for an event whose involvedObject is missing or malformed (an API server's
+    answer is input too: a string or a number there must not end the round and leave its pods' events unread)."""
+    involved = obj.get("involvedObject")
+    name = involved.get("name") if isinstance(involved, Mapping) else None
+    return name if isinstance(name, str) else ""
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.clusters.replay import POD_EVENTS, EventReplay, Listing, plan
+from gateway.clusters.replay import POD_EVENTS, EventReplay, Listing, involved_name, plan
 
 
 def event(name: str, reason: str = "Pulled") -> dict[str, Any]:
@@ -137,3 +137,38 @@ async def test_a_cancelled_waiter_leaves_the_round_to_the_others_and_close_relea
 def test_the_bound_is_at_least_one() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         EventReplay(lambda ns, fs: asyncio.sleep(0, []), lambda _: None, concurrency=0)
+
+
+@pytest.mark.parametrize(
+    ("obj", "name"),
+    [
+        ({"involvedObject": {"kind": "Pod", "name": "p1"}}, "p1"),
+        ({}, ""),
+        ({"involvedObject": None}, ""),
+        ({"involvedObject": "p1"}, ""),
+        ({"involvedObject": ["p1"]}, ""),
+        ({"involvedObject": 7}, ""),
+        ({"involvedObject": {"name": 7}}, ""),
+        ({"involvedObject": {"name": None}}, ""),
+        ({"involvedObject": {"name": {"x": 1}}}, ""),
+        ({"involvedObject": {"name": "\u0661" * 100_000}}, "\u0661" * 100_000),
+    ],
+)
+def test_an_events_pod_is_its_involved_objects_name_or_none_for_anything_malformed(obj: dict[str, Any], name: str) -> None:
+    """A broken or hostile API server's event: read as about no pod (dropped by the round), never an exception that
+    ends the round (before, a string or a number as involvedObject raised AttributeError)."""
+    assert involved_name(obj) == name
+
+
+async def test_a_round_with_malformed_events_delivers_the_well_formed_ones() -> None:
+    listed = [event("p1"), {"involvedObject": "p1"}, {"involvedObject": {"name": 3}}, event("p2")]
+    delivered: list[dict[str, Any]] = []
+
+    async def list_events(namespace: str, field_selector: str) -> list[dict[str, Any]]:
+        return listed
+
+    replay = EventReplay(list_events, delivered.extend, per_pod_at_most=1)
+    async with asyncio.timeout(10):  # bounds a failure only
+        await asyncio.gather(replay.replay("ns", "p1"), replay.replay("ns", "p2"))
+    assert delivered == [event("p1"), event("p2")]
+    await replay.close()
