@@ -215,7 +215,9 @@ class AccessControl:
 
 
 def _by(caller: Caller | None, entry: AuditEvent) -> AuditEvent:
-    return entry if caller is None else replace(entry, tenant=caller.tenant.name, identity=caller.identity)
+    if caller is None or (entry.tenant == caller.tenant.name and entry.identity == caller.identity):
+        return entry  # made for this caller already (SubmitPod's entries are): no copy
+    return replace(entry, tenant=caller.tenant.name, identity=caller.identity)
 
 
 def _has_quota(tenant: tp.Tenant) -> bool:

@@ -202,6 +202,8 @@ def _tolerations(items: list[common_pb2.Toleration], v: _Violations) -> tuple[do
 
 
 def selector_from_proto(s: common_pb2.LabelSelector, field: str) -> domain.Selector:
+    if not s.ListFields():  # no labels, expressions or expression: most requests' (from_parts gives the same)
+        return ANY_CLUSTER
     return selectors.from_parts(
         match_labels=dict(s.match_labels),
         match_expressions=[(r.key, r.operator, list(r.values)) for r in s.match_expressions],
@@ -210,7 +212,13 @@ def selector_from_proto(s: common_pb2.LabelSelector, field: str) -> domain.Selec
     )
 
 
+ANY_CLUSTER = domain.Selector()
+NO_CONSTRAINT = domain.PlacementSpec()  # what `_placement` makes of an empty message, made once
+
+
 def _placement(p: common_pb2.Placement, v: _Violations) -> domain.PlacementSpec:
+    if not p.ListFields():  # no field set: a request that leaves placement to the gateway (~10 us a call)
+        return NO_CONSTRAINT
     prefix = "pod.placement"
     try:
         selector = selector_from_proto(p.cluster_selector, f"{prefix}.cluster_selector")

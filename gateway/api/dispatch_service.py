@@ -86,7 +86,7 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
 
         def audit(request: domain.PodRequest) -> dict[str, Any]:
             """Stored in the write that creates the record (one write, not two)."""
-            accepted.update(self._access.audit_record(caller, _submit_entry(request, "accepted")))
+            accepted.update(self._access.audit_record(caller, _submit_entry(caller, request, "accepted")))
             return accepted
 
         try:
@@ -97,11 +97,13 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
                     quota = self._access.quota_in_store(caller.tenant, request, live)
                 record, created = await self._dispatcher.submit(
                     request, admit=admit, admission=quota, look_first=self._access.rate_limited(caller.tenant),
-                    audit=audit,
+                    audit=audit, text_chars=len(pod.pod_json),
                 )  # fmt: skip
         except errors.GatewayError as e:
             message = clip(str(e), MAX_MESSAGE)  # the audit keeps what the caller was told, never its megabyte
-            await self._access.audit(caller, _submit_entry(request, "refused", code=code_for(e).name, message=message))
+            await self._access.audit(
+                caller, _submit_entry(caller, request, "refused", code=code_for(e).name, message=message)
+            )
             raise
         _require_access(caller, record, "resubmit")
         if created:
@@ -190,14 +192,18 @@ class DispatchService(dispatch_pb2_grpc.DispatchServiceServicer):
             await _pod_request(request.pod, self._access.limits),
             admit=lambda r: explainable(caller.tenant, r, specs),
             visible=visible,
+            text_chars=len(request.pod.pod_json),
         )
         return dispatch_pb2.ExplainPlacementResponse(decision=cv.decision_to_proto(decision))
 
 
-def _submit_entry(request: domain.PodRequest, outcome: str, *, code: str = "", message: str = "") -> AuditEvent:
+def _submit_entry(
+    caller: Caller, request: domain.PodRequest, outcome: str, *, code: str = "", message: str = ""
+) -> AuditEvent:
+    """Made with the caller's tenant and identity, as the audit would set them (no copy there)."""
     return AuditEvent(
-        action="pod.submit", outcome=outcome, request_id=request.request_id,
-        namespace=tp.request_namespace(request), code=code, message=message,
+        action="pod.submit", outcome=outcome, tenant=caller.tenant.name, identity=caller.identity,
+        request_id=request.request_id, namespace=tp.request_namespace(request), code=code, message=message,
     )  # fmt: skip
 
 

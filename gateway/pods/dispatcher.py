@@ -206,18 +206,22 @@ class Dispatcher:
         *,
         admit: Admission | None = None,
         visible: Collection[str] | None = None,
+        text_chars: int | None = None,
     ) -> domain.PlacementDecision:
         """The placement table a submission would get now; `visible` hides clusters the caller may not see.
         Unknown clusters and regions are refused as a submission refuses them."""
-        request = self._checked(request, admit)
+        request = self._checked(request, admit, text_chars)
         snapshots = self._registry.snapshots()
         if visible is not None:
             snapshots = [s for s in snapshots if s.spec.name in visible]
         return engine.place_fully(request, snapshots, self._settings.current.placement)  # the table is the answer
 
-    def _checked(self, request: domain.PodRequest, admit: Admission | None) -> domain.PodRequest:
-        """Validation, cluster aliases resolved, unknown clusters and regions refused, then the caller's policy."""
-        validation.validate_request(request, limits=self._settings.current.limits)
+    def _checked(
+        self, request: domain.PodRequest, admit: Admission | None, text_chars: int | None = None
+    ) -> domain.PodRequest:
+        """Validation, cluster aliases resolved, unknown clusters and regions refused, then the caller's policy.
+        `text_chars`: the length of the JSON text the manifest was decoded from, when the caller has it."""
+        validation.validate_request(request, limits=self._settings.current.limits, text_chars=text_chars)
         request = self._resolve_aliases(request)
         self._check_known(request)
         return request if admit is None else admit(request)
@@ -230,6 +234,7 @@ class Dispatcher:
         admission: TenantAdmission | None = None,
         look_first: bool = False,
         audit: Callable[[domain.PodRequest], Mapping[str, Any]] | None = None,
+        text_chars: int | None = None,
     ) -> tuple[domain.PodRecord, bool]:
         """Idempotent on request_id: an existing request is returned as it is, never created twice.
 
@@ -240,12 +245,13 @@ class Dispatcher:
         it otherwise: one store call per submission, not two), or first when `look_first` (an `admit` that
         takes something, such as a rate limit's token, must not take it for a request already stored).
         `audit` gives the audit record of the request as accepted: stored in the write that creates the
-        record (none for an existing request).
+        record (none for an existing request). `text_chars`: the length of the JSON text the manifest was
+        decoded from, when the caller has it (validation need not encode it again to know its size).
         """
         if look_first and (existing := await self._store.get_pod_record(request.request_id)) is not None:
             return existing, False
         try:
-            request, placement = self._accept(request, admit)
+            request, placement = self._accept(request, admit, text_chars)
         except errors.GatewayError as e:
             if not look_first and (existing := await self._store.get_pod_record(request.request_id)) is not None:
                 return existing, False
@@ -277,10 +283,10 @@ class Dispatcher:
         return record, created
 
     def _accept(
-        self, request: domain.PodRequest, admit: Admission | None
+        self, request: domain.PodRequest, admit: Admission | None, text_chars: int | None
     ) -> tuple[domain.PodRequest, engine.Placement]:
         """Checked (`_checked`) and placed a first time: the request to store and its placement."""
-        request = self._checked(request, admit)
+        request = self._checked(request, admit, text_chars)
         placement = engine.placement(request, self._registry.snapshots(), self._settings.current.placement)
         decision = placement.decision
         if not decision.cluster and not (decision.may_fit_later and request.placement.timeout_seconds > 0):

@@ -106,12 +106,14 @@ def pod_violations(
     xcom_mode: XcomMode = XcomMode.DISABLED,
     limits: InputLimits = DEFAULT_LIMITS,
     needs: Callable[[Mapping[str, Any]], PodNeeds] = pod_needs,
+    text_chars: int | None = None,
 ) -> list[FieldViolation]:
     """Every problem the schema walk leaves in a Pod manifest that passed it, under `pod.pod_json`.
 
-    `needs` reads what placement reads of it (`pod_needs`, or one that keeps it with the request)."""
+    `needs` reads what placement reads of it (`pod_needs`, or one that keeps it with the request).
+    `text_chars`: the length of the JSON text the manifest was decoded from, if known (its size check)."""
     v = _Violations()
-    too_big = manifest_size_violation(pod, limits)
+    too_big = manifest_size_violation(pod, limits, text_chars=text_chars)
     if too_big is not None:
         v.append(too_big)
         return v
@@ -162,12 +164,19 @@ def kept_name_violations(request: PodRequest) -> list[FieldViolation]:
     return []
 
 
-def validate_request(request: PodRequest, *, limits: InputLimits = DEFAULT_LIMITS) -> None:
+def validate_request(
+    request: PodRequest, *, limits: InputLimits = DEFAULT_LIMITS, text_chars: int | None = None
+) -> None:
     """Raises InvalidArgument listing every violation of the request's manifest and of its log selection.
 
-    The manifest must have passed the schema walk (api/convert_pods.py does it for every request)."""
+    The manifest must have passed the schema walk (api/convert_pods.py does it for every request).
+    `text_chars`: the length of the JSON text it was decoded from, when the caller has it."""
     violations = pod_violations(
-        request.pod, xcom_mode=request.xcom_mode, limits=limits, needs=lambda _: request_needs(request)
+        request.pod,
+        xcom_mode=request.xcom_mode,
+        limits=limits,
+        needs=lambda _: request_needs(request),
+        text_chars=text_chars,
     )
     violations += log_container_violations(request)
     violations += kept_name_violations(request)

@@ -52,6 +52,8 @@ def admit_submission(
     decision = authorize_submit(tenant, request, clusters=clusters, usage=usage)
     if isinstance(decision, Denied):
         raise decision.to_error()
+    if decision.placement is request.placement and tenant.name == request.tenant:
+        return request  # an open gateway's, or a tenant's already narrowed: a copy would be the same request
     return request.replaced(placement=decision.placement, tenant=tenant.name)
 
 

@@ -9,6 +9,7 @@ import pytest
 from gateway import domain, errors
 from gateway._proto.podgate.v1 import clusters_pb2, common_pb2, dispatch_pb2
 from gateway.api import convert_clusters, convert_pods
+from gateway.placement import selectors
 
 POD = json.dumps(
     {"apiVersion": "v1", "kind": "Pod", "spec": {"containers": [{"name": "base", "image": "python:3.12"}]}}
@@ -171,3 +172,27 @@ def test_sim_kubeconfig_path_uses_the_cluster_file_key() -> None:
     ref = convert_clusters.credentials_from_proto(creds, "sim")
     assert ref.params == {"path": "/tmp/k"}
     assert convert_clusters.credentials_to_proto(ref) == creds
+
+
+@pytest.mark.parametrize(
+    "placement",
+    [
+        common_pb2.Placement(),
+        common_pb2.Placement(cluster_selector=common_pb2.LabelSelector()),  # set, but empty
+        common_pb2.Placement(regions=["eu"], cluster_selector=common_pb2.LabelSelector()),
+        common_pb2.Placement(cluster_selector=common_pb2.LabelSelector(match_labels={"tier": "prod"})),
+        common_pb2.Placement(cluster_selector=common_pb2.LabelSelector(expression="tier in (prod)")),
+    ],
+)
+def test_an_empty_placement_or_selector_converts_as_the_full_path_converts_it(placement: common_pb2.Placement) -> None:
+    """The conversion's shortcuts for what most requests send (no placement, no selector) give what the
+    full path gives: PlacementSpec's and Selector's defaults."""
+    converted = convert_pods.pod_request_from_proto(request(placement=placement)).placement
+    selector = placement.cluster_selector
+    full = selectors.from_parts(
+        match_labels=dict(selector.match_labels), match_expressions=[], expression=selector.expression, field="f"
+    )
+    assert converted.selector == full
+    assert converted.regions == frozenset(placement.regions)
+    if not placement.ListFields():
+        assert converted == domain.PlacementSpec(selector=full, timeout_seconds=convert_pods.seconds(placement.timeout))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from gateway.pods.pod_schema import NotStrictJSON, load_strict
 from gateway.pods.validation import pod_violations
 from gateway.policy.limits import (
     CLIPPED,
+    COMPACT_BYTES_PER_CHAR,
     DEFAULT_LIMITS,
     InputLimits,
     clip_log_line,
@@ -104,3 +109,58 @@ def test_clip_log_line(line: str, expected: str) -> None:
 def test_limits_are_validated(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         InputLimits(**kwargs)
+
+
+# --- the compact size's bound from the text's length (a short text is not encoded again) -------------------
+
+_NUMBER = st.from_regex(r"\A-?(0|[1-9][0-9]{0,18})(\.[0-9]{1,8})?([eE][+-]?[0-9]{1,3})?\Z")
+
+
+def _text(value: Any, draw: Any) -> str:
+    """`value` as JSON text, numbers and strings written each in one of the ways a caller may write them."""
+    if isinstance(value, tuple):  # a number's own text
+        return value[0]
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=draw(st.booleans()))  # raw UTF-8 and DEL, or escaped
+    if isinstance(value, list):
+        return "[" + ", ".join(_text(v, draw) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ",".join(f"{json.dumps(k, ensure_ascii=False)}: {_text(v, draw)}" for k, v in value.items()) + "}"
+    return json.dumps(value)
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | _NUMBER.map(lambda n: (n,)) | st.text(st.characters(codec="utf-8"), max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(value=_VALUES, data=st.data())
+def test_a_decoded_manifests_compact_size_is_within_the_bound_of_its_texts_length(value: Any, data: Any) -> None:
+    text = _text(value, data.draw)
+    try:
+        decoded = load_strict(text)
+    except (NotStrictJSON, ValueError):  # an integer beyond int64: refused before any size check
+        assume(False)
+    compact = len(json.dumps(decoded, separators=(",", ":"), default=str).encode())
+    assert compact <= COMPACT_BYTES_PER_CHAR * len(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "compact"),
+    [('"\x7f"', 8), ('"\U0001f600"', 14), ('"\u00e9"', 8), ("1e-6", 10), ("1e5", 6), ('"\\ud83d\\ude00"', 14)],
+)
+def test_the_bounds_worst_characters(text: str, compact: int) -> None:
+    assert len(json.dumps(load_strict(text), separators=(",", ":"), default=str).encode()) == compact
+    assert compact <= COMPACT_BYTES_PER_CHAR * len(text)
+
+
+def test_a_text_short_enough_is_not_measured_again_and_a_longer_one_is() -> None:
+    big = manifest(env=80)
+    size = len(json.dumps(big, separators=(",", ":")).encode())
+    assert manifest_size_violation(big, SMALL) is not None
+    assert manifest_size_violation(big, SMALL, text_chars=SMALL.manifest_bytes // COMPACT_BYTES_PER_CHAR) is None
+    refused = manifest_size_violation(big, SMALL, text_chars=SMALL.manifest_bytes // COMPACT_BYTES_PER_CHAR + 1)
+    assert refused is not None and f"manifest is {size} bytes" in refused.description

@@ -66,6 +66,24 @@ def test_the_admitted_request_is_owned_and_narrowed() -> None:
     assert admitted.placement.clusters == frozenset()  # every cluster is allowed: no narrowing by name
 
 
+OPEN = Tenant(name="", clusters=frozenset({"*"}), namespaces=frozenset({"*"}), admin=True)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "req", "same"),
+    [
+        (OPEN, request(), True),  # an open gateway's: nothing to narrow, nobody to own it
+        (TENANT, replace(request(regions=frozenset({"eu-west-1"})), tenant="ml"), True),  # narrowed already
+        (TENANT, request(regions=frozenset({"eu-west-1"})), False),  # owned now
+        (TENANT, replace(request(), tenant="ml"), False),  # its regions narrowed now
+    ],
+)
+def test_a_request_admitted_as_it_is_is_not_copied(tenant: Tenant, req: PodRequest, same: bool) -> None:
+    admitted = admit_submission(tenant, req, clusters=CLUSTERS, usage=TenantUsage())
+    assert (admitted is req) is same
+    assert admitted.tenant == tenant.name and admitted.pod is req.pod
+
+
 def test_restricted_tenant_gets_every_violation() -> None:
     strict = Tenant(name="s", clusters=frozenset({"*"}), namespaces=frozenset({"ml"}),
                     pod_security=PodSecurityPolicy(level=Level.RESTRICTED))  # fmt: skip
