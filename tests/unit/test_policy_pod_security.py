@@ -6,8 +6,11 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.errors import InvalidArgument
+from gateway.policy import pod_security as ps
 from gateway.policy.pod_security import CONTROLS, Level, PodSecurityPolicy, active_controls, check_pod, enforce
 
 BASELINE = PodSecurityPolicy()
@@ -259,3 +262,98 @@ def test_active_controls_per_level() -> None:
 )  # fmt: skip
 def test_malformed_manifests_do_not_crash(manifest: dict[str, Any]) -> None:
     assert check_pod(manifest, BASELINE) == []
+
+
+# --- the baseline's shortcut for a pod that sets none of the fields its checks read ----------------------------
+
+
+class _Reads(dict[str, Any]):
+    """A manifest object that records which of its keys are read."""
+
+    def __init__(self, seen: set[str], items: dict[str, Any]) -> None:
+        super().__init__(items)
+        self.seen = seen
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        self.seen.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        self.seen.add(str(key))
+        return super().__contains__(key)
+
+
+def test_the_baseline_checks_read_no_field_the_shortcut_does_not_look_at() -> None:
+    """Every check run in full on a pod with every container kind: the keys each level of the manifest is
+    asked for. A check that starts reading another field fails here until `_nothing_baseline_reads` looks
+    at it too (else a pod setting only that field would skip the check)."""
+    top: set[str] = set()
+    spec_keys: set[str] = set()
+    container_keys: set[str] = set()
+    metadata_keys: set[str] = set()
+    containers = {kind: [_Reads(container_keys, {"name": kind})] for kind in ps.CONTAINER_KINDS}
+    manifest = _Reads(
+        top,
+        {
+            "metadata": _Reads(metadata_keys, {"annotations": {"a": "b"}}),
+            "spec": _Reads(spec_keys, dict(containers)),
+        },
+    )
+    for policy in (BASELINE, PodSecurityPolicy(exceptions=frozenset({"privileged"}))):
+        assert ps._check(manifest, policy) == []
+    assert top <= {"spec", "metadata"}
+    assert metadata_keys <= {"annotations"}
+    assert spec_keys - set(ps.CONTAINER_KINDS) <= {*ps.BASELINE_SPEC_FIELDS, "hostUsers", "os"}  # two relax only
+    assert container_keys <= set(ps.BASELINE_CONTAINER_FIELDS)
+
+
+def _fields_with(pool: list[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return st.dictionaries(st.sampled_from(pool), st.sampled_from(VALUES), max_size=3)
+
+
+# Values for any of the fields: absent-like, malformed, and each kind of violation the baseline names.
+VALUES: list[Any] = [
+    None, True, False, 0, 8080, "", "x", [], {}, [None],
+    {"privileged": True}, {"capabilities": {"add": ["SYS_ADMIN"]}}, {"procMount": "Unmasked"},
+    {"seccompProfile": {"type": "Unconfined"}}, {"appArmorProfile": {"type": "Unconfined"}},
+    {"seLinuxOptions": {"user": "u"}}, {"windowsOptions": {"hostProcess": True}},
+    {"sysctls": [{"name": "kernel.msgmax"}]}, [{"name": "h", "hostPath": {"path": "/"}}],
+    [{"containerPort": 1, "hostPort": 1}], {"httpGet": {"port": 1, "host": "h"}},
+    {"preStop": {"tcpSocket": {"port": 1, "host": "h"}}},
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    spec=_fields_with(
+        ["securityContext", "hostNetwork", "hostPID", "hostIPC", "volumes", "hostUsers", "os", "tolerations"]
+    ),
+    container=_fields_with(
+        ["securityContext", "ports", "livenessProbe", "readinessProbe", "startupProbe", "lifecycle", "image", "env"]
+    ),
+    kind=st.sampled_from(ps.CONTAINER_KINDS),
+    annotation=st.sampled_from([None, "a", f"{ps.APPARMOR_ANNOTATION}main", "container.apparmor"]),
+    value=st.sampled_from(["unconfined", "runtime/default", "localhost/p"]),
+    exceptions=st.sets(st.sampled_from([c.id for c in active_controls(BASELINE)]), max_size=2),
+)
+def test_the_baseline_with_its_shortcut_finds_what_the_full_checks_find(
+    spec: dict[str, Any], container: dict[str, Any], kind: str, annotation: str | None, value: str,
+    exceptions: set[str],
+) -> None:  # fmt: skip
+    manifest = pod(spec={**spec, kind: [{"name": "c", **container}]})
+    if annotation is not None:
+        manifest["metadata"]["annotations"] = {annotation: value}
+    policy = PodSecurityPolicy(exceptions=frozenset(exceptions))
+    assert check_pod(manifest, policy) == ps._check(manifest, policy)
+
+
+def test_the_shortcut_is_taken_only_where_nothing_is_set() -> None:
+    assert ps._nothing_baseline_reads(PLAIN)
+    assert ps._nothing_baseline_reads(pod(spec={"volumes": None}, container={"ports": None}))  # null is absent
+    assert not ps._nothing_baseline_reads(pod(spec={"volumes": []}))
+    assert not ps._nothing_baseline_reads(pod(container={"lifecycle": {}}))
+    assert not ps._nothing_baseline_reads(pod(metadata={"annotations": {f"{ps.APPARMOR_ANNOTATION}main": "x"}}))
