@@ -61,6 +61,10 @@ class Clusters(Protocol):
 
     def snapshots(self) -> list[domain.ClusterSnapshot]: ...
 
+    def snapshot(self, name: str) -> domain.ClusterSnapshot | None:
+        """The snapshot of the cluster registered as `name` (the one `snapshots` holds), or None."""
+        ...
+
     async def wait_changed(self, within: float) -> None:
         """Returns when capacity, health or registrations change, or after `within` seconds."""
         ...
@@ -131,10 +135,18 @@ class RegistryClusters:
             return None
 
     def serves(self, cluster: PodCluster) -> bool:
-        return self.find(cluster.name) == cluster
+        """Asked at every look of every followed pod: the registered runtime compared, no wrapper made for it."""
+        try:
+            return isinstance(cluster, RuntimeCluster) and self.registry.get(cluster.name) is cluster.runtime
+        except errors.NotFound:
+            return False
 
     def snapshots(self) -> list[domain.ClusterSnapshot]:
         return self.registry.snapshots()
+
+    def snapshot(self, name: str) -> domain.ClusterSnapshot | None:
+        cluster = self.find(name)
+        return None if cluster is None else cluster.runtime.snapshot()
 
     async def wait_changed(self, within: float) -> None:
         await self.registry.wait_changed(within)

@@ -21,7 +21,7 @@ from gateway.pods import collecting, status
 from gateway.pods.cluster import Clusters, PodCluster
 from gateway.pods.journal import Journal
 from gateway.pods.logs import LogPosition
-from gateway.pods.logtasks import LogTasks, log_containers
+from gateway.pods.logtasks import LogTasks
 from gateway.pods.runstate import Ending, RunState
 from gateway.settings.live import LiveSettings
 from gateway.store.base import Store
@@ -165,7 +165,7 @@ class Follower:
         logs: LogTasks,
     ) -> domain.PodResult:
         """The result of a pod whose main container has ended: its logs read to the end, its XCom, its warnings."""
-        await logs.drain(log_containers(state.request)[:1] or None)
+        await logs.drain(logs.wanted()[:1] or None)
         code = status.exit_code(view, collecting.main_container(state.request))
         xcom_json, xcom_error = await collecting.read_xcom(cluster, state.record, view) if code == 0 else (None, "")
         if collecting.needs_sidecar_stop(state.request, view):
@@ -227,6 +227,8 @@ class Follower:
 
 def _unjournalled(followed: Followed, events: list[domain.KubernetesEvent]) -> list[domain.KubernetesEvent]:
     """`events` less those journalled before a restart; their warnings kept for the result."""
+    if not events:  # most looks, and every take after the first of a chunk's events: nothing to filter or keep
+        return events
     new = [e for e in events if e not in followed.journalled] if followed.journalled else events
     followed.warnings.extend(e for e in new if e.type == "Warning")
     del followed.warnings[:-MAX_WARNINGS]

@@ -154,9 +154,13 @@ class Journal:
         from its cluster again when this process dies holding it: a log line after the last one stored
         (`resume_point`), a Kubernetes event listed again for the pod (following.py)."""
         now = datetime.now(UTC)
-        pending = self._pending_logs.setdefault(request_id, [])
-        pending.extend((encode(item, now), item) for item in items)
-        if len(pending) >= LOG_FLUSH_LINES or any(feed.waiting for feed in self._feeds.get(request_id, ())):
+        pending = self._pending_logs.get(request_id)
+        if pending is None:
+            pending = self._pending_logs[request_id] = []
+        for item in items:  # one or two a call (a line, a chunk's event): no generator
+            pending.append((encode(item, now), item))
+        feeds = self._feeds.get(request_id)  # most requests have no live watcher here
+        if len(pending) >= LOG_FLUSH_LINES or (feeds and any(feed.waiting for feed in feeds)):
             self._due_now(request_id)
         elif request_id not in self._due_at:
             interval = self._log_flush_seconds if self.safety_poll is not None else self._log_hold_seconds

@@ -50,10 +50,18 @@ class LogTasks:
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     released: bool = field(default=False, init=False)
     _gate: asyncio.Event | None = field(default=None, init=False)  # made only if a line comes before the release
+    _wanted: list[str] | None = field(default=None, init=False)  # log_containers, read from the manifest once
+
+    def wanted(self) -> list[str]:
+        """The containers whose logs the request asked for, the main one first (`log_containers`): read at the
+        first look, not at each (the request does not change while its pod is followed)."""
+        if self._wanted is None:
+            self._wanted = log_containers(self.record.request)
+        return self._wanted
 
     def start(self) -> None:
         """Starts a follower for each wanted container that has started and has none yet."""
-        for container in log_containers(self.record.request):
+        for container in self.wanted():
             if container in self.tasks or not self.track.container_started(container):
                 continue
             follower = LogFollower(
@@ -75,15 +83,24 @@ class LogTasks:
             self._gate = None
 
     async def drain(self, containers: list[str] | None = None) -> None:
-        """Waits (at most LOG_DRAIN_SECONDS) for the logs of `containers` (default: all) to be read to their end."""
-        tasks = [task for name, task in self.tasks.items() if containers is None or name in containers]
+        """Waits (at most LOG_DRAIN_SECONDS) for the logs of `containers` (default: all) to be read to their end.
+        Logs read to their end already are not waited on: `asyncio.wait` costs a future, a timer and a turn of
+        the loop even then, and the second drain of a pod (all its logs, after the main one's) mostly finds them so."""
+        tasks = [task for name, task in self.tasks.items() if (containers is None or name in containers) and not task.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=LOG_DRAIN_SECONDS)
 
     async def stop(self) -> None:
+        """Cancels the followers still reading and waits for them to end; an ended one's error is taken (logged by
+        its task otherwise) without a `gather` and its turn of the loop, as `gather(return_exceptions=True)` would."""
+        running = [task for task in self.tasks.values() if not task.done()]
         for task in self.tasks.values():
+            if task.done() and not task.cancelled():
+                task.exception()
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
 
     async def _pump(self, follower: LogFollower) -> None:
         request_id = self.record.request.request_id

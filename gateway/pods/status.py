@@ -102,17 +102,25 @@ def _first_failure(pod: Pod, results: list[domain.ContainerResult]) -> str:
 
 
 def interpret(pod: Pod) -> PodView:
+    """One pass over the container statuses (every look of every followed pod comes here): the results of the
+    containers that ended, init containers first, and the main container's result and status, each the first of
+    its name, as `_statuses` lists them."""
     status = pod.get("status", {})
     k8s_phase = status.get("phase", "Pending")
     node = str(pod.get("spec", {}).get("nodeName", ""))
     main_name = _main_name(pod)
-    results = [
-        r
-        for cs in _statuses(pod, "initContainerStatuses") + _statuses(pod, "containerStatuses")
-        if (r := _container_result(cs)) is not None
-    ]
-    main = next((r for r in results if r.name == main_name), None)
-    main_status = next((cs for cs in _statuses(pod, "containerStatuses") if cs.get("name") == main_name), {})
+    results: list[domain.ContainerResult] = []
+    main: domain.ContainerResult | None = None
+    main_status: Mapping[str, Any] = {}
+    for key in ("initContainerStatuses", "containerStatuses"):
+        for cs in status.get(key) or ():
+            result = _container_result(cs)
+            if result is not None:
+                results.append(result)
+                if main is None and result.name == main_name:
+                    main = result
+            if not main_status and key == "containerStatuses" and cs.get("name") == main_name:
+                main_status = cs
     termination_message = ((main_status.get("state") or {}).get("terminated") or {}).get("message")
     phase, reason, message, finished, unschedulable = domain.PodPhase.PENDING, "", "", False, ""
     if k8s_phase == "Succeeded":

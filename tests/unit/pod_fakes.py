@@ -158,6 +158,9 @@ class FakeClusters:
     def snapshots(self) -> list[domain.ClusterSnapshot]:
         return [snapshot(c) for c in self.clusters.values()]
 
+    def snapshot(self, name: str) -> domain.ClusterSnapshot | None:
+        return next((s for s in self.snapshots() if s.spec.name == name), None)
+
     async def wait_changed(self, within: float) -> None:
         self.waits += 1
         await asyncio.sleep(0)
