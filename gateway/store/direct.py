@@ -169,9 +169,13 @@ def _utc_datetime_text(type_: TypeEngine[Any], dialect: Dialect) -> bool:
 
 
 def _bind_utc(general: Callable[[Any], Any], value: Any) -> Any:
-    """As `general` (UtcDateTime, then DATETIME's format) for a plain datetime, in one step."""
+    """As `general` (UtcDateTime, then DATETIME's format) for a plain datetime or None, in one step. A value
+    in UTC (the gateway's clock, datetime.now(UTC)) is its own text less its offset, "+00:00": one call where
+    the conversion to naive UTC took two more (1.2 us of ~2.2; bench/README.md, helper writer6)."""
     if type(value) is not datetime:
-        return general(value)
+        return None if value is None else general(value)
+    if value.tzinfo is UTC:
+        return value.isoformat(" ", "microseconds")[:-6]
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat(" ", "microseconds")
@@ -184,5 +188,13 @@ def _bind_json(general: Callable[[Any], Any], value: Any) -> Any:
 
 
 def _utc_from_text(value: str | None) -> datetime | None:
-    """As SQLite's DATETIME result processor (`fromisoformat`) and then UtcDateTime's (the UTC zone)."""
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+    """As SQLite's DATETIME result processor (`fromisoformat`) and then UtcDateTime's (the UTC zone). The text
+    with UTC's offset appended is parsed into the same value in one call: `replace(tzinfo=...)` parses its
+    keyword arguments, 1.3 of the 1.5 us the two calls took (helper writer6). Text that already carries an
+    offset (never written by this store) is read as before, its offset replaced."""
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value + "+00:00")
+    except ValueError:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)

@@ -81,3 +81,11 @@ def test_other_types_keep_sqlalchemys_processors() -> None:
     other = create_engine("sqlite://").dialect  # SQLAlchemy's own JSON serializer: not the engine's shortcut
     bind = direct.bind_processor(JSON_COLUMN, other)
     assert getattr(bind, "func", None) is not direct._bind_json
+
+
+def test_text_with_an_offset_reads_as_before_its_offset_replaced_by_utc() -> None:
+    """Never written by this store; read as the two-step processor read it, not refused."""
+    back = direct.result_processor(UTC_COLUMN, DIALECT)
+    assert back is not None
+    assert back("2026-12-05 13:00:01.000007+02:00") == datetime(2026, 12, 5, 13, 0, 1, 7, tzinfo=UTC)
+    assert back("2026-12-05 13:00:01") == datetime(2026, 12, 5, 13, 0, 1, tzinfo=UTC)
