@@ -287,13 +287,11 @@ class SqlStore:
         audited = None if audit is None else self._audit_values(audit)
 
         def create(conn: Connection) -> tuple[Mapping[Any, Any], bool]:
-            existing = _first(conn, statements.RECORD_BY_REQUEST, {"p_request_id": request_id})
-            if existing is not None:
+            row = _inserted(conn, values, admission)
+            if row is None:  # the request is stored already
+                existing = _first(conn, statements.RECORD_BY_REQUEST, {"p_request_id": request_id})
+                assert existing is not None  # its record is there, in this transaction's view
                 return existing, False
-            if admission is not None:
-                quota.admit(conn, admission)
-            row = _first(conn, statements.INSERT_RECORD, values)
-            assert row is not None  # RETURNING the row inserted
             if journal is not None:
                 _insert_events(conn, row, journal)
             if audited is not None:
@@ -622,6 +620,22 @@ def _first(conn: Connection, statement: Any, bound: dict[str, Any]) -> Mapping[A
         return direct.prepare(statement, conn.dialect, keys).first(conn, bound)
     row = conn.execute(statement, bound).first()
     return None if row is None else row._mapping
+
+
+def _inserted(conn: Connection, values: dict[str, Any], admission: TenantAdmission | None) -> Mapping[Any, Any] | None:
+    """The record of `values` inserted, its row; None when a record of its request is there. On SQLite without
+    a tenant's admission one statement (statements.INSERT_NEW_RECORD, whose conflict on the request id inserts
+    nothing) instead of a look for the record first; an admission must look first, so as not to count a
+    request already stored against its tenant."""
+    if admission is None and conn.dialect.name == "sqlite":
+        return _first(conn, statements.INSERT_NEW_RECORD, values)
+    if _first(conn, statements.RECORD_BY_REQUEST, {"p_request_id": values["request_id"]}) is not None:
+        return None
+    if admission is not None:
+        quota.admit(conn, admission)
+    row = _first(conn, statements.INSERT_RECORD, values)
+    assert row is not None  # RETURNING the row inserted
+    return row
 
 
 def _insert(conn: Connection, statement: Insert, rows: list[dict[str, Any]]) -> None:

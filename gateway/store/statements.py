@@ -44,6 +44,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.store.schema import UtcDateTime, audit_log, journal_events, pod_records
 
@@ -166,6 +167,11 @@ def _journal_of(record: Any) -> Insert:
 
 RECORD_BY_REQUEST: Select[Any] = select(*RECORD_COLUMNS).where(p.request_id == _param("request_id"))
 INSERT_RECORD: Insert = insert(pod_records).returning(*RECORD_COLUMNS)
+# SQLite: the record inserted unless one of its request_id is there (then no row; another unique key's conflict,
+# a pod name, still raises). Its ON CONFLICT target is checked before the other unique keys (SQLite's UPSERT).
+INSERT_NEW_RECORD: Insert = (
+    sqlite_insert(pod_records).on_conflict_do_nothing(index_elements=[p.request_id]).returning(*RECORD_COLUMNS)
+)
 INSERT_EVENTS: Insert = insert(journal_events)
 INSERT_AUDIT: Insert = insert(audit_log)
 NOTIFY: Select[Any] = select(func.pg_notify(bindparam("p_channel"), bindparam("p_payload")))

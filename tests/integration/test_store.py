@@ -510,6 +510,21 @@ async def test_a_create_of_an_existing_request_appends_nothing(store: SqlStore) 
     assert [e.payload["phase"] for _, e in await store.read_events("r")] == ["Queued"]
 
 
+async def test_a_placed_request_created_again_is_its_record_and_its_pod_name_is_refused_to_another(
+    store: SqlStore,
+) -> None:
+    """Both unique keys of a record: a resubmission matches its own on both (SQLite's create is one INSERT whose
+    conflict on the request id inserts nothing), another request's create with the same pod name is refused."""
+    placed = replace(record("a"), cluster="c", namespace="ns", name="p")
+    await store.create_pod_record(placed, events=[phase_event("Queued")])
+    again, created = await store.create_pod_record(placed, events=[phase_event("Queued again")])
+    assert (created, again.last_seq, again.name) == (False, 1, "p")
+    with pytest.raises(AlreadyExists, match="ns/p"):
+        await store.create_pod_record(replace(placed, request=replace(placed.request, request_id="b")))
+    assert await store.get_pod_record("b") is None
+    assert [e.payload["phase"] for _, e in await store.read_events("a")] == ["Queued"]
+
+
 async def test_pagination_newest_first_with_filters(store: SqlStore) -> None:
     for i in range(25):
         await store.create_pod_record(record(f"r{i:02}", dag="etl" if i % 2 else "ml", tenant="t1" if i < 10 else "t2"))
