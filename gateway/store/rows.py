@@ -94,7 +94,12 @@ class DecodeCache:
 
 
 def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    """SHA-256 (its first 16 bytes) runs on the CPU's SHA instructions where it has them, as OpenSSL finds:
+    1.2 us for a request's ~850 bytes against BLAKE2b's 2.1 on this machine, ~13 digests a pod (helper writer6)."""
+    return hashlib.sha256(text.encode()).digest()[:16]
+
+
+_PHASES = {phase.value: phase for phase in PodPhase}  # a lookup, where PodPhase(text) costs enum's __call__
 
 
 def record_from_row(row: Mapping[Any, Any], cache: DecodeCache | None = None) -> PodRecord:
@@ -108,9 +113,10 @@ def record_from_row(row: Mapping[Any, Any], cache: DecodeCache | None = None) ->
             return decode(loads(text))
         return cache.get(column, row["request_id"], text, lambda t: decode(loads(t)))
 
+    phase = row["phase"]
     return PodRecord(
         request=decoded("request", decode_pod_request),
-        phase=PodPhase(row["phase"]),
+        phase=_PHASES.get(phase) or PodPhase(phase),
         cluster=row["cluster"] or "",
         region=row["region"] or "",
         namespace=row["namespace"] or "",
