@@ -1,7 +1,8 @@
 """`SqlStore`: the Store over SQLAlchemy's async engine, on SQLite (the default) or PostgreSQL.
 
-Only portable SQL: unique constraints (not dialect upserts) make creates idempotent, and
-`UPDATE ... RETURNING` hands out journal sequence numbers atomically.
+Unique constraints make creates idempotent (on the hot path through each dialect's upsert, `INSERT ... ON
+CONFLICT DO NOTHING`: docs/decisions/0035 and 0043), and `UPDATE ... RETURNING` hands out journal sequence
+numbers atomically.
 """
 
 from __future__ import annotations
