@@ -21,7 +21,7 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from gateway.sim import handlers, http2, kubeconfig, nodes
+from gateway.sim import handlers, handshakes, http2, kubeconfig, nodes
 from gateway.sim.apiserver import ApiContext, ApiServer
 from gateway.sim.auth import Authenticator, Identity, SimClock, service_account_identity
 from gateway.sim.config import SimClusterSpec, SimConfig, load
@@ -70,6 +70,7 @@ class SimCluster:
         self._site: _AlpnSite | None = None
         self.http2 = spec.http2  # offer h2 in ALPN; set before start (or before a restore) to change it
         self._http2_connections = http2.Connections()
+        self._held = handshakes.Held()  # connections whose TLS handshake a fault holds back
         self.port = spec.port
         self.scheduler: Any = None
         self.kubelet: Any = None
@@ -116,9 +117,9 @@ class SimCluster:
         assert self._runner is not None and self._runner.server is not None
         context = http2.offer(server_context(self.ca, self._server_pair), self.http2)
         http1, pipeline, connections = self._runner.server, self._api.handle, self._http2_connections
-        self._site = _AlpnSite(
-            self._runner, lambda: http2.AlpnSwitch(http1, pipeline, connections), self.host, self.port, context
-        )
+        switch = lambda: http2.AlpnSwitch(http1, pipeline, connections)  # noqa: E731
+        gate = lambda: handshakes.TlsGate(switch, context, self.faults, self._held)  # noqa: E731
+        self._site = _AlpnSite(self._runner, switch, gate, self.host, self.port, context)
         await self._site.start()
         sockets = getattr(self._site.listener, "sockets", None)  # asyncio's Server or uvloop's: no common base
         if self.port == 0 and sockets:
@@ -236,6 +237,13 @@ class SimCluster:
         streams opened later are served normally."""
         self.faults.log_silences += 1
 
+    def stall_handshakes(self, count: int = 1) -> None:
+        """The next `count` connections are accepted and then get no TLS handshake, until the client gives up
+        (on the standard event loop: gateway/sim/handshakes.py)."""
+        if self._site is not None and not self._site.gated:
+            raise RuntimeError("holding TLS handshakes back needs the standard event loop, not uvloop")
+        self.faults.stall_handshakes(count)
+
     def lag_watches(self, seconds: float) -> None:
         """Every watch's events (open ones' too) are written `seconds` late from now on, in order; 0 ends it. The
         pods' log streams are not: a follow stream ends at its container's exit before the watch shows it."""
@@ -323,19 +331,23 @@ class SimCluster:
             connection.force_close()
         for h2_connection in list(self._http2_connections.open):
             h2_connection.abort()
+        self._held.abort_all()
 
 
 class _AlpnSite(web.BaseSite):
-    """aiohttp's TCPSite, but each TLS connection goes through `http2.AlpnSwitch` (HTTP/2 or aiohttp's HTTP/1.1)."""
+    """aiohttp's TCPSite, but each TLS connection goes through `http2.AlpnSwitch` (HTTP/2 or aiohttp's HTTP/1.1);
+    on the standard event loop first through `handshakes.TlsGate` (its TLS handshake started by the simulator, so
+    that a fault can hold it back)."""
 
-    __slots__ = ("_factory", "_host", "_port")
+    __slots__ = ("_factory", "_gate", "_host", "_port", "gated")
 
     def __init__(
-        self, runner: web.AppRunner, factory: Callable[[], asyncio.Protocol], host: str, port: int,
-        context: ssl.SSLContext,
+        self, runner: web.AppRunner, factory: Callable[[], asyncio.Protocol], gate: Callable[[], asyncio.Protocol],
+        host: str, port: int, context: ssl.SSLContext,
     ) -> None:  # fmt: skip
         super().__init__(runner, ssl_context=context, backlog=4096)
-        self._factory, self._host, self._port = factory, host, port
+        self._factory, self._gate, self._host, self._port = factory, gate, host, port
+        self.gated = False
 
     @property
     def name(self) -> str:
@@ -348,8 +360,10 @@ class _AlpnSite(web.BaseSite):
     async def start(self) -> None:
         await super().start()
         loop = asyncio.get_running_loop()
+        self.gated = handshakes.gates(loop)
+        factory, context = (self._gate, None) if self.gated else (self._factory, self._ssl_context)
         self._server = await loop.create_server(
-            self._factory, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog, reuse_address=True
+            factory, self._host, self._port, ssl=context, backlog=self._backlog, reuse_address=True
         )
 
 

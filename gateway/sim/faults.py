@@ -72,6 +72,7 @@ class Faults:
     # (verb, resource) -> requests still to answer 429 with Retry-After: `retry_after` (an APF rejection of one flow).
     throttled_requests: Counter[tuple[str, str]] = field(default_factory=Counter)
     max_in_flight: int = 0  # short requests served at once at most (0: no limit); one more is answered 429
+    stalled_handshakes: int = 0  # the next connections accepted whose TLS handshake never starts (handshakes.py)
     in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)  # (verb, resource) -> being served now
     peak_in_flight: Counter[tuple[str, str]] = field(default_factory=Counter)  # the most served at once since reset
     short_in_flight: int = 0  # short requests (not watches, logs, exec) being served now
@@ -124,6 +125,20 @@ class Faults:
             return None
         self.throttled_requests[(verb, resource)] -= 1
         return self._too_many()
+
+    def stall_handshakes(self, count: int = 1) -> None:
+        """The next `count` connections accepted get no TLS handshake: the client's connect times out (an API
+        server too busy to answer a ClientHello). Adds to any already pending; count 0 clears them."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count!r}")
+        self.stalled_handshakes = self.stalled_handshakes + count if count else 0
+
+    def take_stalled_handshake(self) -> bool:
+        """True when the connection accepted now is to get no handshake (one fewer left)."""
+        if self.stalled_handshakes <= 0:
+            return False
+        self.stalled_handshakes -= 1
+        return True
 
     def _too_many(self) -> TooManyRequests:
         return TooManyRequests(
