@@ -46,8 +46,8 @@ async def one_run(after: float, probe: float) -> tuple[float, str, str]:
         async with SimWorld.from_file(LOCAL, kubeconfig_dir=state / "kubeconfigs", control_port=None) as world:
             raw = {
                 "server": {"listen": "127.0.0.1:0", "state_dir": str(state)},
-                "clusters": {"files": [str(LOCAL)], "probe_interval": probe},
-                "dispatch": {"gc_interval": 3600},
+                "clusters": {"files": [str(LOCAL)], "probe_interval_seconds": probe},
+                "dispatch": {"gc_interval_seconds": 3600},
             }
             gateway = await start_gateway(parse_settings(raw, env={}))
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -69,7 +70,12 @@ def kube_event(obj: Mapping[str, Any]) -> domain.KubernetesEvent:
 
 
 class HealthTracker:
-    """Consecutive-result hysteresis: flips to unreachable after `down` failures, back after `up` successes."""
+    """Consecutive-result hysteresis: flips to unreachable after `down` failures, back after `up` successes.
+
+    A failure is evidence only about attempts made after the last one seen: the calls that shared one connection
+    attempt (a burst waiting for one HTTP/2 connection, or HTTP/1.1 connects made together) fail together and count
+    once, so one slow handshake never marks a cluster down; a failed attempt begun after it does
+    (docs/decisions/0044-cluster-down-on-consecutive-attempts.md)."""
 
     def __init__(self, *, down: int = 2, up: int = 2) -> None:
         self.state = domain.ClusterHealth.UNKNOWN
@@ -77,11 +83,16 @@ class HealthTracker:
         self.last_probe: datetime | None = None
         self._down, self._up = down, up
         self._failures = self._successes = 0
+        self._failed_at = 0.0  # monotonic time of the last failure counted
 
-    def observe(self, error: kube.KubeError | None, *, decisive: bool = False) -> bool:
-        """Records one probe or call; True when the state changed. The gateway's own exhaustion is no
-        verdict; a `decisive` failure (no connection could be made at all) marks it down at once."""
+    def observe(self, error: kube.KubeError | None, *, started: float | None = None, now: float | None = None) -> bool:
+        """Records one probe or call; True when the state changed. The gateway's own exhaustion is no verdict. A
+        failure of an attempt `started` (monotonic seconds) before the last failure counted was under way when
+        that one was seen: the same evidence, not counted again (None: an attempt of its own)."""
         if isinstance(error, kube.GatewayExhausted):
+            return False
+        now = time.monotonic() if now is None else now
+        if error is not None and self._failures and started is not None and started < self._failed_at:
             return False
         before = self.state
         self.last_probe = datetime.now(UTC)
@@ -92,13 +103,13 @@ class HealthTracker:
             ):
                 self.state, self.message = domain.ClusterHealth.HEALTHY, ""
         else:
-            self._successes, self._failures = 0, self._failures + 1
+            self._successes, self._failures, self._failed_at = 0, self._failures + 1, now
             bad = (
                 domain.ClusterHealth.UNAUTHORIZED
                 if isinstance(error, kube.Unauthorized | kube.Forbidden)
                 else domain.ClusterHealth.UNREACHABLE
             )
-            if decisive or self._failures >= self._down or self.state is domain.ClusterHealth.UNKNOWN:
+            if self._failures >= self._down or self.state is domain.ClusterHealth.UNKNOWN:
                 self.state = bad
             self.message = str(error)
         return self.state is not before
@@ -288,6 +299,7 @@ class ClusterRuntime:
     async def _probe_forever(self) -> None:
         while True:
             error: kube.KubeError | None = None
+            started = time.monotonic()  # a connect failure the client reported already is not counted twice
             try:
                 async with asyncio.timeout(max(self._probe_interval, 2.0)):  # not wait_for: see PodTrack.wait
                     await self.client.get_version()
@@ -301,16 +313,16 @@ class ClusterRuntime:
                 said = str(e).removeprefix(f"cluster {self.name!r}: ")  # say the cluster's name once
                 unhealthy = kube.GatewayExhausted if is_exhaustion(e) else kube.ApiUnreachable
                 error = unhealthy(f"cluster {self.name!r}: credentials: {said}", cluster=self.name)
-            self.report(error, decisive=False)
+            self.report(error, started=started)
             await asyncio.sleep(self._probe_interval)
 
     @property
     def down(self) -> bool:
         return self.health.state is domain.ClusterHealth.UNREACHABLE
 
-    def report(self, error: kube.KubeError | None, *, decisive: bool) -> None:
+    def report(self, error: kube.KubeError | None, *, started: float | None = None) -> None:
         """A probe's or any call's outcome (the client's Reachability): placement hears of a change at once."""
-        if self.health.observe(error, decisive=decisive):
+        if self.health.observe(error, started=started):
             log.log(
                 logging.INFO if self.health.state is domain.ClusterHealth.HEALTHY else logging.WARNING,
                 "cluster %s is now %s%s",

@@ -18,8 +18,10 @@ from gateway.clusters import kubeapi as k
 from gateway.clusters.kubeapi import ClusterClient, EventType, WatchTarget, http2
 from gateway.clusters.kubeapi.http2 import STREAM_WINDOW, Http2Pool
 from gateway.clusters.kubeapi.http2_stream import Http2Stream
+from gateway.clusters.runtime import HealthTracker
 from gateway.credentials.base import Endpoint
 from gateway.credentials.static import StaticProvider
+from gateway.domain import ClusterHealth
 from gateway.sim import http2 as sim_http2
 from gateway.sim.cluster import SimCluster
 from gateway.sim.config import NodeSpec, SimClusterSpec, cluster_from_dict
@@ -412,3 +414,54 @@ async def test_a_burst_that_fills_a_new_connection_before_its_attempt_is_forgott
         assert pool.handshakes == 2 and pool.connections == 2
     finally:
         pool.close()
+
+
+class Health:
+    """The cluster's health as the gateway keeps it (clusters/runtime.py), told of every call by the client."""
+
+    def __init__(self) -> None:
+        self.tracker = HealthTracker()
+        self.tracker.observe(None)  # reached once, as a running cluster was
+
+    @property
+    def down(self) -> bool:
+        return self.tracker.state is ClusterHealth.UNREACHABLE
+
+    def report(self, error: k.KubeError | None, **attempt: Any) -> None:
+        self.tracker.observe(error, **attempt)
+
+
+@pytest.fixture
+async def watched(sim: SimCluster) -> AsyncIterator[tuple[ClusterClient, Health]]:
+    """A client with a short connect timeout whose every call tells `Health`, as the gateway's do."""
+    health = Health()
+    provider = StaticProvider(sim.name, endpoint(sim), sim.admin_token)
+    async with ClusterClient(provider, timeouts=k.Timeouts(connect=0.5)) as client:
+        client.reachability = health
+        yield client, health
+
+
+async def test_a_burst_whose_connection_attempt_timed_out_gets_a_fresh_one_and_the_cluster_stays_up(
+    sim: SimCluster, watched: tuple[ClusterClient, Health]
+) -> None:
+    """An API server too busy to answer one ClientHello in time: the 40 requests that waited on that attempt are
+    one piece of evidence, not 40; the cluster is not marked down, and the retry's fresh attempt serves every one
+    of them (before, the first timeout marked the cluster down at once and a cluster known to be down is not
+    retried: all 40 failed together)."""
+    client, health = watched
+    sim.stall_handshakes(1)
+    answers = await asyncio.gather(*(client.list_nodes() for _ in range(40)))
+    assert client.http2_handshakes == 2 and sim.http2_connections_accepted == 1
+    assert [len(a.items) for a in answers] == [1] * 40 and not health.down
+
+
+async def test_two_connection_attempts_failed_in_a_row_mark_the_cluster_down(
+    sim: SimCluster, watched: tuple[ClusterClient, Health]
+) -> None:
+    """The evidence that marks a cluster down: a fresh attempt, begun after the first failed, failed too."""
+    client, health = watched
+    sim.stall_handshakes(2)
+    outcomes = await asyncio.gather(*(client.list_nodes() for _ in range(10)), return_exceptions=True)
+    assert client.http2_handshakes == 2
+    assert all(isinstance(e, k.ApiUnreachable) and e.maybe_sent is False for e in outcomes), outcomes
+    assert health.down

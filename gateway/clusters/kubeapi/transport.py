@@ -53,8 +53,9 @@ class Reachability(Protocol):
     @property
     def down(self) -> bool: ...
 
-    def report(self, error: KubeError | None, *, decisive: bool) -> None:
-        """One call's outcome; `decisive`: no connection could be made at all."""
+    def report(self, error: KubeError | None, *, started: float | None = None) -> None:
+        """One call's outcome; for a failure, when its attempt started (monotonic seconds): failures of attempts
+        made together (a burst that waited for one connection attempt) are one piece of evidence."""
 
 
 class Transport:
@@ -87,9 +88,10 @@ class Transport:
         self._http2 = http2
         self._pool: Http2Pool | None = None  # HTTP/2 connections to the current endpoint, made on first use
         self._proxied = False  # HTTP/2 is not tunnelled through proxies: requests there use HTTP/1.1
-        # Told of every call's outcome, so any caller that cannot reach the API server marks the cluster
-        # down at once (not at the next probe), and asked before each retry: a cluster known to be down
-        # is not retried, so its callers move on (a create fails over) without spending the backoff.
+        # Told of every call's outcome, so calls that cannot reach the API server mark the cluster down (two
+        # consecutive connection attempts failed, not waiting for the next probe), and asked before each retry:
+        # a cluster known to be down is not retried, so its callers move on (a create fails over) without
+        # spending the backoff. One failed attempt is retried: its waiters get a fresh one within their budget.
         self.reachability: Reachability | None = None
 
     async def close(self) -> None:
@@ -277,6 +279,7 @@ class Transport:
             session = await self._open_session()
             self._impersonate(headers)
             force = False
+            sent = time.monotonic()
             try:
                 answer = await send(session, headers)
             except KubeError as e:
@@ -289,7 +292,7 @@ class Transport:
                     relocated = True
                     attempt -= 1  # nor is the retry at the new endpoint
                     continue
-                self._report(e)
+                self._report(e, sent)
                 if isinstance(e, ApiUnreachable) and self.reachability is not None and self.reachability.down:
                     raise  # known down: the caller moves on (fails over) instead of spending the backoff
                 elapsed = time.monotonic() - started
@@ -304,19 +307,21 @@ class Transport:
                 )  # fmt: skip
                 await self._sleep(decision.delay)
                 continue
-            self._report(None)
+            self._report(None, sent)
             return answer
 
-    def _report(self, error: KubeError | None) -> None:
+    def _report(self, error: KubeError | None, sent: float) -> None:
         """An answer (any HTTP status) proves the API server reachable; a connection that could not be made
-        (refused, connect timeout, TLS) proves it is not. A connection cut after the request went out says
-        little (a proxy, a lost answer), and the gateway's own exhaustion nothing: the probe judges those."""
+        (refused, connect timeout, TLS) counts against it, once for every call that waited on that attempt, and
+        two such attempts in a row mark it down (clusters/runtime.py HealthTracker). A connection cut after the
+        request went out says little (a proxy, a lost answer), and the gateway's own exhaustion nothing: the
+        probe judges those."""
         if self.reachability is None:
             return
         if not isinstance(error, ApiUnreachable | GatewayExhausted):
-            self.reachability.report(None, decisive=False)
+            self.reachability.report(None)
         elif isinstance(error, ApiUnreachable) and not error.maybe_sent:
-            self.reachability.report(error, decisive=True)
+            self.reachability.report(error, started=sent)
 
     async def _endpoint_moved(self, request: Request, error: KubeError) -> bool:
         """Whether the provider, asked again, names another endpoint than the one that failed."""
