@@ -34,6 +34,7 @@ from gateway.clusters.kubeapi.errors import (
 )
 from gateway.clusters.kubeapi.http2 import ERROR_BODY_BYTES, Http2Pool, Http2Refused, NotConnected
 from gateway.clusters.kubeapi.http2_stream import Http2Stream
+from gateway.clusters.kubeapi.pacing import DEFAULT_PACING, Lanes, Pacing
 from gateway.clusters.kubeapi.request import Request
 from gateway.clusters.kubeapi.retry import DEFAULT_RETRY, NO_RETRY, Draw, RetryPolicy, decide
 from gateway.clusters.kubeapi.timeouts import DEFAULT_TIMEOUTS, Timeouts
@@ -72,6 +73,7 @@ class Transport:
         sleep: Sleep = asyncio.sleep,
         draw: Draw = random.random,
         http2: bool = True,
+        pacing: Pacing = DEFAULT_PACING,
     ) -> None:
         self.name = name
         self.timeouts = timeouts
@@ -79,6 +81,7 @@ class Transport:
         self._policy = retry_policy
         self._sleep = sleep
         self._draw = draw
+        self._lanes = Lanes(pacing)  # requests of a bursty kind in flight at once (pacing.py)
         self._session: aiohttp.ClientSession | None = None
         self._endpoint: Endpoint | None = None
         self._base = ""
@@ -281,7 +284,9 @@ class Transport:
             force = False
             sent = time.monotonic()
             try:
-                answer = await send(session, headers)
+                async with self._lanes.slot(request):
+                    sent = time.monotonic()  # the attempt starts once it has its slot
+                    answer = await send(session, headers)
             except KubeError as e:
                 if isinstance(e, Unauthorized) and not refreshed:
                     log.debug("cluster %s: %s: 401, refreshing the token and retrying once", self.name, request.call)
