@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,7 @@ class Dispatcher:
         self._settings = settings
         self._runners: dict[str, tuple[PodRunner, asyncio.Task[None]]] = {}
         self._unwinding: set[asyncio.Task[None]] = set()  # dropped runners not ended yet (awaited at close)
+        self._unwinding_of: dict[str, asyncio.Task[None]] = {}  # the same by request: a new runner waits for it
         self._attachments = Attachments(store, cancel=self._cancel_for_disconnect, running=self._runners.__contains__)
         self._gc: asyncio.Task[None] | None = None
         self._early_cancels = EarlyCancels()
@@ -115,9 +117,15 @@ class Dispatcher:
             task.cancel()
             self._finished(request_id, task)
             self._unwinding.add(task)
-            task.add_done_callback(self._unwinding.discard)
+            self._unwinding_of[request_id] = task
+            task.add_done_callback(functools.partial(self._unwound, request_id))
         self._journal.drop_pending(dropped)
         return dropped
+
+    def _unwound(self, request_id: str, task: asyncio.Task[None]) -> None:
+        self._unwinding.discard(task)
+        if self._unwinding_of.get(request_id) is task:
+            del self._unwinding_of[request_id]
 
     def drain(self) -> None:
         """From now on, clients leaving do not start reattach timers: the gateway is going down."""
@@ -160,9 +168,18 @@ class Dispatcher:
         cancelled = self._early_cancels.take(record)
         if cancelled is not None:  # asked for before this runner existed: it creates no pod from now on
             runner.cancel(cancelled)
-        task = logcontext.background(runner.run(), name=f"pod:{request_id}", request_id=request_id)
+        previous = self._unwinding_of.get(request_id)
+        run = runner.run() if previous is None else self._run_after(previous, runner)
+        task = logcontext.background(run, name=f"pod:{request_id}", request_id=request_id)
         self._runners[request_id] = (runner, task)
         task.add_done_callback(lambda done: self._finished(request_id, done))
+
+    @staticmethod
+    async def _run_after(previous: asyncio.Task[None], runner: PodRunner) -> None:
+        """A request dropped and claimed again before its old runner ended: the new one starts once the old
+        one has, so nothing the old one read last is written after the new one resumed (journal.hold)."""
+        await asyncio.wait({previous})
+        await runner.run()
 
     def _finished(self, request_id: str, task: asyncio.Task[None]) -> None:
         """The runner `task` ended (or was dropped); a newer runner of the same request is left alone."""

@@ -102,6 +102,10 @@ class Journal:
         self._pending_logs: dict[str, list[Entry]] = {}  # buffered lines, and the events held with them (`hold`)
         self._deferred: dict[str, tuple[domain.PodPhase, asyncio.TimerHandle | None]] = {}  # defer_phase: phase, deadline
         self._epochs: dict[str, int] = {}  # grows when this gateway stops following a request (drop_pending)
+        # Requests this gateway stopped following (drop_pending) and has not resumed since (resume_point): a
+        # runner still unwinding may read one more line or event, which must not be written after the ones
+        # dropped (a gap in the journal the request's next runner would resume behind).
+        self._stopped: set[str] = set()
         # When each request's buffered lines are to be written, and the same as a heap (stale entries are
         # skipped): one ticker writes every request due at once, so lines of many pods that come apart go to
         # the store together (one transaction) instead of each request's flusher writing its own.
@@ -152,7 +156,11 @@ class Journal:
         """Buffers items behind the lines (and items) buffered before them, written as `append_log` writes a
         line. Only for what a runner that resumes the request (after a crash, on another replica) reads
         from its cluster again when this process dies holding it: a log line after the last one stored
-        (`resume_point`), a Kubernetes event listed again for the pod (following.py)."""
+        (`resume_point`), a Kubernetes event listed again for the pod (following.py). Nothing is held for a
+        request this gateway stopped following (`drop_pending`) until it resumes it: its runner's last reads
+        come after lines that were dropped, and its next runner reads them all again."""
+        if request_id in self._stopped:
+            return
         now = datetime.now(UTC)
         pending = self._pending_logs.get(request_id)
         if pending is None:
@@ -244,6 +252,7 @@ class Journal:
             self._pending_logs.pop(request_id, None)
             self._take_deferred(request_id)
             self._epochs[request_id] = self._epochs.get(request_id, 0) + 1
+            self._stopped.add(request_id)
 
     async def follow(
         self, request_id: str, after_seq: int = 0, *, live: bool = True
@@ -408,7 +417,9 @@ class Journal:
 
     async def resume_point(self, request_id: str) -> tuple[dict[str, LogPosition], list[domain.KubernetesEvent]]:
         """Where each container's log stands, and the Kubernetes events already journalled: a resumed
-        runner continues right after the last line and neither repeats nor forgets an event."""
+        runner continues right after the last line and neither repeats nor forgets an event. The request is
+        this gateway's to write again from here (`drop_pending` stopped it)."""
+        self._stopped.discard(request_id)
         positions: dict[str, LogPosition] = {}
         events: list[domain.KubernetesEvent] = []
         after = 0

@@ -125,3 +125,30 @@ async def test_a_waiting_follower_gets_live_lines_without_waiting_for_the_batch_
         assert [e.seq for e in seen] == [1, 2, 3, 4]
         assert await collect(journal, "r1", after=2) == seen[2:]  # resuming from a live cursor: no gap, no repeat
         await journal.close()
+
+
+def timed_line(i: int) -> domain.LogLine:
+    return domain.LogLine(container="base", time=T.replace(second=i), text=f"line {i}")
+
+
+async def test_a_line_read_after_the_request_was_dropped_is_not_written_behind_the_dropped_ones(
+    database: Database,
+) -> None:
+    """A replica that stops following a request drops its unwritten lines (its next runner reads them again
+    from the container, after the last one stored). A runner still unwinding may read one more: written after
+    the dropped ones, it would make a gap that the next runner resumes behind, and the dropped line is lost."""
+    store, journal = await opened(database)
+    async with store:
+        journal.append_log("r1", timed_line(0))
+        await journal.flush("r1")
+        journal.append_log("r1", timed_line(1))  # read, not yet written when the request is dropped
+        journal.drop_pending(["r1"])
+        journal.append_log("r1", timed_line(2))  # the old runner's last read, before its cancel reaches it
+        await journal.close()  # writes whatever it holds
+        positions, _ = await journal.resume_point("r1")  # the next runner resumes after line 0, not line 2
+        assert positions["base"].last_time == timed_line(0).time
+        journal.append_log("r1", timed_line(1))  # read again by it: written as any line
+        await journal.flush("r1")
+        events = [e async for e in journal.follow("r1", live=False)]
+        await journal.close()
+    assert [e.item.text for e in events if isinstance(e.item, domain.LogLine)] == ["line 0", "line 1"]
