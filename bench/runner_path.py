@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import collections
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -31,7 +30,7 @@ from typing import Any
 if __package__ in (None, ""):  # appended, not first: PYTHONPATH=<tree> decides which gateway is measured
     sys.path.append(str(Path(__file__).resolve().parent.parent))
 
-from bench.follow_path import GATEWAY, NS, STARTED, lives, pod, turns
+from bench.follow_path import GATEWAY, NS, STARTED, best_of, lives, pod, turns
 from gateway import domain
 from gateway.clusters.kubeapi.decode import EventType, WatchEvent
 from gateway.clusters.runtime import ClusterRuntime
@@ -115,7 +114,7 @@ def runtime_with_a_node() -> ClusterRuntime:
             "conditions": [{"type": "Ready", "status": "True"}]}}  # fmt: skip
     runtime._on_node(WatchEvent(type=EventType.RELISTED, objects=(node,)))
     runtime._on_pod(WatchEvent(type=EventType.RELISTED, objects=()))
-    runtime.health.observe(None, decisive=True)
+    runtime.health.observe(None)
     return runtime
 
 
@@ -213,10 +212,7 @@ class Counting(asyncio.SelectorEventLoop):
 
 
 async def main(args: argparse.Namespace) -> None:
-    best = float("inf")
-    for _ in range(args.rounds):
-        with tempfile.TemporaryDirectory() as directory:
-            best = min(best, await one_round(Path(directory), args.pods, args.wave))
+    best = await best_of(args.rounds, one_round, args.pods, args.wave)
     print(f"runner path: {args.pods} pods in waves of {args.wave}: {best / args.pods * 1e6:.0f} us CPU a pod "
           f"(the loop's thread, best of {args.rounds}; create, 8 watch events, follow, 2 log reads, result, delete)")  # fmt: skip
     print(f"SUMMARY runner_path: {best / args.pods * 1e6:.0f} us CPU a pod")
